@@ -1,0 +1,1 @@
+"""Load-balancer control: one interface (base.py), two real backends (IPVS, HAProxy)."""

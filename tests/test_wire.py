@@ -1,0 +1,281 @@
+"""The wire protocol: size bounds, round trips, and total decoding of hostile bytes."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agentd import wire
+from agentd.wire import (
+    MAX_DATAGRAM,
+    TARGET_REPORT_BYTES,
+    Header,
+    Join,
+    Leave,
+    Reason,
+    Rejected,
+    Report,
+    ServiceStatus,
+    Verifier,
+    encode,
+    seal,
+)
+
+KEY = b"0123456789abcdef0123456789abcdef"
+SERVICES = ("http", "smtp", "telnet", "ftp", "dns", "nntp", "pop3")
+
+
+def big_node_metrics(cores: int = 16) -> dict:
+    """Metrics of a busy 16-core node, with large counters (worst case for integer sizes)."""
+    return {
+        "cpu_percent": 87.4,
+        "cpu_cores": [99.0 - i for i in range(cores)],
+        "load": [15.12, 12.5, 9.75],
+        "mem_percent": 93.1,
+        "mem_used": 60_123_456_789,
+        "mem_total": 68_719_476_736,
+        "swap_percent": 12.5,
+        "swap_used": 2_147_483_648,
+        "net_rx_bps": 1_250_000_000,
+        "net_tx_bps": 1_250_000_000,
+        "net_rx_pps": 1_400_000,
+        "net_tx_pps": 1_400_000,
+        "net_rx_bytes": 2**62,
+        "net_tx_bytes": 2**62,
+        "net_ifaces": {
+            "bond0": [1_250_000_000, 1_250_000_000, 1_400_000, 1_400_000],
+            "eth0": [625_000_000, 625_000_000, 700_000, 700_000],
+            "eth1": [625_000_000, 625_000_000, 700_000, 700_000],
+            "docker0": [1_000, 2_000, 10, 20],
+        },
+        "disk_read_bps": 900_000_000,
+        "disk_write_bps": 900_000_000,
+        "disk_root_percent": 71.3,
+        "users": 12,
+        "tcp_established": 65_000,
+        "tcp_states": {
+            "ESTABLISHED": [65_000],
+            "TIME_WAIT": [28_000],
+            "SYN_RECV": [1_200],
+            "CLOSE_WAIT": [300],
+            "LISTEN": [40],
+        },
+        "procs": 1_800,
+        "procs_rss": 58_000_000_000,
+        "threads": 24_000,
+        "uptime": 31_536_000,
+    }
+
+
+def report(seq: int = 1, node: str = "web-0001.dc1.example.com", boot: int = 7, **kw) -> Report:
+    services = kw.pop("services", tuple(ServiceStatus(s, "ok", 12.5) for s in SERVICES))
+    ts = kw.pop("ts", time.time())
+    return Report(
+        header=Header(node, boot, seq, ts),
+        interval=1.0,
+        group=kw.pop("group", "rack-17"),
+        metrics=kw.pop("metrics", big_node_metrics()),
+        services=services,
+    )
+
+
+def test_busy_16_core_report_with_7_services_fits_600_bytes():
+    data = encode(KEY, report())
+    assert len(data) <= TARGET_REPORT_BYTES, len(data)
+
+
+def test_report_with_every_service_failing_verbosely_stays_under_1200_bytes():
+    failing = tuple(
+        ServiceStatus(f"{s}-service-name-that-is-long", "fail", None, "connection refused " * 20)
+        for s in SERVICES
+    )
+    data = encode(KEY, report(services=failing))
+    assert len(data) <= MAX_DATAGRAM
+    decoded = Verifier(KEY).verify(data)
+    assert isinstance(decoded, Report)
+    assert [s.status for s in decoded.services] == ["fail"] * 7
+    assert decoded.services[0].detail.startswith("connection refused")
+
+
+def test_absurd_report_is_cut_to_fit_keeping_the_failures():
+    many = tuple(ServiceStatus(f"svc{i:03d}", "ok", 1.0) for i in range(300))
+    many += (ServiceStatus("the-broken-one", "fail", None, "down"),)
+    data = encode(KEY, report(services=many))
+    assert len(data) <= MAX_DATAGRAM
+    decoded = Verifier(KEY).verify(data)
+    assert isinstance(decoded, Report)
+    assert "the-broken-one" in {s.name for s in decoded.services}
+
+
+def test_report_round_trip_keeps_values_to_their_wire_precision():
+    sent = report()
+    got = Verifier(KEY).verify(encode(KEY, sent))
+    assert isinstance(got, Report)
+    assert got.header == sent.header._replace(ts=round(sent.header.ts, 3))
+    assert got.group == "rack-17"
+    m = got.metrics
+    assert m["cpu_percent"] == pytest.approx(87.4)
+    assert m["load"] == pytest.approx([15.12, 12.5, 9.75])
+    assert m["mem_total"] == 68_719_476_736
+    assert m["net_rx_bytes"] == 2**62
+    assert m["cpu_cores"][0] == 99
+    assert m["tcp_states"]["TIME_WAIT"] == [28_000]
+    assert got.services[0] == ServiceStatus("http", "ok", 12.5, "")
+
+
+def test_join_and_leave_round_trip():
+    v = Verifier(KEY)
+    join = Join(Header("n1", 9, 0, time.time()), "n1.local", ("10.0.0.2", "fe80::1"), 16,
+                64 << 30, "0.1.0", 1.0, "rack-1")
+    assert v.verify(encode(KEY, join)) == join._replace(
+        header=join.header._replace(ts=round(join.header.ts, 3)))
+    leave = Leave(Header("n1", 9, 1, time.time()), "SIGTERM")
+    got = v.verify(encode(KEY, leave))
+    assert isinstance(got, Leave) and got.reason == "SIGTERM"
+
+
+def test_a_report_alone_registers_a_never_seen_node():
+    got = Verifier(KEY).verify(encode(KEY, report(node="fresh-node")))
+    assert isinstance(got, Report) and got.header.node == "fresh-node"
+
+
+def test_unknown_fields_from_a_newer_agent_are_ignored():
+    body = {
+        "k": "r", "n": "new", "b": 1, "q": 1, "t": time.time(), "i": 1.0,
+        "m": {"v": [500, 100, 7] + [0] * 30, "zz": {"future": [1]}},
+        "s": [["http", 0, 15, "", "extra"]],
+        "future_field": {"x": 1},
+    }
+    got = Verifier(KEY).verify(seal(KEY, body))
+    assert isinstance(got, Report)
+    assert got.metrics["cpu_percent"] == 50.0
+    assert got.services[0].latency_ms == 1.5
+
+
+def test_an_older_agent_with_fewer_scalars_still_decodes():
+    body = {"k": "r", "n": "old", "b": 1, "q": 1, "t": time.time(), "i": 2.0, "m": {"v": [250]}}
+    got = Verifier(KEY).verify(seal(KEY, body))
+    assert isinstance(got, Report)
+    assert got.metrics == {"cpu_percent": 25.0}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda d: d + b"x" * (MAX_DATAGRAM + 1 - len(d)), Reason.OVERSIZE),
+        (lambda d: b"HTTP/1.1 200 OK\r\n", Reason.MALFORMED),
+        (lambda d: d[:2] + b"\x09" + d[3:], Reason.BAD_VERSION),
+        (lambda d: d[:40] + bytes([d[40] ^ 1]) + d[41:], Reason.BAD_TAG),
+        (lambda d: d[:-1] + bytes([d[-1] ^ 0x80]), Reason.BAD_TAG),
+    ],
+    ids=["oversize", "not-ctop", "version", "tampered-body", "tampered-tag"],
+)
+def test_hostile_datagrams_are_rejected_with_the_right_reason(mutate, reason):
+    got = Verifier(KEY).verify(mutate(encode(KEY, report())))
+    assert isinstance(got, Rejected) and got.reason == reason
+
+
+def test_signed_with_another_key_is_a_bad_tag():
+    got = Verifier(KEY).verify(encode(b"another-cluster-key-000000000000", report()))
+    assert isinstance(got, Rejected) and got.reason == Reason.BAD_TAG
+
+
+def test_signed_garbage_is_not_msgpack_and_wrong_types_are_bad_fields():
+    v = Verifier(KEY)
+    payload = wire.MAGIC + bytes((wire.VERSION,)) + b"\xc1\xc1\xc1"
+    garbage = payload + wire._sign(KEY, payload)
+    assert v.verify(garbage).reason == Reason.NOT_MSGPACK
+    bad = {"k": "r", "n": "x", "b": 1, "q": "seven", "t": time.time(), "i": 1.0}
+    assert v.verify(seal(KEY, bad)).reason == Reason.BAD_FIELD
+    nan = {"k": "r", "n": "x", "b": 1, "q": 1, "t": time.time(), "i": 1.0,
+           "m": {"v": [float("nan")]}}
+    assert v.verify(seal(KEY, nan)).reason == Reason.BAD_FIELD
+    negative = {"k": "r", "n": "x", "b": 1, "q": 1, "t": time.time(), "i": 1.0,
+                "m": {"cc": [1, -5]}}
+    assert v.verify(seal(KEY, negative)).reason == Reason.BAD_FIELD
+
+
+def test_replays_duplicates_and_reordering_are_rejected():
+    v = Verifier(KEY)
+    first, second = encode(KEY, report(seq=10)), encode(KEY, report(seq=11))
+    assert isinstance(v.verify(first), Report)
+    assert isinstance(v.verify(second), Report)
+    assert v.verify(second).reason == Reason.REPLAY  # duplicate
+    assert v.verify(first).reason == Reason.REPLAY  # reordered / replayed
+
+
+def test_a_restart_is_accepted_but_the_old_boot_cannot_be_replayed():
+    v = Verifier(KEY)
+    t = time.time()
+    old = encode(KEY, report(seq=500, boot=1, ts=t - 5))
+    assert isinstance(v.verify(old), Report)
+    assert isinstance(v.verify(encode(KEY, report(seq=1, boot=2, ts=t))), Report)
+    assert v.verify(encode(KEY, report(seq=501, boot=1, ts=t - 4))).reason == Reason.REPLAY
+
+
+def test_stale_and_future_messages_are_rejected():
+    v = Verifier(KEY, max_age=30, max_skew=30)
+    assert v.verify(encode(KEY, report(ts=time.time() - 120))).reason == Reason.STALE
+    assert v.verify(encode(KEY, report(ts=time.time() + 120))).reason == Reason.STALE
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=1400))
+def test_any_byte_string_decodes_or_is_rejected_without_raising(data):
+    got = Verifier(KEY).verify(data)
+    assert isinstance(got, Report | Join | Leave | Rejected)
+
+
+msgpack_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats()
+    | st.text(max_size=20) | st.binary(max_size=20),
+    lambda children: st.lists(children, max_size=5)
+    | st.dictionaries(st.text(max_size=3) | st.integers(0, 9), children, max_size=5),
+    max_leaves=30,
+)
+field_names = st.sampled_from(["k", "n", "b", "q", "t", "i", "g", "m", "s", "h", "a", "cr", "mt"])
+
+
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.dictionaries(field_names, msgpack_values, max_size=10),
+    st.sampled_from(["r", "j", "l"]),
+    st.dictionaries(st.sampled_from(["v", "cc", "ld", "ni", "ts"]), msgpack_values, max_size=5),
+)
+def test_correctly_signed_bodies_of_any_shape_never_raise(body, kind, metrics):
+    """Signed, so they pass the tag: the field checks must hold on their own."""
+    body = {"k": kind, "n": "fuzz", "b": 1, "q": 1, "t": time.time(), "i": 1.0, **body}
+    if "m" not in body:
+        body["m"] = metrics
+    got = Verifier(KEY).verify(seal(KEY, body))
+    assert isinstance(got, Report | Join | Leave | Rejected)
+    if isinstance(got, Report):
+        # whatever was accepted has the types the director relies on
+        assert all(isinstance(v, int | float | list | dict) for v in got.metrics.values())
+        assert all(isinstance(s.name, str) for s in got.services)
+
+
+def test_key_file_must_exist_be_private_and_long_enough(tmp_path):
+    path = tmp_path / "cluster.key"
+    with pytest.raises(wire.KeyError_, match="does not exist"):
+        wire.load_key(path)
+    path.write_bytes(os.urandom(16).hex().encode() + b"\n")
+    path.chmod(0o644)
+    with pytest.raises(wire.KeyError_, match="readable by others.*chmod 600"):
+        wire.load_key(path)
+    path.chmod(0o600)
+    assert len(wire.load_key(path)) == 32
+    path.write_bytes(b"short\n")
+    with pytest.raises(wire.KeyError_, match="at least 16"):
+        wire.load_key(path)
+
+
+def test_msgpack_body_is_plain_msgpack_for_other_implementations():
+    data = encode(KEY, report())
+    body = msgpack.unpackb(data[wire.HEADER_BYTES : -wire.TAG_BYTES])
+    assert body["k"] == "r" and body["n"] == "web-0001.dc1.example.com"

@@ -1,0 +1,527 @@
+"""Operator and automation actions on any backend: validate, apply, read back, record.
+
+Every action goes through a Plan first (what the confirmation dialog shows), then `_run`:
+refuse when readonly or invalid, apply, read the table back, check the change really happened,
+put the server back as it was if anything failed, and write one journal row with the result.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from ctop.lb.base import Backend, LBError, RealServer, ServerState, VirtualService
+from ctop.lb.journal import HUMAN, Journal
+
+_OUT = (ServerState.DRAINED, ServerState.QUIESCED, ServerState.MAINT)  # no new connections
+
+
+def effective_weight(rs: RealServer) -> int:
+    """The weight that counts for new connections: 0 while drained or in maintenance."""
+    return 0 if rs.state in _OUT else rs.weight
+
+
+def is_drained(rs: RealServer) -> bool:
+    return rs.state in (ServerState.DRAINED, ServerState.QUIESCED) or rs.weight == 0
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What an action would do; `text()` is the confirmation dialog's body."""
+
+    action: str  # "drain" | "weight" | "step" | "restore"
+    backend: str
+    service: str
+    server: str
+    before: int | None  # effective weight now (None: server not found)
+    after: int | None  # effective weight the action aims for
+    state_before: ServerState | None
+    state_after: ServerState | None
+    ok: bool  # False: the action is refused (message says why)
+    noop: bool  # True: nothing to do (message says why)
+    message: str = ""
+    configured_before: int | None = None  # the balancer's own weight (HAProxy keeps it in drain)
+    value: int | None = None  # the weight (action "weight") or delta (action "step") asked for
+
+    def text(self) -> str:
+        head = f"{self.backend} {self.service} / {self.server}: {self.action}"
+        if not self.ok or self.noop:
+            return f"{head}: {self.message}"
+        return (
+            f"{head}\n  before: weight {self.before} ({self.state_before})"
+            f"\n  after:  weight {self.after} ({self.state_after})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    ok: bool
+    message: str
+    action: str
+    backend: str
+    service: str
+    server: str
+    before: int | None  # effective weight before
+    after: int | None  # effective weight read back after (None when not read)
+    state_before: ServerState | None = None
+    state_after: ServerState | None = None
+    applied: bool = False  # a command was sent to the balancer
+    noop: bool = False
+    origin: str = "operator"
+    journal_id: int | None = None
+
+
+class LBController:
+    def __init__(
+        self, backends: dict[str, Backend], journal: Journal | None, readonly: bool = False
+    ) -> None:
+        self.backends = backends
+        self.journal = journal
+        self.readonly = readonly
+        self._lock = threading.Lock()  # one action at a time: before/after must be exact
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def services(self, backend: str | None = None) -> list[VirtualService]:
+        """The table of every (or one) backend, with automation's drains shown as QUIESCED."""
+        names = [backend] if backend else list(self.backends)
+        result: list[VirtualService] = []
+        for name in names:
+            result.extend(self._annotate(name, self._backend(name).services()))
+        return result
+
+    def _annotate(self, name: str, services: list[VirtualService]) -> list[VirtualService]:
+        if self.journal is None:
+            return services
+        auto = {(i.service, i.server) for i in self.journal.intents(name) if i.drained_by == "auto"}
+        if not auto:
+            return services
+        out = []
+        for vs in services:
+            servers = tuple(
+                replace(rs, state=ServerState.QUIESCED)
+                if (vs.key, rs.key) in auto and rs.state == ServerState.DRAINED
+                else rs
+                for rs in vs.servers
+            )
+            out.append(replace(vs, servers=servers))
+        return out
+
+    def find(self, backend: str, service: str, server: str) -> tuple[VirtualService, RealServer]:
+        """Raises LBError naming what is missing."""
+        for vs in self._annotate(backend, self._backend(backend).services()):
+            if vs.key == service:
+                for rs in vs.servers:
+                    if rs.key == server:
+                        return vs, rs
+                known = ", ".join(rs.key for rs in vs.servers) or "none"
+                raise LBError(
+                    f"no real server {server!r} in {backend} service {service!r} (servers: {known})"
+                )
+        raise LBError(f"no service {service!r} on {backend}")
+
+    def _backend(self, name: str) -> Backend:
+        try:
+            return self.backends[name]
+        except KeyError:
+            known = ", ".join(self.backends) or "none configured"
+            raise LBError(f"no load-balancer backend {name!r} (backends: {known})") from None
+
+    # -- plans (no side effects) -------------------------------------------------------------
+
+    def plan_drain(self, backend: str, service: str, server: str, origin: str = "operator") -> Plan:
+        def build(rs: RealServer, base: Plan) -> Plan:
+            if is_drained(rs):
+                return replace(
+                    base,
+                    after=0,
+                    state_after=rs.state,
+                    noop=True,
+                    message=f"already drained (weight {effective_weight(rs)}, {rs.state})",
+                )
+            return replace(base, after=0, state_after=_drained_state(origin))
+
+        return self._plan("drain", backend, service, server, origin, build)
+
+    def plan_set_weight(
+        self,
+        backend: str,
+        service: str,
+        server: str,
+        weight: int,
+        origin: str = "operator",
+        *,
+        action: str = "weight",
+    ) -> Plan:
+        def build(rs: RealServer, base: Plan) -> Plan:
+            top = self._backend(backend).max_weight
+            if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= top:
+                return replace(
+                    base, ok=False, message=f"weight {weight!r} out of range 0..{top} for {backend}"
+                )
+            if origin == "auto":
+                refusal = self._human_guard(backend, service, server)
+                if refusal:
+                    return replace(base, ok=False, message=refusal)
+            now = effective_weight(rs)
+            if weight == now and (weight == 0 or rs.state not in _OUT):
+                return replace(
+                    base,
+                    after=weight,
+                    state_after=rs.state,
+                    noop=True,
+                    message=f"already at weight {weight}",
+                )
+            if weight == 0:
+                state_after = _drained_state(origin)
+            elif rs.state == ServerState.MAINT:
+                state_after = ServerState.MAINT
+            else:
+                state_after = ServerState.SERVING if rs.state != ServerState.DOWN else rs.state
+            return replace(base, after=weight, state_after=state_after)
+
+        return replace(self._plan(action, backend, service, server, origin, build), value=weight)
+
+    def plan_step(
+        self, backend: str, service: str, server: str, delta: int, origin: str = "operator"
+    ) -> Plan:
+        try:
+            _, rs = self.find(backend, service, server)
+        except LBError as exc:
+            return Plan(
+                "step",
+                backend,
+                service,
+                server,
+                None,
+                None,
+                None,
+                None,
+                False,
+                False,
+                exc.message,
+                value=delta,
+            )
+        top = self._backend(backend).max_weight
+        target = max(0, min(top, effective_weight(rs) + delta))
+        plan = self.plan_set_weight(backend, service, server, target, origin, action="step")
+        plan = replace(plan, value=delta)
+        if plan.noop:
+            return replace(plan, message=f"already at weight {target} (range 0..{top})")
+        return plan
+
+    def plan_restore(
+        self, backend: str, service: str, server: str, origin: str = "operator"
+    ) -> Plan:
+        def build(rs: RealServer, base: Plan) -> Plan:
+            intent = self.journal.intent(backend, service, server) if self.journal else None
+            if origin == "auto" and intent is not None and intent.human_drain:
+                return replace(
+                    base,
+                    ok=False,
+                    message=f"drained by {intent.drained_by} ({intent.drained_user}); "
+                    "automation does not undo it",
+                )
+            saved = intent.saved_weight if intent is not None and intent.drained else None
+            in_rotation = not is_drained(rs) and rs.state != ServerState.MAINT
+            if in_rotation and (saved is None or saved == rs.weight):
+                return replace(
+                    base,
+                    after=rs.weight,
+                    state_after=rs.state,
+                    noop=True,
+                    message=f"not drained (weight {rs.weight})",
+                )
+            if saved is None:
+                if rs.weight > 0:  # HAProxy keeps the weight through a drain
+                    saved = rs.weight
+                else:
+                    return replace(
+                        base,
+                        ok=False,
+                        message="no remembered weight to restore (drained outside "
+                        "ctop?); set one with 'weight'",
+                    )
+            state_after = ServerState.DOWN if rs.state == ServerState.DOWN else ServerState.SERVING
+            return replace(base, after=saved, state_after=state_after)
+
+        return self._plan("restore", backend, service, server, origin, build)
+
+    def describe(
+        self,
+        action: str,
+        backend: str,
+        service: str,
+        server: str,
+        value: int | None = None,
+        origin: str = "operator",
+    ) -> Plan:
+        """Plan for `action` in {"drain", "weight", "step", "restore"}; value = weight or delta."""
+        if action == "drain":
+            return self.plan_drain(backend, service, server, origin)
+        if action == "restore":
+            return self.plan_restore(backend, service, server, origin)
+        if action in ("weight", "step"):
+            if value is None:
+                raise ValueError(f"{action} needs a value")
+            if action == "weight":
+                return self.plan_set_weight(backend, service, server, value, origin)
+            return self.plan_step(backend, service, server, value, origin)
+        raise ValueError(f"unknown action {action!r}")
+
+    def _plan(
+        self,
+        action: str,
+        backend: str,
+        service: str,
+        server: str,
+        origin: str,
+        build: Callable[[RealServer, Plan], Plan],
+    ) -> Plan:
+        base = Plan(action, backend, service, server, None, None, None, None, True, False)
+        try:
+            _, rs = self.find(backend, service, server)
+        except LBError as exc:
+            return replace(base, ok=False, message=exc.message)
+        base = replace(
+            base, before=effective_weight(rs), state_before=rs.state, configured_before=rs.weight
+        )
+        return build(rs, base)
+
+    def _human_guard(self, backend: str, service: str, server: str) -> str:
+        intent = self.journal.intent(backend, service, server) if self.journal else None
+        if intent is None:
+            return ""
+        if intent.human_drain:
+            return f"drained by {intent.drained_by}; automation leaves it alone"
+        if intent.human_weight:
+            return (
+                f"weight {intent.weight_set} set by {intent.weight_by}; automation leaves it alone"
+            )
+        return ""
+
+    # -- actions -----------------------------------------------------------------------------
+
+    def drain(
+        self, backend: str, service: str, server: str, origin: str = "operator"
+    ) -> ActionResult:
+        with self._lock:
+            plan = self.plan_drain(backend, service, server, origin)
+            if plan.noop and origin in HUMAN and self.journal is not None and not self.readonly:
+                intent = self.journal.intent(backend, service, server)
+                if intent is not None and intent.drained_by == "auto":
+                    return self._take_over(plan, intent.saved_weight, origin)
+            return self._run(plan, origin)
+
+    def _take_over(self, plan: Plan, saved: int | None, origin: str) -> ActionResult:
+        """An operator drains a server automation had quiesced: it is now the operator's."""
+        assert self.journal is not None
+        key = (plan.backend, plan.service, plan.server)
+        self.journal.mark_drained(*key, saved_weight=saved or 0, origin=origin)
+        plan = replace(plan, noop=False, state_after=ServerState.DRAINED)
+        return self._result(
+            plan,
+            origin,
+            ok=True,
+            message="was quiesced by automation; now held drained by "
+            f"{origin} (automation will not restore it)",
+        )
+
+    def set_weight(
+        self, backend: str, service: str, server: str, weight: int, origin: str = "operator"
+    ) -> ActionResult:
+        with self._lock:
+            return self._run(self.plan_set_weight(backend, service, server, weight, origin), origin)
+
+    def step_weight(
+        self, backend: str, service: str, server: str, delta: int, origin: str = "operator"
+    ) -> ActionResult:
+        with self._lock:
+            return self._run(self.plan_step(backend, service, server, delta, origin), origin)
+
+    def restore(
+        self, backend: str, service: str, server: str, origin: str = "operator"
+    ) -> ActionResult:
+        with self._lock:
+            return self._run(self.plan_restore(backend, service, server, origin), origin)
+
+    def execute(self, plan: Plan, origin: str = "operator") -> ActionResult:
+        """Apply a plan the operator confirmed; it is re-planned so a stale dialog can't lie."""
+        with self._lock:
+            fresh = self.describe(
+                plan.action, plan.backend, plan.service, plan.server, plan.value, origin
+            )
+            if (
+                fresh.ok
+                and not fresh.noop
+                and (fresh.before, fresh.after) != (plan.before, plan.after)
+            ):
+                return self._result(
+                    fresh,
+                    origin,
+                    ok=False,
+                    message=f"the server changed since the plan (now weight "
+                    f"{fresh.before}); plan again",
+                    record=False,
+                )
+            return self._run(fresh, origin)
+
+    def _run(self, plan: Plan, origin: str) -> ActionResult:
+        if self.readonly:
+            return self._result(
+                plan,
+                origin,
+                ok=False,
+                record=False,
+                message="read-only mode: load-balancer actions are disabled",
+            )
+        if plan.noop:
+            return self._result(plan, origin, ok=True, message=plan.message, record=False)
+        if not plan.ok:
+            return self._result(plan, origin, ok=False, message=plan.message)
+        be = self._backend(plan.backend)
+        _, before = self.find(plan.backend, plan.service, plan.server)
+        try:
+            self._apply(be, plan, before)
+        except LBError as exc:
+            note = self._put_back(be, plan, before)
+            return self._result(plan, origin, ok=False, message=exc.message + note, applied=True)
+        try:
+            _, after = self.find(plan.backend, plan.service, plan.server)
+        except LBError as exc:
+            return self._result(
+                plan,
+                origin,
+                ok=False,
+                applied=True,
+                message=f"applied, but reading back failed: {exc.message}",
+            )
+        problem = _check(plan, after)
+        if problem:
+            note = self._put_back(be, plan, before)
+            return self._result(
+                plan, origin, ok=False, applied=True, rs_after=after, message=problem + note
+            )
+        self._remember(plan, before, origin)
+        return self._result(
+            plan, origin, ok=True, applied=True, rs_after=after, message=_done(plan, after)
+        )
+
+    def _apply(self, be: Backend, plan: Plan, rs: RealServer) -> None:
+        svc, srv = plan.service, plan.server
+        after = plan.after or 0
+        if plan.action == "drain":
+            be.drain(svc, srv)
+        elif plan.action == "restore":
+            be.ready(svc, srv, after)
+        elif after > 0 and rs.state in (ServerState.DRAINED, ServerState.QUIESCED):
+            be.ready(svc, srv, after)  # a weight on a drained server puts it back in rotation
+        else:
+            be.set_weight(svc, srv, after)
+
+    def _put_back(self, be: Backend, plan: Plan, before: RealServer) -> str:
+        """Return the server to `before` after a failure; the note says how that went."""
+        try:
+            _, now = self.find(plan.backend, plan.service, plan.server)
+            if (now.weight, is_drained(now), now.state == ServerState.MAINT) == (
+                before.weight,
+                is_drained(before),
+                before.state == ServerState.MAINT,
+            ):
+                return ""
+            if is_drained(before) and before.weight == 0:
+                be.set_weight(plan.service, plan.server, 0)
+            elif is_drained(before):
+                if now.weight != before.weight:
+                    be.set_weight(plan.service, plan.server, before.weight)
+                be.drain(plan.service, plan.server)
+            elif is_drained(now):
+                be.ready(plan.service, plan.server, before.weight)
+            else:
+                be.set_weight(plan.service, plan.server, before.weight)
+        except LBError as exc:
+            return f" (putting it back failed too: {exc.message})"
+        return " (put back as it was)"
+
+    def _remember(self, plan: Plan, before: RealServer, origin: str) -> None:
+        if self.journal is None:
+            return
+        j, key = self.journal, (plan.backend, plan.service, plan.server)
+        if plan.after == 0:  # drain, or weight 0: remember what restore goes back to
+            j.mark_drained(*key, saved_weight=before.weight or plan.before or 0, origin=origin)
+        elif plan.action == "restore":
+            j.clear_drain(*key)
+        else:
+            j.clear_drain(*key)
+            j.mark_weight(*key, weight=plan.after or 0, origin=origin)
+
+    def _result(
+        self,
+        plan: Plan,
+        origin: str,
+        *,
+        ok: bool,
+        message: str,
+        applied: bool = False,
+        record: bool = True,
+        rs_after: RealServer | None = None,
+    ) -> ActionResult:
+        after = effective_weight(rs_after) if rs_after is not None else None
+        jid = None
+        if record and self.journal is not None:
+            jid = self.journal.record(
+                origin=origin,
+                backend=plan.backend,
+                service=plan.service,
+                server=plan.server,
+                action=plan.action,
+                weight_before=plan.before,
+                weight_after=after if after is not None else (plan.after if ok else plan.before),
+                result="ok" if ok else message,
+            )
+        return ActionResult(
+            ok=ok,
+            message=message,
+            action=plan.action,
+            backend=plan.backend,
+            service=plan.service,
+            server=plan.server,
+            before=plan.before,
+            after=after,
+            state_before=plan.state_before,
+            state_after=rs_after.state if rs_after is not None else None,
+            applied=applied,
+            noop=plan.noop,
+            origin=origin,
+            journal_id=jid,
+        )
+
+
+def _drained_state(origin: str) -> ServerState:
+    return ServerState.QUIESCED if origin == "auto" else ServerState.DRAINED
+
+
+def _check(plan: Plan, rs: RealServer) -> str:
+    """Why the read-back doesn't match the plan ("" when it does)."""
+    got = effective_weight(rs)
+    if plan.after == 0:
+        if not is_drained(rs) and rs.state != ServerState.MAINT:
+            return f"read back shows weight {got} ({rs.state}), expected drained"
+        return ""
+    if rs.weight != plan.after:
+        return f"read back shows weight {rs.weight}, expected {plan.after}"
+    if plan.state_after == ServerState.SERVING and rs.state in _OUT:
+        return f"read back shows {rs.state}, expected serving"
+    return ""
+
+
+def _done(plan: Plan, rs: RealServer) -> str:
+    return (
+        f"{plan.backend} {plan.service}/{plan.server}: {plan.action} done, weight "
+        f"{plan.before} → {effective_weight(rs)} ({rs.state})"
+    )
+
+
+# Origins a human acts under; automation checks these before touching a server.
+HUMAN_ORIGINS = HUMAN

@@ -1,0 +1,233 @@
+"""HAProxy backend: the runtime API on the admin socket (UNIX path or host:port).
+
+Each command goes over its own short connection (HAProxy closes a non-interactive CLI
+session after answering), so an error message always belongs to the command that caused it.
+Write commands answer with an empty line on success and with a line of text on failure
+("No such server.", "Require 'backend/server'.", "Permission denied", ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import socket
+import threading
+import time
+
+from ctop.lb.base import LBError, RealServer, ServerState, VirtualService
+
+MAX_WEIGHT = 256  # HAProxy's absolute weight range is 0..256
+_RECV_LIMIT = 64 * 1024 * 1024  # a stats dump of thousands of servers fits easily
+
+
+def parse_endpoint(endpoint: str) -> tuple[int, str | tuple[str, int]]:
+    """Return (address family, address) for a socket path or "host:port" / "[v6]:port"."""
+    if endpoint.startswith(("/", ".")):
+        return socket.AF_UNIX, endpoint
+    host, sep, port = endpoint.rpartition(":")
+    if sep and port.isdigit():
+        if host.startswith("[") and host.endswith("]"):
+            return socket.AF_INET6, (host[1:-1], int(port))
+        if ":" in host:
+            return socket.AF_INET6, (host, int(port))
+        return socket.AF_INET, (host or "127.0.0.1", int(port))
+    return socket.AF_UNIX, endpoint  # a relative path without "./"
+
+
+def map_status(status: str, weight: int) -> ServerState:
+    """HAProxy's status column ("UP", "UP 1/3", "DRAIN", "MAINT(via)", "no check", ...)."""
+    word = status.strip().upper()
+    if word.startswith("MAINT"):
+        return ServerState.MAINT
+    if word.startswith("DRAIN"):
+        return ServerState.DRAINED
+    if word.startswith(("DOWN", "NOLB")):  # "DOWN 1/2" (going up) is still out of rotation
+        return ServerState.DOWN
+    # UP, "UP 1/3" (going down), "no check": in rotation unless its weight is zero.
+    return ServerState.SERVING if weight > 0 else ServerState.DRAINED
+
+
+def _int(value: str, default: int = 0) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _split_addr(addr: str) -> tuple[str, int]:
+    host, sep, port = addr.rpartition(":")
+    if not sep:
+        return addr, 0
+    return host.strip("[]"), _int(port)
+
+
+class HAProxyBackend:
+    """ctop.lb.base.Backend for one HAProxy process."""
+
+    max_weight = MAX_WEIGHT
+
+    def __init__(self, socket_path: str, *, timeout: float = 5.0, name: str = "haproxy") -> None:
+        self.endpoint = socket_path
+        self.name = name
+        self.timeout = timeout
+        self._family, self._address = parse_endpoint(socket_path)
+        # (backend, server) -> (monotonic time, bin, bout) from the previous read, for byte rates
+        self._last_bytes: dict[tuple[str, str], tuple[float, int, int]] = {}
+        self._lock = threading.Lock()
+
+    # -- transport ---------------------------------------------------------------------------
+
+    def command(self, line: str) -> str:
+        """Send one runtime API command and return HAProxy's whole answer."""
+        if "\n" in line or ";" in line:
+            raise LBError("refusing a command with a newline or ';' in it", command=line)
+        try:
+            with socket.socket(self._family, socket.SOCK_STREAM) as sock:
+                sock.settimeout(self.timeout)
+                sock.connect(self._address)
+                sock.sendall(line.encode() + b"\n")
+                chunks: list[bytes] = []
+                size = 0
+                while chunk := sock.recv(65536):
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > _RECV_LIMIT:
+                        raise LBError("answer too large", command=line)
+        except PermissionError as exc:
+            raise LBError(
+                f"{self.endpoint}: permission denied ({exc.strerror})", command=line
+            ) from exc
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise LBError(f"{self.endpoint}: {reason}", command=line) from exc
+        return b"".join(chunks).decode("utf-8", "replace")
+
+    def _write(self, line: str) -> None:
+        """Run a write command; any text in the answer is HAProxy's error message."""
+        answer = self.command(line).strip()
+        if answer:
+            raise LBError(answer, command=line)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def show_stat(self) -> list[dict[str, str]]:
+        """`show stat` as a list of rows keyed by the CSV header (pxname, svname, ...)."""
+        text = self.command("show stat")
+        if not text.startswith("# "):
+            raise LBError(text.strip() or "empty answer to 'show stat'", command="show stat")
+        reader = csv.DictReader(io.StringIO(text[2:]))
+        return [row for row in reader if row.get("pxname")]
+
+    def services(self) -> list[VirtualService]:
+        rows = self.show_stat()
+        now = time.monotonic()
+        by_backend: dict[str, list[RealServer]] = {}
+        meta: dict[str, dict[str, str]] = {}
+        with self._lock:
+            for row in rows:
+                px, sv = row["pxname"], row["svname"]
+                if sv == "FRONTEND":
+                    continue
+                if sv == "BACKEND":
+                    meta[px] = row
+                    continue
+                by_backend.setdefault(px, []).append(self._server(row, now))
+        result = []
+        for px, servers in by_backend.items():
+            row = meta.get(px, {})
+            mode = (row.get("mode") or servers_mode(rows, px)).lower()
+            result.append(
+                VirtualService(
+                    key=px,
+                    backend=self.name,
+                    protocol="HTTP" if mode == "http" else "TCP",
+                    address="",
+                    port=0,
+                    scheduler=row.get("algo", ""),
+                    servers=tuple(servers),
+                )
+            )
+        return result
+
+    def _server(self, row: dict[str, str], now: float) -> RealServer:
+        # "uweight" is the weight the operator set (kept while draining); "weight" is the
+        # effective one. Prefer uweight where this HAProxy version reports it.
+        weight = _int(row.get("uweight", ""), _int(row.get("weight", "")))
+        address, port = _split_addr(row.get("addr", ""))
+        bin_, bout = _int(row.get("bin", "")), _int(row.get("bout", ""))
+        key = (row["pxname"], row["svname"])
+        rate_in = rate_out = 0.0
+        prev = self._last_bytes.get(key)
+        if prev is not None:
+            dt = now - prev[0]
+            if dt > 0 and bin_ >= prev[1] and bout >= prev[2]:  # counters reset on reload
+                rate_in, rate_out = (bin_ - prev[1]) / dt, (bout - prev[2]) / dt
+        self._last_bytes[key] = (now, bin_, bout)
+        return RealServer(
+            key=row["svname"],
+            address=address,
+            port=port,
+            weight=weight,
+            state=map_status(row.get("status", ""), weight),
+            active_conns=_int(row.get("scur", "")),
+            conns_per_s=float(_int(row.get("rate", ""))),
+            total_conns=_int(row.get("stot", "")),
+            bytes_in_per_s=rate_in,
+            bytes_out_per_s=rate_out,
+        )
+
+    def get_weight(self, service_key: str, server_key: str) -> tuple[int, int]:
+        """(current, initial) weight from `get weight`."""
+        line = f"get weight {_target(service_key, server_key)}"
+        answer = self.command(line).strip()
+        current, _, rest = answer.partition(" (initial ")
+        if not current.isdigit() or not rest.rstrip(")").isdigit():
+            raise LBError(answer or "empty answer", command=line)
+        return int(current), int(rest.rstrip(")"))
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def set_weight(self, service_key: str, server_key: str, weight: int) -> None:
+        _check_weight(weight)
+        self._write(f"set server {_target(service_key, server_key)} weight {weight}")
+
+    def drain(self, service_key: str, server_key: str) -> None:
+        self._write(f"set server {_target(service_key, server_key)} state drain")
+
+    def maint(self, service_key: str, server_key: str) -> None:
+        self._write(f"set server {_target(service_key, server_key)} state maint")
+
+    def ready(self, service_key: str, server_key: str, weight: int) -> None:
+        _check_weight(weight)
+        target = _target(service_key, server_key)
+        # Set the weight first, while the server is still out of rotation: if it fails,
+        # nothing has changed. Only then put it back in rotation.
+        before = self.get_weight(service_key, server_key)[0]
+        self._write(f"set server {target} weight {weight}")
+        try:
+            self._write(f"set server {target} state ready")
+        except LBError:
+            with contextlib.suppress(LBError):  # leave nothing half-done
+                self._write(f"set server {target} weight {before}")
+            raise
+
+
+def servers_mode(rows: list[dict[str, str]], px: str) -> str:
+    """Mode of a backend from any of its rows (older versions lack it on BACKEND rows)."""
+    for row in rows:
+        if row["pxname"] == px and row.get("mode"):
+            return row["mode"]
+    return "tcp"
+
+
+def _target(service_key: str, server_key: str) -> str:
+    for part in (service_key, server_key):
+        if not part or any(c.isspace() for c in part) or "/" in part or ";" in part:
+            raise LBError(f"invalid HAProxy backend/server name: {part!r}")
+    return f"{service_key}/{server_key}"
+
+
+def _check_weight(weight: int) -> None:
+    if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= MAX_WEIGHT:
+        raise LBError(f"HAProxy weight must be an integer 0..{MAX_WEIGHT}, got {weight!r}")

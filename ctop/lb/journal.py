@@ -1,0 +1,250 @@
+"""Audit trail of load-balancer actions and the operator's intent, in SQLite (WAL).
+
+Shares the ctop database file with the engine; our tables are lb_actions and lb_intent.
+Intent is what makes restore exact across restarts (the weight before a drain) and what keeps
+automation from undoing a human: it records who drained a server and who set its weight.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ORIGINS = ("operator", "auto", "cli")
+HUMAN = ("operator", "cli")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS lb_actions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    user TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    service TEXT NOT NULL,
+    server TEXT NOT NULL,
+    action TEXT NOT NULL,
+    weight_before INTEGER,
+    weight_after INTEGER,
+    result TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS lb_actions_target ON lb_actions (backend, service, server, ts);
+CREATE TABLE IF NOT EXISTS lb_intent (
+    backend TEXT NOT NULL,
+    service TEXT NOT NULL,
+    server TEXT NOT NULL,
+    saved_weight INTEGER,      -- weight before the drain; NULL when not drained by ctop
+    drained_by TEXT,           -- origin of the drain: operator | auto | cli
+    drained_user TEXT,
+    drained_at REAL,
+    weight_by TEXT,            -- origin of the last explicit weight
+    weight_set INTEGER,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (backend, service, server)
+);
+"""
+
+
+def current_user() -> str:
+    """The unix user acting: the effective uid's name, plus the sudo caller when there is one."""
+    try:
+        name = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        name = str(os.geteuid())
+    sudo = os.environ.get("SUDO_USER")
+    return f"{name} (sudo {sudo})" if sudo and sudo != name else name
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRecord:
+    id: int
+    ts: float
+    user: str
+    origin: str
+    backend: str
+    service: str
+    server: str
+    action: str
+    weight_before: int | None
+    weight_after: int | None
+    result: str  # "ok" or the error text
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    backend: str
+    service: str
+    server: str
+    saved_weight: int | None
+    drained_by: str | None
+    drained_user: str | None
+    drained_at: float | None
+    weight_by: str | None
+    weight_set: int | None
+
+    @property
+    def drained(self) -> bool:
+        return self.drained_by is not None
+
+    @property
+    def human_drain(self) -> bool:
+        return self.drained_by in HUMAN
+
+    @property
+    def human_weight(self) -> bool:
+        return self.weight_by in HUMAN
+
+
+class Journal:
+    """One connection per instance, safe to share between threads."""
+
+    def __init__(self, path: str | os.PathLike[str], *, user: str | None = None) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.user = user or current_user()
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), timeout=10, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        with self._db:
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- actions -----------------------------------------------------------------------------
+
+    def record(
+        self,
+        *,
+        origin: str,
+        backend: str,
+        service: str,
+        server: str,
+        action: str,
+        weight_before: int | None,
+        weight_after: int | None,
+        result: str,
+        ts: float | None = None,
+    ) -> int:
+        if origin not in ORIGINS:
+            raise ValueError(f"origin must be one of {ORIGINS}, got {origin!r}")
+        with self._lock, self._db:
+            cur = self._db.execute(
+                "INSERT INTO lb_actions (ts, user, origin, backend, service, server, action,"
+                " weight_before, weight_after, result) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    time.time() if ts is None else ts,
+                    self.user,
+                    origin,
+                    backend,
+                    service,
+                    server,
+                    action,
+                    weight_before,
+                    weight_after,
+                    result,
+                ),
+            )
+            return int(cur.lastrowid or 0)
+
+    def actions(
+        self,
+        *,
+        backend: str | None = None,
+        service: str | None = None,
+        server: str | None = None,
+        limit: int = 100,
+    ) -> list[ActionRecord]:
+        """Newest first."""
+        where, args = _filters(backend=backend, service=service, server=server)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, ts, user, origin, backend, service, server, action, weight_before,"
+                f" weight_after, result FROM lb_actions {where} ORDER BY id DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        return [ActionRecord(*row) for row in rows]
+
+    # -- intent ------------------------------------------------------------------------------
+
+    def intent(self, backend: str, service: str, server: str) -> Intent | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT backend, service, server, saved_weight, drained_by, drained_user,"
+                " drained_at, weight_by, weight_set FROM lb_intent"
+                " WHERE backend=? AND service=? AND server=?",
+                (backend, service, server),
+            ).fetchone()
+        return Intent(*row) if row else None
+
+    def intents(self, backend: str | None = None) -> list[Intent]:
+        where, args = _filters(backend=backend)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT backend, service, server, saved_weight, drained_by, drained_user,"
+                f" drained_at, weight_by, weight_set FROM lb_intent {where}",
+                args,
+            ).fetchall()
+        return [Intent(*row) for row in rows]
+
+    def mark_drained(
+        self, backend: str, service: str, server: str, *, saved_weight: int, origin: str
+    ) -> None:
+        """Remember the weight to restore and who drained it."""
+        now = time.time()
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO lb_intent (backend, service, server, saved_weight, drained_by,"
+                " drained_user, drained_at, updated_at) VALUES (?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (backend, service, server) DO UPDATE SET"
+                " saved_weight=excluded.saved_weight, drained_by=excluded.drained_by,"
+                " drained_user=excluded.drained_user, drained_at=excluded.drained_at,"
+                " updated_at=excluded.updated_at",
+                (backend, service, server, saved_weight, origin, self.user, now, now),
+            )
+
+    def clear_drain(self, backend: str, service: str, server: str) -> None:
+        with self._lock, self._db:
+            self._db.execute(
+                "UPDATE lb_intent SET saved_weight=NULL, drained_by=NULL, drained_user=NULL,"
+                " drained_at=NULL, updated_at=? WHERE backend=? AND service=? AND server=?",
+                (time.time(), backend, service, server),
+            )
+
+    def mark_weight(
+        self, backend: str, service: str, server: str, *, weight: int, origin: str
+    ) -> None:
+        """Remember who set the weight last (automation leaves a human's weight alone)."""
+        now = time.time()
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO lb_intent (backend, service, server, weight_by, weight_set,"
+                " updated_at) VALUES (?,?,?,?,?,?)"
+                " ON CONFLICT (backend, service, server) DO UPDATE SET"
+                " weight_by=excluded.weight_by, weight_set=excluded.weight_set,"
+                " updated_at=excluded.updated_at",
+                (backend, service, server, origin, weight, now),
+            )
+
+    def release_weight(self, backend: str, service: str, server: str) -> None:
+        """Hand a server's weight back to automation (weight advice may change it again)."""
+        with self._lock, self._db:
+            self._db.execute(
+                "UPDATE lb_intent SET weight_by=NULL, weight_set=NULL, updated_at=?"
+                " WHERE backend=? AND service=? AND server=?",
+                (time.time(), backend, service, server),
+            )
+
+
+def _filters(**kw: str | None) -> tuple[str, tuple[str, ...]]:
+    parts = [(f"{k}=?", v) for k, v in kw.items() if v is not None]
+    if not parts:
+        return "", ()
+    return "WHERE " + " AND ".join(p for p, _ in parts), tuple(v for _, v in parts if v is not None)

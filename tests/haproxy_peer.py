@@ -1,0 +1,216 @@
+"""A real HAProxy on loopback with three real HTTP servers, for the load-balancer tests.
+
+Session fixture `haproxy_lab`: one HAProxy process (foreground, -db) with several identical
+backends (web1..webN, each with servers s1, s2, s3 = the same three HTTP servers), one frontend
+per backend, an admin UNIX socket, an admin TCP socket and a user-level (read-only) socket.
+Function fixture `haproxy`: the lab with every server set back to ready / weight 1 and all
+HTTP servers running, so tests don't see each other's changes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+SERVERS = ("s1", "s2", "s3")
+BACKENDS = tuple(f"web{i}" for i in range(1, 9))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = self.server.name.encode()  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class NamedHTTPServer:
+    """An HTTP server answering its own name; can be stopped and started on the same port."""
+
+    def __init__(self, name: str, port: int) -> None:
+        self.name, self.port = name, port
+        self._httpd: ThreadingHTTPServer | None = None
+
+    def start(self) -> None:
+        if self._httpd is not None:
+            return
+        ThreadingHTTPServer.allow_reuse_address = True
+        httpd = ThreadingHTTPServer(("127.0.0.1", self.port), _Handler)
+        httpd.daemon_threads = True
+        httpd.name = self.name  # type: ignore[attr-defined]
+        threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+        self._httpd = httpd
+
+    def stop(self) -> None:
+        if self._httpd is None:
+            return
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._httpd = None
+
+    @property
+    def running(self) -> bool:
+        return self._httpd is not None
+
+
+@dataclass
+class HAProxyLab:
+    admin_socket: str
+    user_socket: str
+    tcp_socket: str  # "127.0.0.1:PORT", admin level
+    frontends: dict[str, int]  # backend name -> frontend port
+    servers: dict[str, NamedHTTPServer]
+    check_backend: str = "chk"
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def cmd(self, line: str, sock: str | None = None) -> str:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect(sock or self.admin_socket)
+            s.sendall(line.encode() + b"\n")
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        return data.decode()
+
+    def url(self, backend: str) -> str:
+        return f"http://127.0.0.1:{self.frontends[backend]}/"
+
+    def hits(self, backend: str, n: int) -> Counter[str]:
+        """Send n real requests through the frontend; count answers by server name."""
+        counts: Counter[str] = Counter()
+        # A new connection per request keeps HAProxy balancing every request on its own.
+        with httpx.Client(timeout=5, headers={"Connection": "close"}) as client:
+            for _ in range(n):
+                r = client.get(self.url(backend))
+                counts[r.text if r.status_code == 200 else f"HTTP {r.status_code}"] += 1
+        return counts
+
+    def reset(self) -> None:
+        for srv in self.servers.values():
+            srv.start()
+        for b in BACKENDS:
+            for s in SERVERS:
+                for line in (f"set server {b}/{s} weight 1", f"set server {b}/{s} state ready"):
+                    answer = self.cmd(line).strip()
+                    assert not answer, f"{line}: {answer}"
+
+
+def _haproxy_binary() -> str | None:
+    return shutil.which("haproxy") or next(
+        (p for p in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy") if os.access(p, os.X_OK)),
+        None,
+    )
+
+
+def _config(tmp: Path, lab: HAProxyLab, dead_port: int) -> str:
+    ports = {name: srv.port for name, srv in lab.servers.items()}
+    lines = [
+        "global",
+        f"  stats socket {lab.admin_socket} mode 600 level admin",
+        f"  stats socket {lab.user_socket} mode 600 level user",
+        f"  stats socket ipv4@{lab.tcp_socket} level admin",
+        f"  pidfile {tmp}/haproxy.pid",
+        "defaults",
+        "  mode http",
+        "  timeout connect 2s",
+        "  timeout client 10s",
+        "  timeout server 10s",
+    ]
+    for b, fport in lab.frontends.items():
+        lines += [f"frontend fe_{b}", f"  bind 127.0.0.1:{fport}", f"  default_backend {b}"]
+        lines += [f"backend {b}", "  balance roundrobin"]
+        lines += [f"  server {s} 127.0.0.1:{ports[s]} weight 1" for s in SERVERS]
+    # A backend with real health checks: s1 is alive, s2 points at a closed port (DOWN).
+    lines += [
+        f"backend {lab.check_backend}",
+        "  mode tcp",
+        "  balance roundrobin",
+        f"  server s1 127.0.0.1:{ports['s1']} check inter 200ms fall 1 rise 1",
+        f"  server s2 127.0.0.1:{dead_port} check inter 200ms fall 1 rise 1",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="session")
+def haproxy_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HAProxyLab]:
+    binary = _haproxy_binary()
+    if binary is None:
+        pytest.skip("haproxy is not installed (Debian package haproxy)")
+    tmp = tmp_path_factory.mktemp("haproxy")
+    servers = {name: NamedHTTPServer(name, free_port()) for name in SERVERS}
+    for srv in servers.values():
+        srv.start()
+    lab = HAProxyLab(
+        admin_socket=str(tmp / "admin.sock"),
+        user_socket=str(tmp / "user.sock"),
+        tcp_socket=f"127.0.0.1:{free_port()}",
+        frontends={b: free_port() for b in BACKENDS},
+        servers=servers,
+        log=tmp / "haproxy.log",
+    )
+    cfg = tmp / "haproxy.cfg"
+    cfg.write_text(_config(tmp, lab, free_port()))
+    log = open(lab.log, "wb")  # noqa: SIM115 - closed at teardown
+    lab.proc = subprocess.Popen([binary, "-f", str(cfg), "-db"], stdout=log, stderr=log)
+    try:
+        _wait_ready(lab)
+        yield lab
+    finally:
+        lab.proc.terminate()
+        try:
+            lab.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            lab.proc.kill()
+            lab.proc.wait()
+        log.close()
+        for srv in servers.values():
+            srv.stop()
+
+
+def _wait_ready(lab: HAProxyLab) -> None:
+    assert lab.proc is not None and lab.log is not None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if lab.proc.poll() is not None:
+            raise RuntimeError(f"haproxy exited: {lab.log.read_text()}")
+        try:
+            if "Name: HAProxy" in lab.cmd("show info"):
+                httpx.get(lab.url(BACKENDS[0]), timeout=2).raise_for_status()
+                return
+        except (OSError, httpx.HTTPError):
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"haproxy did not come up: {lab.log.read_text()}")
+
+
+@pytest.fixture
+def haproxy(haproxy_lab: HAProxyLab) -> Iterator[HAProxyLab]:
+    haproxy_lab.reset()
+    yield haproxy_lab
+    haproxy_lab.reset()

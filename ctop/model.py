@@ -1,0 +1,171 @@
+"""Immutable snapshots of the cluster: what the engine publishes and every view renders.
+
+The engine (ctop.engine) builds one `Snapshot` per tick. The UI, `ctop status --json` and the
+Prometheus exporter only read snapshots; none of them computes cluster facts of its own.
+Nothing here imports Textual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class Liveness(StrEnum):
+    ALIVE = "alive"
+    SUSPECT = "suspect"  # missed a few intervals
+    DEAD = "dead"  # missed many intervals
+    LEFT = "left"  # said goodbye (leave message)
+
+
+class Severity(StrEnum):
+    WARN = "warn"
+    CRIT = "crit"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceView:
+    name: str
+    status: str  # "ok" | "warn" | "fail" | "unknown"
+    latency_ms: float | None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """One node as the operator sees it: latest metrics plus facts from its join."""
+
+    node_id: str
+    hostname: str
+    group: str
+    liveness: Liveness
+    last_seen: float  # director's clock, Unix seconds
+    boot: int
+    interval: float
+    addresses: tuple[str, ...] = ()
+    cores: int = 0
+    mem_total: int = 0
+    version: str = ""
+    cpu: float = 0.0  # percent
+    mem: float = 0.0  # percent
+    swap: float = 0.0  # percent
+    load1: float = 0.0
+    net_rx_bps: float = 0.0
+    net_tx_bps: float = 0.0
+    conns: int = 0  # TCP established
+    procs: int = 0
+    threads: int = 0
+    users: int = 0
+    disk_root: float = 0.0  # percent
+    cpu_history: tuple[float, ...] = ()  # oldest first, one per report, bounded
+    services: tuple[ServiceView, ...] = ()
+    load_share: float = 0.0  # this node's share of cluster connections (0..1)
+    restarts: int = 0  # boots seen after the first
+    metrics: Mapping[str, Any] = EMPTY  # the full latest report, readable names
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """Resource use across a set of nodes (alive and suspect nodes only)."""
+
+    nodes: int = 0
+    alive: int = 0
+    suspect: int = 0
+    dead: int = 0
+    left: int = 0
+    cpu_avg: float = 0.0
+    cpu_max: float = 0.0
+    mem_avg: float = 0.0
+    mem_max: float = 0.0
+    net_rx_bps: float = 0.0  # sums
+    net_tx_bps: float = 0.0
+    conns: int = 0
+    load_avg: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class GroupView:
+    name: str
+    totals: Aggregate
+
+
+@dataclass(frozen=True, slots=True)
+class AlertView:
+    key: str  # rule name + subject, stable while the alert fires
+    rule: str
+    node_id: str  # "" for cluster-wide alerts
+    severity: Severity
+    message: str
+    since: float
+    value: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventView:
+    ts: float
+    kind: str  # join | leave | restart | state | alert | resolved | action
+    node_id: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class RealServerView:
+    """An LVS/HAProxy real server with its node and its share of the load."""
+
+    key: str
+    address: str
+    port: int
+    weight: int
+    state: str  # ServerState value: serving | drained | quiesced | maint | down
+    active_conns: int
+    inactive_conns: int
+    conns_per_s: float
+    node_id: str = ""  # the agent node that announced this address, if any
+    conn_share: float = 0.0  # share of the service's active connections (0..1)
+    weight_share: float = 0.0  # share of the service's weight (0..1)
+    ratio: float | None = None  # conn_share / weight_share; 1.0 = balanced; None if weight 0
+    advised_weight: int | None = None
+    forward: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LBServiceView:
+    key: str  # "TCP 10.0.0.1:80" or a HAProxy backend name
+    backend: str  # "ipvs" | "haproxy"
+    protocol: str
+    scheduler: str
+    servers: tuple[RealServerView, ...]
+    imbalance: float = 0.0  # 0 = perfectly balanced against weights
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    ts: float
+    tick: int
+    cluster: str
+    nodes: tuple[NodeView, ...]  # sorted by (group, node_id)
+    groups: tuple[GroupView, ...]
+    totals: Aggregate
+    alerts: tuple[AlertView, ...] = ()  # firing, most severe and oldest first
+    events: tuple[EventView, ...] = ()  # most recent last, bounded
+    lb: tuple[LBServiceView, ...] = ()
+    lb_note: str = ""  # e.g. "no load balancer configured: monitoring only"
+    lb_error: str = ""  # last error reading the balancers
+    imbalance: float = 0.0  # cluster imbalance index across LB services (0 = balanced)
+    drops: Mapping[str, int] = EMPTY  # receiver rejects by reason
+    received: int = 0  # valid messages since start
+    readonly: bool = False
+    _index: Mapping[str, int] = field(default=EMPTY, repr=False, compare=False)
+
+    def node(self, node_id: str) -> NodeView | None:
+        i = self._index.get(node_id)
+        return None if i is None else self.nodes[i]
+
+    @staticmethod
+    def index_of(nodes: tuple[NodeView, ...]) -> Mapping[str, int]:
+        return MappingProxyType({n.node_id: i for i, n in enumerate(nodes)})

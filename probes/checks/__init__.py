@@ -1,0 +1,1 @@
+"""One module per protocol family; each exports async `(spec, attempt) -> ProbeResult` checks."""

@@ -66,7 +66,8 @@ class NodeView:
     services: tuple[ServiceView, ...] = ()
     load_share: float = 0.0  # this node's share of cluster connections (0..1)
     restarts: int = 0  # boots seen after the first
-    metrics: Mapping[str, Any] = EMPTY  # the full latest report, readable names
+    # default_factory: Python 3.11 dataclasses reject a mappingproxy default as mutable
+    metrics: Mapping[str, Any] = field(default_factory=lambda: EMPTY)  # latest report
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,10 +158,10 @@ class Snapshot:
     lb_note: str = ""  # e.g. "no load balancer configured: monitoring only"
     lb_error: str = ""  # last error reading the balancers
     imbalance: float = 0.0  # cluster imbalance index across LB services (0 = balanced)
-    drops: Mapping[str, int] = EMPTY  # receiver rejects by reason
+    drops: Mapping[str, int] = field(default_factory=lambda: EMPTY)  # receiver rejects by reason
     received: int = 0  # valid messages since start
     readonly: bool = False
-    _index: Mapping[str, int] = field(default=EMPTY, repr=False, compare=False)
+    _index: Mapping[str, int] = field(default_factory=lambda: EMPTY, repr=False, compare=False)
 
     def node(self, node_id: str) -> NodeView | None:
         i = self._index.get(node_id)

@@ -1,0 +1,351 @@
+"""Runs INSIDE the IPVS VM as root: every IPVS check of a test session, in one boot.
+
+    python tests/ipvs/guest_checks.py RESULT.json
+
+Topology (director = the guest's root namespace; VIP 10.1.0.1 on its lo, ip_forward on):
+    netns client 172.16.0.2 --veth-- 172.16.0.1 director 10.1.1.1 --veth-- 10.1.1.2 netns rs1
+                                                        10.1.2.1 --veth-- 10.1.2.2 netns rs2
+rs1 and rs2 run HTTP servers answering their own name; their default route is the director, as
+NAT needs. Changes go through ctop's IPVSBackend; traffic is real HTTP from the client namespace
+through the VIP. Each check stores what it saw under its name in the JSON result; an exception is
+stored as {"error": ...} so the host-side test of that one behaviour fails with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from ctop.lb.base import LBError
+from ctop.lb.ipvs import IPVSBackend
+from ctop.lb.ipvs_parse import parse_thresholds
+
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+VIP = "10.1.0.1"
+SVC = f"TCP {VIP}:80"
+RS1, RS2 = "10.1.1.2:80", "10.1.2.2:80"
+NAMES = {RS1: "rs1", RS2: "rs2"}
+
+backend = IPVSBackend()
+results: dict[str, object] = {}
+
+
+def sh(cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(cmd, shell=True, capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{cmd!r} failed ({done.returncode}): {done.stderr.strip()}")
+    return done
+
+
+def saved_rules() -> list[str]:
+    """`ipvsadm -Sn`: an independent view (not ctop's parser) of method, weight and tunnel."""
+    return sh("ipvsadm -Sn").stdout.splitlines()
+
+
+def thresholds() -> dict[str, list[int]]:
+    table = parse_thresholds(sh("ipvsadm -Ln --thresholds --exact").stdout)
+    return {f"{svc} {rs}": list(v) for (svc, rs), v in table.items()}
+
+
+def table() -> dict[str, dict[str, object]]:
+    """What ctop's backend reads for the main service, per server."""
+    for svc in backend.services():
+        if svc.key == SVC:
+            return {
+                rs.key: {
+                    "weight": rs.weight,
+                    "forward": rs.forward,
+                    "state": str(rs.state),
+                    "upper": rs.upper_threshold,
+                    "lower": rs.lower_threshold,
+                    "total_conns": rs.total_conns,
+                    "active": rs.active_conns,
+                    "inactive": rs.inactive_conns,
+                }
+                for rs in svc.servers
+            }
+    raise RuntimeError(f"{SVC} not in the table")
+
+
+def check(name: str) -> Callable[[Callable[[], dict[str, object]]], None]:
+    def run(fn: Callable[[], dict[str, object]]) -> None:
+        start = time.monotonic()
+        try:
+            results[name] = fn()
+        except Exception:
+            results[name] = {"error": traceback.format_exc()}
+        print(f"{name}: {time.monotonic() - start:.1f} s", file=sys.stderr, flush=True)
+
+    return run
+
+
+class Client:
+    """The client agent in netns `client`, driven over its stdin/stdout."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                "client",
+                PY,
+                str(HERE / "guest_peers.py"),
+                "client",
+                VIP,
+                "80",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.conns: dict[str, int] = {}  # TCP connections per server name, for the stats check
+
+    def send(self, **cmd: object) -> dict[str, object]:
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        reply = json.loads(self.proc.stdout.readline())
+        if cmd["op"] == "get":
+            for server, n in reply["counts"].items():
+                self.conns[server] = self.conns.get(server, 0) + n
+        elif cmd["op"] == "hold":
+            self.conns[reply["server"]] = self.conns.get(reply["server"], 0) + 1
+        return reply
+
+    def get(self, n: int) -> dict[str, int]:
+        return self.send(op="get", n=n)["counts"]  # type: ignore[return-value]
+
+
+def setup_network() -> list[subprocess.Popen[bytes]]:
+    for ns in ("client", "rs1", "rs2"):
+        sh(f"ip netns add {ns} && ip -n {ns} link set lo up")
+    sh("ip link add c0 type veth peer name eth0 netns client")
+    sh("ip addr add 172.16.0.1/24 dev c0 && ip link set c0 up")
+    sh("ip -n client addr add 172.16.0.2/24 dev eth0 && ip -n client link set eth0 up")
+    sh("ip -n client route add default via 172.16.0.1")
+    for i in (1, 2):
+        sh(f"ip link add r{i} type veth peer name eth0 netns rs{i}")
+        sh(f"ip addr add 10.1.{i}.1/24 dev r{i} && ip link set r{i} up")
+        sh(f"ip -n rs{i} addr add 10.1.{i}.2/24 dev eth0 && ip -n rs{i} link set eth0 up")
+        sh(f"ip -n rs{i} route add default via 10.1.{i}.1")
+    sh(f"ip addr add {VIP}/32 dev lo")
+    Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
+    servers = [
+        subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                f"rs{i}",
+                PY,
+                str(HERE / "guest_peers.py"),
+                "server",
+                f"rs{i}",
+                f"10.1.{i}.2",
+                "80",
+            ]
+        )
+        for i in (1, 2)
+    ]
+    for i in (1, 2):  # wait until both answer directly (the director routes to them)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection((f"10.1.{i}.2", 80), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    return servers
+
+
+def main(result_path: Path) -> int:
+    boot_to_script = float(Path("/proc/uptime").read_text().split()[0])
+    results["meta"] = {"uptime_at_start_s": boot_to_script}
+    try:
+        setup_network()
+        sh(f"ipvsadm -A -t {VIP}:80 -s wrr")
+        sh(f"ipvsadm -a -t {VIP}:80 -r {RS1} -m -w 1")
+        sh(f"ipvsadm -a -t {VIP}:80 -r {RS2} -m -w 1 -x 5000 -y 100")
+        run_checks(Client())
+    except Exception:
+        results["setup_error"] = traceback.format_exc()
+    finally:
+        results["meta"]["uptime_at_end_s"] = float(Path("/proc/uptime").read_text().split()[0])
+        result_path.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+def run_checks(client: Client) -> None:
+    held: dict[str, object] = {}
+
+    @check("read")
+    def _() -> dict[str, object]:
+        return {"table": table(), "read_note": backend.read_note, "rules": saved_rules()}
+
+    @check("baseline")
+    def _() -> dict[str, object]:
+        return {"counts": client.get(20)}
+
+    @check("drain")
+    def _() -> dict[str, object]:
+        # a keep-alive connection that landed on rs1 before the drain
+        for _ in range(6):
+            reply = client.send(op="hold")
+            if reply["server"] == "rs1":
+                held["id"] = reply["id"]
+                break
+        backend.drain(SVC, RS1)
+        after = table()
+        counts = client.get(30)
+        again = client.send(op="again", id=held["id"])["server"] if "id" in held else None
+        return {"table": after, "counts": counts, "held_again": again, "rules": saved_rules()}
+
+    @check("reweight")
+    def _() -> dict[str, object]:
+        backend.ready(SVC, RS1, 3)
+        backend.set_weight(SVC, RS2, 1)
+        return {"table": table(), "counts": client.get(40), "rules": saved_rules()}
+
+    @check("stats")
+    def _() -> dict[str, object]:
+        return {"table": table(), "client_conns": dict(client.conns)}
+
+    @check("rates")
+    def _() -> dict[str, object]:
+        client.get(40)  # the kernel's rate estimator runs every 2 s; read it under load
+        svc = next(s for s in backend.services() if s.key == SVC)
+        return {
+            rs.key: {"cps": rs.conns_per_s, "in_bps": rs.bytes_in_per_s,
+                     "out_bps": rs.bytes_out_per_s}
+            for rs in svc.servers
+        }  # fmt: skip
+
+    @check("trap")
+    def _() -> dict[str, object]:
+        # what ctop avoids: a bare `ipvsadm -e -w` turns a Masq server into Route
+        sh(f"ipvsadm -A -t {VIP}:81 -s rr && ipvsadm -a -t {VIP}:81 -r 10.1.1.2:81 -m -w 1")
+        sh(f"ipvsadm -e -t {VIP}:81 -r 10.1.1.2:81 -w 2")
+        rules = [r for r in saved_rules() if f"{VIP}:81" in r]
+        sh(f"ipvsadm -D -t {VIP}:81")
+        return {"rules": rules}
+
+    @check("preserve")
+    def _() -> dict[str, object]:
+        sh("ipvsadm -A -t 10.1.0.2:80 -s wlc && "
+           "ipvsadm -a -t 10.1.0.2:80 -r 10.1.1.2:80 -g -w 2 -x 50 -y 10")  # fmt: skip
+        sh(
+            "ipvsadm -A -u 10.1.0.3:53 -s rr -p 300 && ipvsadm -a -u 10.1.0.3:53 -r 10.1.2.2:53 "
+            "-i -w 3 --tun-type gue --tun-port 6080 --tun-nocsum -x 7 -y 3"
+        )
+        sh(
+            "ipvsadm -A -t [2001:db8::1]:80 -s lc && "
+            "ipvsadm -a -t [2001:db8::1]:80 -r [2001:db8::2]:8080 -m -w 4"
+        )
+        sh("ipvsadm -A -f 7 -6 -s wrr && ipvsadm -a -f 7 -6 -r [2001:db8::5]:0 -g -w 5")
+        sh("ipvsadm -A -f 8 -s wrr && ipvsadm -a -f 8 -r 10.1.2.2:0 -i -w 6 --tun-type gre")
+        edits = [
+            ("TCP 10.1.0.2:80", "10.1.1.2:80"),
+            ("UDP 10.1.0.3:53", "10.1.2.2:53"),
+            ("TCP [2001:db8::1]:80", "[2001:db8::2]:8080"),
+            ("FWM 7 IPv6", "[2001:db8::5]:0"),
+            ("FWM 8", "10.1.2.2:0"),
+        ]
+        out: dict[str, object] = {"before": saved_rules(), "thresholds_before": thresholds()}
+        for service, server in edits:
+            backend.set_weight(service, server, 9)
+        out["after"] = saved_rules()
+        out["thresholds_after"] = thresholds()
+        out["keys"] = {s.key: [rs.key for rs in s.servers] for s in backend.services()}
+        return out
+
+    @check("big_weight")
+    def _() -> dict[str, object]:
+        backend.set_weight(SVC, RS2, 2**31 - 1)
+        seen = table()[RS2]
+        backend.set_weight(SVC, RS2, 1)
+        return {"seen": seen, "restored": table()[RS2]}
+
+    def failing(call: Callable[[], None]) -> dict[str, object]:
+        """Run an edit that must fail: its LBError and whether the table stayed as it was."""
+        before = saved_rules()
+        try:
+            call()
+            error: dict[str, object] = {"raised": False}
+        except LBError as exc:
+            error = {"raised": True, "message": exc.message, "command": exc.command}
+        return {**error, "unchanged": saved_rules() == before}
+
+    @check("errors")
+    def _() -> dict[str, object]:
+        out = {
+            "unknown_server": failing(lambda: backend.set_weight(SVC, "10.1.9.9:80", 2)),
+            "unknown_service": failing(lambda: backend.set_weight("TCP 10.1.0.9:80", RS1, 2)),
+            "weight_too_big": failing(lambda: backend.set_weight(SVC, RS1, 2**31)),
+            "weight_negative": failing(lambda: backend.set_weight(SVC, RS1, -1)),
+        }
+        # a server deleted between ctop's read and its edit: ipvsadm itself must say so
+        sh(f"ipvsadm -a -t {VIP}:80 -r 10.1.3.2:80 -m -w 1")
+        service, stale = backend.find(SVC, "10.1.3.2:80")
+        sh(f"ipvsadm -d -t {VIP}:80 -r 10.1.3.2:80")
+        out["vanished_server"] = failing(lambda: backend.edit(service, stale, 5))
+        out["missing_ipvsadm"] = failing(
+            lambda: IPVSBackend(ipvsadm="/nonexistent/ipvsadm").set_weight(SVC, RS1, 2)
+        )
+        return out
+
+    @check("nonroot")
+    def _() -> dict[str, object]:
+        code = (
+            "import json\n"
+            "from ctop.lb.base import LBError\n"
+            "from ctop.lb.ipvs import IPVSBackend\n"
+            "b = IPVSBackend()\n"
+            f"svc = next(s for s in b.services() if s.key == {SVC!r})\n"
+            "out = {'weights': {rs.key: rs.weight for rs in svc.servers},\n"
+            "       'forward': {rs.key: rs.forward for rs in svc.servers},\n"
+            "       'read_note': b.read_note}\n"
+            "try:\n"
+            f"    b.drain({SVC!r}, {RS2!r}); out['raised'] = False\n"
+            "except LBError as e:\n"
+            "    out['raised'] = True; out['message'] = e.message\n"
+            "print(json.dumps(out))\n"
+        )
+        before = saved_rules()
+        done = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", PY, "-c", code],
+            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(HERE.parents[1])},
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr)
+        return {**json.loads(done.stdout), "unchanged": saved_rules() == before}
+
+    @check("not_loaded")
+    def _() -> dict[str, object]:
+        # last: unload IPVS; ctop must say so and must not load the module again by reading
+        sh("ipvsadm -C")
+        mods = [ln.split()[0] for ln in sh("lsmod").stdout.splitlines() if ln.startswith("ip_vs")]
+        unload = sh("rmmod " + " ".join(sorted(mods, key=lambda m: m == "ip_vs")), check=False)
+        out: dict[str, object] = {"rmmod_rc": unload.returncode, "rmmod_err": unload.stderr}
+        out["proc_before"] = Path("/proc/net/ip_vs").exists()
+        try:
+            backend.services()
+            out["raised"] = False
+        except LBError as exc:
+            out.update(raised=True, message=exc.message)
+        out["proc_after"] = Path("/proc/net/ip_vs").exists()
+        return out
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1])))

@@ -1,0 +1,130 @@
+"""Boot Debian's kernel (it has IPVS as modules) under qemu and run one command in it as root.
+
+Adapted from the ipvs-lab recipe (build-initramfs + ipvs-vm). The guest mounts the host's / read-
+only over 9p with a tmpfs overlay, so the host's venv and ipvsadm run inside unchanged and writes
+vanish at power-off. A second 9p share (a host temp dir) carries the command in and the results
+out; inside the guest it is /mnt/share.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+GUEST_SHARE = "/mnt/share"  # where the share dir appears inside the guest's chroot
+_QEMU = "qemu-system-x86_64"
+
+
+@dataclass(frozen=True)
+class VMRun:
+    rc: int  # the command's exit status; 125 when the guest never finished
+    stdout: str
+    stderr: str
+    console: str  # kernel and init output, for diagnosing a failed boot
+    seconds: float
+    share: Path  # host dir seen as /mnt/share in the guest (result files)
+
+
+def find_kernel() -> Path | None:
+    """The newest /boot/vmlinuz-* (from linux-image-amd64), as build-initramfs picks it."""
+    kernels = sorted(
+        Path("/boot").glob("vmlinuz-*"), key=lambda p: [int(n) for n in re.findall(r"\d+", p.name)]
+    )
+    return kernels[-1] if kernels else None
+
+
+def missing() -> str | None:
+    """Why the VM can't run here, or None. Checked before anything is built or booted."""
+    if shutil.which(_QEMU) is None:
+        return f"{_QEMU} not installed (Debian package qemu-system-x86)"
+    kernel = find_kernel()
+    if kernel is None:
+        return "no /boot/vmlinuz-* (Debian package linux-image-amd64)"
+    if not os.access(kernel, os.R_OK):
+        return f"{kernel} is not readable (needs root)"
+    release = kernel.name.removeprefix("vmlinuz-")
+    if not (Path("/lib/modules") / release / "kernel/net/netfilter/ipvs").is_dir():
+        return f"no IPVS modules for {release} under /lib/modules"
+    for tool, package in (
+        ("ipvsadm", "ipvsadm"),
+        ("cpio", "cpio"),
+        ("depmod", "kmod"),
+        ("ip", "iproute2"),
+        ("setpriv", "util-linux"),
+    ):
+        if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists():
+            return f"{tool} not installed (Debian package {package})"
+    if not Path("/bin/busybox").exists():
+        return "/bin/busybox missing (Debian package busybox-static)"
+    return None
+
+
+def build_initramfs(outdir: Path, kernel: Path) -> Path:
+    """busybox + ipvsadm + the modules the guest needs; well under a second."""
+    release = kernel.name.removeprefix("vmlinuz-")
+    subprocess.run(
+        ["bash", str(HERE / "build-initramfs.sh"), str(outdir)],
+        env={**os.environ, "K": release},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return outdir / "initramfs.cpio.gz"
+
+
+def run_in_vm(command: str, *, cwd: Path, timeout: float = 240, mem: str = "1G") -> VMRun:
+    """Boot, run `command` (bash) as root in `cwd` inside the guest, power off."""
+    kernel = find_kernel()
+    assert kernel is not None, missing()
+    share = Path(tempfile.mkdtemp(prefix="ctop-ipvs-vm."))
+    initrd = build_initramfs(share / "initramfs", kernel)
+    (share / "cmd").write_text(command + "\n")
+    # run.sh runs in the initramfs; it chroots into the host's / (overlay) with a clean env
+    (share / "run.sh").write_text(
+        "#!/bin/sh\n"
+        "chroot /host /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
+        "/sbin:/bin HOME=/root TERM=dumb LC_ALL=C.UTF-8 "
+        f"/bin/bash -c 'cd {cwd} && . {GUEST_SHARE}/cmd' "
+        "> /share/stdout 2> /share/stderr\n"
+    )
+    (share / "run.sh").chmod(0o755)
+    qemu = [
+        _QEMU, "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", mem,
+        "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
+        "-kernel", str(kernel), "-initrd", str(initrd),
+        "-append", "console=ttyS0 panic=-1 quiet mods=ip_vs",
+        "-fsdev", f"local,id=fs0,path={share},security_model=none",
+        "-device", "virtio-9p-pci,fsdev=fs0,mount_tag=share",
+        "-fsdev", "local,id=fs1,path=/,security_model=none,readonly=on,multidevs=remap",
+        "-device", "virtio-9p-pci,fsdev=fs1,mount_tag=hostroot",
+    ]  # fmt: skip
+    start = time.monotonic()
+    try:
+        done = subprocess.run(
+            qemu, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+        )
+        console = done.stdout + done.stderr
+    except subprocess.TimeoutExpired as exc:
+        console = f"qemu killed after {timeout} s\n{exc.stdout!r}"
+    seconds = time.monotonic() - start
+    rc_file = share / "rc"
+    rc = int(rc_file.read_text().strip()) if rc_file.exists() and rc_file.read_text() else 125
+    return VMRun(
+        rc=rc,
+        stdout=_read(share / "stdout"),
+        stderr=_read(share / "stderr"),
+        console=console,
+        seconds=seconds,
+        share=share,
+    )
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""

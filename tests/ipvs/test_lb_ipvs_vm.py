@@ -1,0 +1,167 @@
+"""IPVSBackend on the real kernel: one qemu boot (conftest.vm_results), one test per behaviour.
+
+What each check did inside the VM is in guest_checks.py; here we assert on what it saw.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.ipvs
+
+RS1, RS2 = "10.1.1.2:80", "10.1.2.2:80"
+
+
+def result(vm: dict, name: str) -> dict:
+    """One check's results; fails with the guest's traceback if that check raised."""
+    if name not in vm:
+        pytest.fail(f"check {name!r} did not run in the VM")
+    if "error" in vm[name]:
+        pytest.fail(f"check {name!r} raised in the VM:\n{vm[name]['error']}")
+    return vm[name]
+
+
+def test_reads_the_nat_service_as_root(vm: dict) -> None:
+    read = result(vm, "read")
+    assert read["read_note"] == ""
+    assert read["table"][RS1] == {
+        "weight": 1, "forward": "masq", "state": "serving", "upper": 0, "lower": 0,
+        "total_conns": 0, "active": 0, "inactive": 0,
+    }  # fmt: skip
+    assert (read["table"][RS2]["upper"], read["table"][RS2]["lower"]) == (5000, 100)
+
+
+def test_traffic_reaches_both_servers_before_any_change(vm: dict) -> None:
+    assert result(vm, "baseline")["counts"] == {"rs1": 10, "rs2": 10}  # wrr 1:1
+
+
+def test_drained_server_gets_no_new_connections(vm: dict) -> None:
+    drain = result(vm, "drain")
+    assert drain["table"][RS1]["weight"] == 0
+    assert drain["table"][RS1]["state"] == "drained"
+    assert drain["counts"] == {"rs2": 30}
+
+
+def test_drained_server_finishes_existing_connections(vm: dict) -> None:
+    # a keep-alive connection opened before the drain is still answered by rs1 after it
+    assert result(vm, "drain")["held_again"] == "rs1"
+
+
+def test_weights_3_to_1_give_3_to_1_traffic(vm: dict) -> None:
+    rw = result(vm, "reweight")
+    assert (rw["table"][RS1]["weight"], rw["table"][RS2]["weight"]) == (3, 1)
+    counts = rw["counts"]
+    assert sum(counts.values()) == 40
+    assert 2.5 <= counts["rs1"] / counts["rs2"] <= 3.5
+
+
+@pytest.mark.parametrize("step", ["drain", "reweight"])
+def test_forwarding_method_stays_masq_after_every_edit(vm: dict, step: str) -> None:
+    seen = result(vm, step)
+    assert {rs["forward"] for rs in seen["table"].values()} == {"masq"}
+    servers = [r for r in seen["rules"] if r.startswith("-a ")]  # ipvsadm -Sn, not our parser
+    assert len(servers) == 2 and all(" -m " in r for r in servers)
+
+
+def test_thresholds_kept_through_edits(vm: dict) -> None:
+    rs2 = result(vm, "reweight")["table"][RS2]
+    assert (rs2["upper"], rs2["lower"]) == (5000, 100)
+
+
+def test_total_connections_match_what_the_client_sent(vm: dict) -> None:
+    stats = result(vm, "stats")
+    for key, name in ((RS1, "rs1"), (RS2, "rs2")):
+        assert stats["table"][key]["total_conns"] == stats["client_conns"][name]
+
+
+def test_rates_are_read_under_load(vm: dict) -> None:
+    rates = result(vm, "rates")
+    assert rates[RS1]["cps"] > 0 and rates[RS1]["in_bps"] > 0 and rates[RS1]["out_bps"] > 0
+
+
+def test_bare_edit_switches_masq_to_route_on_the_real_kernel(vm: dict) -> None:
+    # the trap IPVSBackend avoids: `ipvsadm -e -w 2` without -m
+    assert "-a -t 10.1.0.1:81 -r 10.1.1.2:81 -g -w 2" in result(vm, "trap")["rules"]
+
+
+def test_edit_keeps_route_tunnel_ipv6_and_fwmark_servers_as_they_were(vm: dict) -> None:
+    pre = result(vm, "preserve")
+    changed = [(b, a) for b, a in zip(pre["before"], pre["after"], strict=True) if b != a]
+    assert len(changed) == 5
+    for before, after in changed:
+        # only the weight differs: method, tunnel type/port/checksum are repeated
+        assert after.split(" -w ")[0] == before.split(" -w ")[0]
+        assert after.split(" -w ")[1].split(" ", 1)[1:] == before.split(" -w ")[1].split(" ", 1)[1:]
+        assert " -w 9" in after
+    assert (
+        "-a -u 10.1.0.3:53 -r 10.1.2.2:53 -i -w 9 --tun-type gue --tun-port 6080 --tun-nocsum"
+        in (pre["after"])
+    )
+
+
+def test_edit_keeps_thresholds_of_other_methods(vm: dict) -> None:
+    pre = result(vm, "preserve")
+    assert pre["thresholds_after"] == pre["thresholds_before"]
+    assert pre["thresholds_after"]["UDP 10.1.0.3:53 10.1.2.2:53"] == [7, 3]
+
+
+def test_ipv6_and_fwmark_keys(vm: dict) -> None:
+    keys = result(vm, "preserve")["keys"]
+    assert keys["TCP [2001:db8::1]:80"] == ["[2001:db8::2]:8080"]
+    assert keys["FWM 7 IPv6"] == ["[2001:db8::5]:0"]
+    assert keys["FWM 8"] == ["10.1.2.2:0"]
+
+
+def test_largest_weight_round_trips(vm: dict) -> None:
+    big = result(vm, "big_weight")
+    assert big["seen"]["weight"] == 2**31 - 1 and big["seen"]["forward"] == "masq"
+    assert big["restored"]["weight"] == 1
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("unknown_server", "No such destination: 10.1.9.9:80 in TCP 10.1.0.1:80"),
+        ("unknown_service", "Service not defined: TCP 10.1.0.9:80"),
+        ("weight_too_big", "illegal weight specified: 2147483648 (IPVS weights are 0..2147483647)"),
+        ("weight_negative", "illegal weight specified: -1 (IPVS weights are 0..2147483647)"),
+        ("vanished_server", "No such destination"),  # ipvsadm's own words, exit 255
+        (
+            "missing_ipvsadm",
+            "ipvsadm not found (/nonexistent/ipvsadm): install the ipvsadm package",
+        ),
+    ],
+)
+def test_failed_edit_raises_lberror_and_leaves_table_unchanged(
+    vm: dict, case: str, message: str
+) -> None:
+    err = result(vm, "errors")[case]
+    assert err["raised"] and err["message"] == message
+    assert err["unchanged"]
+
+
+def test_vanished_server_error_names_the_command(vm: dict) -> None:
+    cmd = result(vm, "errors")["vanished_server"]["command"]
+    assert cmd == "ipvsadm -e -t 10.1.0.1:80 -r 10.1.3.2:80 -m -w 5 -x 0 -y 0"
+
+
+def test_non_root_reads_proc_and_cannot_write(vm: dict) -> None:
+    nr = result(vm, "nonroot")
+    assert nr["weights"] == {RS1: 3, RS2: 1}
+    assert nr["forward"] == {RS1: "masq", RS2: "masq"}
+    assert "Permission denied" in nr["read_note"] and "/proc/net/ip_vs" in nr["read_note"]
+    assert nr["raised"] and nr["message"] == (
+        "Can't initialize ipvs: Permission denied (you must be root)"
+    )
+    assert nr["unchanged"]
+
+
+def test_unloaded_module_is_reported_and_not_reloaded(vm: dict) -> None:
+    nl = result(vm, "not_loaded")
+    assert nl["rmmod_rc"] == 0, nl["rmmod_err"]
+    assert nl["raised"] and nl["message"].startswith("IPVS is not loaded")
+    assert nl["proc_after"] is False  # reading did not modprobe ip_vs
+
+
+def test_vm_stays_within_budget(vm: dict) -> None:
+    assert vm["_run"]["seconds"] < 120, vm["_run"]

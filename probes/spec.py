@@ -93,7 +93,7 @@ class ProbeSpec:
         if self.type in ("http", "https"):
             tail = self.path
         elif self.type == "dns":
-            tail = f"/{self.query}?type={self.qtype}"
+            tail = f"/{self.query}?type={self.qtype}" + ("&tcp=1" if self.tcp else "")
         return f"{self.type}://{host}:{self.port}{tail}"
 
 

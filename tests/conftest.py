@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.haproxy_peer"]
+pytest_plugins = ["tests.haproxy_peer", "tests.peers"]
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

@@ -86,7 +86,11 @@ async def check_http(spec: ProbeSpec, attempt: Attempt) -> ProbeResult:
     except httpx.TimeoutException:
         raise ProbeFailure(f"timeout after {spec.timeout:g}s {attempt.phase}") from None
     except httpx.ConnectError as exc:
-        raise ProbeFailure(f"connect to {where(spec)} failed: {describe(_cause(exc))}") from None
+        cause = _cause(exc)
+        if isinstance(cause, ssl.SSLError):
+            reason = cause.reason or cause
+            raise ProbeFailure(f"TLS handshake with {where(spec)} failed: {reason}") from None
+        raise ProbeFailure(f"connect to {where(spec)} failed: {describe(cause)}") from None
     except httpx.RemoteProtocolError as exc:
         raise ProbeFailure(f"not HTTP: {exc}") from None
     except httpx.HTTPError as exc:

@@ -37,26 +37,24 @@ class Dialogue:
 DIALOGUES: dict[str, Dialogue] = {
     "smtp": Dialogue(
         "SMTP",
-        Reply(("220",), "220 greeting"),
+        Reply(("220",), "220"),
         ((f"EHLO {HELO_NAME}", Reply(("250",), "250")), ("QUIT", Reply(("221",), "221"))),
     ),
-    "pop3": Dialogue("POP3", Reply(("+OK",), "+OK greeting"), (("QUIT", Reply(("+OK",), "+OK")),)),
+    "pop3": Dialogue("POP3", Reply(("+OK",), "+OK"), (("QUIT", Reply(("+OK",), "+OK")),)),
     "imap": Dialogue(
         "IMAP",
-        Reply(("* OK", "* PREAUTH"), "* OK greeting"),
+        Reply(("* OK", "* PREAUTH"), "* OK"),
         (("a1 LOGOUT", Reply(("a1 OK",), "a1 OK", skip_untagged=True)),),
     ),
     # NOOP tells FTP (200) from SMTP (250), which share the 220 greeting and 221 goodbye.
     "ftp": Dialogue(
         "FTP",
-        Reply(("220",), "220 greeting"),
+        Reply(("220",), "220"),
         (("NOOP", Reply(("200",), "200")), ("QUIT", Reply(("221",), "221"))),
     ),
-    "nntp": Dialogue(
-        "NNTP", Reply(("200", "201"), "200/201 greeting"), (("QUIT", Reply(("205",), "205")),)
-    ),
+    "nntp": Dialogue("NNTP", Reply(("200", "201"), "200/201"), (("QUIT", Reply(("205",), "205")),)),
     # SSH: only the identification line; the probe leaves before key exchange.
-    "ssh": Dialogue("SSH", Reply(("SSH-2.0-", "SSH-1.99-"), "SSH-2.0- banner"), ()),
+    "ssh": Dialogue("SSH", Reply(("SSH-2.0-", "SSH-1.99-"), "SSH-2.0-"), ()),
 }
 
 

@@ -138,6 +138,7 @@ def _config(tmp: Path, lab: HAProxyLab, dead_port: int) -> str:
         f"  pidfile {tmp}/haproxy.pid",
         "defaults",
         "  mode http",
+        "  retries 0",  # a refused connection answers 503 at once (no 1 s retry delay)
         "  timeout connect 2s",
         "  timeout client 10s",
         "  timeout server 10s",

@@ -162,6 +162,8 @@ class LBController:
                 )
             if origin == "auto":
                 refusal = self._human_guard(backend, service, server)
+                if not refusal and weight > 0 and is_drained(rs):
+                    refusal = "drained; only restore brings it back, automation's weights don't"
                 if refusal:
                     return replace(base, ok=False, message=refusal)
             now = effective_weight(rs)

@@ -1,0 +1,202 @@
+"""`ctop lb ...`: the load-balancer actions for scripts.
+
+    ctop lb list
+    ctop lb drain SERVICE SERVER
+    ctop lb weight SERVICE SERVER N
+    ctop lb restore SERVICE SERVER
+    ctop lb log [SERVICE [SERVER]]
+
+Exit codes: 0 done (or nothing to do), 1 the action failed or was refused, 2 usage or config
+error (including "no load balancer configured").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tomllib
+from dataclasses import asdict
+from typing import Any
+
+from ctop.lb.actions import ActionResult, LBController
+from ctop.lb.base import LBError, VirtualService
+from ctop.lb.config import ConfigError, LBConfig, parse_config
+from ctop.lb.factory import MONITORING_ONLY, build_controller
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _common(p: argparse.ArgumentParser, *, sub: bool) -> None:
+    # The same options work before and after the subcommand; SUPPRESS keeps a subparser from
+    # overwriting what was given before it.
+    d = argparse.SUPPRESS if sub else None
+    f = argparse.SUPPRESS if sub else False
+    p.add_argument(
+        "--haproxy-socket",
+        action="append",
+        default=d,
+        metavar="PATH|HOST:PORT",
+        help="HAProxy admin socket (repeatable)",
+    )
+    p.add_argument("--ipvs", action="store_true", default=f, help="use the local IPVS table")
+    p.add_argument("--config", default=d, metavar="TOML", help="ctop config with an [lb] table")
+    p.add_argument("--db", default=d, metavar="PATH", help="ctop database (journal and intent)")
+    p.add_argument("--backend", default=d, help="backend name when a service is ambiguous")
+    p.add_argument("--readonly", action="store_true", default=f, help="refuse every action")
+    p.add_argument("--json", action="store_true", default=f, help="machine-readable output")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ctop lb", description="Load-balancer control.")
+    _common(p, sub=False)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name, extra, text in (
+        ("list", (), "virtual services and real servers"),
+        ("drain", ("service", "server"), "no new connections; existing ones finish"),
+        ("weight", ("service", "server", "weight"), "set a weight"),
+        ("restore", ("service", "server"), "back to the weight before the drain"),
+        ("log", (), "recent actions from the journal"),
+    ):
+        sp = sub.add_parser(name, help=text)
+        _common(sp, sub=True)
+        for arg in extra:
+            sp.add_argument(arg, type=int if arg == "weight" else str)
+        if name == "log":
+            sp.add_argument("service", nargs="?")
+            sp.add_argument("server", nargs="?")
+            sp.add_argument("--limit", type=int, default=20)
+    return p
+
+
+def _config(args: argparse.Namespace) -> LBConfig:
+    raw: dict[str, Any] = {}
+    if args.config:
+        try:
+            with open(args.config, "rb") as fh:
+                raw = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{args.config}: {exc}") from exc
+    lb = dict(raw.get("lb", {}))
+    if args.haproxy_socket:
+        lb["haproxy"] = [
+            {"name": "haproxy" if i == 0 else f"haproxy{i + 1}", "socket": s}
+            for i, s in enumerate(args.haproxy_socket)
+        ]
+    if args.ipvs:
+        lb["ipvs"] = {**lb.get("ipvs", {}), "enabled": True}
+    if args.readonly:
+        lb["readonly"] = True
+    return parse_config({"lb": lb})
+
+
+def _resolve(ctl: LBController, service: str, backend: str | None) -> tuple[str, str]:
+    """(backend, service key) for what the user typed; LBError when not found or ambiguous.
+
+    Besides the exact key, an IPVS service may be named without its protocol ("10.0.0.1:80")
+    and case doesn't matter ("tcp 10.0.0.1:80").
+    """
+    names = [backend] if backend else list(ctl.backends)
+    hits: list[tuple[str, str]] = []
+    for name in names:
+        for vs in ctl.services(name):
+            k, s = vs.key.lower(), service.lower()
+            if k == s or k.endswith(" " + s):
+                hits.append((name, vs.key))
+    exact = [h for h in hits if h[1] == service]
+    hits = exact or hits
+    if len(hits) == 1:
+        return hits[0]
+    if not hits:
+        raise LBError(f"no service {service!r} on {', '.join(names)}")
+    raise LBError(f"{service!r} is ambiguous: {hits}; give --backend")
+
+
+def _print_list(services: list[VirtualService], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([asdict(vs) for vs in services], indent=2))
+        return
+    if not services:
+        print("no virtual services")
+    for vs in services:
+        extra = f" {vs.scheduler}" if vs.scheduler else ""
+        print(f"{vs.backend}  {vs.key}  {vs.protocol}{extra}")
+        for rs in vs.servers:
+            addr = f"[{rs.address}]" if ":" in rs.address else rs.address
+            print(
+                f"  {rs.key:<24} {addr}:{rs.port:<6} weight {rs.weight:<5} {rs.state:<9}"
+                f" active {rs.active_conns:<6} {rs.conns_per_s:.0f}/s  total {rs.total_conns}"
+            )
+
+
+def _print_result(res: ActionResult, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(asdict(res), indent=2))
+    elif res.ok:
+        print(res.message)
+    else:
+        print(
+            f"ctop lb {res.action}: {res.backend} {res.service}/{res.server}: {res.message}",
+            file=sys.stderr,
+        )
+
+
+def main(argv: list[str]) -> int:
+    argv = list(argv)
+    if argv[:1] == ["lb"]:  # tolerate being handed the whole `lb ...` command line
+        argv = argv[1:]
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse printed the usage
+        return EXIT_OK if exc.code == 0 else EXIT_USAGE
+    try:
+        cfg = _config(args)
+    except ConfigError as exc:
+        print(f"ctop lb: config: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if cfg.monitoring_only:
+        print(f"ctop lb: {MONITORING_ONLY}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        ctl = build_controller(cfg, args.db)
+    except (ConfigError, OSError) as exc:
+        print(f"ctop lb: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return _run(ctl, args)
+    except LBError as exc:
+        print(f"ctop lb {args.cmd}: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        if ctl.journal is not None:
+            ctl.journal.close()
+
+
+def _run(ctl: LBController, args: argparse.Namespace) -> int:
+    if args.cmd == "list":
+        _print_list(ctl.services(args.backend), args.json)
+        return EXIT_OK
+    if args.cmd == "log":
+        assert ctl.journal is not None
+        rows = ctl.journal.actions(service=args.service, server=args.server, limit=args.limit)
+        if args.json:
+            print(json.dumps([asdict(r) for r in rows], indent=2))
+        for r in [] if args.json else rows:
+            print(
+                f"{r.ts:.0f} {r.user} {r.origin} {r.backend} {r.service}/{r.server} "
+                f"{r.action} {r.weight_before}->{r.weight_after} {r.result}"
+            )
+        return EXIT_OK
+    backend, service = _resolve(ctl, args.service, args.backend)
+    if args.cmd == "drain":
+        res = ctl.drain(backend, service, args.server, origin="cli")
+    elif args.cmd == "weight":
+        res = ctl.set_weight(backend, service, args.server, args.weight, origin="cli")
+    else:
+        res = ctl.restore(backend, service, args.server, origin="cli")
+    _print_result(res, args.json)
+    return EXIT_OK if res.ok else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

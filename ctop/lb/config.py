@@ -1,0 +1,146 @@
+"""The [lb] section of ctop's TOML config, checked and turned into typed settings.
+
+    [lb]
+    readonly = false
+
+    [lb.haproxy]                      # or [[lb.haproxy]] with name = "..." for several
+    socket = "/run/haproxy/admin.sock"  # or "127.0.0.1:9999" (a TCP stats socket)
+
+    [lb.ipvs]
+    enabled = true
+
+    [lb.automation."web"]             # service key, or "backend:service"; off unless listed
+    quiesce_after = 3
+    restore_after = 2
+    keep_last = true
+
+    [lb.advice]
+    auto = false
+    max_step = 0.25
+    min_weight = 1
+    max_weight = 100
+
+No [lb.haproxy] and no enabled [lb.ipvs] means monitoring only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from ctop.lb.advice import AdvicePolicy
+from ctop.lb.automation import QuiescePolicy
+
+
+class ConfigError(ValueError):
+    """The [lb] config is wrong; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class HAProxyConfig:
+    name: str
+    socket: str
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class LBConfig:
+    haproxy: tuple[HAProxyConfig, ...] = ()
+    ipvs: bool = False
+    ipvsadm: str = "ipvsadm"
+    readonly: bool = False
+    automation: dict[str, QuiescePolicy] = field(default_factory=dict)
+    advice: AdvicePolicy = field(default_factory=AdvicePolicy)
+
+    @property
+    def monitoring_only(self) -> bool:
+        return not self.haproxy and not self.ipvs
+
+
+def _table(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a table, got {type(value).__name__}")
+    return value
+
+
+def _known(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+
+
+def _typed(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
+    # bool is an int in Python; a weight of `true` is a mistake, not 1
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise ConfigError(f"{where} must be {kind}, got a boolean")
+    if not isinstance(value, kind):
+        raise ConfigError(f"{where} has the wrong type: {value!r}")
+    return value
+
+
+def _dataclass_from(cls: type, table: Mapping[str, Any], where: str) -> Any:
+    kinds = {f.name: f.type for f in fields(cls)}
+    _known(table, set(kinds), where)
+    args = {}
+    for key, value in table.items():
+        kind = {"bool": bool, "int": int, "float": (int, float)}[str(kinds[key])]
+        args[key] = _typed(value, kind, f"{where}.{key}")
+    return cls(**args)
+
+
+def parse_config(raw: Mapping[str, Any] | None) -> LBConfig:
+    """Accepts the whole parsed config (with an "lb" key) or just its [lb] table."""
+    if not raw:
+        return LBConfig()
+    lb = _table(raw.get("lb", {}), "[lb]") if "lb" in raw else _table(raw, "[lb]")
+    _known(lb, {"readonly", "haproxy", "ipvs", "automation", "advice"}, "[lb]")
+
+    haproxy: list[HAProxyConfig] = []
+    entries = lb.get("haproxy", [])
+    for i, entry in enumerate([entries] if isinstance(entries, Mapping) else entries):
+        where = "[lb.haproxy]" if isinstance(entries, Mapping) else f"[[lb.haproxy]] #{i + 1}"
+        entry = _table(entry, where)
+        _known(entry, {"name", "socket", "timeout"}, where)
+        if "socket" not in entry:
+            raise ConfigError(f"{where}: socket is required (a path or host:port)")
+        default_name = "haproxy" if i == 0 else f"haproxy{i + 1}"
+        haproxy.append(
+            HAProxyConfig(
+                name=_typed(entry.get("name", default_name), str, f"{where}.name"),
+                socket=_typed(entry["socket"], str, f"{where}.socket"),
+                timeout=float(_typed(entry.get("timeout", 5.0), (int, float), f"{where}.timeout")),
+            )
+        )
+    names = [h.name for h in haproxy]
+    if len(set(names)) != len(names) or "ipvs" in names:
+        raise ConfigError(f"[lb.haproxy]: backend names must be unique and not 'ipvs': {names}")
+
+    ipvs_t = _table(lb.get("ipvs", {}), "[lb.ipvs]")
+    _known(ipvs_t, {"enabled", "ipvsadm"}, "[lb.ipvs]")
+    ipvs = _typed(ipvs_t.get("enabled", bool(ipvs_t)), bool, "[lb.ipvs].enabled")
+
+    automation = {}
+    for service, table in _table(lb.get("automation", {}), "[lb.automation]").items():
+        where = f'[lb.automation."{service}"]'
+        table = dict(_table(table, where))
+        table.setdefault("enabled", True)  # listing a service is opting it in
+        policy = _dataclass_from(QuiescePolicy, table, where)
+        if policy.quiesce_after < 1 or policy.restore_after < 1:
+            raise ConfigError(f"{where}: quiesce_after and restore_after must be >= 1")
+        automation[service] = policy
+
+    advice = _dataclass_from(
+        AdvicePolicy, _table(lb.get("advice", {}), "[lb.advice]"), "[lb.advice]"
+    )
+    if not 0 < advice.max_step <= 1 or not 1 <= advice.min_weight <= advice.max_weight:
+        raise ConfigError("[lb.advice]: need 0 < max_step <= 1 and 1 <= min_weight <= max_weight")
+
+    return LBConfig(
+        haproxy=tuple(haproxy),
+        ipvs=ipvs,
+        ipvsadm=_typed(ipvs_t.get("ipvsadm", "ipvsadm"), str, "[lb.ipvs].ipvsadm"),
+        readonly=_typed(lb.get("readonly", False), bool, "[lb].readonly"),
+        automation=automation,
+        advice=advice,
+    )

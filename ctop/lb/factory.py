@@ -1,0 +1,66 @@
+"""Backends and controller from config. No backend configured = monitoring only."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ctop.lb.actions import LBController
+from ctop.lb.automation import AutoQuiescer, policy_lookup
+from ctop.lb.base import Backend
+from ctop.lb.config import ConfigError, LBConfig
+from ctop.lb.haproxy import HAProxyBackend
+from ctop.lb.journal import Journal
+
+MONITORING_ONLY = "monitoring only: no load balancer configured ([lb.haproxy] or [lb.ipvs])"
+
+
+def default_db_path() -> Path:
+    """$CTOP_DB, else $XDG_STATE_HOME/ctop/ctop.db (~/.local/state/ctop/ctop.db)."""
+    if os.environ.get("CTOP_DB"):
+        return Path(os.environ["CTOP_DB"])
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "ctop" / "ctop.db"
+
+
+def build_backends(cfg: LBConfig) -> dict[str, Backend]:
+    backends: dict[str, Backend] = {}
+    for h in cfg.haproxy:
+        backends[h.name] = HAProxyBackend(h.socket, timeout=h.timeout, name=h.name)
+    if cfg.ipvs:
+        try:  # imported lazily: hosts without IPVS never load it
+            from ctop.lb.ipvs import IPVSBackend
+        except ImportError as exc:
+            raise ConfigError(
+                f"[lb.ipvs] is enabled but the IPVS backend is missing: {exc}"
+            ) from exc
+        backends["ipvs"] = (
+            IPVSBackend(ipvsadm=cfg.ipvsadm) if cfg.ipvsadm != "ipvsadm" else IPVSBackend()
+        )
+    return backends
+
+
+def build_controller(
+    cfg: LBConfig, db_path: str | os.PathLike[str] | None = None, *, readonly: bool | None = None
+) -> LBController:
+    """The controller the engine, UI and CLI share; readonly=None takes [lb].readonly."""
+    journal = Journal(db_path if db_path is not None else default_db_path())
+    return LBController(
+        build_backends(cfg), journal, readonly=cfg.readonly if readonly is None else readonly
+    )
+
+
+def build_quiescer(cfg: LBConfig, controller: LBController) -> AutoQuiescer | None:
+    """None when no service opted in to auto-quiesce."""
+    if not any(p.enabled for p in cfg.automation.values()):
+        return None
+    return AutoQuiescer(controller, policy_lookup(cfg.automation))
+
+
+def status_line(cfg: LBConfig) -> str:
+    """What the UI says about load-balancer control."""
+    if cfg.monitoring_only:
+        return MONITORING_ONLY
+    parts = [f"{h.name} ({h.socket})" for h in cfg.haproxy] + (["ipvs"] if cfg.ipvs else [])
+    mode = "read-only" if cfg.readonly else "actions enabled"
+    return f"load balancers: {', '.join(parts)}; {mode}"

@@ -1,0 +1,187 @@
+"""Auto-quiesce: pure decisions, and end to end on a real HAProxy with real service checks."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from ctop.lb.actions import LBController
+from ctop.lb.automation import (
+    AutoQuiescer,
+    Counters,
+    Health,
+    HealthTracker,
+    QuiescePolicy,
+    decide,
+    policy_lookup,
+)
+from ctop.lb.base import RealServer, ServerState, VirtualService
+from ctop.lb.haproxy import HAProxyBackend
+from ctop.lb.journal import Intent, Journal
+from tests.haproxy_peer import HAProxyLab
+
+ON = QuiescePolicy(enabled=True, quiesce_after=2, restore_after=2, keep_last=True)
+
+
+def _vs(*servers: tuple[str, int, ServerState]) -> VirtualService:
+    return VirtualService(
+        key="web",
+        backend="haproxy",
+        protocol="HTTP",
+        address="",
+        port=0,
+        servers=tuple(RealServer(k, "10.0.0.1", 80, w, st) for k, w, st in servers),
+    )
+
+
+def _intent(server: str, drained_by: str | None, saved: int | None = None) -> Intent:
+    return Intent("haproxy", "web", server, saved, drained_by, "alice", 0.0, None, None)
+
+
+S = ServerState.SERVING
+
+
+def test_tracker_counts_consecutive() -> None:
+    t = HealthTracker()
+    key = ("haproxy", "web", "a")
+    for ok in (False, False, True, False):
+        t.observe([Health(*key, check_ok=ok)])
+    assert (t.counters[key].fails, t.counters[key].oks) == (1, 0)
+    t.observe([Health(*key, check_ok=None)])  # no result this round changes nothing
+    assert t.counters[key].fails == 1
+    t.observe([Health(*key, node_dead=True)])
+    assert t.counters[key].node_dead and t.counters[key].fails == 2
+
+
+def test_decide_quiesce_after_n_and_off_by_default() -> None:
+    vs = _vs(("a", 1, S), ("b", 1, S))
+    counters = {("haproxy", "web", "a"): Counters(fails=1)}
+    assert decide([vs], counters, {}, policy_lookup({"web": ON})) == []
+    counters = {("haproxy", "web", "a"): Counters(fails=2)}
+    [d] = decide([vs], counters, {}, policy_lookup({"web": ON}))
+    assert (d.kind, d.server) == ("quiesce", "a")
+    assert decide([vs], counters, {}, policy_lookup({})) == []  # off unless configured
+    # node dead quiesces at once
+    [d] = decide(
+        [vs],
+        {("haproxy", "web", "b"): Counters(node_dead=True)},
+        {},
+        policy_lookup({"haproxy:web": ON}),
+    )
+    assert (d.kind, d.server, d.reason) == ("quiesce", "b", "node dead")
+
+
+def test_decide_never_last_serving() -> None:
+    vs = _vs(("a", 1, S), ("b", 1, S))
+    both = {("haproxy", "web", k): Counters(fails=5) for k in "ab"}
+    kinds = [(d.kind, d.server) for d in decide([vs], both, {}, policy_lookup({"web": ON}))]
+    assert kinds == [("quiesce", "a"), ("hold", "b")]
+    off = QuiescePolicy(enabled=True, quiesce_after=2, keep_last=False)
+    kinds = [d.kind for d in decide([vs], both, {}, policy_lookup({"web": off}))]
+    assert kinds == ["quiesce", "quiesce"]
+
+
+def test_decide_restore_only_own_drains() -> None:
+    vs = _vs(("a", 1, ServerState.DRAINED), ("b", 1, ServerState.DRAINED), ("c", 1, S))
+    counters = {("haproxy", "web", k): Counters(oks=2) for k in "ab"}
+    intents = {
+        ("haproxy", "web", "a"): _intent("a", "auto", 1),
+        ("haproxy", "web", "b"): _intent("b", "operator", 1),
+    }
+    ds = decide([vs], counters, intents, policy_lookup({"web": ON}))
+    assert [(d.kind, d.server) for d in ds] == [("restore", "a")]
+
+
+# -- end to end --------------------------------------------------------------------------------
+
+
+def _check(rs: RealServer) -> bool:
+    """The service check: a real HTTP GET to the real server."""
+    try:
+        return httpx.get(f"http://{rs.address}:{rs.port}/", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _round(ctl: LBController, service: str) -> list[Health]:
+    [vs] = [v for v in ctl.services() if v.key == service]
+    return [Health(vs.backend, vs.key, rs.key, check_ok=_check(rs)) for rs in vs.servers]
+
+
+@pytest.fixture
+def auto(haproxy: HAProxyLab, tmp_path) -> tuple[LBController, AutoQuiescer]:
+    journal = Journal(tmp_path / "ctop.db")
+    ctl = LBController({"haproxy": HAProxyBackend(haproxy.admin_socket)}, journal)
+    yield ctl, AutoQuiescer(ctl, policy_lookup({"web7": ON}))
+    journal.close()
+
+
+def _state(ctl: LBController, server: str) -> RealServer:
+    return ctl.find("haproxy", "web7", server)[1]
+
+
+def test_quiesce_and_restore_end_to_end(auto, haproxy: HAProxyLab) -> None:
+    ctl, aq = auto
+    assert ctl.set_weight("haproxy", "web7", "s2", 3).ok  # an operator's weight
+    haproxy.servers["s2"].stop()
+    assert "HTTP 503" in haproxy.hits("web7", 3)  # HAProxy has no check: requests fail
+    assert aq.step(_round(ctl, "web7")) == []  # one failure is not enough
+    [(d, res)] = aq.step(_round(ctl, "web7"))
+    assert d.kind == "quiesce" and res.ok and res.origin == "auto", res.message
+    assert _state(ctl, "s2").state == ServerState.QUIESCED
+    assert set(haproxy.hits("web7", 20)) == {"s1", "s3"}  # no more failed requests
+    haproxy.servers["s2"].start()
+    assert aq.step(_round(ctl, "web7")) == []
+    [(d, res)] = aq.step(_round(ctl, "web7"))
+    assert d.kind == "restore" and res.ok and res.after == 3, res.message
+    assert haproxy.hits("web7", 50)["s2"] == 30  # 1:3:1, the operator's weight is back
+    rows = ctl.journal.actions()
+    assert [(r.origin, r.action, r.result) for r in rows[:2]] == [
+        ("auto", "restore", "ok"),
+        ("auto", "drain", "ok"),
+    ]
+
+
+def test_never_quiesces_last_serving(auto, haproxy: HAProxyLab) -> None:
+    ctl, aq = auto
+    assert ctl.drain("haproxy", "web7", "s1").ok
+    assert ctl.drain("haproxy", "web7", "s2").ok
+    haproxy.servers["s3"].stop()
+    for _ in range(3):
+        decisions = aq.step(_round(ctl, "web7"))
+    assert ("hold", "s3") in [(d.kind, d.server) for d, _ in decisions]
+    assert _state(ctl, "s3").state == ServerState.SERVING
+
+
+def test_never_undoes_operator_drain(auto, haproxy: HAProxyLab) -> None:
+    ctl, aq = auto
+    assert ctl.drain("haproxy", "web7", "s1").ok
+    for _ in range(4):  # s1 is perfectly healthy
+        assert all(d.kind != "restore" for d, _ in aq.step(_round(ctl, "web7")))
+    assert _state(ctl, "s1").state == ServerState.DRAINED
+    assert not ctl.restore("haproxy", "web7", "s1", origin="auto").ok  # the controller agrees
+
+
+def test_operator_takes_over_auto_quiesce(auto, haproxy: HAProxyLab) -> None:
+    ctl, aq = auto
+    haproxy.servers["s3"].stop()
+    aq.step(_round(ctl, "web7"))
+    aq.step(_round(ctl, "web7"))
+    assert _state(ctl, "s3").state == ServerState.QUIESCED
+    res = ctl.drain("haproxy", "web7", "s3")  # the operator now owns the drain
+    assert res.ok and "automation will not restore" in res.message
+    haproxy.servers["s3"].start()
+    for _ in range(3):
+        assert all(d.kind != "restore" for d, _ in aq.step(_round(ctl, "web7")))
+    assert _state(ctl, "s3").state == ServerState.DRAINED
+    assert ctl.restore("haproxy", "web7", "s3").after == 1
+
+
+def test_auto_weights_leave_human_weights_alone(auto) -> None:
+    ctl, _ = auto
+    assert ctl.set_weight("haproxy", "web7", "s1", 4).ok
+    res = ctl.set_weight("haproxy", "web7", "s1", 9, origin="auto")
+    assert not res.ok and "set by operator" in res.message
+    assert ctl.drain("haproxy", "web7", "s2", origin="auto").ok
+    res = ctl.set_weight("haproxy", "web7", "s2", 5, origin="auto")
+    assert not res.ok and "only restore" in res.message

@@ -187,7 +187,7 @@ class Collector:
             disk_root_percent=slow.disk_root_percent,
             users=slow.users,
             tcp_established=tcp.get("established", 0),
-            tcp_states=tcp,
+            tcp_states={state: [n] for state, n in tcp.items()},  # wire: name -> [count]
             procs=procs,
             procs_rss=slow.procs_rss,
             threads=threads,

@@ -1,0 +1,196 @@
+"""The agent's main loop: join, a report every interval, re-announce, reload, leave."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from agentd import __version__, facts, wire
+from agentd.collect import Collector
+from agentd.config import Config, ConfigError
+from agentd.sender import Sender
+from agentd.services import Services, describe_changes
+
+log = logging.getLogger("agentd")
+
+# Keys a SIGHUP does not apply (they are wired into sockets, clocks and the boot identity).
+_RESTART_KEYS = ("directors", "key_file", "node_id", "group", "interval", "join_interval")
+
+
+class Agent:
+    """One agent boot: a boot id and a strictly increasing sequence number over all messages."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        key: bytes,
+        reload: Callable[[], Config] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.key = key
+        self._reload_config = reload
+        self.boot = wire.new_boot_id()
+        self.seq = 0
+        self.collector = Collector(cfg.interval)
+        self.services = Services(cfg.probes)
+        self.sender = Sender(cfg.directors)
+        self._stopping: str | None = None
+        self._wake: asyncio.Future[None] | None = None
+        self._reloads: set[asyncio.Task[None]] = set()
+        self._last_crash_log = float("-inf")
+
+    # -- messages -------------------------------------------------------------------------
+
+    def _header(self) -> wire.Header:
+        self.seq += 1
+        return wire.Header(self.cfg.node_id, self.boot, self.seq, time.time())
+
+    def join(self) -> wire.Join:
+        return wire.Join(
+            self._header(),
+            hostname=socket.gethostname(),
+            addresses=facts.addresses(),
+            cores=facts.cores(),
+            mem_total=facts.mem_total(),
+            version=__version__,
+            interval=self.cfg.interval,
+            group=self.cfg.group,
+        )
+
+    def report(self) -> wire.Report:
+        metrics = self.collector.sample()
+        return wire.Report(
+            self._header(), self.cfg.interval, self.cfg.group, metrics, self.services.statuses()
+        )
+
+    def _send(self, msg: wire.Message) -> None:
+        data = wire.encode(self.key, msg)
+        self.sender.send(data)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("sent %s seq=%d (%d bytes)", type(msg).__name__, msg.header.seq, len(data))
+
+    def _tick(self, build: Callable[[], wire.Message]) -> None:
+        """Build and send one message. A bug in one sample must not stop the agent: log it
+        (with its traceback, at most once a minute) and try again next interval."""
+        try:
+            self._send(build())
+        except Exception:
+            now = time.monotonic()
+            if now - self._last_crash_log >= 60.0:
+                self._last_crash_log = now
+                log.exception("could not build or send a %s; skipping it", build.__name__)
+
+    # -- signals --------------------------------------------------------------------------
+
+    def stop(self, why: str) -> None:
+        if self._stopping is None:
+            log.info("%s: leaving", why)
+            self._stopping = why
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config and apply its probe list; keep the old one on errors."""
+        if self._reload_config is None:
+            log.warning("SIGHUP: no config file to reload")
+            return
+        try:
+            new = self._reload_config()
+        except ConfigError as e:
+            log.error("SIGHUP: config not reloaded, keeping the running one: %s", e)
+            return
+        ignored = [k for k in _RESTART_KEYS if getattr(new, k) != getattr(self.cfg, k)]
+        if ignored:
+            log.warning("SIGHUP: %s changed; restart agentd to apply", ", ".join(ignored))
+        log.info("SIGHUP: probes reloaded: %s", describe_changes(self.cfg.probes, new.probes))
+        self.cfg = replace(self.cfg, probes=new.probes)
+        task = asyncio.get_running_loop().create_task(self.services.replace(new.probes))
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def _sleep_until(self, when: float) -> None:
+        """Sleep until loop time `when`, or until stop() wakes us."""
+        loop = asyncio.get_running_loop()
+        self._wake = fut = loop.create_future()
+        handle = loop.call_at(when, lambda: fut.done() or fut.set_result(None))
+        try:
+            await fut
+        finally:
+            handle.cancel()
+            self._wake = None
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig, action in (
+            (signal.SIGTERM, lambda: self.stop("SIGTERM")),
+            (signal.SIGINT, lambda: self.stop("SIGINT")),
+            (signal.SIGHUP, self.reload),
+        ):
+            loop.add_signal_handler(sig, action)
+        await self.sender.resolve()
+        await self.services.start()
+        self.collector.sample()  # prime the counters: the first report has real rates
+        self._send(self.join())
+        log.info(
+            "node %s: reporting every %g s, %d probe(s)",
+            self.cfg.node_id,
+            self.cfg.interval,
+            len(self.cfg.probes),
+        )
+        interval = self.cfg.interval
+        start = loop.time()
+        next_join = start + self.cfg.join_interval
+        tick = 0
+        try:
+            while self._stopping is None:
+                # Drift-free: tick k is due at start + k * interval on the monotonic clock. After
+                # a stall (suspend, overload) missed ticks are skipped, not sent in a burst.
+                tick += 1
+                due = start + tick * interval
+                now = loop.time()
+                if due < now - interval:
+                    tick = int((now - start) / interval) + 1
+                    due = start + tick * interval
+                await self._sleep_until(due)
+                if self._stopping is not None:
+                    break
+                if loop.time() >= next_join:
+                    if self.sender.unresolved:
+                        await self.sender.resolve()
+                    next_join += self.cfg.join_interval
+                    self._tick(self.join)
+                self._tick(self.report)
+            self._send(wire.Leave(self._header(), self._stopping or "stopping"))
+        finally:
+            await self.services.stop()
+            self.sender.close()
+        return 0
+
+
+async def once(cfg: Config, wait_for_probes: bool = True) -> dict[str, Any]:
+    """One report after one interval (so rates are real), as a JSON-ready dict. No key needed.
+
+    With probes configured it waits (up to their longest timeout) for every probe's first
+    result, so the output shows real statuses rather than "unknown".
+    """
+    agent = Agent(cfg, key=b"")
+    await agent.services.start()
+    agent.collector.sample()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + cfg.interval
+    if wait_for_probes and cfg.probes:
+        deadline = max(deadline, loop.time() + max(s.timeout for s in cfg.probes) + 0.5)
+    await asyncio.sleep(cfg.interval)
+    while agent.services.pending() and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    report = agent.report()
+    await agent.services.stop()
+    return wire.to_plain(report)

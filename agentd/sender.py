@@ -1,0 +1,120 @@
+"""UDP delivery to one or more directors that never blocks and never raises.
+
+Each director gets its own connected, non-blocking UDP socket. Connecting matters: only a
+connected UDP socket reports the ICMP "port unreachable" of a stopped director (as
+ECONNREFUSED on a later send), which lets the log say why nothing arrives. Every send error is
+counted and logged at most once a minute per director; the agent keeps sending regardless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from dataclasses import dataclass, field
+
+from agentd.config import Director
+
+log = logging.getLogger("agentd")
+
+LOG_EVERY = 60.0  # seconds between repeated error lines for one director
+RECOVERED_AFTER = 5  # clean sends in a row before a failing director counts as reachable again
+
+
+@dataclass
+class _Target:
+    director: Director
+    sock: socket.socket | None = None
+    failures: int = 0  # since the last log line about this director
+    failing: bool = False
+    clean_sends: int = 0
+    last_log: float = field(default=float("-inf"))
+
+
+class Sender:
+    def __init__(self, directors: tuple[Director, ...], clock=time.monotonic) -> None:
+        self._targets = [_Target(d) for d in directors]
+        self._clock = clock
+        self.sent = 0
+        self.dropped = 0
+
+    async def resolve(self) -> None:
+        """(Re)open sockets for directors that have none yet. Names resolve in a worker
+        thread; numeric addresses resolve inline (no thread, no DNS)."""
+        loop = asyncio.get_running_loop()
+        for t in self._targets:
+            if t.sock is not None:
+                continue
+            d = t.director
+            try:
+                try:
+                    infos = socket.getaddrinfo(
+                        d.host, d.port, type=socket.SOCK_DGRAM, flags=socket.AI_NUMERICHOST
+                    )
+                except socket.gaierror:
+                    infos = await loop.getaddrinfo(d.host, d.port, type=socket.SOCK_DGRAM)
+                family, kind, proto, _, addr = infos[0]
+                sock = socket.socket(family, kind, proto)
+                sock.setblocking(False)
+                try:
+                    sock.connect(addr)
+                except OSError:
+                    sock.close()
+                    raise
+                t.sock = sock
+                log.info("sending to director %s (%s)", d, addr[0])
+            except OSError as e:
+                self._failed(t, f"cannot resolve or connect: {e}")
+
+    def send(self, data: bytes) -> int:
+        """Send one datagram to every director; returns how many took it. Never blocks."""
+        ok = 0
+        for t in self._targets:
+            if t.sock is None:
+                self.dropped += 1
+                continue
+            try:
+                t.sock.send(data)
+            except OSError as e:  # ECONNREFUSED, ENETUNREACH, EAGAIN (buffer full), ...
+                self.dropped += 1
+                self._failed(t, e.strerror or str(e))
+                continue
+            ok += 1
+            self.sent += 1
+            if t.failing:
+                t.clean_sends += 1
+                if t.clean_sends >= RECOVERED_AFTER:
+                    log.info("director %s: sending works again", t.director)
+                    t.failing, t.failures, t.clean_sends = False, 0, 0
+                    t.last_log = float("-inf")
+        return ok
+
+    def _failed(self, t: _Target, why: str) -> None:
+        t.failures += 1
+        t.clean_sends = 0
+        now = self._clock()
+        if now - t.last_log >= LOG_EVERY:
+            if t.failing:
+                log.warning(
+                    "director %s: still failing: %s (%d failed sends in the last %.0f s)",
+                    t.director,
+                    why,
+                    t.failures,
+                    now - t.last_log,
+                )
+            else:
+                log.warning("director %s: %s; will keep trying", t.director, why)
+            t.last_log = now
+            t.failures = 0
+        t.failing = True
+
+    @property
+    def unresolved(self) -> bool:
+        return any(t.sock is None for t in self._targets)
+
+    def close(self) -> None:
+        for t in self._targets:
+            if t.sock is not None:
+                t.sock.close()
+                t.sock = None

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ctop.lb.actions import ActionResult, LBController
 
@@ -105,7 +105,11 @@ def _damped(s: ServerLoad, target: float, cap: float, pol: AdvicePolicy) -> Advi
     cur = s.weight
     diff = target - cur
     if abs(diff) <= pol.deadband * max(cur, 1) or abs(diff) < 0.5:
-        return Advice(s.server, cur, target, cur, cap, "within dead band")
+        held = max(pol.min_weight, min(pol.max_weight, cur))
+        why = (
+            "within dead band" if held == cur else f"bounded to {pol.min_weight}..{pol.max_weight}"
+        )
+        return Advice(s.server, cur, target, held, cap, why)
     limit = max(1.0, pol.max_step * cur)
     step = max(-limit, min(limit, diff))
     new = round(cur + step)
@@ -117,6 +121,35 @@ def _damped(s: ServerLoad, target: float, cap: float, pol: AdvicePolicy) -> Advi
     if new != round(cur + step):
         reason += f" (bounded to {pol.min_weight}..{pol.max_weight})"
     return Advice(s.server, cur, target, new, cap, reason)
+
+
+class WeightAdvisor:
+    """advise() over smoothed measurements: CPU idle, load and latency are averaged (EWMA)
+    per server, so one noisy sample can't move a weight. Keep one per service."""
+
+    def __init__(self, policy: AdvicePolicy | None = None, alpha: float = 0.3) -> None:
+        self.policy = policy or AdvicePolicy()
+        self.alpha = alpha
+        self._avg: dict[str, tuple[float, float, float | None]] = {}
+
+    def advise(self, loads: Iterable[ServerLoad]) -> list[Advice]:
+        smoothed = []
+        for s in loads:
+            if s.cpu_idle is None:
+                smoothed.append(s)
+                continue
+            prev = self._avg.get(s.server)
+            if prev is None:
+                cur = (s.cpu_idle, s.load, s.latency_ms)
+            else:
+                a = self.alpha
+                lat = s.latency_ms
+                if lat is not None and prev[2] is not None:
+                    lat = a * lat + (1 - a) * prev[2]
+                cur = (a * s.cpu_idle + (1 - a) * prev[0], a * s.load + (1 - a) * prev[1], lat)
+            self._avg[s.server] = cur
+            smoothed.append(replace(s, cpu_idle=cur[0], load=cur[1], latency_ms=cur[2]))
+        return advise(smoothed, self.policy)
 
 
 def apply_advice(

@@ -32,6 +32,8 @@ from typing import Any
 from ctop.lb.advice import AdvicePolicy
 from ctop.lb.automation import QuiescePolicy
 
+_LB_KEYS = {"readonly", "haproxy", "ipvs", "automation", "advice"}
+
 
 class ConfigError(ValueError):
     """The [lb] config is wrong; the message names the key."""
@@ -93,8 +95,13 @@ def parse_config(raw: Mapping[str, Any] | None) -> LBConfig:
     """Accepts the whole parsed config (with an "lb" key) or just its [lb] table."""
     if not raw:
         return LBConfig()
-    lb = _table(raw.get("lb", {}), "[lb]") if "lb" in raw else _table(raw, "[lb]")
-    _known(lb, {"readonly", "haproxy", "ipvs", "automation", "advice"}, "[lb]")
+    if "lb" in raw:
+        lb = _table(raw["lb"], "[lb]")
+    elif set(raw) <= _LB_KEYS:
+        lb = raw  # handed the [lb] table itself
+    else:
+        return LBConfig()  # a whole config without an [lb] table
+    _known(lb, _LB_KEYS, "[lb]")
 
     haproxy: list[HAProxyConfig] = []
     entries = lb.get("haproxy", [])

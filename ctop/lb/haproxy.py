@@ -96,7 +96,8 @@ class HAProxyBackend:
                         raise LBError("answer too large", command=line)
         except PermissionError as exc:
             raise LBError(
-                f"{self.endpoint}: permission denied ({exc.strerror})", command=line
+                f"{self.endpoint}: {exc.strerror}: run ctop as the socket's owner (or root)",
+                command=line,
             ) from exc
         except OSError as exc:
             reason = exc.strerror or str(exc)
@@ -106,6 +107,8 @@ class HAProxyBackend:
     def _write(self, line: str) -> None:
         """Run a write command; any text in the answer is HAProxy's error message."""
         answer = self.command(line).strip()
+        if answer == "Permission denied":  # HAProxy's words, plus what to do about it
+            answer += f" ({self.endpoint} needs 'level admin' in the stats socket line)"
         if answer:
             raise LBError(answer, command=line)
 

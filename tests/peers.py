@@ -242,10 +242,14 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # keep test output clean
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # the default 5 drops SYNs when many probes connect at once
+    daemon_threads = True
+
+
 @contextlib.contextmanager
 def _http(context: ssl.SSLContext | None) -> Iterator[Peer]:
-    server = ThreadingHTTPServer((HOST, 0), _Handler)
-    server.daemon_threads = True
+    server = _Server((HOST, 0), _Handler)
     if context is not None:
         server.socket = context.wrap_socket(server.socket, server_side=True)
     serve_in_thread(lambda: server.serve_forever(poll_interval=0.1), "http")

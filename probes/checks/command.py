@@ -1,7 +1,9 @@
 """command: run a program mon-style: exit 0 ok, 1 warn, anything else fail.
 
 The program runs in its own session (process group); when it times out, or when it exits and
-leaves children behind, the whole group is killed so no check leaks processes.
+leaves children behind, the whole group is killed so no check leaks processes. Output goes to an
+unnamed temporary file, not a pipe: a background child holding a pipe open would otherwise keep
+the check waiting after the program itself has exited.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import contextlib
 import os
 import shlex
 import signal
+import tempfile
 
 from probes.checks.base import Attempt, ProbeFailure, describe
 from probes.result import ProbeResult, fail, ok, warn
 from probes.spec import ProbeSpec
 
-OUTPUT_KEEP = 4096
+OUTPUT_KEEP = 4096  # the first line is the summary, mon-style; the rest is not shown
+REAP_WAIT = 1.0  # SIGKILL is instant unless the process is stuck in the kernel
 
 
 def _kill_group(pgid: int) -> None:
@@ -24,13 +28,11 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-async def _drain(stream: asyncio.StreamReader) -> bytes:
-    """Read to EOF but keep only the start: the first line is the summary, mon-style."""
-    kept = b""
-    while chunk := await stream.read(65536):
-        if len(kept) < OUTPUT_KEEP:
-            kept += chunk[: OUTPUT_KEEP - len(kept)]
-    return kept
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    """Collect the killed process so its transport closes now, not at garbage collection."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(REAP_WAIT):
+            await proc.wait()
 
 
 def _summary(output: bytes) -> str:
@@ -43,34 +45,28 @@ def _summary(output: bytes) -> str:
 async def check_command(spec: ProbeSpec, attempt: Attempt) -> ProbeResult:
     argv = list(spec.command)
     attempt.phase = f"starting {argv[0]}"
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise ProbeFailure(f"cannot run {shlex.join(argv)}: {describe(exc)}") from None
-    assert proc.stdout is not None
-    drain = asyncio.create_task(_drain(proc.stdout))
-    attempt.phase = f"running {argv[0]} (its process group was killed)"
-    try:
-        code = await proc.wait()
-    except BaseException:  # timeout or cancellation: nothing of the check may survive it
-        _kill_group(proc.pid)
-        drain.cancel()
-        raise
-    latency = attempt.elapsed_ms()
-    _kill_group(proc.pid)  # children left behind after a normal exit
-    try:
-        async with asyncio.timeout(min(0.5, max(0.05, attempt.remaining()))):
-            output = await drain
-    except TimeoutError:  # a child escaped the group and still holds the pipe
-        drain.cancel()
-        output = b""
-    summary = _summary(output)
+    with tempfile.TemporaryFile() as output:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=output,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise ProbeFailure(f"cannot run {shlex.join(argv)}: {describe(exc)}") from None
+        attempt.phase = f"running {argv[0]} (its process group was killed)"
+        try:
+            code = await proc.wait()
+        except BaseException:  # timeout or cancellation: nothing of the check may survive it
+            _kill_group(proc.pid)
+            await _reap(proc)
+            raise
+        latency = attempt.elapsed_ms()
+        _kill_group(proc.pid)  # children left behind after a normal exit
+        output.seek(0)
+        summary = _summary(output.read(OUTPUT_KEEP))
     if code == 0:
         return ok(summary or "exit 0", latency)
     text = f"exit {code}" if code > 0 else f"killed by signal {-code}"

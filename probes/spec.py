@@ -146,12 +146,15 @@ def _validate(spec: ProbeSpec) -> None:
 _FLOATS = {"timeout", "connect_timeout", "interval"}
 _INTS = {"port", "cert_warn_days"}
 _BOOLS = {"verify", "tcp"}
+_OPTIONAL = {"receive", "virtualhost"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
 def _coerce(key: str, value: Any) -> Any:
     """Turn a TOML value or a URL query string into the field's type."""
+    if value is None and key in _OPTIONAL:  # only from merging a parsed url; TOML has no null
+        return None
     try:
         if key in _FLOATS:
             if isinstance(value, bool):

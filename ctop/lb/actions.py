@@ -470,6 +470,8 @@ class LBController:
         rs_after: RealServer | None = None,
     ) -> ActionResult:
         after = effective_weight(rs_after) if rs_after is not None else None
+        if after is None and plan.noop:
+            after = plan.before  # nothing changed
         jid = None
         if record and self.journal is not None:
             jid = self.journal.record(

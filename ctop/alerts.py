@@ -1,0 +1,348 @@
+"""Alert rules, their evaluation each tick, and the hooks that tell the outside world.
+
+Rules come from `[[alert]]` tables in ctop.toml:
+
+    [[alert]]                      # a metric threshold with a duration
+    name = "cpu-high"
+    when = "cpu_percent > 90 for 30s"
+    crit = 98                      # optional critical level, same comparison
+    repeat = "10m"                 # notify again while firing (mon's alertevery)
+
+    [[alert]]                      # a service check failing
+    name = "http-down"
+    service = "http"               # or "*" for every service
+    for = "5s"
+
+    [[alert]]                      # liveness
+    name = "node-dead"
+    liveness = "dead"              # suspect | dead | left
+    severity = "crit"
+
+Dependencies: metric and service alerts are not raised (and resolve) for a node that is not
+alive, so a dead node produces one alert, not one per service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import operator
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ctop.config import parse_duration
+from ctop.model import AlertView, EventView, Liveness, NodeView, Severity
+
+log = logging.getLogger(__name__)
+
+OPS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
+}
+_WHEN = re.compile(r"^\s*([\w:.-]+)\s*(>=|<=|>|<)\s*(-?\d+(?:\.\d+)?)\s*(?:for\s+(\S+))?\s*$")
+
+# NodeView attributes for the common metrics; anything else is looked up in the raw report.
+NODE_FIELDS = {
+    "cpu_percent": "cpu", "mem_percent": "mem", "swap_percent": "swap", "load": "load1",
+    "net_rx_bps": "net_rx_bps", "net_tx_bps": "net_tx_bps", "tcp_established": "conns",
+    "procs": "procs", "threads": "threads", "users": "users", "disk_root_percent": "disk_root",
+}
+
+
+class RuleError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    kind: str  # "metric" | "service" | "liveness"
+    metric: str = ""
+    op: str = ">"
+    warn: float | None = None
+    crit: float | None = None
+    duration: float = 0.0
+    service: str = ""
+    liveness: Liveness | None = None
+    severity: Severity = Severity.WARN  # for service and liveness rules
+    repeat: float = 0.0  # seconds; 0 = notify once
+
+    def value(self, node: NodeView) -> float | None:
+        attr = NODE_FIELDS.get(self.metric)
+        v = getattr(node, attr) if attr else node.metrics.get(self.metric)
+        return v if isinstance(v, int | float) else None
+
+    def level(self, value: float) -> Severity | None:
+        cmp = OPS[self.op]
+        if self.crit is not None and cmp(value, self.crit):
+            return Severity.CRIT
+        if self.warn is not None and cmp(value, self.warn):
+            return Severity.WARN
+        return None
+
+
+DEFAULT_RULES: tuple[Mapping[str, Any], ...] = (
+    {"name": "node-suspect", "liveness": "suspect", "severity": "warn"},
+    {"name": "node-dead", "liveness": "dead", "severity": "crit", "repeat": "30m"},
+    {"name": "node-left", "liveness": "left", "severity": "warn"},
+    {"name": "service-failing", "service": "*", "for": "3s", "severity": "crit"},
+    {"name": "cpu-high", "when": "cpu_percent > 90 for 30s", "crit": 98},
+    {"name": "memory-high", "when": "mem_percent > 90 for 30s", "crit": 97},
+    {"name": "disk-full", "when": "disk_root_percent > 85 for 60s", "crit": 95},
+)
+
+
+def parse_rule(table: Mapping[str, Any]) -> Rule:
+    """One [[alert]] table -> Rule. Raises RuleError naming the offending key."""
+    known = {"name", "when", "metric", "op", "warn", "crit", "for", "service", "liveness",
+             "severity", "repeat"}
+    for key in table:
+        if key not in known:
+            raise RuleError(f"key '{key}': unknown key (known: {', '.join(sorted(known))})")
+    name = table.get("name")
+    if not isinstance(name, str) or not name:
+        raise RuleError("key 'name': every alert needs a name")
+    try:
+        duration = parse_duration(table.get("for", 0))
+        repeat = parse_duration(table.get("repeat", 0))
+    except ValueError as e:
+        raise RuleError(f"key 'for'/'repeat': {e}") from None
+    severity = table.get("severity", "warn")
+    if severity not in ("warn", "crit"):
+        raise RuleError(f"key 'severity': expected warn or crit, got {severity!r}")
+    if "liveness" in table:
+        try:
+            state = Liveness(table["liveness"])
+        except ValueError:
+            raise RuleError("key 'liveness': expected suspect, dead or left") from None
+        return Rule(name, "liveness", liveness=state, severity=Severity(severity), repeat=repeat)
+    if "service" in table:
+        if not isinstance(table["service"], str):
+            raise RuleError("key 'service': expected a service name or \"*\"")
+        return Rule(name, "service", service=table["service"], duration=duration,
+                    severity=Severity(severity), repeat=repeat)
+    metric, op, warn = table.get("metric"), table.get("op", ">"), table.get("warn")
+    if "when" in table:
+        m = _WHEN.match(str(table["when"]))
+        if not m:
+            raise RuleError(
+                f"key 'when': expected 'METRIC > NUMBER for DURATION', got {table['when']!r}")
+        metric, op, warn = m.group(1), m.group(2), float(m.group(3))
+        if m.group(4):
+            try:
+                duration = parse_duration(m.group(4))
+            except ValueError as e:
+                raise RuleError(f"key 'when': {e}") from None
+    if not isinstance(metric, str) or not metric:
+        raise RuleError("needs 'when', 'service' or 'liveness' (or 'metric' with 'warn')")
+    if op not in OPS:
+        raise RuleError(f"key 'op': expected one of {' '.join(OPS)}, got {op!r}")
+    crit = table.get("crit")
+    for key, v in (("warn", warn), ("crit", crit)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+            raise RuleError(f"key '{key}': expected a number, got {v!r}")
+    if warn is None and crit is None:
+        raise RuleError("a metric rule needs a 'warn' or 'crit' level")
+    return Rule(name, "metric", metric=metric, op=op, warn=warn, crit=crit,
+                duration=duration, repeat=repeat)
+
+
+def parse_rules(tables: Sequence[Mapping[str, Any]] | None) -> list[Rule]:
+    rules = []
+    for i, table in enumerate(tables or DEFAULT_RULES):
+        try:
+            rules.append(parse_rule(table))
+        except RuleError as e:
+            raise RuleError(f"[[alert]] #{i + 1} ({table.get('name', '?')}): {e}") from None
+    return rules
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """What hooks receive: a firing, repeated or resolved alert."""
+
+    state: str  # "firing" | "repeat" | "resolved"
+    alert: AlertView
+    cluster: str
+    ts: float
+
+
+@dataclass(slots=True)
+class _Active:
+    view: AlertView
+    notified: float
+
+
+@dataclass
+class AlertEngine:
+    rules: list[Rule]
+    cluster: str = "cluster"
+    _active: dict[str, _Active] = field(default_factory=dict)
+    _pending: dict[str, float] = field(default_factory=dict)  # key -> first breach
+
+    def evaluate(
+        self, nodes: Iterable[NodeView], now: float
+    ) -> tuple[list[EventView], list[Notification]]:
+        """Judge every rule on every node; return events and notifications for this tick."""
+        breaches: dict[str, tuple[Rule, NodeView, Severity, str, float | None]] = {}
+        for node in nodes:
+            alive = node.liveness is Liveness.ALIVE
+            for rule in self.rules:
+                if rule.kind == "liveness":
+                    if node.liveness is rule.liveness:
+                        key = f"{rule.name}:{node.node_id}"
+                        breaches[key] = (rule, node, rule.severity,
+                                         f"{node.node_id} is {node.liveness}", None)
+                elif not alive:
+                    continue  # dependency: no metric or service alerts for a node not alive
+                elif rule.kind == "service":
+                    for s in node.services:
+                        if s.status == "fail" and rule.service in ("*", s.name):
+                            key = f"{rule.name}:{node.node_id}:{s.name}"
+                            text = f"{s.name} on {node.node_id} failing: {s.detail or 'no detail'}"
+                            breaches[key] = (rule, node, rule.severity, text, s.latency_ms)
+                else:
+                    value = rule.value(node)
+                    level = None if value is None else rule.level(value)
+                    if level is not None and value is not None:
+                        key = f"{rule.name}:{node.node_id}"
+                        text = f"{rule.metric} on {node.node_id} is {value:.1f} ({rule.op} " \
+                               f"{rule.crit if level is Severity.CRIT else rule.warn:g})"
+                        breaches[key] = (rule, node, level, text, value)
+        return self._settle(breaches, now)
+
+    def _settle(self, breaches, now: float) -> tuple[list[EventView], list[Notification]]:
+        events: list[EventView] = []
+        notes: list[Notification] = []
+        for key in list(self._pending):
+            if key not in breaches:
+                del self._pending[key]
+        for key, (rule, node, level, text, value) in breaches.items():
+            first = self._pending.setdefault(key, now)
+            if now - first < rule.duration:
+                continue
+            active = self._active.get(key)
+            view = AlertView(key, rule.name, node.node_id, level, text,
+                             active.view.since if active else now, value)
+            if active is None or active.view.severity is not level:
+                self._active[key] = _Active(view, now)
+                events.append(EventView(now, "alert", node.node_id, f"[{level}] {text}"))
+                notes.append(Notification("firing", view, self.cluster, now))
+            else:
+                active.view = view
+                if rule.repeat and now - active.notified >= rule.repeat:
+                    active.notified = now
+                    notes.append(Notification("repeat", view, self.cluster, now))
+        for key in [k for k in self._active if k not in breaches]:
+            gone = self._active.pop(key).view
+            events.append(EventView(now, "resolved", gone.node_id, f"resolved: {gone.message}"))
+            notes.append(Notification("resolved", gone, self.cluster, now))
+        return events, notes
+
+    def firing(self) -> tuple[AlertView, ...]:
+        views = [a.view for a in self._active.values()]
+        views.sort(key=lambda v: (v.severity is not Severity.CRIT, v.since, v.key))
+        return tuple(views)
+
+
+# -- hooks ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hook:
+    command: str = ""  # run with the alert in CTOP_ALERT_* environment variables
+    webhook: str = ""  # POST the alert as JSON
+    timeout: float = 10.0
+    states: frozenset[str] = frozenset({"firing", "repeat", "resolved"})
+
+
+def parse_hooks(tables: Sequence[Mapping[str, Any]]) -> list[Hook]:
+    hooks = []
+    for i, t in enumerate(tables):
+        unknown = set(t) - {"command", "webhook", "timeout", "on"}
+        if unknown:
+            raise RuleError(f"[[hook]] #{i + 1}: unknown key '{sorted(unknown)[0]}'")
+        if bool(t.get("command")) == bool(t.get("webhook")):
+            raise RuleError(f"[[hook]] #{i + 1}: give exactly one of 'command' or 'webhook'")
+        try:
+            timeout = parse_duration(t.get("timeout", 10))
+        except ValueError as e:
+            raise RuleError(f"[[hook]] #{i + 1}: key 'timeout': {e}") from None
+        states = t.get("on", ["firing", "repeat", "resolved"])
+        hooks.append(Hook(str(t.get("command", "")), str(t.get("webhook", "")), timeout,
+                          frozenset(states)))
+    return hooks
+
+
+def payload(note: Notification) -> dict[str, Any]:
+    a = note.alert
+    return {
+        "state": note.state, "cluster": note.cluster, "time": note.ts, "rule": a.rule,
+        "node": a.node_id, "severity": str(a.severity), "message": a.message,
+        "since": a.since, "value": a.value, "key": a.key,
+    }
+
+
+class HookRunner:
+    """Runs hooks as background tasks with timeouts; failures are logged, never raised."""
+
+    def __init__(self, hooks: Sequence[Hook], max_concurrent: int = 8) -> None:
+        self.hooks = list(hooks)
+        self._sem = asyncio.Semaphore(max_concurrent)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.failures = 0
+        self.delivered = 0
+
+    def notify(self, notes: Iterable[Notification]) -> None:
+        for note in notes:
+            for hook in self.hooks:
+                if note.state in hook.states:
+                    task = asyncio.get_running_loop().create_task(self._run(hook, note))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, hook: Hook, note: Notification) -> None:
+        async with self._sem:
+            try:
+                if hook.command:
+                    await self._command(hook, note)
+                else:
+                    await self._webhook(hook, note)
+                self.delivered += 1
+            except Exception as e:
+                self.failures += 1
+                what = hook.command or hook.webhook
+                log.warning("alert hook %r failed: %s", what, e or type(e).__name__)
+
+    async def _command(self, hook: Hook, note: Notification) -> None:
+        env = dict(os.environ)
+        for k, v in payload(note).items():
+            env[f"CTOP_ALERT_{k.upper()}"] = "" if v is None else str(v)
+        proc = await asyncio.create_subprocess_shell(
+            hook.command, env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), hook.timeout)
+        except TimeoutError:
+            os.killpg(proc.pid, 9)
+            await proc.wait()
+            raise RuntimeError(f"timed out after {hook.timeout:g} s") from None
+        if proc.returncode != 0:
+            raise RuntimeError(f"exit {proc.returncode}: {err.decode(errors='replace')[:200]}")
+
+    async def _webhook(self, hook: Hook, note: Notification) -> None:
+        import httpx  # imported here: only directors with webhooks pay for it
+
+        async with httpx.AsyncClient(timeout=hook.timeout) as client:
+            r = await client.post(hook.webhook, content=json.dumps(payload(note)),
+                                  headers={"content-type": "application/json"})
+            r.raise_for_status()
+
+    async def drain(self, timeout: float = 15.0) -> None:
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)

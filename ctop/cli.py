@@ -1,0 +1,209 @@
+"""The `ctop` command.
+
+    ctop                 the terminal UI (attaches to `ctop serve` if running, else embeds it)
+    ctop --demo          a real small cluster on this machine, shown in the UI
+    ctop serve           the engine without a terminal (systemd), with the control socket
+    ctop status [--json] the current cluster snapshot, from the running daemon
+    ctop lb ...          list, drain, re-weight and restore real servers (scriptable)
+    ctop probe URL...    run service checks by hand
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from ctop import __version__
+from ctop.config import ConfigError, DirectorConfig, parse_address
+from ctop.config import load as load_config
+
+log = logging.getLogger("ctop")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", metavar="FILE",
+                   help="config file (default /etc/ctop/ctop.toml)")
+    p.add_argument("--listen", metavar="HOST:PORT", help="UDP address agents report to")
+    p.add_argument("--key-file", metavar="FILE", help="cluster key file (mode 0600)")
+    p.add_argument("--db", metavar="PATH", help="history database (SQLite)")
+    p.add_argument("--socket", metavar="PATH", help="control socket of `ctop serve`")
+    p.add_argument("--readonly", action="store_true", help="disable every load-balancer action")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ctop", description="Cluster monitor for LVS/IPVS clusters.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__,
+    )
+    p.add_argument("--version", action="version", version=f"ctop {__version__}")
+    p.add_argument("--demo", action="store_true", help="run a real demo cluster on this machine")
+    p.add_argument("--demo-nodes", type=int, default=6, metavar="N", help="agents in the demo")
+    p.add_argument("--color", choices=("auto", "truecolor", "256", "16", "8"), default="auto",
+                   help="force a colour depth")
+    p.add_argument("--embedded", action="store_true",
+                   help="run the engine inside the UI even if a daemon is running")
+    _common(p)
+    sub = p.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="run the engine headless (for systemd)")
+    _common(serve)
+    status = sub.add_parser("status", help="print the cluster snapshot of the running daemon")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    _common(status)
+    sub.add_parser("lb", help="load-balancer actions (see `ctop lb --help`)", add_help=False)
+    sub.add_parser("probe", help="run service checks by hand (see `ctop probe --help`)",
+                   add_help=False)
+    return p
+
+
+def director_config(args: argparse.Namespace) -> DirectorConfig:
+    from dataclasses import replace
+
+    cfg = load_config(args.config, must_exist=args.config is not None)
+    changes: dict = {}
+    if args.listen:
+        changes["listen"] = parse_address(args.listen)
+    if args.key_file:
+        changes["key_file"] = args.key_file
+    if args.db:
+        changes["store"] = replace(cfg.store, path=args.db)
+    if args.socket:
+        changes["control_socket"] = args.socket
+    if args.readonly:
+        changes["readonly"] = True
+    return replace(cfg, **changes)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Sub-tools with their own parsers get their arguments untouched.
+    if argv[:1] == ["lb"]:
+        from ctop.lb.cli import main as lb_main
+
+        return lb_main(argv[1:])
+    if argv[:1] == ["probe"]:
+        from probes.cli import main as probe_main
+
+        return probe_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr,
+    )
+    try:
+        if args.demo:
+            from ctop.demo import run_demo
+
+            return run_demo(nodes=args.demo_nodes, color=args.color, readonly=args.readonly)
+        cfg = director_config(args)
+        if args.command == "serve":
+            return asyncio.run(serve(cfg))
+        if args.command == "status":
+            return status(cfg, as_json=args.json)
+        return run_ui(cfg, color=args.color, embedded=args.embedded)
+    except ConfigError as e:
+        print(f"ctop: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        from agentd.wire import KeyError_
+        from ctop.alerts import RuleError
+
+        if isinstance(e, KeyError_ | RuleError | ValueError | OSError):
+            print(f"ctop: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+async def serve(cfg: DirectorConfig) -> int:
+    from ctop.control import ControlServer
+    from ctop.engine import Engine
+
+    engine = Engine(cfg)
+    await engine.start()
+    control = ControlServer(engine, cfg.control_socket)
+    await control.start()
+    host = cfg.listen[0]
+    log.info("ctop serve: cluster %s, udp %s:%d, database %s, control socket %s",
+             cfg.cluster, host, engine.port, cfg.store.path, cfg.control_socket)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("ctop serve: stopping")
+    await control.stop()
+    await engine.stop()
+    return 0
+
+
+def status(cfg: DirectorConfig, *, as_json: bool) -> int:
+    from ctop.control import ControlError, fetch_status
+
+    try:
+        data = fetch_status(cfg.control_socket)
+    except ControlError as e:
+        print(f"ctop: {e}", file=sys.stderr)
+        return 3
+    if as_json:
+        json.dump(data, sys.stdout, indent=1, default=str)
+        print()
+        return 0
+    t = data["totals"]
+    print(f"cluster {data['cluster']}: {t['nodes']} nodes — {t['alive']} alive, "
+          f"{t['suspect']} suspect, {t['dead']} dead, {t['left']} left")
+    print(f"cpu avg {t['cpu_avg']:.1f}% max {t['cpu_max']:.1f}%   "
+          f"mem avg {t['mem_avg']:.1f}% max {t['mem_max']:.1f}%   conns {t['conns']}")
+    for a in data["alerts"]:
+        print(f"ALERT [{a['severity']}] {a['message']}")
+    if data["drops"]:
+        print("dropped datagrams: " + ", ".join(f"{k} {v}" for k, v in data["drops"].items()))
+    for n in data["nodes"]:
+        print(f"  {n['node_id']:<24} {n['liveness']:<8} cpu {n['cpu']:5.1f}%  "
+              f"mem {n['mem']:5.1f}%  conns {n['conns']}")
+    return 0
+
+
+def run_ui(cfg: DirectorConfig, *, color: str = "auto", embedded: bool = False) -> int:
+    from ctop.control import RemoteSource, daemon_running
+
+    if not embedded and daemon_running(cfg.control_socket):
+        source = RemoteSource(cfg.control_socket, cfg.store.path)
+        return _run_app(source, cfg.readonly, color)
+    return asyncio.run(_run_embedded(cfg, color))
+
+
+async def _run_embedded(cfg: DirectorConfig, color: str) -> int:
+    from ctop.engine import Engine
+
+    engine = Engine(cfg)
+    await engine.start()
+    try:
+        app = _make_app(engine, cfg.readonly, color)
+        await app.run_async()
+    finally:
+        await engine.stop()
+    return 0
+
+
+def _make_app(source, readonly: bool, color: str):  # type: ignore[no-untyped-def]
+    from ctop.tui.app import CtopApp
+
+    if color != "auto":
+        from ctop.tui.colors import apply_color_option
+
+        apply_color_option(color)
+    return CtopApp(source, readonly=readonly)
+
+
+def _run_app(source, readonly: bool, color: str) -> int:  # type: ignore[no-untyped-def]
+    _make_app(source, readonly, color).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""The director's configuration: a TOML file (default /etc/ctop/ctop.toml) plus flags.
+
+Every error names the file, the line and the key, e.g.
+`/etc/ctop/ctop.toml:12: key 'liveness.dead_after': expected a number > 0, got "soon"`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentd.wire import DEFAULT_PORT
+
+DEFAULT_PATH = "/etc/ctop/ctop.toml"
+
+
+class ConfigError(Exception):
+    pass
+
+
+def default_database() -> str:
+    """Under /var/lib/ctop when root, else the user's data directory."""
+    if os.geteuid() == 0:
+        return "/var/lib/ctop/ctop.db"
+    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return os.path.join(base, "ctop", "ctop.db")
+
+
+def default_control_socket() -> str:
+    if os.geteuid() == 0:
+        return "/run/ctop/ctop.sock"
+    base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/ctop-{os.geteuid()}"
+    return os.path.join(base, "ctop.sock")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: Any) -> float:
+    """30 -> 30.0; "30s", "5m", "24h", "30d" -> seconds. Raises ValueError."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    if isinstance(value, str) and (m := _DURATION.match(value)):
+        return float(m.group(1)) * _UNITS[m.group(2)]
+    raise ValueError(f"expected a duration like 30s, 5m, 24h, got {value!r}")
+
+
+def parse_address(value: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
+    """"host:port", ":port", "[v6]:port" or "port" -> (host, port). Raises ValueError."""
+    text = str(value).strip()
+    if text.isdigit():
+        host, port = default_host, text
+    elif text.startswith("["):
+        host, _, port = text[1:].partition("]:")
+    else:
+        host, _, port = text.rpartition(":")
+        host = host or default_host
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected host:port, got {value!r}")
+    return host, int(port)
+
+
+@dataclass(frozen=True)
+class TomlSource:
+    """A parsed TOML file that can say on which line a key was written."""
+
+    path: str
+    data: Mapping[str, Any]
+    text: str = ""
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> TomlSource:
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: no such file") from None
+        except OSError as e:
+            raise ConfigError(f"{p}: {e.strerror}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            line = getattr(e, "lineno", None) or _line_from_message(str(e))
+            raise ConfigError(f"{p}:{line}: {getattr(e, 'msg', e)}") from None
+        return cls(str(p), data, text)
+
+    def line_of(self, dotted: str) -> int:
+        """Best effort: the line where the last part of `dotted` is assigned (1 if unknown)."""
+        parts = dotted.split(".")
+        leaf = re.escape(parts[-1].split("[")[0])
+        section = parts[-2] if len(parts) > 1 else None
+        lines = self.text.splitlines()
+        start = 0
+        if section:
+            for i, line in enumerate(lines):
+                if re.match(rf"^\s*\[+\s*[\w.\"-]*{re.escape(section)}[\"]?\s*\]+", line):
+                    start = i
+                    break
+        for i in range(start, len(lines)):
+            if re.match(rf'^\s*"?{leaf}"?\s*=', lines[i]):
+                return i + 1
+        return start + 1 if section else 1
+
+    def error(self, dotted: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.path}:{self.line_of(dotted)}: key '{dotted}': {problem}")
+
+
+def _line_from_message(msg: str) -> int:
+    m = re.search(r"line (\d+)", msg)
+    return int(m.group(1)) if m else 1
+
+
+class Reader:
+    """Typed access to one table of a TomlSource; each getter names file:line:key on error."""
+
+    def __init__(self, source: TomlSource, table: Mapping[str, Any], prefix: str = "") -> None:
+        self.source, self.table, self.prefix = source, table, prefix
+        self.used: set[str] = set()
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}{key}"
+
+    def get(self, key: str, default: Any, convert: Callable[[Any], Any], what: str) -> Any:
+        self.used.add(key)
+        if key not in self.table:
+            return default
+        value = self.table[key]
+        try:
+            return convert(value)
+        except (ValueError, TypeError) as e:
+            detail = str(e) if str(e) else f"expected {what}, got {value!r}"
+            raise self.source.error(self._key(key), detail) from None
+
+    def number(self, key: str, default: float, minimum: float = 0.0) -> float:
+        def conv(v: Any) -> float:
+            if isinstance(v, bool) or not isinstance(v, int | float) or v <= minimum:
+                raise ValueError(f"expected a number > {minimum:g}, got {v!r}")
+            return float(v)
+
+        return self.get(key, default, conv, "a number")
+
+    def string(self, key: str, default: str) -> str:
+        def conv(v: Any) -> str:
+            if not isinstance(v, str):
+                raise ValueError(f"expected a string, got {v!r}")
+            return v
+
+        return self.get(key, default, conv, "a string")
+
+    def boolean(self, key: str, default: bool) -> bool:
+        def conv(v: Any) -> bool:
+            if not isinstance(v, bool):
+                raise ValueError(f"expected true or false, got {v!r}")
+            return v
+
+        return self.get(key, default, conv, "a boolean")
+
+    def duration(self, key: str, default: float) -> float:
+        return self.get(key, default, parse_duration, "a duration")
+
+    def table_of(self, key: str) -> Reader:
+        self.used.add(key)
+        value = self.table.get(key, {})
+        if not isinstance(value, dict):
+            raise self.source.error(self._key(key), f"expected a table, got {value!r}")
+        return Reader(self.source, value, f"{self._key(key)}.")
+
+    def check_unknown(self, known: set[str] | None = None) -> None:
+        allowed = self.used | (known or set())
+        for key in self.table:
+            if key not in allowed:
+                raise self.source.error(self._key(key), "unknown key")
+
+
+@dataclass(frozen=True)
+class LivenessConfig:
+    suspect_after: float = 2.5  # missed intervals before a node is suspect
+    dead_after: float = 5.0  # missed intervals before it is dead
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: str = field(default_factory=default_database)
+    raw_retention: float = 24 * 3600.0
+    rollup_retention: float = 30 * 86400.0
+    raw_every: float = 1.0  # seconds between stored raw samples of one node (reports are
+    # rolled up into 1-minute avg/max whatever this is; raise it for very large clusters)
+
+
+@dataclass(frozen=True)
+class DirectorConfig:
+    cluster: str = "cluster"
+    listen: tuple[str, int] = ("0.0.0.0", DEFAULT_PORT)
+    key_file: str = "/etc/ctop/cluster.key"
+    max_age: float = 30.0  # seconds a message may be old (clock skew + queueing)
+    tick: float = 1.0  # seconds between snapshots
+    liveness: LivenessConfig = LivenessConfig()
+    store: StoreConfig = field(default_factory=StoreConfig)
+    alerts: tuple[Mapping[str, Any], ...] = ()  # raw [[alert]] tables, parsed by ctop.alerts
+    hooks: tuple[Mapping[str, Any], ...] = ()  # raw [[hook]] tables
+    lb: Mapping[str, Any] = field(default_factory=dict)  # raw [lb] table, parsed by ctop.lb
+    prometheus: tuple[str, int] | None = None
+    control_socket: str = field(default_factory=default_control_socket)
+    readonly: bool = False
+    source: TomlSource | None = None  # where it came from, for error messages
+
+
+def load(path: str | None, *, must_exist: bool = False) -> DirectorConfig:
+    """Load the config; a missing default file means defaults, a missing named file an error."""
+    target = path or DEFAULT_PATH
+    if not os.path.exists(target) and not must_exist and path is None:
+        return DirectorConfig()
+    return from_source(TomlSource.load(target))
+
+
+def from_source(src: TomlSource) -> DirectorConfig:
+    top = Reader(src, src.data)
+    live = top.table_of("liveness")
+    liveness = LivenessConfig(
+        suspect_after=live.number("suspect_after", LivenessConfig.suspect_after),
+        dead_after=live.number("dead_after", LivenessConfig.dead_after),
+    )
+    if liveness.dead_after <= liveness.suspect_after:
+        raise src.error("liveness.dead_after", "must be larger than suspect_after")
+    live.check_unknown()
+    st = top.table_of("store")
+    store = StoreConfig(
+        path=st.string("path", default_database()),
+        raw_retention=st.duration("raw_retention", StoreConfig.raw_retention),
+        rollup_retention=st.duration("rollup_retention", StoreConfig.rollup_retention),
+        raw_every=st.duration("raw_every", StoreConfig.raw_every),
+    )
+    st.check_unknown()
+    prom = top.table_of("prometheus")
+    prom_listen = prom.get("listen", None, lambda v: parse_address(v, "127.0.0.1"), "host:port")
+    prom.check_unknown()
+    cfg = DirectorConfig(
+        cluster=top.string("cluster", DirectorConfig.cluster),
+        listen=top.get("listen", DirectorConfig.listen, parse_address, "host:port"),
+        key_file=top.string("key_file", DirectorConfig.key_file),
+        max_age=top.number("max_age", DirectorConfig.max_age),
+        tick=top.number("tick", DirectorConfig.tick),
+        liveness=liveness,
+        store=store,
+        alerts=tuple(_tables(top, "alert")),
+        hooks=tuple(_tables(top, "hook")),
+        lb=top.get("lb", {}, _table, "a table"),
+        prometheus=prom_listen,
+        control_socket=top.string("control_socket", default_control_socket()),
+        readonly=top.boolean("readonly", False),
+        source=src,
+    )
+    top.check_unknown()
+    return cfg
+
+
+def _table(v: Any) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise ValueError(f"expected a table, got {v!r}")
+    return v
+
+
+def _tables(top: Reader, key: str) -> list[Mapping[str, Any]]:
+    value = top.get(key, [], lambda v: v, "an array of tables")
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise top.source.error(key, f"expected [[{key}]] tables")
+    return value

@@ -1,0 +1,157 @@
+"""The local control socket of `ctop serve`, and the UI's source that reads from it.
+
+One request per connection, one line each way: `status` or `snapshot` -> a msgpack-encoded
+snapshot (length-prefixed). The socket is a UNIX socket of mode 0660, so only root and the
+socket's group can read the cluster. History is read straight from the shared database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import struct
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from ctop.codec import from_plain, to_plain
+from ctop.model import EventView, Snapshot
+
+if TYPE_CHECKING:
+    from ctop.engine import Engine
+    from ctop.lb.actions import ActionResult, LBController
+
+_LEN = struct.Struct("!I")
+
+
+class ControlError(Exception):
+    pass
+
+
+class ControlServer:
+    def __init__(self, engine: Engine, path: str) -> None:
+        self.engine, self.path = engine, path
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        if daemon_running(self.path):
+            raise ControlError(f"another ctop serve already listens on {self.path}")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)  # a stale socket from a crashed daemon
+        self._server = await asyncio.start_unix_server(self._handle, self.path)
+        os.chmod(self.path, 0o660)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = (await asyncio.wait_for(reader.readline(), 5)).decode().strip()
+            if request in ("status", "snapshot"):
+                body = msgpack.packb(to_plain(self.engine.snapshot(), metrics=request == "status"))
+            else:
+                body = msgpack.packb({"error": f"unknown request {request!r}"})
+            writer.write(_LEN.pack(len(body)) + body)
+            await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def _request(path: str, what: str, timeout: float = 5.0) -> dict[str, Any]:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(path)
+            s.sendall(what.encode() + b"\n")
+            data = b""
+            while True:
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                data += chunk
+    except FileNotFoundError:
+        raise ControlError(f"no ctop daemon: {path} does not exist (start `ctop serve`)") from None
+    except PermissionError:
+        raise ControlError(f"{path}: permission denied (run as root or the ctop group)") from None
+    except OSError as e:
+        raise ControlError(f"{path}: {e.strerror or e}") from None
+    if len(data) < 4 or len(data) - 4 != _LEN.unpack(data[:4])[0]:
+        raise ControlError(f"{path}: truncated answer from the daemon")
+    answer = msgpack.unpackb(data[4:], strict_map_key=False)
+    if "error" in answer:
+        raise ControlError(answer["error"])
+    return answer
+
+
+def fetch_status(path: str) -> dict[str, Any]:
+    return _request(path, "status")
+
+
+def daemon_running(path: str) -> bool:
+    if not os.path.exists(path):
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(1)
+            s.connect(path)
+        return True
+    except OSError:
+        return False
+
+
+class RemoteSource:
+    """The UI's data source when `ctop serve` runs: snapshots over the socket, history and
+    events from the shared database, load-balancer actions through a local controller on the
+    same balancers and journal (the daemon sees their effect on its next read)."""
+
+    def __init__(self, path: str, db_path: str, lb: LBController | None = None) -> None:
+        from ctop.store import Store
+
+        self.path = path
+        self.readonly = False
+        self.lb = lb
+        self._store = Store(db_path, writer=False)
+        self._snap: Snapshot | None = None
+        self._fetched = 0.0
+
+    def snapshot(self) -> Snapshot:
+        now = time.monotonic()
+        if self._snap is None or now - self._fetched >= 0.5:
+            self._fetched = now
+            try:
+                self._snap = from_plain(_request(self.path, "snapshot"))
+            except ControlError as e:
+                if self._snap is None:
+                    raise
+                from dataclasses import replace
+
+                self._snap = replace(self._snap, lb_error=f"daemon: {e}")
+        return self._snap
+
+    def history(
+        self, node_id: str, metrics: Sequence[str], seconds: float
+    ) -> dict[str, list[tuple[float, float]]]:
+        return self._store.history(node_id, metrics, seconds)
+
+    def node_events(self, node_id: str, limit: int = 50) -> list[EventView]:
+        return self._store.events(node_id, limit)
+
+    async def lb_action(
+        self, verb: str, backend: str, service: str, server: str, weight: int | None = None
+    ) -> ActionResult:
+        if self.lb is None:
+            raise RuntimeError("no load balancer configured")
+        from ctop.engine import run_action
+
+        return await asyncio.to_thread(run_action, self.lb, verb, backend, service, server, weight)

@@ -1,0 +1,325 @@
+"""The director's engine: receiver -> cluster model -> store, alerts, load balancers.
+
+One asyncio loop runs the receiver and a tick every `config.tick` seconds. Each tick judges
+liveness, builds the snapshot, evaluates alerts, and queues history for the writer thread.
+Load-balancer tables are read in a worker thread on their own cadence, so a slow `ipvsadm`
+or HAProxy socket never stalls ingest. The same engine runs under `ctop serve` (headless)
+and inside the UI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from agentd.wire import Join, Message, Verifier, load_key
+from ctop.alerts import AlertEngine, HookRunner, parse_hooks, parse_rules
+from ctop.cluster import ClusterModel
+from ctop.collector import Receiver
+from ctop.config import DirectorConfig
+from ctop.model import EventView, LBServiceView, Liveness, RealServerView, Snapshot
+from ctop.store import Store
+
+if TYPE_CHECKING:
+    from ctop.lb.actions import ActionResult, LBController
+    from ctop.lb.automation import AutoQuiescer
+    from ctop.lb.base import VirtualService
+
+log = logging.getLogger(__name__)
+
+EVENTS_KEPT = 200  # recent events carried in each snapshot
+LB_EVERY = 2.0  # seconds between reads of the load-balancer tables
+
+
+class Engine:
+    def __init__(
+        self, config: DirectorConfig, *, key: bytes | None = None, lb: LBController | None = None
+    ) -> None:
+        self.config = config
+        self.readonly = config.readonly
+        self.key = key if key is not None else load_key(config.key_file)
+        self.verifier = Verifier(self.key, max_age=config.max_age, max_skew=config.max_age)
+        self.model = ClusterModel(config.cluster, config.liveness)
+        self.receiver = Receiver(self.verifier, self._on_message, *config.listen)
+        self.alerts = AlertEngine(parse_rules(config.alerts), config.cluster)
+        self.hooks = HookRunner(parse_hooks(config.hooks))
+        self.store: Store | None = None
+        self.lb: LBController | None = lb
+        self.quiescer: AutoQuiescer | None = None
+        self.lb_note = ""
+        self._lb_error = ""
+        self._lb_services: list[VirtualService] = []
+        self._lb_views: tuple[LBServiceView, ...] = ()
+        self._lb_imbalance = 0.0
+        self._pending_events: list[EventView] = []
+        self._joined: list[str] = []  # nodes whose static facts changed since the last tick
+        self.events: deque[EventView] = deque(maxlen=EVENTS_KEPT)
+        self._tick = 0
+        self._snapshot = self.model.snapshot(time.time(), 0, lb_note=self.lb_note,
+                                             readonly=self.readonly)
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.tick_seconds = 0.0  # CPU time of the last tick, for the status output
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.store = Store(
+            self.config.store.path,
+            raw_retention=self.config.store.raw_retention,
+            rollup_retention=self.config.store.rollup_retention,
+            raw_every=self.config.store.raw_every,
+        )
+        self._setup_lb()
+        self.receiver.open()
+        self._tasks.append(asyncio.create_task(self._tick_loop(), name="ctop-tick"))
+        if self.lb is not None:
+            self._tasks.append(asyncio.create_task(self._lb_loop(), name="ctop-lb"))
+        if self.config.prometheus:
+            from ctop.prometheus import serve_metrics
+
+            self._tasks.append(asyncio.create_task(serve_metrics(self, *self.config.prometheus)))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self.receiver.close()
+        await self.hooks.drain(timeout=5)
+        if self.store is not None:
+            self.store.record_events(self._pending_events)
+            self._pending_events.clear()
+            await asyncio.to_thread(self.store.close)
+
+    @property
+    def port(self) -> int:
+        return self.receiver.port
+
+    def _setup_lb(self) -> None:
+        from ctop.lb.config import parse_config
+        from ctop.lb.factory import build_controller, build_quiescer, status_line
+
+        cfg = parse_config(self.config.lb)
+        self.lb_note = status_line(cfg)
+        if self.lb is None and not cfg.monitoring_only:
+            self.lb = build_controller(cfg, self.config.store.path, readonly=self.readonly)
+        if self.lb is not None:
+            self.quiescer = build_quiescer(cfg, self.lb)
+            if self.readonly:
+                self.lb.readonly = True
+
+    # -- ingest ----------------------------------------------------------------------------
+
+    def _on_message(self, msg: Message, source: str, now: float) -> None:
+        events = self.model.apply(msg, now, source)
+        if isinstance(msg, Join):
+            self._joined.append(msg.header.node)
+        if events:
+            self._note(events)
+
+    def _note(self, events: Sequence[EventView]) -> None:
+        self.events.extend(events)
+        self._pending_events.extend(events)
+
+    # -- tick ------------------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        period = self.config.tick
+        next_at = time.monotonic()
+        while True:
+            next_at += period
+            try:
+                self.tick(time.time())
+            except Exception:  # a bad tick must not end monitoring
+                log.exception("tick failed")
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    def tick(self, now: float) -> Snapshot:
+        started = time.process_time()
+        self._tick += 1
+        self._note(self.model.tick(now))
+        snap = self.model.snapshot(now, self._tick)
+        alert_events, notes = self.alerts.evaluate(snap.nodes, now)
+        self._note(alert_events)
+        self.hooks.notify(notes)
+        snap = replace(
+            snap,
+            alerts=self.alerts.firing(),
+            events=tuple(self.events),
+            lb=self._lb_views,
+            lb_note=self.lb_note,
+            lb_error=self._lb_error,
+            imbalance=self._lb_imbalance,
+            drops=dict(self.receiver.drops),
+            readonly=self.readonly,
+        )
+        self._snapshot = snap
+        if self.store is not None:
+            if self._joined:
+                wanted = set(self._joined)
+                self._joined.clear()
+                self.store.record_nodes(v for v in snap.nodes if v.node_id in wanted)
+            self.store.record_tick(now, snap.nodes, self._pending_events)
+            self._pending_events = []
+        self.tick_seconds = time.process_time() - started
+        return snap
+
+    # -- what views read -------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def history(
+        self, node_id: str, metrics: Sequence[str], seconds: float
+    ) -> dict[str, list[tuple[float, float]]]:
+        if self.store is None:
+            return {m: [] for m in metrics}
+        return self.store.history(node_id, metrics, seconds)
+
+    def node_events(self, node_id: str, limit: int = 50) -> list[EventView]:
+        if self.store is None:
+            return [e for e in self.events if e.node_id == node_id][-limit:]
+        self.store.flush(timeout=1.0)
+        return self.store.events(node_id, limit)
+
+    # -- load balancers --------------------------------------------------------------------
+
+    async def _lb_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self._lb_round)
+                self._lb_error = ""
+            except Exception as e:
+                message = getattr(e, "message", None) or str(e) or type(e).__name__
+                if message != self._lb_error:
+                    log.warning("reading the load balancers failed: %s", message)
+                self._lb_error = message
+            await asyncio.sleep(LB_EVERY)
+
+    def _lb_round(self) -> None:
+        """Worker thread: read the tables, run automation, rebuild the LB views."""
+        assert self.lb is not None
+        services = self.lb.services()
+        if self.quiescer is not None:
+            done = self.quiescer.step(self._health_rounds(services))
+            for decision, result in done:
+                if result is not None and result.applied:
+                    self._note_action(result, f"auto: {decision.reason}")
+            if any(r is not None and r.applied for _, r in done):
+                services = self.lb.services()
+        self._lb_services = services
+        self._lb_views, self._lb_imbalance = self._lb_view(services)
+
+    def _node_addresses(self) -> dict[str, list[str]]:
+        out = {}
+        for n in list(self.model.nodes.values()):
+            addrs = list(n.addresses)
+            if n.source and n.source not in addrs:
+                addrs.append(n.source)
+            out[n.node_id] = addrs
+        return out
+
+    def _health_rounds(self, services: Sequence[VirtualService]) -> list[Any]:
+        """Health input for auto-quiesce: the real server's node is dead, or its checks fail."""
+        from ctop.lb.automation import Health
+        from ctop.lb.ratio import map_servers_to_nodes
+
+        owners = map_servers_to_nodes(services, self._node_addresses())
+        rounds = []
+        for (backend, service, server), node_id in owners.items():
+            node = self.model.nodes.get(node_id)
+            if node is None:
+                continue
+            dead = node.liveness in (Liveness.DEAD, Liveness.LEFT)
+            statuses = [s.status for s in node.services]
+            check = None if not statuses else all(s == "ok" for s in statuses)
+            rounds.append(Health(backend, service, server, check_ok=check, node_dead=dead))
+        return rounds
+
+    def _lb_view(
+        self, services: Sequence[VirtualService]
+    ) -> tuple[tuple[LBServiceView, ...], float]:
+        from ctop.lb.ratio import imbalance_index, map_servers_to_nodes, server_ratios
+
+        owners = map_servers_to_nodes(services, self._node_addresses())
+        views = []
+        worst = 0.0
+        for vs in services:
+            ratios = {r.server: r for r in server_ratios(vs)}
+            index = imbalance_index(ratios.values()) or 0.0
+            worst = max(worst, index)
+            servers = []
+            for rs in vs.servers:
+                r = ratios.get(rs.key)
+                servers.append(RealServerView(
+                    key=rs.key, address=rs.address, port=rs.port, weight=rs.weight,
+                    state=str(rs.state), active_conns=rs.active_conns,
+                    inactive_conns=rs.inactive_conns, conns_per_s=rs.conns_per_s,
+                    node_id=owners.get((vs.backend, vs.key, rs.key), ""),
+                    conn_share=(r.conn_share or 0.0) if r else 0.0,
+                    weight_share=r.weight_share if r else 0.0,
+                    ratio=r.conn_ratio if r else None,
+                    forward=rs.forward,
+                ))
+            views.append(LBServiceView(vs.key, vs.backend, vs.protocol, vs.scheduler,
+                                       tuple(servers), index))
+        return tuple(views), worst
+
+    def _note_action(self, result: ActionResult, why: str = "") -> None:
+        text = (f"{result.origin} {result.action} {result.backend} {result.service} "
+                f"{result.server}: {result.before} → {result.after} "
+                f"{'ok' if result.ok else 'FAILED: ' + result.message}")
+        if why:
+            text += f" ({why})"
+        node = ""
+        for view in self._lb_views:
+            for s in view.servers:
+                if view.key == result.service and s.key == result.server:
+                    node = s.node_id
+        self.events.append(EventView(time.time(), "action", node, text))
+        self._pending_events.append(EventView(time.time(), "action", node, text))
+
+    def _advised(self, service: str, server: str) -> int:
+        for view in self._lb_views:
+            for s in view.servers:
+                if view.key == service and s.key == server and s.advised_weight is not None:
+                    return s.advised_weight
+        raise ValueError(f"no weight advice for {server} in {service}")
+
+    async def lb_action(
+        self, verb: str, backend: str, service: str, server: str, weight: int | None = None
+    ) -> ActionResult:
+        """Run one operator action in a worker thread, record it, refresh the LB view."""
+        if self.lb is None:
+            raise RuntimeError(self.lb_note or "no load balancer configured")
+        if verb == "advice":
+            weight = self._advised(service, server)
+            verb = "weight"
+        result = await asyncio.to_thread(run_action, self.lb, verb, backend, service, server,
+                                         weight)
+        self._note_action(result)
+        try:
+            await asyncio.to_thread(self._lb_round)
+        except Exception as e:
+            self._lb_error = getattr(e, "message", None) or str(e)
+        return result
+
+
+def run_action(
+    lb: LBController, verb: str, backend: str, service: str, server: str, weight: int | None
+) -> ActionResult:
+    """One operator action by name (blocking: run it in a worker thread)."""
+    if verb == "drain":
+        return lb.drain(backend, service, server)
+    if verb == "weight":
+        return lb.set_weight(backend, service, server, int(weight or 0))
+    if verb == "step":
+        return lb.step_weight(backend, service, server, int(weight or 0))
+    if verb == "restore":
+        return lb.restore(backend, service, server)
+    raise ValueError(f"unknown action {verb!r}")

@@ -1,0 +1,379 @@
+"""History in SQLite: nodes, raw samples, 1-minute rollups and events.
+
+Writes are batched: the engine hands one batch per tick to a writer thread, which commits it
+in one transaction, so ingest never waits on the disk. Reads (chart queries) use their own
+connection; WAL mode lets them run while the writer commits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from ctop.model import EventView, NodeView
+
+log = logging.getLogger(__name__)
+
+# Chartable metrics: readable name -> column in samples (and <column>_avg/_max in rollups).
+COLUMNS = {
+    "cpu_percent": "cpu",
+    "mem_percent": "mem",
+    "swap_percent": "swap",
+    "load": "load1",
+    "net_rx_bps": "net_rx",
+    "net_tx_bps": "net_tx",
+    "tcp_established": "conns",
+    "procs": "procs",
+    "threads": "threads",
+    "users": "users",
+    "disk_root_percent": "disk",
+}
+_COLS = tuple(COLUMNS.values())
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema
+    f"""
+    CREATE TABLE nodes (
+        id INTEGER PRIMARY KEY,
+        node_id TEXT NOT NULL UNIQUE,
+        hostname TEXT, grp TEXT, addresses TEXT, cores INTEGER, mem_total INTEGER,
+        version TEXT, interval REAL, first_seen REAL, last_seen REAL
+    );
+    CREATE TABLE samples (
+        node INTEGER NOT NULL, ts REAL NOT NULL,
+        {", ".join(f"{c} REAL" for c in _COLS)},
+        svc BLOB,
+        PRIMARY KEY (node, ts)
+    ) WITHOUT ROWID;
+    CREATE TABLE rollups (
+        node INTEGER NOT NULL, minute INTEGER NOT NULL, n INTEGER NOT NULL,
+        {", ".join(f"{c}_avg REAL, {c}_max REAL" for c in _COLS)},
+        svc BLOB,
+        PRIMARY KEY (node, minute)
+    ) WITHOUT ROWID;
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY, ts REAL NOT NULL, kind TEXT NOT NULL,
+        node TEXT NOT NULL, message TEXT NOT NULL
+    );
+    CREATE INDEX events_node_ts ON events (node, ts);
+    CREATE INDEX events_ts ON events (ts);
+    """,
+)
+
+
+def connect(path: str) -> sqlite3.Connection:
+    if path != ":memory:":
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    db = sqlite3.connect(path, check_same_thread=False, timeout=10)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, fast
+    return db
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Bring the schema to the newest version; return it."""
+    db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    version = int(row[0]) if row else 0
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        with db:
+            db.executescript(f"BEGIN; {script}; COMMIT;")
+            db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(number),)
+            )
+        log.info("database schema migrated to version %d", number)
+    return len(MIGRATIONS)
+
+
+@dataclass(slots=True)
+class _Rollup:
+    minute: int
+    n: int = 0
+    sums: list[float] = field(default_factory=lambda: [0.0] * len(_COLS))
+    maxes: list[float] = field(default_factory=lambda: [0.0] * len(_COLS))
+    svc: dict[str, list[float]] = field(default_factory=dict)  # name -> [sum, count]
+
+
+def sample_values(v: NodeView) -> tuple[float, ...]:
+    m = v.metrics
+    return (v.cpu, v.mem, v.swap, v.load1, v.net_rx_bps, v.net_tx_bps, v.conns,
+            m.get("procs", 0), m.get("threads", 0), m.get("users", 0), v.disk_root)
+
+
+class Store:
+    """The history database. `record_tick()` is called on the event loop and only queues."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        raw_retention: float = 24 * 3600,
+        rollup_retention: float = 30 * 86400,
+        raw_every: float = 1.0,
+        writer: bool = True,
+    ) -> None:
+        self.path = path
+        self.raw_retention = raw_retention
+        self.rollup_retention = rollup_retention
+        self.raw_every = raw_every  # seconds between stored raw samples of one node
+        self.db = connect(path)
+        if writer:
+            migrate(self.db)
+        self._read = connect(path)
+        self._ids: dict[str, int] = {}
+        self._load_ids()
+        self._last_raw: dict[str, float] = {}
+        self._seen: dict[str, float] = {}  # last_seen already recorded, per node
+        self._rollups: dict[int, _Rollup] = {}
+        self._queue: queue.Queue[list[tuple[str, Any]] | None] = queue.Queue(maxsize=120)
+        self._writer = threading.Thread(target=self._write_loop, name="ctop-store", daemon=True)
+        if writer:  # a reader (the UI attached to a daemon) never writes
+            self._writer.start()
+        self._last_prune = 0.0
+        self.dropped_batches = 0
+        self.write_seconds = 0.0  # time the writer thread spent committing, for the benchmark
+
+    # -- writing (event loop side) ---------------------------------------------------------
+
+    def _load_ids(self) -> None:
+        # a reader may start before the daemon made the schema
+        with contextlib.suppress(sqlite3.OperationalError):
+            self._ids.update(self.db.execute("SELECT node_id, id FROM nodes"))
+
+    def node_ids(self, nodes: Iterable[str]) -> None:
+        """Create rows for nodes not seen before, in one transaction (10,000 at start-up)."""
+        new = [n for n in nodes if n not in self._ids]
+        if not new:
+            return
+        with self.db:
+            self.db.executemany(
+                "INSERT OR IGNORE INTO nodes (node_id, first_seen) VALUES (?, ?)",
+                [(n, time.time()) for n in new],
+            )
+            marks = ",".join("?" * len(new))
+            for node, rowid in self.db.execute(
+                f"SELECT node_id, id FROM nodes WHERE node_id IN ({marks})", new
+            ):
+                self._ids[node] = rowid
+
+    def record_tick(
+        self, now: float, views: Sequence[NodeView], events: Iterable[EventView]
+    ) -> None:
+        """Queue this tick's samples, rollups and events for one transaction."""
+        batch: list[tuple[str, Any]] = []
+        samples = []
+        minute = int(now // 60)
+        seen = self._seen
+        fresh = [v for v in views if v.metrics and seen.get(v.node_id) != v.last_seen]
+        self.node_ids(v.node_id for v in fresh)
+        ids = self._ids
+        for v in fresh:
+            seen[v.node_id] = v.last_seen
+            rowid = ids[v.node_id]
+            values = sample_values(v)
+            self._add_rollup(rowid, minute, values, v)
+            if v.last_seen - self._last_raw.get(v.node_id, 0.0) >= self.raw_every * 0.9:
+                self._last_raw[v.node_id] = v.last_seen
+                samples.append((rowid, round(v.last_seen, 3), *values, _pack_services(v)))
+        if samples:
+            batch.append(("samples", samples))
+        finished = [(rid, r) for rid, r in self._rollups.items() if r.minute < minute]
+        if finished:
+            batch.append(("rollups", [_rollup_row(rid, r) for rid, r in finished]))
+            for rid, _ in finished:
+                del self._rollups[rid]
+        evs = [(e.ts, e.kind, e.node_id, e.message) for e in events]
+        if evs:
+            batch.append(("events", evs))
+        if now - self._last_prune > 600:
+            self._last_prune = now
+            batch.append(("prune", now))
+        if batch:
+            self._put(batch)
+
+    def record_nodes(self, views: Iterable[NodeView]) -> None:
+        """Update the static facts of nodes (joins, groups); cheap, call on change only."""
+        views = list(views)
+        self.node_ids(v.node_id for v in views)
+        rows = [
+            (v.hostname, v.group, json.dumps(v.addresses), v.cores, v.mem_total, v.version,
+             v.interval, v.last_seen, self._ids[v.node_id])
+            for v in views
+        ]
+        if rows:
+            self._put([("nodes", rows)])
+
+    def record_events(self, events: Iterable[EventView]) -> None:
+        evs = [(e.ts, e.kind, e.node_id, e.message) for e in events]
+        if evs:
+            self._put([("events", evs)])
+
+    def _add_rollup(self, rowid: int, minute: int, values: tuple[float, ...], v: NodeView):
+        r = self._rollups.get(rowid)
+        if r is None or r.minute != minute:
+            if r is not None:  # a node's minute ended between two ticks: flush it now
+                self._put([("rollups", [_rollup_row(rowid, r)])])
+            r = self._rollups[rowid] = _Rollup(minute)
+        r.n += 1
+        sums, maxes = r.sums, r.maxes
+        for i, x in enumerate(values):
+            sums[i] += x
+            if x > maxes[i]:
+                maxes[i] = x
+        for s in v.services:
+            if s.latency_ms is not None:
+                acc = r.svc.setdefault(s.name, [0.0, 0])
+                acc[0] += s.latency_ms
+                acc[1] += 1
+
+    def _put(self, batch: list[tuple[str, Any]]) -> None:
+        try:
+            self._queue.put_nowait(batch)
+        except queue.Full:  # the disk cannot keep up: lose history, never stall ingest
+            self.dropped_batches += 1
+
+    # -- writer thread ---------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            started = time.process_time()
+            try:
+                with self.db:
+                    for what, rows in batch:
+                        self._write(what, rows)
+            except sqlite3.Error:
+                log.exception("history write failed; batch lost")
+            self.write_seconds += time.process_time() - started
+            self._queue.task_done()
+
+    def _write(self, what: str, rows: Any) -> None:
+        db = self.db
+        if what == "samples":
+            marks = ", ".join("?" * (len(_COLS) + 3))
+            db.executemany(f"INSERT OR REPLACE INTO samples VALUES ({marks})", rows)
+        elif what == "rollups":
+            marks = ", ".join("?" * (2 * len(_COLS) + 4))
+            db.executemany(f"INSERT OR REPLACE INTO rollups VALUES ({marks})", rows)
+        elif what == "events":
+            db.executemany("INSERT INTO events (ts, kind, node, message) VALUES (?,?,?,?)", rows)
+        elif what == "nodes":
+            db.executemany(
+                "UPDATE nodes SET hostname=?, grp=?, addresses=?, cores=?, mem_total=?, "
+                "version=?, interval=?, last_seen=? WHERE id=?",
+                rows,
+            )
+        elif what == "prune":
+            db.execute("DELETE FROM samples WHERE ts < ?", (rows - self.raw_retention,))
+            db.execute(
+                "DELETE FROM rollups WHERE minute < ?", ((rows - self.rollup_retention) // 60,)
+            )
+            db.execute("DELETE FROM events WHERE ts < ?", (rows - self.rollup_retention,))
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until everything queued so far is committed (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        if self._writer.is_alive():
+            self.flush()
+            self._queue.put(None)
+            self._writer.join(timeout=10)
+        self.db.close()
+        self._read.close()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def history(
+        self, node: str, metrics: Sequence[str], seconds: float, now: float | None = None
+    ) -> dict[str, list[tuple[float, float]]]:
+        """Points (time, value) per metric for one node over the last `seconds`.
+
+        Up to 6 hours come from raw samples, longer spans from the 1-minute rollups (avg).
+        Metric names are those of COLUMNS, or "svc:<name>" for a service's latency.
+        """
+        now = time.time() if now is None else now
+        rowid = self._ids.get(node)
+        if rowid is None:
+            self._load_ids()  # nodes registered since (by the daemon, when we only read)
+            rowid = self._ids.get(node)
+        out: dict[str, list[tuple[float, float]]] = {m: [] for m in metrics}
+        if rowid is None:
+            return out
+        since = now - seconds
+        plain = [m for m in metrics if m in COLUMNS]
+        services = [m[4:] for m in metrics if m.startswith("svc:")]
+        raw = seconds <= 6 * 3600
+        if raw:
+            cols = ", ".join(COLUMNS[m] for m in plain) or "NULL"
+            rows = self._read.execute(
+                f"SELECT ts, svc, {cols} FROM samples WHERE node = ? AND ts >= ? ORDER BY ts",
+                (rowid, since),
+            ).fetchall()
+        else:
+            cols = ", ".join(f"{COLUMNS[m]}_avg" for m in plain) or "NULL"
+            rows = self._read.execute(
+                f"SELECT minute * 60, svc, {cols} FROM rollups "
+                "WHERE node = ? AND minute >= ? ORDER BY minute",
+                (rowid, int(since // 60)),
+            ).fetchall()
+        for row in rows:
+            ts = row[0]
+            for i, m in enumerate(plain):
+                out[m].append((ts, row[2 + i]))
+            if services and row[1]:
+                latencies = msgpack.unpackb(row[1])
+                for name in services:
+                    value = latencies.get(name)
+                    if value is not None:
+                        out[f"svc:{name}"].append((ts, value))
+        return out
+
+    def events(self, node: str | None = None, limit: int = 100) -> list[EventView]:
+        if node is None:
+            rows = self._read.execute(
+                "SELECT ts, kind, node, message FROM events ORDER BY ts DESC, id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        else:
+            rows = self._read.execute(
+                "SELECT ts, kind, node, message FROM events WHERE node = ? "
+                "ORDER BY ts DESC, id DESC LIMIT ?",
+                (node, limit),
+            ).fetchall()
+        return [EventView(*r) for r in reversed(rows)]
+
+    def size_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                total += os.path.getsize(self.path + suffix)
+        return total
+
+
+def _pack_services(v: NodeView) -> bytes | None:
+    lat = {s.name: round(s.latency_ms, 2) for s in v.services if s.latency_ms is not None}
+    return msgpack.packb(lat) if lat else None
+
+
+def _rollup_row(rowid: int, r: _Rollup) -> tuple[Any, ...]:
+    pairs: list[float] = []
+    for s, mx in zip(r.sums, r.maxes, strict=True):
+        pairs += (s / r.n, mx)
+    svc = {name: round(acc[0] / acc[1], 2) for name, acc in r.svc.items() if acc[1]}
+    return (rowid, r.minute, r.n, *pairs, msgpack.packb(svc) if svc else None)

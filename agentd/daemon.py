@@ -167,6 +167,7 @@ class Agent:
                         await self.sender.resolve()
                     next_join += self.cfg.join_interval
                     self._tick(self.join)
+                    log.debug("collector costs (CPU s, period s): %s", self.collector.costs())
                 self._tick(self.report)
             self._send(wire.Leave(self._header(), self._stopping or "stopping"))
         finally:

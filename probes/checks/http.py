@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ssl
 from datetime import UTC, datetime
 
@@ -14,6 +15,12 @@ from probes.spec import ProbeSpec
 
 BODY_LIMIT = 1 << 20  # the receive string must appear in the first MiB
 USER_AGENT = "ctop-probe/1"
+
+
+@functools.cache
+def _verifying_context() -> ssl.SSLContext:
+    """Loading the CA store costs tens of ms of CPU: do it once, not per check."""
+    return ssl.create_default_context()
 
 
 def _expected(spec: ProbeSpec, code: int) -> tuple[bool, str]:
@@ -60,7 +67,7 @@ async def check_http(spec: ProbeSpec, attempt: Attempt) -> ProbeResult:
         headers["Host"] = spec.virtualhost
         if https:
             extensions["sni_hostname"] = spec.virtualhost
-    verify: ssl.SSLContext | bool = ssl.create_default_context() if spec.verify else False
+    verify: ssl.SSLContext | bool = _verifying_context() if spec.verify else False
     timeout = httpx.Timeout(spec.timeout, connect=spec.connect_limit)
     attempt.phase = f"waiting for HTTP response from {where(spec)}"
     cert_days: float | None = None

@@ -69,7 +69,8 @@ def test_thresholds_kept_through_edits(vm: dict) -> None:
 
 
 def test_total_connections_match_what_the_client_sent(vm: dict) -> None:
-    stats = result(vm, "stats")
+    stats = result(vm, "stats")  # totals lag up to 2 s (the kernel's estimator); guest waits
+    assert stats["waited_s"] <= 6
     for key, name in ((RS1, "rs1"), (RS2, "rs2")):
         assert stats["table"][key]["total_conns"] == stats["client_conns"][name]
 

@@ -29,6 +29,7 @@ import contextlib
 import getpass
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -125,11 +126,14 @@ def daemon(argv: list[str], port: int, log: Path) -> Iterator[subprocess.Popen]:
         wait_ready(port, proc, log)
         yield proc
     finally:
-        proc.terminate()
+        # the whole group: dovecot's and sshd's children go with their master
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(5)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
 
 

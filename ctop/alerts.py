@@ -259,21 +259,30 @@ class Hook:
     states: frozenset[str] = frozenset({"firing", "repeat", "resolved"})
 
 
+def parse_hook(t: Mapping[str, Any]) -> Hook:
+    unknown = set(t) - {"command", "webhook", "timeout", "on"}
+    if unknown:
+        raise RuleError(f"key '{sorted(unknown)[0]}': unknown key")
+    if bool(t.get("command")) == bool(t.get("webhook")):
+        raise RuleError("give exactly one of 'command' or 'webhook'")
+    try:
+        timeout = parse_duration(t.get("timeout", 10))
+    except ValueError as e:
+        raise RuleError(f"key 'timeout': {e}") from None
+    states = t.get("on", ["firing", "repeat", "resolved"])
+    if not isinstance(states, list) or not set(states) <= {"firing", "repeat", "resolved"}:
+        raise RuleError("key 'on': expected a list of firing, repeat, resolved")
+    return Hook(str(t.get("command", "")), str(t.get("webhook", "")), timeout,
+                frozenset(states))
+
+
 def parse_hooks(tables: Sequence[Mapping[str, Any]]) -> list[Hook]:
     hooks = []
     for i, t in enumerate(tables):
-        unknown = set(t) - {"command", "webhook", "timeout", "on"}
-        if unknown:
-            raise RuleError(f"[[hook]] #{i + 1}: unknown key '{sorted(unknown)[0]}'")
-        if bool(t.get("command")) == bool(t.get("webhook")):
-            raise RuleError(f"[[hook]] #{i + 1}: give exactly one of 'command' or 'webhook'")
         try:
-            timeout = parse_duration(t.get("timeout", 10))
-        except ValueError as e:
-            raise RuleError(f"[[hook]] #{i + 1}: key 'timeout': {e}") from None
-        states = t.get("on", ["firing", "repeat", "resolved"])
-        hooks.append(Hook(str(t.get("command", "")), str(t.get("webhook", "")), timeout,
-                          frozenset(states)))
+            hooks.append(parse_hook(t))
+        except RuleError as e:
+            raise RuleError(f"[[hook]] #{i + 1}: {e}") from None
     return hooks
 
 

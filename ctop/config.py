@@ -107,6 +107,21 @@ class TomlSource:
                 return i + 1
         return start + 1 if section else 1
 
+    def line_in_array(self, array: str, index: int, key: str | None) -> int:
+        """The line of `key` inside the index-th [[array]] table (its header if no key)."""
+        lines = self.text.splitlines()
+        headers = [i for i, line in enumerate(lines)
+                   if re.match(rf"^\s*\[\[\s*{re.escape(array)}\s*\]\]", line)]
+        if index >= len(headers):
+            return 1
+        start = headers[index]
+        end = headers[index + 1] if index + 1 < len(headers) else len(lines)
+        if key:
+            for i in range(start, end):
+                if re.match(rf'^\s*"?{re.escape(key)}"?\s*=', lines[i]):
+                    return i + 1
+        return start + 1
+
     def error(self, dotted: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.path}:{self.line_of(dotted)}: key '{dotted}': {problem}")
 
@@ -257,7 +272,37 @@ def from_source(src: TomlSource) -> DirectorConfig:
         source=src,
     )
     top.check_unknown()
+    _check_alerts(src, cfg)
+    _check_lb(src, cfg)
     return cfg
+
+
+def _check_lb(src: TomlSource, cfg: DirectorConfig) -> None:
+    from ctop.lb.config import ConfigError as LBConfigError
+    from ctop.lb.config import parse_config
+
+    try:
+        parse_config(cfg.lb)
+    except LBConfigError as e:
+        m = re.search(r"unknown key\(s\) (\w+)|\.(\w+) (?:must|has)", str(e))
+        key = m and (m.group(1) or m.group(2))
+        line = src.line_of(key) if key else 1
+        raise ConfigError(f"{src.path}:{line}: {e}") from None
+
+
+def _check_alerts(src: TomlSource, cfg: DirectorConfig) -> None:
+    """Parse [[alert]] and [[hook]] now, so their errors name the file and line."""
+    from ctop.alerts import RuleError, parse_hook, parse_rule
+
+    for array, tables, parse in (("alert", cfg.alerts, parse_rule),
+                                 ("hook", cfg.hooks, parse_hook)):
+        for i, table in enumerate(tables):
+            try:
+                parse(table)
+            except RuleError as e:
+                m = re.search(r"key '(\w+)", str(e))
+                line = src.line_in_array(array, i, m.group(1) if m else None)
+                raise ConfigError(f"{src.path}:{line}: [[{array}]] #{i + 1}: {e}") from None
 
 
 def _table(v: Any) -> dict[str, Any]:

@@ -1,0 +1,131 @@
+"""The director's config file and command line: `ctop serve`, `ctop status`, bad configs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ctop.config import ConfigError, TomlSource, from_source
+
+from .agent_helpers import AGENTD, write_key
+
+ROOT = Path(__file__).resolve().parents[1]
+CTOP = Path(sys.executable).with_name("ctop")
+
+
+def config_error(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "ctop.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        from_source(TomlSource.load(path))
+    return str(e.value)
+
+
+def test_the_example_config_is_valid():
+    cfg = from_source(TomlSource.load(ROOT / "contrib" / "ctop.toml.example"))
+    assert cfg.cluster == "web" and cfg.listen == ("0.0.0.0", 7117)
+    assert cfg.liveness.dead_after == 5 and cfg.store.raw_retention == 86400
+    assert [a["name"] for a in cfg.alerts] == ["cpu-high", "http-down", "node-dead"]
+    assert cfg.prometheus == ("127.0.0.1", 9717)
+
+
+def test_bad_values_name_file_line_and_key(tmp_path):
+    msg = config_error(tmp_path, 'cluster = "x"\n\n[liveness]\nsuspect_after = 2\ndead_after = "soon"\n')
+    assert msg.startswith(f"{tmp_path / 'ctop.toml'}:5: key 'liveness.dead_after'")
+    assert "soon" in msg
+    msg = config_error(tmp_path, 'cluster = "x"\nlisten = "nowhere"\n')
+    assert ":2: key 'listen'" in msg
+    msg = config_error(tmp_path, 'cluster = "x"\ncolour = "blue"\n')
+    assert ":2: key 'colour': unknown key" in msg
+
+
+def test_syntax_errors_name_the_line(tmp_path):
+    msg = config_error(tmp_path, 'cluster = "x"\n[store\npath = 1\n')
+    assert msg.startswith(f"{tmp_path / 'ctop.toml'}:2:")
+
+
+def test_bad_alert_rules_and_hooks_name_their_line(tmp_path):
+    msg = config_error(tmp_path, '[[alert]]\nname = "a"\nwhen = "cpu > 9"\n\n'
+                                 '[[alert]]\nname = "b"\nwhen = "cpu is high"\n')
+    assert ":7: [[alert]] #2" in msg and "METRIC > NUMBER" in msg
+    msg = config_error(tmp_path, '[[hook]]\ncommand = "true"\nwebhook = "http://x"\n')
+    assert ":1: [[hook]] #1" in msg and "exactly one" in msg
+
+
+def test_bad_lb_section_is_a_config_error(tmp_path):
+    msg = config_error(tmp_path, '[lb.haproxy]\nsocket = "/run/h.sock"\ntimeout = "long"\n')
+    assert "timeout" in msg and msg.startswith(str(tmp_path / "ctop.toml"))
+
+
+def test_ctop_exits_2_with_the_message_for_a_bad_config(tmp_path):
+    path = tmp_path / "ctop.toml"
+    path.write_text("[liveness]\ndead_after = -1\n")
+    out = subprocess.run([str(CTOP), "serve", "--config", str(path)], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 2
+    assert f"{path}:2: key 'liveness.dead_after'" in out.stderr
+
+
+def test_serve_runs_headless_and_status_reads_it(tmp_path):
+    key = write_key(tmp_path / "cluster.key")
+    sock = tmp_path / "ctop.sock"
+    db = tmp_path / "ctop.db"
+    (tmp_path / "agent.toml").write_text("")
+    port = _free_udp_port()
+    common = ["--config", str(tmp_path / "none.toml"), "--socket", str(sock)]
+    (tmp_path / "none.toml").write_text(f'cluster = "headless"\nlisten = "127.0.0.1:{port}"\n'
+                                        f'key_file = "{key}"\n[store]\npath = "{db}"\n')
+    serve = subprocess.Popen([str(CTOP), "serve", *common], stderr=subprocess.PIPE, text=True)
+    agent = subprocess.Popen(
+        [str(AGENTD), "--config", str(tmp_path / "agent.toml"), "--director",
+         f"127.0.0.1:{port}", "--key-file", str(key), "--node-id", "n1", "--interval", "0.2"],
+        stderr=subprocess.DEVNULL)
+    try:
+        status = None
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            out = subprocess.run([str(CTOP), "status", "--json", *common], capture_output=True,
+                                 text=True, timeout=10)
+            if out.returncode == 0:
+                status = json.loads(out.stdout)
+                if status["nodes"] and status["nodes"][0]["metrics"]:
+                    break
+            time.sleep(0.2)
+        assert status is not None, out.stderr
+        assert status["cluster"] == "headless"
+        assert status["nodes"][0]["node_id"] == "n1"
+        assert status["nodes"][0]["liveness"] == "alive"
+        assert status["totals"]["alive"] == 1
+        text = subprocess.run([str(CTOP), "status", *common], capture_output=True, text=True,
+                              timeout=10).stdout
+        assert "cluster headless: 1 nodes — 1 alive" in text
+    finally:
+        agent.terminate()
+        agent.wait(timeout=5)
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=15) == 0
+    assert not sock.exists()  # the daemon removes its socket on a clean stop
+    assert db.exists()
+
+
+def test_status_without_a_daemon_says_so(tmp_path):
+    out = subprocess.run([str(CTOP), "status", "--socket", str(tmp_path / "none.sock")],
+                         capture_output=True, text=True, timeout=30,
+                         env={**os.environ, "HOME": str(tmp_path)})
+    assert out.returncode == 3
+    assert "no ctop daemon" in out.stderr and "ctop serve" in out.stderr
+
+
+def _free_udp_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -37,7 +37,8 @@ def test_the_example_config_is_valid():
 
 
 def test_bad_values_name_file_line_and_key(tmp_path):
-    msg = config_error(tmp_path, 'cluster = "x"\n\n[liveness]\nsuspect_after = 2\ndead_after = "soon"\n')
+    msg = config_error(
+        tmp_path, 'cluster = "x"\n\n[liveness]\nsuspect_after = 2\ndead_after = "soon"\n')
     assert msg.startswith(f"{tmp_path / 'ctop.toml'}:5: key 'liveness.dead_after'")
     assert "soon" in msg
     msg = config_error(tmp_path, 'cluster = "x"\nlisten = "nowhere"\n')

@@ -27,8 +27,10 @@ from ctop.store import Store
 
 if TYPE_CHECKING:
     from ctop.lb.actions import ActionResult, LBController
+    from ctop.lb.advice import WeightAdvisor
     from ctop.lb.automation import AutoQuiescer
     from ctop.lb.base import VirtualService
+    from ctop.lb.config import LBConfig
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,8 @@ class Engine:
         self.lb_note = ""
         self._lb_error = ""
         self._lb_services: list[VirtualService] = []
+        self._lb_cfg: LBConfig | None = None
+        self._advisors: dict[tuple[str, str], WeightAdvisor] = {}
         self._lb_views: tuple[LBServiceView, ...] = ()
         self._lb_imbalance = 0.0
         self._pending_events: list[EventView] = []
@@ -105,6 +109,7 @@ class Engine:
         from ctop.lb.factory import build_controller, build_quiescer, status_line
 
         cfg = parse_config(self.config.lb)
+        self._lb_cfg = cfg
         self.lb_note = status_line(cfg)
         if self.lb is None and not cfg.monitoring_only:
             self.lb = build_controller(cfg, self.config.store.path, readonly=self.readonly)
@@ -212,8 +217,48 @@ class Engine:
                     self._note_action(result, f"auto: {decision.reason}")
             if any(r is not None and r.applied for _, r in done):
                 services = self.lb.services()
+        advice = self._advise(services)
+        if self._lb_cfg is not None and self._lb_cfg.advice.auto and not self.readonly:
+            changed = False
+            for (backend, service, server), weight in advice.items():
+                result = self.lb.set_weight(backend, service, server, weight, origin="auto")
+                if result.applied:
+                    changed = True
+                    self._note_action(result, "auto: weight advice")
+            if changed:
+                services = self.lb.services()
+                advice = {}
         self._lb_services = services
-        self._lb_views, self._lb_imbalance = self._lb_view(services)
+        self._lb_views, self._lb_imbalance = self._lb_view(services, advice)
+
+    def _advise(self, services: Sequence[VirtualService]) -> dict[tuple[str, str, str], int]:
+        """Suggested weights from measured capacity and load; only those that differ."""
+        from ctop.lb.advice import ServerLoad, WeightAdvisor
+        from ctop.lb.ratio import map_servers_to_nodes
+
+        policy = self._lb_cfg.advice if self._lb_cfg is not None else None
+        owners = map_servers_to_nodes(services, self._node_addresses())
+        out: dict[tuple[str, str, str], int] = {}
+        for vs in services:
+            loads = []
+            for rs in vs.servers:
+                node = self.model.nodes.get(owners.get((vs.backend, vs.key, rs.key), ""))
+                usable = node is not None and node.liveness is Liveness.ALIVE and node.metrics
+                latencies = [x.latency_ms for x in node.services if x.latency_ms] if usable else []
+                loads.append(ServerLoad(
+                    server=rs.key,
+                    weight=rs.weight,
+                    cores=(node.cores or len(node.metrics.get("cpu_cores", ())) or None)
+                    if usable else None,
+                    cpu_idle=1 - node.metrics.get("cpu_percent", 0.0) / 100 if usable else None,
+                    load=rs.active_conns,
+                    latency_ms=sum(latencies) / len(latencies) if latencies else None,
+                ))
+            advisor = self._advisors.setdefault((vs.backend, vs.key), WeightAdvisor(policy))
+            for a in advisor.advise(loads):
+                if a.change:
+                    out[(vs.backend, vs.key, a.server)] = a.suggested
+        return out
 
     def _node_addresses(self) -> dict[str, list[str]]:
         out = {}
@@ -242,7 +287,7 @@ class Engine:
         return rounds
 
     def _lb_view(
-        self, services: Sequence[VirtualService]
+        self, services: Sequence[VirtualService], advice: dict[tuple[str, str, str], int]
     ) -> tuple[tuple[LBServiceView, ...], float]:
         from ctop.lb.ratio import imbalance_index, map_servers_to_nodes, server_ratios
 
@@ -264,6 +309,7 @@ class Engine:
                     conn_share=(r.conn_share or 0.0) if r else 0.0,
                     weight_share=r.weight_share if r else 0.0,
                     ratio=r.conn_ratio if r else None,
+                    advised_weight=advice.get((vs.backend, vs.key, rs.key)),
                     forward=rs.forward,
                 ))
             views.append(LBServiceView(vs.key, vs.backend, vs.protocol, vs.scheduler,
@@ -307,6 +353,9 @@ class Engine:
             await asyncio.to_thread(self._lb_round)
         except Exception as e:
             self._lb_error = getattr(e, "message", None) or str(e)
+        # show the outcome now rather than at the next tick
+        self._snapshot = replace(self._snapshot, lb=self._lb_views, lb_error=self._lb_error,
+                                 imbalance=self._lb_imbalance, events=tuple(self.events))
         return result
 
 

@@ -8,6 +8,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -221,3 +222,16 @@ def test_once_json_prints_a_report() -> None:
     assert report["kind"] == "report" and report["interval"] == 0.2
     assert set(report["metrics"]) == {m.name for m in wire.METRICS}
     assert 0 <= report["metrics"]["cpu_percent"] <= 100
+
+
+def test_agent_stays_light() -> None:
+    """agentd never imports the UI, and probes/ (with httpx) only when probes are configured."""
+    code = (
+        "import sys, agentd.main, agentd.daemon\n"
+        "bad = ('textual', 'ctop', 'httpx', 'probes')\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in bad]\n"
+        "print(heavy)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"

@@ -16,6 +16,7 @@ Every error names the file, the line and the key: "agentd.toml:12: key 'interval
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import re
@@ -56,9 +57,13 @@ class Config:
     interval: float = 1.0
     join_interval: float = 30.0
     probes: tuple[Any, ...] = ()  # probes.spec.ProbeSpec, parsed and validated at load time
+    # Addresses announced in joins; empty = every address of the node. Set it when the LVS
+    # real-server address is not the only one, or when several agents share one host.
+    addresses: tuple[str, ...] = ()
 
 
-KEYS = ("director", "key_file", "node_id", "group", "interval", "join_interval", "probes")
+KEYS = ("director", "key_file", "node_id", "group", "interval", "join_interval", "probes",
+        "addresses")
 
 
 def _show(value: Any) -> str:
@@ -194,7 +199,22 @@ def _apply(cfg: Config, src: _Source, values: Mapping[str, Any]) -> Config:
             changes[key] = _number(src, key, value, MIN_INTERVAL, 86400.0)
         elif key == "probes":
             changes[key] = _probes(src, value)
+        elif key == "addresses":
+            changes[key] = _addresses(src, value)
     return replace(cfg, **changes)
+
+
+def _addresses(src: _Source, value: Any) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise src.error("addresses", f"expected a list of IP addresses, got {_show(value)}")
+    out = []
+    for item in items:
+        try:
+            out.append(str(ipaddress.ip_address(str(item).strip("[]"))))
+        except ValueError:
+            raise src.error("addresses", f"not an IP address: {_show(item)}") from None
+    return tuple(out)
 
 
 def read_file(path: str) -> tuple[_Source, dict[str, Any]]:

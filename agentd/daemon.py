@@ -55,7 +55,7 @@ class Agent:
         return wire.Join(
             self._header(),
             hostname=socket.gethostname(),
-            addresses=facts.addresses(),
+            addresses=self.cfg.addresses or facts.addresses(),
             cores=facts.cores(),
             mem_total=facts.mem_total(),
             version=__version__,

@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         help="add a service probe, e.g. http://127.0.0.1:80/ (repeatable; added to the file's)",
     )
+    p.add_argument(
+        "--address",
+        metavar="IP",
+        action="append",
+        help="announce this address instead of all of the node's (repeatable)",
+    )
     p.add_argument("--once", action="store_true", help="print one report and exit (no sending)")
     p.add_argument("--json", action="store_true", help="with --once: print the report as JSON")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -58,6 +64,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "interval": args.interval,
         "join_interval": args.join_interval,
         "probes": args.probe,
+        "addresses": args.address,
     }
     return {k: v for k, v in pairs.items() if v is not None}
 

@@ -78,6 +78,8 @@ def test_flags_override_the_file_and_probes_add(tmp_path: Path) -> None:
         ("\n\ninterval = true\n", ":3: key 'interval'"),
         ('node_id = "a"\nspeed = 3\n', ":2: key 'speed': unknown key"),
         ("director = 7117\n", ":1: key 'director': expected \"host:port\" or a list"),
+        ('\naddresses = ["10.0.0.2", "web-1"]\n',
+         ":2: key 'addresses': not an IP address: \"web-1\""),
         ('director = ["h:99999"]\n', ":1: key 'director': bad port"),
         ('node_id = ""\n', ":1: key 'node_id': must not be empty"),
         ('group = "a"\ninterval = 1\n\ngroup = "b"\n', ":4: invalid TOML"),
@@ -134,3 +136,9 @@ def test_parse_director() -> None:
     for bad in ("", ":80", "h:0", "h:x", "[::1]x"):
         with pytest.raises(ValueError):
             parse_director(bad)
+
+
+def test_announced_addresses_from_file_and_flags(tmp_path: Path) -> None:
+    path = write(tmp_path, 'addresses = ["10.0.0.2", "[2001:db8::2]"]\n')
+    assert load(path).addresses == ("10.0.0.2", "2001:db8::2")
+    assert load(path, {"addresses": ["127.0.1.7"]}).addresses == ("127.0.1.7",)

@@ -87,7 +87,8 @@ def agents(tmp_path):
 async def test_agents_register_with_their_facts_and_history_reaches_sqlite(engine, agents,
                                                                            tmp_path):
     for i in range(3):
-        agents.append(start_agent(tmp_path, engine.port, f"node-{i}"))
+        agents.append(start_agent(tmp_path, engine.port, f"node-{i}", "--address",
+                                  f"127.0.1.{i + 1}"))
 
     def all_reporting():
         snap = engine.snapshot()
@@ -101,7 +102,7 @@ async def test_agents_register_with_their_facts_and_history_reaches_sqlite(engin
         assert n.cores == psutil.cpu_count()
         assert n.mem_total == psutil.virtual_memory().total
         assert 0 <= n.cpu <= 100
-        assert "127.0.0.1" in n.addresses or n.addresses
+    assert [n.addresses for n in snap.nodes] == [("127.0.1.1",), ("127.0.1.2",), ("127.0.1.3",)]
     assert snap.totals.alive == 3 and snap.groups[0].name == "g1"
     assert {e.kind for e in snap.events} >= {"join"}
     await asyncio.sleep(1.0)

@@ -178,9 +178,10 @@ def run_ui(cfg: DirectorConfig, *, color: str = "auto", embedded: bool = False) 
 
 
 async def _run_embedded(cfg: DirectorConfig, color: str) -> int:
-    from ctop.engine import Engine
+    from ctop.engine import Engine, log_to_events
 
     engine = Engine(cfg)
+    log_to_events(engine)
     await engine.start()
     try:
         app = _make_app(engine, cfg.readonly, color)

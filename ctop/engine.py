@@ -359,6 +359,31 @@ class Engine:
         return result
 
 
+class EventLogHandler(logging.Handler):
+    """While the UI owns the terminal, warnings become events in the alert pane instead of
+    text on stderr (which would tear the screen)."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(logging.WARNING)
+        self.engine = engine
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            event = EventView(record.created, "log", "", f"{record.levelname.lower()}: "
+                              f"{record.getMessage()}")
+            self.engine._note([event])
+        except Exception:
+            self.handleError(record)
+
+
+def log_to_events(engine: Engine) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(EventLogHandler(engine))
+    root.setLevel(logging.WARNING)
+
+
 def run_action(
     lb: LBController, verb: str, backend: str, service: str, server: str, weight: int | None
 ) -> ActionResult:

@@ -1,0 +1,79 @@
+"""End to end: the installed `ctop --demo` in a real terminal (tmux), driven by keys."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CTOP = Path(sys.executable).with_name("ctop")
+SESSION = "ctop-e2e"
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=10).stdout
+
+
+def screen() -> str:
+    return tmux("capture-pane", "-t", SESSION, "-p")
+
+
+def wait_for(text: str, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    shown = ""
+    while time.monotonic() < deadline:
+        shown = screen()
+        if text in shown:
+            return shown
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} never appeared; the screen was:\n{shown}")
+
+
+@pytest.fixture
+def demo_terminal():
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    if shutil.which("haproxy") is None:
+        pytest.skip("haproxy is not installed (the demo's load balancer)")
+    tmux("kill-session", "-t", SESSION)
+    # Start a shell first, then type the command: an app started with the session itself
+    # can read the terminal size before tmux applies -x/-y.
+    tmux("new-session", "-d", "-s", SESSION, "-x", "160", "-y", "48")
+    time.sleep(0.5)
+    tmux("send-keys", "-t", SESSION, f"{CTOP} --demo --demo-nodes 4; echo CTOP-EXITED $?",
+         "Enter")
+    yield
+    tmux("kill-session", "-t", SESSION)
+
+
+def agents_running() -> int:
+    out = subprocess.run(["pgrep", "-f", "agentd --config /tmp/ctop-demo-"], capture_output=True,
+                         text=True).stdout
+    return len(out.split())
+
+
+def test_demo_drains_a_real_server_from_the_keyboard_and_quits_cleanly(demo_terminal):
+    wait_for("4 alive", timeout=40)
+    shown = wait_for("serving")
+    assert "haproxy" in shown and "serving" in shown
+    assert agents_running() == 4
+
+    tmux("send-keys", "-t", SESSION, "Tab")  # focus the load-balancer pane
+    time.sleep(0.5)
+    tmux("send-keys", "-t", SESSION, "d")
+    dialog = wait_for("Drain?")
+    assert "before" in dialog and "after" in dialog and "weight 0" in dialog
+    tmux("send-keys", "-t", SESSION, "y")
+    shown = wait_for("drained", timeout=15)
+    assert "drain" in shown
+
+    tmux("send-keys", "-t", SESSION, "q")
+    wait_for("CTOP-EXITED 0", timeout=20)
+    deadline = time.monotonic() + 10
+    while agents_running() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert agents_running() == 0  # the demo stopped everything it started

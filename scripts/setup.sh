@@ -15,7 +15,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
     else
         echo "setup: installing Debian packages: ${missing[*]}"
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                "${missing[@]}" >/dev/null; then
+            # inn2's post-install refuses a host name without a domain (fresh VMs and
+            # containers): give INN a domain and finish configuring what was unpacked.
+            if [ -f /etc/news/inn.conf ] && ! grep -q '^domain:' /etc/news/inn.conf; then
+                sed -i 's/^#domain:.*/domain: localdomain/' /etc/news/inn.conf
+            fi
+            DEBIAN_FRONTEND=noninteractive dpkg --configure -a
+        fi
     fi
 fi
 

@@ -172,7 +172,14 @@ def run_ui(cfg: DirectorConfig, *, color: str = "auto", embedded: bool = False) 
     from ctop.control import RemoteSource, daemon_running
 
     if not embedded and daemon_running(cfg.control_socket):
-        source = RemoteSource(cfg.control_socket, cfg.store.path)
+        from ctop.lb.config import parse_config
+        from ctop.lb.factory import build_controller
+
+        lb_cfg = parse_config(cfg.lb)
+        lb = None if lb_cfg.monitoring_only else build_controller(
+            lb_cfg, cfg.store.path, readonly=cfg.readonly)
+        source = RemoteSource(cfg.control_socket, cfg.store.path, lb=lb)
+        source.readonly = cfg.readonly
         return _run_app(source, cfg.readonly, color)
     return asyncio.run(_run_embedded(cfg, color))
 

@@ -57,7 +57,7 @@ class ControlServer:
         try:
             request = (await asyncio.wait_for(reader.readline(), 5)).decode().strip()
             if request in ("status", "snapshot"):
-                body = msgpack.packb(to_plain(self.engine.snapshot(), metrics=request == "status"))
+                body = msgpack.packb(to_plain(self.engine.snapshot()))
             else:
                 body = msgpack.packb({"error": f"unknown request {request!r}"})
             writer.write(_LEN.pack(len(body)) + body)

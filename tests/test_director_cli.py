@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ctop.config import ConfigError, TomlSource, from_source
+from ctop.control import RemoteSource
 
 from .agent_helpers import AGENTD, write_key
 
@@ -107,6 +108,18 @@ def test_serve_runs_headless_and_status_reads_it(tmp_path):
         text = subprocess.run([str(CTOP), "status", *common], capture_output=True, text=True,
                               timeout=10).stdout
         assert "cluster headless: 1 nodes — 1 alive" in text
+        # what the UI uses when it attaches to the daemon: snapshots and history
+        remote = RemoteSource(str(sock), str(db))
+        snap = remote.snapshot()
+        assert snap.node("n1") is not None and snap.node("n1").metrics
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            points = remote.history("n1", ["mem_percent"], 600)["mem_percent"]
+            if len(points) >= 2:
+                break
+            time.sleep(0.3)
+        assert len(points) >= 2 and all(0 < v <= 100 for _, v in points)
+        assert [e.kind for e in remote.node_events("n1")][:1] == ["join"]
     finally:
         agent.terminate()
         agent.wait(timeout=5)

@@ -431,10 +431,114 @@ def _parse_service(item: Any) -> ServiceStatus:
     return ServiceStatus(name, STATUS_NAMES.get(code, "unknown"), latency, detail)
 
 
+# The fast path for reports, the message the director decodes 10,000 times a second. It
+# accepts exactly what the checks above accept and builds the same Report, but inline: in
+# CPython a function call costs about as much as the checks themselves, and the reference path
+# makes ~40 of them per report. On anything unexpected it returns None, and parse_body runs
+# the reference path, which finds the fault and names it.
+_tuple_new = tuple.__new__
+_SCALAR_COUNT = len(SCALARS)
+_LIST_KEYS = {m.key: (m.name, m.scale if m.scale != 1 else 0) for m in COMPOUND
+              if m.kind == "list"}
+_MAP_KEYS = {m.key: m.name for m in COMPOUND if m.kind == "map"}
+_UNKNOWN = "unknown"
+
+
+def _fast_report(body: dict[Any, Any]) -> Report | None:
+    try:
+        get = body.get
+        node, boot, seq, ts, interval = get("n"), get("b"), get("q"), get("t"), get("i")
+        if (
+            type(node) is not str or not 0 < len(node) <= 128
+            or type(boot) is not int or boot < -(2**63)
+            or type(seq) is not int or seq < 0
+        ):
+            return None
+        t = type(ts)
+        if not (t is int or (t is float and -_INF < ts < _INF)):
+            return None
+        t = type(interval)
+        if not (t is int or (t is float and -_INF < interval < _INF)):
+            return None
+        if not 0.05 <= interval <= 3600:
+            return None
+        group = get("g", "")
+        raw = get("m", {})
+        services = get("s", ())
+        if type(group) is not str or type(raw) is not dict or type(services) not in (
+            list, tuple,
+        ):
+            return None
+
+        scalars = raw.get("v", [])
+        if type(scalars) is not list:
+            return None
+        # Every number of the report goes into one list, checked once at the end with one
+        # min() and one sum() in C (non-negative, no NaN, finite) instead of per list.
+        flat = scalars.copy()
+        out: dict[str, Any] = dict(zip(_SCALAR_NAMES, scalars, strict=False))
+        if len(scalars) >= _SCALAR_COUNT:
+            for i, name, scale in _SCALED:
+                out[name] = scalars[i] / scale
+        else:  # an older agent sent fewer scalars
+            n = len(scalars)
+            for i, name, scale in _SCALED:
+                if i < n:
+                    out[name] = scalars[i] / scale
+        for key, value in raw.items():
+            if key == "v":
+                continue
+            entry = _LIST_KEYS.get(key)
+            if entry is not None:
+                if type(value) is not list:
+                    return None
+                flat += value
+                name, scale = entry
+                out[name] = [v / scale for v in value] if scale else value
+                continue
+            mname = _MAP_KEYS.get(key)
+            if mname is not None:
+                if type(value) is not dict:
+                    return None
+                for k, vs in value.items():
+                    if type(k) is not str or type(vs) is not list:
+                        return None
+                    flat += vs
+                out[mname] = value
+
+        parsed = []
+        for item in services:
+            if type(item) is not list or len(item) < 3:
+                return None
+            name, code, latency = item[0], item[1], item[2]
+            if type(name) is not str or type(code) is not int:
+                return None
+            if latency is not None:
+                flat.append(latency)
+                latency = latency / 10
+            detail = item[3] if len(item) > 3 and type(item[3]) is str else ""
+            parsed.append(_tuple_new(
+                ServiceStatus, (name, STATUS_NAMES.get(code, _UNKNOWN), latency, detail)))
+        # min() raises TypeError on anything but numbers; a total far below the float limit
+        # means no single list can have summed to infinity either (all terms are >= 0).
+        if flat and not (min(flat) >= 0 and sum(flat) < 1e300):
+            return None
+        return _tuple_new(Report, (
+            _tuple_new(Header, (node, boot, seq, ts)),
+            float(interval), group, out, tuple(parsed),
+        ))
+    except Exception:  # TypeError from comparing or dividing non-numbers, or anything odd
+        return None
+
+
 def parse_body(body: Any) -> Message:
     """Turn a decoded msgpack body into a message. Raises _BadField."""
     if type(body) is not dict:
         raise _BadField("body is not a map")
+    if body.get("k") == KIND_REPORT:
+        msg = _fast_report(body)
+        if msg is not None:
+            return msg
     kind = _str(body, "k", "kind")
     header = _parse_header(body)
     if kind == KIND_REPORT:
@@ -505,7 +609,8 @@ class Verifier:
         if data[2] != VERSION:
             return Rejected(Reason.BAD_VERSION, f"version {data[2]}")
         payload, tag = data[:-TAG_BYTES], data[-TAG_BYTES:]
-        if not hmac.compare_digest(_sign(self.key, payload), tag):
+        # hmac.digest is the one-shot C path: no HMAC object per datagram.
+        if not hmac.compare_digest(hmac.digest(self.key, payload, "sha256")[:TAG_BYTES], tag):
             return Rejected(Reason.BAD_TAG, "signature does not match the cluster key")
         try:
             body = msgpack.unpackb(payload[HEADER_BYTES:], raw=False, strict_map_key=False)

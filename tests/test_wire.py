@@ -266,7 +266,7 @@ def test_key_file_must_exist_be_private_and_long_enough(tmp_path):
         wire.load_key(path)
     path.write_bytes(os.urandom(16).hex().encode() + b"\n")
     path.chmod(0o644)
-    with pytest.raises(wire.KeyError_, match="readable by others.*chmod 600"):
+    with pytest.raises(wire.KeyError_, match=r"readable by others.*chmod 600"):
         wire.load_key(path)
     path.chmod(0o600)
     assert len(wire.load_key(path)) == 32

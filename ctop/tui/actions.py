@@ -1,0 +1,96 @@
+"""Load-balancer action requests: what the confirmation dialog shows, before anything runs.
+
+Data code (no Textual). With a local LBController the plan is the controller's own (it reads the
+balancer); without one (remote source) it is built from the snapshot's view of the server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ctop.model import RealServerView
+
+if TYPE_CHECKING:
+    from ctop.lb.actions import LBController
+
+TITLES = {
+    "drain": "Drain",
+    "weight": "Set weight",
+    "step": "Step weight",
+    "restore": "Restore",
+    "advice": "Apply advised weight",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    verb: str  # drain | weight | step | restore | advice
+    backend: str
+    service: str
+    server: str
+    value: int | None  # weight (weight, advice) or delta (step)
+    before: int | None
+    after: int | None
+    state_before: str
+    state_after: str
+    ok: bool = True
+    noop: bool = False
+    message: str = ""
+
+    @property
+    def title(self) -> str:
+        return TITLES.get(self.verb, self.verb)
+
+
+def plan(
+    verb: str,
+    backend: str,
+    service: str,
+    rs: RealServerView,
+    value: int | None,
+    lb: LBController | None,
+) -> Request:
+    """Blocking when `lb` is given (it reads the balancer): call from a thread."""
+    if lb is not None:
+        action = "weight" if verb == "advice" else verb
+        try:
+            p = lb.describe(action, backend, service, rs.key, value)
+        except ValueError as exc:
+            return Request(
+                verb,
+                backend,
+                service,
+                rs.key,
+                value,
+                rs.weight,
+                None,
+                rs.state,
+                "",
+                ok=False,
+                message=str(exc),
+            )
+        return Request(
+            verb,
+            backend,
+            service,
+            rs.key,
+            value,
+            p.before,
+            p.after,
+            str(p.state_before or ""),
+            str(p.state_after or ""),
+            p.ok,
+            p.noop,
+            p.message,
+        )
+    before = 0 if rs.state in ("drained", "quiesced", "maint") else rs.weight
+    if verb == "drain":
+        after, state = 0, "drained"
+    elif verb == "restore":
+        after, state = rs.weight or None, "serving"
+    elif verb == "step":
+        after, state = max(0, before + (value or 0)), "serving"
+    else:
+        after, state = value, "serving" if value else "drained"
+    return Request(verb, backend, service, rs.key, value, before, after, rs.state, state)

@@ -1,0 +1,132 @@
+"""CtopApp: polls the source's snapshot and hands each new tick to the visible screen; runs the
+load-balancer action flow (input, confirmation, action, report)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import ClassVar
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding, BindingType
+
+from ctop.model import EventView, Snapshot
+from ctop.tui.actions import Request, plan
+from ctop.tui.colors import palette_for
+from ctop.tui.screens.alerts import AlertsScreen
+from ctop.tui.screens.confirm import ConfirmAction, WeightInput
+from ctop.tui.screens.help import HelpScreen
+from ctop.tui.screens.main import MainScreen
+from ctop.tui.screens.node_detail import NodeDetail
+from ctop.tui.source import EngineLike
+from ctop.tui.widgets.lb_pane import Target
+
+POLL_S = 0.5
+LOCAL_EVENTS = 100
+
+
+class CtopApp(App[None]):
+    TITLE = "ctop"
+    CSS_PATH = Path(__file__).with_name("styles.tcss")
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("colon", "command_palette", "Commands", key_display=":", show=False),
+    ]
+
+    def __init__(
+        self,
+        source: EngineLike,
+        *,
+        readonly: bool = False,
+        color: str | None = None,
+        view: str | None = None,
+        poll: float = POLL_S,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.readonly = readonly or bool(getattr(source, "readonly", False))
+        self.palette = palette_for(color)
+        self.color = color
+        self.poll = poll
+        self.snapshot: Snapshot = source.snapshot()
+        self.readonly = self.readonly or self.snapshot.readonly
+        self.local_events: list[EventView] = []  # action results, shown until the engine has them
+        self._view = view
+        self._tick = -1
+
+    def on_mount(self) -> None:
+        self.push_screen(MainScreen(self._view))
+        self.call_after_refresh(self.refresh_snapshot, True)
+        self.set_interval(self.poll, self.refresh_snapshot)
+
+    def refresh_snapshot(self, force: bool = False) -> None:
+        """Timer: fetch the latest snapshot; redraw only when the tick moved."""
+        snap = self.source.snapshot()
+        if snap.tick == self._tick and not force:
+            return
+        self.snapshot, self._tick = snap, snap.tick
+        self._update_screen()
+
+    def _update_screen(self) -> None:
+        update = getattr(self.screen, "update_snapshot", None)
+        if update is not None:
+            update(self.snapshot)
+
+    # -- navigation ----------------------------------------------------------------------------
+
+    def open_node(self, node_id: str) -> None:
+        self.push_screen(NodeDetail(node_id))
+
+    def action_alerts(self) -> None:
+        screen = AlertsScreen()
+        self.push_screen(screen, callback=None)
+        self.call_after_refresh(screen.update_snapshot, self.snapshot)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    # -- load-balancer actions ------------------------------------------------------------------
+
+    @work(exclusive=True, group="lb-action")
+    async def lb_request(self, verb: str, target: Target, value: int | None = None) -> None:
+        """Ask (weight), show the plan, act when confirmed, report the balancer's answer."""
+        if self.readonly:
+            self.notify("read-only mode: load-balancer actions are disabled", severity="error")
+            return
+        rs = target.server
+        if verb == "weight":
+            value = await self.push_screen_wait(
+                WeightInput(rs.key, rs.weight, self._max_weight(target))
+            )
+            if value is None:
+                return
+        elif verb == "advice":
+            if rs.advised_weight is None or rs.advised_weight == rs.weight:
+                self.notify(f"{rs.key}: no advice differing from weight {rs.weight}")
+                return
+            value = rs.advised_weight
+        lb = self.source.lb
+        request: Request = await asyncio.to_thread(
+            plan, verb, target.backend, target.service, rs, value, lb
+        )
+        if not await self.push_screen_wait(ConfirmAction(request)):
+            return
+        result = await self.source.lb_action(verb, target.backend, target.service, rs.key, value)
+        self.report(
+            result.ok,
+            result.message or ("done" if result.ok else "failed"),
+            f"{target.backend} {target.service}/{rs.key}: {verb}",
+        )
+        self.refresh_snapshot(force=True)
+
+    def _max_weight(self, target: Target) -> int | None:
+        be = self.source.lb.backends.get(target.backend) if self.source.lb else None
+        return getattr(be, "max_weight", None)
+
+    def report(self, ok: bool, message: str, what: str) -> None:
+        text = message if what in message else f"{what}: {message}"
+        self.notify(text, severity="information" if ok else "error", timeout=6)
+        self.local_events.append(EventView(self.snapshot.ts, "action" if ok else "error", "", text))
+        del self.local_events[:-LOCAL_EVENTS]

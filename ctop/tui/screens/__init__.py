@@ -1,0 +1,1 @@
+"""Screens: main, node detail, alerts, help and the action dialogs."""

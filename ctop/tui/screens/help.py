@@ -1,0 +1,67 @@
+"""The `?` help screen: every key, grouped."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+KEYS = (
+    (
+        "Move",
+        (
+            ("↑ ↓ ← → / h j k l", "move the selection"),
+            ("pgup pgdn home end", "jump"),
+            ("tab / shift+tab", "next / previous pane (nodes, load balancer, alerts)"),
+            ("enter", "open the selected node"),
+            ("esc", "back"),
+        ),
+    ),
+    (
+        "View",
+        (
+            ("t", "toggle panel grid / table"),
+            ("g", "group by node group on/off"),
+            ("s", "sort: name, cpu, memory, connections, ratio, state"),
+            ("/", "filter by name, group, state or address (enter keeps, esc clears)"),
+            ("a", "alerts and events screen"),
+            ("1 2 3", "node detail: 15 min / 1 h / 24 h"),
+            (":", "command palette"),
+            ("?", "this help"),
+            ("q", "quit"),
+        ),
+    ),
+    (
+        "Load balancer (selected real server; hidden in read-only mode)",
+        (
+            ("d", "drain: no new connections, existing ones finish"),
+            ("w", "set weight"),
+            ("+ / -", "step the weight up / down by 1"),
+            ("r", "restore the weight before the drain"),
+            ("A", "apply the advised weight"),
+        ),
+    ),
+)
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,question_mark", "dismiss(None)", "Close")
+    ]
+
+    def compose(self) -> ComposeResult:
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold cyan", no_wrap=True)
+        table.add_column()
+        for title, rows in KEYS:
+            table.add_row(f"[bold]{title}[/]", "")
+            for key, what in rows:
+                table.add_row(key, what)
+            table.add_row("", "")
+        with VerticalScroll(id="dialog"):
+            yield Static(table)

@@ -1,0 +1,58 @@
+"""The load-balancer action keys, shared by the main and node detail screens.
+
+Each screen says which real server is selected (`lb_target`); the app runs the dialog flow.
+In read-only mode the keys are hidden from the footer and refused.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.binding import Binding, BindingType
+
+from ctop.tui.widgets.lb_pane import Target
+
+ACTIONS = {"lb_drain", "lb_weight", "lb_step", "lb_restore", "lb_advice"}
+
+
+class LBKeys:
+    LB_BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("d", "lb_drain", "Drain"),
+        Binding("w", "lb_weight", "Weight"),
+        Binding("plus", "lb_step(1)", "+1", key_display="+"),
+        Binding("minus", "lb_step(-1)", "-1", key_display="-"),
+        Binding("r", "lb_restore", "Restore"),
+        Binding("A", "lb_advice", "Advised"),
+    ]
+
+    def lb_target(self) -> Target | None:
+        raise NotImplementedError
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # read-only: False hides the key from the footer and refuses it
+        return not (action in ACTIONS and self.app.readonly)  # type: ignore[attr-defined]
+
+    def _request(self, verb: str, value: int | None = None) -> None:
+        target = self.lb_target()
+        if target is None:
+            self.app.notify(
+                "select a real server first (tab to the load-balancer pane)",  # type: ignore[attr-defined]
+                severity="warning",
+            )
+            return
+        self.app.lb_request(verb, target, value)  # type: ignore[attr-defined]
+
+    def action_lb_drain(self) -> None:
+        self._request("drain")
+
+    def action_lb_weight(self) -> None:
+        self._request("weight")
+
+    def action_lb_step(self, delta: int) -> None:
+        self._request("step", delta)
+
+    def action_lb_restore(self) -> None:
+        self._request("restore")
+
+    def action_lb_advice(self) -> None:
+        self._request("advice")

@@ -1,0 +1,183 @@
+"""Main screen: header, nodes (grid or table), load-balancer pane and alerts pane."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Input
+
+from ctop.model import Snapshot
+from ctop.tui.arrange import SORTS, Arrangement, arrange
+from ctop.tui.screens.lb_keys import LBKeys
+from ctop.tui.widgets.alerts_pane import AlertsPane
+from ctop.tui.widgets.header import ClusterHeader
+from ctop.tui.widgets.lb_pane import LBPane, Target
+from ctop.tui.widgets.node_grid import NodeGrid, fits
+from ctop.tui.widgets.node_list import NodeList
+from ctop.tui.widgets.node_table import NodeTable
+
+
+class MainScreen(LBKeys, Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("t", "toggle_view", "Grid/table"),
+        Binding("s", "cycle_sort", "Sort"),
+        Binding("g", "toggle_group", "Group"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("a", "app.alerts", "Alerts"),
+        *LBKeys.LB_BINDINGS,
+    ]
+
+    def __init__(self, view: str | None = None) -> None:
+        super().__init__()
+        self.view = view  # "grid" | "table"; None = decide on the first snapshot
+        self.sort = "name"
+        self.grouped = True
+        self.filter_text = ""
+        self.arr: Arrangement | None = None
+        self.snap: Snapshot | None = None
+
+    def compose(self) -> ComposeResult:
+        pal = self.app.palette  # type: ignore[attr-defined]
+        yield ClusterHeader(palette=pal, id="header")
+        yield NodeTable(palette=pal, id="table")
+        yield NodeGrid(palette=pal, id="grid")
+        with Horizontal(id="bottom"):
+            yield LBPane(palette=pal, id="lb")
+            yield AlertsPane(palette=pal, id="alerts")
+        yield Input(
+            placeholder="filter: name, group, state or address (enter keeps, esc clears)",
+            id="filter",
+        )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#filter").display = False
+        self.query_one(NodeGrid).display = False
+        if self.view is not None:
+            self._show_view()
+
+    @property
+    def nodes(self) -> NodeList:
+        return self.query_one(NodeGrid if self.view == "grid" else NodeTable)
+
+    # -- data ----------------------------------------------------------------------------------
+
+    def update_snapshot(self, snap: Snapshot) -> None:
+        self.snap = snap
+        if self.view is None:
+            size = self.query_one(NodeTable).size
+            self.view = (
+                "grid"
+                if fits(len(snap.nodes), len(snap.groups), size.width, size.height) and size.height
+                else "table"
+            )
+            self._show_view()
+        self.rearrange()
+        self.query_one(LBPane).show(snap)
+        self.query_one(AlertsPane).show(snap, self.app.local_events)  # type: ignore[attr-defined]
+
+    def rearrange(self) -> None:
+        """Filter/sort/group once; only the visible node widget gets the result."""
+        if self.snap is None:
+            return
+        self.arr = arrange(
+            self.snap, filter_text=self.filter_text, sort=self.sort, grouped=self.grouped
+        )
+        nodes = self.nodes
+        if isinstance(nodes, NodeTable):
+            nodes.sort = self.sort
+        nodes.show(self.snap, self.arr)
+        self._show_header()
+
+    def _show_header(self) -> None:
+        if self.snap is None or self.arr is None:
+            return
+        shown = len(self.arr.nodes)
+        parts = [f"{self.view}", f"sort {self.sort}", "grouped" if self.grouped else "ungrouped"]
+        if self.filter_text:
+            parts.append(f"filter “{self.filter_text}” {shown}/{len(self.snap.nodes)}")
+        self.query_one(ClusterHeader).show(
+            self.snap, view=" · ".join(parts), readonly=self.app.readonly
+        )  # type: ignore[attr-defined]
+
+    def _show_view(self) -> None:
+        grid = self.view == "grid"
+        table, grid_w = self.query_one(NodeTable), self.query_one(NodeGrid)
+        had_focus = table.has_focus or grid_w.has_focus or self.focused is None
+        grid_w.display, table.display = grid, not grid
+        other = table if grid else grid_w
+        self.nodes.selected_id = other.selected_id or self.nodes.selected_id
+        if had_focus:
+            self.nodes.focus()
+
+    # -- keys ----------------------------------------------------------------------------------
+
+    def action_toggle_view(self) -> None:
+        self.view = "table" if self.view == "grid" else "grid"
+        self._show_view()
+        self.call_after_refresh(self._after_toggle)
+
+    def _after_toggle(self) -> None:
+        self.rearrange()
+        self.nodes.scroll_to_line(self.nodes.line_of_cursor())
+
+    def action_cycle_sort(self) -> None:
+        self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        self.rearrange()
+        self.nodes.select(0)
+        self.notify(f"sorted by {self.sort}", timeout=1.5)
+
+    def action_toggle_group(self) -> None:
+        self.grouped = not self.grouped
+        self.rearrange()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self.filter_text = event.value
+            self.rearrange()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            event.input.display = bool(event.value)
+            self.nodes.focus()
+
+    def key_escape(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.has_focus or self.filter_text:
+            box.value = ""
+            box.display = False
+            self.filter_text = ""
+            self.rearrange()
+            self.nodes.focus()
+
+    @on(NodeList.Open)
+    @on(LBPane.Open)
+    def _open(self, event: NodeList.Open | LBPane.Open) -> None:
+        self.app.open_node(event.node_id)  # type: ignore[attr-defined]
+
+    def on_screen_resume(self) -> None:
+        if self.snap is not None:  # back from another screen: show the latest tick at once
+            self.update_snapshot(self.app.snapshot)  # type: ignore[attr-defined]
+
+    def lb_target(self) -> Target | None:
+        lb = self.query_one(LBPane)
+        if lb.has_focus or self.arr is None:
+            return lb.target
+        node = self.nodes.selected
+        if node is None:
+            return None
+        entries = self.arr.servers.get(node.node_id, ())
+        if not entries:
+            return None
+        backend, service, rs = entries[0]
+        return Target(backend, service, rs)

@@ -1,0 +1,195 @@
+"""Node detail (enter on a node): history charts from the store over 15 min / 1 h / 24 h,
+services, process counts, the node's events and its real-server entries with their actions."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from ctop.model import EventView, NodeView, Snapshot
+from ctop.tui.format import age, count, rate, size
+from ctop.tui.screens.lb_keys import LBKeys
+from ctop.tui.widgets.chart import Chart
+from ctop.tui.widgets.lb_pane import LBPane, Target
+
+RANGES = {"1": (900.0, "15 min"), "2": (3600.0, "1 h"), "3": (86400.0, "24 h")}
+BASE_METRICS = ("cpu_percent", "mem_percent", "net_rx_bps", "net_tx_bps", "tcp_established")
+MAX_LATENCY_CHARTS = 3
+
+
+class NodeDetail(LBKeys, Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("1", "range('1')", "15 min"),
+        Binding("2", "range('2')", "1 h"),
+        Binding("3", "range('3')", "24 h"),
+        *LBKeys.LB_BINDINGS,
+    ]
+
+    def __init__(self, node_id: str) -> None:
+        super().__init__()
+        self.node_id = node_id
+        self.range = "1"
+        self.services: tuple[str, ...] = ()
+
+    def compose(self) -> ComposeResult:
+        pal = self.app.palette  # type: ignore[attr-defined]
+        yield Static(id="node-title")
+        with Horizontal(id="detail-body"):
+            with VerticalScroll(id="charts"):
+                yield Chart("CPU %", lambda v: f"{v:.0f}%", top=100, style="green", id="c-cpu")
+                yield Chart("Memory %", lambda v: f"{v:.0f}%", top=100, style="cyan", id="c-mem")
+                yield Chart("Net in /s", rate, style="blue", id="c-rx")
+                yield Chart("Net out /s", rate, style="magenta", id="c-tx")
+                yield Chart("TCP connections", count, style="yellow", id="c-conns")
+                for k in range(MAX_LATENCY_CHARTS):
+                    yield Chart("", lambda v: f"{v:.1f}ms", style="green", id=f"c-svc{k}")
+            with Vertical(id="side"):
+                yield Static(id="services")
+                yield Static(id="facts")
+                yield Static(id="node-events")
+        yield LBPane(node_id=self.node_id, palette=pal, id="node-lb")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for k in range(MAX_LATENCY_CHARTS):
+            self.query_one(f"#c-svc{k}").display = False
+        self.query_one(LBPane).focus()
+        self.update_snapshot(self.app.snapshot)  # type: ignore[attr-defined]
+        self.load_history()
+
+    # -- data ----------------------------------------------------------------------------------
+
+    def update_snapshot(self, snap: Snapshot) -> None:
+        node = snap.node(self.node_id) or next(
+            (n for n in snap.nodes if n.node_id == self.node_id), None
+        )
+        if node is None:
+            self.query_one("#node-title", Static).update(
+                f"{self.node_id}: no longer in the cluster"
+            )
+            return
+        pal = self.app.palette  # type: ignore[attr-defined]
+        self.query_one("#node-title", Static).update(_title(node, snap, pal, RANGES[self.range][1]))
+        self.query_one("#services", Static).update(_services(node))
+        self.query_one("#facts", Static).update(_facts(node, snap))
+        self.query_one(LBPane).show(snap)
+        self.services = tuple(s.name for s in node.services)
+        self._show_events(snap)
+
+    @work(thread=True, exclusive=True, group="node-events")
+    def _show_events(self, snap: Snapshot) -> None:
+        events = self.app.source.node_events(self.node_id, 20)  # type: ignore[attr-defined]
+        self.app.call_from_thread(self._events_ready, events, snap.ts)
+
+    def _events_ready(self, events: list[EventView], now: float) -> None:
+        text = Text("Events\n", "bold")
+        if not events:
+            text.append("none", "dim")
+        for e in reversed(events):
+            text.append(f"{age(e.ts, now):>5} ", "dim")
+            text.append(f"{e.kind:<8}", "cyan")
+            text.append(f"{e.message}\n")
+        self.query_one("#node-events", Static).update(text)
+
+    def action_range(self, key: str) -> None:
+        self.range = key
+        self.update_snapshot(self.app.snapshot)  # type: ignore[attr-defined]
+        self.load_history()
+
+    @work(thread=True, exclusive=True, group="history")
+    def load_history(self) -> None:
+        """The store query blocks for milliseconds: keep it off the event loop."""
+        seconds = RANGES[self.range][0]
+        svcs = self.services[:MAX_LATENCY_CHARTS]
+        metrics = (*BASE_METRICS, *(f"svc:{s}" for s in svcs))
+        data = self.app.source.history(self.node_id, metrics, seconds)  # type: ignore[attr-defined]
+        self.app.call_from_thread(self._history_ready, data, svcs)
+
+    def _history_ready(
+        self, data: dict[str, list[tuple[float, float]]], svcs: tuple[str, ...]
+    ) -> None:
+        for metric, chart_id in (
+            ("cpu_percent", "c-cpu"),
+            ("mem_percent", "c-mem"),
+            ("net_rx_bps", "c-rx"),
+            ("net_tx_bps", "c-tx"),
+            ("tcp_established", "c-conns"),
+        ):
+            self.query_one(f"#{chart_id}", Chart).set_points(data.get(metric, []))
+        for k in range(MAX_LATENCY_CHARTS):
+            chart = self.query_one(f"#c-svc{k}", Chart)
+            chart.display = k < len(svcs)
+            if k < len(svcs):
+                chart.title = f"{svcs[k]} latency"
+                chart.set_points(data.get(f"svc:{svcs[k]}", []))
+
+    def lb_target(self) -> Target | None:
+        return self.query_one(LBPane).target
+
+
+def _title(node: NodeView, snap: Snapshot, pal, span: str) -> Text:
+    t = Text()
+    t.append(f" {node.hostname} ", pal.heading)
+    t.append(f"● {node.liveness}", pal.liveness(node.liveness))
+    t.append(
+        f"   group {node.group}   {', '.join(node.addresses)}   {node.cores} cores "
+        f"{size(node.mem_total)}   agent {node.version}   seen {age(node.last_seen, snap.ts)} ago"
+        f"   history: {span} (1/2/3)",
+        pal.label,
+    )
+    return t
+
+
+def _services(node: NodeView) -> Table:
+    table = Table(
+        title="Services", title_justify="left", expand=True, box=None, header_style="bold"
+    )
+    table.add_column("service")
+    table.add_column("status")
+    table.add_column("latency", justify="right")
+    table.add_column("detail", overflow="ellipsis", no_wrap=True)
+    colours = {"ok": "green", "warn": "yellow", "fail": "red"}
+    for s in node.services:
+        table.add_row(
+            s.name,
+            Text(s.status, colours.get(s.status, "dim")),
+            "—" if s.latency_ms is None else f"{s.latency_ms:.1f} ms",
+            s.detail,
+        )
+    if not node.services:
+        table.add_row("none", "", "", "")
+    return table
+
+
+def _facts(node: NodeView, snap: Snapshot) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="dim")
+    table.add_column()
+    table.add_column(style="dim")
+    table.add_column()
+    rows = [
+        ("processes", count(node.procs)),
+        ("threads", count(node.threads)),
+        ("sessions", str(node.users)),
+        ("load 1m", f"{node.load1:.2f}"),
+        ("cpu", f"{node.cpu:.0f}%"),
+        ("memory", f"{node.mem:.0f}%"),
+        ("swap", f"{node.swap:.0f}%"),
+        ("disk /", f"{node.disk_root:.0f}%"),
+        ("net in", f"{rate(node.net_rx_bps)}/s"),
+        ("net out", f"{rate(node.net_tx_bps)}/s"),
+        ("tcp conns", count(node.conns)),
+        ("restarts", str(node.restarts)),
+    ]
+    for k in range(0, len(rows), 2):
+        table.add_row(*rows[k], *rows[k + 1])
+    return table

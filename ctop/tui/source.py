@@ -1,0 +1,101 @@
+"""Where the UI gets its data: the `EngineLike` protocol, and a fixed `StaticSource`.
+
+The app only talks to an EngineLike, so the same UI runs on the real `ctop.engine.Engine`, on a
+remote daemon later, and on fixed snapshots in tests and screenshots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from ctop.model import EventView, Snapshot
+
+if TYPE_CHECKING:
+    from ctop.lb.actions import ActionResult, LBController
+
+VERBS = ("drain", "weight", "step", "restore", "advice")
+
+History = dict[str, list[tuple[float, float]]]
+
+
+class EngineLike(Protocol):
+    readonly: bool
+    lb: LBController | None
+
+    def snapshot(self) -> Snapshot: ...
+
+    def history(self, node_id: str, metrics: Sequence[str], seconds: float) -> History: ...
+
+    def node_events(self, node_id: str, limit: int = 50) -> list[EventView]: ...
+
+    async def lb_action(
+        self, verb: str, backend: str, service: str, server: str, weight: int | None = None
+    ) -> ActionResult: ...
+
+
+class StaticSource:
+    """Fixed snapshots (advanced by `advance()`), fixed history, and an optional real LB.
+
+    `lb_action` runs the real LBController in a thread like the engine does, so pilot tests
+    reach a real balancer; without a controller it refuses like an engine without LB would.
+    """
+
+    def __init__(
+        self,
+        snapshots: Snapshot | Sequence[Snapshot],
+        *,
+        history: Callable[[str, Sequence[str], float], History] | None = None,
+        lb: LBController | None = None,
+        readonly: bool = False,
+    ) -> None:
+        self._snaps = [snapshots] if isinstance(snapshots, Snapshot) else list(snapshots)
+        self._i = 0
+        self._history = history
+        self.lb = lb
+        self.readonly = readonly
+        self.actions: list[tuple[str, str, str, str, int | None]] = []  # what lb_action was asked
+
+    def snapshot(self) -> Snapshot:
+        return self._snaps[self._i]
+
+    def advance(self) -> Snapshot:
+        self._i = min(self._i + 1, len(self._snaps) - 1)
+        return self._snaps[self._i]
+
+    def set_snapshot(self, snap: Snapshot) -> None:
+        self._snaps[self._i] = snap
+
+    def history(self, node_id: str, metrics: Sequence[str], seconds: float) -> History:
+        if self._history is None:
+            return {m: [] for m in metrics}
+        return self._history(node_id, metrics, seconds)
+
+    def node_events(self, node_id: str, limit: int = 50) -> list[EventView]:
+        events = [e for e in self.snapshot().events if e.node_id == node_id]
+        return events[-limit:]
+
+    async def lb_action(
+        self, verb: str, backend: str, service: str, server: str, weight: int | None = None
+    ) -> ActionResult:
+        from ctop.lb.actions import ActionResult
+
+        self.actions.append((verb, backend, service, server, weight))
+        lb = self.lb
+        if lb is None or self.readonly:
+            why = "read-only mode" if self.readonly else "no load balancer configured"
+            return ActionResult(False, why, verb, backend, service, server, None, None)
+        if verb == "drain":
+            return await asyncio.to_thread(lb.drain, backend, service, server)
+        if verb == "restore":
+            return await asyncio.to_thread(lb.restore, backend, service, server)
+        if verb == "step":
+            return await asyncio.to_thread(lb.step_weight, backend, service, server, weight or 0)
+        if verb in ("weight", "advice"):
+            if weight is None:
+                return ActionResult(
+                    False, f"{verb} needs a weight", verb, backend, service, server, None, None
+                )
+            return await asyncio.to_thread(lb.set_weight, backend, service, server, weight)
+        raise ValueError(f"unknown verb {verb!r} (one of {', '.join(VERBS)})")

@@ -1,0 +1,69 @@
+"""Header bar: the cluster in two lines, straight from the snapshot's totals."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from ctop.model import Snapshot
+from ctop.tui.colors import RICH, Palette
+from ctop.tui.format import count, rate
+
+
+class ClusterHeader(Static):
+    DEFAULT_CSS = "ClusterHeader { height: 2; padding: 0 1; }"
+
+    def __init__(self, *, palette: Palette = RICH, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.palette = palette
+
+    def show(self, snap: Snapshot, *, view: str = "", readonly: bool = False) -> None:
+        self.update(render_header(snap, self.palette, view=view, readonly=readonly))
+
+
+def render_header(snap: Snapshot, pal: Palette, *, view: str = "", readonly: bool = False) -> Text:
+    t = snap.totals
+    line = Text()
+    line.append("ctop ", pal.heading)
+    line.append(snap.cluster, pal.group)
+    line.append(f"  {t.nodes} nodes ", pal.label)
+    for n, label, style in (
+        (t.alive, "alive", pal.alive),
+        (t.suspect, "suspect", pal.suspect),
+        (t.dead, "dead", pal.dead),
+        (t.left, "left", pal.left),
+    ):
+        line.append(f" ● {n} {label}", style)
+    if snap.alerts:
+        crit = sum(1 for a in snap.alerts if a.severity == "crit")
+        line.append(f"   ▲ {len(snap.alerts)} alerts", pal.fail if crit else pal.warn)
+    else:
+        line.append("   no alerts", pal.dim)
+    if readonly or snap.readonly:
+        line.append("   READ-ONLY", pal.warn)
+    if view:
+        line.append(f"   {view}", pal.dim)
+    line.append("\n")
+    line.append("cpu ", pal.label)
+    line.append(f"{t.cpu_avg:.0f}%", pal.level(t.cpu_avg))
+    line.append(" avg ", pal.dim)
+    line.append(f"{t.cpu_max:.0f}%", pal.level(t.cpu_max))
+    line.append(" max", pal.dim)
+    line.append("   mem ", pal.label)
+    line.append(f"{t.mem_avg:.0f}%", pal.level(t.mem_avg))
+    line.append(" avg ", pal.dim)
+    line.append(f"{t.mem_max:.0f}%", pal.level(t.mem_max))
+    line.append(" max", pal.dim)
+    line.append("   net ", pal.label)
+    line.append(f"↓{rate(t.net_rx_bps)}/s ↑{rate(t.net_tx_bps)}/s", pal.value)
+    line.append("   conns ", pal.label)
+    line.append(count(t.conns), pal.value)
+    line.append("   imbalance ", pal.label)
+    line.append(f"{snap.imbalance:.2f}", pal.ratio(1 + snap.imbalance * 2))
+    if snap.drops:
+        total = sum(snap.drops.values())
+        worst = ", ".join(
+            f"{k} {v}" for k, v in sorted(snap.drops.items(), key=lambda kv: -kv[1])[:3]
+        )
+        line.append(f"   dropped {total} ({worst})", pal.warn)
+    return line

@@ -1,0 +1,200 @@
+"""Load-balancer pane: each virtual service, then its real servers with weight, connections,
+rate, the share-vs-weight bar and the state. One Line-API widget (a 10,000-node cluster can
+have 10,000 real servers); the cursor selects a real server for the action keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from rich.segment import Segment
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.strip import Strip
+
+from ctop.model import LBServiceView, RealServerView, Snapshot
+from ctop.tui.format import bar, count
+from ctop.tui.widgets.cells import pad, text
+from ctop.tui.widgets.line_view import LineView, strip
+
+COLUMNS = (
+    ("SERVER", 14),
+    ("ADDRESS", 16),
+    ("W", 4),
+    ("ADV", 4),
+    ("ACT/INACT", 9),
+    ("CONN/S", 6),
+    ("SHARE vs WEIGHT", 20),
+    ("STATE", 8),
+    ("NODE", 12),
+)
+WIDTH = 2 + sum(w + 1 for _, w in COLUMNS)
+BAR = 13
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One real server, as the action keys address it."""
+
+    backend: str
+    service: str
+    server: RealServerView
+
+
+class LBPane(LineView):
+    sticky = 1
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up,k", "move(-1)", "Up", show=False),
+        Binding("down,j", "move(1)", "Down", show=False),
+        Binding("home", "move(-1000000000)", show=False),
+        Binding("end", "move(1000000000)", show=False),
+        Binding("enter", "open", "Open node", show=False),
+    ]
+
+    class Open(Message):
+        def __init__(self, node_id: str) -> None:
+            super().__init__()
+            self.node_id = node_id
+
+    def __init__(self, *, node_id: str | None = None, **kw) -> None:
+        super().__init__(**kw)
+        self.node_id = node_id  # only this node's entries (node detail screen)
+        self.snap: Snapshot | None = None
+        self._lines: list[tuple[LBServiceView, RealServerView | None]] = []
+        self._servers: list[int] = []  # body lines holding a server
+        self._pick = 0  # index into _servers
+        self._picked: tuple[str, str] | None = None  # (service, server) kept across ticks
+        self._names: dict[str, str] = {}
+
+    def show(self, snap: Snapshot) -> None:
+        self.snap = snap
+        self._names = {n.node_id: n.hostname for n in snap.nodes} if snap.lb else {}
+        lines: list[tuple[LBServiceView, RealServerView | None]] = []
+        for svc in snap.lb:
+            servers = [
+                rs for rs in svc.servers if self.node_id is None or rs.node_id == self.node_id
+            ]
+            if servers:
+                lines.append((svc, None))
+                lines += [(svc, rs) for rs in servers]
+        self._lines = lines
+        self._servers = [i for i, (_, rs) in enumerate(lines) if rs is not None]
+        if self._picked is not None:
+            for k, i in enumerate(self._servers):
+                svc, rs = lines[i]
+                if (svc.key, rs.key if rs else "") == self._picked:
+                    self._pick = k
+                    break
+        self._pick = max(0, min(self._pick, len(self._servers) - 1))
+        self._remember()
+        note = [] if lines else [snap.lb_note or "no load-balancer entries"]
+        self._notes = ([f"error: {snap.lb_error}"] if snap.lb_error else []) + note
+        self.set_size(len(lines) + len(self._notes), WIDTH)
+
+    def _remember(self) -> None:
+        t = self.target
+        self._picked = (t.service, t.server.key) if t else None
+
+    @property
+    def target(self) -> Target | None:
+        if not self._servers:
+            return None
+        svc, rs = self._lines[self._servers[self._pick]]
+        assert rs is not None
+        return Target(svc.backend, svc.key, rs)
+
+    # -- drawing -------------------------------------------------------------------------------
+
+    def header_strip(self, width: int) -> Strip:
+        segs = [Segment("  ")]
+        for title, w in COLUMNS:
+            segs += [text(title, w, self.palette.heading), Segment(" ")]
+        return strip(segs, width)
+
+    def body_strip(self, line: int, width: int) -> Strip:
+        pal = self.palette
+        if line >= len(self._lines):
+            msg = self._notes[line - len(self._lines)]
+            return strip(
+                [Segment("  " + msg, pal.fail if msg.startswith("error") else pal.dim)], width
+            )
+        svc, rs = self._lines[line]
+        if rs is None:
+            return strip(
+                [
+                    Segment(f"{svc.backend} ", pal.label),
+                    Segment(svc.key, pal.group),
+                    Segment(f"  {svc.protocol} {svc.scheduler}", pal.dim),
+                    Segment("  imbalance ", pal.dim),
+                    Segment(f"{svc.imbalance:.2f}", pal.ratio(1 + svc.imbalance * 2)),
+                ],
+                width,
+            )
+        cur = self._servers and self._servers[self._pick] == line
+        st = pal.server_state(rs.state)
+        addr = f"[{rs.address}]:{rs.port}" if ":" in rs.address else f"{rs.address}:{rs.port}"
+        advised = "" if rs.advised_weight in (None, rs.weight) else str(rs.advised_weight)
+        filled, empty = bar(rs.conn_share, BAR)
+        mark = min(BAR - 1, int(rs.weight_share * BAR))
+        cells = list(filled + empty)
+        cells[mark] = "│" if cells[mark] == "·" else "┃"
+        share = "".join(cells)
+        ratio = "—" if rs.ratio is None else f"×{rs.ratio:.2f}"
+        w = [c[1] for c in COLUMNS]
+        segs = [
+            Segment("▶ " if cur else "  ", st),
+            text(rs.key, w[0], pal.value),
+            Segment(" "),
+            text(addr, w[1], pal.dim),
+            Segment(" "),
+            text(str(rs.weight), w[2], pal.value, right=True),
+            Segment(" "),
+            text(advised, w[3], pal.warn, right=True),
+            Segment(" "),
+            text(count(rs.active_conns), w[4] - 5, pal.value, right=True),
+            text(f"/{count(rs.inactive_conns)}", 5, pal.dim),
+            Segment(" "),
+            text(f"{rs.conns_per_s:.1f}", w[5], pal.value, right=True),
+            Segment(" "),
+            Segment(share[: len(filled)], pal.ratio(rs.ratio)),
+            Segment(share[len(filled) :], pal.meter_empty),
+            text(ratio, w[6] - BAR, pal.ratio(rs.ratio), right=True),
+            Segment(" "),
+            text(rs.state, w[7], st),
+            Segment(" "),
+            text(self._names.get(rs.node_id, rs.node_id), w[8], pal.dim),
+        ]
+        segs = pad(segs, width)
+        if cur:
+            bg = pal.cursor if self.has_focus else pal.cursor_blur
+            segs = list(Segment.apply_style(segs, post_style=bg))
+        return Strip(segs, width)
+
+    # -- keys ----------------------------------------------------------------------------------
+
+    def action_move(self, delta: int) -> None:
+        if not self._servers:
+            return
+        self._pick = max(0, min(self._pick + delta, len(self._servers) - 1))
+        self._remember()
+        self.scroll_to_line(self._servers[self._pick])
+        self.refresh()
+
+    def action_open(self) -> None:
+        t = self.target
+        if t is not None and t.server.node_id:
+            self.post_message(self.Open(t.server.node_id))
+
+    def on_click(self, event: events.Click) -> None:
+        line = self.line_at(event.y)
+        if line is not None and line in self._servers:
+            self._pick = self._servers.index(line)
+            self._remember()
+            self.refresh()
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()

@@ -1,0 +1,79 @@
+"""Base for every widget whose size grows with the cluster: one Line-API `ScrollView`.
+
+Only visible lines are drawn (`render_line`); subclasses build a line's strip (and cache it).
+An optional sticky first line (a column header) stays put while the body scrolls under it.
+"""
+
+from __future__ import annotations
+
+from rich.segment import Segment
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from ctop.tui.colors import RICH, Palette
+
+
+class LineView(ScrollView, can_focus=True):
+    DEFAULT_CSS = """
+    LineView { background: $surface; scrollbar-size-vertical: 1; scrollbar-size-horizontal: 0; }
+    """
+    sticky = 0  # lines at the top that don't scroll (the column header)
+
+    def __init__(
+        self, *, palette: Palette = RICH, id: str | None = None, classes: str | None = None
+    ) -> None:
+        super().__init__(id=id, classes=classes)
+        self.palette = palette
+        self._count = 0  # body lines
+        self._width = 0  # content width needed
+
+    # -- for subclasses ------------------------------------------------------------------------
+
+    def header_strip(self, width: int) -> Strip:
+        return Strip.blank(width)
+
+    def body_strip(self, line: int, width: int) -> Strip:
+        raise NotImplementedError
+
+    def set_size(self, lines: int, width: int) -> None:
+        self._count, self._width = lines, width
+        size = Size(width, lines + self.sticky)
+        if size != self.virtual_size:
+            self.virtual_size = size
+        self.refresh()
+
+    # -- drawing -------------------------------------------------------------------------------
+
+    @property
+    def view_height(self) -> int:
+        """Body lines visible at once."""
+        return max(1, self.scrollable_content_region.height - self.sticky)
+
+    def render_line(self, y: int) -> Strip:
+        sx, sy = self.scroll_offset
+        width = self.scrollable_content_region.width
+        full = max(width, self._width)
+        if y < self.sticky:
+            strip = self.header_strip(full)
+        else:
+            line = sy + y - self.sticky
+            strip = self.body_strip(line, full) if 0 <= line < self._count else Strip.blank(full)
+        return strip.crop_extend(sx, sx + width, None).apply_style(self.rich_style)
+
+    def scroll_to_line(self, line: int) -> None:
+        """Scroll just enough to make body line `line` visible."""
+        top, h = round(self.scroll_offset.y), self.view_height
+        if line < top:
+            self.scroll_to(y=line, animate=False, immediate=True)
+        elif line >= top + h:
+            self.scroll_to(y=line - h + 1, animate=False, immediate=True)
+
+    def line_at(self, y: int) -> int | None:
+        """Body line under widget row y (mouse), if any."""
+        line = round(self.scroll_offset.y) + y - self.sticky
+        return line if y >= self.sticky and 0 <= line < self._count else None
+
+
+def strip(segments: list[Segment], width: int) -> Strip:
+    return Strip(segments).crop_extend(0, width, None)

@@ -1,0 +1,181 @@
+"""The dense node table: one Line-API widget, one line per node, group header lines, sticky
+column header. Rows are cached per node object, so an unchanged tick costs nothing and a
+changed one only re-renders the rows on screen."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+from rich.segment import Segment
+from textual import events
+from textual.strip import Strip
+
+from ctop.model import NodeView
+from ctop.tui.format import age, count, rate
+from ctop.tui.widgets.cells import meter, pad, service_dots, spark, text
+from ctop.tui.widgets.line_view import strip
+from ctop.tui.widgets.node_list import NodeList
+
+# (title, width, sort it belongs to)
+COLUMNS = (
+    ("NODE", 16, "name"),
+    ("GROUP", 8, ""),
+    ("STATE", 7, "state"),
+    ("CPU", 13, "cpu"),
+    ("MEM", 13, "mem"),
+    ("LOAD", 5, ""),
+    ("NET IN", 7, ""),
+    ("NET OUT", 7, ""),
+    ("CONNS", 6, "conns"),
+    ("RATIO", 6, "ratio"),
+    ("SVC", 5, ""),
+    ("CPU HISTORY", 12, ""),
+    ("SEEN", 5, ""),
+    ("ADDRESS", 15, ""),
+)
+WIDTH = 1 + sum(w + 1 for _, w, _ in COLUMNS)
+
+
+class NodeTable(NodeList):
+    sticky = 1
+    sort = "name"
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self._rows: dict[tuple[int, bool, bool], tuple[NodeView, Strip]] = {}
+        self._group_lines: list[int] = []  # body line of each group header
+        self._group_starts: list[int] = []  # node index where each group starts
+
+    def layout_lines(self) -> None:
+        arr = self.arr
+        assert arr is not None
+        self._group_starts = [start for _, start, _ in arr.groups]
+        self._group_lines = [start + k for k, start in enumerate(self._group_starts)]
+        self._rows = {}  # rows show the age and ratio too, so a new tick invalidates them
+        self.set_size(len(arr.nodes) + len(arr.groups), WIDTH)
+
+    def line_of_cursor(self) -> int:
+        return self.cursor + bisect_right(self._group_starts, self.cursor)
+
+    def _node_at(self, line: int) -> int | None:
+        """Node index shown on body line `line` (None for a group header)."""
+        k = bisect_right(self._group_lines, line)
+        if k and self._group_lines[k - 1] == line:
+            return None
+        return line - k
+
+    # -- drawing -------------------------------------------------------------------------------
+
+    def header_strip(self, width: int) -> Strip:
+        pal = self.palette
+        segs = [Segment(" ")]
+        for title, w, sort in COLUMNS:
+            mark = " ▼" if sort and sort == self.sort and sort != "name" else ""
+            mark = " ▲" if sort == "name" and self.sort == "name" else mark
+            segs.append(text(title + mark, w, pal.heading))
+            segs.append(Segment(" "))
+        return strip(segs, width)
+
+    def body_strip(self, line: int, width: int) -> Strip:
+        arr = self.arr
+        assert arr is not None and self.snap is not None
+        index = self._node_at(line)
+        if index is None:
+            return self._group_strip(bisect_right(self._group_lines, line) - 1, width)
+        node = arr.nodes[index]
+        cur = index == self.cursor
+        key = (id(node), cur, cur and self.has_focus)
+        hit = self._rows.get(key)
+        if hit is not None and hit[0] is node:
+            return hit[1]
+        row = self._row(node, width, cur)
+        if len(self._rows) > 4096:
+            self._rows.clear()
+        self._rows[key] = (node, row)
+        return row
+
+    def _group_strip(self, g: int, width: int) -> Strip:
+        arr, snap, pal = self.arr, self.snap, self.palette
+        assert arr is not None and snap is not None
+        name, start, end = arr.groups[g]
+        totals = next((gv.totals for gv in snap.groups if gv.name == name), None)
+        segs = [
+            Segment(f" ▾ {name or '(no group)'} ", pal.group),
+            Segment(f"{end - start} shown", pal.dim),
+        ]
+        if totals is not None:
+            segs += [
+                Segment(f"  ● {totals.alive}", pal.alive),
+                Segment(f" ● {totals.suspect}", pal.suspect),
+                Segment(f" ● {totals.dead}", pal.dead),
+                Segment(f" ● {totals.left}", pal.left),
+                Segment(
+                    f"   cpu {totals.cpu_avg:.0f}% avg {totals.cpu_max:.0f}% max"
+                    f"   mem {totals.mem_avg:.0f}% avg {totals.mem_max:.0f}% max"
+                    f"   conns {count(totals.conns)}",
+                    pal.label,
+                ),
+            ]
+        return strip(segs, width)
+
+    def _row(self, n: NodeView, width: int, cur: bool) -> Strip:
+        pal = self.palette
+        snap = self.snap
+        assert snap is not None and self.arr is not None
+        live = pal.liveness(n.liveness)
+        ratio = self.arr.ratios.get(n.node_id)
+        w = [c[1] for c in COLUMNS]
+        segs = [
+            Segment("▌" if cur else " ", live),
+            text(n.hostname, w[0], live),
+            Segment(" "),
+            text(n.group, w[1], pal.label),
+            Segment(" "),
+            text(str(n.liveness), w[2], live),
+            Segment(" "),
+        ]
+        segs += [*meter(n.cpu, w[3] - 5, pal), Segment(" ")]
+        segs += [*meter(n.mem, w[4] - 5, pal), Segment(" ")]
+        segs += [
+            text(f"{n.load1:.1f}", w[5], pal.value, right=True),
+            Segment(" "),
+            text(rate(n.net_rx_bps), w[6], pal.value, right=True),
+            Segment(" "),
+            text(rate(n.net_tx_bps), w[7], pal.value, right=True),
+            Segment(" "),
+            text(count(n.conns), w[8], pal.value, right=True),
+            Segment(" "),
+            text("—" if ratio is None else f"{ratio:.2f}", w[9], pal.ratio(ratio), right=True),
+            Segment(" "),
+        ]
+        segs += [*service_dots(n.services, w[10], pal), Segment(" ")]
+        segs += [
+            spark(n.cpu_history, w[11], pal.label),
+            Segment(" "),
+            text(age(n.last_seen, snap.ts), w[12], pal.dim, right=True),
+            Segment(" "),
+            text(n.addresses[0] if n.addresses else "", w[13], pal.dim),
+        ]
+        segs = pad(segs, width)
+        if cur:
+            bg = pal.cursor if self.has_focus else pal.cursor_blur
+            segs = list(Segment.apply_style(segs, post_style=bg))
+        return Strip(segs, width)
+
+    # -- keys and mouse ------------------------------------------------------------------------
+
+    def action_move(self, dx: int, dy: int) -> None:
+        if dy:
+            self.select(self.cursor + dy)
+        elif dx:
+            self.scroll_to(x=self.scroll_offset.x + dx * 8, animate=False)
+
+    def action_page(self, direction: int) -> None:
+        self.select(self.cursor + direction * self.view_height)
+
+    def on_click(self, event: events.Click) -> None:
+        line = self.line_at(event.y)
+        if line is not None and (index := self._node_at(line)) is not None:
+            if event.chain >= 2 and index == self.cursor:
+                self.action_open()
+            self.select(index)

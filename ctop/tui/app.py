@@ -113,20 +113,28 @@ class CtopApp(App[None]):
         )
         if not await self.push_screen_wait(ConfirmAction(request)):
             return
-        result = await self.source.lb_action(verb, target.backend, target.service, rs.key, value)
-        self.report(
-            result.ok,
-            result.message or ("done" if result.ok else "failed"),
-            f"{target.backend} {target.service}/{rs.key}: {verb}",
-        )
+        what = f"{target.backend} {target.service}/{rs.key}: {verb}"
+        events_before = self.source.snapshot().events
+        try:
+            result = await self.source.lb_action(
+                verb, target.backend, target.service, rs.key, value
+            )
+            ok, message = result.ok, result.message or ("done" if result.ok else "failed")
+        except Exception as exc:  # the source's own failure (no LB, daemon gone): show it
+            ok, message = False, str(exc) or type(exc).__name__
+        recorded = self.source.snapshot().events != events_before  # the engine logged it
+        self.report(ok, message, what, event=not recorded)
         self.refresh_snapshot(force=True)
 
     def _max_weight(self, target: Target) -> int | None:
         be = self.source.lb.backends.get(target.backend) if self.source.lb else None
         return getattr(be, "max_weight", None)
 
-    def report(self, ok: bool, message: str, what: str) -> None:
+    def report(self, ok: bool, message: str, what: str, *, event: bool = True) -> None:
+        """Notify, and add an event to the alerts pane unless the source already recorded one."""
         text = message if what in message else f"{what}: {message}"
         self.notify(text, severity="information" if ok else "error", timeout=6)
-        self.local_events.append(EventView(self.snapshot.ts, "action" if ok else "error", "", text))
-        del self.local_events[:-LOCAL_EVENTS]
+        if event:
+            kind = "action" if ok else "error"
+            self.local_events.append(EventView(self.snapshot.ts, kind, "", text))
+            del self.local_events[:-LOCAL_EVENTS]

@@ -1,0 +1,298 @@
+"""Pilot tests of the ctop UI: navigation, filter, sort, views on fixed snapshots; load-balancer
+actions through the dialogs on the real engine with a real HAProxy."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest_asyncio
+
+from ctop.engine import Engine
+from ctop.tui.app import CtopApp
+from ctop.tui.colors import color_system
+from ctop.tui.sample import sample_history, sample_snapshot
+from ctop.tui.screens.confirm import ConfirmAction, WeightInput
+from ctop.tui.screens.main import MainScreen
+from ctop.tui.screens.node_detail import NodeDetail
+from ctop.tui.source import StaticSource
+from ctop.tui.widgets.alerts_pane import AlertsPane
+from ctop.tui.widgets.lb_pane import LBPane
+from ctop.tui.widgets.node_grid import NodeGrid
+from ctop.tui.widgets.node_table import NodeTable
+
+from .test_engine import make_engine, until
+
+SIZE = (140, 42)
+
+
+def app_on(nodes: int = 40, view: str | None = "table", **kw) -> CtopApp:
+    return CtopApp(StaticSource(sample_snapshot(nodes), history=sample_history), view=view, **kw)
+
+
+def main(app: CtopApp) -> MainScreen:
+    assert isinstance(app.screen, MainScreen)
+    return app.screen
+
+
+async def test_arrows_and_hjkl_move_the_selection():
+    app = app_on(40)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one(NodeTable)
+        assert table.has_focus and table.cursor == 0
+        await pilot.press("down", "j", "j")
+        assert table.cursor == 3
+        await pilot.press("k", "up")
+        assert table.cursor == 1
+        await pilot.press("end")
+        assert table.cursor == 39
+        assert table.selected.node_id == table.arr.nodes[-1].node_id
+        assert table.scroll_offset.y > 0  # the selection stays on screen
+
+
+async def test_enter_opens_the_node_with_its_history_and_esc_goes_back():
+    app = app_on(12, view="grid")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        grid = app.screen.query_one(NodeGrid)
+        await pilot.press("right", "l")
+        chosen = grid.selected.node_id
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, NodeDetail) and app.screen.node_id == chosen
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert len(app.screen.query_one("#c-cpu").points) == 240
+        await pilot.press("3")
+        await app.workers.wait_for_complete()
+        assert app.screen.range == "3"
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_filter_narrows_by_group_state_or_address_and_esc_clears():
+    app = app_on(60)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("slash", *"db")
+        arr = main(app).arr
+        assert arr.nodes and all(n.group == "db" for n in arr.nodes)
+        await pilot.press("enter")
+        assert main(app).query_one(NodeTable).has_focus
+        await pilot.press("slash", "escape")
+        assert len(main(app).arr.nodes) == 60
+        await pilot.press("slash", *"dead")
+        assert main(app).arr.nodes and all(n.liveness == "dead" for n in main(app).arr.nodes)
+        await pilot.press("escape")
+        await pilot.press("slash", *"10.0.0.7 ")
+        assert [n.addresses[0] for n in main(app).arr.nodes] == ["10.0.0.7"]
+
+
+async def test_sort_cycles_and_orders_within_groups():
+    app = app_on(60)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("s")
+        screen = main(app)
+        assert screen.sort == "cpu"
+        for _, start, end in screen.arr.groups:
+            cpus = [n.cpu for n in screen.arr.nodes[start:end]]
+            assert cpus == sorted(cpus, reverse=True)
+        await pilot.press("g")  # ungrouped: one global order
+        cpus = [n.cpu for n in screen.arr.nodes]
+        assert not screen.arr.groups and cpus == sorted(cpus, reverse=True)
+        await pilot.press("s", "s")
+        assert screen.sort == "conns"
+        conns = [n.conns for n in screen.arr.nodes]
+        assert conns == sorted(conns, reverse=True)
+
+
+async def test_t_toggles_grid_and_table_keeping_the_selection():
+    app = app_on(40, view=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        screen = main(app)
+        assert screen.view == "table"  # 40 cards don't fit in 140x42: the table is the default
+        await pilot.press("down", "down")
+        chosen = screen.nodes.selected.node_id
+        await pilot.press("t")
+        await pilot.pause()
+        assert screen.view == "grid" and screen.query_one(NodeGrid).display
+        assert screen.nodes.selected.node_id == chosen
+        await pilot.press("t")
+        assert screen.view == "table"
+    small = app_on(8, view=None)
+    async with small.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert main(small).view == "grid"  # small clusters start on the panel grid
+
+
+def test_color_option_maps_to_textual_color_systems():
+    assert [color_system(c) for c in ("truecolor", "256", "16", "8", None)] == [
+        "truecolor",
+        "256",
+        "standard",
+        "standard",
+        "auto",
+    ]
+
+
+# -- the real engine with a real HAProxy ------------------------------------------------------
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def lb_engine(tmp_path, haproxy):
+    eng: Engine = make_engine(tmp_path, lb={"haproxy": {"socket": haproxy.admin_socket}})
+    await eng.start()
+    await until(lambda: eng.snapshot().lb)
+    yield eng
+    await eng.stop()
+
+
+async def select_server(pilot, app: CtopApp, service: str, server: str) -> LBPane:
+    """Tab to the LB pane and move the cursor to service/server."""
+    await pilot.press("tab")
+    pane = app.screen.query_one(LBPane)
+    assert pane.has_focus
+    for _ in range(200):
+        t = pane.target
+        if t.service == service and t.server.key == server:
+            return pane
+        await pilot.press("down")
+    raise AssertionError(f"{service}/{server} not in the LB pane")
+
+
+async def test_drain_goes_through_the_dialog_and_reaches_haproxy(lb_engine, haproxy):
+    app = CtopApp(lb_engine, view="table")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await select_server(pilot, app, "web3", "s2")
+        await pilot.press("d")
+        await until(lambda: isinstance(app.screen, ConfirmAction))
+        req = app.screen.request
+        assert (req.backend, req.service, req.server, req.before, req.after) == (
+            "haproxy",
+            "web3",
+            "s2",
+            1,
+            0,
+        )
+        assert "weight 1" in str(app.screen.query_one("#body").render())
+        assert "1" in haproxy.cmd("get weight web3/s2")  # nothing happens before confirming
+        await pilot.press("y")
+        await until(
+            lambda: (
+                "DRAIN" in haproxy.cmd("show servers state web3").upper()
+                or _drained(haproxy, "web3", "s2")
+            )
+        )
+        await until(lambda: any("drain" in n.message for n in app._notifications))
+        hits = await asyncio.to_thread(haproxy.hits, "web3", 30)
+        assert hits["s2"] == 0
+        await pilot.pause()
+        pane = app.screen.query_one(LBPane)
+        assert pane.target.server.state == "drained"  # the pane shows the read-back state
+
+        await pilot.press("r")  # restore, through its own dialog
+        await until(lambda: isinstance(app.screen, ConfirmAction))
+        assert app.screen.request.after == 1
+        await pilot.press("y")
+        await until(lambda: not _drained(haproxy, "web3", "s2"))
+
+
+def _drained(haproxy, backend: str, server: str) -> bool:
+    stat = haproxy.cmd("show stat").splitlines()
+    row = next(line for line in stat if line.startswith(f"{backend},{server},"))
+    return ",DRAIN" in row.upper()
+
+
+async def test_weight_dialog_sets_the_weight_and_cancel_changes_nothing(lb_engine, haproxy):
+    app = CtopApp(lb_engine, view="table")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await select_server(pilot, app, "web2", "s1")
+        await pilot.press("w")
+        await until(lambda: isinstance(app.screen, WeightInput))
+        await pilot.press("ctrl+a", "backspace", "backspace", "5", "enter")
+        await until(lambda: isinstance(app.screen, ConfirmAction))
+        await pilot.press("escape")  # cancel: nothing sent
+        await pilot.pause()
+        assert haproxy.cmd("get weight web2/s1").startswith("1 ")
+        await pilot.press("plus")
+        await until(lambda: isinstance(app.screen, ConfirmAction))
+        assert app.screen.request.after == 2
+        await pilot.press("y")
+        await until(lambda: haproxy.cmd("get weight web2/s1").startswith("2 "))
+
+
+async def test_a_refused_action_shows_the_reason_and_a_backend_error_is_reported(
+    lb_engine, haproxy
+):
+    app = CtopApp(lb_engine, view="table")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await select_server(pilot, app, "web5", "s1")
+        await pilot.press("w")
+        await until(lambda: isinstance(app.screen, WeightInput))
+        await pilot.press("ctrl+a", "backspace", *"999", "enter")  # HAProxy's range is 0..256
+        await until(lambda: isinstance(app.screen, ConfirmAction))
+        req = app.screen.request
+        assert not req.ok and "out of range" in req.message
+        assert not app.screen.query("#yes")  # no way to apply a refused plan
+        await pilot.press("y", "escape")
+        assert haproxy.cmd("get weight web5/s1").startswith("1 ")
+        # the balancer's socket goes away: the dialog shows the transport's own error
+        be = app.source.lb.backends["haproxy"]
+        saved = be._address
+        be._address = "/nonexistent/haproxy.sock"
+        try:
+            await pilot.press("d")
+            await until(lambda: isinstance(app.screen, ConfirmAction))
+            req = app.screen.request
+            assert not req.ok and req.message
+            assert req.message in str(app.screen.query_one("#body").render())
+            await pilot.press("escape")
+        finally:
+            be._address = saved
+        await until(lambda: isinstance(app.screen, MainScreen))
+
+
+async def test_backend_error_is_notified_and_logged_in_the_alerts_pane():
+    source = StaticSource(sample_snapshot(12))  # an LB view but no controller behind it
+    app = CtopApp(source, view="table")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("tab", "d")
+        await until(lambda: isinstance(app.screen, ConfirmAction))
+        await pilot.press("y")
+        await until(lambda: any(n.severity == "error" for n in app._notifications))
+        assert source.actions == [("drain", "haproxy", "web", "web-001", None)]
+        await pilot.pause()
+        items = app.screen.query_one(AlertsPane)._items
+        assert any(
+            getattr(e, "kind", "") == "error" and "no load balancer" in e.message for e in items
+        )
+
+
+async def test_readonly_hides_action_keys_and_refuses_them(tmp_path, haproxy):
+    eng = make_engine(tmp_path, lb={"haproxy": {"socket": haproxy.admin_socket}}, readonly=True)
+    await eng.start()
+    try:
+        await until(lambda: eng.snapshot().lb)
+        app = CtopApp(eng, view="table")
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            assert app.readonly
+            keys = {
+                b.binding.key
+                for b in app.screen.active_bindings.values()
+                if app.screen.check_action(b.binding.action, ()) is not False
+            }
+            assert not keys & {"d", "w", "plus", "minus", "r", "A"}
+            await select_server(pilot, app, "web6", "s1")
+            await pilot.press("d", "w", "plus", "r")
+            await pilot.pause()
+            assert isinstance(app.screen, MainScreen)  # no dialog opened
+            assert haproxy.cmd("get weight web6/s1").startswith("1 ")
+    finally:
+        await eng.stop()

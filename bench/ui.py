@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ctop.model import Snapshot  # noqa: E402
-from ctop.tui.app import CtopApp  # noqa: E402
-from ctop.tui.sample import sample_snapshot  # noqa: E402
-from ctop.tui.source import StaticSource  # noqa: E402
+from ctop.model import Snapshot
+from ctop.tui.app import CtopApp
+from ctop.tui.sample import sample_snapshot
+from ctop.tui.source import StaticSource
 
 SIZE = (160, 50)
 

@@ -1,0 +1,79 @@
+"""Snapshot tests (pytest-textual-snapshot) of the ctop UI on fixed, deterministic snapshots.
+
+Regenerate after a deliberate visual change with `--snapshot-update`, then look at the SVGs in
+tests/__snapshots__/. Times shown ("5s ago") come from the snapshot's own ts, never the clock.
+"""
+
+from __future__ import annotations
+
+from ctop.tui.app import CtopApp
+from ctop.tui.sample import sample_history, sample_snapshot
+from ctop.tui.source import StaticSource
+
+SIZE = (140, 42)
+
+
+def make(nodes: int, view: str, **kw) -> CtopApp:
+    return CtopApp(StaticSource(sample_snapshot(nodes), history=sample_history), view=view,
+                   poll=3600, **kw)
+
+
+async def settle(pilot) -> None:
+    await pilot.pause()
+    busy = [w for w in pilot.app.workers if w.group != "lb-action"]
+    if busy:
+        await pilot.app.workers.wait_for_complete(busy)
+    await pilot.pause()
+
+
+def test_main_grid(snap_compare):
+    assert snap_compare(make(16, "grid"), terminal_size=SIZE, run_before=settle)
+
+
+def test_main_table(snap_compare):
+    assert snap_compare(make(300, "table"), terminal_size=SIZE, run_before=settle)
+
+
+def test_main_table_sorted_by_cpu_ungrouped(snap_compare):
+    async def keys(pilot):
+        await pilot.press("s", "g")
+        await settle(pilot)
+
+    assert snap_compare(make(300, "table"), terminal_size=SIZE, run_before=keys)
+
+
+def test_main_no_load_balancer_and_8_colours(snap_compare):
+    app = CtopApp(StaticSource(sample_snapshot(16, lb=False)), view="grid", poll=3600, color="8")
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
+def test_node_detail(snap_compare):
+    async def keys(pilot):
+        await pilot.press("right", "enter")
+        await settle(pilot)
+
+    assert snap_compare(make(16, "grid"), terminal_size=SIZE, run_before=keys)
+
+
+def test_alerts_screen(snap_compare):
+    async def keys(pilot):
+        await pilot.press("a")
+        await settle(pilot)
+
+    assert snap_compare(make(16, "grid"), terminal_size=SIZE, run_before=keys)
+
+
+def test_drain_dialog(snap_compare):
+    async def keys(pilot):
+        await pilot.press("tab", "down", "down", "d")
+        await settle(pilot)
+
+    assert snap_compare(make(16, "grid"), terminal_size=SIZE, run_before=keys)
+
+
+def test_help_screen(snap_compare):
+    async def keys(pilot):
+        await pilot.press("question_mark")
+        await settle(pilot)
+
+    assert snap_compare(make(16, "grid"), terminal_size=SIZE, run_before=keys)

@@ -14,8 +14,9 @@ SIZE = (140, 42)
 
 
 def make(nodes: int, view: str, **kw) -> CtopApp:
-    return CtopApp(StaticSource(sample_snapshot(nodes), history=sample_history), view=view,
-                   poll=3600, **kw)
+    return CtopApp(
+        StaticSource(sample_snapshot(nodes), history=sample_history), view=view, poll=3600, **kw
+    )
 
 
 async def settle(pilot) -> None:

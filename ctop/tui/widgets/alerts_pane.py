@@ -44,7 +44,7 @@ class AlertsPane(LineView):
             sev = pal.fail if item.severity == "crit" else pal.warn
             return strip(
                 [
-                    Segment(f" {item.severity.upper():<5}", sev),
+                    Segment(f" {item.severity.upper():<{KIND_WIDTH}}", sev),
                     Segment(f"{age(item.since, self._now):>5} ", pal.dim),
                     Segment(item.message, pal.value),
                 ],

@@ -250,14 +250,14 @@ class Store:
             batch = self._queue.get()
             if batch is None:
                 return
-            started = time.process_time()
+            started = time.thread_time()  # this thread only: the event loop runs meanwhile
             try:
                 with self.db:
                     for what, rows in batch:
                         self._write(what, rows)
             except sqlite3.Error:
                 log.exception("history write failed; batch lost")
-            self.write_seconds += time.process_time() - started
+            self.write_seconds += time.thread_time() - started
             self._queue.task_done()
 
     def _write(self, what: str, rows: Any) -> None:

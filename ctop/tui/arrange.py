@@ -56,15 +56,15 @@ def matcher(text: str) -> Callable[[NodeView], bool] | None:
 
 def _sort_key(sort: str, ratios: dict[str, float]) -> Callable[[NodeView], object] | None:
     if sort == "cpu":
-        return lambda n: (-n.cpu, n.hostname)
+        return lambda n: (-n.cpu, n.node_id)
     if sort == "mem":
-        return lambda n: (-n.mem, n.hostname)
+        return lambda n: (-n.mem, n.node_id)
     if sort == "conns":
-        return lambda n: (-n.conns, n.hostname)
+        return lambda n: (-n.conns, n.node_id)
     if sort == "ratio":
-        return lambda n: (-abs(ratios.get(n.node_id, 1.0) - 1.0), n.hostname)
+        return lambda n: (-abs(ratios.get(n.node_id, 1.0) - 1.0), n.node_id)
     if sort == "state":
-        return lambda n: (_STATE_ORDER.get(n.liveness, 9), n.hostname)
+        return lambda n: (_STATE_ORDER.get(n.liveness, 9), n.node_id)
     return None  # name: the snapshot's own (group, node_id) order, or hostname when ungrouped
 
 
@@ -79,7 +79,7 @@ def arrange(
         nodes = [n for n in nodes if match(n)]
     key = _sort_key(sort, ratios)
     if key is None and not grouped:
-        key = lambda n: n.hostname  # noqa: E731
+        key = lambda n: n.node_id  # noqa: E731
     if key is not None:
         nodes = sorted(nodes, key=(lambda n: (n.group, key(n))) if grouped else key)
     elif grouped and not isinstance(nodes, tuple):

@@ -70,9 +70,10 @@ def make_node(i: int, n: int, tick: int, ts: float, rng: random.Random) -> NodeV
         detail = {"fail": "connection refused", "warn": "slow answer"}.get(status, "")
         svcs.append(ServiceView(name, status, lat, detail))
     conns = int((base * 9 + tick % 7) * (1 if up else 0))
+    name = f"{group}-{i + 1:03d}" if n < 1000 else f"{group}-{i + 1:05d}"
     return NodeView(
-        node_id=f"n{i:05d}",
-        hostname=f"{group}-{i + 1:03d}" if n < 1000 else f"{group}-{i + 1:05d}",
+        node_id=name,  # agentd's default node id is the hostname
+        hostname=name,
         group=group,
         liveness=state,
         last_seen=ts - (1 if up else 40 + i % 50),

@@ -138,10 +138,11 @@ class NodeDetail(LBKeys, Screen[None]):
 
 def _title(node: NodeView, snap: Snapshot, pal, span: str) -> Text:
     t = Text()
-    t.append(f" {node.hostname} ", pal.heading)
+    t.append(f" {node.node_id} ", pal.heading)
     t.append(f"● {node.liveness}", pal.liveness(node.liveness))
+    host = f"   host {node.hostname}" if node.hostname != node.node_id else ""
     t.append(
-        f"   group {node.group}   {', '.join(node.addresses)}   {node.cores} cores "
+        f"{host}   group {node.group}   {', '.join(node.addresses)}   {node.cores} cores "
         f"{size(node.mem_total)}   agent {node.version}   seen {age(node.last_seen, snap.ts)} ago"
         f"   history: {span} (1/2/3)",
         pal.label,

@@ -65,11 +65,9 @@ class LBPane(LineView):
         self._servers: list[int] = []  # body lines holding a server
         self._pick = 0  # index into _servers
         self._picked: tuple[str, str] | None = None  # (service, server) kept across ticks
-        self._names: dict[str, str] = {}
 
     def show(self, snap: Snapshot) -> None:
         self.snap = snap
-        self._names = {n.node_id: n.hostname for n in snap.nodes} if snap.lb else {}
         lines: list[tuple[LBServiceView, RealServerView | None]] = []
         for svc in snap.lb:
             servers = [
@@ -163,7 +161,7 @@ class LBPane(LineView):
             Segment(" "),
             text(rs.state, w[7], st),
             Segment(" "),
-            text(self._names.get(rs.node_id, rs.node_id), w[8], pal.dim),
+            text(rs.node_id, w[8], pal.dim),
         ]
         segs = pad(segs, width)
         if cur:

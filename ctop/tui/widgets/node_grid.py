@@ -134,7 +134,7 @@ class NodeGrid(NodeList):
         edge = Segment("█" if cur else "▌", live)
         inner = CARD_W - 2
         up = n.liveness in ("alive", "suspect")
-        name = fit(n.hostname, inner - 8)
+        name = fit(n.node_id, inner - 8)
         lines = [
             [Segment(name, live + pal.heading if up else live), Segment(f"{n.liveness:>8}", live)],
             [Segment("cpu ", pal.label), *meter(n.cpu, inner - 9, pal)],

@@ -127,7 +127,7 @@ class NodeTable(NodeList):
         w = [c[1] for c in COLUMNS]
         segs = [
             Segment("▌" if cur else " ", live),
-            text(n.hostname, w[0], live),
+            text(n.node_id, w[0], live),
             Segment(" "),
             text(n.group, w[1], pal.label),
             Segment(" "),

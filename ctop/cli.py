@@ -199,13 +199,12 @@ async def _run_embedded(cfg: DirectorConfig, color: str) -> int:
 
 
 def _make_app(source, readonly: bool, color: str):  # type: ignore[no-untyped-def]
+    from ctop.tui.colors import apply_color_option
+
+    apply_color_option(color)  # before Textual is imported: it reads the colour system once
     from ctop.tui.app import CtopApp
 
-    if color != "auto":
-        from ctop.tui.colors import apply_color_option
-
-        apply_color_option(color)
-    return CtopApp(source, readonly=readonly)
+    return CtopApp(source, readonly=readonly, color=None if color == "auto" else color)
 
 
 def _run_app(source, readonly: bool, color: str) -> int:  # type: ignore[no-untyped-def]

@@ -344,7 +344,8 @@ class Engine:
         if self.lb is None:
             raise RuntimeError(self.lb_note or "no load balancer configured")
         if verb == "advice":
-            weight = self._advised(service, server)
+            # the weight the operator confirmed in the dialog, else the current advice
+            weight = weight if weight is not None else self._advised(service, server)
             verb = "weight"
         result = await asyncio.to_thread(run_action, self.lb, verb, backend, service, server,
                                          weight)

@@ -1,10 +1,11 @@
 """Regenerate screenshots/*.svg and *.png of the ctop UI.
 
-For now the app is fed by the deterministic sample cluster (ctop.tui.sample) through
-StaticSource; switch `source()` to the live demo cluster once it exists. PNGs are made with
-rsvg-convert (Debian package librsvg2-bin).
+The pictures come from the real app on the live demo cluster (`ctop --demo`: real agents,
+HTTP servers and HAProxy on loopback, warmed up for a few seconds), except the 600-node table,
+which shows the layout at scale on the deterministic sample cluster (ctop.tui.sample) since
+this machine cannot run 600 agents. PNGs are made with rsvg-convert (Debian librsvg2-bin).
 
-    .venv/bin/python scripts/screenshots.py [--out screenshots]
+    .venv/bin/python scripts/screenshots.py [--out screenshots] [names...]
 """
 
 from __future__ import annotations
@@ -19,29 +20,31 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ctop.demo import DemoCluster
+from ctop.engine import Engine
 from ctop.tui.app import CtopApp
 from ctop.tui.sample import sample_history, sample_snapshot
-from ctop.tui.source import StaticSource
+from ctop.tui.source import EngineLike, StaticSource
 
-SIZE = (140, 42)
-# name -> (nodes, initial view, keys to press before the picture)
-SHOTS: dict[str, tuple[int, str | None, tuple[str, ...]]] = {
-    "main-grid": (16, "grid", ()),
-    "main-table": (600, "table", ()),
-    "main-table-sorted-cpu": (600, "table", ("s",)),
-    "node-detail": (16, "grid", ("right", "enter")),
-    "lb-drain-dialog": (16, "grid", ("tab", "down", "down", "d")),
-    "alerts": (16, "grid", ("a",)),
-    "help": (16, "grid", ("question_mark",)),
+SIZE = (150, 44)
+WARM_UP = 14.0  # seconds of real reports, probes and traffic before the first picture
+# name -> (source: "demo" or a sample node count, initial view, keys to press before the picture)
+SHOTS: dict[str, tuple[str | int, str | None, tuple[str, ...]]] = {
+    "main-grid": ("demo", "grid", ()),
+    "main-table": ("demo", "table", ()),
+    "node-detail": ("demo", "grid", ("right", "enter")),
+    "lb-drain-dialog": ("demo", "grid", ("tab", "down", "d")),
+    "lb-after-drain": ("demo", "grid", ("tab", "down", "d", "y")),
+    "alerts": ("demo", "grid", ("a",)),
+    "help": ("demo", "grid", ("question_mark",)),
+    "sample-600-nodes-table": (600, "table", ("s",)),
 }
 
 
-def source(nodes: int) -> StaticSource:
-    return StaticSource(sample_snapshot(nodes), history=sample_history)
-
-
-async def shoot(name: str, nodes: int, view: str | None, keys: tuple[str, ...], out: Path) -> Path:
-    app = CtopApp(source(nodes), view=view)
+async def shoot(
+    name: str, src: EngineLike, view: str | None, keys: tuple[str, ...], out: Path
+) -> Path:
+    app = CtopApp(src, view=view)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         for key in keys:
@@ -51,7 +54,7 @@ async def shoot(name: str, nodes: int, view: str | None, keys: tuple[str, ...], 
         busy = [w for w in app.workers if w.group != "lb-action"]
         if busy:  # (an empty list would mean "all workers")
             await app.workers.wait_for_complete(busy)
-        await pilot.pause(0.2)
+        await pilot.pause(1.5 if "y" in keys else 0.2)
         path = out / f"{name}.svg"
         app.save_screenshot(filename=path.name, path=str(out))
     return path
@@ -104,11 +107,35 @@ def main() -> None:
     png = shutil.which("rsvg-convert") is not None
     if not png:
         print("rsvg-convert not found (apt-get install librsvg2-bin): SVG only", file=sys.stderr)
-    for name, (nodes, view, keys) in SHOTS.items():
-        if args.only and name not in args.only:
-            continue
-        svg = asyncio.run(shoot(name, nodes, view, keys, out))
+    wanted = {n: v for n, v in SHOTS.items() if not args.only or n in args.only}
+    for svg in asyncio.run(shoot_all(wanted, out)):
         print(svg, to_png(svg) if png else "")
+
+
+async def shoot_all(shots: dict[str, tuple[str | int, str | None, tuple[str, ...]]],
+                    out: Path) -> list[Path]:
+    made = []
+    demo = DemoCluster(nodes=6) if any(src == "demo" for src, _, _ in shots.values()) else None
+    engine = None
+    try:
+        if demo is not None:
+            demo.start()
+            engine = Engine(demo.config())
+            await engine.start()
+            await asyncio.sleep(WARM_UP)
+        for name, (src, view, keys) in shots.items():
+            if src == "demo":
+                assert engine is not None
+                made.append(await shoot(name, engine, view, keys, out))
+            else:
+                sample = StaticSource(sample_snapshot(int(src)), history=sample_history)
+                made.append(await shoot(name, sample, view, keys, out))
+    finally:
+        if engine is not None:
+            await engine.stop()
+        if demo is not None:
+            demo.stop()
+    return made
 
 
 if __name__ == "__main__":

@@ -13,9 +13,10 @@ the UI are timed for one of them: `Store.history(node, 6 metrics, 3600)` (raw sa
 same over 24 h (rollups), median of several runs. Database growth per hour is extrapolated from
 the bytes the measured run added, with the WAL checkpointed (TRUNCATE) before each measurement.
 
-The same run measures a baseline: the same sample rows (`ctop.store.sample_values` + services)
-inserted with a bare `executemany` into a plain rowid table, one transaction per tick, so the
-writer's figures are also ratios. raw_every = 1 s and 5 s are compared.
+The same run measures a baseline: sample rows as the store writes them (scaled integers and
+packed service latencies), built and inserted with a bare `executemany` into a plain rowid
+table without any index, one transaction per tick, so the writer's figures are also ratios.
+raw_every = 1 s and 5 s are compared.
 
     .venv/bin/python bench/store.py [--minutes 3] [--nodes 10000] [--raw-every 1,5]
 """
@@ -32,6 +33,8 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from msgpack import packb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -155,8 +158,8 @@ def run_baseline(path: str, nodes: int, minutes: float) -> dict[str, float]:
     """The same sample rows with a bare executemany into a plain table, one commit a tick."""
     fleet = Fleet(nodes)
     db = store_mod.connect(path)
-    cols = ", ".join(f"c{i} REAL" for i in range(len(store_mod.COLUMNS)))
-    db.execute(f"CREATE TABLE plain (node INTEGER, ts REAL, {cols}, svc BLOB)")
+    cols = ", ".join(f"c{i} INTEGER" for i in range(len(store_mod.COLUMNS)))
+    db.execute(f"CREATE TABLE plain (node INTEGER, ts INTEGER, {cols}, svc BLOB)")
     marks = ", ".join("?" * (len(store_mod.COLUMNS) + 3))
     sql = f"INSERT INTO plain VALUES ({marks})"
     size0 = os.path.getsize(path)
@@ -165,8 +168,9 @@ def run_baseline(path: str, nodes: int, minutes: float) -> dict[str, float]:
     for now in ticks(T0, T0 + simulated, 1):
         views = fleet.views(now)
         started = time.thread_time()
-        rows = [(i, now, *store_mod.sample_values(v), store_mod._pack_services(v))
-                for i, v in enumerate(views)]
+        rows = [(i, round(now * 1000), *store_mod.scaled_values(v), packb(
+            [x for j, s in enumerate(v.services) for x in (j, round(s.latency_ms * 10))]))
+            for i, v in enumerate(views)]
         with db:
             db.executemany(sql, rows)
         cpu += time.thread_time() - started

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import add, mul
 from typing import Any
 
 import msgpack
@@ -40,9 +41,21 @@ COLUMNS = {
     "disk_root_percent": "disk",
 }
 _COLS = tuple(COLUMNS.values())
+# Values are stored as integers, round(value * scale), like the wire carries them: SQLite
+# stores a small integer in 1-4 bytes where a REAL takes 8, which is most of a sample row.
+SCALES = {
+    "cpu": 10, "mem": 10, "swap": 10, "load1": 100, "net_rx": 1, "net_tx": 1,
+    "conns": 1, "procs": 1, "threads": 1, "users": 1, "disk": 10,
+}
+_SCALE = tuple(SCALES[c] for c in _COLS)
+TS_SCALE = 1000  # samples.ts in milliseconds
+LATENCY_SCALE = 10  # service latencies in tenths of a millisecond, as on the wire
+PRUNE_EVERY = 600.0  # seconds between retention passes
 
 MIGRATIONS: tuple[str, ...] = (
-    # 1: the first schema
+    # 1: the first schema. Samples and rollups hold scaled integers (see SCALES); their svc
+    # blobs are msgpack arrays [service id, latency, service id, latency, ...] with the ids
+    # of the services table, so a row does not repeat seven service names.
     f"""
     CREATE TABLE nodes (
         id INTEGER PRIMARY KEY,
@@ -51,17 +64,18 @@ MIGRATIONS: tuple[str, ...] = (
         version TEXT, interval REAL, first_seen REAL, last_seen REAL
     );
     CREATE TABLE samples (
-        node INTEGER NOT NULL, ts REAL NOT NULL,
-        {", ".join(f"{c} REAL" for c in _COLS)},
+        node INTEGER NOT NULL, ts INTEGER NOT NULL,
+        {", ".join(f"{c} INTEGER" for c in _COLS)},
         svc BLOB,
         PRIMARY KEY (node, ts)
     ) WITHOUT ROWID;
     CREATE TABLE rollups (
         node INTEGER NOT NULL, minute INTEGER NOT NULL, n INTEGER NOT NULL,
-        {", ".join(f"{c}_avg REAL, {c}_max REAL" for c in _COLS)},
+        {", ".join(f"{c}_avg INTEGER, {c}_max INTEGER" for c in _COLS)},
         svc BLOB,
         PRIMARY KEY (node, minute)
     ) WITHOUT ROWID;
+    CREATE TABLE services (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
     CREATE TABLE events (
         id INTEGER PRIMARY KEY, ts REAL NOT NULL, kind TEXT NOT NULL,
         node TEXT NOT NULL, message TEXT NOT NULL
@@ -78,6 +92,9 @@ def connect(path: str) -> sqlite3.Connection:
     db = sqlite3.connect(path, check_same_thread=False, timeout=10)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, fast
+    # Each tick touches one B-tree leaf per node (rows are clustered by node): a page cache
+    # that holds those leaves saves re-reading them from the file every second.
+    db.execute("PRAGMA cache_size=-32768")  # KiB
     return db
 
 
@@ -100,15 +117,24 @@ def migrate(db: sqlite3.Connection) -> int:
 class _Rollup:
     minute: int
     n: int = 0
-    sums: list[float] = field(default_factory=lambda: [0.0] * len(_COLS))
-    maxes: list[float] = field(default_factory=lambda: [0.0] * len(_COLS))
-    svc: dict[str, list[float]] = field(default_factory=dict)  # name -> [sum, count]
+    sums: list[int] = field(default_factory=lambda: [0] * len(_COLS))
+    maxes: list[int] = field(default_factory=lambda: [0] * len(_COLS))
+    # Service latencies: sums in the order of svc_ids while every sample names the same
+    # services (the usual case: one C-level map per sample), else per id in svc.
+    svc_ids: list[int] | None = None
+    svc_sums: list[int] = field(default_factory=list)
+    svc: dict[int, list[int]] = field(default_factory=dict)  # service id -> [sum, count]
 
 
 def sample_values(v: NodeView) -> tuple[float, ...]:
     m = v.metrics
     return (v.cpu, v.mem, v.swap, v.load1, v.net_rx_bps, v.net_tx_bps, v.conns,
             m.get("procs", 0), m.get("threads", 0), m.get("users", 0), v.disk_root)
+
+
+def scaled_values(v: NodeView) -> tuple[int, ...]:
+    """sample_values() as the stored integers (C-level map: this runs per node per tick)."""
+    return tuple(map(round, map(mul, sample_values(v), _SCALE)))
 
 
 class Store:
@@ -132,6 +158,8 @@ class Store:
             migrate(self.db)
         self._read = connect(path)
         self._ids: dict[str, int] = {}
+        self._svc_ids: dict[str, int] = {}  # service name -> id in the services table
+        self._svc_names: dict[int, str] = {}
         self._load_ids()
         self._last_raw: dict[str, float] = {}
         self._seen: dict[str, float] = {}  # last_seen already recorded, per node
@@ -150,6 +178,9 @@ class Store:
         # a reader may start before the daemon made the schema
         with contextlib.suppress(sqlite3.OperationalError):
             self._ids.update(self.db.execute("SELECT node_id, id FROM nodes"))
+            for sid, name in self.db.execute("SELECT id, name FROM services"):
+                self._svc_ids[name] = sid
+                self._svc_names[sid] = name
 
     def node_ids(self, nodes: Iterable[str]) -> None:
         """Create rows for nodes not seen before, in one transaction (10,000 at start-up)."""
@@ -178,14 +209,22 @@ class Store:
         fresh = [v for v in views if v.metrics and seen.get(v.node_id) != v.last_seen]
         self.node_ids(v.node_id for v in fresh)
         ids = self._ids
+        last_raw = self._last_raw
+        raw_gap = self.raw_every * 0.9
+        new_services = len(self._svc_ids)
         for v in fresh:
-            seen[v.node_id] = v.last_seen
-            rowid = ids[v.node_id]
-            values = sample_values(v)
-            self._add_rollup(rowid, minute, values, v)
-            if v.last_seen - self._last_raw.get(v.node_id, 0.0) >= self.raw_every * 0.9:
-                self._last_raw[v.node_id] = v.last_seen
-                samples.append((rowid, round(v.last_seen, 3), *values, _pack_services(v)))
+            node = v.node_id
+            seen[node] = v.last_seen
+            rowid = ids[node]
+            values = scaled_values(v)
+            latencies = self._latencies(v)
+            self._add_rollup(rowid, minute, values, latencies)
+            if v.last_seen - last_raw.get(node, 0.0) >= raw_gap:
+                last_raw[node] = v.last_seen
+                samples.append((rowid, round(v.last_seen * TS_SCALE), *values,
+                                msgpack.packb(latencies) if latencies else None))
+        if len(self._svc_ids) != new_services:  # names first: the samples refer to them
+            batch.append(("services", list(self._svc_ids.items())[new_services:]))
         if samples:
             batch.append(("samples", samples))
         finished = [(rid, r) for rid, r in self._rollups.items() if r.minute < minute]
@@ -196,11 +235,24 @@ class Store:
         evs = [(e.ts, e.kind, e.node_id, e.message) for e in events]
         if evs:
             batch.append(("events", evs))
-        if now - self._last_prune > 600:
+        if now - self._last_prune > PRUNE_EVERY:
             self._last_prune = now
-            batch.append(("prune", now))
+            batch.append(("prune", (now, list(ids.values()))))
         if batch:
             self._put(batch)
+
+    def _latencies(self, v: NodeView) -> list[int]:
+        """[service id, latency in 0.1 ms, ...] of the services that measured one."""
+        out: list[int] = []
+        svc_ids = self._svc_ids
+        for s in v.services:
+            if s.latency_ms is not None:
+                sid = svc_ids.get(s.name)
+                if sid is None:
+                    sid = svc_ids[s.name] = max(self._svc_names, default=0) + 1
+                    self._svc_names[sid] = s.name
+                out += (sid, round(s.latency_ms * LATENCY_SCALE))
+        return out
 
     def record_nodes(self, views: Iterable[NodeView]) -> None:
         """Update the static facts of nodes (joins, groups); cheap, call on change only."""
@@ -219,23 +271,35 @@ class Store:
         if evs:
             self._put([("events", evs)])
 
-    def _add_rollup(self, rowid: int, minute: int, values: tuple[float, ...], v: NodeView):
+    def _add_rollup(
+        self, rowid: int, minute: int, values: tuple[int, ...], latencies: list[int]
+    ) -> None:
         r = self._rollups.get(rowid)
         if r is None or r.minute != minute:
             if r is not None:  # a node's minute ended between two ticks: flush it now
                 self._put([("rollups", [_rollup_row(rowid, r)])])
             r = self._rollups[rowid] = _Rollup(minute)
         r.n += 1
-        sums, maxes = r.sums, r.maxes
-        for i, x in enumerate(values):
-            sums[i] += x
-            if x > maxes[i]:
-                maxes[i] = x
-        for s in v.services:
-            if s.latency_ms is not None:
-                acc = r.svc.setdefault(s.name, [0.0, 0])
-                acc[0] += s.latency_ms
-                acc[1] += 1
+        r.sums = list(map(add, r.sums, values))
+        r.maxes = list(map(max, r.maxes, values))
+        sids = latencies[0::2]
+        if r.n == 1 and not r.svc:
+            r.svc_ids, r.svc_sums = sids, latencies[1::2]
+        elif sids == r.svc_ids:
+            r.svc_sums = list(map(add, r.svc_sums, latencies[1::2]))
+        else:  # the services changed within the minute: count per service from here on
+            if r.svc_ids is not None:
+                r.svc.update({sid: [total, r.n - 1] for sid, total in
+                              zip(r.svc_ids, r.svc_sums, strict=True)})
+                r.svc_ids, r.svc_sums = None, []
+            svc = r.svc
+            for i in range(0, len(latencies), 2):
+                acc = svc.get(latencies[i])
+                if acc is None:
+                    svc[latencies[i]] = [latencies[i + 1], 1]
+                else:
+                    acc[0] += latencies[i + 1]
+                    acc[1] += 1
 
     def _put(self, batch: list[tuple[str, Any]]) -> None:
         try:
@@ -262,7 +326,9 @@ class Store:
 
     def _write(self, what: str, rows: Any) -> None:
         db = self.db
-        if what == "samples":
+        if what == "services":
+            db.executemany("INSERT OR IGNORE INTO services (name, id) VALUES (?, ?)", rows)
+        elif what == "samples":
             marks = ", ".join("?" * (len(_COLS) + 3))
             db.executemany(f"INSERT OR REPLACE INTO samples VALUES ({marks})", rows)
         elif what == "rollups":
@@ -277,11 +343,16 @@ class Store:
                 rows,
             )
         elif what == "prune":
-            db.execute("DELETE FROM samples WHERE ts < ?", (rows - self.raw_retention,))
-            db.execute(
-                "DELETE FROM rollups WHERE minute < ?", ((rows - self.rollup_retention) // 60,)
-            )
-            db.execute("DELETE FROM events WHERE ts < ?", (rows - self.rollup_retention,))
+            # Per node: rows are clustered by (node, time), so each DELETE is one short range
+            # at the start of a node's rows, where "ts < ?" alone would scan the whole table.
+            now, nodes = rows
+            raw_cut = round((now - self.raw_retention) * TS_SCALE)
+            db.executemany("DELETE FROM samples WHERE node = ? AND ts < ?",
+                           [(n, raw_cut) for n in nodes])
+            rollup_cut = int((now - self.rollup_retention) // 60)
+            db.executemany("DELETE FROM rollups WHERE node = ? AND minute < ?",
+                           [(n, rollup_cut) for n in nodes])
+            db.execute("DELETE FROM events WHERE ts < ?", (now - self.rollup_retention,))
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything queued so far is committed (tests, shutdown)."""
@@ -318,30 +389,35 @@ class Store:
         since = now - seconds
         plain = [m for m in metrics if m in COLUMNS]
         services = [m[4:] for m in metrics if m.startswith("svc:")]
+        if services and any(name not in self._svc_ids for name in services):
+            self._load_ids()  # services named since (by the daemon, when we only read)
+        wanted = {self._svc_ids[n]: f"svc:{n}" for n in services if n in self._svc_ids}
         raw = seconds <= 6 * 3600
         if raw:
-            cols = ", ".join(COLUMNS[m] for m in plain) or "NULL"
+            cols = ", ".join(_unscaled(COLUMNS[m]) for m in plain) or "NULL"
             rows = self._read.execute(
-                f"SELECT ts, svc, {cols} FROM samples WHERE node = ? AND ts >= ? ORDER BY ts",
-                (rowid, since),
+                f"SELECT ts / {float(TS_SCALE)}, svc, {cols} FROM samples "
+                "WHERE node = ? AND ts >= ? ORDER BY ts",
+                (rowid, round(since * TS_SCALE)),
             ).fetchall()
         else:
-            cols = ", ".join(f"{COLUMNS[m]}_avg" for m in plain) or "NULL"
+            cols = ", ".join(_unscaled(f"{COLUMNS[m]}_avg", COLUMNS[m]) for m in plain) or "NULL"
             rows = self._read.execute(
                 f"SELECT minute * 60, svc, {cols} FROM rollups "
                 "WHERE node = ? AND minute >= ? ORDER BY minute",
                 (rowid, int(since // 60)),
             ).fetchall()
+        columns = [out[m] for m in plain]
         for row in rows:
             ts = row[0]
-            for i, m in enumerate(plain):
-                out[m].append((ts, row[2 + i]))
-            if services and row[1]:
+            for i, points in enumerate(columns, start=2):
+                points.append((ts, row[i]))
+            if wanted and row[1]:
                 latencies = msgpack.unpackb(row[1])
-                for name in services:
-                    value = latencies.get(name)
-                    if value is not None:
-                        out[f"svc:{name}"].append((ts, value))
+                for i in range(0, len(latencies), 2):
+                    name = wanted.get(latencies[i])
+                    if name is not None:
+                        out[name].append((ts, latencies[i + 1] / LATENCY_SCALE))
         return out
 
     def events(self, node: str | None = None, limit: int = 100) -> list[EventView]:
@@ -366,14 +442,20 @@ class Store:
         return total
 
 
-def _pack_services(v: NodeView) -> bytes | None:
-    lat = {s.name: round(s.latency_ms, 2) for s in v.services if s.latency_ms is not None}
-    return msgpack.packb(lat) if lat else None
+def _unscaled(column: str, base: str | None = None) -> str:
+    scale = SCALES[base or column]
+    return column if scale == 1 else f"{column} / {float(scale)}"
 
 
 def _rollup_row(rowid: int, r: _Rollup) -> tuple[Any, ...]:
-    pairs: list[float] = []
-    for s, mx in zip(r.sums, r.maxes, strict=True):
-        pairs += (s / r.n, mx)
-    svc = {name: round(acc[0] / acc[1], 2) for name, acc in r.svc.items() if acc[1]}
-    return (rowid, r.minute, r.n, *pairs, msgpack.packb(svc) if svc else None)
+    n = r.n
+    pairs: list[int] = []
+    for total, mx in zip(r.sums, r.maxes, strict=True):
+        pairs += (round(total / n), mx)
+    svc: list[int] = []
+    if r.svc_ids is not None:
+        for sid, total in zip(r.svc_ids, r.svc_sums, strict=True):
+            svc += (sid, round(total / n))
+    for sid, (total, count) in r.svc.items():
+        svc += (sid, round(total / count))
+    return (rowid, r.minute, n, *pairs, msgpack.packb(svc) if svc else None)

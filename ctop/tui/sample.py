@@ -187,7 +187,7 @@ def sample_snapshot(
     *,
     tick: int = 1,
     ts: float = T0,
-    cluster: str = "demo",
+    cluster: str = "sample",
     lb: bool = True,
     per_service: int = 8,
     seed: int = 7,
@@ -258,7 +258,7 @@ def sample_snapshot(
         lb=lbv,
         lb_note="" if lb else "no load balancer configured: monitoring only",
         imbalance=max((s.imbalance for s in lbv), default=0.0),
-        drops=MappingProxyType({"bad_signature": 3, "replay": 1})
+        drops=MappingProxyType({"bad_tag": 3, "replay": 1})
         if n > 4
         else MappingProxyType({}),
         received=12_345 + tick * n,

@@ -212,13 +212,18 @@ class Store:
         last_raw = self._last_raw
         raw_gap = self.raw_every * 0.9
         new_services = len(self._svc_ids)
+        # Minutes that ended go out first, in this tick's batch: at a minute boundary that is
+        # one row per node, which must not become one queue entry per node.
+        rollups = [_rollup_row(rid, r) for rid, r in self._rollups.items() if r.minute < minute]
+        if rollups:
+            self._rollups = {rid: r for rid, r in self._rollups.items() if r.minute >= minute}
         for v in fresh:
             node = v.node_id
             seen[node] = v.last_seen
             rowid = ids[node]
             values = scaled_values(v)
             latencies = self._latencies(v)
-            self._add_rollup(rowid, minute, values, latencies)
+            self._add_rollup(rowid, minute, values, latencies, rollups)
             if v.last_seen - last_raw.get(node, 0.0) >= raw_gap:
                 last_raw[node] = v.last_seen
                 samples.append((rowid, round(v.last_seen * TS_SCALE), *values,
@@ -227,11 +232,8 @@ class Store:
             batch.append(("services", list(self._svc_ids.items())[new_services:]))
         if samples:
             batch.append(("samples", samples))
-        finished = [(rid, r) for rid, r in self._rollups.items() if r.minute < minute]
-        if finished:
-            batch.append(("rollups", [_rollup_row(rid, r) for rid, r in finished]))
-            for rid, _ in finished:
-                del self._rollups[rid]
+        if rollups:
+            batch.append(("rollups", rollups))
         evs = [(e.ts, e.kind, e.node_id, e.message) for e in events]
         if evs:
             batch.append(("events", evs))
@@ -272,12 +274,13 @@ class Store:
             self._put([("events", evs)])
 
     def _add_rollup(
-        self, rowid: int, minute: int, values: tuple[int, ...], latencies: list[int]
+        self, rowid: int, minute: int, values: tuple[int, ...], latencies: list[int],
+        finished: list[tuple[Any, ...]],
     ) -> None:
         r = self._rollups.get(rowid)
         if r is None or r.minute != minute:
-            if r is not None:  # a node's minute ended between two ticks: flush it now
-                self._put([("rollups", [_rollup_row(rowid, r)])])
+            if r is not None:  # only when the clock stepped back: keep what we had
+                finished.append(_rollup_row(rowid, r))
             r = self._rollups[rowid] = _Rollup(minute)
         r.n += 1
         r.sums = list(map(add, r.sums, values))

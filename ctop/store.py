@@ -17,7 +17,8 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from operator import add, mul
+from itertools import repeat
+from operator import add, attrgetter, mul
 from typing import Any
 
 import msgpack
@@ -54,8 +55,8 @@ PRUNE_EVERY = 600.0  # seconds between retention passes
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema. Samples and rollups hold scaled integers (see SCALES); their svc
-    # blobs are msgpack arrays [service id, latency, service id, latency, ...] with the ids
-    # of the services table, so a row does not repeat seven service names.
+    # blobs are msgpack [[service id, ...], [latency in 0.1 ms, ...]] with the ids of the
+    # services table, so a row does not repeat seven service names.
     f"""
     CREATE TABLE nodes (
         id INTEGER PRIMARY KEY,
@@ -115,15 +116,23 @@ def migrate(db: sqlite3.Connection) -> int:
 
 @dataclass(slots=True)
 class _Rollup:
+    """One node's current minute, in readable units (scaled when the row is written)."""
+
     minute: int
     n: int = 0
-    sums: list[int] = field(default_factory=lambda: [0] * len(_COLS))
-    maxes: list[int] = field(default_factory=lambda: [0] * len(_COLS))
-    # Service latencies: sums in the order of svc_ids while every sample names the same
-    # services (the usual case: one C-level map per sample), else per id in svc.
-    svc_ids: list[int] | None = None
-    svc_sums: list[int] = field(default_factory=list)
-    svc: dict[int, list[int]] = field(default_factory=dict)  # service id -> [sum, count]
+    sums: list[float] = field(default_factory=list)
+    maxes: list[float] = field(default_factory=list)
+    # Service latencies: while every sample has the same services, all with a latency (the
+    # usual case), sums in the order of `names` (one C-level map per sample); else per name.
+    names: list[str] | None = None
+    lat_sums: list[float] = field(default_factory=list)
+    svc: dict[str, list[float]] = field(default_factory=dict)  # name -> [sum, count]
+
+
+_NAME = attrgetter("name")
+_LATENCY = attrgetter("latency_ms")
+_TENTHS = repeat(LATENCY_SCALE)
+_HALVES = repeat(0.5)
 
 
 def sample_values(v: NodeView) -> tuple[float, ...]:
@@ -133,8 +142,12 @@ def sample_values(v: NodeView) -> tuple[float, ...]:
 
 
 def scaled_values(v: NodeView) -> tuple[int, ...]:
-    """sample_values() as the stored integers (C-level map: this runs per node per tick)."""
-    return tuple(map(round, map(mul, sample_values(v), _SCALE)))
+    """sample_values() as the stored integers."""
+    return _scaled(sample_values(v))
+
+
+def _scaled(values: Sequence[float]) -> tuple[int, ...]:
+    return tuple(map(round, map(mul, values, _SCALE)))  # C-level: runs per node per tick
 
 
 class Store:
@@ -160,6 +173,7 @@ class Store:
         self._ids: dict[str, int] = {}
         self._svc_ids: dict[str, int] = {}  # service name -> id in the services table
         self._svc_names: dict[int, str] = {}
+        self._ids_of: dict[tuple[str, ...], list[int]] = {}  # service names -> their ids
         self._load_ids()
         self._last_raw: dict[str, float] = {}
         self._seen: dict[str, float] = {}  # last_seen already recorded, per node
@@ -214,20 +228,23 @@ class Store:
         new_services = len(self._svc_ids)
         # Minutes that ended go out first, in this tick's batch: at a minute boundary that is
         # one row per node, which must not become one queue entry per node.
-        rollups = [_rollup_row(rid, r) for rid, r in self._rollups.items() if r.minute < minute]
+        rollups = [self._rollup_row(rid, r) for rid, r in self._rollups.items()
+                   if r.minute < minute]
         if rollups:
             self._rollups = {rid: r for rid, r in self._rollups.items() if r.minute >= minute}
         for v in fresh:
             node = v.node_id
             seen[node] = v.last_seen
             rowid = ids[node]
-            values = scaled_values(v)
-            latencies = self._latencies(v)
-            self._add_rollup(rowid, minute, values, latencies, rollups)
+            values = sample_values(v)
+            names = list(map(_NAME, v.services))
+            latencies = list(map(_LATENCY, v.services))
+            self._add_rollup(rowid, minute, values, names, latencies, rollups)
             if v.last_seen - last_raw.get(node, 0.0) >= raw_gap:
                 last_raw[node] = v.last_seen
-                samples.append((rowid, round(v.last_seen * TS_SCALE), *values,
-                                msgpack.packb(latencies) if latencies else None))
+                # scaled to integers by SQLite in the writer thread (see _write)
+                samples.append((rowid, v.last_seen, *values,
+                                self._pack_services(names, latencies)))
         if len(self._svc_ids) != new_services:  # names first: the samples refer to them
             batch.append(("services", list(self._svc_ids.items())[new_services:]))
         if samples:
@@ -243,18 +260,29 @@ class Store:
         if batch:
             self._put(batch)
 
-    def _latencies(self, v: NodeView) -> list[int]:
-        """[service id, latency in 0.1 ms, ...] of the services that measured one."""
-        out: list[int] = []
-        svc_ids = self._svc_ids
-        for s in v.services:
-            if s.latency_ms is not None:
-                sid = svc_ids.get(s.name)
-                if sid is None:
-                    sid = svc_ids[s.name] = max(self._svc_names, default=0) + 1
-                    self._svc_names[sid] = s.name
-                out += (sid, round(s.latency_ms * LATENCY_SCALE))
-        return out
+    def _service_ids(self, names: list[str]) -> list[int]:
+        key = tuple(names)
+        ids = self._ids_of.get(key)
+        if ids is None:
+            svc_ids = self._svc_ids
+            for name in names:
+                if name not in svc_ids:
+                    sid = svc_ids[name] = max(self._svc_names, default=0) + 1
+                    self._svc_names[sid] = name
+            ids = self._ids_of[key] = [svc_ids[n] for n in names]
+        return ids
+
+    def _pack_services(self, names: list[str], latencies: list[float | None]) -> bytes | None:
+        """msgpack [[service id, ...], [latency in 0.1 ms, ...]] of those that measured one."""
+        if None in latencies:
+            pairs = [(n, x) for n, x in zip(names, latencies, strict=True) if x is not None]
+            names, latencies = [n for n, _ in pairs], [x for _, x in pairs]
+        if not names:
+            return None
+        ids = self._service_ids(names)
+        # int(x + 0.5) for these non-negative values: int() is cheaper than round()
+        return msgpack.packb((ids, list(map(int, map(add, map(mul, latencies, _TENTHS),
+                                                     _HALVES)))))
 
     def record_nodes(self, views: Iterable[NodeView]) -> None:
         """Update the static facts of nodes (joins, groups); cheap, call on change only."""
@@ -274,35 +302,54 @@ class Store:
             self._put([("events", evs)])
 
     def _add_rollup(
-        self, rowid: int, minute: int, values: tuple[int, ...], latencies: list[int],
-        finished: list[tuple[Any, ...]],
+        self, rowid: int, minute: int, values: tuple[float, ...], names: list[str],
+        latencies: list[float | None], finished: list[tuple[Any, ...]],
     ) -> None:
         r = self._rollups.get(rowid)
         if r is None or r.minute != minute:
             if r is not None:  # only when the clock stepped back: keep what we had
-                finished.append(_rollup_row(rowid, r))
+                finished.append(self._rollup_row(rowid, r))
             r = self._rollups[rowid] = _Rollup(minute)
         r.n += 1
-        r.sums = list(map(add, r.sums, values))
-        r.maxes = list(map(max, r.maxes, values))
-        sids = latencies[0::2]
-        if r.n == 1 and not r.svc:
-            r.svc_ids, r.svc_sums = sids, latencies[1::2]
-        elif sids == r.svc_ids:
-            r.svc_sums = list(map(add, r.svc_sums, latencies[1::2]))
-        else:  # the services changed within the minute: count per service from here on
-            if r.svc_ids is not None:
-                r.svc.update({sid: [total, r.n - 1] for sid, total in
-                              zip(r.svc_ids, r.svc_sums, strict=True)})
-                r.svc_ids, r.svc_sums = None, []
-            svc = r.svc
-            for i in range(0, len(latencies), 2):
-                acc = svc.get(latencies[i])
+        if r.n == 1:
+            r.sums, r.maxes = list(values), list(values)
+            if None not in latencies:
+                r.names, r.lat_sums = names, latencies  # type: ignore[assignment]
+                return
+        else:
+            r.sums = list(map(add, r.sums, values))
+            # not map(max, ...): the builtin's argument handling costs 3x this comparison
+            r.maxes = [m if m >= x else x for m, x in zip(r.maxes, values, strict=True)]
+            if names == r.names and None not in latencies:
+                r.lat_sums = list(map(add, r.lat_sums, latencies))
+                return
+        # Services changed within the minute, or some had no latency: count per name.
+        svc = r.svc
+        if r.names is not None:
+            for name, total in zip(r.names, r.lat_sums, strict=True):
+                svc[name] = [total, r.n - 1]
+            r.names, r.lat_sums = None, []
+        for name, latency in zip(names, latencies, strict=True):
+            if latency is not None:
+                acc = svc.get(name)
                 if acc is None:
-                    svc[latencies[i]] = [latencies[i + 1], 1]
+                    svc[name] = [latency, 1]
                 else:
-                    acc[0] += latencies[i + 1]
+                    acc[0] += latency
                     acc[1] += 1
+
+    def _rollup_row(self, rowid: int, r: _Rollup) -> tuple[Any, ...]:
+        n = r.n
+        pairs: list[int] = []
+        for total, mx, scale in zip(r.sums, r.maxes, _SCALE, strict=True):
+            pairs += (round(total / n * scale), round(mx * scale))
+        names, means = [], []
+        if r.names is not None:
+            names, means = list(r.names), [total / n for total in r.lat_sums]
+        for name, (total, count) in r.svc.items():
+            names.append(name)
+            means.append(total / count)
+        return (rowid, r.minute, n, *pairs, self._pack_services(names, means))  # type: ignore[arg-type]
 
     def _put(self, batch: list[tuple[str, Any]]) -> None:
         try:
@@ -332,8 +379,13 @@ class Store:
         if what == "services":
             db.executemany("INSERT OR IGNORE INTO services (name, id) VALUES (?, ?)", rows)
         elif what == "samples":
-            marks = ", ".join("?" * (len(_COLS) + 3))
-            db.executemany(f"INSERT OR REPLACE INTO samples VALUES ({marks})", rows)
+            # round() in SQL: a whole REAL stored in an INTEGER column becomes an integer, and
+            # SQLite does it in C without the GIL, where Python's round() costs ~0.1 µs a value.
+            scaled = ", ".join(f"round(? * {s})" if s != 1 else "round(?)" for s in _SCALE)
+            db.executemany(
+                f"INSERT OR REPLACE INTO samples VALUES (?, round(? * {TS_SCALE}), {scaled}, ?)",
+                rows,
+            )
         elif what == "rollups":
             marks = ", ".join("?" * (2 * len(_COLS) + 4))
             db.executemany(f"INSERT OR REPLACE INTO rollups VALUES ({marks})", rows)
@@ -416,11 +468,11 @@ class Store:
             for i, points in enumerate(columns, start=2):
                 points.append((ts, row[i]))
             if wanted and row[1]:
-                latencies = msgpack.unpackb(row[1])
-                for i in range(0, len(latencies), 2):
-                    name = wanted.get(latencies[i])
+                sids, latencies = msgpack.unpackb(row[1])
+                for sid, latency in zip(sids, latencies, strict=True):
+                    name = wanted.get(sid)
                     if name is not None:
-                        out[name].append((ts, latencies[i + 1] / LATENCY_SCALE))
+                        out[name].append((ts, latency / LATENCY_SCALE))
         return out
 
     def events(self, node: str | None = None, limit: int = 100) -> list[EventView]:
@@ -448,17 +500,3 @@ class Store:
 def _unscaled(column: str, base: str | None = None) -> str:
     scale = SCALES[base or column]
     return column if scale == 1 else f"{column} / {float(scale)}"
-
-
-def _rollup_row(rowid: int, r: _Rollup) -> tuple[Any, ...]:
-    n = r.n
-    pairs: list[int] = []
-    for total, mx in zip(r.sums, r.maxes, strict=True):
-        pairs += (round(total / n), mx)
-    svc: list[int] = []
-    if r.svc_ids is not None:
-        for sid, total in zip(r.svc_ids, r.svc_sums, strict=True):
-            svc += (sid, round(total / n))
-    for sid, (total, count) in r.svc.items():
-        svc += (sid, round(total / count))
-    return (rowid, r.minute, n, *pairs, msgpack.packb(svc) if svc else None)

@@ -442,6 +442,8 @@ _LIST_KEYS = {m.key: (m.name, m.scale if m.scale != 1 else 0) for m in COMPOUND
               if m.kind == "list"}
 _MAP_KEYS = {m.key: m.name for m in COMPOUND if m.kind == "map"}
 _UNKNOWN = "unknown"
+_SERVICE_CACHE: dict[tuple[Any, ...], ServiceStatus] = {}
+SERVICE_CACHE_SIZE = 50_000
 
 
 def _fast_report(body: dict[Any, Any]) -> Report | None:
@@ -507,18 +509,30 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
                 out[mname] = value
 
         parsed = []
+        cache = _SERVICE_CACHE
         for item in services:
-            if type(item) is not list or len(item) < 3:
+            if type(item) is not list or len(item) < 3 or type(item[1]) is not int:
                 return None
-            name, code, latency = item[0], item[1], item[2]
-            if type(name) is not str or type(code) is not int:
-                return None
-            if latency is not None:
-                flat.append(latency)
-                latency = latency / 10
-            detail = item[3] if len(item) > 3 and type(item[3]) is str else ""
-            parsed.append(_tuple_new(
-                ServiceStatus, (name, STATUS_NAMES.get(code, _UNKNOWN), latency, detail)))
+            # Results by value: a node's services repeat their names and statuses and
+            # latencies come in 0.1 ms steps. The key holds every element, and the status is
+            # an exact int (so False cannot stand for 0), so a hit is what parsing would give.
+            key = tuple(item)
+            status = cache.get(key)
+            if status is None:
+                name, code, latency = item[0], item[1], item[2]
+                if type(name) is not str:
+                    return None
+                if latency is not None:
+                    if not 0 <= latency < _INF:  # TypeError for non-numbers lands below
+                        return None
+                    latency = latency / 10
+                detail = item[3] if len(item) > 3 and type(item[3]) is str else ""
+                status = _tuple_new(
+                    ServiceStatus, (name, STATUS_NAMES.get(code, _UNKNOWN), latency, detail))
+                if len(cache) >= SERVICE_CACHE_SIZE:
+                    cache.clear()
+                cache[key] = status
+            parsed.append(status)
         # min() raises TypeError on anything but numbers; a total far below the float limit
         # means no single list can have summed to infinity either (all terms are >= 0).
         if flat and not (min(flat) >= 0 and sum(flat) < 1e300):

@@ -25,6 +25,7 @@ from ctop.model import (
 )
 
 CPU_HISTORY = 60  # reports kept in memory per node for sparklines
+LOSS_WINDOW = 128  # sequence numbers kept per node to measure datagram loss
 
 
 @dataclass(slots=True)
@@ -50,6 +51,7 @@ class NodeState:
     cpu_history: deque[float] = field(default_factory=lambda: deque(maxlen=CPU_HISTORY))
     restarts: int = 0
     source: str = ""  # address the datagrams come from
+    seqs: deque[int] = field(default_factory=lambda: deque(maxlen=LOSS_WINDOW))
 
 
 class ClusterModel:
@@ -73,6 +75,7 @@ class ClusterModel:
             # The steady state, nearly every message: a known, alive node reports again.
             # Kept flat and allocation-free; it runs 10,000+ times a second.
             node.last_seen = now
+            node.seqs.append(h.seq)
             if source:
                 node.source = source
             node.interval = msg.interval
@@ -95,8 +98,10 @@ class ClusterModel:
             node.boot = h.boot
             node.restarts += 1
             node.cpu_history.clear()
+            node.seqs.clear()
             events.append(EventView(now, "restart", h.node, f"{h.node} restarted (new boot)"))
         node.last_seen = now
+        node.seqs.append(h.seq)
         node.source = source or node.source
         if isinstance(msg, Report):
             node.interval = msg.interval
@@ -192,7 +197,7 @@ _VIEW_FIELDS = (
     "node_id", "hostname", "group", "liveness", "last_seen", "boot", "interval", "addresses",
     "cores", "mem_total", "version", "cpu", "mem", "swap", "load1", "net_rx_bps", "net_tx_bps",
     "conns", "procs", "threads", "users", "disk_root", "cpu_history", "services", "load_share",
-    "restarts", "metrics",
+    "restarts", "metrics", "loss",
 )
 if tuple(f.name for f in fields(NodeView))[: len(_VIEW_FIELDS)] != _VIEW_FIELDS:
     raise ImportError("ctop.model.NodeView changed its fields: update ctop.cluster._view")
@@ -234,6 +239,9 @@ def _view(n: NodeState, total_conns: int) -> NodeView:
         n.service_views_of = services
     liveness = n.liveness
     counted = liveness is Liveness.ALIVE or liveness is Liveness.SUSPECT
+    seqs = n.seqs
+    # Every message carries the next sequence number, so the gaps are the lost datagrams.
+    loss = 1.0 - len(seqs) / (seqs[-1] - seqs[0] + 1) if len(seqs) >= 8 else 0.0
     return NodeView(
         n.node_id,  # node_id
         n.hostname or n.node_id,  # hostname
@@ -262,6 +270,7 @@ def _view(n: NodeState, total_conns: int) -> NodeView:
         conns / total_conns if total_conns and counted else 0.0,  # load_share
         n.restarts,
         m,  # metrics
+        loss,
     )
 
 

@@ -68,6 +68,7 @@ class NodeView:
     restarts: int = 0  # boots seen after the first
     # default_factory: Python 3.11 dataclasses reject a mappingproxy default as mutable
     metrics: Mapping[str, Any] = field(default_factory=lambda: EMPTY)  # latest report
+    loss: float = 0.0  # share of the node's last datagrams that never arrived (sequence gaps)
 
 
 @dataclass(frozen=True, slots=True)

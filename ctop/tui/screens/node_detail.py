@@ -190,6 +190,8 @@ def _facts(node: NodeView, snap: Snapshot) -> Table:
         ("net out", f"{rate(node.net_tx_bps)}/s"),
         ("tcp conns", count(node.conns)),
         ("restarts", str(node.restarts)),
+        ("report loss", f"{node.loss:.0%}"),
+        ("interval", f"{node.interval:g} s"),
     ]
     for k in range(0, len(rows), 2):
         table.add_row(*rows[k], *rows[k + 1])

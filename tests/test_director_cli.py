@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -143,3 +144,42 @@ def _free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_ctop_lb_uses_the_directors_config_and_database(tmp_path, haproxy):
+    """`ctop lb` and the UI must share balancers and the remembered weights."""
+    db = tmp_path / "ctop.db"
+    cfg = tmp_path / "ctop.toml"
+    cfg.write_text(f'[store]\npath = "{db}"\n[lb.haproxy]\nsocket = "{haproxy.admin_socket}"\n')
+    haproxy.cmd("set server web7/s3 weight 5")
+
+    def lb(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(CTOP), "lb", *args, "--config", str(cfg)],
+                              capture_output=True, text=True, timeout=30)
+
+    listed = lb("list")
+    assert listed.returncode == 0 and "web7" in listed.stdout
+    assert lb("drain", "web7", "s3").returncode == 0
+    assert haproxy.hits("web7", 30)["s3"] == 0
+    restored = lb("restore", "web7", "s3")
+    assert restored.returncode == 0, restored.stderr
+    assert haproxy.cmd("get weight web7/s3").split()[0] == "5"  # the exact weight from before
+    rows = sqlite3.connect(db).execute("SELECT action, result FROM lb_actions").fetchall()
+    assert rows == [("drain", "ok"), ("restore", "ok")]
+    missing = lb("drain", "web7", "nope")
+    assert missing.returncode == 1 and "nope" in missing.stderr
+
+
+def test_ctop_probe_runs_checks_by_hand(tmp_path):
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        ok = subprocess.run([str(CTOP), "probe", f"tcp://127.0.0.1:{port}"],
+                            capture_output=True, text=True, timeout=30)
+    assert ok.returncode == 0 and "OK" in ok.stdout and "connected" in ok.stdout
+    closed = subprocess.run([str(CTOP), "probe", f"tcp://127.0.0.1:{port}"],
+                            capture_output=True, text=True, timeout=30)
+    assert closed.returncode == 2 and "FAIL" in closed.stdout

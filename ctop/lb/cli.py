@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tomllib
 from dataclasses import asdict
-from typing import Any
 
 from ctop.lb.actions import ActionResult, LBController
 from ctop.lb.base import LBError, VirtualService
@@ -70,14 +68,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> LBConfig:
-    raw: dict[str, Any] = {}
-    if args.config:
-        try:
-            with open(args.config, "rb") as fh:
-                raw = tomllib.load(fh)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{args.config}: {exc}") from exc
-    lb = dict(raw.get("lb", {}))
+    """The director's own config (/etc/ctop/ctop.toml unless --config), so the CLI acts on
+    the same balancers and records in the same database (intent, restore) as ctop does."""
+    from ctop.config import ConfigError as DirectorConfigError
+    from ctop.config import load as load_director_config
+
+    try:
+        director = load_director_config(args.config, must_exist=args.config is not None)
+    except DirectorConfigError as exc:
+        raise ConfigError(str(exc)) from exc
+    if args.db is None:
+        args.db = director.store.path
+    lb = dict(director.lb)
+    if director.readonly:
+        lb["readonly"] = True
     if args.haproxy_socket:
         lb["haproxy"] = [
             {"name": "haproxy" if i == 0 else f"haproxy{i + 1}", "socket": s}

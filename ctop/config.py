@@ -204,8 +204,9 @@ class StoreConfig:
     path: str = field(default_factory=default_database)
     raw_retention: float = 24 * 3600.0
     rollup_retention: float = 30 * 86400.0
-    raw_every: float = 1.0  # seconds between stored raw samples of one node (reports are
-    # rolled up into 1-minute avg/max whatever this is; raise it for very large clusters)
+    # Seconds between stored raw samples of one node; 0 = by cluster size (1 s up to 1,000
+    # nodes, 5 s up to 5,000, 10 s beyond). Every report still feeds the 1-minute rollups.
+    raw_every: float = 0.0
 
 
 @dataclass(frozen=True)

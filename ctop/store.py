@@ -87,6 +87,12 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
+def auto_raw_every(nodes: int) -> float:
+    """Raw sample spacing by cluster size: at 10,000 nodes 1 s samples cost ~78 GB a day
+    (docs/performance.md); charts beyond 6 h read the rollups anyway."""
+    return 1.0 if nodes <= 1000 else 5.0 if nodes <= 5000 else 10.0
+
+
 def connect(path: str) -> sqlite3.Connection:
     if path != ":memory:":
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -159,13 +165,13 @@ class Store:
         *,
         raw_retention: float = 24 * 3600,
         rollup_retention: float = 30 * 86400,
-        raw_every: float = 1.0,
+        raw_every: float = 0.0,
         writer: bool = True,
     ) -> None:
         self.path = path
         self.raw_retention = raw_retention
         self.rollup_retention = rollup_retention
-        self.raw_every = raw_every  # seconds between stored raw samples of one node
+        self.raw_every = raw_every  # seconds between stored raw samples of one node (0: auto)
         self.db = connect(path)
         if writer:
             migrate(self.db)
@@ -224,7 +230,7 @@ class Store:
         self.node_ids(v.node_id for v in fresh)
         ids = self._ids
         last_raw = self._last_raw
-        raw_gap = self.raw_every * 0.9
+        raw_gap = (self.raw_every or auto_raw_every(len(views))) * 0.9
         new_services = len(self._svc_ids)
         # Minutes that ended go out first, in this tick's batch: at a minute boundary that is
         # one row per node, which must not become one queue entry per node.

@@ -232,6 +232,26 @@ def _forward(line: _Line, name: str) -> str:
     return FORWARD_NAMES[name]
 
 
+def _real_server(line: _Line, address: str, port: int, fields: list[str]) -> RealServer:
+    """A `-> ADDR:PORT Forward Weight ActiveConn InActConn` line (ipvsadm or /proc)."""
+    if len(fields) != 4:
+        raise IPVSParseError(_where(line.number, line.text, "want Forward Weight Active InAct"))
+    try:
+        weight, active, inactive = (parse_number(f) for f in fields[1:])
+    except ValueError as exc:
+        raise IPVSParseError(_where(line.number, line.text, str(exc))) from None
+    return RealServer(
+        key=format_hostport(address, port),
+        address=address,
+        port=port,
+        weight=weight,
+        state=_state(weight),
+        active_conns=active,
+        inactive_conns=inactive,
+        forward=_forward(line, fields[0]),
+    )
+
+
 def parse_list(text: str) -> list[VirtualService]:
     """`ipvsadm -Ln [--exact]` (also accepts `--tun-info` listings) -> services in kernel order."""
     _require_columns(text, ["Scheduler", "Flags"], "ipvsadm -Ln")
@@ -248,22 +268,7 @@ def parse_list(text: str) -> list[VirtualService]:
         fields = line.tokens[1:]
         if len(fields) == 5:  # --tun-info adds a TunnelInfo column after Forward
             fields = [fields[0], *fields[2:]]
-        if len(fields) != 4:
-            raise IPVSParseError(_where(line.number, line.text, "want Forward Weight Active InAct"))
-        try:
-            weight, active, inactive = (parse_number(f) for f in fields[1:])
-        except ValueError as exc:
-            raise IPVSParseError(_where(line.number, line.text, str(exc))) from None
-        server = RealServer(
-            key=format_hostport(address, port),
-            address=address,
-            port=port,
-            weight=weight,
-            state=_state(weight),
-            active_conns=active,
-            inactive_conns=inactive,
-            forward=_forward(line, fields[0]),
-        )
+        server = _real_server(line, address, port, fields)
         services[-1] = replace(services[-1], servers=(*services[-1].servers, server))
     return services
 
@@ -460,22 +465,7 @@ def parse_proc_ip_vs(text: str, hz: int) -> list[VirtualService]:
             raise IPVSParseError(_where(line.number, line.text, "server before any service"))
         address, port = _server_address(line, hex_form=True)
         fields = line.tokens[1:]
-        if len(fields) != 4:
-            raise IPVSParseError(_where(line.number, line.text, "want Forward Weight Active InAct"))
-        try:
-            weight, active, inactive = (parse_number(f) for f in fields[1:])
-        except ValueError as exc:
-            raise IPVSParseError(_where(line.number, line.text, str(exc))) from None
-        server = RealServer(
-            key=format_hostport(address, port),
-            address=address,
-            port=port,
-            weight=weight,
-            state=_state(weight),
-            active_conns=active,
-            inactive_conns=inactive,
-            forward=_forward(line, fields[0]),
-        )
+        server = _real_server(line, address, port, fields)
         svc = services[-1]
         if svc.protocol == "FWM" and ":" in address and not svc.key.endswith("IPv6"):
             svc = replace(svc, key=f"{svc.key} IPv6")

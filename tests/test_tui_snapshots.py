@@ -78,3 +78,9 @@ def test_help_screen(snap_compare):
         await settle(pilot)
 
     assert snap_compare(make(16, "grid"), terminal_size=SIZE, run_before=keys)
+
+
+def test_main_in_an_80_by_24_terminal(snap_compare):
+    """The classic terminal: header cropped not wrapped, alerts pane folded away so the load
+    balancer keeps its columns."""
+    assert snap_compare(make(16, "table"), terminal_size=(80, 24), run_before=settle)

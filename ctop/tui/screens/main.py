@@ -21,6 +21,8 @@ from ctop.tui.widgets.node_grid import NodeGrid, fits
 from ctop.tui.widgets.node_list import NodeList
 from ctop.tui.widgets.node_table import NodeTable
 
+NARROW = 120  # columns
+
 
 class MainScreen(LBKeys, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -55,7 +57,13 @@ class MainScreen(LBKeys, Screen[None]):
         )
         yield Footer()
 
+    def on_resize(self) -> None:
+        # Below 120 columns the alerts pane would squeeze the load balancer to its names:
+        # hide it (the header counts firing alerts and `a` opens the alerts screen).
+        self.query_one("#alerts").display = self.size.width >= NARROW
+
     def on_mount(self) -> None:
+        self.query_one("#alerts").display = self.app.size.width >= NARROW
         self.query_one("#filter").display = False
         self.query_one(NodeGrid).display = False
         if self.view is not None:

@@ -11,7 +11,10 @@ from ctop.tui.format import count, rate
 
 
 class ClusterHeader(Static):
-    DEFAULT_CSS = "ClusterHeader { height: 2; padding: 0 1; }"
+    # two lines, cropped with an ellipsis on narrow terminals rather than wrapped away
+    DEFAULT_CSS = """
+    ClusterHeader { height: 2; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    """
 
     def __init__(self, *, palette: Palette = RICH, id: str | None = None) -> None:
         super().__init__(id=id)

@@ -3,6 +3,7 @@ services, process counts, the node's events and its real-server entries with the
 
 from __future__ import annotations
 
+import time
 from typing import ClassVar
 
 from rich.table import Table
@@ -21,6 +22,7 @@ from ctop.tui.widgets.chart import Chart
 from ctop.tui.widgets.lb_pane import LBPane, Target
 
 RANGES = {"1": (900.0, "15 min"), "2": (3600.0, "1 h"), "3": (86400.0, "24 h")}
+RELOAD_EVERY = {"1": 2.0, "2": 10.0, "3": 60.0}  # seconds between chart refreshes per range
 BASE_METRICS = ("cpu_percent", "mem_percent", "net_rx_bps", "net_tx_bps", "tcp_established")
 MAX_LATENCY_CHARTS = 3
 
@@ -60,6 +62,8 @@ class NodeDetail(LBKeys, Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._loaded_at = 0.0
+        self.set_interval(1.0, self._reload_if_due)  # charts keep moving while open
         for k in range(MAX_LATENCY_CHARTS):
             self.query_one(f"#c-svc{k}").display = False
         self.query_one(LBPane).focus()
@@ -105,17 +109,27 @@ class NodeDetail(LBKeys, Screen[None]):
         self.update_snapshot(self.app.snapshot)  # type: ignore[attr-defined]
         self.load_history()
 
+    def _reload_if_due(self) -> None:
+        if time.monotonic() - self._loaded_at >= RELOAD_EVERY[self.range]:
+            self.load_history()
+
     @work(thread=True, exclusive=True, group="history")
     def load_history(self) -> None:
         """The store query blocks for milliseconds: keep it off the event loop."""
+        self._loaded_at = time.monotonic()
         seconds = RANGES[self.range][0]
+        end = self.app.source.snapshot().ts  # type: ignore[attr-defined]
+        window = (end - seconds, end)
         svcs = self.services[:MAX_LATENCY_CHARTS]
         metrics = (*BASE_METRICS, *(f"svc:{s}" for s in svcs))
         data = self.app.source.history(self.node_id, metrics, seconds)  # type: ignore[attr-defined]
-        self.app.call_from_thread(self._history_ready, data, svcs)
+        self.app.call_from_thread(self._history_ready, data, svcs, window)
 
     def _history_ready(
-        self, data: dict[str, list[tuple[float, float]]], svcs: tuple[str, ...]
+        self,
+        data: dict[str, list[tuple[float, float]]],
+        svcs: tuple[str, ...],
+        window: tuple[float, float],
     ) -> None:
         for metric, chart_id in (
             ("cpu_percent", "c-cpu"),
@@ -124,13 +138,13 @@ class NodeDetail(LBKeys, Screen[None]):
             ("net_tx_bps", "c-tx"),
             ("tcp_established", "c-conns"),
         ):
-            self.query_one(f"#{chart_id}", Chart).set_points(data.get(metric, []))
+            self.query_one(f"#{chart_id}", Chart).set_points(data.get(metric, []), window)
         for k in range(MAX_LATENCY_CHARTS):
             chart = self.query_one(f"#c-svc{k}", Chart)
             chart.display = k < len(svcs)
             if k < len(svcs):
                 chart.title = f"{svcs[k]} latency"
-                chart.set_points(data.get(f"svc:{svcs[k]}", []))
+                chart.set_points(data.get(f"svc:{svcs[k]}", []), window)
 
     def lb_target(self) -> Target | None:
         return self.query_one(LBPane).target

@@ -13,14 +13,21 @@ from ctop.tui.format import BLOCKS
 Points = Sequence[tuple[float, float]]
 
 
-def buckets(points: Points, width: int) -> list[float | None]:
-    """Average of the points falling in each of `width` equal time buckets (None: no data)."""
+def buckets(
+    points: Points, width: int, window: tuple[float, float] | None = None
+) -> list[float | None]:
+    """Average of the points falling in each of `width` equal time buckets (None: no data).
+
+    With a window (start, end) the x axis is that span of time, so 15 s of data in a 15-minute
+    chart sits at its right edge; without one, the points' own span."""
     if not points or width <= 0:
         return [None] * max(width, 0)
-    t0, t1 = points[0][0], points[-1][0]
+    t0, t1 = window if window is not None else (points[0][0], points[-1][0])
     span = (t1 - t0) or 1.0
     sums, ns = [0.0] * width, [0] * width
     for t, v in points:
+        if t < t0:
+            continue
         k = min(width - 1, int((t - t0) / span * width))
         sums[k] += v
         ns[k] += 1
@@ -59,9 +66,10 @@ class Chart(Widget):
         super().__init__(id=id)
         self.title, self.fmt, self.top, self.style = title, fmt, top, style
         self.points: Points = ()
+        self.window: tuple[float, float] | None = None
 
-    def set_points(self, points: Points) -> None:
-        self.points = points
+    def set_points(self, points: Points, window: tuple[float, float] | None = None) -> None:
+        self.points, self.window = points, window
         self.refresh()
 
     def render(self) -> Text:
@@ -78,7 +86,7 @@ class Chart(Widget):
         else:
             text.append("  no data", "dim")
         top = self.top if self.top is not None else (max(vals, default=0.0) * 1.1 or 1.0)
-        for row in chart_rows(buckets(self.points, width), height, top):
+        for row in chart_rows(buckets(self.points, width, self.window), height, top):
             text.append("\n")
             text.append(row, self.style)
         return text

@@ -216,6 +216,7 @@ class DirectorConfig:
     key_file: str = "/etc/ctop/cluster.key"
     max_age: float = 30.0  # seconds a message may be old (clock skew + queueing)
     tick: float = 1.0  # seconds between snapshots
+    lb_every: float = 2.0  # seconds between reads of the load-balancer tables
     liveness: LivenessConfig = LivenessConfig()
     store: StoreConfig = field(default_factory=StoreConfig)
     alerts: tuple[Mapping[str, Any], ...] = ()  # raw [[alert]] tables, parsed by ctop.alerts
@@ -262,6 +263,7 @@ def from_source(src: TomlSource) -> DirectorConfig:
         key_file=top.string("key_file", DirectorConfig.key_file),
         max_age=top.number("max_age", DirectorConfig.max_age),
         tick=top.number("tick", DirectorConfig.tick),
+        lb_every=top.number("lb_every", DirectorConfig.lb_every),
         liveness=liveness,
         store=store,
         alerts=tuple(_tables(top, "alert")),

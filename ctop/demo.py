@@ -75,7 +75,8 @@ class DemoCluster:
     nodes: int = 6
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ctop-demo-")))
     traffic_per_s: float = 25.0
-    interval: float = 1.0
+    interval: float = 1.0  # agent report interval
+    probe_interval: float = 2.0
     haproxy: bool = True
     servers: list[ThreadingHTTPServer] = field(default_factory=list)
     agents: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -94,6 +95,16 @@ class DemoCluster:
 
     def address(self, i: int) -> str:
         return f"127.0.1.{i + 1}"
+
+    def stop_web(self, i: int) -> None:
+        """Take node i's web service down (the agent keeps running): for failure drills."""
+        self.servers[i].shutdown()
+        self.servers[i].server_close()
+
+    def start_web_again(self, i: int) -> None:
+        httpd = _QuietHTTPServer((self.address(i), WEB_PORT), _SlowHandler)
+        threading.Thread(target=httpd.serve_forever, args=(0.2,), daemon=True).start()
+        self.servers[i] = httpd
 
     def config(self) -> DirectorConfig:
         lb: dict = {}
@@ -141,8 +152,9 @@ class DemoCluster:
             "--group", GROUPS[i % len(GROUPS)],
             "--interval", str(self.interval),
             "--address", self.address(i),
-            "--probe", f"{web}?name=http&interval=2&timeout=2",
-            "--probe", f"tcp://{self.address(i)}:{WEB_PORT}?name=tcp&interval=2&timeout=1",
+            "--probe", f"{web}?name=http&interval={self.probe_interval}&timeout=2",
+            "--probe",
+            f"tcp://{self.address(i)}:{WEB_PORT}?name=tcp&interval={self.probe_interval}&timeout=1",
         ]
         (self.workdir / "agentd.toml").touch()
         log = open(self.workdir / f"agent-{i + 1}.log", "wb")  # noqa: SIM115 - lives with the process

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EVENTS_KEPT = 200  # recent events carried in each snapshot
-LB_EVERY = 2.0  # seconds between reads of the load-balancer tables
 
 
 class Engine:
@@ -204,7 +203,7 @@ class Engine:
                 if message != self._lb_error:
                     log.warning("reading the load balancers failed: %s", message)
                 self._lb_error = message
-            await asyncio.sleep(LB_EVERY)
+            await asyncio.sleep(self.config.lb_every)
 
     def _lb_round(self) -> None:
         """Worker thread: read the tables, run automation, rebuild the LB views."""

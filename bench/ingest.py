@@ -226,17 +226,19 @@ class Bare:
 class Ctop:
     """The real thing: Receiver + Verifier + ClusterModel.apply (+ the engine's tick)."""
 
-    def __init__(self, tick: bool) -> None:
+    def __init__(self, tick: bool, deferred: bool = True) -> None:
         from ctop.cluster import ClusterModel
         from ctop.collector import Receiver
 
         self.model = ClusterModel("bench")
         apply = self.model.apply
 
-        def on_message(msg: wire.Message, source: str, now: float) -> None:
+        def on_message(msg: wire.Message | wire.RawReport, source: str, now: float) -> None:
             apply(msg, now, source)
 
-        self.receiver = Receiver(wire.Verifier(KEY), on_message, HOST, 0)
+        self.receiver = Receiver(wire.Verifier(KEY), on_message, HOST, 0, deferred=deferred)
+        self.model.on_reject = lambda rejected, source: self.receiver.count_drop(
+            rejected, source, accepted=True)
         self.tick = tick
         self.ticks = 0
         self.tick_cpu = 0.0

@@ -7,12 +7,21 @@ node's own interval and `snapshot()` freezes everything into a `ctop.model.Snaps
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from typing import Any
 
-from agentd.wire import Join, Leave, Message, Report, ServiceStatus
+from agentd.wire import (
+    Join,
+    Leave,
+    Message,
+    RawReport,
+    Rejected,
+    Report,
+    ServiceStatus,
+    decode_report,
+)
 from ctop.config import LivenessConfig
 from ctop.model import (
     Aggregate,
@@ -52,6 +61,12 @@ class NodeState:
     restarts: int = 0
     source: str = ""  # address the datagrams come from
     seqs: deque[int] = field(default_factory=lambda: deque(maxlen=LOSS_WINDOW))
+    # The newest report's body, not yet checked (RawReport from the deferred receiver):
+    # snapshot() checks and folds it in, so of the reports a node sends between two ticks
+    # only the newest pays for the metric checks and conversion.
+    pending: dict[Any, Any] | None = None
+    view: NodeView | None = None  # this node in the last snapshot
+    changed: bool = True  # anything view() reads changed since `view` was made
 
 
 class ClusterModel:
@@ -60,6 +75,16 @@ class ClusterModel:
         self.liveness = liveness or LivenessConfig()
         self.nodes: dict[str, NodeState] = {}
         self.received = 0
+        # Report bodies refused when folded in (deferred checks), by reason; each is also
+        # taken back out of `received` and passed to on_reject(rejected, source).
+        self.rejected: Counter[str] = Counter()
+        self.on_reject: Callable[[Rejected, str], None] | None = None
+        # Nodes in snapshot order, their group ranges and id index, kept while no node
+        # joins, leaves the registry or changes group: no sort of 10,000 nodes per tick.
+        self._sorted: list[NodeState] | None = None
+        self._ranges: list[tuple[str, int, int]] = []
+        self._index: Mapping[str, int] = {}
+        self._total_conns = -1  # what the views' load_share was computed against
 
     # -- ingest ---------------------------------------------------------------------------
 
@@ -68,31 +93,40 @@ class ClusterModel:
         self.received += 1
         h = msg.header
         node = self.nodes.get(h.node)
+        kind = type(msg)
         if (
-            type(msg) is Report and node is not None and node.boot == h.boot
+            (kind is RawReport or kind is Report) and node is not None and node.boot == h.boot
             and node.liveness is Liveness.ALIVE
         ):
             # The steady state, nearly every message: a known, alive node reports again.
-            # Kept flat and allocation-free; it runs 10,000+ times a second.
+            # Kept flat and allocation-free; it runs 10,000+ times a second. Liveness, loss
+            # and the interval are per message; the body only matters as the newest one.
             node.last_seen = now
             node.seqs.append(h.seq)
+            node.changed = True
             if source:
                 node.source = source
             node.interval = msg.interval
-            if msg.group:
-                node.group = msg.group
-            m = msg.metrics
-            node.metrics = m  # built by the verifier for this message alone: no copy needed
-            node.services = msg.services
-            node.cpu_history.append(m.get("cpu_percent", 0.0))
-            if not node.mem_total:
-                node.mem_total = int(m.get("mem_total", 0))
+            if kind is RawReport:
+                node.pending = msg.body  # replaces an unchecked older one: never looked at
+                return []
+            node.pending = None
+            self._take(node, msg)  # type: ignore[arg-type]
             return []
+        if kind is RawReport:
+            # Registration, restart, or back from suspect/dead: rare, so checked right away,
+            # and a bad body changes nothing, as with Verifier.verify.
+            decoded = decode_report(msg.body)  # type: ignore[union-attr]
+            if type(decoded) is Rejected:
+                self._refuse(decoded, source or (node.source if node else ""))
+                return []
+            msg = decoded  # type: ignore[assignment]
         events: list[EventView] = []
         interval = msg.interval if type(msg) is Report or type(msg) is Join else 1.0
         if node is None:
             node = NodeState(h.node, h.boot, interval, now, now, hostname=h.node, source=source)
             self.nodes[h.node] = node
+            self._sorted = None
             events.append(EventView(now, "join", h.node, f"{h.node} joined from {source}"))
         elif node.boot != h.boot:
             node.boot = h.boot
@@ -103,18 +137,16 @@ class ClusterModel:
         node.last_seen = now
         node.seqs.append(h.seq)
         node.source = source or node.source
+        node.changed = True
         if isinstance(msg, Report):
             node.interval = msg.interval
-            if msg.group:
-                node.group = msg.group
-            node.metrics = msg.metrics
-            node.services = msg.services
-            node.cpu_history.append(msg.metrics.get("cpu_percent", 0.0))
-            if not node.mem_total:
-                node.mem_total = int(msg.metrics.get("mem_total", 0))
+            node.pending = None
+            self._take(node, msg)
         elif isinstance(msg, Join):
             node.hostname = msg.hostname
-            node.group = msg.group
+            if msg.group != node.group:
+                node.group = msg.group
+                self._sorted = None
             node.addresses = msg.addresses
             node.cores = msg.cores
             node.mem_total = msg.mem_total
@@ -127,9 +159,46 @@ class ClusterModel:
             events.append(self._set(node, Liveness.ALIVE, now, "reporting again"))
         return events
 
+    def _take(self, node: NodeState, msg: Report) -> None:
+        """A checked report's content (not its liveness facts) into the node."""
+        group = msg.group
+        if group and group != node.group:
+            node.group = group
+            self._sorted = None
+        m = msg.metrics
+        node.metrics = m  # built by the verifier for this message alone: no copy needed
+        node.services = msg.services
+        node.cpu_history.append(m.get("cpu_percent", 0.0))
+        if not node.mem_total:
+            node.mem_total = int(m.get("mem_total", 0))
+
+    def _refuse(self, rejected: Rejected, source: str) -> None:
+        self.received -= 1
+        self.rejected[str(rejected.reason)] += 1
+        if self.on_reject is not None:
+            self.on_reject(rejected, source)
+
+    def fold(self) -> None:
+        """Check and take in each node's pending report body (the newest it sent since the
+        last fold). A body that fails is counted as rejected (`bad_field`) and the node keeps
+        its previous metrics; its liveness, loss and `last_seen` stand, as the report was
+        genuine, fresh and in order. snapshot() calls this first."""
+        take = self._take
+        for node in self.nodes.values():
+            body = node.pending
+            if body is None:
+                continue
+            node.pending = None
+            msg = decode_report(body)
+            if type(msg) is Rejected:
+                self._refuse(msg, node.source)
+            else:
+                take(node, msg)  # type: ignore[arg-type]
+
     def _set(self, node: NodeState, state: Liveness, now: float, why: str) -> EventView:
         before = node.liveness
         node.liveness = state
+        node.changed = True
         kind = "leave" if state is Liveness.LEFT else "state"
         return EventView(now, kind, node.node_id, f"{node.node_id} {before} → {state} ({why})")
 
@@ -151,39 +220,63 @@ class ClusterModel:
         return events
 
     def forget(self, node_id: str) -> bool:
+        self._sorted = None
         return self.nodes.pop(node_id, None) is not None
 
     # -- snapshot -------------------------------------------------------------------------
 
     def snapshot(self, now: float, tick: int, **extra: Any) -> Snapshot:
-        nodes = sorted(self.nodes.values(), key=_order)
+        self.fold()
+        nodes = self._sorted
+        if nodes is None:
+            nodes = self._sorted = sorted(self.nodes.values(), key=_order)
+            self._ranges = _group_ranges(nodes)
+            self._index = Snapshot.index_of(tuple(nodes))  # reads node_id only
         total_conns = 0
         for n in nodes:
             if n.liveness is Liveness.ALIVE or n.liveness is Liveness.SUSPECT:
                 total_conns += int(n.metrics.get("tcp_established", 0))
-        views = tuple([_view(n, total_conns) for n in nodes])
-        groups: dict[str, list[NodeView]] = {}
-        for v in views:
-            group = groups.get(v.group)
-            if group is None:
-                groups[v.group] = [v]
-            else:
-                group.append(v)
+        # A node's view is made again only when something it shows changed: its state, or
+        # (alive and suspect nodes) the cluster's connections its load share is taken of.
+        # Dead, left and silent nodes keep theirs; NodeViews are immutable, so sharing is safe.
+        same_total = total_conns == self._total_conns
+        self._total_conns = total_conns
+        out = []
+        for n in nodes:
+            v = n.view
+            if v is None or n.changed or (not same_total and (
+                n.liveness is Liveness.ALIVE or n.liveness is Liveness.SUSPECT
+            )):
+                v = n.view = _view(n, total_conns)
+                n.changed = False
+            out.append(v)
+        views = tuple(out)
         return Snapshot(
             ts=now,
             tick=tick,
             cluster=self.name,
             nodes=views,
-            groups=tuple(GroupView(g, aggregate(vs)) for g, vs in groups.items()),
+            groups=tuple(GroupView(g, aggregate(views[a:b])) for g, a, b in self._ranges),
             totals=aggregate(views),
             received=self.received,
-            _index=Snapshot.index_of(views),
+            _index=self._index,
             **extra,
         )
 
 
 def _order(n: NodeState) -> tuple[str, str]:
     return n.group, n.node_id
+
+
+def _group_ranges(nodes: list[NodeState]) -> list[tuple[str, int, int]]:
+    """(group, start, end) of each group's run in `nodes`, which are sorted by group."""
+    out: list[tuple[str, int, int]] = []
+    start = 0
+    for i in range(1, len(nodes) + 1):
+        if i == len(nodes) or nodes[i].group != nodes[start].group:
+            out.append((nodes[start].group, start, i))
+            start = i
+    return out
 
 
 def _counts(state: Liveness) -> bool:

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from agentd.wire import MAX_DATAGRAM, Message, Rejected, Verifier
+from agentd.wire import MAX_DATAGRAM, Message, RawReport, Rejected, Verifier
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +59,22 @@ def tune_gc() -> None:
 
 
 class Receiver:
-    """Owns the UDP socket. `on_message(msg, source, now)` is called for each accepted one."""
+    """Owns the UDP socket. `on_message(msg, source, now)` is called for each accepted one.
+
+    With `deferred=True` reports are checked with `Verifier.verify_deferred` and handed on as
+    `RawReport`s (signature, header, staleness and order checked; body not yet): the consumer
+    must accept them (`ClusterModel.apply` does) and report body rejects via `count_drop`.
+    """
 
     def __init__(
         self,
         verifier: Verifier,
-        on_message: Callable[[Message, str, float], None],
+        on_message: Callable[[Message | RawReport, str, float], None],
         host: str = "0.0.0.0",
         port: int = 7117,
         *,
         tune_gc: bool = True,
+        deferred: bool = False,
     ) -> None:
         self.verifier = verifier
         self.on_message = on_message
@@ -80,6 +86,7 @@ class Receiver:
         self.last_reject: dict[str, str] = {}  # reason -> last detail, for the status output
         self._loop: asyncio.AbstractEventLoop | None = None
         self.tune_gc = tune_gc
+        self.deferred = deferred
 
     def open(self) -> tuple[str, int]:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -111,7 +118,7 @@ class Receiver:
             return
         # Locals for everything touched per datagram: this loop runs 10,000+ times a second.
         recv = sock.recvfrom
-        verify = self.verifier.verify
+        verify = self.verifier.verify_deferred if self.deferred else self.verifier.verify
         on_message = self.on_message
         now = time.time()
         accepted = 0
@@ -126,7 +133,7 @@ class Receiver:
                     return
                 result = verify(data)
                 if type(result) is Rejected:
-                    self._count_drop(result, addr[0])
+                    self.count_drop(result, addr[0])
                     continue
                 accepted += 1
                 try:
@@ -136,7 +143,12 @@ class Receiver:
         finally:
             self.accepted += accepted
 
-    def _count_drop(self, rejected: Rejected, source: str) -> None:
+    def count_drop(self, rejected: Rejected, source: str, *, accepted: bool = False) -> None:
+        """Count a reject by reason and source. `accepted=True` for a message counted as
+        accepted on arrival and refused later (a deferred report body): it moves from
+        `accepted` to the drops, so accepted + drops still add up to what was read."""
+        if accepted:
+            self.accepted -= 1
         reason = str(rejected.reason)
         self.drops[reason] += 1
         self.last_reject[reason] = f"{source}: {rejected.detail}"

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from agentd.wire import Join, Message, Verifier, load_key
+from agentd.wire import Join, Message, RawReport, Verifier, load_key
 from ctop.alerts import AlertEngine, HookRunner, parse_hooks, parse_rules
 from ctop.cluster import ClusterModel
 from ctop.collector import Receiver
@@ -46,7 +46,11 @@ class Engine:
         self.key = key if key is not None else load_key(config.key_file)
         self.verifier = Verifier(self.key, max_age=config.max_age, max_skew=config.max_age)
         self.model = ClusterModel(config.cluster, config.liveness)
-        self.receiver = Receiver(self.verifier, self._on_message, *config.listen)
+        # Deferred: reports' bodies are checked when the tick folds them in (newest per node);
+        # a body refused then still counts as a receiver drop (bad_field).
+        self.receiver = Receiver(self.verifier, self._on_message, *config.listen, deferred=True)
+        self.model.on_reject = lambda rejected, source: self.receiver.count_drop(
+            rejected, source, accepted=True)
         self.alerts = AlertEngine(parse_rules(config.alerts), config.cluster)
         self.hooks = HookRunner(parse_hooks(config.hooks))
         self.store: Store | None = None
@@ -119,7 +123,7 @@ class Engine:
 
     # -- ingest ----------------------------------------------------------------------------
 
-    def _on_message(self, msg: Message, source: str, now: float) -> None:
+    def _on_message(self, msg: Message | RawReport, source: str, now: float) -> None:
         events = self.model.apply(msg, now, source)
         if isinstance(msg, Join):
             self._joined.append(msg.header.node)

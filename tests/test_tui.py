@@ -17,8 +17,7 @@ from ctop.tui.screens.node_detail import NodeDetail
 from ctop.tui.source import StaticSource
 from ctop.tui.widgets.alerts_pane import AlertsPane
 from ctop.tui.widgets.lb_pane import LBPane
-from ctop.tui.widgets.node_grid import NodeGrid
-from ctop.tui.widgets.node_table import NodeTable
+from ctop.tui.widgets.node_list import NodeList
 
 from .test_engine import make_engine, until
 
@@ -38,7 +37,8 @@ async def test_arrows_and_hjkl_move_the_selection():
     app = app_on(40)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        table = app.screen.query_one(NodeTable)
+        table = app.screen.query_one(NodeList)
+        assert table.mode == "table"
         assert table.has_focus and table.cursor == 0
         await pilot.press("down", "j", "j")
         assert table.cursor == 3
@@ -54,7 +54,7 @@ async def test_enter_opens_the_node_with_its_history_and_esc_goes_back():
     app = app_on(12, view="grid")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        grid = app.screen.query_one(NodeGrid)
+        grid = app.screen.query_one(NodeList)
         await pilot.press("right", "l")
         chosen = grid.selected.node_id
         await pilot.press("enter")
@@ -78,7 +78,7 @@ async def test_filter_narrows_by_group_state_or_address_and_esc_clears():
         arr = main(app).arr
         assert arr.nodes and all(n.group == "db" for n in arr.nodes)
         await pilot.press("enter")
-        assert main(app).query_one(NodeTable).has_focus
+        assert main(app).query_one(NodeList).has_focus
         await pilot.press("slash", "escape")
         assert len(main(app).arr.nodes) == 60
         await pilot.press("slash", *"dead")
@@ -117,7 +117,7 @@ async def test_t_toggles_grid_and_table_keeping_the_selection():
         chosen = screen.nodes.selected.node_id
         await pilot.press("t")
         await pilot.pause()
-        assert screen.view == "grid" and screen.query_one(NodeGrid).display
+        assert screen.view == "grid" and screen.nodes.mode == "grid"
         assert screen.nodes.selected.node_id == chosen
         await pilot.press("t")
         assert screen.view == "table"

@@ -1,6 +1,10 @@
-"""Filter, sort and group the snapshot's nodes once per tick (never per rendered line).
+"""Filter, sort and group the snapshot's nodes (never per rendered line).
 
-Pure data code: the table and the grid both draw from one `Arrangement`.
+Pure data code: the table and the grid both draw from one `Arrangement`. `Arranger` keeps what
+stays valid between calls, so a key press at 10,000 nodes costs a sort, not a rebuild:
+the LB entries per snapshot, each node's lowercase search text per node object (the engine
+hands out a new NodeView only when the node changed), and the last result for narrowing a
+filter as the operator types.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from ctop.model import Liveness, NodeView, RealServerView, Snapshot
 SORTS = ("name", "cpu", "mem", "conns", "ratio", "state")
 _STATE_ORDER = {Liveness.DEAD: 0, Liveness.SUSPECT: 1, Liveness.ALIVE: 2, Liveness.LEFT: 3}
 
+Servers = dict[str, tuple[tuple[str, str, RealServerView], ...]]
+
 
 @dataclass(frozen=True, slots=True)
 class Arrangement:
@@ -22,10 +28,10 @@ class Arrangement:
     groups: tuple[tuple[str, int, int], ...]  # (group, start, end) into `nodes`; () if ungrouped
     index: dict[str, int] = field(default_factory=dict)
     ratios: dict[str, float] = field(default_factory=dict)  # node_id -> worst LB ratio
-    servers: dict[str, tuple[tuple[str, str, RealServerView], ...]] = field(default_factory=dict)
+    servers: Servers = field(default_factory=dict)
 
 
-def node_servers(snap: Snapshot) -> dict[str, tuple[tuple[str, str, RealServerView], ...]]:
+def node_servers(snap: Snapshot) -> Servers:
     """node_id -> its real-server entries as (backend, service, server view)."""
     out: dict[str, list[tuple[str, str, RealServerView]]] = {}
     for svc in snap.lb:
@@ -41,56 +47,110 @@ def worst_ratio(entries: tuple[tuple[str, str, RealServerView], ...]) -> float |
     return max(ratios, key=lambda r: abs(r - 1.0)) if ratios else None
 
 
+def search_text(n: NodeView) -> str:
+    """What `/` searches: name, id, group, state and addresses, lowercase."""
+    return " ".join((n.hostname, n.node_id, n.group, n.liveness, *n.addresses)).lower()
+
+
+def terms_of(text: str) -> tuple[str, ...]:
+    return tuple(text.lower().split())
+
+
+def narrows(old: tuple[str, ...], new: tuple[str, ...]) -> bool:
+    """Does every match of `new` also match `old`? (each old term inside some new term)"""
+    return all(any(o in t for t in new) for o in old)
+
+
 def matcher(text: str) -> Callable[[NodeView], bool] | None:
     """Every whitespace-separated term must occur in the name, id, group, state or an address."""
-    terms = text.lower().split()
+    terms = terms_of(text)
     if not terms:
         return None
-
-    def match(n: NodeView) -> bool:
-        hay = " ".join((n.hostname, n.node_id, n.group, n.liveness, *n.addresses)).lower()
-        return all(t in hay for t in terms)
-
-    return match
+    return lambda n: all(t in search_text(n) for t in terms)
 
 
-def _sort_key(sort: str, ratios: dict[str, float]) -> Callable[[NodeView], object] | None:
+def _sort_key(sort: str, ratios: dict[str, float], grouped: bool) -> Callable[[NodeView], tuple]:
+    """One flat tuple per node (cheaper than nested keys): group first when grouped."""
     if sort == "cpu":
-        return lambda n: (-n.cpu, n.node_id)
-    if sort == "mem":
-        return lambda n: (-n.mem, n.node_id)
-    if sort == "conns":
-        return lambda n: (-n.conns, n.node_id)
-    if sort == "ratio":
-        return lambda n: (-abs(ratios.get(n.node_id, 1.0) - 1.0), n.node_id)
-    if sort == "state":
-        return lambda n: (_STATE_ORDER.get(n.liveness, 9), n.node_id)
-    return None  # name: the snapshot's own (group, node_id) order, or hostname when ungrouped
+        key: Callable[[NodeView], tuple] = lambda n: (-n.cpu, n.node_id)  # noqa: E731
+    elif sort == "mem":
+        key = lambda n: (-n.mem, n.node_id)  # noqa: E731
+    elif sort == "conns":
+        key = lambda n: (-n.conns, n.node_id)  # noqa: E731
+    elif sort == "ratio":
+        key = lambda n: (-abs(ratios.get(n.node_id, 1.0) - 1.0), n.node_id)  # noqa: E731
+    elif sort == "state":
+        key = lambda n: (_STATE_ORDER.get(n.liveness, 9), n.node_id)  # noqa: E731
+    else:
+        key = lambda n: (n.node_id,)  # noqa: E731
+    if grouped:
+        return lambda n: (n.group, *key(n))
+    return key
+
+
+class Arranger:
+    """`arrange` with caches that survive key presses and unchanged nodes across ticks."""
+
+    def __init__(self) -> None:
+        self._snap: Snapshot | None = None
+        self._servers: Servers = {}
+        self._ratios: dict[str, float] = {}
+        self._hay: dict[int, tuple[NodeView, str]] = {}  # id(node) -> (node, search text)
+        # the last filtered list, in snapshot order, and the terms that produced it
+        self._filtered: tuple[tuple[str, ...], list[NodeView]] | None = None
+
+    def _new_snapshot(self, snap: Snapshot) -> None:
+        self._snap = snap
+        self._servers = node_servers(snap) if snap.lb else {}
+        self._ratios = {k: r for k, v in self._servers.items() if (r := worst_ratio(v)) is not None}
+        self._filtered = None
+
+    def _text(self, n: NodeView) -> str:
+        hit = self._hay.get(id(n))
+        if hit is not None and hit[0] is n:  # same object: id() was not reused
+            return hit[1]
+        text = search_text(n)
+        self._hay[id(n)] = (n, text)
+        return text
+
+    def _filter(self, snap: Snapshot, terms: tuple[str, ...]) -> list[NodeView]:
+        base: list[NodeView] | tuple[NodeView, ...] = snap.nodes
+        if self._filtered is not None and narrows(self._filtered[0], terms):
+            base = self._filtered[1]  # typing on: search only what still matched
+        elif len(self._hay) > 2 * len(snap.nodes) + 1024:
+            # drop nodes no longer in any snapshot (keeps the cache bounded)
+            self._hay = {id(n): (n, self._text(n)) for n in snap.nodes}
+        text = self._text
+        out = [n for n in base if all(t in text(n) for t in terms)]
+        self._filtered = (terms, out)
+        return out
+
+    def arrange(
+        self, snap: Snapshot, *, filter_text: str = "", sort: str = "name", grouped: bool = True
+    ) -> Arrangement:
+        if snap is not self._snap:
+            self._new_snapshot(snap)
+        terms = terms_of(filter_text)
+        nodes: list[NodeView] | tuple[NodeView, ...] = (
+            self._filter(snap, terms) if terms else snap.nodes
+        )
+        if not (sort == "name" and grouped):  # else: the snapshot's own (group, node_id) order
+            nodes = sorted(nodes, key=_sort_key(sort, self._ratios, grouped))
+        nodes = tuple(nodes)
+        groups: list[tuple[str, int, int]] = []
+        if grouped and nodes:
+            start, current = 0, nodes[0].group
+            for i, n in enumerate(nodes):
+                if n.group != current:
+                    groups.append((current, start, i))
+                    start, current = i, n.group
+            groups.append((current, start, len(nodes)))
+        index = {n.node_id: i for i, n in enumerate(nodes)}
+        return Arrangement(nodes, tuple(groups), index, self._ratios, self._servers)
 
 
 def arrange(
     snap: Snapshot, *, filter_text: str = "", sort: str = "name", grouped: bool = True
 ) -> Arrangement:
-    servers = node_servers(snap) if snap.lb else {}
-    ratios = {k: r for k, v in servers.items() if (r := worst_ratio(v)) is not None}
-    nodes: list[NodeView] | tuple[NodeView, ...] = snap.nodes
-    match = matcher(filter_text)
-    if match is not None:
-        nodes = [n for n in nodes if match(n)]
-    key = _sort_key(sort, ratios)
-    if key is None and not grouped:
-        key = lambda n: n.node_id  # noqa: E731
-    if key is not None:
-        nodes = sorted(nodes, key=(lambda n: (n.group, key(n))) if grouped else key)
-    elif grouped and not isinstance(nodes, tuple):
-        pass  # already in the snapshot's (group, node_id) order
-    nodes = tuple(nodes)
-    groups: list[tuple[str, int, int]] = []
-    if grouped:
-        start = 0
-        for i in range(1, len(nodes) + 1):
-            if i == len(nodes) or nodes[i].group != nodes[start].group:
-                groups.append((nodes[start].group, start, i))
-                start = i
-    index = {n.node_id: i for i, n in enumerate(nodes)}
-    return Arrangement(nodes, tuple(groups), index, ratios, servers)
+    """One-off arrangement (no caches kept)."""
+    return Arranger().arrange(snap, filter_text=filter_text, sort=sort, grouped=grouped)

@@ -59,6 +59,7 @@ class Palette:
     cursor_blur: Style  # selected row otherwise
     meter_empty: Style
     card: Style  # background of a grid card
+    hint: Style  # "→ more": the table scrolls sideways
 
     def liveness(self, state: Liveness | str) -> Style:
         return getattr(self, str(state), self.unknown)
@@ -113,6 +114,7 @@ RICH = Palette(  # truecolor and 256 colours (Rich picks the nearest of 256)
     cursor_blur=S("on #30363d"),
     meter_empty=S("#3a3f47"),
     card=S("on #1b2129"),
+    hint=S("bold #0d1117 on #6fb3d2"),
 )
 
 ANSI = Palette(  # 16 and 8 colours: only the eight basic ANSI colours, no bright variants
@@ -136,6 +138,7 @@ ANSI = Palette(  # 16 and 8 colours: only the eight basic ANSI colours, no brigh
     cursor_blur=S("underline"),
     meter_empty=S("dim white"),
     card=S(""),
+    hint=S("bold black on cyan"),
 )
 
 

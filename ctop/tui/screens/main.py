@@ -9,19 +9,23 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Input
 
 from ctop.model import Snapshot
-from ctop.tui.arrange import SORTS, Arrangement, arrange
+from ctop.tui.arrange import SORTS, Arrangement, Arranger
 from ctop.tui.screens.lb_keys import LBKeys
 from ctop.tui.widgets.alerts_pane import AlertsPane
 from ctop.tui.widgets.header import ClusterHeader
 from ctop.tui.widgets.lb_pane import LBPane, Target
-from ctop.tui.widgets.node_grid import NodeGrid, fits
+from ctop.tui.widgets.node_grid import fits
 from ctop.tui.widgets.node_list import NodeList
-from ctop.tui.widgets.node_table import NodeTable
 
 NARROW = 120  # columns
+# Filtering re-arranges every node; past this many it waits for a pause in typing, so keys
+# never queue up behind re-arrangements nobody will see.
+DEBOUNCE_NODES = 2000
+DEBOUNCE_S = 0.15
 
 
 class MainScreen(LBKeys, Screen[None]):
@@ -42,12 +46,13 @@ class MainScreen(LBKeys, Screen[None]):
         self.filter_text = ""
         self.arr: Arrangement | None = None
         self.snap: Snapshot | None = None
+        self.arranger = Arranger()
+        self._filter_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         pal = self.app.palette  # type: ignore[attr-defined]
         yield ClusterHeader(palette=pal, id="header")
-        yield NodeTable(palette=pal, id="table")
-        yield NodeGrid(palette=pal, id="grid")
+        yield NodeList(mode=self.view or "table", palette=pal, id="nodes")
         with Horizontal(id="bottom"):
             yield LBPane(palette=pal, id="lb")
             yield AlertsPane(palette=pal, id="alerts")
@@ -65,26 +70,24 @@ class MainScreen(LBKeys, Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#alerts").display = self.app.size.width >= NARROW
         self.query_one("#filter").display = False
-        self.query_one(NodeGrid).display = False
-        if self.view is not None:
-            self._show_view()
+        self.nodes.focus()
 
     @property
     def nodes(self) -> NodeList:
-        return self.query_one(NodeGrid if self.view == "grid" else NodeTable)
+        return self.query_one("#nodes", NodeList)
 
     # -- data ----------------------------------------------------------------------------------
 
     def update_snapshot(self, snap: Snapshot) -> None:
         self.snap = snap
         if self.view is None:
-            size = self.query_one(NodeTable).size
+            size = self.nodes.size
             self.view = (
                 "grid"
                 if fits(len(snap.nodes), len(snap.groups), size.width, size.height) and size.height
                 else "table"
             )
-            self._show_view()
+            self.nodes.mode = self.view  # no arrangement yet: nothing to lay out again
         self.rearrange()
         self.query_one(LBPane).show(snap)
         self.query_one(AlertsPane).show(snap, self.app.local_events)  # type: ignore[attr-defined]
@@ -93,12 +96,14 @@ class MainScreen(LBKeys, Screen[None]):
         """Filter/sort/group once; only the visible node widget gets the result."""
         if self.snap is None:
             return
-        self.arr = arrange(
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+            self._filter_timer = None
+        self.arr = self.arranger.arrange(
             self.snap, filter_text=self.filter_text, sort=self.sort, grouped=self.grouped
         )
         nodes = self.nodes
-        if isinstance(nodes, NodeTable):
-            nodes.sort = self.sort
+        nodes.sort = self.sort
         nodes.show(self.snap, self.arr)
         self._show_header()
 
@@ -113,32 +118,18 @@ class MainScreen(LBKeys, Screen[None]):
             self.snap, view=" · ".join(parts), readonly=self.app.readonly
         )  # type: ignore[attr-defined]
 
-    def _show_view(self) -> None:
-        grid = self.view == "grid"
-        table, grid_w = self.query_one(NodeTable), self.query_one(NodeGrid)
-        had_focus = table.has_focus or grid_w.has_focus or self.focused is None
-        grid_w.display, table.display = grid, not grid
-        other = table if grid else grid_w
-        self.nodes.selected_id = other.selected_id or self.nodes.selected_id
-        if had_focus:
-            self.nodes.focus()
-
     # -- keys ----------------------------------------------------------------------------------
 
     def action_toggle_view(self) -> None:
+        # Same widget, same arrangement: only the lines change (no focus move, no re-sort).
         self.view = "table" if self.view == "grid" else "grid"
-        self._show_view()
-        self.call_after_refresh(self._after_toggle)
-
-    def _after_toggle(self) -> None:
-        self.rearrange()
-        self.nodes.scroll_to_line(self.nodes.line_of_cursor())
+        self.nodes.set_mode(self.view)
+        self._show_header()
 
     def action_cycle_sort(self) -> None:
         self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
-        self.rearrange()
+        self.rearrange()  # the header and the column's ▼ say what the order is
         self.nodes.select(0)
-        self.notify(f"sorted by {self.sort}", timeout=1.5)
 
     def action_toggle_group(self) -> None:
         self.grouped = not self.grouped
@@ -150,12 +141,21 @@ class MainScreen(LBKeys, Screen[None]):
         box.focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        if event.input.id == "filter":
-            self.filter_text = event.value
+        if event.input.id != "filter" or event.value == self.filter_text:
+            return  # (esc already cleared it)
+        self.filter_text = event.value
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+            self._filter_timer = None
+        if self.snap is not None and len(self.snap.nodes) >= DEBOUNCE_NODES:
+            self._filter_timer = self.set_timer(DEBOUNCE_S, self.rearrange)
+        else:
             self.rearrange()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter":
+            if self._filter_timer is not None:  # enter: show the result now
+                self.rearrange()
             event.input.display = bool(event.value)
             self.nodes.focus()
 

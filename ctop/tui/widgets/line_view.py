@@ -1,7 +1,8 @@
 """Base for every widget whose size grows with the cluster: one Line-API `ScrollView`.
 
 Only visible lines are drawn (`render_line`); subclasses build a line's strip (and cache it).
-An optional sticky first line (a column header) stays put while the body scrolls under it.
+An optional sticky first line (a column header) stays put while the body scrolls under it;
+when the content is wider than the view it shows where the rest is (`→ more`, `←`).
 """
 
 from __future__ import annotations
@@ -55,11 +56,26 @@ class LineView(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width
         full = max(width, self._width)
         if y < self.sticky:
-            strip = self.header_strip(full)
+            strip = self.header_strip(full).crop_extend(sx, sx + width, None)
+            return self._scroll_hint(strip, sx, width, full).apply_style(self.rich_style)
         else:
             line = sy + y - self.sticky
             strip = self.body_strip(line, full) if 0 <= line < self._count else Strip.blank(full)
         return strip.crop_extend(sx, sx + width, None).apply_style(self.rich_style)
+
+    def _scroll_hint(self, line: Strip, sx: int, width: int, full: int) -> Strip:
+        """Mark the header's edges when columns are hidden left or right of the view."""
+        right = " → more " if sx + width < full else ""
+        left = " ←" if sx > 0 else ""
+        if not (left or right) or width < len(left) + len(right) + 8:
+            return line
+        style = self.palette.hint
+        parts = [line.crop(len(left), width - len(right))]
+        if left:
+            parts.insert(0, Strip([Segment(left, style)]))
+        if right:
+            parts.append(Strip([Segment(right, style)]))
+        return Strip.join(parts)
 
     def scroll_to_line(self, line: int) -> None:
         """Scroll just enough to make body line `line` visible."""

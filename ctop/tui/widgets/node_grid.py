@@ -1,5 +1,6 @@
-"""The panel grid: a compact card per node, drawn as lines of one Line-API widget, so it stays
-cheap however many nodes there are. Cards flow left to right, a group header above each group."""
+"""The panel grid: a compact card per node, drawn as lines of the nodes widget, so it stays
+cheap however many nodes there are. Cards flow left to right, a group header above each group;
+every card row starts at column 0, so a card's column is the same in every group."""
 
 from __future__ import annotations
 
@@ -7,14 +8,13 @@ from bisect import bisect_right
 from dataclasses import dataclass
 
 from rich.segment import Segment
-from textual import events
 from textual.strip import Strip
 
 from ctop.model import NodeView
 from ctop.tui.format import count, fit, rate
 from ctop.tui.widgets.cells import meter, pad, service_dots, spark
 from ctop.tui.widgets.line_view import strip
-from ctop.tui.widgets.node_list import NodeList
+from ctop.tui.widgets.node_list import NodeLayout
 
 CARD_W = 26  # card width; one blank column between cards
 CARD_LINES = 5  # lines per card; one blank line between card rows
@@ -23,11 +23,16 @@ CELL_W, CELL_H = CARD_W + 1, CARD_LINES + 1
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    """A run of lines: a group header (nodes empty) or one row of cards."""
+    """A run of lines: a group header (start == end) or one row of cards [start, end)."""
 
     first_line: int
     group: int
-    nodes: tuple[int, ...] = ()
+    start: int = 0
+    end: int = 0
+
+    @property
+    def cards(self) -> int:
+        return self.end - self.start
 
 
 def fits(nodes: int, groups: int, width: int, height: int) -> bool:
@@ -37,24 +42,33 @@ def fits(nodes: int, groups: int, width: int, height: int) -> bool:
     return rows * CELL_H + groups <= height + 1
 
 
-class NodeGrid(NodeList):
-    def __init__(self, **kw) -> None:
-        super().__init__(**kw)
+class GridLayout(NodeLayout):
+    def __init__(self, view) -> None:
+        super().__init__(view)
         self._blocks: list[Block] = []
-        self._starts: list[int] = []
-        self._pos: dict[int, tuple[int, int]] = {}  # node index -> (block, column)
+        self._starts: list[int] = []  # first line of each block (bisect: line -> block)
+        self._rows: list[int] = []  # index into _blocks of each card row, top to bottom
+        self._row_starts: list[int] = []  # first node of each card row (bisect: node -> row)
         self._cards: dict[tuple[int, bool, bool], tuple[NodeView, list[list[Segment]]]] = {}
         self._cols = 1
+        self._want: tuple[int, int] | None = None  # (column kept by up/down, where it led)
 
     @property
     def cols(self) -> int:
-        return max(1, self.scrollable_content_region.width // CELL_W)
+        return max(1, self.view.scrollable_content_region.width // CELL_W)
 
-    def layout_lines(self) -> None:
-        arr = self.arr
+    def forget(self) -> None:
+        self._cards = {}
+
+    def relayout_needed(self) -> bool:
+        return self.cols != self._cols
+
+    def layout(self) -> tuple[int, int]:
+        arr = self.view.arr
         assert arr is not None
         cols = self._cols = self.cols
         blocks: list[Block] = []
+        rows: list[int] = []
         line = 0
         groups = arr.groups or (("", 0, len(arr.nodes)),)
         for g, (_, start, end) in enumerate(groups):
@@ -62,22 +76,55 @@ class NodeGrid(NodeList):
                 blocks.append(Block(line, g))
                 line += 1
             for row in range(start, end, cols):
-                blocks.append(Block(line, g, tuple(range(row, min(row + cols, end)))))
+                rows.append(len(blocks))
+                blocks.append(Block(line, g, row, min(row + cols, end)))
                 line += CELL_H
-        self._blocks = blocks
+        self._blocks, self._rows = blocks, rows
         self._starts = [b.first_line for b in blocks]
-        self._pos = {i: (b, c) for b, blk in enumerate(blocks) for c, i in enumerate(blk.nodes)}
-        self._cards = {}
-        self.set_size(line, cols * CELL_W)
+        self._row_starts = [blocks[r].start for r in rows]
+        return line, cols * CELL_W
 
-    def on_resize(self) -> None:
-        if self.arr is not None and self.cols != self._cols:
-            self.layout_lines()
-            self.scroll_to_line(self.line_of_cursor())
+    def _row_of(self, index: int) -> int:
+        """Card row (position in _rows) holding node `index`."""
+        return max(0, bisect_right(self._row_starts, index) - 1)
 
-    def line_of_cursor(self) -> int:
-        b, _ = self._pos.get(self.cursor, (0, 0))
-        return self._blocks[b].first_line + CARD_LINES - 1 if self._blocks else 0
+    def line_of(self, index: int) -> int:
+        if not self._rows:
+            return 0
+        return self._blocks[self._rows[self._row_of(index)]].first_line + CARD_LINES - 1
+
+    # -- keys and mouse ------------------------------------------------------------------------
+
+    def move(self, index: int, dx: int, dy: int) -> int:
+        if dx or not self._rows:
+            return index + dx
+        return self._vertical(index, dy)
+
+    def page(self, index: int, direction: int) -> int:
+        rows = max(1, self.view.view_height // CELL_H)
+        return self._vertical(index, direction * rows)
+
+    def _vertical(self, index: int, rows: int) -> int:
+        """The card `rows` card rows up or down, in the same column (group headers skipped).
+
+        A shorter row (a group's last) takes its last card, but the column is remembered, so
+        moving on returns to it, as a text editor's cursor does."""
+        r = self._row_of(index)
+        col = index - self._row_starts[r]
+        if self._want is not None and self._want[1] == index:
+            col = self._want[0]
+        target = max(0, min(r + rows, len(self._rows) - 1))
+        blk = self._blocks[self._rows[target]]
+        out = blk.start + min(col, blk.cards - 1)
+        self._want = (col, out)
+        return out
+
+    def index_at(self, line: int, x: int) -> int | None:
+        blk = self._blocks[bisect_right(self._starts, line) - 1]
+        col = x // CELL_W
+        if blk.cards and col < blk.cards and line - blk.first_line < CARD_LINES:
+            return blk.start + col
+        return None
 
     # -- drawing -------------------------------------------------------------------------------
 
@@ -85,18 +132,19 @@ class NodeGrid(NodeList):
         k = bisect_right(self._starts, line) - 1
         blk = self._blocks[k]
         sub = line - blk.first_line
-        if not blk.nodes:
+        if not blk.cards:
             return self._group_strip(blk.group, width)
         if sub >= CARD_LINES:
             return Strip.blank(width)
         segs: list[Segment] = []
-        for i in blk.nodes:
+        for i in range(blk.start, blk.end):
             segs += self._card(i)[sub]
             segs.append(Segment(" "))
         return strip(segs, width)
 
     def _group_strip(self, g: int, width: int) -> Strip:
-        arr, snap, pal = self.arr, self.snap, self.palette
+        v = self.view
+        arr, snap, pal = v.arr, v.snap, v.palette
         assert arr is not None and snap is not None
         name, start, end = arr.groups[g]
         totals = next((gv.totals for gv in snap.groups if gv.name == name), None)
@@ -115,10 +163,11 @@ class NodeGrid(NodeList):
         return strip(segs, width)
 
     def _card(self, i: int) -> list[list[Segment]]:
-        assert self.arr is not None
-        node = self.arr.nodes[i]
-        cur = i == self.cursor
-        key = (id(node), cur, cur and self.has_focus)
+        v = self.view
+        assert v.arr is not None
+        node = v.arr.nodes[i]
+        cur = i == v.cursor
+        key = (id(node), cur, cur and v.has_focus)
         hit = self._cards.get(key)
         if hit is not None and hit[0] is node:
             return hit[1]
@@ -129,7 +178,8 @@ class NodeGrid(NodeList):
         return lines
 
     def _draw_card(self, n: NodeView, cur: bool) -> list[list[Segment]]:
-        pal = self.palette
+        v = self.view
+        pal = v.palette
         live = pal.liveness(n.liveness)
         edge = Segment("█" if cur else "▌", live)
         inner = CARD_W - 2
@@ -153,39 +203,9 @@ class NodeGrid(NodeList):
                 spark(n.cpu_history, inner - 7, pal.label),
             ],
         ]
-        bg = (pal.cursor if self.has_focus else pal.cursor_blur) if cur else pal.card
+        bg = (pal.cursor if v.has_focus else pal.cursor_blur) if cur else pal.card
         out = []
         for segs in lines:
             row = [edge, Segment(" "), *pad(segs, inner)]
             out.append(list(Segment.apply_style(row, post_style=bg)))
         return out
-
-    # -- keys and mouse ------------------------------------------------------------------------
-
-    def action_move(self, dx: int, dy: int) -> None:
-        if dx:
-            self.select(self.cursor + dx)
-            return
-        b, c = self._pos.get(self.cursor, (0, 0))
-        k = b + dy
-        while 0 <= k < len(self._blocks) and not self._blocks[k].nodes:
-            k += dy  # skip group headers
-        if 0 <= k < len(self._blocks):
-            row = self._blocks[k].nodes
-            self.select(row[min(c, len(row) - 1)])
-
-    def action_page(self, direction: int) -> None:
-        for _ in range(max(1, self.view_height // CELL_H)):
-            self.action_move(0, direction)
-
-    def on_click(self, event: events.Click) -> None:
-        line = self.line_at(event.y)
-        if line is None:
-            return
-        blk = self._blocks[bisect_right(self._starts, line) - 1]
-        col = (event.x + round(self.scroll_offset.x)) // CELL_W
-        if blk.nodes and col < len(blk.nodes):
-            index = blk.nodes[col]
-            if event.chain >= 2 and index == self.cursor:
-                self.action_open()
-            self.select(index)

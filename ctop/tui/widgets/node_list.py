@@ -1,15 +1,64 @@
-"""What the node table and the node grid share: the arrangement, the selection, the messages."""
+"""The nodes widget: one Line-API view that draws the arrangement as a table or as a grid.
+
+Both views live in the same widget, each as a `NodeLayout` (node_table.py, node_grid.py), so
+`t` swaps how lines are drawn without moving focus, remounting the footer or re-arranging
+10,000 nodes; each layout keeps its own line cache across the toggle.
+"""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+from textual import events
 from textual.binding import Binding, BindingType
 from textual.message import Message
+from textual.strip import Strip
 
 from ctop.model import NodeView, Snapshot
 from ctop.tui.arrange import Arrangement
+from ctop.tui.colors import RICH, Palette
 from ctop.tui.widgets.line_view import LineView
+
+
+class NodeLayout:
+    """How one view turns the arrangement into lines; reads its data from the widget."""
+
+    sticky = 0  # column header lines
+
+    def __init__(self, view: NodeList) -> None:
+        self.view = view
+
+    def forget(self) -> None:
+        """A new tick: drop cached lines (they show ages and ratios of the old one)."""
+
+    def layout(self) -> tuple[int, int]:
+        """New arrangement or size: (body lines, content width)."""
+        raise NotImplementedError
+
+    def relayout_needed(self) -> bool:
+        """After a resize: does the layout depend on the width?"""
+        return False
+
+    def line_of(self, index: int) -> int:
+        """The body line to keep on screen when node `index` is selected."""
+        raise NotImplementedError
+
+    def header_strip(self, width: int) -> Strip:
+        return Strip.blank(width)
+
+    def body_strip(self, line: int, width: int) -> Strip:
+        raise NotImplementedError
+
+    def move(self, index: int, dx: int, dy: int) -> int | None:
+        """The node index an arrow key leads to (None: the key scrolled instead)."""
+        raise NotImplementedError
+
+    def page(self, index: int, direction: int) -> int:
+        raise NotImplementedError
+
+    def index_at(self, line: int, x: int) -> int | None:
+        """Node under body line `line`, content column x (mouse)."""
+        raise NotImplementedError
 
 
 class NodeList(LineView):
@@ -37,13 +86,49 @@ class NodeList(LineView):
             super().__init__()
             self.node_id = node_id
 
-    snap: Snapshot | None = None
-    arr: Arrangement | None = None
-    cursor = 0  # index into arr.nodes
-    selected_id: str | None = None
+    def __init__(
+        self,
+        *,
+        mode: str = "table",
+        palette: Palette = RICH,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(palette=palette, id=id, classes=classes)
+        from ctop.tui.widgets.node_grid import GridLayout  # they import NodeLayout from here
+        from ctop.tui.widgets.node_table import TableLayout
+
+        self.layouts: dict[str, NodeLayout] = {"table": TableLayout(self), "grid": GridLayout(self)}
+        self.mode = mode
+        self.snap: Snapshot | None = None
+        self.arr: Arrangement | None = None
+        self.cursor = 0  # index into arr.nodes
+        self.selected_id: str | None = None
+        self.sort = "name"  # marked in the table's column header
+
+    @property
+    def layout(self) -> NodeLayout:
+        return self.layouts[self.mode]
+
+    @property
+    def sticky(self) -> int:  # type: ignore[override]
+        return self.layout.sticky
+
+    def set_mode(self, mode: str) -> None:
+        """Table or grid: same arrangement, same selection, other lines."""
+        if mode == self.mode:
+            return
+        self.mode = mode
+        self.scroll_to(x=0, animate=False, immediate=True)
+        if self.arr is not None:
+            self.layout_lines()
+            self.scroll_to_line(self.layout.line_of(self.cursor))
 
     def show(self, snap: Snapshot, arr: Arrangement) -> None:
         """New data (once per tick, or after filter/sort/group changed)."""
+        if snap is not self.snap:
+            for lay in self.layouts.values():
+                lay.forget()
         self.snap, self.arr = snap, arr
         if self.selected_id is not None and self.selected_id in arr.index:
             self.cursor = arr.index[self.selected_id]
@@ -52,10 +137,21 @@ class NodeList(LineView):
         self.layout_lines()
 
     def layout_lines(self) -> None:
-        raise NotImplementedError
+        self.set_size(*self.layout.layout())
+
+    def on_resize(self) -> None:
+        if self.arr is not None and self.layout.relayout_needed():
+            self.layout_lines()
+            self.scroll_to_line(self.line_of_cursor())
 
     def line_of_cursor(self) -> int:
-        raise NotImplementedError
+        return self.layout.line_of(self.cursor)
+
+    def header_strip(self, width: int) -> Strip:
+        return self.layout.header_strip(width)
+
+    def body_strip(self, line: int, width: int) -> Strip:
+        return self.layout.body_strip(line, width)
 
     @property
     def selected(self) -> NodeView | None:
@@ -78,13 +174,36 @@ class NodeList(LineView):
         if self.arr is not None and node_id in self.arr.index:
             self.select(self.arr.index[node_id])
 
-    def action_open(self) -> None:
-        if self.selected is not None:
-            self.post_message(self.Open(self.selected.node_id))
+    # -- keys and mouse ------------------------------------------------------------------------
+
+    def action_move(self, dx: int, dy: int) -> None:
+        if self.arr is None or not self.arr.nodes:
+            return
+        index = self.layout.move(self.cursor, dx, dy)
+        if index is not None:
+            self.select(index)
+
+    def action_page(self, direction: int) -> None:
+        if self.arr is not None and self.arr.nodes:
+            self.select(self.layout.page(self.cursor, direction))
 
     def action_edge(self, end: int) -> None:
         if self.arr is not None:
             self.select(len(self.arr.nodes) - 1 if end else 0)
+
+    def action_open(self) -> None:
+        if self.selected is not None:
+            self.post_message(self.Open(self.selected.node_id))
+
+    def on_click(self, event: events.Click) -> None:
+        line = self.line_at(event.y)
+        if line is None or self.arr is None:
+            return
+        index = self.layout.index_at(line, event.x + round(self.scroll_offset.x))
+        if index is not None:
+            if event.chain >= 2 and index == self.cursor:
+                self.action_open()
+            self.select(index)
 
     def on_focus(self) -> None:
         self.refresh()

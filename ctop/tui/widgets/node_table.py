@@ -1,20 +1,21 @@
-"""The dense node table: one Line-API widget, one line per node, group header lines, sticky
-column header. Rows are cached per node object, so an unchanged tick costs nothing and a
-changed one only re-renders the rows on screen."""
+"""The dense node table: one line per node, group header lines, sticky column header.
+
+Rows are cached per node object (NodeView is immutable and replaced when the node changes), so
+an unchanged node costs nothing; a new tick drops the cache since rows show ages and ratios.
+"""
 
 from __future__ import annotations
 
 from bisect import bisect_right
 
 from rich.segment import Segment
-from textual import events
 from textual.strip import Strip
 
 from ctop.model import NodeView
 from ctop.tui.format import age, count, rate
 from ctop.tui.widgets.cells import meter, pad, service_dots, spark, text
 from ctop.tui.widgets.line_view import strip
-from ctop.tui.widgets.node_list import NodeList
+from ctop.tui.widgets.node_list import NodeLayout
 
 # (title, width, sort it belongs to)
 COLUMNS = (
@@ -33,29 +34,31 @@ COLUMNS = (
     ("SEEN", 5, ""),
     ("ADDRESS", 15, ""),
 )
-WIDTH = 1 + sum(w + 1 for _, w, _ in COLUMNS)
+WIDTH = sum(w + 1 for _, w, _ in COLUMNS)  # a cursor mark, then columns one apart
+H_STEP = 8  # columns per left/right key
 
 
-class NodeTable(NodeList):
+class TableLayout(NodeLayout):
     sticky = 1
-    sort = "name"
 
-    def __init__(self, **kw) -> None:
-        super().__init__(**kw)
+    def __init__(self, view) -> None:
+        super().__init__(view)
         self._rows: dict[tuple[int, bool, bool], tuple[NodeView, Strip]] = {}
         self._group_lines: list[int] = []  # body line of each group header
         self._group_starts: list[int] = []  # node index where each group starts
 
-    def layout_lines(self) -> None:
-        arr = self.arr
+    def forget(self) -> None:
+        self._rows = {}
+
+    def layout(self) -> tuple[int, int]:
+        arr = self.view.arr
         assert arr is not None
         self._group_starts = [start for _, start, _ in arr.groups]
         self._group_lines = [start + k for k, start in enumerate(self._group_starts)]
-        self._rows = {}  # rows show the age and ratio too, so a new tick invalidates them
-        self.set_size(len(arr.nodes) + len(arr.groups), WIDTH)
+        return len(arr.nodes) + len(arr.groups), WIDTH
 
-    def line_of_cursor(self) -> int:
-        return self.cursor + bisect_right(self._group_starts, self.cursor)
+    def line_of(self, index: int) -> int:
+        return index + bisect_right(self._group_starts, index)
 
     def _node_at(self, line: int) -> int | None:
         """Node index shown on body line `line` (None for a group header)."""
@@ -64,29 +67,45 @@ class NodeTable(NodeList):
             return None
         return line - k
 
+    # -- keys and mouse ------------------------------------------------------------------------
+
+    def move(self, index: int, dx: int, dy: int) -> int | None:
+        if dx:  # the table has no columns of nodes: left/right scroll the wide row
+            v = self.view
+            v.scroll_to(x=v.scroll_offset.x + dx * H_STEP, animate=False)
+            return None
+        return index + dy
+
+    def page(self, index: int, direction: int) -> int:
+        return index + direction * self.view.view_height
+
+    def index_at(self, line: int, x: int) -> int | None:
+        return self._node_at(line)
+
     # -- drawing -------------------------------------------------------------------------------
 
     def header_strip(self, width: int) -> Strip:
-        pal = self.palette
+        pal, sort = self.view.palette, self.view.sort
         segs = [Segment(" ")]
-        for title, w, sort in COLUMNS:
-            mark = " ▼" if sort and sort == self.sort and sort != "name" else ""
-            mark = " ▲" if sort == "name" and self.sort == "name" else mark
+        for title, w, col_sort in COLUMNS:
+            mark = " ▼" if col_sort and col_sort == sort and col_sort != "name" else ""
+            mark = " ▲" if col_sort == "name" and sort == "name" else mark
             segs.append(text(title + mark, w, pal.heading))
             segs.append(Segment(" "))
         return strip(segs, width)
 
     def body_strip(self, line: int, width: int) -> Strip:
-        arr = self.arr
-        assert arr is not None and self.snap is not None
+        v = self.view
+        arr = v.arr
+        assert arr is not None and v.snap is not None
         index = self._node_at(line)
         if index is None:
             return self._group_strip(bisect_right(self._group_lines, line) - 1, width)
         node = arr.nodes[index]
-        cur = index == self.cursor
-        key = (id(node), cur, cur and self.has_focus)
+        cur = index == v.cursor
+        key = (id(node), cur, cur and v.has_focus)
         hit = self._rows.get(key)
-        if hit is not None and hit[0] is node:
+        if hit is not None and hit[0] is node and hit[1].cell_length == width:
             return hit[1]
         row = self._row(node, width, cur)
         if len(self._rows) > 4096:
@@ -95,7 +114,8 @@ class NodeTable(NodeList):
         return row
 
     def _group_strip(self, g: int, width: int) -> Strip:
-        arr, snap, pal = self.arr, self.snap, self.palette
+        v = self.view
+        arr, snap, pal = v.arr, v.snap, v.palette
         assert arr is not None and snap is not None
         name, start, end = arr.groups[g]
         totals = next((gv.totals for gv in snap.groups if gv.name == name), None)
@@ -119,11 +139,11 @@ class NodeTable(NodeList):
         return strip(segs, width)
 
     def _row(self, n: NodeView, width: int, cur: bool) -> Strip:
-        pal = self.palette
-        snap = self.snap
-        assert snap is not None and self.arr is not None
+        v = self.view
+        pal, snap = v.palette, v.snap
+        assert snap is not None and v.arr is not None
         live = pal.liveness(n.liveness)
-        ratio = self.arr.ratios.get(n.node_id)
+        ratio = v.arr.ratios.get(n.node_id)
         w = [c[1] for c in COLUMNS]
         segs = [
             Segment("▌" if cur else " ", live),
@@ -158,24 +178,6 @@ class NodeTable(NodeList):
         ]
         segs = pad(segs, width)
         if cur:
-            bg = pal.cursor if self.has_focus else pal.cursor_blur
+            bg = pal.cursor if v.has_focus else pal.cursor_blur
             segs = list(Segment.apply_style(segs, post_style=bg))
         return Strip(segs, width)
-
-    # -- keys and mouse ------------------------------------------------------------------------
-
-    def action_move(self, dx: int, dy: int) -> None:
-        if dy:
-            self.select(self.cursor + dy)
-        elif dx:
-            self.scroll_to(x=self.scroll_offset.x + dx * 8, animate=False)
-
-    def action_page(self, direction: int) -> None:
-        self.select(self.cursor + direction * self.view_height)
-
-    def on_click(self, event: events.Click) -> None:
-        line = self.line_at(event.y)
-        if line is not None and (index := self._node_at(line)) is not None:
-            if event.chain >= 2 and index == self.cursor:
-                self.action_open()
-            self.select(index)

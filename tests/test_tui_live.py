@@ -1,0 +1,137 @@
+"""The UI on a real engine fed by real agentd processes: keys, detail with stored history,
+filter, sort, grouping, views, and a killed node turning suspect then dead on screen."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+
+import pytest
+import pytest_asyncio
+
+from ctop.engine import Engine
+from ctop.tui.app import CtopApp
+from ctop.tui.screens.main import MainScreen
+from ctop.tui.screens.node_detail import NodeDetail
+from ctop.tui.widgets.chart import Chart
+
+from .test_engine import make_engine, start_agent, until
+
+SIZE = (140, 42)
+# Group order differs from name order, so grouping visibly changes the order:
+# grouped (xray, yank, zeta) shows charlie, bravo, alpha; ungrouped by name alpha, bravo, charlie.
+NODES = {"alpha": "zeta", "bravo": "yank", "charlie": "xray"}
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def cluster(tmp_path):
+    (tmp_path / "none.toml").write_text("")
+    eng: Engine = make_engine(tmp_path)
+    await eng.start()
+    procs: dict[str, subprocess.Popen] = {
+        node: start_agent(tmp_path, eng.port, node, "--group", group)
+        for node, group in NODES.items()
+    }
+    try:
+        await until(
+            lambda: len(eng.snapshot().nodes) == 3 and all(n.metrics for n in eng.snapshot().nodes)
+        )
+        yield eng, procs
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        await eng.stop()
+
+
+def screen_of(app: CtopApp) -> MainScreen:
+    assert isinstance(app.screen, MainScreen)
+    return app.screen
+
+
+def order(app: CtopApp) -> list[str]:
+    arr = screen_of(app).arr
+    return [n.node_id for n in arr.nodes] if arr else []
+
+
+def row_text(app: CtopApp, node_id: str) -> str:
+    """The nodes widget's on-screen line showing `node_id` ('' if none)."""
+    nodes = screen_of(app).nodes
+    for y in range(nodes.size.height):
+        line = nodes.render_line(y).text
+        if line.lstrip(" ▌").startswith(node_id):
+            return line
+    return ""
+
+
+async def test_keys_detail_filter_sort_group_and_views_on_a_live_cluster(cluster):
+    eng, _ = cluster
+    app = CtopApp(eng, view="table", poll=0.1)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: order(app) == ["charlie", "bravo", "alpha"])
+        nodes = screen_of(app).nodes
+        assert nodes.has_focus and nodes.selected_id == "charlie"
+        assert "alive" in row_text(app, "bravo")
+
+        await pilot.press("down")  # arrows move the selection
+        assert nodes.selected_id == "bravo"
+        await pilot.press("down", "up", "j")
+        assert nodes.selected_id == "alpha"
+
+        await pilot.press("enter")  # the selected node's detail, with history from the store
+        await until(lambda: isinstance(app.screen, NodeDetail))
+        assert app.screen.node_id == "alpha"
+        cpu = app.screen.query_one("#c-cpu", Chart)
+        await until(lambda: len(cpu.points) >= 2, timeout=10)
+        stored = {tuple(p) for p in eng.history("alpha", ["cpu_percent"], 900)["cpu_percent"]}
+        assert {tuple(p) for p in cpu.points} <= stored  # the store's own points, not made up
+        assert all(0 <= v <= 100 for _, v in cpu.points)
+        await pilot.press("escape")
+        await until(lambda: isinstance(app.screen, MainScreen))
+        assert screen_of(app).nodes.selected_id == "alpha"
+
+        await pilot.press("slash", *"bravo")  # filter by name narrows to it, esc clears
+        await until(lambda: order(app) == ["bravo"])
+        assert row_text(app, "bravo") and not row_text(app, "alpha")
+        await pilot.press("escape")
+        await until(lambda: order(app) == ["charlie", "bravo", "alpha"])
+        assert nodes.has_focus
+
+        await pilot.press("g")  # ungrouped: name order
+        assert order(app) == ["alpha", "bravo", "charlie"]
+        await pilot.press("s")  # sort by CPU, busiest first
+        screen = screen_of(app)
+        assert screen.sort == "cpu"
+        cpus = [n.cpu for n in screen.arr.nodes]
+        assert cpus == sorted(cpus, reverse=True)
+        assert "CPU ▼" in nodes.render_line(0).text
+
+        await pilot.press("t")  # grid and back, the selection kept
+        chosen = nodes.selected_id
+        assert screen.view == "grid" and nodes.mode == "grid"
+        await pilot.pause()
+        assert any("bravo" in nodes.render_line(y).text for y in range(nodes.size.height))
+        await pilot.press("t")
+        assert screen.view == "table" and nodes.mode == "table"
+        assert nodes.selected_id == chosen
+
+
+@pytest.mark.timeout(30)
+async def test_a_killed_node_turns_suspect_then_dead_in_the_table(cluster):
+    eng, procs = cluster
+    app = CtopApp(eng, view="table", poll=0.1)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: "alive" in row_text(app, "bravo"))
+        assert order(app) == ["charlie", "bravo", "alpha"]
+        procs["bravo"].send_signal(signal.SIGKILL)
+        await until(lambda: "suspect" in row_text(app, "bravo"), step=0.02)
+        await until(lambda: "dead" in row_text(app, "bravo"))
+        assert "alive" in row_text(app, "alpha") and "alive" in row_text(app, "charlie")
+        await pilot.press("g")
+        for _ in range(5):  # cycle to the state sort: the dead node comes first
+            await pilot.press("s")
+            if screen_of(app).sort == "state":
+                break
+        assert order(app) == ["bravo", "alpha", "charlie"]
+        assert screen_of(app).nodes.selected_id == "bravo"

@@ -64,7 +64,7 @@ class NodeState:
     # The newest report's body, not yet checked (RawReport from the deferred receiver):
     # snapshot() checks and folds it in, so of the reports a node sends between two ticks
     # only the newest pays for the metric checks and conversion.
-    pending: dict[Any, Any] | None = None
+    pending: RawReport | None = None
     view: NodeView | None = None  # this node in the last snapshot
     changed: bool = True  # anything view() reads changed since `view` was made
 
@@ -108,7 +108,7 @@ class ClusterModel:
                 node.source = source
             node.interval = msg.interval
             if kind is RawReport:
-                node.pending = msg.body  # replaces an unchecked older one: never looked at
+                node.pending = msg  # replaces an unchecked older one: never looked at
                 return []
             node.pending = None
             self._take(node, msg)  # type: ignore[arg-type]
@@ -116,7 +116,7 @@ class ClusterModel:
         if kind is RawReport:
             # Registration, restart, or back from suspect/dead: rare, so checked right away,
             # and a bad body changes nothing, as with Verifier.verify.
-            decoded = decode_report(msg.body)  # type: ignore[union-attr]
+            decoded = decode_report(msg)  # type: ignore[arg-type]
             if type(decoded) is Rejected:
                 self._refuse(decoded, source or (node.source if node else ""))
                 return []
@@ -185,11 +185,11 @@ class ClusterModel:
         genuine, fresh and in order. snapshot() calls this first."""
         take = self._take
         for node in self.nodes.values():
-            body = node.pending
-            if body is None:
+            raw = node.pending
+            if raw is None:
                 continue
             node.pending = None
-            msg = decode_report(body)
+            msg = decode_report(raw)
             if type(msg) is Rejected:
                 self._refuse(msg, node.source)
             else:

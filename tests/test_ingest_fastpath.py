@@ -1,0 +1,182 @@
+"""The receiver's deferred path: Verifier.verify_deferred + ClusterModel folding at snapshot.
+
+Semantics (docs/protocol.md): arrival checks (size, version, tag, header, staleness, order)
+run per datagram; a report's body is decoded and checked when the snapshot folds in the
+newest one per node; a body refused then is counted as bad_field and the node keeps its
+previous metrics.
+"""
+
+from __future__ import annotations
+
+import time
+
+import msgpack
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agentd.wire import (
+    Header,
+    RawReport,
+    Reason,
+    Rejected,
+    Report,
+    ServiceStatus,
+    Verifier,
+    decode_report,
+    encode,
+    seal,
+)
+from ctop.cluster import ClusterModel
+from ctop.model import Liveness
+
+KEY = b"k" * 32
+
+
+def report(node: str = "n1", seq: int = 1, cpu: float = 12.5, boot: int = 7) -> Report:
+    return Report(
+        Header(node, boot, seq, time.time()), 1.0, "rack-1",
+        {"cpu_percent": cpu, "tcp_established": 10, "load": [1.0, 0.5, 0.25]},
+        (ServiceStatus("http", "ok", 1.5),),
+    )
+
+
+def bad_body(node: str = "n1", seq: int = 2, boot: int = 7) -> bytes:
+    body = {"k": "r", "n": node, "b": boot, "q": seq, "t": time.time(), "i": 1.0,
+            "m": {"v": [-1]}}  # a negative scalar: bad_field
+    return seal(KEY, body)
+
+
+def model_with_rejects() -> tuple[ClusterModel, list[Rejected]]:
+    model = ClusterModel("t")
+    seen: list[Rejected] = []
+    model.on_reject = lambda r, source: seen.append(r)
+    return model, seen
+
+
+def test_deferred_gives_the_same_report_as_verify() -> None:
+    data = encode(KEY, report())
+    raw = Verifier(KEY).verify_deferred(data)
+    assert type(raw) is RawReport
+    assert decode_report(raw) == Verifier(KEY).verify(data)
+
+
+def test_verify_still_returns_parsed_messages() -> None:
+    assert type(Verifier(KEY).verify(encode(KEY, report()))) is Report
+
+
+def test_arrival_checks_reject_like_verify() -> None:
+    v = Verifier(KEY)
+    data = encode(KEY, report())
+    assert v.verify_deferred(data[:-1] + bytes([data[-1] ^ 1])).reason == Reason.BAD_TAG
+    assert v.verify_deferred(b"x" * 1300).reason == Reason.OVERSIZE
+    assert v.verify_deferred(b"CT\x02" + data[3:]).reason == Reason.BAD_VERSION
+    assert type(v.verify_deferred(data)) is RawReport
+    assert v.verify_deferred(data).reason == Reason.REPLAY
+    old = encode(KEY, report(seq=5)._replace(header=Header("n1", 7, 5, time.time() - 99)))
+    assert v.verify_deferred(old).reason == Reason.STALE
+    bad_header = seal(KEY, {"k": "r", "n": "", "b": 1, "q": 1, "t": time.time(), "i": 1.0})
+    assert v.verify_deferred(bad_header).reason == Reason.BAD_FIELD
+
+
+def test_bad_body_counted_at_fold_and_previous_metrics_kept() -> None:
+    v = Verifier(KEY)
+    model, seen = model_with_rejects()
+    now = time.time()
+    model.apply(v.verify_deferred(encode(KEY, report(seq=1, cpu=12.5))), now)  # registers
+    assert model.nodes["n1"].metrics["cpu_percent"] == 12.5
+    raw = v.verify_deferred(bad_body(seq=2))
+    assert type(raw) is RawReport  # genuine, fresh, in order: the body is not looked at yet
+    model.apply(raw, now + 1)
+    assert model.received == 2
+    snap = model.snapshot(now + 1, 1)
+    assert [r.reason for r in seen] == [Reason.BAD_FIELD]
+    assert model.rejected["bad_field"] == 1 and model.received == 1
+    view = snap.node("n1")
+    assert view is not None and view.cpu == 12.5 and view.last_seen == now + 1
+    assert view.liveness is Liveness.ALIVE
+
+
+def test_bad_body_from_unknown_node_never_registers() -> None:
+    model, seen = model_with_rejects()
+    model.apply(Verifier(KEY).verify_deferred(bad_body(node="ghost", seq=1)), time.time())
+    assert "ghost" not in model.nodes and len(seen) == 1 and model.received == 0
+
+
+def test_newest_report_per_tick_wins_and_loss_counts_every_datagram() -> None:
+    v = Verifier(KEY)
+    model = ClusterModel("t")
+    now = time.time()
+    for seq in range(1, 20):
+        if seq in (5, 6):
+            continue  # lost
+        model.apply(v.verify_deferred(encode(KEY, report(seq=seq, cpu=float(seq)))), now)
+    view = model.snapshot(now, 1).node("n1")
+    assert view is not None and view.cpu == 19.0
+    assert model.received == 17
+    assert abs(view.loss - 2 / 19) < 1e-9
+
+
+def test_unchanged_nodes_keep_their_view() -> None:
+    v = Verifier(KEY)
+    model = ClusterModel("t")
+    now = time.time()
+    model.apply(v.verify_deferred(encode(KEY, report("a", 1))), now)
+    model.apply(v.verify_deferred(encode(KEY, report("b", 1))), now)
+    first = model.snapshot(now, 1)
+    second = model.snapshot(now, 2)
+    assert second.nodes[0] is first.nodes[0] and second.nodes[1] is first.nodes[1]
+    model.apply(v.verify_deferred(encode(KEY, report("b", 2, cpu=50.0))), now + 1)
+    third = model.snapshot(now + 1, 3)
+    assert third.node("b").cpu == 50.0 and third.node("b") is not second.node("b")
+    model.tick(now + 100)  # both dead: views change once, then stay
+    dead = model.snapshot(now + 100, 4)
+    assert all(n.liveness is Liveness.DEAD for n in dead.nodes)
+    assert model.snapshot(now + 101, 5).nodes[0] is dead.nodes[0]
+
+
+def test_group_change_resorts() -> None:
+    model = ClusterModel("t")
+    now = time.time()
+    model.apply(report("a", 1)._replace(group="z"), now)
+    model.apply(report("b", 1)._replace(group="m"), now)
+    assert [n.node_id for n in model.snapshot(now, 1).nodes] == ["b", "a"]
+    model.apply(report("a", 2)._replace(group="a"), now)
+    snap = model.snapshot(now, 2)
+    assert [n.node_id for n in snap.nodes] == ["a", "b"]
+    assert [g.name for g in snap.groups] == ["a", "m"] and snap.node("b") is snap.nodes[1]
+
+
+_VALUES = st.one_of(
+    st.none(), st.integers(-5, 5), st.floats(), st.text(max_size=3),
+    st.lists(st.integers(-1, 3), max_size=3),
+    st.dictionaries(st.text(max_size=2), st.integers(-9, 2**40), max_size=2),
+)
+_KEYS = st.sampled_from(["k", "n", "b", "q", "t", "i", "g", "m", "s", "x"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_KEYS, _VALUES, max_size=10))
+def test_deferred_accepts_and_refuses_like_verify(body: dict) -> None:
+    body = {"k": "r", "n": "n", "b": 1, "q": 1, "t": time.time(), "i": 1.0, **body}
+    data = seal(KEY, body)
+    eager = Verifier(KEY).verify(data)
+    lazy = Verifier(KEY).verify_deferred(data)
+    if type(lazy) is RawReport:
+        lazy = decode_report(lazy)
+    if type(eager) is Rejected:
+        assert type(lazy) is Rejected
+        # the order of checks differs: on arrival stale/replay come before body checks
+        assert lazy.reason in (eager.reason, Reason.STALE)
+    else:
+        assert lazy == eager
+
+
+def test_undecodable_tail_is_not_msgpack_at_fold() -> None:
+    head = msgpack.packb({"k": "r", "n": "n1", "b": 7, "q": 1, "t": time.time(), "i": 1.0,
+                          "m": {}, "s": []})
+    data = seal(KEY, {})[:3] + head[:-2] + b"\xc1"  # \xc1 is never valid msgpack
+    import hmac as _hmac
+    data = data + _hmac.digest(KEY, data, "sha256")[:16]
+    raw = Verifier(KEY).verify_deferred(data)
+    result = decode_report(raw) if type(raw) is RawReport else raw
+    assert type(result) is Rejected and result.reason == Reason.NOT_MSGPACK

@@ -84,8 +84,8 @@ async def test_keys_detail_filter_sort_group_and_views_on_a_live_cluster(cluster
         assert app.screen.node_id == "alpha"
         cpu = app.screen.query_one("#c-cpu", Chart)
         await until(lambda: len(cpu.points) >= 2, timeout=10)
-        stored = {tuple(p) for p in eng.history("alpha", ["cpu_percent"], 900)["cpu_percent"]}
-        assert {tuple(p) for p in cpu.points} <= stored  # the store's own points, not made up
+        stored = {round(t, 3) for t, _ in eng.history("alpha", ["cpu_percent"], 900)["cpu_percent"]}
+        assert {round(t, 3) for t, _ in cpu.points} <= stored  # the store's samples, not made up
         assert all(0 <= v <= 100 for _, v in cpu.points)
         await pilot.press("escape")
         await until(lambda: isinstance(app.screen, MainScreen))
@@ -124,9 +124,18 @@ async def test_a_killed_node_turns_suspect_then_dead_in_the_table(cluster):
     async with app.run_test(size=SIZE) as pilot:
         await until(lambda: "alive" in row_text(app, "bravo"))
         assert order(app) == ["charlie", "bravo", "alpha"]
+        nodes = screen_of(app).nodes
+        states: list[str] = []  # bravo's STATE cell after every update the table got
+        show = nodes.show
+
+        def recording_show(snap, arr) -> None:
+            show(snap, arr)
+            states.append(row_text(app, "bravo").split()[2])
+
+        nodes.show = recording_show  # type: ignore[method-assign]
         procs["bravo"].send_signal(signal.SIGKILL)
-        await until(lambda: "suspect" in row_text(app, "bravo"), step=0.02)
         await until(lambda: "dead" in row_text(app, "bravo"))
+        assert "suspect" in states and states.index("suspect") < states.index("dead"), states
         assert "alive" in row_text(app, "alpha") and "alive" in row_text(app, "charlie")
         await pilot.press("g")
         for _ in range(5):  # cycle to the state sort: the dead node comes first

@@ -4,12 +4,14 @@ load-balancer action flow (input, confirmation, action, report)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import ClassVar
 
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 
 from ctop.model import EventView, Snapshot
 from ctop.tui.actions import Request, plan
@@ -71,7 +73,10 @@ class CtopApp(App[None]):
 
     def _update_screen(self) -> None:
         update = getattr(self.screen, "update_snapshot", None)
-        if update is not None:
+        if update is None:
+            return
+        # a screen still composing or already torn down has no widgets: it takes the next tick
+        with contextlib.suppress(NoMatches):
             update(self.snapshot)
 
     # -- navigation ----------------------------------------------------------------------------

@@ -296,3 +296,24 @@ async def test_readonly_hides_action_keys_and_refuses_them(tmp_path, haproxy):
             assert haproxy.cmd("get weight web6/s1").startswith("1 ")
     finally:
         await eng.stop()
+
+
+async def test_grid_up_down_keep_the_column_across_group_headers():
+    app = app_on(16, view="grid")
+    async with app.run_test(size=(60, 42)) as pilot:  # two cards a row: groups of 3 = 2 + 1
+        await pilot.pause()
+        grid = main(app).nodes
+        nodes, groups = grid.arr.nodes, grid.arr.groups
+        (_, a0, _), (_, b0, _) = groups[0], groups[1]
+        await pilot.press("right")  # first group, column 1
+        assert grid.cursor == a0 + 1
+        await pilot.press("down")  # the group's short last row: its only card
+        assert grid.cursor == a0 + 2
+        await pilot.press("down")  # across the header, back in column 1
+        assert grid.cursor == b0 + 1
+        await pilot.press("up", "up")
+        assert grid.cursor == a0 + 1
+        await pilot.press("end")
+        assert grid.selected is nodes[-1]
+        await pilot.press("home", "pagedown")
+        assert grid.cursor > a0 + 2 and grid.scroll_offset.y > 0

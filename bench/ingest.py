@@ -239,6 +239,7 @@ class Ctop:
         self.receiver = Receiver(wire.Verifier(KEY), on_message, HOST, 0, deferred=deferred)
         self.model.on_reject = lambda rejected, source: self.receiver.count_drop(
             rejected, source, accepted=True)
+        self.receiver.on_idle = lambda: self.model.fold_some(256)  # as the engine does
         self.tick = tick
         self.ticks = 0
         self.tick_cpu = 0.0
@@ -274,7 +275,7 @@ def receiver_main(conn: Connection, kind: str, cpu: int | None, tick: bool) -> N
     pin(cpu)
 
     async def serve() -> None:
-        impl: Bare | Ctop = Bare() if kind == "bare" else Ctop(tick)
+        impl: Bare | Ctop = Bare() if kind == "bare" else Ctop(tick, deferred=kind == "ctop")
         port = impl.open()
         done = asyncio.get_running_loop().create_future()
 
@@ -360,6 +361,8 @@ def main() -> None:
     ap.add_argument("--rates", default="10000,20000,30000,40000,60000,80000,100000")
     ap.add_argument("--seconds", type=float, default=2.0, help="length of each rate step")
     ap.add_argument("--no-tick", action="store_true", help="leave out the model's 1 s tick")
+    ap.add_argument("--eager", action="store_true",
+                    help="check every report's body on arrival (Receiver(deferred=False))")
     ap.add_argument("--rx-cpu", type=int, default=0, help="core for the receivers")
     ap.add_argument("--tx-cpu", type=int, default=1, help="core for the sender and this process")
     args = ap.parse_args()
@@ -373,7 +376,8 @@ def main() -> None:
     sender = Proc(sender_main, args.nodes, tx_cpu)
     receivers = {
         "bare": Proc(receiver_main, "bare", rx_cpu, False),
-        "ctop": Proc(receiver_main, "ctop", rx_cpu, not args.no_tick),
+        "ctop": Proc(receiver_main, "ctop-eager" if args.eager else "ctop", rx_cpu,
+                     not args.no_tick),
     }
     ports = {name: p.recv() for name, p in receivers.items()}
     rows: list[tuple[float, dict[str, float], dict[str, float]]] = []

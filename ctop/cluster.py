@@ -85,6 +85,9 @@ class ClusterModel:
         self._ranges: list[tuple[str, int, int]] = []
         self._index: Mapping[str, int] = {}
         self._total_conns = -1  # what the views' load_share was computed against
+        # Nodes whose pending body waits to be checked, oldest first: fold_some() works
+        # through them while the socket is idle, so the tick's fold() finds little left.
+        self._to_fold: deque[NodeState] = deque()
 
     # -- ingest ---------------------------------------------------------------------------
 
@@ -108,6 +111,8 @@ class ClusterModel:
                 node.source = source
             node.interval = msg.interval
             if kind is RawReport:
+                if node.pending is None:
+                    self._to_fold.append(node)
                 node.pending = msg  # replaces an unchecked older one: never looked at
                 return []
             node.pending = None
@@ -178,11 +183,30 @@ class ClusterModel:
         if self.on_reject is not None:
             self.on_reject(rejected, source)
 
+    def fold_some(self, budget: int) -> int:
+        """Fold up to `budget` pending bodies, oldest first; called while the socket is idle.
+        Returns how many were checked."""
+        queue, take, done = self._to_fold, self._take, 0
+        while queue and done < budget:
+            node = queue.popleft()
+            raw = node.pending
+            if raw is None:  # folded already, or superseded by a checked report
+                continue
+            node.pending = None
+            done += 1
+            msg = decode_report(raw)
+            if type(msg) is Rejected:
+                self._refuse(msg, node.source)
+            else:
+                take(node, msg)  # type: ignore[arg-type]
+        return done
+
     def fold(self) -> None:
         """Check and take in each node's pending report body (the newest it sent since the
         last fold). A body that fails is counted as rejected (`bad_field`) and the node keeps
         its previous metrics; its liveness, loss and `last_seen` stand, as the report was
         genuine, fresh and in order. snapshot() calls this first."""
+        self._to_fold.clear()
         take = self._take
         for node in self.nodes.values():
             raw = node.pending

@@ -87,6 +87,9 @@ class Receiver:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.tune_gc = tune_gc
         self.deferred = deferred
+        # Called each time the socket is drained empty (e.g. folding deferred report bodies
+        # in small batches, so they don't pile up into the once-a-second tick).
+        self.on_idle: Callable[[], object] | None = None
 
     def open(self) -> tuple[str, int]:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -127,6 +130,8 @@ class Receiver:
                 try:
                     data, addr = recv(MAX_DATAGRAM + 1)  # one byte more, so oversize is seen
                 except (BlockingIOError, InterruptedError):
+                    if self.on_idle is not None:  # drained: use the gap for deferred work
+                        self.on_idle()
                     return
                 except OSError as e:  # e.g. ICMP errors surfacing on the socket: never fatal
                     log.debug("recvfrom: %s", e)

@@ -180,3 +180,24 @@ def test_undecodable_tail_is_not_msgpack_at_fold() -> None:
     raw = Verifier(KEY).verify_deferred(data)
     result = decode_report(raw) if type(raw) is RawReport else raw
     assert type(result) is Rejected and result.reason == Reason.NOT_MSGPACK
+
+
+def test_idle_folding_takes_bodies_in_oldest_first_batches() -> None:
+    """What the receiver does whenever its socket runs empty: the tick finds little left."""
+    model, seen = model_with_rejects()
+    v = Verifier(KEY)
+    t = time.time()
+    for i, node in enumerate(("a", "b", "c")):  # registered (first reports are checked at once)
+        model.apply(v.verify_deferred(encode(KEY, report(node, 1, cpu=1.0))), t, "10.0.0.1")
+        model.apply(v.verify_deferred(encode(KEY, report(node, 2, cpu=50.0 + i))), t, "10.0.0.1")
+    model.apply(v.verify_deferred(bad_body("c", 3)), t, "10.0.0.1")  # c's newest is bad
+    assert model.fold_some(1) == 1  # a
+    assert model.nodes["a"].metrics["cpu_percent"] == 50.0
+    assert model.nodes["b"].metrics["cpu_percent"] == 1.0  # not folded yet
+    assert model.fold_some(10) == 2  # b, then c's bad body
+    assert model.nodes["b"].metrics["cpu_percent"] == 51.0
+    assert model.nodes["c"].metrics["cpu_percent"] == 1.0 and [r.reason for r in seen] == [
+        Reason.BAD_FIELD]
+    assert model.fold_some(10) == 0
+    snap = model.snapshot(t, 1)
+    assert snap.node("a").cpu == 50.0 and snap.node("c").liveness is Liveness.ALIVE

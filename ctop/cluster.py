@@ -231,9 +231,13 @@ class ClusterModel:
     def tick(self, now: float) -> list[EventView]:
         """Judge liveness on missed intervals, each node on its own interval."""
         suspect, dead = self.liveness.suspect_after, self.liveness.dead_after
+        forget_after = self.liveness.forget_left_after
         events = []
+        gone = []
         for node in self.nodes.values():
             if node.liveness is Liveness.LEFT:
+                if now - node.last_seen >= forget_after:
+                    gone.append(node.node_id)
                 continue
             missed = (now - node.last_seen) / node.interval
             state = Liveness.DEAD if missed >= dead else (
@@ -241,6 +245,9 @@ class ClusterModel:
             if state is not node.liveness and state is not Liveness.ALIVE:
                 silent = now - node.last_seen
                 events.append(self._set(node, state, now, f"silent for {silent:.1f} s"))
+        for node_id in gone:  # said goodbye long enough ago: dropped (its history stays)
+            self.forget(node_id)
+            events.append(EventView(now, "forget", node_id, f"{node_id} dropped after leaving"))
         return events
 
     def forget(self, node_id: str) -> bool:

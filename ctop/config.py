@@ -197,6 +197,7 @@ class Reader:
 class LivenessConfig:
     suspect_after: float = 2.5  # missed intervals before a node is suspect
     dead_after: float = 5.0  # missed intervals before it is dead
+    forget_left_after: float = 600.0  # seconds a node that said goodbye stays listed as left
 
 
 @dataclass(frozen=True)
@@ -242,6 +243,7 @@ def from_source(src: TomlSource) -> DirectorConfig:
     liveness = LivenessConfig(
         suspect_after=live.number("suspect_after", LivenessConfig.suspect_after),
         dead_after=live.number("dead_after", LivenessConfig.dead_after),
+        forget_left_after=live.duration("forget_left_after", LivenessConfig.forget_left_after),
     )
     if liveness.dead_after <= liveness.suspect_after:
         raise src.error("liveness.dead_after", "must be larger than suspect_after")

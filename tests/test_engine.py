@@ -38,7 +38,7 @@ def make_engine(tmp_path: Path, **kw) -> Engine:
         listen=("127.0.0.1", 0),
         key_file=str(write_key(tmp_path / "cluster.key")),
         tick=kw.pop("tick", 0.1),
-        liveness=LivenessConfig(suspect_after=2.5, dead_after=5.0),
+        liveness=kw.pop("liveness", LivenessConfig(suspect_after=2.5, dead_after=5.0)),
         store=StoreConfig(path=str(tmp_path / "ctop.db"), raw_every=INTERVAL),
         control_socket=str(tmp_path / "ctop.sock"),
         **kw,
@@ -300,5 +300,26 @@ async def test_prometheus_exposition_over_http(agents, tmp_path):
         assert r.status_code == 200 and missing.status_code == 404
         assert 'ctop_nodes{cluster="test",state="alive"} 1' in r.text
         assert 'ctop_node_cpu_percent{node="prom-1",group="g1"}' in r.text
+    finally:
+        await eng.stop()
+
+
+async def test_a_node_that_left_is_dropped_after_the_grace_period(agents, tmp_path):
+    (tmp_path / "none.toml").write_text("")
+    eng = make_engine(tmp_path, liveness=LivenessConfig(forget_left_after=1.0))
+    await eng.start()
+    try:
+        agents.append(start_agent(tmp_path, eng.port, "short-lived"))
+        agents.append(start_agent(tmp_path, eng.port, "stays"))
+        await until(lambda: len(eng.snapshot().nodes) == 2)
+        agents[0].send_signal(signal.SIGTERM)
+        await until(lambda: eng.snapshot().node("short-lived").liveness is Liveness.LEFT)
+        left_at = time.monotonic()
+        await until(lambda: eng.snapshot().node("short-lived") is None, timeout=5)
+        assert time.monotonic() - left_at >= 0.8
+        assert [n.node_id for n in eng.snapshot().nodes] == ["stays"]
+        assert ("forget", "short-lived") in [(e.kind, e.node_id) for e in eng.snapshot().events]
+        eng.store.flush()  # its history is kept
+        assert eng.history("short-lived", ["cpu_percent"], 60)["cpu_percent"]
     finally:
         await eng.stop()

@@ -311,7 +311,8 @@ async def test_a_node_that_left_is_dropped_after_the_grace_period(agents, tmp_pa
     try:
         agents.append(start_agent(tmp_path, eng.port, "short-lived"))
         agents.append(start_agent(tmp_path, eng.port, "stays"))
-        await until(lambda: len(eng.snapshot().nodes) == 2)
+        await until(lambda: len(eng.snapshot().nodes) == 2
+                    and all(n.metrics for n in eng.snapshot().nodes))
         agents[0].send_signal(signal.SIGTERM)
         await until(lambda: eng.snapshot().node("short-lived").liveness is Liveness.LEFT)
         left_at = time.monotonic()

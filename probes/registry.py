@@ -3,26 +3,53 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
+from collections.abc import Iterator, Mapping
 
-from probes.checks import command, dns, http, lines, stream
 from probes.checks.base import Attempt, CheckFn, ProbeFailure, describe
 from probes.result import ProbeResult, fail
 from probes.spec import TYPES, ProbeSpec
 
-CHECKS: dict[str, CheckFn] = {
-    "http": http.check_http,
-    "https": http.check_http,
-    "smtp": lines.check_smtp,
-    "pop3": lines.check_pop3,
-    "imap": lines.check_imap,
-    "ftp": lines.check_ftp,
-    "nntp": lines.check_nntp,
-    "ssh": lines.check_ssh,
-    "telnet": stream.check_telnet,
-    "tcp": stream.check_tcp,
-    "dns": dns.check_dns,
-    "command": command.check_command,
+# type -> "module:function". Imported on first use: a node that only checks TCP and SMTP
+# never loads httpx (~6 MB of agentd's resident size).
+_CHECK_PATHS = {
+    "http": "probes.checks.http:check_http",
+    "https": "probes.checks.http:check_http",
+    "smtp": "probes.checks.lines:check_smtp",
+    "pop3": "probes.checks.lines:check_pop3",
+    "imap": "probes.checks.lines:check_imap",
+    "ftp": "probes.checks.lines:check_ftp",
+    "nntp": "probes.checks.lines:check_nntp",
+    "ssh": "probes.checks.lines:check_ssh",
+    "telnet": "probes.checks.stream:check_telnet",
+    "tcp": "probes.checks.stream:check_tcp",
+    "dns": "probes.checks.dns:check_dns",
+    "command": "probes.checks.command:check_command",
 }
+
+
+class _LazyChecks(Mapping[str, CheckFn]):
+    """The registry: type name -> check function, importing each check module when needed."""
+
+    def __init__(self, paths: Mapping[str, str]) -> None:
+        self._paths = dict(paths)
+        self._loaded: dict[str, CheckFn] = {}
+
+    def __getitem__(self, name: str) -> CheckFn:
+        fn = self._loaded.get(name)
+        if fn is None:
+            module, _, attr = self._paths[name].partition(":")
+            fn = self._loaded[name] = getattr(importlib.import_module(module), attr)
+        return fn
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+
+CHECKS: Mapping[str, CheckFn] = _LazyChecks(_CHECK_PATHS)
 if set(CHECKS) != set(TYPES):  # pragma: no cover - a programming error, caught at import
     raise RuntimeError(f"probe registry and spec types differ: {set(CHECKS) ^ set(TYPES)}")
 

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
-from probes.registry import check
+from probes.registry import CHECKS, check
 from probes.result import ProbeResult, fail
 from probes.spec import ProbeSpec, ProbeSpecError
 
@@ -104,6 +104,7 @@ class ProbeScheduler:
         self._checked_at.pop(name, None)
 
     def _spawn(self, name: str, spec: ProbeSpec) -> None:
+        CHECKS.get(spec.type)  # import the check's module now, not inside a timed check
         self._tasks[name] = asyncio.create_task(self._loop(name, spec), name=f"probe {name}")
 
     async def _run_once(self, spec: ProbeSpec) -> ProbeResult:

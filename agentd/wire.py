@@ -667,15 +667,7 @@ class Verifier:
         # hmac.digest is the one-shot C path: no HMAC object per datagram.
         if not hmac.compare_digest(hmac.digest(self.key, payload, "sha256")[:TAG_BYTES], tag):
             return Rejected(Reason.BAD_TAG, "signature does not match the cluster key")
-        try:
-            body = msgpack.unpackb(payload[HEADER_BYTES:], raw=False, strict_map_key=False)
-        except Exception as e:
-            return Rejected(Reason.NOT_MSGPACK, type(e).__name__)
-        try:
-            msg = parse_body(body)
-        except _BadField as e:
-            return Rejected(Reason.BAD_FIELD, str(e))
-        return self._check_order(msg)
+        return self._decode_checked(payload[HEADER_BYTES:])
 
     def verify_deferred(self, data: bytes) -> Join | Leave | RawReport | Rejected:
         """`verify` for the director's receiver, with a report's body checks left for later.
@@ -732,6 +724,10 @@ class Verifier:
             ):
                 return self._check_order(_tuple_new(RawReport, (
                     _tuple_new(Header, (node, boot, seq, ts)), float(interval), encoded)))
+        return self._decode_checked(encoded)
+
+    def _decode_checked(self, encoded: bytes) -> Message | Rejected:
+        """Body bytes of a genuine datagram -> a fully checked message, or why not."""
         try:
             body = _unpackb(encoded, raw=False, strict_map_key=False)
         except Exception as e:

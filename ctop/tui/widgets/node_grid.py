@@ -143,14 +143,11 @@ class GridLayout(NodeLayout):
         return strip(segs, width)
 
     def _group_strip(self, g: int, width: int) -> Strip:
-        v = self.view
-        arr, snap, pal = v.arr, v.snap, v.palette
-        assert arr is not None and snap is not None
-        name, start, end = arr.groups[g]
-        totals = next((gv.totals for gv in snap.groups if gv.name == name), None)
+        pal = self.view.palette
+        name, shown, totals = self.group_header(g)
         segs = [
             Segment(f"▾ {name or '(no group)'} ", pal.group),
-            Segment(f"{end - start} nodes", pal.dim),
+            Segment(f"{shown} nodes", pal.dim),
         ]
         if totals is not None:
             segs.append(

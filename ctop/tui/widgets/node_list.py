@@ -14,7 +14,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.strip import Strip
 
-from ctop.model import NodeView, Snapshot
+from ctop.model import Aggregate, NodeView, Snapshot
 from ctop.tui.arrange import Arrangement
 from ctop.tui.colors import RICH, Palette
 from ctop.tui.widgets.line_view import LineView
@@ -45,6 +45,14 @@ class NodeLayout:
 
     def header_strip(self, width: int) -> Strip:
         return Strip.blank(width)
+
+    def group_header(self, g: int) -> tuple[str, int, Aggregate | None]:
+        """Group g of the arrangement: its name, how many nodes it shows, and its totals."""
+        arr, snap = self.view.arr, self.view.snap
+        assert arr is not None and snap is not None
+        name, start, end = arr.groups[g]
+        totals = next((gv.totals for gv in snap.groups if gv.name == name), None)
+        return name, end - start, totals
 
     def body_strip(self, line: int, width: int) -> Strip:
         raise NotImplementedError

@@ -114,14 +114,11 @@ class TableLayout(NodeLayout):
         return row
 
     def _group_strip(self, g: int, width: int) -> Strip:
-        v = self.view
-        arr, snap, pal = v.arr, v.snap, v.palette
-        assert arr is not None and snap is not None
-        name, start, end = arr.groups[g]
-        totals = next((gv.totals for gv in snap.groups if gv.name == name), None)
+        pal = self.view.palette
+        name, shown, totals = self.group_header(g)
         segs = [
             Segment(f" ▾ {name or '(no group)'} ", pal.group),
-            Segment(f"{end - start} shown", pal.dim),
+            Segment(f"{shown} shown", pal.dim),
         ]
         if totals is not None:
             segs += [

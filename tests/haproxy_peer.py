@@ -119,6 +119,9 @@ class HAProxyLab:
                 for line in (f"set server {b}/{s} weight 1", f"set server {b}/{s} state ready"):
                     answer = self.cmd(line).strip()
                     assert not answer, f"{line}: {answer}"
+        for s in ("s1", "s2"):
+            answer = self.cmd(f"set server {self.check_backend}/{s} state ready").strip()
+            assert not answer, answer
 
 
 def _haproxy_binary() -> str | None:

@@ -185,3 +185,26 @@ def test_auto_weights_leave_human_weights_alone(auto) -> None:
     assert ctl.drain("haproxy", "web7", "s2", origin="auto").ok
     res = ctl.set_weight("haproxy", "web7", "s2", 5, origin="auto")
     assert not res.ok and "only restore" in res.message
+
+
+def test_a_failed_automatic_action_backs_off(haproxy: HAProxyLab, tmp_path) -> None:
+    # A balancer that refuses the drain (a read-only socket): automation tries once, then
+    # waits instead of flooding the journal with the same error every round.
+    journal = Journal(tmp_path / "ctop.db")
+    ctl = LBController({"haproxy": HAProxyBackend(haproxy.user_socket)}, journal)
+    admin = LBController({"haproxy": HAProxyBackend(haproxy.admin_socket)}, None)
+    now = [1000.0]
+    aq = AutoQuiescer(ctl, policy_lookup({"web7": ON}), retry_after=10, clock=lambda: now[0])
+    haproxy.servers["s2"].stop()
+    aq.step(_round(admin, "web7"))  # (a user-level socket hides the servers' addresses)
+    [(d, res)] = aq.step(_round(admin, "web7"))
+    assert d.kind == "quiesce" and not res.ok and "Permission denied" in res.message
+    for _ in range(5):
+        assert aq.step(_round(admin, "web7")) == []
+    now[0] += 10
+    [(d, res)] = aq.step(_round(admin, "web7"))  # retried once the delay is over
+    assert not res.ok
+    now[0] += 10
+    assert aq.step(_round(admin, "web7")) == []  # the delay doubled
+    assert [r.result != "ok" for r in journal.actions()] == [True, True]
+    journal.close()

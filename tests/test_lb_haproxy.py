@@ -70,6 +70,25 @@ def test_health_check_down_maps_to_down(backend: HAProxyBackend) -> None:
     assert chk["s2"].state == ServerState.DOWN
 
 
+def test_draining_a_server_that_is_down_reads_back_drained(
+    ctl: LBController, backend: HAProxyBackend, haproxy: HAProxyLab
+) -> None:
+    # HAProxy's status column keeps saying DOWN for a drained server whose check fails;
+    # the drain must still read back (automation drains exactly such servers).
+    deadline = time.monotonic() + 5
+    while servers(backend, "chk")["s2"].state != ServerState.DOWN:
+        assert time.monotonic() < deadline, "s2 never went DOWN"
+        time.sleep(0.1)
+    res = ctl.drain("haproxy", "chk", "s2", origin="auto")
+    assert res.ok, res.message
+    table = {rs.key: rs for vs in ctl.services() if vs.key == "chk" for rs in vs.servers}
+    assert table["s2"].state == ServerState.QUIESCED
+    assert servers(backend, "chk")["s2"].state == ServerState.DRAINED
+    res = ctl.restore("haproxy", "chk", "s2", origin="auto")
+    assert res.ok, res.message
+    assert servers(backend, "chk")["s2"].state == ServerState.DOWN  # still failing its check
+
+
 def test_tcp_stats_socket(haproxy: HAProxyLab) -> None:
     be = HAProxyBackend(haproxy.tcp_socket)
     assert any(vs.key == "web1" for vs in be.services())
@@ -99,6 +118,8 @@ def test_status_mapping_and_endpoints() -> None:
     assert map_status("MAINT(via)", 1) == ServerState.MAINT
     assert map_status("DOWN 1/2", 1) == ServerState.DOWN
     assert map_status("NOLB", 1) == ServerState.DOWN
+    assert map_status("DOWN", 1, admin=0x08) == ServerState.DRAINED  # drained while down
+    assert map_status("DOWN", 1, admin=0x01) == ServerState.MAINT
     assert parse_endpoint("/run/haproxy/admin.sock")[1] == "/run/haproxy/admin.sock"
     assert parse_endpoint("127.0.0.1:9999")[1] == ("127.0.0.1", 9999)
     assert parse_endpoint("[::1]:9999")[1] == ("::1", 9999)

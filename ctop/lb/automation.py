@@ -11,6 +11,7 @@ touches a server an operator drained.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -129,12 +130,28 @@ def decide(
 
 
 class AutoQuiescer:
-    """Feeds health rounds to the tracker and carries out the decisions via the controller."""
+    """Feeds health rounds to the tracker and carries out the decisions via the controller.
 
-    def __init__(self, controller: LBController, policy: PolicyLookup) -> None:
+    A failed action is not retried every round (that would flood the journal and the event
+    pane with the same error several times a second): the same action on the same server
+    waits `retry_after` seconds, doubling after each failure up to `retry_max`.
+    """
+
+    def __init__(
+        self,
+        controller: LBController,
+        policy: PolicyLookup,
+        *,
+        retry_after: float = 10.0,
+        retry_max: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.controller = controller
         self.policy = policy
         self.tracker = HealthTracker()
+        self.retry_after, self.retry_max, self.clock = retry_after, retry_max, clock
+        # (kind, backend, service, server) -> (not before, next delay)
+        self._backoff: dict[tuple[str, str, str, str], tuple[float, float]] = {}
 
     def step(self, rounds: Iterable[Health]) -> list[tuple[Decision, ActionResult | None]]:
         self.tracker.observe(rounds)
@@ -144,11 +161,19 @@ class AutoQuiescer:
             (i.backend, i.service, i.server): i for i in (journal.intents() if journal else [])
         }
         done: list[tuple[Decision, ActionResult | None]] = []
+        now = self.clock()
         for d in decide(services, self.tracker.counters, intents, self.policy):
             result = None
-            if d.kind == "quiesce":
-                result = self.controller.drain(d.backend, d.service, d.server, origin="auto")
-            elif d.kind == "restore":
-                result = self.controller.restore(d.backend, d.service, d.server, origin="auto")
+            attempt = (d.kind, d.backend, d.service, d.server)
+            if d.kind in ("quiesce", "restore"):
+                not_before, delay = self._backoff.get(attempt, (0.0, self.retry_after))
+                if now < not_before:
+                    continue
+                act = self.controller.drain if d.kind == "quiesce" else self.controller.restore
+                result = act(d.backend, d.service, d.server, origin="auto")
+                if result.ok:
+                    self._backoff.pop(attempt, None)
+                else:
+                    self._backoff[attempt] = (now + delay, min(delay * 2, self.retry_max))
             done.append((d, result))
         return done

@@ -35,8 +35,22 @@ def parse_endpoint(endpoint: str) -> tuple[int, str | tuple[str, int]]:
     return socket.AF_UNIX, endpoint  # a relative path without "./"
 
 
-def map_status(status: str, weight: int) -> ServerState:
-    """HAProxy's status column ("UP", "UP 1/3", "DRAIN", "MAINT(via)", "no check", ...)."""
+# srv_admin_state bits of `show servers state` (HAProxy's SRV_ADMF_* flags)
+_ADMIN_MAINT = 0x01 | 0x02 | 0x04 | 0x20 | 0x40  # forced, inherited, config, resolution, health
+_ADMIN_DRAIN = 0x08 | 0x10  # forced, inherited
+
+
+def map_status(status: str, weight: int, admin: int = 0) -> ServerState:
+    """HAProxy's status column ("UP", "UP 1/3", "DRAIN", "MAINT(via)", "no check", ...).
+
+    `admin` is the server's srv_admin_state: the status column says "DOWN" for a server
+    that failed its health check even when it is also set to drain or maint, and a drain
+    that the column hides must still read back as drained.
+    """
+    if admin & _ADMIN_MAINT:
+        return ServerState.MAINT
+    if admin & _ADMIN_DRAIN:
+        return ServerState.DRAINED
     word = status.strip().upper()
     if word.startswith("MAINT"):
         return ServerState.MAINT
@@ -122,8 +136,27 @@ class HAProxyBackend:
         reader = csv.DictReader(io.StringIO(text[2:]))
         return [row for row in reader if row.get("pxname")]
 
+    def admin_states(self) -> dict[tuple[str, str], int]:
+        """(backend, server) -> srv_admin_state bits, from `show servers state`."""
+        text = self.command("show servers state")
+        lines = text.splitlines()
+        header = next((ln[2:].split() for ln in lines if ln.startswith("# ")), None)
+        if header is None or "srv_admin_state" not in header:
+            raise LBError(text.strip() or "empty answer", command="show servers state")
+        be, sv, adm = (header.index(c) for c in ("be_name", "srv_name", "srv_admin_state"))
+        states: dict[tuple[str, str], int] = {}
+        for line in lines:
+            cols = line.split()
+            if len(cols) > max(be, sv, adm) and not line.startswith("#"):
+                states[(cols[be], cols[sv])] = _int(cols[adm])
+        return states
+
     def services(self) -> list[VirtualService]:
         rows = self.show_stat()
+        try:
+            admin = self.admin_states()
+        except LBError:  # HAProxy < 1.6: the status column alone
+            admin = {}
         now = time.monotonic()
         by_backend: dict[str, list[RealServer]] = {}
         meta: dict[str, dict[str, str]] = {}
@@ -135,7 +168,9 @@ class HAProxyBackend:
                 if sv == "BACKEND":
                     meta[px] = row
                     continue
-                by_backend.setdefault(px, []).append(self._server(row, now))
+                by_backend.setdefault(px, []).append(
+                    self._server(row, now, admin.get((px, sv), 0))
+                )
         result = []
         for px, servers in by_backend.items():
             row = meta.get(px, {})
@@ -153,7 +188,7 @@ class HAProxyBackend:
             )
         return result
 
-    def _server(self, row: dict[str, str], now: float) -> RealServer:
+    def _server(self, row: dict[str, str], now: float, admin: int) -> RealServer:
         # "uweight" is the weight the operator set (kept while draining); "weight" is the
         # effective one. Prefer uweight where this HAProxy version reports it.
         weight = _int(row.get("uweight", ""), _int(row.get("weight", "")))
@@ -172,7 +207,7 @@ class HAProxyBackend:
             address=address,
             port=port,
             weight=weight,
-            state=map_status(row.get("status", ""), weight),
+            state=map_status(row.get("status", ""), weight, admin),
             active_conns=_int(row.get("scur", "")),
             conns_per_s=float(_int(row.get("rate", ""))),
             total_conns=_int(row.get("stot", "")),

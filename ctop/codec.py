@@ -20,7 +20,7 @@ from ctop.model import (
     Snapshot,
 )
 
-_NODE_FIELDS = tuple(f.name for f in fields(NodeView))
+_NODE_FIELDS = NodeView._fields
 _AGG_FIELDS = tuple(f.name for f in fields(Aggregate))
 
 

@@ -226,9 +226,10 @@ class Bare:
 class Ctop:
     """The real thing: Receiver + Verifier + ClusterModel.apply (+ the engine's tick)."""
 
-    def __init__(self, tick: bool, deferred: bool = True) -> None:
+    def __init__(self, tick: bool, deferred: bool = True, gc_freeze: bool = True) -> None:
         from ctop.cluster import ClusterModel
         from ctop.collector import Receiver
+        from ctop.gcpolicy import HeapFreezer
 
         self.model = ClusterModel("bench")
         apply = self.model.apply
@@ -241,6 +242,8 @@ class Ctop:
             rejected, source, accepted=True)
         self.receiver.on_idle = lambda: self.model.fold_some(256)  # as the engine does
         self.tick = tick
+        # As the engine does (ctop.gcpolicy); --gc-default leaves the collector alone.
+        self.heap = HeapFreezer() if gc_freeze else HeapFreezer(freeze_above=1 << 62)
         self.ticks = 0
         self.tick_cpu = 0.0
 
@@ -258,7 +261,8 @@ class Ctop:
             now = time.time()
             self.ticks += 1
             self.model.tick(now)
-            self.model.snapshot(now, self.ticks)
+            snap = self.model.snapshot(now, self.ticks)
+            self.heap.after_tick(len(snap.nodes))
             self.tick_cpu += time.process_time() - started
 
     def stats(self) -> dict[str, Any]:
@@ -275,7 +279,8 @@ def receiver_main(conn: Connection, kind: str, cpu: int | None, tick: bool) -> N
     pin(cpu)
 
     async def serve() -> None:
-        impl: Bare | Ctop = Bare() if kind == "bare" else Ctop(tick, deferred=kind == "ctop")
+        impl: Bare | Ctop = Bare() if kind == "bare" else Ctop(
+            tick, deferred="eager" not in kind, gc_freeze="gc-default" not in kind)
         port = impl.open()
         done = asyncio.get_running_loop().create_future()
 
@@ -363,6 +368,8 @@ def main() -> None:
     ap.add_argument("--no-tick", action="store_true", help="leave out the model's 1 s tick")
     ap.add_argument("--eager", action="store_true",
                     help="check every report's body on arrival (Receiver(deferred=False))")
+    ap.add_argument("--gc-default", action="store_true",
+                    help="leave Python's cyclic GC as it is (no ctop.gcpolicy heap freezing)")
     ap.add_argument("--rx-cpu", type=int, default=0, help="core for the receivers")
     ap.add_argument("--tx-cpu", type=int, default=1, help="core for the sender and this process")
     args = ap.parse_args()
@@ -376,7 +383,8 @@ def main() -> None:
     sender = Proc(sender_main, args.nodes, tx_cpu)
     receivers = {
         "bare": Proc(receiver_main, "bare", rx_cpu, False),
-        "ctop": Proc(receiver_main, "ctop-eager" if args.eager else "ctop", rx_cpu,
+        "ctop": Proc(receiver_main, "ctop" + "-eager" * args.eager
+                     + "-gc-default" * args.gc_default, rx_cpu,
                      not args.no_tick),
     }
     ports = {name: p.recv() for name, p in receivers.items()}

@@ -22,6 +22,7 @@ from ctop.alerts import AlertEngine, HookRunner, parse_hooks, parse_rules
 from ctop.cluster import ClusterModel
 from ctop.collector import Receiver
 from ctop.config import DirectorConfig
+from ctop.gcpolicy import HeapFreezer
 from ctop.model import EventView, LBServiceView, Liveness, RealServerView, Snapshot
 from ctop.store import Store
 
@@ -55,6 +56,7 @@ class Engine:
         self.receiver.on_idle = lambda: self.model.fold_some(FOLD_BATCH)
         self.alerts = AlertEngine(parse_rules(config.alerts), config.cluster)
         self.hooks = HookRunner(parse_hooks(config.hooks))
+        self.heap = HeapFreezer()  # large clusters: no cyclic GC passes over the model
         self.store: Store | None = None
         self.lb: LBController | None = lb
         self.quiescer: AutoQuiescer | None = None
@@ -99,6 +101,7 @@ class Engine:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         self.receiver.close()
+        self.heap.release()
         await self.hooks.drain(timeout=5)
         if self.store is not None:
             self.store.record_events(self._pending_events)
@@ -176,6 +179,7 @@ class Engine:
                 self.store.record_nodes(v for v in snap.nodes if v.node_id in wanted)
             self.store.record_tick(now, snap.nodes, self._pending_events)
             self._pending_events = []
+        self.heap.after_tick(len(snap.nodes))
         self.tick_seconds = time.process_time() - started
         return snap
 

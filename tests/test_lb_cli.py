@@ -10,6 +10,7 @@ import pytest
 
 from ctop.lb import cli
 from ctop.lb.automation import QuiescePolicy
+from ctop.lb.base import ServerState
 from ctop.lb.config import ConfigError, parse_config
 from ctop.lb.factory import build_backends, build_controller, build_quiescer, status_line
 from ctop.lb.haproxy import HAProxyBackend
@@ -62,6 +63,49 @@ def test_cli_exit_codes(haproxy: HAProxyLab, tmp_path) -> None:
     p = run("weight", "web5", "s1", "3", *user)
     assert p.returncode == 1 and "Permission denied" in p.stderr
     assert HAProxyBackend(haproxy.admin_socket).get_weight("web5", "s1")[0] == 1
+
+
+def test_cli_maint_and_its_exit_codes(haproxy: HAProxyLab, tmp_path) -> None:
+    opts = ["--haproxy-socket", haproxy.admin_socket, "--db", str(tmp_path / "ctop.db")]
+    p = run("--help")
+    assert p.returncode == 0 and "maint" in p.stdout, p.stdout
+    p = run("--readonly", "maint", "web6", "s2", *opts)
+    assert p.returncode == 1 and "read-only" in p.stderr
+    assert _state(haproxy, "web6", "s2") == ServerState.SERVING
+    p = run("weight", "web6", "s2", "2", *opts)
+    assert p.returncode == 0, p.stderr
+    p = run("maint", "web6", "s2", *opts)
+    assert p.returncode == 0 and "maint done, weight 2 → 0 (maint)" in p.stdout, p.stderr
+    assert _state(haproxy, "web6", "s2") == ServerState.MAINT
+    assert haproxy.hits("web6", 20)["s2"] == 0
+    p = run("maint", "web6", "s2", *opts)  # nothing to do: still success
+    assert p.returncode == 0 and "already in maintenance" in p.stdout, p.stderr
+    p = run("maint", "web6", "nope", *opts)
+    assert p.returncode == 1 and "no real server 'nope'" in p.stderr
+    p = run("maint", "nosuch", "s1", *opts)
+    assert p.returncode == 1 and "no service 'nosuch'" in p.stderr
+    p = run("maint", "web6", *opts)  # missing SERVER
+    assert p.returncode == 2
+    user = ["--haproxy-socket", haproxy.user_socket, "--db", str(tmp_path / "ctop.db")]
+    p = run("maint", "web6", "s1", *user)
+    assert p.returncode == 1 and "Permission denied" in p.stderr
+    assert _state(haproxy, "web6", "s1") == ServerState.SERVING
+    p = run("--json", "restore", "web6", "s2", *opts)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["ok"] and out["after"] == 2 and out["state_after"] == "serving"
+    p = run("log", "--json", "web6", "s2", *opts)
+    rows = json.loads(p.stdout)
+    assert [(r["action"], r["origin"], r["result"]) for r in rows] == [
+        ("restore", "cli", "ok"),
+        ("maint", "cli", "ok"),
+        ("weight", "cli", "ok"),
+    ]
+
+
+def _state(haproxy: HAProxyLab, service: str, server: str) -> ServerState:
+    vs = next(v for v in HAProxyBackend(haproxy.admin_socket).services() if v.key == service)
+    return next(rs.state for rs in vs.servers if rs.key == server)
 
 
 def test_cli_main_in_process_with_config_file(haproxy: HAProxyLab, tmp_path, capsys) -> None:

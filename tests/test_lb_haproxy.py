@@ -1,4 +1,5 @@
-"""HAProxy backend and LBController against a real HAProxy with real HTTP servers."""
+"""HAProxy backend and LBController against a real HAProxy with real HTTP servers (and the
+IPVS refusal of maintenance, on a stand-in ipvsadm)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import time
 import pytest
 
 from ctop.lb.actions import LBController
+from ctop.lb.automation import AutoQuiescer, Health, QuiescePolicy, policy_lookup
 from ctop.lb.base import LBError, ServerState
 from ctop.lb.haproxy import HAProxyBackend, map_status, parse_endpoint
+from ctop.lb.ipvs import NO_MAINT, IPVSBackend
 from ctop.lb.journal import Journal
 from tests.haproxy_peer import SERVERS, HAProxyLab
+from tests.test_lb_ipvs_backend import RICH, FakeIpvsadm, section
 
 
 @pytest.fixture
@@ -263,3 +267,177 @@ def test_describe_shows_before_after_without_applying(
     stale = ctl.describe("weight", "haproxy", "web6", "s2", 3)
     ctl.set_weight("haproxy", "web6", "s2", 2)
     assert not ctl.execute(stale).ok  # the world changed since the dialog opened
+
+
+# -- maintenance --------------------------------------------------------------------------------
+
+
+def test_maint_takes_the_server_out_and_restore_brings_its_weight_back(
+    ctl: LBController, backend: HAProxyBackend, haproxy: HAProxyLab
+) -> None:
+    assert ctl.set_weight("haproxy", "web7", "s2", 3).ok
+    res = ctl.maint("haproxy", "web7", "s2")
+    assert res.ok and res.applied, res.message
+    assert (res.before, res.after, res.state_after) == (3, 0, ServerState.MAINT)
+    s2 = servers(backend, "web7")["s2"]
+    assert s2.state == ServerState.MAINT and s2.weight == 3  # HAProxy keeps the weight
+    assert "MAINT" in haproxy.cmd("show stat").split("web7,s2,", 1)[1].split("\n")[0]
+    counts = haproxy.hits("web7", 40)
+    assert counts["s2"] == 0 and counts["s1"] == 20 and counts["s3"] == 20, counts
+    row = ctl.journal.actions()[0]
+    assert (row.action, row.origin, row.weight_before, row.weight_after, row.result) == (
+        "maint",
+        "operator",
+        3,
+        0,
+        "ok",
+    )
+    intent = ctl.journal.intent("haproxy", "web7", "s2")
+    assert intent is not None and intent.drained_by == "operator" and intent.saved_weight == 3
+
+    again = ctl.maint("haproxy", "web7", "s2")
+    assert again.ok and again.noop and not again.applied and "already" in again.message
+
+    res = ctl.restore("haproxy", "web7", "s2")
+    assert res.ok, res.message
+    assert (res.before, res.after, res.state_after) == (0, 3, ServerState.SERVING)
+    counts = haproxy.hits("web7", 50)
+    # 3:1:1; HAProxy's round robin may take a request or two to settle after a weight change
+    assert abs(counts["s2"] - 30) <= 2 and counts["s1"] + counts["s3"] == 50 - counts["s2"], counts
+
+
+def test_maint_after_a_weight_0_drain_restores_the_weight_from_before_the_drain(
+    ctl: LBController, backend: HAProxyBackend, haproxy: HAProxyLab
+) -> None:
+    # weight 0 leaves HAProxy's own weight at 0: the journal's saved weight must survive maint
+    assert ctl.set_weight("haproxy", "web8", "s1", 4).ok
+    assert ctl.set_weight("haproxy", "web8", "s1", 0).ok
+    res = ctl.maint("haproxy", "web8", "s1")
+    assert res.ok and servers(backend, "web8")["s1"].state == ServerState.MAINT, res.message
+    res = ctl.restore("haproxy", "web8", "s1")
+    assert res.ok and res.after == 4, res.message
+    assert servers(backend, "web8")["s1"].state == ServerState.SERVING
+    assert abs(haproxy.hits("web8", 60)["s1"] - 40) <= 2  # 4:1:1, give or take settling
+
+
+def test_maint_on_a_drained_server_and_drain_on_a_maint_server(
+    ctl: LBController, backend: HAProxyBackend
+) -> None:
+    assert ctl.drain("haproxy", "web1", "s3").ok
+    res = ctl.maint("haproxy", "web1", "s3")
+    assert res.ok and res.state_after == ServerState.MAINT, res.message
+    res = ctl.drain("haproxy", "web1", "s3")  # HAProxy: state drain replaces state maint
+    assert res.ok and res.state_after == ServerState.DRAINED, res.message
+    assert ctl.restore("haproxy", "web1", "s3").after == 1
+
+
+def test_maint_on_a_missing_server_is_refused_with_the_balancers_words(
+    ctl: LBController, backend: HAProxyBackend, haproxy: HAProxyLab
+) -> None:
+    with pytest.raises(LBError, match=r"^No such server\.$"):
+        backend.maint("web1", "nope")
+    with pytest.raises(LBError, match=r"^No such backend\.$"):
+        backend.maint("nobackend", "s1")
+    res = ctl.maint("haproxy", "web1", "s9")  # the controller checks the table first
+    assert not res.ok and not res.applied and "s1, s2, s3" in res.message
+    assert ctl.journal.actions()[0].result == res.message
+    # HAProxy itself refuses (level user): its own message, journaled, nothing changed
+    user = LBController({"haproxy": HAProxyBackend(haproxy.user_socket)}, ctl.journal)
+    res = user.maint("haproxy", "web1", "s1")
+    assert not res.ok and res.applied and res.message.startswith("Permission denied")
+    assert ctl.journal.actions()[0].result == res.message
+    assert servers(backend, "web1")["s1"].state == ServerState.SERVING
+
+
+def test_maint_read_back_mismatch_and_half_done_maint_are_put_back(
+    backend: HAProxyBackend, journal: Journal
+) -> None:
+    class DrainsInstead(HAProxyBackend):
+        def maint(self, service_key: str, server_key: str) -> None:
+            self.drain(service_key, server_key)
+
+    class MaintThenFails(HAProxyBackend):
+        def maint(self, service_key: str, server_key: str) -> None:
+            super().maint(service_key, server_key)
+            raise LBError("injected failure after 'state maint'")
+
+    ctl = LBController({"haproxy": DrainsInstead(backend.endpoint)}, journal)
+    assert ctl.set_weight("haproxy", "web2", "s3", 2).ok
+    res = ctl.maint("haproxy", "web2", "s3")
+    assert not res.ok and "expected maint" in res.message and "put back" in res.message
+    s3 = servers(backend, "web2")["s3"]
+    assert (s3.state, s3.weight) == (ServerState.SERVING, 2)
+
+    ctl = LBController({"haproxy": MaintThenFails(backend.endpoint)}, journal)
+    res = ctl.maint("haproxy", "web2", "s3")
+    assert not res.ok and "injected failure" in res.message and "put back" in res.message
+    s3 = servers(backend, "web2")["s3"]
+    assert (s3.state, s3.weight) == (ServerState.SERVING, 2)
+    assert journal.intent("haproxy", "web2", "s3").drained_by is None  # nothing remembered
+
+
+def test_failed_restore_from_maint_goes_back_into_maint(
+    backend: HAProxyBackend, journal: Journal
+) -> None:
+    class Flaky(HAProxyBackend):
+        def ready(self, service_key: str, server_key: str, weight: int) -> None:
+            self._write(f"set server {service_key}/{server_key} state ready")  # step 1 works
+            raise LBError("injected failure after 'state ready'")
+
+    ctl = LBController({"haproxy": Flaky(backend.endpoint)}, journal)
+    assert ctl.set_weight("haproxy", "web3", "s3", 5).ok
+    assert ctl.maint("haproxy", "web3", "s3").ok
+    res = ctl.restore("haproxy", "web3", "s3")
+    assert not res.ok and "injected failure" in res.message and "put back" in res.message
+    s3 = servers(backend, "web3")["s3"]
+    assert (s3.state, s3.weight) == (ServerState.MAINT, 5)
+
+
+def test_automation_never_undoes_an_operators_maint(
+    ctl: LBController, backend: HAProxyBackend
+) -> None:
+    assert ctl.maint("haproxy", "web4", "s1", origin="cli").ok
+    quiescer = AutoQuiescer(
+        ctl, policy_lookup({}, QuiescePolicy(enabled=True, quiesce_after=1, restore_after=1))
+    )
+    for ok in (True, True, False, False, True, True):
+        rounds = [Health("haproxy", "web4", s, check_ok=ok) for s in SERVERS]
+        done = quiescer.step(rounds)
+        assert not [d for d, r in done if r is not None and d.server == "s1"], done
+    assert servers(backend, "web4")["s1"].state == ServerState.MAINT
+    # and the controller refuses automation directly too
+    res = ctl.restore("haproxy", "web4", "s1", origin="auto")
+    assert not res.ok and "automation does not undo it" in res.message
+    res = ctl.set_weight("haproxy", "web4", "s1", 2, origin="auto")
+    assert not res.ok and "automation leaves it alone" in res.message
+    assert servers(backend, "web4")["s1"].state == ServerState.MAINT
+
+
+def test_ipvs_has_no_maint_and_says_so_before_running_anything(tmp_path) -> None:
+    # IPVSBackend on a stand-in ipvsadm (tests/test_lb_ipvs_backend.py); no VM needed
+    (tmp_path / "proc" / "net").mkdir(parents=True)
+    (tmp_path / "proc" / "net" / "ip_vs").write_text(section("proc_rich.txt", "/proc/net/ip_vs"))
+    fake = FakeIpvsadm(tmp_path, RICH)
+    ipvs = IPVSBackend(ipvsadm=str(fake.path), proc_root=str(tmp_path / "proc"))
+    journal = Journal(tmp_path / "ctop.db")
+    ctl = LBController({"ipvs": ipvs}, journal)
+    res = ctl.maint("ipvs", "TCP 10.0.0.1:80", "10.0.0.2:80")
+    assert not res.ok and not res.applied and res.message == NO_MAINT
+    assert "IPVS has no maintenance state" in res.message and "drain" in res.message
+    assert "remove the destination" in res.message
+    assert fake.edits() == []  # nothing changed on the director
+    row = journal.actions()[0]
+    assert (row.action, row.backend, row.server, row.result) == (
+        "maint",
+        "ipvs",
+        "10.0.0.2:80",
+        NO_MAINT,
+    )
+    assert journal.intent("ipvs", "TCP 10.0.0.1:80", "10.0.0.2:80") is None
+    plan = ctl.describe("maint", "ipvs", "TCP 10.0.0.1:80", "10.0.0.2:80")
+    assert not plan.ok and plan.before == 3  # the dialog still shows the server as it is
+    calls = len(fake.calls())
+    with pytest.raises(LBError, match="no maintenance state"):
+        ipvs.maint("TCP 10.0.0.1:80", "10.0.0.2:80")  # called directly: refused, runs nothing
+    assert len(fake.calls()) == calls
+    journal.close()

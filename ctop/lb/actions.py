@@ -30,7 +30,7 @@ def is_drained(rs: RealServer) -> bool:
 class Plan:
     """What an action would do; `text()` is the confirmation dialog's body."""
 
-    action: str  # "drain" | "weight" | "step" | "restore"
+    action: str  # "drain" | "maint" | "weight" | "step" | "restore"
     backend: str
     service: str
     server: str
@@ -143,6 +143,26 @@ class LBController:
             return replace(base, after=0, state_after=_drained_state(origin))
 
         return self._plan("drain", backend, service, server, origin, build)
+
+    def plan_maint(self, backend: str, service: str, server: str, origin: str = "operator") -> Plan:
+        """Maintenance: out entirely (HAProxy `state maint`). Effective weight 0 like a drain,
+        so restore and the journal treat it as one; a balancer without it refuses here."""
+
+        def build(rs: RealServer, base: Plan) -> Plan:
+            refusal = _maint_refusal(self._backend(backend))
+            if refusal:
+                return replace(base, ok=False, message=refusal)
+            if rs.state == ServerState.MAINT:
+                return replace(
+                    base,
+                    after=0,
+                    state_after=rs.state,
+                    noop=True,
+                    message=f"already in maintenance (weight {rs.weight})",
+                )
+            return replace(base, after=0, state_after=ServerState.MAINT)
+
+        return self._plan("maint", backend, service, server, origin, build)
 
     def plan_set_weight(
         self,
@@ -259,9 +279,12 @@ class LBController:
         value: int | None = None,
         origin: str = "operator",
     ) -> Plan:
-        """Plan for `action` in {"drain", "weight", "step", "restore"}; value = weight or delta."""
+        """Plan for `action` in {"drain", "maint", "weight", "step", "restore"}; value = weight
+        or delta."""
         if action == "drain":
             return self.plan_drain(backend, service, server, origin)
+        if action == "maint":
+            return self.plan_maint(backend, service, server, origin)
         if action == "restore":
             return self.plan_restore(backend, service, server, origin)
         if action in ("weight", "step"):
@@ -329,6 +352,12 @@ class LBController:
             message="was quiesced by automation; now held drained by "
             f"{origin} (automation will not restore it)",
         )
+
+    def maint(
+        self, backend: str, service: str, server: str, origin: str = "operator"
+    ) -> ActionResult:
+        with self._lock:
+            return self._run(self.plan_maint(backend, service, server, origin), origin)
 
     def set_weight(
         self, backend: str, service: str, server: str, weight: int, origin: str = "operator"
@@ -415,6 +444,8 @@ class LBController:
         after = plan.after or 0
         if plan.action == "drain":
             be.drain(svc, srv)
+        elif plan.action == "maint":
+            be.maint(svc, srv)
         elif plan.action == "restore":
             be.ready(svc, srv, after)
         elif after > 0 and rs.state in (ServerState.DRAINED, ServerState.QUIESCED):
@@ -424,14 +455,22 @@ class LBController:
 
     def _put_back(self, be: Backend, plan: Plan, before: RealServer) -> str:
         """Return the server to `before` after a failure; the note says how that went."""
+        svc, srv = plan.service, plan.server
         try:
-            _, now = self.find(plan.backend, plan.service, plan.server)
-            if (now.weight, is_drained(now), now.state == ServerState.MAINT) == (
-                before.weight,
-                is_drained(before),
-                before.state == ServerState.MAINT,
-            ):
+            _, now = self.find(plan.backend, svc, srv)
+            if _out_how(now) == _out_how(before):
                 return ""
+            if before.state == ServerState.MAINT:  # a failed restore or weight: back into maint
+                if now.state != ServerState.MAINT:  # first, so it takes no traffic meanwhile
+                    be.maint(svc, srv)
+                if now.weight != before.weight:
+                    be.set_weight(svc, srv, before.weight)
+                return " (put back as it was)"
+            if now.state == ServerState.MAINT:  # a failed maint got that far: leave maint first
+                be.ready(svc, srv, before.weight)
+                _, now = self.find(plan.backend, svc, srv)
+                if _out_how(now) == _out_how(before):
+                    return " (put back as it was)"
             if is_drained(before) and before.weight == 0:
                 be.set_weight(plan.service, plan.server, 0)
             elif is_drained(before):
@@ -450,8 +489,15 @@ class LBController:
         if self.journal is None:
             return
         j, key = self.journal, (plan.backend, plan.service, plan.server)
-        if plan.after == 0:  # drain, or weight 0: remember what restore goes back to
-            j.mark_drained(*key, saved_weight=before.weight or plan.before or 0, origin=origin)
+        if plan.after == 0:  # drain, maint or weight 0: remember what restore goes back to
+            saved = before.weight or plan.before or 0
+            intent = j.intent(*key)
+            # Already out (drained, now maint): the weight before the first step is the one
+            # to restore; on IPVS or after a weight 0 the balancer's own weight is 0 by now.
+            out = is_drained(before) or before.state == ServerState.MAINT
+            if out and intent is not None and intent.drained and intent.saved_weight:
+                saved = intent.saved_weight
+            j.mark_drained(*key, saved_weight=saved, origin=origin)
         elif plan.action == "restore":
             j.clear_drain(*key)
         else:
@@ -506,9 +552,23 @@ def _drained_state(origin: str) -> ServerState:
     return ServerState.QUIESCED if origin == "auto" else ServerState.DRAINED
 
 
+def _maint_refusal(be: Backend) -> str:
+    """Why `be` can't take a server into maintenance ("" when it can)."""
+    if not callable(getattr(be, "maint", None)):  # a backend written before maint existed
+        return f"{be.name} has no maintenance state; drain it instead"
+    return getattr(be, "no_maint", "")
+
+
+def _out_how(rs: RealServer) -> tuple[int, bool, bool]:
+    """What _put_back must restore: the weight, drained or not, in maintenance or not."""
+    return rs.weight, is_drained(rs), rs.state == ServerState.MAINT
+
+
 def _check(plan: Plan, rs: RealServer) -> str:
     """Why the read-back doesn't match the plan ("" when it does)."""
     got = effective_weight(rs)
+    if plan.state_after == ServerState.MAINT and rs.state != ServerState.MAINT:
+        return f"read back shows weight {got} ({rs.state}), expected maint"
     if plan.after == 0:
         if not is_drained(rs) and rs.state != ServerState.MAINT:
             return f"read back shows weight {got} ({rs.state}), expected drained"

@@ -68,6 +68,9 @@ class Backend(Protocol):
 
     name: str  # "ipvs" | "haproxy"
     max_weight: int  # IPVS 2**31-1, HAProxy 256
+    # Why this balancer can't take a server into maintenance ("" = it can): the controller
+    # refuses `maint` with these words before sending anything.
+    no_maint: str
 
     def services(self) -> list[VirtualService]:
         """Read the current table. Raises LBError."""
@@ -81,6 +84,12 @@ class Backend(Protocol):
         """Stop new connections to the server; existing ones finish. Raises LBError."""
         ...
 
+    def maint(self, service_key: str, server_key: str) -> None:
+        """Take the server out entirely: no traffic at all, not even sticky sessions (HAProxy
+        `state maint`). Raises LBError; a balancer without such a state (`no_maint`) raises
+        before changing anything."""
+        ...
+
     def ready(self, service_key: str, server_key: str, weight: int) -> None:
-        """Put a drained server back in service at `weight`. Raises LBError."""
+        """Put a drained (or maintenance) server back in service at `weight`. Raises LBError."""
         ...

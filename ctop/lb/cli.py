@@ -2,6 +2,7 @@
 
     ctop lb list
     ctop lb drain SERVICE SERVER
+    ctop lb maint SERVICE SERVER
     ctop lb weight SERVICE SERVER N
     ctop lb restore SERVICE SERVER
     ctop lb log [SERVICE [SERVER]]
@@ -52,8 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     for name, extra, text in (
         ("list", (), "virtual services and real servers"),
         ("drain", ("service", "server"), "no new connections; existing ones finish"),
+        (
+            "maint",
+            ("service", "server"),
+            "maintenance: no traffic at all, not even sticky sessions (HAProxy only)",
+        ),
         ("weight", ("service", "server", "weight"), "set a weight"),
-        ("restore", ("service", "server"), "back to the weight before the drain"),
+        ("restore", ("service", "server"), "back to the weight before the drain or maint"),
         ("log", (), "recent actions from the journal"),
     ):
         sp = sub.add_parser(name, help=text)
@@ -194,6 +200,8 @@ def _run(ctl: LBController, args: argparse.Namespace) -> int:
     backend, service = _resolve(ctl, args.service, args.backend)
     if args.cmd == "drain":
         res = ctl.drain(backend, service, args.server, origin="cli")
+    elif args.cmd == "maint":
+        res = ctl.maint(backend, service, args.server, origin="cli")
     elif args.cmd == "weight":
         res = ctl.set_weight(backend, service, args.server, args.weight, origin="cli")
     else:

@@ -80,6 +80,7 @@ class HAProxyBackend:
     """ctop.lb.base.Backend for one HAProxy process."""
 
     max_weight = MAX_WEIGHT
+    no_maint = ""  # `set server B/S state maint` exists
 
     def __init__(self, socket_path: str, *, timeout: float = 5.0, name: str = "haproxy") -> None:
         self.endpoint = socket_path
@@ -234,6 +235,9 @@ class HAProxyBackend:
         self._write(f"set server {_target(service_key, server_key)} state drain")
 
     def maint(self, service_key: str, server_key: str) -> None:
+        """Maintenance: no traffic at all, not even sticky sessions, and no health checks (a
+        drain still takes those). The weight is kept; `ready` brings it back. Sessions already
+        open are not cut by this command (HAProxy's `shutdown sessions server` would)."""
         self._write(f"set server {_target(service_key, server_key)} state maint")
 
     def ready(self, service_key: str, server_key: str, weight: int) -> None:

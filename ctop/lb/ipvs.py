@@ -40,6 +40,10 @@ from ctop.lb.ipvs_parse import (
 
 MAX_WEIGHT = 2**31 - 1
 FORWARD_FLAGS = {"masq": "-m", "route": "-g", "tunnel": "-i"}
+NO_MAINT = (
+    "IPVS has no maintenance state: drain instead (weight 0: no new connections, existing "
+    "ones finish), or remove the destination (ipvsadm -d) to take it out entirely"
+)
 DEFAULT_HZ = 250  # Debian's CONFIG_HZ; only used to convert /proc persistence ticks
 
 
@@ -87,6 +91,7 @@ class IPVSBackend:
 
     name = "ipvs"
     max_weight = MAX_WEIGHT
+    no_maint = NO_MAINT  # the controller refuses `maint` with this before running anything
 
     def __init__(self, ipvsadm: str = "ipvsadm", proc_root: str = "/proc", timeout: float = 10):
         self.ipvsadm = ipvsadm
@@ -152,6 +157,10 @@ class IPVSBackend:
     def drain(self, service_key: str, server_key: str) -> None:
         """Weight 0: the scheduler sends no new connections, existing ones finish."""
         self.set_weight(service_key, server_key, 0)
+
+    def maint(self, service_key: str, server_key: str) -> None:
+        """Refused without running ipvsadm: the kernel table has no such state."""
+        raise LBError(NO_MAINT)
 
     def ready(self, service_key: str, server_key: str, weight: int) -> None:
         if validate_weight(weight) == 0:

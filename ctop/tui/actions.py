@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 TITLES = {
     "drain": "Drain",
+    "maint": "Maintenance",
     "weight": "Set weight",
     "step": "Step weight",
     "restore": "Restore",
@@ -25,7 +26,7 @@ TITLES = {
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    verb: str  # drain | weight | step | restore | advice
+    verb: str  # drain | maint | weight | step | restore | advice
     backend: str
     service: str
     server: str
@@ -87,6 +88,8 @@ def plan(
     before = 0 if rs.state in ("drained", "quiesced", "maint") else rs.weight
     if verb == "drain":
         after, state = 0, "drained"
+    elif verb == "maint":
+        after, state = 0, "maint"
     elif verb == "restore":
         after, state = rs.weight or None, "serving"
     elif verb == "step":

@@ -15,7 +15,7 @@ from ctop.model import EventView, Snapshot
 if TYPE_CHECKING:
     from ctop.lb.actions import ActionResult, LBController
 
-VERBS = ("drain", "weight", "step", "restore", "advice")
+VERBS = ("drain", "maint", "weight", "step", "restore", "advice")
 
 History = dict[str, list[tuple[float, float]]]
 
@@ -88,6 +88,8 @@ class StaticSource:
             return ActionResult(False, why, verb, backend, service, server, None, None)
         if verb == "drain":
             return await asyncio.to_thread(lb.drain, backend, service, server)
+        if verb == "maint":
+            return await asyncio.to_thread(lb.maint, backend, service, server)
         if verb == "restore":
             return await asyncio.to_thread(lb.restore, backend, service, server)
         if verb == "step":

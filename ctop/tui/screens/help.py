@@ -40,9 +40,10 @@ KEYS = (
         "Load balancer (selected real server; hidden in read-only mode)",
         (
             ("d", "drain: no new connections, existing ones finish"),
+            ("m", "maintenance: no traffic at all, not even sticky sessions (HAProxy)"),
             ("w", "set weight"),
             ("+ / -", "step the weight up / down by 1"),
-            ("r", "restore the weight before the drain"),
+            ("r", "restore the weight before the drain or maintenance"),
             ("A", "apply the advised weight"),
         ),
     ),

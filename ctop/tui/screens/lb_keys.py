@@ -12,12 +12,13 @@ from textual.binding import Binding, BindingType
 
 from ctop.tui.widgets.lb_pane import Target
 
-ACTIONS = {"lb_drain", "lb_weight", "lb_step", "lb_restore", "lb_advice"}
+ACTIONS = {"lb_drain", "lb_maint", "lb_weight", "lb_step", "lb_restore", "lb_advice"}
 
 
 class LBKeys:
     LB_BINDINGS: ClassVar[list[BindingType]] = [
         Binding("d", "lb_drain", "Drain"),
+        Binding("m", "lb_maint", "Maint"),
         Binding("w", "lb_weight", "Weight"),
         Binding("plus", "lb_step(1)", "+1", key_display="+"),
         Binding("minus", "lb_step(-1)", "-1", key_display="-"),
@@ -44,6 +45,9 @@ class LBKeys:
 
     def action_lb_drain(self) -> None:
         self._request("drain")
+
+    def action_lb_maint(self) -> None:
+        self._request("maint")
 
     def action_lb_weight(self) -> None:
         self._request("weight")

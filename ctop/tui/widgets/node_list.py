@@ -79,7 +79,8 @@ class NodeList(LineView):
         Binding("pagedown", "page(1)", show=False),
         Binding("home", "edge(0)", show=False),
         Binding("end", "edge(1)", show=False),
-        Binding("enter", "open", "Open node"),
+        # "Open", not "Open node": with every LB key shown, "? Help" must still fit 140 columns
+        Binding("enter", "open", "Open"),
     ]
 
     class Open(Message):

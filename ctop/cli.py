@@ -4,7 +4,7 @@
     ctop --demo          a real small cluster on this machine, shown in the UI
     ctop serve           the engine without a terminal (systemd), with the control socket
     ctop status [--json] the current cluster snapshot, from the running daemon
-    ctop lb ...          list, drain, re-weight and restore real servers (scriptable)
+    ctop lb ...          list, drain, maint, re-weight and restore real servers (scriptable)
     ctop probe URL...    run service checks by hand
 """
 

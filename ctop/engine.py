@@ -400,6 +400,8 @@ def run_action(
     """One operator action by name (blocking: run it in a worker thread)."""
     if verb == "drain":
         return lb.drain(backend, service, server)
+    if verb == "maint":
+        return lb.maint(backend, service, server)
     if verb == "weight":
         return lb.set_weight(backend, service, server, int(weight or 0))
     if verb == "step":

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 import pytest_asyncio
 
 from ctop.engine import Engine
-from ctop.lb.actions import ActionResult, LBController
 from ctop.tui.app import CtopApp
 from ctop.tui.colors import color_system
 from ctop.tui.sample import sample_history, sample_snapshot
@@ -208,27 +206,7 @@ def _drained(haproxy, backend: str, server: str) -> bool:
     return ",DRAIN" in row.upper()
 
 
-@pytest.fixture
-def engine_runs_maint(monkeypatch: pytest.MonkeyPatch) -> None:
-    """ctop/engine.py's run_action (outside this change) has no "maint" branch yet: give it
-    the one-line branch it needs; every other verb goes through the engine unchanged."""
-    import ctop.engine
-
-    original = ctop.engine.run_action
-
-    def run_action(
-        lb: LBController, verb: str, backend: str, service: str, server: str, weight: int | None
-    ) -> ActionResult:
-        if verb == "maint":
-            return lb.maint(backend, service, server)
-        return original(lb, verb, backend, service, server, weight)
-
-    monkeypatch.setattr(ctop.engine, "run_action", run_action)
-
-
-async def test_maint_goes_through_the_dialog_and_takes_the_server_out(
-    lb_engine, haproxy, engine_runs_maint
-):
+async def test_maint_goes_through_the_dialog_and_takes_the_server_out(lb_engine, haproxy):
     app = CtopApp(lb_engine, view="table")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()

@@ -63,9 +63,10 @@ async def test_enter_opens_the_node_with_its_history_and_esc_goes_back():
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert len(app.screen.query_one("#c-cpu").points) == 240
-        await pilot.press("3")
+        await pilot.press("6")
         await app.workers.wait_for_complete()
-        assert app.screen.range == "3"
+        assert app.screen.range == "6"
+        assert "30 days" in str(app.screen.query_one("#node-title").render())
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
 

@@ -21,8 +21,18 @@ from ctop.tui.screens.lb_keys import LBKeys
 from ctop.tui.widgets.chart import Chart
 from ctop.tui.widgets.lb_pane import LBPane, Target
 
-RANGES = {"1": (900.0, "15 min"), "2": (3600.0, "1 h"), "3": (86400.0, "24 h")}
-RELOAD_EVERY = {"1": 2.0, "2": 10.0, "3": 60.0}  # seconds between chart refreshes per range
+# key -> (seconds, label). "1", the default, is live: a chart column is about a second, so a
+# freshly started cluster fills it within a minute; the longer spans read the rollups.
+RANGES = {
+    "1": (120.0, "2 min"),
+    "2": (900.0, "15 min"),
+    "3": (3600.0, "1 h"),
+    "4": (86400.0, "24 h"),
+    "5": (7 * 86400.0, "7 days"),
+    "6": (30 * 86400.0, "30 days"),
+}
+# seconds between chart refreshes per range
+RELOAD_EVERY = {"1": 1.0, "2": 2.0, "3": 10.0, "4": 60.0, "5": 300.0, "6": 600.0}
 BASE_METRICS = ("cpu_percent", "mem_percent", "net_rx_bps", "net_tx_bps", "tcp_established")
 MAX_LATENCY_CHARTS = 3
 
@@ -30,9 +40,9 @@ MAX_LATENCY_CHARTS = 3
 class NodeDetail(LBKeys, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back"),
-        Binding("1", "range('1')", "15 min"),
-        Binding("2", "range('2')", "1 h"),
-        Binding("3", "range('3')", "24 h"),
+        # One footer entry for the six spans; the title line names the one shown.
+        Binding("1", "range('1')", "History span", key_display="1-6"),
+        *(Binding(k, f"range('{k}')", RANGES[k][1], show=False) for k in "23456"),
         *LBKeys.LB_BINDINGS,
     ]
 
@@ -158,7 +168,7 @@ def _title(node: NodeView, snap: Snapshot, pal, span: str) -> Text:
     t.append(
         f"{host}   group {node.group}   {', '.join(node.addresses)}   {node.cores} cores "
         f"{size(node.mem_total)}   agent {node.version}   seen {age(node.last_seen, snap.ts)} ago"
-        f"   history: {span} (1/2/3)",
+        f"   history: {span} (1-6)",
         pal.label,
     )
     return t

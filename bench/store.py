@@ -7,11 +7,21 @@ measured per thread, so the figures hold for real time: writer CPU seconds per s
 (`Store.write_seconds`) is the writer thread's share of one core, and the CPU spent inside
 `record_tick` on the calling thread is the event loop's share.
 
-Before the measured run, a few query nodes get 24 h of history (one sample a minute, so 24 h of
-1-minute rollups) and a full last hour at one sample a second; after it, the chart queries of
-the UI are timed for one of them: `Store.history(node, 6 metrics, 3600)` (raw samples) and the
-same over 24 h (rollups), median of several runs. Database growth per hour is extrapolated from
-the bytes the measured run added, with the WAL checkpointed (TRUNCATE) before each measurement.
+Before the measured run, a few query nodes get 30 days of history (one sample every 5 minutes
+up to the last day, one a minute in it, so 48 h of 1-minute rollups and 30 days of hourly ones)
+and a full last hour at one sample a second; after it, the chart queries are timed for one of
+them: `Store.history(node, 6 metrics, span)` over 1 h (raw samples), 24 h (1-minute rollups),
+7 and 30 days (hourly rollups), median of several runs. Database growth per hour is
+extrapolated from the bytes the measured run added, with the WAL checkpointed (TRUNCATE)
+before each measurement.
+
+Growth per day of each level at --nodes: bytes per row of each table (SQLite `dbstat`, pages
+the rows added took, so B-tree slack is included) times the rows a day brings (raw: nodes x
+86,400 / raw_every, minute: nodes x 1,440, hourly: nodes x 24). For the hourly level the
+measured minutes are copied (in SQL) to fill their hour and the two after, and the writer's
+hourly pass runs over each through `record_tick` as in production: its writer CPU time for a
+full hour of every node's minute rows is printed too, and the wall time of that tick's batch
+(which also holds a retention pass).
 
 The same run measures a baseline: sample rows as the store writes them (scaled integers and
 packed service latencies), built and inserted with a bare `executemany` into a plain rowid
@@ -40,7 +50,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ctop import store as store_mod
 from ctop.model import Liveness, NodeView, ServiceView
-from ctop.store import Store
+from ctop.store import HOURLY_RETENTION, MINUTE_RETENTION, RAW_RETENTION, Store
+
+DAY = 86_400
 
 SERVICES = ("http", "https", "smtp", "dns", "ftp", "ssh", "pop3")
 CHART = ["cpu_percent", "mem_percent", "net_rx_bps", "net_tx_bps", "tcp_established", "svc:http"]
@@ -90,6 +102,44 @@ def checkpointed_size(store: Store) -> int:
     return store.size_bytes()
 
 
+def table_bytes(store: Store) -> dict[str, tuple[int, int]]:
+    """(rows, bytes of pages) per history table."""
+    db = store_mod.connect(store.path)
+    try:
+        out = {}
+        for table in ("samples", "rollups", "hourly"):
+            rows = db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            size = db.execute("SELECT sum(pgsize) FROM dbstat WHERE name = ?",
+                              (table,)).fetchone()[0] or 0
+            out[table] = (rows, size)
+        return out
+    finally:
+        db.close()
+
+
+def per_row(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]],
+            table: str) -> float:
+    rows = after[table][0] - before[table][0]
+    return (after[table][1] - before[table][1]) / rows if rows else float("nan")
+
+
+def fill_hours(store: Store, first_minute: int, minutes: int, hours: int) -> None:
+    """Copy the measured minute rows (first_minute, +minutes) over the rest of their hour and
+    the `hours` - 1 hours after, as if every node had reported all that time."""
+    db = store_mod.connect(store.path)
+    end = first_minute // 60 * 60 + 60 * hours
+    columns = ", ".join(f"r.{c}_avg, r.{c}_max" for c in store_mod.COLUMNS.values())
+    with db:
+        for shift in range(minutes, end - first_minute, minutes):
+            db.execute(
+                f"INSERT OR IGNORE INTO rollups SELECT r.node, r.minute + ?, r.n, {columns}, "
+                "r.svc FROM nodes CROSS JOIN rollups AS r WHERE r.node = nodes.id "
+                "AND r.minute >= ? AND r.minute < ?",
+                (shift, first_minute, min(first_minute + minutes, end - shift)),
+            )
+    db.close()
+
+
 def ticks(start: float, stop: float, step: float) -> Iterator[float]:
     t = start
     while t < stop:
@@ -101,8 +151,10 @@ def run_store(path: str, nodes: int, minutes: float, raw_every: float) -> dict[s
     fleet = Fleet(nodes)
     store = Store(path, raw_every=raw_every)
     queried = range(QUERY_NODES)
-    # History of the query nodes: 23 h at one sample a minute, then the last hour at 1 Hz.
-    for i, now in enumerate(ticks(T0 - 86_400, T0 - 3600, 60)):
+    # History of the query nodes: 29 days at one sample every 5 minutes, 23 h at one a minute,
+    # then the last hour at 1 Hz.
+    for i, now in enumerate([*ticks(T0 - 30 * DAY, T0 - DAY, 300), *ticks(T0 - DAY, T0 - 3600,
+                                                                              60)]):
         store.record_tick(now, fleet.views(now, queried), ())
         if i % 20 == 0:  # a rollup per node and minute: keep the writer's queue short
             store.flush(timeout=600)
@@ -112,6 +164,7 @@ def run_store(path: str, nodes: int, minutes: float, raw_every: float) -> dict[s
             store.flush(timeout=600)
     store.record_nodes(fleet.views(T0))
     size0 = checkpointed_size(store)
+    tables0 = table_bytes(store)
     write0 = store.write_seconds
 
     loop_cpu = 0.0
@@ -128,25 +181,50 @@ def run_store(path: str, nodes: int, minutes: float, raw_every: float) -> dict[s
     wall = time.perf_counter() - wall
     writer_cpu = store.write_seconds - write0
     size1 = checkpointed_size(store)
+    # The minute in progress when the run stopped: its rows are written by the next tick.
+    store.record_tick(T0 + simulated, [], ())
+    store.flush(timeout=600)
+    tables1 = table_bytes(store)
 
     now = T0 + simulated
     node = fleet.ids[0]
-    points = len(store.history(node, CHART, 3600, now=now)["cpu_percent"])
-    q1h = median_ms(lambda: store.history(node, CHART, 3600, now=now))
-    points24 = len(store.history(node, CHART, 86_400, now=now)["cpu_percent"])
-    q24h = median_ms(lambda: store.history(node, CHART, 86_400, now=now))
+    charts = {}
+    for span in (3600, DAY, 7 * DAY, 30 * DAY):
+        points = len(store.history(node, CHART, span, now=now)["cpu_percent"])
+        charts[span] = (median_ms(lambda s=span: store.history(node, CHART, s, now=now)), points)
     rows = store.db.execute("SELECT count(*) FROM samples").fetchone()[0]
+
+    # Hourly level: three hours of every node's minutes (the measured ones, copied), rolled up
+    # by the writer as each hour ends, one pass per hour.
+    minutes = max(1, simulated // 60)
+    fill_hours(store, int(T0 // 60), minutes, 3)
+    checkpointed_size(store)
+    passes = []
+    for hour in (1, 2, 3):
+        cpu0, wall0 = store.hourly_seconds, time.perf_counter()
+        store.record_tick(T0 + hour * 3600, [], ())
+        store.flush(timeout=600)
+        passes.append((store.hourly_seconds - cpu0, time.perf_counter() - wall0))
+    tables2 = table_bytes(store)
     dropped = store.dropped_batches
     store.close()
+    raw_row = per_row(tables0, tables1, "samples")
+    minute_row = per_row(tables0, tables1, "rollups")
+    hourly_row = per_row(tables1, tables2, "hourly")
     return {
         "writer_share": writer_cpu / simulated,
         "loop_share": loop_cpu / simulated,
         "growth_h": (size1 - size0) / simulated * 3600,
         "bytes_per_sample": (size1 - size0) / (nodes * simulated / raw_every),
-        "q1h_ms": q1h,
-        "q1h_points": points,
-        "q24h_ms": q24h,
-        "q24h_points": points24,
+        "charts": charts,
+        "raw_row": raw_row,
+        "minute_row": minute_row,
+        "hourly_row": hourly_row,
+        "raw_day": raw_row * nodes * DAY / raw_every,
+        "minute_day": minute_row * nodes * 1440,
+        "hourly_day": hourly_row * nodes * 24,
+        "hourly_pass_cpu": passes[0][0],  # the first: a full hour of minute rows
+        "hourly_pass_wall": passes[0][1],
         "rows": rows,
         "dropped": dropped,
         "wall": wall,
@@ -208,16 +286,28 @@ def main() -> None:
         for every in (float(x) for x in args.raw_every.split(",")):
             r = run_store(os.path.join(tmp, f"store-{every:g}.db"), args.nodes, args.minutes,
                           every)
+            charts = ", ".join(f"{label} {ms:.1f} ms ({n} points)" for label, (ms, n) in zip(
+                ("1 h", "24 h", "7 d", "30 d"), r["charts"].values(), strict=True))
             print(f"raw_every={every:g} s: writer {100 * r['writer_share']:.1f} % of a core "
                   f"({r['writer_share'] / base['share']:.2f}x baseline), "
                   f"record_tick {100 * r['loop_share']:.1f} %; "
                   f"growth {r['growth_h'] / 1e9:.2f} GB/h "
                   f"({r['growth_h'] / base['growth_h']:.2f}x baseline, "
                   f"{r['bytes_per_sample']:.0f} B/sample incl. rollups); "
-                  f"1 h chart {r['q1h_ms']:.1f} ms ({r['q1h_points']} points), "
-                  f"24 h chart {r['q24h_ms']:.1f} ms ({r['q24h_points']} points); "
+                  f"charts: {charts}; "
                   f"{r['simulated']} s simulated in {r['wall']:.0f} s"
                   + (f"; {r['dropped']} batches DROPPED" if r["dropped"] else ""), flush=True)
+            print(f"    growth per day at {args.nodes} nodes: raw {r['raw_day'] / 1e9:.2f} GB "
+                  f"({r['raw_row']:.0f} B/row), 1-minute rollups "
+                  f"{r['minute_day'] / 1e9:.2f} GB ({r['minute_row']:.0f} B/row), hourly "
+                  f"rollups {r['hourly_day'] / 1e6:.1f} MB ({r['hourly_row']:.0f} B/row); "
+                  f"kept at the defaults (raw {RAW_RETENTION / 3600:g} h, minutes "
+                  f"{MINUTE_RETENTION / 3600:g} h, hourly {HOURLY_RETENTION / DAY:g} d): "
+                  f"{r['raw_day'] * RAW_RETENTION / DAY / 1e9:.1f} + "
+                  f"{r['minute_day'] * MINUTE_RETENTION / DAY / 1e9:.1f} + "
+                  f"{r['hourly_day'] * HOURLY_RETENTION / DAY / 1e9:.1f} GB; "
+                  f"hourly pass over one hour of minute rows: {r['hourly_pass_cpu']:.2f} s "
+                  f"writer CPU, {r['hourly_pass_wall']:.2f} s wall", flush=True)
 
 
 if __name__ == "__main__":

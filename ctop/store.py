@@ -1,8 +1,13 @@
-"""History in SQLite: nodes, raw samples, 1-minute rollups and events.
+"""History in SQLite: nodes, raw samples, 1-minute and hourly rollups, and events.
 
 Writes are batched: the engine hands one batch per tick to a writer thread, which commits it
 in one transaction, so ingest never waits on the disk. Reads (chart queries) use their own
 connection; WAL mode lets them run while the writer commits.
+
+Three levels, each with its own retention: raw samples (charts up to 6 h), 1-minute rollups
+(charts up to the minute retention) and hourly rollups (longer charts). The event loop builds
+the minute rollups from every report; the writer thread rolls each finished hour's minute rows
+up into one hourly row per node (`_roll_hours`), so the hourly level costs the loop nothing.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
-from operator import add, attrgetter, mul
+from itertools import groupby, repeat
+from operator import add, attrgetter, itemgetter, mul
 from typing import Any
 
 import msgpack
@@ -52,6 +57,18 @@ _SCALE = tuple(SCALES[c] for c in _COLS)
 TS_SCALE = 1000  # samples.ts in milliseconds
 LATENCY_SCALE = 10  # service latencies in tenths of a millisecond, as on the wire
 PRUNE_EVERY = 600.0  # seconds between retention passes
+RAW_SPAN = 6 * 3600.0  # history() reads raw samples for spans up to this
+# Default retention per level; at 10,000 nodes a day of minute rollups is ~1.8 GB and a day of
+# hourly rollups ~30 MB (docs/performance.md). 48 h of minutes keep the UI's longest chart
+# (24 h) at full resolution with a day to spare; beyond, hourly rows (168 points a week).
+RAW_RETENTION = 24 * 3600.0
+MINUTE_RETENTION = 48 * 3600.0
+HOURLY_RETENTION = 90 * 86400.0
+# One hourly pass reads at most this many minute rows (one hour of 10,000 nodes), so catching
+# up a backlog (an upgraded database, downtime) goes in short steps between the tick batches.
+HOURLY_ROWS_PER_PASS = 600_000
+CATCHUP_EVERY = 5.0  # seconds between hourly passes while behind
+_ROLLUP_COLUMNS = ", ".join(f"{c}_avg INTEGER, {c}_max INTEGER" for c in _COLS)
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema. Samples and rollups hold scaled integers (see SCALES); their svc
@@ -84,6 +101,39 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX events_node_ts ON events (node, ts);
     CREATE INDEX events_ts ON events (ts);
     """,
+    # 2: hourly rollups, the minute rows of one hour per node: averages weighted by sample
+    # count, maxima, svc as in rollups (mean latency per service). Filled by the writer from
+    # `meta.hourly_next` on, so an upgraded database rolls up its existing minutes in the
+    # background, and minute rows are pruned only once their hour is rolled up.
+    f"""
+    CREATE TABLE hourly (
+        node INTEGER NOT NULL, hour INTEGER NOT NULL, n INTEGER NOT NULL,
+        {_ROLLUP_COLUMNS},
+        svc BLOB,
+        PRIMARY KEY (node, hour)
+    ) WITHOUT ROWID;
+    """,
+)
+
+
+def _hour_avg(c: str, t: str = "") -> str:
+    """An hour's value of column c from its minute rows (table alias t): each minute's average
+    weighted by its sample count, which is the average over all the hour's samples."""
+    return f"CAST(round(sum({t}{c}_avg * {t}n) * 1.0 / sum({t}n)) AS INTEGER)"
+
+
+_HOUR_SQL = (
+    "INSERT OR REPLACE INTO hourly SELECT r.node, ?, sum(r.n), "
+    + ", ".join(f"{_hour_avg(c, 'r.')}, max(r.{c}_max)" for c in _COLS)
+    # CROSS JOIN: one primary-key range per node, where "minute BETWEEN" alone would scan
+    # the whole table (rows are clustered by node)
+    + ", NULL FROM nodes CROSS JOIN rollups AS r "
+    "WHERE r.node = nodes.id AND r.minute >= ? AND r.minute < ? GROUP BY nodes.id"
+)
+_HOUR_SVC_SQL = (
+    "SELECT r.node, r.n, r.svc FROM nodes CROSS JOIN rollups AS r "
+    "WHERE r.node = nodes.id AND r.minute >= ? AND r.minute < ? AND r.svc IS NOT NULL "
+    "ORDER BY nodes.id"
 )
 
 
@@ -136,6 +186,10 @@ class _Rollup:
 
 
 _NAME = attrgetter("name")
+_FIRST = itemgetter(0)
+_N = itemgetter(1)  # of (key, n, svc blob) rollup rows
+_BLOB = itemgetter(2)
+_LATENCIES = itemgetter(1)  # of an unpacked svc blob
 _LATENCY = attrgetter("latency_ms")
 _TENTHS = repeat(LATENCY_SCALE)
 _HALVES = repeat(0.5)
@@ -163,18 +217,35 @@ class Store:
         self,
         path: str,
         *,
-        raw_retention: float = 24 * 3600,
-        rollup_retention: float = 30 * 86400,
+        raw_retention: float = RAW_RETENTION,
+        minute_retention: float = MINUTE_RETENTION,
+        hourly_retention: float | None = None,
+        rollup_retention: float | None = None,
         raw_every: float = 0.0,
         writer: bool = True,
     ) -> None:
         self.path = path
         self.raw_retention = raw_retention
-        self.rollup_retention = rollup_retention
+        # rollup_retention is the old name of hourly_retention: with one rollup level it said
+        # how far back charts go, which is what the hourly level's retention says now.
+        if hourly_retention is None:
+            hourly_retention = HOURLY_RETENTION if rollup_retention is None else rollup_retention
+        self.hourly_retention = hourly_retention
+        # keep nothing longer than asked for (e.g. the old rollup_retention = "1d")
+        self.minute_retention = min(minute_retention, hourly_retention)
         self.raw_every = raw_every  # seconds between stored raw samples of one node (0: auto)
+        self.writes = writer
         self.db = connect(path)
+        self._hourly_next: int | None = None  # first hour not rolled up yet (meta.hourly_next)
         if writer:
             migrate(self.db)
+            with self.db:  # readers pick the chart level by it (see _minute_span)
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('minute_retention', ?)",
+                                (repr(self.minute_retention),))
+            self._hourly_next = self._load_hourly_next()
+        self._hourly_pending = False  # an "hourly" entry is queued (one at a time)
+        self._hourly_not_before = 0.0  # while catching up: the next pass not before this
+        self._hour_cut = -1  # hourly rows before this hour were pruned
         self._read = connect(path)
         self._ids: dict[str, int] = {}
         self._svc_ids: dict[str, int] = {}  # service name -> id in the services table
@@ -191,6 +262,7 @@ class Store:
         self._last_prune = 0.0
         self.dropped_batches = 0
         self.write_seconds = 0.0  # time the writer thread spent committing, for the benchmark
+        self.hourly_seconds = 0.0  # of which in hourly passes
 
     # -- writing (event loop side) ---------------------------------------------------------
 
@@ -260,11 +332,18 @@ class Store:
         evs = [(e.ts, e.kind, e.node_id, e.message) for e in events]
         if evs:
             batch.append(("events", evs))
+        # After the rollups: the first tick of an hour carries the last minute of the previous
+        # one, which the writer then rolls up. Asked for again while the writer is behind.
+        hourly = (not self._hourly_pending and now >= self._hourly_not_before
+                  and (self._hourly_next is None or self._hourly_next < minute // 60))
+        if hourly:
+            self._hourly_pending = True
+            batch.append(("hourly", (now, len(ids))))
         if now - self._last_prune > PRUNE_EVERY:
             self._last_prune = now
             batch.append(("prune", (now, list(ids.values()))))
-        if batch:
-            self._put(batch)
+        if batch and not self._put(batch) and hourly:
+            self._hourly_pending = False  # dropped: ask again next tick
 
     def _service_ids(self, names: list[str]) -> list[int]:
         key = tuple(names)
@@ -357,11 +436,13 @@ class Store:
             means.append(total / count)
         return (rowid, r.minute, n, *pairs, self._pack_services(names, means))  # type: ignore[arg-type]
 
-    def _put(self, batch: list[tuple[str, Any]]) -> None:
+    def _put(self, batch: list[tuple[str, Any]]) -> bool:
         try:
             self._queue.put_nowait(batch)
         except queue.Full:  # the disk cannot keep up: lose history, never stall ingest
             self.dropped_batches += 1
+            return False
+        return True
 
     # -- writer thread ---------------------------------------------------------------------
 
@@ -377,6 +458,11 @@ class Store:
                         self._write(what, rows)
             except sqlite3.Error:
                 log.exception("history write failed; batch lost")
+                # rolled back: the hourly marker too
+                with contextlib.suppress(sqlite3.Error):
+                    self._hourly_next = self._load_hourly_next()
+            if any(what == "hourly" for what, _ in batch):
+                self._hourly_pending = False
             self.write_seconds += time.thread_time() - started
             self._queue.task_done()
 
@@ -403,6 +489,10 @@ class Store:
                 "version=?, interval=?, last_seen=? WHERE id=?",
                 rows,
             )
+        elif what == "hourly":
+            started = time.thread_time()
+            self._roll_hours(*rows)
+            self.hourly_seconds += time.thread_time() - started
         elif what == "prune":
             # Per node: rows are clustered by (node, time), so each DELETE is one short range
             # at the start of a node's rows, where "ts < ?" alone would scan the whole table.
@@ -410,10 +500,55 @@ class Store:
             raw_cut = round((now - self.raw_retention) * TS_SCALE)
             db.executemany("DELETE FROM samples WHERE node = ? AND ts < ?",
                            [(n, raw_cut) for n in nodes])
-            rollup_cut = int((now - self.rollup_retention) // 60)
-            db.executemany("DELETE FROM rollups WHERE node = ? AND minute < ?",
-                           [(n, rollup_cut) for n in nodes])
-            db.execute("DELETE FROM events WHERE ts < ?", (now - self.rollup_retention,))
+            if self._hourly_next is not None:  # never a minute whose hour is not rolled up
+                minute_cut = min(int((now - self.minute_retention) // 60),
+                                 self._hourly_next * 60)
+                db.executemany("DELETE FROM rollups WHERE node = ? AND minute < ?",
+                               [(n, minute_cut) for n in nodes])
+            hour_cut = int((now - self.hourly_retention) // 3600)
+            if hour_cut != self._hour_cut:  # hourly rows expire once an hour
+                self._hour_cut = hour_cut
+                db.executemany("DELETE FROM hourly WHERE node = ? AND hour < ?",
+                               [(n, hour_cut) for n in nodes])
+            # events go with the longest history
+            db.execute("DELETE FROM events WHERE ts < ?", (now - self.hourly_retention,))
+
+    def _load_hourly_next(self) -> int | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'hourly_next'").fetchone()
+        return int(row[0]) if row else None
+
+    def _roll_hours(self, now: float, nodes: int) -> None:
+        """Roll the finished hours from meta.hourly_next on into hourly rows (writer thread).
+
+        An aggregation pass over the hour's minute rows rather than hourly sums kept as the
+        minutes finish: the 22 numbers are aggregated by SQLite in C, without the GIL, once an
+        hour, where incremental sums would cost the event loop (or the writer, in Python) per
+        node every minute; only the service latencies (msgpack) need Python. And the minute
+        rows on disk are the state, so a restart or an upgrade loses nothing.
+        """
+        db = self.db
+        hour = int(now // 3600)  # the current hour: not finished
+        floor = int((now - self.hourly_retention) // 3600)
+        start = max(floor if self._hourly_next is None else self._hourly_next, floor)
+        # Skip hours without minute rows (downtime, a new database): one key lookup per node.
+        first = db.execute(
+            "SELECT min((SELECT min(minute) FROM rollups WHERE node = nodes.id AND minute >= ?))"
+            " FROM nodes", (start * 60,)
+        ).fetchone()[0]
+        start = hour if first is None else max(start, min(first // 60, hour))
+        end = min(hour, start + max(1, HOURLY_ROWS_PER_PASS // (60 * max(nodes, 1))))
+        for h in range(start, end):
+            lo, hi = h * 60, h * 60 + 60
+            db.execute(_HOUR_SQL, (h, lo, hi))
+            # Service latencies are msgpack blobs: averaged in Python, one node at a time.
+            updates = [(blob, node, h) for node, group in groupby(
+                db.execute(_HOUR_SVC_SQL, (lo, hi)), _FIRST)
+                if (blob := _mean_services(group)) is not None]
+            db.executemany("UPDATE hourly SET svc = ? WHERE node = ? AND hour = ?", updates)
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('hourly_next', ?)", (str(end),))
+        self._hourly_next = end
+        if end < hour:
+            self._hourly_not_before = now + CATCHUP_EVERY
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything queued so far is committed (tests, shutdown)."""
@@ -436,8 +571,11 @@ class Store:
     ) -> dict[str, list[tuple[float, float]]]:
         """Points (time, value) per metric for one node over the last `seconds`.
 
-        Up to 6 hours come from raw samples, longer spans from the 1-minute rollups (avg).
-        Metric names are those of COLUMNS, or "svc:<name>" for a service's latency.
+        Up to 6 hours come from raw samples, spans up to the minute retention from the 1-minute
+        rollups (avg), longer ones from the hourly rollups (avg; the hours not rolled up yet
+        are averaged from their minute rows on the fly). A rollup point's time is the start of
+        its minute or hour. Metric names are those of COLUMNS, or "svc:<name>" for a service's
+        latency.
         """
         now = time.time() if now is None else now
         rowid = self._ids.get(node)
@@ -453,21 +591,23 @@ class Store:
         if services and any(name not in self._svc_ids for name in services):
             self._load_ids()  # services named since (by the daemon, when we only read)
         wanted = {self._svc_ids[n]: f"svc:{n}" for n in services if n in self._svc_ids}
-        raw = seconds <= 6 * 3600
-        if raw:
+        if seconds <= RAW_SPAN:
             cols = ", ".join(_unscaled(COLUMNS[m]) for m in plain) or "NULL"
             rows = self._read.execute(
                 f"SELECT ts / {float(TS_SCALE)}, svc, {cols} FROM samples "
                 "WHERE node = ? AND ts >= ? ORDER BY ts",
                 (rowid, round(since * TS_SCALE)),
             ).fetchall()
-        else:
+        elif seconds <= self._minute_span():
             cols = ", ".join(_unscaled(f"{COLUMNS[m]}_avg", COLUMNS[m]) for m in plain) or "NULL"
             rows = self._read.execute(
                 f"SELECT minute * 60, svc, {cols} FROM rollups "
                 "WHERE node = ? AND minute >= ? ORDER BY minute",
                 (rowid, int(since // 60)),
             ).fetchall()
+        else:
+            rows = self._hourly_rows(rowid, [COLUMNS[m] for m in plain], int(since // 3600),
+                                     bool(wanted))
         columns = [out[m] for m in plain]
         for row in rows:
             ts = row[0]
@@ -480,6 +620,47 @@ class Store:
                     if name is not None:
                         out[name].append((ts, latency / LATENCY_SCALE))
         return out
+
+    def _minute_span(self) -> float:
+        """The longest span history() reads from minute rollups: the minute retention, the
+        daemon's (from meta) when this store only reads."""
+        if self.writes:
+            return self.minute_retention
+        try:
+            row = self._read.execute(
+                "SELECT value FROM meta WHERE key = 'minute_retention'").fetchone()
+        except sqlite3.OperationalError:  # no schema yet
+            row = None
+        return float(row[0]) if row else self.minute_retention
+
+    def _hourly_rows(
+        self, rowid: int, columns: list[str], since_hour: int, services: bool
+    ) -> list[tuple[Any, ...]]:
+        """(time, svc, column values...) per hour from since_hour on, as history() reads."""
+        cols = ", ".join(_unscaled(f"{c}_avg", c) for c in columns) or "NULL"
+        rows = self._read.execute(
+            f"SELECT hour * 3600, svc, {cols} FROM hourly "
+            "WHERE node = ? AND hour >= ? ORDER BY hour",
+            (rowid, since_hour),
+        ).fetchall()
+        # The hours the writer has not rolled up yet (the current one; a backlog after an
+        # upgrade): the same averages from the minute rows, so a chart reaches the present.
+        tail_from = (rows[-1][0] // 3600 + 1 if rows else since_hour) * 60
+        cols = ", ".join(_unscaled(_hour_avg(c), c) for c in columns) or "NULL"
+        tail = self._read.execute(
+            f"SELECT minute / 60 * 3600, NULL, {cols} FROM rollups "
+            "WHERE node = ? AND minute >= ? GROUP BY minute / 60 ORDER BY 1",
+            (rowid, tail_from),
+        ).fetchall()
+        if tail and services:
+            blobs = {hour: _mean_services(group) for hour, group in groupby(
+                self._read.execute(
+                    "SELECT minute / 60, n, svc FROM rollups "
+                    "WHERE node = ? AND minute >= ? AND svc IS NOT NULL ORDER BY minute",
+                    (rowid, tail_from)),
+                _FIRST)}
+            tail = [(ts, blobs.get(ts // 3600), *values) for ts, _, *values in tail]
+        return rows + tail
 
     def events(self, node: str | None = None, limit: int = 100) -> list[EventView]:
         if node is None:
@@ -501,6 +682,32 @@ class Store:
             with contextlib.suppress(OSError):
                 total += os.path.getsize(self.path + suffix)
         return total
+
+
+def _mean_services(rows: Iterable[tuple[Any, int, bytes]]) -> bytes | None:
+    """(key, n, svc blob) rows of rollups -> one svc blob: each service's latency averaged
+    over the rows, weighted by their sample count n."""
+    rows = list(rows)
+    unpacked = list(map(msgpack.unpackb, map(_BLOB, rows)))
+    if not unpacked:
+        return None
+    counts = list(map(_N, rows))
+    ids = unpacked[0][0]
+    if all(u[0] == ids for u in unpacked):
+        # the usual case, the same services all along: a C-level sum per service
+        total = sum(counts)
+        means = [sum(map(mul, column, counts)) / total
+                 for column in zip(*map(_LATENCIES, unpacked), strict=True)]
+    else:
+        per_id: dict[int, list[float]] = {}
+        for (sids, latencies), n in zip(unpacked, counts, strict=True):
+            for sid, x in zip(sids, latencies, strict=True):
+                acc = per_id.setdefault(sid, [0.0, 0])
+                acc[0] += x * n
+                acc[1] += n
+        ids = list(per_id)
+        means = [total / count for total, count in per_id.values()]
+    return msgpack.packb((ids, [int(x + 0.5) for x in means]))  # 0.1 ms, as in the minutes
 
 
 def _unscaled(column: str, base: str | None = None) -> str:

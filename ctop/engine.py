@@ -82,7 +82,8 @@ class Engine:
         self.store = Store(
             self.config.store.path,
             raw_retention=self.config.store.raw_retention,
-            rollup_retention=self.config.store.rollup_retention,
+            minute_retention=self.config.store.minute_retention,
+            hourly_retention=self.config.store.hourly_retention,
             raw_every=self.config.store.raw_every,
         )
         self._setup_lb()

@@ -21,21 +21,19 @@ import json
 import math
 import re
 import socket
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from agentd.tomlfile import ConfigError, assignment_line, read_toml
 from agentd.wire import DEFAULT_PORT
+
+__all__ = ["DEFAULT_PATH", "Config", "ConfigError", "Director", "load", "parse_director"]
 
 DEFAULT_PATH = "/etc/ctop/agentd.toml"
 DEFAULT_KEY_FILE = "/etc/ctop/cluster.key"
 MIN_INTERVAL, MAX_INTERVAL = 0.05, 3600.0  # what the wire protocol accepts
-
-
-class ConfigError(Exception):
-    """A configuration the agent cannot run with; the message is meant for the operator."""
 
 
 @dataclass(frozen=True)
@@ -81,11 +79,7 @@ class _Source:
         self.lines = text.splitlines()
 
     def line_of(self, key: str, start: int = 0) -> int | None:
-        pattern = re.compile(rf"^\s*(?:{re.escape(key)}|\"{re.escape(key)}\")\s*=")
-        for i, line in enumerate(self.lines[start:], start):
-            if pattern.match(line):
-                return i + 1
-        return None
+        return assignment_line(self.lines, key, start)
 
     def probe_line(self, index: int, item: Any) -> int | None:
         """Line of the index-th probe: its [[probes]] header, or its URL inside the array."""
@@ -218,23 +212,7 @@ def _addresses(src: _Source, value: Any) -> tuple[str, ...]:
 
 
 def read_file(path: str) -> tuple[_Source, dict[str, Any]]:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file does not exist") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read config file: {e}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        # Python 3.11's TOMLDecodeError has no lineno attribute; the message ends in
-        # "(at line L, column C)".
-        msg = str(e)
-        m = re.search(r"\(at line (\d+), column (\d+)\)$", msg)
-        if m:
-            reason = msg[: m.start()].strip()
-            raise ConfigError(f"{path}:{m[1]}: invalid TOML: {reason} (column {m[2]})") from None
-        raise ConfigError(f"{path}: invalid TOML: {msg}") from None
+    text, data = read_toml(path)
     return _Source(path, text), data
 
 

@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from agentd.tomlfile import ConfigError, assignment_line, read_toml
 from agentd.wire import DEFAULT_PORT
 
 DEFAULT_PATH = "/etc/ctop/ctop.toml"
-
-
-class ConfigError(Exception):
-    pass
 
 
 def default_database() -> str:
@@ -76,24 +71,13 @@ class TomlSource:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> TomlSource:
-        p = Path(path)
-        try:
-            text = p.read_text()
-        except FileNotFoundError:
-            raise ConfigError(f"{p}: no such file") from None
-        except OSError as e:
-            raise ConfigError(f"{p}: {e.strerror}") from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            line = getattr(e, "lineno", None) or _line_from_message(str(e))
-            raise ConfigError(f"{p}:{line}: {getattr(e, 'msg', e)}") from None
-        return cls(str(p), data, text)
+        text, data = read_toml(path)
+        return cls(str(path), data, text)
 
     def line_of(self, dotted: str) -> int:
         """Best effort: the line where the last part of `dotted` is assigned (1 if unknown)."""
         parts = dotted.split(".")
-        leaf = re.escape(parts[-1].split("[")[0])
+        leaf = parts[-1].split("[")[0]
         section = parts[-2] if len(parts) > 1 else None
         lines = self.text.splitlines()
         start = 0
@@ -102,9 +86,9 @@ class TomlSource:
                 if re.match(rf"^\s*\[+\s*[\w.\"-]*{re.escape(section)}[\"]?\s*\]+", line):
                     start = i
                     break
-        for i in range(start, len(lines)):
-            if re.match(rf'^\s*"?{leaf}"?\s*=', lines[i]):
-                return i + 1
+        line = assignment_line(lines, leaf, start)
+        if line is not None:
+            return line
         return start + 1 if section else 1
 
     def line_in_array(self, array: str, index: int, key: str | None) -> int:
@@ -116,19 +100,11 @@ class TomlSource:
             return 1
         start = headers[index]
         end = headers[index + 1] if index + 1 < len(headers) else len(lines)
-        if key:
-            for i in range(start, end):
-                if re.match(rf'^\s*"?{re.escape(key)}"?\s*=', lines[i]):
-                    return i + 1
-        return start + 1
+        line = assignment_line(lines, key, start, end) if key else None
+        return line if line is not None else start + 1
 
     def error(self, dotted: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.path}:{self.line_of(dotted)}: key '{dotted}': {problem}")
-
-
-def _line_from_message(msg: str) -> int:
-    m = re.search(r"line (\d+)", msg)
-    return int(m.group(1)) if m else 1
 
 
 class Reader:

@@ -98,8 +98,27 @@ def make_node(i: int, n: int, tick: int, ts: float, rng: random.Random) -> NodeV
         services=tuple(svcs),
         load_share=0.0,
         restarts=1 if i == 3 else 0,
-        metrics=MappingProxyType({"cpu_percent": cpu, "tcp_established": conns}),
+        metrics=MappingProxyType({
+            "cpu_percent": cpu,
+            "tcp_established": conns,
+            "top_procs": _top_procs(group, i, cpu) if up else [],
+        }),
     )
+
+
+_PROGRAMS = {"web": ("nginx", "php-fpm8.2"), "api": ("gunicorn", "nginx"),
+             "db": ("postgres", "pg_walwriter"), "cache": ("redis-server", "sshd"),
+             "batch": ("java", "cron")}
+
+
+def _top_procs(group: str, i: int, cpu: float) -> list[tuple[str, int, float, int]]:
+    """The shape agentd sends as metric top_procs: (command, pid, cpu % of a core, rss)."""
+    main, helper = _PROGRAMS[group]
+    return [
+        (main, 1000 + i, round(cpu * 0.6, 1), (300 + i % 200) * 2**20),
+        (helper, 2000 + i, round(cpu * 0.2, 1), (80 + i % 50) * 2**20),
+        ("agentd", 400 + i, 0.4, 34 * 2**20),
+    ]
 
 
 def _aggregate(nodes: Sequence[NodeView]) -> Aggregate:

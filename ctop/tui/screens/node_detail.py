@@ -67,6 +67,7 @@ class NodeDetail(LBKeys, Screen[None]):
             with Vertical(id="side"):
                 yield Static(id="services")
                 yield Static(id="facts")
+                yield Static(id="top-procs")
                 yield Static(id="node-events")
         yield LBPane(node_id=self.node_id, palette=pal, id="node-lb")
         yield Footer()
@@ -95,6 +96,7 @@ class NodeDetail(LBKeys, Screen[None]):
         self.query_one("#node-title", Static).update(_title(node, snap, pal, RANGES[self.range][1]))
         self.query_one("#services", Static).update(_services(node))
         self.query_one("#facts", Static).update(_facts(node, snap))
+        self.query_one("#top-procs", Static).update(_top_procs(node))
         self.query_one(LBPane).show(snap)
         self.services = tuple(s.name for s in node.services)
         self._show_events(snap)
@@ -192,6 +194,23 @@ def _services(node: NodeView) -> Table:
         )
     if not node.services:
         table.add_row("none", "", "", "")
+    return table
+
+
+def _top_procs(node: NodeView) -> Table:
+    """The node's busiest processes as its agent last measured them (metric top_procs)."""
+    table = Table(
+        title="Top processes", title_justify="left", expand=True, box=None, header_style="bold"
+    )
+    table.add_column("pid", justify="right")
+    table.add_column("command", overflow="ellipsis", no_wrap=True)
+    table.add_column("cpu", justify="right")
+    table.add_column("rss", justify="right")
+    procs = node.metrics.get("top_procs") or ()
+    for name, pid, cpu, rss in procs:
+        table.add_row(str(pid), name, f"{cpu:.1f}%", size(rss))
+    if not procs:
+        table.add_row("", Text("not reported by this agent", "dim"), "", "")
     return table
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import os
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ import psutil
 from agentd import procfs
 from agentd.cadence import Cadence
 from agentd.rates import RateMeter, busy_percent
+from agentd.wire import PROC_NAME_CHARS, TOP_PROCS, TopProc
 
 MAX_IFACES = 4  # per-interface detail for the busiest few only: reports must stay small
 EXCLUDED_IFACES = frozenset({"lo"})
@@ -21,6 +23,7 @@ class Slow(NamedTuple):
     """Readings refreshed on their own cadence rather than every report."""
 
     procs_rss: int
+    top_procs: list[TopProc]
     users: int
     disk_root_percent: float
 
@@ -56,21 +59,51 @@ def _procs_psutil() -> tuple[int, int]:
     )
 
 
-def _rss_psutil() -> int:
-    total = 0
-    for p in psutil.process_iter(["memory_info"]):
-        mem = p.info["memory_info"]
-        if mem is not None:
-            total += mem.rss
-    return total
+class _PsutilProcs:
+    """procfs.ProcScanner off Linux: the same total and top list from psutil.process_iter."""
+
+    def __init__(self, top: int) -> None:
+        self.top = top
+        self._prev: dict[int, tuple[float, float]] = {}  # pid -> (create time, cpu seconds)
+        self._prev_at: float | None = None  # monotonic time of the previous scan
+        self._prev_wall = 0.0  # and its wall clock time, as create_time uses
+
+    def scan(self) -> procfs.ProcScan:
+        now, wall = time.monotonic(), time.time()
+        prev, cur = self._prev, {}
+        rows: list[tuple[float, int, int, str]] = []
+        total = 0
+        attrs = ["name", "cpu_times", "memory_info", "create_time"]
+        for p in psutil.process_iter(attrs):  # vanished processes are skipped by psutil
+            info = p.info
+            mem, times, born = info["memory_info"], info["cpu_times"], info["create_time"]
+            rss = mem.rss if mem is not None else 0
+            total += rss
+            if times is None or born is None:
+                continue
+            used = times.user + times.system
+            cur[p.pid] = (born, used)
+            old = prev.get(p.pid)
+            if old is not None and old[0] == born:
+                used -= old[1]
+            elif self._prev_at is None or born < self._prev_wall:
+                used = 0.0  # no baseline yet
+            rows.append((used, rss, p.pid, info["name"] or "?"))
+        elapsed = now - self._prev_at if self._prev_at is not None else 0.0
+        self._prev, self._prev_at, self._prev_wall = cur, now, wall
+        share = 100.0 / elapsed if elapsed > 0 else 0.0
+        top = [(name, pid, used * share, rss)
+               for used, rss, pid, name in heapq.nlargest(self.top, rows)]
+        return procfs.ProcScan(total, top)
 
 
 class Collector:
     """Call `sample()` once per report. Rates cover the time since the previous call.
 
     The first call only primes the counters (its rates are 0), so call it once at start.
-    Costly readings run on a Cadence: the process scan (total RSS) and the logged-in users at
-    most every `slow_period` seconds (5 s by default, longer if the scan itself gets costly),
+    Costly readings run on a Cadence: the process scan (total RSS, top processes) and the
+    logged-in users at most every `slow_period` seconds (5 s by default, longer if the scan
+    itself gets costly; the second scan comes one report after the first),
     and the TCP state table every report unless reading it costs more than 0.1 % of a core.
     """
 
@@ -87,14 +120,27 @@ class Collector:
         self._disk = RateMeter()
         self._cpu_prev: list[tuple[float, float]] = []
         self._boot = psutil.boot_time()
+        self._procs: procfs.ProcScanner | _PsutilProcs = (
+            procfs.ProcScanner(TOP_PROCS) if linux else _PsutilProcs(TOP_PROCS)
+        )
+        self._slow_period = slow_period
         self._slow = Cadence(self._read_slow, slow_period, 60.0)
+        self._scans = 0
+        self._scanned_at = 0.0
+        self._prime_gap = 0.9 * min(interval, slow_period)
         tcp_reader = procfs.tcp_states if linux else _tcp_states_psutil
         self._tcp = Cadence(tcp_reader, interval, 30.0)
 
     # -- readings -------------------------------------------------------------------------
 
     def _read_slow(self) -> Slow:
-        rss = procfs.rss_total() if self.linux else _rss_psutil()
+        scan = self._procs.scan()
+        self._scans += 1
+        self._scanned_at = self.clock()
+        # As the wire carries them: names cut to comm's length, CPU to 0.1 %.
+        top: list[TopProc] = [
+            (name[:PROC_NAME_CHARS], pid, round(cpu, 1), rss) for name, pid, cpu, rss in scan.top
+        ]
         try:
             users = len(psutil.users())
         except OSError:  # no utmp (containers)
@@ -103,7 +149,7 @@ class Collector:
             root = psutil.disk_usage("/").percent
         except OSError:
             root = 0.0
-        return Slow(rss, users, root)
+        return Slow(scan.rss, top, users, root)
 
     def _cpu(self) -> tuple[float, list[int]]:
         cur = [_cpu_split(t) for t in psutil.cpu_times(percpu=True)]
@@ -167,6 +213,11 @@ class Collector:
         vm = psutil.virtual_memory()
         sw = psutil.swap_memory()
         disk_read, disk_write = self._disk_io(now)
+        if self._scans == 1 and now - self._scanned_at >= self._prime_gap:
+            # The first process scan only set each process's CPU baseline: take the second a
+            # report later, whatever the cadence says, so CPU shares show from the second
+            # report on (and in `agentd --once`). A fresh Cadence runs at once.
+            self._slow = Cadence(self._read_slow, self._slow_period, 60.0)
         slow = self._slow.get(now)
         tcp = self._tcp.get(now)
         procs, threads = self._procs_threads()
@@ -190,6 +241,7 @@ class Collector:
             tcp_states={state: [n] for state, n in tcp.items()},  # wire: name -> [count]
             procs=procs,
             procs_rss=slow.procs_rss,
+            top_procs=slow.top_procs,
             threads=threads,
             uptime=max(0, round(time.time() - self._boot)),
         )

@@ -69,6 +69,14 @@ def big_node_metrics(cores: int = 16) -> dict:
         "procs_rss": 58_000_000_000,
         "threads": 24_000,
         "uptime": 31_536_000,
+        # Realistic names; pids above 65,535 and RSS above 64 MiB cost the most bytes.
+        "top_procs": [
+            ("haproxy", 1_234_567, 387.3, 2_147_483_648),
+            ("java", 2_345_678, 155.5, 8_589_934_592),
+            ("nginx", 345_678, 48.2, 536_870_912),
+            ("systemd-journal", 612, 12.0, 134_217_728),
+            ("ksoftirqd/3", 31, 8.7, 0),
+        ],
     }
 
 
@@ -87,6 +95,17 @@ def report(seq: int = 1, node: str = "web-0001.dc1.example.com", boot: int = 7, 
 def test_busy_16_core_report_with_7_services_fits_600_bytes():
     data = encode(KEY, report())
     assert len(data) <= TARGET_REPORT_BYTES, len(data)
+    body = msgpack.unpackb(data[wire.HEADER_BYTES : -wire.TAG_BYTES])
+    assert len(body["m"]["tp"]) == wire.TOP_PROCS  # the top list is in, not dropped
+
+
+def test_top_procs_with_the_longest_names_and_numbers_stay_far_below_1200_bytes():
+    worst = [("x" * 40, 4_194_304, 1600.0, 2**50)] * 8  # 8: the encoder keeps 5
+    data = encode(KEY, report(metrics={**big_node_metrics(), "top_procs": worst}))
+    assert len(data) <= TARGET_REPORT_BYTES + 60, len(data)
+    got = Verifier(KEY).verify(data)
+    assert isinstance(got, Report)
+    assert got.metrics["top_procs"] == [("x" * 15, 4_194_304, 1600.0, 2**50)] * 5
 
 
 def test_report_with_every_service_failing_verbosely_stays_under_1200_bytes():
@@ -100,6 +119,18 @@ def test_report_with_every_service_failing_verbosely_stays_under_1200_bytes():
     assert isinstance(decoded, Report)
     assert [s.status for s in decoded.services] == ["fail"] * 7
     assert decoded.services[0].detail.startswith("connection refused")
+    assert "top_procs" in decoded.metrics
+
+
+def test_the_top_processes_make_room_first_for_failure_details():
+    failing = tuple(
+        ServiceStatus(f"svc{i}-service-name-long", "fail", None, "connection refused " * 20)
+        for i in range(8)
+    )
+    decoded = Verifier(KEY).verify(encode(KEY, report(services=failing)))
+    assert isinstance(decoded, Report)
+    assert "top_procs" not in decoded.metrics and "net_ifaces" in decoded.metrics
+    assert len(decoded.services[7].detail) == wire.DETAIL_CHARS
 
 
 def test_absurd_report_is_cut_to_fit_keeping_the_failures():
@@ -126,6 +157,29 @@ def test_report_round_trip_keeps_values_to_their_wire_precision():
     assert m["cpu_cores"][0] == 99
     assert m["tcp_states"]["TIME_WAIT"] == [28_000]
     assert got.services[0] == ServiceStatus("http", "ok", 12.5, "")
+    # (name, pid, cpu % of one core, rss bytes): cpu to 0.1 %, rss to the KiB
+    assert m["top_procs"] == big_node_metrics()["top_procs"]
+    assert all(type(p) is tuple for p in m["top_procs"])
+    name, pid, cpu, rss = m["top_procs"][0]
+    assert (name, pid, cpu, rss) == ("haproxy", 1_234_567, pytest.approx(387.3), 2**31)
+
+
+def test_top_procs_are_cut_to_the_wire_precision():
+    procs = [("a-very-long-command-name", 7, 12.345, 10_000), ("sh", 8, 0.04, 4096)]
+    got = Verifier(KEY).verify(
+        encode(KEY, report(metrics={"cpu_percent": 1.0, "top_procs": procs})))
+    assert isinstance(got, Report)
+    assert got.metrics["top_procs"] == [
+        ("a-very-long-com", 7, 12.3, 9216),  # 15 chars; 9 KiB (rounded down)
+        ("sh", 8, 0.0, 4096),
+    ]
+
+
+def test_a_report_without_top_procs_decodes_without_them():
+    metrics = {k: v for k, v in big_node_metrics().items() if k != "top_procs"}
+    got = Verifier(KEY).verify(encode(KEY, report(metrics=metrics)))
+    assert isinstance(got, Report)
+    assert "top_procs" not in got.metrics and got.metrics["cpu_percent"] == pytest.approx(87.4)
 
 
 def test_join_and_leave_round_trip():
@@ -245,7 +299,8 @@ field_names = st.sampled_from(["k", "n", "b", "q", "t", "i", "g", "m", "s", "h",
 @given(
     st.dictionaries(field_names, msgpack_values, max_size=10),
     st.sampled_from(["r", "j", "l"]),
-    st.dictionaries(st.sampled_from(["v", "cc", "ld", "ni", "ts"]), msgpack_values, max_size=5),
+    st.dictionaries(st.sampled_from(["v", "cc", "ld", "ni", "ts", "tp"]), msgpack_values,
+                    max_size=6),
 )
 def test_correctly_signed_bodies_of_any_shape_never_raise(body, kind, metrics):
     """Signed, so they pass the tag: the field checks must hold on their own."""
@@ -279,3 +334,121 @@ def test_msgpack_body_is_plain_msgpack_for_other_implementations():
     data = encode(KEY, report())
     body = msgpack.unpackb(data[wire.HEADER_BYTES : -wire.TAG_BYTES])
     assert body["k"] == "r" and body["n"] == "web-0001.dc1.example.com"
+
+
+# ---------------------------------------------------------------------------------------------
+# The report fast path (_fast_report) against the reference checks it must agree with.
+
+
+def reference_report(body: dict) -> Report:
+    """parse_body's reference path for a report, without the fast path in front of it."""
+    services = body.get("s", ())
+    if type(services) not in (list, tuple):
+        raise wire._BadField("services")
+    return Report(
+        wire._parse_header(body), wire._interval(body), wire._str(body, "g", "group", ""),
+        wire._parse_metrics(body.get("m", {})),
+        tuple(wire._parse_service(s) for s in services),
+    )
+
+
+def assert_paths_agree(body: dict) -> None:
+    fast = wire._fast_report(body)
+    try:
+        ref = reference_report(body)
+    except wire._BadField:
+        assert fast is None, "the fast path accepted what the reference path refuses"
+        return
+    if fast is not None:  # None only sends the body to the reference path
+        assert fast == ref
+        assert all(type(p) is tuple for p in fast.metrics.get("top_procs", ()))
+
+
+def sent_body(metrics: dict | None = None) -> dict:
+    data = encode(KEY, report(metrics=metrics or big_node_metrics()))
+    return msgpack.unpackb(data[wire.HEADER_BYTES : -wire.TAG_BYTES], strict_map_key=False)
+
+
+def test_fast_path_decodes_a_full_report_like_the_reference_path():
+    body = sent_body()
+    fast = wire._fast_report(body)
+    assert fast is not None, "a report the encoder wrote must take the fast path"
+    assert fast == reference_report(body)
+    assert fast.metrics["top_procs"][1] == ("java", 2_345_678, 155.5, 8_589_934_592)
+
+
+BAD_TOP_PROCS = [
+    "haproxy",  # not a list
+    {"haproxy:1": [10, 100]},  # a map
+    ["haproxy", 1, 10, 100],  # flat, not a list of entries
+    [["haproxy", 1, 10]],  # too short
+    [[b"haproxy", 1, 10, 100]],  # name not a str
+    [[None, 1, 10, 100]],
+    [["haproxy", "1", 10, 100]],  # pid not an int
+    [["haproxy", 1.0, 10, 100]],
+    [["haproxy", True, 10, 100]],
+    [["haproxy", -1, 10, 100]],  # negative
+    [["haproxy", 1, -10, 100]],
+    [["haproxy", 1, 10, -100]],
+    [["haproxy", 1, float("nan"), 100]],  # not finite
+    [["haproxy", 1, float("inf"), 100]],
+    [["haproxy", 1, 10, "100"]],  # rss not a number
+    [["haproxy", 1, "10", 100]],
+    [["haproxy", 1, None, 100]],
+    [["haproxy", 1, 10, [100]]],
+    [["ok", 2, 1, 1], "haproxy"],  # one bad entry spoils the field
+]
+
+
+@pytest.mark.parametrize("value", BAD_TOP_PROCS, ids=range(len(BAD_TOP_PROCS)))
+def test_bad_top_procs_are_a_bad_field_on_both_paths(value):
+    body = sent_body()
+    body["m"]["tp"] = value
+    assert wire._fast_report(body) is None
+    with pytest.raises(wire._BadField, match="top_procs"):
+        reference_report(body)
+    got = Verifier(KEY).verify(seal(KEY, body))
+    assert isinstance(got, Rejected) and got.reason == Reason.BAD_FIELD
+    raw = Verifier(KEY).verify_deferred(seal(KEY, body))
+    assert type(raw) is wire.RawReport
+    got = wire.decode_report(raw)
+    assert isinstance(got, Rejected) and got.reason == Reason.BAD_FIELD
+
+
+def test_top_procs_entries_from_a_newer_agent_may_carry_more_fields():
+    body = sent_body()
+    body["m"]["tp"] = [["haproxy", 12, 55, 2048, 17, "future"], ["sh", 13, 1.5, 4.0]]
+    want = [("haproxy", 12, 5.5, 2048 * 1024), ("sh", 13, 0.15, 4096.0)]
+    assert reference_report(body).metrics["top_procs"] == want
+    assert_paths_agree(body)
+    got = Verifier(KEY).verify(seal(KEY, body))
+    assert isinstance(got, Report) and got.metrics["top_procs"] == want
+
+
+top_entries = st.lists(
+    st.one_of(
+        st.tuples(st.text(max_size=16), st.integers(0, 2**22), st.integers(0, 20_000),
+                  st.integers(0, 2**40)).map(list),
+        st.lists(msgpack_values, max_size=6),  # anything else
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(top_entries, msgpack_values), st.booleans())
+def test_fast_and_reference_paths_agree_on_any_top_procs(tp, with_services):
+    body = sent_body()
+    body["m"]["tp"] = tp
+    if not with_services:
+        del body["s"]
+    assert_paths_agree(body)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(["v", "cc", "ld", "ni", "ts", "tp", "zz"]),
+                       msgpack_values | top_entries, max_size=6))
+def test_fast_and_reference_paths_agree_on_any_metrics(metrics):
+    body = sent_body()
+    body["m"] = metrics
+    assert_paths_agree(body)

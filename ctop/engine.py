@@ -22,7 +22,7 @@ from ctop.alerts import AlertEngine, HookRunner, parse_hooks, parse_rules
 from ctop.cluster import ClusterModel
 from ctop.collector import Receiver
 from ctop.config import DirectorConfig
-from ctop.gcpolicy import HeapFreezer
+from ctop.gcpolicy import process_heap
 from ctop.model import EventView, LBServiceView, Liveness, RealServerView, Snapshot
 from ctop.store import Store
 
@@ -56,7 +56,7 @@ class Engine:
         self.receiver.on_idle = lambda: self.model.fold_some(FOLD_BATCH)
         self.alerts = AlertEngine(parse_rules(config.alerts), config.cluster)
         self.hooks = HookRunner(parse_hooks(config.hooks))
-        self.heap = HeapFreezer()  # large clusters: no cyclic GC passes over the model
+        self.heap = process_heap  # large clusters: no cyclic GC passes over the model
         self.store: Store | None = None
         self.lb: LBController | None = lb
         self.quiescer: AutoQuiescer | None = None

@@ -27,7 +27,7 @@ FROZEN_GEN0 = 1_000_000  # above the containers one tick allocates at 10,000+ no
 
 
 class HeapFreezer:
-    """Call `after_tick(nodes)` at the end of each engine tick."""
+    """Call `after_tick(nodes)` after each new snapshot (engine tick, UI refresh)."""
 
     def __init__(
         self,
@@ -71,3 +71,8 @@ class HeapFreezer:
         if self._saved_threshold is not None:
             gc.set_threshold(*self._saved_threshold)
         self.frozen = False
+
+
+# The one the engine and the UI share: the collector's state is per process, and in an
+# embedded `ctop` both run in one.
+process_heap = HeapFreezer()

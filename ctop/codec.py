@@ -49,7 +49,7 @@ def to_plain(snap: Snapshot, *, metrics: bool = True) -> dict[str, Any]:
                     "value": a.value} for a in snap.alerts],
         "events": [[e.ts, e.kind, e.node_id, e.message] for e in snap.events],
         "lb": [{"key": s.key, "backend": s.backend, "protocol": s.protocol,
-                "scheduler": s.scheduler, "imbalance": s.imbalance,
+                "scheduler": s.scheduler, "imbalance": s.imbalance, "basis": s.basis,
                 "servers": [_plain(r, tuple(f.name for f in fields(RealServerView)))
                             for r in s.servers]} for s in snap.lb],
         "lb_note": snap.lb_note, "lb_error": snap.lb_error, "imbalance": snap.imbalance,
@@ -76,7 +76,8 @@ def from_plain(d: dict[str, Any]) -> Snapshot:
                                a["message"], a["since"], a["value"]) for a in d["alerts"]),
         events=tuple(EventView(*e) for e in d["events"]),
         lb=tuple(LBServiceView(s["key"], s["backend"], s["protocol"], s["scheduler"],
-                               tuple(RealServerView(**r) for r in s["servers"]), s["imbalance"])
+                               tuple(RealServerView(**r) for r in s["servers"]), s["imbalance"],
+                               s.get("basis", "conns"))
                  for s in d["lb"]),
         lb_note=d["lb_note"], lb_error=d["lb_error"], imbalance=d["imbalance"],
         drops=MappingProxyType(d["drops"]), received=d["received"], readonly=d["readonly"],

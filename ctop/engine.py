@@ -299,14 +299,16 @@ class Engine:
     def _lb_view(
         self, services: Sequence[VirtualService], advice: dict[tuple[str, str, str], int]
     ) -> tuple[tuple[LBServiceView, ...], float]:
-        from ctop.lb.ratio import imbalance_index, map_servers_to_nodes, server_ratios
+        from ctop.lb.ratio import imbalance_index, load_basis, map_servers_to_nodes, server_ratios
 
         owners = map_servers_to_nodes(services, self._node_addresses())
         views = []
         worst = 0.0
         for vs in services:
             ratios = {r.server: r for r in server_ratios(vs)}
-            index = imbalance_index(ratios.values()) or 0.0
+            basis = load_basis(vs)
+            by_rate = basis == "rate"
+            index = imbalance_index(ratios.values(), use=basis) or 0.0
             worst = max(worst, index)
             servers = []
             for rs in vs.servers:
@@ -316,14 +318,14 @@ class Engine:
                     state=str(rs.state), active_conns=rs.active_conns,
                     inactive_conns=rs.inactive_conns, conns_per_s=rs.conns_per_s,
                     node_id=owners.get((vs.backend, vs.key, rs.key), ""),
-                    conn_share=(r.conn_share or 0.0) if r else 0.0,
+                    conn_share=((r.rate_share if by_rate else r.conn_share) or 0.0) if r else 0.0,
                     weight_share=r.weight_share if r else 0.0,
-                    ratio=r.conn_ratio if r else None,
+                    ratio=(r.rate_ratio if by_rate else r.conn_ratio) if r else None,
                     advised_weight=advice.get((vs.backend, vs.key, rs.key)),
                     forward=rs.forward,
                 ))
             views.append(LBServiceView(vs.key, vs.backend, vs.protocol, vs.scheduler,
-                                       tuple(servers), index))
+                                       tuple(servers), index, basis))
         return tuple(views), worst
 
     def _note_action(self, result: ActionResult, why: str = "") -> None:

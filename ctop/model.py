@@ -131,7 +131,7 @@ class RealServerView:
     inactive_conns: int
     conns_per_s: float
     node_id: str = ""  # the agent node that announced this address, if any
-    conn_share: float = 0.0  # share of the service's active connections (0..1)
+    conn_share: float = 0.0  # share of the service's load, by its basis (0..1)
     weight_share: float = 0.0  # share of the service's weight (0..1)
     ratio: float | None = None  # conn_share / weight_share; 1.0 = balanced; None if weight 0
     advised_weight: int | None = None
@@ -146,6 +146,7 @@ class LBServiceView:
     scheduler: str
     servers: tuple[RealServerView, ...]
     imbalance: float = 0.0  # 0 = perfectly balanced against weights
+    basis: str = "conns"  # what the shares count: "conns" (active) or "rate" (new per second)
 
 
 @dataclass(frozen=True, slots=True)

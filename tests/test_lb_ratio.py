@@ -6,7 +6,7 @@ import pytest
 
 from ctop.lb.base import RealServer, ServerState, VirtualService
 from ctop.lb.haproxy import HAProxyBackend
-from ctop.lb.ratio import imbalance_index, map_servers_to_nodes, server_ratios
+from ctop.lb.ratio import imbalance_index, load_basis, map_servers_to_nodes, server_ratios
 from tests.haproxy_peer import HAProxyLab
 
 S = ServerState.SERVING
@@ -34,6 +34,18 @@ def test_balanced_and_unbalanced_ratios() -> None:
     assert rs["a"].conn_ratio == pytest.approx(1.5) and rs["b"].conn_ratio == pytest.approx(0.5)
     assert imbalance_index(rs.values()) == pytest.approx(0.25)
     assert imbalance_index(rs.values(), use="rate") is None  # no new connections measured
+
+
+def test_the_basis_is_the_measure_with_more_events() -> None:
+    # Short HTTP requests: two open connections are noise, 40 new ones a second are not.
+    web = _vs(_rs("a", 1, 2, 30.0), _rs("b", 1, 0, 10.0))
+    assert load_basis(web) == "rate"
+    rs = server_ratios(web)
+    assert imbalance_index(rs, use="rate") == pytest.approx(0.25)
+    # Long-lived connections (SMTP, databases) pile up; few new ones arrive.
+    smtp = _vs(_rs("a", 1, 300, 2.0), _rs("b", 1, 100, 1.0))
+    assert load_basis(smtp) == "conns"
+    assert load_basis(_vs(_rs("a", 1, 0), _rs("b", 1, 0))) == "conns"  # idle: either
 
 
 def test_drained_server_has_no_weight_share() -> None:

@@ -2,8 +2,13 @@
 
 ratio = (server's share of active connections) / (server's share of effective weight).
 1.0 is balanced, 2.0 means twice its share, 0.5 half. Same for new connections per second.
-The service imbalance index is the total variation distance between the connection shares and
-the weight shares: 0 = perfectly balanced, 1 = all load where no weight is.
+The service imbalance index is the total variation distance between the load shares and the
+weight shares: 0 = perfectly balanced, 1 = all load where no weight is.
+
+Which of the two measures a service is judged by (`load_basis`) is the one with more events
+behind it: long-lived connections (SMTP, databases) pile up as active connections, while short
+HTTP requests come and go between two reads and show mostly as new connections per second; a
+share of two or three active connections is noise.
 """
 
 from __future__ import annotations
@@ -67,9 +72,17 @@ def server_ratios(service: VirtualService) -> list[ServerRatio]:
     return out
 
 
-def imbalance_index(ratios: Iterable[ServerRatio], *, use: str = "conn") -> float | None:
+def load_basis(service: VirtualService) -> str:
+    """"conns" (active connections) or "rate" (new connections per second), whichever the
+    service has more of right now."""
+    total_c = sum(rs.active_conns for rs in service.servers)
+    total_r = sum(rs.conns_per_s for rs in service.servers)
+    return "rate" if total_r > total_c else "conns"
+
+
+def imbalance_index(ratios: Iterable[ServerRatio], *, use: str = "conns") -> float | None:
     """0 (balanced) .. 1; None when the service has no load or no weight to compare."""
-    pairs = [(r.conn_share if use == "conn" else r.rate_share, r.weight_share) for r in ratios]
+    pairs = [(r.rate_share if use == "rate" else r.conn_share, r.weight_share) for r in ratios]
     if not pairs or any(s is None for s, _ in pairs) or sum(w for _, w in pairs) <= 0:
         return None
     return 0.5 * sum(abs((s or 0.0) - w) for s, w in pairs)

@@ -126,6 +126,8 @@ class LBPane(LineView):
                     Segment(f"  {svc.protocol} {svc.scheduler}", pal.dim),
                     Segment("  imbalance ", pal.dim),
                     Segment(f"{svc.imbalance:.2f}", pal.ratio(1 + svc.imbalance * 2)),
+                    Segment("  by conn/s" if svc.basis == "rate" else "  by active conns",
+                            pal.dim),
                 ],
                 width,
             )

@@ -27,7 +27,7 @@ from ctop.tui.sample import sample_history, sample_snapshot
 from ctop.tui.source import EngineLike, StaticSource
 
 SIZE = (150, 44)
-WARM_UP = 14.0  # seconds of real reports, probes and traffic before the first picture
+WARM_UP = 45.0  # seconds of real reports, probes and traffic: the live charts fill up
 # name -> (source: "demo" or a sample node count, initial view, keys to press before the picture)
 SHOTS: dict[str, tuple[str | int, str | None, tuple[str, ...]]] = {
     "main-grid": ("demo", "grid", ()),

@@ -180,7 +180,10 @@ def run_ui(cfg: DirectorConfig, *, color: str = "auto", embedded: bool = False) 
             lb_cfg, cfg.store.path, readonly=cfg.readonly)
         source = RemoteSource(cfg.control_socket, cfg.store.path, lb=lb)
         source.readonly = cfg.readonly
-        return _run_app(source, cfg.readonly, color)
+        try:
+            return _run_app(source, cfg.readonly, color)
+        finally:
+            source.close()
     return asyncio.run(_run_embedded(cfg, color))
 
 

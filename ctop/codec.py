@@ -1,12 +1,23 @@
-"""Snapshots to plain data and back: for `ctop status --json` and the control socket."""
+"""Snapshots to plain data and back: for `ctop status --json` and the control socket.
+
+`to_plain` / `from_plain`: one dict per node, JSON-ready, for scripts. `pack_compact` /
+`unpack_compact`: what an attached UI fetches every second. At 10,000 nodes the plain form is
+11 MB and ~1.4 s of CPU to encode and decode; the compact one sends nodes as positional rows
+(NodeView and ServiceView are tuples, which msgpack packs as arrays in C) and the raw metrics
+of only the nodes the UI asks for (the node detail on screen).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import fields
 from types import MappingProxyType
 from typing import Any
 
+import msgpack
+
 from ctop.model import (
+    EMPTY,
     Aggregate,
     AlertView,
     EventView,
@@ -22,25 +33,20 @@ from ctop.model import (
 
 _NODE_FIELDS = NodeView._fields
 _AGG_FIELDS = tuple(f.name for f in fields(Aggregate))
+_RS_FIELDS = tuple(f.name for f in fields(RealServerView))
+_tuple_new = tuple.__new__
 
 
 def _plain(obj: Any, names: tuple[str, ...]) -> dict[str, Any]:
     return {n: getattr(obj, n) for n in names}
 
 
-def to_plain(snap: Snapshot, *, metrics: bool = True) -> dict[str, Any]:
-    """A JSON- and msgpack-ready dict. `metrics=False` leaves out each node's raw report."""
-    nodes = []
-    for n in snap.nodes:
-        d = _plain(n, _NODE_FIELDS)
-        d["liveness"] = str(n.liveness)
-        d["services"] = [[s.name, s.status, s.latency_ms, s.detail] for s in n.services]
-        d["addresses"] = list(n.addresses)
-        d["cpu_history"] = list(n.cpu_history)
-        d["metrics"] = dict(n.metrics) if metrics else {}
-        nodes.append(d)
+def to_plain(snap: Snapshot, *, metrics: bool = True, nodes: bool = True) -> dict[str, Any]:
+    """A JSON- and msgpack-ready dict. `metrics=False` leaves out each node's raw report,
+    `nodes=False` the nodes altogether."""
     return {
-        "ts": snap.ts, "tick": snap.tick, "cluster": snap.cluster, "nodes": nodes,
+        "ts": snap.ts, "tick": snap.tick, "cluster": snap.cluster,
+        "nodes": [_plain_node(n, metrics) for n in snap.nodes] if nodes else [],
         "groups": [{"name": g.name, "totals": _plain(g.totals, _AGG_FIELDS)}
                    for g in snap.groups],
         "totals": _plain(snap.totals, _AGG_FIELDS),
@@ -50,24 +56,28 @@ def to_plain(snap: Snapshot, *, metrics: bool = True) -> dict[str, Any]:
         "events": [[e.ts, e.kind, e.node_id, e.message] for e in snap.events],
         "lb": [{"key": s.key, "backend": s.backend, "protocol": s.protocol,
                 "scheduler": s.scheduler, "imbalance": s.imbalance, "basis": s.basis,
-                "servers": [_plain(r, tuple(f.name for f in fields(RealServerView)))
-                            for r in s.servers]} for s in snap.lb],
+                "servers": [_plain(r, _RS_FIELDS) for r in s.servers]} for s in snap.lb],
         "lb_note": snap.lb_note, "lb_error": snap.lb_error, "imbalance": snap.imbalance,
         "drops": dict(snap.drops), "received": snap.received, "readonly": snap.readonly,
     }
 
 
+def _plain_node(n: NodeView, metrics: bool) -> dict[str, Any]:
+    d = _plain(n, _NODE_FIELDS)
+    d["liveness"] = str(n.liveness)
+    d["services"] = [list(s) for s in n.services]
+    d["addresses"] = list(n.addresses)
+    d["cpu_history"] = list(n.cpu_history)
+    d["metrics"] = dict(n.metrics) if metrics else {}
+    return d
+
+
 def from_plain(d: dict[str, Any]) -> Snapshot:
-    nodes = []
-    for n in d["nodes"]:
-        n = dict(n)
-        n["liveness"] = Liveness(n["liveness"])
-        n["services"] = tuple(ServiceView(*s) for s in n["services"])
-        n["addresses"] = tuple(n["addresses"])
-        n["cpu_history"] = tuple(n["cpu_history"])
-        n["metrics"] = MappingProxyType(n.get("metrics") or {})
-        nodes.append(NodeView(**{k: v for k, v in n.items() if k in _NODE_FIELDS}))
-    views = tuple(nodes)
+    """The inverse of `to_plain`, and of `pack_compact` after msgpack (see unpack_compact)."""
+    if "node_rows" in d:
+        views = _nodes_from_rows(d["node_fields"], d["node_rows"])
+    else:
+        views = tuple(_node_from(dict(n)) for n in d["nodes"])
     return Snapshot(
         ts=d["ts"], tick=d["tick"], cluster=d["cluster"], nodes=views,
         groups=tuple(GroupView(g["name"], Aggregate(**g["totals"])) for g in d["groups"]),
@@ -80,6 +90,69 @@ def from_plain(d: dict[str, Any]) -> Snapshot:
                                s.get("basis", "conns"))
                  for s in d["lb"]),
         lb_note=d["lb_note"], lb_error=d["lb_error"], imbalance=d["imbalance"],
-        drops=MappingProxyType(d["drops"]), received=d["received"], readonly=d["readonly"],
+        drops=MappingProxyType(dict(d["drops"])), received=d["received"], readonly=d["readonly"],
         _index=Snapshot.index_of(views),
     )
+
+
+def _node_from(n: dict[str, Any]) -> NodeView:
+    """A NodeView from named fields; unknown ones (a newer daemon) are ignored."""
+    n["liveness"] = Liveness(n["liveness"])
+    n["services"] = tuple(ServiceView(*s) for s in n["services"])
+    n["addresses"] = tuple(n["addresses"])
+    n["cpu_history"] = tuple(n["cpu_history"])
+    n["metrics"] = MappingProxyType(dict(n.get("metrics") or {}))
+    return NodeView(**{k: v for k, v in n.items() if k in _NODE_FIELDS})
+
+
+# -- compact form for an attached UI ----------------------------------------------------------
+
+_LIVENESS = {str(s): s for s in Liveness}
+_SERVICES_AT, _METRICS_AT = _NODE_FIELDS.index("services"), _NODE_FIELDS.index("metrics")
+_LIVENESS_AT = _NODE_FIELDS.index("liveness")
+
+
+def pack_compact(snap: Snapshot, metrics_of: Collection[str] = ()) -> bytes:
+    """The snapshot as msgpack bytes with nodes as rows; raw metrics only for `metrics_of`."""
+    d = to_plain(snap, metrics=False, nodes=False)
+    d["node_fields"] = list(_NODE_FIELDS)
+    # NodeViews are tuples: msgpack packs each row as an array, in C. Metrics are left out
+    # (None) except for the nodes asked for.
+    cut, rest = _METRICS_AT, _METRICS_AT + 1
+    wanted = set(metrics_of)
+    d["node_rows"] = [
+        n if n.node_id in wanted else (*n[:cut], None, *n[rest:]) for n in snap.nodes
+    ]
+
+    def default(obj: Any) -> Any:  # a metrics mapping the engine made read-only
+        if isinstance(obj, MappingProxyType):
+            return dict(obj)
+        raise TypeError(f"cannot pack {type(obj).__name__}")
+
+    return msgpack.packb(d, default=default)
+
+
+def unpack_compact(data: bytes) -> Snapshot:
+    # Arrays as tuples: the node rows become NodeViews without copying their fields.
+    return from_plain(msgpack.unpackb(data, use_list=False, strict_map_key=False))
+
+
+def _nodes_from_rows(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[NodeView, ...]:
+    if tuple(names) != _NODE_FIELDS:  # a daemon of another version: by name, slower
+        return tuple(_node_from(dict(zip(names, row, strict=False))) for row in rows)
+    services: dict[Any, ServiceView] = {}  # a cluster repeats a few thousand distinct results
+    out = []
+    for row in rows:
+        fields_ = list(row)
+        fields_[_LIVENESS_AT] = _LIVENESS[row[_LIVENESS_AT]]
+        svcs = []
+        for s in row[_SERVICES_AT]:
+            view = services.get(s)
+            if view is None:
+                view = services[s] = _tuple_new(ServiceView, s)
+            svcs.append(view)
+        fields_[_SERVICES_AT] = tuple(svcs)
+        metrics = row[_METRICS_AT]
+        fields_[_METRICS_AT] = MappingProxyType(dict(metrics)) if metrics else EMPTY
+        out.append(_tuple_new(NodeView, fields_))
+    return tuple(out)

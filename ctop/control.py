@@ -1,8 +1,11 @@
 """The local control socket of `ctop serve`, and the UI's source that reads from it.
 
-One request per connection, one line each way: `status` or `snapshot` -> a msgpack-encoded
-snapshot (length-prefixed). The socket is a UNIX socket of mode 0660, so only root and the
-socket's group can read the cluster. History is read straight from the shared database.
+One request per connection, one line each way (the answer length-prefixed msgpack):
+`status` or `snapshot` -> the plain snapshot (`ctop.codec.to_plain`, every node's metrics);
+`ui [NODE]` -> the compact one an attached UI polls (`ctop.codec.pack_compact`: nodes as rows,
+raw metrics only for NODE, the node detail on screen). The socket is a UNIX socket of mode
+0660, so only root and the socket's group can read the cluster. History is read straight from
+the shared database.
 """
 
 from __future__ import annotations
@@ -12,13 +15,13 @@ import contextlib
 import os
 import socket
 import struct
-import time
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from ctop.codec import from_plain, to_plain
+from ctop.codec import from_plain, pack_compact, to_plain, unpack_compact
 from ctop.model import EventView, Snapshot
 
 if TYPE_CHECKING:
@@ -56,8 +59,11 @@ class ControlServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = (await asyncio.wait_for(reader.readline(), 5)).decode().strip()
+            verb, _, arg = request.partition(" ")
             if request in ("status", "snapshot"):
                 body = msgpack.packb(to_plain(self.engine.snapshot()))
+            elif verb == "ui":
+                body = pack_compact(self.engine.snapshot(), [arg] if arg else ())
             else:
                 body = msgpack.packb({"error": f"unknown request {request!r}"})
             writer.write(_LEN.pack(len(body)) + body)
@@ -68,7 +74,10 @@ class ControlServer:
             writer.close()
 
 
-def _request(path: str, what: str, timeout: float = 5.0) -> dict[str, Any]:
+def _exchange(path: str, what: str, timeout: float = 5.0) -> bytes:
+    """One request line out, the answer's msgpack bytes back."""
+    if "\n" in what:
+        raise ControlError("a request is one line")
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(timeout)
@@ -88,7 +97,11 @@ def _request(path: str, what: str, timeout: float = 5.0) -> dict[str, Any]:
         raise ControlError(f"{path}: {e.strerror or e}") from None
     if len(data) < 4 or len(data) - 4 != _LEN.unpack(data[:4])[0]:
         raise ControlError(f"{path}: truncated answer from the daemon")
-    answer = msgpack.unpackb(data[4:], strict_map_key=False)
+    return data[4:]
+
+
+def _request(path: str, what: str, timeout: float = 5.0) -> dict[str, Any]:
+    answer = msgpack.unpackb(_exchange(path, what, timeout), strict_map_key=False)
     if "error" in answer:
         raise ControlError(answer["error"])
     return answer
@@ -113,31 +126,68 @@ def daemon_running(path: str) -> bool:
 class RemoteSource:
     """The UI's data source when `ctop serve` runs: snapshots over the socket, history and
     events from the shared database, load-balancer actions through a local controller on the
-    same balancers and journal (the daemon sees their effect on its next read)."""
+    same balancers and journal (the daemon sees their effect on its next read).
 
-    def __init__(self, path: str, db_path: str, lb: LBController | None = None) -> None:
+    A thread polls the daemon every `poll` seconds, so the UI never waits on the socket or on
+    decoding (~100 ms at 10,000 nodes); `snapshot()` returns the newest one at once.
+    """
+
+    def __init__(
+        self, path: str, db_path: str, lb: LBController | None = None, *, poll: float = 0.5
+    ) -> None:
         from ctop.store import Store
 
         self.path = path
         self.readonly = False
         self.lb = lb
+        self.poll = poll
         self._store = Store(db_path, writer=False)
-        self._snap: Snapshot | None = None
-        self._fetched = 0.0
+        self._watched: str | None = None
+        self._error = ""
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._snap = self._fetch()  # the daemon is unreachable: say so now, not in the UI
+        self._thread = threading.Thread(target=self._poll_loop, name="ctop-remote", daemon=True)
+        self._thread.start()
+
+    def _fetch(self) -> Snapshot:
+        request = f"ui {self._watched}" if self._watched else "ui"
+        data = _exchange(self.path, request)
+        try:
+            return unpack_compact(data)
+        except KeyError:  # an older daemon answers {"error": "unknown request"}
+            return from_plain(_request(self.path, "snapshot"))
+
+    def _poll_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.poll)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self._snap = self._fetch()
+                self._error = ""
+            except ControlError as e:
+                self._error = f"daemon: {e}"
 
     def snapshot(self) -> Snapshot:
-        now = time.monotonic()
-        if self._snap is None or now - self._fetched >= 0.5:
-            self._fetched = now
-            try:
-                self._snap = from_plain(_request(self.path, "snapshot"))
-            except ControlError as e:
-                if self._snap is None:
-                    raise
-                from dataclasses import replace
+        snap = self._snap
+        if self._error:
+            from dataclasses import replace
 
-                self._snap = replace(self._snap, lb_error=f"daemon: {e}")
-        return self._snap
+            return replace(snap, lb_error=self._error)
+        return snap
+
+    def watch(self, node_id: str | None) -> None:
+        """The node whose raw metrics the UI shows now (node detail), or None."""
+        if node_id != self._watched:
+            self._watched = node_id
+            self._wake.set()  # fetch now rather than at the next poll
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
 
     def history(
         self, node_id: str, metrics: Sequence[str], seconds: float

@@ -196,6 +196,9 @@ class Engine:
             return {m: [] for m in metrics}
         return self.store.history(node_id, metrics, seconds)
 
+    def watch(self, node_id: str | None) -> None:
+        pass  # the UI reads this engine's snapshots, with every node's metrics
+
     def node_events(self, node_id: str, limit: int = 50) -> list[EventView]:
         if self.store is None:
             return [e for e in self.events if e.node_id == node_id][-limit:]

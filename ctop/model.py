@@ -28,8 +28,9 @@ class Severity(StrEnum):
     CRIT = "crit"
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceView:
+class ServiceView(NamedTuple):
+    """One service check result of a node (a tuple: packs as a msgpack array as it is)."""
+
     name: str
     status: str  # "ok" | "warn" | "fail" | "unknown"
     latency_ms: float | None

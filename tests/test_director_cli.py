@@ -110,9 +110,15 @@ def test_serve_runs_headless_and_status_reads_it(tmp_path):
                               timeout=10).stdout
         assert "cluster headless: 1 nodes — 1 alive" in text
         # what the UI uses when it attaches to the daemon: snapshots and history
-        remote = RemoteSource(str(sock), str(db))
+        remote = RemoteSource(str(sock), str(db), poll=0.2)
         snap = remote.snapshot()
-        assert snap.node("n1") is not None and snap.node("n1").metrics
+        assert snap.node("n1") is not None and snap.node("n1").liveness == "alive"
+        assert not snap.node("n1").metrics  # raw metrics come only for the node on screen
+        remote.watch("n1")
+        deadline = time.monotonic() + 10
+        while not remote.snapshot().node("n1").metrics and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert remote.snapshot().node("n1").metrics["mem_total"] > 0
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             points = remote.history("n1", ["mem_percent"], 600)["mem_percent"]
@@ -121,6 +127,7 @@ def test_serve_runs_headless_and_status_reads_it(tmp_path):
             time.sleep(0.3)
         assert len(points) >= 2 and all(0 < v <= 100 for _, v in points)
         assert [e.kind for e in remote.node_events("n1")][:1] == ["join"]
+        remote.close()
     finally:
         agent.terminate()
         agent.wait(timeout=5)

@@ -30,6 +30,10 @@ class EngineLike(Protocol):
 
     def node_events(self, node_id: str, limit: int = 50) -> list[EventView]: ...
 
+    def watch(self, node_id: str | None) -> None:
+        """The node whose raw metrics the UI shows (node detail), or None. A source that
+        fetches snapshots from elsewhere brings only that node's metrics along."""
+
     async def lb_action(
         self, verb: str, backend: str, service: str, server: str, weight: int | None = None
     ) -> ActionResult: ...
@@ -75,6 +79,9 @@ class StaticSource:
     def node_events(self, node_id: str, limit: int = 50) -> list[EventView]:
         events = [e for e in self.snapshot().events if e.node_id == node_id]
         return events[-limit:]
+
+    def watch(self, node_id: str | None) -> None:
+        pass  # every node's metrics are in the snapshots already
 
     async def lb_action(
         self, verb: str, backend: str, service: str, server: str, weight: int | None = None

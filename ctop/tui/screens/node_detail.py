@@ -73,6 +73,7 @@ class NodeDetail(LBKeys, Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.app.source.watch(self.node_id)  # type: ignore[attr-defined]
         self._loaded_at = 0.0
         self.set_interval(1.0, self._reload_if_due)  # charts keep moving while open
         for k in range(MAX_LATENCY_CHARTS):
@@ -80,6 +81,9 @@ class NodeDetail(LBKeys, Screen[None]):
         self.query_one(LBPane).focus()
         self.update_snapshot(self.app.snapshot)  # type: ignore[attr-defined]
         self.load_history()
+
+    def on_unmount(self) -> None:
+        self.app.source.watch(None)  # type: ignore[attr-defined]
 
     # -- data ----------------------------------------------------------------------------------
 

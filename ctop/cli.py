@@ -16,7 +16,9 @@ import json
 import logging
 import signal
 import sys
+from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from ctop import __version__
 from ctop.config import ConfigError, DirectorConfig, parse_address
@@ -141,6 +143,9 @@ async def serve(cfg: DirectorConfig) -> int:
     return 0
 
 
+STATUS_ALL_NODES = 50  # `ctop status` lists every node up to this many
+
+
 def status(cfg: DirectorConfig, *, as_json: bool) -> int:
     from ctop.control import ControlError, fetch_status
 
@@ -153,19 +158,39 @@ def status(cfg: DirectorConfig, *, as_json: bool) -> int:
         json.dump(data, sys.stdout, indent=1, default=str)
         print()
         return 0
-    t = data["totals"]
-    print(f"cluster {data['cluster']}: {t['nodes']} nodes — {t['alive']} alive, "
-          f"{t['suspect']} suspect, {t['dead']} dead, {t['left']} left")
-    print(f"cpu avg {t['cpu_avg']:.1f}% max {t['cpu_max']:.1f}%   "
-          f"mem avg {t['mem_avg']:.1f}% max {t['mem_max']:.1f}%   conns {t['conns']}")
-    for a in data["alerts"]:
-        print(f"ALERT [{a['severity']}] {a['message']}")
-    if data["drops"]:
-        print("dropped datagrams: " + ", ".join(f"{k} {v}" for k, v in data["drops"].items()))
-    for n in data["nodes"]:
-        print(f"  {n['node_id']:<24} {n['liveness']:<8} cpu {n['cpu']:5.1f}%  "
-              f"mem {n['mem']:5.1f}%  conns {n['conns']}")
+    print(status_text(data))
     return 0
+
+
+def status_text(data: dict[str, Any]) -> str:
+    """`ctop status` without --json: the cluster, alerts, balancers, nodes that need a look."""
+    t = data["totals"]
+    out = [
+        f"cluster {data['cluster']}: {t['nodes']} nodes — {t['alive']} alive, "
+        f"{t['suspect']} suspect, {t['dead']} dead, {t['left']} left",
+        f"cpu avg {t['cpu_avg']:.1f}% max {t['cpu_max']:.1f}%   "
+        f"mem avg {t['mem_avg']:.1f}% max {t['mem_max']:.1f}%   conns {t['conns']}",
+    ]
+    out += [f"ALERT [{a['severity']}] {a['message']}" for a in data["alerts"]]
+    if data["drops"]:
+        out.append("dropped datagrams: " + ", ".join(f"{k} {v}" for k, v in data["drops"].items()))
+    for svc in data["lb"]:
+        states = Counter(rs["state"] for rs in svc["servers"])
+        by_state = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+        basis = "conn/s" if svc.get("basis") == "rate" else "active conns"
+        out.append(f"lb {svc['backend']} {svc['key']}: {len(svc['servers'])} real servers "
+                   f"({by_state}), imbalance {svc['imbalance']:.2f} by {basis}")
+    if data["lb_error"]:
+        out.append(f"lb error: {data['lb_error']}")
+    # Every node up to a screenful; beyond that the ones that need a look (--json has all).
+    nodes = data["nodes"]
+    shown = nodes if len(nodes) <= STATUS_ALL_NODES else [
+        n for n in nodes if n["liveness"] != "alive"]
+    out += [f"  {n['node_id']:<24} {n['liveness']:<8} cpu {n['cpu']:5.1f}%  "
+            f"mem {n['mem']:5.1f}%  conns {n['conns']}" for n in shown]
+    if len(shown) < len(nodes):
+        out.append(f"  ({len(nodes) - len(shown)} alive nodes not listed: ctop status --json)")
+    return "\n".join(out)
 
 
 def run_ui(cfg: DirectorConfig, *, color: str = "auto", embedded: bool = False) -> int:

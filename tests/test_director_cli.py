@@ -76,7 +76,7 @@ def test_ctop_exits_2_with_the_message_for_a_bad_config(tmp_path):
     assert f"{path}:2: key 'liveness.dead_after'" in out.stderr
 
 
-def test_serve_runs_headless_and_status_reads_it(tmp_path):
+def test_serve_runs_headless_and_status_reads_it(tmp_path, haproxy):
     key = write_key(tmp_path / "cluster.key")
     sock = tmp_path / "ctop.sock"
     db = tmp_path / "ctop.db"
@@ -84,7 +84,8 @@ def test_serve_runs_headless_and_status_reads_it(tmp_path):
     port = _free_udp_port()
     common = ["--config", str(tmp_path / "none.toml"), "--socket", str(sock)]
     (tmp_path / "none.toml").write_text(f'cluster = "headless"\nlisten = "127.0.0.1:{port}"\n'
-                                        f'key_file = "{key}"\n[store]\npath = "{db}"\n')
+                                        f'key_file = "{key}"\n[store]\npath = "{db}"\n'
+                                        f'[lb.haproxy]\nsocket = "{haproxy.admin_socket}"\n')
     serve = subprocess.Popen([str(CTOP), "serve", *common], stderr=subprocess.PIPE, text=True)
     agent = subprocess.Popen(
         [str(AGENTD), "--config", str(tmp_path / "agent.toml"), "--director",
@@ -106,9 +107,18 @@ def test_serve_runs_headless_and_status_reads_it(tmp_path):
         assert status["nodes"][0]["node_id"] == "n1"
         assert status["nodes"][0]["liveness"] == "alive"
         assert status["totals"]["alive"] == 1
-        text = subprocess.run([str(CTOP), "status", *common], capture_output=True, text=True,
-                              timeout=10).stdout
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the balancer is read every 2 s
+            text = subprocess.run([str(CTOP), "status", *common], capture_output=True,
+                                  text=True, timeout=10).stdout
+            if "lb haproxy web1" in text and "1 down" in text:
+                break
+            time.sleep(0.2)
         assert "cluster headless: 1 nodes — 1 alive" in text
+        assert "  n1 " in text  # a small cluster lists every node
+        # the balancer's services, each with its real servers by state
+        assert "lb haproxy web1: 3 real servers (3 serving), imbalance" in text, text
+        assert "lb haproxy chk: 2 real servers (1 down, 1 serving)" in text, text
         # what the UI uses when it attaches to the daemon: snapshots and history
         remote = RemoteSource(str(sock), str(db), poll=0.2)
         snap = remote.snapshot()
@@ -190,3 +200,20 @@ def test_ctop_probe_runs_checks_by_hand(tmp_path):
     closed = subprocess.run([str(CTOP), "probe", f"tcp://127.0.0.1:{port}"],
                             capture_output=True, text=True, timeout=30)
     assert closed.returncode == 2 and "FAIL" in closed.stdout
+
+
+def test_status_text_lists_only_nodes_that_need_a_look_in_a_large_cluster():
+    from ctop.cli import status_text
+    from ctop.codec import to_plain
+    from ctop.tui.sample import sample_snapshot
+
+    big = to_plain(sample_snapshot(600))
+    text = status_text(big)
+    listed = [line.split()[0] for line in text.splitlines() if line.startswith("  ")][:-1]
+    troubled = [n["node_id"] for n in big["nodes"] if n["liveness"] != "alive"]
+    assert listed == troubled and troubled
+    alive = sum(n["liveness"] == "alive" for n in big["nodes"])
+    assert f"({alive} alive nodes not listed: ctop status --json)" in text
+    assert "lb haproxy web: " in text and "lb ipvs TCP 10.0.0.1:8080: " in text
+    small = to_plain(sample_snapshot(12))
+    assert sum(line.startswith("  ") for line in status_text(small).splitlines()) == 12

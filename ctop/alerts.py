@@ -18,6 +18,13 @@ Rules come from `[[alert]]` tables in ctop.toml:
     liveness = "dead"              # suspect | dead | left
     severity = "crit"
 
+    [[alert]]                      # a load-balancer service (keepalived's quorum)
+    name = "web-capacity"
+    lb_service = "web"             # a service key (HAProxy backend, "TCP 10.0.0.1:80") or "*"
+    serving_below = 3              # fewer real servers serving than this
+    imbalance_above = 0.4          # and/or: load shares this far from the weights (0..1)
+    for = "30s"
+
 Dependencies: metric and service alerts are not raised (and resolve) for a node that is not
 alive, so a dead node produces one alert, not one per service.
 """
@@ -35,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ctop.config import parse_duration
-from ctop.model import AlertView, EventView, Liveness, NodeView, Severity
+from ctop.model import AlertView, EventView, LBServiceView, Liveness, NodeView, Severity
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +66,7 @@ class RuleError(ValueError):
 @dataclass(frozen=True)
 class Rule:
     name: str
-    kind: str  # "metric" | "service" | "liveness"
+    kind: str  # "metric" | "service" | "liveness" | "lb"
     metric: str = ""
     op: str = ">"
     warn: float | None = None
@@ -67,8 +74,10 @@ class Rule:
     duration: float = 0.0
     service: str = ""
     liveness: Liveness | None = None
-    severity: Severity = Severity.WARN  # for service and liveness rules
+    severity: Severity = Severity.WARN  # for service, liveness and lb rules
     repeat: float = 0.0  # seconds; 0 = notify once
+    serving_below: int | None = None  # lb: fewer real servers serving than this
+    imbalance_above: float | None = None  # lb: imbalance index above this
 
     def value(self, node: NodeView) -> float | None:
         attr = NODE_FIELDS.get(self.metric)
@@ -92,13 +101,15 @@ DEFAULT_RULES: tuple[Mapping[str, Any], ...] = (
     {"name": "cpu-high", "when": "cpu_percent > 90 for 30s", "crit": 98},
     {"name": "memory-high", "when": "mem_percent > 90 for 30s", "crit": 97},
     {"name": "disk-full", "when": "disk_root_percent > 85 for 60s", "crit": 95},
+    # a virtual service nobody serves is an outage, whatever its nodes say
+    {"name": "lb-no-server", "lb_service": "*", "serving_below": 1, "severity": "crit"},
 )
 
 
 def parse_rule(table: Mapping[str, Any]) -> Rule:
     """One [[alert]] table -> Rule. Raises RuleError naming the offending key."""
     known = {"name", "when", "metric", "op", "warn", "crit", "for", "service", "liveness",
-             "severity", "repeat"}
+             "severity", "repeat", "lb_service", "serving_below", "imbalance_above"}
     for key in table:
         if key not in known:
             raise RuleError(f"key '{key}': unknown key (known: {', '.join(sorted(known))})")
@@ -119,6 +130,8 @@ def parse_rule(table: Mapping[str, Any]) -> Rule:
         except ValueError:
             raise RuleError("key 'liveness': expected suspect, dead or left") from None
         return Rule(name, "liveness", liveness=state, severity=Severity(severity), repeat=repeat)
+    if "lb_service" in table:
+        return _lb_rule(table, name, duration, Severity(severity), repeat)
     if "service" in table:
         if not isinstance(table["service"], str):
             raise RuleError("key 'service': expected a service name or \"*\"")
@@ -148,6 +161,26 @@ def parse_rule(table: Mapping[str, Any]) -> Rule:
         raise RuleError("a metric rule needs a 'warn' or 'crit' level")
     return Rule(name, "metric", metric=metric, op=op, warn=warn, crit=crit,
                 duration=duration, repeat=repeat)
+
+
+def _lb_rule(
+    table: Mapping[str, Any], name: str, duration: float, severity: Severity, repeat: float
+) -> Rule:
+    service, below, above = (table["lb_service"], table.get("serving_below"),
+                             table.get("imbalance_above"))
+    if not isinstance(service, str) or not service:
+        raise RuleError("key 'lb_service': expected a service key or \"*\"")
+    if below is None and above is None:
+        raise RuleError("an lb_service rule needs 'serving_below' and/or 'imbalance_above'")
+    if below is not None and (isinstance(below, bool) or not isinstance(below, int)
+                              or below < 1):
+        raise RuleError(f"key 'serving_below': expected a whole number >= 1, got {below!r}")
+    if above is not None and (isinstance(above, bool) or not isinstance(above, int | float)
+                              or not 0 <= above < 1):
+        raise RuleError(f"key 'imbalance_above': expected a number in 0..1, got {above!r}")
+    return Rule(name, "lb", service=service, duration=duration, severity=severity,
+                repeat=repeat, serving_below=below,
+                imbalance_above=None if above is None else float(above))
 
 
 def parse_rules(tables: Sequence[Mapping[str, Any]] | None) -> list[Rule]:
@@ -184,34 +217,41 @@ class AlertEngine:
     _pending: dict[str, float] = field(default_factory=dict)  # key -> first breach
 
     def evaluate(
-        self, nodes: Iterable[NodeView], now: float
+        self, nodes: Iterable[NodeView], now: float, lb: Iterable[LBServiceView] = ()
     ) -> tuple[list[EventView], list[Notification]]:
-        """Judge every rule on every node; return events and notifications for this tick."""
-        breaches: dict[str, tuple[Rule, NodeView, Severity, str, float | None]] = {}
+        """Judge every rule on every node and load-balancer service; return the events and
+        notifications of this tick."""
+        # key -> (rule, node id ("" for the cluster), level, message, value)
+        breaches: dict[str, tuple[Rule, str, Severity, str, float | None]] = {}
+        node_rules = [r for r in self.rules if r.kind != "lb"]
         for node in nodes:
             alive = node.liveness is Liveness.ALIVE
-            for rule in self.rules:
+            nid = node.node_id
+            for rule in node_rules:
                 if rule.kind == "liveness":
                     if node.liveness is rule.liveness:
-                        key = f"{rule.name}:{node.node_id}"
-                        breaches[key] = (rule, node, rule.severity,
-                                         f"{node.node_id} is {node.liveness}", None)
+                        breaches[f"{rule.name}:{nid}"] = (
+                            rule, nid, rule.severity, f"{nid} is {node.liveness}", None)
                 elif not alive:
                     continue  # dependency: no metric or service alerts for a node not alive
                 elif rule.kind == "service":
                     for s in node.services:
                         if s.status == "fail" and rule.service in ("*", s.name):
-                            key = f"{rule.name}:{node.node_id}:{s.name}"
-                            text = f"{s.name} on {node.node_id} failing: {s.detail or 'no detail'}"
-                            breaches[key] = (rule, node, rule.severity, text, s.latency_ms)
+                            text = f"{s.name} on {nid} failing: {s.detail or 'no detail'}"
+                            breaches[f"{rule.name}:{nid}:{s.name}"] = (
+                                rule, nid, rule.severity, text, s.latency_ms)
                 else:
                     value = rule.value(node)
                     level = None if value is None else rule.level(value)
                     if level is not None and value is not None:
-                        key = f"{rule.name}:{node.node_id}"
-                        text = f"{rule.metric} on {node.node_id} is {value:.1f} ({rule.op} " \
+                        text = f"{rule.metric} on {nid} is {value:.1f} ({rule.op} " \
                                f"{rule.crit if level is Severity.CRIT else rule.warn:g})"
-                        breaches[key] = (rule, node, level, text, value)
+                        breaches[f"{rule.name}:{nid}"] = (rule, nid, level, text, value)
+        lb_rules = [r for r in self.rules if r.kind == "lb"]
+        for svc in lb if lb_rules else ():
+            for rule in lb_rules:
+                if rule.service in ("*", svc.key):
+                    breaches.update(_lb_breaches(rule, svc))
         return self._settle(breaches, now)
 
     def _settle(self, breaches, now: float) -> tuple[list[EventView], list[Notification]]:
@@ -220,16 +260,16 @@ class AlertEngine:
         for key in list(self._pending):
             if key not in breaches:
                 del self._pending[key]
-        for key, (rule, node, level, text, value) in breaches.items():
+        for key, (rule, node_id, level, text, value) in breaches.items():
             first = self._pending.setdefault(key, now)
             if now - first < rule.duration:
                 continue
             active = self._active.get(key)
-            view = AlertView(key, rule.name, node.node_id, level, text,
+            view = AlertView(key, rule.name, node_id, level, text,
                              active.view.since if active else now, value)
             if active is None or active.view.severity is not level:
                 self._active[key] = _Active(view, now)
-                events.append(EventView(now, "alert", node.node_id, f"[{level}] {text}"))
+                events.append(EventView(now, "alert", node_id, f"[{level}] {text}"))
                 notes.append(Notification("firing", view, self.cluster, now))
             else:
                 active.view = view
@@ -246,6 +286,23 @@ class AlertEngine:
         views = [a.view for a in self._active.values()]
         views.sort(key=lambda v: (v.severity is not Severity.CRIT, v.since, v.key))
         return tuple(views)
+
+
+def _lb_breaches(
+    rule: Rule, svc: LBServiceView
+) -> dict[str, tuple[Rule, str, Severity, str, float | None]]:
+    out = {}
+    where = f"{svc.backend} {svc.key}"
+    if rule.serving_below is not None:
+        serving = sum(rs.state == "serving" for rs in svc.servers)
+        if serving < rule.serving_below:
+            text = (f"{where}: {serving} of {len(svc.servers)} real servers serving "
+                    f"(< {rule.serving_below})")
+            out[f"{rule.name}:{where}:serving"] = (rule, "", rule.severity, text, float(serving))
+    if rule.imbalance_above is not None and svc.imbalance > rule.imbalance_above:
+        text = f"{where}: imbalance {svc.imbalance:.2f} (> {rule.imbalance_above:g})"
+        out[f"{rule.name}:{where}:imbalance"] = (rule, "", rule.severity, text, svc.imbalance)
+    return out
 
 
 # -- hooks ---------------------------------------------------------------------------------

@@ -158,7 +158,7 @@ class Engine:
         self._tick += 1
         self._note(self.model.tick(now))
         snap = self.model.snapshot(now, self._tick)
-        alert_events, notes = self.alerts.evaluate(snap.nodes, now)
+        alert_events, notes = self.alerts.evaluate(snap.nodes, now, self._lb_views)
         self._note(alert_events)
         self.hooks.notify(notes)
         snap = replace(

@@ -58,6 +58,9 @@ def test_bad_alert_rules_and_hooks_name_their_line(tmp_path):
     msg = config_error(tmp_path, '[[alert]]\nname = "a"\nwhen = "cpu > 9"\n\n'
                                  '[[alert]]\nname = "b"\nwhen = "cpu is high"\n')
     assert ":7: [[alert]] #2" in msg and "METRIC > NUMBER" in msg
+    msg = config_error(tmp_path, '[[alert]]\nname = "lb"\nlb_service = "web"\n'
+                                 'serving_below = 0\n')
+    assert ":4: [[alert]] #1" in msg and "serving_below" in msg and ">= 1" in msg
     msg = config_error(tmp_path, '[[hook]]\ncommand = "true"\nwebhook = "http://x"\n')
     assert ":1: [[hook]] #1" in msg and "exactly one" in msg
 

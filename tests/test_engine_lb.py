@@ -80,3 +80,34 @@ async def test_readonly_engine_refuses_actions(tmp_path, haproxy):
         assert "1" in haproxy.cmd("get weight web6/s1")
     finally:
         await eng.stop()
+
+
+async def test_lb_alerts_fire_when_serving_servers_run_short_and_resolve(tmp_path, haproxy):
+    rules = (
+        {"name": "web5-capacity", "lb_service": "web5", "serving_below": 3},
+        {"name": "no-server", "lb_service": "*", "serving_below": 1, "severity": "crit"},
+    )
+    eng = make_engine(tmp_path, lb={"haproxy": {"socket": haproxy.admin_socket}},
+                      lb_every=0.2, alerts=rules)
+    await eng.start()
+    try:
+        await until(lambda: server(eng, "web5", "s1") is not None)
+        assert not eng.snapshot().alerts
+        haproxy.cmd("set server web5/s1 state drain")  # behind ctop's back: still noticed
+        await until(lambda: eng.snapshot().alerts)
+        [alert] = eng.snapshot().alerts
+        assert alert.rule == "web5-capacity" and alert.node_id == ""
+        assert alert.message == "haproxy web5: 2 of 3 real servers serving (< 3)"
+        for s in ("s2", "s3"):
+            haproxy.cmd(f"set server web5/{s} state maint")
+        await until(lambda: {a.rule for a in eng.snapshot().alerts} == {
+            "web5-capacity", "no-server"})
+        crit = next(a for a in eng.snapshot().alerts if a.rule == "no-server")
+        assert crit.severity == "crit" and "0 of 3" in crit.message
+        for s in ("s1", "s2", "s3"):
+            haproxy.cmd(f"set server web5/{s} state ready")
+        await until(lambda: not eng.snapshot().alerts)
+        resolved = [e.message for e in eng.snapshot().events if e.kind == "resolved"]
+        assert sum("resolved: haproxy web5: " in m for m in resolved) == 2
+    finally:
+        await eng.stop()

@@ -247,13 +247,14 @@ class Engine:
     def _advise(self, services: Sequence[VirtualService]) -> dict[tuple[str, str, str], int]:
         """Suggested weights from measured capacity and load; only those that differ."""
         from ctop.lb.advice import ServerLoad, WeightAdvisor
-        from ctop.lb.ratio import map_servers_to_nodes
+        from ctop.lb.ratio import load_basis, map_servers_to_nodes
 
         policy = self._lb_cfg.advice if self._lb_cfg is not None else None
         owners = map_servers_to_nodes(services, self._node_addresses())
         out: dict[tuple[str, str, str], int] = {}
         for vs in services:
             loads = []
+            by_rate = load_basis(vs) == "rate"  # the same measure the ratios are taken of
             for rs in vs.servers:
                 node = self.model.nodes.get(owners.get((vs.backend, vs.key, rs.key), ""))
                 usable = node is not None and node.liveness is Liveness.ALIVE and node.metrics
@@ -264,7 +265,7 @@ class Engine:
                     cores=(node.cores or len(node.metrics.get("cpu_cores", ())) or None)
                     if usable else None,
                     cpu_idle=1 - node.metrics.get("cpu_percent", 0.0) / 100 if usable else None,
-                    load=rs.active_conns,
+                    load=rs.conns_per_s if by_rate else rs.active_conns,
                     latency_ms=sum(latencies) / len(latencies) if latencies else None,
                 ))
             advisor = self._advisors.setdefault((vs.backend, vs.key), WeightAdvisor(policy))

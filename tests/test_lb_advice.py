@@ -125,3 +125,14 @@ def test_apply_advice_on_real_haproxy(haproxy: HAProxyLab, tmp_path) -> None:
     assert [r.ok for r in results] == [True] and results[0].after == 2
     counts = haproxy.hits("web8", 40)
     assert counts["s3"] == 20 and counts["s1"] == 10
+
+
+def test_a_handful_of_connections_is_not_a_measurement() -> None:
+    # Two identical servers, equally busy, with 1 and 2 open connections: a cost per
+    # connection from so few is noise (it would say one can carry twice the other).
+    loads = [ServerLoad("a", 10, 2, 0.9, 1), ServerLoad("b", 10, 2, 0.9, 2)]
+    assert not any(a.change for a in advise(loads))
+    # With real load the same difference is a measurement.
+    loads = [ServerLoad("a", 10, 2, 0.9, 100), ServerLoad("b", 10, 2, 0.9, 200)]
+    adv = {a.server: a for a in advise(loads)}
+    assert adv["a"].suggested < 10 < adv["b"].suggested

@@ -9,8 +9,9 @@ server's capacity is estimated from what it does now (docs/loadbalancer.md has t
     lat_i      = clamp(sqrt(median_latency / latency_i), latency_floor, 1)
     target_i   = total_weight * capacity_i * lat_i / sum_j(capacity_j * lat_j)
 
-Servers too idle to measure (busy below min_busy) use the median cost of the others, so an idle
-server is sized by its cores. The target does not depend on the current weights (only their
+Servers too idle to measure (busy below min_busy, or fewer than min_load connections: the cost
+of one or two connections is noise) use the median cost of the others, so an idle server is
+sized by its cores. The target does not depend on the current weights (only their
 sum), which is why following it converges instead of chasing itself. On top of that each step
 moves at most max_step of the current weight (at least 1), a dead band ignores small
 differences, and the result stays inside [min_weight, max_weight]. Advice never drains: a
@@ -45,6 +46,7 @@ class AdvicePolicy:
     min_weight: int = 1
     max_weight: int = 100
     min_busy: float = 0.05  # below this CPU use a server's cost per connection is noise
+    min_load: float = 5.0  # and below this many connections (or connections/s) too
     latency_floor: float = 0.5  # slow servers lose at most half their weight for latency
 
 
@@ -74,7 +76,7 @@ def advise(loads: Iterable[ServerLoad], policy: AdvicePolicy | None = None) -> l
     cores = {s.server: float(s.cores or 0.0) for s in usable}
     for s in usable:
         busy = cores[s.server] * (1.0 - min(max(s.cpu_idle or 0.0, 0.0), 1.0))
-        if busy / cores[s.server] >= pol.min_busy and s.load > 0:
+        if busy / cores[s.server] >= pol.min_busy and s.load > 0 and s.load >= pol.min_load:
             costs[s.server] = busy / s.load
     fallback = statistics.median(costs.values()) if costs else 1.0
     lats = [s.latency_ms for s in usable if s.latency_ms and s.latency_ms > 0]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.agent_helpers import AGENTD, write_key
 
 CTOP = Path(sys.executable).with_name("ctop")
 SESSION = "ctop-e2e"
@@ -77,3 +80,55 @@ def test_demo_drains_a_real_server_from_the_keyboard_and_quits_cleanly(demo_term
     while agents_running() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert agents_running() == 0  # the demo stopped everything it started
+
+
+def test_ctop_attaches_to_a_running_daemon_and_shows_the_node_it_opens(tmp_path):
+    """`ctop serve` + a real agent; `ctop` in a terminal attaches (compact snapshots), and the
+    node detail brings that node's raw report along: its top processes. (An embedded engine
+    could not even start here: the daemon holds the UDP port.)"""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    key = write_key(tmp_path / "cluster.key")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "ctop.toml"
+    config.write_text(f'cluster = "attached"\nlisten = "127.0.0.1:{port}"\nkey_file = "{key}"\n'
+                      f'control_socket = "{tmp_path / "ctop.sock"}"\n'
+                      f'[store]\npath = "{tmp_path / "ctop.db"}"\n')
+    (tmp_path / "agent.toml").write_text("")
+    serve = subprocess.Popen([str(CTOP), "serve", "--config", str(config)],
+                             stderr=subprocess.DEVNULL)
+    agent = subprocess.Popen(
+        [str(AGENTD), "--config", str(tmp_path / "agent.toml"), "--director",
+         f"127.0.0.1:{port}", "--key-file", str(key), "--node-id", "solo", "--interval", "0.5"],
+        stderr=subprocess.DEVNULL)
+    tmux("kill-session", "-t", SESSION)
+    tmux("new-session", "-d", "-s", SESSION, "-x", "160", "-y", "48")
+    try:
+        deadline = time.monotonic() + 15
+        while not (tmp_path / "ctop.sock").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        tmux("send-keys", "-t", SESSION, f"{CTOP} --config {config}; echo CTOP-EXITED $?",
+             "Enter")
+        wait_for("attached", timeout=30)
+        wait_for("1 alive", timeout=30)
+        tmux("send-keys", "-t", SESSION, "Enter")  # open the selected (only) node
+        shown = wait_for("Top processes", timeout=15)
+        assert "solo" in shown
+        deadline = time.monotonic() + 10  # its raw report arrives with the next poll
+        while "not reported" in shown and time.monotonic() < deadline:
+            time.sleep(0.2)
+            shown = screen()
+        assert "not reported" not in shown and "rss" in shown, shown
+        tmux("send-keys", "-t", SESSION, "Escape")
+        time.sleep(0.5)
+        tmux("send-keys", "-t", SESSION, "q")
+        wait_for("CTOP-EXITED 0", timeout=20)
+    finally:
+        tmux("kill-session", "-t", SESSION)
+        agent.terminate()
+        serve.terminate()
+        agent.wait(timeout=10)
+        serve.wait(timeout=15)

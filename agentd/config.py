@@ -5,7 +5,7 @@
     node_id = "web1"                             # default: the hostname
     group = "web"
     interval = 1.0                               # seconds between reports
-    join_interval = 30.0                         # seconds between join re-announcements
+    join_interval = 10.0                         # seconds between join re-announcements
     probes = ["http://127.0.0.1:80/health", "smtp://127.0.0.1"]
     [[probes]]                                   # or tables, see docs/agentd.md
     type = "tcp"
@@ -53,7 +53,7 @@ class Config:
     node_id: str = field(default_factory=socket.gethostname)
     group: str = ""
     interval: float = 1.0
-    join_interval: float = 30.0
+    join_interval: float = 10.0  # a restarted director has full facts (addresses) within this
     probes: tuple[Any, ...] = ()  # probes.spec.ProbeSpec, parsed and validated at load time
     # Addresses announced in joins; empty = every address of the node. Set it when the LVS
     # real-server address is not the only one, or when several agents share one host.

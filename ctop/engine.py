@@ -69,6 +69,7 @@ class Engine:
         self._lb_imbalance = 0.0
         self._pending_events: list[EventView] = []
         self._joined: list[str] = []  # nodes whose static facts changed since the last tick
+        self._facts: dict[str, tuple[Any, ...]] = {}  # node -> its join, less the header
         self.events: deque[EventView] = deque(maxlen=EVENTS_KEPT)
         self._tick = 0
         self._snapshot = self.model.snapshot(time.time(), 0, lb_note=self.lb_note,
@@ -132,7 +133,11 @@ class Engine:
     def _on_message(self, msg: Message | RawReport, source: str, now: float) -> None:
         events = self.model.apply(msg, now, source)
         if isinstance(msg, Join):
-            self._joined.append(msg.header.node)
+            # Agents re-announce every 10 s; only what changed is written to the store again.
+            node, facts = msg.header.node, msg[1:]
+            if self._facts.get(node) != facts:
+                self._facts[node] = facts
+                self._joined.append(node)
         if events:
             self._note(events)
 
@@ -156,7 +161,11 @@ class Engine:
     def tick(self, now: float) -> Snapshot:
         started = time.process_time()
         self._tick += 1
-        self._note(self.model.tick(now))
+        liveness_events = self.model.tick(now)
+        for e in liveness_events:
+            if e.kind == "forget":  # dropped from the model: a rejoin is new facts again
+                self._facts.pop(e.node_id, None)
+        self._note(liveness_events)
         snap = self.model.snapshot(now, self._tick)
         alert_events, notes = self.alerts.evaluate(snap.nodes, now, self._lb_views)
         self._note(alert_events)

@@ -25,7 +25,7 @@ def error_of(path: str | None, overrides: dict | None = None) -> str:
 def test_defaults_when_the_default_file_is_absent(tmp_path: Path) -> None:
     cfg = load(str(tmp_path / "absent.toml"))  # not required: defaults
     assert cfg == Config(node_id=socket.gethostname())
-    assert cfg.interval == 1.0 and cfg.join_interval == 30.0
+    assert cfg.interval == 1.0 and cfg.join_interval == 10.0
     assert cfg.key_file == "/etc/ctop/cluster.key" and cfg.directors == ()
 
 

@@ -324,3 +324,29 @@ async def test_a_node_that_left_is_dropped_after_the_grace_period(agents, tmp_pa
         assert eng.history("short-lived", ["cpu_percent"], 60)["cpu_percent"]
     finally:
         await eng.stop()
+
+
+def test_a_node_row_follows_its_join_facts_over_real_datagrams(tmp_path):
+    # Agents re-announce their join every 10 s; the store's node row changes with the facts.
+    async def run() -> list[tuple[str, str]]:
+        eng = make_engine(tmp_path)
+        await eng.start()
+        rows = []
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+                for seq, group in enumerate(("rack-a", "rack-a", "rack-b"), 1):
+                    join = wire.Join(wire.Header("n1", 7, seq, time.time()), "host-1",
+                                     ("10.0.0.9",), 4, 8 << 30, "0.1.0", 1.0, group)
+                    tx.sendto(wire.encode(eng.key, join), ("127.0.0.1", eng.port))
+                    await until(lambda s=seq: eng.model.received >= s)
+                    eng.tick(time.time())
+                    eng.store.flush()
+                    db = sqlite3.connect(tmp_path / "ctop.db")
+                    rows.append(db.execute("SELECT hostname, grp FROM nodes").fetchone())
+                    db.close()
+        finally:
+            await eng.stop()
+        return rows
+
+    assert asyncio.run(run()) == [("host-1", "rack-a"), ("host-1", "rack-a"),
+                                  ("host-1", "rack-b")]

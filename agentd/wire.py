@@ -655,6 +655,18 @@ def parse_body(body: Any) -> Message:
     raise _BadField(f"unknown kind {kind!r}")
 
 
+def _decode_body(encoded: bytes) -> Message | Rejected:
+    """msgpack body bytes -> a checked message (order not judged), or why not."""
+    try:
+        body = _unpackb(encoded, raw=False, strict_map_key=False)
+    except Exception as e:
+        return Rejected(Reason.NOT_MSGPACK, type(e).__name__)
+    try:
+        return parse_body(body)
+    except _BadField as e:
+        return Rejected(Reason.BAD_FIELD, str(e))
+
+
 def decode_report(raw: RawReport) -> Report | Rejected:
     """The deferred half of `Verifier.verify_deferred`: decode and check a report's body.
 
@@ -663,15 +675,11 @@ def decode_report(raw: RawReport) -> Report | Rejected:
     plus `bad_field` if its header is not the one checked on arrival (a duplicate key later in
     the map). Total, like `verify`."""
     try:
-        body = _unpackb(raw.body, raw=False, strict_map_key=False)
-    except Exception as e:
-        return Rejected(Reason.NOT_MSGPACK, type(e).__name__)
-    try:
-        msg = parse_body(body)
-    except _BadField as e:
-        return Rejected(Reason.BAD_FIELD, str(e))
+        msg = _decode_body(raw.body)
     except Exception as e:  # a bug in the checks must not kill the caller's tick
         return Rejected(Reason.MALFORMED, f"internal: {type(e).__name__}: {e}")
+    if type(msg) is Rejected:
+        return msg
     if type(msg) is not Report or msg.header != raw.header or msg.interval != raw.interval:
         return Rejected(Reason.BAD_FIELD, "report header differs from the one checked")
     return msg
@@ -782,15 +790,8 @@ class Verifier:
 
     def _decode_checked(self, encoded: bytes) -> Message | Rejected:
         """Body bytes of a genuine datagram -> a fully checked message, or why not."""
-        try:
-            body = _unpackb(encoded, raw=False, strict_map_key=False)
-        except Exception as e:
-            return Rejected(Reason.NOT_MSGPACK, type(e).__name__)
-        try:
-            msg = parse_body(body)
-        except _BadField as e:
-            return Rejected(Reason.BAD_FIELD, str(e))
-        return self._check_order(msg)
+        msg = _decode_body(encoded)
+        return msg if type(msg) is Rejected else self._check_order(msg)
 
     def _check_order(self, msg: _Ordered) -> _Ordered | Rejected:
         h = msg.header

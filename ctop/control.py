@@ -202,6 +202,7 @@ class RemoteSource:
     ) -> ActionResult:
         if self.lb is None:
             raise RuntimeError("no load balancer configured")
-        from ctop.engine import run_action
+        from ctop.lb.request import ActionRequest, perform
 
-        return await asyncio.to_thread(run_action, self.lb, verb, backend, service, server, weight)
+        request = ActionRequest(verb, backend, service, server, weight)
+        return await asyncio.to_thread(perform, self.lb, request)

@@ -372,8 +372,10 @@ class Engine:
             # the weight the operator confirmed in the dialog, else the current advice
             weight = weight if weight is not None else self._advised(service, server)
             verb = "weight"
-        result = await asyncio.to_thread(run_action, self.lb, verb, backend, service, server,
-                                         weight)
+        from ctop.lb.request import ActionRequest, perform
+
+        request = ActionRequest(verb, backend, service, server, weight)
+        result = await asyncio.to_thread(perform, self.lb, request)
         self._note_action(result)
         try:
             await asyncio.to_thread(self._lb_round)
@@ -408,20 +410,3 @@ def log_to_events(engine: Engine) -> None:
         root.removeHandler(handler)
     root.addHandler(EventLogHandler(engine))
     root.setLevel(logging.WARNING)
-
-
-def run_action(
-    lb: LBController, verb: str, backend: str, service: str, server: str, weight: int | None
-) -> ActionResult:
-    """One operator action by name (blocking: run it in a worker thread)."""
-    if verb == "drain":
-        return lb.drain(backend, service, server)
-    if verb == "maint":
-        return lb.maint(backend, service, server)
-    if verb == "weight":
-        return lb.set_weight(backend, service, server, int(weight or 0))
-    if verb == "step":
-        return lb.step_weight(backend, service, server, int(weight or 0))
-    if verb == "restore":
-        return lb.restore(backend, service, server)
-    raise ValueError(f"unknown action {verb!r}")

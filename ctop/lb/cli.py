@@ -22,6 +22,7 @@ from ctop.lb.actions import ActionResult, LBController
 from ctop.lb.base import LBError, VirtualService
 from ctop.lb.config import ConfigError, LBConfig, parse_config
 from ctop.lb.factory import MONITORING_ONLY, build_controller
+from ctop.lb.request import ActionRequest, perform
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -198,14 +199,10 @@ def _run(ctl: LBController, args: argparse.Namespace) -> int:
             )
         return EXIT_OK
     backend, service = _resolve(ctl, args.service, args.backend)
-    if args.cmd == "drain":
-        res = ctl.drain(backend, service, args.server, origin="cli")
-    elif args.cmd == "maint":
-        res = ctl.maint(backend, service, args.server, origin="cli")
-    elif args.cmd == "weight":
-        res = ctl.set_weight(backend, service, args.server, args.weight, origin="cli")
-    else:
-        res = ctl.restore(backend, service, args.server, origin="cli")
+    request = ActionRequest(
+        args.cmd, backend, service, args.server, getattr(args, "weight", None), origin="cli"
+    )
+    res = perform(ctl, request)
     _print_result(res, args.json)
     return EXIT_OK if res.ok else EXIT_FAILED
 

@@ -10,12 +10,11 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from ctop.lb.request import ActionRequest, perform
 from ctop.model import EventView, Snapshot
 
 if TYPE_CHECKING:
     from ctop.lb.actions import ActionResult, LBController
-
-VERBS = ("drain", "maint", "weight", "step", "restore", "advice")
 
 History = dict[str, list[tuple[float, float]]]
 
@@ -93,18 +92,10 @@ class StaticSource:
         if lb is None or self.readonly:
             why = "read-only mode" if self.readonly else "no load balancer configured"
             return ActionResult(False, why, verb, backend, service, server, None, None)
-        if verb == "drain":
-            return await asyncio.to_thread(lb.drain, backend, service, server)
-        if verb == "maint":
-            return await asyncio.to_thread(lb.maint, backend, service, server)
-        if verb == "restore":
-            return await asyncio.to_thread(lb.restore, backend, service, server)
-        if verb == "step":
-            return await asyncio.to_thread(lb.step_weight, backend, service, server, weight or 0)
-        if verb in ("weight", "advice"):
-            if weight is None:
-                return ActionResult(
-                    False, f"{verb} needs a weight", verb, backend, service, server, None, None
-                )
-            return await asyncio.to_thread(lb.set_weight, backend, service, server, weight)
-        raise ValueError(f"unknown verb {verb!r} (one of {', '.join(VERBS)})")
+        if verb == "advice":
+            verb = "weight"  # the dialog resolved the advised weight already
+        try:
+            request = ActionRequest(verb, backend, service, server, weight)
+        except ValueError as exc:
+            return ActionResult(False, str(exc), verb, backend, service, server, None, None)
+        return await asyncio.to_thread(perform, lb, request)

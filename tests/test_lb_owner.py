@@ -5,7 +5,15 @@ who did it."""
 
 from __future__ import annotations
 
+import grp
 import json
+import os
+import pwd
+import secrets
+import shutil
+import stat
+import subprocess
+from collections.abc import Iterator
 
 import pytest
 
@@ -119,3 +127,88 @@ def test_ctop_lb_readonly_flag_refuses_even_with_a_daemon_that_would_act(
         out = d.lb("--readonly", "drain", "web5", "s2")
         assert out.returncode == 1 and "read-only" in out.stderr
         assert server_stat(haproxy, "web5", "s2") == (1, "UP")
+
+
+# -- who did it --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def operator_accounts() -> Iterator[tuple[str, str, int]]:
+    """A control group and a user outside it (real accounts, removed afterwards)."""
+    if os.geteuid() != 0 or shutil.which("useradd") is None or shutil.which("setpriv") is None:
+        pytest.skip("needs root, useradd and setpriv")
+    tag = secrets.token_hex(3)
+    group, user = f"ctopg{tag}", f"ctopu{tag}"
+    subprocess.run(["groupadd", group], check=True)
+    try:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--user-group", user],
+                       check=True)
+        try:
+            yield group, user, grp.getgrnam(group).gr_gid
+        finally:
+            subprocess.run(["userdel", user], check=False)
+    finally:
+        subprocess.run(["groupdel", group], check=False)
+
+
+def test_changes_only_for_root_and_the_control_group_recorded_as_the_caller(
+        haproxy: HAProxyLab, operator_accounts) -> None:
+    group, user, gid = operator_accounts
+    outsider = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"]
+    member = ["setpriv", f"--reuid={user}", f"--regid={user}", f"--groups={gid}"]
+    env = {"HOME": "/tmp", "SUDO_USER": "alice"}
+    with director(haproxy, f'[control]\ngroup = "{group}"') as d, serving(d):
+        st = d.socket.stat()
+        assert (st.st_gid, stat.S_IMODE(st.st_mode)) == (gid, 0o660)
+
+        # not in the group: the socket itself says no, and ctop lb does not act on its own
+        out = d.lb("drain", "web6", "s1", as_user=outsider, env=env)
+        assert out.returncode == 1 and "permission denied" in out.stderr, out.stderr
+        assert server_stat(haproxy, "web6", "s1") == (1, "UP")
+
+        # in the group: the daemon acts, and records the caller it read from the socket
+        out = d.lb("drain", "web6", "s1", as_user=member, env=env)
+        assert out.returncode == 0, out.stderr
+        assert server_stat(haproxy, "web6", "s1")[1] == "DRAIN"
+        assert d.journal()[-1][:4] == (user, "alice", "cli", "drain")
+        assert any(m.startswith(f"{user} (sudo alice) cli drain haproxy web6 s1")
+                   for m in d.events())
+
+        # a socket opened to everyone by mistake: the daemon still checks the peer's uid
+        d.socket.chmod(0o666)
+        out = d.lb("restore", "web6", "s1", as_user=outsider, env=env)
+        assert out.returncode == 1, out.stderr
+        assert f"{user} (uid {pwd.getpwnam(user).pw_uid}) is neither root nor in group" \
+            in out.stderr
+        assert server_stat(haproxy, "web6", "s1")[1] == "DRAIN"
+        read = d.status(as_user=outsider)
+        assert read.returncode == 3 and "reading is refused" in read.stderr
+        assert any(m.startswith(f"refused {user}") for m in d.events())
+        # root may always
+        assert d.lb("restore", "web6", "s1").returncode == 0
+        assert d.journal()[-1][:4] == ("root", None, "cli", "restore")
+
+
+def test_a_journal_from_before_sudo_user_is_migrated_and_keeps_its_rows(tmp_path) -> None:
+    import sqlite3
+
+    from ctop.lb.journal import Actor, Journal, acting_as
+
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as old:  # the lb_actions table as earlier versions made it
+        old.execute("CREATE TABLE lb_actions (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT"
+                    " NULL, user TEXT NOT NULL, origin TEXT NOT NULL, backend TEXT NOT NULL,"
+                    " service TEXT NOT NULL, server TEXT NOT NULL, action TEXT NOT NULL,"
+                    " weight_before INTEGER, weight_after INTEGER, result TEXT NOT NULL)")
+        old.execute("INSERT INTO lb_actions VALUES (1, 1.0, 'root (sudo bob)', 'cli', 'haproxy',"
+                    " 'web', 's1', 'drain', 1, 0, 'ok')")
+    old.close()
+    journal = Journal(db)
+    with acting_as(Actor("carol", "dave")):
+        journal.record(origin="cli", backend="haproxy", service="web", server="s1",
+                       action="restore", weight_before=0, weight_after=1, result="ok")
+    rows = journal.actions()
+    assert [(r.who, r.action) for r in rows] == [("carol (sudo dave)", "restore"),
+                                                 ("root (sudo bob)", "drain")]
+    journal.close()
+    Journal(db).close()  # opening it again: nothing left to migrate, no error

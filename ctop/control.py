@@ -135,6 +135,8 @@ class ControlServer:
                     self.engine._note([EventView(time.time(), "action", "",
                                                  f"refused {peer.user} (uid {peer.uid}): "
                                                  "not in the control group")])
+            elif request == "hello":  # who am I talking to: cheap, for `ctop lb --no-daemon`
+                body = msgpack.packb({"pid": os.getpid(), "readonly": self.engine.readonly})
             elif request in ("status", "snapshot"):
                 body = msgpack.packb(to_plain(self.engine.snapshot()))
             elif verb == "ui":
@@ -224,6 +226,11 @@ def _request(path: str, what: str, timeout: float = 5.0) -> dict[str, Any]:
     if "error" in answer:
         raise ControlError(answer["error"])
     return answer
+
+
+def hello(path: str) -> dict[str, Any]:
+    """The daemon's pid and effective read-only value."""
+    return _request(path, "hello", timeout=2.0)
 
 
 def fetch_status(path: str) -> dict[str, Any]:

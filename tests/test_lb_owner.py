@@ -113,10 +113,9 @@ def test_read_only_stops_ctop_lb_through_the_daemon(
             out = d.lb(*args)
             assert out.returncode == 1 and "read-only" in out.stderr, (args, out.stderr)
         assert server_stat(haproxy, "web5", "s1") == (1, "UP")
-        # without the daemon the config's read-only holds too
-        if not serve_args:
-            out = d.lb("--no-daemon", "drain", "web5", "s1")
-            assert out.returncode == 1 and "read-only" in out.stderr
+        # acting here instead (--no-daemon): the config's, or the running daemon's, read-only
+        out = d.lb("--no-daemon", "drain", "web5", "s1")
+        assert out.returncode == 1 and "read-only" in out.stderr
         assert server_stat(haproxy, "web5", "s1") == (1, "UP")
         assert [r for r in d.journal() if r[-1] == "ok"] == []
 

@@ -164,6 +164,10 @@ def main(argv: list[str]) -> int:
                 daemon, request, readonly=cfg.readonly,
                 show=lambda res: _print_result(res, args.json),
             )
+        refusal = client.daemon_refuses(args, args.control_socket)
+        if refusal:
+            print(f"ctop lb {args.cmd}: {refusal}", file=sys.stderr)
+            return EXIT_FAILED
     try:
         ctl = build_controller(cfg, args.db)
     except (ConfigError, OSError) as exc:

@@ -38,6 +38,21 @@ def daemon_socket(args: argparse.Namespace, control_socket: str) -> str | None:
     return path if daemon_running(path) else None
 
 
+def daemon_refuses(args: argparse.Namespace, control_socket: str) -> str:
+    """--no-daemon next to a read-only daemon: why not ("" = go ahead). `ctop serve
+    --readonly` is read-only for everyone on this director, not only for its own clients."""
+    from ctop.control import ControlError, daemon_running, hello
+
+    path = args.socket or control_socket
+    if not daemon_running(path):
+        return ""
+    try:
+        readonly = bool(hello(path).get("readonly"))
+    except ControlError:  # a daemon that does not answer: --no-daemon is for exactly that
+        return ""
+    return f"read-only: ctop serve on {path} runs read-only" if readonly else ""
+
+
 def run_remote(
     path: str,
     request: ActionRequest,

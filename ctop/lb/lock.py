@@ -37,8 +37,7 @@ class SharedLock:
         try:
             if self._depth == 0 and self.path is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                # Same mode as the database: whoever may act may take the lock.
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
+                fd = _open(self.path)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX)  # waits for the other process's change
                 except BaseException:
@@ -63,3 +62,12 @@ class SharedLock:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
         self._thread_lock.release()
+
+
+def _open(path: Path) -> int:
+    """Read-only is enough for flock, so a member of the control group can take a lock file
+    root made; mode 0660 keeps everyone else from holding it (and the changes) up."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o660)

@@ -185,6 +185,8 @@ def status_text(data: dict[str, Any]) -> str:
                    f"({by_state}), imbalance {svc['imbalance']:.2f} by {basis}")
     if data["lb_error"]:
         out.append(f"lb error: {data['lb_error']}")
+    if data.get("readonly"):
+        out.append("load-balancer changes: refused (read-only)")
     # Every node up to a screenful; beyond that the ones that need a look (--json has all).
     nodes = data["nodes"]
     shown = nodes if len(nodes) <= STATUS_ALL_NODES else [

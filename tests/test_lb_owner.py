@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.haproxy_peer import HAProxyLab
-from tests.lb_owner_helpers import configured_weight, director, server_stat, serving
+from tests.lb_owner_helpers import CTOP, configured_weight, director, server_stat, serving
 
 ROUNDS = 4  # each round starts two commands at once; any overlap used to undo one of them
 
@@ -108,6 +108,9 @@ def test_read_only_stops_ctop_lb_through_the_daemon(
     with director(haproxy, extra, lb_extra=lb_extra) as d, serving(d, *serve_args):
         status = json.loads(d.status().stdout)
         assert status["readonly"] is True
+        text = subprocess.run([str(CTOP), "status", "--config", str(d.config)],
+                              capture_output=True, text=True, timeout=30).stdout
+        assert "load-balancer changes: refused (read-only)" in text
         for args in (["drain", "web5", "s1"], ["weight", "web5", "s1", "7"],
                      ["maint", "web5", "s1"]):
             out = d.lb(*args)
@@ -211,3 +214,13 @@ def test_a_journal_from_before_sudo_user_is_migrated_and_keeps_its_rows(tmp_path
                                                  ("root (sudo bob)", "drain")]
     journal.close()
     Journal(db).close()  # opening it again: nothing left to migrate, no error
+
+
+def test_serve_with_a_control_group_that_does_not_exist_says_how_to_fix_it(
+        haproxy: HAProxyLab) -> None:
+    with director(haproxy, '[control]\ngroup = "ctop-no-such-group"') as d:
+        out = subprocess.run([str(CTOP), "serve", "--config", str(d.config)],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 2
+        assert "[control] group 'ctop-no-such-group' does not exist" in out.stderr
+        assert "groupadd ctop-no-such-group" in out.stderr

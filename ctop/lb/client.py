@@ -29,10 +29,11 @@ def add_options(p: argparse.ArgumentParser, *, sub: bool) -> None:
 
 
 def daemon_socket(args: argparse.Namespace, control_socket: str) -> str | None:
-    """The socket of the daemon that should run this change, or None to act locally."""
+    """The socket of the daemon that should run this change, or None to act locally
+    (--no-daemon, or balancers named on the command line instead of the config's)."""
     from ctop.control import daemon_running
 
-    if args.no_daemon:
+    if args.no_daemon or args.haproxy_socket or args.ipvs:
         return None
     path = args.socket or control_socket
     return path if daemon_running(path) else None

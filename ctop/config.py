@@ -210,7 +210,8 @@ class DirectorConfig:
     lb: Mapping[str, Any] = field(default_factory=dict)  # raw [lb] table, parsed by ctop.lb
     prometheus: tuple[str, int] | None = None
     control_socket: str = field(default_factory=default_control_socket)
-    readonly: bool = False
+    control_group: str | None = None  # [control] group: may change the balancers, read the socket
+    readonly: bool = False  # the top-level key or --readonly; effective_readonly() adds [lb]
     source: TomlSource | None = None  # where it came from, for error messages
 
 
@@ -237,6 +238,9 @@ def from_source(src: TomlSource) -> DirectorConfig:
     prom = top.table_of("prometheus")
     prom_listen = prom.get("listen", None, lambda v: parse_address(v, "127.0.0.1"), "host:port")
     prom.check_unknown()
+    control = top.table_of("control")
+    control_group = control.string("group", "") or None
+    control.check_unknown()
     cfg = DirectorConfig(
         cluster=top.string("cluster", DirectorConfig.cluster),
         listen=top.get("listen", DirectorConfig.listen, parse_address, "host:port"),
@@ -251,6 +255,7 @@ def from_source(src: TomlSource) -> DirectorConfig:
         lb=top.get("lb", {}, _table, "a table"),
         prometheus=prom_listen,
         control_socket=top.string("control_socket", default_control_socket()),
+        control_group=control_group,
         readonly=top.boolean("readonly", False),
         source=src,
     )
@@ -258,6 +263,13 @@ def from_source(src: TomlSource) -> DirectorConfig:
     _check_alerts(src, cfg)
     _check_lb(src, cfg)
     return cfg
+
+
+def effective_readonly(cfg: DirectorConfig) -> bool:
+    """The one read-only value every path honours: `--readonly`, the top-level `readonly` key
+    or `[lb] readonly`. The daemon, both UIs, `ctop lb`, auto-quiesce and automatic advice all
+    take it from here."""
+    return bool(cfg.readonly or cfg.lb.get("readonly") is True)
 
 
 def _store_config(src: TomlSource, st: Reader) -> StoreConfig:

@@ -10,7 +10,9 @@ and inside the UI.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -21,17 +23,21 @@ from agentd.wire import Join, Message, RawReport, Verifier, load_key
 from ctop.alerts import AlertEngine, HookRunner, parse_hooks, parse_rules
 from ctop.cluster import ClusterModel
 from ctop.collector import Receiver
-from ctop.config import DirectorConfig
+from ctop.config import DirectorConfig, effective_readonly
 from ctop.gcpolicy import process_heap
 from ctop.model import EventView, LBServiceView, Liveness, RealServerView, Snapshot
 from ctop.store import Store
 
 if TYPE_CHECKING:
-    from ctop.lb.actions import ActionResult, LBController
+    from collections.abc import Iterator
+
+    from ctop.lb.actions import ActionResult, LBController, Plan
     from ctop.lb.advice import WeightAdvisor
     from ctop.lb.automation import AutoQuiescer
     from ctop.lb.base import VirtualService
     from ctop.lb.config import LBConfig
+    from ctop.lb.journal import Actor
+    from ctop.lb.request import ActionRequest
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +46,13 @@ FOLD_BATCH = 256  # deferred report bodies checked per idle moment of the socket
 
 
 class Engine:
+    records_actions = True  # every lb_action becomes an event (the UI adds none of its own)
+
     def __init__(
         self, config: DirectorConfig, *, key: bytes | None = None, lb: LBController | None = None
     ) -> None:
         self.config = config
-        self.readonly = config.readonly
+        self.readonly = effective_readonly(config)
         self.key = key if key is not None else load_key(config.key_file)
         self.verifier = Verifier(self.key, max_age=config.max_age, max_skew=config.max_age)
         self.model = ClusterModel(config.cluster, config.liveness)
@@ -67,6 +75,9 @@ class Engine:
         self._advisors: dict[tuple[str, str], WeightAdvisor] = {}
         self._lb_views: tuple[LBServiceView, ...] = ()
         self._lb_imbalance = 0.0
+        # One change at a time per balancer: an action holds its backend's lock, a round of
+        # reading + automation holds them all (ctop.lb.lock serialises other processes).
+        self._backend_locks: dict[str, threading.Lock] = {}
         self._pending_events: list[EventView] = []
         self._joined: list[str] = []  # nodes whose static facts changed since the last tick
         self._facts: dict[str, tuple[Any, ...]] = {}  # node -> its join, less the header
@@ -120,11 +131,12 @@ class Engine:
 
         cfg = parse_config(self.config.lb)
         self._lb_cfg = cfg
-        self.lb_note = status_line(cfg)
+        self.lb_note = status_line(cfg, self.readonly)
         if self.lb is None and not cfg.monitoring_only:
             self.lb = build_controller(cfg, self.config.store.path, readonly=self.readonly)
         if self.lb is not None:
-            self.quiescer = build_quiescer(cfg, self.lb)
+            # read-only: automation does not even try (the controller would refuse it anyway)
+            self.quiescer = None if self.readonly else build_quiescer(cfg, self.lb)
             if self.readonly:
                 self.lb.readonly = True
 
@@ -219,7 +231,7 @@ class Engine:
     async def _lb_loop(self) -> None:
         while True:
             try:
-                await asyncio.to_thread(self._lb_round)
+                await asyncio.to_thread(self._locked_round)
                 self._lb_error = ""
             except Exception as e:
                 message = getattr(e, "message", None) or str(e) or type(e).__name__
@@ -227,6 +239,20 @@ class Engine:
                     log.warning("reading the load balancers failed: %s", message)
                 self._lb_error = message
             await asyncio.sleep(self.config.lb_every)
+
+    @contextlib.contextmanager
+    def _holding(self, backends: Sequence[str]) -> Iterator[None]:
+        """Worker thread: hold these balancers' locks (always taken in name order)."""
+        locks = [self._backend_locks.setdefault(b, threading.Lock()) for b in sorted(backends)]
+        with contextlib.ExitStack() as stack:
+            for lock in locks:
+                stack.enter_context(lock)
+            yield
+
+    def _locked_round(self) -> None:
+        assert self.lb is not None
+        with self._holding(list(self.lb.backends)):
+            self._lb_round()
 
     def _lb_round(self) -> None:
         """Worker thread: read the tables, run automation, rebuild the LB views."""
@@ -341,8 +367,11 @@ class Engine:
                                        tuple(servers), index, basis))
         return tuple(views), worst
 
-    def _note_action(self, result: ActionResult, why: str = "") -> None:
-        text = (f"{result.origin} {result.action} {result.backend} {result.service} "
+    def _note_action(
+        self, result: ActionResult, why: str = "", actor: Actor | None = None
+    ) -> None:
+        who = f"{actor.text} " if actor is not None else ""
+        text = (f"{who}{result.origin} {result.action} {result.backend} {result.service} "
                 f"{result.server}: {result.before} → {result.after} "
                 f"{'ok' if result.ok else 'FAILED: ' + result.message}")
         if why:
@@ -362,29 +391,63 @@ class Engine:
                     return s.advised_weight
         raise ValueError(f"no weight advice for {server} in {service}")
 
-    async def lb_action(
-        self, verb: str, backend: str, service: str, server: str, weight: int | None = None
-    ) -> ActionResult:
-        """Run one operator action in a worker thread, record it, refresh the LB view."""
+    async def lb_plan(self, request: ActionRequest) -> Plan:
+        """What `request` would do now (the confirmation dialog's body)."""
+        from ctop.lb.request import plan_of, resolved
+
         if self.lb is None:
             raise RuntimeError(self.lb_note or "no load balancer configured")
-        if verb == "advice":
-            # the weight the operator confirmed in the dialog, else the current advice
-            weight = weight if weight is not None else self._advised(service, server)
-            verb = "weight"
-        from ctop.lb.request import ActionRequest, perform
+        lb = self.lb
 
-        request = ActionRequest(verb, backend, service, server, weight)
-        result = await asyncio.to_thread(perform, self.lb, request)
-        self._note_action(result)
+        def run() -> Plan:
+            req = resolved(lb, request)
+            with self._holding([req.backend]):
+                return plan_of(lb, req)
+
+        return await asyncio.to_thread(run)
+
+    async def lb_action(self, request: ActionRequest, actor: Actor | None = None) -> ActionResult:
+        """Run one change (a UI's key, `ctop lb`, through the control socket): one at a time per
+        balancer, recorded in the journal as `actor`, published as an event, LB view refreshed.
+        """
+        from ctop.lb.actions import ActionResult
+        from ctop.lb.base import LBError
+        from ctop.lb.request import perform, resolved
+
+        if self.lb is None:
+            raise RuntimeError(self.lb_note or "no load balancer configured")
+        lb = self.lb
+        if request.verb == "advice" and request.value is None and not self.readonly:
+            # the weight the operator confirmed in the dialog, else the current advice
+            request = replace(request, value=self._advised(request.service, request.server))
+
+        def run() -> ActionResult:
+            try:
+                req = resolved(lb, request)
+            except LBError as exc:
+                return ActionResult(False, exc.message, request.action, request.backend,
+                                    request.service, request.server, None, None,
+                                    origin=request.origin)
+            if self.readonly:
+                return ActionResult(False, READONLY_REFUSAL, req.action, req.backend,
+                                    req.service, req.server, None, None, origin=req.origin)
+            with self._holding([req.backend]):
+                return perform(lb, req, actor)
+
+        result = await asyncio.to_thread(run)
+        self._note_action(result, actor=actor)
         try:
-            await asyncio.to_thread(self._lb_round)
+            await asyncio.to_thread(self._locked_round)
         except Exception as e:
             self._lb_error = getattr(e, "message", None) or str(e)
         # show the outcome now rather than at the next tick
         self._snapshot = replace(self._snapshot, lb=self._lb_views, lb_error=self._lb_error,
                                  imbalance=self._lb_imbalance, events=tuple(self.events))
         return result
+
+
+READONLY_REFUSAL = ("read-only: this ctop refuses load-balancer changes (--readonly, "
+                    "readonly = true or [lb] readonly = true)")
 
 
 class EventLogHandler(logging.Handler):

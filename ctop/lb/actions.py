@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 
 from ctop.lb.base import Backend, LBError, RealServer, ServerState, VirtualService
@@ -74,12 +75,22 @@ class ActionResult:
 
 class LBController:
     def __init__(
-        self, backends: dict[str, Backend], journal: Journal | None, readonly: bool = False
+        self,
+        backends: dict[str, Backend],
+        journal: Journal | None,
+        readonly: bool = False,
+        lock: AbstractContextManager[object] | None = None,
     ) -> None:
         self.backends = backends
         self.journal = journal
         self.readonly = readonly
-        self._lock = threading.Lock()  # one action at a time: before/after must be exact
+        # One action at a time, before/after must be exact; reentrant so a caller can hold it
+        # across a check and the action (ctop.lb.lock.SharedLock also serialises processes).
+        self._lock = lock if lock is not None else threading.RLock()
+
+    def hold(self) -> AbstractContextManager[object]:
+        """The action lock: hold it to check a plan and act on it with nothing in between."""
+        return self._lock
 
     # -- reading -----------------------------------------------------------------------------
 

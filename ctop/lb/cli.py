@@ -9,6 +9,9 @@
 
 Exit codes: 0 done (or nothing to do), 1 the action failed or was refused, 2 usage or config
 error (including "no load balancer configured").
+
+When `ctop serve` runs, drain/maint/weight/restore are requests to it (ctop.lb.client);
+--no-daemon acts here, under the lock every process takes.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ import json
 import sys
 from dataclasses import asdict
 
+from ctop.lb import client
 from ctop.lb.actions import ActionResult, LBController
 from ctop.lb.base import LBError, VirtualService
 from ctop.lb.config import ConfigError, LBConfig, parse_config
 from ctop.lb.factory import MONITORING_ONLY, build_controller
-from ctop.lb.request import ActionRequest, perform
+from ctop.lb.request import ActionRequest, perform, resolve
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -45,6 +49,7 @@ def _common(p: argparse.ArgumentParser, *, sub: bool) -> None:
     p.add_argument("--backend", default=d, help="backend name when a service is ambiguous")
     p.add_argument("--readonly", action="store_true", default=f, help="refuse every action")
     p.add_argument("--json", action="store_true", default=f, help="machine-readable output")
+    client.add_options(p, sub=sub)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -78,6 +83,7 @@ def _config(args: argparse.Namespace) -> LBConfig:
     """The director's own config (/etc/ctop/ctop.toml unless --config), so the CLI acts on
     the same balancers and records in the same database (intent, restore) as ctop does."""
     from ctop.config import ConfigError as DirectorConfigError
+    from ctop.config import effective_readonly
     from ctop.config import load as load_director_config
 
     try:
@@ -86,8 +92,9 @@ def _config(args: argparse.Namespace) -> LBConfig:
         raise ConfigError(str(exc)) from exc
     if args.db is None:
         args.db = director.store.path
+    args.control_socket = director.control_socket
     lb = dict(director.lb)
-    if director.readonly:
+    if effective_readonly(director):
         lb["readonly"] = True
     if args.haproxy_socket:
         lb["haproxy"] = [
@@ -101,26 +108,7 @@ def _config(args: argparse.Namespace) -> LBConfig:
     return parse_config({"lb": lb})
 
 
-def _resolve(ctl: LBController, service: str, backend: str | None) -> tuple[str, str]:
-    """(backend, service key) for what the user typed; LBError when not found or ambiguous.
-
-    Besides the exact key, an IPVS service may be named without its protocol ("10.0.0.1:80")
-    and case doesn't matter ("tcp 10.0.0.1:80").
-    """
-    names = [backend] if backend else list(ctl.backends)
-    hits: list[tuple[str, str]] = []
-    for name in names:
-        for vs in ctl.services(name):
-            k, s = vs.key.lower(), service.lower()
-            if k == s or k.endswith(" " + s):
-                hits.append((name, vs.key))
-    exact = [h for h in hits if h[1] == service]
-    hits = exact or hits
-    if len(hits) == 1:
-        return hits[0]
-    if not hits:
-        raise LBError(f"no service {service!r} on {', '.join(names)}")
-    raise LBError(f"{service!r} is ambiguous: {hits}; give --backend")
+_resolve = resolve  # (backend, service key) for what the user typed
 
 
 def _print_list(services: list[VirtualService], as_json: bool) -> None:
@@ -168,6 +156,18 @@ def main(argv: list[str]) -> int:
     if cfg.monitoring_only:
         print(f"ctop lb: {MONITORING_ONLY}", file=sys.stderr)
         return EXIT_USAGE
+    if args.cmd in client.CHANGES:
+        daemon = client.daemon_socket(args, args.control_socket)
+        if daemon is not None:  # ctop serve owns the balancers: it resolves the service too
+            request = _action_request(args, args.backend or "", args.service)
+            return client.run_remote(
+                daemon, request, readonly=cfg.readonly,
+                show=lambda res: _print_result(res, args.json),
+            )
+        refusal = client.daemon_refuses(args, args.control_socket)
+        if refusal:
+            print(f"ctop lb {args.cmd}: {refusal}", file=sys.stderr)
+            return EXIT_FAILED
     try:
         ctl = build_controller(cfg, args.db)
     except (ConfigError, OSError) as exc:
@@ -194,17 +194,21 @@ def _run(ctl: LBController, args: argparse.Namespace) -> int:
             print(json.dumps([asdict(r) for r in rows], indent=2))
         for r in [] if args.json else rows:
             print(
-                f"{r.ts:.0f} {r.user} {r.origin} {r.backend} {r.service}/{r.server} "
+                f"{r.ts:.0f} {r.who} {r.origin} {r.backend} {r.service}/{r.server} "
                 f"{r.action} {r.weight_before}->{r.weight_after} {r.result}"
             )
         return EXIT_OK
     backend, service = _resolve(ctl, args.service, args.backend)
-    request = ActionRequest(
-        args.cmd, backend, service, args.server, getattr(args, "weight", None), origin="cli"
-    )
-    res = perform(ctl, request)
+    res = perform(ctl, _action_request(args, backend, service))
     _print_result(res, args.json)
     return EXIT_OK if res.ok else EXIT_FAILED
+
+
+def _action_request(args: argparse.Namespace, backend: str, service: str) -> ActionRequest:
+    """The change the command line asks for, the same whoever runs it (daemon or here)."""
+    return ActionRequest(
+        args.cmd, backend, service, args.server, getattr(args, "weight", None), origin="cli"
+    )
 
 
 if __name__ == "__main__":

@@ -3,15 +3,21 @@
 Shares the ctop database file with the engine; our tables are lb_actions and lb_intent.
 Intent is what makes restore exact across restarts (the weight before a drain) and what keeps
 automation from undoing a human: it records who drained a server and who set its weight.
+
+Who acted: the unix user (for the daemon, the caller's uid from SO_PEERCRED) in `user`, and the
+SUDO_USER the caller claims beside it in `sudo_user` (claimed: any caller can set it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +36,8 @@ CREATE TABLE IF NOT EXISTS lb_actions (
     action TEXT NOT NULL,
     weight_before INTEGER,
     weight_after INTEGER,
-    result TEXT NOT NULL
+    result TEXT NOT NULL,
+    sudo_user TEXT             -- SUDO_USER as the caller claimed it (not verified)
 );
 CREATE INDEX IF NOT EXISTS lb_actions_target ON lb_actions (backend, service, server, ts);
 CREATE TABLE IF NOT EXISTS lb_intent (
@@ -49,14 +56,56 @@ CREATE TABLE IF NOT EXISTS lb_intent (
 """
 
 
-def current_user() -> str:
-    """The unix user acting: the effective uid's name, plus the sudo caller when there is one."""
+def user_name(uid: int) -> str:
     try:
-        name = pwd.getpwuid(os.geteuid()).pw_name
+        return pwd.getpwuid(uid).pw_name
     except KeyError:
-        name = str(os.geteuid())
-    sudo = os.environ.get("SUDO_USER")
-    return f"{name} (sudo {sudo})" if sudo and sudo != name else name
+        return str(uid)
+
+
+def current_user() -> str:
+    """The unix user acting here: the effective uid's name."""
+    return user_name(os.geteuid())
+
+
+def claimed_sudo_user() -> str | None:
+    """SUDO_USER of this process (a claim: anyone can set the variable)."""
+    return os.environ.get("SUDO_USER") or None
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who asks for a change: the unix user (from the socket's peer credentials in the daemon)
+    and the SUDO_USER the caller claims."""
+
+    user: str
+    sudo_user: str | None = None
+    uid: int | None = None
+    pid: int | None = None
+
+    @property
+    def text(self) -> str:
+        if self.sudo_user and self.sudo_user != self.user:
+            return f"{self.user} (sudo {self.sudo_user})"
+        return self.user
+
+
+def local_actor() -> Actor:
+    return Actor(current_user(), claimed_sudo_user(), os.geteuid(), os.getpid())
+
+
+# The caller of the action running in this thread / task (set by ctop.lb.request.perform).
+_actor: ContextVar[Actor | None] = ContextVar("ctop_lb_actor", default=None)
+
+
+@contextlib.contextmanager
+def acting_as(actor: Actor | None) -> Iterator[None]:
+    token = _actor.set(actor) if actor is not None else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _actor.reset(token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +121,13 @@ class ActionRecord:
     weight_before: int | None
     weight_after: int | None
     result: str  # "ok" or the error text
+    sudo_user: str | None = None  # claimed by the caller
+
+    @property
+    def who(self) -> str:
+        if self.sudo_user and self.sudo_user != self.user:
+            return f"{self.user} (sudo {self.sudo_user})"
+        return self.user
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +163,18 @@ class Journal:
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.user = user or current_user()
+        self.sudo_user = None if user else claimed_sudo_user()
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), timeout=10, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=10000")
         with self._db:
             self._db.executescript(_SCHEMA)
+            _migrate(self._db)
+
+    def _who(self) -> tuple[str, str | None]:
+        actor = _actor.get()
+        return (actor.user, actor.sudo_user) if actor is not None else (self.user, self.sudo_user)
 
     def close(self) -> None:
         with self._lock:
@@ -135,13 +197,14 @@ class Journal:
     ) -> int:
         if origin not in ORIGINS:
             raise ValueError(f"origin must be one of {ORIGINS}, got {origin!r}")
+        user, sudo_user = self._who()
         with self._lock, self._db:
             cur = self._db.execute(
                 "INSERT INTO lb_actions (ts, user, origin, backend, service, server, action,"
-                " weight_before, weight_after, result) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " weight_before, weight_after, result, sudo_user) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     time.time() if ts is None else ts,
-                    self.user,
+                    user,
                     origin,
                     backend,
                     service,
@@ -150,6 +213,7 @@ class Journal:
                     weight_before,
                     weight_after,
                     result,
+                    sudo_user,
                 ),
             )
             return int(cur.lastrowid or 0)
@@ -167,7 +231,8 @@ class Journal:
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, ts, user, origin, backend, service, server, action, weight_before,"
-                f" weight_after, result FROM lb_actions {where} ORDER BY id DESC LIMIT ?",
+                f" weight_after, result, sudo_user FROM lb_actions {where}"
+                " ORDER BY id DESC LIMIT ?",
                 (*args, limit),
             ).fetchall()
         return [ActionRecord(*row) for row in rows]
@@ -199,6 +264,7 @@ class Journal:
     ) -> None:
         """Remember the weight to restore and who drained it."""
         now = time.time()
+        user = self._who()[0]
         with self._lock, self._db:
             self._db.execute(
                 "INSERT INTO lb_intent (backend, service, server, saved_weight, drained_by,"
@@ -207,7 +273,7 @@ class Journal:
                 " saved_weight=excluded.saved_weight, drained_by=excluded.drained_by,"
                 " drained_user=excluded.drained_user, drained_at=excluded.drained_at,"
                 " updated_at=excluded.updated_at",
-                (backend, service, server, saved_weight, origin, self.user, now, now),
+                (backend, service, server, saved_weight, origin, user, now, now),
             )
 
     def clear_drain(self, backend: str, service: str, server: str) -> None:
@@ -241,6 +307,13 @@ class Journal:
                 " WHERE backend=? AND service=? AND server=?",
                 (time.time(), backend, service, server),
             )
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Databases from before a column existed get it (older rows keep NULL)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(lb_actions)")}
+    if "sudo_user" not in have:
+        db.execute("ALTER TABLE lb_actions ADD COLUMN sudo_user TEXT")
 
 
 def _filters(**kw: str | None) -> tuple[str, tuple[str, ...]]:

@@ -50,8 +50,10 @@ def stop_and_time(lab: Lab, i: int, how: str, old: bool) -> float:
     elif how == "link cut":
         lab.loss(i, 100)
     elif how == "SIGTERM":
-        lab.signal(i, signal.SIGTERM)
+        lab.agents[i].send_signal(signal.SIGTERM)  # timed from the signal, not the exit
     took = lab.wait_for(node, "left" if how == "SIGTERM" else "dead", 15.0)
+    if how == "SIGTERM":
+        lab.agents[i].wait(timeout=10)
     if how in ("kill -9", "SIGTERM"):
         lab.start_agent(i, *(OLD if old else ()))
     elif how == "SIGSTOP":
@@ -134,7 +136,7 @@ def soak(lab: Lab, minutes: float, loss: float, old: set[int]) -> tuple[int, int
     earlier = set(transitions(before["events"])) if before else set()  # from the stops
     seen: set[tuple[float, str, str]] = set()
     losses: dict[str, list[float]] = {f"node-{i}": [] for i in range(total)}
-    start = time.monotonic()
+    start, wall = time.monotonic(), time.time()
     next_note = start + 60
     while time.monotonic() - start < minutes * 60:
         time.sleep(1.0)
@@ -144,7 +146,8 @@ def soak(lab: Lab, minutes: float, loss: float, old: set[int]) -> tuple[int, int
         for t in transitions(s["events"]):
             if t not in seen and t not in earlier:
                 seen.add(t)
-                print(f"  {time.monotonic() - start:6.1f} s  {t[1]} → {t[2]}", flush=True)
+                print(f"  {time.monotonic() - start:6.1f} s  {t[1]} → {t[2]} "
+                      f"(event at {t[0] - wall:+.1f} s)", flush=True)
         for n in s["nodes"]:
             losses[n["node_id"]].append(n["loss"])
         if time.monotonic() >= next_note:

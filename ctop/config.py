@@ -171,8 +171,14 @@ class Reader:
 
 @dataclass(frozen=True)
 class LivenessConfig:
+    # Agents without beacons (reports only): missed report intervals.
     suspect_after: float = 2.5  # missed intervals before a node is suspect
     dead_after: float = 5.0  # missed intervals before it is dead
+    # Agents with beacons: missed gaps of the node's announced pattern (0.25 s by default:
+    # suspect after 1.9 s, dead after 2.6 s of silence; the sums are in docs/director.md).
+    beacon_suspect_after: float = 7.5
+    beacon_dead_after: float = 10.5
+    check_every: float = 0.1  # seconds between liveness judgements (snapshot at once on change)
     forget_left_after: float = 600.0  # seconds a node that said goodbye stays listed as left
 
 
@@ -229,10 +235,18 @@ def from_source(src: TomlSource) -> DirectorConfig:
     liveness = LivenessConfig(
         suspect_after=live.number("suspect_after", LivenessConfig.suspect_after),
         dead_after=live.number("dead_after", LivenessConfig.dead_after),
+        beacon_suspect_after=live.number("beacon_suspect_after",
+                                         LivenessConfig.beacon_suspect_after),
+        beacon_dead_after=live.number("beacon_dead_after", LivenessConfig.beacon_dead_after),
+        check_every=live.duration("check_every", LivenessConfig.check_every),
         forget_left_after=live.duration("forget_left_after", LivenessConfig.forget_left_after),
     )
     if liveness.dead_after <= liveness.suspect_after:
         raise src.error("liveness.dead_after", "must be larger than suspect_after")
+    if liveness.beacon_dead_after <= liveness.beacon_suspect_after:
+        raise src.error("liveness.beacon_dead_after", "must be larger than beacon_suspect_after")
+    if not 0 < liveness.check_every <= 10:
+        raise src.error("liveness.check_every", "expected a duration in 0..10 s")
     live.check_unknown()
     store = _store_config(src, top.table_of("store"))
     prom = top.table_of("prometheus")

@@ -2,6 +2,8 @@
 
 One asyncio loop runs the receiver and a tick every `config.tick` seconds. Each tick judges
 liveness, builds the snapshot, evaluates alerts, and queues history for the writer thread.
+Between ticks liveness is judged every `liveness.check_every` seconds (0.1 s), and a change of
+state (dead, left, back) is in the published snapshot at once, not at the next tick.
 Load-balancer tables are read in a worker thread on their own cadence, so a slow `ipvsadm`
 or HAProxy socket never stalls ingest. The same engine runs under `ctop serve` (headless)
 and inside the UI.
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from agentd.beacon import Beacon
 from agentd.wire import Join, Message, RawReport, Verifier, load_key
 from ctop.alerts import AlertEngine, HookRunner, parse_hooks, parse_rules
 from ctop.cluster import ClusterModel
@@ -58,7 +61,8 @@ class Engine:
         self.model = ClusterModel(config.cluster, config.liveness)
         # Deferred: reports' bodies are checked when the tick folds them in (newest per node);
         # a body refused then still counts as a receiver drop (bad_field).
-        self.receiver = Receiver(self.verifier, self._on_message, *config.listen, deferred=True)
+        self.receiver = Receiver(self.verifier, self._on_message, *config.listen, deferred=True,
+                                 on_beacon=self._on_beacon)
         self.model.on_reject = lambda rejected, source: self.receiver.count_drop(
             rejected, source, accepted=True)
         self.receiver.on_idle = lambda: self.model.fold_some(FOLD_BATCH)
@@ -86,6 +90,7 @@ class Engine:
         self._snapshot = self.model.snapshot(time.time(), 0, lb_note=self.lb_note,
                                              readonly=self.readonly)
         self._tasks: list[asyncio.Task[Any]] = []
+        self._states_changed = False  # a liveness state changed since the snapshot was made
         self.tick_seconds = 0.0  # CPU time of the last tick, for the status output
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -101,6 +106,7 @@ class Engine:
         self._setup_lb()
         self.receiver.open()
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="ctop-tick"))
+        self._tasks.append(asyncio.create_task(self._liveness_loop(), name="ctop-liveness"))
         if self.lb is not None:
             self._tasks.append(asyncio.create_task(self._lb_loop(), name="ctop-lb"))
         if self.config.prometheus:
@@ -152,6 +158,13 @@ class Engine:
                 self._joined.append(node)
         if events:
             self._note(events)
+            self._states_changed = True
+
+    def _on_beacon(self, beacon: Beacon, source: str, now: float) -> None:
+        events = self.model.beacon(beacon, now)
+        if events:
+            self._note(events)
+            self._states_changed = True
 
     def _note(self, events: Sequence[EventView]) -> None:
         self.events.extend(events)
@@ -170,14 +183,43 @@ class Engine:
                 log.exception("tick failed")
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
+    async def _liveness_loop(self) -> None:
+        period = self.config.liveness.check_every
+        while True:
+            await asyncio.sleep(period)
+            try:
+                self.check_liveness(time.time())
+            except Exception:
+                log.exception("liveness check failed")
+
+    def _judge(self, now: float) -> None:
+        events = self.model.tick(now)
+        for e in events:
+            if e.kind == "forget":  # dropped from the model: a rejoin is new facts again
+                self._facts.pop(e.node_id, None)
+                self.receiver.beacon_verifier.forget(e.node_id)
+        if events:
+            self._note(events)
+            self._states_changed = True
+
+    def check_liveness(self, now: float) -> None:
+        """Judge liveness between ticks; if a node changed state (here or on a message),
+        publish its new state now. Alerts and history follow at the next tick."""
+        self._judge(now)
+        if not self._states_changed:
+            return
+        self._states_changed = False
+        snap = self.model.snapshot(now, self._tick)
+        self._snapshot = replace(
+            self._snapshot, ts=now, nodes=snap.nodes, groups=snap.groups, totals=snap.totals,
+            received=snap.received, events=tuple(self.events), _index=snap._index,
+        )
+
     def tick(self, now: float) -> Snapshot:
         started = time.process_time()
         self._tick += 1
-        liveness_events = self.model.tick(now)
-        for e in liveness_events:
-            if e.kind == "forget":  # dropped from the model: a rejoin is new facts again
-                self._facts.pop(e.node_id, None)
-        self._note(liveness_events)
+        self._judge(now)
+        self._states_changed = False
         snap = self.model.snapshot(now, self._tick)
         alert_events, notes = self.alerts.evaluate(snap.nodes, now, self._lb_views)
         self._note(alert_events)

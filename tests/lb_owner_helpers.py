@@ -24,6 +24,12 @@ from tests.haproxy_peer import HAProxyLab
 CTOP = Path(sys.executable).with_name("ctop")
 
 
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment without a SUDO_USER of its own (the tests say whom they claim)."""
+    env = {k: v for k, v in os.environ.items() if k != "SUDO_USER"}
+    return {**env, **(extra or {})}
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -59,11 +65,12 @@ class Director:
            as_user: list[str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*(as_user or []), str(CTOP), "lb", *args, "--config",
                                str(self.config)], capture_output=True, text=True, timeout=60,
-                              env={**os.environ, **(env or {})})
+                              env=clean_env(env))
 
     def lb_async(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen([str(CTOP), "lb", *args, "--config", str(self.config)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=clean_env())
 
     def status(self, as_user: list[str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*(as_user or []), str(CTOP), "status", "--json", "--config",

@@ -20,7 +20,7 @@ import pytest
 from tests.haproxy_peer import HAProxyLab
 from tests.lb_owner_helpers import CTOP, configured_weight, director, server_stat, serving
 
-ROUNDS = 4  # each round starts two commands at once; any overlap used to undo one of them
+ROUNDS = 3  # each round starts two commands at once; any overlap used to undo one of them
 
 
 def _both(d, first: list[str], second: list[str]) -> None:

@@ -49,8 +49,8 @@ def terminal():
 
 
 def _start_ui(config, *flags: str) -> None:
-    tmux("send-keys", "-t", SESSION, f"{CTOP} {' '.join(flags)} --config {config}; "
-         "echo CTOP-EXITED $?", "Enter")
+    command = f"env -u SUDO_USER {CTOP} {' '.join(flags)} --config {config}"
+    tmux("send-keys", "-t", SESSION, f"{command}; echo CTOP-EXITED $?", "Enter")
     wait_for("ctop owner", timeout=30)
     wait_for("web1", timeout=30)  # the daemon's LB view has arrived
 

@@ -114,7 +114,8 @@ async def test_embedded_dialog_refuses_a_plan_the_server_no_longer_matches(tmp_p
 # -- attached ---------------------------------------------------------------------------------
 
 
-async def test_attached_ui_actions_are_the_daemons(haproxy: HAProxyLab) -> None:
+async def test_attached_ui_actions_are_the_daemons(haproxy: HAProxyLab, monkeypatch) -> None:
+    monkeypatch.delenv("SUDO_USER", raising=False)  # this UI claims no sudo caller
     with director(haproxy) as d, serving(d):
         source = RemoteSource(str(d.socket), str(d.db), poll=0.2)
         try:

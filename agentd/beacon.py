@@ -26,6 +26,7 @@ through, and the boot's freshness comes from its timestamped messages.
 from __future__ import annotations
 
 import hmac
+import struct
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -41,9 +42,11 @@ _MAX_GAP_MS = 65_535
 # one seen, so a far jump cannot be told from a wrap and is refused.
 MAX_AHEAD = 1 << 20
 _PREFIX = MAGIC + bytes((BEACON_TYPE,))
-_from_bytes = int.from_bytes
+_FIELDS = struct.Struct(">QIH")  # boot, low 32 bits of the sequence, gap ms
+_unpack = _FIELDS.unpack_from
 _digest = hmac.digest
 _compare = hmac.compare_digest
+_tuple_new = tuple.__new__
 
 
 class Beacon(NamedTuple):
@@ -56,12 +59,7 @@ class Beacon(NamedTuple):
 def encode_beacon(key: bytes, boot: int, seq: int, gap: float) -> bytes:
     """One signed beacon. `gap` is the sender's longest spacing between datagrams (seconds)."""
     gap_ms = max(1, min(_MAX_GAP_MS, round(gap * 1000)))
-    payload = (
-        _PREFIX
-        + boot.to_bytes(8, "big")
-        + (seq & 0xFFFFFFFF).to_bytes(4, "big")
-        + gap_ms.to_bytes(2, "big")
-    )
+    payload = _PREFIX + _FIELDS.pack(boot, seq & 0xFFFFFFFF, gap_ms)
     return payload + _digest(key, payload, "sha256")[:_TAG]
 
 
@@ -121,12 +119,12 @@ class BeaconVerifier:
         payload = data[:_SIGNED]
         if not _compare(_digest(self.key, payload, "sha256")[:_TAG], data[_SIGNED:]):
             return Rejected(Reason.BAD_TAG, "beacon signature does not match the cluster key")
-        boot = _from_bytes(data[3:11], "big")
+        boot, low, gap_ms = _unpack(data, 3)
         known = self._boots.get(boot)
         if known is None:
             return Rejected(Reason.UNKNOWN_BOOT, f"beacon of boot {boot:x}, no message of it")
         last = known.seq
-        seq = (last & ~0xFFFFFFFF) | _from_bytes(data[11:15], "big")
+        seq = (last & ~0xFFFFFFFF) | low
         if seq <= last:
             seq += 1 << 32
         if seq - last > MAX_AHEAD:  # before the last seen (a replay) or absurdly far ahead
@@ -135,4 +133,4 @@ class BeaconVerifier:
             return Rejected(Reason.STALE, f"beacon of {known.node}: no message for "
                                           f"{now - known.fresh:.0f} s")
         known.seq = seq
-        return Beacon(known.node, boot, seq, _from_bytes(data[15:17], "big") / 1000)
+        return _tuple_new(Beacon, (known.node, boot, seq, gap_ms / 1000))

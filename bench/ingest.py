@@ -165,6 +165,45 @@ class Fleet:
         return out
 
 
+def verify_costs(nodes: int, reps: int = 5) -> tuple[float, float]:
+    """In this process, best of `reps`: µs per report through `Verifier.verify_deferred` (the
+    receiver's report path, ordering included) and per beacon through `BeaconVerifier.verify`,
+    over the same `nodes` nodes. No sockets: the verify bound of each kind alone."""
+    from agentd.beacon import BeaconVerifier
+
+    fleet = Fleet(nodes)
+    reports = fleet.encode(nodes)
+    beacons = fleet.encode_beacons(nodes)
+    now = time.time()
+
+    def best(run: Callable[[], None]) -> float:
+        times = []
+        for _ in range(reps):
+            started = time.process_time()
+            run()
+            times.append(time.process_time() - started)
+        return min(times) / nodes * 1e6
+
+    def report_pass() -> None:
+        verify = wire.Verifier(KEY).verify_deferred
+        for d in reports:
+            verify(d)
+
+    def known() -> BeaconVerifier:
+        bv = BeaconVerifier(KEY)
+        for i, boot in enumerate(fleet.boots):
+            bv.note(wire.Header(fleet.ids[i], boot, 0, now), now)
+        return bv
+
+    def beacon_pass() -> None:
+        verify = known().verify
+        for d in beacons:
+            verify(d, now)
+
+    setup = best(lambda: known())
+    return best(report_pass), best(beacon_pass) - setup
+
+
 def pace(sock: socket.socket, data: list[bytes], rate: float) -> tuple[int, float]:
     """Send `data` at `rate` per second in small bursts; return (sent, seconds)."""
     send = sock.send
@@ -488,6 +527,10 @@ def main() -> None:
           f"(ratio {ctop_us / bare_us:.1f}); one core at that cost: "
           f"{1e6 / ctop_us:,.0f} verified reports/s")
     if beacon_rows:
+        report_verify, beacon_verify = verify_costs(args.nodes)
+        print(f"verify bound in one process (best of 5 x {args.nodes}): report "
+              f"{report_verify:.2f} µs (Verifier.verify_deferred), beacon {beacon_verify:.2f} µs "
+              f"(BeaconVerifier.verify): beacon / report = {beacon_verify / report_verify:.2f}")
         btop = max(beacon_rows, key=lambda r: r[0])
         beacon_us = btop[2]["us"]
         nominal = args.nodes * 3  # default agents: 3 beacons a second between reports

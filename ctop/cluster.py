@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from operator import attrgetter
 from typing import Any
 
@@ -314,6 +314,39 @@ class ClusterModel:
         return self.nodes.pop(node_id, None) is not None
 
     # -- snapshot -------------------------------------------------------------------------
+
+    def patched(self, snap: Snapshot, node_ids: Iterable[str], now: float) -> Snapshot:
+        """`snap` with the views of `node_ids` (whose liveness changed) made again and the
+        state counts of the totals and groups moved with them: what a change of state costs
+        between two ticks is O(changed nodes), not a snapshot of the whole cluster. Sums and
+        averages, and nodes that are not in `snap` yet, wait for the next snapshot()."""
+        nodes = list(snap.nodes)
+        index = snap._index
+        moved: Counter[tuple[str | None, Liveness]] = Counter()  # (group or None, state)
+        for node_id in node_ids:
+            i = index.get(node_id)
+            n = self.nodes.get(node_id)
+            if i is None or n is None or nodes[i].node_id != node_id:
+                continue
+            old = nodes[i]
+            new = nodes[i] = n.view = _view(n, self._total_conns)
+            if old.liveness is not new.liveness and old.group == new.group:
+                for where in (None, old.group):
+                    moved[(where, old.liveness)] -= 1
+                    moved[(where, new.liveness)] += 1
+        if not moved:
+            return replace(snap, ts=now, nodes=tuple(nodes))
+
+        def counts(agg: Aggregate, where: str | None) -> Aggregate:
+            return replace(agg, **{
+                str(state): getattr(agg, str(state)) + moved[(where, state)]
+                for state in Liveness if moved[(where, state)]
+            })
+
+        return replace(
+            snap, ts=now, nodes=tuple(nodes), totals=counts(snap.totals, None),
+            groups=tuple(GroupView(g.name, counts(g.totals, g.name)) for g in snap.groups),
+        )
 
     def snapshot(self, now: float, tick: int, **extra: Any) -> Snapshot:
         self.fold()

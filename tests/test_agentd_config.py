@@ -52,6 +52,7 @@ probes = ["tcp://127.0.0.1:3306", {type = "smtp", host = "127.0.0.1", name = "ma
     assert str(cfg.directors[2]) == "[fd00::1]:7117"
     assert (cfg.key_file, cfg.node_id, cfg.group) == ("/etc/ctop/k", "web1", "web")
     assert (cfg.interval, cfg.join_interval) == (2.0, 60.0)
+    assert load(write(tmp_path, "beacon_interval = 0\n")).beacon_interval == 0  # reports only
     assert [(p.type, p.name) for p in cfg.probes] == [
         ("tcp", "tcp://127.0.0.1:3306"),
         ("smtp", "mail"),
@@ -82,6 +83,8 @@ def test_flags_override_the_file_and_probes_add(tmp_path: Path) -> None:
          ":2: key 'addresses': not an IP address: \"web-1\""),
         ('director = ["h:99999"]\n', ":1: key 'director': bad port"),
         ('node_id = ""\n', ":1: key 'node_id': must not be empty"),
+        ("beacon_interval = 0.01\n",
+         ":1: key 'beacon_interval': expected a number of seconds in 0.05..3600, got 0.01"),
         ('group = "a"\ninterval = 1\n\ngroup = "b"\n', ":4: invalid TOML"),
         ('interval = 1\nnode_id = "unterminated\n', ":2: invalid TOML"),
     ],

@@ -45,6 +45,9 @@ def test_bad_values_name_file_line_and_key(tmp_path):
         tmp_path, 'cluster = "x"\n\n[liveness]\nsuspect_after = 2\ndead_after = "soon"\n')
     assert msg.startswith(f"{tmp_path / 'ctop.toml'}:5: key 'liveness.dead_after'")
     assert "soon" in msg
+    msg = config_error(
+        tmp_path, '[liveness]\nbeacon_suspect_after = 8\nbeacon_dead_after = 6\n')
+    assert ":3: key 'liveness.beacon_dead_after': must be larger than beacon_suspect_after" in msg
     msg = config_error(tmp_path, 'cluster = "x"\nlisten = "nowhere"\n')
     assert ":2: key 'listen'" in msg
     msg = config_error(tmp_path, 'cluster = "x"\ncolour = "blue"\n')

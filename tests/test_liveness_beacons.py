@@ -34,6 +34,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         lab.start_agent(OLD, "--beacon-interval", "0")
         for i in range(4):
             assert lab.wait_for(f"node-{i}", "alive", 20.0, poll=0.1) < 20.0
+        # A join registers a node; until its first beacon the director knows no pattern but
+        # the report interval (judged as an agent without beacons): let them beacon first.
+        time.sleep(2.0)
         yield lab
     finally:
         lab.down()

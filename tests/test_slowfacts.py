@@ -1,0 +1,49 @@
+"""Slow facts (probe results, top processes, TCP states) travel only when they change; the
+director keeps the last value while reports leave them out."""
+
+from __future__ import annotations
+
+import time
+
+from agentd.slowfacts import SlowFacts
+from agentd.wire import UNSENT, Header, Report, ServiceStatus, Verifier, encode
+from ctop.cluster import ClusterModel
+
+KEY = b"k" * 32
+HTTP_OK = (ServiceStatus("http", "ok", 1.5),)
+TOP = [("nginx", 10, 25.0, 1 << 20)]
+
+
+def test_a_change_goes_out_twice_then_not_until_the_refresh() -> None:
+    slow = SlowFacts(refresh=10.0)
+    sent = []
+    for t in range(13):
+        metrics, services = slow.thin({"cpu_percent": 1.0, "top_procs": TOP}, HTTP_OK, float(t))
+        sent.append(("top_procs" in metrics, services is not UNSENT))
+        assert metrics["cpu_percent"] == 1.0  # fast metrics always travel
+    assert sent[:3] == [(True, True), (True, True), (False, False)]
+    assert sent[3:11] == [(False, False)] * 8
+    assert sent[11:] == [(True, True), (False, False)]  # 10 s after it last went out
+    metrics, services = slow.thin({"top_procs": [("sshd", 1, 0.0, 1)]}, (), 13.0)
+    assert "top_procs" in metrics and services == ()  # both changed: no probes is news too
+
+
+def test_the_director_keeps_what_a_report_leaves_out() -> None:
+    verifier = Verifier(KEY)
+    model = ClusterModel("t")
+    now = time.time()
+
+    def send(seq: int, metrics: dict, services: tuple) -> None:
+        data = encode(KEY, Report(Header("web1", 1, seq, now), 1.0, "", metrics, services))
+        model.apply(verifier.verify(data), now)
+
+    full = {"cpu_percent": 5.0, "top_procs": TOP, "tcp_states": {"established": [3]}}
+    send(1, full, HTTP_OK)
+    send(2, {"cpu_percent": 7.0}, UNSENT)  # slow facts unchanged: left out
+    node = model.nodes["web1"]
+    assert node.metrics["cpu_percent"] == 7.0
+    assert node.metrics["top_procs"] == TOP and node.metrics["tcp_states"] == {
+        "established": [3]}
+    assert node.services == HTTP_OK
+    send(3, {"cpu_percent": 7.0}, ())  # "s": [] — the probes were removed
+    assert node.services == ()

@@ -16,6 +16,7 @@ from agentd.wire import (
     Join,
     Leave,
     Message,
+    ProbeInfo,
     RawReport,
     Rejected,
     Report,
@@ -50,6 +51,7 @@ class NodeState:
     cores: int = 0
     mem_total: int = 0
     version: str = ""
+    probes: tuple[ProbeInfo, ...] = ()  # from the join: what each service check checks
     liveness: Liveness = Liveness.ALIVE
     metrics: Mapping[str, Any] = field(default_factory=dict)
     # As the wire delivered them (same fields as ServiceView); made into ServiceViews by
@@ -157,6 +159,7 @@ class ClusterModel:
             node.mem_total = msg.mem_total
             node.version = msg.version
             node.interval = msg.interval
+            node.probes = msg.probes
         if isinstance(msg, Leave):
             if node.liveness is not Liveness.LEFT:
                 events.append(self._set(node, Liveness.LEFT, now, msg.reason or "left"))

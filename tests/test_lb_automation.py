@@ -41,16 +41,22 @@ def _intent(server: str, drained_by: str | None, saved: int | None = None) -> In
 S = ServerState.SERVING
 
 
-def test_tracker_counts_consecutive() -> None:
+def test_tracker_counts_results_in_a_row_per_check() -> None:
     t = HealthTracker()
     key = ("haproxy", "web", "a")
     for ok in (False, False, True, False):
-        t.observe([Health(*key, check_ok=ok)])
+        t.observe([Health(*key, "http", ok)])
+    t.judge({key: (("http",), False)})
     assert (t.counters[key].fails, t.counters[key].oks) == (1, 0)
-    t.observe([Health(*key, check_ok=None)])  # no result this round changes nothing
+    t.observe([])  # no new result this round changes nothing
+    t.judge({key: (("http",), False)})
     assert t.counters[key].fails == 1
-    t.observe([Health(*key, node_dead=True)])
-    assert t.counters[key].node_dead and t.counters[key].fails == 2
+    # two checks: the worst failure streak, the least ok streak
+    t.observe([Health(*key, "tcp", True), Health(*key, "tcp", True), Health(*key, "http", False)])
+    t.judge({key: (("http", "tcp"), False)})
+    assert (t.counters[key].fails, t.counters[key].oks) == (2, 0)
+    t.judge({key: ((), False)})  # nothing judges it: no counters, no automation
+    assert key not in t.counters
 
 
 def test_decide_quiesce_after_n_and_off_by_default() -> None:
@@ -61,14 +67,12 @@ def test_decide_quiesce_after_n_and_off_by_default() -> None:
     [d] = decide([vs], counters, {}, policy_lookup({"web": ON}))
     assert (d.kind, d.server) == ("quiesce", "a")
     assert decide([vs], counters, {}, policy_lookup({})) == []  # off unless configured
-    # node dead quiesces at once
-    [d] = decide(
-        [vs],
-        {("haproxy", "web", "b"): Counters(node_dead=True)},
-        {},
-        policy_lookup({"haproxy:web": ON}),
-    )
-    assert (d.kind, d.server, d.reason) == ("quiesce", "b", "node dead")
+    # a dead node alone is no reason: only the director's own failed checks are
+    assert decide([vs], {("haproxy", "web", "b"): Counters(node_dead=True)}, {},
+                  policy_lookup({"haproxy:web": ON})) == []
+    [d] = decide([vs], {("haproxy", "web", "b"): Counters(fails=2, node_dead=True)}, {},
+                 policy_lookup({"haproxy:web": ON}))
+    assert (d.kind, d.server) == ("quiesce", "b") and "director" in d.reason
 
 
 def test_decide_never_last_serving() -> None:
@@ -104,8 +108,9 @@ def _check(rs: RealServer) -> bool:
 
 
 def _round(ctl: LBController, service: str) -> list[Health]:
+    """One new result of the "http" check per real server."""
     [vs] = [v for v in ctl.services() if v.key == service]
-    return [Health(vs.backend, vs.key, rs.key, check_ok=_check(rs)) for rs in vs.servers]
+    return [Health(vs.backend, vs.key, rs.key, "http", _check(rs)) for rs in vs.servers]
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EVENTS_KEPT = 200  # recent events carried in each snapshot
+LB_URGENT_POLL = 0.1  # seconds between looks for a failed probe result automation must count
 FOLD_BATCH = 256  # deferred report bodies checked per idle moment of the socket (~2 ms)
 
 
@@ -228,7 +229,16 @@ class Engine:
                 if message != self._lb_error:
                     log.warning("reading the load balancers failed: %s", message)
                 self._lb_error = message
-            await asyncio.sleep(self.config.lb_every)
+            await self._lb_wait(self.config.lb_every)
+
+    async def _lb_wait(self, seconds: float) -> None:
+        """Until the next round: `seconds`, or less when a failed probe result is waiting to
+        be counted (automation then acts within moments of the deciding result)."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(LB_URGENT_POLL, left))
+            if self.monitor is not None and self.monitor.urgent(self.model.nodes):
+                return
 
     def _lb_round(self) -> None:
         """Worker thread: one monitor round (tables, health, automation, drift, advice)."""

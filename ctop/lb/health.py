@@ -50,6 +50,12 @@ def checks_for(
     return ServerChecks(key, node_id, by_port, "port" if by_port else "", port)
 
 
+def _mark(boot: int, s: ServiceStatus | Any) -> tuple[Any, ...]:
+    """What tells one result from the next: its number, else (old agents) its content."""
+    seq = getattr(s, "seq", None)
+    return (boot, seq) if seq is not None else (boot, s.status, s.latency_ms, s.detail)
+
+
 class ResultReader:
     """New results since the last look, per real server and check."""
 
@@ -64,11 +70,19 @@ class ResultReader:
         for s in services:
             if s.name not in wanted or s.status not in RESULTS:
                 continue
-            seq = getattr(s, "seq", None)
-            mark = (boot, seq) if seq is not None else (boot, s.status, s.latency_ms, s.detail)
-            if self._seen(key, s.name, mark):
+            if self._seen(key, s.name, _mark(boot, s)):
                 out.append(Health(*key, s.name, s.status != "fail"))
         return out
+
+    def new_failure(
+        self, key: Key, boot: int, services: Iterable[ServiceStatus | Any], checks: Sequence[str]
+    ) -> bool:
+        """A failed result of one of `checks` not counted yet (nothing is remembered)."""
+        return any(
+            s.status == "fail" and s.name in checks
+            and self._last.get((key, s.name)) != _mark(boot, s)
+            for s in services
+        )
 
     def director_results(
         self, key: Key, check: str, status: str | None, count: int | None

@@ -59,13 +59,29 @@ class LBMonitor:
         self.checks: dict[Key, ServerChecks] = {}
         self._advisors: dict[tuple[str, str], Any] = {}
         self._counted: dict[Key, tuple[str, ...]] = {}  # checks counting last round
+        self.rounds = 0  # rounds run (tests and the bench compare it with results counted)
 
     def close(self) -> None:
         self.director.close()
 
+    def urgent(self, nodes: Mapping[str, Any]) -> bool:
+        """A failed result that automation has not counted yet: run a round now rather than
+        at the next `lb_every`, so a failing server is pulled within moments of the result
+        that decides it. Cheap (no balancer read): the engine asks between rounds."""
+        if self.quiescer is None:
+            return False
+        for key, checks in list(self._counted.items()):
+            sc = self.checks.get(key)
+            node = nodes.get(sc.node_id) if sc is not None else None
+            if node is not None and node.liveness not in _GONE and self.reader.new_failure(
+                    key, node.boot, node.services, checks):
+                return True
+        return False
+
     def round(self, nodes: Mapping[str, Any], readonly: bool = False) -> RoundOutcome:
         from ctop.lb.ratio import map_servers_to_nodes
 
+        self.rounds += 1
         services = self.lb.services()
         owners = map_servers_to_nodes(services, node_addresses(nodes))
         outcome = RoundOutcome(services, (), 0.0)

@@ -213,3 +213,68 @@ def test_a_failed_automatic_action_backs_off(haproxy: HAProxyLab, tmp_path) -> N
     assert aq.step(_round(admin, "web7")) == []  # the delay doubled
     assert [r.result != "ok" for r in journal.actions()] == [True, True]
     journal.close()
+
+
+# -- which checks judge a server, results counted once ----------------------------------------
+
+
+def test_checks_config_is_a_table_of_probe_lists_with_clear_errors() -> None:
+    from ctop.lb.config import ConfigError, parse_config
+
+    cfg = parse_config({"automation": {"checks": {"web": ["http"], "haproxy:api": ["a", "b"]},
+                                       "web": {}}})
+    assert cfg.checks == {"web": ("http",), "haproxy:api": ("a", "b")}
+    assert cfg.automation["web"].enabled and "checks" not in cfg.automation
+    for bad, says in ((["http"], "must be a table"), ({"web": "http"}, '"web" must be'),
+                      ({"web": []}, "non-empty list"), ({"web": [1]}, "probe names")):
+        with pytest.raises(ConfigError, match=says) as info:
+            parse_config({"automation": {"checks": bad}})
+        assert "[lb.automation].checks" in str(info.value)
+
+
+def test_a_server_is_judged_by_the_probes_on_its_port_unless_mapped() -> None:
+    from agentd.wire import ProbeInfo
+    from ctop.lb.health import checks_for
+
+    probes = (ProbeInfo("http", "http", 8080, 10.0), ProbeInfo("ssh", "ssh", 22, 10.0),
+              ProbeInfo("mysql", "tcp", 3306, 5.0), ProbeInfo("alive", "tcp", 8080, 10.0))
+    key = ("haproxy", "web", "s1")
+    assert checks_for(key, "n1", 8080, probes, {}).checks == ("http", "alive")
+    assert checks_for(key, "n1", 8080, probes, {"web": ("mysql",)}).checks == ("mysql",)
+    assert checks_for(key, "n1", 8080, probes, {"haproxy:web": ("ssh",)}).checks == ("ssh",)
+    none = checks_for(key, "n1", 9000, probes, {})
+    assert none.checks == () and "no check" in none.describe()
+
+
+def test_each_result_counts_once_whatever_the_reports_repeat() -> None:
+    from agentd.wire import ServiceStatus as S
+    from ctop.lb.health import ResultReader
+
+    r, key = ResultReader(), ("haproxy", "web", "s1")
+    fail = S("http", "fail", None, "refused", 7)
+    assert len(r.agent_results(key, 1, [fail], ["http"])) == 1
+    for _ in range(5):  # the same result in the next reports / LB rounds
+        assert r.agent_results(key, 1, [fail], ["http"]) == []
+    assert r.agent_results(key, 1, [fail._replace(seq=8)], ["http"])[0].ok is False
+    assert r.agent_results(key, 2, [fail._replace(seq=8)], ["http"])  # a restarted agent
+    assert r.agent_results(key, 2, [S("http", "unknown", None, "not checked yet")],
+                           ["http"]) == []
+    assert r.agent_results(key, 2, [S("http", "warn", 3.0, "cert expires", 9)],
+                           ["http"])[0].ok is True
+    assert r.agent_results(key, 2, [S("ssh", "fail", None, "", 1)], ["http"]) == []
+    # an agent that does not number results: a result counts when it differs
+    old = S("http", "fail", None, "refused")
+    assert len(r.agent_results(key, 3, [old], ["http"])) == 1
+    assert r.agent_results(key, 3, [old], ["http"]) == []
+    assert r.agent_results(key, 3, [old._replace(detail="timed out")], ["http"])
+
+
+def test_the_directors_own_check_is_the_agents_probe_aimed_at_the_real_server() -> None:
+    from agentd.wire import ProbeInfo
+    from ctop.lb.director_checks import director_spec
+
+    spec = director_spec("x", ProbeInfo("web", "http", 80, 2.0, "/health"), "10.0.0.5", 8080)
+    assert (spec.type, spec.host, spec.port, spec.path, spec.interval) == (
+        "http", "10.0.0.5", 8080, "/health", 2.0)
+    assert director_spec("y", ProbeInfo("c", "command", None, 5.0), "10.0.0.5", 3306).type == "tcp"
+    assert director_spec("z", None, "10.0.0.5", 25).type == "tcp"  # an agent without probe info

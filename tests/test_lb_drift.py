@@ -110,3 +110,32 @@ def test_restore_after_an_outside_reset_clears_the_stale_record(haproxy, tmp_pat
     assert result.ok and "not drained" in result.message and "stale" in result.message
     assert not journal.intent("haproxy", "web8", "s1").drained
     journal.close()
+
+
+async def test_a_service_no_probe_checks_has_no_automation_and_says_so(tmp_path, haproxy):
+    from .test_engine import start_agent
+
+    (tmp_path / "none.toml").write_text("")
+    eng = make_engine(tmp_path, lb={"haproxy": {"socket": haproxy.admin_socket},
+                                    "automation": {"web3": {}, "web4": {},
+                                                   "checks": {"web4": ["ssh"]}}},
+                      lb_every=0.2)
+    await eng.start()
+    # a real agent owning 127.0.0.1 whose only probe (ssh, failing) is on another port
+    agent = start_agent(tmp_path, eng.port, "lone", "--address", "127.0.0.1",
+                        "--probe", "ssh://127.0.0.1:1?name=ssh&interval=0.2&timeout=0.3")
+    try:
+        await until(lambda: eng.snapshot().lb)
+        await until(lambda: server(eng, "web3", "s1").node_id == "lone", timeout=10)
+        await until(lambda: server(eng, "web3", "s1").health, timeout=10)
+        port = server(eng, "web3", "s1").port
+        assert server(eng, "web3", "s1").health == f"no check on port {port}: no automation"
+        # web4 maps the failing ssh probe explicitly: it is judged, and quiesced
+        await until(lambda: server(eng, "web4", "s1").state == "quiesced", timeout=10)
+        await asyncio.sleep(1.0)  # several failed ssh results: web3 is left alone
+        assert {s.state for s in next(v for v in eng.snapshot().lb if v.key == "web3")
+                .servers} == {"serving"}
+    finally:
+        agent.kill()
+        agent.wait()
+        await eng.stop()

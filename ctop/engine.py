@@ -237,7 +237,9 @@ class Engine:
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             await asyncio.sleep(min(LB_URGENT_POLL, left))
-            if self.monitor is not None and self.monitor.urgent(self.model.nodes):
+            # (not while the balancer cannot be read: that would retry every 0.1 s)
+            if self.monitor is not None and not self._lb_error and self.monitor.urgent(
+                    self.model.nodes):
                 return
 
     def _lb_round(self) -> None:

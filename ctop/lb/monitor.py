@@ -9,6 +9,7 @@ views. The engine only schedules rounds and records what they report.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ class LBMonitor:
         self._advisors: dict[tuple[str, str], Any] = {}
         self._counted: dict[Key, tuple[str, ...]] = {}  # checks counting last round
         self.rounds = 0  # rounds run (tests and the bench compare it with results counted)
+        # one round at a time (the loop's and an action's refresh): each result counts once
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         self.director.close()
@@ -79,6 +82,10 @@ class LBMonitor:
         return False
 
     def round(self, nodes: Mapping[str, Any], readonly: bool = False) -> RoundOutcome:
+        with self._lock:
+            return self._round(nodes, readonly)
+
+    def _round(self, nodes: Mapping[str, Any], readonly: bool) -> RoundOutcome:
         from ctop.lb.ratio import map_servers_to_nodes
 
         self.rounds += 1

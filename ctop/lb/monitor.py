@@ -172,6 +172,9 @@ class LBMonitor:
                     stale = [c for c in before if c not in counted]
                     self.quiescer.tracker.forget(key, stale)  # type: ignore[union-attr]
                     self.reader.forget(key, stale)
+        for key in self._counted.keys() - active.keys():  # no longer judged: no stale streaks
+            self.quiescer.tracker.forget(key, self._counted[key])  # type: ignore[union-attr]
+            self.reader.forget(key, self._counted[key])
         self._counted = {k: c for k, (c, _) in active.items()}
         self.director.want(specs)
         latest, counts = self.director.results()

@@ -278,3 +278,16 @@ def test_the_directors_own_check_is_the_agents_probe_aimed_at_the_real_server() 
         "http", "10.0.0.5", 8080, "/health", 2.0)
     assert director_spec("y", ProbeInfo("c", "command", None, 5.0), "10.0.0.5", 3306).type == "tcp"
     assert director_spec("z", None, "10.0.0.5", 25).type == "tcp"  # an agent without probe info
+
+
+def test_a_stale_human_drain_record_does_not_hold_automation_back() -> None:
+    # the journal says "drained by operator" but the balancer serves (reset outside ctop)
+    vs = _vs(("a", 1, S), ("b", 1, S))
+    failing = {("haproxy", "web", "a"): Counters(fails=2)}
+    stale = {("haproxy", "web", "a"): _intent("a", "operator", 1)}
+    [d] = decide([vs], failing, stale, policy_lookup({"web": ON}))
+    assert (d.kind, d.server) == ("quiesce", "a")
+    # while the balancer still shows the drain, the human's drain is respected
+    held = _vs(("a", 1, ServerState.DRAINED), ("b", 1, S))
+    [d] = decide([held], failing, stale, policy_lookup({"web": ON}))
+    assert (d.kind, d.server) == ("hold", "a")

@@ -57,6 +57,10 @@ def test_tracker_counts_results_in_a_row_per_check() -> None:
     assert (t.counters[key].fails, t.counters[key].oks) == (2, 0)
     t.judge({key: ((), False)})  # nothing judges it: no counters, no automation
     assert key not in t.counters
+    # a check that never produced a result does not hold a restore back
+    t.observe([Health(*key, "http", True), Health(*key, "http", True)])
+    t.judge({key: (("http", "slow"), False)})
+    assert (t.counters[key].fails, t.counters[key].oks) == (0, 2)
 
 
 def test_decide_quiesce_after_n_and_off_by_default() -> None:

@@ -156,6 +156,8 @@ async def test_warn_and_not_checked_yet_are_not_failures(lab):
     assert server(engine, "web-02").health.startswith("http, cert, slow:")
     demo.stop_web(1)  # the mapped http check fails: quiesced within 3 results
     await until(lambda: states(engine).get("web-02") == "quiesced", timeout=10)
+    demo.start_web_again(1)  # and restored: the never-checked "slow" probe holds nothing back
+    await until(lambda: states(engine).get("web-02") == "serving", timeout=10)
 
 
 async def test_a_dead_agent_is_pulled_only_when_the_directors_own_check_fails(lab):

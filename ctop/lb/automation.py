@@ -84,10 +84,12 @@ class HealthTracker:
         for key, (checks, dead) in active.items():
             if not checks:
                 continue
-            streaks = [self.streaks.get((key, c), Counters()) for c in checks]
+            # a check without any result yet ("not checked yet") neither fails nor holds a
+            # restore back
+            streaks = [self.streaks[(key, c)] for c in checks if (key, c) in self.streaks]
             self.counters[key] = Counters(
-                fails=max(s.fails for s in streaks), oks=min(s.oks for s in streaks),
-                node_dead=dead)
+                fails=max((s.fails for s in streaks), default=0),
+                oks=min((s.oks for s in streaks), default=0), node_dead=dead)
 
     def known(self) -> dict[Key, tuple[tuple[str, ...], bool]]:
         """Every server with the checks it has results for (callers without a mapping)."""

@@ -92,6 +92,9 @@ class ResultReader:
         name = DIRECTOR + check
         return [Health(*key, name, status != "fail")] if self._seen(key, name, count) else []
 
+    def new_director_failure(self, key: Key, check: str, count: int | None) -> bool:
+        return count is not None and self._last.get((key, DIRECTOR + check)) != count
+
     def _seen(self, key: Key, check: str, mark: Any) -> bool:
         """True (and remembered) when `mark` is a result not seen before."""
         if self._last.get((key, check)) == mark:

@@ -60,6 +60,7 @@ class LBMonitor:
         self.checks: dict[Key, ServerChecks] = {}
         self._advisors: dict[tuple[str, str], Any] = {}
         self._counted: dict[Key, tuple[str, ...]] = {}  # checks counting last round
+        self._wanted: dict[str, tuple[Key, str]] = {}  # director check name -> (server, probe)
         self.rounds = 0  # rounds run (tests and the bench compare it with results counted)
         # one round at a time (the loop's and an action's refresh): each result counts once
         self._lock = threading.Lock()
@@ -79,7 +80,12 @@ class LBMonitor:
             if node is not None and node.liveness not in _GONE and self.reader.new_failure(
                     key, node.boot, node.services, checks):
                 return True
-        return False
+        latest, counts = self.director.results()  # and the director's own checks
+        return any(
+            (r := latest.get(name)) is not None and r.status == "fail"
+            and self.reader.new_director_failure(key, check, counts.get(name))
+            for name, (key, check) in list(self._wanted.items())
+        )
 
     def round(self, nodes: Mapping[str, Any], readonly: bool = False) -> RoundOutcome:
         with self._lock:
@@ -176,6 +182,7 @@ class LBMonitor:
             self.quiescer.tracker.forget(key, self._counted[key])  # type: ignore[union-attr]
             self.reader.forget(key, self._counted[key])
         self._counted = {k: c for k, (c, _) in active.items()}
+        self._wanted = wanted
         self.director.want(specs)
         latest, counts = self.director.results()
         for name, (key, check) in wanted.items():

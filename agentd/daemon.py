@@ -84,6 +84,7 @@ class Agent:
             version=__version__,
             interval=self.cfg.interval,
             group=self.cfg.group,
+            probes=self.services.described(),
         )
 
     def report(self) -> wire.Report:

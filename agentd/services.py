@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from agentd.wire import ServiceStatus
+from agentd.wire import MAX_PROBES, SEQ_MOD, ProbeInfo, ServiceStatus
 
 if TYPE_CHECKING:
     from probes.scheduler import ProbeScheduler
@@ -69,14 +69,24 @@ class Services:
         if not self._specs or self._scheduler is None:
             return ()
         latest = self._scheduler.latest()
+        counts = self._scheduler.result_counts()
         out = []
         for spec in self._specs:
             r = latest.get(spec.name)
             if r is None:
                 out.append(ServiceStatus(spec.name, "unknown", None, "not checked yet"))
             else:
-                out.append(ServiceStatus(spec.name, r.status, r.latency_ms, r.detail))
+                out.append(ServiceStatus(spec.name, r.status, r.latency_ms, r.detail,
+                                         counts.get(spec.name, 0) % SEQ_MOD))
         return tuple(out)
+
+    def described(self) -> tuple[ProbeInfo, ...]:
+        """What each probe checks, for the join (the director maps probes to real servers)."""
+        return tuple(
+            ProbeInfo(spec.name, spec.type, spec.port, spec.interval,
+                      spec.path if spec.type in ("http", "https") else "")
+            for spec in self._specs[:MAX_PROBES]
+        )
 
     def pending(self) -> int:
         """How many configured probes have no result yet."""

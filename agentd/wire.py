@@ -39,6 +39,7 @@ MAX_DATAGRAM = 1200  # never more: stays below any path MTU, so no IP fragmentat
 TARGET_REPORT_BYTES = 600
 DEFAULT_PORT = 7117
 DETAIL_CHARS = 60  # probe detail carried on the wire (only for non-ok results)
+MAX_PROBES = 16  # probes a join describes (the rest are not mapped to real servers)
 TOP_PROCS = 5  # busiest processes per report
 PROC_NAME_CHARS = 15  # the kernel's comm length: longer names are cut to it
 
@@ -90,6 +91,18 @@ class Join(NamedTuple):
     version: str
     interval: float
     group: str = ""
+    probes: tuple[ProbeInfo, ...] = ()  # what each service check checks (director-side checks)
+
+
+class ProbeInfo(NamedTuple):
+    """A configured probe as the join announces it: enough for the director to map it to a
+    real server (by port) and to run the same kind of check itself."""
+
+    name: str
+    type: str  # probes/ check type: http, https, tcp, ssh, ...
+    port: int | None  # None: no port (command checks)
+    interval: float  # seconds between results
+    path: str = ""  # http/https only, when not "/"
 
 
 class ServiceStatus(NamedTuple):
@@ -97,6 +110,12 @@ class ServiceStatus(NamedTuple):
     status: str  # "ok" | "warn" | "fail" | "unknown"
     latency_ms: float | None
     detail: str = ""
+    # The probe's own result number modulo SEQ_MOD (None: an agent older than this field, or
+    # no result yet): the director counts probe results, not reports that repeat one.
+    seq: int | None = None
+
+
+SEQ_MOD = 128  # result numbers wrap here: one msgpack byte on the wire
 
 
 # One of a node's busiest processes; metric "top_procs" is a list of them, busiest first:
@@ -294,6 +313,15 @@ def _service_body(s: ServiceStatus, detail_chars: int) -> list[Any]:
     item: list[Any] = [s.name, STATUS_CODES.get(s.status, 3), latency]
     if s.status != "ok" and s.detail and detail_chars > 0:
         item.append(s.detail[:detail_chars])
+    if s.seq is not None:  # last, so older directors (which read a str detail at 3) skip it
+        item.append(s.seq % SEQ_MOD)
+    return item
+
+
+def _probe_body(p: ProbeInfo) -> list[Any]:
+    item: list[Any] = [p.name[:64], p.type[:16], p.port, p.interval]
+    if p.path and p.path != "/":
+        item.append(p.path[:64])
     return item
 
 
@@ -310,6 +338,8 @@ def encode(key: bytes, msg: Message) -> bytes:
             i=_seconds(msg.interval),
             g=msg.group,
         )
+        if msg.probes:
+            body["p"] = [_probe_body(p) for p in msg.probes[:MAX_PROBES]]
         return seal(key, body)
     if isinstance(msg, Leave):
         body = _header_body(KIND_LEAVE, msg.header)
@@ -500,7 +530,32 @@ def _parse_service(item: Any) -> ServiceStatus:
             raise _BadField(f"service {name} has a bad latency") from None
         latency = latency / 10
     detail = item[3] if len(item) > 3 and type(item[3]) is str else ""
-    return ServiceStatus(name, STATUS_NAMES.get(code, "unknown"), latency, detail)
+    return ServiceStatus(name, STATUS_NAMES.get(code, "unknown"), latency, detail,
+                         _result_seq(item))
+
+
+def _result_seq(item: list[Any]) -> int | None:
+    """The result number: an int after [name, status, latency(, detail)], if any."""
+    if len(item) < 4:
+        return None
+    last = item[-1]
+    return last if type(last) is int and 0 <= last < SEQ_MOD else None
+
+
+def _parse_probes(items: Any) -> tuple[ProbeInfo, ...]:
+    if type(items) is not list or len(items) > MAX_PROBES:
+        raise _bad("p", items)
+    out = []
+    for item in items:
+        if (
+            type(item) is not list or len(item) < 4 or type(item[0]) is not str
+            or type(item[1]) is not str or not (item[2] is None or type(item[2]) is int)
+            or type(item[3]) not in (int, float) or not 0 < item[3] < _INF
+        ):
+            raise _bad("p", item)
+        path = item[4] if len(item) > 4 and type(item[4]) is str else ""
+        out.append(ProbeInfo(item[0], item[1], item[2], float(item[3]), path))
+    return tuple(out)
 
 
 # The fast path for reports, the message the director decodes 10,000 times a second. It
@@ -617,7 +672,8 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
                     latency = latency / 10
                 detail = item[3] if len(item) > 3 and type(item[3]) is str else ""
                 status = _tuple_new(
-                    ServiceStatus, (name, STATUS_NAMES.get(code, _UNKNOWN), latency, detail))
+                    ServiceStatus,
+                    (name, STATUS_NAMES.get(code, _UNKNOWN), latency, detail, _result_seq(item)))
                 if len(cache) >= SERVICE_CACHE_SIZE:
                     cache.clear()
                 cache[key] = status
@@ -668,6 +724,7 @@ def parse_body(body: Any) -> Message:
             _str(body, "v", "version", ""),
             _interval(body),
             _str(body, "g", "group", ""),
+            _parse_probes(body.get("p", [])),
         )
     if kind == KIND_LEAVE:
         return Leave(header, _str(body, "r", "reason", ""))

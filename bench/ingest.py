@@ -133,7 +133,9 @@ class Fleet:
         for name in SERVICES:
             status = "ok" if r.random() > 0.01 else "fail"
             detail = "" if status == "ok" else "connection refused"
-            out.append(wire.ServiceStatus(name, status, round(r.uniform(0.2, 40), 1), detail))
+            # agents number each probe's results (mod 128), as agentd does
+            out.append(wire.ServiceStatus(name, status, round(r.uniform(0.2, 40), 1), detail,
+                                          r.randrange(wire.SEQ_MOD)))
         return tuple(out)
 
     def encode(self, count: int) -> list[bytes]:

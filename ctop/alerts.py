@@ -78,6 +78,7 @@ class Rule:
     repeat: float = 0.0  # seconds; 0 = notify once
     serving_below: int | None = None  # lb: fewer real servers serving than this
     imbalance_above: float | None = None  # lb: imbalance index above this
+    drift: bool = False  # lb: a real server differs from the journal's intent
 
     def value(self, node: NodeView) -> float | None:
         attr = NODE_FIELDS.get(self.metric)
@@ -103,13 +104,15 @@ DEFAULT_RULES: tuple[Mapping[str, Any], ...] = (
     {"name": "disk-full", "when": "disk_root_percent > 85 for 60s", "crit": 95},
     # a virtual service nobody serves is an outage, whatever its nodes say
     {"name": "lb-no-server", "lb_service": "*", "serving_below": 1, "severity": "crit"},
+    # the balancer lost a change ctop made (reload, hand edit, failover): re-apply or accept
+    {"name": "lb-drift", "lb_service": "*", "drift": True, "severity": "warn"},
 )
 
 
 def parse_rule(table: Mapping[str, Any]) -> Rule:
     """One [[alert]] table -> Rule. Raises RuleError naming the offending key."""
     known = {"name", "when", "metric", "op", "warn", "crit", "for", "service", "liveness",
-             "severity", "repeat", "lb_service", "serving_below", "imbalance_above"}
+             "severity", "repeat", "lb_service", "serving_below", "imbalance_above", "drift"}
     for key in table:
         if key not in known:
             raise RuleError(f"key '{key}': unknown key (known: {', '.join(sorted(known))})")
@@ -170,8 +173,12 @@ def _lb_rule(
                              table.get("imbalance_above"))
     if not isinstance(service, str) or not service:
         raise RuleError("key 'lb_service': expected a service key or \"*\"")
-    if below is None and above is None:
-        raise RuleError("an lb_service rule needs 'serving_below' and/or 'imbalance_above'")
+    drift = table.get("drift", False)
+    if not isinstance(drift, bool):
+        raise RuleError(f"key 'drift': expected true or false, got {drift!r}")
+    if below is None and above is None and not drift:
+        raise RuleError("an lb_service rule needs 'serving_below', 'imbalance_above' "
+                        "and/or 'drift = true'")
     if below is not None and (isinstance(below, bool) or not isinstance(below, int)
                               or below < 1):
         raise RuleError(f"key 'serving_below': expected a whole number >= 1, got {below!r}")
@@ -180,7 +187,7 @@ def _lb_rule(
         raise RuleError(f"key 'imbalance_above': expected a number in 0..1, got {above!r}")
     return Rule(name, "lb", service=service, duration=duration, severity=severity,
                 repeat=repeat, serving_below=below,
-                imbalance_above=None if above is None else float(above))
+                imbalance_above=None if above is None else float(above), drift=drift)
 
 
 def parse_rules(tables: Sequence[Mapping[str, Any]] | None) -> list[Rule]:
@@ -302,6 +309,11 @@ def _lb_breaches(
     if rule.imbalance_above is not None and svc.imbalance > rule.imbalance_above:
         text = f"{where}: imbalance {svc.imbalance:.2f} (> {rule.imbalance_above:g})"
         out[f"{rule.name}:{where}:imbalance"] = (rule, "", rule.severity, text, svc.imbalance)
+    if rule.drift:
+        for rs in svc.servers:
+            if rs.drift:
+                out[f"{rule.name}:{where}:{rs.key}:drift"] = (
+                    rule, rs.node_id, rule.severity, f"{where} {rs.key} drift: {rs.drift}", None)
     return out
 
 

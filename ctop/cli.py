@@ -183,6 +183,13 @@ def status_text(data: dict[str, Any]) -> str:
         basis = "conn/s" if svc.get("basis") == "rate" else "active conns"
         out.append(f"lb {svc['backend']} {svc['key']}: {len(svc['servers'])} real servers "
                    f"({by_state}), imbalance {svc['imbalance']:.2f} by {basis}")
+        # what needs a look: drift from the journal, automation that cannot judge a server
+        for rs in svc["servers"]:
+            where = f"lb {svc['backend']} {svc['key']} / {rs['key']}"
+            if rs.get("drift"):
+                out.append(f"{where}: DRIFT {rs['drift']} (re-apply: R in ctop)")
+            if rs.get("health", "").endswith("no automation"):
+                out.append(f"{where}: auto-quiesce: {rs['health']}")
     if data["lb_error"]:
         out.append(f"lb error: {data['lb_error']}")
     if data.get("readonly"):

@@ -19,6 +19,7 @@ from agentd.wire import (
     Join,
     Leave,
     Message,
+    ProbeInfo,
     RawReport,
     Rejected,
     Report,
@@ -59,6 +60,7 @@ class NodeState:
     cores: int = 0
     mem_total: int = 0
     version: str = ""
+    probes: tuple[ProbeInfo, ...] = ()  # from the join: what each service check checks
     liveness: Liveness = Liveness.ALIVE
     # The announced pattern: longest gap between the agent's datagrams from its beacons (0 =
     # no beacons: judged on `interval`), and the silences that make it suspect and dead.
@@ -182,6 +184,7 @@ class ClusterModel:
             node.version = msg.version
             node.interval = msg.interval
             self._limits(node)
+            node.probes = msg.probes
         if isinstance(msg, Leave):
             if node.liveness is not Liveness.LEFT:
                 events.append(self._set(node, Liveness.LEFT, now, msg.reason or "left"))

@@ -78,6 +78,8 @@ class DemoCluster:
     interval: float = 1.0  # agent report interval
     probe_interval: float = 2.0
     haproxy: bool = True
+    extra_probes: tuple[str, ...] = ()  # more probe URLs per agent; "{addr}" is its address
+    agent_config: str = ""  # agentd.toml text for every agent (e.g. [[probes]] tables)
     servers: list[ThreadingHTTPServer] = field(default_factory=list)
     agents: list[subprocess.Popen[bytes]] = field(default_factory=list)
     haproxy_proc: subprocess.Popen[bytes] | None = None
@@ -105,6 +107,15 @@ class DemoCluster:
         httpd = _QuietHTTPServer((self.address(i), WEB_PORT), _SlowHandler)
         threading.Thread(target=httpd.serve_forever, args=(0.2,), daemon=True).start()
         self.servers[i] = httpd
+
+    def restart_haproxy(self) -> None:
+        """Stop HAProxy and start it again from its config, without a state file: every
+        runtime change (drain, weight) is gone, as after a reload outside ctop."""
+        assert self.haproxy_proc is not None
+        self.haproxy_proc.terminate()
+        self.haproxy_proc.wait(timeout=5)
+        self.admin_socket.unlink(missing_ok=True)
+        self._launch_haproxy()
 
     def config(self) -> DirectorConfig:
         lb: dict = {}
@@ -156,7 +167,9 @@ class DemoCluster:
             "--probe",
             f"tcp://{self.address(i)}:{WEB_PORT}?name=tcp&interval={self.probe_interval}&timeout=1",
         ]
-        (self.workdir / "agentd.toml").touch()
+        for url in self.extra_probes:
+            cmd += ["--probe", url.replace("{addr}", self.address(i))]
+        (self.workdir / "agentd.toml").write_text(self.agent_config)
         log = open(self.workdir / f"agent-{i + 1}.log", "wb")  # noqa: SIM115 - lives with the process
         return subprocess.Popen(cmd, stdout=log, stderr=log, preexec_fn=_die_with_parent)
 
@@ -182,7 +195,11 @@ backend web
     balance leastconn
 {servers}
 """)
-        log = open(self.workdir / "haproxy.log", "wb")  # noqa: SIM115 - lives with the process
+        self._launch_haproxy()
+
+    def _launch_haproxy(self) -> None:
+        cfg = self.workdir / "haproxy.cfg"
+        log = open(self.workdir / "haproxy.log", "ab")  # noqa: SIM115 - lives with the process
         self.haproxy_proc = subprocess.Popen(["haproxy", "-f", str(cfg), "-db"], stdout=log,
                                              stderr=log, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 10

@@ -28,23 +28,24 @@ from ctop.cluster import ClusterModel
 from ctop.collector import Receiver
 from ctop.config import DirectorConfig, effective_readonly
 from ctop.gcpolicy import process_heap
-from ctop.model import EventView, LBServiceView, Liveness, RealServerView, Snapshot
+from ctop.model import EventView, LBServiceView, Snapshot
 from ctop.store import Store
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from ctop.lb.actions import ActionResult, LBController, Plan
-    from ctop.lb.advice import WeightAdvisor
     from ctop.lb.automation import AutoQuiescer
     from ctop.lb.base import VirtualService
     from ctop.lb.config import LBConfig
     from ctop.lb.journal import Actor
+    from ctop.lb.monitor import LBMonitor
     from ctop.lb.request import ActionRequest
 
 log = logging.getLogger(__name__)
 
 EVENTS_KEPT = 200  # recent events carried in each snapshot
+LB_URGENT_POLL = 0.1  # seconds between looks for a failed probe result automation must count
 FOLD_BATCH = 256  # deferred report bodies checked per idle moment of the socket (~2 ms)
 
 
@@ -76,7 +77,7 @@ class Engine:
         self._lb_error = ""
         self._lb_services: list[VirtualService] = []
         self._lb_cfg: LBConfig | None = None
-        self._advisors: dict[tuple[str, str], WeightAdvisor] = {}
+        self.monitor: LBMonitor | None = None
         self._lb_views: tuple[LBServiceView, ...] = ()
         self._lb_imbalance = 0.0
         # One change at a time per balancer: an action holds its backend's lock, a round of
@@ -121,6 +122,8 @@ class Engine:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         self.receiver.close()
+        if self.monitor is not None:
+            self.monitor.close()
         self.heap.release()
         await self.hooks.drain(timeout=5)
         if self.store is not None:
@@ -279,7 +282,18 @@ class Engine:
                 if message != self._lb_error:
                     log.warning("reading the load balancers failed: %s", message)
                 self._lb_error = message
-            await asyncio.sleep(self.config.lb_every)
+            await self._lb_wait(self.config.lb_every)
+
+    async def _lb_wait(self, seconds: float) -> None:
+        """Until the next round: `seconds`, or less when a failed probe result is waiting to
+        be counted (automation then acts within moments of the deciding result)."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(LB_URGENT_POLL, left))
+            # (not while the balancer cannot be read: that would retry every 0.1 s)
+            if self.monitor is not None and not self._lb_error and self.monitor.urgent(
+                    self.model.nodes):
+                return
 
     @contextlib.contextmanager
     def _holding(self, backends: Sequence[str]) -> Iterator[None]:
@@ -296,117 +310,19 @@ class Engine:
             self._lb_round()
 
     def _lb_round(self) -> None:
-        """Worker thread: read the tables, run automation, rebuild the LB views."""
+        """Worker thread: one monitor round (tables, health, automation, drift, advice)."""
         assert self.lb is not None
-        services = self.lb.services()
-        if self.quiescer is not None:
-            done = self.quiescer.step(self._health_rounds(services))
-            for decision, result in done:
-                if result is not None and result.applied:
-                    self._note_action(result, f"auto: {decision.reason}")
-            if any(r is not None and r.applied for _, r in done):
-                services = self.lb.services()
-        advice = self._advise(services)
-        if self._lb_cfg is not None and self._lb_cfg.advice.auto and not self.readonly:
-            changed = False
-            for (backend, service, server), weight in advice.items():
-                result = self.lb.set_weight(backend, service, server, weight, origin="auto")
-                if result.applied:
-                    changed = True
-                    self._note_action(result, "auto: weight advice")
-            if changed:
-                services = self.lb.services()
-                advice = {}
-        self._lb_services = services
-        self._lb_views, self._lb_imbalance = self._lb_view(services, advice)
+        if self.monitor is None:
+            from ctop.lb.monitor import LBMonitor
 
-    def _advise(self, services: Sequence[VirtualService]) -> dict[tuple[str, str, str], int]:
-        """Suggested weights from measured capacity and load; only those that differ."""
-        from ctop.lb.advice import ServerLoad, WeightAdvisor
-        from ctop.lb.ratio import load_basis, map_servers_to_nodes
-
-        policy = self._lb_cfg.advice if self._lb_cfg is not None else None
-        owners = map_servers_to_nodes(services, self._node_addresses())
-        out: dict[tuple[str, str, str], int] = {}
-        for vs in services:
-            loads = []
-            by_rate = load_basis(vs) == "rate"  # the same measure the ratios are taken of
-            for rs in vs.servers:
-                node = self.model.nodes.get(owners.get((vs.backend, vs.key, rs.key), ""))
-                usable = node is not None and node.liveness is Liveness.ALIVE and node.metrics
-                latencies = [x.latency_ms for x in node.services if x.latency_ms] if usable else []
-                loads.append(ServerLoad(
-                    server=rs.key,
-                    weight=rs.weight,
-                    cores=(node.cores or len(node.metrics.get("cpu_cores", ())) or None)
-                    if usable else None,
-                    cpu_idle=1 - node.metrics.get("cpu_percent", 0.0) / 100 if usable else None,
-                    load=rs.conns_per_s if by_rate else rs.active_conns,
-                    latency_ms=sum(latencies) / len(latencies) if latencies else None,
-                ))
-            advisor = self._advisors.setdefault((vs.backend, vs.key), WeightAdvisor(policy))
-            for a in advisor.advise(loads):
-                if a.change:
-                    out[(vs.backend, vs.key, a.server)] = a.suggested
-        return out
-
-    def _node_addresses(self) -> dict[str, list[str]]:
-        out = {}
-        for n in list(self.model.nodes.values()):
-            addrs = list(n.addresses)
-            if n.source and n.source not in addrs:
-                addrs.append(n.source)
-            out[n.node_id] = addrs
-        return out
-
-    def _health_rounds(self, services: Sequence[VirtualService]) -> list[Any]:
-        """Health input for auto-quiesce: the real server's node is dead, or its checks fail."""
-        from ctop.lb.automation import Health
-        from ctop.lb.ratio import map_servers_to_nodes
-
-        owners = map_servers_to_nodes(services, self._node_addresses())
-        rounds = []
-        for (backend, service, server), node_id in owners.items():
-            node = self.model.nodes.get(node_id)
-            if node is None:
-                continue
-            dead = node.liveness in (Liveness.DEAD, Liveness.LEFT)
-            statuses = [s.status for s in node.services]
-            check = None if not statuses else all(s == "ok" for s in statuses)
-            rounds.append(Health(backend, service, server, check_ok=check, node_dead=dead))
-        return rounds
-
-    def _lb_view(
-        self, services: Sequence[VirtualService], advice: dict[tuple[str, str, str], int]
-    ) -> tuple[tuple[LBServiceView, ...], float]:
-        from ctop.lb.ratio import imbalance_index, load_basis, map_servers_to_nodes, server_ratios
-
-        owners = map_servers_to_nodes(services, self._node_addresses())
-        views = []
-        worst = 0.0
-        for vs in services:
-            ratios = {r.server: r for r in server_ratios(vs)}
-            basis = load_basis(vs)
-            by_rate = basis == "rate"
-            index = imbalance_index(ratios.values(), use=basis) or 0.0
-            worst = max(worst, index)
-            servers = []
-            for rs in vs.servers:
-                r = ratios.get(rs.key)
-                servers.append(RealServerView(
-                    key=rs.key, address=rs.address, port=rs.port, weight=rs.weight,
-                    state=str(rs.state), active_conns=rs.active_conns,
-                    inactive_conns=rs.inactive_conns, conns_per_s=rs.conns_per_s,
-                    node_id=owners.get((vs.backend, vs.key, rs.key), ""),
-                    conn_share=((r.rate_share if by_rate else r.conn_share) or 0.0) if r else 0.0,
-                    weight_share=r.weight_share if r else 0.0,
-                    ratio=(r.rate_ratio if by_rate else r.conn_ratio) if r else None,
-                    advised_weight=advice.get((vs.backend, vs.key, rs.key)),
-                    forward=rs.forward,
-                ))
-            views.append(LBServiceView(vs.key, vs.backend, vs.protocol, vs.scheduler,
-                                       tuple(servers), index, basis))
-        return tuple(views), worst
+            self.monitor = LBMonitor(self.lb, self._lb_cfg, self.quiescer)
+        outcome = self.monitor.round(self.model.nodes, self.readonly)
+        for result, why in outcome.actions:
+            self._note_action(result, why)
+        if outcome.events:
+            self._note(outcome.events)
+        self._lb_services = outcome.services
+        self._lb_views, self._lb_imbalance = outcome.views, outcome.imbalance
 
     def _note_action(
         self, result: ActionResult, why: str = "", actor: Actor | None = None

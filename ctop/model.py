@@ -137,6 +137,8 @@ class RealServerView:
     ratio: float | None = None  # conn_share / weight_share; 1.0 = balanced; None if weight 0
     advised_weight: int | None = None
     forward: str = ""
+    health: str = ""  # what judges it for auto-quiesce and how it fares ("" = automation off)
+    drift: str = ""  # how the balancer differs from the journal's intent ("" = it does not)
 
 
 @dataclass(frozen=True, slots=True)

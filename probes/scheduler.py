@@ -53,6 +53,7 @@ class ProbeScheduler:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._latest: dict[str, ProbeResult] = {}
         self._checked_at: dict[str, float] = {}
+        self._results: dict[str, int] = {}  # name -> results so far (each run counts once)
         self._running = False
 
     @property
@@ -65,6 +66,11 @@ class ProbeScheduler:
     def latest(self) -> dict[str, ProbeResult]:
         """The newest result of every probe that has finished at least one run."""
         return dict(self._latest)
+
+    def result_counts(self) -> dict[str, int]:
+        """How many results each probe has produced: a new number means a new result, so a
+        reader polling faster than the probe runs never counts one result twice."""
+        return dict(self._results)
 
     def checked_at(self) -> dict[str, float]:
         """Wall-clock time (time.time()) of each probe's newest result, to judge staleness."""
@@ -102,6 +108,7 @@ class ProbeScheduler:
             task.cancel()
         self._latest.pop(name, None)
         self._checked_at.pop(name, None)
+        self._results.pop(name, None)
 
     def _spawn(self, name: str, spec: ProbeSpec) -> None:
         CHECKS.get(spec.type)  # import the check's module now, not inside a timed check
@@ -123,6 +130,7 @@ class ProbeScheduler:
             result = await self._run_once(spec)
             self._latest[name] = result
             self._checked_at[name] = time.time()
+            self._results[name] = self._results.get(name, 0) + 1
             if self._on_result is not None:
                 with contextlib.suppress(Exception):
                     self._on_result(name, result)

@@ -87,6 +87,7 @@ class HAProxyLab:
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    argv: tuple[str, ...] = ()  # how the process was started (restart() starts it again)
 
     def cmd(self, line: str, sock: str | None = None) -> str:
         with socket.socket(socket.AF_UNIX) as s:
@@ -110,6 +111,18 @@ class HAProxyLab:
                 r = client.get(self.url(backend))
                 counts[r.text if r.status_code == 200 else f"HTTP {r.status_code}"] += 1
         return counts
+
+    def restart(self) -> None:
+        """Stop HAProxy and start it again from its config file without a state file: every
+        runtime change (drain, weight) is lost, as after a reload outside ctop."""
+        assert self.proc is not None and self.log is not None
+        self.proc.terminate()
+        self.proc.wait(timeout=5)
+        for sock in (self.admin_socket, self.user_socket):
+            Path(sock).unlink(missing_ok=True)
+        log = open(self.log, "ab")  # noqa: SIM115 - kept by the process, like the first one
+        self.proc = subprocess.Popen([*self.argv], stdout=log, stderr=log)
+        _wait_ready(self)
 
     def reset(self) -> None:
         for srv in self.servers.values():
@@ -181,7 +194,8 @@ def haproxy_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HAProxyLab
     cfg = tmp / "haproxy.cfg"
     cfg.write_text(_config(tmp, lab, free_port()))
     log = open(lab.log, "wb")  # noqa: SIM115 - closed at teardown
-    lab.proc = subprocess.Popen([binary, "-f", str(cfg), "-db"], stdout=log, stderr=log)
+    lab.argv = (binary, "-f", str(cfg), "-db")
+    lab.proc = subprocess.Popen([*lab.argv], stdout=log, stderr=log)
     try:
         _wait_ready(lab)
         yield lab

@@ -225,3 +225,24 @@ def test_status_text_lists_only_nodes_that_need_a_look_in_a_large_cluster():
     assert "lb haproxy web: " in text and "lb ipvs TCP 10.0.0.1:8080: " in text
     small = to_plain(sample_snapshot(12))
     assert sum(line.startswith("  ") for line in status_text(small).splitlines()) == 12
+
+
+def test_status_text_names_drift_and_servers_automation_cannot_judge():
+    from dataclasses import replace
+
+    from ctop.cli import status_text
+    from ctop.codec import to_plain
+    from ctop.tui.sample import sample_snapshot
+
+    snap = sample_snapshot(12)
+    web = next(s for s in snap.lb if s.key == "web")
+    first, second, *rest = web.servers
+    servers = (replace(first, drift="journal: drained by cli (weight 3 saved); live: serving "
+                                    "weight 3"),
+               replace(second, health="no check on port 8080: no automation"), *rest)
+    snap = replace(snap, lb=tuple(replace(s, servers=servers) if s is web else s
+                                  for s in snap.lb))
+    text = status_text(to_plain(snap))
+    assert f"lb haproxy web / {first.key}: DRIFT journal: drained by cli" in text
+    assert (f"lb haproxy web / {second.key}: auto-quiesce: no check on port 8080: "
+            "no automation") in text

@@ -41,16 +41,26 @@ def _intent(server: str, drained_by: str | None, saved: int | None = None) -> In
 S = ServerState.SERVING
 
 
-def test_tracker_counts_consecutive() -> None:
+def test_tracker_counts_results_in_a_row_per_check() -> None:
     t = HealthTracker()
     key = ("haproxy", "web", "a")
     for ok in (False, False, True, False):
-        t.observe([Health(*key, check_ok=ok)])
+        t.observe([Health(*key, "http", ok)])
+    t.judge({key: (("http",), False)})
     assert (t.counters[key].fails, t.counters[key].oks) == (1, 0)
-    t.observe([Health(*key, check_ok=None)])  # no result this round changes nothing
+    t.observe([])  # no new result this round changes nothing
+    t.judge({key: (("http",), False)})
     assert t.counters[key].fails == 1
-    t.observe([Health(*key, node_dead=True)])
-    assert t.counters[key].node_dead and t.counters[key].fails == 2
+    # two checks: the worst failure streak, the least ok streak
+    t.observe([Health(*key, "tcp", True), Health(*key, "tcp", True), Health(*key, "http", False)])
+    t.judge({key: (("http", "tcp"), False)})
+    assert (t.counters[key].fails, t.counters[key].oks) == (2, 0)
+    t.judge({key: ((), False)})  # nothing judges it: no counters, no automation
+    assert key not in t.counters
+    # a check that never produced a result does not hold a restore back
+    t.observe([Health(*key, "http", True), Health(*key, "http", True)])
+    t.judge({key: (("http", "slow"), False)})
+    assert (t.counters[key].fails, t.counters[key].oks) == (0, 2)
 
 
 def test_decide_quiesce_after_n_and_off_by_default() -> None:
@@ -61,14 +71,12 @@ def test_decide_quiesce_after_n_and_off_by_default() -> None:
     [d] = decide([vs], counters, {}, policy_lookup({"web": ON}))
     assert (d.kind, d.server) == ("quiesce", "a")
     assert decide([vs], counters, {}, policy_lookup({})) == []  # off unless configured
-    # node dead quiesces at once
-    [d] = decide(
-        [vs],
-        {("haproxy", "web", "b"): Counters(node_dead=True)},
-        {},
-        policy_lookup({"haproxy:web": ON}),
-    )
-    assert (d.kind, d.server, d.reason) == ("quiesce", "b", "node dead")
+    # a dead node alone is no reason: only the director's own failed checks are
+    assert decide([vs], {("haproxy", "web", "b"): Counters(node_dead=True)}, {},
+                  policy_lookup({"haproxy:web": ON})) == []
+    [d] = decide([vs], {("haproxy", "web", "b"): Counters(fails=2, node_dead=True)}, {},
+                 policy_lookup({"haproxy:web": ON}))
+    assert (d.kind, d.server) == ("quiesce", "b") and "director" in d.reason
 
 
 def test_decide_never_last_serving() -> None:
@@ -104,8 +112,9 @@ def _check(rs: RealServer) -> bool:
 
 
 def _round(ctl: LBController, service: str) -> list[Health]:
+    """One new result of the "http" check per real server."""
     [vs] = [v for v in ctl.services() if v.key == service]
-    return [Health(vs.backend, vs.key, rs.key, check_ok=_check(rs)) for rs in vs.servers]
+    return [Health(vs.backend, vs.key, rs.key, "http", _check(rs)) for rs in vs.servers]
 
 
 @pytest.fixture
@@ -208,3 +217,81 @@ def test_a_failed_automatic_action_backs_off(haproxy: HAProxyLab, tmp_path) -> N
     assert aq.step(_round(admin, "web7")) == []  # the delay doubled
     assert [r.result != "ok" for r in journal.actions()] == [True, True]
     journal.close()
+
+
+# -- which checks judge a server, results counted once ----------------------------------------
+
+
+def test_checks_config_is_a_table_of_probe_lists_with_clear_errors() -> None:
+    from ctop.lb.config import ConfigError, parse_config
+
+    cfg = parse_config({"automation": {"checks": {"web": ["http"], "haproxy:api": ["a", "b"]},
+                                       "web": {}}})
+    assert cfg.checks == {"web": ("http",), "haproxy:api": ("a", "b")}
+    assert cfg.automation["web"].enabled and "checks" not in cfg.automation
+    for bad, says in ((["http"], "must be a table"), ({"web": "http"}, '"web" must be'),
+                      ({"web": []}, "non-empty list"), ({"web": [1]}, "probe names")):
+        with pytest.raises(ConfigError, match=says) as info:
+            parse_config({"automation": {"checks": bad}})
+        assert "[lb.automation].checks" in str(info.value)
+
+
+def test_a_server_is_judged_by_the_probes_on_its_port_unless_mapped() -> None:
+    from agentd.wire import ProbeInfo
+    from ctop.lb.health import checks_for
+
+    probes = (ProbeInfo("http", "http", 8080, 10.0), ProbeInfo("ssh", "ssh", 22, 10.0),
+              ProbeInfo("mysql", "tcp", 3306, 5.0), ProbeInfo("alive", "tcp", 8080, 10.0))
+    key = ("haproxy", "web", "s1")
+    assert checks_for(key, "n1", 8080, probes, {}).checks == ("http", "alive")
+    assert checks_for(key, "n1", 8080, probes, {"web": ("mysql",)}).checks == ("mysql",)
+    assert checks_for(key, "n1", 8080, probes, {"haproxy:web": ("ssh",)}).checks == ("ssh",)
+    none = checks_for(key, "n1", 9000, probes, {})
+    assert none.checks == () and "no check" in none.describe()
+
+
+def test_each_result_counts_once_whatever_the_reports_repeat() -> None:
+    from agentd.wire import ServiceStatus as S
+    from ctop.lb.health import ResultReader
+
+    r, key = ResultReader(), ("haproxy", "web", "s1")
+    fail = S("http", "fail", None, "refused", 7)
+    assert len(r.agent_results(key, 1, [fail], ["http"])) == 1
+    for _ in range(5):  # the same result in the next reports / LB rounds
+        assert r.agent_results(key, 1, [fail], ["http"]) == []
+    assert r.agent_results(key, 1, [fail._replace(seq=8)], ["http"])[0].ok is False
+    assert r.agent_results(key, 2, [fail._replace(seq=8)], ["http"])  # a restarted agent
+    assert r.agent_results(key, 2, [S("http", "unknown", None, "not checked yet")],
+                           ["http"]) == []
+    assert r.agent_results(key, 2, [S("http", "warn", 3.0, "cert expires", 9)],
+                           ["http"])[0].ok is True
+    assert r.agent_results(key, 2, [S("ssh", "fail", None, "", 1)], ["http"]) == []
+    # an agent that does not number results: a result counts when it differs
+    old = S("http", "fail", None, "refused")
+    assert len(r.agent_results(key, 3, [old], ["http"])) == 1
+    assert r.agent_results(key, 3, [old], ["http"]) == []
+    assert r.agent_results(key, 3, [old._replace(detail="timed out")], ["http"])
+
+
+def test_the_directors_own_check_is_the_agents_probe_aimed_at_the_real_server() -> None:
+    from agentd.wire import ProbeInfo
+    from ctop.lb.director_checks import director_spec
+
+    spec = director_spec("x", ProbeInfo("web", "http", 80, 2.0, "/health"), "10.0.0.5", 8080)
+    assert (spec.type, spec.host, spec.port, spec.path, spec.interval) == (
+        "http", "10.0.0.5", 8080, "/health", 2.0)
+    assert director_spec("y", ProbeInfo("c", "command", None, 5.0), "10.0.0.5", 3306).type == "tcp"
+    assert director_spec("z", None, "10.0.0.5", 25).type == "tcp"  # an agent without probe info
+
+
+def test_a_stale_human_drain_record_does_not_hold_automation_back() -> None:
+    # the journal says "drained by operator" but the balancer serves (reset outside ctop)
+    vs = _vs(("a", 1, S), ("b", 1, S))
+    failing = {("haproxy", "web", "a"): Counters(fails=2)}
+    stale = {("haproxy", "web", "a"): _intent("a", "operator", 1)}
+    [d] = decide([vs], failing, stale, policy_lookup({"web": ON}))
+    assert (d.kind, d.server) == ("quiesce", "a")
+    # while the balancer still shows the drain, the human's drain is respected
+    held = _vs(("a", 1, ServerState.DRAINED), ("b", 1, S))
+    [d] = decide([held], failing, stale, policy_lookup({"web": ON}))
+    assert (d.kind, d.server) == ("hold", "a")

@@ -401,7 +401,7 @@ def test_automation_never_undoes_an_operators_maint(
         ctl, policy_lookup({}, QuiescePolicy(enabled=True, quiesce_after=1, restore_after=1))
     )
     for ok in (True, True, False, False, True, True):
-        rounds = [Health("haproxy", "web4", s, check_ok=ok) for s in SERVERS]
+        rounds = [Health("haproxy", "web4", s, "http", ok) for s in SERVERS]
         done = quiescer.step(rounds)
         assert not [d for d, r in done if r is not None and d.server == "s1"], done
     assert servers(backend, "web4")["s1"].state == ServerState.MAINT

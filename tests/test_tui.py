@@ -361,3 +361,24 @@ async def test_grid_up_down_keep_the_column_across_group_headers():
         assert grid.selected is nodes[-1]
         await pilot.press("home", "pagedown")
         assert grid.cursor > a0 + 2 and grid.scroll_offset.y > 0
+
+
+async def test_drift_shows_on_the_row_and_R_re_applies_through_the_dialog(lb_engine, haproxy):
+    assert (await lb_engine.lb_action("drain", "haproxy", "web2", "s3")).ok
+    await asyncio.to_thread(haproxy.restart)  # no state file: the drain is gone
+    app = CtopApp(lb_engine, view="table")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        pane = await select_server(pilot, app, "web2", "s3")
+        await until(lambda: pane.target.server.drift, timeout=10)
+        row = pane._servers[pane._pick]
+        await pilot.pause()
+        assert "≠" in pane.body_strip(row, 200).text  # the mark on the server's row
+        await pilot.press("R")
+        await until(lambda: isinstance(app.screen, ConfirmAction))
+        req = app.screen.request
+        assert (req.verb, req.before, req.after, req.state_after) == ("reapply", 1, 0, "drained")
+        assert "journal: drained by operator" in str(app.screen.query_one("#body").render())
+        await pilot.press("y")
+        await until(lambda: _drained(haproxy, "web2", "s3"))
+        await until(lambda: not pane.target.server.drift)

@@ -81,7 +81,8 @@ def big_node_metrics(cores: int = 16) -> dict:
 
 
 def report(seq: int = 1, node: str = "web-0001.dc1.example.com", boot: int = 7, **kw) -> Report:
-    services = kw.pop("services", tuple(ServiceStatus(s, "ok", 12.5) for s in SERVICES))
+    # an agent numbers each probe's results: the size tests count those bytes too
+    services = kw.pop("services", tuple(ServiceStatus(s, "ok", 12.5, "", 99) for s in SERVICES))
     ts = kw.pop("ts", time.time())
     return Report(
         header=Header(node, boot, seq, ts),
@@ -156,7 +157,7 @@ def test_report_round_trip_keeps_values_to_their_wire_precision():
     assert m["net_rx_bytes"] == 2**62
     assert m["cpu_cores"][0] == 99
     assert m["tcp_states"]["TIME_WAIT"] == [28_000]
-    assert got.services[0] == ServiceStatus("http", "ok", 12.5, "")
+    assert got.services[0] == ServiceStatus("http", "ok", 12.5, "", 99)
     # (name, pid, cpu % of one core, rss bytes): cpu to 0.1 %, rss to the KiB
     assert m["top_procs"] == big_node_metrics()["top_procs"]
     assert all(type(p) is tuple for p in m["top_procs"])
@@ -191,6 +192,46 @@ def test_join_and_leave_round_trip():
     leave = Leave(Header("n1", 9, 1, time.time()), "SIGTERM")
     got = v.verify(encode(KEY, leave))
     assert isinstance(got, Leave) and got.reason == "SIGTERM"
+
+
+def test_each_service_status_carries_its_probe_result_number_on_both_paths():
+    statuses = (ServiceStatus("http", "ok", 1.5, "", 5),
+                ServiceStatus("smtp", "fail", None, "refused", 127),
+                ServiceStatus("dns", "warn", 2.0, "slow", 0),
+                ServiceStatus("ssh", "unknown", None, "not checked yet"))
+    data = encode(KEY, report(services=statuses))
+    got = Verifier(KEY).verify(data)
+    assert [(s.name, s.status, s.detail, s.seq) for s in got.services] == [
+        ("http", "ok", "", 5), ("smtp", "fail", "refused", 127), ("dns", "warn", "slow", 0),
+        ("ssh", "unknown", "not checked yet", None)]
+    body = msgpack.unpackb(data[wire.HEADER_BYTES: -wire.TAG_BYTES])
+    assert wire.parse_body(body) == wire._decode_body(data[wire.HEADER_BYTES: -wire.TAG_BYTES])
+    reference = wire.Report(*[*got[:4], tuple(wire._parse_service(s) for s in body["s"])])
+    assert reference.services == got.services
+
+
+def test_result_numbers_wrap_and_an_older_agent_sends_none():
+    got = Verifier(KEY).verify(encode(KEY, report(services=(
+        ServiceStatus("http", "ok", 1.0, "", 128 + 3),))))
+    assert got.services[0].seq == 3
+    old = {"k": "r", "n": "old", "b": 1, "q": 1, "t": time.time(), "i": 1.0,
+           "m": {"v": [0] * 5}, "s": [["http", 2, None, "refused"], ["dns", 0, 12]]}
+    got = Verifier(KEY).verify(seal(KEY, old))
+    assert [(s.detail, s.seq) for s in got.services] == [("refused", None), ("", None)]
+
+
+def test_a_join_describes_the_probes_and_a_bad_description_is_refused():
+    probes = (wire.ProbeInfo("web", "http", 8080, 10.0, "/health"),
+              wire.ProbeInfo("check", "command", None, 30.0))
+    join = Join(Header("n1", 9, 0, time.time()), "n1", ("10.0.0.2",), 4, 1 << 30, "0.1", 1.0,
+                "", probes)
+    got = Verifier(KEY).verify(encode(KEY, join))
+    assert got.probes == probes
+    bad = {"k": "j", "n": "n2", "b": 1, "q": 0, "t": time.time(), "h": "n2", "a": [],
+           "cr": 1, "mt": 1, "v": "0.1", "i": 1.0, "p": [["web", "http", "8080", 10.0]]}
+    got = Verifier(KEY).verify(seal(KEY, bad))
+    assert isinstance(got, Rejected) and got.reason is Reason.BAD_FIELD
+    assert "'p'" in got.detail, got.detail
 
 
 def test_a_report_alone_registers_a_never_seen_node():

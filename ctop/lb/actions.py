@@ -386,7 +386,23 @@ class LBController:
         self, backend: str, service: str, server: str, origin: str = "operator"
     ) -> ActionResult:
         with self._lock:
-            return self._run(self.plan_restore(backend, service, server, origin), origin)
+            plan = self.plan_restore(backend, service, server, origin)
+            if plan.noop and plan.ok and not self.readonly:
+                plan = self._forget_stale_drain(plan, origin)
+            return self._run(plan, origin)
+
+    def _forget_stale_drain(self, plan: Plan, origin: str) -> Plan:
+        """The server serves, but the journal still says drained (the balancer was reset
+        outside ctop): clear the record so it no longer claims a drain, and journal that."""
+        intent = self.journal.intent(plan.backend, plan.service, plan.server) if self.journal \
+            else None
+        if self.journal is None or intent is None or not intent.drained:
+            return plan
+        self.journal.clear_drain(plan.backend, plan.service, plan.server)
+        plan = replace(plan, message=f"{plan.message}; stale drain record by "
+                       f"{intent.drained_by} ({intent.drained_user}) cleared")
+        self._result(plan, origin, ok=True, message=plan.message)  # one journal row
+        return plan
 
     def execute(self, plan: Plan, origin: str = "operator") -> ActionResult:
         """Apply a plan the operator confirmed; it is re-planned so a stale dialog can't lie."""

@@ -1,10 +1,15 @@
 """Auto-quiesce (ldirectord's quiescent mode, keepalived's inhibit_on_failure), off by default.
 
-A real server whose node is dead, or whose service check failed `quiesce_after` times in a
-row, is drained (weight 0 on IPVS, state drain on HAProxy) with origin "auto"; after
-`restore_after` healthy checks in a row it goes back to the exact weight it had. It never
-quiesces the last serving real server of a service (unless keep_last = false) and never
-touches a server an operator drained.
+A real server is judged by the probe RESULTS of the checks that check it (ctop.lb.health
+picks them and numbers each result once). When any of its checks failed `quiesce_after`
+results in a row it is drained (weight 0 on IPVS, state drain on HAProxy) with origin "auto";
+when every one of its checks has `restore_after` good results in a row it goes back to the
+exact weight it had. warn counts as good; "not checked yet" counts as nothing. A dead node's
+agent results are not used: the director checks the real server itself, and only those
+results count (a lossy agent link never pulls a healthy server). Automation never quiesces
+the last serving real server of a service (unless keep_last = false) and never touches a
+server an operator drained, as long as the balancer still shows it drained (a stale record,
+after a reset outside ctop, does not block it: see ctop.lb.drift).
 
 `decide()` is pure (table + counters + intent in, decisions out); `AutoQuiescer` acts on it.
 """
@@ -25,27 +30,27 @@ Key = tuple[str, str, str]  # (backend, service key, server key)
 @dataclass(frozen=True, slots=True)
 class QuiescePolicy:
     enabled: bool = False
-    quiesce_after: int = 3  # consecutive failed checks
-    restore_after: int = 2  # consecutive healthy checks
+    quiesce_after: int = 3  # failed results in a row (of any one of the server's checks)
+    restore_after: int = 2  # good results in a row (of every one of its checks)
     keep_last: bool = True  # never quiesce the last serving real server
 
 
 @dataclass(frozen=True, slots=True)
 class Health:
-    """One round of health input for one real server."""
+    """One new probe result for one real server (each result is observed once)."""
 
     backend: str
     service: str
     server: str
-    check_ok: bool | None = None  # None: no check result this round
-    node_dead: bool = False
+    check: str  # the probe name ("director:<name>" for the director's own check)
+    ok: bool  # warn is ok; a result that is neither ok nor failed is never a Health
 
 
 @dataclass(slots=True)
 class Counters:
-    fails: int = 0  # consecutive failed checks
-    oks: int = 0  # consecutive healthy checks
-    node_dead: bool = False
+    fails: int = 0  # failed results in a row (the worst of the server's checks)
+    oks: int = 0  # good results in a row (the least of the server's checks)
+    node_dead: bool = False  # judged by the director's checks: the agent is silent
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,19 +63,45 @@ class Decision:
 
 
 class HealthTracker:
-    """Consecutive failure / success counts per real server."""
+    """Results in a row, per real server and check; a server's counters over its checks."""
 
     def __init__(self) -> None:
+        self.streaks: dict[tuple[Key, str], Counters] = {}
         self.counters: dict[Key, Counters] = {}
 
-    def observe(self, rounds: Iterable[Health]) -> None:
-        for h in rounds:
-            c = self.counters.setdefault((h.backend, h.service, h.server), Counters())
-            c.node_dead = h.node_dead
-            if h.node_dead or h.check_ok is False:
-                c.fails, c.oks = c.fails + 1, 0
-            elif h.check_ok:
+    def observe(self, results: Iterable[Health]) -> None:
+        for h in results:
+            c = self.streaks.setdefault(((h.backend, h.service, h.server), h.check), Counters())
+            if h.ok:
                 c.fails, c.oks = 0, c.oks + 1
+            else:
+                c.fails, c.oks = c.fails + 1, 0
+
+    def judge(self, active: Mapping[Key, tuple[tuple[str, ...], bool]]) -> None:
+        """Server counters from the checks that count now: key -> (checks, node dead).
+        A server no check judges has no counters (no automation)."""
+        self.counters = {}
+        for key, (checks, dead) in active.items():
+            if not checks:
+                continue
+            # a check without any result yet ("not checked yet") neither fails nor holds a
+            # restore back
+            streaks = [self.streaks[(key, c)] for c in checks if (key, c) in self.streaks]
+            self.counters[key] = Counters(
+                fails=max((s.fails for s in streaks), default=0),
+                oks=min((s.oks for s in streaks), default=0), node_dead=dead)
+
+    def known(self) -> dict[Key, tuple[tuple[str, ...], bool]]:
+        """Every server with the checks it has results for (callers without a mapping)."""
+        seen: dict[Key, list[str]] = {}
+        for key, check in self.streaks:
+            seen.setdefault(key, []).append(check)
+        return {key: (tuple(checks), False) for key, checks in seen.items()}
+
+    def forget(self, key: Key, checks: Iterable[str]) -> None:
+        """Checks that stopped counting start from scratch next time (no stale streaks)."""
+        for c in checks:
+            self.streaks.pop((key, c), None)
 
 
 PolicyLookup = Callable[[str, str], QuiescePolicy]
@@ -111,21 +142,26 @@ def decide(
             if c is None:
                 continue
             intent = intents.get(key)
+            out_now = is_drained(rs) or rs.state == ServerState.MAINT
+            if intent is not None and intent.drained and not out_now:
+                intent = None  # stale: the balancer was reset outside ctop (drift reports it)
             ours = intent is not None and intent.drained_by == "auto"
             if intent is not None and intent.human_drain:
-                if c.node_dead or c.fails >= pol.quiesce_after:
+                if c.fails >= pol.quiesce_after:
                     out.append(Decision("hold", *key, f"drained by {intent.drained_by}"))
                 continue
-            failing = c.node_dead or c.fails >= pol.quiesce_after
-            if failing and not is_drained(rs) and rs.state != ServerState.MAINT:
-                why = "node dead" if c.node_dead else f"{c.fails} failed checks in a row"
+            failing = c.fails >= pol.quiesce_after
+            if failing and not out_now:
+                why = f"{c.fails} failed results in a row"
+                if c.node_dead:
+                    why = f"node dead and the director's own check failed {c.fails} times"
                 if pol.keep_last and serving <= {rs.key}:
                     out.append(Decision("hold", *key, f"{why}, but last serving real server"))
                     continue
                 serving.discard(rs.key)
                 out.append(Decision("quiesce", *key, why))
-            elif ours and not c.node_dead and c.oks >= pol.restore_after:
-                out.append(Decision("restore", *key, f"{c.oks} healthy checks in a row"))
+            elif ours and c.oks >= pol.restore_after:
+                out.append(Decision("restore", *key, f"{c.oks} good results in a row"))
     return out
 
 
@@ -153,9 +189,18 @@ class AutoQuiescer:
         # (kind, backend, service, server) -> (not before, next delay)
         self._backoff: dict[tuple[str, str, str, str], tuple[float, float]] = {}
 
-    def step(self, rounds: Iterable[Health]) -> list[tuple[Decision, ActionResult | None]]:
-        self.tracker.observe(rounds)
-        services = self.controller.services()
+    def step(
+        self,
+        results: Iterable[Health] = (),
+        *,
+        active: Mapping[Key, tuple[tuple[str, ...], bool]] | None = None,
+        services: Iterable[VirtualService] | None = None,
+    ) -> list[tuple[Decision, ActionResult | None]]:
+        """Count this round's new results, judge each server by its `active` checks (key ->
+        (checks, node dead); default: every check seen so far) and act on the verdict."""
+        self.tracker.observe(results)
+        self.tracker.judge(self.tracker.known() if active is None else active)
+        services = self.controller.services() if services is None else services
         journal = self.controller.journal
         intents = {
             (i.backend, i.service, i.server): i for i in (journal.intents() if journal else [])

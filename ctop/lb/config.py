@@ -9,9 +9,12 @@
     [lb.ipvs]
     enabled = true
 
+    [lb.automation]
+    checks = {"web" = ["http"]}       # which probes judge a service (default: same port)
+
     [lb.automation."web"]             # service key, or "backend:service"; off unless listed
-    quiesce_after = 3
-    restore_after = 2
+    quiesce_after = 3                 # failed probe results in a row
+    restore_after = 2                 # good probe results in a row
     keep_last = true
 
     [lb.advice]
@@ -53,6 +56,9 @@ class LBConfig:
     ipvsadm: str = "ipvsadm"
     readonly: bool = False
     automation: dict[str, QuiescePolicy] = field(default_factory=dict)
+    # service key (or "backend:service") -> the probe names that judge it; unlisted services
+    # are judged by the node's probes on the real server's port
+    checks: dict[str, tuple[str, ...]] = field(default_factory=dict)
     advice: AdvicePolicy = field(default_factory=AdvicePolicy)
 
     @property
@@ -128,7 +134,9 @@ def parse_config(raw: Mapping[str, Any] | None) -> LBConfig:
     ipvs = _typed(ipvs_t.get("enabled", bool(ipvs_t)), bool, "[lb.ipvs].enabled")
 
     automation = {}
-    for service, table in _table(lb.get("automation", {}), "[lb.automation]").items():
+    auto_t = dict(_table(lb.get("automation", {}), "[lb.automation]"))
+    checks = _checks(auto_t.pop("checks", {}))
+    for service, table in auto_t.items():
         where = f'[lb.automation."{service}"]'
         table = dict(_table(table, where))
         table.setdefault("enabled", True)  # listing a service is opting it in
@@ -149,5 +157,26 @@ def parse_config(raw: Mapping[str, Any] | None) -> LBConfig:
         ipvsadm=_typed(ipvs_t.get("ipvsadm", "ipvsadm"), str, "[lb.ipvs].ipvsadm"),
         readonly=_typed(lb.get("readonly", False), bool, "[lb].readonly"),
         automation=automation,
+        checks=checks,
         advice=advice,
     )
+
+
+def _checks(value: Any) -> dict[str, tuple[str, ...]]:
+    """[lb.automation] checks = {"web" = ["http"], "haproxy:api" = ["api", "api-tls"]}"""
+    where = "[lb.automation].checks"
+    example = '{"web" = ["http"]}'
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a table of service = [probe names], e.g. {example}")
+    out = {}
+    for service, names in value.items():
+        if (
+            not isinstance(names, list) or not names
+            or not all(isinstance(n, str) and n.strip() for n in names)
+        ):
+            raise ConfigError(
+                f'{where}."{service}" must be a non-empty list of probe names (the names in '
+                f"the agents' probe config), e.g. {example}; got {names!r}"
+            )
+        out[str(service)] = tuple(n.strip() for n in names)
+    return out

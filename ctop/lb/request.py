@@ -21,8 +21,10 @@ if TYPE_CHECKING:
     from ctop.lb.actions import ActionResult, LBController, Plan
 
 # drain: no new connections; maint: out entirely; weight: set; step: add a delta;
-# restore: back to the weight before the drain; advice: the advised weight (engine resolves it)
-VERBS = ("drain", "maint", "weight", "step", "restore", "advice")
+# restore: back to the weight before the drain; advice: the advised weight (engine resolves it);
+# reapply / accept: drift — put the journal's intent back, or take the live state as the truth
+VERBS = ("drain", "maint", "weight", "step", "restore", "advice", "reapply", "accept")
+DRIFT_VERBS = ("reapply", "accept")
 NEEDS_VALUE = ("weight", "step")
 
 Expect = tuple[int | None, int | None, str]  # (weight before, weight after, state before)
@@ -110,6 +112,10 @@ def resolved(lb: LBController, req: ActionRequest) -> ActionRequest:
 
 def plan_of(lb: LBController, req: ActionRequest) -> Plan:
     """The controller's plan for the request (what the confirmation dialog shows). Blocking."""
+    if req.verb in DRIFT_VERBS:
+        from ctop.lb import drift
+
+        return drift.plan(lb, req.verb, req.backend, req.service, req.server, req.origin)
     return lb.describe(req.action, req.backend, req.service, req.server, req.value, req.origin)
 
 
@@ -134,6 +140,11 @@ def perform(lb: LBController, req: ActionRequest, actor: Actor | None = None) ->
             return lb.restore(b, s, r, origin=origin)
         if req.verb == "step":
             return lb.step_weight(b, s, r, int(req.value or 0), origin=origin)
+        if req.verb in DRIFT_VERBS:
+            from ctop.lb import drift
+
+            act = drift.reapply if req.verb == "reapply" else drift.accept
+            return act(lb, b, s, r, origin=origin)
         if req.value is None:  # weight / advice
             raise ValueError(f"{req.verb} needs a weight")
         return lb.set_weight(b, s, r, int(req.value), origin=origin)

@@ -21,6 +21,8 @@ TITLES = {
     "step": "Step weight",
     "restore": "Restore",
     "advice": "Apply advised weight",
+    "reapply": "Re-apply the journal's intent",
+    "accept": "Accept the live state",
 }
 
 
@@ -76,6 +78,8 @@ def plan(
     lb: LBController | None,
 ) -> Request:
     """Blocking when `lb` is given (it reads the balancer): call from a thread."""
+    if verb in ("reapply", "accept"):
+        return _drift_request(verb, backend, service, rs, lb)
     if lb is not None:
         action = "weight" if verb == "advice" else verb
         try:
@@ -120,3 +124,27 @@ def plan(
     else:
         after, state = value, "serving" if value else "drained"
     return Request(verb, backend, service, rs.key, value, before, after, rs.state, state)
+
+
+def _drift_request(
+    verb: str, backend: str, service: str, rs: RealServerView, lb: LBController | None
+) -> Request:
+    """Drift (ctop.lb.drift): re-apply puts the journal's intent back on the balancer; accept
+    clears the intent and changes nothing on the balancer."""
+    before = 0 if rs.state in ("drained", "quiesced", "maint") else rs.weight
+    if not rs.drift:
+        return Request(verb, backend, service, rs.key, None, before, before, rs.state, rs.state,
+                       ok=False, message="no drift: the balancer shows the journal's intent")
+    if verb == "accept":
+        return Request(verb, backend, service, rs.key, None, before, before, rs.state, rs.state,
+                       message=f"{rs.drift}\nthe journal's intent is cleared; the balancer "
+                       "is not changed")
+    after: int | None = None
+    state = "as the journal says"
+    intent = lb.journal.intent(backend, service, rs.key) if lb and lb.journal else None
+    if intent is not None and intent.drained:
+        after, state = 0, "drained"
+    elif intent is not None and intent.weight_set is not None:
+        after, state = intent.weight_set, "serving"
+    return Request(verb, backend, service, rs.key, None, before, after, rs.state, state,
+                   message=rs.drift)

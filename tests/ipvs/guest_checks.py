@@ -287,6 +287,28 @@ def run_checks(client: Client) -> None:
         backend.set_weight(SVC, RS2, 1)
         return {"seen": seen, "restored": table()[RS2]}
 
+    @check("drift")
+    def _() -> dict[str, object]:
+        # ctop drains rs1 (journaled); someone puts it back by hand with ipvsadm: drift.
+        # Re-applying drains it again (Masq kept) and no new connection reaches it.
+        from ctop.lb.actions import LBController
+        from ctop.lb.drift import find_drift, reapply
+        from ctop.lb.journal import Journal
+
+        journal = Journal("/tmp/ctop-drift.db")
+        ctl = LBController({"ipvs": backend}, journal)
+        drained = ctl.drain("ipvs", SVC, RS1).ok
+        sh(f"ipvsadm -e -t {VIP}:80 -r {RS1} -m -w 3")
+        found = {k[2]: d.text for k, d in find_drift(ctl.services(), journal.intents()).items()}
+        again = reapply(ctl, "ipvs", SVC, RS1)
+        after = table()[RS1]
+        counts = client.get(20)
+        left = find_drift(ctl.services(), journal.intents())
+        restored = ctl.restore("ipvs", SVC, RS1)
+        return {"drained": drained, "found": found, "reapplied": again.ok,
+                "message": again.message, "after": after, "counts": counts, "left": len(left),
+                "restored": restored.after, "rules": saved_rules()}
+
     def failing(call: Callable[[], None]) -> dict[str, object]:
         """Run an edit that must fail: its LBError and whether the table stayed as it was."""
         before = saved_rules()

@@ -166,3 +166,13 @@ def test_unloaded_module_is_reported_and_not_reloaded(vm: dict) -> None:
 
 def test_vm_stays_within_budget(vm: dict) -> None:
     assert vm["_run"]["seconds"] < 120, vm["_run"]
+
+
+def test_a_hand_edit_after_a_drain_is_drift_and_re_applying_drains_again(vm: dict) -> None:
+    d = result(vm, "drift")
+    assert d["drained"] and d["reapplied"], d["message"]
+    assert d["found"] == {RS1: "journal: drained by operator (weight 3 saved); "
+                               "live: serving weight 3"}
+    assert d["after"]["weight"] == 0 and d["after"]["forward"] == "masq"
+    assert d["counts"] == {"rs2": 20}  # no new connection to the re-drained server
+    assert d["left"] == 0 and d["restored"] == 3  # restore still knows the weight from before

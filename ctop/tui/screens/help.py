@@ -45,6 +45,8 @@ KEYS = (
             ("+ / -", "step the weight up / down by 1"),
             ("r", "restore the weight before the drain or maintenance"),
             ("A", "apply the advised weight"),
+            ("R", "drift (≠): re-apply the journal's drain or weight on the balancer"),
+            ("L", "drift (≠): accept the live state (clears the journal's intent)"),
         ),
     ),
 )

@@ -12,7 +12,8 @@ from textual.binding import Binding, BindingType
 
 from ctop.tui.widgets.lb_pane import Target
 
-ACTIONS = {"lb_drain", "lb_maint", "lb_weight", "lb_step", "lb_restore", "lb_advice"}
+ACTIONS = {"lb_drain", "lb_maint", "lb_weight", "lb_step", "lb_restore", "lb_advice",
+           "lb_reapply", "lb_accept"}
 
 
 class LBKeys:
@@ -24,6 +25,9 @@ class LBKeys:
         Binding("minus", "lb_step(-1)", "-1", key_display="-"),
         Binding("r", "lb_restore", "Restore"),
         Binding("A", "lb_advice", "Advised"),
+        # drift (a ≠ on the row): the journal's intent back on the balancer, or the live state
+        Binding("R", "lb_reapply", "Re-apply", show=False),
+        Binding("L", "lb_accept", "Accept live", show=False),
     ]
 
     def lb_target(self) -> Target | None:
@@ -60,3 +64,9 @@ class LBKeys:
 
     def action_lb_advice(self) -> None:
         self._request("advice")
+
+    def action_lb_reapply(self) -> None:
+        self._request("reapply")
+
+    def action_lb_accept(self) -> None:
+        self._request("accept")

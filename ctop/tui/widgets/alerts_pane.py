@@ -59,6 +59,7 @@ class AlertsPane(LineView):
             "join": pal.alive,
             "restart": pal.suspect,
             "error": pal.fail,
+            "drift": pal.warn,
         }.get(item.kind, pal.label)
         return strip(
             [

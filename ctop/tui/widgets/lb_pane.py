@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.strip import Strip
 
 from ctop.model import LBServiceView, RealServerView, Snapshot
+from ctop.tui.colors import Palette
 from ctop.tui.format import bar, count
 from ctop.tui.widgets.cells import pad, text
 from ctop.tui.widgets.line_view import LineView, strip
@@ -128,6 +129,7 @@ class LBPane(LineView):
                     Segment(f"{svc.imbalance:.2f}", pal.ratio(1 + svc.imbalance * 2)),
                     Segment("  by conn/s" if svc.basis == "rate" else "  by active conns",
                             pal.dim),
+                    *_automation_note(svc, pal),
                 ],
                 width,
             )
@@ -143,7 +145,9 @@ class LBPane(LineView):
         ratio = "—" if rs.ratio is None else f"×{rs.ratio:.2f}"
         w = [c[1] for c in COLUMNS]
         segs = [
-            Segment("▶ " if cur else "  ", st),
+            Segment("▶" if cur else " ", st),
+            # ≠: the balancer differs from the journal's intent (R re-applies, L accepts)
+            Segment("≠", pal.warn) if rs.drift else Segment(" ", st),
             text(rs.key, w[0], pal.value),
             Segment(" "),
             text(addr, w[1], pal.dim),
@@ -198,3 +202,13 @@ class LBPane(LineView):
 
     def on_blur(self) -> None:
         self.refresh()
+
+
+def _automation_note(svc: LBServiceView, pal: Palette) -> list[Segment]:
+    """Auto-quiesce is on but some server has no check that judges it: say so."""
+    unjudged = [rs.key for rs in svc.servers if rs.health.endswith("no automation")]
+    if not unjudged:
+        return []
+    why = next(rs.health for rs in svc.servers if rs.key == unjudged[0])
+    who = unjudged[0] if len(unjudged) == 1 else f"{len(unjudged)} servers"
+    return [Segment(f"  auto-quiesce off for {who}: {why.split(':')[0]}", pal.warn)]

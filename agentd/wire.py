@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from operator import le
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -41,6 +42,15 @@ DEFAULT_PORT = 7117
 DETAIL_CHARS = 60  # probe detail carried on the wire (only for non-ok results)
 TOP_PROCS = 5  # busiest processes per report
 PROC_NAME_CHARS = 15  # the kernel's comm length: longer names are cut to it
+# Bounds every decoded field must keep (a violation is `bad_field`). Numbers stay exact as
+# floats and far inside SQLite's signed 64-bit integers, so no value a sender chooses can make
+# the store's writer (or msgpack, or JSON) fail; strings stay short enough to display.
+MAX_VALUE = 2**53
+MAX_INT64 = 2**63 - 1
+MAX_CORES = 65536
+MAX_TEXT = 255  # hostname, group, version, service names, leave reason
+MAX_DETAIL = 255  # probe detail
+MAX_ADDRESSES = 64
 
 KIND_JOIN = "j"
 KIND_REPORT = "r"
@@ -151,24 +161,33 @@ class Metric:
     scale: int  # multiply before sending; 1 = sent as is
     kind: str  # "num" | "list" (of numbers) | "map" (str -> list of numbers) | "procs"
     unit: str = ""
+    # Largest value in readable units (None: MAX_VALUE on the wire). The decoder refuses more
+    # (`bad_field`); the encoder clamps to it, so a collector's glitch never silences a node.
+    maximum: float | None = None
+
+    @property
+    def limit(self) -> int:
+        """The largest value on the wire (scaled)."""
+        return MAX_VALUE if self.maximum is None else round(self.maximum * self.scale)
 
 
 SCALARS: tuple[Metric, ...] = (
-    Metric("cpu_percent", "v", 10, "num", "%"),
-    Metric("mem_percent", "v", 10, "num", "%"),
+    Metric("cpu_percent", "v", 10, "num", "%", 100),
+    Metric("mem_percent", "v", 10, "num", "%", 100),
     Metric("mem_used", "v", 1, "num", "B"),
     Metric("mem_total", "v", 1, "num", "B"),
-    Metric("swap_percent", "v", 10, "num", "%"),
+    Metric("swap_percent", "v", 10, "num", "%", 100),
     Metric("swap_used", "v", 1, "num", "B"),
     Metric("net_rx_bps", "v", 1, "num", "B/s"),
     Metric("net_tx_bps", "v", 1, "num", "B/s"),
     Metric("net_rx_pps", "v", 1, "num", "pkt/s"),
     Metric("net_tx_pps", "v", 1, "num", "pkt/s"),
-    Metric("net_rx_bytes", "v", 1, "num", "B"),  # counters since boot, for totals
-    Metric("net_tx_bytes", "v", 1, "num", "B"),
+    # counters since boot, for totals (never stored as history: the kernel's 64 bits may show)
+    Metric("net_rx_bytes", "v", 1, "num", "B", MAX_INT64),
+    Metric("net_tx_bytes", "v", 1, "num", "B", MAX_INT64),
     Metric("disk_read_bps", "v", 1, "num", "B/s"),
     Metric("disk_write_bps", "v", 1, "num", "B/s"),
-    Metric("disk_root_percent", "v", 10, "num", "%"),
+    Metric("disk_root_percent", "v", 10, "num", "%", 100),
     Metric("users", "v", 1, "num"),
     Metric("tcp_established", "v", 1, "num"),
     Metric("procs", "v", 1, "num"),
@@ -177,7 +196,7 @@ SCALARS: tuple[Metric, ...] = (
     Metric("uptime", "v", 1, "num", "s"),
 )
 COMPOUND: tuple[Metric, ...] = (
-    Metric("cpu_cores", "cc", 1, "list", "%"),  # per core, whole percent
+    Metric("cpu_cores", "cc", 1, "list", "%", 100),  # per core, whole percent
     Metric("load", "ld", 100, "list"),  # 1, 5, 15 minutes
     Metric("net_ifaces", "ni", 1, "map", "B/s"),  # name -> [rx_bps, tx_bps, rx_pps, tx_pps]
     Metric("tcp_states", "ts", 1, "map"),  # state name -> [count]
@@ -188,6 +207,7 @@ METRICS = SCALARS + COMPOUND
 METRIC_BY_NAME = {m.name: m for m in METRICS}
 _SCALAR_NAMES = tuple(m.name for m in SCALARS)
 _SCALED = tuple((i, m.name, m.scale) for i, m in enumerate(SCALARS) if m.scale != 1)
+_SCALAR_LIMITS = tuple(m.limit for m in SCALARS)
 
 STATUS_CODES = {"ok": 0, "warn": 1, "fail": 2, "unknown": 3}
 STATUS_NAMES = {v: k for k, v in STATUS_CODES.items()}
@@ -252,28 +272,31 @@ def _header_body(kind: str, h: Header) -> dict[str, Any]:
 
 
 def _scaled(m: Metric, value: Any) -> Any:
+    limit = m.limit
     if m.kind == "num":
-        return _num(value, m.scale)
+        return _num(value, m.scale, limit)
     if m.kind == "list":
-        return [_num(v, m.scale) for v in value]
+        return [_num(v, m.scale, limit) for v in value]
     if m.kind == "procs":
         return [
-            [str(name)[:PROC_NAME_CHARS], _num(pid, 1), _num(cpu, m.scale), _num(rss, 1) >> 10]
+            [str(name)[:PROC_NAME_CHARS], _num(pid, 1), _num(cpu, m.scale, limit),
+             _num(rss, 1) >> 10]
             for name, pid, cpu, rss in value[:TOP_PROCS]
         ]
-    return {str(k): [_num(v, m.scale) for v in vs] for k, vs in value.items()}
+    return {str(k)[:MAX_TEXT]: [_num(v, m.scale, limit) for v in vs] for k, vs in value.items()}
 
 
-def _num(value: float | int, scale: int) -> int:
-    # Integers on the wire: negative or non-finite values are collector bugs; clamp, never crash.
+def _num(value: float | int, scale: int, limit: int = MAX_VALUE) -> int:
+    # Integers on the wire: negative or non-finite values are collector bugs, and so is a value
+    # past the field's bound (which the director would refuse): clamp, never crash or go mute.
     if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
         return 0
-    return round(value * scale)
+    return min(round(value * scale), limit)
 
 
 def _service_body(s: ServiceStatus, detail_chars: int) -> list[Any]:
-    latency = None if s.latency_ms is None else round(s.latency_ms * 10)
-    item: list[Any] = [s.name, STATUS_CODES.get(s.status, 3), latency]
+    latency = None if s.latency_ms is None else _num(s.latency_ms, 10)
+    item: list[Any] = [s.name[:MAX_TEXT], STATUS_CODES.get(s.status, 3), latency]
     if s.status != "ok" and s.detail and detail_chars > 0:
         item.append(s.detail[:detail_chars])
     return item
@@ -284,13 +307,13 @@ def encode(key: bytes, msg: Message) -> bytes:
     if isinstance(msg, Join):
         body = _header_body(KIND_JOIN, msg.header)
         body.update(
-            h=msg.hostname,
+            h=msg.hostname[:MAX_TEXT],
             a=list(msg.addresses)[:24],
-            cr=msg.cores,
-            mt=msg.mem_total,
-            v=msg.version,
+            cr=min(max(msg.cores, 1), MAX_CORES),
+            mt=_num(msg.mem_total, 1),
+            v=msg.version[:MAX_TEXT],
             i=msg.interval,
-            g=msg.group,
+            g=msg.group[:MAX_TEXT],
         )
         return seal(key, body)
     if isinstance(msg, Leave):
@@ -304,7 +327,7 @@ def encode(key: bytes, msg: Message) -> bytes:
 def _encode_report(key: bytes, msg: Report) -> bytes:
     given = msg.metrics
     metrics: dict[str, Any] = {
-        "v": [_num(given.get(m.name, 0), m.scale) for m in SCALARS],
+        "v": [_num(given.get(m.name, 0), m.scale, m.limit) for m in SCALARS],
     }
     for m in COMPOUND:
         if m.name in given:
@@ -325,7 +348,7 @@ def _encode_report(key: bytes, msg: Report) -> bytes:
         body = _header_body(KIND_REPORT, msg.header)
         body["i"] = msg.interval
         if msg.group:
-            body["g"] = msg.group
+            body["g"] = msg.group[:MAX_TEXT]
         body["m"] = {k: v for k, v in metrics.items() if k not in drop}
         body["s"] = [_service_body(s, detail_chars) for s in msg.services]
         data = seal(key, body)
@@ -365,17 +388,24 @@ def _bad(key: str, value: Any) -> _BadField:
     return _BadField(f"field {key!r} has a bad value of type {type(value).__name__}")
 
 
-def _str(body: dict[Any, Any], key: str, what: str, default: str | None = None) -> str:
+def _str(
+    body: dict[Any, Any], key: str, what: str, default: str | None = None,
+    longest: int = MAX_TEXT,
+) -> str:
     v = body.get(key, default) if default is not None else _need(body, key, what)
     if type(v) is not str:
         raise _bad(key, v)
+    if len(v) > longest:
+        raise _BadField(f"field {key!r} is longer than {longest} characters")
     return v
 
 
-def _int(body: dict[Any, Any], key: str, what: str, minimum: int) -> int:
+def _int(body: dict[Any, Any], key: str, what: str, minimum: int, maximum: int) -> int:
     v = _need(body, key, what)
-    if type(v) is not int or v < minimum:
+    if type(v) is not int:
         raise _bad(key, v)
+    if not minimum <= v <= maximum:
+        raise _BadField(f"field {key!r} = {v} is outside {minimum}..{maximum}")
     return v
 
 
@@ -391,12 +421,18 @@ def _interval(body: dict[Any, Any]) -> float:
     return float(v)
 
 
-def _numbers(values: Any) -> bool:
-    """True for a list of finite non-negative numbers. Comparisons raise TypeError on
-    anything else, NaN fails them, and sum() catches infinities: all in C, no Python loop."""
+def _numbers(values: Any, limit: float = MAX_VALUE) -> bool:
+    """True for a list of finite numbers in 0..limit. Comparisons raise TypeError on anything
+    else, NaN fails them (sum() carries a NaN anywhere to the end): all in C, no Python loop."""
     if type(values) is not list:
         return False
-    return not values or (min(values) >= 0 and sum(values) < _INF)
+    return not values or (min(values) >= 0 and max(values) <= limit and sum(values) < _INF)
+
+
+def _scalars_ok(values: list[Any]) -> bool:
+    """The positional scalars each within their own metric's bound (extra ones: MAX_VALUE)."""
+    return all(map(le, values, _SCALAR_LIMITS)) and (
+        len(values) <= _SCALAR_COUNT or max(values[_SCALAR_COUNT:]) <= MAX_VALUE)
 
 
 def _parse_header(body: dict[Any, Any]) -> Header:
@@ -406,11 +442,12 @@ def _parse_header(body: dict[Any, Any]) -> Header:
     ts = _need(body, "t", "timestamp")
     if not _finite(ts):
         raise _bad("t", ts)
-    return Header(node, _int(body, "b", "boot id", -(2**63)), _int(body, "q", "sequence", 0), ts)
+    return Header(node, _int(body, "b", "boot id", -(2**63), MAX_INT64),
+                  _int(body, "q", "sequence", 0, MAX_INT64), ts)
 
 
 # wire key -> (readable name, divisor or 0 when sent unscaled, kind)
-_DECODE = {m.key: (m.name, m.scale if m.scale != 1 else 0, m.kind) for m in COMPOUND}
+_DECODE = {m.key: (m.name, m.scale if m.scale != 1 else 0, m.kind, m.limit) for m in COMPOUND}
 
 
 def _parse_metrics(raw: Any) -> dict[str, Any]:
@@ -418,10 +455,10 @@ def _parse_metrics(raw: Any) -> dict[str, Any]:
         raise _BadField("metrics are not a map")
     scalars = raw.get("v", [])
     try:
-        if not _numbers(scalars):
+        if not _numbers(scalars, MAX_INT64) or not _scalars_ok(scalars):
             raise TypeError
     except TypeError:
-        raise _BadField("scalar metrics are not a list of non-negative numbers") from None
+        raise _BadField("scalar metrics are not a list of numbers within their bounds") from None
     out: dict[str, Any] = dict(zip(_SCALAR_NAMES, scalars, strict=False))  # versions differ
     n = len(scalars)
     for i, name, scale in _SCALED:
@@ -431,17 +468,17 @@ def _parse_metrics(raw: Any) -> dict[str, Any]:
         entry = _DECODE.get(key)
         if entry is None:
             continue  # "v", or a newer agent's metric: ignore
-        name, scale, kind = entry
+        name, scale, kind, limit = entry
         try:
             if kind == "list":
-                if not _numbers(value):
+                if not _numbers(value, limit):
                     raise TypeError
                 out[name] = [v / scale for v in value] if scale else value
             elif kind == "map":
                 if type(value) is not dict:
                     raise TypeError
                 for k, vs in value.items():
-                    if type(k) is not str or not _numbers(vs):
+                    if type(k) is not str or len(k) > MAX_TEXT or not _numbers(vs, limit):
                         raise TypeError
                 out[name] = value
             else:
@@ -459,7 +496,7 @@ def _top_procs(value: Any, scale: int) -> list[TopProc]:
     for item in value:
         if (
             type(item) is not list or len(item) < 4
-            or type(item[0]) is not str or type(item[1]) is not int
+            or type(item[0]) is not str or len(item[0]) > MAX_TEXT or type(item[1]) is not int
             or not _numbers(item[1:4])
         ):
             raise TypeError
@@ -471,11 +508,14 @@ def _parse_service(item: Any) -> ServiceStatus:
     if type(item) is not list or len(item) < 3:
         raise _BadField("service entry is not [name, status, latency, detail?]")
     name, code, latency = item[0], item[1], item[2]
-    if type(name) is not str or type(code) is not int:
+    if type(name) is not str or type(code) is not int or len(name) > MAX_TEXT \
+            or not 0 <= code <= 255:
         raise _BadField("service entry has a bad name or status")
+    if len(item) > 3 and type(item[3]) is str and len(item[3]) > MAX_DETAIL:
+        raise _BadField(f"service {name} has a detail longer than {MAX_DETAIL} characters")
     if latency is not None:
         try:
-            if not 0 <= latency < _INF:
+            if not 0 <= latency <= MAX_VALUE:
                 raise TypeError
         except TypeError:
             raise _BadField(f"service {name} has a bad latency") from None
@@ -491,7 +531,7 @@ def _parse_service(item: Any) -> ServiceStatus:
 # the reference path, which finds the fault and names it.
 _tuple_new = tuple.__new__
 _SCALAR_COUNT = len(SCALARS)
-_LIST_KEYS = {m.key: (m.name, m.scale if m.scale != 1 else 0) for m in COMPOUND
+_LIST_KEYS = {m.key: (m.name, m.scale if m.scale != 1 else 0, m.limit) for m in COMPOUND
               if m.kind == "list"}
 _MAP_KEYS = {m.key: m.name for m in COMPOUND if m.kind == "map"}
 _TOP_KEY, _TOP_NAME, _TOP_SCALE = "tp", "top_procs", METRIC_BY_NAME["top_procs"].scale
@@ -506,8 +546,8 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
         node, boot, seq, ts, interval = get("n"), get("b"), get("q"), get("t"), get("i")
         if (
             type(node) is not str or not 0 < len(node) <= 128
-            or type(boot) is not int or boot < -(2**63)
-            or type(seq) is not int or seq < 0
+            or type(boot) is not int or not -(2**63) <= boot <= MAX_INT64
+            or type(seq) is not int or not 0 <= seq <= MAX_INT64
         ):
             return None
         t = type(ts)
@@ -521,17 +561,16 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
         group = get("g", "")
         raw = get("m", {})
         services = get("s", ())
-        if type(group) is not str or type(raw) is not dict or type(services) not in (
-            list, tuple,
-        ):
+        if type(group) is not str or len(group) > MAX_TEXT or type(raw) is not dict \
+                or type(services) not in (list, tuple):
             return None
 
         scalars = raw.get("v", [])
-        if type(scalars) is not list:
+        if not (_numbers(scalars, MAX_INT64) and _scalars_ok(scalars)):
             return None
-        # Every number of the report goes into one list, checked once at the end with one
-        # min() and one sum() in C (non-negative, no NaN, finite) instead of per list.
-        flat = scalars.copy()
+        # Every number of the lists and maps goes into one list, checked once at the end with
+        # one min(), max() and sum() in C (0..MAX_VALUE, no NaN) instead of per list.
+        flat: list[Any] = []
         out: dict[str, Any] = dict(zip(_SCALAR_NAMES, scalars, strict=False))
         if len(scalars) >= _SCALAR_COUNT:
             for i, name, scale in _SCALED:
@@ -548,8 +587,10 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
             if entry is not None:
                 if type(value) is not list:
                     return None
+                name, scale, limit = entry
+                if limit < MAX_VALUE and value and max(value) > limit:
+                    return None
                 flat += value
-                name, scale = entry
                 out[name] = [v / scale for v in value] if scale else value
                 continue
             mname = _MAP_KEYS.get(key)
@@ -557,7 +598,7 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
                 if type(value) is not dict:
                     return None
                 for k, vs in value.items():
-                    if type(k) is not str or type(vs) is not list:
+                    if type(k) is not str or type(vs) is not list or len(k) > MAX_TEXT:
                         return None
                     flat += vs
                 out[mname] = value
@@ -572,7 +613,8 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
                     name, pid, cpu, rss = item  # ValueError for a newer agent's longer entry
                     if (
                         type(name) is not str or type(pid) is not int or type(rss) is not int
-                        or pid < 0 or rss < 0 or not 0 <= cpu < _INF
+                        or len(name) > MAX_TEXT or not 0 <= pid <= MAX_VALUE
+                        or not 0 <= rss <= MAX_VALUE or not 0 <= cpu <= MAX_VALUE
                     ):
                         return None
                     procs.append((name, pid, cpu / _TOP_SCALE, rss << 10))
@@ -581,7 +623,8 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
         parsed = []
         cache = _SERVICE_CACHE
         for item in services:
-            if type(item) is not list or len(item) < 3 or type(item[1]) is not int:
+            if type(item) is not list or len(item) < 3 or type(item[1]) is not int \
+                    or not 0 <= item[1] <= 255:
                 return None
             # Results by value: a node's services repeat their names and statuses and
             # latencies come in 0.1 ms steps. The key holds every element, and the status is
@@ -590,22 +633,24 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
             status = cache.get(key)
             if status is None:
                 name, code, latency = item[0], item[1], item[2]
-                if type(name) is not str:
+                if type(name) is not str or len(name) > MAX_TEXT:
                     return None
                 if latency is not None:
-                    if not 0 <= latency < _INF:  # TypeError for non-numbers lands below
+                    if not 0 <= latency <= MAX_VALUE:  # TypeError for non-numbers lands below
                         return None
                     latency = latency / 10
                 detail = item[3] if len(item) > 3 and type(item[3]) is str else ""
+                if len(detail) > MAX_DETAIL:
+                    return None
                 status = _tuple_new(
                     ServiceStatus, (name, STATUS_NAMES.get(code, _UNKNOWN), latency, detail))
                 if len(cache) >= SERVICE_CACHE_SIZE:
                     cache.clear()
                 cache[key] = status
             parsed.append(status)
-        # min() raises TypeError on anything but numbers; a total far below the float limit
-        # means no single list can have summed to infinity either (all terms are >= 0).
-        if flat and not (min(flat) >= 0 and sum(flat) < 1e300):
+        # min() raises TypeError on anything but numbers; max() bounds each one, and sum()
+        # carries a NaN anywhere in the list to a failed comparison.
+        if flat and not (min(flat) >= 0 and max(flat) <= MAX_VALUE and sum(flat) < _INF):
             return None
         return _tuple_new(Report, (
             _tuple_new(Header, (node, boot, seq, ts)),
@@ -638,14 +683,15 @@ def parse_body(body: Any) -> Message:
         )
     if kind == KIND_JOIN:
         addresses = body.get("a", [])
-        if type(addresses) is not list or any(type(a) is not str for a in addresses):
+        if type(addresses) is not list or len(addresses) > MAX_ADDRESSES or any(
+                type(a) is not str or len(a) > MAX_TEXT for a in addresses):
             raise _bad("a", addresses)
         return Join(
             header,
             _str(body, "h", "hostname"),
             tuple(addresses),
-            _int(body, "cr", "cores", 1),
-            _int(body, "mt", "memory", 0),
+            _int(body, "cr", "cores", 1, MAX_CORES),
+            _int(body, "mt", "memory", 0, MAX_VALUE),
             _str(body, "v", "version", ""),
             _interval(body),
             _str(body, "g", "group", ""),
@@ -777,8 +823,8 @@ class Verifier:
             # refuse drops to the full path below, which names the fault.
             if (
                 type(node) is str and 0 < len(node) <= 128
-                and type(boot) is int and boot >= -(2**63)
-                and type(seq) is int and seq >= 0
+                and type(boot) is int and -(2**63) <= boot <= MAX_INT64
+                and type(seq) is int and 0 <= seq <= MAX_INT64
                 and (type(ts) is int or (type(ts) is float and -_INF < ts < _INF))
                 and (type(interval) is int or (type(interval) is float
                                                and -_INF < interval < _INF))

@@ -171,9 +171,14 @@ def status_text(data: dict[str, Any]) -> str:
         f"cpu avg {t['cpu_avg']:.1f}% max {t['cpu_max']:.1f}%   "
         f"mem avg {t['mem_avg']:.1f}% max {t['mem_max']:.1f}%   conns {t['conns']}",
     ]
+    if data.get("history_error"):
+        out.append(data["history_error"])
     out += [f"ALERT [{a['severity']}] {a['message']}" for a in data["alerts"]]
     if data["drops"]:
         out.append("dropped datagrams: " + ", ".join(f"{k} {v}" for k, v in data["drops"].items()))
+        sources = data.get("drop_sources", {})
+        out += [f"  {reason} from " + ", ".join(f"{addr} ({n})" for addr, n in sources[reason])
+                for reason in data["drops"] if sources.get(reason)]
     for svc in data["lb"]:
         states = Counter(rs["state"] for rs in svc["servers"])
         by_state = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))

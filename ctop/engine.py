@@ -179,7 +179,9 @@ class Engine:
             lb_error=self._lb_error,
             imbalance=self._lb_imbalance,
             drops=dict(self.receiver.drops),
+            drop_sources=self.receiver.top_sources() if self.receiver.drops else {},
             readonly=self.readonly,
+            **self._history_health(),
         )
         self._snapshot = snap
         if self.store is not None:
@@ -192,6 +194,12 @@ class Engine:
         self.heap.after_tick(len(snap.nodes))
         self.tick_seconds = time.process_time() - started
         return snap
+
+    def _history_health(self) -> dict[str, Any]:
+        health = self.store.health if self.store is not None else None
+        if health is None or health.failing_since is None:
+            return {}
+        return {"history_error": health.text(), "history_failing_since": health.failing_since}
 
     # -- what views read -------------------------------------------------------------------
 

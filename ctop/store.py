@@ -68,6 +68,7 @@ HOURLY_RETENTION = 90 * 86400.0
 # up a backlog (an upgraded database, downtime) goes in short steps between the tick batches.
 HOURLY_ROWS_PER_PASS = 600_000
 CATCHUP_EVERY = 5.0  # seconds between hourly passes while behind
+FAILURE_LOG_EVERY = 60.0  # seconds between log lines while history writes keep failing
 _ROLLUP_COLUMNS = ", ".join(f"{c}_avg INTEGER, {c}_max INTEGER" for c in _COLS)
 
 MIGRATIONS: tuple[str, ...] = (
@@ -119,7 +120,8 @@ MIGRATIONS: tuple[str, ...] = (
 def _hour_avg(c: str, t: str = "") -> str:
     """An hour's value of column c from its minute rows (table alias t): each minute's average
     weighted by its sample count, which is the average over all the hour's samples."""
-    return f"CAST(round(sum({t}{c}_avg * {t}n) * 1.0 / sum({t}n)) AS INTEGER)"
+    # total(), a float sum: sum() of integers raises "integer overflow" past 2^63
+    return f"CAST(round(total({t}{c}_avg * {t}n) / sum({t}n)) AS INTEGER)"
 
 
 _HOUR_SQL = (
@@ -135,6 +137,51 @@ _HOUR_SVC_SQL = (
     "WHERE r.node = nodes.id AND r.minute >= ? AND r.minute < ? AND r.svc IS NOT NULL "
     "ORDER BY nodes.id"
 )
+
+
+class WriteHealth:
+    """Whether history is being written, for `ctop status`, the UI header and Prometheus.
+
+    The writer thread never dies of a bad batch: it counts it, remembers since when and why
+    writes fail, and logs at most once a minute (a full disk would otherwise log every tick).
+    """
+
+    def __init__(self) -> None:
+        self.failing_since: float | None = None
+        self.reason = ""
+        self.failed = 0  # batches (or rows) lost since the failures began
+        self._logged_at = 0.0
+        self._unlogged = 0
+
+    def failure(self, reason: str, node: str = "") -> None:
+        now = time.time()
+        if self.failing_since is None:
+            self.failing_since = now
+        self.reason = f"{reason} (node {node})" if node else reason
+        self.failed += 1
+        self._unlogged += 1
+        if now - self._logged_at >= FAILURE_LOG_EVERY:
+            log.error("history write failing: %d batch(es) lost since the last message; %s",
+                      self._unlogged, self.reason)
+            self._logged_at, self._unlogged = now, 0
+
+    def success(self) -> None:
+        if self.failing_since is not None:
+            log.warning("history writes work again after %d lost batch(es)", self.failed)
+            self.failing_since, self.reason, self.failed, self._unlogged = None, "", 0, 0
+            self._logged_at = 0.0
+
+    def text(self) -> str:
+        """"" while writes work, else "history failing since … (reason)"."""
+        if self.failing_since is None:
+            return ""
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.failing_since))
+        return f"history failing since {since} ({self.reason}; {self.failed} lost)"
+
+
+# Errors that refuse one row, not the database: salvaged row by row (see _salvage).
+_ROW_ERRORS = (OverflowError, ValueError, TypeError, sqlite3.IntegrityError,
+               sqlite3.InterfaceError, sqlite3.DataError)
 
 
 def auto_raw_every(nodes: int) -> float:
@@ -261,6 +308,7 @@ class Store:
             self._writer.start()
         self._last_prune = 0.0
         self.dropped_batches = 0
+        self.health = WriteHealth()
         self.write_seconds = 0.0  # time the writer thread spent committing, for the benchmark
         self.hourly_seconds = 0.0  # of which in hourly passes
 
@@ -274,11 +322,20 @@ class Store:
                 self._svc_ids[name] = sid
                 self._svc_names[sid] = name
 
-    def node_ids(self, nodes: Iterable[str]) -> None:
-        """Create rows for nodes not seen before, in one transaction (10,000 at start-up)."""
+    def node_ids(self, nodes: Iterable[str]) -> bool:
+        """Create rows for nodes not seen before, in one transaction (10,000 at start-up).
+        False if the database refused (e.g. a full disk): those nodes wait for a later tick."""
         new = [n for n in nodes if n not in self._ids]
         if not new:
-            return
+            return True
+        try:
+            self._insert_nodes(new)
+        except sqlite3.Error as e:
+            self.health.failure(_reason(e))
+            return False
+        return True
+
+    def _insert_nodes(self, new: list[str]) -> None:
         with self.db:
             self.db.executemany(
                 "INSERT OR IGNORE INTO nodes (node_id, first_seen) VALUES (?, ?)",
@@ -299,8 +356,9 @@ class Store:
         minute = int(now // 60)
         seen = self._seen
         fresh = [v for v in views if v.metrics and seen.get(v.node_id) != v.last_seen]
-        self.node_ids(v.node_id for v in fresh)
         ids = self._ids
+        if not self.node_ids(v.node_id for v in fresh):
+            fresh = [v for v in fresh if v.node_id in ids]
         last_raw = self._last_raw
         raw_gap = (self.raw_every or auto_raw_every(len(views))) * 0.9
         new_services = len(self._svc_ids)
@@ -376,7 +434,7 @@ class Store:
         rows = [
             (v.hostname, v.group, json.dumps(v.addresses), v.cores, v.mem_total, v.version,
              v.interval, v.last_seen, self._ids[v.node_id])
-            for v in views
+            for v in views if v.node_id in self._ids
         ]
         if rows:
             self._put([("nodes", rows)])
@@ -456,15 +514,55 @@ class Store:
                 with self.db:
                     for what, rows in batch:
                         self._write(what, rows)
-            except sqlite3.Error:
-                log.exception("history write failed; batch lost")
-                # rolled back: the hourly marker too
-                with contextlib.suppress(sqlite3.Error):
-                    self._hourly_next = self._load_hourly_next()
+                self.health.success()
+            except Exception as e:  # never let one batch end history for every node
+                self._batch_failed(batch, e)
             if any(what == "hourly" for what, _ in batch):
                 self._hourly_pending = False
             self.write_seconds += time.thread_time() - started
             self._queue.task_done()
+
+    def _batch_failed(self, batch: list[tuple[str, Any]], error: Exception) -> None:
+        """A batch was rolled back: write what can be written, row by row, and say who failed.
+
+        A row SQLite or the driver refuses (a value out of range) loses only that node's row;
+        a database that cannot write at all (a full disk, a read-only file) loses the batch."""
+        with contextlib.suppress(Exception):  # rolled back: the hourly marker too
+            self._hourly_next = self._load_hourly_next()
+        if not isinstance(error, _ROW_ERRORS):
+            self.health.failure(_reason(error))
+            return
+        try:
+            bad = self._salvage(batch)
+        except Exception as e:
+            self.health.failure(_reason(e))
+            return
+        if bad:
+            what, row, e = bad[0]
+            self.health.failure(f"{len(bad)} {what} row(s) refused: {_reason(e)}",
+                                self._node_of(what, row))
+        else:
+            self.health.success()
+
+    def _salvage(self, batch: list[tuple[str, Any]]) -> list[tuple[str, Any, Exception]]:
+        bad: list[tuple[str, Any, Exception]] = []
+        with self.db:
+            for what, rows in batch:
+                if what in ("hourly", "prune"):
+                    self._write(what, rows)
+                    continue
+                for row in rows:
+                    try:
+                        self._write(what, [row])
+                    except _ROW_ERRORS as e:
+                        bad.append((what, row, e))
+        return bad
+
+    def _node_of(self, what: str, row: Any) -> str:
+        if what == "events":
+            return str(row[2])
+        rowid = row[-1] if what == "nodes" else row[0] if what in ("samples", "rollups") else None
+        return next((n for n, i in self._ids.items() if i == rowid), "?")
 
     def _write(self, what: str, rows: Any) -> None:
         db = self.db
@@ -682,6 +780,10 @@ class Store:
             with contextlib.suppress(OSError):
                 total += os.path.getsize(self.path + suffix)
         return total
+
+
+def _reason(e: BaseException) -> str:
+    return str(e) or type(e).__name__
 
 
 def _mean_services(rows: Iterable[tuple[Any, int, bytes]]) -> bytes | None:

@@ -1,0 +1,151 @@
+"""Input that must not silence the director (issue 10, points 1-4), with real `ctop serve`
+processes, real UDP datagrams signed with the cluster key, and a real SQLite database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from agentd import wire
+from ctop.model import Liveness, NodeView
+from ctop.store import Store
+
+from .serve_helpers import Daemon, Sender, free_udp_port, node, samples
+
+
+def hostile_report(sender: Sender, **overrides: object) -> bytes:
+    """A correctly signed report whose scalars say 2^64-1 TCP connections."""
+    h = sender.header()
+    scalars = [0] * len(wire.SCALARS)
+    scalars[[m.name for m in wire.SCALARS].index("tcp_established")] = 2**64 - 1
+    body = {"k": "r", "n": h.node, "b": h.boot, "q": h.seq, "t": round(h.ts, 3), "i": 1.0,
+            "m": {"v": scalars}, "s": []}
+    body.update(overrides)
+    return sender.raw(body)
+
+
+def hostile_join(sender: Sender) -> bytes:
+    h = sender.header()
+    return sender.raw({"k": "j", "n": h.node, "b": h.boot, "q": h.seq, "t": round(h.ts, 3),
+                       "h": "evil", "a": [], "cr": 2**64 - 1, "mt": 2**64 - 1, "v": "x",
+                       "i": 1.0, "g": ""})
+
+
+def test_a_report_with_a_huge_integer_is_refused_and_history_goes_on(tmp_path):
+    d = Daemon(tmp_path).start()
+    good, evil = Sender("good"), Sender("evil")
+    try:
+        d.send(good.join())
+        d.send(good.report())
+        d.wait_for(lambda s: samples(d.db, "good") > 0, what="first samples")
+        for _ in range(3):
+            d.send(hostile_report(evil))
+            d.send(hostile_join(Sender("evil2")))
+            time.sleep(0.3)
+        before = samples(d.db, "good")
+        deadline = time.monotonic() + 10
+        while samples(d.db, "good") <= before + 2 and time.monotonic() < deadline:
+            d.send(good.report())
+            time.sleep(0.3)
+        # history goes on for every other node, and the bad reports are counted as bad_field
+        assert samples(d.db, "good") > before + 2
+        status = d.status()
+        assert status["drops"].get("bad_field", 0) >= 4, status["drops"]
+        assert node(status, "evil2") is None
+        assert status["history_error"] == ""
+        text = d.status_text()
+        assert "bad_field" in text and "127.0.0.1" in text
+    finally:
+        _, err = d.stop()
+    assert "Traceback" not in err
+
+
+def _view(node_id: str, conns: int, ts: float) -> NodeView:
+    return NodeView(node_id, node_id, "", Liveness.ALIVE, ts, 1, 1.0, conns=conns,
+                    metrics={"cpu_percent": 1.0})
+
+
+def test_the_store_writer_survives_a_row_sqlite_refuses(tmp_path, caplog):
+    """The decoder bounds every value; the writer must still never die of one bad row."""
+    store = Store(str(tmp_path / "h.db"))
+    try:
+        now = time.time()
+        store.record_tick(now, [_view("ok", 5, now), _view("bad", 2**64 - 1, now)], [])
+        store.flush()
+        assert store._writer.is_alive()
+        assert "node bad" in store.health.text() and "history failing since" in \
+            store.health.text()
+        later = now + 2
+        store.record_tick(later, [_view("ok", 6, later), _view("bad", 7, later)], [])
+        store.flush()
+        assert store.health.text() == ""  # a batch that commits again clears it
+        points = store.history("ok", ["tcp_established"], 60, now=later + 1)
+        assert [v for _, v in points["tcp_established"]] == [5, 6]  # nothing lost but the bad row
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """An 8 MiB tmpfs: a real full disk for the database."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    where = tmp_path / "disk"
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(where)], check=True)
+    yield where
+    subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _fill(where: Path) -> Path:
+    filler = where / "filler"
+    try:
+        with open(filler, "wb") as f:
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+    except OSError:  # ENOSPC: full
+        pass
+    return filler
+
+
+def test_a_full_disk_is_reported_not_logged_every_second(tmp_path, tiny_disk):
+    prom = free_udp_port()
+    d = Daemon(tmp_path, f'[prometheus]\nlisten = "127.0.0.1:{prom}"',
+               db=tiny_disk / "ctop.db").start()
+    senders = [Sender(f"n{i}") for i in range(20)]
+    try:
+        for s in senders:
+            d.send(s.report())
+        d.wait_for(lambda s: samples(d.db, "n0") > 0, what="first samples")
+        filler = _fill(tiny_disk)
+        status = {}
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            for s in senders:
+                d.send(s.report())
+            status = d.status()
+            if status["history_error"]:
+                break
+            time.sleep(0.2)
+        assert status["history_error"].startswith("history failing since "), status
+        assert "full" in status["history_error"]
+        assert "history failing since" in d.status_text()
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{prom}/metrics", timeout=5).read()
+        assert b'ctop_history_failing{cluster="t",reason="history failing since' in metrics
+        assert b"ctop_history_failing_since_seconds" in metrics
+        for _ in range(10):  # keep failing for a few more ticks
+            for s in senders:
+                d.send(s.report())
+            time.sleep(0.3)
+        filler.unlink()  # room again: history comes back and says so
+        d.wait_for(lambda s: not s["history_error"], timeout=15, what="recovery")
+    finally:
+        _, err = d.stop()
+    assert "Traceback" not in err
+    assert err.count("history write failing") == 1, err  # at most once a minute

@@ -68,6 +68,7 @@ class Reason(StrEnum):
     BAD_FIELD = "bad_field"
     STALE = "stale"
     REPLAY = "replay"
+    SEQ_JUMP = "seq_jump"  # further ahead than the node could have sent since its last message
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +249,16 @@ def load_key(path: str | os.PathLike[str]) -> bytes:
     if len(key) < 16:
         raise KeyError_(f"cluster key file {p} holds {len(key)} bytes; at least 16 are needed")
     return key
+
+
+NODE_KEY_LABEL = b"ctop node key v1\0"
+
+
+def node_key(master: bytes, node: str) -> bytes:
+    """The key of one node in per-node mode: HMAC-SHA256(master, label | node id), as the hex
+    text `ctop keys issue NODE` prints for the node's key file (which load_key reads as is).
+    Only the director holds the master secret; a node's key signs for that node id alone."""
+    return hmac.new(master, NODE_KEY_LABEL + node.encode(), hashlib.sha256).hexdigest().encode()
 
 
 def new_boot_id() -> int:
@@ -736,6 +747,26 @@ class _NodeClock:
     boot: int
     boot_ts: float  # timestamp of the first accepted message of this boot
     seq: int
+    at: float = 0.0  # receiver's clock when the last message was accepted
+
+
+# How far a sequence may move ahead of the last accepted one: SEQ_SLACK, plus SEQ_RATE for
+# every second since then (an agent sends a few messages a second; a partition of an hour at
+# 100/s is 360,000). Past it the message is refused (`seq_jump`): one forged datagram can no
+# longer pin a node's sequence at 2^63-1 and silence it until its agent restarts.
+SEQ_RATE = 100
+SEQ_SLACK = 100
+NODE_KEYS_CACHED = 100_000  # derived per-node keys kept (a flood of invented ids clears it)
+
+
+class Mark(NamedTuple):
+    """A node's replay high-water mark, as the director persists it across restarts."""
+
+    node: str
+    boot: int
+    boot_ts: float
+    seq: int
+    at: float
 
 
 _Ordered = TypeVar("_Ordered", Join, Report, Leave, RawReport)
@@ -755,7 +786,13 @@ class Verifier:
     max_age: float = 30.0
     max_skew: float = 30.0
     clock: Callable[[], float] = time.time
+    # Per-node mode: the master secret each node's key is derived from (`node_key`); the
+    # cluster key is then not accepted. None: one cluster key for every node.
+    master: bytes | None = None
     _nodes: dict[str, _NodeClock] = field(default_factory=dict)
+    _node_keys: dict[str, bytes] = field(default_factory=dict)
+    # Nodes whose boot changed (or that are new) since the last `marks(changed_only=True)`.
+    _new_boots: set[str] = field(default_factory=set)
 
     def verify(self, data: bytes) -> Message | Rejected:
         try:
@@ -772,10 +809,42 @@ class Verifier:
         if data[2] != VERSION:
             return Rejected(Reason.BAD_VERSION, f"version {data[2]}")
         payload, tag = data[:-TAG_BYTES], data[-TAG_BYTES:]
+        key = self.key if self.master is None else self._key_of(payload)
         # hmac.digest is the one-shot C path: no HMAC object per datagram.
-        if not hmac.compare_digest(hmac.digest(self.key, payload, "sha256")[:TAG_BYTES], tag):
-            return Rejected(Reason.BAD_TAG, "signature does not match the cluster key")
+        if key is None or not hmac.compare_digest(
+                hmac.digest(key, payload, "sha256")[:TAG_BYTES], tag):
+            return Rejected(Reason.BAD_TAG, self._tag_problem())
         return self._decode_checked(payload[HEADER_BYTES:])
+
+    def _tag_problem(self) -> str:
+        if self.master is None:
+            return "signature does not match the cluster key"
+        return "signature does not match the node's key (ctop keys issue NODE)"
+
+    def _key_of(self, payload: bytes) -> bytes | None:
+        """Per-node mode: the key of the node id the body names (read before the tag is
+        checked: a wrong id simply fails the check). None if the body names no node."""
+        try:
+            unpacker = _Unpacker(raw=False, strict_map_key=False)
+            unpacker.feed(payload[HEADER_BYTES:])
+            node = None
+            for _ in range(min(unpacker.read_map_header(), 8)):
+                k = unpacker.unpack()
+                v = unpacker.unpack()
+                if k == "n":
+                    node = v
+                    break
+        except Exception:
+            return None
+        if type(node) is not str or not 0 < len(node) <= 128:
+            return None
+        key = self._node_keys.get(node)
+        if key is None:
+            assert self.master is not None
+            if len(self._node_keys) >= NODE_KEYS_CACHED:
+                self._node_keys.clear()
+            key = self._node_keys[node] = node_key(self.master, node)
+        return key
 
     def verify_deferred(self, data: bytes) -> Join | Leave | RawReport | Rejected:
         """`verify` for the director's receiver, with a report's body checks left for later.
@@ -799,10 +868,11 @@ class Verifier:
                 or data[2] != VERSION:
             return self._verify(data)  # names the reason
         payload = data[:-TAG_BYTES]
-        if not hmac.compare_digest(
-            hmac.digest(self.key, payload, "sha256")[:TAG_BYTES], data[-TAG_BYTES:]
+        key = self.key if self.master is None else self._key_of(payload)
+        if key is None or not hmac.compare_digest(
+            hmac.digest(key, payload, "sha256")[:TAG_BYTES], data[-TAG_BYTES:]
         ):
-            return Rejected(Reason.BAD_TAG, "signature does not match the cluster key")
+            return Rejected(Reason.BAD_TAG, self._tag_problem())
         encoded = payload[HEADER_BYTES:]
         # Decode only the header: the encoder writes k, n, b, q, t, i first. Anything else
         # (another order, a short map, bytes that do not decode) takes the full path.
@@ -848,17 +918,44 @@ class Verifier:
             return Rejected(Reason.STALE, f"{h.ts - now:.1f} s in the future")
         known = self._nodes.get(h.node)
         if known is None or (h.boot != known.boot and h.ts > known.boot_ts):
-            self._nodes[h.node] = _NodeClock(h.boot, h.ts, h.seq)
+            self._nodes[h.node] = _NodeClock(h.boot, h.ts, h.seq, now)
+            self._new_boots.add(h.node)
             return msg
         if h.boot != known.boot:
             return Rejected(Reason.REPLAY, "message from an earlier boot")
         if h.seq <= known.seq:
             return Rejected(Reason.REPLAY, f"sequence {h.seq} not after {known.seq}")
+        if h.seq - known.seq > SEQ_SLACK + SEQ_RATE * (now - known.at):
+            return Rejected(Reason.SEQ_JUMP, f"sequence {h.seq} jumps from {known.seq}")
         known.seq = h.seq
+        known.at = now
         return msg
 
     def forget(self, node: str) -> None:
         self._nodes.pop(node, None)
+
+    # -- persistence of the replay state (the director keeps it in its database) ----------
+
+    def marks(self, *, changed_only: bool = False) -> list[Mark]:
+        """Each node's high-water mark; `changed_only`: only nodes that are new or restarted
+        since the last such call (cheap enough for every tick)."""
+        nodes = self._nodes
+        if changed_only:
+            names, self._new_boots = self._new_boots, set()
+            return [Mark(n, c.boot, c.boot_ts, c.seq, c.at)
+                    for n in names if (c := nodes.get(n)) is not None]
+        self._new_boots = set()
+        return [Mark(n, c.boot, c.boot_ts, c.seq, c.at) for n, c in nodes.items()]
+
+    def urgent(self, node: str) -> None:
+        """Save this node's mark at the next `marks(changed_only=True)` (e.g. it left)."""
+        self._new_boots.add(node)
+
+    def restore(self, marks: list[Mark]) -> None:
+        """Start from persisted marks: nothing at or below them is accepted after a restart."""
+        for m in marks:
+            if m.node not in self._nodes:
+                self._nodes[m.node] = _NodeClock(m.boot, m.boot_ts, m.seq, m.at)
 
 
 def to_plain(msg: Message) -> dict[str, Any]:

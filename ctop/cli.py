@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="print the cluster snapshot of the running daemon")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     _common(status)
+    keys = sub.add_parser("keys", help="per-node keys: `ctop keys issue NODE` prints its key")
+    keys.add_argument("action", choices=("issue",))
+    keys.add_argument("node", help="the node id the agent sends (--node-id, default hostname)")
+    keys.add_argument("--master-key-file", metavar="FILE",
+                      help="master secret (default: master_key_file of the config)")
+    _common(keys)
     sub.add_parser("lb", help="load-balancer actions (see `ctop lb --help`)", add_help=False)
     sub.add_parser("probe", help="run service checks by hand (see `ctop probe --help`)",
                    add_help=False)
@@ -107,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(serve(cfg))
         if args.command == "status":
             return status(cfg, as_json=args.json)
+        if args.command == "keys":
+            return issue_key(cfg, args.node, args.master_key_file)
         return run_ui(cfg, color=args.color, embedded=args.embedded)
     except ConfigError as e:
         print(f"ctop: {e}", file=sys.stderr)
@@ -140,6 +148,22 @@ async def serve(cfg: DirectorConfig) -> int:
     log.info("ctop serve: stopping")
     await control.stop()
     await engine.stop()
+    return 0
+
+
+def issue_key(cfg: DirectorConfig, node: str, master_file: str | None) -> int:
+    """Print the key of one node, for its key file (mode 0600) in per-node mode."""
+    from agentd.wire import load_key, node_key
+
+    path = master_file or cfg.master_key_file
+    if not path:
+        print("ctop: no master secret: set master_key_file in ctop.toml or pass "
+              "--master-key-file (docs/director.md, per-node keys)", file=sys.stderr)
+        return 2
+    if not 0 < len(node) <= 128:
+        print("ctop: a node id is 1 to 128 characters", file=sys.stderr)
+        return 2
+    print(node_key(load_key(path), node).decode())
     return 0
 
 

@@ -200,6 +200,9 @@ class DirectorConfig:
     cluster: str = "cluster"
     listen: tuple[str, int] = ("0.0.0.0", DEFAULT_PORT)
     key_file: str = "/etc/ctop/cluster.key"
+    # Per-node keys: each node's key is derived from this secret (`ctop keys issue NODE`) and
+    # the cluster key is not used. "" = one cluster key for every node (key_file).
+    master_key_file: str = ""
     max_age: float = 30.0  # seconds a message may be old (clock skew + queueing)
     tick: float = 1.0  # seconds between snapshots
     lb_every: float = 2.0  # seconds between reads of the load-balancer tables
@@ -241,6 +244,7 @@ def from_source(src: TomlSource) -> DirectorConfig:
         cluster=top.string("cluster", DirectorConfig.cluster),
         listen=top.get("listen", DirectorConfig.listen, parse_address, "host:port"),
         key_file=top.string("key_file", DirectorConfig.key_file),
+        master_key_file=top.string("master_key_file", ""),
         max_age=top.number("max_age", DirectorConfig.max_age),
         tick=top.number("tick", DirectorConfig.tick),
         lb_every=top.number("lb_every", DirectorConfig.lb_every),

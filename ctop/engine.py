@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from agentd.wire import Join, Message, RawReport, Verifier, load_key
+from agentd.wire import Join, Leave, Mark, Message, RawReport, Verifier, load_key
 from ctop.alerts import AlertEngine, HookRunner, parse_hooks, parse_rules
 from ctop.cluster import ClusterModel
 from ctop.collector import Receiver
@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 
 EVENTS_KEPT = 200  # recent events carried in each snapshot
 FOLD_BATCH = 256  # deferred report bodies checked per idle moment of the socket (~2 ms)
+# Seconds between saves of every node's replay mark; new boots and leaves are saved at the
+# next tick. After a crash, a message of the last seconds could be replayed once, and only
+# while it is younger than max_age (docs/director.md).
+MARKS_EVERY = 10.0
 
 
 class Engine:
@@ -45,8 +49,12 @@ class Engine:
     ) -> None:
         self.config = config
         self.readonly = config.readonly
-        self.key = key if key is not None else load_key(config.key_file)
-        self.verifier = Verifier(self.key, max_age=config.max_age, max_skew=config.max_age)
+        # Per-node keys (master_key_file) or the one cluster key (key_file): docs/protocol.md
+        master = load_key(config.master_key_file) if config.master_key_file and key is None \
+            else None
+        self.key = key if key is not None else b"" if master else load_key(config.key_file)
+        self.verifier = Verifier(self.key, max_age=config.max_age, max_skew=config.max_age,
+                                 master=master)
         self.model = ClusterModel(config.cluster, config.liveness)
         # Deferred: reports' bodies are checked when the tick folds them in (newest per node);
         # a body refused then still counts as a receiver drop (bad_field).
@@ -76,6 +84,7 @@ class Engine:
                                              readonly=self.readonly)
         self._tasks: list[asyncio.Task[Any]] = []
         self.tick_seconds = 0.0  # CPU time of the last tick, for the status output
+        self._marks_saved = 0.0  # when every node's replay mark was last saved
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -87,6 +96,8 @@ class Engine:
             hourly_retention=self.config.store.hourly_retention,
             raw_every=self.config.store.raw_every,
         )
+        self.verifier.restore([Mark(*row) for row in self.store.load_marks()])
+        self._marks_saved = time.time()
         self._setup_lb()
         self.receiver.open()
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="ctop-tick"))
@@ -108,6 +119,7 @@ class Engine:
         if self.store is not None:
             self.store.record_events(self._pending_events)
             self._pending_events.clear()
+            self.store.record_marks(self.verifier.marks())
             await asyncio.to_thread(self.store.close)
 
     @property
@@ -132,6 +144,8 @@ class Engine:
 
     def _on_message(self, msg: Message | RawReport, source: str, now: float) -> None:
         events = self.model.apply(msg, now, source)
+        if type(msg) is Leave:  # the last word of a boot: persisted at the next tick
+            self.verifier.urgent(msg.header.node)
         if isinstance(msg, Join):
             # Agents re-announce every 10 s; only what changed is written to the store again.
             node, facts = msg.header.node, msg[1:]
@@ -191,6 +205,10 @@ class Engine:
                 self.store.record_nodes(v for v in snap.nodes if v.node_id in wanted)
             self.store.record_tick(now, snap.nodes, self._pending_events)
             self._pending_events = []
+            every = now - self._marks_saved >= MARKS_EVERY
+            if every:
+                self._marks_saved = now
+            self.store.record_marks(self.verifier.marks(changed_only=not every))
         self.heap.after_tick(len(snap.nodes))
         self.tick_seconds = time.process_time() - started
         return snap

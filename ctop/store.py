@@ -114,6 +114,14 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (node, hour)
     ) WITHOUT ROWID;
     """,
+    # 3: each node's replay high-water mark (agentd.wire.Mark), so a message captured before a
+    # director restart is still refused after it.
+    """
+    CREATE TABLE marks (
+        node TEXT PRIMARY KEY, boot INTEGER NOT NULL, boot_ts REAL NOT NULL,
+        seq INTEGER NOT NULL, at REAL NOT NULL
+    );
+    """,
 )
 
 
@@ -439,6 +447,17 @@ class Store:
         if rows:
             self._put([("nodes", rows)])
 
+    def record_marks(self, marks: Sequence[tuple[str, int, float, int, float]]) -> None:
+        """Queue replay high-water marks (node, boot, boot_ts, seq, at) for the writer."""
+        if marks:
+            self._put([("marks", list(marks))])
+
+    def load_marks(self) -> list[tuple[str, int, float, int, float]]:
+        try:
+            return self._read.execute("SELECT node, boot, boot_ts, seq, at FROM marks").fetchall()
+        except sqlite3.OperationalError:  # a reader before the daemon made the schema
+            return []
+
     def record_events(self, events: Iterable[EventView]) -> None:
         evs = [(e.ts, e.kind, e.node_id, e.message) for e in events]
         if evs:
@@ -579,6 +598,8 @@ class Store:
         elif what == "rollups":
             marks = ", ".join("?" * (2 * len(_COLS) + 4))
             db.executemany(f"INSERT OR REPLACE INTO rollups VALUES ({marks})", rows)
+        elif what == "marks":
+            db.executemany("INSERT OR REPLACE INTO marks VALUES (?, ?, ?, ?, ?)", rows)
         elif what == "events":
             db.executemany("INSERT INTO events (ts, kind, node, message) VALUES (?,?,?,?)", rows)
         elif what == "nodes":

@@ -43,6 +43,14 @@ class Daemon:
         self.proc: subprocess.Popen[str] | None = None
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
+    def again(self) -> Daemon:
+        """A new daemon on the same config, key, port and database (after stop())."""
+        other = Daemon.__new__(Daemon)
+        other.__dict__.update(self.__dict__)
+        other.proc = None
+        other.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        return other.start()
+
     def start(self, timeout: float = 20) -> Daemon:
         self.proc = subprocess.Popen([str(CTOP), "serve", "--config", str(self.config)],
                                      stderr=subprocess.PIPE, text=True)
@@ -114,9 +122,10 @@ class Sender:
         self.seq += 1
         return wire.Header(self.node_id, self.boot, self.seq, time.time() if ts is None else ts)
 
-    def report(self, **metrics: Any) -> bytes:
+    def report(self, interval: float = 1.0, **metrics: Any) -> bytes:
         base = {"cpu_percent": 10.0, "mem_percent": 20.0, "tcp_established": 3}
-        return wire.encode(self.key, wire.Report(self.header(), 1.0, "", {**base, **metrics}))
+        return wire.encode(self.key, wire.Report(self.header(), interval, "",
+                                                 {**base, **metrics}))
 
     def join(self) -> bytes:
         return wire.encode(self.key, wire.Join(self.header(), self.node_id, ("127.0.0.9",), 2,

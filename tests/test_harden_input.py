@@ -4,6 +4,7 @@ processes, real UDP datagrams signed with the cluster key, and a real SQLite dat
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 import urllib.request
@@ -15,6 +16,7 @@ from agentd import wire
 from ctop.model import Liveness, NodeView
 from ctop.store import Store
 
+from .agent_helpers import start_agent, stop_agent, write_key
 from .serve_helpers import Daemon, Sender, free_udp_port, node, samples
 
 
@@ -149,3 +151,75 @@ def test_a_full_disk_is_reported_not_logged_every_second(tmp_path, tiny_disk):
         _, err = d.stop()
     assert "Traceback" not in err
     assert err.count("history write failing") == 1, err  # at most once a minute
+
+
+def test_a_captured_leave_of_an_earlier_boot_is_refused_after_a_director_restart(tmp_path):
+    d = Daemon(tmp_path).start()
+    first = Sender("n1")
+    d.send(first.join())
+    d.send(first.report())
+    captured = first.leave()  # what an attacker on the path records
+    d.send(captured)
+    d.wait_for(lambda s: (n := node(s, "n1")) is not None and n["liveness"] == "left",
+               what="left")
+    second = Sender("n1")  # the agent restarts: a new boot
+    d.send(second.report())
+    d.wait_for(lambda s: node(s, "n1")["liveness"] == "alive", what="alive again")
+    time.sleep(1.5)  # a tick: the new boot's mark is saved
+    d.stop(signal.SIGKILL)  # a crash, not even a clean stop
+    d = d.again()
+    try:
+        d.send(captured)  # replayed at once, within max_age of its capture
+        d.send(second.report())
+        status = d.wait_for(lambda s: node(s, "n1") is not None, what="n1 after the restart")
+        assert status["drops"].get("replay") == 1
+        assert node(status, "n1")["liveness"] == "alive"
+        assert [e for e in status["events"] if e[1] == "leave"] == []  # no false `left`
+    finally:
+        d.stop()
+
+
+def test_a_forged_sequence_jump_cannot_silence_a_node(tmp_path):
+    d = Daemon(tmp_path).start()
+    real = Sender("n1")
+    try:
+        d.send(real.report(interval=0.2))
+        d.wait_for(lambda s: node(s, "n1") is not None, what="n1")
+        forged = Sender("n1", boot=real.boot)  # holds the cluster key, not the node
+        forged.seq = 2**63 - 2
+        d.send(forged.report(interval=0.2, cpu_percent=1.0))
+        for _ in range(8):
+            time.sleep(0.2)
+            d.send(real.report(interval=0.2, cpu_percent=77.0))
+        status = d.wait_for(lambda s: node(s, "n1")["cpu"] == 77.0, what="the real reports")
+        assert status["drops"].get("seq_jump") == 1
+        assert node(status, "n1")["liveness"] == "alive"
+    finally:
+        d.stop()
+
+
+def test_per_node_keys_let_a_node_speak_only_for_itself(tmp_path):
+    master = write_key(tmp_path / "master.key", key=os.urandom(32).hex().encode())
+    d = Daemon(tmp_path, f'master_key_file = "{master}"')
+    issued = d.ctop("keys", "issue", "n1")
+    assert issued.returncode == 0, issued.stderr
+    n1_key = write_key(tmp_path / "n1.key", key=issued.stdout.strip().encode())
+    (tmp_path / "agent.toml").write_text("")
+    d.start()
+    agents = [start_agent("--config", str(tmp_path / "agent.toml"), "--director",
+                          f"127.0.0.1:{d.port}", "--key-file", str(key), "--node-id", node_id,
+                          "--interval", "0.2")
+              for node_id, key in (("n1", n1_key), ("n2", n1_key), ("n3", d.key_file))]
+    try:
+        status = d.wait_for(lambda s: node(s, "n1") is not None
+                            and s["drops"].get("bad_tag", 0) >= 4, what="n1 and rejects")
+        time.sleep(1)
+        status = d.status()
+        assert [n["node_id"] for n in status["nodes"]] == ["n1"]  # n1's key is n1's alone
+        assert node(status, "n1")["liveness"] == "alive"
+        # an operator sees which host sends what it may not
+        assert status["drop_sources"]["bad_tag"][0][0] == "127.0.0.1"
+    finally:
+        for agent in agents:
+            stop_agent(agent)
+        d.stop()

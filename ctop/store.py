@@ -68,6 +68,7 @@ HOURLY_RETENTION = 90 * 86400.0
 # up a backlog (an upgraded database, downtime) goes in short steps between the tick batches.
 HOURLY_ROWS_PER_PASS = 600_000
 CATCHUP_EVERY = 5.0  # seconds between hourly passes while behind
+REBUILD_MINUTES = 10  # at start, minutes after the last written one rebuilt from raw samples
 FAILURE_LOG_EVERY = 60.0  # seconds between log lines while history writes keep failing
 _ROLLUP_COLUMNS = ", ".join(f"{c}_avg INTEGER, {c}_max INTEGER" for c in _COLS)
 
@@ -139,6 +140,29 @@ _HOUR_SQL = (
     # the whole table (rows are clustered by node)
     + ", NULL FROM nodes CROSS JOIN rollups AS r "
     "WHERE r.node = nodes.id AND r.minute >= ? AND r.minute < ? GROUP BY nodes.id"
+)
+# A minute already in the table (the part before a stop, or rebuilt from raw samples at start)
+# and the rest of it: one row, averages weighted by sample count. SET reads the old row.
+_ROLLUP_SQL = (
+    f"INSERT INTO rollups VALUES ({', '.join('?' * (2 * len(_COLS) + 4))}) "
+    "ON CONFLICT (node, minute) DO UPDATE SET n = n + excluded.n, "
+    + ", ".join(f"{c}_avg = CAST(round(({c}_avg * n + excluded.{c}_avg * excluded.n) * 1.0 "
+                f"/ (n + excluded.n)) AS INTEGER), {c}_max = max({c}_max, excluded.{c}_max)"
+                for c in _COLS)
+    + ", svc = coalesce(excluded.svc, svc)"
+)
+# Minutes with raw samples but no rollup row (the one in progress at a crash), per node.
+_REBUILD_SQL = (
+    "INSERT INTO rollups SELECT s.node, s.ts / 60000, count(*), "
+    + ", ".join(f"CAST(round(avg(s.{c})) AS INTEGER), max(s.{c})" for c in _COLS)
+    + ", NULL FROM nodes CROSS JOIN samples AS s WHERE s.node = nodes.id "
+    "AND s.ts >= ? AND s.ts < ? AND NOT EXISTS (SELECT 1 FROM rollups AS r "
+    "WHERE r.node = s.node AND r.minute = s.ts / 60000) GROUP BY s.node, s.ts / 60000"
+)
+_REBUILD_SVC_SQL = (
+    "SELECT s.node, s.ts / 60000, s.svc FROM nodes CROSS JOIN samples AS s "
+    "WHERE s.node = nodes.id AND s.ts >= ? AND s.ts < ? AND s.svc IS NOT NULL "
+    "ORDER BY s.node, s.ts"
 )
 _HOUR_SVC_SQL = (
     "SELECT r.node, r.n, r.svc FROM nodes CROSS JOIN rollups AS r "
@@ -298,6 +322,7 @@ class Store:
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES ('minute_retention', ?)",
                                 (repr(self.minute_retention),))
             self._hourly_next = self._load_hourly_next()
+            self._rebuild_minutes()
         self._hourly_pending = False  # an "hourly" entry is queued (one at a time)
         self._hourly_not_before = 0.0  # while catching up: the next pass not before this
         self._hour_cut = -1  # hourly rows before this hour were pruned
@@ -596,8 +621,11 @@ class Store:
                 rows,
             )
         elif what == "rollups":
-            marks = ", ".join("?" * (2 * len(_COLS) + 4))
-            db.executemany(f"INSERT OR REPLACE INTO rollups VALUES ({marks})", rows)
+            db.executemany(_ROLLUP_SQL, rows)
+            done = max(row[1] for row in rows) + 1
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('rollup_next', ?)", (str(done),))
+        elif what == "partial":  # a clean stop: the minute in progress, merged on restart
+            db.executemany(_ROLLUP_SQL, rows)
         elif what == "marks":
             db.executemany("INSERT OR REPLACE INTO marks VALUES (?, ?, ?, ?, ?)", rows)
         elif what == "events":
@@ -675,8 +703,36 @@ class Store:
         while self._queue.unfinished_tasks and time.monotonic() < deadline:
             time.sleep(0.01)
 
+    def _rebuild_minutes(self) -> None:
+        """Minutes after the last one written (meta.rollup_next) that have raw samples but
+        no rollup row: the minute in progress when the daemon was killed. Rebuilt from the
+        samples (fewer points than the live rollup had, the same averages and maxima)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'rollup_next'").fetchone()
+        if row is None:  # a new database: from the minute this daemon starts in
+            with self.db:
+                self.db.execute("INSERT INTO meta VALUES ('rollup_next', ?)",
+                                (str(int(time.time() // 60)),))
+            return
+        first = int(row[0])
+        last = min(int(time.time() // 60) + 1, first + REBUILD_MINUTES)
+        span = (first * 60 * TS_SCALE, last * 60 * TS_SCALE)
+        with self.db:
+            rebuilt = self.db.execute(_REBUILD_SQL, span).rowcount
+            updates = [(blob, node, minute) for (node, minute), group in groupby(
+                self.db.execute(_REBUILD_SVC_SQL, span), itemgetter(0, 1))
+                if (blob := _mean_services((k, 1, b) for *k, b in group)) is not None]
+            self.db.executemany("UPDATE rollups SET svc = ? WHERE node = ? AND minute = ? "
+                                "AND svc IS NULL", updates)
+        if rebuilt > 0:
+            log.info("rebuilt %d minute rollup(s) from raw samples", rebuilt)
+
     def close(self) -> None:
         if self._writer.is_alive():
+            # the minute in progress: written now, completed by the next start's rollup
+            partial = [self._rollup_row(rid, r) for rid, r in self._rollups.items()]
+            self._rollups = {}
+            if partial:
+                self._put([("partial", partial)])
             self.flush()
             self._queue.put(None)
             self._writer.join(timeout=10)

@@ -223,3 +223,65 @@ def test_per_node_keys_let_a_node_speak_only_for_itself(tmp_path):
         for agent in agents:
             stop_agent(agent)
         d.stop()
+
+
+def _rollup(db: Path, node_id: str, minute: int) -> tuple[int, int] | None:
+    """(samples in the minute, cpu average x10) of one node's rollup row, or None."""
+    import sqlite3
+
+    with sqlite3.connect(db) as c:
+        return c.execute("SELECT r.n, r.cpu_avg FROM rollups AS r JOIN nodes ON nodes.id = r.node "
+                         "WHERE nodes.node_id = ? AND r.minute = ?", (node_id, minute)).fetchone()
+
+
+def _report_for(d: Daemon, sender: Sender, seconds: float) -> int:
+    """Reports every 0.2 s inside one minute (waits for a fresh minute if too close to its
+    end); returns that minute."""
+    if time.time() % 60 > 60 - seconds - 3:
+        time.sleep(60 - time.time() % 60 + 0.5)
+    minute = int(time.time() // 60)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        d.send(sender.report(interval=0.2, cpu_percent=40.0))
+        time.sleep(0.2)
+    return minute
+
+
+def test_a_clean_stop_keeps_the_minute_in_progress(tmp_path):
+    d = Daemon(tmp_path).start()
+    minute = _report_for(d, Sender("n1"), 2.5)
+    code, err = d.stop()
+    assert code == 0, err
+    row = _rollup(d.db, "n1", minute)
+    assert row is not None and row[0] >= 2 and row[1] == 400
+
+
+def test_a_killed_daemon_s_minute_is_rebuilt_from_raw_samples(tmp_path):
+    d = Daemon(tmp_path).start()
+    sender = Sender("n1")
+    minute = _report_for(d, sender, 2.5)
+    time.sleep(1.2)  # a tick commits the raw samples
+    stored = samples(d.db, "n1")
+    d.stop(signal.SIGKILL)
+    assert _rollup(d.db, "n1", minute) is None
+    d = d.again()
+    try:
+        row = _rollup(d.db, "n1", minute)
+        assert row == (stored, 400)
+    finally:
+        d.stop()
+
+
+def test_a_minute_split_by_a_restart_is_one_rollup_of_both_parts(tmp_path):
+    path = str(tmp_path / "h.db")
+    t0 = (time.time() // 60) * 60 - 120  # a whole minute in the past
+    store = Store(path)
+    for i in range(10):
+        store.record_tick(t0 + i, [_view("n", 10, t0 + i)._replace(cpu=20.0)], [])
+    store.close()  # the clean stop writes the first 10 seconds
+    store = Store(path)
+    for i in range(10, 40):
+        store.record_tick(t0 + i, [_view("n", 10, t0 + i)._replace(cpu=60.0)], [])
+    store.record_tick(t0 + 61, [], [])  # the minute ends
+    store.close()
+    assert _rollup(Path(path), "n", int(t0 // 60)) == (40, 500)  # (10 x 20 + 30 x 60) / 40

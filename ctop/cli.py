@@ -84,6 +84,9 @@ def director_config(args: argparse.Namespace) -> DirectorConfig:
         changes["control_socket"] = args.socket
     if args.readonly:
         changes["readonly"] = True
+    flags = {"listen": "listen", "key_file": "key_file", "store": "store.path",
+             "control_socket": "control_socket"}
+    changes["overrides"] = tuple(flags[k] for k in changes if k in flags)
     return replace(cfg, **changes)
 
 
@@ -121,6 +124,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except Exception as e:
         from agentd.wire import KeyError_
+        from ctop.control import ControlError
+        from ctop.startup import StartError
+
+        if isinstance(e, StartError):
+            print(f"ctop serve: {e}", file=sys.stderr)
+            return 1
+        if isinstance(e, ControlError):
+            print(f"ctop: {e}", file=sys.stderr)
+            return 3
         from ctop.alerts import RuleError
 
         if isinstance(e, KeyError_ | RuleError | ValueError | OSError):
@@ -130,13 +142,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def serve(cfg: DirectorConfig) -> int:
-    from ctop.control import ControlServer
+    from agentd.wire import KeyError_
+    from ctop.control import ControlError, ControlServer
     from ctop.engine import Engine
+    from ctop.filemodes import group_id
+    from ctop.startup import os_problem, setting_error
 
-    engine = Engine(cfg)
+    try:
+        engine = Engine(cfg)
+    except KeyError_ as e:
+        which = "master_key_file" if cfg.master_key_file else "key_file"
+        raise setting_error(cfg, which, getattr(cfg, which), str(e)) from None
     await engine.start()
-    control = ControlServer(engine, cfg.control_socket)
-    await control.start()
+    control = ControlServer(engine, cfg.control_socket, group_id(cfg.control_group))
+    try:
+        await control.start()
+    except (OSError, ControlError) as e:
+        await engine.stop()
+        raise setting_error(cfg, "control_socket", cfg.control_socket,
+                            "cannot create the control socket: "
+                            + (os_problem(e) if isinstance(e, OSError) else str(e))) from None
     host = cfg.listen[0]
     log.info("ctop serve: cluster %s, udp %s:%d, database %s, control socket %s",
              cfg.cluster, host, engine.port, cfg.store.path, cfg.control_socket)
@@ -178,11 +203,17 @@ def status(cfg: DirectorConfig, *, as_json: bool) -> int:
     except ControlError as e:
         print(f"ctop: {e}", file=sys.stderr)
         return 3
-    if as_json:
-        json.dump(data, sys.stdout, indent=1, default=str)
-        print()
-        return 0
-    print(status_text(data))
+    try:
+        if as_json:
+            json.dump(data, sys.stdout, indent=1, default=str)
+            print()
+        else:
+            print(status_text(data))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `ctop status --json | head`: the reader has had enough
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
     return 0
 
 

@@ -214,7 +214,11 @@ class DirectorConfig:
     prometheus: tuple[str, int] | None = None
     control_socket: str = field(default_factory=default_control_socket)
     readonly: bool = False
+    # [control] group: the group that may read the cluster (the history database is created
+    # 0640 with this group; the control socket's group). "" = the daemon's own group.
+    control_group: str = ""
     source: TomlSource | None = None  # where it came from, for error messages
+    overrides: tuple[str, ...] = ()  # settings given by command-line flags, for error messages
 
 
 def load(path: str | None, *, must_exist: bool = False) -> DirectorConfig:
@@ -240,6 +244,16 @@ def from_source(src: TomlSource) -> DirectorConfig:
     prom = top.table_of("prometheus")
     prom_listen = prom.get("listen", None, lambda v: parse_address(v, "127.0.0.1"), "host:port")
     prom.check_unknown()
+    control = top.table_of("control")
+    control_group = control.string("group", "")
+    control.check_unknown()
+    if control_group:
+        import grp
+
+        try:
+            grp.getgrnam(control_group)
+        except KeyError:
+            raise src.error("control.group", f"no group named {control_group!r}") from None
     cfg = DirectorConfig(
         cluster=top.string("cluster", DirectorConfig.cluster),
         listen=top.get("listen", DirectorConfig.listen, parse_address, "host:port"),
@@ -256,8 +270,11 @@ def from_source(src: TomlSource) -> DirectorConfig:
         prometheus=prom_listen,
         control_socket=top.string("control_socket", default_control_socket()),
         readonly=top.boolean("readonly", False),
+        control_group=control_group,
         source=src,
     )
+    if not cfg.key_file and not cfg.master_key_file:
+        raise src.error("key_file", "is empty; give the path of the cluster key file")
     top.check_unknown()
     _check_alerts(src, cfg)
     _check_lb(src, cfg)

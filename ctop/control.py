@@ -23,12 +23,14 @@ import msgpack
 
 from ctop.codec import from_plain, pack_compact, to_plain, unpack_compact
 from ctop.model import EventView, Snapshot
+from ctop.sockpath import UntrustedPath, check_socket, prepare_directory, remove_stale_socket
 
 if TYPE_CHECKING:
     from ctop.engine import Engine
     from ctop.lb.actions import ActionResult, LBController
 
 _LEN = struct.Struct("!I")
+MAX_REQUEST = 4096  # bytes of one request line; longer ones are refused, not read on
 
 
 class ControlError(Exception):
@@ -36,29 +38,39 @@ class ControlError(Exception):
 
 
 class ControlServer:
-    def __init__(self, engine: Engine, path: str) -> None:
+    def __init__(self, engine: Engine, path: str, group_id: int | None = None) -> None:
         self.engine, self.path = engine, path
+        self.group_id = group_id
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self) -> None:
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        if daemon_running(self.path):
-            raise ControlError(f"another ctop serve already listens on {self.path}")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)  # a stale socket from a crashed daemon
-        self._server = await asyncio.start_unix_server(self._handle, self.path)
+        try:
+            prepare_directory(self.path, self.group_id)
+            if daemon_running(self.path):
+                raise ControlError(f"another ctop serve already listens on {self.path}")
+            remove_stale_socket(self.path)  # a crashed daemon's, never a file
+        except UntrustedPath as e:
+            raise ControlError(str(e)) from None
+        self._server = await asyncio.start_unix_server(
+            self._handle, self.path, limit=MAX_REQUEST)
         os.chmod(self.path, 0o660)
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
+            with contextlib.suppress(OSError, UntrustedPath):
+                remove_stale_socket(self.path)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            request = (await asyncio.wait_for(reader.readline(), 5)).decode().strip()
+            request = await read_request(reader)
+            if request is None:  # too long, not UTF-8, or cut off: answered, not logged
+                body = msgpack.packb({"error": "bad request: one UTF-8 line of at most "
+                                               f"{MAX_REQUEST} bytes"})
+                writer.write(_LEN.pack(len(body)) + body)
+                await writer.drain()
+                return
             verb, _, arg = request.partition(" ")
             if request in ("status", "snapshot"):
                 body = msgpack.packb(to_plain(self.engine.snapshot()))
@@ -74,10 +86,37 @@ class ControlServer:
             writer.close()
 
 
+async def read_request(reader: asyncio.StreamReader, timeout: float = 5) -> str | None:
+    """One request line (the last may lack its newline), or None if it is longer than
+    MAX_REQUEST, not UTF-8, or empty."""
+    try:
+        try:
+            line = await asyncio.wait_for(reader.readuntil(b"\n"), timeout)
+        except asyncio.IncompleteReadError as e:  # the client closed after its request
+            line = e.partial
+        return line.decode().strip() or None
+    except (asyncio.LimitOverrunError, ValueError):
+        return None  # ValueError: UnicodeDecodeError, or a line past the reader's limit
+
+
+def _trusted(path: str) -> None:
+    """Refuse a socket another user could have planted (ctop.sockpath)."""
+    try:
+        check_socket(path)
+    except FileNotFoundError:
+        raise ControlError(f"no ctop daemon: {path} does not exist (start `ctop serve`)"
+                           ) from None
+    except UntrustedPath as e:
+        raise ControlError(f"{e}; not using this control socket") from None
+    except OSError as e:
+        raise ControlError(f"{path}: {e.strerror or e}") from None
+
+
 def _exchange(path: str, what: str, timeout: float = 5.0) -> bytes:
     """One request line out, the answer's msgpack bytes back."""
     if "\n" in what:
         raise ControlError("a request is one line")
+    _trusted(path)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(timeout)
@@ -112,8 +151,10 @@ def fetch_status(path: str) -> dict[str, Any]:
 
 
 def daemon_running(path: str) -> bool:
-    if not os.path.exists(path):
+    """True if a daemon answers on `path`; ControlError if what is there is not trusted."""
+    if not os.path.lexists(path):
         return False
+    _trusted(path)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(1)

@@ -89,24 +89,51 @@ class Engine:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.store = Store(
-            self.config.store.path,
-            raw_retention=self.config.store.raw_retention,
-            minute_retention=self.config.store.minute_retention,
-            hourly_retention=self.config.store.hourly_retention,
-            raw_every=self.config.store.raw_every,
-        )
+        """Open the store, the balancers, the UDP socket and /metrics; a setting that cannot
+        be used raises ctop.startup.StartError naming it (and where it was set)."""
+        import sqlite3
+
+        from ctop.filemodes import group_id
+        from ctop.startup import os_problem, setting_error
+
+        cfg = self.config
+        try:
+            self.store = Store(
+                cfg.store.path,
+                raw_retention=cfg.store.raw_retention,
+                minute_retention=cfg.store.minute_retention,
+                hourly_retention=cfg.store.hourly_retention,
+                raw_every=cfg.store.raw_every,
+                group=group_id(cfg.control_group),
+            )
+        except (OSError, sqlite3.Error) as e:
+            raise setting_error(cfg, "store.path", cfg.store.path,
+                                f"cannot open or create the history database: "
+                                f"{os_problem(e)}") from None
         self.verifier.restore([Mark(*row) for row in self.store.load_marks()])
         self._marks_saved = time.time()
         self._setup_lb()
-        self.receiver.open()
+        try:
+            self.receiver.open()
+        except OSError as e:
+            host, port = cfg.listen
+            raise setting_error(cfg, "listen", f"{host}:{port}",
+                                f"cannot listen on udp {host}:{port}: {os_problem(e)}") from None
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="ctop-tick"))
         if self.lb is not None:
             self._tasks.append(asyncio.create_task(self._lb_loop(), name="ctop-lb"))
-        if self.config.prometheus:
-            from ctop.prometheus import serve_metrics
+        if cfg.prometheus:
+            from ctop.prometheus import start_metrics
 
-            self._tasks.append(asyncio.create_task(serve_metrics(self, *self.config.prometheus)))
+            host, port = cfg.prometheus
+            try:  # bound now: a /metrics that cannot listen is fatal, not a silent gap
+                server = await start_metrics(self, host, port)
+            except OSError as e:
+                await self.stop()
+                raise setting_error(cfg, "prometheus.listen", f"{host}:{port}",
+                                    f"cannot serve /metrics on tcp {host}:{port}: "
+                                    f"{os_problem(e)}") from None
+            self._tasks.append(asyncio.create_task(server.serve_forever()))
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -91,6 +91,15 @@ def exposition(snap: Snapshot) -> str:
 
 
 async def serve_metrics(engine: Engine, host: str, port: int) -> None:
+    server = await start_metrics(engine, host, port)
+    async with server:
+        await server.serve_forever()
+
+
+async def start_metrics(engine: Engine, host: str, port: int) -> asyncio.Server:
+    """Listen for GET /metrics now (OSError if the address cannot be bound); the caller
+    runs server.serve_forever()."""
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await asyncio.wait_for(reader.readline(), 5)
@@ -114,5 +123,4 @@ async def serve_metrics(engine: Engine, host: str, port: int) -> None:
 
     server = await asyncio.start_server(handle, host, port)
     log.info("prometheus metrics on http://%s:%d/metrics", host, port)
-    async with server:
-        await server.serve_forever()
+    return server

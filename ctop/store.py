@@ -28,6 +28,7 @@ from typing import Any
 
 import msgpack
 
+from ctop.filemodes import private_database
 from ctop.model import EventView, NodeView
 
 log = logging.getLogger(__name__)
@@ -302,8 +303,11 @@ class Store:
         rollup_retention: float | None = None,
         raw_every: float = 0.0,
         writer: bool = True,
+        group: int | None = None,
     ) -> None:
         self.path = path
+        if writer:  # 0640 before SQLite creates it (ctop.filemodes)
+            private_database(path, group)
         self.raw_retention = raw_retention
         # rollup_retention is the old name of hourly_retention: with one rollup level it said
         # how far back charts go, which is what the hourly level's retention says now.

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ctop.filemodes import private_database
+
 ORIGINS = ("operator", "auto", "cli")
 HUMAN = ("operator", "cli")
 
@@ -105,7 +107,7 @@ class Journal:
     def __init__(self, path: str | os.PathLike[str], *, user: str | None = None) -> None:
         self.path = Path(path)
         if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_database(str(path))  # 0640, like the history it shares a file with
         self.user = user or current_user()
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), timeout=10, check_same_thread=False)

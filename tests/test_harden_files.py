@@ -32,28 +32,37 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="changes owners: needs
 # -- 5: the database is 0640, group from [control] group ---------------------------------------
 
 
-@needs_root
-def test_the_history_database_is_not_readable_by_other_users(tmp_path):
-    group = grp.getgrgid(NOBODY).gr_name  # any group the daemon does not run as
-    old = tmp_path / "old.db"
-    d = Daemon(tmp_path, f'[control]\ngroup = "{group}"')
+def _modes(directory: Path) -> dict[str, tuple[int, int]]:
+    return {name: (stat.S_IMODE(st.st_mode), st.st_gid) for name in
+            ("ctop.db", "ctop.db-wal", "ctop.db-shm") if (st := os.stat(directory / name))}
+
+
+def _run_briefly(d: Daemon) -> dict[str, tuple[int, int]]:
     d.start()
     try:
         d.send(Sender("n1").report())
         d.wait_for(lambda s: node(s, "n1") is not None, what="n1")
         time.sleep(1.2)  # a tick has written to the -wal
-        for name in ("ctop.db", "ctop.db-wal", "ctop.db-shm"):
-            st = os.stat(tmp_path / name)
-            assert stat.S_IMODE(st.st_mode) == 0o640, name
-            assert st.st_gid == NOBODY, name
+        modes = _modes(d.root)
     finally:
         d.stop()
+    return modes
+
+
+def test_the_history_database_is_not_readable_by_other_users(tmp_path):
+    modes = _run_briefly(Daemon(tmp_path))
+    assert {mode for mode, _ in modes.values()} == {0o640}, modes
     # a database an older version made 0644 is tightened at start
-    shutil.copy(tmp_path / "ctop.db", old)
-    old.chmod(0o644)
-    (tmp_path / "again").mkdir()
-    Daemon(tmp_path / "again", db=old).start().stop()
-    assert stat.S_IMODE(old.stat().st_mode) == 0o640
+    (tmp_path / "ctop.db").chmod(0o644)
+    Daemon(tmp_path).start().stop()
+    assert stat.S_IMODE((tmp_path / "ctop.db").stat().st_mode) == 0o640
+
+
+@needs_root
+def test_the_history_database_belongs_to_the_control_group(tmp_path):
+    group = grp.getgrgid(NOBODY).gr_name  # any group the daemon does not run as
+    modes = _run_briefly(Daemon(tmp_path, f'[control]\ngroup = "{group}"'))
+    assert set(modes.values()) == {(0o640, NOBODY)}, modes
 
 
 # -- 6: a socket another user planted is never trusted ------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -17,7 +16,7 @@ from ctop.model import Liveness, NodeView
 from ctop.store import Store
 
 from .agent_helpers import start_agent, stop_agent, write_key
-from .serve_helpers import Daemon, Sender, free_udp_port, node, samples
+from .serve_helpers import Daemon, Sender, fill, free_udp_port, node, samples, tmpfs
 
 
 def hostile_report(sender: Sender, **overrides: object) -> bytes:
@@ -97,23 +96,8 @@ def tiny_disk(tmp_path):
     """An 8 MiB tmpfs: a real full disk for the database."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    where = tmp_path / "disk"
-    where.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(where)], check=True)
-    yield where
-    subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def _fill(where: Path) -> Path:
-    filler = where / "filler"
-    try:
-        with open(filler, "wb") as f:
-            while True:
-                f.write(b"\0" * 4096)
-                f.flush()
-    except OSError:  # ENOSPC: full
-        pass
-    return filler
+    with tmpfs(tmp_path / "disk") as where:
+        yield where
 
 
 def test_a_full_disk_is_reported_not_logged_every_second(tmp_path, tiny_disk):
@@ -125,7 +109,7 @@ def test_a_full_disk_is_reported_not_logged_every_second(tmp_path, tiny_disk):
         for s in senders:
             d.send(s.report())
         d.wait_for(lambda s: samples(d.db, "n0") > 0, what="first samples")
-        filler = _fill(tiny_disk)
+        filler = fill(tiny_disk)
         status = {}
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

@@ -209,6 +209,9 @@ METRIC_BY_NAME = {m.name: m for m in METRICS}
 _SCALAR_NAMES = tuple(m.name for m in SCALARS)
 _SCALED = tuple((i, m.name, m.scale) for i, m in enumerate(SCALARS) if m.scale != 1)
 _SCALAR_LIMITS = tuple(m.limit for m in SCALARS)
+# Scalars whose bound is not MAX_VALUE (by position): the fast path checks these one by one.
+_BOUNDED_AT = tuple((i, limit) for i, limit in enumerate(_SCALAR_LIMITS) if limit != MAX_VALUE)
+_WIDE_AT = tuple(i for i, limit in enumerate(_SCALAR_LIMITS) if limit > MAX_VALUE)
 
 STATUS_CODES = {"ok": 0, "warn": 1, "fail": 2, "unknown": 3}
 STATUS_NAMES = {v: k for k, v in STATUS_CODES.items()}
@@ -577,11 +580,18 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
             return None
 
         scalars = raw.get("v", [])
-        if not (_numbers(scalars, MAX_INT64) and _scalars_ok(scalars)):
-            return None
-        # Every number of the lists and maps goes into one list, checked once at the end with
-        # one min(), max() and sum() in C (0..MAX_VALUE, no NaN) instead of per list.
-        flat: list[Any] = []
+        if type(scalars) is not list or len(scalars) < _SCALAR_COUNT:
+            return None  # an older agent: the reference path
+        for i, limit in _BOUNDED_AT:  # percentages (and the wide counters, checked here)
+            if not 0 <= scalars[i] <= limit:
+                return None
+        # Every number of the report goes into one list, checked once at the end with one
+        # min() and one sum() in C instead of per list: all >= 0 and a total <= MAX_VALUE
+        # (so each is; a NaN fails the comparison). The wide counters were checked above. A
+        # report whose total is larger takes the reference path, which bounds each value.
+        flat = scalars.copy()
+        for i in _WIDE_AT:
+            flat[i] = 0
         out: dict[str, Any] = dict(zip(_SCALAR_NAMES, scalars, strict=False))
         if len(scalars) >= _SCALAR_COUNT:
             for i, name, scale in _SCALED:
@@ -661,7 +671,7 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
             parsed.append(status)
         # min() raises TypeError on anything but numbers; max() bounds each one, and sum()
         # carries a NaN anywhere in the list to a failed comparison.
-        if flat and not (min(flat) >= 0 and max(flat) <= MAX_VALUE and sum(flat) < _INF):
+        if flat and not (min(flat) >= 0 and sum(flat) <= MAX_VALUE):
             return None
         return _tuple_new(Report, (
             _tuple_new(Header, (node, boot, seq, ts)),

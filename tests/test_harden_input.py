@@ -269,3 +269,57 @@ def test_a_minute_split_by_a_restart_is_one_rollup_of_both_parts(tmp_path):
     store.record_tick(t0 + 61, [], [])  # the minute ends
     store.close()
     assert _rollup(Path(path), "n", int(t0 // 60)) == (40, 500)  # (10 x 20 + 30 x 60) / 40
+
+
+def _body(**over: object) -> dict:
+    h = Sender("n").header()
+    scalars = [0] * len(wire.SCALARS)
+    body = {"k": "r", "n": h.node, "b": h.boot, "q": h.seq, "t": round(h.ts, 3), "i": 1.0,
+            "m": {"v": scalars, "cc": [10, 20]}, "s": [["web", 0, 15]]}
+    body.update(over)
+    return body
+
+
+def _scalar(name: str, value: int) -> dict:
+    scalars = [0] * len(wire.SCALARS)
+    scalars[[m.name for m in wire.SCALARS].index(name)] = value
+    return {"v": scalars}
+
+
+@pytest.mark.parametrize("what, body", [
+    ("connections past 2^53", _body(m=_scalar("tcp_established", 2**64 - 1))),
+    ("cpu above 100 %", _body(m=_scalar("cpu_percent", 1001))),
+    ("a core above 100 %", _body(m={"v": [0] * len(wire.SCALARS), "cc": [50, 101]})),
+    ("an interface rate past 2^53", _body(m={"ni": {"eth0": [2**60, 0, 0, 0]}})),
+    ("a latency past 2^53", _body(s=[["web", 0, 2**60]])),
+    ("a status code past 255", _body(s=[["web", 2**40, 15]])),
+    ("a boot id past signed 64 bits", _body(b=2**64 - 1)),
+    ("a sequence past 2^63-1", _body(q=2**63)),
+    ("a group of 1,000 characters", _body(g="g" * 1000)),
+    ("a 2^64-1 process id", _body(m={"tp": [["x", 2**64 - 1, 0, 0]]})),
+])
+def test_every_field_out_of_its_bounds_is_bad_field(what, body):
+    verifier = wire.Verifier(KEY_FOR_BOUNDS)
+    got = verifier.verify(wire.seal(KEY_FOR_BOUNDS, body))
+    assert isinstance(got, wire.Rejected) and got.reason == "bad_field", (what, got)
+
+
+def test_a_join_with_absurd_cores_or_memory_is_bad_field():
+    verifier = wire.Verifier(KEY_FOR_BOUNDS)
+    for over in ({"cr": 2**64 - 1}, {"mt": 2**64 - 1}, {"cr": 0}, {"a": ["x" * 300]}):
+        h = Sender("n").header()
+        body = {"k": "j", "n": h.node, "b": h.boot, "q": h.seq, "t": round(h.ts, 3), "h": "n",
+                "a": [], "cr": 4, "mt": 1 << 30, "v": "1", "i": 1.0, "g": "", **over}
+        got = verifier.verify(wire.seal(KEY_FOR_BOUNDS, body))
+        assert isinstance(got, wire.Rejected) and got.reason == "bad_field", (over, got)
+
+
+def test_the_agent_clamps_to_the_bounds_so_a_glitch_never_mutes_a_node():
+    sent = wire.Report(Sender("n").header(), 1.0, "", {"cpu_percent": 100.4,
+                                                       "tcp_established": 2**70})
+    got = wire.Verifier(KEY_FOR_BOUNDS).verify(wire.encode(KEY_FOR_BOUNDS, sent))
+    assert isinstance(got, wire.Report)
+    assert got.metrics["cpu_percent"] == 100 and got.metrics["tcp_established"] == wire.MAX_VALUE
+
+
+KEY_FOR_BOUNDS = b"0123456789abcdef0123456789abcdef"

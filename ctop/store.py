@@ -661,8 +661,9 @@ class Store:
                 self._hour_cut = hour_cut
                 db.executemany("DELETE FROM hourly WHERE node = ? AND hour < ?",
                                [(n, hour_cut) for n in nodes])
-            # events go with the longest history
+            # events go with the longest history, and so do replay marks of nodes long gone
             db.execute("DELETE FROM events WHERE ts < ?", (now - self.hourly_retention,))
+            db.execute("DELETE FROM marks WHERE at < ?", (now - self.hourly_retention,))
 
     def _load_hourly_next(self) -> int | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'hourly_next'").fetchone()

@@ -209,7 +209,7 @@ class WriteHealth:
         if self.failing_since is None:
             return ""
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.failing_since))
-        return f"history failing since {since} ({self.reason}; {self.failed} lost)"
+        return f"history failing since {since} ({self.reason})"  # the count: in the log
 
 
 # Errors that refuse one row, not the database: salvaged row by row (see _salvage).

@@ -593,14 +593,8 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
         for i in _WIDE_AT:
             flat[i] = 0
         out: dict[str, Any] = dict(zip(_SCALAR_NAMES, scalars, strict=False))
-        if len(scalars) >= _SCALAR_COUNT:
-            for i, name, scale in _SCALED:
-                out[name] = scalars[i] / scale
-        else:  # an older agent sent fewer scalars
-            n = len(scalars)
-            for i, name, scale in _SCALED:
-                if i < n:
-                    out[name] = scalars[i] / scale
+        for i, name, scale in _SCALED:
+            out[name] = scalars[i] / scale
         for key, value in raw.items():
             if key == "v":
                 continue

@@ -842,9 +842,16 @@ class Verifier:
             return None
         if type(node) is not str or not 0 < len(node) <= 128:
             return None
+        return self.key_for(node)
+
+    def key_for(self, node: str) -> bytes:
+        """The key a datagram of `node` must be signed with: the cluster key, or in per-node
+        mode that node's derived key (cached). For checks that know the node another way,
+        e.g. a liveness beacon by its boot id."""
+        if self.master is None:
+            return self.key
         key = self._node_keys.get(node)
         if key is None:
-            assert self.master is not None
             if len(self._node_keys) >= NODE_KEYS_CACHED:
                 self._node_keys.clear()
             key = self._node_keys[node] = node_key(self.master, node)

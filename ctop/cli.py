@@ -145,7 +145,6 @@ async def serve(cfg: DirectorConfig) -> int:
     from agentd.wire import KeyError_
     from ctop.control import ControlError, ControlServer
     from ctop.engine import Engine
-    from ctop.filemodes import group_id
     from ctop.startup import os_problem, setting_error
 
     try:
@@ -154,7 +153,7 @@ async def serve(cfg: DirectorConfig) -> int:
         which = "master_key_file" if cfg.master_key_file else "key_file"
         raise setting_error(cfg, which, getattr(cfg, which), str(e)) from None
     await engine.start()
-    control = ControlServer(engine, cfg.control_socket, group_id(cfg.control_group))
+    control = ControlServer(engine, cfg.control_socket, group=cfg.control_group)
     try:
         await control.start()
     except (OSError, ControlError) as e:

@@ -215,8 +215,8 @@ class DirectorConfig:
     control_socket: str = field(default_factory=default_control_socket)
     readonly: bool = False
     # [control] group: the group that may read the cluster (the history database is created
-    # 0640 with this group; the control socket's group). "" = the daemon's own group.
-    control_group: str = ""
+    # 0640 with this group; the control socket's group). None = the daemon's own group.
+    control_group: str | None = None
     source: TomlSource | None = None  # where it came from, for error messages
     overrides: tuple[str, ...] = ()  # settings given by command-line flags, for error messages
 
@@ -245,15 +245,8 @@ def from_source(src: TomlSource) -> DirectorConfig:
     prom_listen = prom.get("listen", None, lambda v: parse_address(v, "127.0.0.1"), "host:port")
     prom.check_unknown()
     control = top.table_of("control")
-    control_group = control.string("group", "")
+    control_group = control.string("group", "") or None
     control.check_unknown()
-    if control_group:
-        import grp
-
-        try:
-            grp.getgrnam(control_group)
-        except KeyError:
-            raise src.error("control.group", f"no group named {control_group!r}") from None
     cfg = DirectorConfig(
         cluster=top.string("cluster", DirectorConfig.cluster),
         listen=top.get("listen", DirectorConfig.listen, parse_address, "host:port"),

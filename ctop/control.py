@@ -38,14 +38,17 @@ class ControlError(Exception):
 
 
 class ControlServer:
-    def __init__(self, engine: Engine, path: str, group_id: int | None = None) -> None:
+    def __init__(self, engine: Engine, path: str, *, group: str | None = None) -> None:
+        from ctop.filemodes import group_id
+
         self.engine, self.path = engine, path
-        self.group_id = group_id
+        self.group = group
+        self._dir_gid = group_id(group)  # a socket directory we create belongs to it
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self) -> None:
         try:
-            prepare_directory(self.path, self.group_id)
+            prepare_directory(self.path, self._dir_gid)
             if daemon_running(self.path):
                 raise ControlError(f"another ctop serve already listens on {self.path}")
             remove_stale_socket(self.path)  # a crashed daemon's, never a file

@@ -98,13 +98,19 @@ class Engine:
 
         cfg = self.config
         try:
+            gid = group_id(cfg.control_group)
+        except KeyError:
+            raise setting_error(cfg, "control.group", cfg.control_group,
+                                f"the group does not exist (groupadd {cfg.control_group})"
+                                ) from None
+        try:
             self.store = Store(
                 cfg.store.path,
                 raw_retention=cfg.store.raw_retention,
                 minute_retention=cfg.store.minute_retention,
                 hourly_retention=cfg.store.hourly_retention,
                 raw_every=cfg.store.raw_every,
-                group=group_id(cfg.control_group),
+                group=gid,
             )
         except (OSError, sqlite3.Error) as e:
             raise setting_error(cfg, "store.path", cfg.store.path,

@@ -15,8 +15,8 @@ DB_MODE = 0o640
 DIR_MODE = 0o750
 
 
-def group_id(name: str) -> int | None:
-    """The id of group `name` ("" -> None). KeyError if there is no such group."""
+def group_id(name: str | None) -> int | None:
+    """The id of group `name` (None or "" -> None). KeyError if there is no such group."""
     return grp.getgrnam(name).gr_gid if name else None
 
 

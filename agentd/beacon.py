@@ -11,7 +11,8 @@ report), so the same 2.6 s of silence takes 10 lost in a row (docs/director.md h
     3       8     boot id, big-endian (the 63-bit boot id of the agent's messages)
     11      4     sequence number, low 32 bits, big-endian (the agent's one sequence)
     15      2     gap: the longest time in ms until the agent's next datagram (its pattern)
-    17      16    tag: HMAC-SHA256 over bytes 0-16 with the cluster key, truncated
+    17      16    tag: HMAC-SHA256 over bytes 0-16 with the node's key (the cluster key, or
+                        its per-node key), truncated
 
 33 bytes, no msgpack: the director checks it with one HMAC and a dict lookup.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import hmac
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -73,6 +75,7 @@ class _Boot:
     node: str
     seq: int  # highest sequence number seen of this boot (messages and beacons)
     fresh: float  # receiver time of the last accepted timestamped message of this boot
+    key: bytes  # the node's key (per-node keys: the beacon names its node by the boot alone)
 
 
 @dataclass
@@ -88,8 +91,9 @@ class BeaconVerifier:
     `max_age` seconds).
     """
 
-    key: bytes
+    key: bytes  # the cluster key; in per-node mode `key_for` gives each node's own
     max_age: float = 30.0
+    key_for: Callable[[str], bytes] | None = None
     _boots: dict[int, _Boot] = field(default_factory=dict)
     _by_node: dict[str, int] = field(default_factory=dict)
 
@@ -104,7 +108,8 @@ class BeaconVerifier:
         old = self._by_node.get(h.node)
         if old is not None:
             self._boots.pop(old, None)
-        self._boots[h.boot] = _Boot(h.node, h.seq, now)
+        key = self.key_for(h.node) if self.key_for is not None else self.key
+        self._boots[h.boot] = _Boot(h.node, h.seq, now, key)
         self._by_node[h.node] = h.boot
 
     def forget(self, node: str) -> None:
@@ -116,13 +121,15 @@ class BeaconVerifier:
         """Total: a Beacon, or why not. No msgpack, one HMAC."""
         if len(data) != BEACON_BYTES or data[:2] != MAGIC:
             return Rejected(Reason.MALFORMED, f"beacon of {len(data)} bytes")
-        payload = data[:_SIGNED]
-        if not _compare(_digest(self.key, payload, "sha256")[:_TAG], data[_SIGNED:]):
-            return Rejected(Reason.BAD_TAG, "beacon signature does not match the cluster key")
+        # The boot names the node and so its key: look it up before the one HMAC. An
+        # unknown boot is refused unsigned-checked; that costs a forger nothing it lacks.
         boot, low, gap_ms = _unpack(data, 3)
         known = self._boots.get(boot)
         if known is None:
             return Rejected(Reason.UNKNOWN_BOOT, f"beacon of boot {boot:x}, no message of it")
+        payload = data[:_SIGNED]
+        if not _compare(_digest(known.key, payload, "sha256")[:_TAG], data[_SIGNED:]):
+            return Rejected(Reason.BAD_TAG, f"beacon signature does not match {known.node}'s key")
         last = known.seq
         seq = (last & ~0xFFFFFFFF) | low
         if seq <= last:

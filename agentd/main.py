@@ -85,6 +85,9 @@ def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         stream=sys.stderr, level=logging.DEBUG if verbose else logging.INFO, format=fmt
     )
+    if not verbose:  # httpx logs every HTTP probe at INFO: one journal line per check
+        for noisy in ("httpx", "httpcore"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _print_once(cfg: Config, as_json: bool) -> None:

@@ -35,6 +35,11 @@ def read_toml(path: str | os.PathLike[str]) -> tuple[str, dict[str, Any]]:
         if m:
             reason = msg[: m.start()].strip()
             raise ConfigError(f"{path}:{m[1]}: invalid TOML: {reason} (column {m[2]})") from None
+        if msg.endswith("(at end of document)"):  # e.g. an unterminated string or table
+            reason = msg[: -len("(at end of document)")].strip()
+            line = max(len(text.splitlines()), 1)
+            raise ConfigError(f"{path}:{line}: invalid TOML: {reason} (at the end of the file)"
+                              ) from None
         raise ConfigError(f"{path}: invalid TOML: {msg}") from None
 
 

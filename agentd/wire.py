@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from operator import le
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -42,6 +43,15 @@ DETAIL_CHARS = 60  # probe detail carried on the wire (only for non-ok results)
 MAX_PROBES = 16  # probes a join describes (the rest are not mapped to real servers)
 TOP_PROCS = 5  # busiest processes per report
 PROC_NAME_CHARS = 15  # the kernel's comm length: longer names are cut to it
+# Bounds every decoded field must keep (a violation is `bad_field`). Numbers stay exact as
+# floats and far inside SQLite's signed 64-bit integers, so no value a sender chooses can make
+# the store's writer (or msgpack, or JSON) fail; strings stay short enough to display.
+MAX_VALUE = 2**53
+MAX_INT64 = 2**63 - 1
+MAX_CORES = 65536
+MAX_TEXT = 255  # hostname, group, version, service names, leave reason
+MAX_DETAIL = 255  # probe detail
+MAX_ADDRESSES = 64
 
 KIND_JOIN = "j"
 KIND_REPORT = "r"
@@ -60,6 +70,7 @@ class Reason(StrEnum):
     STALE = "stale"
     REPLAY = "replay"
     UNKNOWN_BOOT = "unknown_boot"  # a liveness beacon of a boot no accepted message announced
+    SEQ_JUMP = "seq_jump"  # further ahead than the node could have sent since its last message
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,24 +194,33 @@ class Metric:
     scale: int  # multiply before sending; 1 = sent as is
     kind: str  # "num" | "list" (of numbers) | "map" (str -> list of numbers) | "procs"
     unit: str = ""
+    # Largest value in readable units (None: MAX_VALUE on the wire). The decoder refuses more
+    # (`bad_field`); the encoder clamps to it, so a collector's glitch never silences a node.
+    maximum: float | None = None
+
+    @property
+    def limit(self) -> int:
+        """The largest value on the wire (scaled)."""
+        return MAX_VALUE if self.maximum is None else round(self.maximum * self.scale)
 
 
 SCALARS: tuple[Metric, ...] = (
-    Metric("cpu_percent", "v", 10, "num", "%"),
-    Metric("mem_percent", "v", 10, "num", "%"),
+    Metric("cpu_percent", "v", 10, "num", "%", 100),
+    Metric("mem_percent", "v", 10, "num", "%", 100),
     Metric("mem_used", "v", 1, "num", "B"),
     Metric("mem_total", "v", 1, "num", "B"),
-    Metric("swap_percent", "v", 10, "num", "%"),
+    Metric("swap_percent", "v", 10, "num", "%", 100),
     Metric("swap_used", "v", 1, "num", "B"),
     Metric("net_rx_bps", "v", 1, "num", "B/s"),
     Metric("net_tx_bps", "v", 1, "num", "B/s"),
     Metric("net_rx_pps", "v", 1, "num", "pkt/s"),
     Metric("net_tx_pps", "v", 1, "num", "pkt/s"),
-    Metric("net_rx_bytes", "v", 1, "num", "B"),  # counters since boot, for totals
-    Metric("net_tx_bytes", "v", 1, "num", "B"),
+    # counters since boot, for totals (never stored as history: the kernel's 64 bits may show)
+    Metric("net_rx_bytes", "v", 1, "num", "B", MAX_INT64),
+    Metric("net_tx_bytes", "v", 1, "num", "B", MAX_INT64),
     Metric("disk_read_bps", "v", 1, "num", "B/s"),
     Metric("disk_write_bps", "v", 1, "num", "B/s"),
-    Metric("disk_root_percent", "v", 10, "num", "%"),
+    Metric("disk_root_percent", "v", 10, "num", "%", 100),
     Metric("users", "v", 1, "num"),
     Metric("tcp_established", "v", 1, "num"),
     Metric("procs", "v", 1, "num"),
@@ -209,7 +229,7 @@ SCALARS: tuple[Metric, ...] = (
     Metric("uptime", "v", 1, "num", "s"),
 )
 COMPOUND: tuple[Metric, ...] = (
-    Metric("cpu_cores", "cc", 1, "list", "%"),  # per core, whole percent
+    Metric("cpu_cores", "cc", 1, "list", "%", 100),  # per core, whole percent
     Metric("load", "ld", 100, "list"),  # 1, 5, 15 minutes
     Metric("net_ifaces", "ni", 1, "map", "B/s"),  # name -> [rx_bps, tx_bps, rx_pps, tx_pps]
     Metric("tcp_states", "ts", 1, "map"),  # state name -> [count]
@@ -220,6 +240,10 @@ METRICS = SCALARS + COMPOUND
 METRIC_BY_NAME = {m.name: m for m in METRICS}
 _SCALAR_NAMES = tuple(m.name for m in SCALARS)
 _SCALED = tuple((i, m.name, m.scale) for i, m in enumerate(SCALARS) if m.scale != 1)
+_SCALAR_LIMITS = tuple(m.limit for m in SCALARS)
+# Scalars whose bound is not MAX_VALUE (by position): the fast path checks these one by one.
+_BOUNDED_AT = tuple((i, limit) for i, limit in enumerate(_SCALAR_LIMITS) if limit != MAX_VALUE)
+_WIDE_AT = tuple(i for i, limit in enumerate(_SCALAR_LIMITS) if limit > MAX_VALUE)
 
 STATUS_CODES = {"ok": 0, "warn": 1, "fail": 2, "unknown": 3}
 STATUS_NAMES = {v: k for k, v in STATUS_CODES.items()}
@@ -262,6 +286,16 @@ def load_key(path: str | os.PathLike[str]) -> bytes:
     return key
 
 
+NODE_KEY_LABEL = b"ctop node key v1\0"
+
+
+def node_key(master: bytes, node: str) -> bytes:
+    """The key of one node in per-node mode: HMAC-SHA256(master, label | node id), as the hex
+    text `ctop keys issue NODE` prints for the node's key file (which load_key reads as is).
+    Only the director holds the master secret; a node's key signs for that node id alone."""
+    return hmac.new(master, NODE_KEY_LABEL + node.encode(), hashlib.sha256).hexdigest().encode()
+
+
 def new_boot_id() -> int:
     return int.from_bytes(os.urandom(8), "big") >> 1  # fits a signed 64-bit msgpack int
 
@@ -284,16 +318,18 @@ def _header_body(kind: str, h: Header) -> dict[str, Any]:
 
 
 def _scaled(m: Metric, value: Any) -> Any:
+    limit = m.limit
     if m.kind == "num":
-        return _num(value, m.scale)
+        return _num(value, m.scale, limit)
     if m.kind == "list":
-        return [_num(v, m.scale) for v in value]
+        return [_num(v, m.scale, limit) for v in value]
     if m.kind == "procs":
         return [
-            [str(name)[:PROC_NAME_CHARS], _num(pid, 1), _num(cpu, m.scale), _num(rss, 1) >> 10]
+            [str(name)[:PROC_NAME_CHARS], _num(pid, 1), _num(cpu, m.scale, limit),
+             _num(rss, 1) >> 10]
             for name, pid, cpu, rss in value[:TOP_PROCS]
         ]
-    return {str(k): [_num(v, m.scale) for v in vs] for k, vs in value.items()}
+    return {str(k)[:MAX_TEXT]: [_num(v, m.scale, limit) for v in vs] for k, vs in value.items()}
 
 
 def _seconds(value: float) -> float | int:
@@ -301,16 +337,17 @@ def _seconds(value: float) -> float | int:
     return int(value) if value == int(value) else value
 
 
-def _num(value: float | int, scale: int) -> int:
-    # Integers on the wire: negative or non-finite values are collector bugs; clamp, never crash.
+def _num(value: float | int, scale: int, limit: int = MAX_VALUE) -> int:
+    # Integers on the wire: negative or non-finite values are collector bugs, and so is a value
+    # past the field's bound (which the director would refuse): clamp, never crash or go mute.
     if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
         return 0
-    return round(value * scale)
+    return min(round(value * scale), limit)
 
 
 def _service_body(s: ServiceStatus, detail_chars: int) -> list[Any]:
-    latency = None if s.latency_ms is None else round(s.latency_ms * 10)
-    item: list[Any] = [s.name, STATUS_CODES.get(s.status, 3), latency]
+    latency = None if s.latency_ms is None else _num(s.latency_ms, 10)
+    item: list[Any] = [s.name[:MAX_TEXT], STATUS_CODES.get(s.status, 3), latency]
     if s.status != "ok" and s.detail and detail_chars > 0:
         item.append(s.detail[:detail_chars])
     if s.seq is not None:  # last, so older directors (which read a str detail at 3) skip it
@@ -330,13 +367,13 @@ def encode(key: bytes, msg: Message) -> bytes:
     if isinstance(msg, Join):
         body = _header_body(KIND_JOIN, msg.header)
         body.update(
-            h=msg.hostname,
+            h=msg.hostname[:MAX_TEXT],
             a=list(msg.addresses)[:24],
-            cr=msg.cores,
-            mt=msg.mem_total,
-            v=msg.version,
+            cr=min(max(msg.cores, 1), MAX_CORES),
+            mt=_num(msg.mem_total, 1),
+            v=msg.version[:MAX_TEXT],
             i=_seconds(msg.interval),
-            g=msg.group,
+            g=msg.group[:MAX_TEXT],
         )
         if msg.probes:
             body["p"] = [_probe_body(p) for p in msg.probes[:MAX_PROBES]]
@@ -352,7 +389,7 @@ def encode(key: bytes, msg: Message) -> bytes:
 def _encode_report(key: bytes, msg: Report) -> bytes:
     given = msg.metrics
     metrics: dict[str, Any] = {
-        "v": [_num(given.get(m.name, 0), m.scale) for m in SCALARS],
+        "v": [_num(given.get(m.name, 0), m.scale, m.limit) for m in SCALARS],
     }
     for m in COMPOUND:
         if m.name in given:
@@ -373,7 +410,7 @@ def _encode_report(key: bytes, msg: Report) -> bytes:
         body = _header_body(KIND_REPORT, msg.header)
         body["i"] = _seconds(msg.interval)
         if msg.group:
-            body["g"] = msg.group
+            body["g"] = msg.group[:MAX_TEXT]
         body["m"] = {k: v for k, v in metrics.items() if k not in drop}
         if msg.services is not UNSENT:
             body["s"] = [_service_body(s, detail_chars) for s in msg.services]
@@ -414,17 +451,24 @@ def _bad(key: str, value: Any) -> _BadField:
     return _BadField(f"field {key!r} has a bad value of type {type(value).__name__}")
 
 
-def _str(body: dict[Any, Any], key: str, what: str, default: str | None = None) -> str:
+def _str(
+    body: dict[Any, Any], key: str, what: str, default: str | None = None,
+    longest: int = MAX_TEXT,
+) -> str:
     v = body.get(key, default) if default is not None else _need(body, key, what)
     if type(v) is not str:
         raise _bad(key, v)
+    if len(v) > longest:
+        raise _BadField(f"field {key!r} is longer than {longest} characters")
     return v
 
 
-def _int(body: dict[Any, Any], key: str, what: str, minimum: int) -> int:
+def _int(body: dict[Any, Any], key: str, what: str, minimum: int, maximum: int) -> int:
     v = _need(body, key, what)
-    if type(v) is not int or v < minimum:
+    if type(v) is not int:
         raise _bad(key, v)
+    if not minimum <= v <= maximum:
+        raise _BadField(f"field {key!r} = {v} is outside {minimum}..{maximum}")
     return v
 
 
@@ -440,12 +484,18 @@ def _interval(body: dict[Any, Any]) -> float:
     return float(v)
 
 
-def _numbers(values: Any) -> bool:
-    """True for a list of finite non-negative numbers. Comparisons raise TypeError on
-    anything else, NaN fails them, and sum() catches infinities: all in C, no Python loop."""
+def _numbers(values: Any, limit: float = MAX_VALUE) -> bool:
+    """True for a list of finite numbers in 0..limit. Comparisons raise TypeError on anything
+    else, NaN fails them (sum() carries a NaN anywhere to the end): all in C, no Python loop."""
     if type(values) is not list:
         return False
-    return not values or (min(values) >= 0 and sum(values) < _INF)
+    return not values or (min(values) >= 0 and max(values) <= limit and sum(values) < _INF)
+
+
+def _scalars_ok(values: list[Any]) -> bool:
+    """The positional scalars each within their own metric's bound (extra ones: MAX_VALUE)."""
+    return all(map(le, values, _SCALAR_LIMITS)) and (
+        len(values) <= _SCALAR_COUNT or max(values[_SCALAR_COUNT:]) <= MAX_VALUE)
 
 
 def _parse_header(body: dict[Any, Any]) -> Header:
@@ -455,11 +505,12 @@ def _parse_header(body: dict[Any, Any]) -> Header:
     ts = _need(body, "t", "timestamp")
     if not _finite(ts):
         raise _bad("t", ts)
-    return Header(node, _int(body, "b", "boot id", -(2**63)), _int(body, "q", "sequence", 0), ts)
+    return Header(node, _int(body, "b", "boot id", -(2**63), MAX_INT64),
+                  _int(body, "q", "sequence", 0, MAX_INT64), ts)
 
 
 # wire key -> (readable name, divisor or 0 when sent unscaled, kind)
-_DECODE = {m.key: (m.name, m.scale if m.scale != 1 else 0, m.kind) for m in COMPOUND}
+_DECODE = {m.key: (m.name, m.scale if m.scale != 1 else 0, m.kind, m.limit) for m in COMPOUND}
 
 
 def _parse_metrics(raw: Any) -> dict[str, Any]:
@@ -467,10 +518,10 @@ def _parse_metrics(raw: Any) -> dict[str, Any]:
         raise _BadField("metrics are not a map")
     scalars = raw.get("v", [])
     try:
-        if not _numbers(scalars):
+        if not _numbers(scalars, MAX_INT64) or not _scalars_ok(scalars):
             raise TypeError
     except TypeError:
-        raise _BadField("scalar metrics are not a list of non-negative numbers") from None
+        raise _BadField("scalar metrics are not a list of numbers within their bounds") from None
     out: dict[str, Any] = dict(zip(_SCALAR_NAMES, scalars, strict=False))  # versions differ
     n = len(scalars)
     for i, name, scale in _SCALED:
@@ -480,17 +531,17 @@ def _parse_metrics(raw: Any) -> dict[str, Any]:
         entry = _DECODE.get(key)
         if entry is None:
             continue  # "v", or a newer agent's metric: ignore
-        name, scale, kind = entry
+        name, scale, kind, limit = entry
         try:
             if kind == "list":
-                if not _numbers(value):
+                if not _numbers(value, limit):
                     raise TypeError
                 out[name] = [v / scale for v in value] if scale else value
             elif kind == "map":
                 if type(value) is not dict:
                     raise TypeError
                 for k, vs in value.items():
-                    if type(k) is not str or not _numbers(vs):
+                    if type(k) is not str or len(k) > MAX_TEXT or not _numbers(vs, limit):
                         raise TypeError
                 out[name] = value
             else:
@@ -508,7 +559,7 @@ def _top_procs(value: Any, scale: int) -> list[TopProc]:
     for item in value:
         if (
             type(item) is not list or len(item) < 4
-            or type(item[0]) is not str or type(item[1]) is not int
+            or type(item[0]) is not str or len(item[0]) > MAX_TEXT or type(item[1]) is not int
             or not _numbers(item[1:4])
         ):
             raise TypeError
@@ -520,11 +571,14 @@ def _parse_service(item: Any) -> ServiceStatus:
     if type(item) is not list or len(item) < 3:
         raise _BadField("service entry is not [name, status, latency, detail?]")
     name, code, latency = item[0], item[1], item[2]
-    if type(name) is not str or type(code) is not int:
+    if type(name) is not str or type(code) is not int or len(name) > MAX_TEXT \
+            or not 0 <= code <= 255:
         raise _BadField("service entry has a bad name or status")
+    if len(item) > 3 and type(item[3]) is str and len(item[3]) > MAX_DETAIL:
+        raise _BadField(f"service {name} has a detail longer than {MAX_DETAIL} characters")
     if latency is not None:
         try:
-            if not 0 <= latency < _INF:
+            if not 0 <= latency <= MAX_VALUE:
                 raise TypeError
         except TypeError:
             raise _BadField(f"service {name} has a bad latency") from None
@@ -565,7 +619,7 @@ def _parse_probes(items: Any) -> tuple[ProbeInfo, ...]:
 # the reference path, which finds the fault and names it.
 _tuple_new = tuple.__new__
 _SCALAR_COUNT = len(SCALARS)
-_LIST_KEYS = {m.key: (m.name, m.scale if m.scale != 1 else 0) for m in COMPOUND
+_LIST_KEYS = {m.key: (m.name, m.scale if m.scale != 1 else 0, m.limit) for m in COMPOUND
               if m.kind == "list"}
 _MAP_KEYS = {m.key: m.name for m in COMPOUND if m.kind == "map"}
 _TOP_KEY, _TOP_NAME, _TOP_SCALE = "tp", "top_procs", METRIC_BY_NAME["top_procs"].scale
@@ -580,8 +634,8 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
         node, boot, seq, ts, interval = get("n"), get("b"), get("q"), get("t"), get("i")
         if (
             type(node) is not str or not 0 < len(node) <= 128
-            or type(boot) is not int or boot < -(2**63)
-            or type(seq) is not int or seq < 0
+            or type(boot) is not int or not -(2**63) <= boot <= MAX_INT64
+            or type(seq) is not int or not 0 <= seq <= MAX_INT64
         ):
             return None
         t = type(ts)
@@ -595,26 +649,26 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
         group = get("g", "")
         raw = get("m", {})
         services = get("s", UNSENT)
-        if type(group) is not str or type(raw) is not dict or type(services) not in (
-            list, tuple, _Unsent,
-        ):
+        if type(group) is not str or len(group) > MAX_TEXT or type(raw) is not dict \
+                or type(services) not in (list, tuple, _Unsent):
             return None
 
         scalars = raw.get("v", [])
-        if type(scalars) is not list:
-            return None
+        if type(scalars) is not list or len(scalars) < _SCALAR_COUNT:
+            return None  # an older agent: the reference path
+        for i, limit in _BOUNDED_AT:  # percentages (and the wide counters, checked here)
+            if not 0 <= scalars[i] <= limit:
+                return None
         # Every number of the report goes into one list, checked once at the end with one
-        # min() and one sum() in C (non-negative, no NaN, finite) instead of per list.
+        # min() and one sum() in C instead of per list: all >= 0 and a total <= MAX_VALUE
+        # (so each is; a NaN fails the comparison). The wide counters were checked above. A
+        # report whose total is larger takes the reference path, which bounds each value.
         flat = scalars.copy()
+        for i in _WIDE_AT:
+            flat[i] = 0
         out: dict[str, Any] = dict(zip(_SCALAR_NAMES, scalars, strict=False))
-        if len(scalars) >= _SCALAR_COUNT:
-            for i, name, scale in _SCALED:
-                out[name] = scalars[i] / scale
-        else:  # an older agent sent fewer scalars
-            n = len(scalars)
-            for i, name, scale in _SCALED:
-                if i < n:
-                    out[name] = scalars[i] / scale
+        for i, name, scale in _SCALED:
+            out[name] = scalars[i] / scale
         for key, value in raw.items():
             if key == "v":
                 continue
@@ -622,8 +676,10 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
             if entry is not None:
                 if type(value) is not list:
                     return None
+                name, scale, limit = entry
+                if limit < MAX_VALUE and value and max(value) > limit:
+                    return None
                 flat += value
-                name, scale = entry
                 out[name] = [v / scale for v in value] if scale else value
                 continue
             mname = _MAP_KEYS.get(key)
@@ -631,7 +687,7 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
                 if type(value) is not dict:
                     return None
                 for k, vs in value.items():
-                    if type(k) is not str or type(vs) is not list:
+                    if type(k) is not str or type(vs) is not list or len(k) > MAX_TEXT:
                         return None
                     flat += vs
                 out[mname] = value
@@ -646,7 +702,8 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
                     name, pid, cpu, rss = item  # ValueError for a newer agent's longer entry
                     if (
                         type(name) is not str or type(pid) is not int or type(rss) is not int
-                        or pid < 0 or rss < 0 or not 0 <= cpu < _INF
+                        or len(name) > MAX_TEXT or not 0 <= pid <= MAX_VALUE
+                        or not 0 <= rss <= MAX_VALUE or not 0 <= cpu <= MAX_VALUE
                     ):
                         return None
                     procs.append((name, pid, cpu / _TOP_SCALE, rss << 10))
@@ -655,7 +712,8 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
         parsed = []
         cache = _SERVICE_CACHE
         for item in services:
-            if type(item) is not list or len(item) < 3 or type(item[1]) is not int:
+            if type(item) is not list or len(item) < 3 or type(item[1]) is not int \
+                    or not 0 <= item[1] <= 255:
                 return None
             # Results by value: a node's services repeat their names and statuses and
             # latencies come in 0.1 ms steps. The key holds every element, and the status is
@@ -664,13 +722,15 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
             status = cache.get(key)
             if status is None:
                 name, code, latency = item[0], item[1], item[2]
-                if type(name) is not str:
+                if type(name) is not str or len(name) > MAX_TEXT:
                     return None
                 if latency is not None:
-                    if not 0 <= latency < _INF:  # TypeError for non-numbers lands below
+                    if not 0 <= latency <= MAX_VALUE:  # TypeError for non-numbers lands below
                         return None
                     latency = latency / 10
                 detail = item[3] if len(item) > 3 and type(item[3]) is str else ""
+                if len(detail) > MAX_DETAIL:
+                    return None
                 status = _tuple_new(
                     ServiceStatus,
                     (name, STATUS_NAMES.get(code, _UNKNOWN), latency, detail, _result_seq(item)))
@@ -678,9 +738,9 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
                     cache.clear()
                 cache[key] = status
             parsed.append(status)
-        # min() raises TypeError on anything but numbers; a total far below the float limit
-        # means no single list can have summed to infinity either (all terms are >= 0).
-        if flat and not (min(flat) >= 0 and sum(flat) < 1e300):
+        # min() raises TypeError on anything but numbers; max() bounds each one, and sum()
+        # carries a NaN anywhere in the list to a failed comparison.
+        if flat and not (min(flat) >= 0 and sum(flat) <= MAX_VALUE):
             return None
         return _tuple_new(Report, (
             _tuple_new(Header, (node, boot, seq, ts)),
@@ -713,14 +773,15 @@ def parse_body(body: Any) -> Message:
         )
     if kind == KIND_JOIN:
         addresses = body.get("a", [])
-        if type(addresses) is not list or any(type(a) is not str for a in addresses):
+        if type(addresses) is not list or len(addresses) > MAX_ADDRESSES or any(
+                type(a) is not str or len(a) > MAX_TEXT for a in addresses):
             raise _bad("a", addresses)
         return Join(
             header,
             _str(body, "h", "hostname"),
             tuple(addresses),
-            _int(body, "cr", "cores", 1),
-            _int(body, "mt", "memory", 0),
+            _int(body, "cr", "cores", 1, MAX_CORES),
+            _int(body, "mt", "memory", 0, MAX_VALUE),
             _str(body, "v", "version", ""),
             _interval(body),
             _str(body, "g", "group", ""),
@@ -766,6 +827,26 @@ class _NodeClock:
     boot: int
     boot_ts: float  # timestamp of the first accepted message of this boot
     seq: int
+    at: float = 0.0  # receiver's clock when the last message was accepted
+
+
+# How far a sequence may move ahead of the last accepted one: SEQ_SLACK, plus SEQ_RATE for
+# every second since then (an agent sends a few messages a second; a partition of an hour at
+# 100/s is 360,000). Past it the message is refused (`seq_jump`): one forged datagram can no
+# longer pin a node's sequence at 2^63-1 and silence it until its agent restarts.
+SEQ_RATE = 100
+SEQ_SLACK = 100
+NODE_KEYS_CACHED = 100_000  # derived per-node keys kept (a flood of invented ids clears it)
+
+
+class Mark(NamedTuple):
+    """A node's replay high-water mark, as the director persists it across restarts."""
+
+    node: str
+    boot: int
+    boot_ts: float
+    seq: int
+    at: float
 
 
 _Ordered = TypeVar("_Ordered", Join, Report, Leave, RawReport)
@@ -785,7 +866,13 @@ class Verifier:
     max_age: float = 30.0
     max_skew: float = 30.0
     clock: Callable[[], float] = time.time
+    # Per-node mode: the master secret each node's key is derived from (`node_key`); the
+    # cluster key is then not accepted. None: one cluster key for every node.
+    master: bytes | None = None
     _nodes: dict[str, _NodeClock] = field(default_factory=dict)
+    _node_keys: dict[str, bytes] = field(default_factory=dict)
+    # Nodes whose boot changed (or that are new) since the last `marks(changed_only=True)`.
+    _new_boots: set[str] = field(default_factory=set)
 
     def verify(self, data: bytes) -> Message | Rejected:
         try:
@@ -802,10 +889,49 @@ class Verifier:
         if data[2] != VERSION:
             return Rejected(Reason.BAD_VERSION, f"version {data[2]}")
         payload, tag = data[:-TAG_BYTES], data[-TAG_BYTES:]
+        key = self.key if self.master is None else self._key_of(payload)
         # hmac.digest is the one-shot C path: no HMAC object per datagram.
-        if not hmac.compare_digest(hmac.digest(self.key, payload, "sha256")[:TAG_BYTES], tag):
-            return Rejected(Reason.BAD_TAG, "signature does not match the cluster key")
+        if key is None or not hmac.compare_digest(
+                hmac.digest(key, payload, "sha256")[:TAG_BYTES], tag):
+            return Rejected(Reason.BAD_TAG, self._tag_problem())
         return self._decode_checked(payload[HEADER_BYTES:])
+
+    def _tag_problem(self) -> str:
+        if self.master is None:
+            return "signature does not match the cluster key"
+        return "signature does not match the node's key (ctop keys issue NODE)"
+
+    def _key_of(self, payload: bytes) -> bytes | None:
+        """Per-node mode: the key of the node id the body names (read before the tag is
+        checked: a wrong id simply fails the check). None if the body names no node."""
+        try:
+            unpacker = _Unpacker(raw=False, strict_map_key=False)
+            unpacker.feed(payload[HEADER_BYTES:])
+            node = None
+            for _ in range(min(unpacker.read_map_header(), 8)):
+                k = unpacker.unpack()
+                v = unpacker.unpack()
+                if k == "n":
+                    node = v
+                    break
+        except Exception:
+            return None
+        if type(node) is not str or not 0 < len(node) <= 128:
+            return None
+        return self.key_for(node)
+
+    def key_for(self, node: str) -> bytes:
+        """The key a datagram of `node` must be signed with: the cluster key, or in per-node
+        mode that node's derived key (cached). For checks that know the node another way,
+        e.g. a liveness beacon by its boot id."""
+        if self.master is None:
+            return self.key
+        key = self._node_keys.get(node)
+        if key is None:
+            if len(self._node_keys) >= NODE_KEYS_CACHED:
+                self._node_keys.clear()
+            key = self._node_keys[node] = node_key(self.master, node)
+        return key
 
     def verify_deferred(self, data: bytes) -> Join | Leave | RawReport | Rejected:
         """`verify` for the director's receiver, with a report's body checks left for later.
@@ -829,10 +955,11 @@ class Verifier:
                 or data[2] != VERSION:
             return self._verify(data)  # names the reason
         payload = data[:-TAG_BYTES]
-        if not hmac.compare_digest(
-            hmac.digest(self.key, payload, "sha256")[:TAG_BYTES], data[-TAG_BYTES:]
+        key = self.key if self.master is None else self._key_of(payload)
+        if key is None or not hmac.compare_digest(
+            hmac.digest(key, payload, "sha256")[:TAG_BYTES], data[-TAG_BYTES:]
         ):
-            return Rejected(Reason.BAD_TAG, "signature does not match the cluster key")
+            return Rejected(Reason.BAD_TAG, self._tag_problem())
         encoded = payload[HEADER_BYTES:]
         # Decode only the header: the encoder writes k, n, b, q, t, i first. Anything else
         # (another order, a short map, bytes that do not decode) takes the full path.
@@ -853,8 +980,8 @@ class Verifier:
             # refuse drops to the full path below, which names the fault.
             if (
                 type(node) is str and 0 < len(node) <= 128
-                and type(boot) is int and boot >= -(2**63)
-                and type(seq) is int and seq >= 0
+                and type(boot) is int and -(2**63) <= boot <= MAX_INT64
+                and type(seq) is int and 0 <= seq <= MAX_INT64
                 and (type(ts) is int or (type(ts) is float and -_INF < ts < _INF))
                 and (type(interval) is int or (type(interval) is float
                                                and -_INF < interval < _INF))
@@ -878,17 +1005,44 @@ class Verifier:
             return Rejected(Reason.STALE, f"{h.ts - now:.1f} s in the future")
         known = self._nodes.get(h.node)
         if known is None or (h.boot != known.boot and h.ts > known.boot_ts):
-            self._nodes[h.node] = _NodeClock(h.boot, h.ts, h.seq)
+            self._nodes[h.node] = _NodeClock(h.boot, h.ts, h.seq, now)
+            self._new_boots.add(h.node)
             return msg
         if h.boot != known.boot:
             return Rejected(Reason.REPLAY, "message from an earlier boot")
         if h.seq <= known.seq:
             return Rejected(Reason.REPLAY, f"sequence {h.seq} not after {known.seq}")
+        if h.seq - known.seq > SEQ_SLACK + SEQ_RATE * (now - known.at):
+            return Rejected(Reason.SEQ_JUMP, f"sequence {h.seq} jumps from {known.seq}")
         known.seq = h.seq
+        known.at = now
         return msg
 
     def forget(self, node: str) -> None:
         self._nodes.pop(node, None)
+
+    # -- persistence of the replay state (the director keeps it in its database) ----------
+
+    def marks(self, *, changed_only: bool = False) -> list[Mark]:
+        """Each node's high-water mark; `changed_only`: only nodes that are new or restarted
+        since the last such call (cheap enough for every tick)."""
+        nodes = self._nodes
+        if changed_only:
+            names, self._new_boots = self._new_boots, set()
+            return [Mark(n, c.boot, c.boot_ts, c.seq, c.at)
+                    for n in names if (c := nodes.get(n)) is not None]
+        self._new_boots = set()
+        return [Mark(n, c.boot, c.boot_ts, c.seq, c.at) for n, c in nodes.items()]
+
+    def urgent(self, node: str) -> None:
+        """Save this node's mark at the next `marks(changed_only=True)` (e.g. it left)."""
+        self._new_boots.add(node)
+
+    def restore(self, marks: list[Mark]) -> None:
+        """Start from persisted marks: nothing at or below them is accepted after a restart."""
+        for m in marks:
+            if m.node not in self._nodes:
+                self._nodes[m.node] = _NodeClock(m.boot, m.boot_ts, m.seq, m.at)
 
 
 def to_plain(msg: Message) -> dict[str, Any]:

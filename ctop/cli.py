@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="print the cluster snapshot of the running daemon")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     _common(status)
+    keys = sub.add_parser("keys", help="per-node keys: `ctop keys issue NODE` prints its key")
+    keys.add_argument("action", choices=("issue",))
+    keys.add_argument("node", help="the node id the agent sends (--node-id, default hostname)")
+    keys.add_argument("--master-key-file", metavar="FILE",
+                      help="master secret (default: master_key_file of the config)")
+    _common(keys)
     sub.add_parser("lb", help="load-balancer actions (see `ctop lb --help`)", add_help=False)
     sub.add_parser("probe", help="run service checks by hand (see `ctop probe --help`)",
                    add_help=False)
@@ -78,6 +84,9 @@ def director_config(args: argparse.Namespace) -> DirectorConfig:
         changes["control_socket"] = args.socket
     if args.readonly:
         changes["readonly"] = True
+    flags = {"listen": "listen", "key_file": "key_file", "store": "store.path",
+             "control_socket": "control_socket"}
+    changes["overrides"] = tuple(flags[k] for k in changes if k in flags)
     return replace(cfg, **changes)
 
 
@@ -107,12 +116,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(serve(cfg))
         if args.command == "status":
             return status(cfg, as_json=args.json)
+        if args.command == "keys":
+            return issue_key(cfg, args.node, args.master_key_file)
         return run_ui(cfg, color=args.color, embedded=args.embedded)
     except ConfigError as e:
         print(f"ctop: {e}", file=sys.stderr)
         return 2
     except Exception as e:
         from agentd.wire import KeyError_
+        from ctop.control import ControlError
+        from ctop.startup import StartError
+
+        if isinstance(e, StartError):
+            print(f"ctop serve: {e}", file=sys.stderr)
+            return 1
+        if isinstance(e, ControlError):
+            print(f"ctop: {e}", file=sys.stderr)
+            return 3
         from ctop.alerts import RuleError
 
         if isinstance(e, KeyError_ | RuleError | ValueError | OSError):
@@ -122,16 +142,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def serve(cfg: DirectorConfig) -> int:
+    from agentd.wire import KeyError_
     from ctop.control import ControlError, ControlServer
     from ctop.engine import Engine
+    from ctop.startup import os_problem, setting_error
 
-    engine = Engine(cfg)
+    try:
+        engine = Engine(cfg)
+    except KeyError_ as e:
+        which = "master_key_file" if cfg.master_key_file else "key_file"
+        raise setting_error(cfg, which, getattr(cfg, which), str(e)) from None
     try:
         control = ControlServer(engine, cfg.control_socket, group=cfg.control_group)
     except ControlError as e:  # an unknown [control] group: say so before starting anything
         raise ConfigError(str(e)) from None
     await engine.start()
-    await control.start()
+    try:
+        await control.start()
+    except (OSError, ControlError) as e:
+        await engine.stop()
+        raise setting_error(cfg, "control_socket", cfg.control_socket,
+                            "cannot create the control socket: "
+                            + (os_problem(e) if isinstance(e, OSError) else str(e))) from None
     host = cfg.listen[0]
     log.info("ctop serve: cluster %s, udp %s:%d, database %s, control socket %s",
              cfg.cluster, host, engine.port, cfg.store.path, cfg.control_socket)
@@ -146,6 +178,22 @@ async def serve(cfg: DirectorConfig) -> int:
     return 0
 
 
+def issue_key(cfg: DirectorConfig, node: str, master_file: str | None) -> int:
+    """Print the key of one node, for its key file (mode 0600) in per-node mode."""
+    from agentd.wire import load_key, node_key
+
+    path = master_file or cfg.master_key_file
+    if not path:
+        print("ctop: no master secret: set master_key_file in ctop.toml or pass "
+              "--master-key-file (docs/director.md, per-node keys)", file=sys.stderr)
+        return 2
+    if not 0 < len(node) <= 128:
+        print("ctop: a node id is 1 to 128 characters", file=sys.stderr)
+        return 2
+    print(node_key(load_key(path), node).decode())
+    return 0
+
+
 STATUS_ALL_NODES = 50  # `ctop status` lists every node up to this many
 
 
@@ -157,11 +205,17 @@ def status(cfg: DirectorConfig, *, as_json: bool) -> int:
     except ControlError as e:
         print(f"ctop: {e}", file=sys.stderr)
         return 3
-    if as_json:
-        json.dump(data, sys.stdout, indent=1, default=str)
-        print()
-        return 0
-    print(status_text(data))
+    try:
+        if as_json:
+            json.dump(data, sys.stdout, indent=1, default=str)
+            print()
+        else:
+            print(status_text(data))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `ctop status --json | head`: the reader has had enough
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
     return 0
 
 
@@ -174,9 +228,14 @@ def status_text(data: dict[str, Any]) -> str:
         f"cpu avg {t['cpu_avg']:.1f}% max {t['cpu_max']:.1f}%   "
         f"mem avg {t['mem_avg']:.1f}% max {t['mem_max']:.1f}%   conns {t['conns']}",
     ]
+    if data.get("history_error"):
+        out.append(data["history_error"])
     out += [f"ALERT [{a['severity']}] {a['message']}" for a in data["alerts"]]
     if data["drops"]:
         out.append("dropped datagrams: " + ", ".join(f"{k} {v}" for k, v in data["drops"].items()))
+        sources = data.get("drop_sources", {})
+        out += [f"  {reason} from " + ", ".join(f"{addr} ({n})" for addr, n in sources[reason])
+                for reason in data["drops"] if sources.get(reason)]
     for svc in data["lb"]:
         states = Counter(rs["state"] for rs in svc["servers"])
         by_state = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))

@@ -59,6 +59,9 @@ def to_plain(snap: Snapshot, *, metrics: bool = True, nodes: bool = True) -> dic
                 "servers": [_plain(r, _RS_FIELDS) for r in s.servers]} for s in snap.lb],
         "lb_note": snap.lb_note, "lb_error": snap.lb_error, "imbalance": snap.imbalance,
         "drops": dict(snap.drops), "received": snap.received, "readonly": snap.readonly,
+        "history_error": snap.history_error,
+        "history_failing_since": snap.history_failing_since,
+        "drop_sources": {k: [list(p) for p in v] for k, v in snap.drop_sources.items()},
     }
 
 
@@ -91,6 +94,10 @@ def from_plain(d: dict[str, Any]) -> Snapshot:
                  for s in d["lb"]),
         lb_note=d["lb_note"], lb_error=d["lb_error"], imbalance=d["imbalance"],
         drops=MappingProxyType(dict(d["drops"])), received=d["received"], readonly=d["readonly"],
+        history_error=d.get("history_error", ""),
+        history_failing_since=d.get("history_failing_since", 0.0),
+        drop_sources=MappingProxyType({k: tuple((str(a), int(n)) for a, n in v)
+                                       for k, v in d.get("drop_sources", {}).items()}),
         _index=Snapshot.index_of(views),
     )
 

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 # 10,000 nodes) at 60,000 reports/s. Above net.core.rmem_max only with CAP_NET_ADMIN.
 RECV_BUFFER = 16 << 20
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux; not exported by Python 3.11
-MAX_SOURCES = 1024  # distinct source addresses we keep drop counts for
+MAX_SOURCES = 1024  # distinct source addresses we keep drop counts for (per reason)
+TOP_SOURCES = 5  # sources shown per reject reason (status, Prometheus, UI)
 BATCH = 512  # datagrams per wake-up before yielding to the loop
 # Cyclic GC generation 0 threshold for a director process. Every report allocates ~40
 # containers, and the model keeps the newest ones per node, so with the default (700) young
@@ -90,9 +91,12 @@ class Receiver:
         # Beacons are checked against the boots of the messages accepted here; without
         # on_beacon they are counted as drops like any datagram nobody asked for.
         self.on_beacon = on_beacon
-        self.beacon_verifier = BeaconVerifier(verifier.key, verifier.max_age)
+        self.beacon_verifier = BeaconVerifier(verifier.key, verifier.max_age,
+                                              key_for=verifier.key_for)
         self.drops: Counter[str] = Counter()  # by reason
         self.drops_by_source: Counter[str] = Counter()
+        # reason -> source address -> rejects: which host sends the bad datagrams
+        self.sources_by_reason: dict[str, Counter[str]] = {}
         self.last_reject: dict[str, str] = {}  # reason -> last detail, for the status output
         self._loop: asyncio.AbstractEventLoop | None = None
         self.tune_gc = tune_gc
@@ -183,7 +187,21 @@ class Receiver:
         reason = str(rejected.reason)
         self.drops[reason] += 1
         self.last_reject[reason] = f"{source}: {rejected.detail}"
-        if source in self.drops_by_source or len(self.drops_by_source) < MAX_SOURCES:
-            self.drops_by_source[source] += 1
-        else:
-            self.drops_by_source["other"] += 1
+        _count_source(self.drops_by_source, source)
+        by_source = self.sources_by_reason.get(reason)
+        if by_source is None:
+            by_source = self.sources_by_reason[reason] = Counter()
+        _count_source(by_source, source)
+
+    def top_sources(self, n: int = TOP_SOURCES) -> dict[str, tuple[tuple[str, int], ...]]:
+        """reason -> its n busiest sources, (address, rejects), busiest first."""
+        return {reason: tuple(c.most_common(n)) for reason, c in self.sources_by_reason.items()}
+
+
+def _count_source(counter: Counter[str], source: str) -> None:
+    """Count one reject of `source`; past MAX_SOURCES addresses the rest go under "other"
+    (a flood of spoofed addresses must not grow the director's memory)."""
+    if source in counter or len(counter) < MAX_SOURCES:
+        counter[source] += 1
+    else:
+        counter["other"] += 1

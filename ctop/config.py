@@ -206,6 +206,9 @@ class DirectorConfig:
     cluster: str = "cluster"
     listen: tuple[str, int] = ("0.0.0.0", DEFAULT_PORT)
     key_file: str = "/etc/ctop/cluster.key"
+    # Per-node keys: each node's key is derived from this secret (`ctop keys issue NODE`) and
+    # the cluster key is not used. "" = one cluster key for every node (key_file).
+    master_key_file: str = ""
     max_age: float = 30.0  # seconds a message may be old (clock skew + queueing)
     tick: float = 1.0  # seconds between snapshots
     lb_every: float = 2.0  # seconds between reads of the load-balancer tables
@@ -219,6 +222,7 @@ class DirectorConfig:
     control_group: str | None = None  # [control] group: may change the balancers, read the socket
     readonly: bool = False  # the top-level key or --readonly; effective_readonly() adds [lb]
     source: TomlSource | None = None  # where it came from, for error messages
+    overrides: tuple[str, ...] = ()  # settings given by command-line flags, for error messages
 
 
 def load(path: str | None, *, must_exist: bool = False) -> DirectorConfig:
@@ -259,6 +263,7 @@ def from_source(src: TomlSource) -> DirectorConfig:
         cluster=top.string("cluster", DirectorConfig.cluster),
         listen=top.get("listen", DirectorConfig.listen, parse_address, "host:port"),
         key_file=top.string("key_file", DirectorConfig.key_file),
+        master_key_file=top.string("master_key_file", ""),
         max_age=top.number("max_age", DirectorConfig.max_age),
         tick=top.number("tick", DirectorConfig.tick),
         lb_every=top.number("lb_every", DirectorConfig.lb_every),
@@ -271,8 +276,11 @@ def from_source(src: TomlSource) -> DirectorConfig:
         control_socket=top.string("control_socket", default_control_socket()),
         control_group=control_group,
         readonly=top.boolean("readonly", False),
+        control_group=control_group,
         source=src,
     )
+    if not cfg.key_file and not cfg.master_key_file:
+        raise src.error("key_file", "is empty; give the path of the cluster key file")
     top.check_unknown()
     _check_alerts(src, cfg)
     _check_lb(src, cfg)

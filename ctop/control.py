@@ -32,6 +32,7 @@ import msgpack
 
 from ctop.codec import from_plain, pack_compact, to_plain, unpack_compact
 from ctop.model import EventView, Snapshot
+from ctop.sockpath import UntrustedPath, check_socket, prepare_directory, remove_stale_socket
 
 if TYPE_CHECKING:
     from ctop.engine import Engine
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 _LEN = struct.Struct("!I")
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 ACTION_TIMEOUT = 60.0  # an action may wait for another one on the same balancer
+MAX_REQUEST = 4096  # bytes of one request line; longer ones are refused, not read on
 
 
 class ControlError(Exception):
@@ -90,18 +92,24 @@ def control_gid(group: str | None) -> int:
 
 class ControlServer:
     def __init__(self, engine: Engine, path: str, *, group: str | None = None) -> None:
+        from ctop.filemodes import group_id
+
         self.engine, self.path = engine, path
         self.group = group
+        self._dir_gid = group_id(group)  # a socket directory we create belongs to it
         self.gid = control_gid(group)
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self) -> None:
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        if daemon_running(self.path):
-            raise ControlError(f"another ctop serve already listens on {self.path}")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)  # a stale socket from a crashed daemon
-        self._server = await asyncio.start_unix_server(self._handle, self.path)
+        try:
+            prepare_directory(self.path, self._dir_gid)
+            if daemon_running(self.path):
+                raise ControlError(f"another ctop serve already listens on {self.path}")
+            remove_stale_socket(self.path)  # a crashed daemon's, never a file
+        except UntrustedPath as e:
+            raise ControlError(str(e)) from None
+        self._server = await asyncio.start_unix_server(
+            self._handle, self.path, limit=MAX_REQUEST)
         os.chmod(self.path, 0o660)
         if self.group:
             os.chown(self.path, -1, self.gid)  # the control group may connect
@@ -110,8 +118,8 @@ class ControlServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
+            with contextlib.suppress(OSError, UntrustedPath):
+                remove_stale_socket(self.path)
 
     def allowed(self, peer: Peer) -> bool:
         """Root, the daemon's own user, and the control group."""
@@ -126,7 +134,13 @@ class ControlServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             peer = peer_of(writer.get_extra_info("socket"))
-            request = (await asyncio.wait_for(reader.readline(), 5)).decode().strip()
+            request = await read_request(reader)
+            if request is None:  # too long, not UTF-8, or cut off: answered, not logged
+                body = msgpack.packb({"error": "bad request: one UTF-8 line of at most "
+                                               f"{MAX_REQUEST} bytes"})
+                writer.write(_LEN.pack(len(body)) + body)
+                await writer.drain()
+                return
             verb, _, arg = request.partition(" ")
             if not self.allowed(peer):
                 what = "load-balancer changes are" if verb == "action" else "reading is"
@@ -195,10 +209,37 @@ def _envelope(request: ActionRequest) -> str:
     return json.dumps({"request": request.to_plain(), "sudo_user": claimed_sudo_user()})
 
 
+async def read_request(reader: asyncio.StreamReader, timeout: float = 5) -> str | None:
+    """One request line (the last may lack its newline), or None if it is longer than
+    MAX_REQUEST, not UTF-8, or empty."""
+    try:
+        try:
+            line = await asyncio.wait_for(reader.readuntil(b"\n"), timeout)
+        except asyncio.IncompleteReadError as e:  # the client closed after its request
+            line = e.partial
+        return line.decode().strip() or None
+    except (asyncio.LimitOverrunError, ValueError):
+        return None  # ValueError: UnicodeDecodeError, or a line past the reader's limit
+
+
+def _trusted(path: str) -> None:
+    """Refuse a socket another user could have planted (ctop.sockpath)."""
+    try:
+        check_socket(path)
+    except FileNotFoundError:
+        raise ControlError(f"no ctop daemon: {path} does not exist (start `ctop serve`)"
+                           ) from None
+    except UntrustedPath as e:
+        raise ControlError(f"{e}; not using this control socket") from None
+    except OSError as e:
+        raise ControlError(f"{path}: {e.strerror or e}") from None
+
+
 def _exchange(path: str, what: str, timeout: float = 5.0) -> bytes:
     """One request line out, the answer's msgpack bytes back."""
     if "\n" in what:
         raise ControlError("a request is one line")
+    _trusted(path)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(timeout)
@@ -238,10 +279,12 @@ def fetch_status(path: str) -> dict[str, Any]:
 
 
 def daemon_running(path: str) -> bool:
-    """A daemon listens on `path`. Permission denied counts as running (it is there; the
-    caller may not use it): nobody then works around it with a local controller."""
-    if not os.path.exists(path):
+    """True if a daemon listens on `path`; ControlError if what is there is not trusted.
+    Permission denied counts as running (it is there; the caller may not use it): nobody then
+    works around it with a local controller."""
+    if not os.path.lexists(path):
         return False
+    _trusted(path)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(1)

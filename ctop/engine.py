@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from agentd.beacon import Beacon
-from agentd.wire import Join, Message, RawReport, Verifier, load_key
+from agentd.wire import Join, Leave, Mark, Message, RawReport, Verifier, load_key
 from ctop.alerts import AlertEngine, HookRunner, parse_hooks, parse_rules
 from ctop.cluster import ClusterModel
 from ctop.collector import Receiver
@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 EVENTS_KEPT = 200  # recent events carried in each snapshot
 LB_URGENT_POLL = 0.1  # seconds between looks for a failed probe result automation must count
 FOLD_BATCH = 256  # deferred report bodies checked per idle moment of the socket (~2 ms)
+# Seconds between saves of every node's replay mark; new boots and leaves are saved at the
+# next tick. After a crash, a message of the last seconds could be replayed once, and only
+# while it is younger than max_age (docs/director.md).
+MARKS_EVERY = 10.0
 
 
 class Engine:
@@ -57,8 +61,12 @@ class Engine:
     ) -> None:
         self.config = config
         self.readonly = effective_readonly(config)
-        self.key = key if key is not None else load_key(config.key_file)
-        self.verifier = Verifier(self.key, max_age=config.max_age, max_skew=config.max_age)
+        # Per-node keys (master_key_file) or the one cluster key (key_file): docs/protocol.md
+        master = load_key(config.master_key_file) if config.master_key_file and key is None \
+            else None
+        self.key = key if key is not None else b"" if master else load_key(config.key_file)
+        self.verifier = Verifier(self.key, max_age=config.max_age, max_skew=config.max_age,
+                                 master=master)
         self.model = ClusterModel(config.cluster, config.liveness)
         # Deferred: reports' bodies are checked when the tick folds them in (newest per node);
         # a body refused then still counts as a receiver drop (bad_field).
@@ -94,27 +102,63 @@ class Engine:
         # Nodes whose liveness changed since the published snapshot was made.
         self._states_changed: set[str] = set()
         self.tick_seconds = 0.0  # CPU time of the last tick, for the status output
+        self._marks_saved = 0.0  # when every node's replay mark was last saved
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.store = Store(
-            self.config.store.path,
-            raw_retention=self.config.store.raw_retention,
-            minute_retention=self.config.store.minute_retention,
-            hourly_retention=self.config.store.hourly_retention,
-            raw_every=self.config.store.raw_every,
-        )
+        """Open the store, the balancers, the UDP socket and /metrics; a setting that cannot
+        be used raises ctop.startup.StartError naming it (and where it was set)."""
+        import sqlite3
+
+        from ctop.filemodes import group_id
+        from ctop.startup import os_problem, setting_error
+
+        cfg = self.config
+        try:
+            gid = group_id(cfg.control_group)
+        except KeyError:
+            raise setting_error(cfg, "control.group", cfg.control_group,
+                                f"the group does not exist (groupadd {cfg.control_group})"
+                                ) from None
+        try:
+            self.store = Store(
+                cfg.store.path,
+                raw_retention=cfg.store.raw_retention,
+                minute_retention=cfg.store.minute_retention,
+                hourly_retention=cfg.store.hourly_retention,
+                raw_every=cfg.store.raw_every,
+                group=gid,
+            )
+        except (OSError, sqlite3.Error) as e:
+            raise setting_error(cfg, "store.path", cfg.store.path,
+                                f"cannot open or create the history database: "
+                                f"{os_problem(e)}") from None
+        self.verifier.restore([Mark(*row) for row in self.store.load_marks()])
+        self._marks_saved = time.time()
         self._setup_lb()
-        self.receiver.open()
+        try:
+            self.receiver.open()
+        except OSError as e:
+            host, port = cfg.listen
+            raise setting_error(cfg, "listen", f"{host}:{port}",
+                                f"cannot listen on udp {host}:{port}: {os_problem(e)}") from None
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="ctop-tick"))
         self._tasks.append(asyncio.create_task(self._liveness_loop(), name="ctop-liveness"))
         if self.lb is not None:
             self._tasks.append(asyncio.create_task(self._lb_loop(), name="ctop-lb"))
-        if self.config.prometheus:
-            from ctop.prometheus import serve_metrics
+        if cfg.prometheus:
+            from ctop.prometheus import start_metrics
 
-            self._tasks.append(asyncio.create_task(serve_metrics(self, *self.config.prometheus)))
+            host, port = cfg.prometheus
+            try:  # bound now: a /metrics that cannot listen is fatal, not a silent gap
+                server = await start_metrics(self, host, port)
+            except OSError as e:
+                await self.stop()
+                raise setting_error(cfg, "prometheus.listen", f"{host}:{port}",
+                                    f"cannot serve /metrics on tcp {host}:{port}: "
+                                    f"{os_problem(e)}") from None
+            self._tasks.append(asyncio.create_task(server.serve_forever()))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -129,6 +173,7 @@ class Engine:
         if self.store is not None:
             self.store.record_events(self._pending_events)
             self._pending_events.clear()
+            self.store.record_marks(self.verifier.marks())
             await asyncio.to_thread(self.store.close)
 
     @property
@@ -154,6 +199,8 @@ class Engine:
 
     def _on_message(self, msg: Message | RawReport, source: str, now: float) -> None:
         events = self.model.apply(msg, now, source)
+        if type(msg) is Leave:  # the last word of a boot: persisted at the next tick
+            self.verifier.urgent(msg.header.node)
         if isinstance(msg, Join):
             # Agents re-announce every 10 s; only what changed is written to the store again.
             node, facts = msg.header.node, msg[1:]
@@ -235,7 +282,9 @@ class Engine:
             lb_error=self._lb_error,
             imbalance=self._lb_imbalance,
             drops=dict(self.receiver.drops),
+            drop_sources=self.receiver.top_sources() if self.receiver.drops else {},
             readonly=self.readonly,
+            **self._history_health(),
         )
         self._snapshot = snap
         if self.store is not None:
@@ -245,9 +294,19 @@ class Engine:
                 self.store.record_nodes(v for v in snap.nodes if v.node_id in wanted)
             self.store.record_tick(now, snap.nodes, self._pending_events)
             self._pending_events = []
+            every = now - self._marks_saved >= MARKS_EVERY
+            if every:
+                self._marks_saved = now
+            self.store.record_marks(self.verifier.marks(changed_only=not every))
         self.heap.after_tick(len(snap.nodes))
         self.tick_seconds = time.process_time() - started
         return snap
+
+    def _history_health(self) -> dict[str, Any]:
+        health = self.store.health if self.store is not None else None
+        if health is None or health.failing_since is None:
+            return {}
+        return {"history_error": health.text(), "history_failing_since": health.failing_since}
 
     # -- what views read -------------------------------------------------------------------
 

@@ -169,6 +169,12 @@ class Snapshot:
     drops: Mapping[str, int] = field(default_factory=lambda: EMPTY)  # receiver rejects by reason
     received: int = 0  # valid messages since start
     readonly: bool = False
+    # "" while history is written, else "history failing since … (reason)" (ctop.store)
+    history_error: str = ""
+    history_failing_since: float = 0.0  # Unix seconds, 0 while history is written
+    # receiver rejects by reason -> the sources sending most of them, [[address, count], ...]
+    drop_sources: Mapping[str, tuple[tuple[str, int], ...]] = field(
+        default_factory=lambda: EMPTY)
     _index: Mapping[str, int] = field(default_factory=lambda: EMPTY, repr=False, compare=False)
 
     def node(self, node_id: str) -> NodeView | None:

@@ -50,6 +50,21 @@ def exposition(snap: Snapshot) -> str:
     out.append("# TYPE ctop_receiver_drops_total counter")
     for reason, count in sorted(snap.drops.items()):
         out.append(f'ctop_receiver_drops_total{{{cluster},reason="{reason}"}} {count}')
+    out.append("# HELP ctop_receiver_drops_by_source_total Rejected datagrams of the busiest "
+               "sources per reason")
+    out.append("# TYPE ctop_receiver_drops_by_source_total counter")
+    for reason, sources in sorted(snap.drop_sources.items()):
+        for source, count in sources:
+            out.append(f'ctop_receiver_drops_by_source_total{{{cluster},reason="{reason}",'
+                       f'source="{_label(source)}"}} {count}')
+    out.append("# HELP ctop_history_failing 1 while history writes fail (reason in the label)")
+    out.append("# TYPE ctop_history_failing gauge")
+    reason = f',reason="{_label(snap.history_error)}"' if snap.history_error else ""
+    out.append(f"ctop_history_failing{{{cluster}{reason}}} {1 if snap.history_error else 0}")
+    out.append("# HELP ctop_history_failing_since_seconds When history writes began to fail "
+               "(0: they work)")
+    out.append("# TYPE ctop_history_failing_since_seconds gauge")
+    out.append(f"ctop_history_failing_since_seconds{{{cluster}}} {snap.history_failing_since:g}")
     for metric, help_text, attr in NODE_GAUGES:
         out.append(f"# HELP {metric} {help_text}")
         out.append(f"# TYPE {metric} gauge")
@@ -76,6 +91,15 @@ def exposition(snap: Snapshot) -> str:
 
 
 async def serve_metrics(engine: Engine, host: str, port: int) -> None:
+    server = await start_metrics(engine, host, port)
+    async with server:
+        await server.serve_forever()
+
+
+async def start_metrics(engine: Engine, host: str, port: int) -> asyncio.Server:
+    """Listen for GET /metrics now (OSError if the address cannot be bound); the caller
+    runs server.serve_forever()."""
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await asyncio.wait_for(reader.readline(), 5)
@@ -99,5 +123,4 @@ async def serve_metrics(engine: Engine, host: str, port: int) -> None:
 
     server = await asyncio.start_server(handle, host, port)
     log.info("prometheus metrics on http://%s:%d/metrics", host, port)
-    async with server:
-        await server.serve_forever()
+    return server

@@ -28,6 +28,7 @@ from typing import Any
 
 import msgpack
 
+from ctop.filemodes import private_database
 from ctop.model import EventView, NodeView
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ HOURLY_RETENTION = 90 * 86400.0
 # up a backlog (an upgraded database, downtime) goes in short steps between the tick batches.
 HOURLY_ROWS_PER_PASS = 600_000
 CATCHUP_EVERY = 5.0  # seconds between hourly passes while behind
+REBUILD_MINUTES = 10  # at start, minutes after the last written one rebuilt from raw samples
+FAILURE_LOG_EVERY = 60.0  # seconds between log lines while history writes keep failing
 _ROLLUP_COLUMNS = ", ".join(f"{c}_avg INTEGER, {c}_max INTEGER" for c in _COLS)
 
 MIGRATIONS: tuple[str, ...] = (
@@ -113,13 +116,22 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (node, hour)
     ) WITHOUT ROWID;
     """,
+    # 3: each node's replay high-water mark (agentd.wire.Mark), so a message captured before a
+    # director restart is still refused after it.
+    """
+    CREATE TABLE marks (
+        node TEXT PRIMARY KEY, boot INTEGER NOT NULL, boot_ts REAL NOT NULL,
+        seq INTEGER NOT NULL, at REAL NOT NULL
+    );
+    """,
 )
 
 
 def _hour_avg(c: str, t: str = "") -> str:
     """An hour's value of column c from its minute rows (table alias t): each minute's average
     weighted by its sample count, which is the average over all the hour's samples."""
-    return f"CAST(round(sum({t}{c}_avg * {t}n) * 1.0 / sum({t}n)) AS INTEGER)"
+    # total(), a float sum: sum() of integers raises "integer overflow" past 2^63
+    return f"CAST(round(total({t}{c}_avg * {t}n) / sum({t}n)) AS INTEGER)"
 
 
 _HOUR_SQL = (
@@ -130,11 +142,79 @@ _HOUR_SQL = (
     + ", NULL FROM nodes CROSS JOIN rollups AS r "
     "WHERE r.node = nodes.id AND r.minute >= ? AND r.minute < ? GROUP BY nodes.id"
 )
+# A minute already in the table (the part before a stop, or rebuilt from raw samples at start)
+# and the rest of it: one row, averages weighted by sample count. SET reads the old row.
+_ROLLUP_SQL = (
+    f"INSERT INTO rollups VALUES ({', '.join('?' * (2 * len(_COLS) + 4))}) "
+    "ON CONFLICT (node, minute) DO UPDATE SET n = n + excluded.n, "
+    + ", ".join(f"{c}_avg = CAST(round(({c}_avg * n + excluded.{c}_avg * excluded.n) * 1.0 "
+                f"/ (n + excluded.n)) AS INTEGER), {c}_max = max({c}_max, excluded.{c}_max)"
+                for c in _COLS)
+    + ", svc = coalesce(excluded.svc, svc)"
+)
+# Minutes with raw samples but no rollup row (the one in progress at a crash), per node.
+_REBUILD_SQL = (
+    "INSERT INTO rollups SELECT s.node, s.ts / 60000, count(*), "
+    + ", ".join(f"CAST(round(avg(s.{c})) AS INTEGER), max(s.{c})" for c in _COLS)
+    + ", NULL FROM nodes CROSS JOIN samples AS s WHERE s.node = nodes.id "
+    "AND s.ts >= ? AND s.ts < ? AND NOT EXISTS (SELECT 1 FROM rollups AS r "
+    "WHERE r.node = s.node AND r.minute = s.ts / 60000) GROUP BY s.node, s.ts / 60000"
+)
+_REBUILD_SVC_SQL = (
+    "SELECT s.node, s.ts / 60000, s.svc FROM nodes CROSS JOIN samples AS s "
+    "WHERE s.node = nodes.id AND s.ts >= ? AND s.ts < ? AND s.svc IS NOT NULL "
+    "ORDER BY s.node, s.ts"
+)
 _HOUR_SVC_SQL = (
     "SELECT r.node, r.n, r.svc FROM nodes CROSS JOIN rollups AS r "
     "WHERE r.node = nodes.id AND r.minute >= ? AND r.minute < ? AND r.svc IS NOT NULL "
     "ORDER BY nodes.id"
 )
+
+
+class WriteHealth:
+    """Whether history is being written, for `ctop status`, the UI header and Prometheus.
+
+    The writer thread never dies of a bad batch: it counts it, remembers since when and why
+    writes fail, and logs at most once a minute (a full disk would otherwise log every tick).
+    """
+
+    def __init__(self) -> None:
+        self.failing_since: float | None = None
+        self.reason = ""
+        self.failed = 0  # batches (or rows) lost since the failures began
+        self._logged_at = 0.0
+        self._unlogged = 0
+
+    def failure(self, reason: str, node: str = "") -> None:
+        now = time.time()
+        if self.failing_since is None:
+            self.failing_since = now
+        self.reason = f"{reason} (node {node})" if node else reason
+        self.failed += 1
+        self._unlogged += 1
+        if now - self._logged_at >= FAILURE_LOG_EVERY:
+            log.error("history write failing: %d batch(es) lost since the last message; %s",
+                      self._unlogged, self.reason)
+            self._logged_at, self._unlogged = now, 0
+
+    def success(self) -> None:
+        if self.failing_since is not None:
+            log.warning("history writes work again after %d lost batch(es)", self.failed)
+            self.failing_since, self.reason, self.failed, self._unlogged = None, "", 0, 0
+            self._logged_at = 0.0
+
+    def text(self) -> str:
+        """"" while writes work, else "history failing since … (reason)"."""
+        if self.failing_since is None:
+            return ""
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.failing_since))
+        return f"history failing since {since} ({self.reason})"  # the count: in the log
+
+
+# Errors that refuse one row, not the database: salvaged row by row (see _salvage).
+_ROW_ERRORS = (OverflowError, ValueError, TypeError, sqlite3.IntegrityError,
+               sqlite3.InterfaceError, sqlite3.DataError)
 
 
 def auto_raw_every(nodes: int) -> float:
@@ -223,8 +303,11 @@ class Store:
         rollup_retention: float | None = None,
         raw_every: float = 0.0,
         writer: bool = True,
+        group: int | None = None,
     ) -> None:
         self.path = path
+        if writer:  # 0640 before SQLite creates it (ctop.filemodes)
+            private_database(path, group)
         self.raw_retention = raw_retention
         # rollup_retention is the old name of hourly_retention: with one rollup level it said
         # how far back charts go, which is what the hourly level's retention says now.
@@ -243,6 +326,7 @@ class Store:
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES ('minute_retention', ?)",
                                 (repr(self.minute_retention),))
             self._hourly_next = self._load_hourly_next()
+            self._rebuild_minutes()
         self._hourly_pending = False  # an "hourly" entry is queued (one at a time)
         self._hourly_not_before = 0.0  # while catching up: the next pass not before this
         self._hour_cut = -1  # hourly rows before this hour were pruned
@@ -261,6 +345,7 @@ class Store:
             self._writer.start()
         self._last_prune = 0.0
         self.dropped_batches = 0
+        self.health = WriteHealth()
         self.write_seconds = 0.0  # time the writer thread spent committing, for the benchmark
         self.hourly_seconds = 0.0  # of which in hourly passes
 
@@ -274,11 +359,20 @@ class Store:
                 self._svc_ids[name] = sid
                 self._svc_names[sid] = name
 
-    def node_ids(self, nodes: Iterable[str]) -> None:
-        """Create rows for nodes not seen before, in one transaction (10,000 at start-up)."""
+    def node_ids(self, nodes: Iterable[str]) -> bool:
+        """Create rows for nodes not seen before, in one transaction (10,000 at start-up).
+        False if the database refused (e.g. a full disk): those nodes wait for a later tick."""
         new = [n for n in nodes if n not in self._ids]
         if not new:
-            return
+            return True
+        try:
+            self._insert_nodes(new)
+        except sqlite3.Error as e:
+            self.health.failure(_reason(e))
+            return False
+        return True
+
+    def _insert_nodes(self, new: list[str]) -> None:
         with self.db:
             self.db.executemany(
                 "INSERT OR IGNORE INTO nodes (node_id, first_seen) VALUES (?, ?)",
@@ -299,8 +393,9 @@ class Store:
         minute = int(now // 60)
         seen = self._seen
         fresh = [v for v in views if v.metrics and seen.get(v.node_id) != v.last_seen]
-        self.node_ids(v.node_id for v in fresh)
         ids = self._ids
+        if not self.node_ids(v.node_id for v in fresh):
+            fresh = [v for v in fresh if v.node_id in ids]
         last_raw = self._last_raw
         raw_gap = (self.raw_every or auto_raw_every(len(views))) * 0.9
         new_services = len(self._svc_ids)
@@ -376,10 +471,21 @@ class Store:
         rows = [
             (v.hostname, v.group, json.dumps(v.addresses), v.cores, v.mem_total, v.version,
              v.interval, v.last_seen, self._ids[v.node_id])
-            for v in views
+            for v in views if v.node_id in self._ids
         ]
         if rows:
             self._put([("nodes", rows)])
+
+    def record_marks(self, marks: Sequence[tuple[str, int, float, int, float]]) -> None:
+        """Queue replay high-water marks (node, boot, boot_ts, seq, at) for the writer."""
+        if marks:
+            self._put([("marks", list(marks))])
+
+    def load_marks(self) -> list[tuple[str, int, float, int, float]]:
+        try:
+            return self._read.execute("SELECT node, boot, boot_ts, seq, at FROM marks").fetchall()
+        except sqlite3.OperationalError:  # a reader before the daemon made the schema
+            return []
 
     def record_events(self, events: Iterable[EventView]) -> None:
         evs = [(e.ts, e.kind, e.node_id, e.message) for e in events]
@@ -456,15 +562,55 @@ class Store:
                 with self.db:
                     for what, rows in batch:
                         self._write(what, rows)
-            except sqlite3.Error:
-                log.exception("history write failed; batch lost")
-                # rolled back: the hourly marker too
-                with contextlib.suppress(sqlite3.Error):
-                    self._hourly_next = self._load_hourly_next()
+                self.health.success()
+            except Exception as e:  # never let one batch end history for every node
+                self._batch_failed(batch, e)
             if any(what == "hourly" for what, _ in batch):
                 self._hourly_pending = False
             self.write_seconds += time.thread_time() - started
             self._queue.task_done()
+
+    def _batch_failed(self, batch: list[tuple[str, Any]], error: Exception) -> None:
+        """A batch was rolled back: write what can be written, row by row, and say who failed.
+
+        A row SQLite or the driver refuses (a value out of range) loses only that node's row;
+        a database that cannot write at all (a full disk, a read-only file) loses the batch."""
+        with contextlib.suppress(Exception):  # rolled back: the hourly marker too
+            self._hourly_next = self._load_hourly_next()
+        if not isinstance(error, _ROW_ERRORS):
+            self.health.failure(_reason(error))
+            return
+        try:
+            bad = self._salvage(batch)
+        except Exception as e:
+            self.health.failure(_reason(e))
+            return
+        if bad:
+            what, row, e = bad[0]
+            self.health.failure(f"{len(bad)} {what} row(s) refused: {_reason(e)}",
+                                self._node_of(what, row))
+        else:
+            self.health.success()
+
+    def _salvage(self, batch: list[tuple[str, Any]]) -> list[tuple[str, Any, Exception]]:
+        bad: list[tuple[str, Any, Exception]] = []
+        with self.db:
+            for what, rows in batch:
+                if what in ("hourly", "prune"):
+                    self._write(what, rows)
+                    continue
+                for row in rows:
+                    try:
+                        self._write(what, [row])
+                    except _ROW_ERRORS as e:
+                        bad.append((what, row, e))
+        return bad
+
+    def _node_of(self, what: str, row: Any) -> str:
+        if what == "events":
+            return str(row[2])
+        rowid = row[-1] if what == "nodes" else row[0] if what in ("samples", "rollups") else None
+        return next((n for n, i in self._ids.items() if i == rowid), "?")
 
     def _write(self, what: str, rows: Any) -> None:
         db = self.db
@@ -479,8 +625,13 @@ class Store:
                 rows,
             )
         elif what == "rollups":
-            marks = ", ".join("?" * (2 * len(_COLS) + 4))
-            db.executemany(f"INSERT OR REPLACE INTO rollups VALUES ({marks})", rows)
+            db.executemany(_ROLLUP_SQL, rows)
+            done = max(row[1] for row in rows) + 1
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('rollup_next', ?)", (str(done),))
+        elif what == "partial":  # a clean stop: the minute in progress, merged on restart
+            db.executemany(_ROLLUP_SQL, rows)
+        elif what == "marks":
+            db.executemany("INSERT OR REPLACE INTO marks VALUES (?, ?, ?, ?, ?)", rows)
         elif what == "events":
             db.executemany("INSERT INTO events (ts, kind, node, message) VALUES (?,?,?,?)", rows)
         elif what == "nodes":
@@ -510,8 +661,9 @@ class Store:
                 self._hour_cut = hour_cut
                 db.executemany("DELETE FROM hourly WHERE node = ? AND hour < ?",
                                [(n, hour_cut) for n in nodes])
-            # events go with the longest history
+            # events go with the longest history, and so do replay marks of nodes long gone
             db.execute("DELETE FROM events WHERE ts < ?", (now - self.hourly_retention,))
+            db.execute("DELETE FROM marks WHERE at < ?", (now - self.hourly_retention,))
 
     def _load_hourly_next(self) -> int | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'hourly_next'").fetchone()
@@ -556,8 +708,36 @@ class Store:
         while self._queue.unfinished_tasks and time.monotonic() < deadline:
             time.sleep(0.01)
 
+    def _rebuild_minutes(self) -> None:
+        """Minutes after the last one written (meta.rollup_next) that have raw samples but
+        no rollup row: the minute in progress when the daemon was killed. Rebuilt from the
+        samples (fewer points than the live rollup had, the same averages and maxima)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'rollup_next'").fetchone()
+        if row is None:  # a new database: from the minute this daemon starts in
+            with self.db:
+                self.db.execute("INSERT INTO meta VALUES ('rollup_next', ?)",
+                                (str(int(time.time() // 60)),))
+            return
+        first = int(row[0])
+        last = min(int(time.time() // 60) + 1, first + REBUILD_MINUTES)
+        span = (first * 60 * TS_SCALE, last * 60 * TS_SCALE)
+        with self.db:
+            rebuilt = self.db.execute(_REBUILD_SQL, span).rowcount
+            updates = [(blob, node, minute) for (node, minute), group in groupby(
+                self.db.execute(_REBUILD_SVC_SQL, span), itemgetter(0, 1))
+                if (blob := _mean_services((k, 1, b) for *k, b in group)) is not None]
+            self.db.executemany("UPDATE rollups SET svc = ? WHERE node = ? AND minute = ? "
+                                "AND svc IS NULL", updates)
+        if rebuilt > 0:
+            log.info("rebuilt %d minute rollup(s) from raw samples", rebuilt)
+
     def close(self) -> None:
         if self._writer.is_alive():
+            # the minute in progress: written now, completed by the next start's rollup
+            partial = [self._rollup_row(rid, r) for rid, r in self._rollups.items()]
+            self._rollups = {}
+            if partial:
+                self._put([("partial", partial)])
             self.flush()
             self._queue.put(None)
             self._writer.join(timeout=10)
@@ -682,6 +862,10 @@ class Store:
             with contextlib.suppress(OSError):
                 total += os.path.getsize(self.path + suffix)
         return total
+
+
+def _reason(e: BaseException) -> str:
+    return str(e) or type(e).__name__
 
 
 def _mean_services(rows: Iterable[tuple[Any, int, bytes]]) -> bytes | None:

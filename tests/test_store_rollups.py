@@ -15,7 +15,7 @@ import pytest
 from ctop import store as store_mod
 from ctop.config import ConfigError, StoreConfig, TomlSource, from_source
 from ctop.model import Liveness, NodeView, ServiceView
-from ctop.store import Store
+from ctop.store import MIGRATIONS, Store
 
 HOUR = 3600
 DAY = 86400
@@ -208,7 +208,8 @@ def test_a_version_1_database_upgrades_and_rolls_up_its_minutes(tmp_path: Path) 
     path = tmp_path / "v1.db"
     version1_database(path, days=3)
     store = Store(str(path))
-    assert sql(store, "SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
+    assert sql(store, "SELECT value FROM meta WHERE key = 'schema_version'") == [
+        (str(len(MIGRATIONS)),)]
     assert sql(store, "SELECT count(*) FROM hourly") == [(0,)]
     assert sql(store, "SELECT count(*) FROM samples") == [(HOUR - 1,)]  # kept as they were
     store.record_tick(T0 + 5, [view("old", T0 + 5, 1.0)], ())
@@ -254,12 +255,14 @@ def test_an_upgrade_catches_up_in_steps_and_keeps_minutes_until_rolled_up(
     store.close()
 
 
-def test_a_database_at_schema_2_is_left_as_it_is(tmp_path: Path) -> None:
+def test_a_database_at_the_newest_schema_is_left_as_it_is(tmp_path: Path) -> None:
     store = Store(str(tmp_path / "x.db"))
     store.close()
     db = sqlite3.connect(tmp_path / "x.db")
-    assert store_mod.migrate(db) == 2
-    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    newest = len(MIGRATIONS)
+    assert store_mod.migrate(db) == newest
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+        str(newest),)
     db.close()
 
 

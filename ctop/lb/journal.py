@@ -21,6 +21,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
+from ctop.filemodes import private_database
+
 ORIGINS = ("operator", "auto", "cli")
 HUMAN = ("operator", "cli")
 
@@ -161,7 +163,7 @@ class Journal:
     def __init__(self, path: str | os.PathLike[str], *, user: str | None = None) -> None:
         self.path = Path(path)
         if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_database(str(path))  # 0640, like the history it shares a file with
         self.user = user or current_user()
         self.sudo_user = None if user else claimed_sudo_user()
         self._lock = threading.Lock()

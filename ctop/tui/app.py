@@ -98,6 +98,13 @@ class CtopApp(App[None]):
         self.push_screen(screen, callback=None)
         self.call_after_refresh(screen.update_snapshot, self.snapshot)
 
+    def action_drops(self) -> None:
+        from ctop.tui.screens.drops import DropsScreen
+
+        screen = DropsScreen()
+        self.push_screen(screen)
+        self.call_after_refresh(screen.update_snapshot, self.snapshot)
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 

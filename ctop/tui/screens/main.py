@@ -35,6 +35,7 @@ class MainScreen(LBKeys, Screen[None]):
         Binding("g", "toggle_group", "Group"),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("a", "app.alerts", "Alerts"),
+        Binding("x", "app.drops", "Rejects", show=False),
         *LBKeys.LB_BINDINGS,
     ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual.events import Click
 from textual.widgets import Static
 
 from ctop.model import Snapshot
@@ -21,7 +22,13 @@ class ClusterHeader(Static):
         self.palette = palette
 
     def show(self, snap: Snapshot, *, view: str = "", readonly: bool = False) -> None:
+        self._drops = bool(snap.drops)
         self.update(render_header(snap, self.palette, view=view, readonly=readonly))
+
+    def on_click(self, event: Click) -> None:
+        # the drop counter is at the end of the second line: it opens the rejects view
+        if getattr(self, "_drops", False) and event.y == 1:
+            self.app.action_drops()  # type: ignore[attr-defined]
 
 
 def render_header(snap: Snapshot, pal: Palette, *, view: str = "", readonly: bool = False) -> Text:
@@ -44,6 +51,8 @@ def render_header(snap: Snapshot, pal: Palette, *, view: str = "", readonly: boo
         line.append("   no alerts", pal.dim)
     if readonly or snap.readonly:
         line.append("   READ-ONLY", pal.warn)
+    if snap.history_error:
+        line.append(f"   {snap.history_error}", pal.fail)
     if view:
         line.append(f"   {view}", pal.dim)
     line.append("\n")

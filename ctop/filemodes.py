@@ -1,0 +1,45 @@
+"""The history database's file modes: 0640, group from `[control] group`.
+
+The database holds every node's history, the events and the load-balancer audit log: no
+business of other local users. SQLite creates the -wal and -shm files with the mode and owner
+of the database file, so creating that file first, 0640, is enough for all three.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import stat
+
+DB_MODE = 0o640
+DIR_MODE = 0o750
+
+
+def group_id(name: str | None) -> int | None:
+    """The id of group `name` (None or "" -> None). KeyError if there is no such group."""
+    return grp.getgrnam(name).gr_gid if name else None
+
+
+def private_database(path: str, group: int | None = None) -> None:
+    """Create the database file (and its directory) before SQLite does, 0640 and of `group`;
+    tighten a file an older version made 0644, and its -wal and -shm."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
+        if group is not None:
+            os.chown(directory, -1, group)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, DB_MODE)
+    os.close(fd)
+    for name in (path, path + "-wal", path + "-shm"):
+        try:
+            st = os.stat(name)
+        except FileNotFoundError:
+            continue
+        if st.st_uid != os.geteuid():
+            continue  # another user's (root's) database: theirs to mend
+        if stat.S_IMODE(st.st_mode) & ~DB_MODE:
+            os.chmod(name, stat.S_IMODE(st.st_mode) & DB_MODE)
+        if group is not None and st.st_gid != group:
+            os.chown(name, -1, group)

@@ -276,7 +276,6 @@ def from_source(src: TomlSource) -> DirectorConfig:
         control_socket=top.string("control_socket", default_control_socket()),
         control_group=control_group,
         readonly=top.boolean("readonly", False),
-        control_group=control_group,
         source=src,
     )
     if not cfg.key_file and not cfg.master_key_file:

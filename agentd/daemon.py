@@ -38,6 +38,8 @@ def beacon_slots(interval: float, beacon_interval: float) -> tuple[tuple[float, 
     while m * beacon_interval <= interval - beacon_interval / 2:
         slots.append(m * beacon_interval)
         m += 1
+    if not slots:  # e.g. 0.3 s reports, 0.25 s beacons: no room for one between reports
+        return (), interval
     return tuple(slots), max(beacon_interval, interval - slots[-1])
 
 

@@ -47,3 +47,13 @@ def test_the_director_keeps_what_a_report_leaves_out() -> None:
     assert node.services == HTTP_OK
     send(3, {"cpu_percent": 7.0}, ())  # "s": [] — the probes were removed
     assert node.services == ()
+
+
+def test_beacon_slots_between_reports() -> None:
+    from agentd.daemon import beacon_slots
+
+    assert beacon_slots(1.0, 0.25) == ((0.25, 0.5, 0.75), 0.25)
+    assert beacon_slots(1.0, 0.3) == ((0.3, 0.6), 0.4)  # none closer than 0.15 s to a report
+    assert beacon_slots(0.3, 0.25) == ((), 0.3)  # no room: reports only
+    assert beacon_slots(1.0, 0) == ((), 1.0)  # beacons off
+    assert beacon_slots(0.2, 0.25) == ((), 0.2)  # reports more often than beacons

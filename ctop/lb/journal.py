@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS lb_actions (
     action TEXT NOT NULL,
     weight_before INTEGER,
     weight_after INTEGER,
-    result TEXT NOT NULL
+    result TEXT NOT NULL,
+    saved_weight INTEGER       -- drain/maint: the weight a restore goes back to
 );
 CREATE INDEX IF NOT EXISTS lb_actions_target ON lb_actions (backend, service, server, ts);
 CREATE TABLE IF NOT EXISTS lb_intent (
@@ -72,6 +73,7 @@ class ActionRecord:
     weight_before: int | None
     weight_after: int | None
     result: str  # "ok" or the error text
+    saved_weight: int | None = None  # drain/maint: the weight a restore goes back to
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,7 @@ class Journal:
         self._db.execute("PRAGMA busy_timeout=10000")
         with self._db:
             self._db.executescript(_SCHEMA)
+            _add_columns(self._db, "lb_actions", _ADDED_COLUMNS)
 
     def close(self) -> None:
         with self._lock:
@@ -132,13 +135,15 @@ class Journal:
         weight_after: int | None,
         result: str,
         ts: float | None = None,
+        saved_weight: int | None = None,
     ) -> int:
         if origin not in ORIGINS:
             raise ValueError(f"origin must be one of {ORIGINS}, got {origin!r}")
         with self._lock, self._db:
             cur = self._db.execute(
                 "INSERT INTO lb_actions (ts, user, origin, backend, service, server, action,"
-                " weight_before, weight_after, result) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " weight_before, weight_after, result, saved_weight)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     time.time() if ts is None else ts,
                     self.user,
@@ -150,6 +155,7 @@ class Journal:
                     weight_before,
                     weight_after,
                     result,
+                    saved_weight,
                 ),
             )
             return int(cur.lastrowid or 0)
@@ -160,15 +166,29 @@ class Journal:
         backend: str | None = None,
         service: str | None = None,
         server: str | None = None,
+        user: str | None = None,
+        since: float | None = None,
         limit: int = 100,
     ) -> list[ActionRecord]:
-        """Newest first."""
+        """Newest first. `user` matches the unix user or the sudo caller beside it; `since` is
+        an epoch time."""
         where, args = _filters(backend=backend, service=service, server=server)
+        extra: list[str] = []
+        params: list[object] = list(args)
+        if user is not None:  # "alice" or "root (sudo alice)"
+            extra.append("(user = ? OR user LIKE ? OR user LIKE ?)")
+            params += [user, f"{user} (%", f"% (sudo {user})"]
+        if since is not None:
+            extra.append("ts >= ?")
+            params.append(since)
+        if extra:
+            where = (where + " AND " if where else "WHERE ") + " AND ".join(extra)
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, ts, user, origin, backend, service, server, action, weight_before,"
-                f" weight_after, result FROM lb_actions {where} ORDER BY id DESC LIMIT ?",
-                (*args, limit),
+                f" weight_after, result, saved_weight FROM lb_actions {where}"
+                " ORDER BY id DESC LIMIT ?",
+                (*params, limit),
             ).fetchall()
         return [ActionRecord(*row) for row in rows]
 
@@ -241,6 +261,17 @@ class Journal:
                 " WHERE backend=? AND service=? AND server=?",
                 (time.time(), backend, service, server),
             )
+
+
+# Columns added after the first release: a database made before them gets them on open.
+_ADDED_COLUMNS = (("saved_weight", "INTEGER"),)
+
+
+def _add_columns(db: sqlite3.Connection, table: str, columns: tuple[tuple[str, str], ...]) -> None:
+    have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    for name, kind in columns:
+        if name not in have:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 def _filters(**kw: str | None) -> tuple[str, tuple[str, ...]]:

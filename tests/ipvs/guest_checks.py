@@ -90,7 +90,7 @@ def check(name: str) -> Callable[[Callable[[], dict[str, object]]], None]:
 class Client:
     """The client agent in netns `client`, driven over its stdin/stdout."""
 
-    def __init__(self) -> None:
+    def __init__(self, vip: str = VIP, port: int = 80) -> None:
         self.proc = subprocess.Popen(
             [
                 "ip",
@@ -100,8 +100,8 @@ class Client:
                 PY,
                 str(HERE / "guest_peers.py"),
                 "client",
-                VIP,
-                "80",
+                vip,
+                str(port),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -341,6 +341,8 @@ def run_checks(client: Client) -> None:
             raise RuntimeError(done.stderr)
         return {**json.loads(done.stdout), "unchanged": saved_rules() == before}
 
+    guard_checks(client)
+
     @check("not_loaded")
     def _() -> dict[str, object]:
         # last: unload IPVS; ctop must say so and must not load the module again by reading
@@ -356,6 +358,162 @@ def run_checks(client: Client) -> None:
             out.update(raised=True, message=exc.message)
         out["proc_after"] = Path("/proc/net/ip_vs").exists()
         return out
+
+
+def ctop_lb(*args: str, db: str = "/tmp/ctop-guards.db") -> dict[str, object]:
+    """`ctop lb --ipvs ARGS` as a user runs it: exit code, stdout, stderr."""
+    done = subprocess.run(
+        [PY, "-m", "ctop.lb.cli", "--ipvs", "--db", db, *args],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(HERE.parents[1])},
+    )  # fmt: skip
+    return {"rc": done.returncode, "out": done.stdout, "err": done.stderr}
+
+
+def weights(service: str = SVC) -> dict[str, int]:
+    return {rs.key: rs.weight for s in backend.services() if s.key == service for rs in s.servers}
+
+
+def guard_checks(client: Client) -> None:
+    """Issue 9: the last-server guard, persistence templates, drain --wait, restore --ramp."""
+    from ctop.lb.actions import LBController
+    from ctop.lb.journal import Journal
+
+    sh(f"ipvsadm -e -t {VIP}:80 -r {RS1} -m -w 3 && ipvsadm -e -t {VIP}:80 -r {RS2} -m -w 1")
+
+    @check("guard_last_server")
+    def _() -> dict[str, object]:
+        out: dict[str, object] = {}
+        out["drain_rs1"] = ctop_lb("drain", SVC, RS1)
+        out["dry_run_rs2"] = ctop_lb("drain", SVC, RS2, "--dry-run")
+        out["after_dry_run"] = weights()
+        out["drain_rs2"] = ctop_lb("drain", SVC, RS2)
+        out["after_refusal"] = weights()
+        out["counts_after_refusal"] = client.get(6)
+        out["forced"] = ctop_lb("drain", SVC, RS2, "--force")
+        out["after_force"] = weights()
+        out["counts_after_force"] = client.get(2)
+        out["restore_rs2"] = ctop_lb("restore", SVC, RS2)
+        out["restore_rs1"] = ctop_lb("restore", SVC, RS1)
+        out["log"] = ctop_lb("log", "--limit", "10")
+        out["end"] = weights()
+        return out
+
+    @check("drain_wait")
+    def _() -> dict[str, object]:
+        out: dict[str, object] = {}
+        held = None
+        for _ in range(8):
+            reply = client.send(op="hold")
+            if reply["server"] == "rs1":
+                held = reply["id"]
+                break
+        out["held"] = held
+        out["timeout"] = ctop_lb("drain", SVC, RS1, "--wait", "--timeout", "2")
+        waiter = subprocess.Popen(
+            [PY, "-m", "ctop.lb.cli", "--ipvs", "--db", "/tmp/ctop-guards.db", "drain", SVC, RS1,
+             "--wait", "--timeout", "60"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(HERE.parents[1])},
+        )  # fmt: skip
+        time.sleep(4)
+        client.send(op="close", id=held)
+        closed_at = time.monotonic()
+        stdout, stderr = waiter.communicate(timeout=90)
+        out["wait"] = {"rc": waiter.returncode, "out": stdout, "err": stderr,
+                       "returned_after_close_s": round(time.monotonic() - closed_at, 2)}
+        out["restore"] = ctop_lb("restore", SVC, RS1)
+        return out
+
+    @check("ramp")
+    def _() -> dict[str, object]:
+        out: dict[str, object] = {"start": weights()}
+        out["drain"] = ctop_lb("drain", SVC, RS1)
+        seen: list[tuple[float, int]] = []
+        stop = time.monotonic() + 60
+        proc = subprocess.Popen(
+            [PY, "-m", "ctop.lb.cli", "--ipvs", "--db", "/tmp/ctop-guards.db", "restore", SVC,
+             RS1, "--ramp", "3s"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(HERE.parents[1])},
+        )  # fmt: skip
+        start = time.monotonic()
+        while proc.poll() is None and time.monotonic() < stop:
+            w = weights()[RS1]
+            if not seen or seen[-1][1] != w:
+                seen.append((round(time.monotonic() - start, 2), w))
+            time.sleep(0.1)
+        stdout, stderr = proc.communicate(timeout=30)
+        out["ramp"] = {"rc": proc.returncode, "out": stdout, "err": stderr, "seen": seen}
+        out["after_ramp"] = weights()
+        # a second ramp, cut short by a weight set from another process
+        out["drain2"] = ctop_lb("drain", SVC, RS1)
+        proc = subprocess.Popen(
+            [PY, "-m", "ctop.lb.cli", "--ipvs", "--db", "/tmp/ctop-guards.db", "restore", SVC,
+             RS1, "--ramp", "8s"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(HERE.parents[1])},
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while weights()[RS1] == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        out["weight_by_other"] = ctop_lb("weight", SVC, RS1, "2")
+        stdout, stderr = proc.communicate(timeout=60)
+        out["cancelled"] = {"rc": proc.returncode, "out": stdout, "err": stderr}
+        out["after_cancel"] = weights()
+        time.sleep(1.5)
+        out["later"] = weights()
+        out["log"] = ctop_lb("log", "--limit", "12")
+        sh(f"ipvsadm -e -t {VIP}:80 -r {RS1} -m -w 3")
+        return out
+
+    @check("persistent")
+    def _() -> dict[str, object]:
+        # defect 9: a -p service keeps sending a templated client to the drained server
+        pvip, psvc = "10.1.0.5", "TCP 10.1.0.5:80"
+        sh(f"ip addr add {pvip}/32 dev lo")
+        sh(f"ipvsadm -A -t {pvip}:80 -s rr -p 300")
+        sh(f"ipvsadm -a -t {pvip}:80 -r {RS1} -m -w 1 && ipvsadm -a -t {pvip}:80 -r {RS2} -m -w 1")
+        pclient = Client(pvip, 80)
+        out: dict[str, object] = {"expire_before": sh(
+            "sysctl -n net.ipv4.vs.expire_quiescent_template").stdout.strip()}
+        first = pclient.get(4)
+        out["first"] = first
+        sticky = {"rs1": RS1, "rs2": RS2}[next(iter(first))]
+        out["sticky"] = sticky
+        out["proc_conn"] = Path("/proc/net/ip_vs_conn").read_text()
+        lb = LBController({"ipvs": backend}, Journal("/tmp/ctop-persist.db"))
+        out["connections"] = [
+            {"client": c.client, "state": c.state, "template": c.template,
+             "expires": c.expires_s, "virtual": c.virtual}
+            for c in backend.connections(psvc, sticky)
+        ]  # fmt: skip
+        res = lb.drain("ipvs", psvc, sticky, origin="cli")
+        out["drain"] = {"ok": res.ok, "message": res.message, "templates": res.templates}
+        out["after_drain"] = pclient.get(10)  # the defect: all 10 still go to the drained one
+        out["status"] = list(lb.drain_status("ipvs", psvc, sticky))
+        out["wait"] = ctop_lb("drain", psvc, sticky, "--wait", "--timeout", "2")
+        out["dry_run"] = ctop_lb("drain", psvc, sticky, "--dry-run")
+        out["restore"] = lb.restore("ipvs", psvc, sticky, origin="cli").message
+        out["again"] = pclient.get(3)
+        res = lb.drain("ipvs", psvc, sticky, origin="cli", expire_templates=True)
+        out["drain_expire"] = {"ok": res.ok, "message": res.message, "templates": res.templates}
+        out["expire_after"] = sh("sysctl -n net.ipv4.vs.expire_quiescent_template").stdout.strip()
+        out["after_expire"] = pclient.get(10)
+        out["proc_conn_after"] = Path("/proc/net/ip_vs_conn").read_text()
+        lb.journal.close()  # type: ignore[union-attr]
+        sh(f"ipvsadm -D -t {pvip}:80")
+        return out
+
+    @check("connections")
+    def _() -> dict[str, object]:
+        reply = client.send(op="hold")
+        rs = {"rs1": RS1, "rs2": RS2}[reply["server"]]
+        conns = backend.connections(SVC, rs)
+        client.send(op="close", id=reply["id"])
+        return {"server": rs, "entries": [
+            {"client": c.client, "state": c.state, "template": c.template,
+             "expires": c.expires_s} for c in conns]}  # fmt: skip
 
 
 if __name__ == "__main__":

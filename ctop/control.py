@@ -198,11 +198,12 @@ class RemoteSource:
         return self._store.events(node_id, limit)
 
     async def lb_action(
-        self, verb: str, backend: str, service: str, server: str, weight: int | None = None
+        self, verb: str, backend: str, service: str, server: str, weight: int | None = None,
+        **options: Any,  # ActionRequest's options: force, dry_run, ramp_s, cut_sessions
     ) -> ActionResult:
         if self.lb is None:
             raise RuntimeError("no load balancer configured")
         from ctop.lb.request import ActionRequest, perform
 
-        request = ActionRequest(verb, backend, service, server, weight)
+        request = ActionRequest(verb, backend, service, server, weight, **options)
         return await asyncio.to_thread(perform, self.lb, request)

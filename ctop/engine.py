@@ -124,7 +124,15 @@ class Engine:
         if self.lb is None and not cfg.monitoring_only:
             self.lb = build_controller(cfg, self.config.store.path, readonly=self.readonly)
         if self.lb is not None:
+            from ctop.lb.drainwatch import EmptyWatch
+            from ctop.lb.limits import limits_from_rules
+
             self.quiescer = build_quiescer(cfg, self.lb)
+            # guards and what-if: quorum and CPU thresholds from the alert rules, CPU per server
+            self.lb.limits = limits_from_rules(self.alerts.rules)
+            self.lb.node_loads = self._node_loads
+            self.lb.on_ramp_step = lambda r: self._note_action(r, "restore ramp")
+            self._empty_watch = EmptyWatch()
             if self.readonly:
                 self.lb.readonly = True
 
@@ -252,6 +260,8 @@ class Engine:
                 advice = {}
         self._lb_services = services
         self._lb_views, self._lb_imbalance = self._lb_view(services, advice)
+        for text in self._empty_watch.observe(services):  # "a drained server is empty"
+            self._note([EventView(time.time(), "action", "", text)])
 
     def _advise(self, services: Sequence[VirtualService]) -> dict[tuple[str, str, str], int]:
         """Suggested weights from measured capacity and load; only those that differ."""
@@ -281,6 +291,24 @@ class Engine:
             for a in advisor.advise(loads):
                 if a.change:
                     out[(vs.backend, vs.key, a.server)] = a.suggested
+        return out
+
+    def _node_loads(
+        self, backend: str, service: str
+    ) -> dict[str, tuple[float | None, float | None]]:
+        """{server: (cores, CPU %)} of one service's real servers from their agents, for the
+        what-if (worker thread, like _advise)."""
+        from ctop.lb.ratio import map_servers_to_nodes
+
+        services = [vs for vs in self._lb_services if (vs.backend, vs.key) == (backend, service)]
+        owners = map_servers_to_nodes(services, self._node_addresses())
+        out: dict[str, tuple[float | None, float | None]] = {}
+        for (_, _, server), node_id in owners.items():
+            node = self.model.nodes.get(node_id)
+            if node is None or node.liveness is not Liveness.ALIVE or not node.metrics:
+                continue
+            cores = node.cores or len(node.metrics.get("cpu_cores", ())) or None
+            out[server] = (cores, node.metrics.get("cpu_percent"))
         return out
 
     def _node_addresses(self) -> dict[str, list[str]]:
@@ -363,7 +391,8 @@ class Engine:
         raise ValueError(f"no weight advice for {server} in {service}")
 
     async def lb_action(
-        self, verb: str, backend: str, service: str, server: str, weight: int | None = None
+        self, verb: str, backend: str, service: str, server: str, weight: int | None = None,
+        **options: Any,  # ActionRequest's options: force, dry_run, ramp_s, cut_sessions
     ) -> ActionResult:
         """Run one operator action in a worker thread, record it, refresh the LB view."""
         if self.lb is None:
@@ -374,8 +403,10 @@ class Engine:
             verb = "weight"
         from ctop.lb.request import ActionRequest, perform
 
-        request = ActionRequest(verb, backend, service, server, weight)
+        request = ActionRequest(verb, backend, service, server, weight, **options)
         result = await asyncio.to_thread(perform, self.lb, request)
+        if result.dry_run:  # the what-if: nothing happened, nothing to tell the others
+            return result
         self._note_action(result)
         try:
             await asyncio.to_thread(self._lb_round)

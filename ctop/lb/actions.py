@@ -12,7 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from ctop.lb.base import Backend, LBError, RealServer, ServerState, VirtualService
+from ctop.lb.base import (
+    Backend,
+    Connection,
+    LBError,
+    RealServer,
+    ServerState,
+    VirtualService,
+)
 from ctop.lb.journal import HUMAN, Journal
 from ctop.lb.limits import LBLimits
 
@@ -581,8 +588,13 @@ class LBController:
         action = "weight" if req.verb == "advice" else req.verb
         plan = self.describe(action, req.backend, req.service, req.server, req.value, req.origin)
         lines = [plan.text()]
+        templates = None
         if plan.ok and not plan.noop:
             lines += self.what_if(plan)
+            if plan.after == 0:
+                templates, note = self._templates_before(plan)
+                if note:
+                    lines.append(note)
             if plan.guard and req.force:
                 lines.append(f"forced: {plan.guard}")
         lines.append("dry run: nothing changed")
@@ -591,8 +603,29 @@ class LBController:
             ok=found, message="\n".join(lines), action=plan.action, backend=plan.backend,
             service=plan.service, server=plan.server, before=plan.before, after=plan.after,
             state_before=plan.state_before, state_after=plan.state_after, noop=plan.noop,
-            origin=req.origin, guard=plan.guard, dry_run=True,
+            origin=req.origin, guard=plan.guard, dry_run=True, templates=templates,
         )  # fmt: skip
+
+    def _templates_before(self, plan: Plan) -> tuple[int | None, str]:
+        """On a persistent service: the templates pointing at the server now, and what a drain
+        leaves them doing."""
+        try:
+            vs, _ = self.find(plan.backend, plan.service, plan.server)
+        except LBError:
+            return None, ""
+        if not vs.persistent_s:
+            return None, ""
+        n, note = self._templates_note(self._backend(plan.backend), vs, plan.server)
+        return n, note.removeprefix("; ").replace("still point at it", "point at it", 1)
+
+    def connections(self, backend: str, service: str, server: str) -> list[Connection]:
+        """The server's connections (IPVS: with persistence templates) for the `c` view.
+        Raises LBError."""
+        self.find(backend, service, server)
+        conns = getattr(self._backend(backend), "connections", None)
+        if not callable(conns):
+            raise LBError(f"{backend} cannot list connections")
+        return list(conns(service, server))
 
     # -- draining until empty ------------------------------------------------------------------
 

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from ctop.lb.base import ServerState, VirtualService
+
+_OUT = (ServerState.DRAINED, ServerState.QUIESCED, ServerState.MAINT)
 
 KEEP = 30  # samples (a minute at the LB pane's pace)
 
@@ -46,3 +51,26 @@ def eta(samples: list[tuple[float, int]]) -> float | None:
     if slope >= 0:
         return None
     return max(0.0, (math.log(0.5) - math.log(n_last)) / slope)
+
+
+class EmptyWatch:
+    """Says once when a drained (or quiesced, or maintenance) server that still had active
+    connections has none left: the engine turns it into an event."""
+
+    def __init__(self) -> None:
+        self._busy: set[tuple[str, str, str]] = set()  # out of rotation, connections left
+
+    def observe(self, services: Iterable[VirtualService]) -> list[str]:
+        out, busy = [], set()
+        for vs in services:
+            for rs in vs.servers:
+                if rs.state not in _OUT:
+                    continue
+                key = (vs.backend, vs.key, rs.key)
+                if rs.active_conns > 0:
+                    busy.add(key)
+                elif key in self._busy:
+                    out.append(f"{vs.backend} {vs.key} {rs.key} is {rs.state} and empty: "
+                               "no active connections left")  # fmt: skip
+        self._busy = busy
+        return out

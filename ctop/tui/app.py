@@ -119,13 +119,14 @@ class CtopApp(App[None]):
         request: Request = await asyncio.to_thread(
             plan, verb, target.backend, target.service, rs, value, lb
         )
-        if not await self.push_screen_wait(ConfirmAction(request)):
+        options = await self.push_screen_wait(ConfirmAction(request))
+        if options is None:  # cancelled; else the dialog's choices (force, ramp, cut, ...)
             return
         what = f"{target.backend} {target.service}/{rs.key}: {verb}"
         events_before = self.source.snapshot().events
         try:
             result = await self.source.lb_action(
-                verb, target.backend, target.service, rs.key, value
+                verb, target.backend, target.service, rs.key, value, **options
             )
             ok, message = result.ok, result.message or ("done" if result.ok else "failed")
         except Exception as exc:  # the source's own failure (no LB, daemon gone): show it

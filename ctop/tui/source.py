@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ctop.lb.request import ActionRequest, perform
 from ctop.model import EventView, Snapshot
@@ -34,7 +34,8 @@ class EngineLike(Protocol):
         fetches snapshots from elsewhere brings only that node's metrics along."""
 
     async def lb_action(
-        self, verb: str, backend: str, service: str, server: str, weight: int | None = None
+        self, verb: str, backend: str, service: str, server: str, weight: int | None = None,
+        **options: Any,  # ActionRequest's options: force, dry_run, ramp_s, cut_sessions
     ) -> ActionResult: ...
 
 
@@ -83,11 +84,13 @@ class StaticSource:
         pass  # every node's metrics are in the snapshots already
 
     async def lb_action(
-        self, verb: str, backend: str, service: str, server: str, weight: int | None = None
+        self, verb: str, backend: str, service: str, server: str, weight: int | None = None,
+        **options: Any,  # ActionRequest's options: force, dry_run, ramp_s, cut_sessions
     ) -> ActionResult:
         from ctop.lb.actions import ActionResult
 
-        self.actions.append((verb, backend, service, server, weight))
+        if not options.get("dry_run"):  # the dialog's what-if is not an action
+            self.actions.append((verb, backend, service, server, weight))
         lb = self.lb
         if lb is None or self.readonly:
             why = "read-only mode" if self.readonly else "no load balancer configured"
@@ -95,7 +98,7 @@ class StaticSource:
         if verb == "advice":
             verb = "weight"  # the dialog resolved the advised weight already
         try:
-            request = ActionRequest(verb, backend, service, server, weight)
+            request = ActionRequest(verb, backend, service, server, weight, **options)
         except ValueError as exc:
             return ActionResult(False, str(exc), verb, backend, service, server, None, None)
         return await asyncio.to_thread(perform, lb, request)

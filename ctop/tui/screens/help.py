@@ -45,6 +45,16 @@ KEYS = (
             ("+ / -", "step the weight up / down by 1"),
             ("r", "restore the weight before the drain or maintenance"),
             ("A", "apply the advised weight"),
+            ("c", "connections of the server (IPVS: with persistence templates); also read-only"),
+        ),
+    ),
+    (
+        "In the confirmation dialog (it shows each server's share and CPU after the action)",
+        (
+            ("y", "apply; the last serving server (or below quorum) asks a second time"),
+            ("p", "restore: raise the weight in steps over 60 s"),
+            ("x", "maintenance: also cut the server's open sessions (HAProxy)"),
+            ("e", "drain of a persistent IPVS service: expire persistence templates too"),
         ),
     ),
 )

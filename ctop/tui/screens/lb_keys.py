@@ -24,6 +24,8 @@ class LBKeys:
         Binding("minus", "lb_step(-1)", "-1", key_display="-"),
         Binding("r", "lb_restore", "Restore"),
         Binding("A", "lb_advice", "Advised"),
+        # a read, so also in read-only mode; kept out of the footer (listed in `?`)
+        Binding("c", "lb_connections", "Connections", show=False),
     ]
 
     def lb_target(self) -> Target | None:
@@ -60,3 +62,14 @@ class LBKeys:
 
     def action_lb_advice(self) -> None:
         self._request("advice")
+
+    def action_lb_connections(self) -> None:
+        from ctop.tui.screens.connections import ConnectionsScreen
+
+        target = self.lb_target()
+        if target is None:
+            self.app.notify(  # type: ignore[attr-defined]
+                "select a real server first (tab to the load-balancer pane)", severity="warning"
+            )
+            return
+        self.app.push_screen(ConnectionsScreen(target))  # type: ignore[attr-defined]

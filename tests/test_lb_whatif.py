@@ -3,6 +3,7 @@ pure functions, with real numbers."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def test_ramp_steps() -> None:
     assert ramp_steps(4, 3) == [(0.0, 1), (1.0, 2), (2.0, 3), (3.0, 4)]
     steps = ramp_steps(100, 60)  # at most 10 steps, evenly spread, ending at the weight
     assert len(steps) == 10 and steps[-1] == (60.0, 100) and steps[0] == (0.0, 10)
-    assert all(b[1] > a[1] for a, b in zip(steps, steps[1:], strict=False))
+    assert all(b[1] > a[1] for a, b in itertools.pairwise(steps))
     assert ramp_steps(3, 60) == [(0.0, 1), (30.0, 2), (60.0, 3)]
     assert ramp_steps(1, 60) == [] and ramp_steps(5, 0) == []
 

@@ -107,3 +107,17 @@ def test_proc_ip_vs_conn_entries() -> None:
     assert (first.state, first.expires_s) == ("TIME_WAIT", 112.0)
     synced = parse_proc_conn((FIXTURES / "proc_net_ip_vs_conn_sync.txt").read_text())
     assert [c.expires_s for c in synced][:3] == [112.0, 110.0, 113.0]
+
+
+def test_persistence_templates_in_ip_vs_conn() -> None:
+    # captured in the VM: TCP 10.1.0.5:80 -p 300, one client, 4 connections to 10.1.2.2
+    conns = parse_proc_conn((FIXTURES / "proc_net_ip_vs_conn_persistent.txt").read_text())
+    templates = [c for c in conns if c.template]
+    assert [(t.client, t.virtual, t.server, t.state, t.expires_s) for t in templates] == [
+        ("172.16.0.2:0", "10.1.0.5:80", "10.1.2.2:80", "ASSURED", 299.0)
+    ]
+    # after expire_quiescent_template=1 the kernel parks the used-up template on port 65535
+    # (it no longer matches the service) and makes a new one to the other server
+    after = parse_proc_conn((FIXTURES / "proc_net_ip_vs_conn_expired_template.txt").read_text())
+    live = {(t.virtual, t.server) for t in after if t.template}
+    assert live == {("10.1.0.5:80", "10.1.1.2:80"), ("10.1.0.5:65535", "10.1.2.2:65535")}

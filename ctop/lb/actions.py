@@ -616,7 +616,7 @@ class LBController:
         if not vs.persistent_s:
             return None, ""
         n, note = self._templates_note(self._backend(plan.backend), vs, plan.server)
-        return n, note.removeprefix("; ").replace("still point at it", "point at it", 1)
+        return n, note.removeprefix("; ").replace(" still point", " point", 1)
 
     def connections(self, backend: str, service: str, server: str) -> list[Connection]:
         """The server's connections (IPVS: with persistence templates) for the `c` view.
@@ -721,13 +721,15 @@ class LBController:
         except LBError as exc:
             return 0, f"; persistence templates unknown: {exc.message}"
         expire = getattr(be, "expire_quiescent_template", lambda: None)()
+        many = f"{n} persistence template{'s' if n != 1 else ''}"
+        verb = "point" if n != 1 else "points"
         if expire:
             return n, (
-                f"; {n} persistence template{'s' if n != 1 else ''} point at it: they expire at "
-                "each client's next connection (net.ipv4.vs.expire_quiescent_template = 1)"
+                f"; {many} {verb} at it: they expire at each client's next connection "
+                "(net.ipv4.vs.expire_quiescent_template = 1)"
             )
         return n, (
-            f"; {n} persistence template{'s' if n != 1 else ''} still point at it: clients "
+            f"; {many} still {verb} at it: clients "
             f"holding one keep coming to this server until it expires ({vs.persistent_s} s "
             "after their last connection), because net.ipv4.vs.expire_quiescent_template = "
             f"{'0' if expire is False else 'unknown'}. To send them elsewhere at once: sysctl "

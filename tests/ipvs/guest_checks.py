@@ -431,7 +431,8 @@ def guard_checks(client: Client) -> None:
         out["timeout"] = ctop_lb("drain", SVC, RS1, "--wait", "--timeout", "1")
         thread, box = in_thread("drain", SVC, RS1, "--wait", "--timeout", "30")
         time.sleep(1.5)
-        client.send(op="close", id=held)
+        for i in range(int(held or 0) + 1):  # also the one the drain check left open on rs1
+            client.send(op="close", id=i)
         closed_at = time.monotonic()
         thread.join(40)
         out["wait"] = {**box, "returned_after_close_s": round(time.monotonic() - closed_at, 2)}
@@ -490,10 +491,10 @@ def guard_checks(client: Client) -> None:
              "expires": c.expires_s, "virtual": c.virtual}
             for c in backend.connections(psvc, sticky)
         ]  # fmt: skip
+        out["dry_run"] = ctop_lb("drain", psvc, sticky, "--dry-run")
         out["drain"] = ctop_lb("drain", psvc, sticky)
         out["after_drain"] = pclient.get(10)  # the defect: all 10 still go to the drained one
         out["wait"] = ctop_lb("drain", psvc, sticky, "--wait", "--timeout", "1")
-        out["dry_run"] = ctop_lb("drain", psvc, sticky, "--dry-run")
         out["restore"] = ctop_lb("restore", psvc, sticky)
         out["again"] = pclient.get(2)
         out["drain_expire"] = ctop_lb("drain", psvc, sticky, "--expire-templates")

@@ -262,3 +262,30 @@ def test_cli_database_follows_ctop_db(haproxy: HAProxyLab, tmp_path) -> None:
     assert db.exists()
     assert [r.action for r in Journal(db).actions()] == ["drain"]
     assert "web8/s1 drain" in run("log", *base, env=env).stdout
+
+
+async def test_the_daemon_dry_run_predicts_cpu_from_the_agents(haproxy: HAProxyLab, tmp_path):
+    """With ctop serve the what-if has node metrics: a real agent on 127.0.0.1 (the address of
+    every lab server) reports cores and CPU, so the CPU column is filled, not unknown."""
+    from .test_engine import make_engine, start_agent, until
+
+    eng = make_engine(tmp_path, lb={"haproxy": {"socket": haproxy.admin_socket}})
+    await eng.start()
+    (tmp_path / "none.toml").write_text("")  # the agent's config: defaults
+    agent = start_agent(tmp_path, eng.port, "lab")
+    try:
+        await until(lambda: eng.snapshot().lb)
+        await until(lambda: any(n.metrics.get("cpu_percent") is not None
+                                for n in eng.model.nodes.values()), timeout=15)  # fmt: skip
+        await until(lambda: eng.lb.node_loads("haproxy", "web5"), timeout=10)
+        res = await eng.lb_action("drain", "haproxy", "web5", "s1", dry_run=True)
+        assert res.ok and res.dry_run
+        assert "CPU unknown" not in res.message
+        rows = [ln for ln in res.message.splitlines() if re.match(r"  s\d ", ln)]
+        assert len(rows) == 3 and all(re.search(r"\d+% → +\d+%", ln) for ln in rows), rows
+        assert weights(haproxy, "web5")["s1"] == (1, "serving")  # a dry run changes nothing
+        assert not any("web5" in e.message for e in eng.snapshot().events)  # and is no event
+    finally:
+        agent.terminate()
+        agent.wait(5)
+        await eng.stop()

@@ -19,7 +19,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ctop.lb.base import LBError
+from ctop.lb.base import ServerState
 
 if TYPE_CHECKING:
     from ctop.lb.actions import LBController, Plan
@@ -87,21 +87,20 @@ class Ramp:
         with lb._lock:
             if self._cancel.is_set():
                 return False
-            try:
-                _, rs = lb.find(backend, service, server)
-            except LBError as exc:
-                self.outcome = f"stopped: {exc.message}"
+            plan = lb.plan_set_weight(backend, service, server, weight, self.origin, action="ramp")
+            if plan.state_before is None:  # the server is gone
+                self.outcome = f"stopped: {plan.message}"
                 return False
-            if rs.weight != self.weight or str(rs.state) != "serving":
+            # the plan's own read: the server must be as the last step left it
+            if plan.configured_before != self.weight or plan.state_before != ServerState.SERVING:
                 self.outcome = (
-                    f"stopped: the server changed outside the ramp (weight {rs.weight}, "
-                    f"{rs.state}; the ramp had set {self.weight})"
+                    f"stopped: the server changed outside the ramp (weight "
+                    f"{plan.configured_before}, {plan.state_before}; the ramp had set "
+                    f"{self.weight})"
                 )
                 return False
-            plan = lb.plan_set_weight(backend, service, server, weight, self.origin, action="ramp")
-            plan = replace(plan, guard="")
             ref = f"#{self.first_id}" if self.first_id else "restore"
-            result = lb._run(plan, self.origin, note=f"ramp of {ref} {k}/{n}")
+            result = lb._run(replace(plan, guard=""), self.origin, note=f"ramp of {ref} {k}/{n}")
         if lb.on_ramp_step is not None:
             lb.on_ramp_step(result)
         if not result.ok:

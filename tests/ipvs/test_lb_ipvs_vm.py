@@ -165,7 +165,8 @@ def test_unloaded_module_is_reported_and_not_reloaded(vm: dict) -> None:
 
 
 def test_vm_stays_within_budget(vm: dict) -> None:
-    assert vm["_run"]["seconds"] < 120, vm["_run"]
+    # issue 9's checks run `ctop lb` (each ~5-10 s of ipvsadm runs under TCG) and two ramps
+    assert vm["_run"]["seconds"] < 330, vm["_run"]
 
 
 # -- issue 9: guards, drain --wait, restore --ramp, persistence templates ----------------------
@@ -186,7 +187,6 @@ def test_last_serving_ipvs_server_is_refused_unless_forced(vm: dict) -> None:
     assert g["forced"]["rc"] == 0 and "forced" in g["forced"]["out"]
     assert g["after_force"] == {RS1: 0, RS2: 0}
     assert list(g["counts_after_force"]) == ["error: [Errno 111] Connection refused"]
-    assert g["end"] == {RS1: 3, RS2: 1}  # restore brought both back to their weights
 
 
 def test_dry_run_on_ipvs_changes_nothing_and_exits_0(vm: dict) -> None:
@@ -211,7 +211,9 @@ def test_restore_ramp_on_ipvs_steps_the_weight_up(vm: dict) -> None:
     weights = [w for _, w in r["ramp"]["seen"] if w]
     assert weights == [1, 2, 3]  # 2 s ramp to 3: 1, 2, 3 at 0, 1, 2 s
     assert r["after_ramp"][RS1] == 3
-    assert "ok (ramp of #" in r["log"]["out"]
+    assert "ramp done, weight 1 → 2" in r["ramp"]["out"] and "ramp done: weight 3" in (
+        r["ramp"]["out"]
+    )
 
 
 def test_a_weight_set_elsewhere_ends_the_ramp(vm: dict) -> None:

@@ -152,6 +152,7 @@ class LBPane(LineView):
             )
         svc, rs = self._lines[line]
         if rs is None:
+            note = self.drain_note(svc.backend, svc.key)
             return strip(
                 [
                     Segment(f"{svc.backend} ", pal.label),
@@ -161,7 +162,7 @@ class LBPane(LineView):
                     Segment(f"{svc.imbalance:.2f}", pal.ratio(1 + svc.imbalance * 2)),
                     Segment("  by conn/s" if svc.basis == "rate" else "  by active conns",
                             pal.dim),
-                    Segment(self.drain_note(svc.backend, svc.key), pal.warn),
+                    *([Segment(note, pal.warn)] if note else []),
                 ],
                 width,
             )

@@ -128,3 +128,54 @@ async def test_c_shows_the_connections_of_the_server(lb_engine, haproxy):
             await until(lambda: not isinstance(app.screen, ConnectionsScreen))
     finally:
         sock.close()
+
+
+def _with_drained(snap, ts: float, active: int):
+    """The sample snapshot at `ts` with web's second server drained and `active` left."""
+    from dataclasses import replace
+
+    svc = snap.lb[0]
+    servers = list(svc.servers)
+    servers[1] = replace(servers[1], state="drained", active_conns=active)
+    lb = (replace(svc, servers=tuple(servers)), *snap.lb[1:])
+    return replace(snap, ts=ts, tick=int(ts), lb=lb)
+
+
+async def test_the_lb_pane_follows_a_drained_server_to_empty():
+    from ctop.tui.sample import sample_snapshot
+    from ctop.tui.source import StaticSource
+    from ctop.tui.widgets.lb_pane import LBPane
+
+    base = sample_snapshot(12)
+    counts = [(100.0, 16), (110.0, 8), (120.0, 4), (130.0, 0)]
+    source = StaticSource([_with_drained(base, t, n) for t, n in counts])
+    svc, server = base.lb[0], base.lb[0].servers[1].key
+    app = CtopApp(source, view="table", poll=3600)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        pane = app.screen.query_one(LBPane)
+        notes = []
+        for _ in counts[1:]:
+            source.advance()
+            app.refresh_snapshot(force=True)
+            await pilot.pause()
+            notes.append(pane.drain_note(svc.backend, svc.key))
+        # halving every 10 s: 8 is below one half in 4 halvings (40 s), 4 in 3
+        assert notes[0] == f"  ⇣ {server} 8 left, empty in ~40 s"
+        assert notes[1] == f"  ⇣ {server} 4 left, empty in ~30 s"
+        assert notes[2] == f"  ⇣ {server} empty"
+
+
+async def test_an_event_says_when_a_drained_server_is_empty(lb_engine, haproxy):
+    sock = socket.create_connection(("127.0.0.1", haproxy.frontends["tcp1"]), timeout=5)
+    sock.sendall(b"GET / HTTP/1.1\r\n")
+    be = HAProxyBackend(haproxy.admin_socket)
+    await until(lambda: any(be.connections("tcp1", s) for s in ("s1", "s2", "s3")))
+    server = next(s for s in ("s1", "s2", "s3") if be.connections("tcp1", s))
+    res = await lb_engine.lb_action("drain", "haproxy", "tcp1", server)
+    assert res.ok
+    await asyncio.sleep(2.5)  # a round that sees it drained with its connection
+    assert not any("empty" in e.message for e in lb_engine.snapshot().events)
+    sock.close()
+    await until(lambda: any(f"haproxy tcp1 {server} is drained and empty" in e.message
+                            for e in lb_engine.snapshot().events), timeout=10)  # fmt: skip

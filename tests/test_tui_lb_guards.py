@@ -179,3 +179,25 @@ async def test_an_event_says_when_a_drained_server_is_empty(lb_engine, haproxy):
     sock.close()
     await until(lambda: any(f"haproxy tcp1 {server} is drained and empty" in e.message
                             for e in lb_engine.snapshot().events), timeout=10)  # fmt: skip
+
+
+async def test_maint_dialog_can_cut_the_sessions(lb_engine, haproxy):
+    sock = socket.create_connection(("127.0.0.1", haproxy.frontends["tcp1"]), timeout=5)
+    sock.sendall(b"GET / HTTP/1.1\r\n")
+    be = HAProxyBackend(haproxy.admin_socket)
+    await until(lambda: any(be.connections("tcp1", s) for s in ("s1", "s2", "s3")))
+    server = next(s for s in ("s1", "s2", "s3") if be.connections("tcp1", s))
+    app = CtopApp(lb_engine, view="table")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            await select_server(pilot, app, "tcp1", server)
+            await pilot.press("m")
+            await until(lambda: isinstance(app.screen, ConfirmAction))
+            await pilot.press("x")
+            await until(lambda: state(haproxy, "tcp1", server)[1] == "maint")
+            await until(lambda: not be.connections("tcp1", server))
+            sock.settimeout(3)
+            assert await asyncio.to_thread(sock.recv, 100) == b""  # closed by HAProxy
+    finally:
+        sock.close()

@@ -115,6 +115,8 @@ def table(
         lines.append(f"  {p.server:<{width}}  {weight:<8}  {share:<17}   {load:>7}   {cpu}{flag}")
     if no_metrics:
         lines.append(f"  CPU unknown: {no_metrics}; shares are by weight")
+    elif any(p.cpu is not None and p.cpu_after is None for p in preds):
+        lines.append("  ? = too little load to measure a cost per connection")
     if all(p.share_after == 0 for p in preds):
         lines.append("  no server would take new connections")
     return lines

@@ -198,6 +198,12 @@ def test_restore_ramp_raises_the_weight_in_steps(haproxy: HAProxyLab, tmp_path) 
     lb = LBController({"haproxy": be}, journal)
     assert lb.set_weight("haproxy", "web6", "s1", 4, origin="cli").ok
     assert lb.drain("haproxy", "web6", "s1", origin="cli").ok
+    dry = perform(
+        lb, ActionRequest("restore", "haproxy", "web6", "s1", origin="cli", ramp_s=60, dry_run=True)
+    )
+    assert "ramp: weight 1 at 0 s, weight 2 at 20 s, weight 3 at 40 s, weight 4 at 60 s" in (
+        dry.message
+    )
     seen: list[int] = []
     lb.on_ramp_step = lambda r: seen.append(r.after or 0)
     res = perform(lb, ActionRequest("restore", "haproxy", "web6", "s1", origin="cli", ramp_s=1.5))

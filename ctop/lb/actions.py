@@ -597,6 +597,15 @@ class LBController:
                     lines.append(note)
             if plan.guard and req.force:
                 lines.append(f"forced: {plan.guard}")
+            if req.ramp_s and plan.action == "restore":
+                from ctop.lb.ramp import ramp_steps
+
+                steps = ramp_steps(plan.after or 0, req.ramp_s)
+                lines.append(
+                    "ramp: " + ", ".join(f"weight {w} at {t:.0f} s" for t, w in steps)
+                    if steps
+                    else "ramp: nothing to ramp (weight 1)"
+                )
         lines.append("dry run: nothing changed")
         found = plan.before is not None or plan.state_before is not None
         return ActionResult(

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = pytest.mark.ipvs
+# the one boot runs in the first test's set-up: ~5 min on a loaded 2-core machine
+pytestmark = [pytest.mark.ipvs, pytest.mark.timeout(600)]
 
 RS1, RS2 = "10.1.1.2:80", "10.1.2.2:80"
 
@@ -176,7 +177,7 @@ SVC = "TCP 10.1.0.1:80"
 
 def test_last_serving_ipvs_server_is_refused_unless_forced(vm: dict) -> None:
     g = result(vm, "guard_last_server")
-    assert g["drain_rs1"]["rc"] == 0
+    assert g["drain_rs1"]["ok"]
     assert g["drain_rs2"]["rc"] == 1
     assert (
         f"refused: {RS2} is the last serving server of {SVC}: every new connection to {SVC} "

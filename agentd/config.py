@@ -6,6 +6,7 @@
     group = "web"
     interval = 1.0                               # seconds between reports
     join_interval = 10.0                         # seconds between join re-announcements
+    beacon_interval = 0.25                       # a liveness datagram at least this often; 0 = off
     probes = ["http://127.0.0.1:80/health", "smtp://127.0.0.1"]
     [[probes]]                                   # or tables, see docs/agentd.md
     type = "tcp"
@@ -54,6 +55,10 @@ class Config:
     group: str = ""
     interval: float = 1.0
     join_interval: float = 10.0  # a restarted director has full facts (addresses) within this
+    # Seconds between liveness datagrams: signed 33-byte beacons fill the gaps between
+    # reports so the director sees one at least this often (agentd/beacon.py). 0 = reports
+    # only (the old timing: a death verdict takes several report intervals).
+    beacon_interval: float = 0.25
     probes: tuple[Any, ...] = ()  # probes.spec.ProbeSpec, parsed and validated at load time
     # Addresses announced in joins; empty = every address of the node. Set it when the LVS
     # real-server address is not the only one, or when several agents share one host.
@@ -61,7 +66,7 @@ class Config:
 
 
 KEYS = ("director", "key_file", "node_id", "group", "interval", "join_interval", "probes",
-        "addresses")
+        "addresses", "beacon_interval")
 
 
 def _show(value: Any) -> str:
@@ -191,6 +196,9 @@ def _apply(cfg: Config, src: _Source, values: Mapping[str, Any]) -> Config:
             changes[key] = _number(src, key, value, MIN_INTERVAL, MAX_INTERVAL)
         elif key == "join_interval":
             changes[key] = _number(src, key, value, MIN_INTERVAL, 86400.0)
+        elif key == "beacon_interval":
+            changes[key] = 0.0 if value == 0 and not isinstance(value, bool) else _number(
+                src, key, value, MIN_INTERVAL, MAX_INTERVAL)
         elif key == "probes":
             changes[key] = _probes(src, value)
         elif key == "addresses":

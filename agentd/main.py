@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
         "--join-interval", metavar="SECONDS", type=float, help="join re-announcement period"
     )
     p.add_argument(
+        "--beacon-interval", metavar="SECONDS", type=float,
+        help="liveness beacon spacing between reports (default 0.25; 0 = reports only)",
+    )
+    p.add_argument(
         "--probe",
         metavar="URL",
         action="append",
@@ -63,6 +67,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "group": args.group,
         "interval": args.interval,
         "join_interval": args.join_interval,
+        "beacon_interval": args.beacon_interval,
         "probes": args.probe,
         "addresses": args.address,
     }

@@ -58,6 +58,7 @@ class Reason(StrEnum):
     BAD_FIELD = "bad_field"
     STALE = "stale"
     REPLAY = "replay"
+    UNKNOWN_BOOT = "unknown_boot"  # a liveness beacon of a boot no accepted message announced
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,18 @@ class ServiceStatus(NamedTuple):
 # NamedTuple costs the director's decoder 0.15 µs more per entry, and the snapshot codec
 # (JSON, msgpack) turns either into a plain list anyway.
 TopProc = tuple[str, int, float, int]
+
+
+class _Unsent(tuple):  # type: ignore[type-arg]
+    """The type of UNSENT: an empty tuple that is not the () singleton."""
+
+    __slots__ = ()
+
+
+# A report's services when it carries none ("s" left out): the agent sends its probe results
+# only when they changed, and again every refresh period (docs/protocol.md); the director keeps
+# the ones it has. An empty list ("s": []) still means "no probes configured".
+UNSENT: tuple[ServiceStatus, ...] = _Unsent()
 
 
 class Report(NamedTuple):
@@ -264,6 +277,11 @@ def _scaled(m: Metric, value: Any) -> Any:
     return {str(k): [_num(v, m.scale) for v in vs] for k, vs in value.items()}
 
 
+def _seconds(value: float) -> float | int:
+    """A whole number of seconds travels as an int: 1 byte instead of a 9-byte float."""
+    return int(value) if value == int(value) else value
+
+
 def _num(value: float | int, scale: int) -> int:
     # Integers on the wire: negative or non-finite values are collector bugs; clamp, never crash.
     if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
@@ -289,7 +307,7 @@ def encode(key: bytes, msg: Message) -> bytes:
             cr=msg.cores,
             mt=msg.mem_total,
             v=msg.version,
-            i=msg.interval,
+            i=_seconds(msg.interval),
             g=msg.group,
         )
         return seal(key, body)
@@ -323,11 +341,12 @@ def _encode_report(key: bytes, msg: Report) -> bytes:
     body: dict[str, Any] = {}
     for detail_chars, drop in attempts:
         body = _header_body(KIND_REPORT, msg.header)
-        body["i"] = msg.interval
+        body["i"] = _seconds(msg.interval)
         if msg.group:
             body["g"] = msg.group
         body["m"] = {k: v for k, v in metrics.items() if k not in drop}
-        body["s"] = [_service_body(s, detail_chars) for s in msg.services]
+        if msg.services is not UNSENT:
+            body["s"] = [_service_body(s, detail_chars) for s in msg.services]
         data = seal(key, body)
         if len(data) <= MAX_DATAGRAM:
             return data
@@ -520,9 +539,9 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
             return None
         group = get("g", "")
         raw = get("m", {})
-        services = get("s", ())
+        services = get("s", UNSENT)
         if type(group) is not str or type(raw) is not dict or type(services) not in (
-            list, tuple,
+            list, tuple, _Unsent,
         ):
             return None
 
@@ -609,7 +628,7 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
             return None
         return _tuple_new(Report, (
             _tuple_new(Header, (node, boot, seq, ts)),
-            float(interval), group, out, tuple(parsed),
+            float(interval), group, out, tuple(parsed) if services is not UNSENT else UNSENT,
         ))
     except Exception:  # TypeError from comparing or dividing non-numbers, or anything odd
         return None
@@ -626,15 +645,15 @@ def parse_body(body: Any) -> Message:
     kind = _str(body, "k", "kind")
     header = _parse_header(body)
     if kind == KIND_REPORT:
-        services = body.get("s", ())
-        if type(services) not in (list, tuple):
+        services = body.get("s", UNSENT)
+        if type(services) not in (list, tuple, _Unsent):
             raise _bad("s", services)
         return Report(
             header,
             _interval(body),
             _str(body, "g", "group", ""),
             _parse_metrics(body.get("m", {})),
-            tuple([_parse_service(s) for s in services]),
+            tuple([_parse_service(s) for s in services]) if services is not UNSENT else UNSENT,
         )
     if kind == KIND_JOIN:
         addresses = body.get("a", [])

@@ -8,7 +8,12 @@ from VmHWM in /proc/PID/status.
 
     .venv/bin/python bench/agent_cost.py [--seconds 60] [--probe-interval SECONDS]
 
+It also counts every datagram the agent sends in the measured window (reports, beacons,
+joins) as bytes per second: the UDP payloads, and on the wire with the Ethernet, IPv4 and UDP
+headers (42 bytes a datagram), with its default beacons and with `--beacon-interval 0`.
+
 Targets (issue 2): <= 0.5 % of one core, RSS <= 35 MB, <= 600 bytes per report.
+Target (issue 10): <= 600 bytes per second on the wire in total, beacons included.
 """
 
 from __future__ import annotations
@@ -32,10 +37,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from agentd import wire
+from agentd.beacon import is_beacon
 
 HOST = "127.0.0.1"
 KEY = os.urandom(32).hex().encode()
 TARGET_CPU, TARGET_RSS_MB, TARGET_BYTES = 0.5, 35.0, wire.TARGET_REPORT_BYTES
+TARGET_WIRE_RATE = 600  # bytes per second on the wire, all datagrams (issue 10)
+FRAME_OVERHEAD = 14 + 20 + 8  # Ethernet, IPv4 and UDP headers per datagram
 WARMUP = 3.0  # seconds: imports, first probe round and first report are not the steady state
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -206,6 +214,8 @@ class Collector(threading.Thread):
         self.sock.settimeout(0.2)
         self.verifier = wire.Verifier(KEY)
         self.report_sizes: list[int] = []
+        self.counting = False
+        self.counted: dict[str, list[int]] = {"report": [], "beacon": [], "join": [], "other": []}
         self.rejected: list[wire.Rejected] = []
         self.last: wire.Report | None = None
         self.stopping = threading.Event()
@@ -216,6 +226,16 @@ class Collector(threading.Thread):
                 data = self.sock.recv(65535)
             except TimeoutError:
                 continue
+            if is_beacon(data) and not self.counting:
+                continue
+            if self.counting:
+                kind = "beacon" if is_beacon(data) else {
+                    wire.Report: "report", wire.Join: "join"}.get(
+                    type(self.verifier.verify(data)), "other")
+                self.counted[kind].append(len(data))
+                if kind != "report":
+                    continue
+                self.verifier = wire.Verifier(KEY)  # verified once above: start afresh
             msg = self.verifier.verify(data)
             if isinstance(msg, wire.Rejected):
                 self.rejected.append(msg)
@@ -228,6 +248,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="measured run time")
     parser.add_argument("--interval", type=float, default=1.0, help="agent report interval")
+    parser.add_argument(
+        "--beacon-interval", type=float, default=None,
+        help="agent beacon interval (default: agentd's)")
     parser.add_argument(
         "--probe-interval", type=float, default=None, help="probe interval (default: probes')"
     )
@@ -259,7 +282,11 @@ def main() -> int:
         conf = tmp / "agentd.toml"
         conf.write_text(
             f'director = "{HOST}:{receiver.sock.getsockname()[1]}"\n'
-            f'key_file = "{key}"\nnode_id = "bench"\ninterval = {args.interval}\n'
+            f'key_file = "{key}"\nnode_id = "node-0001.dc1.example.com"\n'
+            f"interval = {args.interval}\n"
+            + (f"beacon_interval = {args.beacon_interval}\n"
+               if args.beacon_interval is not None else "")
+            +
             f"probes = [{', '.join(repr(u) for u in urls)}]\n".replace("'", '"')
         )
         idle = subprocess.Popen(
@@ -269,7 +296,9 @@ def main() -> int:
         started = time.monotonic()
         time.sleep(WARMUP)
         t0, agent0, idle0 = time.monotonic(), cpu_seconds(agent.pid), cpu_seconds(idle.pid)
+        receiver.counting = True
         time.sleep(args.seconds)
+        receiver.counting = False
         t1, agent1, idle1 = time.monotonic(), cpu_seconds(agent.pid), cpu_seconds(idle.pid)
         agent_rss, idle_rss = peak_rss_mb(agent.pid), peak_rss_mb(idle.pid)
         lifetime_cpu = agent1 / (t1 - started) * 100
@@ -309,7 +338,20 @@ def main() -> int:
     for row in rows:
         print(f"{row[0]:12} {row[1]:>18} {row[2]:>12} {row[3]:>22}")
     print(f"(agentd CPU including start-up: {lifetime_cpu:.2f} % over {t1 - started:.0f} s)")
-    met = agent_cpu <= TARGET_CPU and agent_rss <= TARGET_RSS_MB and top <= TARGET_BYTES
+    print(f"\nbytes per second over {window:.0f} s: payload | on the wire (+{FRAME_OVERHEAD} B "
+          "Ethernet/IPv4/UDP headers a datagram)")
+    wire_rate = 0.0
+    for kind, sizes_ in receiver.counted.items():
+        if not sizes_:
+            continue
+        payload = sum(sizes_) / window
+        framed = (sum(sizes_) + FRAME_OVERHEAD * len(sizes_)) / window
+        wire_rate += framed
+        print(f"  {kind:8} {len(sizes_) / window:5.2f}/s  mean {statistics.mean(sizes_):5.0f} B"
+              f"  {payload:6.0f} B/s | {framed:6.0f} B/s")
+    print(f"  {'total':8} {'':30} {'':8} | {wire_rate:6.0f} B/s   (target <= {TARGET_WIRE_RATE})")
+    met = agent_cpu <= TARGET_CPU and agent_rss <= TARGET_RSS_MB and top <= TARGET_BYTES \
+        and wire_rate <= TARGET_WIRE_RATE
     print("all targets met" if met else "TARGET MISSED")
     return 0 if met else 1
 

@@ -20,6 +20,12 @@ a 32 MiB socket buffer) and the CPU ratio ctop / bare, which is the figure that 
 machine.
 
     .venv/bin/python bench/ingest.py [--nodes 10000] [--rates 10000,20000,...] [--seconds 2]
+                                     [--beacons [--beacon-rates 30000,60000,120000]]
+
+With --beacons it then offers liveness beacons (agentd/beacon.py, 33 bytes, from the same
+registered nodes: 10,000 nodes at the default 3 beacons a second are 30,000/s) at
+--beacon-rates, and prints the CPU per beacon next to the CPU per report measured above in
+the same run, and their ratio.
 
 Targets (issue 4): >= 60,000 verified reports/s on one core; >= 20,000/s without loss.
 """
@@ -44,6 +50,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agentd import wire
+from agentd.beacon import encode_beacon
 
 HOST = "127.0.0.1"
 KEY = os.urandom(32).hex().encode()
@@ -147,6 +154,17 @@ class Fleet:
         return out
 
 
+    def encode_beacons(self, count: int) -> list[bytes]:
+        """`count` signed beacons, round-robin over the nodes, each with its next sequence."""
+        n = len(self.ids)
+        out = []
+        for j in range(count):
+            i = j % n
+            self.seqs[i] += 1
+            out.append(encode_beacon(KEY, self.boots[i], self.seqs[i], 0.25))
+        return out
+
+
 def pace(sock: socket.socket, data: list[bytes], rate: float) -> tuple[int, float]:
     """Send `data` at `rate` per second in small bursts; return (sent, seconds)."""
     send = sock.send
@@ -177,6 +195,10 @@ def sender_main(conn: Connection, nodes: int, cpu: int | None) -> None:
         if cmd[0] == "encode":
             data = []  # free the previous step first
             data = fleet.encode(cmd[1])
+            conn.send(("ready", len(data[0]) if data else 0))
+        elif cmd[0] == "encode_beacons":
+            data = []
+            data = fleet.encode_beacons(cmd[1])
             conn.send(("ready", len(data[0]) if data else 0))
         elif cmd[0] == "send":
             _, port, rate = cmd
@@ -237,7 +259,13 @@ class Ctop:
         def on_message(msg: wire.Message | wire.RawReport, source: str, now: float) -> None:
             apply(msg, now, source)
 
-        self.receiver = Receiver(wire.Verifier(KEY), on_message, HOST, 0, deferred=deferred)
+        beacon = self.model.beacon
+
+        def on_beacon(b: Any, source: str, now: float) -> None:
+            beacon(b, now)
+
+        self.receiver = Receiver(wire.Verifier(KEY), on_message, HOST, 0, deferred=deferred,
+                                 on_beacon=on_beacon)
         self.model.on_reject = lambda rejected, source: self.receiver.count_drop(
             rejected, source, accepted=True)
         self.receiver.on_idle = lambda: self.model.fold_some(256)  # as the engine does
@@ -370,6 +398,9 @@ def main() -> None:
                     help="check every report's body on arrival (Receiver(deferred=False))")
     ap.add_argument("--gc-default", action="store_true",
                     help="leave Python's cyclic GC as it is (no ctop.gcpolicy heap freezing)")
+    ap.add_argument("--beacons", action="store_true",
+                    help="then offer liveness beacons at --beacon-rates")
+    ap.add_argument("--beacon-rates", default="30000,60000,120000")
     ap.add_argument("--rx-cpu", type=int, default=0, help="core for the receivers")
     ap.add_argument("--tx-cpu", type=int, default=1, help="core for the sender and this process")
     args = ap.parse_args()
@@ -410,6 +441,27 @@ def main() -> None:
             print(f"{c['offered']:>10,.0f} | {b['received']:>11,.0f} {b['loss']:>7.2f} "
                   f"{b['us']:>7.2f} | {c['received']:>11,.0f} {c['loss']:>7.2f} "
                   f"{c['us']:>7.2f} | {c['us'] / b['us']:>5.1f}{note}", flush=True)
+        beacon_rows: list[tuple[float, dict[str, float], dict[str, float]]] = []
+        if args.beacons:
+            print(f"\nbeacons ({len(encode_beacon(KEY, 1, 1, 0.25))} bytes) from the same "
+                  f"{args.nodes} registered nodes")
+            print(f"{'offered/s':>10} | {'bare recv/s':>11} {'loss %':>7} {'µs/bcn':>7} | "
+                  f"{'ctop recv/s':>11} {'loss %':>7} {'µs/bcn':>7} | {'ratio':>5}")
+            for rate in (float(r) for r in args.beacon_rates.split(",")):
+                # One report per node first: a beacon counts only for a boot with a message
+                # in the last 30 s (agentd/beacon.py), and the report steps took a while.
+                sender.ask(("encode", args.nodes))
+                for name, p in receivers.items():
+                    sender.ask(("send", ports[name], 20_000.0))
+                    settle(p)
+                sender.ask(("encode_beacons", int(rate * args.seconds)))
+                b = step(sender, receivers["bare"], ports["bare"], rate)
+                c = step(sender, receivers["ctop"], ports["ctop"], rate)
+                beacon_rows.append((rate, b, c))
+                note = f"  ({c['rejected']} rejected)" if c["rejected"] else ""
+                print(f"{c['offered']:>10,.0f} | {b['received']:>11,.0f} {b['loss']:>7.2f} "
+                      f"{b['us']:>7.2f} | {c['received']:>11,.0f} {c['loss']:>7.2f} "
+                      f"{c['us']:>7.2f} | {c['us'] / b['us']:>5.1f}{note}", flush=True)
     finally:
         for p in (sender, *receivers.values()):
             p.stop()
@@ -435,6 +487,15 @@ def main() -> None:
           f"ctop {ctop_us:.2f} µs "
           f"(ratio {ctop_us / bare_us:.1f}); one core at that cost: "
           f"{1e6 / ctop_us:,.0f} verified reports/s")
+    if beacon_rows:
+        btop = max(beacon_rows, key=lambda r: r[0])
+        beacon_us = btop[2]["us"]
+        nominal = args.nodes * 3  # default agents: 3 beacons a second between reports
+        print(f"CPU per beacon at {btop[0]:,.0f}/s offered: bare {btop[1]['us']:.2f} µs, "
+              f"ctop {beacon_us:.2f} µs; per report (above, same run) {ctop_us:.2f} µs: "
+              f"beacon / report = {beacon_us / ctop_us:.2f}")
+        print(f"{args.nodes} nodes' beacons ({nominal:,}/s): "
+              f"{nominal * beacon_us / 1e4:.1f} % of one core")
     if not args.no_tick:
         print(f"model tick + snapshot of {args.nodes} nodes: {tick_ms:.0f} ms CPU per second "
               "(included in ctop's µs/report)")

@@ -122,12 +122,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def serve(cfg: DirectorConfig) -> int:
-    from ctop.control import ControlServer
+    from ctop.control import ControlError, ControlServer
     from ctop.engine import Engine
 
     engine = Engine(cfg)
+    try:
+        control = ControlServer(engine, cfg.control_socket, group=cfg.control_group)
+    except ControlError as e:  # an unknown [control] group: say so before starting anything
+        raise ConfigError(str(e)) from None
     await engine.start()
-    control = ControlServer(engine, cfg.control_socket)
     await control.start()
     host = cfg.listen[0]
     log.info("ctop serve: cluster %s, udp %s:%d, database %s, control socket %s",
@@ -182,6 +185,8 @@ def status_text(data: dict[str, Any]) -> str:
                    f"({by_state}), imbalance {svc['imbalance']:.2f} by {basis}")
     if data["lb_error"]:
         out.append(f"lb error: {data['lb_error']}")
+    if data.get("readonly"):
+        out.append("load-balancer changes: refused (read-only)")
     # Every node up to a screenful; beyond that the ones that need a look (--json has all).
     nodes = data["nodes"]
     shown = nodes if len(nodes) <= STATUS_ALL_NODES else [
@@ -194,19 +199,15 @@ def status_text(data: dict[str, Any]) -> str:
 
 
 def run_ui(cfg: DirectorConfig, *, color: str = "auto", embedded: bool = False) -> int:
+    from ctop.config import effective_readonly
     from ctop.control import RemoteSource, daemon_running
 
+    readonly = effective_readonly(cfg)
     if not embedded and daemon_running(cfg.control_socket):
-        from ctop.lb.config import parse_config
-        from ctop.lb.factory import build_controller
-
-        lb_cfg = parse_config(cfg.lb)
-        lb = None if lb_cfg.monitoring_only else build_controller(
-            lb_cfg, cfg.store.path, readonly=cfg.readonly)
-        source = RemoteSource(cfg.control_socket, cfg.store.path, lb=lb)
-        source.readonly = cfg.readonly
+        # The daemon owns the balancers: this UI's actions are requests to it.
+        source = RemoteSource(cfg.control_socket, cfg.store.path, readonly=readonly)
         try:
-            return _run_app(source, cfg.readonly, color)
+            return _run_app(source, readonly, color)
         finally:
             source.close()
     return asyncio.run(_run_embedded(cfg, color))
@@ -219,7 +220,7 @@ async def _run_embedded(cfg: DirectorConfig, color: str) -> int:
     log_to_events(engine)
     await engine.start()
     try:
-        app = _make_app(engine, cfg.readonly, color)
+        app = _make_app(engine, engine.readonly, color)
         await app.run_async()
     finally:
         await engine.stop()

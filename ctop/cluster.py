@@ -1,7 +1,8 @@
 """The cluster model: node registry, liveness, and the per-tick snapshot.
 
-Messages from the collector update mutable per-node state; `tick()` judges liveness on each
-node's own interval and `snapshot()` freezes everything into a `ctop.model.Snapshot`.
+Messages and beacons from the collector update mutable per-node state; `tick()` judges
+liveness on each node's own announced pattern (its beacon gap, or its report interval for an
+agent without beacons) and `snapshot()` freezes everything into a `ctop.model.Snapshot`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
+from agentd.beacon import Beacon
 from agentd.wire import (
+    UNSENT,
     Join,
     Leave,
     Message,
@@ -35,6 +38,12 @@ from ctop.model import (
 
 CPU_HISTORY = 60  # reports kept in memory per node for sparklines
 LOSS_WINDOW = 128  # sequence numbers kept per node to measure datagram loss
+# Report intervals without a beacon after which a beaconing node is judged on its reports
+# again (its beacons stopped getting through while its reports still do).
+BEACON_LAPSE = 5.0
+# Metrics an agent leaves out of a report while they have not changed (agentd/slowfacts.py):
+# the node keeps its last value.
+CARRIED = ("top_procs", "tcp_states")
 
 
 @dataclass(slots=True)
@@ -51,6 +60,12 @@ class NodeState:
     mem_total: int = 0
     version: str = ""
     liveness: Liveness = Liveness.ALIVE
+    # The announced pattern: longest gap between the agent's datagrams from its beacons (0 =
+    # no beacons: judged on `interval`), and the silences that make it suspect and dead.
+    gap: float = 0.0
+    last_beacon: float = 0.0
+    suspect_s: float = float("inf")
+    dead_s: float = float("inf")
     metrics: Mapping[str, Any] = field(default_factory=dict)
     # As the wire delivered them (same fields as ServiceView); made into ServiceViews by
     # snapshot(), once per tick rather than once per report.
@@ -109,7 +124,12 @@ class ClusterModel:
             node.changed = True
             if source:
                 node.source = source
-            node.interval = msg.interval
+            if msg.interval != node.interval:
+                node.interval = msg.interval
+                self._limits(node)
+            if node.gap and now - node.last_beacon > BEACON_LAPSE * node.interval:
+                node.gap = 0.0  # beacons stopped coming: back to the report timing
+                self._limits(node)
             if kind is RawReport:
                 if node.pending is None:
                     self._to_fold.append(node)
@@ -130,11 +150,14 @@ class ClusterModel:
         interval = msg.interval if type(msg) is Report or type(msg) is Join else 1.0
         if node is None:
             node = NodeState(h.node, h.boot, interval, now, now, hostname=h.node, source=source)
+            self._limits(node)
             self.nodes[h.node] = node
             self._sorted = None
             events.append(EventView(now, "join", h.node, f"{h.node} joined from {source}"))
         elif node.boot != h.boot:
             node.boot = h.boot
+            node.gap = 0.0  # the new boot announces its own pattern
+            self._limits(node)
             node.restarts += 1
             node.cpu_history.clear()
             node.seqs.clear()
@@ -145,6 +168,7 @@ class ClusterModel:
         node.changed = True
         if isinstance(msg, Report):
             node.interval = msg.interval
+            self._limits(node)
             node.pending = None
             self._take(node, msg)
         elif isinstance(msg, Join):
@@ -157,6 +181,7 @@ class ClusterModel:
             node.mem_total = msg.mem_total
             node.version = msg.version
             node.interval = msg.interval
+            self._limits(node)
         if isinstance(msg, Leave):
             if node.liveness is not Liveness.LEFT:
                 events.append(self._set(node, Liveness.LEFT, now, msg.reason or "left"))
@@ -171,11 +196,40 @@ class ClusterModel:
             node.group = group
             self._sorted = None
         m = msg.metrics
+        old = node.metrics
+        for name in CARRIED:  # left out while unchanged: keep the last value
+            if name not in m and name in old:
+                m[name] = old[name]  # type: ignore[index]
         node.metrics = m  # built by the verifier for this message alone: no copy needed
-        node.services = msg.services
+        if msg.services is not UNSENT:
+            node.services = msg.services
         node.cpu_history.append(m.get("cpu_percent", 0.0))
         if not node.mem_total:
             node.mem_total = int(m.get("mem_total", 0))
+
+    def beacon(self, b: Beacon, now: float) -> list[EventView]:
+        """A verified liveness beacon: the node is there (nothing else changes)."""
+        node = self.nodes.get(b.node)
+        if node is None or node.boot != b.boot:
+            return []
+        node.last_seen = node.last_beacon = now
+        node.seqs.append(b.seq)
+        if b.gap != node.gap:
+            node.gap = b.gap
+            self._limits(node)
+        if node.liveness is Liveness.ALIVE or node.liveness is Liveness.LEFT:
+            return []
+        return [self._set(node, Liveness.ALIVE, now, "beaconing again")]
+
+    def _limits(self, node: NodeState) -> None:
+        """The silences after which `node` is suspect and dead, from its announced pattern."""
+        live = self.liveness
+        if node.gap:
+            node.suspect_s = node.gap * live.beacon_suspect_after
+            node.dead_s = node.gap * live.beacon_dead_after
+        else:
+            node.suspect_s = node.interval * live.suspect_after
+            node.dead_s = node.interval * live.dead_after
 
     def _refuse(self, rejected: Rejected, source: str) -> None:
         self.received -= 1
@@ -223,27 +277,32 @@ class ClusterModel:
         before = node.liveness
         node.liveness = state
         node.changed = True
+        if state is Liveness.LEFT:
+            node.suspect_s = 0.0  # tick() looks at it each time, to forget it in time
+        elif before is Liveness.LEFT:
+            self._limits(node)
         kind = "leave" if state is Liveness.LEFT else "state"
         return EventView(now, kind, node.node_id, f"{node.node_id} {before} → {state} ({why})")
 
     # -- liveness -------------------------------------------------------------------------
 
     def tick(self, now: float) -> list[EventView]:
-        """Judge liveness on missed intervals, each node on its own interval."""
-        suspect, dead = self.liveness.suspect_after, self.liveness.dead_after
+        """Judge liveness on silence, each node on its own announced pattern (see _limits).
+        Cheap enough to run ten times a second at 10,000 nodes: one comparison per quiet
+        node."""
         forget_after = self.liveness.forget_left_after
         events = []
         gone = []
         for node in self.nodes.values():
+            silent = now - node.last_seen
+            if silent < node.suspect_s:
+                continue
             if node.liveness is Liveness.LEFT:
-                if now - node.last_seen >= forget_after:
+                if silent >= forget_after:
                     gone.append(node.node_id)
                 continue
-            missed = (now - node.last_seen) / node.interval
-            state = Liveness.DEAD if missed >= dead else (
-                Liveness.SUSPECT if missed >= suspect else Liveness.ALIVE)
-            if state is not node.liveness and state is not Liveness.ALIVE:
-                silent = now - node.last_seen
+            state = Liveness.DEAD if silent >= node.dead_s else Liveness.SUSPECT
+            if state is not node.liveness:
                 events.append(self._set(node, state, now, f"silent for {silent:.1f} s"))
         for node_id in gone:  # said goodbye long enough ago: dropped (its history stays)
             self.forget(node_id)

@@ -3,6 +3,9 @@
 The stock asyncio datagram transport allocates a 256 KiB buffer per recvfrom (~20 µs per
 datagram). This receiver registers the socket with `loop.add_reader` and drains it with
 non-blocking `recvfrom(2048)` until EAGAIN, so one wake-up handles a whole burst.
+
+Liveness beacons (agentd/beacon.py) are told apart by their third byte and checked on the
+spot with one HMAC: no msgpack, no message object, ~4x cheaper than a report.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+from agentd.beacon import BEACON_TYPE, Beacon, BeaconVerifier
 from agentd.wire import MAX_DATAGRAM, Message, RawReport, Rejected, Verifier
 
 log = logging.getLogger(__name__)
@@ -75,12 +79,18 @@ class Receiver:
         *,
         tune_gc: bool = True,
         deferred: bool = False,
+        on_beacon: Callable[[Beacon, str, float], None] | None = None,
     ) -> None:
         self.verifier = verifier
         self.on_message = on_message
         self.host, self.port = host, port
         self.sock: socket.socket | None = None
-        self.accepted = 0
+        self.accepted = 0  # messages and beacons
+        self.beacons = 0  # of which beacons
+        # Beacons are checked against the boots of the messages accepted here; without
+        # on_beacon they are counted as drops like any datagram nobody asked for.
+        self.on_beacon = on_beacon
+        self.beacon_verifier = BeaconVerifier(verifier.key, verifier.max_age)
         self.drops: Counter[str] = Counter()  # by reason
         self.drops_by_source: Counter[str] = Counter()
         self.last_reject: dict[str, str] = {}  # reason -> last detail, for the status output
@@ -123,8 +133,11 @@ class Receiver:
         recv = sock.recvfrom
         verify = self.verifier.verify_deferred if self.deferred else self.verifier.verify
         on_message = self.on_message
+        on_beacon = self.on_beacon
+        beacons = self.beacon_verifier
+        verify_beacon, note = beacons.verify, beacons.note
         now = time.time()
-        accepted = 0
+        accepted = beaconed = 0
         try:
             for _ in range(BATCH):
                 try:
@@ -136,17 +149,30 @@ class Receiver:
                 except OSError as e:  # e.g. ICMP errors surfacing on the socket: never fatal
                     log.debug("recvfrom: %s", e)
                     return
+                if len(data) > 2 and data[2] == BEACON_TYPE and on_beacon is not None:
+                    beacon = verify_beacon(data, now)
+                    if type(beacon) is Rejected:
+                        self.count_drop(beacon, addr[0])
+                        continue
+                    beaconed += 1
+                    try:
+                        on_beacon(beacon, addr[0], now)  # type: ignore[arg-type]
+                    except Exception:
+                        log.exception("handling a beacon from %s failed", addr[0])
+                    continue
                 result = verify(data)
                 if type(result) is Rejected:
                     self.count_drop(result, addr[0])
                     continue
                 accepted += 1
+                note(result.header, now)
                 try:
                     on_message(result, addr[0], now)
                 except Exception:  # a bug downstream must not stop the receiver
                     log.exception("handling a message from %s failed", addr[0])
         finally:
-            self.accepted += accepted
+            self.accepted += accepted + beaconed
+            self.beacons += beaconed
 
     def count_drop(self, rejected: Rejected, source: str, *, accepted: bool = False) -> None:
         """Count a reject by reason and source. `accepted=True` for a message counted as

@@ -173,8 +173,14 @@ class Reader:
 
 @dataclass(frozen=True)
 class LivenessConfig:
+    # Agents without beacons (reports only): missed report intervals.
     suspect_after: float = 2.5  # missed intervals before a node is suspect
     dead_after: float = 5.0  # missed intervals before it is dead
+    # Agents with beacons: missed gaps of the node's announced pattern (0.25 s by default:
+    # suspect after 1.9 s, dead after 2.6 s of silence; the sums are in docs/director.md).
+    beacon_suspect_after: float = 7.5
+    beacon_dead_after: float = 10.5
+    check_every: float = 0.1  # seconds between liveness judgements (snapshot at once on change)
     forget_left_after: float = 600.0  # seconds a node that said goodbye stays listed as left
 
 
@@ -212,7 +218,8 @@ class DirectorConfig:
     lb: Mapping[str, Any] = field(default_factory=dict)  # raw [lb] table, parsed by ctop.lb
     prometheus: tuple[str, int] | None = None
     control_socket: str = field(default_factory=default_control_socket)
-    readonly: bool = False
+    control_group: str | None = None  # [control] group: may change the balancers, read the socket
+    readonly: bool = False  # the top-level key or --readonly; effective_readonly() adds [lb]
     source: TomlSource | None = None  # where it came from, for error messages
 
 
@@ -230,15 +237,26 @@ def from_source(src: TomlSource) -> DirectorConfig:
     liveness = LivenessConfig(
         suspect_after=live.number("suspect_after", LivenessConfig.suspect_after),
         dead_after=live.number("dead_after", LivenessConfig.dead_after),
+        beacon_suspect_after=live.number("beacon_suspect_after",
+                                         LivenessConfig.beacon_suspect_after),
+        beacon_dead_after=live.number("beacon_dead_after", LivenessConfig.beacon_dead_after),
+        check_every=live.duration("check_every", LivenessConfig.check_every),
         forget_left_after=live.duration("forget_left_after", LivenessConfig.forget_left_after),
     )
     if liveness.dead_after <= liveness.suspect_after:
         raise src.error("liveness.dead_after", "must be larger than suspect_after")
+    if liveness.beacon_dead_after <= liveness.beacon_suspect_after:
+        raise src.error("liveness.beacon_dead_after", "must be larger than beacon_suspect_after")
+    if not 0 < liveness.check_every <= 10:
+        raise src.error("liveness.check_every", "expected a duration in 0..10 s")
     live.check_unknown()
     store = _store_config(src, top.table_of("store"))
     prom = top.table_of("prometheus")
     prom_listen = prom.get("listen", None, lambda v: parse_address(v, "127.0.0.1"), "host:port")
     prom.check_unknown()
+    control = top.table_of("control")
+    control_group = control.string("group", "") or None
+    control.check_unknown()
     cfg = DirectorConfig(
         cluster=top.string("cluster", DirectorConfig.cluster),
         listen=top.get("listen", DirectorConfig.listen, parse_address, "host:port"),
@@ -253,6 +271,7 @@ def from_source(src: TomlSource) -> DirectorConfig:
         lb=top.get("lb", {}, _table, "a table"),
         prometheus=prom_listen,
         control_socket=top.string("control_socket", default_control_socket()),
+        control_group=control_group,
         readonly=top.boolean("readonly", False),
         source=src,
     )
@@ -260,6 +279,13 @@ def from_source(src: TomlSource) -> DirectorConfig:
     _check_alerts(src, cfg)
     _check_lb(src, cfg)
     return cfg
+
+
+def effective_readonly(cfg: DirectorConfig) -> bool:
+    """The one read-only value every path honours: `--readonly`, the top-level `readonly` key
+    or `[lb] readonly`. The daemon, both UIs, `ctop lb`, auto-quiesce and automatic advice all
+    take it from here."""
+    return bool(cfg.readonly or cfg.lb.get("readonly") is True)
 
 
 def _store_config(src: TomlSource, st: Reader) -> StoreConfig:

@@ -3,20 +3,29 @@
 One request per connection, one line each way (the answer length-prefixed msgpack):
 `status` or `snapshot` -> the plain snapshot (`ctop.codec.to_plain`, every node's metrics);
 `ui [NODE]` -> the compact one an attached UI polls (`ctop.codec.pack_compact`: nodes as rows,
-raw metrics only for NODE, the node detail on screen). The socket is a UNIX socket of mode
-0660, so only root and the socket's group can read the cluster. History is read straight from
-the shared database.
+raw metrics only for NODE, the node detail on screen); `plan JSON` -> what a load-balancer
+action would do; `action JSON` -> the daemon runs the change (`ctop.lb.request.ActionRequest`)
+and answers its result. History is read straight from the shared database.
+
+Who may do what: the daemon reads the caller's uid/gid/pid from the socket (SO_PEERCRED).
+Root, the daemon's own user and members of the control group (`[control] group`, else the
+daemon's group) may read and change; anyone else is refused. The socket is mode 0660 with
+that group, so the file system says the same.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import grp
+import json
 import os
 import socket
 import struct
 import threading
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -26,18 +35,64 @@ from ctop.model import EventView, Snapshot
 
 if TYPE_CHECKING:
     from ctop.engine import Engine
-    from ctop.lb.actions import ActionResult, LBController
+    from ctop.lb.actions import ActionResult, LBController, Plan
+    from ctop.lb.request import ActionRequest
 
 _LEN = struct.Struct("!I")
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+ACTION_TIMEOUT = 60.0  # an action may wait for another one on the same balancer
 
 
 class ControlError(Exception):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """The process on the other end of the socket, as the kernel reports it."""
+
+    pid: int
+    uid: int
+    gid: int
+
+    @property
+    def user(self) -> str:
+        from ctop.lb.journal import user_name
+
+        return user_name(self.uid)
+
+    def groups(self) -> set[int]:
+        """Its gid and supplementary groups (/proc: the process's own, not /etc/group's)."""
+        out = {self.gid}
+        with contextlib.suppress(OSError, ValueError), open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("Groups:"):
+                    out.update(int(g) for g in line.split()[1:])
+        return out
+
+
+def peer_of(sock: socket.socket) -> Peer:
+    pid, uid, gid = _PEERCRED.unpack(
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+    return Peer(pid, uid, gid)
+
+
+def control_gid(group: str | None) -> int:
+    """The gid of `[control] group` (ControlError naming the fix when it does not exist), or
+    the daemon's own group."""
+    if not group:
+        return os.getegid()
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ControlError(f"[control] group {group!r} does not exist (groupadd {group})") from None
+
+
 class ControlServer:
-    def __init__(self, engine: Engine, path: str) -> None:
+    def __init__(self, engine: Engine, path: str, *, group: str | None = None) -> None:
         self.engine, self.path = engine, path
+        self.group = group
+        self.gid = control_gid(group)
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self) -> None:
@@ -48,6 +103,8 @@ class ControlServer:
             os.unlink(self.path)  # a stale socket from a crashed daemon
         self._server = await asyncio.start_unix_server(self._handle, self.path)
         os.chmod(self.path, 0o660)
+        if self.group:
+            os.chown(self.path, -1, self.gid)  # the control group may connect
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -56,14 +113,36 @@ class ControlServer:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
 
+    def allowed(self, peer: Peer) -> bool:
+        """Root, the daemon's own user, and the control group."""
+        return peer.uid in (0, os.geteuid()) or self.gid in peer.groups()
+
+    def _refusal(self, peer: Peer, what: str) -> str:
+        group = f"group {self.group!r} ([control] group)" if self.group else (
+            f"the daemon's group (gid {self.gid}; set [control] group)")
+        return (f"permission denied: {peer.user} (uid {peer.uid}) is neither root nor in "
+                f"{group}; {what} refused")
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
+            peer = peer_of(writer.get_extra_info("socket"))
             request = (await asyncio.wait_for(reader.readline(), 5)).decode().strip()
             verb, _, arg = request.partition(" ")
-            if request in ("status", "snapshot"):
+            if not self.allowed(peer):
+                what = "load-balancer changes are" if verb == "action" else "reading is"
+                body = msgpack.packb({"error": self._refusal(peer, what)})
+                if verb == "action":  # every operator watching sees the attempt
+                    self.engine._note([EventView(time.time(), "action", "",
+                                                 f"refused {peer.user} (uid {peer.uid}): "
+                                                 "not in the control group")])
+            elif request == "hello":  # who am I talking to: cheap, for `ctop lb --no-daemon`
+                body = msgpack.packb({"pid": os.getpid(), "readonly": self.engine.readonly})
+            elif request in ("status", "snapshot"):
                 body = msgpack.packb(to_plain(self.engine.snapshot()))
             elif verb == "ui":
                 body = pack_compact(self.engine.snapshot(), [arg] if arg else ())
+            elif verb in ("plan", "action"):
+                body = msgpack.packb(await self._lb(verb, arg, peer))
             else:
                 body = msgpack.packb({"error": f"unknown request {request!r}"})
             writer.write(_LEN.pack(len(body)) + body)
@@ -72,6 +151,48 @@ class ControlServer:
             pass
         finally:
             writer.close()
+
+    async def _lb(self, verb: str, arg: str, peer: Peer) -> dict[str, Any]:
+        """A plan or an action for a caller that may have it; errors as {"error": text}."""
+        from ctop.lb.journal import Actor
+        from ctop.lb.request import ActionRequest, plan_to_plain, result_to_plain
+
+        try:
+            message = json.loads(arg)
+            request = ActionRequest.from_plain(message["request"])
+            sudo = message.get("sudo_user")
+        except (ValueError, KeyError, TypeError) as exc:
+            return {"error": f"bad {verb} request: {exc}"}
+        try:
+            if verb == "plan":
+                return {"plan": plan_to_plain(await self.engine.lb_plan(request))}
+            actor = Actor(peer.user, str(sudo) if sudo else None, peer.uid, peer.pid)
+            return {"result": result_to_plain(await self.engine.lb_action(request, actor))}
+        except Exception as exc:  # no balancer, a bad value: the caller reads why
+            return {"error": getattr(exc, "message", None) or str(exc) or type(exc).__name__}
+
+
+def request_plan(path: str, request: ActionRequest) -> Plan:
+    """The daemon's plan for `request` (what the confirmation dialog shows)."""
+    from ctop.lb.request import plan_from_plain
+
+    return plan_from_plain(_request(path, "plan " + _envelope(request))["plan"])
+
+
+def request_action(path: str, request: ActionRequest) -> ActionResult:
+    """The daemon runs `request` (as the caller, whom it reads from the socket)."""
+    from ctop.lb.request import result_from_plain
+
+    # A ramp (or a queue on the balancer) may take a while; the answer is the outcome.
+    timeout = ACTION_TIMEOUT + float(getattr(request, "ramp_s", 0) or 0)
+    answer = _request(path, "action " + _envelope(request), timeout=timeout)
+    return result_from_plain(answer["result"])
+
+
+def _envelope(request: ActionRequest) -> str:
+    from ctop.lb.journal import claimed_sudo_user
+
+    return json.dumps({"request": request.to_plain(), "sudo_user": claimed_sudo_user()})
 
 
 def _exchange(path: str, what: str, timeout: float = 5.0) -> bytes:
@@ -107,11 +228,18 @@ def _request(path: str, what: str, timeout: float = 5.0) -> dict[str, Any]:
     return answer
 
 
+def hello(path: str) -> dict[str, Any]:
+    """The daemon's pid and effective read-only value."""
+    return _request(path, "hello", timeout=2.0)
+
+
 def fetch_status(path: str) -> dict[str, Any]:
     return _request(path, "status")
 
 
 def daemon_running(path: str) -> bool:
+    """A daemon listens on `path`. Permission denied counts as running (it is there; the
+    caller may not use it): nobody then works around it with a local controller."""
     if not os.path.exists(path):
         return False
     try:
@@ -119,27 +247,31 @@ def daemon_running(path: str) -> bool:
             s.settimeout(1)
             s.connect(path)
         return True
+    except PermissionError:
+        return True
     except OSError:
         return False
 
 
 class RemoteSource:
     """The UI's data source when `ctop serve` runs: snapshots over the socket, history and
-    events from the shared database, load-balancer actions through a local controller on the
-    same balancers and journal (the daemon sees their effect on its next read).
+    events from the shared database; load-balancer plans and actions are the daemon's (it runs
+    them, journals them as this user and publishes them as events every attached UI sees).
 
     A thread polls the daemon every `poll` seconds, so the UI never waits on the socket or on
     decoding (~100 ms at 10,000 nodes); `snapshot()` returns the newest one at once.
     """
 
+    records_actions = True  # the daemon publishes every action as an event
+
     def __init__(
-        self, path: str, db_path: str, lb: LBController | None = None, *, poll: float = 0.5
+        self, path: str, db_path: str, *, readonly: bool = False, poll: float = 0.5
     ) -> None:
         from ctop.store import Store
 
         self.path = path
-        self.readonly = False
-        self.lb = lb
+        self.readonly = readonly
+        self.lb: LBController | None = None  # the daemon owns the balancers
         self.poll = poll
         self._store = Store(db_path, writer=False)
         self._watched: str | None = None
@@ -197,13 +329,10 @@ class RemoteSource:
     def node_events(self, node_id: str, limit: int = 50) -> list[EventView]:
         return self._store.events(node_id, limit)
 
-    async def lb_action(
-        self, verb: str, backend: str, service: str, server: str, weight: int | None = None,
-        **options: Any,  # ActionRequest's options: force, dry_run, ramp_s, cut_sessions
-    ) -> ActionResult:
-        if self.lb is None:
-            raise RuntimeError("no load balancer configured")
-        from ctop.lb.request import ActionRequest, perform
+    async def lb_plan(self, request: ActionRequest) -> Plan:
+        return await asyncio.to_thread(request_plan, self.path, request)
 
-        request = ActionRequest(verb, backend, service, server, weight, **options)
-        return await asyncio.to_thread(perform, self.lb, request)
+    async def lb_action(self, request: ActionRequest) -> ActionResult:
+        result = await asyncio.to_thread(request_action, self.path, request)
+        self._wake.set()  # the new state and its event with the next snapshot, now
+        return result

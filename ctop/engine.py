@@ -2,6 +2,8 @@
 
 One asyncio loop runs the receiver and a tick every `config.tick` seconds. Each tick judges
 liveness, builds the snapshot, evaluates alerts, and queues history for the writer thread.
+Between ticks liveness is judged every `liveness.check_every` seconds (0.1 s), and a change of
+state (dead, left, back) is in the published snapshot at once, not at the next tick.
 Load-balancer tables are read in a worker thread on their own cadence, so a slow `ipvsadm`
 or HAProxy socket never stalls ingest. The same engine runs under `ctop serve` (headless)
 and inside the UI.
@@ -10,28 +12,35 @@ and inside the UI.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from agentd.beacon import Beacon
 from agentd.wire import Join, Message, RawReport, Verifier, load_key
 from ctop.alerts import AlertEngine, HookRunner, parse_hooks, parse_rules
 from ctop.cluster import ClusterModel
 from ctop.collector import Receiver
-from ctop.config import DirectorConfig
+from ctop.config import DirectorConfig, effective_readonly
 from ctop.gcpolicy import process_heap
 from ctop.model import EventView, LBServiceView, Liveness, RealServerView, Snapshot
 from ctop.store import Store
 
 if TYPE_CHECKING:
-    from ctop.lb.actions import ActionResult, LBController
+    from collections.abc import Iterator
+
+    from ctop.lb.actions import ActionResult, LBController, Plan
     from ctop.lb.advice import WeightAdvisor
     from ctop.lb.automation import AutoQuiescer
     from ctop.lb.base import VirtualService
     from ctop.lb.config import LBConfig
+    from ctop.lb.journal import Actor
+    from ctop.lb.request import ActionRequest
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +49,20 @@ FOLD_BATCH = 256  # deferred report bodies checked per idle moment of the socket
 
 
 class Engine:
+    records_actions = True  # every lb_action becomes an event (the UI adds none of its own)
+
     def __init__(
         self, config: DirectorConfig, *, key: bytes | None = None, lb: LBController | None = None
     ) -> None:
         self.config = config
-        self.readonly = config.readonly
+        self.readonly = effective_readonly(config)
         self.key = key if key is not None else load_key(config.key_file)
         self.verifier = Verifier(self.key, max_age=config.max_age, max_skew=config.max_age)
         self.model = ClusterModel(config.cluster, config.liveness)
         # Deferred: reports' bodies are checked when the tick folds them in (newest per node);
         # a body refused then still counts as a receiver drop (bad_field).
-        self.receiver = Receiver(self.verifier, self._on_message, *config.listen, deferred=True)
+        self.receiver = Receiver(self.verifier, self._on_message, *config.listen, deferred=True,
+                                 on_beacon=self._on_beacon)
         self.model.on_reject = lambda rejected, source: self.receiver.count_drop(
             rejected, source, accepted=True)
         self.receiver.on_idle = lambda: self.model.fold_some(FOLD_BATCH)
@@ -67,6 +79,9 @@ class Engine:
         self._advisors: dict[tuple[str, str], WeightAdvisor] = {}
         self._lb_views: tuple[LBServiceView, ...] = ()
         self._lb_imbalance = 0.0
+        # One change at a time per balancer: an action holds its backend's lock, a round of
+        # reading + automation holds them all (ctop.lb.lock serialises other processes).
+        self._backend_locks: dict[str, threading.Lock] = {}
         self._pending_events: list[EventView] = []
         self._joined: list[str] = []  # nodes whose static facts changed since the last tick
         self._facts: dict[str, tuple[Any, ...]] = {}  # node -> its join, less the header
@@ -75,6 +90,7 @@ class Engine:
         self._snapshot = self.model.snapshot(time.time(), 0, lb_note=self.lb_note,
                                              readonly=self.readonly)
         self._tasks: list[asyncio.Task[Any]] = []
+        self._states_changed = False  # a liveness state changed since the snapshot was made
         self.tick_seconds = 0.0  # CPU time of the last tick, for the status output
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -90,6 +106,7 @@ class Engine:
         self._setup_lb()
         self.receiver.open()
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="ctop-tick"))
+        self._tasks.append(asyncio.create_task(self._liveness_loop(), name="ctop-liveness"))
         if self.lb is not None:
             self._tasks.append(asyncio.create_task(self._lb_loop(), name="ctop-lb"))
         if self.config.prometheus:
@@ -120,14 +137,15 @@ class Engine:
 
         cfg = parse_config(self.config.lb)
         self._lb_cfg = cfg
-        self.lb_note = status_line(cfg)
+        self.lb_note = status_line(cfg, self.readonly)
         if self.lb is None and not cfg.monitoring_only:
             self.lb = build_controller(cfg, self.config.store.path, readonly=self.readonly)
         if self.lb is not None:
             from ctop.lb.drainwatch import EmptyWatch
             from ctop.lb.limits import limits_from_rules
 
-            self.quiescer = build_quiescer(cfg, self.lb)
+            # read-only: automation does not even try (the controller would refuse it anyway)
+            self.quiescer = None if self.readonly else build_quiescer(cfg, self.lb)
             # guards and what-if: quorum and CPU thresholds from the alert rules, CPU per server
             self.lb.limits = limits_from_rules(self.alerts.rules)
             self.lb.node_loads = self._node_loads
@@ -148,6 +166,13 @@ class Engine:
                 self._joined.append(node)
         if events:
             self._note(events)
+            self._states_changed = True
+
+    def _on_beacon(self, beacon: Beacon, source: str, now: float) -> None:
+        events = self.model.beacon(beacon, now)
+        if events:
+            self._note(events)
+            self._states_changed = True
 
     def _note(self, events: Sequence[EventView]) -> None:
         self.events.extend(events)
@@ -166,14 +191,43 @@ class Engine:
                 log.exception("tick failed")
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
+    async def _liveness_loop(self) -> None:
+        period = self.config.liveness.check_every
+        while True:
+            await asyncio.sleep(period)
+            try:
+                self.check_liveness(time.time())
+            except Exception:
+                log.exception("liveness check failed")
+
+    def _judge(self, now: float) -> None:
+        events = self.model.tick(now)
+        for e in events:
+            if e.kind == "forget":  # dropped from the model: a rejoin is new facts again
+                self._facts.pop(e.node_id, None)
+                self.receiver.beacon_verifier.forget(e.node_id)
+        if events:
+            self._note(events)
+            self._states_changed = True
+
+    def check_liveness(self, now: float) -> None:
+        """Judge liveness between ticks; if a node changed state (here or on a message),
+        publish its new state now. Alerts and history follow at the next tick."""
+        self._judge(now)
+        if not self._states_changed:
+            return
+        self._states_changed = False
+        snap = self.model.snapshot(now, self._tick)
+        self._snapshot = replace(
+            self._snapshot, ts=now, nodes=snap.nodes, groups=snap.groups, totals=snap.totals,
+            received=snap.received, events=tuple(self.events), _index=snap._index,
+        )
+
     def tick(self, now: float) -> Snapshot:
         started = time.process_time()
         self._tick += 1
-        liveness_events = self.model.tick(now)
-        for e in liveness_events:
-            if e.kind == "forget":  # dropped from the model: a rejoin is new facts again
-                self._facts.pop(e.node_id, None)
-        self._note(liveness_events)
+        self._judge(now)
+        self._states_changed = False
         snap = self.model.snapshot(now, self._tick)
         alert_events, notes = self.alerts.evaluate(snap.nodes, now, self._lb_views)
         self._note(alert_events)
@@ -227,7 +281,7 @@ class Engine:
     async def _lb_loop(self) -> None:
         while True:
             try:
-                await asyncio.to_thread(self._lb_round)
+                await asyncio.to_thread(self._locked_round)
                 self._lb_error = ""
             except Exception as e:
                 message = getattr(e, "message", None) or str(e) or type(e).__name__
@@ -235,6 +289,20 @@ class Engine:
                     log.warning("reading the load balancers failed: %s", message)
                 self._lb_error = message
             await asyncio.sleep(self.config.lb_every)
+
+    @contextlib.contextmanager
+    def _holding(self, backends: Sequence[str]) -> Iterator[None]:
+        """Worker thread: hold these balancers' locks (always taken in name order)."""
+        locks = [self._backend_locks.setdefault(b, threading.Lock()) for b in sorted(backends)]
+        with contextlib.ExitStack() as stack:
+            for lock in locks:
+                stack.enter_context(lock)
+            yield
+
+    def _locked_round(self) -> None:
+        assert self.lb is not None
+        with self._holding(list(self.lb.backends)):
+            self._lb_round()
 
     def _lb_round(self) -> None:
         """Worker thread: read the tables, run automation, rebuild the LB views."""
@@ -369,8 +437,11 @@ class Engine:
                                        tuple(servers), index, basis))
         return tuple(views), worst
 
-    def _note_action(self, result: ActionResult, why: str = "") -> None:
-        text = (f"{result.origin} {result.action} {result.backend} {result.service} "
+    def _note_action(
+        self, result: ActionResult, why: str = "", actor: Actor | None = None
+    ) -> None:
+        who = f"{actor.text} " if actor is not None else ""
+        text = (f"{who}{result.origin} {result.action} {result.backend} {result.service} "
                 f"{result.server}: {result.before} → {result.after} "
                 f"{'ok' if result.ok else 'FAILED: ' + result.message}")
         if why:
@@ -390,32 +461,65 @@ class Engine:
                     return s.advised_weight
         raise ValueError(f"no weight advice for {server} in {service}")
 
-    async def lb_action(
-        self, verb: str, backend: str, service: str, server: str, weight: int | None = None,
-        **options: Any,  # ActionRequest's options: force, dry_run, ramp_s, cut_sessions
-    ) -> ActionResult:
-        """Run one operator action in a worker thread, record it, refresh the LB view."""
+    async def lb_plan(self, request: ActionRequest) -> Plan:
+        """What `request` would do now (the confirmation dialog's body)."""
+        from ctop.lb.request import plan_of, resolved
+
         if self.lb is None:
             raise RuntimeError(self.lb_note or "no load balancer configured")
-        if verb == "advice":
-            # the weight the operator confirmed in the dialog, else the current advice
-            weight = weight if weight is not None else self._advised(service, server)
-            verb = "weight"
-        from ctop.lb.request import ActionRequest, perform
+        lb = self.lb
 
-        request = ActionRequest(verb, backend, service, server, weight, **options)
-        result = await asyncio.to_thread(perform, self.lb, request)
+        def run() -> Plan:
+            req = resolved(lb, request)
+            with self._holding([req.backend]):
+                return plan_of(lb, req)
+
+        return await asyncio.to_thread(run)
+
+    async def lb_action(self, request: ActionRequest, actor: Actor | None = None) -> ActionResult:
+        """Run one change (a UI's key, `ctop lb`, through the control socket): one at a time per
+        balancer, recorded in the journal as `actor`, published as an event, LB view refreshed.
+        """
+        from ctop.lb.actions import ActionResult
+        from ctop.lb.base import LBError
+        from ctop.lb.request import perform, resolved
+
+        if self.lb is None:
+            raise RuntimeError(self.lb_note or "no load balancer configured")
+        lb = self.lb
+        if request.verb == "advice" and request.value is None and not self.readonly:
+            # the weight the operator confirmed in the dialog, else the current advice
+            request = replace(request, value=self._advised(request.service, request.server))
+
+        def run() -> ActionResult:
+            try:
+                req = resolved(lb, request)
+            except LBError as exc:
+                return ActionResult(False, exc.message, request.action, request.backend,
+                                    request.service, request.server, None, None,
+                                    origin=request.origin)
+            if self.readonly and not req.dry_run:  # a dry run changes nothing
+                return ActionResult(False, READONLY_REFUSAL, req.action, req.backend,
+                                    req.service, req.server, None, None, origin=req.origin)
+            with self._holding([req.backend]):
+                return perform(lb, req, actor)
+
+        result = await asyncio.to_thread(run)
         if result.dry_run:  # the what-if: nothing happened, nothing to tell the others
             return result
-        self._note_action(result)
+        self._note_action(result, actor=actor)
         try:
-            await asyncio.to_thread(self._lb_round)
+            await asyncio.to_thread(self._locked_round)
         except Exception as e:
             self._lb_error = getattr(e, "message", None) or str(e)
         # show the outcome now rather than at the next tick
         self._snapshot = replace(self._snapshot, lb=self._lb_views, lb_error=self._lb_error,
                                  imbalance=self._lb_imbalance, events=tuple(self.events))
         return result
+
+
+READONLY_REFUSAL = ("read-only: this ctop refuses load-balancer changes (--readonly, "
+                    "readonly = true or [lb] readonly = true)")
 
 
 class EventLogHandler(logging.Handler):

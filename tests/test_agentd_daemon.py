@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from agentd import __version__, wire
+from agentd.beacon import Beacon, BeaconVerifier, is_beacon
 from tests.agent_helpers import (
     AGENTD,
     KEY,
@@ -90,9 +91,11 @@ def test_join_reports_and_leave(receiver: Receiver, key_file: Path) -> None:
     stamps = [m.header.ts for m in reports]
     assert (stamps[-1] - stamps[0]) / (len(stamps) - 1) == pytest.approx(INTERVAL, rel=0.1)
 
-    m = reports[-1].metrics
-    for metric in wire.METRICS:
-        assert metric.name in m, metric.name
+    for metric in wire.METRICS:  # the first report carries every metric...
+        assert metric.name in reports[0].metrics, metric.name
+    m: dict = {}  # ...later ones leave out slow facts while unchanged: the director keeps them
+    for r in reports:
+        m.update(r.metrics)
     assert 0 <= m["cpu_percent"] <= 100
     assert len(m["cpu_cores"]) == psutil.cpu_count()
     assert all(0 <= c <= 100 for c in m["cpu_cores"])
@@ -235,3 +238,38 @@ def test_agent_stays_light() -> None:
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
+
+
+def test_beacons_between_reports_and_a_leave_sent_three_times(
+    receiver: Receiver, key_file: Path
+) -> None:
+    # Default beacons (every 0.25 s) between 1 s reports: 4 datagrams a second, one sequence.
+    proc = start_agent("--config", "/dev/null", "--director", receiver.address,
+                       "--key-file", str(key_file), "--node-id", "web1")
+    try:
+        data = receiver.collect(14, timeout=8)
+    finally:
+        code, err = stop_agent(proc, signal.SIGTERM)
+    tail = receiver.collect(10, timeout=1.0)
+    assert code == 0, err
+    messages = wire.Verifier(KEY)
+    beacons = BeaconVerifier(KEY)
+    kinds, seqs = [], []
+    for d in data + tail:
+        if is_beacon(d):
+            b = beacons.verify(d, time.time())
+            assert isinstance(b, Beacon) and b.node == "web1" and b.gap == 0.25, b
+            kinds.append("beacon")
+            seqs.append(b.seq)
+        else:
+            m = verified(messages, d)
+            beacons.note(m.header, time.time())
+            kinds.append(type(m).__name__)
+            seqs.append(m.header.seq)
+    assert seqs == sorted(set(seqs))  # one strictly increasing sequence over both kinds
+    first = kinds.index("Report")
+    assert kinds[first:first + 8] == ["Report", "beacon", "beacon", "beacon"] * 2, kinds
+    arrivals = [t for t, _ in receiver.datagrams[first:first + 8]]
+    assert 0.2 <= statistics.median(b - a for a, b in itertools.pairwise(arrivals)) <= 0.3
+    # A clean stop says so more than once: one lost leave must not look like a death.
+    assert kinds[-3:] == ["Leave"] * 3 and "Leave" not in kinds[:-3], kinds

@@ -59,17 +59,19 @@ def write_config(path: Path, receiver: Receiver, key: Path, probes: str) -> None
 
 
 def services_until(
-    receiver: Receiver, verifier: wire.Verifier, want: dict[str, str], timeout: float
+    receiver: Receiver, verifier: wire.Verifier, want: dict[str, str], timeout: float,
+    seen: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """Read reports until their services are exactly `want` (name -> status); the last seen."""
-    seen: dict[str, str] = {}
+    """Read reports until their services are exactly `want` (name -> status); the last seen.
+    Reports leave out unchanged results: `seen` is what earlier reports said."""
+    seen = seen or {}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         data = receiver.receive(deadline - time.monotonic())
         if data is None:
             break
         msg = verifier.verify(data)
-        if isinstance(msg, wire.Report):
+        if isinstance(msg, wire.Report) and msg.services is not wire.UNSENT:  # else unchanged
             seen = {s.name: s.status for s in msg.services}
             if seen == want:
                 break
@@ -123,7 +125,11 @@ def test_a_hanging_service_never_delays_a_report(
     try:
         data = receiver.collect(10, timeout=6)
         reports = [m for m in (verifier.verify(d) for d in data) if isinstance(m, wire.Report)]
-        later = services_until(receiver, verifier, {"stuck": "fail"}, 4)
+        seen: dict[str, str] = {}
+        for r in reports:
+            if r.services is not wire.UNSENT:
+                seen = {s.name: s.status for s in r.services}
+        later = services_until(receiver, verifier, {"stuck": "fail"}, 4, seen)
     finally:
         code, err = stop_agent(proc)
     assert code == 0, err

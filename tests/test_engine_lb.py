@@ -8,6 +8,7 @@ import sqlite3
 import pytest_asyncio
 
 from ctop.engine import Engine
+from ctop.lb.request import ActionRequest
 
 from .test_engine import make_engine, until
 
@@ -41,7 +42,7 @@ async def test_the_lb_view_shows_haproxy_backends_with_weights_and_states(lb_eng
 async def test_drain_through_the_engine_reaches_haproxy_and_is_recorded(lb_engine, haproxy,
                                                                           tmp_path):
     await until(lambda: lb_engine.snapshot().lb)
-    result = await lb_engine.lb_action("drain", "haproxy", "web4", "s2")
+    result = await lb_engine.lb_action(ActionRequest("drain", "haproxy", "web4", "s2"))
     assert result.ok, result.message
     assert result.before == 1 and result.after == 0
     # the view is refreshed at once, and traffic really avoids the drained server
@@ -52,7 +53,7 @@ async def test_drain_through_the_engine_reaches_haproxy_and_is_recorded(lb_engin
     actions = [e for e in lb_engine.snapshot().events if e.kind == "action"]
     assert actions and "drain haproxy web4 s2: 1 → 0 ok" in actions[-1].message
 
-    result = await lb_engine.lb_action("restore", "haproxy", "web4", "s2")
+    result = await lb_engine.lb_action(ActionRequest("restore", "haproxy", "web4", "s2"))
     assert result.ok and result.after == 1
     assert server(lb_engine, "web4", "s2").state == "serving"
     lb_engine.store.flush()
@@ -64,7 +65,7 @@ async def test_drain_through_the_engine_reaches_haproxy_and_is_recorded(lb_engin
 async def test_a_failed_action_is_reported_with_haproxys_words_and_changes_nothing(lb_engine,
                                                                                      haproxy):
     await until(lambda: lb_engine.snapshot().lb)
-    result = await lb_engine.lb_action("weight", "haproxy", "web5", "nope", 3)
+    result = await lb_engine.lb_action(ActionRequest("weight", "haproxy", "web5", "nope", 3))
     assert not result.ok
     assert "nope" in result.message or "No such server" in result.message
     assert all(s.weight == 1 for s in next(v for v in lb_engine.snapshot().lb
@@ -75,7 +76,7 @@ async def test_readonly_engine_refuses_actions(tmp_path, haproxy):
     eng = make_engine(tmp_path, lb={"haproxy": {"socket": haproxy.admin_socket}}, readonly=True)
     await eng.start()
     try:
-        result = await eng.lb_action("drain", "haproxy", "web6", "s1")
+        result = await eng.lb_action(ActionRequest("drain", "haproxy", "web6", "s1"))
         assert not result.ok and "read" in result.message.lower()
         assert "1" in haproxy.cmd("get weight web6/s1")
     finally:

@@ -284,7 +284,7 @@ async def test_the_daemon_dry_run_predicts_cpu_from_the_agents(haproxy: HAProxyL
         await until(lambda: any(n.metrics.get("cpu_percent") is not None
                                 for n in eng.model.nodes.values()), timeout=15)  # fmt: skip
         await until(lambda: eng.lb.node_loads("haproxy", "web5"), timeout=10)
-        res = await eng.lb_action("drain", "haproxy", "web5", "s1", dry_run=True)
+        res = await eng.lb_action(ActionRequest("drain", "haproxy", "web5", "s1", dry_run=True))
         assert res.ok and res.dry_run
         assert "CPU unknown" not in res.message
         rows = [ln for ln in res.message.splitlines() if re.match(r"  s\d ", ln)]

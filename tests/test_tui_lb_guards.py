@@ -10,6 +10,7 @@ import pytest_asyncio
 
 from ctop.engine import Engine
 from ctop.lb.haproxy import HAProxyBackend
+from ctop.lb.request import ActionRequest
 from ctop.tui.app import CtopApp
 from ctop.tui.screens.confirm import ConfirmAction, ConfirmConsequence
 from ctop.tui.screens.connections import ConnectionsScreen
@@ -172,7 +173,7 @@ async def test_an_event_says_when_a_drained_server_is_empty(lb_engine, haproxy):
     be = HAProxyBackend(haproxy.admin_socket)
     await until(lambda: any(be.connections("tcp1", s) for s in ("s1", "s2", "s3")))
     server = next(s for s in ("s1", "s2", "s3") if be.connections("tcp1", s))
-    res = await lb_engine.lb_action("drain", "haproxy", "tcp1", server)
+    res = await lb_engine.lb_action(ActionRequest("drain", "haproxy", "tcp1", server))
     assert res.ok
     await asyncio.sleep(2.5)  # a round that sees it drained with its connection
     assert not any("empty" in e.message for e in lb_engine.snapshot().events)

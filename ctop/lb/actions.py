@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -100,16 +101,26 @@ class ActionResult:
 
 class LBController:
     def __init__(
-        self, backends: dict[str, Backend], journal: Journal | None, readonly: bool = False
+        self,
+        backends: dict[str, Backend],
+        journal: Journal | None,
+        readonly: bool = False,
+        lock: AbstractContextManager[object] | None = None,
     ) -> None:
         self.backends = backends
         self.journal = journal
         self.readonly = readonly
-        self._lock = threading.Lock()  # one action at a time: before/after must be exact
+        # One action at a time, before/after must be exact; reentrant so a caller can hold it
+        # across a check and the action (ctop.lb.lock.SharedLock also serialises processes).
+        self._lock = lock if lock is not None else threading.RLock()
         self.limits = LBLimits()  # quorum and CPU thresholds (from the alert rules)
         self.node_loads: NodeLoads | None = None  # CPU per server, for the what-if
         self.ramps: dict[tuple[str, str, str], Ramp] = {}  # restores in progress
         self.on_ramp_step: Callable[[ActionResult], None] | None = None  # progress (CLI)
+
+    def hold(self) -> AbstractContextManager[object]:
+        """The action lock: hold it to check a plan and act on it with nothing in between."""
+        return self._lock
 
     # -- reading -----------------------------------------------------------------------------
 

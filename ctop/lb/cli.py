@@ -12,6 +12,10 @@ drain, maint, weight and restore take --force (past the last-server / quorum gua
 
 Exit codes: 0 done (or nothing to do, or a dry run), 1 the action failed or was refused, or
 --wait timed out, 2 usage or config error (including "no load balancer configured").
+
+When `ctop serve` runs, drain/maint/weight/restore are requests to it (ctop.lb.client);
+--no-daemon acts here, under the lock every process takes. A ramp then runs in the daemon;
+--wait polls the balancer from here.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ import time
 from dataclasses import asdict, replace
 from datetime import datetime
 
+from ctop.lb import client
 from ctop.lb.actions import ActionResult, LBController
 from ctop.lb.base import LBError, VirtualService
 from ctop.lb.config import ConfigError, LBConfig, parse_config
 from ctop.lb.factory import MONITORING_ONLY, build_controller
 from ctop.lb.journal import ActionRecord
 from ctop.lb.limits import limits_from_config
-from ctop.lb.request import ActionRequest, perform
+from ctop.lb.request import ActionRequest, perform, resolve
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -52,6 +57,7 @@ def _common(p: argparse.ArgumentParser, *, sub: bool) -> None:
     p.add_argument("--backend", default=d, help="backend name when a service is ambiguous")
     p.add_argument("--readonly", action="store_true", default=f, help="refuse every action")
     p.add_argument("--json", action="store_true", default=f, help="machine-readable output")
+    client.add_options(p, sub=sub)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -136,6 +142,7 @@ def _config(args: argparse.Namespace) -> LBConfig:
     """The director's own config (/etc/ctop/ctop.toml unless --config), so the CLI acts on
     the same balancers and records in the same database (intent, restore) as ctop does."""
     from ctop.config import ConfigError as DirectorConfigError
+    from ctop.config import effective_readonly
     from ctop.config import load as load_director_config
 
     try:
@@ -144,8 +151,9 @@ def _config(args: argparse.Namespace) -> LBConfig:
         raise ConfigError(str(exc)) from exc
     if args.db is None:
         args.db = director.store.path
+    args.control_socket = director.control_socket
     lb = dict(director.lb)
-    if director.readonly:
+    if effective_readonly(director):
         lb["readonly"] = True
     if args.haproxy_socket:
         lb["haproxy"] = [
@@ -160,26 +168,7 @@ def _config(args: argparse.Namespace) -> LBConfig:
     return parse_config({"lb": lb})
 
 
-def _resolve(ctl: LBController, service: str, backend: str | None) -> tuple[str, str]:
-    """(backend, service key) for what the user typed; LBError when not found or ambiguous.
-
-    Besides the exact key, an IPVS service may be named without its protocol ("10.0.0.1:80")
-    and case doesn't matter ("tcp 10.0.0.1:80").
-    """
-    names = [backend] if backend else list(ctl.backends)
-    hits: list[tuple[str, str]] = []
-    for name in names:
-        for vs in ctl.services(name):
-            k, s = vs.key.lower(), service.lower()
-            if k == s or k.endswith(" " + s):
-                hits.append((name, vs.key))
-    exact = [h for h in hits if h[1] == service]
-    hits = exact or hits
-    if len(hits) == 1:
-        return hits[0]
-    if not hits:
-        raise LBError(f"no service {service!r} on {', '.join(names)}")
-    raise LBError(f"{service!r} is ambiguous: {hits}; give --backend")
+_resolve = resolve  # (backend, service key) for what the user typed
 
 
 def _print_list(services: list[VirtualService], as_json: bool) -> None:
@@ -227,6 +216,25 @@ def main(argv: list[str]) -> int:
     if cfg.monitoring_only:
         print(f"ctop lb: {MONITORING_ONLY}", file=sys.stderr)
         return EXIT_USAGE
+    if args.cmd in client.CHANGES:
+        daemon = client.daemon_socket(args, args.control_socket)
+        if daemon is not None:  # ctop serve owns the balancers: it resolves the service too
+            try:
+                request = _action_request(args, args.backend or "", args.service)
+            except ValueError as exc:
+                print(f"ctop lb {args.cmd}: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            rc = client.run_remote(
+                daemon, request, readonly=cfg.readonly and not request.dry_run,
+                show=lambda res: _print_result(res, args.json),
+            )
+            if rc != EXIT_OK or request.dry_run or not getattr(args, "wait", False):
+                return rc
+            return _wait_here(cfg, args, request)  # the daemon drained it: watch from here
+        refusal = client.daemon_refuses(args, args.control_socket)
+        if refusal:
+            print(f"ctop lb {args.cmd}: {refusal}", file=sys.stderr)
+            return EXIT_FAILED
     try:
         ctl = build_controller(cfg, args.db)
         ctl.limits = limits_from_config(args.alerts)
@@ -251,13 +259,7 @@ def _run(ctl: LBController, args: argparse.Namespace) -> int:
         return _log(ctl, args)
     backend, service = _resolve(ctl, args.service, args.backend)
     try:
-        request = ActionRequest(
-            args.cmd, backend, service, args.server, getattr(args, "weight", None),
-            origin="cli", force=args.force, dry_run=args.dry_run,
-            ramp_s=getattr(args, "ramp", 0.0),
-            cut_sessions=getattr(args, "cut_sessions", False),
-            expire_templates=getattr(args, "expire_templates", False),
-        )  # fmt: skip
+        request = _action_request(args, backend, service)
     except ValueError as exc:
         print(f"ctop lb {args.cmd}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -278,6 +280,24 @@ def _run(ctl: LBController, args: argparse.Namespace) -> int:
     if res.ok and getattr(args, "wait", False):
         return _wait_empty(ctl, replace(request, dry_run=False), args)
     return EXIT_OK if res.ok else EXIT_FAILED
+
+
+def _wait_here(cfg: LBConfig, args: argparse.Namespace, request: ActionRequest) -> int:
+    """drain --wait after the daemon drained: read the balancer from this process."""
+    try:
+        ctl = build_controller(cfg, args.db)
+    except (ConfigError, OSError) as exc:
+        print(f"ctop lb: --wait: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        backend, service = _resolve(ctl, args.service, args.backend)
+        return _wait_empty(ctl, replace(request, backend=backend, service=service), args)
+    except LBError as exc:
+        print(f"ctop lb drain --wait: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        if ctl.journal is not None:
+            ctl.journal.close()
 
 
 def _wait_empty(ctl: LBController, req: ActionRequest, args: argparse.Namespace) -> int:
@@ -340,13 +360,25 @@ def _log_line(r: ActionRecord) -> str:
     if r.saved_weight is not None:  # drain/maint: what restore goes back to
         weights += f" (saved {r.saved_weight})"
     return (
-        f"{_local(r.ts)} {r.user} {r.origin} {r.backend} {r.service}/{r.server} "
+        f"{_local(r.ts)} {r.who} {r.origin} {r.backend} {r.service}/{r.server} "
         f"{r.action} {weights} {r.result}"
     )
 
 
 def _w(weight: int | None) -> str:
     return "?" if weight is None else str(weight)
+
+
+def _action_request(args: argparse.Namespace, backend: str, service: str) -> ActionRequest:
+    """The change the command line asks for, the same whoever runs it (daemon or here).
+    Raises ValueError (a ramp out of range)."""
+    return ActionRequest(
+        args.cmd, backend, service, args.server, getattr(args, "weight", None),
+        origin="cli", force=args.force, dry_run=args.dry_run,
+        ramp_s=getattr(args, "ramp", 0.0),
+        cut_sessions=getattr(args, "cut_sessions", False),
+        expire_templates=getattr(args, "expire_templates", False),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

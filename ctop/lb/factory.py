@@ -11,6 +11,7 @@ from ctop.lb.base import Backend
 from ctop.lb.config import ConfigError, LBConfig
 from ctop.lb.haproxy import HAProxyBackend
 from ctop.lb.journal import Journal
+from ctop.lb.lock import SharedLock, lock_path
 
 MONITORING_ONLY = "monitoring only: no load balancer configured ([lb.haproxy] or [lb.ipvs])"
 
@@ -43,10 +44,17 @@ def build_backends(cfg: LBConfig) -> dict[str, Backend]:
 def build_controller(
     cfg: LBConfig, db_path: str | os.PathLike[str] | None = None, *, readonly: bool | None = None
 ) -> LBController:
-    """The controller the engine, UI and CLI share; readonly=None takes [lb].readonly."""
-    journal = Journal(db_path if db_path is not None else default_db_path())
+    """The controller the engine, UI and CLI share; readonly=None takes [lb].readonly.
+
+    Its changes hold an flock next to the database, so every process acting on these balancers
+    (the daemon, `ctop lb` without one) takes turns."""
+    path = db_path if db_path is not None else default_db_path()
+    journal = Journal(path)
     return LBController(
-        build_backends(cfg), journal, readonly=cfg.readonly if readonly is None else readonly
+        build_backends(cfg),
+        journal,
+        readonly=cfg.readonly if readonly is None else readonly,
+        lock=SharedLock(lock_path(path)),
     )
 
 
@@ -57,10 +65,10 @@ def build_quiescer(cfg: LBConfig, controller: LBController) -> AutoQuiescer | No
     return AutoQuiescer(controller, policy_lookup(cfg.automation))
 
 
-def status_line(cfg: LBConfig) -> str:
-    """What the UI says about load-balancer control."""
+def status_line(cfg: LBConfig, readonly: bool | None = None) -> str:
+    """What the UI says about load-balancer control (readonly: the effective value)."""
     if cfg.monitoring_only:
         return MONITORING_ONLY
     parts = [f"{h.name} ({h.socket})" for h in cfg.haproxy] + (["ipvs"] if cfg.ipvs else [])
-    mode = "read-only" if cfg.readonly else "actions enabled"
+    mode = "read-only" if (cfg.readonly if readonly is None else readonly) else "actions enabled"
     return f"load balancers: {', '.join(parts)}; {mode}"

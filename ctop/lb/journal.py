@@ -3,15 +3,21 @@
 Shares the ctop database file with the engine; our tables are lb_actions and lb_intent.
 Intent is what makes restore exact across restarts (the weight before a drain) and what keeps
 automation from undoing a human: it records who drained a server and who set its weight.
+
+Who acted: the unix user (for the daemon, the caller's uid from SO_PEERCRED) in `user`, and the
+SUDO_USER the caller claims beside it in `sudo_user` (claimed: any caller can set it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +37,7 @@ CREATE TABLE IF NOT EXISTS lb_actions (
     weight_before INTEGER,
     weight_after INTEGER,
     result TEXT NOT NULL,
+    sudo_user TEXT,            -- SUDO_USER as the caller claimed it (not verified)
     saved_weight INTEGER       -- drain/maint: the weight a restore goes back to
 );
 CREATE INDEX IF NOT EXISTS lb_actions_target ON lb_actions (backend, service, server, ts);
@@ -50,14 +57,56 @@ CREATE TABLE IF NOT EXISTS lb_intent (
 """
 
 
-def current_user() -> str:
-    """The unix user acting: the effective uid's name, plus the sudo caller when there is one."""
+def user_name(uid: int) -> str:
     try:
-        name = pwd.getpwuid(os.geteuid()).pw_name
+        return pwd.getpwuid(uid).pw_name
     except KeyError:
-        name = str(os.geteuid())
-    sudo = os.environ.get("SUDO_USER")
-    return f"{name} (sudo {sudo})" if sudo and sudo != name else name
+        return str(uid)
+
+
+def current_user() -> str:
+    """The unix user acting here: the effective uid's name."""
+    return user_name(os.geteuid())
+
+
+def claimed_sudo_user() -> str | None:
+    """SUDO_USER of this process (a claim: anyone can set the variable)."""
+    return os.environ.get("SUDO_USER") or None
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who asks for a change: the unix user (from the socket's peer credentials in the daemon)
+    and the SUDO_USER the caller claims."""
+
+    user: str
+    sudo_user: str | None = None
+    uid: int | None = None
+    pid: int | None = None
+
+    @property
+    def text(self) -> str:
+        if self.sudo_user and self.sudo_user != self.user:
+            return f"{self.user} (sudo {self.sudo_user})"
+        return self.user
+
+
+def local_actor() -> Actor:
+    return Actor(current_user(), claimed_sudo_user(), os.geteuid(), os.getpid())
+
+
+# The caller of the action running in this thread / task (set by ctop.lb.request.perform).
+_actor: ContextVar[Actor | None] = ContextVar("ctop_lb_actor", default=None)
+
+
+@contextlib.contextmanager
+def acting_as(actor: Actor | None) -> Iterator[None]:
+    token = _actor.set(actor) if actor is not None else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _actor.reset(token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +122,14 @@ class ActionRecord:
     weight_before: int | None
     weight_after: int | None
     result: str  # "ok" or the error text
+    sudo_user: str | None = None  # claimed by the caller
     saved_weight: int | None = None  # drain/maint: the weight a restore goes back to
+
+    @property
+    def who(self) -> str:
+        if self.sudo_user and self.sudo_user != self.user:
+            return f"{self.user} (sudo {self.sudo_user})"
+        return self.user
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,13 +165,18 @@ class Journal:
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.user = user or current_user()
+        self.sudo_user = None if user else claimed_sudo_user()
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), timeout=10, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=10000")
         with self._db:
             self._db.executescript(_SCHEMA)
-            _add_columns(self._db, "lb_actions", _ADDED_COLUMNS)
+            _migrate(self._db)
+
+    def _who(self) -> tuple[str, str | None]:
+        actor = _actor.get()
+        return (actor.user, actor.sudo_user) if actor is not None else (self.user, self.sudo_user)
 
     def close(self) -> None:
         with self._lock:
@@ -139,14 +200,15 @@ class Journal:
     ) -> int:
         if origin not in ORIGINS:
             raise ValueError(f"origin must be one of {ORIGINS}, got {origin!r}")
+        user, sudo_user = self._who()
         with self._lock, self._db:
             cur = self._db.execute(
                 "INSERT INTO lb_actions (ts, user, origin, backend, service, server, action,"
-                " weight_before, weight_after, result, saved_weight)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " weight_before, weight_after, result, sudo_user, saved_weight)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     time.time() if ts is None else ts,
-                    self.user,
+                    user,
                     origin,
                     backend,
                     service,
@@ -155,6 +217,7 @@ class Journal:
                     weight_before,
                     weight_after,
                     result,
+                    sudo_user,
                     saved_weight,
                 ),
             )
@@ -175,9 +238,9 @@ class Journal:
         where, args = _filters(backend=backend, service=service, server=server)
         extra: list[str] = []
         params: list[object] = list(args)
-        if user is not None:  # "alice" or "root (sudo alice)"
-            extra.append("(user = ? OR user LIKE ? OR user LIKE ?)")
-            params += [user, f"{user} (%", f"% (sudo {user})"]
+        if user is not None:  # the unix user or the sudo caller beside it
+            extra.append("(user = ? OR sudo_user = ?)")
+            params += [user, user]
         if since is not None:
             extra.append("ts >= ?")
             params.append(since)
@@ -186,7 +249,7 @@ class Journal:
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, ts, user, origin, backend, service, server, action, weight_before,"
-                f" weight_after, result, saved_weight FROM lb_actions {where}"
+                f" weight_after, result, sudo_user, saved_weight FROM lb_actions {where}"
                 " ORDER BY id DESC LIMIT ?",
                 (*params, limit),
             ).fetchall()
@@ -219,6 +282,7 @@ class Journal:
     ) -> None:
         """Remember the weight to restore and who drained it."""
         now = time.time()
+        user = self._who()[0]
         with self._lock, self._db:
             self._db.execute(
                 "INSERT INTO lb_intent (backend, service, server, saved_weight, drained_by,"
@@ -227,7 +291,7 @@ class Journal:
                 " saved_weight=excluded.saved_weight, drained_by=excluded.drained_by,"
                 " drained_user=excluded.drained_user, drained_at=excluded.drained_at,"
                 " updated_at=excluded.updated_at",
-                (backend, service, server, saved_weight, origin, self.user, now, now),
+                (backend, service, server, saved_weight, origin, user, now, now),
             )
 
     def clear_drain(self, backend: str, service: str, server: str) -> None:
@@ -263,15 +327,12 @@ class Journal:
             )
 
 
-# Columns added after the first release: a database made before them gets them on open.
-_ADDED_COLUMNS = (("saved_weight", "INTEGER"),)
-
-
-def _add_columns(db: sqlite3.Connection, table: str, columns: tuple[tuple[str, str], ...]) -> None:
-    have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-    for name, kind in columns:
+def _migrate(db: sqlite3.Connection) -> None:
+    """Databases from before a column existed get it (older rows keep NULL)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(lb_actions)")}
+    for name, kind in (("sudo_user", "TEXT"), ("saved_weight", "INTEGER")):
         if name not in have:
-            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+            db.execute(f"ALTER TABLE lb_actions ADD COLUMN {name} {kind}")
 
 
 def _filters(**kw: str | None) -> tuple[str, tuple[str, ...]]:

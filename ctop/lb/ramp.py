@@ -13,6 +13,7 @@ action on that server through the same controller cancels it.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import threading
 import time
@@ -51,7 +52,11 @@ class Ramp:
         self.done = 0  # steps applied
         self.outcome = ""  # why it ended ("" while running)
         self._cancel = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"ramp {plan.server}", daemon=True)
+        # the steps are journaled as whoever asked for the restore (the daemon's caller)
+        ctx = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=lambda: ctx.run(self._run), name=f"ramp {plan.server}", daemon=True
+        )
         self._start = time.monotonic()
 
     def start(self) -> None:

@@ -3,16 +3,22 @@
 Every path that changes a balancer — keys in the UI, `ctop lb`, the control socket, automation —
 builds an `ActionRequest` and hands it to `perform` (in the daemon, when one runs). Keeping the
 request a plain frozen dataclass lets it cross the control socket unchanged (`to_plain` /
-`from_plain`) and keeps the verb dispatch in one place.
+`from_plain`, every field, so fields added later ride along) and keeps the verb dispatch here.
+
+Who asks is not part of the request: the daemon takes it from the socket (SO_PEERCRED), and
+`perform` records it in the journal through `acting_as`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
+from ctop.lb.base import LBError, ServerState
+from ctop.lb.journal import Actor, acting_as
+
 if TYPE_CHECKING:
-    from ctop.lb.actions import ActionResult, LBController
+    from ctop.lb.actions import ActionResult, LBController, Plan
 
 # drain: no new connections; maint: out entirely; weight: set; step: add a delta;
 # restore: back to the weight before the drain; advice: the advised weight (engine resolves it)
@@ -20,11 +26,13 @@ VERBS = ("drain", "maint", "weight", "step", "restore", "advice")
 NEEDS_VALUE = ("weight", "step")
 MAX_RAMP_S = 3600.0
 
+Expect = tuple[int | None, int | None, str]  # (weight before, weight after, state before)
+
 
 @dataclass(frozen=True, slots=True)
 class ActionRequest:
     verb: str
-    backend: str
+    backend: str  # "" = find the backend that has `service` (ctop lb without --backend)
     service: str
     server: str
     value: int | None = None  # the weight (weight, advice) or the delta (step)
@@ -34,6 +42,9 @@ class ActionRequest:
     ramp_s: float = 0.0  # restore: raise the weight in steps over this many seconds
     cut_sessions: bool = False  # maint on HAProxy: also `shutdown sessions server`
     expire_templates: bool = False  # IPVS drain: set net.ipv4.vs.expire_quiescent_template=1
+    # The plan the operator confirmed (before, after, state before): if the server no longer
+    # matches it, the action is refused rather than run on a state nobody saw.
+    expect: Expect | None = None
 
     def __post_init__(self) -> None:
         if self.verb not in VERBS:
@@ -46,6 +57,15 @@ class ActionRequest:
             raise ValueError("only restore ramps")
         if self.cut_sessions and self.verb != "maint":
             raise ValueError("only maint cuts sessions")
+        if self.expect is not None:  # msgpack and JSON bring a list back
+            if not isinstance(self.expect, list | tuple) or len(self.expect) != 3:
+                raise ValueError("expect is (weight before, weight after, state before)")
+            object.__setattr__(self, "expect", tuple(self.expect))
+
+    @property
+    def action(self) -> str:
+        """The controller's name for the verb (advice sets a weight)."""
+        return "weight" if self.verb == "advice" else self.verb
 
     def to_plain(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,23 +85,121 @@ class ActionRequest:
             raise ValueError(str(exc)) from None
 
 
-def perform(lb: LBController, req: ActionRequest) -> ActionResult:
+def expect_of(plan: Plan) -> Expect:
+    """What a confirmed plan promised, for `ActionRequest.expect`."""
+    return (plan.before, plan.after, str(plan.state_before or ""))
+
+
+def resolve(lb: LBController, service: str, backend: str | None) -> tuple[str, str]:
+    """(backend, service key) for what the user typed; LBError when not found or ambiguous.
+
+    Besides the exact key, an IPVS service may be named without its protocol ("10.0.0.1:80")
+    and case doesn't matter ("tcp 10.0.0.1:80").
+    """
+    names = [backend] if backend else list(lb.backends)
+    hits: list[tuple[str, str]] = []
+    for name in names:
+        for vs in lb.services(name):
+            k, s = vs.key.lower(), service.lower()
+            if k == s or k.endswith(" " + s):
+                hits.append((name, vs.key))
+    exact = [h for h in hits if h[1] == service]
+    hits = exact or hits
+    if len(hits) == 1:
+        return hits[0]
+    if not hits:
+        raise LBError(f"no service {service!r} on {', '.join(names)}")
+    raise LBError(f"{service!r} is ambiguous: {hits}; give --backend")
+
+
+def resolved(lb: LBController, req: ActionRequest) -> ActionRequest:
+    """The request with its backend filled in (ctop lb may leave it out); LBError if unknown."""
+    if req.backend and req.backend in lb.backends:
+        return req
+    backend, service = resolve(lb, req.service, req.backend or None)
+    return replace(req, backend=backend, service=service)
+
+
+def plan_of(lb: LBController, req: ActionRequest) -> Plan:
+    """The controller's plan for the request (what the confirmation dialog shows). Blocking."""
+    return lb.describe(req.action, req.backend, req.service, req.server, req.value, req.origin)
+
+
+def perform(lb: LBController, req: ActionRequest, actor: Actor | None = None) -> ActionResult:
     """Run one request on the controller (blocking: call it from a worker thread).
 
-    `advice` must have been resolved to a weight by the caller (the engine knows the advice).
+    `advice` must carry its weight (the engine resolves it). With `expect`, the server must
+    still be as the confirmed plan showed, else nothing runs and the result says what it is now.
+    `actor` is who asked (recorded in the journal); None = this process's user.
     """
-    b, s, r, origin = req.backend, req.service, req.server, req.origin
     if req.verb == "advice" and req.value is None:
         raise ValueError(f"{req.verb} needs a weight")
-    if req.dry_run:
+    if req.dry_run:  # the plan, the guard and the what-if; nothing changes
         return lb.dry_run(req)
-    opts = {"origin": origin, "force": req.force}
-    if req.verb == "drain":
-        return lb.drain(b, s, r, expire_templates=req.expire_templates, **opts)
-    if req.verb == "maint":
-        return lb.maint(b, s, r, cut_sessions=req.cut_sessions, **opts)
-    if req.verb == "restore":
-        return lb.restore(b, s, r, ramp_s=req.ramp_s, **opts)
-    if req.verb == "step":
-        return lb.step_weight(b, s, r, int(req.value or 0), **opts)
-    return lb.set_weight(b, s, r, int(req.value or 0), **opts)
+    with acting_as(actor), lb.hold():
+        if req.expect is not None:
+            fresh = plan_of(lb, req)
+            if expect_of(fresh) != tuple(req.expect):
+                return _stale(fresh, req)
+        b, s, r, origin = req.backend, req.service, req.server, req.origin
+        opts = {"origin": origin, "force": req.force}
+        if req.verb == "drain":
+            return lb.drain(b, s, r, expire_templates=req.expire_templates, **opts)
+        if req.verb == "maint":
+            return lb.maint(b, s, r, cut_sessions=req.cut_sessions, **opts)
+        if req.verb == "restore":
+            return lb.restore(b, s, r, ramp_s=req.ramp_s, **opts)
+        if req.verb == "step":
+            return lb.step_weight(b, s, r, int(req.value or 0), **opts)
+        if req.value is None:  # weight
+            raise ValueError(f"{req.verb} needs a weight")
+        return lb.set_weight(b, s, r, int(req.value), **opts)
+
+
+def _stale(fresh: Plan, req: ActionRequest) -> ActionResult:
+    from ctop.lb.actions import ActionResult
+
+    before, _, state = req.expect or (None, None, "")
+    now = f"weight {fresh.before} ({fresh.state_before})" if fresh.before is not None else (
+        fresh.message or "gone")
+    return ActionResult(
+        ok=False,
+        message=f"changed since the dialog opened (it showed weight {before} ({state}), now "
+        f"{now}); nothing was changed",
+        action=fresh.action, backend=fresh.backend, service=fresh.service, server=fresh.server,
+        before=fresh.before, after=fresh.before, state_before=fresh.state_before,
+        state_after=fresh.state_before, origin=req.origin,
+    )
+
+
+# -- across the control socket ------------------------------------------------------------------
+
+
+def result_to_plain(result: ActionResult) -> dict[str, Any]:
+    return asdict(result)  # ServerState is a str: msgpack and JSON carry it as its value
+
+
+def result_from_plain(plain: dict[str, Any]) -> ActionResult:
+    from ctop.lb.actions import ActionResult
+
+    return ActionResult(**_states(ActionResult, plain))
+
+
+def plan_to_plain(plan: Plan) -> dict[str, Any]:
+    return asdict(plan)
+
+
+def plan_from_plain(plain: dict[str, Any]) -> Plan:
+    from ctop.lb.actions import Plan
+
+    return Plan(**_states(Plan, plain))
+
+
+def _states(cls: type, plain: dict[str, Any]) -> dict[str, Any]:
+    """Known fields only (a newer daemon may send more), states back to ServerState."""
+    names = {f.name for f in fields(cls)}
+    out = {k: v for k, v in plain.items() if k in names}
+    for k in ("state_before", "state_after"):
+        if out.get(k):
+            out[k] = ServerState(out[k])
+    return out

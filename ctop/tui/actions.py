@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from ctop.model import RealServerView
 
 if TYPE_CHECKING:
-    from ctop.lb.actions import LBController
+    from ctop.lb.actions import LBController, Plan
 
 TITLES = {
     "drain": "Drain",
@@ -42,6 +42,29 @@ class Request:
     @property
     def title(self) -> str:
         return TITLES.get(self.verb, self.verb)
+
+    @property
+    def expect(self) -> tuple[int | None, int | None, str]:
+        """What the operator confirms (ActionRequest.expect): run only if it still holds."""
+        return (self.before, self.after, self.state_before)
+
+
+def from_plan(verb: str, value: int | None, p: Plan) -> Request:
+    """The dialog's request from the controller's (or the daemon's) plan."""
+    return Request(
+        verb,
+        p.backend,
+        p.service,
+        p.server,
+        value,
+        p.before,
+        p.after,
+        str(p.state_before or ""),
+        str(p.state_after or ""),
+        p.ok,
+        p.noop,
+        p.message,
+    )
 
 
 def plan(

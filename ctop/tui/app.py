@@ -3,8 +3,8 @@ load-balancer action flow (input, confirmation, action, report)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -14,8 +14,9 @@ from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
 
 from ctop.gcpolicy import process_heap
+from ctop.lb.request import ActionRequest
 from ctop.model import EventView, Snapshot
-from ctop.tui.actions import Request, plan
+from ctop.tui.actions import Request, from_plan, plan
 from ctop.tui.colors import palette_for
 from ctop.tui.screens.alerts import AlertsScreen
 from ctop.tui.screens.confirm import ConfirmAction, WeightInput
@@ -49,7 +50,8 @@ class CtopApp(App[None]):
     ) -> None:
         super().__init__()
         self.source = source
-        self.readonly = readonly or bool(getattr(source, "readonly", False))
+        self._readonly = readonly or bool(getattr(source, "readonly", False))
+        self.readonly = self._readonly
         self.palette = palette_for(color)
         self.color = color
         self.poll = poll
@@ -70,6 +72,10 @@ class CtopApp(App[None]):
         if snap.tick == self._tick and not force:
             return
         self.snapshot, self._tick = snap, snap.tick
+        readonly = self._readonly or snap.readonly  # a daemon started --readonly says so
+        if readonly != self.readonly:
+            self.readonly = readonly
+            self.screen.refresh_bindings()  # action keys leave (or join) the footer
         self._update_screen()
         # An attached UI decodes 10,000 NodeViews a tick: keep the collector off them too.
         process_heap.after_tick(len(snap.nodes))
@@ -115,23 +121,33 @@ class CtopApp(App[None]):
                 self.notify(f"{rs.key}: no advice differing from weight {rs.weight}")
                 return
             value = rs.advised_weight
-        lb = self.source.lb
-        request: Request = await asyncio.to_thread(
-            plan, verb, target.backend, target.service, rs, value, lb
+        ask = ActionRequest(verb, target.backend, target.service, rs.key, value)
+        what = f"{target.backend} {target.service}/{rs.key}: {verb}"
+        try:
+            # The source's plan: the engine's or the daemon's own reading of the balancer.
+            planned = await self.source.lb_plan(ask)
+        except Exception as exc:  # no balancer, daemon gone: say so, open no dialog
+            self.report(False, str(exc) or type(exc).__name__, what)
+            return
+        request: Request = (
+            from_plan(verb, value, planned) if planned is not None
+            else plan(verb, target.backend, target.service, rs, value, None)
         )
         options = await self.push_screen_wait(ConfirmAction(request))
         if options is None:  # cancelled; else the dialog's choices (force, ramp, cut, ...)
             return
-        what = f"{target.backend} {target.service}/{rs.key}: {verb}"
+        if planned is not None:  # the plan confirmed is the plan that runs, or nothing does
+            ask = replace(ask, expect=request.expect)
+        ask = replace(ask, **options)  # the dialog's choice: force, ramp, cut sessions, ...
         events_before = self.source.snapshot().events
         try:
-            result = await self.source.lb_action(
-                verb, target.backend, target.service, rs.key, value, **options
-            )
+            result = await self.source.lb_action(ask)
             ok, message = result.ok, result.message or ("done" if result.ok else "failed")
         except Exception as exc:  # the source's own failure (no LB, daemon gone): show it
             ok, message = False, str(exc) or type(exc).__name__
-        recorded = self.source.snapshot().events != events_before  # the engine logged it
+        # the engine or daemon logged it as an event
+        recorded = (getattr(self.source, "records_actions", False)
+                    or self.source.snapshot().events != events_before)
         self.report(ok, message, what, event=not recorded)
         self.refresh_snapshot(force=True)
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from ctop.lb.request import ActionRequest, perform
+from ctop.lb.request import ActionRequest, perform, plan_of
 from ctop.model import EventView, Snapshot
 
 if TYPE_CHECKING:
-    from ctop.lb.actions import ActionResult, LBController
+    from ctop.lb.actions import ActionResult, LBController, Plan
 
 History = dict[str, list[tuple[float, float]]]
 
@@ -33,10 +33,12 @@ class EngineLike(Protocol):
         """The node whose raw metrics the UI shows (node detail), or None. A source that
         fetches snapshots from elsewhere brings only that node's metrics along."""
 
-    async def lb_action(
-        self, verb: str, backend: str, service: str, server: str, weight: int | None = None,
-        **options: Any,  # ActionRequest's options: force, dry_run, ramp_s, cut_sessions
-    ) -> ActionResult: ...
+    async def lb_plan(self, request: ActionRequest) -> Plan | None:
+        """What the request would do now (None: this source can't say; the UI shows its own
+        estimate from the snapshot). Raises when there is no load balancer."""
+
+    async def lb_action(self, request: ActionRequest) -> ActionResult:
+        """Run the change; with `request.expect` only if the server is still as planned."""
 
 
 class StaticSource:
@@ -83,22 +85,19 @@ class StaticSource:
     def watch(self, node_id: str | None) -> None:
         pass  # every node's metrics are in the snapshots already
 
-    async def lb_action(
-        self, verb: str, backend: str, service: str, server: str, weight: int | None = None,
-        **options: Any,  # ActionRequest's options: force, dry_run, ramp_s, cut_sessions
-    ) -> ActionResult:
+    async def lb_plan(self, request: ActionRequest) -> Plan | None:
+        if self.lb is None:
+            return None
+        return await asyncio.to_thread(plan_of, self.lb, request)
+
+    async def lb_action(self, request: ActionRequest) -> ActionResult:
         from ctop.lb.actions import ActionResult
 
-        if not options.get("dry_run"):  # the dialog's what-if is not an action
-            self.actions.append((verb, backend, service, server, weight))
+        r = request
+        if not r.dry_run:  # the dialog's what-if is not an action
+            self.actions.append((r.verb, r.backend, r.service, r.server, r.value))
         lb = self.lb
         if lb is None or self.readonly:
             why = "read-only mode" if self.readonly else "no load balancer configured"
-            return ActionResult(False, why, verb, backend, service, server, None, None)
-        if verb == "advice":
-            verb = "weight"  # the dialog resolved the advised weight already
-        try:
-            request = ActionRequest(verb, backend, service, server, weight, **options)
-        except ValueError as exc:
-            return ActionResult(False, str(exc), verb, backend, service, server, None, None)
+            return ActionResult(False, why, r.action, r.backend, r.service, r.server, None, None)
         return await asyncio.to_thread(perform, lb, request)

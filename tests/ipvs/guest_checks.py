@@ -464,6 +464,8 @@ def guard_checks(client: Client) -> None:
                 seen.append((round(time.monotonic() - start, 2), w))
             time.sleep(0.05)
         thread.join(5)
+        if seen[-1][1] != weights()[RS1]:  # the last step, applied as the thread ended
+            seen.append((round(time.monotonic() - start, 2), weights()[RS1]))
         out["ramp"] = {**box, "seen": seen}
         out["after_ramp"] = weights()
         # a second ramp, cut short by a weight another process sets

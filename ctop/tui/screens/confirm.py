@@ -4,7 +4,6 @@ guarded action."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -78,14 +77,9 @@ class ConfirmAction(ModalScreen["dict[str, Any] | None"]):
     async def _what_if(self) -> None:
         r = self.request
         source = self.app.source  # type: ignore[attr-defined]
-        try:
-            if source.lb is not None:  # the local balancer: plan here
-                req = ActionRequest(r.verb, r.backend, r.service, r.server, r.value, dry_run=True)
-                res = await asyncio.to_thread(source.lb.dry_run, req)
-            else:  # attached: the daemon plans with its node metrics
-                res = await source.lb_action(
-                    r.verb, r.backend, r.service, r.server, r.value, dry_run=True
-                )
+        try:  # the engine's or the daemon's dry run (it has the node metrics)
+            req = ActionRequest(r.verb, r.backend, r.service, r.server, r.value, dry_run=True)
+            res = await source.lb_action(req)
         except Exception as exc:  # no what-if is no reason to block the action
             self._show_whatif([f"what if: unavailable ({exc})"])
             return

@@ -1,0 +1,54 @@
+"""Leave a report's slow facts out while they have not changed.
+
+Probe results change once per probe interval (10 s by default), the top processes once per
+process scan (5 s), the TCP state counts when connections come and go; the rest of a report
+changes every second. Sending the slow facts only when they change (in `repeats` reports in a
+row, so one lost datagram does not hide a change) and every `refresh` seconds regardless (a
+restarted director has them within that time, like the joins' facts) makes room in the byte
+budget for the liveness beacons. The director keeps the last value of a fact a report leaves
+out (docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from agentd.wire import UNSENT, ServiceStatus
+
+SLOW_METRICS = ("top_procs", "tcp_states")
+REPEATS = 2  # reports in a row that carry a changed fact (p^2 = 9 % at 30 % loss)
+_NOTHING = object()
+
+
+class SlowFacts:
+    def __init__(self, refresh: float, repeats: int = REPEATS) -> None:
+        self.refresh = refresh
+        self.repeats = repeats
+        self._last: dict[str, Any] = {}
+        self._left: dict[str, int] = {}  # reports that still carry the fact
+        self._sent_at: dict[str, float] = {}
+
+    def _due(self, name: str, value: Any, now: float) -> bool:
+        if value != self._last.get(name, _NOTHING):
+            self._last[name] = value
+            self._left[name] = self.repeats
+        elif now - self._sent_at.get(name, float("-inf")) >= self.refresh:
+            self._left[name] = max(1, self._left.get(name, 0))
+        if self._left.get(name, 0) <= 0:
+            return False
+        self._left[name] -= 1
+        self._sent_at[name] = now
+        return True
+
+    def thin(
+        self, metrics: Mapping[str, Any], services: tuple[ServiceStatus, ...], now: float
+    ) -> tuple[dict[str, Any], tuple[ServiceStatus, ...]]:
+        """The report's metrics and services, less the slow facts not due this time."""
+        out = dict(metrics)
+        for name in SLOW_METRICS:
+            if name in out and not self._due(name, out[name], now):
+                del out[name]
+        if not self._due("services", services, now):
+            services = UNSENT
+        return out, services

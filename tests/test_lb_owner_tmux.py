@@ -1,0 +1,89 @@
+"""The attached UI in a real terminal (tmux) on a real `ctop serve` and a real HAProxy: a drain
+from the keyboard is the daemon's (its event on screen names the user), and `ctop --readonly`
+attached to a writable daemon hides and refuses the action keys."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from tests.haproxy_peer import HAProxyLab
+from tests.lb_owner_helpers import CTOP, director, server_stat, serving
+
+SESSION = f"ctop-owner-{os.getpid()}"  # other suites may use the shared tmux server
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=10).stdout
+
+
+def screen() -> str:
+    return tmux("capture-pane", "-t", SESSION, "-p")
+
+
+def wait_for(text: str, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    shown = ""
+    while time.monotonic() < deadline:
+        shown = screen()
+        if text in shown:
+            return shown
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} never appeared; the screen was:\n{shown}")
+
+
+@pytest.fixture
+def terminal():
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    tmux("kill-session", "-t", SESSION)
+    tmux("new-session", "-d", "-s", SESSION, "-x", "160", "-y", "48")
+    time.sleep(0.5)
+    yield
+    tmux("kill-session", "-t", SESSION)
+
+
+def _start_ui(config, *flags: str) -> None:
+    tmux("send-keys", "-t", SESSION, f"{CTOP} {' '.join(flags)} --config {config}; "
+         "echo CTOP-EXITED $?", "Enter")
+    wait_for("ctop owner", timeout=30)
+    wait_for("web1", timeout=30)  # the daemon's LB view has arrived
+
+
+def _quit() -> None:
+    tmux("send-keys", "-t", SESSION, "q")
+    wait_for("CTOP-EXITED 0", timeout=20)
+
+
+def test_attached_terminal_drain_is_the_daemons_and_readonly_hides_the_keys(
+        haproxy: HAProxyLab, terminal) -> None:
+    with director(haproxy) as d, serving(d):
+        _start_ui(d.config)
+        tmux("send-keys", "-t", SESSION, "Tab")  # the load-balancer pane, first real server
+        time.sleep(0.5)
+        assert "Drain" in screen()  # the footer offers the key
+        tmux("send-keys", "-t", SESSION, "d")
+        dialog = wait_for("Drain?", timeout=15)
+        service = re.search(r"service\s+(\S+)", dialog).group(1)
+        server = re.search(r"server\s+(\S+)", dialog).group(1)
+        tmux("send-keys", "-t", SESSION, "y")
+        wait_for(f"root operator drain haproxy {service}", timeout=15)  # the events pane
+        assert server_stat(haproxy, service, server)[1] == "DRAIN"
+        assert d.journal()[-1][:4] == ("root", None, "operator", "drain")
+        _quit()
+
+        _start_ui(d.config, "--readonly")
+        wait_for("READ-ONLY", timeout=10)
+        tmux("send-keys", "-t", SESSION, "Tab")
+        time.sleep(0.5)
+        tmux("send-keys", "-t", SESSION, "w")
+        time.sleep(1.0)
+        shown = screen()
+        assert "Drain" not in shown and "New weight" not in shown, shown
+        _quit()
+        assert len(d.journal()) == 1  # nothing more reached the daemon

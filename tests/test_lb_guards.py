@@ -295,3 +295,31 @@ async def test_the_daemon_dry_run_predicts_cpu_from_the_agents(haproxy: HAProxyL
         agent.terminate()
         agent.wait(5)
         await eng.stop()
+
+
+def test_guard_dry_run_and_ramp_through_the_daemon(haproxy: HAProxyLab) -> None:
+    """With ctop serve running, `ctop lb` sends the options to the daemon, which guards, dry
+    runs (no event, nothing changed) and carries the ramp itself."""
+    from .lb_owner_helpers import director, serving
+
+    haproxy.cmd("set server web8/s1 weight 3")  # restore (with a ramp) goes back to 3
+    with director(haproxy) as d, serving(d):
+        assert d.lb("drain", "web8", "s1").returncode == 0
+        assert d.lb("drain", "web8", "s2").returncode == 0
+        p = d.lb("drain", "web8", "s3", "--dry-run")
+        assert p.returncode == 0, p.stderr
+        assert "refused without --force: s3 is the last serving server" in p.stdout
+        assert "CPU unknown: no node metrics for these servers" in p.stdout  # the daemon's
+        p = d.lb("drain", "web8", "s3")
+        assert p.returncode == 1 and "every request to web8 gets 503" in p.stderr
+        assert weights(haproxy, "web8")["s3"] == (1, "serving")
+        assert d.lb("drain", "web8", "s3", "--force").returncode == 0
+        assert weights(haproxy, "web8")["s3"] == (1, "drained")
+        assert not any("dry" in m for m in d.events())
+        p = d.lb("restore", "web8", "s1", "--ramp", "2s")
+        assert p.returncode == 0 and "ramp 1/3 to weight 3 over 2 s" in p.stdout, p.stderr
+        deadline = time.monotonic() + 10
+        while weights(haproxy, "web8")["s1"] != (3, "serving") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert weights(haproxy, "web8")["s1"] == (3, "serving")  # the daemon finished it
+        assert [r[3] for r in d.journal()][-3:] == ["restore", "ramp", "ramp"]

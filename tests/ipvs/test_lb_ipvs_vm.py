@@ -203,7 +203,8 @@ def test_drain_wait_on_ipvs_times_out_then_returns_when_empty(vm: dict) -> None:
     assert w["timeout"]["rc"] == 1 and "not empty after 1 s" in w["timeout"]["err"]
     assert w["wait"]["rc"] == 0, w["wait"]
     assert w["wait"]["out"].rstrip().endswith(f"{RS1}: 0 active: empty")
-    assert w["wait"]["returned_after_close_s"] < 5
+    # well before its 30 s timeout: a poll is a few ipvsadm runs, seconds under TCG
+    assert w["wait"]["returned_after_close_s"] < 15
 
 
 def test_restore_ramp_on_ipvs_steps_the_weight_up(vm: dict) -> None:

@@ -37,7 +37,7 @@ def test_drain_moves_the_load_by_weight_and_costs_it_by_measured_cpu() -> None:
     assert (p["s2"].level, p["s3"].level) == ("", "warn")
     assert p["s1"].cpu_after == pytest.approx(0)
     text = "\n".join(table(list(p.values()), cpu_warn=90, cpu_crit=98))
-    assert "WARN: above 90 %" in text and text.count("WARN") == 1
+    assert "WARN > 90%" in text and text.count("WARN") == 1
 
 
 def test_an_idle_server_is_costed_at_the_median_of_the_others() -> None:

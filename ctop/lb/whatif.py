@@ -110,7 +110,7 @@ def table(
         flag = ""
         if p.level:
             limit = cpu_crit if p.level == "crit" else cpu_warn
-            flag = f"  {p.level.upper()}: above {limit:g} %"
+            flag = f"  {p.level.upper()} > {limit:g}%"  # the cpu alert rule it would break
         load = f"{p.load_after:.0f}" if basis != "rate" else f"{p.load_after:.1f}"
         lines.append(f"  {p.server:<{width}}  {weight:<8}  {share:<17}   {load:>7}   {cpu}{flag}")
     if no_metrics:

@@ -127,7 +127,7 @@ class ConfirmAction(ModalScreen["dict[str, Any] | None"]):
     def _show_whatif(self, lines: list[str]) -> None:
         text = Text()
         for ln in lines:
-            style = "red" if " CRIT:" in ln else "yellow" if " WARN:" in ln else ""
+            style = "red" if " CRIT > " in ln else "yellow" if " WARN > " in ln else ""
             if "persistence template" in ln:
                 style = "yellow"
             text.append(ln + "\n", style)

@@ -19,7 +19,9 @@ DEFAULT_PATH = "/etc/ctop/ctop.toml"
 
 
 def default_database() -> str:
-    """Under /var/lib/ctop when root, else the user's data directory."""
+    """$CTOP_DB, else under /var/lib/ctop when root, else the user's data directory."""
+    if os.environ.get("CTOP_DB"):
+        return os.environ["CTOP_DB"]
     if os.geteuid() == 0:
         return "/var/lib/ctop/ctop.db"
     base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")

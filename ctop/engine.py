@@ -28,7 +28,7 @@ from ctop.cluster import ClusterModel
 from ctop.collector import Receiver
 from ctop.config import DirectorConfig, effective_readonly
 from ctop.gcpolicy import process_heap
-from ctop.model import EventView, LBServiceView, Snapshot
+from ctop.model import EventView, LBServiceView, Liveness, Snapshot
 from ctop.store import Store
 
 if TYPE_CHECKING:
@@ -190,8 +190,16 @@ class Engine:
         if self.lb is None and not cfg.monitoring_only:
             self.lb = build_controller(cfg, self.config.store.path, readonly=self.readonly)
         if self.lb is not None:
+            from ctop.lb.drainwatch import EmptyWatch
+            from ctop.lb.limits import limits_from_rules
+
             # read-only: automation does not even try (the controller would refuse it anyway)
             self.quiescer = None if self.readonly else build_quiescer(cfg, self.lb)
+            # guards and what-if: quorum and CPU thresholds from the alert rules, CPU per server
+            self.lb.limits = limits_from_rules(self.alerts.rules)
+            self.lb.node_loads = self._node_loads
+            self.lb.on_ramp_step = lambda r: self._note_action(r, "restore ramp")
+            self._empty_watch = EmptyWatch()
             if self.readonly:
                 self.lb.readonly = True
 
@@ -382,6 +390,28 @@ class Engine:
             self._note(outcome.events)
         self._lb_services = outcome.services
         self._lb_views, self._lb_imbalance = outcome.views, outcome.imbalance
+        for text in self._empty_watch.observe(outcome.services):  # "a drained server is empty"
+            self._note([EventView(time.time(), "action", "", text)])
+
+    def _node_loads(
+        self, backend: str, service: str
+    ) -> dict[str, tuple[float | None, float | None]]:
+        """{server: (cores, CPU %)} of one service's real servers from their agents, for the
+        what-if (worker thread, like _advise)."""
+        from ctop.lb.monitor import node_addresses
+        from ctop.lb.ratio import map_servers_to_nodes
+
+        services = [vs for vs in self._lb_services if (vs.backend, vs.key) == (backend, service)]
+        owners = map_servers_to_nodes(services, node_addresses(self.model.nodes))
+        out: dict[str, tuple[float | None, float | None]] = {}
+        for (_, _, server), node_id in owners.items():
+            node = self.model.nodes.get(node_id)
+            if node is None or node.liveness is not Liveness.ALIVE or not node.metrics:
+                continue
+            cores = node.cores or len(node.metrics.get("cpu_cores", ())) or None
+            out[server] = (cores, node.metrics.get("cpu_percent"))
+        return out
+
 
     def _note_action(
         self, result: ActionResult, why: str = "", actor: Actor | None = None
@@ -444,13 +474,15 @@ class Engine:
                 return ActionResult(False, exc.message, request.action, request.backend,
                                     request.service, request.server, None, None,
                                     origin=request.origin)
-            if self.readonly:
+            if self.readonly and not req.dry_run:  # a dry run changes nothing
                 return ActionResult(False, READONLY_REFUSAL, req.action, req.backend,
                                     req.service, req.server, None, None, origin=req.origin)
             with self._holding([req.backend]):
                 return perform(lb, req, actor)
 
         result = await asyncio.to_thread(run)
+        if result.dry_run:  # the what-if: nothing happened, nothing to tell the others
+            return result
         self._note_action(result, actor=actor)
         try:
             await asyncio.to_thread(self._locked_round)

@@ -26,6 +26,9 @@ import pytest
 
 SERVERS = ("s1", "s2", "s3")
 BACKENDS = tuple(f"web{i}" for i in range(1, 9))
+# mode tcp: a connection through it holds a server connection open while it stays open (the
+# long-lived sessions that `maint --cut-sessions` cuts)
+TCP_BACKENDS = ("tcp1",)
 
 
 def free_port() -> int:
@@ -127,7 +130,7 @@ class HAProxyLab:
     def reset(self) -> None:
         for srv in self.servers.values():
             srv.start()
-        for b in BACKENDS:
+        for b in BACKENDS + TCP_BACKENDS:
             for s in SERVERS:
                 for line in (f"set server {b}/{s} weight 1", f"set server {b}/{s} state ready"):
                     answer = self.cmd(line).strip()
@@ -160,8 +163,14 @@ def _config(tmp: Path, lab: HAProxyLab, dead_port: int) -> str:
         "  timeout server 10s",
     ]
     for b, fport in lab.frontends.items():
+        if b in TCP_BACKENDS:
+            continue
         lines += [f"frontend fe_{b}", f"  bind 127.0.0.1:{fport}", f"  default_backend {b}"]
         lines += [f"backend {b}", "  balance roundrobin"]
+        lines += [f"  server {s} 127.0.0.1:{ports[s]} weight 1" for s in SERVERS]
+    for b in TCP_BACKENDS:
+        lines += [f"frontend fe_{b}", "  mode tcp", f"  bind 127.0.0.1:{lab.frontends[b]}",
+                  f"  default_backend {b}", f"backend {b}", "  mode tcp", "  balance roundrobin"]
         lines += [f"  server {s} 127.0.0.1:{ports[s]} weight 1" for s in SERVERS]
     # A backend with real health checks: s1 is alive, s2 points at a closed port (DOWN).
     lines += [
@@ -187,7 +196,7 @@ def haproxy_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HAProxyLab
         admin_socket=str(tmp / "admin.sock"),
         user_socket=str(tmp / "user.sock"),
         tcp_socket=f"127.0.0.1:{free_port()}",
-        frontends={b: free_port() for b in BACKENDS},
+        frontends={b: free_port() for b in BACKENDS + TCP_BACKENDS},
         servers=servers,
         log=tmp / "haproxy.log",
     )

@@ -11,9 +11,26 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from ctop.lb.base import Backend, LBError, RealServer, ServerState, VirtualService
+from ctop.lb.base import (
+    Backend,
+    Connection,
+    LBError,
+    RealServer,
+    ServerState,
+    VirtualService,
+)
 from ctop.lb.journal import HUMAN, Journal
+from ctop.lb.limits import LBLimits
+
+if TYPE_CHECKING:
+    from ctop.lb.ramp import Ramp
+    from ctop.lb.request import ActionRequest
+
+# (backend, service) -> {server key: (cores, cpu percent)} from the agents' metrics; the engine
+# provides it, so the what-if can predict CPU (None or {}: no node metrics, shares only)
+NodeLoads = Callable[[str, str], "dict[str, tuple[float | None, float | None]] | None"]
 
 _OUT = (ServerState.DRAINED, ServerState.QUIESCED, ServerState.MAINT)  # no new connections
 
@@ -44,15 +61,21 @@ class Plan:
     message: str = ""
     configured_before: int | None = None  # the balancer's own weight (HAProxy keeps it in drain)
     value: int | None = None  # the weight (action "weight") or delta (action "step") asked for
+    # Why a human must force this (the last serving server, or below the service's quorum):
+    # the consequence in words, e.g. "every request to web gets 503". "" = no guard.
+    guard: str = ""
 
     def text(self) -> str:
         head = f"{self.backend} {self.service} / {self.server}: {self.action}"
         if not self.ok or self.noop:
             return f"{head}: {self.message}"
-        return (
+        text = (
             f"{head}\n  before: weight {self.before} ({self.state_before})"
             f"\n  after:  weight {self.after} ({self.state_after})"
         )
+        if self.guard:
+            text += f"\n  refused without --force: {self.guard}"
+        return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +94,9 @@ class ActionResult:
     noop: bool = False
     origin: str = "operator"
     journal_id: int | None = None
+    guard: str = ""  # the consequence that made a guard refuse (or that --force accepted)
+    templates: int | None = None  # IPVS persistence templates still pointing at the server
+    dry_run: bool = False  # nothing was changed: `message` is the plan and the what-if
 
 
 class LBController:
@@ -87,6 +113,10 @@ class LBController:
         # One action at a time, before/after must be exact; reentrant so a caller can hold it
         # across a check and the action (ctop.lb.lock.SharedLock also serialises processes).
         self._lock = lock if lock is not None else threading.RLock()
+        self.limits = LBLimits()  # quorum and CPU thresholds (from the alert rules)
+        self.node_loads: NodeLoads | None = None  # CPU per server, for the what-if
+        self.ramps: dict[tuple[str, str, str], Ramp] = {}  # restores in progress
+        self.on_ramp_step: Callable[[ActionResult], None] | None = None  # progress (CLI)
 
     def hold(self) -> AbstractContextManager[object]:
         """The action lock: hold it to check a plan and act on it with nothing in between."""
@@ -317,13 +347,39 @@ class LBController:
     ) -> Plan:
         base = Plan(action, backend, service, server, None, None, None, None, True, False)
         try:
-            _, rs = self.find(backend, service, server)
+            vs, rs = self.find(backend, service, server)
         except LBError as exc:
             return replace(base, ok=False, message=exc.message)
         base = replace(
             base, before=effective_weight(rs), state_before=rs.state, configured_before=rs.weight
         )
-        return build(rs, base)
+        plan = build(rs, base)
+        if plan.ok and not plan.noop and origin in HUMAN:
+            plan = replace(plan, guard=self._guard(vs, rs, plan))
+        return plan
+
+    def _guard(self, vs: VirtualService, rs: RealServer, plan: Plan) -> str:
+        """The consequence of taking a serving server out when too few would be left ("" when
+        enough stay). Automation has its own rule (it never quiesces the last server)."""
+        if plan.after != 0 or not _serving(rs):
+            return ""
+        left = sum(_serving(o) for o in vs.servers if o.key != rs.key)
+        quorum = self.limits.quorum(vs.key)
+        if left >= quorum.serving:
+            return ""
+        if left == 0:
+            if vs.backend == "ipvs":
+                what = f"every new connection to {vs.key} fails"
+            elif vs.protocol == "HTTP":
+                what = f"every request to {vs.key} gets 503"
+            else:
+                what = f"every new connection to {vs.key} is closed at once"
+            return f"{rs.key} is the last serving server of {vs.key}: {what}"
+        rule = f"alert rule {quorum.rule!r}" if quorum.rule else "the last-server guard"
+        return (
+            f"{vs.key} would have {left} serving server{'s' if left != 1 else ''}, below its "
+            f"quorum of {quorum.serving} ({rule}: serving_below = {quorum.serving})"
+        )
 
     def _human_guard(self, backend: str, service: str, server: str) -> str:
         intent = self.journal.intent(backend, service, server) if self.journal else None
@@ -340,15 +396,35 @@ class LBController:
     # -- actions -----------------------------------------------------------------------------
 
     def drain(
-        self, backend: str, service: str, server: str, origin: str = "operator"
+        self,
+        backend: str,
+        service: str,
+        server: str,
+        origin: str = "operator",
+        *,
+        force: bool = False,
+        expire_templates: bool = False,
     ) -> ActionResult:
+        self._cancel_ramp(backend, service, server)
         with self._lock:
             plan = self.plan_drain(backend, service, server, origin)
             if plan.noop and origin in HUMAN and self.journal is not None and not self.readonly:
                 intent = self.journal.intent(backend, service, server)
                 if intent is not None and intent.drained_by == "auto":
                     return self._take_over(plan, intent.saved_weight, origin)
-            return self._run(plan, origin)
+            if expire_templates and plan.ok and not self.readonly:
+                be = self._backend(backend)
+                setter = getattr(be, "set_expire_quiescent_template", None)
+                if setter is None:
+                    return self._result(
+                        plan, origin, ok=False, record=False,
+                        message=f"{be.name} has no persistence templates to expire",
+                    )  # fmt: skip
+                try:
+                    setter(True)
+                except LBError as exc:
+                    return self._result(plan, origin, ok=False, message=exc.message)
+            return self._run(plan, origin, force=force)
 
     def _take_over(self, plan: Plan, saved: int | None, origin: str) -> ActionResult:
         """An operator drains a server automation had quiesced: it is now the operator's."""
@@ -362,34 +438,95 @@ class LBController:
             ok=True,
             message="was quiesced by automation; now held drained by "
             f"{origin} (automation will not restore it)",
+            saved=saved,
         )
 
     def maint(
-        self, backend: str, service: str, server: str, origin: str = "operator"
+        self,
+        backend: str,
+        service: str,
+        server: str,
+        origin: str = "operator",
+        *,
+        force: bool = False,
+        cut_sessions: bool = False,
     ) -> ActionResult:
+        self._cancel_ramp(backend, service, server)
         with self._lock:
-            return self._run(self.plan_maint(backend, service, server, origin), origin)
+            plan = self.plan_maint(backend, service, server, origin)
+            if cut_sessions and plan.ok:
+                be = self._backend(backend)
+                if not callable(getattr(be, "cut_sessions", None)):
+                    return self._result(
+                        plan, origin, ok=False, record=False,
+                        message=f"{be.name} cannot cut sessions",
+                    )  # fmt: skip
+                if plan.noop:  # already in maintenance: cutting is what is left to do
+                    plan = replace(plan, noop=False)
+            return self._run(plan, origin, force=force, cut_sessions=cut_sessions)
 
     def set_weight(
-        self, backend: str, service: str, server: str, weight: int, origin: str = "operator"
+        self,
+        backend: str,
+        service: str,
+        server: str,
+        weight: int,
+        origin: str = "operator",
+        *,
+        force: bool = False,
     ) -> ActionResult:
+        self._cancel_ramp(backend, service, server)
         with self._lock:
-            return self._run(self.plan_set_weight(backend, service, server, weight, origin), origin)
+            plan = self.plan_set_weight(backend, service, server, weight, origin)
+            return self._run(plan, origin, force=force)
 
     def step_weight(
-        self, backend: str, service: str, server: str, delta: int, origin: str = "operator"
+        self,
+        backend: str,
+        service: str,
+        server: str,
+        delta: int,
+        origin: str = "operator",
+        *,
+        force: bool = False,
     ) -> ActionResult:
+        self._cancel_ramp(backend, service, server)
         with self._lock:
-            return self._run(self.plan_step(backend, service, server, delta, origin), origin)
+            plan = self.plan_step(backend, service, server, delta, origin)
+            return self._run(plan, origin, force=force)
 
     def restore(
-        self, backend: str, service: str, server: str, origin: str = "operator"
+        self,
+        backend: str,
+        service: str,
+        server: str,
+        origin: str = "operator",
+        *,
+        force: bool = False,
+        ramp_s: float = 0.0,
     ) -> ActionResult:
+        """Back to the saved weight; with `ramp_s`, in steps (IPVS has no slow start): the
+        first step now, the rest in a thread (`ramps`), which any later action on the server
+        cancels."""
+        from ctop.lb.ramp import Ramp, ramp_steps
+
+        self._cancel_ramp(backend, service, server)
         with self._lock:
             plan = self.plan_restore(backend, service, server, origin)
             if plan.noop and plan.ok and not self.readonly:
                 plan = self._forget_stale_drain(plan, origin)
-            return self._run(plan, origin)
+            steps = ramp_steps(plan.after or 0, ramp_s) if plan.ok and not plan.noop else []
+            if len(steps) < 2 or self.readonly:
+                return self._run(plan, origin, force=force)
+            first = replace(plan, after=steps[0][1])
+            how = f"ramp 1/{len(steps)} to weight {plan.after} over {ramp_s:g} s"
+            res = self._run(first, origin, force=force, note=how)
+            if not res.ok:
+                return res
+            ramp = Ramp(self, plan, steps, origin, res.journal_id)
+            self.ramps[(backend, service, server)] = ramp
+            ramp.start()
+            return replace(res, message=f"{res.message}; {how}")
 
     def _forget_stale_drain(self, plan: Plan, origin: str) -> Plan:
         """The server serves, but the journal still says drained (the balancer was reset
@@ -404,8 +541,9 @@ class LBController:
         self._result(plan, origin, ok=True, message=plan.message)  # one journal row
         return plan
 
-    def execute(self, plan: Plan, origin: str = "operator") -> ActionResult:
+    def execute(self, plan: Plan, origin: str = "operator", *, force: bool = False) -> ActionResult:
         """Apply a plan the operator confirmed; it is re-planned so a stale dialog can't lie."""
+        self._cancel_ramp(plan.backend, plan.service, plan.server)
         with self._lock:
             fresh = self.describe(
                 plan.action, plan.backend, plan.service, plan.server, plan.value, origin
@@ -423,9 +561,130 @@ class LBController:
                     f"{fresh.before}); plan again",
                     record=False,
                 )
-            return self._run(fresh, origin)
+            return self._run(fresh, origin, force=force)
 
-    def _run(self, plan: Plan, origin: str) -> ActionResult:
+    def _cancel_ramp(self, backend: str, service: str, server: str) -> None:
+        ramp = self.ramps.pop((backend, service, server), None)
+        if ramp is not None:
+            ramp.cancel("another action on the server")
+
+    def wait_ramps(self, timeout: float | None = None) -> None:
+        """Block until every ramp of this controller ended (the CLI without a daemon)."""
+        for ramp in list(self.ramps.values()):
+            ramp.join(timeout)
+
+    # -- what-if and dry run -------------------------------------------------------------------
+
+    def what_if(self, plan: Plan) -> list[str]:
+        """The what-if table for a plan (shares by weight; CPU when node metrics are known)."""
+        from ctop.lb.ratio import load_basis
+        from ctop.lb.whatif import ServerNow, predict, table
+
+        try:
+            vs, _ = self.find(plan.backend, plan.service, plan.server)
+        except LBError:
+            return []
+        basis = load_basis(vs)
+        loads = (self.node_loads(vs.backend, vs.key) if self.node_loads else None) or {}
+        rows = []
+        for rs in vs.servers:
+            now = _serving_weight(rs)
+            after = (plan.after or 0) if rs.key == plan.server else now
+            if rs.key == plan.server and rs.state == ServerState.DOWN:
+                after = 0
+            cores, cpu = loads.get(rs.key, (None, None))
+            load = rs.conns_per_s if basis == "rate" else float(rs.active_conns)
+            rows.append(ServerNow(rs.key, now, after, load, cores, cpu))
+        lim = self.limits
+        preds = predict(rows, cpu_warn=lim.cpu_warn, cpu_crit=lim.cpu_crit)
+        why = ""
+        if not any(p.cpu is not None for p in preds):
+            why = (
+                "no node metrics for these servers"
+                if self.node_loads is not None
+                else "no node metrics without a running ctop serve"
+            )
+        head = f"what if ({'new conn/s' if basis == 'rate' else 'active connections'}):"
+        return [head, *table(preds, basis=basis, cpu_warn=lim.cpu_warn,
+                             cpu_crit=lim.cpu_crit, no_metrics=why)]  # fmt: skip
+
+    def dry_run(self, req: ActionRequest) -> ActionResult:
+        """Plan, guard and what-if for a request; nothing changes. ok unless the target
+        cannot be found or the request is invalid (a guard that would refuse is reported)."""
+        from ctop.lb.request import plan_of
+
+        plan = plan_of(self, req)
+        lines = [plan.text()]
+        templates = None
+        if plan.ok and not plan.noop:
+            lines += self.what_if(plan)
+            if plan.after == 0:
+                templates, note = self._templates_before(plan)
+                if note:
+                    lines.append(note)
+            if plan.guard and req.force:
+                lines.append(f"forced: {plan.guard}")
+            if req.ramp_s and plan.action == "restore":
+                from ctop.lb.ramp import ramp_steps
+
+                steps = ramp_steps(plan.after or 0, req.ramp_s)
+                lines.append(
+                    "ramp: " + ", ".join(f"weight {w} at {t:.0f} s" for t, w in steps)
+                    if steps
+                    else "ramp: nothing to ramp (weight 1)"
+                )
+        lines.append("dry run: nothing changed")
+        found = plan.before is not None or plan.state_before is not None
+        return ActionResult(
+            ok=found, message="\n".join(lines), action=plan.action, backend=plan.backend,
+            service=plan.service, server=plan.server, before=plan.before, after=plan.after,
+            state_before=plan.state_before, state_after=plan.state_after, noop=plan.noop,
+            origin=req.origin, guard=plan.guard, dry_run=True, templates=templates,
+        )  # fmt: skip
+
+    def _templates_before(self, plan: Plan) -> tuple[int | None, str]:
+        """On a persistent service: the templates pointing at the server now, and what a drain
+        leaves them doing."""
+        try:
+            vs, _ = self.find(plan.backend, plan.service, plan.server)
+        except LBError:
+            return None, ""
+        if not vs.persistent_s:
+            return None, ""
+        n, note = self._templates_note(self._backend(plan.backend), vs, plan.server)
+        return n, note.removeprefix("; ").replace(" still point", " point", 1)
+
+    def connections(self, backend: str, service: str, server: str) -> list[Connection]:
+        """The server's connections (IPVS: with persistence templates) for the `c` view.
+        Raises LBError."""
+        self.find(backend, service, server)
+        conns = getattr(self._backend(backend), "connections", None)
+        if not callable(conns):
+            raise LBError(f"{backend} cannot list connections")
+        return list(conns(service, server))
+
+    # -- draining until empty ------------------------------------------------------------------
+
+    def drain_status(self, backend: str, service: str, server: str) -> tuple[int, int | None]:
+        """(active connections, persistence templates or None when the service has none) of
+        one server, read now. Raises LBError."""
+        vs, rs = self.find(backend, service, server)
+        templates = None
+        if vs.persistent_s:
+            conns = getattr(self._backend(backend), "connections", None)
+            if callable(conns):
+                templates = sum(c.template for c in conns(service, server))
+        return rs.active_conns, templates
+
+    def _run(
+        self,
+        plan: Plan,
+        origin: str,
+        *,
+        force: bool = False,
+        cut_sessions: bool = False,
+        note: str = "",
+    ) -> ActionResult:
         if self.readonly:
             return self._result(
                 plan,
@@ -438,13 +697,18 @@ class LBController:
             return self._result(plan, origin, ok=True, message=plan.message, record=False)
         if not plan.ok:
             return self._result(plan, origin, ok=False, message=plan.message)
+        if plan.guard and not force:
+            return self._result(
+                plan, origin, ok=False, message=f"refused: {plan.guard} (--force to do it anyway)"
+            )
         be = self._backend(plan.backend)
-        _, before = self.find(plan.backend, plan.service, plan.server)
+        vs, before = self.find(plan.backend, plan.service, plan.server)
         try:
-            self._apply(be, plan, before)
+            if not (cut_sessions and before.state == ServerState.MAINT):
+                self._apply(be, plan, before)
         except LBError as exc:
-            note = self._put_back(be, plan, before)
-            return self._result(plan, origin, ok=False, message=exc.message + note, applied=True)
+            back = self._put_back(be, plan, before)
+            return self._result(plan, origin, ok=False, message=exc.message + back, applied=True)
         try:
             _, after = self.find(plan.backend, plan.service, plan.server)
         except LBError as exc:
@@ -457,13 +721,55 @@ class LBController:
             )
         problem = _check(plan, after)
         if problem:
-            note = self._put_back(be, plan, before)
+            back = self._put_back(be, plan, before)
             return self._result(
-                plan, origin, ok=False, applied=True, rs_after=after, message=problem + note
+                plan, origin, ok=False, applied=True, rs_after=after, message=problem + back
             )
-        self._remember(plan, before, origin)
+        saved = self._remember(plan, before, origin)
+        message, templates = _done(plan, after), None
+        if cut_sessions:
+            try:
+                be.cut_sessions(plan.service, plan.server)  # type: ignore[attr-defined]
+                message += "; its sessions were cut"
+            except LBError as exc:
+                message += f"; cutting its sessions failed: {exc.message}"
+        if plan.after == 0 and vs.persistent_s:
+            templates, extra = self._templates_note(be, vs, plan.server)
+            message += extra
+        if plan.guard:
+            message += f" (forced: {plan.guard})"
+        result = "ok" + (f" ({note})" if note else "") + (" forced" if plan.guard else "")
+        if cut_sessions:
+            result += " +cut sessions"
         return self._result(
-            plan, origin, ok=True, applied=True, rs_after=after, message=_done(plan, after)
+            plan, origin, ok=True, applied=True, rs_after=after, message=message, saved=saved,
+            templates=templates, result_text=result,
+        )  # fmt: skip
+
+    def _templates_note(self, be: Backend, vs: VirtualService, server: str) -> tuple[int, str]:
+        """How many persistence templates still send clients to a drained server, and what to
+        do about it (IPVS keeps using them while expire_quiescent_template is 0)."""
+        conns = getattr(be, "connections", None)
+        if not callable(conns):
+            return 0, ""
+        try:
+            n = sum(c.template for c in conns(vs.key, server))
+        except LBError as exc:
+            return 0, f"; persistence templates unknown: {exc.message}"
+        expire = getattr(be, "expire_quiescent_template", lambda: None)()
+        many = f"{n} persistence template{'s' if n != 1 else ''}"
+        verb = "point" if n != 1 else "points"
+        if expire:
+            return n, (
+                f"; {many} {verb} at it: they expire at each client's next connection "
+                "(net.ipv4.vs.expire_quiescent_template = 1)"
+            )
+        return n, (
+            f"; {many} still {verb} at it: clients "
+            f"holding one keep coming to this server until it expires ({vs.persistent_s} s "
+            "after their last connection), because net.ipv4.vs.expire_quiescent_template = "
+            f"{'0' if expire is False else 'unknown'}. To send them elsewhere at once: sysctl "
+            "-w net.ipv4.vs.expire_quiescent_template=1 (or drain with --expire-templates)"
         )
 
     def _apply(self, be: Backend, plan: Plan, rs: RealServer) -> None:
@@ -512,9 +818,10 @@ class LBController:
             return f" (putting it back failed too: {exc.message})"
         return " (put back as it was)"
 
-    def _remember(self, plan: Plan, before: RealServer, origin: str) -> None:
-        if self.journal is None:
-            return
+    def _remember(self, plan: Plan, before: RealServer, origin: str) -> int | None:
+        """Record the intent; returns the weight a restore goes back to (drain, maint)."""
+        if self.journal is None or plan.action == "ramp":  # a ramp step keeps the restore's
+            return None
         j, key = self.journal, (plan.backend, plan.service, plan.server)
         if plan.after == 0:  # drain, maint or weight 0: remember what restore goes back to
             saved = before.weight or plan.before or 0
@@ -525,11 +832,13 @@ class LBController:
             if out and intent is not None and intent.drained and intent.saved_weight:
                 saved = intent.saved_weight
             j.mark_drained(*key, saved_weight=saved, origin=origin)
-        elif plan.action == "restore":
+            return saved
+        if plan.action == "restore":
             j.clear_drain(*key)
         else:
             j.clear_drain(*key)
             j.mark_weight(*key, weight=plan.after or 0, origin=origin)
+        return None
 
     def _result(
         self,
@@ -541,6 +850,9 @@ class LBController:
         applied: bool = False,
         record: bool = True,
         rs_after: RealServer | None = None,
+        saved: int | None = None,
+        templates: int | None = None,
+        result_text: str = "",
     ) -> ActionResult:
         after = effective_weight(rs_after) if rs_after is not None else None
         if after is None and plan.noop:
@@ -555,7 +867,8 @@ class LBController:
                 action=plan.action,
                 weight_before=plan.before,
                 weight_after=after if after is not None else (plan.after if ok else plan.before),
-                result="ok" if ok else message,
+                result=(result_text or "ok") if ok else message,
+                saved_weight=saved,
             )
         return ActionResult(
             ok=ok,
@@ -572,7 +885,18 @@ class LBController:
             noop=plan.noop,
             origin=origin,
             journal_id=jid,
+            guard=plan.guard,
+            templates=templates,
         )
+
+
+def _serving(rs: RealServer) -> bool:
+    """Takes new connections now: in rotation, up, with a weight."""
+    return rs.state == ServerState.SERVING and rs.weight > 0
+
+
+def _serving_weight(rs: RealServer) -> int:
+    return rs.weight if _serving(rs) else 0
 
 
 def _drained_state(origin: str) -> ServerState:

@@ -54,6 +54,21 @@ class VirtualService:
     servers: tuple[RealServer, ...] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """One connection (or IPVS persistence template) to a real server, for the `c` view and
+    `drain --wait`."""
+
+    client: str  # "172.16.0.2:41684"; a template's client port is 0
+    virtual: str  # "10.0.0.1:80" (IPVS) or the frontend name (HAProxy)
+    server: str  # the real server's key
+    protocol: str = ""  # "TCP", "UDP", "IP" (a firewall-mark template)
+    state: str = ""  # ESTABLISHED, TIME_WAIT, ... (IPVS); NONE/ASSURED for a template
+    expires_s: float | None = None  # IPVS: seconds until the entry expires
+    age_s: float | None = None  # HAProxy: seconds since the session started
+    template: bool = False  # an IPVS persistence template: the client sticks to this server
+
+
 class LBError(Exception):
     """A balancer command failed. `message` is the tool's own words, shown to the operator."""
 

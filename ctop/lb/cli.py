@@ -1,17 +1,21 @@
 """`ctop lb ...`: the load-balancer actions for scripts.
 
     ctop lb list
-    ctop lb drain SERVICE SERVER
-    ctop lb maint SERVICE SERVER
+    ctop lb drain SERVICE SERVER [--wait [--timeout S]] [--expire-templates]
+    ctop lb maint SERVICE SERVER [--cut-sessions]
     ctop lb weight SERVICE SERVER N
-    ctop lb restore SERVICE SERVER
-    ctop lb log [SERVICE [SERVER]]
+    ctop lb restore SERVICE SERVER [--ramp 60s]
+    ctop lb log [SERVICE [SERVER]] [--server S] [--user U] [--since 1h|ISO-TIME]
 
-Exit codes: 0 done (or nothing to do), 1 the action failed or was refused, 2 usage or config
-error (including "no load balancer configured").
+drain, maint, weight and restore take --force (past the last-server / quorum guard) and
+--dry-run (the plan and the what-if; nothing changes, exit 0).
+
+Exit codes: 0 done (or nothing to do, or a dry run), 1 the action failed or was refused, or
+--wait timed out, 2 usage or config error (including "no load balancer configured").
 
 When `ctop serve` runs, drain/maint/weight/restore are requests to it (ctop.lb.client);
---no-daemon acts here, under the lock every process takes.
+--no-daemon acts here, under the lock every process takes. A ramp then runs in the daemon;
+--wait polls the balancer from here.
 """
 
 from __future__ import annotations
@@ -19,13 +23,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
+import time
+from dataclasses import asdict, replace
+from datetime import datetime
 
 from ctop.lb import client
 from ctop.lb.actions import ActionResult, LBController
 from ctop.lb.base import LBError, VirtualService
 from ctop.lb.config import ConfigError, LBConfig, parse_config
 from ctop.lb.factory import MONITORING_ONLY, build_controller
+from ctop.lb.journal import ActionRecord
+from ctop.lb.limits import limits_from_config
 from ctop.lb.request import ActionRequest, perform, resolve
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -72,11 +80,62 @@ def _parser() -> argparse.ArgumentParser:
         _common(sp, sub=True)
         for arg in extra:
             sp.add_argument(arg, type=int if arg == "weight" else str)
+        if name in ("drain", "maint", "weight", "restore"):
+            sp.add_argument(
+                "--force", action="store_true", help="even the last serving server / below quorum"
+            )
+            sp.add_argument(
+                "--dry-run", action="store_true", help="show the plan and the what-if only"
+            )
+        if name == "drain":
+            sp.add_argument("--wait", action="store_true", help="return when it is empty")
+            sp.add_argument("--timeout", type=_duration, default=None, metavar="S",
+                            help="with --wait: give up (exit 1) after this long")  # fmt: skip
+            sp.add_argument(
+                "--expire-templates",
+                action="store_true",
+                help="IPVS: set net.ipv4.vs.expire_quiescent_template=1 first",
+            )
+        if name == "maint":
+            sp.add_argument("--cut-sessions", action="store_true",
+                            help="HAProxy: also kill its open sessions")  # fmt: skip
+        if name == "restore":
+            sp.add_argument("--ramp", type=_duration, default=0.0, metavar="DURATION",
+                            help="raise the weight in steps over this long (60s, 2m)")  # fmt: skip
         if name == "log":
             sp.add_argument("service", nargs="?")
             sp.add_argument("server", nargs="?")
+            sp.add_argument("--server", dest="server_opt", metavar="SERVER")
+            sp.add_argument("--user", help="unix user (or the sudo caller)")
+            sp.add_argument("--since", type=_since, metavar="1h|ISO-TIME")
             sp.add_argument("--limit", type=int, default=20)
     return p
+
+
+def _duration(text: str) -> float:
+    from ctop.config import parse_duration
+
+    try:
+        value = parse_duration(text)
+    except (ValueError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (60s, 2m, 1h)") from exc
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r}")
+    return value
+
+
+def _since(text: str) -> float:
+    """'1h' (that long ago) or a local ISO time ('2026-12-06T21:00', '2026-12-06 21:00')."""
+    try:
+        return time.time() - _duration(text)
+    except argparse.ArgumentTypeError:
+        pass
+    try:
+        return datetime.fromisoformat(text).timestamp()  # naive = the machine's zone
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--since wants a duration (1h, 30m) or a time (2026-12-06T21:00), got {text!r}"
+        ) from None
 
 
 def _config(args: argparse.Namespace) -> LBConfig:
@@ -105,6 +164,7 @@ def _config(args: argparse.Namespace) -> LBConfig:
         lb["ipvs"] = {**lb.get("ipvs", {}), "enabled": True}
     if args.readonly:
         lb["readonly"] = True
+    args.alerts = director.alerts
     return parse_config({"lb": lb})
 
 
@@ -159,18 +219,26 @@ def main(argv: list[str]) -> int:
     if args.cmd in client.CHANGES:
         daemon = client.daemon_socket(args, args.control_socket)
         if daemon is not None:  # ctop serve owns the balancers: it resolves the service too
-            request = _action_request(args, args.backend or "", args.service)
-            return client.run_remote(
-                daemon, request, readonly=cfg.readonly,
+            try:
+                request = _action_request(args, args.backend or "", args.service)
+            except ValueError as exc:
+                print(f"ctop lb {args.cmd}: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            rc = client.run_remote(
+                daemon, request, readonly=cfg.readonly and not request.dry_run,
                 show=lambda res: _print_result(res, args.json),
             )
+            if rc != EXIT_OK or request.dry_run or not getattr(args, "wait", False):
+                return rc
+            return _wait_here(cfg, args, request)  # the daemon drained it: watch from here
         refusal = client.daemon_refuses(args, args.control_socket)
         if refusal:
             print(f"ctop lb {args.cmd}: {refusal}", file=sys.stderr)
             return EXIT_FAILED
     try:
         ctl = build_controller(cfg, args.db)
-    except (ConfigError, OSError) as exc:
+        ctl.limits = limits_from_config(args.alerts)
+    except (ConfigError, OSError, ValueError) as exc:
         print(f"ctop lb: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
@@ -188,27 +256,129 @@ def _run(ctl: LBController, args: argparse.Namespace) -> int:
         _print_list(ctl.services(args.backend), args.json)
         return EXIT_OK
     if args.cmd == "log":
-        assert ctl.journal is not None
-        rows = ctl.journal.actions(service=args.service, server=args.server, limit=args.limit)
-        if args.json:
-            print(json.dumps([asdict(r) for r in rows], indent=2))
-        for r in [] if args.json else rows:
-            print(
-                f"{r.ts:.0f} {r.who} {r.origin} {r.backend} {r.service}/{r.server} "
-                f"{r.action} {r.weight_before}->{r.weight_after} {r.result}"
-            )
-        return EXIT_OK
+        return _log(ctl, args)
     backend, service = _resolve(ctl, args.service, args.backend)
-    res = perform(ctl, _action_request(args, backend, service))
+    try:
+        request = _action_request(args, backend, service)
+    except ValueError as exc:
+        print(f"ctop lb {args.cmd}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if request.ramp_s and not args.json:
+        ctl.on_ramp_step = lambda r: print(r.message, flush=True)
+    res = perform(ctl, request)
     _print_result(res, args.json)
+    if res.dry_run:
+        return EXIT_OK if res.ok else EXIT_FAILED
+    if res.ok and request.ramp_s:
+        ramp = ctl.ramps.get((backend, service, args.server))
+        if ramp is not None:  # without a daemon this process carries the ramp to its end
+            ramp.join()
+            if not args.json:
+                print(f"ramp {ramp.outcome}")
+            if not ramp.outcome.startswith("done"):
+                return EXIT_FAILED
+    if res.ok and getattr(args, "wait", False):
+        return _wait_empty(ctl, replace(request, dry_run=False), args)
     return EXIT_OK if res.ok else EXIT_FAILED
 
 
-def _action_request(args: argparse.Namespace, backend: str, service: str) -> ActionRequest:
-    """The change the command line asks for, the same whoever runs it (daemon or here)."""
-    return ActionRequest(
-        args.cmd, backend, service, args.server, getattr(args, "weight", None), origin="cli"
+def _wait_here(cfg: LBConfig, args: argparse.Namespace, request: ActionRequest) -> int:
+    """drain --wait after the daemon drained: read the balancer from this process."""
+    try:
+        ctl = build_controller(cfg, args.db)
+    except (ConfigError, OSError) as exc:
+        print(f"ctop lb: --wait: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        backend, service = _resolve(ctl, args.service, args.backend)
+        return _wait_empty(ctl, replace(request, backend=backend, service=service), args)
+    except LBError as exc:
+        print(f"ctop lb drain --wait: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        if ctl.journal is not None:
+            ctl.journal.close()
+
+
+def _wait_empty(ctl: LBController, req: ActionRequest, args: argparse.Namespace) -> int:
+    """drain --wait: poll the server's active connections (and persistence templates) until
+    none are left; one progress line per change, with the time to empty from the decay."""
+    from ctop.lb.drainwatch import DrainWatch
+
+    watch = DrainWatch()
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    last = ""
+    while True:
+        active, templates = ctl.drain_status(req.backend, req.service, req.server)
+        now = time.monotonic()
+        watch.add(now, active + (templates or 0))
+        line = f"{req.server}: {active} active"
+        if templates is not None:
+            line += f", {templates} persistence template{'s' if templates != 1 else ''}"
+        if active + (templates or 0) == 0:
+            print(f"{line}: empty", flush=True)
+            return EXIT_OK
+        eta = watch.eta()
+        line += f", empty in ~{eta:.0f} s" if eta is not None else ", not decreasing yet"
+        if line != last:
+            print(line, flush=True)
+            last = line
+        if deadline is not None and now >= deadline:
+            print(
+                f"ctop lb drain: {req.server} not empty after {args.timeout:g} s ({active} "
+                f"active{'' if templates is None else f', {templates} templates'})",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
+        time.sleep(POLL_S if deadline is None else max(0.0, min(POLL_S, deadline - now)))
+
+
+POLL_S = 0.5
+
+
+def _log(ctl: LBController, args: argparse.Namespace) -> int:
+    assert ctl.journal is not None
+    rows = ctl.journal.actions(
+        service=args.service, server=args.server_opt or args.server, user=args.user,
+        since=args.since, limit=args.limit,
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps([{**asdict(r), "time": _local(r.ts)} for r in rows], indent=2))
+        return EXIT_OK
+    for r in rows:
+        print(_log_line(r))
+    return EXIT_OK
+
+
+def _local(ts: float) -> str:
+    """ISO 8601 in the machine's zone, with its offset: 2026-12-06T23:14:05+01:00."""
+    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+
+
+def _log_line(r: ActionRecord) -> str:
+    weights = f"{_w(r.weight_before)}->{_w(r.weight_after)}"
+    if r.saved_weight is not None:  # drain/maint: what restore goes back to
+        weights += f" (saved {r.saved_weight})"
+    return (
+        f"{_local(r.ts)} {r.who} {r.origin} {r.backend} {r.service}/{r.server} "
+        f"{r.action} {weights} {r.result}"
     )
+
+
+def _w(weight: int | None) -> str:
+    return "?" if weight is None else str(weight)
+
+
+def _action_request(args: argparse.Namespace, backend: str, service: str) -> ActionRequest:
+    """The change the command line asks for, the same whoever runs it (daemon or here).
+    Raises ValueError (a ramp out of range)."""
+    return ActionRequest(
+        args.cmd, backend, service, args.server, getattr(args, "weight", None),
+        origin="cli", force=args.force, dry_run=args.dry_run,
+        ramp_s=getattr(args, "ramp", 0.0),
+        cut_sessions=getattr(args, "cut_sessions", False),
+        expire_templates=getattr(args, "expire_templates", False),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

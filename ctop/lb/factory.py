@@ -17,11 +17,11 @@ MONITORING_ONLY = "monitoring only: no load balancer configured ([lb.haproxy] or
 
 
 def default_db_path() -> Path:
-    """$CTOP_DB, else $XDG_STATE_HOME/ctop/ctop.db (~/.local/state/ctop/ctop.db)."""
-    if os.environ.get("CTOP_DB"):
-        return Path(os.environ["CTOP_DB"])
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "ctop" / "ctop.db"
+    """The director's database ($CTOP_DB, else /var/lib/ctop/ctop.db as root, else
+    $XDG_DATA_HOME/ctop/ctop.db): the CLI shares the journal with `ctop serve`."""
+    from ctop.config import default_database
+
+    return Path(default_database())
 
 
 def build_backends(cfg: LBConfig) -> dict[str, Backend]:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import re
 import socket
 import threading
 import time
 
-from ctop.lb.base import LBError, RealServer, ServerState, VirtualService
+from ctop.lb.base import Connection, LBError, RealServer, ServerState, VirtualService
 
 MAX_WEIGHT = 256  # HAProxy's absolute weight range is 0..256
 _RECV_LIMIT = 64 * 1024 * 1024  # a stats dump of thousands of servers fits easily
@@ -225,7 +226,21 @@ class HAProxyBackend:
             raise LBError(answer or "empty answer", command=line)
         return int(current), int(rest.rstrip(")"))
 
+    def connections(self, service_key: str, server_key: str) -> list[Connection]:
+        """The server's sessions from `show sess` (one line per stream)."""
+        _target(service_key, server_key)
+        return [
+            c
+            for be, c in parse_show_sess(self.command("show sess"))
+            if be == service_key and c.server == server_key
+        ]
+
     # -- writing -----------------------------------------------------------------------------
+
+    def cut_sessions(self, service_key: str, server_key: str) -> None:
+        """Kill every session on the server (`shutdown sessions server`): what `maint` alone
+        leaves running."""
+        self._write(f"shutdown sessions server {_target(service_key, server_key)}")
 
     def set_weight(self, service_key: str, server_key: str, weight: int) -> None:
         _check_weight(weight)
@@ -273,3 +288,33 @@ def _target(service_key: str, server_key: str) -> str:
 def _check_weight(weight: int) -> None:
     if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= MAX_WEIGHT:
         raise LBError(f"HAProxy weight must be an integer 0..{MAX_WEIGHT}, got {weight!r}")
+
+
+
+def parse_show_sess(text: str) -> list[tuple[str, Connection]]:
+    """`show sess` ("0x55..: proto=tcpv4 src=1.2.3.4:5678 fe=F be=B srv=S ... age=3s ...")
+    -> (backend, session) pairs. A stream not yet sent to a server has server ""."""
+    out: list[tuple[str, Connection]] = []
+    for line in text.splitlines():
+        if ": proto=" not in line:
+            continue
+        fields = dict(tok.split("=", 1) for tok in line.split(": ", 1)[1].split() if "=" in tok)
+        srv = fields.get("srv", "")
+        conn = Connection(
+            client=fields.get("src", ""),
+            virtual=fields.get("fe", ""),
+            server="" if srv in ("", "<NONE>") else srv,
+            protocol=fields.get("proto", ""),
+            age_s=_duration(fields.get("age", "")),
+        )
+        out.append((fields.get("be", ""), conn))
+    return out
+
+
+def _duration(text: str) -> float | None:
+    """HAProxy's human durations ("3s", "1m12s", "2h3m", "1d2h", "450ms") -> seconds."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|d|h|m|s)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    units = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6}
+    return sum(float(n) * units[u] for n, u in parts)

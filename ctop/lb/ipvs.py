@@ -24,12 +24,14 @@ import os
 import subprocess
 from pathlib import Path
 
-from ctop.lb.base import LBError, RealServer, VirtualService
+from ctop.lb.base import Connection, LBError, RealServer, VirtualService
 from ctop.lb.ipvs_parse import (
     Tunnel,
     canonical_server_key,
+    format_hostport,
     merge,
     parse_list,
+    parse_proc_conn,
     parse_proc_ip_vs,
     parse_rates,
     parse_service_key,
@@ -45,6 +47,7 @@ NO_MAINT = (
     "ones finish), or remove the destination (ipvsadm -d) to take it out entirely"
 )
 DEFAULT_HZ = 250  # Debian's CONFIG_HZ; only used to convert /proc persistence ticks
+EXPIRE_QUIESCENT = "net/ipv4/vs/expire_quiescent_template"  # under /proc/sys
 
 
 def validate_weight(weight: object) -> int:
@@ -146,6 +149,47 @@ class IPVSBackend:
         except (OSError, ValueError):
             pass
         return DEFAULT_HZ
+
+    def connections(self, service_key: str, server_key: str) -> list[Connection]:
+        """The server's entries in /proc/net/ip_vs_conn (connections and persistence templates)
+        for one service. Readable without root."""
+        path = self.proc_root / "net" / "ip_vs_conn"
+        try:
+            spec = parse_service_key(service_key)
+            want = canonical_server_key(server_key)
+            text = path.read_text()
+        except ValueError as exc:
+            raise LBError(str(exc)) from None
+        except OSError as exc:
+            raise LBError(f"cannot read {path}: {exc.strerror or exc}") from None
+        vip = format_hostport(spec.address, spec.port) if spec.protocol != "FWM" else ""
+        # a template of a port-less persistent service carries virtual port 0
+        vip0 = format_hostport(spec.address, 0) if vip else ""
+        return [
+            c
+            for c in parse_proc_conn(text)
+            if c.server == want
+            and (not vip or c.virtual == vip or (c.template and c.virtual == vip0))
+            and (spec.protocol == "FWM" or c.template or c.protocol == spec.protocol)
+        ]
+
+    def expire_quiescent_template(self) -> bool | None:
+        """net.ipv4.vs.expire_quiescent_template (None: not readable). 0, the kernel default,
+        keeps sending a client with a persistence template to a server of weight 0."""
+        try:
+            return (self.proc_root / "sys" / EXPIRE_QUIESCENT).read_text().strip() != "0"
+        except OSError:
+            return None
+
+    def set_expire_quiescent_template(self, on: bool = True) -> None:
+        path = self.proc_root / "sys" / EXPIRE_QUIESCENT
+        try:
+            path.write_text("1\n" if on else "0\n")
+        except OSError as exc:
+            raise LBError(
+                f"cannot set net.ipv4.vs.expire_quiescent_template: {exc.strerror or exc}"
+                " (needs root)"
+            ) from None
 
     # ---- writing ----
 

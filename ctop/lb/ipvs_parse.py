@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from ctop.lb.base import LBError, RealServer, ServerState, VirtualService
+from ctop.lb.base import Connection, LBError, RealServer, ServerState, VirtualService
 
 PROTOCOLS = ("TCP", "UDP", "SCTP", "FWM")
 # ipvsadm and /proc name -> RealServer.forward. "Local" is the pre-2.6.37 local-node method.
@@ -495,3 +495,50 @@ def parse_proc_stats(text: str) -> GlobalStats:
     if len(rows) != 2:
         raise IPVSParseError(f"/proc/net/ip_vs_stats: want 2 rows of numbers, got {len(rows)}")
     return GlobalStats(totals=rows[0], rates=rows[1])
+
+
+# ---- /proc/net/ip_vs_conn -------------------------------------------------------------------
+
+
+def _conn_address(token: str) -> str:
+    """An address column of /proc/net/ip_vs_conn: '0A000001' (IPv4, hex) or full IPv6."""
+    if ":" in token:
+        return str(ipaddress.IPv6Address(token))
+    if len(token) != 8:
+        raise ValueError(f"bad address {token!r}")
+    return str(ipaddress.IPv4Address(int(token, 16)))
+
+
+def parse_proc_conn(text: str) -> list[Connection]:
+    """`/proc/net/ip_vs_conn` (readable without root) -> one Connection per entry.
+
+    Columns: Pro FromIP FPrt ToIP TPrt DestIP DPrt State Expires [PEName PEData]; IPv4
+    addresses in hex, IPv6 in full colon form, ports in hex, Expires in seconds. A persistence
+    template is the entry with client port 0 (the kernel creates it with cport 0 so that every
+    connection of that client matches it); its state is NONE or ASSURED, its protocol "IP" for
+    a firewall-mark service. `ip_vs_conn_sync` has an extra Origin column before Expires.
+    """
+    out: list[Connection] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        tokens = raw.split()
+        if not tokens or tokens[0] == "Pro":
+            continue
+        try:
+            proto, caddr, cport, vaddr, vport, daddr, dport, state = tokens[:8]
+            rest = tokens[8:]
+            expires = rest[1] if rest and not rest[0].isdigit() else rest[0]  # sync: Origin
+            client_port = int(cport, 16)
+            out.append(
+                Connection(
+                    client=format_hostport(_conn_address(caddr), client_port),
+                    virtual=format_hostport(_conn_address(vaddr), int(vport, 16)),
+                    server=format_hostport(_conn_address(daddr), int(dport, 16)),
+                    protocol=proto,
+                    state=state,
+                    expires_s=float(int(expires)),
+                    template=client_port == 0,
+                )
+            )
+        except (IndexError, ValueError) as exc:
+            raise IPVSParseError(_where(number, raw, f"bad connection entry ({exc})")) from None
+    return out

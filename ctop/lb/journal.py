@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS lb_actions (
     weight_before INTEGER,
     weight_after INTEGER,
     result TEXT NOT NULL,
-    sudo_user TEXT             -- SUDO_USER as the caller claimed it (not verified)
+    sudo_user TEXT,            -- SUDO_USER as the caller claimed it (not verified)
+    saved_weight INTEGER       -- drain/maint: the weight a restore goes back to
 );
 CREATE INDEX IF NOT EXISTS lb_actions_target ON lb_actions (backend, service, server, ts);
 CREATE TABLE IF NOT EXISTS lb_intent (
@@ -124,6 +125,7 @@ class ActionRecord:
     weight_after: int | None
     result: str  # "ok" or the error text
     sudo_user: str | None = None  # claimed by the caller
+    saved_weight: int | None = None  # drain/maint: the weight a restore goes back to
 
     @property
     def who(self) -> str:
@@ -196,6 +198,7 @@ class Journal:
         weight_after: int | None,
         result: str,
         ts: float | None = None,
+        saved_weight: int | None = None,
     ) -> int:
         if origin not in ORIGINS:
             raise ValueError(f"origin must be one of {ORIGINS}, got {origin!r}")
@@ -203,7 +206,8 @@ class Journal:
         with self._lock, self._db:
             cur = self._db.execute(
                 "INSERT INTO lb_actions (ts, user, origin, backend, service, server, action,"
-                " weight_before, weight_after, result, sudo_user) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " weight_before, weight_after, result, sudo_user, saved_weight)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     time.time() if ts is None else ts,
                     user,
@@ -216,6 +220,7 @@ class Journal:
                     weight_after,
                     result,
                     sudo_user,
+                    saved_weight,
                 ),
             )
             return int(cur.lastrowid or 0)
@@ -226,16 +231,29 @@ class Journal:
         backend: str | None = None,
         service: str | None = None,
         server: str | None = None,
+        user: str | None = None,
+        since: float | None = None,
         limit: int = 100,
     ) -> list[ActionRecord]:
-        """Newest first."""
+        """Newest first. `user` matches the unix user or the sudo caller beside it; `since` is
+        an epoch time."""
         where, args = _filters(backend=backend, service=service, server=server)
+        extra: list[str] = []
+        params: list[object] = list(args)
+        if user is not None:  # the unix user or the sudo caller beside it
+            extra.append("(user = ? OR sudo_user = ?)")
+            params += [user, user]
+        if since is not None:
+            extra.append("ts >= ?")
+            params.append(since)
+        if extra:
+            where = (where + " AND " if where else "WHERE ") + " AND ".join(extra)
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, ts, user, origin, backend, service, server, action, weight_before,"
-                f" weight_after, result, sudo_user FROM lb_actions {where}"
+                f" weight_after, result, sudo_user, saved_weight FROM lb_actions {where}"
                 " ORDER BY id DESC LIMIT ?",
-                (*args, limit),
+                (*params, limit),
             ).fetchall()
         return [ActionRecord(*row) for row in rows]
 
@@ -314,8 +332,9 @@ class Journal:
 def _migrate(db: sqlite3.Connection) -> None:
     """Databases from before a column existed get it (older rows keep NULL)."""
     have = {row[1] for row in db.execute("PRAGMA table_info(lb_actions)")}
-    if "sudo_user" not in have:
-        db.execute("ALTER TABLE lb_actions ADD COLUMN sudo_user TEXT")
+    for name, kind in (("sudo_user", "TEXT"), ("saved_weight", "INTEGER")):
+        if name not in have:
+            db.execute(f"ALTER TABLE lb_actions ADD COLUMN {name} {kind}")
 
 
 def _filters(**kw: str | None) -> tuple[str, tuple[str, ...]]:

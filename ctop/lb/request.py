@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 VERBS = ("drain", "maint", "weight", "step", "restore", "advice", "reapply", "accept")
 DRIFT_VERBS = ("reapply", "accept")
 NEEDS_VALUE = ("weight", "step")
+MAX_RAMP_S = 3600.0
 
 Expect = tuple[int | None, int | None, str]  # (weight before, weight after, state before)
 
@@ -38,6 +39,11 @@ class ActionRequest:
     server: str
     value: int | None = None  # the weight (weight, advice) or the delta (step)
     origin: str = "operator"  # operator (a UI) | cli | auto
+    force: bool = False  # past the last-server / quorum guard
+    dry_run: bool = False  # plan and what-if only; nothing changes
+    ramp_s: float = 0.0  # restore: raise the weight in steps over this many seconds
+    cut_sessions: bool = False  # maint on HAProxy: also `shutdown sessions server`
+    expire_templates: bool = False  # IPVS drain: set net.ipv4.vs.expire_quiescent_template=1
     # The plan the operator confirmed (before, after, state before): if the server no longer
     # matches it, the action is refused rather than run on a state nobody saw.
     expect: Expect | None = None
@@ -47,6 +53,12 @@ class ActionRequest:
             raise ValueError(f"unknown action {self.verb!r} (one of {', '.join(VERBS)})")
         if self.verb in NEEDS_VALUE and self.value is None:
             raise ValueError(f"{self.verb} needs a value")
+        if not isinstance(self.ramp_s, int | float) or not 0 <= self.ramp_s <= MAX_RAMP_S:
+            raise ValueError(f"ramp must be 0..{MAX_RAMP_S:g} seconds, got {self.ramp_s!r}")
+        if self.ramp_s and self.verb != "restore":
+            raise ValueError("only restore ramps")
+        if self.cut_sessions and self.verb != "maint":
+            raise ValueError("only maint cuts sessions")
         if self.expect is not None:  # msgpack and JSON bring a list back
             if not isinstance(self.expect, list | tuple) or len(self.expect) != 3:
                 raise ValueError("expect is (weight before, weight after, state before)")
@@ -126,20 +138,25 @@ def perform(lb: LBController, req: ActionRequest, actor: Actor | None = None) ->
     still be as the confirmed plan showed, else nothing runs and the result says what it is now.
     `actor` is who asked (recorded in the journal); None = this process's user.
     """
+    if req.verb == "advice" and req.value is None:
+        raise ValueError(f"{req.verb} needs a weight")
+    if req.dry_run:  # the plan, the guard and the what-if; nothing changes
+        return lb.dry_run(req)
     with acting_as(actor), lb.hold():
         if req.expect is not None:
             fresh = plan_of(lb, req)
             if expect_of(fresh) != tuple(req.expect):
                 return _stale(fresh, req)
         b, s, r, origin = req.backend, req.service, req.server, req.origin
+        opts = {"origin": origin, "force": req.force}
         if req.verb == "drain":
-            return lb.drain(b, s, r, origin=origin)
+            return lb.drain(b, s, r, expire_templates=req.expire_templates, **opts)
         if req.verb == "maint":
-            return lb.maint(b, s, r, origin=origin)
+            return lb.maint(b, s, r, cut_sessions=req.cut_sessions, **opts)
         if req.verb == "restore":
-            return lb.restore(b, s, r, origin=origin)
+            return lb.restore(b, s, r, ramp_s=req.ramp_s, **opts)
         if req.verb == "step":
-            return lb.step_weight(b, s, r, int(req.value or 0), origin=origin)
+            return lb.step_weight(b, s, r, int(req.value or 0), **opts)
         if req.verb in DRIFT_VERBS:
             from ctop.lb import drift
 
@@ -147,7 +164,7 @@ def perform(lb: LBController, req: ActionRequest, actor: Actor | None = None) ->
             return act(lb, b, s, r, origin=origin)
         if req.value is None:  # weight / advice
             raise ValueError(f"{req.verb} needs a weight")
-        return lb.set_weight(b, s, r, int(req.value), origin=origin)
+        return lb.set_weight(b, s, r, int(req.value), **opts)
 
 
 def _stale(fresh: Plan, req: ActionRequest) -> ActionResult:

@@ -140,10 +140,12 @@ class CtopApp(App[None]):
             from_plan(verb, value, planned) if planned is not None
             else plan(verb, target.backend, target.service, rs, value, None)
         )
-        if not await self.push_screen_wait(ConfirmAction(request)):
+        options = await self.push_screen_wait(ConfirmAction(request))
+        if options is None:  # cancelled; else the dialog's choices (force, ramp, cut, ...)
             return
         if planned is not None:  # the plan confirmed is the plan that runs, or nothing does
             ask = replace(ask, expect=request.expect)
+        ask = replace(ask, **options)  # the dialog's choice: force, ramp, cut sessions, ...
         events_before = self.source.snapshot().events
         try:
             result = await self.source.lb_action(ask)

@@ -94,7 +94,8 @@ class StaticSource:
         from ctop.lb.actions import ActionResult
 
         r = request
-        self.actions.append((r.verb, r.backend, r.service, r.server, r.value))
+        if not r.dry_run:  # the dialog's what-if is not an action
+            self.actions.append((r.verb, r.backend, r.service, r.server, r.value))
         lb = self.lb
         if lb is None or self.readonly:
             why = "read-only mode" if self.readonly else "no load balancer configured"

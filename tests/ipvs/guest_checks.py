@@ -13,11 +13,14 @@ stored as {"error": ...} so the host-side test of that one behaviour fails with 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -90,7 +93,7 @@ def check(name: str) -> Callable[[Callable[[], dict[str, object]]], None]:
 class Client:
     """The client agent in netns `client`, driven over its stdin/stdout."""
 
-    def __init__(self) -> None:
+    def __init__(self, vip: str = VIP, port: int = 80) -> None:
         self.proc = subprocess.Popen(
             [
                 "ip",
@@ -100,8 +103,8 @@ class Client:
                 PY,
                 str(HERE / "guest_peers.py"),
                 "client",
-                VIP,
-                "80",
+                vip,
+                str(port),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -363,6 +366,8 @@ def run_checks(client: Client) -> None:
             raise RuntimeError(done.stderr)
         return {**json.loads(done.stdout), "unchanged": saved_rules() == before}
 
+    guard_checks(client)
+
     @check("not_loaded")
     def _() -> dict[str, object]:
         # last: unload IPVS; ctop must say so and must not load the module again by reading
@@ -378,6 +383,173 @@ def run_checks(client: Client) -> None:
             out.update(raised=True, message=exc.message)
         out["proc_after"] = Path("/proc/net/ip_vs").exists()
         return out
+
+
+DB = "/tmp/ctop-guards.db"
+
+
+def ctop_lb(*args: str) -> dict[str, object]:
+    """`ctop lb --ipvs ARGS` in this process (a new python costs ~20 s under TCG): exit code,
+    stdout, stderr. Not from two threads at once (stdout is redirected process-wide)."""
+    from ctop.lb import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli.main(["--ipvs", "--db", DB, *args])
+    return {"rc": rc, "out": out.getvalue(), "err": err.getvalue()}
+
+
+def in_thread(*args: str) -> tuple[threading.Thread, dict[str, object]]:
+    """ctop_lb in a thread (drain --wait, restore --ramp block until done)."""
+    box: dict[str, object] = {}
+    thread = threading.Thread(target=lambda: box.update(ctop_lb(*args)), daemon=True)
+    thread.start()
+    return thread, box
+
+
+def weights(service: str = SVC) -> dict[str, int]:
+    return {rs.key: rs.weight for s in backend.services() if s.key == service for rs in s.servers}
+
+
+def other_process() -> object:
+    """A controller of its own on the same table and journal: what another `ctop lb` is."""
+    from ctop.lb.actions import LBController
+    from ctop.lb.journal import Journal
+
+    return LBController({"ipvs": IPVSBackend()}, Journal(DB))
+
+
+def act(verb: str, service: str, server: str, **options: object) -> dict[str, object]:
+    """One action through ctop's controller (set-up steps; `ctop lb` itself where it counts:
+    each run costs ~20 ipvsadm forks, seconds under TCG)."""
+    from ctop.lb.request import ActionRequest, perform
+
+    res = perform(CONTROLLER[0], ActionRequest(verb, "ipvs", service, server, origin="cli",
+                                               **options))  # type: ignore[arg-type]
+    return {"ok": res.ok, "message": res.message}
+
+
+CONTROLLER: list[object] = []
+
+
+def guard_checks(client: Client) -> None:
+    """Issue 9: the last-server guard, drain --wait, restore --ramp, persistence templates."""
+    sh(f"ipvsadm -e -t {VIP}:80 -r {RS1} -m -w 3 && ipvsadm -e -t {VIP}:80 -r {RS2} -m -w 1")
+    CONTROLLER.append(other_process())
+
+    @check("guard_last_server")
+    def _() -> dict[str, object]:
+        out: dict[str, object] = {}
+        out["drain_rs1"] = act("drain", SVC, RS1)
+        out["dry_run_rs2"] = ctop_lb("drain", SVC, RS2, "--dry-run")
+        out["after_dry_run"] = weights()
+        out["drain_rs2"] = ctop_lb("drain", SVC, RS2)
+        out["after_refusal"] = weights()
+        out["counts_after_refusal"] = client.get(4)
+        out["forced"] = ctop_lb("drain", SVC, RS2, "--force")
+        out["after_force"] = weights()
+        out["counts_after_force"] = client.get(1)
+        sh(f"ipvsadm -e -t {VIP}:80 -r {RS1} -m -w 3 && ipvsadm -e -t {VIP}:80 -r {RS2} -m -w 1")
+        return out
+
+    @check("drain_wait")
+    def _() -> dict[str, object]:
+        out: dict[str, object] = {}
+        held = None
+        for _ in range(8):
+            reply = client.send(op="hold")
+            if reply["server"] == "rs1":
+                held = reply["id"]
+                break
+        out["held"] = held
+        out["timeout"] = ctop_lb("drain", SVC, RS1, "--wait", "--timeout", "1")
+        thread, box = in_thread("drain", SVC, RS1, "--wait", "--timeout", "30")
+        time.sleep(1.5)
+        for i in range(int(held or 0) + 1):  # also the one the drain check left open on rs1
+            client.send(op="close", id=i)
+        closed_at = time.monotonic()
+        thread.join(40)
+        out["wait"] = {**box, "returned_after_close_s": round(time.monotonic() - closed_at, 2)}
+        out["restore"] = act("restore", SVC, RS1)
+        return out
+
+    @check("ramp")
+    def _() -> dict[str, object]:
+        out: dict[str, object] = {"start": weights()}
+        out["drain"] = act("drain", SVC, RS1)
+        seen: list[tuple[float, int]] = []
+        start = time.monotonic()
+        thread, box = in_thread("restore", SVC, RS1, "--ramp", "2s")
+        while thread.is_alive() and time.monotonic() - start < 30:
+            w = weights()[RS1]
+            if not seen or seen[-1][1] != w:
+                seen.append((round(time.monotonic() - start, 2), w))
+            time.sleep(0.05)
+        thread.join(5)
+        if seen[-1][1] != weights()[RS1]:  # the last step, applied as the thread ended
+            seen.append((round(time.monotonic() - start, 2), weights()[RS1]))
+        out["ramp"] = {**box, "seen": seen}
+        out["after_ramp"] = weights()
+        # a second ramp, cut short by a weight another process sets
+        out["drain2"] = act("drain", SVC, RS1)
+        # 20 s: steps at 0, 10 and 20 s; the other weight lands well before the second
+        thread, box = in_thread("restore", SVC, RS1, "--ramp", "20s")
+        deadline = time.monotonic() + 30
+        while weights()[RS1] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        other = other_process()
+        res = other.set_weight("ipvs", SVC, RS1, 2, origin="cli")  # type: ignore[attr-defined]
+        out["weight_by_other"] = {"ok": res.ok, "message": res.message}
+        thread.join(30)
+        out["cancelled"] = dict(box)
+        out["after_cancel"] = weights()
+        sh(f"ipvsadm -e -t {VIP}:80 -r {RS1} -m -w 3")
+        return out
+
+    @check("persistent")
+    def _() -> dict[str, object]:
+        # defect 9: a -p service keeps sending a templated client to the drained server
+        pvip, psvc = "10.1.0.5", "TCP 10.1.0.5:80"
+        sh(f"ip addr add {pvip}/32 dev lo")
+        sh(f"ipvsadm -A -t {pvip}:80 -s rr -p 300")
+        sh(f"ipvsadm -a -t {pvip}:80 -r {RS1} -m -w 1 && ipvsadm -a -t {pvip}:80 -r {RS2} -m -w 1")
+        pclient = Client(pvip, 80)
+        out: dict[str, object] = {
+            "expire_before": Path("/proc/sys/net/ipv4/vs/expire_quiescent_template").read_text()
+        }
+        first = pclient.get(3)
+        out["first"] = first
+        sticky = {"rs1": RS1, "rs2": RS2}[next(iter(first))]
+        out["sticky"] = sticky
+        out["proc_conn"] = Path("/proc/net/ip_vs_conn").read_text()
+        out["connections"] = [
+            {"client": c.client, "state": c.state, "template": c.template,
+             "expires": c.expires_s, "virtual": c.virtual}
+            for c in backend.connections(psvc, sticky)
+        ]  # fmt: skip
+        out["dry_run"] = ctop_lb("drain", psvc, sticky, "--dry-run")
+        out["drain"] = ctop_lb("drain", psvc, sticky)
+        out["after_drain"] = pclient.get(10)  # the defect: all 10 still go to the drained one
+        out["wait"] = ctop_lb("drain", psvc, sticky, "--wait", "--timeout", "1")
+        out["restore"] = act("restore", psvc, sticky)
+        out["again"] = pclient.get(2)
+        out["drain_expire"] = ctop_lb("drain", psvc, sticky, "--expire-templates")
+        out["expire_after"] = Path("/proc/sys/net/ipv4/vs/expire_quiescent_template").read_text()
+        out["after_expire"] = pclient.get(10)
+        out["proc_conn_after"] = Path("/proc/net/ip_vs_conn").read_text()
+        sh(f"ipvsadm -D -t {pvip}:80")
+        Path("/proc/sys/net/ipv4/vs/expire_quiescent_template").write_text("0\n")
+        return out
+
+    @check("connections")
+    def _() -> dict[str, object]:
+        reply = client.send(op="hold")
+        rs = {"rs1": RS1, "rs2": RS2}[reply["server"]]
+        conns = backend.connections(SVC, rs)
+        client.send(op="close", id=reply["id"])
+        return {"server": rs, "entries": [
+            {"client": c.client, "state": c.state, "template": c.template,
+             "expires": c.expires_s} for c in conns]}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ guest_peers.py client VIP PORT            reads JSON commands on stdin, answers 
     {"op": "get", "n": N}     N requests, each on a new TCP connection -> {"counts": {...}}
     {"op": "hold"}            open a keep-alive connection, one request -> {"id", "server"}
     {"op": "again", "id": I}  another request on held connection I -> {"server"}
+    {"op": "close", "id": I}  close held connection I -> {"closed": I}
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ def client(vip: str, port: int) -> None:
             reply = {"id": len(held) - 1, "server": ask(conn, close=False)}
         elif cmd["op"] == "again":
             reply = {"server": ask(held[cmd["id"]], close=False)}
+        elif cmd["op"] == "close":
+            held[cmd["id"]].close()
+            reply = {"closed": cmd["id"]}
         else:
             reply = {"error": f"unknown op {cmd['op']!r}"}
         print(json.dumps(reply), flush=True)

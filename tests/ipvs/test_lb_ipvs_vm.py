@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = pytest.mark.ipvs
+# the one boot runs in the first test's set-up: ~5 min on a loaded 2-core machine
+pytestmark = [pytest.mark.ipvs, pytest.mark.timeout(600)]
 
 RS1, RS2 = "10.1.1.2:80", "10.1.2.2:80"
 
@@ -165,7 +166,8 @@ def test_unloaded_module_is_reported_and_not_reloaded(vm: dict) -> None:
 
 
 def test_vm_stays_within_budget(vm: dict) -> None:
-    assert vm["_run"]["seconds"] < 120, vm["_run"]
+    # issue 9's checks run `ctop lb` (each ~5-10 s of ipvsadm runs under TCG) and two ramps
+    assert vm["_run"]["seconds"] < 330, vm["_run"]
 
 
 def test_a_hand_edit_after_a_drain_is_drift_and_re_applying_drains_again(vm: dict) -> None:
@@ -176,3 +178,89 @@ def test_a_hand_edit_after_a_drain_is_drift_and_re_applying_drains_again(vm: dic
     assert d["after"]["weight"] == 0 and d["after"]["forward"] == "masq"
     assert d["counts"] == {"rs2": 20}  # no new connection to the re-drained server
     assert d["left"] == 0 and d["restored"] == 3  # restore still knows the weight from before
+
+
+# -- issue 9: guards, drain --wait, restore --ramp, persistence templates ----------------------
+
+SVC = "TCP 10.1.0.1:80"
+
+
+def test_last_serving_ipvs_server_is_refused_unless_forced(vm: dict) -> None:
+    g = result(vm, "guard_last_server")
+    assert g["drain_rs1"]["ok"]
+    assert g["drain_rs2"]["rc"] == 1
+    assert (
+        f"refused: {RS2} is the last serving server of {SVC}: every new connection to {SVC} "
+        "fails (--force to do it anyway)" in g["drain_rs2"]["err"]
+    )
+    assert g["after_refusal"] == {RS1: 0, RS2: 1}
+    assert g["counts_after_refusal"] == {"rs2": 4}  # still served
+    assert g["forced"]["rc"] == 0 and "forced" in g["forced"]["out"]
+    assert g["after_force"] == {RS1: 0, RS2: 0}
+    assert list(g["counts_after_force"]) == ["error: [Errno 111] Connection refused"]
+
+
+def test_dry_run_on_ipvs_changes_nothing_and_exits_0(vm: dict) -> None:
+    g = result(vm, "guard_last_server")
+    dry = g["dry_run_rs2"]
+    assert dry["rc"] == 0 and g["after_dry_run"] == {RS1: 0, RS2: 1}
+    assert "refused without --force" in dry["out"] and "dry run: nothing changed" in dry["out"]
+    assert "100% →   0%" in dry["out"] and "no server would take new connections" in dry["out"]
+
+
+def test_drain_wait_on_ipvs_times_out_then_returns_when_empty(vm: dict) -> None:
+    w = result(vm, "drain_wait")
+    assert w["timeout"]["rc"] == 1 and "not empty after 1 s" in w["timeout"]["err"]
+    assert w["wait"]["rc"] == 0, w["wait"]
+    assert w["wait"]["out"].rstrip().endswith(f"{RS1}: 0 active: empty")
+    # well before its 30 s timeout: a poll is a few ipvsadm runs, seconds under TCG
+    assert w["wait"]["returned_after_close_s"] < 15
+
+
+def test_restore_ramp_on_ipvs_steps_the_weight_up(vm: dict) -> None:
+    r = result(vm, "ramp")
+    assert r["ramp"]["rc"] == 0, r["ramp"]
+    weights = [w for _, w in r["ramp"]["seen"] if w]
+    assert weights == [1, 2, 3]  # 2 s ramp to 3: 1, 2, 3 at 0, 1, 2 s
+    assert r["after_ramp"][RS1] == 3
+    assert "ramp done, weight 1 → 2" in r["ramp"]["out"] and "ramp done: weight 3" in (
+        r["ramp"]["out"]
+    )
+
+
+def test_a_weight_set_elsewhere_ends_the_ramp(vm: dict) -> None:
+    r = result(vm, "ramp")
+    assert r["weight_by_other"]["ok"], r["weight_by_other"]
+    assert r["cancelled"]["rc"] == 1
+    assert "ramp stopped: the server changed outside the ramp" in r["cancelled"]["out"]
+    assert r["after_cancel"][RS1] == 2  # the other process's weight stays
+
+
+def test_drain_of_a_persistent_service_counts_templates_that_still_send_clients(vm: dict) -> None:
+    # defect 9: kernel default expire_quiescent_template=0, a -p 300 service
+    p = result(vm, "persistent")
+    assert p["expire_before"].strip() == "0"
+    assert [c["template"] for c in p["connections"]].count(True) == 1
+    assert p["drain"]["rc"] == 0
+    assert "1 persistence template still points at it: clients holding one keep coming" in (
+        p["drain"]["out"]
+    )
+    assert "sysctl -w net.ipv4.vs.expire_quiescent_template=1" in p["drain"]["out"]
+    sticky = {"10.1.1.2:80": "rs1", "10.1.2.2:80": "rs2"}[p["sticky"]]
+    assert p["after_drain"] == {sticky: 10}  # the kernel really keeps sending them
+    assert p["wait"]["rc"] == 1 and "1 persistence template" in p["wait"]["out"]
+    assert "1 persistence template points at it" in p["dry_run"]["out"]
+
+
+def test_expire_templates_sends_the_client_elsewhere(vm: dict) -> None:
+    p = result(vm, "persistent")
+    assert p["drain_expire"]["rc"] == 0, p["drain_expire"]
+    assert p["expire_after"].strip() == "1"
+    other = "rs1" if p["sticky"] == "10.1.2.2:80" else "rs2"
+    assert p["after_expire"] == {other: 10}
+
+
+def test_connections_of_an_ipvs_server(vm: dict) -> None:
+    c = result(vm, "connections")
+    assert any(e["state"] == "ESTABLISHED" and not e["template"] for e in c["entries"])
+    assert all(e["client"].startswith("172.16.0.2:") for e in c["entries"])

@@ -1,9 +1,10 @@
-"""Modal dialogs for load-balancer actions: the weight input, and the confirmation that shows
-backend, service, server, before and after."""
+"""Modal dialogs for load-balancer actions: the weight input, the confirmation that shows
+backend, service, server, before and after and the what-if, and the second confirmation of a
+guarded action."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -12,18 +13,34 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from ctop.lb.request import ActionRequest
 from ctop.tui.actions import Request
 
+RAMP_S = 60.0  # the restore dialog's ramp
 
-class ConfirmAction(ModalScreen[bool]):
+
+class ConfirmAction(ModalScreen["dict[str, Any] | None"]):
+    """The plan, then the what-if (each server's share and CPU after the action, from a dry
+    run: the daemon's when attached), and the choices the action has: restore with a ramp,
+    maint that cuts sessions, a drain that expires IPVS persistence templates. Dismissed with
+    the ActionRequest options to run with ({} = as planned), or None when cancelled. A guarded
+    action (the last serving server, or below the quorum) asks a second time, naming the
+    consequence, and then runs with force."""
+
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,n", "dismiss(False)", "Cancel"),
+        Binding("escape,n", "cancel", "Cancel"),
         Binding("y", "confirm", "Apply"),
+        Binding("p", "choice('ramp')", "Ramp", show=False),
+        Binding("x", "choice('cut')", "Cut sessions", show=False),
+        Binding("e", "choice('expire')", "Expire templates", show=False),
     ]
 
     def __init__(self, request: Request) -> None:
         super().__init__()
         self.request = request
+        self.guard = ""  # from the dry run: the consequence that needs a second confirmation
+        self.whatif: list[str] = []
+        self.templates: int | None = None
 
     def compose(self) -> ComposeResult:
         r = self.request
@@ -37,26 +54,155 @@ class ConfirmAction(ModalScreen[bool]):
         body.append(f"weight {_w(r.after)}  {r.state_after}", "bold")
         if r.message:
             body.append(f"\n\n{r.message}", "yellow" if r.ok else "red")
+        active = r.ok and not r.noop
         with Vertical(id="dialog"):
-            yield Label(f"{r.title}?" if r.ok and not r.noop else r.title, id="title")
+            yield Label(f"{r.title}?" if active else r.title, id="title")
+            yield Static(body, id="body")
+            if active:
+                yield Static(Text("what if: reading…", "dim"), id="whatif")
+            with Horizontal(id="buttons"):
+                if active:
+                    yield Button(f"{r.title} (y)", variant="warning", id="yes")
+                    if r.verb == "restore":
+                        yield Button(f"Ramp {RAMP_S:g} s (p)", id="ramp")
+                    if r.verb == "maint":
+                        yield Button("+ cut sessions (x)", id="cut")
+                yield Button("Cancel (esc)", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+        if self.request.ok and not self.request.noop:
+            self.run_worker(self._what_if(), exclusive=True)
+
+    async def _what_if(self) -> None:
+        r = self.request
+        source = self.app.source  # type: ignore[attr-defined]
+        try:  # the engine's or the daemon's dry run (it has the node metrics)
+            req = ActionRequest(r.verb, r.backend, r.service, r.server, r.value, dry_run=True)
+            res = await source.lb_action(req)
+        except Exception as exc:  # no what-if is no reason to block the action
+            self._show_whatif([f"what if: unavailable ({exc})"])
+            return
+        if not getattr(res, "dry_run", False):  # no balancer behind this source: the snapshot
+            self._show_whatif(self._snapshot_whatif() or [f"what if: unavailable ({res.message})"])
+            return
+        lines = res.message.splitlines()
+        head = next((i for i, ln in enumerate(lines) if ln.startswith("what if")), len(lines))
+        self.guard = getattr(res, "guard", "")
+        self.templates = getattr(res, "templates", None)
+        self._show_whatif([ln for ln in lines[head:] if not ln.startswith("dry run")])
+        if self.templates is not None and r.verb == "drain" and not self.query("#expire"):
+            self.query_one("#buttons").mount(
+                Button("+ expire templates (e)", id="expire"), before="#no"
+            )
+
+    def _snapshot_whatif(self) -> list[str]:
+        """The what-if from the UI's own snapshot (the LB view and the nodes' CPU), for a
+        source that cannot plan (no balancer behind it). Thresholds: the default cpu rule."""
+        from ctop.lb.limits import limits_from_config
+        from ctop.lb.whatif import predict, rows_from_view, table
+
+        r, snap = self.request, self.app.snapshot  # type: ignore[attr-defined]
+        svc = next((v for v in snap.lb if (v.backend, v.key) == (r.backend, r.service)), None)
+        if svc is None or r.after is None:
+            return []
+        nodes = {n.node_id: n for n in snap.nodes}
+        rate = svc.basis == "rate"
+        servers = []
+        for rs in svc.servers:
+            node = nodes.get(rs.node_id)
+            known = node is not None and node.cores > 0
+            servers.append((
+                rs.key, rs.weight, rs.state, rs.conns_per_s if rate else float(rs.active_conns),
+                float(node.cores) if known else None, node.cpu if known else None,
+            ))  # fmt: skip
+        lim = limits_from_config(None)
+        preds = predict(rows_from_view(servers, r.server, r.after), cpu_warn=lim.cpu_warn,
+                        cpu_crit=lim.cpu_crit)  # fmt: skip
+        why = "" if any(p.cpu is not None for p in preds) else "no node metrics"
+        head = f"what if ({'new conn/s' if rate else 'active connections'}, from the snapshot):"
+        return [head, *table(preds, basis=svc.basis, cpu_warn=lim.cpu_warn,
+                             cpu_crit=lim.cpu_crit, no_metrics=why)]  # fmt: skip
+
+    def _show_whatif(self, lines: list[str]) -> None:
+        text = Text()
+        for ln in lines:
+            style = "red" if " CRIT > " in ln else "yellow" if " WARN > " in ln else ""
+            if "persistence template" in ln:
+                style = "yellow"
+            text.append(ln + "\n", style)
+        if self.guard:
+            text.append(f"\n{self.guard}", "bold red")
+        self.whatif = lines
+        for w in self.query("#whatif"):
+            w.update(text)  # type: ignore[attr-defined]
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def action_confirm(self) -> None:
+        self._go({})
+
+    def action_choice(self, which: str) -> None:
+        if not self.query(f"#{which}"):
+            return  # not offered for this action
+        options: dict[str, Any] = {
+            "ramp": {"ramp_s": RAMP_S},
+            "cut": {"cut_sessions": True},
+            "expire": {"expire_templates": True},
+        }[which]
+        self._go(options)
+
+    def _go(self, options: dict[str, Any]) -> None:
+        if not (self.request.ok and not self.request.noop):
+            return
+        if not self.guard:
+            self.dismiss(options)
+            return
+
+        def second(sure: bool | None) -> None:
+            if sure:
+                self.dismiss({**options, "force": True})
+
+        self.app.push_screen(ConfirmConsequence(self.request.title, self.guard), second)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "yes":
+            self.action_confirm()
+        elif event.button.id in ("ramp", "cut", "expire"):
+            self.action_choice(event.button.id)
+        else:
+            self.dismiss(None)
+
+
+class ConfirmConsequence(ModalScreen[bool]):
+    """The second confirmation of a guarded action: it names what will happen."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,n", "dismiss(False)", "Cancel"),
+        Binding("y", "dismiss(True)", "Do it anyway"),
+    ]
+
+    def __init__(self, title: str, consequence: str) -> None:
+        super().__init__()
+        self.title_text, self.consequence = title, consequence
+
+    def compose(self) -> ComposeResult:
+        body = Text()
+        body.append(self.consequence, "bold red")
+        body.append("\n\nDo it anyway?")
+        with Vertical(id="dialog"):
+            yield Label(f"{self.title_text}: are you sure?", id="title")
             yield Static(body, id="body")
             with Horizontal(id="buttons"):
-                if r.ok and not r.noop:
-                    yield Button(f"{r.title} (y)", variant="warning", id="yes")
+                yield Button(f"{self.title_text} anyway (y)", variant="error", id="yes")
                 yield Button("Cancel (esc)", id="no")
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
 
-    def action_confirm(self) -> None:
-        if self.request.ok and not self.request.noop:
-            self.dismiss(True)
-
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "yes":
-            self.action_confirm()
-        else:
-            self.dismiss(False)
+        self.dismiss(event.button.id == "yes")
 
 
 def _w(weight: int | None) -> str:

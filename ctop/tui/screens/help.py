@@ -47,6 +47,16 @@ KEYS = (
             ("A", "apply the advised weight"),
             ("R", "drift (≠): re-apply the journal's drain or weight on the balancer"),
             ("L", "drift (≠): accept the live state (clears the journal's intent)"),
+            ("c", "connections of the server (IPVS: with persistence templates); also read-only"),
+        ),
+    ),
+    (
+        "In the confirmation dialog (it shows each server's share and CPU after the action)",
+        (
+            ("y", "apply; the last serving server (or below quorum) asks a second time"),
+            ("p", "restore: raise the weight in steps over 60 s"),
+            ("x", "maintenance: also cut the server's open sessions (HAProxy)"),
+            ("e", "drain of a persistent IPVS service: expire persistence templates too"),
         ),
     ),
 )

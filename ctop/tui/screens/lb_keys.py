@@ -28,6 +28,8 @@ class LBKeys:
         # drift (a ≠ on the row): the journal's intent back on the balancer, or the live state
         Binding("R", "lb_reapply", "Re-apply", show=False),
         Binding("L", "lb_accept", "Accept live", show=False),
+        # a read, so also in read-only mode; kept out of the footer (listed in `?`)
+        Binding("c", "lb_connections", "Connections", show=False),
     ]
 
     def lb_target(self) -> Target | None:
@@ -70,3 +72,14 @@ class LBKeys:
 
     def action_lb_accept(self) -> None:
         self._request("accept")
+
+    def action_lb_connections(self) -> None:
+        from ctop.tui.screens.connections import ConnectionsScreen
+
+        target = self.lb_target()
+        if target is None:
+            self.app.notify(  # type: ignore[attr-defined]
+                "select a real server first (tab to the load-balancer pane)", severity="warning"
+            )
+            return
+        self.app.push_screen(ConnectionsScreen(target))  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.strip import Strip
 
+from ctop.lb.drainwatch import DrainWatch
 from ctop.model import LBServiceView, RealServerView, Snapshot
 from ctop.tui.colors import Palette
 from ctop.tui.format import bar, count
@@ -32,6 +33,7 @@ COLUMNS = (
 )
 WIDTH = 2 + sum(w + 1 for _, w in COLUMNS)
 BAR = 13
+_OUT = ("drained", "quiesced", "maint")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +68,13 @@ class LBPane(LineView):
         self._servers: list[int] = []  # body lines holding a server
         self._pick = 0  # index into _servers
         self._picked: tuple[str, str] | None = None  # (service, server) kept across ticks
+        # drained servers' active connections over the ticks: "3 left, empty in ~12 s"
+        self._drains: dict[tuple[str, str, str], DrainWatch] = {}
+        self._drain_note: dict[tuple[str, str], str] = {}  # (backend, service) -> the note
 
     def show(self, snap: Snapshot) -> None:
         self.snap = snap
+        self._watch_drains(snap)
         lines: list[tuple[LBServiceView, RealServerView | None]] = []
         for svc in snap.lb:
             servers = [
@@ -90,6 +96,33 @@ class LBPane(LineView):
         note = [] if lines else [snap.lb_note or "no load-balancer entries"]
         self._notes = ([f"error: {snap.lb_error}"] if snap.lb_error else []) + note
         self.set_size(len(lines) + len(self._notes), WIDTH)
+
+    def _watch_drains(self, snap: Snapshot) -> None:
+        """Follow each drained server's connections down to 0, with the time to empty."""
+        seen: dict[tuple[str, str, str], DrainWatch] = {}
+        notes: dict[tuple[str, str], str] = {}
+        for svc in snap.lb:
+            parts = []
+            for rs in svc.servers:
+                if rs.state not in _OUT:
+                    continue
+                key = (svc.backend, svc.key, rs.key)
+                watch = seen[key] = self._drains.get(key) or DrainWatch()
+                if not watch.samples or watch.samples[-1][0] != snap.ts:
+                    watch.add(snap.ts, rs.active_conns)
+                first = max(n for _, n in watch.samples)
+                if rs.active_conns:
+                    eta = watch.eta()
+                    when = f"empty in ~{eta:.0f} s" if eta is not None else "draining"
+                    parts.append(f"{rs.key} {rs.active_conns} left, {when}")
+                elif first:  # it had connections since we watched: say it emptied
+                    parts.append(f"{rs.key} empty")
+            if parts:
+                notes[(svc.backend, svc.key)] = "  ⇣ " + "; ".join(parts)
+        self._drains, self._drain_note = seen, notes
+
+    def drain_note(self, backend: str, service: str) -> str:
+        return self._drain_note.get((backend, service), "")
 
     def _remember(self) -> None:
         t = self.target
@@ -120,6 +153,7 @@ class LBPane(LineView):
             )
         svc, rs = self._lines[line]
         if rs is None:
+            note = self.drain_note(svc.backend, svc.key)
             return strip(
                 [
                     Segment(f"{svc.backend} ", pal.label),
@@ -130,6 +164,7 @@ class LBPane(LineView):
                     Segment("  by conn/s" if svc.basis == "rate" else "  by active conns",
                             pal.dim),
                     *_automation_note(svc, pal),
+                    *([Segment(note, pal.warn)] if note else []),
                 ],
                 width,
             )

@@ -92,12 +92,11 @@ def control_gid(group: str | None) -> int:
 
 class ControlServer:
     def __init__(self, engine: Engine, path: str, *, group: str | None = None) -> None:
-        from ctop.filemodes import group_id
-
         self.engine, self.path = engine, path
         self.group = group
-        self._dir_gid = group_id(group)  # a socket directory we create belongs to it
-        self.gid = control_gid(group)
+        self.gid = control_gid(group)  # ControlError naming the fix when it does not exist
+        # a socket directory we create belongs to the configured group (none: ours, 0700)
+        self._dir_gid = self.gid if group else None
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self) -> None:

@@ -30,8 +30,15 @@ def private_database(path: str, group: int | None = None) -> None:
         os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
         if group is not None:
             os.chown(directory, -1, group)
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT, DB_MODE)
-    os.close(fd)
+    # Only a missing file is opened here: closing any descriptor of a database file drops
+    # every POSIX lock this process holds on it, and SQLite's other connections in this
+    # process (the store, when the journal opens the same file) would lose theirs; another
+    # process then takes itself for the last user and deletes the WAL under them.
+    if not os.path.lexists(path):
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DB_MODE))
+        except FileExistsError:
+            pass
     for name in (path, path + "-wal", path + "-shm"):
         try:
             st = os.stat(name)

@@ -10,6 +10,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -64,6 +65,35 @@ def test_the_history_database_belongs_to_the_control_group(tmp_path):
     modes = _run_briefly(Daemon(tmp_path, f'[control]\ngroup = "{group}"'))
     assert set(modes.values()) == {(0o640, NOBODY)}, modes
 
+
+
+def test_opening_the_journal_next_to_the_store_keeps_every_write(tmp_path):
+    """The daemon opens the journal on the store's file: making sure the file is private must
+    not close a descriptor of it (that drops the process's SQLite locks, and another process's
+    connection then deletes the WAL the daemon still writes to: its writes vanish)."""
+    import sqlite3
+
+    from ctop.lb.journal import Journal
+    from ctop.store import Store
+
+    db = tmp_path / "ctop.db"
+    store = Store(str(db))
+    journal = Journal(db)
+    try:
+        for i in range(3):
+            # another process reads the journal and closes its connection (ctop lb log)
+            subprocess.run([sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect("
+                            "sys.argv[1]); c.execute('SELECT count(*) FROM lb_actions')"
+                            ".fetchone(); c.close()", str(db)], check=True, timeout=30)
+            journal.record(origin="cli", backend="haproxy", service="web", server=f"s{i}",
+                           action="drain", weight_before=1, weight_after=0, result="ok")
+        assert (tmp_path / "ctop.db-wal").exists()
+        with contextlib.closing(sqlite3.connect(db)) as other:
+            rows = other.execute("SELECT server FROM lb_actions ORDER BY id").fetchall()
+        assert rows == [("s0",), ("s1",), ("s2",)]
+    finally:
+        journal.close()
+        store.close()
 
 # -- 6: a socket another user planted is never trusted ------------------------------------------
 

@@ -14,6 +14,7 @@ from ctop.engine import Engine
 from ctop.lb.actions import LBController
 from ctop.lb.haproxy import HAProxyBackend
 from ctop.lb.journal import Journal
+from ctop.lb.request import ActionRequest
 
 from .test_engine import make_engine, until
 
@@ -44,8 +45,8 @@ def live(haproxy, backend: str, name: str) -> tuple[str, int]:
 
 async def test_drift_after_a_restart_is_seen_in_one_round_and_re_applied(lb_engine, haproxy):
     eng = lb_engine
-    assert (await eng.lb_action("weight", "haproxy", "web5", "s1", 3)).ok
-    assert (await eng.lb_action("drain", "haproxy", "web5", "s2")).ok
+    assert (await eng.lb_action(ActionRequest("weight", "haproxy", "web5", "s1", 3))).ok
+    assert (await eng.lb_action(ActionRequest("drain", "haproxy", "web5", "s2"))).ok
     assert not server(eng, "web5", "s1").drift and not server(eng, "web5", "s2").drift
 
     await asyncio.to_thread(haproxy.restart)  # no state file: weight 1, s2 serving again
@@ -64,7 +65,7 @@ async def test_drift_after_a_restart_is_seen_in_one_round_and_re_applied(lb_engi
 
     # re-apply: through the journaled action path, back to what the journal says
     for key in ("s1", "s2"):
-        result = await eng.lb_action("reapply", "haproxy", "web5", key)
+        result = await eng.lb_action(ActionRequest("reapply", "haproxy", "web5", key))
         assert result.ok, result.message
     assert live(haproxy, "web5", "s1") == ("ready", 3)
     assert live(haproxy, "web5", "s2")[0] == "drain"
@@ -72,7 +73,7 @@ async def test_drift_after_a_restart_is_seen_in_one_round_and_re_applied(lb_engi
     assert hits["s2"] == 0 and hits["s1"] == 30  # 3:1 between s1 and s3
     assert not server(eng, "web5", "s1").drift and not server(eng, "web5", "s2").drift
     # the weight restore goes back to is still the one from before the first drain
-    assert (await eng.lb_action("restore", "haproxy", "web5", "s2")).after == 1
+    assert (await eng.lb_action(ActionRequest("restore", "haproxy", "web5", "s2"))).after == 1
     eng.tick(time.time())
     assert not [a for a in eng.snapshot().alerts if a.rule == "lb-drift"]
 
@@ -80,10 +81,10 @@ async def test_drift_after_a_restart_is_seen_in_one_round_and_re_applied(lb_engi
 async def test_accepting_the_live_state_clears_the_intent_and_is_journaled(lb_engine, haproxy,
                                                                           tmp_path):
     eng = lb_engine
-    assert (await eng.lb_action("drain", "haproxy", "web6", "s3")).ok
+    assert (await eng.lb_action(ActionRequest("drain", "haproxy", "web6", "s3"))).ok
     await asyncio.to_thread(haproxy.restart)
     await until(lambda: server(eng, "web6", "s3").drift)
-    result = await eng.lb_action("accept", "haproxy", "web6", "s3")
+    result = await eng.lb_action(ActionRequest("accept", "haproxy", "web6", "s3"))
     assert result.ok and "accepted" in result.message, result.message
     assert not server(eng, "web6", "s3").drift
     assert live(haproxy, "web6", "s3") == ("ready", 1)  # nothing changed on the balancer
@@ -91,13 +92,13 @@ async def test_accepting_the_live_state_clears_the_intent_and_is_journaled(lb_en
     assert journal.intent("haproxy", "web6", "s3").drained_by is None
     assert journal.actions(server="s3", limit=1)[0].action == "accept"
     journal.close()
-    again = await eng.lb_action("accept", "haproxy", "web6", "s3")
+    again = await eng.lb_action(ActionRequest("accept", "haproxy", "web6", "s3"))
     assert not again.ok and "no drift" in again.message
 
 
 async def test_a_hand_edit_through_the_runtime_api_is_drift_too(lb_engine, haproxy):
     eng = lb_engine
-    assert (await eng.lb_action("weight", "haproxy", "web7", "s2", 4)).ok
+    assert (await eng.lb_action(ActionRequest("weight", "haproxy", "web7", "s2", 4))).ok
     haproxy.cmd("set server web7/s2 weight 9")  # someone with socat
     await until(lambda: "live: serving weight 9" in server(eng, "web7", "s2").drift)
 

@@ -18,6 +18,7 @@ import pytest_asyncio
 
 from ctop.demo import DemoCluster
 from ctop.engine import Engine
+from ctop.lb.request import ActionRequest
 
 from .test_engine import until
 
@@ -181,7 +182,7 @@ async def test_a_stale_operator_drain_does_not_block_automation(lab):
     # "drained by operator" must not keep automation from pulling the server when it fails
     demo, engine = lab
     await ready(engine)
-    assert (await engine.lb_action("drain", "haproxy", "web", "web-03")).ok
+    assert (await engine.lb_action(ActionRequest("drain", "haproxy", "web", "web-03"))).ok
     await asyncio.to_thread(demo.restart_haproxy)
     await until(lambda: states(engine).get("web-03") == "serving" and server(
         engine, "web-03").drift, timeout=10)

@@ -8,6 +8,7 @@ import asyncio
 import pytest_asyncio
 
 from ctop.engine import Engine
+from ctop.lb.request import ActionRequest
 from ctop.tui.app import CtopApp
 from ctop.tui.colors import color_system
 from ctop.tui.sample import sample_history, sample_snapshot
@@ -364,7 +365,7 @@ async def test_grid_up_down_keep_the_column_across_group_headers():
 
 
 async def test_drift_shows_on_the_row_and_R_re_applies_through_the_dialog(lb_engine, haproxy):
-    assert (await lb_engine.lb_action("drain", "haproxy", "web2", "s3")).ok
+    assert (await lb_engine.lb_action(ActionRequest("drain", "haproxy", "web2", "s3"))).ok
     await asyncio.to_thread(haproxy.restart)  # no state file: the drain is gone
     app = CtopApp(lb_engine, view="table")
     async with app.run_test(size=SIZE) as pilot:

@@ -7,6 +7,7 @@ of the database file, so creating that file first, 0640, is enough for all three
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import stat
@@ -35,10 +36,8 @@ def private_database(path: str, group: int | None = None) -> None:
     # process (the store, when the journal opens the same file) would lose theirs; another
     # process then takes itself for the last user and deletes the WAL under them.
     if not os.path.lexists(path):
-        try:
+        with contextlib.suppress(FileExistsError):  # another process was first
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DB_MODE))
-        except FileExistsError:
-            pass
     for name in (path, path + "-wal", path + "-shm"):
         try:
             st = os.stat(name)

@@ -138,7 +138,7 @@ def test_drained_server_gets_no_requests(ctl: LBController, haproxy: HAProxyLab)
     assert res.ok, res.message
     assert (res.before, res.after, res.state_after) == (1, 0, ServerState.DRAINED)
     counts = haproxy.hits("web1", 60)
-    assert counts["s2"] == 0 and counts["s1"] == 30 and counts["s3"] == 30
+    assert counts["s2"] == 0 and abs(counts["s1"] - counts["s3"]) <= 2, counts
     row = ctl.journal.actions()[0]
     assert (row.action, row.origin, row.weight_before, row.weight_after, row.result) == (
         "drain",
@@ -183,7 +183,7 @@ def test_restore_brings_back_exact_weight_across_restart(
     assert res.ok and res.before == 0 and res.after == 5, res.message
     assert servers(backend, "web3")["s3"].state == ServerState.SERVING
     counts = haproxy.hits("web3", 70)
-    assert counts["s3"] == 50 and counts["s1"] == 10, counts  # 5:1:1
+    assert abs(counts["s3"] - 50) <= 2 and abs(counts["s1"] - 10) <= 2, counts  # 5:1:1
     again = ctl2.restore("haproxy", "web3", "s3")
     assert again.ok and again.noop
 
@@ -195,7 +195,7 @@ def test_drain_restore_keeps_weight(ctl: LBController, haproxy: HAProxyLab) -> N
     # a weight on a drained server puts it back in rotation at that weight
     res = ctl.restore("haproxy", "web4", "s2")
     assert res.ok and res.after == 3
-    assert haproxy.hits("web4", 50)["s2"] == 30
+    assert abs(haproxy.hits("web4", 50)["s2"] - 30) <= 2  # 3:1:1, give or take the phase
 
 
 def test_invalid_server_changes_nothing_and_is_journaled(
@@ -283,7 +283,9 @@ def test_maint_takes_the_server_out_and_restore_brings_its_weight_back(
     assert s2.state == ServerState.MAINT and s2.weight == 3  # HAProxy keeps the weight
     assert "MAINT" in haproxy.cmd("show stat").split("web7,s2,", 1)[1].split("\n")[0]
     counts = haproxy.hits("web7", 40)
-    assert counts["s2"] == 0 and counts["s1"] == 20 and counts["s3"] == 20, counts
+    # s2 takes nothing; s1 and s3 share evenly (round robin's phase, carried over from the
+    # tests before that changed this backend, may give one of them a request more)
+    assert counts["s2"] == 0 and abs(counts["s1"] - counts["s3"]) <= 2, counts
     row = ctl.journal.actions()[0]
     assert (row.action, row.origin, row.weight_before, row.weight_after, row.result) == (
         "maint",

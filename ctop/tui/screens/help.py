@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
@@ -30,7 +32,8 @@ KEYS = (
             ("s", "sort: name, cpu, memory, connections, ratio, state"),
             ("/", "filter by name, group, state or address (enter keeps, esc clears)"),
             ("a", "alerts and events screen"),
-            ("1 2 3", "node detail: 15 min / 1 h / 24 h"),
+            ("x", "rejected datagrams by reason and the hosts sending them (or click the header)"),
+            ("1 … 6", "node detail history: 2 min (live), 15 min, 1 h, 24 h, 7 d, 30 d"),
             (":", "command palette"),
             ("?", "this help"),
             ("q", "quit"),
@@ -68,13 +71,17 @@ class HelpScreen(ModalScreen[None]):
     ]
 
     def compose(self) -> ComposeResult:
-        table = Table.grid(padding=(0, 2))
-        table.add_column(style="bold cyan", no_wrap=True)
-        table.add_column()
+        # Section titles are lines of their own: in the key column they widened it until the
+        # descriptions had no room left. Every section's key column has the widest key's width.
+        key_width = max(len(key) for _, rows in KEYS for key, _ in rows)
+        parts: list[Text | Table] = []
         for title, rows in KEYS:
-            table.add_row(f"[bold]{title}[/]", "")
+            parts.append(Text(title, style="bold"))
+            table = Table.grid(padding=(0, 2))
+            table.add_column(style="bold cyan", no_wrap=True, width=key_width)
+            table.add_column(ratio=1)
             for key, what in rows:
                 table.add_row(key, what)
-            table.add_row("", "")
+            parts += [table, Text("")]
         with VerticalScroll(id="dialog"):
-            yield Static(table)
+            yield Static(Group(*parts))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import grp
 import json
 import os
@@ -37,6 +38,7 @@ from ctop.sockpath import UntrustedPath, check_socket, prepare_directory, remove
 if TYPE_CHECKING:
     from ctop.engine import Engine
     from ctop.lb.actions import ActionResult, LBController, Plan
+    from ctop.lb.base import Connection
     from ctop.lb.request import ActionRequest
 
 _LEN = struct.Struct("!I")
@@ -156,6 +158,8 @@ class ControlServer:
                 body = pack_compact(self.engine.snapshot(), [arg] if arg else ())
             elif verb in ("plan", "action"):
                 body = msgpack.packb(await self._lb(verb, arg, peer))
+            elif verb == "conns":  # a read: the `c` view of an attached UI
+                body = msgpack.packb(await self._connections(arg))
             else:
                 body = msgpack.packb({"error": f"unknown request {request!r}"})
             writer.write(_LEN.pack(len(body)) + body)
@@ -183,6 +187,29 @@ class ControlServer:
             return {"result": result_to_plain(await self.engine.lb_action(request, actor))}
         except Exception as exc:  # no balancer, a bad value: the caller reads why
             return {"error": getattr(exc, "message", None) or str(exc) or type(exc).__name__}
+
+
+    async def _connections(self, arg: str) -> dict[str, Any]:
+        """One real server's connections (the daemon's balancer), as plain maps."""
+        try:
+            where = json.loads(arg)
+            backend, service, server = (str(where[k]) for k in ("backend", "service", "server"))
+        except (ValueError, KeyError, TypeError) as exc:
+            return {"error": f"bad conns request: {exc}"}
+        try:
+            conns = await self.engine.lb_connections(backend, service, server)
+        except Exception as exc:  # LBError, no balancer: the caller shows why
+            return {"error": getattr(exc, "message", None) or str(exc) or type(exc).__name__}
+        return {"connections": [dataclasses.asdict(c) for c in conns]}
+
+
+def request_connections(path: str, backend: str, service: str, server: str) -> list[Connection]:
+    """The daemon's reading of one real server's connections (IPVS with templates)."""
+    from ctop.lb.base import Connection
+
+    where = json.dumps({"backend": backend, "service": service, "server": server})
+    answer = _request(path, "conns " + where, timeout=15.0)
+    return [Connection(**c) for c in answer["connections"]]
 
 
 def request_plan(path: str, request: ActionRequest) -> Plan:
@@ -373,6 +400,9 @@ class RemoteSource:
 
     async def lb_plan(self, request: ActionRequest) -> Plan:
         return await asyncio.to_thread(request_plan, self.path, request)
+
+    async def lb_connections(self, backend: str, service: str, server: str) -> list[Connection]:
+        return await asyncio.to_thread(request_connections, self.path, backend, service, server)
 
     async def lb_action(self, request: ActionRequest) -> ActionResult:
         result = await asyncio.to_thread(request_action, self.path, request)

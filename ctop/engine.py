@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from ctop.lb.actions import ActionResult, LBController, Plan
     from ctop.lb.automation import AutoQuiescer
-    from ctop.lb.base import VirtualService
+    from ctop.lb.base import Connection, VirtualService
     from ctop.lb.config import LBConfig
     from ctop.lb.journal import Actor
     from ctop.lb.monitor import LBMonitor
@@ -436,6 +436,12 @@ class Engine:
                 if view.key == service and s.key == server and s.advised_weight is not None:
                     return s.advised_weight
         raise ValueError(f"no weight advice for {server} in {service}")
+
+    async def lb_connections(self, backend: str, service: str, server: str) -> list[Connection]:
+        """One real server's connections, read now (the `c` view, an attached UI's too)."""
+        if self.lb is None:
+            raise RuntimeError(self.lb_note or "no load balancer configured")
+        return await asyncio.to_thread(self.lb.connections, backend, service, server)
 
     async def lb_plan(self, request: ActionRequest) -> Plan:
         """What `request` would do now (the confirmation dialog's body)."""

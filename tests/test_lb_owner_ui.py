@@ -141,6 +141,38 @@ async def test_attached_ui_actions_are_the_daemons(haproxy: HAProxyLab, monkeypa
             source.close()
 
 
+async def test_attached_ui_shows_a_servers_connections_read_by_the_daemon(
+        haproxy: HAProxyLab) -> None:
+    import socket
+
+    from ctop.lb.haproxy import HAProxyBackend
+    from ctop.tui.screens.connections import ConnectionsScreen
+
+    client = socket.create_connection(("127.0.0.1", haproxy.frontends["tcp1"]), timeout=5)
+    client.sendall(b"GET / HTTP/1.1\r\n")  # held open: a long-lived session on tcp1
+    port = client.getsockname()[1]
+    be = HAProxyBackend(haproxy.admin_socket)
+    await until(lambda: any(be.connections("tcp1", s) for s in ("s1", "s2", "s3")))
+    server = next(s for s in ("s1", "s2", "s3") if be.connections("tcp1", s))
+    with director(haproxy) as d, serving(d):
+        source = RemoteSource(str(d.socket), str(d.db), poll=0.2)
+        try:
+            await until(lambda: source.snapshot().lb)
+            assert source.lb is None  # the attached UI has no balancer of its own
+            app = CtopApp(source, view="table")
+            async with app.run_test(size=SIZE) as pilot:
+                await pilot.pause()
+                await select_server(pilot, app, "tcp1", server)
+                await pilot.press("c")
+                await until(lambda: isinstance(app.screen, ConnectionsScreen))
+                shown = lambda: str(app.screen.query_one("#conns").render())  # noqa: E731
+                await until(lambda: f"127.0.0.1:{port}" in shown())
+                assert "1 connection" in shown() and "not reachable" not in shown()
+        finally:
+            source.close()
+            client.close()
+
+
 async def test_attached_ui_to_a_read_only_daemon_hides_and_is_refused(
         haproxy: HAProxyLab) -> None:
     with director(haproxy) as d, serving(d, "--readonly"):

@@ -15,6 +15,7 @@ from ctop.model import EventView, Snapshot
 
 if TYPE_CHECKING:
     from ctop.lb.actions import ActionResult, LBController, Plan
+    from ctop.lb.base import Connection
 
 History = dict[str, list[tuple[float, float]]]
 
@@ -39,6 +40,9 @@ class EngineLike(Protocol):
 
     async def lb_action(self, request: ActionRequest) -> ActionResult:
         """Run the change; with `request.expect` only if the server is still as planned."""
+
+    async def lb_connections(self, backend: str, service: str, server: str) -> list[Connection]:
+        """One real server's connections, read now (the `c` view). Raises when unreadable."""
 
 
 class StaticSource:
@@ -89,6 +93,11 @@ class StaticSource:
         if self.lb is None:
             return None
         return await asyncio.to_thread(plan_of, self.lb, request)
+
+    async def lb_connections(self, backend: str, service: str, server: str) -> list[Connection]:
+        if self.lb is None:
+            raise RuntimeError("no load balancer configured")
+        return await asyncio.to_thread(self.lb.connections, backend, service, server)
 
     async def lb_action(self, request: ActionRequest) -> ActionResult:
         from ctop.lb.actions import ActionResult

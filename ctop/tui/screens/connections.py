@@ -1,11 +1,10 @@
 """Connections of one real server (`c` on a real server): IPVS from /proc/net/ip_vs_conn
 (client, state, expiry, persistence templates), HAProxy from `show sess` (client, frontend,
-age). Read on demand and every 2 s while open; needs the balancer on this host (the engine's
-or the UI's own controller)."""
+age). Read on demand and every 2 s while open, from the UI's source: the embedded engine's
+balancer, or the daemon's (a `conns` request on the control socket) when attached."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import ClassVar
 
 from rich.text import Text
@@ -49,17 +48,12 @@ class ConnectionsScreen(ModalScreen[None]):
 
     async def _read(self) -> None:
         t = self.target
-        lb = self.app.source.lb  # type: ignore[attr-defined]
-        if lb is None:
-            self.error = "the balancer is not reachable from this UI (attached to a daemon)"
-        else:
-            try:
-                self.connections = await asyncio.to_thread(
-                    lb.connections, t.backend, t.service, t.server.key
-                )
-                self.error = ""
-            except Exception as exc:  # LBError and OS errors: say it in the screen
-                self.error = getattr(exc, "message", None) or str(exc)
+        source = self.app.source  # type: ignore[attr-defined]
+        try:  # the engine's balancer, or the daemon's when the UI is attached
+            self.connections = await source.lb_connections(t.backend, t.service, t.server.key)
+            self.error = ""
+        except Exception as exc:  # LBError, OS and daemon errors: say it in the screen
+            self.error = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         self.query_one("#conns", Static).update(render(self.connections, self.error))
 
 

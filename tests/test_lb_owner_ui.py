@@ -64,6 +64,13 @@ async def _stale_dialog_is_refused(app: CtopApp, pilot, haproxy: HAProxyLab, bac
     message = await until(lambda: next((m for m in notes(app) if "changed since" in m), None))
     assert "now weight 7 (serving)" in message and "nothing was changed" in message
     assert server_stat(haproxy, backend, server) == (7, "UP")  # not drained
+    # the dialog opens again on the server as it is now; cancelling it changes nothing
+    await until(lambda: isinstance(app.screen, ConfirmAction)
+                and app.screen.request.before == 7)
+    assert "changed since you confirmed: now weight 7" in app.screen.request.message
+    await pilot.press("escape")
+    await until(lambda: not isinstance(app.screen, ConfirmAction))
+    assert server_stat(haproxy, backend, server) == (7, "UP")
 
 
 # -- embedded ---------------------------------------------------------------------------------

@@ -97,6 +97,7 @@ class ActionResult:
     guard: str = ""  # the consequence that made a guard refuse (or that --force accepted)
     templates: int | None = None  # IPVS persistence templates still pointing at the server
     dry_run: bool = False  # nothing was changed: `message` is the plan and the what-if
+    stale: bool = False  # refused: the server is no longer as the confirmed plan showed
 
 
 class LBController:

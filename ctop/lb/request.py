@@ -179,7 +179,7 @@ def _stale(fresh: Plan, req: ActionRequest) -> ActionResult:
         f"{now}); nothing was changed",
         action=fresh.action, backend=fresh.backend, service=fresh.service, server=fresh.server,
         before=fresh.before, after=fresh.before, state_before=fresh.state_before,
-        state_after=fresh.state_before, origin=req.origin,
+        state_after=fresh.state_before, origin=req.origin, stale=True,
     )
 
 

@@ -30,6 +30,10 @@ POLL_S = 0.5
 LOCAL_EVENTS = 100
 
 
+# A stale plan is refused and the dialog opens again with the new state, at most this often.
+STALE_RETRIES = 3
+
+
 class CtopApp(App[None]):
     TITLE = "ctop"
     CSS_PATH = Path(__file__).with_name("styles.tcss")
@@ -130,33 +134,42 @@ class CtopApp(App[None]):
             value = rs.advised_weight
         ask = ActionRequest(verb, target.backend, target.service, rs.key, value)
         what = f"{target.backend} {target.service}/{rs.key}: {verb}"
-        try:
-            # The source's plan: the engine's or the daemon's own reading of the balancer.
-            planned = await self.source.lb_plan(ask)
-        except Exception as exc:  # no balancer, daemon gone: say so, open no dialog
-            self.report(False, str(exc) or type(exc).__name__, what)
-            return
-        request: Request = (
-            from_plan(verb, value, planned) if planned is not None
-            else plan(verb, target.backend, target.service, rs, value, None)
-        )
-        options = await self.push_screen_wait(ConfirmAction(request))
-        if options is None:  # cancelled; else the dialog's choices (force, ramp, cut, ...)
-            return
-        if planned is not None:  # the plan confirmed is the plan that runs, or nothing does
-            ask = replace(ask, expect=request.expect)
-        ask = replace(ask, **options)  # the dialog's choice: force, ramp, cut sessions, ...
-        events_before = self.source.snapshot().events
-        try:
-            result = await self.source.lb_action(ask)
-            ok, message = result.ok, result.message or ("done" if result.ok else "failed")
-        except Exception as exc:  # the source's own failure (no LB, daemon gone): show it
-            ok, message = False, str(exc) or type(exc).__name__
-        # the engine or daemon logged it as an event
-        recorded = (getattr(self.source, "records_actions", False)
-                    or self.source.snapshot().events != events_before)
-        self.report(ok, message, what, event=not recorded)
-        self.refresh_snapshot(force=True)
+        changed = ""  # why the dialog opens again: the server changed under the last one
+        for _ in range(STALE_RETRIES):
+            try:
+                # The source's plan: the engine's or the daemon's own reading of the balancer.
+                planned = await self.source.lb_plan(ask)
+            except Exception as exc:  # no balancer, daemon gone: say so, open no dialog
+                self.report(False, str(exc) or type(exc).__name__, what)
+                return
+            request: Request = (
+                from_plan(verb, value, planned) if planned is not None
+                else plan(verb, target.backend, target.service, rs, value, None)
+            )
+            if changed:
+                request = replace(request, message="\n".join(filter(None, (
+                    f"changed since you confirmed: {changed}", request.message))))
+            options = await self.push_screen_wait(ConfirmAction(request))
+            if options is None:  # cancelled; else the dialog's choices (force, ramp, cut, ...)
+                return
+            # the plan confirmed is the plan that runs, or nothing does
+            run = replace(ask, expect=request.expect) if planned is not None else ask
+            run = replace(run, **options)  # the dialog's choice: force, ramp, cut sessions, ...
+            events_before = self.source.snapshot().events
+            try:
+                result = await self.source.lb_action(run)
+                ok, message = result.ok, result.message or ("done" if result.ok else "failed")
+            except Exception as exc:  # the source's own failure (no LB, daemon gone): show it
+                result, ok, message = None, False, str(exc) or type(exc).__name__
+            # the engine or daemon logged it as an event
+            recorded = (getattr(self.source, "records_actions", False)
+                        or self.source.snapshot().events != events_before)
+            self.report(ok, message, what, event=not recorded)
+            self.refresh_snapshot(force=True)
+            if result is None or not result.stale:
+                return
+            # Refused because the server changed: show the dialog again with its new state.
+            changed = f"now weight {result.before} ({result.state_before})"
 
     def _max_weight(self, target: Target) -> int | None:
         be = self.source.lb.backends.get(target.backend) if self.source.lb else None

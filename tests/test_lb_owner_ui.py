@@ -235,7 +235,8 @@ async def test_lb_readonly_key_stops_auto_quiesce(tmp_path) -> None:
 
             await until(failing, timeout=15)
             await asyncio.sleep(2.0)  # many automation rounds with quiesce_after = 2
-            assert web()["web-02"].state == "serving"
+            # not drained by ctop; HAProxy's own health check may have marked it down by now
+            assert web()["web-02"].state in ("serving", "down")
             assert not [e for e in engine.snapshot().events if e.kind == "action"]
         finally:
             await engine.stop()

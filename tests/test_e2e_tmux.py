@@ -12,28 +12,14 @@ from pathlib import Path
 import pytest
 
 from tests.agent_helpers import AGENTD, write_key
+from tests.tmux_helpers import TmuxTerminal
 
 CTOP = Path(sys.executable).with_name("ctop")
 SESSION = "ctop-e2e"
 
 
-def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=10).stdout
-
-
-def screen() -> str:
-    return tmux("capture-pane", "-t", SESSION, "-p")
-
-
-def wait_for(text: str, timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    shown = ""
-    while time.monotonic() < deadline:
-        shown = screen()
-        if text in shown:
-            return shown
-        time.sleep(0.2)
-    raise AssertionError(f"{text!r} never appeared; the screen was:\n{shown}")
+_terminal = TmuxTerminal(SESSION)
+tmux, screen, wait_for = _terminal.tmux, _terminal.screen, _terminal.wait_for
 
 
 @pytest.fixture

@@ -7,34 +7,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import time
 
 import pytest
 
 from tests.haproxy_peer import HAProxyLab
 from tests.lb_owner_helpers import CTOP, director, server_stat, serving
+from tests.tmux_helpers import TmuxTerminal
 
 SESSION = f"ctop-owner-{os.getpid()}"  # other suites may use the shared tmux server
 
 
-def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=10).stdout
-
-
-def screen() -> str:
-    return tmux("capture-pane", "-t", SESSION, "-p")
-
-
-def wait_for(text: str, timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    shown = ""
-    while time.monotonic() < deadline:
-        shown = screen()
-        if text in shown:
-            return shown
-        time.sleep(0.2)
-    raise AssertionError(f"{text!r} never appeared; the screen was:\n{shown}")
+_terminal = TmuxTerminal(SESSION)
+tmux, screen, wait_for = _terminal.tmux, _terminal.screen, _terminal.wait_for
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """Load-balancer action requests: what the confirmation dialog shows, before anything runs.
 
-Data code (no Textual). With a local LBController the plan is the controller's own (it reads the
-balancer); without one (remote source) it is built from the snapshot's view of the server.
+Data code (no Textual). The dialog shows its source's plan (`from_plan`: the engine's or the
+daemon's reading of the balancer); a source that cannot plan gets `plan`, an estimate from the
+snapshot's view of the server.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 from ctop.model import RealServerView
 
 if TYPE_CHECKING:
-    from ctop.lb.actions import LBController, Plan
+    from ctop.lb.actions import Plan
 
 TITLES = {
     "drain": "Drain",
@@ -70,48 +71,11 @@ def from_plan(verb: str, value: int | None, p: Plan) -> Request:
 
 
 def plan(
-    verb: str,
-    backend: str,
-    service: str,
-    rs: RealServerView,
-    value: int | None,
-    lb: LBController | None,
+    verb: str, backend: str, service: str, rs: RealServerView, value: int | None
 ) -> Request:
-    """Blocking when `lb` is given (it reads the balancer): call from a thread."""
+    """The snapshot's estimate of the plan, for a source without a balancer to ask."""
     if verb in ("reapply", "accept"):
-        return _drift_request(verb, backend, service, rs, lb)
-    if lb is not None:
-        action = "weight" if verb == "advice" else verb
-        try:
-            p = lb.describe(action, backend, service, rs.key, value)
-        except ValueError as exc:
-            return Request(
-                verb,
-                backend,
-                service,
-                rs.key,
-                value,
-                rs.weight,
-                None,
-                rs.state,
-                "",
-                ok=False,
-                message=str(exc),
-            )
-        return Request(
-            verb,
-            backend,
-            service,
-            rs.key,
-            value,
-            p.before,
-            p.after,
-            str(p.state_before or ""),
-            str(p.state_after or ""),
-            p.ok,
-            p.noop,
-            p.message,
-        )
+        return _drift_request(verb, backend, service, rs)
     before = 0 if rs.state in ("drained", "quiesced", "maint") else rs.weight
     if verb == "drain":
         after, state = 0, "drained"
@@ -126,9 +90,7 @@ def plan(
     return Request(verb, backend, service, rs.key, value, before, after, rs.state, state)
 
 
-def _drift_request(
-    verb: str, backend: str, service: str, rs: RealServerView, lb: LBController | None
-) -> Request:
+def _drift_request(verb: str, backend: str, service: str, rs: RealServerView) -> Request:
     """Drift (ctop.lb.drift): re-apply puts the journal's intent back on the balancer; accept
     clears the intent and changes nothing on the balancer."""
     before = 0 if rs.state in ("drained", "quiesced", "maint") else rs.weight
@@ -139,12 +101,6 @@ def _drift_request(
         return Request(verb, backend, service, rs.key, None, before, before, rs.state, rs.state,
                        message=f"{rs.drift}\nthe journal's intent is cleared; the balancer "
                        "is not changed")
-    after: int | None = None
-    state = "as the journal says"
-    intent = lb.journal.intent(backend, service, rs.key) if lb and lb.journal else None
-    if intent is not None and intent.drained:
-        after, state = 0, "drained"
-    elif intent is not None and intent.weight_set is not None:
-        after, state = intent.weight_set, "serving"
-    return Request(verb, backend, service, rs.key, None, before, after, rs.state, state,
-                   message=rs.drift)
+    # without the journal the weight it holds is unknown (ctop.lb.drift.plan knows it)
+    return Request(verb, backend, service, rs.key, None, before, None, rs.state,
+                   "as the journal says", message=rs.drift)

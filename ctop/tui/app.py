@@ -144,7 +144,7 @@ class CtopApp(App[None]):
                 return
             request: Request = (
                 from_plan(verb, value, planned) if planned is not None
-                else plan(verb, target.backend, target.service, rs, value, None)
+                else plan(verb, target.backend, target.service, rs, value)
             )
             if changed:
                 request = replace(request, message="\n".join(filter(None, (

@@ -5,7 +5,7 @@ services, built with `agentd.wire.encode`, encoded before each step so that enco
 timed) at rising rates, paced in bursts of about a millisecond, to two receiver processes on
 127.0.0.1, one step after the other:
 
-- ctop: the real `ctop.collector.Receiver` with the real `Verifier`, folding every accepted
+- ctop: the real `ctop.receiver.Receiver` with the real `Verifier`, folding every accepted
   message into a real `ClusterModel` (`apply`); by default it also runs the engine's
   once-a-second `tick()` + `snapshot()`, so work deferred from `apply` to the tick is counted;
 - bare: the same event loop and socket setup, `add_reader` + non-blocking `recvfrom` until
@@ -263,7 +263,7 @@ class Bare:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
     def open(self) -> int:
-        from ctop.collector import grow_receive_buffer
+        from ctop.receiver import grow_receive_buffer
 
         grow_receive_buffer(self.sock)  # the same buffer as the real receiver
         self.sock.bind((HOST, 0))
@@ -291,8 +291,8 @@ class Ctop:
 
     def __init__(self, tick: bool, deferred: bool = True, gc_freeze: bool = True) -> None:
         from ctop.cluster import ClusterModel
-        from ctop.collector import Receiver
         from ctop.gcpolicy import HeapFreezer
+        from ctop.receiver import Receiver
 
         self.model = ClusterModel("bench")
         apply = self.model.apply

@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.netns_lab import Lab, transitions, usable
+from tests.helpers.netns_lab import Lab, transitions, usable
 
 DEAD_TARGET = 3.0
 OLD = ("--beacon-interval", "0")

@@ -49,7 +49,7 @@ from msgpack import packb
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ctop import store as store_mod
-from ctop.model import Liveness, NodeView, ServiceView
+from ctop.snapshot import Liveness, NodeView, ServiceView
 from ctop.store import HOURLY_RETENTION, MINUTE_RETENTION, RAW_RETENTION, Store
 
 DAY = 86_400

@@ -26,10 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ctop.model import Snapshot
+from ctop.snapshot import Snapshot
 from ctop.tui.app import CtopApp
-from ctop.tui.sample import sample_snapshot
 from ctop.tui.source import StaticSource
+from tests.helpers.sample import sample_snapshot
 
 SIZE = (160, 50)
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ctop.config import parse_duration
-from ctop.model import AlertView, EventView, LBServiceView, Liveness, NodeView, Severity
+from ctop.snapshot import AlertView, EventView, LBServiceView, Liveness, NodeView, Severity
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Messages and beacons from the collector update mutable per-node state; `tick()` judges
 liveness on each node's own announced pattern (its beacon gap, or its report interval for an
-agent without beacons) and `snapshot()` freezes everything into a `ctop.model.Snapshot`.
+agent without beacons) and `snapshot()` freezes everything into a `ctop.snapshot.Snapshot`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from agentd.wire import (
     decode_report,
 )
 from ctop.config import LivenessConfig
-from ctop.model import (
+from ctop.snapshot import (
     Aggregate,
     EventView,
     GroupView,
@@ -411,7 +411,7 @@ def _counts(state: Liveness) -> bool:
 
 
 # _view() builds NodeView with tuple.__new__, every field by position (measurably cheaper at
-# 10,000 nodes a tick); fail at import, not with shuffled columns, if ctop.model changes them.
+# 10,000 nodes a tick); fail at import, not with shuffled columns, if ctop.snapshot changes them.
 _tuple_new = tuple.__new__
 _VIEW_FIELDS = (
     "node_id", "hostname", "group", "liveness", "last_seen", "boot", "interval", "addresses",
@@ -420,7 +420,7 @@ _VIEW_FIELDS = (
     "restarts", "metrics", "loss",
 )
 if NodeView._fields != _VIEW_FIELDS:
-    raise ImportError("ctop.model.NodeView changed its fields: update ctop.cluster._view")
+    raise ImportError("ctop.snapshot.NodeView changed its fields: update ctop.cluster._view")
 
 
 # ServiceViews by value. Latencies travel in tenths of a millisecond and a cluster runs a

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgpack
 
-from ctop.model import (
+from ctop.snapshot import (
     EMPTY,
     Aggregate,
     AlertView,

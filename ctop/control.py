@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from ctop.codec import from_plain, pack_compact, to_plain, unpack_compact
-from ctop.model import EventView, Snapshot
+from ctop.snapshot import EventView, Snapshot
 from ctop.sockpath import UntrustedPath, check_socket, prepare_directory, remove_stale_socket
 
 if TYPE_CHECKING:

@@ -25,10 +25,10 @@ from agentd.beacon import Beacon
 from agentd.wire import Join, Leave, Mark, Message, RawReport, Verifier, load_key
 from ctop.alerts import AlertEngine, HookRunner, parse_hooks, parse_rules
 from ctop.cluster import ClusterModel
-from ctop.collector import Receiver
 from ctop.config import DirectorConfig, effective_readonly
 from ctop.gcpolicy import process_heap
-from ctop.model import EventView, LBServiceView, Liveness, Snapshot
+from ctop.receiver import Receiver
+from ctop.snapshot import EventView, LBServiceView, Liveness, Snapshot
 from ctop.store import Store
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from ctop.model import Liveness, Snapshot
+from ctop.snapshot import Liveness, Snapshot
 
 if TYPE_CHECKING:
     from ctop.engine import Engine

@@ -29,7 +29,7 @@ from typing import Any
 import msgpack
 
 from ctop.filemodes import private_database
-from ctop.model import EventView, NodeView
+from ctop.snapshot import EventView, NodeView
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 The pictures come from the real app on the live demo cluster (`ctop --demo`: real agents,
 HTTP servers and HAProxy on loopback, warmed up for a few seconds), except the 600-node table,
-which shows the layout at scale on the deterministic sample cluster (ctop.tui.sample) since
+which shows the layout at scale on the deterministic sample cluster (tests.helpers.sample) since
 this machine cannot run 600 agents. PNGs are made with rsvg-convert (Debian librsvg2-bin).
 
     .venv/bin/python scripts/screenshots.py [--out screenshots] [names...]
@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ctop.demo import DemoCluster
 from ctop.engine import Engine
 from ctop.tui.app import CtopApp
-from ctop.tui.sample import sample_history, sample_snapshot
 from ctop.tui.source import EngineLike, StaticSource
+from tests.helpers.sample import sample_history, sample_snapshot
 
 SIZE = (150, 44)
 WARM_UP = 45.0  # seconds of real reports, probes and traffic: the live charts fill up

@@ -18,7 +18,7 @@ import pytest
 
 from agentd import __version__, wire
 from agentd.beacon import Beacon, BeaconVerifier, is_beacon
-from tests.agent_helpers import (
+from tests.helpers.agent_helpers import (
     AGENTD,
     KEY,
     Receiver,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agentd import wire
-from tests.agent_helpers import KEY, Receiver, start_agent, stop_agent, write_key
+from tests.helpers.agent_helpers import KEY, Receiver, start_agent, stop_agent, write_key
 
 
 @pytest.fixture

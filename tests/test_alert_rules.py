@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from ctop.alerts import AlertEngine, HookRunner, parse_hooks, parse_rules
-from ctop.model import LBServiceView, Liveness, NodeView, RealServerView, Severity
+from ctop.snapshot import LBServiceView, Liveness, NodeView, RealServerView, Severity
 
 
 def node(cpu: float, liveness: Liveness = Liveness.ALIVE, node_id: str = "n1") -> NodeView:

@@ -17,8 +17,8 @@ import pytest
 from agentd.beacon import BEACON_BYTES, Beacon, BeaconVerifier, encode_beacon
 from agentd.wire import Header, Join, Leave, Reason, Rejected, Verifier, encode
 from ctop.cluster import ClusterModel
-from ctop.collector import Receiver
-from ctop.model import Liveness
+from ctop.receiver import Receiver
+from ctop.snapshot import Liveness
 
 KEY = b"k" * 32
 BOOT = 0x1234_5678_9ABC

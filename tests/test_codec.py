@@ -8,8 +8,8 @@ import json
 import msgpack
 
 from ctop.codec import from_plain, pack_compact, to_plain, unpack_compact
-from ctop.model import EMPTY, Liveness, NodeView, ServiceView
-from ctop.tui.sample import sample_snapshot
+from ctop.snapshot import EMPTY, Liveness, NodeView, ServiceView
+from tests.helpers.sample import sample_snapshot
 
 
 def _without_metrics(n: NodeView) -> NodeView:

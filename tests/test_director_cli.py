@@ -16,8 +16,7 @@ import pytest
 from ctop.alerts import parse_rules
 from ctop.config import ConfigError, TomlSource, from_source
 from ctop.control import RemoteSource
-
-from .agent_helpers import AGENTD, write_key
+from tests.helpers.agent_helpers import AGENTD, write_key
 
 ROOT = Path(__file__).resolve().parents[1]
 CTOP = Path(sys.executable).with_name("ctop")
@@ -213,7 +212,7 @@ def test_ctop_probe_runs_checks_by_hand(tmp_path):
 def test_status_text_lists_only_nodes_that_need_a_look_in_a_large_cluster():
     from ctop.cli import status_text
     from ctop.codec import to_plain
-    from ctop.tui.sample import sample_snapshot
+    from tests.helpers.sample import sample_snapshot
 
     big = to_plain(sample_snapshot(600))
     text = status_text(big)
@@ -232,7 +231,7 @@ def test_status_text_names_drift_and_servers_automation_cannot_judge():
 
     from ctop.cli import status_text
     from ctop.codec import to_plain
-    from ctop.tui.sample import sample_snapshot
+    from tests.helpers.sample import sample_snapshot
 
     snap = sample_snapshot(12)
     web = next(s for s in snap.lb if s.key == "web")

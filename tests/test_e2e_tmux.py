@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent_helpers import AGENTD, write_key
-from tests.tmux_helpers import TmuxTerminal
+from tests.helpers.agent_helpers import AGENTD, write_key
+from tests.helpers.tmux_helpers import TmuxTerminal
 
 CTOP = Path(sys.executable).with_name("ctop")
 SESSION = "ctop-e2e"

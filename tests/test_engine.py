@@ -25,9 +25,8 @@ import pytest_asyncio
 from agentd import wire
 from ctop.config import DirectorConfig, LivenessConfig, StoreConfig
 from ctop.engine import Engine
-from ctop.model import Liveness
-
-from .agent_helpers import AGENTD, KEY, write_key
+from ctop.snapshot import Liveness
+from tests.helpers.agent_helpers import AGENTD, KEY, write_key
 
 INTERVAL = 0.2
 

@@ -21,10 +21,9 @@ import pytest
 
 from ctop.codec import to_plain
 from ctop.control import MAX_REQUEST
-from ctop.tui.sample import sample_snapshot
-
-from .agent_helpers import start_agent, stop_agent, write_key
-from .serve_helpers import CTOP, Daemon, Sender, env_without, free_udp_port, node
+from tests.helpers.agent_helpers import start_agent, stop_agent, write_key
+from tests.helpers.sample import sample_snapshot
+from tests.helpers.serve_helpers import CTOP, Daemon, Sender, env_without, free_udp_port, node
 
 NOBODY = 65534
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="changes owners: needs root")

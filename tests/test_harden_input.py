@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 from agentd import wire
-from ctop.model import Liveness, NodeView
+from ctop.snapshot import Liveness, NodeView
 from ctop.store import Store
-
-from .agent_helpers import start_agent, stop_agent, write_key
-from .serve_helpers import Daemon, Sender, fill, free_udp_port, node, samples, tmpfs
+from tests.helpers.agent_helpers import start_agent, stop_agent, write_key
+from tests.helpers.serve_helpers import Daemon, Sender, fill, free_udp_port, node, samples, tmpfs
 
 
 def hostile_report(sender: Sender, **overrides: object) -> bytes:

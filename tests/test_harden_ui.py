@@ -12,8 +12,8 @@ import pytest
 from ctop.tui.app import CtopApp
 from ctop.tui.screens.drops import DropsScreen
 from ctop.tui.widgets.header import ClusterHeader
+from tests.helpers.serve_helpers import Sender, fill, tmpfs
 
-from .serve_helpers import Sender, fill, tmpfs
 from .test_engine import make_engine, until
 
 

@@ -27,7 +27,7 @@ from agentd.wire import (
     seal,
 )
 from ctop.cluster import ClusterModel
-from ctop.model import Liveness
+from ctop.snapshot import Liveness
 
 KEY = b"k" * 32
 

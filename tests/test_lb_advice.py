@@ -9,7 +9,7 @@ from ctop.lb.actions import LBController
 from ctop.lb.advice import AdvicePolicy, ServerLoad, WeightAdvisor, advise, apply_advice
 from ctop.lb.haproxy import HAProxyBackend
 from ctop.lb.journal import Journal
-from tests.haproxy_peer import HAProxyLab
+from tests.helpers.haproxy_peer import HAProxyLab
 
 COST = 0.004  # cores per active connection, the same on every server (same software)
 

@@ -18,7 +18,7 @@ from ctop.lb.automation import (
 from ctop.lb.base import RealServer, ServerState, VirtualService
 from ctop.lb.haproxy import HAProxyBackend
 from ctop.lb.journal import Intent, Journal
-from tests.haproxy_peer import HAProxyLab
+from tests.helpers.haproxy_peer import HAProxyLab
 
 ON = QuiescePolicy(enabled=True, quiesce_after=2, restore_after=2, keep_last=True)
 

@@ -14,7 +14,7 @@ from ctop.lb.base import ServerState
 from ctop.lb.config import ConfigError, parse_config
 from ctop.lb.factory import build_backends, build_controller, build_quiescer, status_line
 from ctop.lb.haproxy import HAProxyBackend
-from tests.haproxy_peer import HAProxyLab
+from tests.helpers.haproxy_peer import HAProxyLab
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

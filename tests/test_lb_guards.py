@@ -17,7 +17,7 @@ import pytest
 from ctop.lb.haproxy import HAProxyBackend
 from ctop.lb.journal import Journal
 from ctop.lb.request import ActionRequest, perform
-from tests.haproxy_peer import HAProxyLab
+from tests.helpers.haproxy_peer import HAProxyLab
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -304,7 +304,7 @@ async def test_the_daemon_dry_run_predicts_cpu_from_the_agents(haproxy: HAProxyL
 def test_guard_dry_run_and_ramp_through_the_daemon(haproxy: HAProxyLab) -> None:
     """With ctop serve running, `ctop lb` sends the options to the daemon, which guards, dry
     runs (no event, nothing changed) and carries the ramp itself."""
-    from .lb_owner_helpers import director, serving
+    from tests.helpers.lb_owner_helpers import director, serving
 
     haproxy.cmd("set server web8/s1 weight 3")  # restore (with a ramp) goes back to 3
     with director(haproxy) as d, serving(d):

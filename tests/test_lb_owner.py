@@ -18,8 +18,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.haproxy_peer import HAProxyLab
-from tests.lb_owner_helpers import CTOP, configured_weight, director, server_stat, serving
+from tests.helpers.haproxy_peer import HAProxyLab
+from tests.helpers.lb_owner_helpers import CTOP, configured_weight, director, server_stat, serving
 
 ROUNDS = 3  # each round starts two commands at once; any overlap used to undo one of them
 

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from tests.haproxy_peer import HAProxyLab
-from tests.lb_owner_helpers import CTOP, director, server_stat, serving
-from tests.tmux_helpers import TmuxTerminal
+from tests.helpers.haproxy_peer import HAProxyLab
+from tests.helpers.lb_owner_helpers import CTOP, director, server_stat, serving
+from tests.helpers.tmux_helpers import TmuxTerminal
 
 SESSION = f"ctop-owner-{os.getpid()}"  # other suites may use the shared tmux server
 

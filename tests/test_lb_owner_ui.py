@@ -17,8 +17,8 @@ from ctop.lb.request import ActionRequest
 from ctop.tui.app import CtopApp
 from ctop.tui.screens.confirm import ConfirmAction
 from ctop.tui.screens.main import MainScreen
-from tests.haproxy_peer import HAProxyLab
-from tests.lb_owner_helpers import director, server_stat, serving
+from tests.helpers.haproxy_peer import HAProxyLab
+from tests.helpers.lb_owner_helpers import director, server_stat, serving
 
 from .test_engine import make_engine, until
 from .test_tui import SIZE

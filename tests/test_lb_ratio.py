@@ -7,7 +7,7 @@ import pytest
 from ctop.lb.base import RealServer, ServerState, VirtualService
 from ctop.lb.haproxy import HAProxyBackend
 from ctop.lb.ratio import imbalance_index, load_basis, map_servers_to_nodes, server_ratios
-from tests.haproxy_peer import HAProxyLab
+from tests.helpers.haproxy_peer import HAProxyLab
 
 S = ServerState.SERVING
 

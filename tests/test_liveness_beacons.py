@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .netns_lab import Lab, transitions, usable
+from tests.helpers.netns_lab import Lab, transitions, usable
 
 DEFAULT_NODES = (0, 1, 2)
 OLD = 3  # started with --beacon-interval 0: an agent from before beacons

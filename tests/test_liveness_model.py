@@ -11,9 +11,8 @@ from agentd.wire import Header, Leave, Report
 from ctop.cluster import ClusterModel
 from ctop.config import DirectorConfig, StoreConfig
 from ctop.engine import Engine
-from ctop.model import Liveness
-
-from .agent_helpers import write_key
+from ctop.snapshot import Liveness
+from tests.helpers.agent_helpers import write_key
 
 
 def report(node: str, group: str, boot: int = 1, seq: int = 1) -> Report:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .agent_helpers import AGENTD, write_key
+from tests.helpers.agent_helpers import AGENTD, write_key
 
 CTOP = Path(sys.executable).with_name("ctop")
 DIRECTOR_IP, NODE_IP = "10.231.7.1", "10.231.7.2"  # inside namespaces this test creates

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from probes.cli import main
-from tests.peers import DNS_NAME, Peer
+from tests.helpers.peers import DNS_NAME, Peer
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

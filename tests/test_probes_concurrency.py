@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from probes import ProbeSpec, from_url, run_many
-from tests.peers import Peer
+from tests.helpers.peers import Peer
 
 MAX_TIMEOUT = 1.0
 MARGIN = 1.0  # two shared CPU cores; generous but far below a sequential run (~100 s)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from probes import check, from_url
-from tests.peers import DNS_ADDRESS, DNS_MISSING, DNS_NAME, DNS_TXT_ONLY, Peer
+from tests.helpers.peers import DNS_ADDRESS, DNS_MISSING, DNS_NAME, DNS_TXT_ONLY, Peer
 
 
 async def test_existing_name_udp(dns_server: Peer) -> None:

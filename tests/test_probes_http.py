@@ -8,7 +8,7 @@ import pytest
 
 from probes import check, from_table, from_url
 from probes.checks import x509
-from tests.peers import TLS_CERT_DAYS, Peer, TlsCert
+from tests.helpers.peers import TLS_CERT_DAYS, Peer, TlsCert
 
 
 async def test_healthy_http(http_server: Peer) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from probes import ProbeResult, check, from_url
-from tests.peers import Peer
+from tests.helpers.peers import Peer
 
 SILENT_TIMEOUT = 0.5
 

@@ -7,7 +7,7 @@ import itertools
 import time
 
 from probes import ProbeResult, ProbeScheduler, ProbeSpec, from_url
-from tests.peers import Peer
+from tests.helpers.peers import Peer
 
 
 def cmd(name: str, script: str, interval: float, timeout: float = 2.0) -> ProbeSpec:

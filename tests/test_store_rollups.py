@@ -14,7 +14,7 @@ import pytest
 
 from ctop import store as store_mod
 from ctop.config import ConfigError, StoreConfig, TomlSource, from_source
-from ctop.model import Liveness, NodeView, ServiceView
+from ctop.snapshot import Liveness, NodeView, ServiceView
 from ctop.store import MIGRATIONS, Store
 
 HOUR = 3600

@@ -11,7 +11,6 @@ from ctop.engine import Engine
 from ctop.lb.request import ActionRequest
 from ctop.tui.app import CtopApp
 from ctop.tui.colors import color_system
-from ctop.tui.sample import sample_history, sample_snapshot
 from ctop.tui.screens.confirm import ConfirmAction, WeightInput
 from ctop.tui.screens.main import MainScreen
 from ctop.tui.screens.node_detail import NodeDetail
@@ -19,6 +18,7 @@ from ctop.tui.source import StaticSource
 from ctop.tui.widgets.alerts_pane import AlertsPane
 from ctop.tui.widgets.lb_pane import LBPane
 from ctop.tui.widgets.node_list import NodeList
+from tests.helpers.sample import sample_history, sample_snapshot
 
 from .test_engine import make_engine, until
 

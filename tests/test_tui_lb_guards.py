@@ -143,9 +143,9 @@ def _with_drained(snap, ts: float, active: int):
 
 
 async def test_the_lb_pane_follows_a_drained_server_to_empty():
-    from ctop.tui.sample import sample_snapshot
     from ctop.tui.source import StaticSource
     from ctop.tui.widgets.lb_pane import LBPane
+    from tests.helpers.sample import sample_snapshot
 
     base = sample_snapshot(12)
     counts = [(100.0, 16), (110.0, 8), (120.0, 4), (130.0, 0)]

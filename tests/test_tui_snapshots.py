@@ -7,8 +7,8 @@ tests/__snapshots__/. Times shown ("5s ago") come from the snapshot's own ts, ne
 from __future__ import annotations
 
 from ctop.tui.app import CtopApp
-from ctop.tui.sample import sample_history, sample_snapshot
 from ctop.tui.source import StaticSource
+from tests.helpers.sample import sample_history, sample_snapshot
 
 SIZE = (140, 42)
 

@@ -22,7 +22,7 @@ from ctop.lb.config import LBConfig
 from ctop.lb.director_checks import DirectorChecks, director_spec
 from ctop.lb.drift import DriftWatch, find_drift
 from ctop.lb.health import DIRECTOR, ResultReader, ServerChecks, checks_for
-from ctop.model import EventView, LBServiceView, Liveness, RealServerView
+from ctop.snapshot import EventView, LBServiceView, Liveness, RealServerView
 
 _GONE = (Liveness.DEAD, Liveness.LEFT)
 

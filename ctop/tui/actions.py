@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ctop.model import RealServerView
+from ctop.snapshot import RealServerView
 
 if TYPE_CHECKING:
     from ctop.lb.actions import Plan

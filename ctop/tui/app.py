@@ -15,7 +15,7 @@ from textual.css.query import NoMatches
 
 from ctop.gcpolicy import process_heap
 from ctop.lb.request import ActionRequest
-from ctop.model import EventView, Snapshot
+from ctop.snapshot import EventView, Snapshot
 from ctop.tui.actions import Request, from_plan, plan
 from ctop.tui.colors import palette_for
 from ctop.tui.screens.alerts import AlertsScreen

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ctop.model import Liveness, NodeView, RealServerView, Snapshot
+from ctop.snapshot import Liveness, NodeView, RealServerView, Snapshot
 
 SORTS = ("name", "cpu", "mem", "conns", "ratio", "state")
 _STATE_ORDER = {Liveness.DEAD: 0, Liveness.SUSPECT: 1, Liveness.ALIVE: 2, Liveness.LEFT: 3}

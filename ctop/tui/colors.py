@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from rich.style import Style
 
-from ctop.model import Liveness
+from ctop.snapshot import Liveness
 
 # --color value -> Rich/Textual colour system name
 COLOR_SYSTEMS = {"truecolor": "truecolor", "256": "256", "16": "standard", "8": "standard"}

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from ctop.lb.request import ActionRequest, perform, plan_of
-from ctop.model import EventView, Snapshot
+from ctop.snapshot import EventView, Snapshot
 
 if TYPE_CHECKING:
     from ctop.lb.actions import ActionResult, LBController, Plan

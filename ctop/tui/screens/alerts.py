@@ -9,7 +9,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from ctop.model import Snapshot
+from ctop.snapshot import Snapshot
 from ctop.tui.widgets.alerts_pane import AlertsPane
 
 

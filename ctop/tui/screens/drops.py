@@ -12,7 +12,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from ctop.model import Snapshot
+from ctop.snapshot import Snapshot
 from ctop.tui.colors import RICH, Palette
 
 # What an operator checks first for each reason (docs/protocol.md has the full table).

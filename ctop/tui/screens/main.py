@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input
 
-from ctop.model import Snapshot
+from ctop.snapshot import Snapshot
 from ctop.tui.arrange import SORTS, Arrangement, Arranger
 from ctop.tui.screens.lb_keys import LBKeys
 from ctop.tui.widgets.alerts_pane import AlertsPane

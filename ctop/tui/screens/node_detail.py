@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from ctop.model import EventView, NodeView, Snapshot
+from ctop.snapshot import EventView, NodeView, Snapshot
 from ctop.tui.format import age, count, rate, size
 from ctop.tui.screens.lb_keys import LBKeys
 from ctop.tui.widgets.chart import Chart

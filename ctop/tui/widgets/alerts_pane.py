@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from rich.segment import Segment
 from textual.strip import Strip
 
-from ctop.model import AlertView, EventView, Snapshot
+from ctop.snapshot import AlertView, EventView, Snapshot
 from ctop.tui.format import age
 from ctop.tui.widgets.line_view import LineView, strip
 

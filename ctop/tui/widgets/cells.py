@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from rich.segment import Segment
 from rich.style import Style
 
-from ctop.model import ServiceView
+from ctop.snapshot import ServiceView
 from ctop.tui.colors import Palette
 from ctop.tui.format import bar, fit, rfit, sparkline
 

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.events import Click
 from textual.widgets import Static
 
-from ctop.model import Snapshot
+from ctop.snapshot import Snapshot
 from ctop.tui.colors import RICH, Palette
 from ctop.tui.format import count, rate
 

@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.strip import Strip
 
 from ctop.lb.drainwatch import DrainWatch
-from ctop.model import LBServiceView, RealServerView, Snapshot
+from ctop.snapshot import LBServiceView, RealServerView, Snapshot
 from ctop.tui.colors import Palette
 from ctop.tui.format import bar, count
 from ctop.tui.widgets.cells import pad, text

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from rich.segment import Segment
 from textual.strip import Strip
 
-from ctop.model import NodeView
+from ctop.snapshot import NodeView
 from ctop.tui.format import count, fit, rate
 from ctop.tui.widgets.cells import meter, pad, service_dots, spark
 from ctop.tui.widgets.line_view import strip

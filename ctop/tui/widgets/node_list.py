@@ -14,7 +14,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.strip import Strip
 
-from ctop.model import Aggregate, NodeView, Snapshot
+from ctop.snapshot import Aggregate, NodeView, Snapshot
 from ctop.tui.arrange import Arrangement
 from ctop.tui.colors import RICH, Palette
 from ctop.tui.widgets.line_view import LineView

@@ -11,7 +11,7 @@ from bisect import bisect_right
 from rich.segment import Segment
 from textual.strip import Strip
 
-from ctop.model import NodeView
+from ctop.snapshot import NodeView
 from ctop.tui.format import age, count, rate
 from ctop.tui.widgets.cells import meter, pad, service_dots, spark, text
 from ctop.tui.widgets.line_view import strip

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.agent_helpers import write_key
-from tests.haproxy_peer import HAProxyLab
+from tests.helpers.agent_helpers import write_key
+from tests.helpers.haproxy_peer import HAProxyLab
 
 CTOP = Path(sys.executable).with_name("ctop")
 

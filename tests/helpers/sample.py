@@ -1,4 +1,4 @@
-"""A deterministic sample cluster built from ctop.model: for snapshot tests, screenshots and the
+"""A deterministic sample cluster built from ctop.snapshot: for snapshot tests, screenshots and the
 UI benchmark. Every figure is generated from a seed, nothing depends on the clock."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import random
 from collections.abc import Sequence
 from types import MappingProxyType
 
-from ctop.model import (
+from ctop.snapshot import (
     Aggregate,
     AlertView,
     EventView,

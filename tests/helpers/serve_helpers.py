@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agentd import wire
-
-from .agent_helpers import KEY, write_key
+from tests.helpers.agent_helpers import KEY, write_key
 
 CTOP = Path(sys.executable).with_name("ctop")
 

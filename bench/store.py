@@ -128,7 +128,7 @@ def fill_hours(store: Store, first_minute: int, minutes: int, hours: int) -> Non
     the `hours` - 1 hours after, as if every node had reported all that time."""
     db = store_mod.connect(store.path)
     end = first_minute // 60 * 60 + 60 * hours
-    columns = ", ".join(f"r.{c}_avg, r.{c}_max" for c in store_mod.COLUMNS.values())
+    columns = ", ".join(f"r.{c}_avg, r.{c}_max" for c in store_mod.METRIC_COLUMNS.values())
     with db:
         for shift in range(minutes, end - first_minute, minutes):
             db.execute(
@@ -236,9 +236,9 @@ def run_baseline(path: str, nodes: int, minutes: float) -> dict[str, float]:
     """The same sample rows with a bare executemany into a plain table, one commit a tick."""
     fleet = Fleet(nodes)
     db = store_mod.connect(path)
-    cols = ", ".join(f"c{i} INTEGER" for i in range(len(store_mod.COLUMNS)))
+    cols = ", ".join(f"c{i} INTEGER" for i in range(len(store_mod.METRIC_COLUMNS)))
     db.execute(f"CREATE TABLE plain (node INTEGER, ts INTEGER, {cols}, svc BLOB)")
-    marks = ", ".join("?" * (len(store_mod.COLUMNS) + 3))
+    marks = ", ".join("?" * (len(store_mod.METRIC_COLUMNS) + 3))
     sql = f"INSERT INTO plain VALUES ({marks})"
     size0 = os.path.getsize(path)
     simulated = int(minutes * 60)

@@ -336,13 +336,13 @@ class RemoteSource:
     def __init__(
         self, path: str, db_path: str, *, readonly: bool = False, poll: float = 0.5
     ) -> None:
-        from ctop.store import Store
+        from ctop.store import StoreReader
 
         self.path = path
         self.readonly = readonly
         self.lb: LBController | None = None  # the daemon owns the balancers
         self.poll = poll
-        self._store = Store(db_path, writer=False)
+        self._store = StoreReader(db_path)
         self._watched: str | None = None
         self._error = ""
         self._wake = threading.Event()

@@ -15,7 +15,7 @@ import pytest
 from ctop import store as store_mod
 from ctop.config import ConfigError, StoreConfig, TomlSource, from_source
 from ctop.snapshot import Liveness, NodeView, ServiceView
-from ctop.store import MIGRATIONS, Store
+from ctop.store import MIGRATIONS, Store, StoreReader, rollups
 
 HOUR = 3600
 DAY = 86400
@@ -131,11 +131,13 @@ def test_retention_prunes_each_level_to_its_own_age(tmp_path: Path) -> None:
     store.close()
 
 
-def test_the_old_rollup_retention_sets_how_far_back_history_goes(tmp_path: Path) -> None:
-    old = Store(str(tmp_path / "o.db"), rollup_retention=30 * DAY)
+def test_minute_rows_never_outlive_the_hourly_retention(tmp_path: Path) -> None:
+    # (Store(rollup_retention=) is gone: nothing passed it; the [store] key of that name
+    # still works, see test_the_old_rollup_retention_key_is_the_hourly_retention)
+    old = Store(str(tmp_path / "o.db"), hourly_retention=30 * DAY)
     assert (old.hourly_retention, old.minute_retention) == (30 * DAY, 2 * DAY)
     old.close()
-    short = Store(str(tmp_path / "s.db"), rollup_retention=DAY)  # minutes: not beyond it
+    short = Store(str(tmp_path / "s.db"), hourly_retention=DAY)  # minutes: not beyond it
     assert (short.hourly_retention, short.minute_retention) == (DAY, DAY)
     short.close()
     default = Store(str(tmp_path / "d.db"))
@@ -236,11 +238,11 @@ def test_an_upgrade_catches_up_in_steps_and_keeps_minutes_until_rolled_up(
 ) -> None:
     """As at 10,000 nodes, where one pass takes one hour: the backlog goes one hour every
     CATCHUP_EVERY seconds, and no minute row is pruned before its hour is rolled up."""
-    monkeypatch.setattr(store_mod, "HOURLY_ROWS_PER_PASS", 60)  # an hour of one node
+    monkeypatch.setattr(rollups, "HOURLY_ROWS_PER_PASS", 60)  # an hour of one node
     path = tmp_path / "v1.db"
     version1_database(path, days=3)
     store = Store(str(path))
-    every = store_mod.CATCHUP_EVERY
+    every = rollups.CATCHUP_EVERY
     ticks = [T0 + i * every for i in range(10)] + [T0 + store_mod.PRUNE_EVERY + 5]
     for now in ticks:  # flushed each time: the next pass is asked for once this one is done
         store.record_tick(now, [view("old", now, 1.0)], ())
@@ -325,7 +327,7 @@ def test_a_reader_picks_the_level_by_the_daemons_minute_retention(tmp_path: Path
     path = str(tmp_path / "d.db")
     daemon = Store(path, minute_retention=12 * HOUR)
     drive(daemon, T0 - DAY, T0, 600, lambda now: [view("n", now, 9.0)])
-    reader = Store(path, writer=False)  # as `ctop` attached to `ctop serve`
+    reader = StoreReader(path)  # as `ctop` attached to `ctop serve`
     day = reader.history("n", ["cpu_percent"], DAY, now=T0)["cpu_percent"]
     assert spacing(day) == {HOUR}  # 24 h > the daemon's 12 h of minutes: hourly
     half = reader.history("n", ["cpu_percent"], 12 * HOUR, now=T0)["cpu_percent"]

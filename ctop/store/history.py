@@ -1,0 +1,245 @@
+"""The daemon's history: what one tick adds, queued on the event loop and written by the
+writer thread; reads go through a StoreReader.
+
+Writes are batched: the engine hands one batch per tick to the writer thread, which commits it
+in one transaction, so ingest never waits on the disk. Reads use their own read-only
+connection; WAL mode lets them run while the writer commits.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from operator import attrgetter
+
+from ctop.filemodes import private_database
+from ctop.snapshot import EventView, NodeView
+from ctop.store.reader import StoreReader
+from ctop.store.rollups import MinuteRollups, rebuild_minutes
+from ctop.store.schema import (
+    HOURLY_RETENTION,
+    MINUTE_RETENTION,
+    RAW_RETENTION,
+    connect,
+    migrate,
+    sample_values,
+)
+from ctop.store.services import ServiceIds
+from ctop.store.writer import Batch, HistoryWriter, WriteHealth, reason
+
+PRUNE_EVERY = 600.0  # seconds between retention passes
+_NAME = attrgetter("name")
+_LATENCY = attrgetter("latency_ms")
+
+
+def auto_raw_every(nodes: int) -> float:
+    """Raw sample spacing by cluster size: at 10,000 nodes 1 s samples cost ~78 GB a day
+    (docs/performance.md); charts beyond 6 h read the rollups anyway."""
+    return 1.0 if nodes <= 1000 else 5.0 if nodes <= 5000 else 10.0
+
+
+class Store:
+    """The history database of `ctop serve`: opens (and migrates) it, and writes. Only the
+    daemon makes one; callers that only read use a StoreReader.
+
+    `record_tick()` is called on the event loop and only queues."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        raw_retention: float = RAW_RETENTION,
+        minute_retention: float = MINUTE_RETENTION,
+        hourly_retention: float = HOURLY_RETENTION,
+        raw_every: float = 0.0,
+        group: int | None = None,
+    ) -> None:
+        self.path = path
+        private_database(path, group)  # 0640 before SQLite creates it (ctop.filemodes)
+        self.raw_retention = raw_retention
+        self.hourly_retention = hourly_retention
+        # keep nothing longer than asked for: minutes never outlive their hours
+        self.minute_retention = min(minute_retention, hourly_retention)
+        self.raw_every = raw_every  # seconds between stored raw samples of one node (0: auto)
+        db = connect(path)
+        migrate(db)
+        with db:  # readers in other processes pick the chart level by it
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('minute_retention', ?)",
+                       (repr(self.minute_retention),))
+        rebuild_minutes(db)
+        self._ids: dict[str, int] = dict(db.execute("SELECT node_id, id FROM nodes"))
+        self._services = ServiceIds()
+        self._services.load(db)
+        self._rollups = MinuteRollups(self._services)
+        self._last_raw: dict[str, float] = {}
+        self._seen: dict[str, float] = {}  # last_seen already recorded, per node
+        self._last_prune = 0.0
+        self.dropped_batches = 0
+        self._writer = HistoryWriter(
+            db, self._ids, raw_retention=raw_retention,
+            minute_retention=self.minute_retention, hourly_retention=hourly_retention)
+        self._writer.start()
+        self.reader = StoreReader(path, minute_retention=self.minute_retention)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The writer's connection (benchmarks: checkpoints, counts)."""
+        return self._writer.db
+
+    @property
+    def health(self) -> WriteHealth:
+        return self._writer.health
+
+    @property
+    def write_seconds(self) -> float:
+        """CPU time the writer thread spent committing (benchmarks)."""
+        return self._writer.write_seconds
+
+    @property
+    def hourly_seconds(self) -> float:
+        """Of which in hourly passes."""
+        return self._writer.hourly_seconds
+
+    # -- writing (event loop side) ---------------------------------------------------------
+
+    def node_ids(self, nodes: Iterable[str]) -> bool:
+        """Create rows for nodes not seen before, in one transaction (10,000 at start-up).
+        False if the database refused (e.g. a full disk): those nodes wait for a later tick."""
+        new = [n for n in nodes if n not in self._ids]
+        if not new:
+            return True
+        try:
+            self._insert_nodes(new)
+        except sqlite3.Error as e:
+            self.health.failure(reason(e))
+            return False
+        return True
+
+    def _insert_nodes(self, new: list[str]) -> None:
+        db = self.db
+        with db:
+            db.executemany(
+                "INSERT OR IGNORE INTO nodes (node_id, first_seen) VALUES (?, ?)",
+                [(n, time.time()) for n in new],
+            )
+            marks = ",".join("?" * len(new))
+            for node, rowid in db.execute(
+                f"SELECT node_id, id FROM nodes WHERE node_id IN ({marks})", new
+            ):
+                self._ids[node] = rowid
+
+    def record_tick(
+        self, now: float, views: Sequence[NodeView], events: Iterable[EventView]
+    ) -> None:
+        """Queue this tick's samples, rollups and events for one transaction."""
+        batch: Batch = []
+        samples = []
+        minute = int(now // 60)
+        seen = self._seen
+        fresh = [v for v in views if v.metrics and seen.get(v.node_id) != v.last_seen]
+        ids = self._ids
+        if not self.node_ids(v.node_id for v in fresh):
+            fresh = [v for v in fresh if v.node_id in ids]
+        last_raw = self._last_raw
+        raw_gap = (self.raw_every or auto_raw_every(len(views))) * 0.9
+        pack = self._services.pack
+        # Minutes that ended go out first, in this tick's batch: at a minute boundary that is
+        # one row per node, which must not become one queue entry per node.
+        rollups = self._rollups.finished(minute)
+        add_rollup = self._rollups.add
+        for v in fresh:
+            node = v.node_id
+            seen[node] = v.last_seen
+            rowid = ids[node]
+            values = sample_values(v)
+            names = list(map(_NAME, v.services))
+            latencies = list(map(_LATENCY, v.services))
+            add_rollup(rowid, minute, values, names, latencies, rollups)
+            if v.last_seen - last_raw.get(node, 0.0) >= raw_gap:
+                last_raw[node] = v.last_seen
+                # scaled to integers by SQLite in the writer thread (see HistoryWriter._write)
+                samples.append((rowid, v.last_seen, *values, pack(names, latencies)))
+        new_services = self._services.new_rows()
+        if new_services:  # names first: the samples refer to them
+            batch.append(("services", new_services))
+        if samples:
+            batch.append(("samples", samples))
+        if rollups:
+            batch.append(("rollups", rollups))
+        evs = [(e.ts, e.kind, e.node_id, e.message) for e in events]
+        if evs:
+            batch.append(("events", evs))
+        # After the rollups: the first tick of an hour carries the last minute of the previous
+        # one, which the writer then rolls up. Asked for again while the writer is behind.
+        writer = self._writer
+        hourly = (not writer.hourly_pending and now >= writer.hourly_not_before
+                  and (writer.hourly_next is None or writer.hourly_next < minute // 60))
+        if hourly:
+            writer.hourly_pending = True
+            batch.append(("hourly", (now, len(ids))))
+        if now - self._last_prune > PRUNE_EVERY:
+            self._last_prune = now
+            batch.append(("prune", (now, list(ids.values()))))
+        if batch and not self._put(batch) and hourly:
+            writer.hourly_pending = False  # dropped: ask again next tick
+
+    def record_nodes(self, views: Iterable[NodeView]) -> None:
+        """Update the static facts of nodes (joins, groups); cheap, call on change only."""
+        views = list(views)
+        self.node_ids(v.node_id for v in views)
+        rows = [
+            (v.hostname, v.group, json.dumps(v.addresses), v.cores, v.mem_total, v.version,
+             v.interval, v.last_seen, self._ids[v.node_id])
+            for v in views if v.node_id in self._ids
+        ]
+        if rows:
+            self._put([("nodes", rows)])
+
+    def record_marks(self, marks: Sequence[tuple[str, int, float, int, float]]) -> None:
+        """Queue replay high-water marks (node, boot, boot_ts, seq, at) for the writer."""
+        if marks:
+            self._put([("marks", list(marks))])
+
+    def record_events(self, events: Iterable[EventView]) -> None:
+        evs = [(e.ts, e.kind, e.node_id, e.message) for e in events]
+        if evs:
+            self._put([("events", evs)])
+
+    def _put(self, batch: Batch) -> bool:
+        if self._writer.put(batch):
+            return True
+        self.dropped_batches += 1  # the disk cannot keep up: lose history, never stall ingest
+        return False
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until everything queued so far is committed (tests, shutdown)."""
+        self._writer.flush(timeout)
+
+    def close(self) -> None:
+        if self._writer.is_alive():
+            # the minute in progress: written now, completed by the next start's rollup
+            partial = self._rollups.take_all()
+            if partial:
+                self._put([("partial", partial)])
+            self._writer.stop()
+        self.db.close()
+        self.reader.close()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def history(
+        self, node: str, metrics: Sequence[str], seconds: float, now: float | None = None
+    ) -> dict[str, list[tuple[float, float]]]:
+        """StoreReader.history()."""
+        return self.reader.history(node, metrics, seconds, now)
+
+    def events(self, node: str | None = None, limit: int = 100) -> list[EventView]:
+        return self.reader.events(node, limit)
+
+    def load_marks(self) -> list[tuple[str, int, float, int, float]]:
+        return self.reader.load_marks()
+
+    def size_bytes(self) -> int:
+        return self.reader.size_bytes()

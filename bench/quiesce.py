@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ctop.demo import DemoCluster
 from ctop.engine import Engine
+from ctop.lb.config import parse_config
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,8 @@ async def run(p: Profile, trials: int) -> list[float]:
                        probe_interval=p.probe_interval, traffic_per_s=2)
     demo.start()
     cfg = demo.config()
-    lb = {**cfg.lb, "automation": {"web": {"quiesce_after": p.quiesce_after,
-                                           "restore_after": p.restore_after}}}
+    lb = replace(cfg.lb, automation=parse_config({"automation": {"web": {
+        "quiesce_after": p.quiesce_after, "restore_after": p.restore_after}}}).automation)
     engine = Engine(replace(cfg, lb=lb))  # default tick and lb_every
     await engine.start()
     times = []

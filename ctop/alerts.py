@@ -1,4 +1,5 @@
-"""Alert rules, their evaluation each tick, and the hooks that tell the outside world.
+"""Alert rules and their evaluation each tick (the hooks that tell the outside world about
+the notifications: ctop.hooks).
 
 Rules come from `[[alert]]` tables in ctop.toml:
 
@@ -31,17 +32,14 @@ alive, so a dead node produces one alert, not one per service.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import operator
-import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ctop.config import parse_duration
+from ctop.parse import TableError, parse_duration
 from ctop.snapshot import AlertView, EventView, LBServiceView, Liveness, NodeView, Severity
 
 log = logging.getLogger(__name__)
@@ -59,8 +57,8 @@ NODE_FIELDS = {
 }
 
 
-class RuleError(ValueError):
-    pass
+class RuleError(TableError):
+    """An [[alert]] table is wrong; `key` names the key."""
 
 
 @dataclass(frozen=True)
@@ -109,57 +107,64 @@ DEFAULT_RULES: tuple[Mapping[str, Any], ...] = (
 )
 
 
+def _bad(key: str, problem: str) -> RuleError:
+    return RuleError(f"key '{key}': {problem}", key)
+
+
+def _duration_of(table: Mapping[str, Any], key: str) -> float:
+    try:
+        return parse_duration(table.get(key, 0))
+    except ValueError as e:
+        raise _bad(key, str(e)) from None
+
+
 def parse_rule(table: Mapping[str, Any]) -> Rule:
     """One [[alert]] table -> Rule. Raises RuleError naming the offending key."""
     known = {"name", "when", "metric", "op", "warn", "crit", "for", "service", "liveness",
              "severity", "repeat", "lb_service", "serving_below", "imbalance_above", "drift"}
     for key in table:
         if key not in known:
-            raise RuleError(f"key '{key}': unknown key (known: {', '.join(sorted(known))})")
+            raise _bad(key, f"unknown key (known: {', '.join(sorted(known))})")
     name = table.get("name")
     if not isinstance(name, str) or not name:
-        raise RuleError("key 'name': every alert needs a name")
-    try:
-        duration = parse_duration(table.get("for", 0))
-        repeat = parse_duration(table.get("repeat", 0))
-    except ValueError as e:
-        raise RuleError(f"key 'for'/'repeat': {e}") from None
+        raise _bad("name", "every alert needs a name")
+    duration = _duration_of(table, "for")
+    repeat = _duration_of(table, "repeat")
     severity = table.get("severity", "warn")
     if severity not in ("warn", "crit"):
-        raise RuleError(f"key 'severity': expected warn or crit, got {severity!r}")
+        raise _bad("severity", f"expected warn or crit, got {severity!r}")
     if "liveness" in table:
         try:
             state = Liveness(table["liveness"])
         except ValueError:
-            raise RuleError("key 'liveness': expected suspect, dead or left") from None
+            raise _bad("liveness", "expected suspect, dead or left") from None
         return Rule(name, "liveness", liveness=state, severity=Severity(severity), repeat=repeat)
     if "lb_service" in table:
         return _lb_rule(table, name, duration, Severity(severity), repeat)
     if "service" in table:
         if not isinstance(table["service"], str):
-            raise RuleError("key 'service': expected a service name or \"*\"")
+            raise _bad("service", "expected a service name or \"*\"")
         return Rule(name, "service", service=table["service"], duration=duration,
                     severity=Severity(severity), repeat=repeat)
     metric, op, warn = table.get("metric"), table.get("op", ">"), table.get("warn")
     if "when" in table:
         m = _WHEN.match(str(table["when"]))
         if not m:
-            raise RuleError(
-                f"key 'when': expected 'METRIC > NUMBER for DURATION', got {table['when']!r}")
+            raise _bad("when", f"expected 'METRIC > NUMBER for DURATION', got {table['when']!r}")
         metric, op, warn = m.group(1), m.group(2), float(m.group(3))
         if m.group(4):
             try:
                 duration = parse_duration(m.group(4))
             except ValueError as e:
-                raise RuleError(f"key 'when': {e}") from None
+                raise _bad("when", str(e)) from None
     if not isinstance(metric, str) or not metric:
         raise RuleError("needs 'when', 'service' or 'liveness' (or 'metric' with 'warn')")
     if op not in OPS:
-        raise RuleError(f"key 'op': expected one of {' '.join(OPS)}, got {op!r}")
+        raise _bad("op", f"expected one of {' '.join(OPS)}, got {op!r}")
     crit = table.get("crit")
     for key, v in (("warn", warn), ("crit", crit)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
-            raise RuleError(f"key '{key}': expected a number, got {v!r}")
+            raise _bad(key, f"expected a number, got {v!r}")
     if warn is None and crit is None:
         raise RuleError("a metric rule needs a 'warn' or 'crit' level")
     return Rule(name, "metric", metric=metric, op=op, warn=warn, crit=crit,
@@ -172,31 +177,33 @@ def _lb_rule(
     service, below, above = (table["lb_service"], table.get("serving_below"),
                              table.get("imbalance_above"))
     if not isinstance(service, str) or not service:
-        raise RuleError("key 'lb_service': expected a service key or \"*\"")
+        raise _bad("lb_service", "expected a service key or \"*\"")
     drift = table.get("drift", False)
     if not isinstance(drift, bool):
-        raise RuleError(f"key 'drift': expected true or false, got {drift!r}")
+        raise _bad("drift", f"expected true or false, got {drift!r}")
     if below is None and above is None and not drift:
         raise RuleError("an lb_service rule needs 'serving_below', 'imbalance_above' "
                         "and/or 'drift = true'")
     if below is not None and (isinstance(below, bool) or not isinstance(below, int)
                               or below < 1):
-        raise RuleError(f"key 'serving_below': expected a whole number >= 1, got {below!r}")
+        raise _bad("serving_below", f"expected a whole number >= 1, got {below!r}")
     if above is not None and (isinstance(above, bool) or not isinstance(above, int | float)
                               or not 0 <= above < 1):
-        raise RuleError(f"key 'imbalance_above': expected a number in 0..1, got {above!r}")
+        raise _bad("imbalance_above", f"expected a number in 0..1, got {above!r}")
     return Rule(name, "lb", service=service, duration=duration, severity=severity,
                 repeat=repeat, serving_below=below,
                 imbalance_above=None if above is None else float(above), drift=drift)
 
 
 def parse_rules(tables: Sequence[Mapping[str, Any]] | None) -> list[Rule]:
+    """[[alert]] tables -> rules; none (or an empty list): DEFAULT_RULES."""
     rules = []
     for i, table in enumerate(tables or DEFAULT_RULES):
         try:
             rules.append(parse_rule(table))
         except RuleError as e:
-            raise RuleError(f"[[alert]] #{i + 1} ({table.get('name', '?')}): {e}") from None
+            raise RuleError(f"[[alert]] #{i + 1} ({table.get('name', '?')}): {e}",
+                            e.key) from None
     return rules
 
 
@@ -315,112 +322,3 @@ def _lb_breaches(
                 out[f"{rule.name}:{where}:{rs.key}:drift"] = (
                     rule, rs.node_id, rule.severity, f"{where} {rs.key} drift: {rs.drift}", None)
     return out
-
-
-# -- hooks ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Hook:
-    command: str = ""  # run with the alert in CTOP_ALERT_* environment variables
-    webhook: str = ""  # POST the alert as JSON
-    timeout: float = 10.0
-    states: frozenset[str] = frozenset({"firing", "repeat", "resolved"})
-
-
-def parse_hook(t: Mapping[str, Any]) -> Hook:
-    unknown = set(t) - {"command", "webhook", "timeout", "on"}
-    if unknown:
-        raise RuleError(f"key '{sorted(unknown)[0]}': unknown key")
-    if bool(t.get("command")) == bool(t.get("webhook")):
-        raise RuleError("give exactly one of 'command' or 'webhook'")
-    try:
-        timeout = parse_duration(t.get("timeout", 10))
-    except ValueError as e:
-        raise RuleError(f"key 'timeout': {e}") from None
-    states = t.get("on", ["firing", "repeat", "resolved"])
-    if not isinstance(states, list) or not set(states) <= {"firing", "repeat", "resolved"}:
-        raise RuleError("key 'on': expected a list of firing, repeat, resolved")
-    return Hook(str(t.get("command", "")), str(t.get("webhook", "")), timeout,
-                frozenset(states))
-
-
-def parse_hooks(tables: Sequence[Mapping[str, Any]]) -> list[Hook]:
-    hooks = []
-    for i, t in enumerate(tables):
-        try:
-            hooks.append(parse_hook(t))
-        except RuleError as e:
-            raise RuleError(f"[[hook]] #{i + 1}: {e}") from None
-    return hooks
-
-
-def payload(note: Notification) -> dict[str, Any]:
-    a = note.alert
-    return {
-        "state": note.state, "cluster": note.cluster, "time": note.ts, "rule": a.rule,
-        "node": a.node_id, "severity": str(a.severity), "message": a.message,
-        "since": a.since, "value": a.value, "key": a.key,
-    }
-
-
-class HookRunner:
-    """Runs hooks as background tasks with timeouts; failures are logged, never raised."""
-
-    def __init__(self, hooks: Sequence[Hook], max_concurrent: int = 8) -> None:
-        self.hooks = list(hooks)
-        self._sem = asyncio.Semaphore(max_concurrent)
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.failures = 0
-        self.delivered = 0
-
-    def notify(self, notes: Iterable[Notification]) -> None:
-        for note in notes:
-            for hook in self.hooks:
-                if note.state in hook.states:
-                    task = asyncio.get_running_loop().create_task(self._run(hook, note))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, hook: Hook, note: Notification) -> None:
-        async with self._sem:
-            try:
-                if hook.command:
-                    await self._command(hook, note)
-                else:
-                    await self._webhook(hook, note)
-                self.delivered += 1
-            except Exception as e:
-                self.failures += 1
-                what = hook.command or hook.webhook
-                log.warning("alert hook %r failed: %s", what, e or type(e).__name__)
-
-    async def _command(self, hook: Hook, note: Notification) -> None:
-        env = dict(os.environ)
-        for k, v in payload(note).items():
-            env[f"CTOP_ALERT_{k.upper()}"] = "" if v is None else str(v)
-        proc = await asyncio.create_subprocess_shell(
-            hook.command, env=env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
-        try:
-            _, err = await asyncio.wait_for(proc.communicate(), hook.timeout)
-        except TimeoutError:
-            os.killpg(proc.pid, 9)
-            await proc.wait()
-            raise RuntimeError(f"timed out after {hook.timeout:g} s") from None
-        if proc.returncode != 0:
-            raise RuntimeError(f"exit {proc.returncode}: {err.decode(errors='replace')[:200]}")
-
-    async def _webhook(self, hook: Hook, note: Notification) -> None:
-        import httpx  # imported here: only directors with webhooks pay for it
-
-        async with httpx.AsyncClient(timeout=hook.timeout) as client:
-            r = await client.post(hook.webhook, content=json.dumps(payload(note)),
-                                  headers={"content-type": "application/json"})
-            r.raise_for_status()
-
-    async def drain(self, timeout: float = 15.0) -> None:
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout)

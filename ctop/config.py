@@ -1,19 +1,33 @@
 """The director's configuration: a TOML file (default /etc/ctop/ctop.toml) plus flags.
 
-Every error names the file, the line and the key, e.g.
-`/etc/ctop/ctop.toml:12: key 'liveness.dead_after': expected a number > 0, got "soon"`.
+The file is parsed once, into frozen dataclasses: liveness, store, alert rules
+(ctop.alerts.Rule), hooks (ctop.hooks.Hook), the load balancers (ctop.lb.config.LBConfig),
+Prometheus and the control socket. Every error names the file, the line and the key, e.g.
+`/etc/ctop/ctop.toml:12: key 'liveness.dead_after': expected a number > 0, got "soon"`;
+the lines come from the file's text (ctop.tomlsource), the keys from the parsers' errors.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentd.tomlfile import ConfigError, assignment_line, read_toml
+from agentd.tomlfile import ConfigError
 from agentd.wire import DEFAULT_PORT
+from ctop.alerts import Rule, RuleError, parse_rule, parse_rules
+from ctop.hooks import Hook, HookError, parse_hook
+from ctop.lb.config import ConfigError as LBConfigError
+from ctop.lb.config import LBConfig, parse_config
+from ctop.parse import TableError, parse_address, parse_duration
+from ctop.tomlsource import KeyPath, TomlSource
+
+__all__ = [
+    "DEFAULT_PATH", "ConfigError", "DirectorConfig", "LivenessConfig", "StoreConfig",
+    "TomlSource", "default_control_socket", "default_database", "effective_readonly",
+    "from_source", "load", "parse_address", "parse_duration",
+]
 
 DEFAULT_PATH = "/etc/ctop/ctop.toml"
 
@@ -35,89 +49,16 @@ def default_control_socket() -> str:
     return os.path.join(base, "ctop.sock")
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+class Section:
+    """Typed access to one table of a TomlSource at `path`; each getter's error names the
+    file, the line and the key."""
 
-
-def parse_duration(value: Any) -> float:
-    """30 -> 30.0; "30s", "5m", "24h", "30d" -> seconds. Raises ValueError."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    if isinstance(value, str) and (m := _DURATION.match(value)):
-        return float(m.group(1)) * _UNITS[m.group(2)]
-    raise ValueError(f"expected a duration like 30s, 5m, 24h, got {value!r}")
-
-
-def parse_address(value: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
-    """"host:port", ":port", "[v6]:port" or "port" -> (host, port). Raises ValueError."""
-    text = str(value).strip()
-    if text.isdigit():
-        host, port = default_host, text
-    elif text.startswith("["):
-        host, _, port = text[1:].partition("]:")
-    else:
-        host, _, port = text.rpartition(":")
-        host = host or default_host
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"expected host:port, got {value!r}")
-    return host, int(port)
-
-
-@dataclass(frozen=True)
-class TomlSource:
-    """A parsed TOML file that can say on which line a key was written."""
-
-    path: str
-    data: Mapping[str, Any]
-    text: str = ""
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> TomlSource:
-        text, data = read_toml(path)
-        return cls(str(path), data, text)
-
-    def line_of(self, dotted: str) -> int:
-        """Best effort: the line where the last part of `dotted` is assigned (1 if unknown)."""
-        parts = dotted.split(".")
-        leaf = parts[-1].split("[")[0]
-        section = parts[-2] if len(parts) > 1 else None
-        lines = self.text.splitlines()
-        start = 0
-        if section:
-            for i, line in enumerate(lines):
-                if re.match(rf"^\s*\[+\s*[\w.\"-]*{re.escape(section)}[\"]?\s*\]+", line):
-                    start = i
-                    break
-        line = assignment_line(lines, leaf, start)
-        if line is not None:
-            return line
-        return start + 1 if section else 1
-
-    def line_in_array(self, array: str, index: int, key: str | None) -> int:
-        """The line of `key` inside the index-th [[array]] table (its header if no key)."""
-        lines = self.text.splitlines()
-        headers = [i for i, line in enumerate(lines)
-                   if re.match(rf"^\s*\[\[\s*{re.escape(array)}\s*\]\]", line)]
-        if index >= len(headers):
-            return 1
-        start = headers[index]
-        end = headers[index + 1] if index + 1 < len(headers) else len(lines)
-        line = assignment_line(lines, key, start, end) if key else None
-        return line if line is not None else start + 1
-
-    def error(self, dotted: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.path}:{self.line_of(dotted)}: key '{dotted}': {problem}")
-
-
-class Reader:
-    """Typed access to one table of a TomlSource; each getter names file:line:key on error."""
-
-    def __init__(self, source: TomlSource, table: Mapping[str, Any], prefix: str = "") -> None:
-        self.source, self.table, self.prefix = source, table, prefix
+    def __init__(self, source: TomlSource, table: Mapping[str, Any], path: KeyPath = ()) -> None:
+        self.source, self.table, self.path = source, table, path
         self.used: set[str] = set()
 
-    def _key(self, key: str) -> str:
-        return f"{self.prefix}{key}"
+    def error(self, key: str, problem: str) -> ConfigError:
+        return self.source.error((*self.path, key), problem)
 
     def get(self, key: str, default: Any, convert: Callable[[Any], Any], what: str) -> Any:
         self.used.add(key)
@@ -128,7 +69,7 @@ class Reader:
             return convert(value)
         except (ValueError, TypeError) as e:
             detail = str(e) if str(e) else f"expected {what}, got {value!r}"
-            raise self.source.error(self._key(key), detail) from None
+            raise self.error(key, detail) from None
 
     def number(self, key: str, default: float, minimum: float = 0.0) -> float:
         def conv(v: Any) -> float:
@@ -157,18 +98,25 @@ class Reader:
     def duration(self, key: str, default: float) -> float:
         return self.get(key, default, parse_duration, "a duration")
 
-    def table_of(self, key: str) -> Reader:
+    def table_of(self, key: str) -> Section:
         self.used.add(key)
         value = self.table.get(key, {})
         if not isinstance(value, dict):
-            raise self.source.error(self._key(key), f"expected a table, got {value!r}")
-        return Reader(self.source, value, f"{self._key(key)}.")
+            raise self.error(key, f"expected a table, got {value!r}")
+        return Section(self.source, value, (*self.path, key))
 
-    def check_unknown(self, known: set[str] | None = None) -> None:
-        allowed = self.used | (known or set())
+    def array_of(self, key: str) -> list[Mapping[str, Any]]:
+        """The tables of [[key]] (none: an empty list)."""
+        self.used.add(key)
+        value = self.table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+            raise self.error(key, f"expected [[{key}]] tables")
+        return value
+
+    def check_unknown(self) -> None:
         for key in self.table:
-            if key not in allowed:
-                raise self.source.error(self._key(key), "unknown key")
+            if key not in self.used:
+                raise self.error(key, "unknown key")
 
 
 @dataclass(frozen=True)
@@ -216,9 +164,10 @@ class DirectorConfig:
     lb_every: float = 2.0  # seconds between reads of the load-balancer tables
     liveness: LivenessConfig = LivenessConfig()
     store: StoreConfig = field(default_factory=StoreConfig)
-    alerts: tuple[Mapping[str, Any], ...] = ()  # raw [[alert]] tables, parsed by ctop.alerts
-    hooks: tuple[Mapping[str, Any], ...] = ()  # raw [[hook]] tables
-    lb: Mapping[str, Any] = field(default_factory=dict)  # raw [lb] table, parsed by ctop.lb
+    # [[alert]]: ctop.alerts.DEFAULT_RULES when the file has none
+    alerts: tuple[Rule, ...] = field(default_factory=lambda: tuple(parse_rules(None)))
+    hooks: tuple[Hook, ...] = ()  # [[hook]]
+    lb: LBConfig = field(default_factory=LBConfig)  # [lb]
     prometheus: tuple[str, int] | None = None
     control_socket: str = field(default_factory=default_control_socket)
     control_group: str | None = None  # [control] group: may change the balancers, read the socket
@@ -236,7 +185,7 @@ def load(path: str | None, *, must_exist: bool = False) -> DirectorConfig:
 
 
 def from_source(src: TomlSource) -> DirectorConfig:
-    top = Reader(src, src.data)
+    top = Section(src, src.data)
     live = top.table_of("liveness")
     liveness = LivenessConfig(
         suspect_after=live.number("suspect_after", LivenessConfig.suspect_after),
@@ -248,13 +197,13 @@ def from_source(src: TomlSource) -> DirectorConfig:
         forget_left_after=live.duration("forget_left_after", LivenessConfig.forget_left_after),
     )
     if liveness.dead_after <= liveness.suspect_after:
-        raise src.error("liveness.dead_after", "must be larger than suspect_after")
+        raise live.error("dead_after", "must be larger than suspect_after")
     if liveness.beacon_dead_after <= liveness.beacon_suspect_after:
-        raise src.error("liveness.beacon_dead_after", "must be larger than beacon_suspect_after")
+        raise live.error("beacon_dead_after", "must be larger than beacon_suspect_after")
     if not 0 < liveness.check_every <= 10:
-        raise src.error("liveness.check_every", "expected a duration in 0..10 s")
+        raise live.error("check_every", "expected a duration in 0..10 s")
     live.check_unknown()
-    store = _store_config(src, top.table_of("store"))
+    store = _store_config(top.table_of("store"))
     prom = top.table_of("prometheus")
     prom_listen = prom.get("listen", None, lambda v: parse_address(v, "127.0.0.1"), "host:port")
     prom.check_unknown()
@@ -271,9 +220,9 @@ def from_source(src: TomlSource) -> DirectorConfig:
         lb_every=top.number("lb_every", DirectorConfig.lb_every),
         liveness=liveness,
         store=store,
-        alerts=tuple(_tables(top, "alert")),
-        hooks=tuple(_tables(top, "hook")),
-        lb=top.get("lb", {}, _table, "a table"),
+        alerts=_alert_rules(src, top.array_of("alert")),
+        hooks=_hooks(src, top.array_of("hook")),
+        lb=_lb_config(src, top.table_of("lb")),
         prometheus=prom_listen,
         control_socket=top.string("control_socket", default_control_socket()),
         control_group=control_group,
@@ -281,10 +230,8 @@ def from_source(src: TomlSource) -> DirectorConfig:
         source=src,
     )
     if not cfg.key_file and not cfg.master_key_file:
-        raise src.error("key_file", "is empty; give the path of the cluster key file")
+        raise top.error("key_file", "is empty; give the path of the cluster key file")
     top.check_unknown()
-    _check_alerts(src, cfg)
-    _check_lb(src, cfg)
     return cfg
 
 
@@ -292,14 +239,14 @@ def effective_readonly(cfg: DirectorConfig) -> bool:
     """The one read-only value every path honours: `--readonly`, the top-level `readonly` key
     or `[lb] readonly`. The daemon, both UIs, `ctop lb`, auto-quiesce and automatic advice all
     take it from here."""
-    return bool(cfg.readonly or cfg.lb.get("readonly") is True)
+    return cfg.readonly or cfg.lb.readonly
 
 
-def _store_config(src: TomlSource, st: Reader) -> StoreConfig:
+def _store_config(st: Section) -> StoreConfig:
     def positive(key: str, default: float) -> float:
         value = st.duration(key, default)
         if value <= 0:
-            raise src.error(f"store.{key}", f"expected a duration > 0, got {st.table[key]!r}")
+            raise st.error(key, f"expected a duration > 0, got {st.table[key]!r}")
         return value
 
     # rollup_retention, from before the hourly level, said how far back charts go (in 1-minute
@@ -308,13 +255,13 @@ def _store_config(src: TomlSource, st: Reader) -> StoreConfig:
     hourly = positive("hourly_retention", StoreConfig.hourly_retention)
     if "rollup_retention" in st.table:
         if "hourly_retention" in st.table:
-            raise src.error("store.rollup_retention",
-                            "old name of hourly_retention; set only hourly_retention")
+            raise st.error("rollup_retention",
+                           "old name of hourly_retention; set only hourly_retention")
         hourly = positive("rollup_retention", StoreConfig.hourly_retention)
     minute = positive("minute_retention", StoreConfig.minute_retention)
     if "minute_retention" in st.table and minute > hourly:
-        raise src.error("store.minute_retention",
-                        f"must not exceed hourly_retention ({hourly / 86400:g} days)")
+        raise st.error("minute_retention",
+                       f"must not exceed hourly_retention ({hourly / 86400:g} days)")
     store = StoreConfig(
         path=st.string("path", default_database()),
         raw_retention=st.duration("raw_retention", StoreConfig.raw_retention),
@@ -326,42 +273,36 @@ def _store_config(src: TomlSource, st: Reader) -> StoreConfig:
     return store
 
 
-def _check_lb(src: TomlSource, cfg: DirectorConfig) -> None:
-    from ctop.lb.config import ConfigError as LBConfigError
-    from ctop.lb.config import parse_config
+def _alert_rules(src: TomlSource, tables: Sequence[Mapping[str, Any]]) -> tuple[Rule, ...]:
+    if not tables:
+        return tuple(parse_rules(None))
+    rules = []
+    for i, table in enumerate(tables):
+        try:
+            rules.append(parse_rule(table))
+        except RuleError as e:
+            raise _element_error(src, "alert", i, e) from None
+    return tuple(rules)
 
+
+def _hooks(src: TomlSource, tables: Sequence[Mapping[str, Any]]) -> tuple[Hook, ...]:
+    hooks = []
+    for i, table in enumerate(tables):
+        try:
+            hooks.append(parse_hook(table))
+        except HookError as e:
+            raise _element_error(src, "hook", i, e) from None
+    return tuple(hooks)
+
+
+def _element_error(src: TomlSource, array: str, index: int, e: TableError) -> ConfigError:
+    """'file:line: [[alert]] #2: key 'when': ...' at the key's line (else the table's)."""
+    path: KeyPath = (array, index, e.key) if e.key else (array, index)
+    return ConfigError(f"{src.path}:{src.line(path)}: [[{array}]] #{index + 1}: {e}")
+
+
+def _lb_config(src: TomlSource, lb: Section) -> LBConfig:
     try:
-        parse_config(cfg.lb)
+        return parse_config({"lb": lb.table})
     except LBConfigError as e:
-        m = re.search(r"unknown key\(s\) (\w+)|\.(\w+) (?:must|has)", str(e))
-        key = m and (m.group(1) or m.group(2))
-        line = src.line_of(key) if key else 1
-        raise ConfigError(f"{src.path}:{line}: {e}") from None
-
-
-def _check_alerts(src: TomlSource, cfg: DirectorConfig) -> None:
-    """Parse [[alert]] and [[hook]] now, so their errors name the file and line."""
-    from ctop.alerts import RuleError, parse_hook, parse_rule
-
-    for array, tables, parse in (("alert", cfg.alerts, parse_rule),
-                                 ("hook", cfg.hooks, parse_hook)):
-        for i, table in enumerate(tables):
-            try:
-                parse(table)
-            except RuleError as e:
-                m = re.search(r"key '(\w+)", str(e))
-                line = src.line_in_array(array, i, m.group(1) if m else None)
-                raise ConfigError(f"{src.path}:{line}: [[{array}]] #{i + 1}: {e}") from None
-
-
-def _table(v: Any) -> dict[str, Any]:
-    if not isinstance(v, dict):
-        raise ValueError(f"expected a table, got {v!r}")
-    return v
-
-
-def _tables(top: Reader, key: str) -> list[Mapping[str, Any]]:
-    value = top.get(key, [], lambda v: v, "an array of tables")
-    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
-        raise top.source.error(key, f"expected [[{key}]] tables")
-    return value
+        raise ConfigError(f"{src.path}:{src.line(('lb', *e.at))}: {e}") from None

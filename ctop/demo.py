@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from ctop.config import DirectorConfig, StoreConfig
+from ctop.lb.config import parse_config
 
 GROUPS = ("rack-a", "rack-b")
 WEB_PORT = 8080
@@ -128,7 +129,7 @@ class DemoCluster:
             key_file=str(self.key_file),
             store=StoreConfig(path=str(self.workdir / "ctop.db")),
             control_socket=str(self.workdir / "ctop.sock"),
-            lb=lb,
+            lb=parse_config(lb),
         )
 
     # -- start ---------------------------------------------------------------------------

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from agentd.beacon import Beacon
 from agentd.wire import Join, Leave, Mark, Message, RawReport, Verifier, load_key
-from ctop.alerts import AlertEngine, HookRunner, parse_hooks, parse_rules
+from ctop.alerts import AlertEngine
 from ctop.cluster import ClusterModel
 from ctop.config import DirectorConfig, effective_readonly
 from ctop.gcpolicy import process_heap
+from ctop.hooks import HookRunner
 from ctop.receiver import Receiver
 from ctop.snapshot import EventView, LBServiceView, Liveness, Snapshot
 from ctop.store import Store
@@ -75,8 +76,8 @@ class Engine:
         self.model.on_reject = lambda rejected, source: self.receiver.count_drop(
             rejected, source, accepted=True)
         self.receiver.on_idle = lambda: self.model.fold_some(FOLD_BATCH)
-        self.alerts = AlertEngine(parse_rules(config.alerts), config.cluster)
-        self.hooks = HookRunner(parse_hooks(config.hooks))
+        self.alerts = AlertEngine(list(config.alerts), config.cluster)
+        self.hooks = HookRunner(config.hooks)
         self.heap = process_heap  # large clusters: no cyclic GC passes over the model
         self.store: Store | None = None
         self.lb: LBController | None = lb
@@ -181,10 +182,9 @@ class Engine:
         return self.receiver.port
 
     def _setup_lb(self) -> None:
-        from ctop.lb.config import parse_config
         from ctop.lb.factory import build_controller, build_quiescer, status_line
 
-        cfg = parse_config(self.config.lb)
+        cfg = self.config.lb
         self._lb_cfg = cfg
         self.lb_note = status_line(cfg, self.readonly)
         if self.lb is None and not cfg.monitoring_only:

@@ -10,7 +10,8 @@ import asyncio
 import json
 from pathlib import Path
 
-from ctop.alerts import AlertEngine, HookRunner, parse_hooks, parse_rules
+from ctop.alerts import AlertEngine, parse_rules
+from ctop.hooks import HookRunner, parse_hooks
 from ctop.snapshot import LBServiceView, Liveness, NodeView, RealServerView, Severity
 
 

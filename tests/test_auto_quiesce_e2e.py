@@ -13,6 +13,7 @@ import pytest_asyncio
 
 from ctop.demo import DemoCluster
 from ctop.engine import Engine
+from ctop.lb.config import parse_config
 
 from .test_engine import until
 
@@ -25,8 +26,9 @@ async def cluster(tmp_path):
                        traffic_per_s=5)
     demo.start()
     cfg = demo.config()
+    automation = parse_config({"automation": {"web": {"quiesce_after": 3, "restore_after": 3}}})
     cfg = replace(cfg, tick=0.2, lb_every=0.3,
-                  lb={**cfg.lb, "automation": {"web": {"quiesce_after": 3, "restore_after": 3}}})
+                  lb=replace(cfg.lb, automation=automation.automation))
     engine = Engine(cfg)
     await engine.start()
     try:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from ctop.alerts import parse_rules
 from ctop.config import ConfigError, TomlSource, from_source
 from ctop.control import RemoteSource
 from tests.helpers.agent_helpers import AGENTD, write_key
@@ -34,8 +33,8 @@ def test_the_example_config_is_valid():
     cfg = from_source(TomlSource.load(ROOT / "contrib" / "ctop.toml.example"))
     assert cfg.cluster == "web" and cfg.listen == ("0.0.0.0", 7117)
     assert cfg.liveness.dead_after == 5 and cfg.store.raw_retention == 86400
-    assert [a["name"] for a in cfg.alerts] == ["cpu-high", "http-down", "node-dead", "web-capacity"]
-    assert [r.kind for r in parse_rules(cfg.alerts)] == ["metric", "service", "liveness", "lb"]
+    assert [r.name for r in cfg.alerts] == ["cpu-high", "http-down", "node-dead", "web-capacity"]
+    assert [r.kind for r in cfg.alerts] == ["metric", "service", "liveness", "lb"]
     assert cfg.prometheus == ("127.0.0.1", 9717)
 
 

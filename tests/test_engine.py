@@ -23,8 +23,11 @@ import pytest
 import pytest_asyncio
 
 from agentd import wire
+from ctop.alerts import parse_rules
 from ctop.config import DirectorConfig, LivenessConfig, StoreConfig
 from ctop.engine import Engine
+from ctop.hooks import parse_hooks
+from ctop.lb.config import parse_config
 from ctop.snapshot import Liveness
 from tests.helpers.agent_helpers import AGENTD, KEY, write_key
 
@@ -32,6 +35,13 @@ INTERVAL = 0.2
 
 
 def make_engine(tmp_path: Path, **kw) -> Engine:
+    # alerts, hooks and lb as ctop.toml writes them: tables, parsed as the config parses them
+    if "alerts" in kw:
+        kw["alerts"] = tuple(parse_rules(kw["alerts"]))
+    if "hooks" in kw:
+        kw["hooks"] = tuple(parse_hooks(kw["hooks"]))
+    if "lb" in kw:
+        kw["lb"] = parse_config(kw["lb"])
     cfg = DirectorConfig(
         cluster="test",
         listen=("127.0.0.1", 0),

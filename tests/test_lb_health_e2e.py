@@ -18,6 +18,7 @@ import pytest_asyncio
 
 from ctop.demo import DemoCluster
 from ctop.engine import Engine
+from ctop.lb.config import parse_config
 from ctop.lb.request import ActionRequest
 
 from .test_engine import until
@@ -30,7 +31,8 @@ def start(demo: DemoCluster, lb_extra: dict | None = None, **kw) -> Engine:
     cfg = demo.config()
     automation = {**AUTOMATION, **(lb_extra or {})}
     return Engine(replace(cfg, tick=0.2, lb_every=kw.pop("lb_every", 0.2),
-                          lb={**cfg.lb, "automation": automation}, **kw))
+                          lb=replace(cfg.lb, automation=parse_config(
+                              {"automation": automation}).automation), **kw))
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pytest
 from ctop.control import RemoteSource
 from ctop.demo import DemoCluster
 from ctop.engine import Engine
+from ctop.lb.config import parse_config
 from ctop.lb.request import ActionRequest
 from ctop.tui.app import CtopApp
 from ctop.tui.screens.confirm import ConfirmAction
@@ -216,8 +217,9 @@ async def test_lb_readonly_key_stops_auto_quiesce(tmp_path) -> None:
     demo.start()
     try:
         cfg = demo.config()
-        cfg = replace(cfg, tick=0.2, lb_every=0.3, lb={
-            **cfg.lb, "readonly": True, "automation": {"web": {"quiesce_after": 2}}})
+        cfg = replace(cfg, tick=0.2, lb_every=0.3, lb=replace(
+            cfg.lb, readonly=True,
+            automation=parse_config({"automation": {"web": {"quiesce_after": 2}}}).automation))
         engine = Engine(cfg)
         await engine.start()
         try:

@@ -30,10 +30,10 @@ from datetime import datetime
 from ctop.lb import client
 from ctop.lb.actions import ActionResult, LBController
 from ctop.lb.base import LBError, VirtualService
-from ctop.lb.config import ConfigError, LBConfig, parse_config
+from ctop.lb.config import ConfigError, HAProxyConfig, LBConfig
 from ctop.lb.factory import MONITORING_ONLY, build_controller
 from ctop.lb.journal import ActionRecord
-from ctop.lb.limits import limits_from_config
+from ctop.lb.limits import limits_from_rules
 from ctop.lb.request import ActionRequest, perform, resolve
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -152,20 +152,17 @@ def _config(args: argparse.Namespace) -> LBConfig:
     if args.db is None:
         args.db = director.store.path
     args.control_socket = director.control_socket
-    lb = dict(director.lb)
-    if effective_readonly(director):
-        lb["readonly"] = True
+    lb = director.lb
     if args.haproxy_socket:
-        lb["haproxy"] = [
-            {"name": "haproxy" if i == 0 else f"haproxy{i + 1}", "socket": s}
-            for i, s in enumerate(args.haproxy_socket)
-        ]
+        lb = replace(lb, haproxy=tuple(
+            HAProxyConfig("haproxy" if i == 0 else f"haproxy{i + 1}", s)
+            for i, s in enumerate(args.haproxy_socket)))
     if args.ipvs:
-        lb["ipvs"] = {**lb.get("ipvs", {}), "enabled": True}
-    if args.readonly:
-        lb["readonly"] = True
+        lb = replace(lb, ipvs=True)
+    if args.readonly or effective_readonly(director):
+        lb = replace(lb, readonly=True)
     args.alerts = director.alerts
-    return parse_config({"lb": lb})
+    return lb
 
 
 _resolve = resolve  # (backend, service key) for what the user typed
@@ -237,7 +234,7 @@ def main(argv: list[str]) -> int:
             return EXIT_FAILED
     try:
         ctl = build_controller(cfg, args.db)
-        ctl.limits = limits_from_config(args.alerts)
+        ctl.limits = limits_from_rules(args.alerts)
     except (ConfigError, OSError, ValueError) as exc:
         print(f"ctop lb: {exc}", file=sys.stderr)
         return EXIT_USAGE

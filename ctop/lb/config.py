@@ -38,8 +38,17 @@ from ctop.lb.automation import QuiescePolicy
 _LB_KEYS = {"readonly", "haproxy", "ipvs", "automation", "advice"}
 
 
+# Where in [lb] a problem is: ("haproxy", 1, "timeout") is `timeout` of the second
+# [[lb.haproxy]], so the director's config can name the line.
+At = tuple[str | int, ...]
+
+
 class ConfigError(ValueError):
-    """The [lb] config is wrong; the message names the key."""
+    """The [lb] config is wrong; the message names the key, `at` its path inside [lb]."""
+
+    def __init__(self, message: str, at: At = ()) -> None:
+        super().__init__(message)
+        self.at = at
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,34 +75,34 @@ class LBConfig:
         return not self.haproxy and not self.ipvs
 
 
-def _table(value: Any, where: str) -> Mapping[str, Any]:
+def _table(value: Any, where: str, at: At) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{where} must be a table, got {type(value).__name__}")
+        raise ConfigError(f"{where} must be a table, got {type(value).__name__}", at)
     return value
 
 
-def _known(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+def _known(table: Mapping[str, Any], allowed: set[str], where: str, at: At) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}", (*at, unknown[0]))
 
 
-def _typed(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
+def _typed(value: Any, kind: type | tuple[type, ...], where: str, at: At) -> Any:
     # bool is an int in Python; a weight of `true` is a mistake, not 1
     if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-        raise ConfigError(f"{where} must be {kind}, got a boolean")
+        raise ConfigError(f"{where} must be {kind}, got a boolean", at)
     if not isinstance(value, kind):
-        raise ConfigError(f"{where} has the wrong type: {value!r}")
+        raise ConfigError(f"{where} has the wrong type: {value!r}", at)
     return value
 
 
-def _dataclass_from(cls: type, table: Mapping[str, Any], where: str) -> Any:
+def _dataclass_from(cls: type, table: Mapping[str, Any], where: str, at: At) -> Any:
     kinds = {f.name: f.type for f in fields(cls)}
-    _known(table, set(kinds), where)
+    _known(table, set(kinds), where, at)
     args = {}
     for key, value in table.items():
         kind = {"bool": bool, "int": int, "float": (int, float)}[str(kinds[key])]
-        args[key] = _typed(value, kind, f"{where}.{key}")
+        args[key] = _typed(value, kind, f"{where}.{key}", (*at, key))
     return cls(**args)
 
 
@@ -102,60 +111,68 @@ def parse_config(raw: Mapping[str, Any] | None) -> LBConfig:
     if not raw:
         return LBConfig()
     if "lb" in raw:
-        lb = _table(raw["lb"], "[lb]")
+        lb = _table(raw["lb"], "[lb]", ())
     elif set(raw) <= _LB_KEYS:
         lb = raw  # handed the [lb] table itself
     else:
         return LBConfig()  # a whole config without an [lb] table
-    _known(lb, _LB_KEYS, "[lb]")
+    _known(lb, _LB_KEYS, "[lb]", ())
 
     haproxy: list[HAProxyConfig] = []
     entries = lb.get("haproxy", [])
     for i, entry in enumerate([entries] if isinstance(entries, Mapping) else entries):
-        where = "[lb.haproxy]" if isinstance(entries, Mapping) else f"[[lb.haproxy]] #{i + 1}"
-        entry = _table(entry, where)
-        _known(entry, {"name", "socket", "timeout"}, where)
+        single = isinstance(entries, Mapping)
+        where = "[lb.haproxy]" if single else f"[[lb.haproxy]] #{i + 1}"
+        at: At = ("haproxy",) if single else ("haproxy", i)
+        entry = _table(entry, where, at)
+        _known(entry, {"name", "socket", "timeout"}, where, at)
         if "socket" not in entry:
-            raise ConfigError(f"{where}: socket is required (a path or host:port)")
+            raise ConfigError(f"{where}: socket is required (a path or host:port)", at)
         default_name = "haproxy" if i == 0 else f"haproxy{i + 1}"
         haproxy.append(
             HAProxyConfig(
-                name=_typed(entry.get("name", default_name), str, f"{where}.name"),
-                socket=_typed(entry["socket"], str, f"{where}.socket"),
-                timeout=float(_typed(entry.get("timeout", 5.0), (int, float), f"{where}.timeout")),
+                name=_typed(entry.get("name", default_name), str, f"{where}.name",
+                            (*at, "name")),
+                socket=_typed(entry["socket"], str, f"{where}.socket", (*at, "socket")),
+                timeout=float(_typed(entry.get("timeout", 5.0), (int, float),
+                                     f"{where}.timeout", (*at, "timeout"))),
             )
         )
     names = [h.name for h in haproxy]
     if len(set(names)) != len(names) or "ipvs" in names:
-        raise ConfigError(f"[lb.haproxy]: backend names must be unique and not 'ipvs': {names}")
+        raise ConfigError(f"[lb.haproxy]: backend names must be unique and not 'ipvs': {names}",
+                          ("haproxy",))
 
-    ipvs_t = _table(lb.get("ipvs", {}), "[lb.ipvs]")
-    _known(ipvs_t, {"enabled", "ipvsadm"}, "[lb.ipvs]")
-    ipvs = _typed(ipvs_t.get("enabled", bool(ipvs_t)), bool, "[lb.ipvs].enabled")
+    ipvs_t = _table(lb.get("ipvs", {}), "[lb.ipvs]", ("ipvs",))
+    _known(ipvs_t, {"enabled", "ipvsadm"}, "[lb.ipvs]", ("ipvs",))
+    ipvs = _typed(ipvs_t.get("enabled", bool(ipvs_t)), bool, "[lb.ipvs].enabled",
+                  ("ipvs", "enabled"))
 
     automation = {}
-    auto_t = dict(_table(lb.get("automation", {}), "[lb.automation]"))
+    auto_t = dict(_table(lb.get("automation", {}), "[lb.automation]", ("automation",)))
     checks = _checks(auto_t.pop("checks", {}))
     for service, table in auto_t.items():
         where = f'[lb.automation."{service}"]'
-        table = dict(_table(table, where))
+        at = ("automation", service)
+        table = dict(_table(table, where, at))
         table.setdefault("enabled", True)  # listing a service is opting it in
-        policy = _dataclass_from(QuiescePolicy, table, where)
+        policy = _dataclass_from(QuiescePolicy, table, where, at)
         if policy.quiesce_after < 1 or policy.restore_after < 1:
-            raise ConfigError(f"{where}: quiesce_after and restore_after must be >= 1")
+            raise ConfigError(f"{where}: quiesce_after and restore_after must be >= 1", at)
         automation[service] = policy
 
-    advice = _dataclass_from(
-        AdvicePolicy, _table(lb.get("advice", {}), "[lb.advice]"), "[lb.advice]"
-    )
+    advice = _dataclass_from(AdvicePolicy, _table(lb.get("advice", {}), "[lb.advice]",
+                                                  ("advice",)), "[lb.advice]", ("advice",))
     if not 0 < advice.max_step <= 1 or not 1 <= advice.min_weight <= advice.max_weight:
-        raise ConfigError("[lb.advice]: need 0 < max_step <= 1 and 1 <= min_weight <= max_weight")
+        raise ConfigError("[lb.advice]: need 0 < max_step <= 1 and 1 <= min_weight <= max_weight",
+                          ("advice",))
 
     return LBConfig(
         haproxy=tuple(haproxy),
         ipvs=ipvs,
-        ipvsadm=_typed(ipvs_t.get("ipvsadm", "ipvsadm"), str, "[lb.ipvs].ipvsadm"),
-        readonly=_typed(lb.get("readonly", False), bool, "[lb].readonly"),
+        ipvsadm=_typed(ipvs_t.get("ipvsadm", "ipvsadm"), str, "[lb.ipvs].ipvsadm",
+                       ("ipvs", "ipvsadm")),
+        readonly=_typed(lb.get("readonly", False), bool, "[lb].readonly", ("readonly",)),
         automation=automation,
         checks=checks,
         advice=advice,
@@ -166,8 +183,10 @@ def _checks(value: Any) -> dict[str, tuple[str, ...]]:
     """[lb.automation] checks = {"web" = ["http"], "haproxy:api" = ["api", "api-tls"]}"""
     where = "[lb.automation].checks"
     example = '{"web" = ["http"]}'
+    at: At = ("automation", "checks")
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{where} must be a table of service = [probe names], e.g. {example}")
+        raise ConfigError(f"{where} must be a table of service = [probe names], e.g. {example}",
+                          at)
     out = {}
     for service, names in value.items():
         if (
@@ -176,7 +195,7 @@ def _checks(value: Any) -> dict[str, tuple[str, ...]]:
         ):
             raise ConfigError(
                 f'{where}."{service}" must be a non-empty list of probe names (the names in '
-                f"the agents' probe config), e.g. {example}; got {names!r}"
+                f"the agents' probe config), e.g. {example}; got {names!r}", (*at, service)
             )
         out[str(service)] = tuple(n.strip() for n in names)
     return out

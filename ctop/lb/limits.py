@@ -53,9 +53,3 @@ def limits_from_rules(rules: Iterable[Rule]) -> LBLimits:
                 crit = r.crit
     return LBLimits(tuple(quorums), warn, crit)
 
-
-def limits_from_config(alert_tables: Iterable[object] | None) -> LBLimits:
-    """From the raw [[alert]] tables of ctop.toml (the default rules when there are none)."""
-    from ctop.alerts import parse_rules
-
-    return limits_from_rules(parse_rules(list(alert_tables or ())))  # type: ignore[arg-type]

@@ -381,3 +381,36 @@ def test_the_old_rollup_retention_key_is_the_hourly_retention(tmp_path: Path) ->
 def test_bad_retention_values_name_the_line(tmp_path: Path, text: str, where: str) -> None:
     msg = store_error(tmp_path, text)
     assert msg.startswith(str(tmp_path / "ctop.toml")) and where in msg, msg
+
+
+# -- a reader only reads --------------------------------------------------------------------
+
+
+def test_a_reader_creates_nothing_before_the_daemon_does(tmp_path: Path) -> None:
+    """`ctop` attached before `ctop serve` made its database: the reader shows no history
+    and leaves the path alone (no file with the caller's umask instead of the daemon's
+    0640, no directory), then shows what the daemon writes."""
+    path = tmp_path / "lib" / "ctop.db"
+    reader = StoreReader(str(path))
+    assert reader.history("n", ["cpu_percent"], HOUR, now=T0) == {"cpu_percent": []}
+    assert reader.events() == [] and reader.load_marks() == []
+    assert not (tmp_path / "lib").exists()
+    daemon = Store(str(path))
+    drive(daemon, T0 - 600, T0, 60, lambda now: [view("n", now, 9.0)])
+    assert [v for _, v in reader.history("n", ["cpu_percent"], HOUR, now=T0)["cpu_percent"]
+            ] == [9.0] * 10
+    reader.close()
+    daemon.close()
+
+
+def test_a_reader_cannot_change_the_history(tmp_path: Path) -> None:
+    path = str(tmp_path / "d.db")
+    daemon = Store(path)
+    drive(daemon, T0 - 600, T0, 60, lambda now: [view("n", now, 9.0)])
+    reader = StoreReader(path)
+    assert len(reader.history("n", ["cpu_percent"], HOUR, now=T0)["cpu_percent"]) == 10
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reader._query("DELETE FROM samples")
+    assert sql(daemon, "SELECT count(*) FROM samples") == [(10,)]
+    reader.close()
+    daemon.close()

@@ -224,8 +224,8 @@ class Store:
             if partial:
                 self._put([("partial", partial)])
             self._writer.stop()
-        self.db.close()
         self.reader.close()
+        self.db.close()  # the last connection: checkpoints and removes the WAL
 
     # -- reading ---------------------------------------------------------------------------
 

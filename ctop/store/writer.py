@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ctop.store import rollups
+from ctop.store.rollups import CATCHUP_EVERY, hourly_next, roll_hours, write_minutes
 from ctop.store.schema import SCALE, TS_SCALE
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class HistoryWriter(threading.Thread):
         # Hourly passes: the event loop asks for one ("hourly" in a batch) while hourly_next
         # is behind, one at a time (hourly_pending), and not before hourly_not_before while
         # a backlog is caught up.
-        self.hourly_next: int | None = rollups.hourly_next(db)
+        self.hourly_next: int | None = hourly_next(db)
         self.hourly_pending = False
         self.hourly_not_before = 0.0
         self._hour_cut = -1  # hourly rows before this hour were pruned
@@ -140,7 +140,7 @@ class HistoryWriter(threading.Thread):
         A row SQLite or the driver refuses (a value out of range) loses only that node's row;
         a database that cannot write at all (a full disk, a read-only file) loses the batch."""
         with contextlib.suppress(Exception):  # rolled back: the hourly marker too
-            self.hourly_next = rollups.hourly_next(self.db)
+            self.hourly_next = hourly_next(self.db)
         if not isinstance(error, _ROW_ERRORS):
             self.health.failure(reason(error))
             return
@@ -189,9 +189,9 @@ class HistoryWriter(threading.Thread):
                 rows,
             )
         elif what == "rollups":
-            rollups.write_minutes(db, rows, finished=True)
+            write_minutes(db, rows, finished=True)
         elif what == "partial":  # a clean stop: the minute in progress, merged on restart
-            rollups.write_minutes(db, rows, finished=False)
+            write_minutes(db, rows, finished=False)
         elif what == "marks":
             db.executemany("INSERT OR REPLACE INTO marks VALUES (?, ?, ?, ?, ?)", rows)
         elif what == "events":
@@ -205,10 +205,10 @@ class HistoryWriter(threading.Thread):
         elif what == "hourly":
             started = time.thread_time()
             now, nodes = rows
-            self.hourly_next = rollups.roll_hours(db, now, nodes, self.hourly_next,
+            self.hourly_next = roll_hours(db, now, nodes, self.hourly_next,
                                                   self.hourly_retention)
             if self.hourly_next < int(now // 3600):
-                self.hourly_not_before = now + rollups.CATCHUP_EVERY
+                self.hourly_not_before = now + CATCHUP_EVERY
             self.hourly_seconds += time.thread_time() - started
         elif what == "prune":
             self._prune(*rows)

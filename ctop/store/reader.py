@@ -50,11 +50,8 @@ class StoreReader:
     def _conn(self) -> sqlite3.Connection | None:
         """The read-only connection; None while the file does not exist."""
         if self._db is None:
-            try:
+            with contextlib.suppress(sqlite3.OperationalError):  # no file yet
                 self._db = connect_readonly(self.path)
-                self._db.execute("SELECT 1 FROM sqlite_master LIMIT 1")  # opens the file
-            except sqlite3.OperationalError:
-                self._db = None
         return self._db
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:

@@ -150,7 +150,14 @@ def connect_readonly(path: str) -> sqlite3.Connection:
     """A connection that cannot write and creates nothing: sqlite3.OperationalError when the
     file does not exist (yet)."""
     uri = f"file:{quote(os.path.abspath(path))}?mode=ro"
-    return sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=10)
+    db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=10)
+    try:
+        db.execute("SELECT 1 FROM sqlite_master LIMIT 1")  # opens the file: raises if missing
+        db.execute("PRAGMA cache_size=-32768")  # KiB, as the writer's: charts re-read pages
+    except sqlite3.Error:
+        db.close()
+        raise
+    return db
 
 
 def migrate(db: sqlite3.Connection) -> int:

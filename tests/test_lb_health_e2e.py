@@ -29,10 +29,9 @@ AUTOMATION = {"web": {"quiesce_after": 3, "restore_after": 2}}
 def start(demo: DemoCluster, lb_extra: dict | None = None, **kw) -> Engine:
     demo.start()
     cfg = demo.config()
-    automation = {**AUTOMATION, **(lb_extra or {})}
-    return Engine(replace(cfg, tick=0.2, lb_every=kw.pop("lb_every", 0.2),
-                          lb=replace(cfg.lb, automation=parse_config(
-                              {"automation": automation}).automation), **kw))
+    automation = parse_config({"automation": {**AUTOMATION, **(lb_extra or {})}})
+    lb = replace(cfg.lb, automation=automation.automation, checks=automation.checks)
+    return Engine(replace(cfg, tick=0.2, lb_every=kw.pop("lb_every", 0.2), lb=lb, **kw))
 
 
 @pytest.fixture

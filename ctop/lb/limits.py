@@ -52,4 +52,3 @@ def limits_from_rules(rules: Iterable[Rule]) -> LBLimits:
             if r.crit is not None and (crit is None or r.crit < crit):
                 crit = r.crit
     return LBLimits(tuple(quorums), warn, crit)
-

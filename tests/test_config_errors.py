@@ -51,6 +51,10 @@ CASES = {
         'cluster = "x"\n\n[lb.advice]\nmin_weight = 1\nmax_step = 2.0\n',
         3, "[lb.advice]: need 0 < max_step <= 1"),
     "[lb]": ('[lb]\nreadonly = false\nbogus = 1\n', 3, "[lb]: unknown key(s) bogus"),
+    "a dotted key": ('[lb]\nhaproxy.socket = 5\n', 2, "[lb.haproxy].socket has the wrong type"),
+    "after a multi-line string": (
+        '[[hook]]\ncommand = """\ntimeout = 5\nexec true\n"""\ntimeout = "soon"\n',
+        6, "[[hook]] #1: key 'timeout'"),
 }
 
 

@@ -14,7 +14,7 @@ from operator import attrgetter
 from typing import Any
 
 from agentd.beacon import Beacon
-from agentd.wire import (
+from agentd.protocol import (
     UNSENT,
     Join,
     Leave,
@@ -24,9 +24,9 @@ from agentd.wire import (
     Rejected,
     Report,
     ServiceStatus,
-    decode_report,
 )
 from ctop.config import LivenessConfig
+from ctop.ingest.decode import decode_report
 from ctop.snapshot import (
     Aggregate,
     EventView,

@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentd.protocol import DEFAULT_PORT
 from agentd.tomlfile import ConfigError, assignment_line, read_toml
-from agentd.wire import DEFAULT_PORT
 
 DEFAULT_PATH = "/etc/ctop/ctop.toml"
 

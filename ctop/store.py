@@ -116,7 +116,7 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (node, hour)
     ) WITHOUT ROWID;
     """,
-    # 3: each node's replay high-water mark (agentd.wire.Mark), so a message captured before a
+    # 3: each node's replay high-water mark (ctop.ingest.Mark), so a message captured before a
     # director restart is still refused after it.
     """
     CREATE TABLE marks (

@@ -62,37 +62,43 @@ class Metric:
 # agent appends, an older director ignores what it does not know, a newer director reads a
 # shorter list as "not sent"). Compound metrics follow, each under its own key.
 METRICS: tuple[Metric, ...] = (
-    Metric("cpu_percent", "v", NUM, "busy share of all cores (/proc/stat)", "%", 10, 100,
+    Metric("cpu_percent", "v", NUM,
+           "CPU in use, share of all cores (/proc/stat via psutil.cpu_times)", "%", 10, 100,
            column="cpu", view="cpu", chart="CPU %", alertable=True,
            prometheus="ctop_node_cpu_percent"),
-    Metric("mem_percent", "v", NUM, "memory in use (psutil.virtual_memory)", "%", 10, 100,
+    Metric("mem_percent", "v", NUM,
+           "memory in use, share of the total (psutil.virtual_memory)", "%", 10, 100,
            column="mem", view="mem", chart="Memory %", alertable=True,
            prometheus="ctop_node_memory_percent"),
-    Metric("mem_used", "v", NUM, "memory in use", "B", alertable=True),
-    Metric("mem_total", "v", NUM, "physical memory", "B"),
-    Metric("swap_percent", "v", NUM, "swap in use (psutil.swap_memory)", "%", 10, 100,
+    Metric("mem_used", "v", NUM, "memory in use (psutil.virtual_memory)", "B", alertable=True),
+    Metric("mem_total", "v", NUM, "physical memory (psutil.virtual_memory)", "B"),
+    Metric("swap_percent", "v", NUM,
+           "swap in use, share of the total (psutil.swap_memory)", "%", 10, 100,
            column="swap", view="swap", alertable=True),
-    Metric("swap_used", "v", NUM, "swap in use", "B", alertable=True),
-    Metric("net_rx_bps", "v", NUM, "bytes received, all interfaces but lo", "B/s",
+    Metric("swap_used", "v", NUM, "swap in use (psutil.swap_memory)", "B", alertable=True),
+    Metric("net_rx_bps", "v", NUM, "bytes received per second, all interfaces but lo", "B/s",
            column="net_rx", view="net_rx_bps", chart="Net in /s", alertable=True,
            prometheus="ctop_node_network_receive_bytes_per_second"),
-    Metric("net_tx_bps", "v", NUM, "bytes sent, all interfaces but lo", "B/s",
+    Metric("net_tx_bps", "v", NUM, "bytes sent per second, all interfaces but lo", "B/s",
            column="net_tx", view="net_tx_bps", chart="Net out /s", alertable=True,
            prometheus="ctop_node_network_transmit_bytes_per_second"),
-    Metric("net_rx_pps", "v", NUM, "packets received, all interfaces but lo", "pkt/s",
-           alertable=True),
-    Metric("net_tx_pps", "v", NUM, "packets sent, all interfaces but lo", "pkt/s",
+    Metric("net_rx_pps", "v", NUM, "packets received per second, all interfaces but lo",
+           "pkt/s", alertable=True),
+    Metric("net_tx_pps", "v", NUM, "packets sent per second, all interfaces but lo", "pkt/s",
            alertable=True),
     # Counters since boot, for totals; never stored as history (the kernel's 64 bits may show).
     Metric("net_rx_bytes", "v", NUM, "bytes received since boot, lo excluded", "B",
            maximum=MAX_INT64, counter=True),
     Metric("net_tx_bytes", "v", NUM, "bytes sent since boot, lo excluded", "B",
            maximum=MAX_INT64, counter=True),
-    Metric("disk_read_bps", "v", NUM, "bytes read from whole disks (not partitions)", "B/s",
+    Metric("disk_read_bps", "v", NUM,
+           "bytes read per second, whole disks (psutil.disk_io_counters)", "B/s",
            alertable=True),
-    Metric("disk_write_bps", "v", NUM, "bytes written to whole disks", "B/s", alertable=True),
-    Metric("disk_root_percent", "v", NUM, "usage of /", "%", 10, 100, column="disk",
-           view="disk_root", alertable=True),
+    Metric("disk_write_bps", "v", NUM,
+           "bytes written per second, whole disks (psutil.disk_io_counters)", "B/s",
+           alertable=True),
+    Metric("disk_root_percent", "v", NUM, "space used on /, share of its size", "%", 10, 100,
+           column="disk", view="disk_root", alertable=True),
     Metric("users", "v", NUM, "logged-in sessions (utmp)", column="users", view="users",
            alertable=True),
     Metric("tcp_established", "v", NUM, "established TCP connections (IPv4 + IPv6)",
@@ -104,9 +110,9 @@ METRICS: tuple[Metric, ...] = (
            alertable=True),
     Metric("threads", "v", NUM, "threads of all processes (/proc/loadavg)", column="threads",
            view="threads", alertable=True),
-    Metric("uptime", "v", NUM, "time since boot", "s", counter=True, alertable=True),
-    Metric("cpu_cores", "cc", LIST, "busy share of each core, whole percent", "%",
-           maximum=100),
+    Metric("uptime", "v", NUM, "time since the node booted", "s", counter=True,
+           alertable=True),
+    Metric("cpu_cores", "cc", LIST, "CPU in use per core, whole percent", "%", maximum=100),
     # 1, 5, 15 minutes; the 1-minute value is the one stored, shown and exported.
     Metric("load", "ld", LIST, "1, 5 and 15 minute load averages", scale=100, column="load1",
            view="load1", alertable=True, prometheus="ctop_node_load1"),
@@ -141,8 +147,10 @@ def _check(metrics: tuple[Metric, ...]) -> None:
             raise ValueError(f"metric {m.name}: kind {m.kind!r} does not fit wire key {m.key!r}")
         if m.chart and not m.column:
             raise ValueError(f"metric {m.name}: a chart reads history: it needs a column")
-        if (m.column or m.alertable or m.prometheus) and m.kind in (MAP, PROCS):
-            raise ValueError(f"metric {m.name}: only numbers and lists have one value")
+        if (m.column or m.alertable or m.prometheus) and m.kind != NUM and not (
+                m.kind == LIST and m.view):
+            raise ValueError(f"metric {m.name}: only a number has one value (a list: the "
+                             "first element, through its NodeView field `view`)")
         if m.column and not m.column.isidentifier():
             raise ValueError(f"metric {m.name}: column {m.column!r} is not an SQL name")
     if [m.kind for m in metrics[:len(SCALARS)]] != [NUM] * len(SCALARS):

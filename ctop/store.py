@@ -20,7 +20,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby, repeat
 from operator import add, attrgetter, itemgetter, mul
@@ -28,32 +28,24 @@ from typing import Any
 
 import msgpack
 
+from agentd.metrics import STORED
 from ctop.filemodes import private_database
+from ctop.metricview import values_getter
 from ctop.snapshot import EventView, NodeView
 
 log = logging.getLogger(__name__)
 
-# Chartable metrics: readable name -> column in samples (and <column>_avg/_max in rollups).
-COLUMNS = {
-    "cpu_percent": "cpu",
-    "mem_percent": "mem",
-    "swap_percent": "swap",
-    "load": "load1",
-    "net_rx_bps": "net_rx",
-    "net_tx_bps": "net_tx",
-    "tcp_established": "conns",
-    "procs": "procs",
-    "threads": "threads",
-    "users": "users",
-    "disk_root_percent": "disk",
-}
+# Stored metrics, from the registry (agentd/metrics.py; those a NodeView shows first): readable
+# name -> column in samples (and <column>_avg/_max in rollups and hourly). Every statement
+# names its columns: a metric added to the registry is a column added to an existing database
+# (migrate), at the end of its tables.
+_STORED = sorted(STORED, key=lambda m: not m.view)
+COLUMNS = {m.name: m.column for m in _STORED}
 _COLS = tuple(COLUMNS.values())
+_PAIR_COLS = tuple(f"{c}_{part}" for c in _COLS for part in ("avg", "max"))
 # Values are stored as integers, round(value * scale), like the wire carries them: SQLite
 # stores a small integer in 1-4 bytes where a REAL takes 8, which is most of a sample row.
-SCALES = {
-    "cpu": 10, "mem": 10, "swap": 10, "load1": 100, "net_rx": 1, "net_tx": 1,
-    "conns": 1, "procs": 1, "threads": 1, "users": 1, "disk": 10,
-}
+SCALES = {m.column: m.scale for m in _STORED}
 _SCALE = tuple(SCALES[c] for c in _COLS)
 TS_SCALE = 1000  # samples.ts in milliseconds
 LATENCY_SCALE = 10  # service latencies in tenths of a millisecond, as on the wire
@@ -135,7 +127,8 @@ def _hour_avg(c: str, t: str = "") -> str:
 
 
 _HOUR_SQL = (
-    "INSERT OR REPLACE INTO hourly SELECT r.node, ?, sum(r.n), "
+    f"INSERT OR REPLACE INTO hourly (node, hour, n, {', '.join(_PAIR_COLS)}, svc) "
+    "SELECT r.node, ?, sum(r.n), "
     + ", ".join(f"{_hour_avg(c, 'r.')}, max(r.{c}_max)" for c in _COLS)
     # CROSS JOIN: one primary-key range per node, where "minute BETWEEN" alone would scan
     # the whole table (rows are clustered by node)
@@ -145,7 +138,8 @@ _HOUR_SQL = (
 # A minute already in the table (the part before a stop, or rebuilt from raw samples at start)
 # and the rest of it: one row, averages weighted by sample count. SET reads the old row.
 _ROLLUP_SQL = (
-    f"INSERT INTO rollups VALUES ({', '.join('?' * (2 * len(_COLS) + 4))}) "
+    f"INSERT INTO rollups (node, minute, n, {', '.join(_PAIR_COLS)}, svc) "
+    f"VALUES ({', '.join('?' * (2 * len(_COLS) + 4))}) "
     "ON CONFLICT (node, minute) DO UPDATE SET n = n + excluded.n, "
     + ", ".join(f"{c}_avg = CAST(round(({c}_avg * n + excluded.{c}_avg * excluded.n) * 1.0 "
                 f"/ (n + excluded.n)) AS INTEGER), {c}_max = max({c}_max, excluded.{c}_max)"
@@ -154,7 +148,8 @@ _ROLLUP_SQL = (
 )
 # Minutes with raw samples but no rollup row (the one in progress at a crash), per node.
 _REBUILD_SQL = (
-    "INSERT INTO rollups SELECT s.node, s.ts / 60000, count(*), "
+    f"INSERT INTO rollups (node, minute, n, {', '.join(_PAIR_COLS)}, svc) "
+    "SELECT s.node, s.ts / 60000, count(*), "
     + ", ".join(f"CAST(round(avg(s.{c})) AS INTEGER), max(s.{c})" for c in _COLS)
     + ", NULL FROM nodes CROSS JOIN samples AS s WHERE s.node = nodes.id "
     "AND s.ts >= ? AND s.ts < ? AND NOT EXISTS (SELECT 1 FROM rollups AS r "
@@ -247,6 +242,11 @@ def migrate(db: sqlite3.Connection) -> int:
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(number),)
             )
         log.info("database schema migrated to version %d", number)
+    for table, columns in (("samples", _COLS), ("rollups", _PAIR_COLS), ("hourly", _PAIR_COLS)):
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for column in (c for c in columns if c not in have):  # a metric new in the registry
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER")
+            log.info("database: column %s.%s added", table, column)
     return len(MIGRATIONS)
 
 
@@ -275,10 +275,8 @@ _TENTHS = repeat(LATENCY_SCALE)
 _HALVES = repeat(0.5)
 
 
-def sample_values(v: NodeView) -> tuple[float, ...]:
-    m = v.metrics
-    return (v.cpu, v.mem, v.swap, v.load1, v.net_rx_bps, v.net_tx_bps, v.conns,
-            m.get("procs", 0), m.get("threads", 0), m.get("users", 0), v.disk_root)
+# NodeView -> the values of _COLS, in readable units
+sample_values: Callable[[NodeView], tuple[float, ...]] = values_getter(_STORED)
 
 
 def scaled_values(v: NodeView) -> tuple[int, ...]:
@@ -621,7 +619,8 @@ class Store:
             # SQLite does it in C without the GIL, where Python's round() costs ~0.1 µs a value.
             scaled = ", ".join(f"round(? * {s})" if s != 1 else "round(?)" for s in _SCALE)
             db.executemany(
-                f"INSERT OR REPLACE INTO samples VALUES (?, round(? * {TS_SCALE}), {scaled}, ?)",
+                f"INSERT OR REPLACE INTO samples (node, ts, {', '.join(_COLS)}, svc) "
+                f"VALUES (?, round(? * {TS_SCALE}), {scaled}, ?)",
                 rows,
             )
         elif what == "rollups":
@@ -792,7 +791,8 @@ class Store:
         for row in rows:
             ts = row[0]
             for i, points in enumerate(columns, start=2):
-                points.append((ts, row[i]))
+                if row[i] is not None:  # a metric's column is younger than the row
+                    points.append((ts, row[i]))
             if wanted and row[1]:
                 sids, latencies = msgpack.unpackb(row[1])
                 for sid, latency in zip(sids, latencies, strict=True):

@@ -50,6 +50,16 @@ MAX_ADDRESSES = 64
 KIND_JOIN = "j"
 KIND_REPORT = "r"
 KIND_LEAVE = "l"
+# Body keys, in the order the encoder writes them (types and bounds: docs/protocol.md). The
+# header comes first and a report's interval right after it: the director's receiver decodes
+# only these of a report on arrival (ctop/ingest/verifier.py). Report metrics are keyed by the
+# metric registry (agentd/metrics.py).
+HEADER_KEYS = ("k", "n", "b", "q", "t")
+BODY_KEYS: dict[str, tuple[str, ...]] = {
+    KIND_JOIN: ("h", "a", "cr", "mt", "v", "i", "g", "p"),
+    KIND_REPORT: ("i", "g", "m", "s"),
+    KIND_LEAVE: ("r",),
+}
 
 
 class Reason(StrEnum):

@@ -19,7 +19,9 @@ from msgpack import Unpacker as _Unpacker
 from agentd.keys import node_key
 from agentd.metrics import MAX_INT64
 from agentd.protocol import (
+    BODY_KEYS,
     HEADER_BYTES,
+    HEADER_KEYS,
     KIND_REPORT,
     MAGIC,
     MAX_DATAGRAM,
@@ -35,6 +37,8 @@ from agentd.protocol import (
     Report,
 )
 from ctop.ingest.decode import _INF, _decode_body, _tuple_new
+
+_REPORT_HEAD = len(HEADER_KEYS) + BODY_KEYS[KIND_REPORT].index("i") + 1  # keys decoded first
 
 
 @dataclass(slots=True)
@@ -176,14 +180,15 @@ class Verifier:
         ):
             return Rejected(Reason.BAD_TAG, self._tag_problem())
         encoded = payload[HEADER_BYTES:]
-        # Decode only the header: the encoder writes k, n, b, q, t, i first. Anything else
+        # Decode only the header: the encoder writes k, n, b, q, t, i first (HEADER_KEYS and
+        # the report's interval, agentd/protocol.py). Anything else
         # (another order, a short map, bytes that do not decode) takes the full path.
         head: dict[Any, Any] = {}
         try:
             unpacker = _Unpacker(raw=False, strict_map_key=False)
             unpacker.feed(encoded)
             unpack = unpacker.unpack
-            for _ in range(min(unpacker.read_map_header(), 6)):
+            for _ in range(min(unpacker.read_map_header(), _REPORT_HEAD)):
                 key = unpack()
                 head[key] = unpack()
         except Exception:

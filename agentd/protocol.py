@@ -157,7 +157,7 @@ class Report(NamedTuple):
     header: Header
     interval: float
     group: str
-    metrics: Mapping[str, Any]  # readable names, see METRICS
+    metrics: Mapping[str, Any]  # readable names, see agentd/metrics.py
     services: tuple[ServiceStatus, ...] = ()
 
 

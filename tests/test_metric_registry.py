@@ -13,26 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import msgpack
 import pytest
 
-from agentd.encoder import encode
 from agentd.metrics import BY_NAME, METRICS, Metric, _check
-from agentd.protocol import (
-    BODY_KEYS,
-    HEADER_BYTES,
-    HEADER_KEYS,
-    KIND_JOIN,
-    KIND_LEAVE,
-    KIND_REPORT,
-    TAG_BYTES,
-    Header,
-    Join,
-    Leave,
-    ProbeInfo,
-    Report,
-    ServiceStatus,
-)
 from ctop.alerts import RuleError, parse_rule
 from ctop.config import ConfigError, DirectorConfig, LivenessConfig, StoreConfig, load
 from ctop.engine import Engine
@@ -165,28 +148,6 @@ def test_a_database_from_before_a_stored_metric_gains_its_column_and_keeps_its_h
 def _view(node: str, now: float, cpu: float, rss: int | None) -> NodeView:
     metrics = {"procs": 7} if rss is None else {"procs": 7, "procs_rss": rss}
     return NodeView(node, node, "g", Liveness.ALIVE, now, 1, 1.0, cpu=cpu, metrics=metrics)
-
-
-def test_the_encoder_writes_the_keys_the_message_format_declares_in_its_order():
-    header = Header("n1", 1, 1, time.time())
-    full = {
-        KIND_JOIN: Join(header, "h", ("10.0.0.1",), 2, 1 << 30, "1", 1.0, "g",
-                        (ProbeInfo("web", "http", 80, 10.0, "/health"),)),
-        KIND_REPORT: Report(header, 1.0, "g", {m.name: _sample_value(m) for m in METRICS},
-                            (ServiceStatus("web", "fail", 1.5, "refused", 3),)),
-        KIND_LEAVE: Leave(header, "SIGTERM"),
-    }
-    for kind, msg in full.items():
-        body = msgpack.unpackb(encode(b"k" * 32, msg)[HEADER_BYTES:-TAG_BYTES])
-        assert tuple(body) == HEADER_KEYS + BODY_KEYS[kind], kind
-    metric_keys = set(msgpack.unpackb(
-        encode(b"k" * 32, full[KIND_REPORT])[HEADER_BYTES:-TAG_BYTES])["m"])
-    assert metric_keys == {m.key for m in METRICS}
-
-
-def _sample_value(m: Metric) -> object:
-    return {"num": 1, "list": [1, 2], "map": {"eth0": [1, 2, 3, 4]},
-            "procs": [("init", 1, 0.5, 4096)]}[m.kind]
 
 
 def test_a_registry_line_that_cannot_work_fails_at_import_naming_the_metric():

@@ -25,9 +25,9 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from agentd.metrics import MAX_INT64, MAX_VALUE
-
-__all__ = ["MAX_INT64", "MAX_VALUE"]  # the bounds, re-exported with the other limits
+# The bounds of every number, re-exported with the other limits (agentd/metrics.py says why).
+from agentd.metrics import MAX_INT64 as MAX_INT64
+from agentd.metrics import MAX_VALUE as MAX_VALUE
 
 MAGIC = b"CT"
 VERSION = 1

@@ -18,37 +18,35 @@ report), so the same 2.6 s of silence takes 10 lost in a row (docs/director.md h
 
 Beacons carry no node id and no timestamp. The boot id names the node: the director accepts a
 beacon only for the boot of a node whose messages (timestamped and replay-checked by
-`wire.Verifier`) it has accepted in the last `max_age` seconds, and only with a sequence
+`ctop.ingest.Verifier`) it has accepted in the last `max_age` seconds, and only with a sequence
 number after every message of that boot it has seen (beacons and messages share the agent's
 sequence). A captured beacon is therefore worthless once a later datagram of its boot got
 through, and the boot's freshness comes from its timestamped messages.
+
+This module is the beacon's format and the agent's encoding; the director checks beacons with
+`ctop.ingest.BeaconVerifier`.
 """
 
 from __future__ import annotations
 
 import hmac
 import struct
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from agentd.wire import MAGIC, Header, Reason, Rejected
+from agentd.protocol import MAGIC
 
 BEACON_TYPE = 0x42  # byte 2: "B"
 BEACON_BYTES = 33
-_SIGNED = 17  # bytes covered by the tag
-_TAG = 16
+SIGNED_BYTES = 17  # bytes covered by the tag
+BEACON_TAG_BYTES = 16
 _MAX_GAP_MS = 65_535
 # A beacon may run ahead of the last seen message by at most this many sequence numbers (~2^20
 # datagrams = days of silence at 5 a second): a 32-bit sequence is extended from the last
 # one seen, so a far jump cannot be told from a wrap and is refused.
 MAX_AHEAD = 1 << 20
 _PREFIX = MAGIC + bytes((BEACON_TYPE,))
-_FIELDS = struct.Struct(">QIH")  # boot, low 32 bits of the sequence, gap ms
-_unpack = _FIELDS.unpack_from
+BEACON_FIELDS = struct.Struct(">QIH")  # boot, low 32 bits of the sequence, gap ms
 _digest = hmac.digest
-_compare = hmac.compare_digest
-_tuple_new = tuple.__new__
 
 
 class Beacon(NamedTuple):
@@ -61,83 +59,10 @@ class Beacon(NamedTuple):
 def encode_beacon(key: bytes, boot: int, seq: int, gap: float) -> bytes:
     """One signed beacon. `gap` is the sender's longest spacing between datagrams (seconds)."""
     gap_ms = max(1, min(_MAX_GAP_MS, round(gap * 1000)))
-    payload = _PREFIX + _FIELDS.pack(boot, seq & 0xFFFFFFFF, gap_ms)
-    return payload + _digest(key, payload, "sha256")[:_TAG]
+    payload = _PREFIX + BEACON_FIELDS.pack(boot, seq & 0xFFFFFFFF, gap_ms)
+    return payload + _digest(key, payload, "sha256")[:BEACON_TAG_BYTES]
 
 
 def is_beacon(data: bytes) -> bool:
     """The receiver's one-byte dispatch: byte 2 says beacon (messages carry version 1)."""
     return len(data) > 2 and data[2] == BEACON_TYPE
-
-
-@dataclass(slots=True)
-class _Boot:
-    node: str
-    seq: int  # highest sequence number seen of this boot (messages and beacons)
-    fresh: float  # receiver time of the last accepted timestamped message of this boot
-    key: bytes  # the node's key (per-node keys: the beacon names its node by the boot alone)
-
-
-@dataclass
-class BeaconVerifier:
-    """Checks beacons against the boots the director's messages established.
-
-    `note(header, now)` must be called for every message `wire.Verifier` accepted; `verify`
-    then accepts a beacon of that boot with a later sequence number while the boot's last
-    message is at most `max_age` seconds old. Rejects use the wire's reasons: `malformed`
-    (wrong length), `bad_tag`, `unknown_boot` (no accepted message of this boot: the director
-    restarted, the node restarted, or an old boot's beacon replayed), `replay` (sequence not
-    after the last seen, or impossibly far ahead) and `stale` (no message of the boot for
-    `max_age` seconds).
-    """
-
-    key: bytes  # the cluster key; in per-node mode `key_for` gives each node's own
-    max_age: float = 30.0
-    key_for: Callable[[str], bytes] | None = None
-    _boots: dict[int, _Boot] = field(default_factory=dict)
-    _by_node: dict[str, int] = field(default_factory=dict)
-
-    def note(self, h: Header, now: float) -> None:
-        """An accepted message: its boot is current for its node, its sequence seen."""
-        known = self._boots.get(h.boot)
-        if known is not None and known.node == h.node:
-            if h.seq > known.seq:
-                known.seq = h.seq
-            known.fresh = now
-            return
-        old = self._by_node.get(h.node)
-        if old is not None:
-            self._boots.pop(old, None)
-        key = self.key_for(h.node) if self.key_for is not None else self.key
-        self._boots[h.boot] = _Boot(h.node, h.seq, now, key)
-        self._by_node[h.node] = h.boot
-
-    def forget(self, node: str) -> None:
-        boot = self._by_node.pop(node, None)
-        if boot is not None:
-            self._boots.pop(boot, None)
-
-    def verify(self, data: bytes, now: float) -> Beacon | Rejected:
-        """Total: a Beacon, or why not. No msgpack, one HMAC."""
-        if len(data) != BEACON_BYTES or data[:2] != MAGIC:
-            return Rejected(Reason.MALFORMED, f"beacon of {len(data)} bytes")
-        # The boot names the node and so its key: look it up before the one HMAC. An
-        # unknown boot is refused unsigned-checked; that costs a forger nothing it lacks.
-        boot, low, gap_ms = _unpack(data, 3)
-        known = self._boots.get(boot)
-        if known is None:
-            return Rejected(Reason.UNKNOWN_BOOT, f"beacon of boot {boot:x}, no message of it")
-        payload = data[:_SIGNED]
-        if not _compare(_digest(known.key, payload, "sha256")[:_TAG], data[_SIGNED:]):
-            return Rejected(Reason.BAD_TAG, f"beacon signature does not match {known.node}'s key")
-        last = known.seq
-        seq = (last & ~0xFFFFFFFF) | low
-        if seq <= last:
-            seq += 1 << 32
-        if seq - last > MAX_AHEAD:  # before the last seen (a replay) or absurdly far ahead
-            return Rejected(Reason.REPLAY, f"beacon sequence not after {last} ({known.node})")
-        if now - known.fresh > self.max_age:
-            return Rejected(Reason.STALE, f"beacon of {known.node}: no message for "
-                                          f"{now - known.fresh:.0f} s")
-        known.seq = seq
-        return _tuple_new(Beacon, (known.node, boot, seq, gap_ms / 1000))

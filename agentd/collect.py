@@ -1,4 +1,4 @@
-"""Sample the node: one metrics dict per report, named as in wire.SCALARS / wire.COMPOUND."""
+"""Sample the node: one metrics dict per report, named as in agentd/metrics.py (the registry)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import psutil
 
 from agentd import procfs
 from agentd.cadence import Cadence
+from agentd.protocol import PROC_NAME_CHARS, TOP_PROCS, TopProc
 from agentd.rates import RateMeter, busy_percent
-from agentd.wire import PROC_NAME_CHARS, TOP_PROCS, TopProc
 
 MAX_IFACES = 4  # per-interface detail for the busiest few only: reports must stay small
 EXCLUDED_IFACES = frozenset({"lo"})

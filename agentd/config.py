@@ -27,8 +27,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from agentd.protocol import DEFAULT_PORT
 from agentd.tomlfile import ConfigError, assignment_line, read_toml
-from agentd.wire import DEFAULT_PORT
 
 __all__ = ["DEFAULT_PATH", "Config", "ConfigError", "Director", "load", "parse_director"]
 

@@ -12,10 +12,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from agentd import __version__, facts, wire
+from agentd import __version__, encoder, facts
 from agentd.beacon import encode_beacon
 from agentd.collect import Collector
 from agentd.config import Config, ConfigError
+from agentd.protocol import Header, Join, Leave, Message, Report
 from agentd.sender import Sender
 from agentd.services import Services, describe_changes
 from agentd.slowfacts import SlowFacts
@@ -59,7 +60,7 @@ class Agent:
         self.cfg = cfg
         self.key = key
         self._reload_config = reload
-        self.boot = wire.new_boot_id()
+        self.boot = encoder.new_boot_id()
         self.seq = 0
         self.collector = Collector(cfg.interval)
         self.services = Services(cfg.probes)
@@ -72,12 +73,12 @@ class Agent:
 
     # -- messages -------------------------------------------------------------------------
 
-    def _header(self) -> wire.Header:
+    def _header(self) -> Header:
         self.seq += 1
-        return wire.Header(self.cfg.node_id, self.boot, self.seq, time.time())
+        return Header(self.cfg.node_id, self.boot, self.seq, time.time())
 
-    def join(self) -> wire.Join:
-        return wire.Join(
+    def join(self) -> Join:
+        return Join(
             self._header(),
             hostname=socket.gethostname(),
             addresses=self.cfg.addresses or facts.addresses(),
@@ -89,13 +90,13 @@ class Agent:
             probes=self.services.described(),
         )
 
-    def report(self) -> wire.Report:
+    def report(self) -> Report:
         metrics = self.collector.sample()
-        return wire.Report(
+        return Report(
             self._header(), self.cfg.interval, self.cfg.group, metrics, self.services.statuses()
         )
 
-    def thin_report(self) -> wire.Report:
+    def thin_report(self) -> Report:
         """A report for the wire: the slow facts only when they changed (agentd/slowfacts.py)."""
         full = self.report()
         metrics, services = self.slow.thin(full.metrics, full.services, time.monotonic())
@@ -105,13 +106,13 @@ class Agent:
         self.seq += 1
         self.sender.send(encode_beacon(self.key, self.boot, self.seq, gap))
 
-    def _send(self, msg: wire.Message) -> None:
-        data = wire.encode(self.key, msg)
+    def _send(self, msg: Message) -> None:
+        data = encoder.encode(self.key, msg)
         self.sender.send(data)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("sent %s seq=%d (%d bytes)", type(msg).__name__, msg.header.seq, len(data))
 
-    def _tick(self, build: Callable[[], wire.Message]) -> None:
+    def _tick(self, build: Callable[[], Message]) -> None:
         """Build and send one message. A bug in one sample must not stop the agent: log it
         (with its traceback, at most once a minute) and try again next interval."""
         try:
@@ -221,7 +222,7 @@ class Agent:
             for copy in range(LEAVE_COPIES):
                 if copy:
                     await asyncio.sleep(LEAVE_SPACING)
-                self._send(wire.Leave(self._header(), self._stopping or "stopping"))
+                self._send(Leave(self._header(), self._stopping or "stopping"))
         finally:
             await self.services.stop()
             self.sender.close()
@@ -246,4 +247,4 @@ async def once(cfg: Config, wait_for_probes: bool = True) -> dict[str, Any]:
         await asyncio.sleep(0.05)
     report = agent.report()
     await agent.services.stop()
-    return wire.to_plain(report)
+    return encoder.to_plain(report)

@@ -11,8 +11,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from agentd import __version__, wire
+from agentd import __version__
 from agentd.config import DEFAULT_PATH, Config, ConfigError, load
+from agentd.keys import KeyError_, load_key
 
 EXIT_USAGE = 2  # bad config, key or flags: systemd's Restart=on-failure will not help
 
@@ -126,11 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not cfg.directors:
             where = cfg.path or f"{path} (missing)"
             raise ConfigError(f"no director configured: set director in {where} or pass --director")
-        key = wire.load_key(cfg.key_file)
+        key = load_key(cfg.key_file)
     except ConfigError as e:
         print(f"agentd: config error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except wire.KeyError_ as e:
+    except KeyError_ as e:
         print(f"agentd: key error: {e}", file=sys.stderr)
         return EXIT_USAGE
     from agentd.daemon import Agent

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from agentd.wire import MAX_PROBES, SEQ_MOD, ProbeInfo, ServiceStatus
+from agentd.protocol import MAX_PROBES, SEQ_MOD, ProbeInfo, ServiceStatus
 
 if TYPE_CHECKING:
     from probes.scheduler import ProbeScheduler

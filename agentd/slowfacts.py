@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agentd.wire import UNSENT, ServiceStatus
+from agentd.protocol import UNSENT, ServiceStatus
 
 SLOW_METRICS = ("top_procs", "tcp_states")
 REPEATS = 2  # reports in a row that carry a changed fact (p^2 = 9 % at 30 % loss)

@@ -36,12 +36,13 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from agentd import wire
 from agentd.beacon import is_beacon
+from agentd.protocol import TARGET_REPORT_BYTES, Join, Rejected, Report
+from ctop.ingest.verifier import Verifier
 
 HOST = "127.0.0.1"
 KEY = os.urandom(32).hex().encode()
-TARGET_CPU, TARGET_RSS_MB, TARGET_BYTES = 0.5, 35.0, wire.TARGET_REPORT_BYTES
+TARGET_CPU, TARGET_RSS_MB, TARGET_BYTES = 0.5, 35.0, TARGET_REPORT_BYTES
 TARGET_WIRE_RATE = 600  # bytes per second on the wire, all datagrams (issue 10)
 FRAME_OVERHEAD = 14 + 20 + 8  # Ethernet, IPv4 and UDP headers per datagram
 WARMUP = 3.0  # seconds: imports, first probe round and first report are not the steady state
@@ -212,12 +213,12 @@ class Collector(threading.Thread):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((HOST, 0))
         self.sock.settimeout(0.2)
-        self.verifier = wire.Verifier(KEY)
+        self.verifier = Verifier(KEY)
         self.report_sizes: list[int] = []
         self.counting = False
         self.counted: dict[str, list[int]] = {"report": [], "beacon": [], "join": [], "other": []}
-        self.rejected: list[wire.Rejected] = []
-        self.last: wire.Report | None = None
+        self.rejected: list[Rejected] = []
+        self.last: Report | None = None
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -230,16 +231,16 @@ class Collector(threading.Thread):
                 continue
             if self.counting:
                 kind = "beacon" if is_beacon(data) else {
-                    wire.Report: "report", wire.Join: "join"}.get(
+                    Report: "report", Join: "join"}.get(
                     type(self.verifier.verify(data)), "other")
                 self.counted[kind].append(len(data))
                 if kind != "report":
                     continue
-                self.verifier = wire.Verifier(KEY)  # verified once above: start afresh
+                self.verifier = Verifier(KEY)  # verified once above: start afresh
             msg = self.verifier.verify(data)
-            if isinstance(msg, wire.Rejected):
+            if isinstance(msg, Rejected):
                 self.rejected.append(msg)
-            elif isinstance(msg, wire.Report):
+            elif isinstance(msg, Report):
                 self.report_sizes.append(len(data))
                 self.last = msg
 

@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import msgpack
 from ingest import KEY, Fleet
 
-from agentd import wire
 from ctop.cluster import ClusterModel
 from ctop.codec import from_plain, pack_compact, to_plain, unpack_compact
+from ctop.ingest.verifier import Verifier
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    fleet, verifier, model = Fleet(args.nodes), wire.Verifier(KEY), ClusterModel("bench")
+    fleet, verifier, model = Fleet(args.nodes), Verifier(KEY), ClusterModel("bench")
     now = time.time()
     for data in fleet.encode(args.nodes):
         model.apply(verifier.verify_deferred(data), now, "10.0.0.1")

@@ -1,7 +1,7 @@
 """Director ingest: how many signed reports per second one core verifies and folds in.
 
 A sender process replays reports from N distinct node identities (16-core nodes with 7
-services, built with `agentd.wire.encode`, encoded before each step so that encoding is never
+services, built with `agentd.encoder.encode`, encoded before each step so that encoding is never
 timed) at rising rates, paced in bursts of about a millisecond, to two receiver processes on
 127.0.0.1, one step after the other:
 
@@ -48,9 +48,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from agentd import wire
 from agentd.beacon import encode_beacon
+from agentd.encoder import encode, new_boot_id
+from agentd.protocol import SEQ_MOD, Header, Message, RawReport, Report, ServiceStatus
+from ctop.ingest.verifier import Verifier
 
 HOST = "127.0.0.1"
 KEY = os.urandom(32).hex().encode()
@@ -80,7 +81,7 @@ class Fleet:
     def __init__(self, nodes: int, seed: int = 4) -> None:
         self.rng = random.Random(seed)
         self.ids = [f"node-{i:05d}.dc1.example.com" for i in range(nodes)]
-        self.boots = [wire.new_boot_id() for _ in range(nodes)]
+        self.boots = [new_boot_id() for _ in range(nodes)]
         self.seqs = [0] * nodes
         self.base = [self.rng.uniform(5, 80) for _ in range(nodes)]  # each node's usual CPU
 
@@ -127,15 +128,15 @@ class Fleet:
             "uptime": r.randint(3_600, 30_000_000),
         }
 
-    def services(self) -> tuple[wire.ServiceStatus, ...]:
+    def services(self) -> tuple[ServiceStatus, ...]:
         r = self.rng
         out = []
         for name in SERVICES:
             status = "ok" if r.random() > 0.01 else "fail"
             detail = "" if status == "ok" else "connection refused"
             # agents number each probe's results (mod 128), as agentd does
-            out.append(wire.ServiceStatus(name, status, round(r.uniform(0.2, 40), 1), detail,
-                                          r.randrange(wire.SEQ_MOD)))
+            out.append(ServiceStatus(name, status, round(r.uniform(0.2, 40), 1), detail,
+                                          r.randrange(SEQ_MOD)))
         return tuple(out)
 
     def encode(self, count: int) -> list[bytes]:
@@ -150,9 +151,9 @@ class Fleet:
             i = j % n
             self.seqs[i] += 1
             metrics, services = pool[j % len(pool)]
-            header = wire.Header(self.ids[i], self.boots[i], self.seqs[i], now)
+            header = Header(self.ids[i], self.boots[i], self.seqs[i], now)
             group = f"rack-{i // 250:02d}"
-            out.append(wire.encode(KEY, wire.Report(header, 1.0, group, metrics, services)))
+            out.append(encode(KEY, Report(header, 1.0, group, metrics, services)))
         return out
 
 
@@ -171,7 +172,7 @@ def verify_costs(nodes: int, reps: int = 5) -> tuple[float, float]:
     """In this process, best of `reps`: µs per report through `Verifier.verify_deferred` (the
     receiver's report path, ordering included) and per beacon through `BeaconVerifier.verify`,
     over the same `nodes` nodes. No sockets: the verify bound of each kind alone."""
-    from agentd.beacon import BeaconVerifier
+    from ctop.ingest.beacons import BeaconVerifier
 
     fleet = Fleet(nodes)
     reports = fleet.encode(nodes)
@@ -187,14 +188,14 @@ def verify_costs(nodes: int, reps: int = 5) -> tuple[float, float]:
         return min(times) / nodes * 1e6
 
     def report_pass() -> None:
-        verify = wire.Verifier(KEY).verify_deferred
+        verify = Verifier(KEY).verify_deferred
         for d in reports:
             verify(d)
 
     def known() -> BeaconVerifier:
         bv = BeaconVerifier(KEY)
         for i, boot in enumerate(fleet.boots):
-            bv.note(wire.Header(fleet.ids[i], boot, 0, now), now)
+            bv.note(Header(fleet.ids[i], boot, 0, now), now)
         return bv
 
     def beacon_pass() -> None:
@@ -297,7 +298,7 @@ class Ctop:
         self.model = ClusterModel("bench")
         apply = self.model.apply
 
-        def on_message(msg: wire.Message | wire.RawReport, source: str, now: float) -> None:
+        def on_message(msg: Message | RawReport, source: str, now: float) -> None:
             apply(msg, now, source)
 
         beacon = self.model.beacon
@@ -305,7 +306,7 @@ class Ctop:
         def on_beacon(b: Any, source: str, now: float) -> None:
             beacon(b, now)
 
-        self.receiver = Receiver(wire.Verifier(KEY), on_message, HOST, 0, deferred=deferred,
+        self.receiver = Receiver(Verifier(KEY), on_message, HOST, 0, deferred=deferred,
                                  on_beacon=on_beacon)
         self.model.on_reject = lambda rejected, source: self.receiver.count_drop(
             rejected, source, accepted=True)

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentd.metrics import ALERTABLE, METRICS
 from ctop.parse import TableError, parse_duration
 from ctop.snapshot import AlertView, EventView, LBServiceView, Liveness, NodeView, Severity
 
@@ -49,12 +50,9 @@ OPS: dict[str, Callable[[float, float], bool]] = {
 }
 _WHEN = re.compile(r"^\s*([\w:.-]+)\s*(>=|<=|>|<)\s*(-?\d+(?:\.\d+)?)\s*(?:for\s+(\S+))?\s*$")
 
-# NodeView attributes for the common metrics; anything else is looked up in the raw report.
-NODE_FIELDS = {
-    "cpu_percent": "cpu", "mem_percent": "mem", "swap_percent": "swap", "load": "load1",
-    "net_rx_bps": "net_rx_bps", "net_tx_bps": "net_tx_bps", "tcp_established": "conns",
-    "procs": "procs", "threads": "threads", "users": "users", "disk_root_percent": "disk_root",
-}
+# NodeView attributes of the metrics a view shows (agentd/metrics.py); anything else is looked
+# up in the raw report. Rules may name the registry's alertable metrics.
+NODE_FIELDS = {m.name: m.view for m in METRICS if m.view}
 
 
 class RuleError(TableError):
@@ -159,6 +157,9 @@ def parse_rule(table: Mapping[str, Any]) -> Rule:
                 raise _bad("when", str(e)) from None
     if not isinstance(metric, str) or not metric:
         raise RuleError("needs 'when', 'service' or 'liveness' (or 'metric' with 'warn')")
+    if metric not in ALERTABLE:
+        raise _bad("when" if "when" in table else "metric",
+                   f"unknown metric {metric!r} (known: {', '.join(ALERTABLE)})")
     if op not in OPS:
         raise _bad("op", f"expected one of {' '.join(OPS)}, got {op!r}")
     crit = table.get("crit")

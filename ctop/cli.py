@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ctop: {e}", file=sys.stderr)
         return 2
     except Exception as e:
-        from agentd.wire import KeyError_
+        from agentd.keys import KeyError_
         from ctop.control import ControlError
         from ctop.startup import StartError
 
@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def serve(cfg: DirectorConfig) -> int:
-    from agentd.wire import KeyError_
+    from agentd.keys import KeyError_
     from ctop.control import ControlError, ControlServer
     from ctop.engine import Engine
     from ctop.startup import os_problem, setting_error
@@ -180,7 +180,7 @@ async def serve(cfg: DirectorConfig) -> int:
 
 def issue_key(cfg: DirectorConfig, node: str, master_file: str | None) -> int:
     """Print the key of one node, for its key file (mode 0600) in per-node mode."""
-    from agentd.wire import load_key, node_key
+    from agentd.keys import load_key, node_key
 
     path = master_file or cfg.master_key_file
     if not path:

@@ -14,7 +14,8 @@ from operator import attrgetter
 from typing import Any
 
 from agentd.beacon import Beacon
-from agentd.wire import (
+from agentd.metrics import LIST, METRICS
+from agentd.protocol import (
     UNSENT,
     Join,
     Leave,
@@ -24,9 +25,9 @@ from agentd.wire import (
     Rejected,
     Report,
     ServiceStatus,
-    decode_report,
 )
 from ctop.config import LivenessConfig
+from ctop.ingest.decode import decode_report
 from ctop.snapshot import (
     Aggregate,
     EventView,
@@ -421,6 +422,17 @@ _VIEW_FIELDS = (
 )
 if NodeView._fields != _VIEW_FIELDS:
     raise ImportError("ctop.snapshot.NodeView changed its fields: update ctop.cluster._view")
+# The NodeView fields that show a metric (the registry's `view`, agentd/metrics.py), a run of
+# NodeView's fields: each the metric's latest value (a list's first element), or the field's
+# default until the node sent it; int fields (an int default) cast, as a count is shown.
+_VIEWED = sorted((m for m in METRICS if m.view), key=lambda m: _VIEW_FIELDS.index(m.view))
+_VIEW_AT = _VIEW_FIELDS.index(_VIEWED[0].view)
+if [m.view for m in _VIEWED] != list(_VIEW_FIELDS[_VIEW_AT:_VIEW_AT + len(_VIEWED)]):
+    raise ImportError("the NodeView fields of the registry's views must follow each other")
+_VIEW_NAMES = tuple(m.name for m in _VIEWED)
+_VIEW_DEFAULTS = tuple(NodeView._field_defaults[m.view] for m in _VIEWED)
+_FIRST_OF = tuple(i for i, m in enumerate(_VIEWED) if m.kind == LIST)
+_INT_AT = tuple(i for i, default in enumerate(_VIEW_DEFAULTS) if type(default) is int)
 
 
 # ServiceViews by value. Latencies travel in tenths of a millisecond and a cluster runs a
@@ -452,7 +464,6 @@ def _view(n: NodeState, total_conns: int) -> NodeView:
     m = n.metrics
     get = m.get
     conns = int(get("tcp_established", 0))
-    load = get("load") or (0.0,)
     services = n.services
     if services is not n.service_views_of:  # new report since the last snapshot
         n.service_views = _service_views(services)
@@ -462,6 +473,11 @@ def _view(n: NodeState, total_conns: int) -> NodeView:
     seqs = n.seqs
     # Every message carries the next sequence number, so the gaps are the lost datagrams.
     loss = 1.0 - len(seqs) / (seqs[-1] - seqs[0] + 1) if len(seqs) >= 8 else 0.0
+    viewed = list(map(get, _VIEW_NAMES, _VIEW_DEFAULTS))  # cpu ... disk_root
+    for i in _FIRST_OF:
+        viewed[i] = (viewed[i] or (0.0,))[0]
+    for i in _INT_AT:
+        viewed[i] = int(viewed[i])
     return _tuple_new(NodeView, (
         n.node_id,  # node_id
         n.hostname or n.node_id,  # hostname
@@ -474,17 +490,7 @@ def _view(n: NodeState, total_conns: int) -> NodeView:
         n.cores or len(get("cpu_cores", ())),  # cores
         n.mem_total,
         n.version,
-        get("cpu_percent", 0.0),  # cpu
-        get("mem_percent", 0.0),  # mem
-        get("swap_percent", 0.0),  # swap
-        load[0],  # load1
-        get("net_rx_bps", 0),
-        get("net_tx_bps", 0),
-        conns,
-        int(get("procs", 0)),
-        int(get("threads", 0)),
-        int(get("users", 0)),
-        get("disk_root_percent", 0.0),  # disk_root
+        *viewed,
         tuple(n.cpu_history),
         n.service_views,  # services
         conns / total_conns if total_conns and counted else 0.0,  # load_share

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentd.protocol import DEFAULT_PORT
 from agentd.tomlfile import ConfigError
-from agentd.wire import DEFAULT_PORT
 from ctop.alerts import Rule, RuleError, parse_rule, parse_rules
 from ctop.hooks import Hook, HookError, parse_hook
 from ctop.lb.config import ConfigError as LBConfigError

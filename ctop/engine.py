@@ -22,12 +22,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from agentd.beacon import Beacon
-from agentd.wire import Join, Leave, Mark, Message, RawReport, Verifier, load_key
+from agentd.keys import load_key
+from agentd.protocol import Join, Leave, Message, RawReport
 from ctop.alerts import AlertEngine
 from ctop.cluster import ClusterModel
 from ctop.config import DirectorConfig, effective_readonly
 from ctop.gcpolicy import process_heap
 from ctop.hooks import HookRunner
+from ctop.ingest import Mark, Verifier
 from ctop.receiver import Receiver
 from ctop.snapshot import EventView, LBServiceView, Liveness, Snapshot
 from ctop.store import Store

@@ -10,6 +10,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from agentd.metrics import EXPORTED, Metric
+from ctop.metricview import value_of
 from ctop.snapshot import Liveness, Snapshot
 
 if TYPE_CHECKING:
@@ -17,15 +19,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NODE_GAUGES = (
-    ("ctop_node_cpu_percent", "CPU use of the node, percent", "cpu"),
-    ("ctop_node_memory_percent", "Memory use of the node, percent", "mem"),
-    ("ctop_node_load1", "1-minute load average", "load1"),
-    ("ctop_node_network_receive_bytes_per_second", "Bytes received per second", "net_rx_bps"),
-    ("ctop_node_network_transmit_bytes_per_second", "Bytes sent per second", "net_tx_bps"),
-    ("ctop_node_tcp_established", "Established TCP connections", "conns"),
-    ("ctop_node_processes", "Processes", "procs"),
-)
+
+def _help(m: Metric) -> str:
+    text = f"{m.description}, {_UNITS.get(m.unit, m.unit)}" if m.unit else m.description
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+_UNITS = {"%": "percent", "B": "bytes", "B/s": "bytes per second",
+          "pkt/s": "packets per second", "s": "seconds"}
 
 
 def _label(value: str) -> str:
@@ -65,13 +66,15 @@ def exposition(snap: Snapshot) -> str:
                "(0: they work)")
     out.append("# TYPE ctop_history_failing_since_seconds gauge")
     out.append(f"ctop_history_failing_since_seconds{{{cluster}}} {snap.history_failing_since:g}")
-    for metric, help_text, attr in NODE_GAUGES:
-        out.append(f"# HELP {metric} {help_text}")
-        out.append(f"# TYPE {metric} gauge")
+    for m in EXPORTED:  # per node, as the metric registry (agentd/metrics.py) names them
+        out.append(f"# HELP {m.prometheus} {_help(m)}")
+        out.append(f"# TYPE {m.prometheus} {'counter' if m.counter else 'gauge'}")
         for n in snap.nodes:
             if n.liveness in (Liveness.ALIVE, Liveness.SUSPECT):
-                labels = f'node="{_label(n.node_id)}",group="{_label(n.group)}"'
-                out.append(f"{metric}{{{labels}}} {getattr(n, attr):g}")
+                value = value_of(n, m)
+                if value is not None:
+                    labels = f'node="{_label(n.node_id)}",group="{_label(n.group)}"'
+                    out.append(f"{m.prometheus}{{{labels}}} {value:g}")
     out.append("# TYPE ctop_service_up gauge")
     out.append("# TYPE ctop_service_latency_ms gauge")
     for n in snap.nodes:

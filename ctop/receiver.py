@@ -19,8 +19,9 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from agentd.beacon import BEACON_TYPE, Beacon, BeaconVerifier
-from agentd.wire import MAX_DATAGRAM, Message, RawReport, Rejected, Verifier
+from agentd.beacon import BEACON_TYPE, Beacon
+from agentd.protocol import MAX_DATAGRAM, Message, RawReport, Rejected
+from ctop.ingest import BeaconVerifier, Verifier
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agentd import __version__, wire
-from agentd.beacon import Beacon, BeaconVerifier, is_beacon
+from agentd import __version__
+from agentd.beacon import Beacon, is_beacon
+from agentd.metrics import METRICS
+from agentd.protocol import Join, Leave, Message, Reason, Rejected, Report
+from ctop.ingest.beacons import BeaconVerifier
+from ctop.ingest.verifier import Verifier
 from tests.helpers.agent_helpers import (
     AGENTD,
     KEY,
@@ -66,11 +70,11 @@ def test_join_reports_and_leave(receiver: Receiver, key_file: Path) -> None:
     tail = receiver.collect(1, timeout=2)
     assert code == 0, err
     assert len(data) == 9, err
-    verifier = wire.Verifier(KEY)
+    verifier = Verifier(KEY)
     msgs = [verified(verifier, d) for d in data]
 
     join = msgs[0]
-    assert isinstance(join, wire.Join)
+    assert isinstance(join, Join)
     assert join.header.node == "web1" and join.group == "web"
     assert join.hostname == socket.gethostname()
     assert join.cores == psutil.cpu_count()
@@ -79,7 +83,7 @@ def test_join_reports_and_leave(receiver: Receiver, key_file: Path) -> None:
     assert join.addresses and all(not a.startswith("fe80") for a in join.addresses)
 
     reports = msgs[1:]
-    assert all(isinstance(m, wire.Report) for m in reports)
+    assert all(isinstance(m, Report) for m in reports)
     seqs = [m.header.seq for m in msgs]
     assert seqs == sorted(set(seqs))  # strictly increasing within the boot
     assert {m.header.boot for m in msgs} == {join.header.boot}
@@ -91,7 +95,7 @@ def test_join_reports_and_leave(receiver: Receiver, key_file: Path) -> None:
     stamps = [m.header.ts for m in reports]
     assert (stamps[-1] - stamps[0]) / (len(stamps) - 1) == pytest.approx(INTERVAL, rel=0.1)
 
-    for metric in wire.METRICS:  # the first report carries every metric...
+    for metric in METRICS:  # the first report carries every metric...
         assert metric.name in reports[0].metrics, metric.name
     m: dict = {}  # ...later ones leave out slow facts while unchanged: the director keeps them
     for r in reports:
@@ -112,18 +116,18 @@ def test_join_reports_and_leave(receiver: Receiver, key_file: Path) -> None:
 
     assert len(tail) == 1, err
     leave = verified(verifier, tail[0])
-    assert isinstance(leave, wire.Leave) and leave.reason == "SIGTERM"
+    assert isinstance(leave, Leave) and leave.reason == "SIGTERM"
     assert leave.header.seq > seqs[-1]
 
     # A flipped byte breaks the signature; the same datagram twice is a replay.
     tampered = bytearray(data[-1])
     tampered[10] ^= 0x01
-    fresh = wire.Verifier(KEY)
-    assert fresh.verify(bytes(tampered)).reason == wire.Reason.BAD_TAG
-    assert isinstance(fresh.verify(data[-1]), wire.Report)
+    fresh = Verifier(KEY)
+    assert fresh.verify(bytes(tampered)).reason == Reason.BAD_TAG
+    assert isinstance(fresh.verify(data[-1]), Report)
     rejected = fresh.verify(data[-1])
-    assert isinstance(rejected, wire.Rejected) and rejected.reason == wire.Reason.REPLAY
-    assert verifier.verify(data[3]).reason == wire.Reason.REPLAY  # older than the leave
+    assert isinstance(rejected, Rejected) and rejected.reason == Reason.REPLAY
+    assert verifier.verify(data[3]).reason == Reason.REPLAY  # older than the leave
 
 
 def test_several_agents_on_one_machine(receiver: Receiver, key_file: Path) -> None:
@@ -135,15 +139,15 @@ def test_several_agents_on_one_machine(receiver: Receiver, key_file: Path) -> No
         results = [stop_agent(p, signal.SIGINT) for p in procs]
     data += receiver.collect(1000, timeout=1.0)  # everything sent until each agent left
     assert [code for code, _ in results] == [0, 0, 0], results
-    verifier = wire.Verifier(KEY)
+    verifier = Verifier(KEY)
     msgs = [verified(verifier, d) for d in data]  # one verifier for the whole cluster
-    by_node: dict[str, list[wire.Message]] = {n: [] for n in nodes}
+    by_node: dict[str, list[Message]] = {n: [] for n in nodes}
     for msg in msgs:
         by_node[msg.header.node].append(msg)
     for node, seen in by_node.items():
-        assert isinstance(seen[0], wire.Join), node
-        assert any(isinstance(m, wire.Report) for m in seen), node
-        assert isinstance(seen[-1], wire.Leave) and seen[-1].reason == "SIGINT", node
+        assert isinstance(seen[0], Join), node
+        assert any(isinstance(m, Report) for m in seen), node
+        assert isinstance(seen[-1], Leave) and seen[-1].reason == "SIGINT", node
     assert len({m.header.boot for m in msgs}) == 3
 
 
@@ -160,7 +164,7 @@ def test_keeps_running_without_a_director(receiver: Receiver, key_file: Path) ->
         code, err = stop_agent(proc)
     assert code == 0, err
     assert len(data) == 12
-    verifier = wire.Verifier(KEY)
+    verifier = Verifier(KEY)
     assert [type(verified(verifier, d)).__name__ for d in data[:2]] == ["Join", "Report"]
     refused = [line for line in err.splitlines() if "refused" in line.lower()]
     assert len(refused) == 1, err  # logged once, not once per report
@@ -223,7 +227,7 @@ def test_once_json_prints_a_report() -> None:
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     assert report["kind"] == "report" and report["interval"] == 0.2
-    assert set(report["metrics"]) == {m.name for m in wire.METRICS}
+    assert set(report["metrics"]) == {m.name for m in METRICS}
     assert 0 <= report["metrics"]["cpu_percent"] <= 100
 
 
@@ -252,7 +256,7 @@ def test_beacons_between_reports_and_a_leave_sent_three_times(
         code, err = stop_agent(proc, signal.SIGTERM)
     tail = receiver.collect(10, timeout=1.0)
     assert code == 0, err
-    messages = wire.Verifier(KEY)
+    messages = Verifier(KEY)
     beacons = BeaconVerifier(KEY)
     kinds, seqs = [], []
     for d in data + tail:

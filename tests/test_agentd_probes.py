@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agentd import wire
+from agentd.protocol import UNSENT, Report
+from ctop.ingest.verifier import Verifier
 from tests.helpers.agent_helpers import KEY, Receiver, start_agent, stop_agent, write_key
 
 
@@ -59,7 +60,7 @@ def write_config(path: Path, receiver: Receiver, key: Path, probes: str) -> None
 
 
 def services_until(
-    receiver: Receiver, verifier: wire.Verifier, want: dict[str, str], timeout: float,
+    receiver: Receiver, verifier: Verifier, want: dict[str, str], timeout: float,
     seen: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Read reports until their services are exactly `want` (name -> status); the last seen.
@@ -71,7 +72,7 @@ def services_until(
         if data is None:
             break
         msg = verifier.verify(data)
-        if isinstance(msg, wire.Report) and msg.services is not wire.UNSENT:  # else unchanged
+        if isinstance(msg, Report) and msg.services is not UNSENT:  # else unchanged
             seen = {s.name: s.status for s in msg.services}
             if seen == want:
                 break
@@ -86,7 +87,7 @@ def test_sighup_changes_the_probe_list(
     port_a, port_b = (s.getsockname()[1] for s in listeners)
     write_config(conf, receiver, key, probe("svc-a", port_a))
     proc = start_agent("--config", str(conf))
-    verifier = wire.Verifier(KEY)
+    verifier = Verifier(KEY)
     try:
         assert services_until(receiver, verifier, {"svc-a": "ok"}, 5) == {"svc-a": "ok"}
 
@@ -121,13 +122,13 @@ def test_a_hanging_service_never_delays_a_report(
     conf = tmp_path / "agentd.toml"
     write_config(conf, receiver, key, probe("stuck", silent, kind="http", timeout=1.0))
     proc = start_agent("--config", str(conf))
-    verifier = wire.Verifier(KEY)
+    verifier = Verifier(KEY)
     try:
         data = receiver.collect(10, timeout=6)
-        reports = [m for m in (verifier.verify(d) for d in data) if isinstance(m, wire.Report)]
+        reports = [m for m in (verifier.verify(d) for d in data) if isinstance(m, Report)]
         seen: dict[str, str] = {}
         for r in reports:
-            if r.services is not wire.UNSENT:
+            if r.services is not UNSENT:
                 seen = {s.name: s.status for s in r.services}
         later = services_until(receiver, verifier, {"stuck": "fail"}, 4, seen)
     finally:

@@ -12,7 +12,9 @@ import pytest
 
 from agentd import procfs
 from agentd.collect import Collector
-from agentd.wire import Header, Report, TopProc, Verifier, encode
+from agentd.encoder import encode
+from agentd.protocol import Header, Report, TopProc
+from ctop.ingest.verifier import Verifier
 
 pytestmark = pytest.mark.skipif(not procfs.LINUX, reason="reads /proc")
 

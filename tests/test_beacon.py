@@ -14,9 +14,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from agentd.beacon import BEACON_BYTES, Beacon, BeaconVerifier, encode_beacon
-from agentd.wire import Header, Join, Leave, Reason, Rejected, Verifier, encode
+from agentd.beacon import BEACON_BYTES, Beacon, encode_beacon
+from agentd.encoder import encode
+from agentd.protocol import Header, Join, Leave, Reason, Rejected
 from ctop.cluster import ClusterModel
+from ctop.ingest.beacons import BeaconVerifier
+from ctop.ingest.verifier import Verifier
 from ctop.receiver import Receiver
 from ctop.snapshot import Liveness
 

@@ -58,7 +58,7 @@ def test_syntax_errors_name_the_line(tmp_path):
 
 
 def test_bad_alert_rules_and_hooks_name_their_line(tmp_path):
-    msg = config_error(tmp_path, '[[alert]]\nname = "a"\nwhen = "cpu > 9"\n\n'
+    msg = config_error(tmp_path, '[[alert]]\nname = "a"\nwhen = "cpu_percent > 9"\n\n'
                                  '[[alert]]\nname = "b"\nwhen = "cpu is high"\n')
     assert ":7: [[alert]] #2" in msg and "METRIC > NUMBER" in msg
     msg = config_error(tmp_path, '[[alert]]\nname = "lb"\nlb_service = "web"\n'

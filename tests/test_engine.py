@@ -22,7 +22,8 @@ import psutil
 import pytest
 import pytest_asyncio
 
-from agentd import wire
+from agentd.encoder import encode
+from agentd.protocol import Header, Join, Leave
 from ctop.alerts import parse_rules
 from ctop.config import DirectorConfig, LivenessConfig, StoreConfig
 from ctop.engine import Engine
@@ -253,13 +254,13 @@ async def test_hostile_datagrams_are_counted_by_reason_and_never_stop_ingest(eng
     await until(lambda: engine.snapshot().node("good"))
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     target = ("127.0.0.1", engine.port)
-    valid = wire.encode(KEY, wire.Leave(wire.Header("x", 1, 1, time.time())))
+    valid = encode(KEY, Leave(Header("x", 1, 1, time.time())))
     sock.sendto(b"GET / HTTP/1.0\r\n\r\n", target)
     sock.sendto(os.urandom(1500), target)
     sock.sendto(valid[:-1] + bytes([valid[-1] ^ 1]), target)
-    sock.sendto(wire.encode(b"not-the-cluster-key-000000000000",
-                            wire.Leave(wire.Header("x", 1, 1, time.time()))), target)
-    sock.sendto(wire.encode(KEY, wire.Leave(wire.Header("old", 1, 1, time.time() - 3600))),
+    sock.sendto(encode(b"not-the-cluster-key-000000000000",
+                            Leave(Header("x", 1, 1, time.time()))), target)
+    sock.sendto(encode(KEY, Leave(Header("old", 1, 1, time.time() - 3600))),
                 target)
     sock.sendto(b"", target)
     for _ in range(200):
@@ -344,9 +345,9 @@ def test_a_node_row_follows_its_join_facts_over_real_datagrams(tmp_path):
         try:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
                 for seq, group in enumerate(("rack-a", "rack-a", "rack-b"), 1):
-                    join = wire.Join(wire.Header("n1", 7, seq, time.time()), "host-1",
+                    join = Join(Header("n1", 7, seq, time.time()), "host-1",
                                      ("10.0.0.9",), 4, 8 << 30, "0.1.0", 1.0, group)
-                    tx.sendto(wire.encode(eng.key, join), ("127.0.0.1", eng.port))
+                    tx.sendto(encode(eng.key, join), ("127.0.0.1", eng.port))
                     await until(lambda s=seq: eng.model.received >= s)
                     eng.tick(time.time())
                     eng.store.flush()

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from agentd import wire
+from agentd.encoder import encode
+from agentd.metrics import SCALARS
+from agentd.protocol import MAX_VALUE, Rejected, Report, seal
+from ctop.ingest.verifier import Verifier
 from ctop.snapshot import Liveness, NodeView
 from ctop.store import Store
 from tests.helpers.agent_helpers import start_agent, stop_agent, write_key
@@ -21,8 +24,8 @@ from tests.helpers.serve_helpers import Daemon, Sender, fill, free_udp_port, nod
 def hostile_report(sender: Sender, **overrides: object) -> bytes:
     """A correctly signed report whose scalars say 2^64-1 TCP connections."""
     h = sender.header()
-    scalars = [0] * len(wire.SCALARS)
-    scalars[[m.name for m in wire.SCALARS].index("tcp_established")] = 2**64 - 1
+    scalars = [0] * len(SCALARS)
+    scalars[[m.name for m in SCALARS].index("tcp_established")] = 2**64 - 1
     body = {"k": "r", "n": h.node, "b": h.boot, "q": h.seq, "t": round(h.ts, 3), "i": 1.0,
             "m": {"v": scalars}, "s": []}
     body.update(overrides)
@@ -273,7 +276,7 @@ def test_a_minute_split_by_a_restart_is_one_rollup_of_both_parts(tmp_path):
 
 def _body(**over: object) -> dict:
     h = Sender("n").header()
-    scalars = [0] * len(wire.SCALARS)
+    scalars = [0] * len(SCALARS)
     body = {"k": "r", "n": h.node, "b": h.boot, "q": h.seq, "t": round(h.ts, 3), "i": 1.0,
             "m": {"v": scalars, "cc": [10, 20]}, "s": [["web", 0, 15]]}
     body.update(over)
@@ -281,15 +284,15 @@ def _body(**over: object) -> dict:
 
 
 def _scalar(name: str, value: int) -> dict:
-    scalars = [0] * len(wire.SCALARS)
-    scalars[[m.name for m in wire.SCALARS].index(name)] = value
+    scalars = [0] * len(SCALARS)
+    scalars[[m.name for m in SCALARS].index(name)] = value
     return {"v": scalars}
 
 
 @pytest.mark.parametrize("what, body", [
     ("connections past 2^53", _body(m=_scalar("tcp_established", 2**64 - 1))),
     ("cpu above 100 %", _body(m=_scalar("cpu_percent", 1001))),
-    ("a core above 100 %", _body(m={"v": [0] * len(wire.SCALARS), "cc": [50, 101]})),
+    ("a core above 100 %", _body(m={"v": [0] * len(SCALARS), "cc": [50, 101]})),
     ("an interface rate past 2^53", _body(m={"ni": {"eth0": [2**60, 0, 0, 0]}})),
     ("a latency past 2^53", _body(s=[["web", 0, 2**60]])),
     ("a status code past 255", _body(s=[["web", 2**40, 15]])),
@@ -299,27 +302,27 @@ def _scalar(name: str, value: int) -> dict:
     ("a 2^64-1 process id", _body(m={"tp": [["x", 2**64 - 1, 0, 0]]})),
 ])
 def test_every_field_out_of_its_bounds_is_bad_field(what, body):
-    verifier = wire.Verifier(KEY_FOR_BOUNDS)
-    got = verifier.verify(wire.seal(KEY_FOR_BOUNDS, body))
-    assert isinstance(got, wire.Rejected) and got.reason == "bad_field", (what, got)
+    verifier = Verifier(KEY_FOR_BOUNDS)
+    got = verifier.verify(seal(KEY_FOR_BOUNDS, body))
+    assert isinstance(got, Rejected) and got.reason == "bad_field", (what, got)
 
 
 def test_a_join_with_absurd_cores_or_memory_is_bad_field():
-    verifier = wire.Verifier(KEY_FOR_BOUNDS)
+    verifier = Verifier(KEY_FOR_BOUNDS)
     for over in ({"cr": 2**64 - 1}, {"mt": 2**64 - 1}, {"cr": 0}, {"a": ["x" * 300]}):
         h = Sender("n").header()
         body = {"k": "j", "n": h.node, "b": h.boot, "q": h.seq, "t": round(h.ts, 3), "h": "n",
                 "a": [], "cr": 4, "mt": 1 << 30, "v": "1", "i": 1.0, "g": "", **over}
-        got = verifier.verify(wire.seal(KEY_FOR_BOUNDS, body))
-        assert isinstance(got, wire.Rejected) and got.reason == "bad_field", (over, got)
+        got = verifier.verify(seal(KEY_FOR_BOUNDS, body))
+        assert isinstance(got, Rejected) and got.reason == "bad_field", (over, got)
 
 
 def test_the_agent_clamps_to_the_bounds_so_a_glitch_never_mutes_a_node():
-    sent = wire.Report(Sender("n").header(), 1.0, "", {"cpu_percent": 100.4,
+    sent = Report(Sender("n").header(), 1.0, "", {"cpu_percent": 100.4,
                                                        "tcp_established": 2**70})
-    got = wire.Verifier(KEY_FOR_BOUNDS).verify(wire.encode(KEY_FOR_BOUNDS, sent))
-    assert isinstance(got, wire.Report)
-    assert got.metrics["cpu_percent"] == 100 and got.metrics["tcp_established"] == wire.MAX_VALUE
+    got = Verifier(KEY_FOR_BOUNDS).verify(encode(KEY_FOR_BOUNDS, sent))
+    assert isinstance(got, Report)
+    assert got.metrics["cpu_percent"] == 100 and got.metrics["tcp_established"] == MAX_VALUE
 
 
 KEY_FOR_BOUNDS = b"0123456789abcdef0123456789abcdef"

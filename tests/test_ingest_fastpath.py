@@ -14,19 +14,11 @@ import msgpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentd.wire import (
-    Header,
-    RawReport,
-    Reason,
-    Rejected,
-    Report,
-    ServiceStatus,
-    Verifier,
-    decode_report,
-    encode,
-    seal,
-)
+from agentd.encoder import encode
+from agentd.protocol import Header, RawReport, Reason, Rejected, Report, ServiceStatus, seal
 from ctop.cluster import ClusterModel
+from ctop.ingest.decode import decode_report
+from ctop.ingest.verifier import Verifier
 from ctop.snapshot import Liveness
 
 KEY = b"k" * 32

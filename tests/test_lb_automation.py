@@ -237,7 +237,7 @@ def test_checks_config_is_a_table_of_probe_lists_with_clear_errors() -> None:
 
 
 def test_a_server_is_judged_by_the_probes_on_its_port_unless_mapped() -> None:
-    from agentd.wire import ProbeInfo
+    from agentd.protocol import ProbeInfo
     from ctop.lb.health import checks_for
 
     probes = (ProbeInfo("http", "http", 8080, 10.0), ProbeInfo("ssh", "ssh", 22, 10.0),
@@ -251,7 +251,7 @@ def test_a_server_is_judged_by_the_probes_on_its_port_unless_mapped() -> None:
 
 
 def test_each_result_counts_once_whatever_the_reports_repeat() -> None:
-    from agentd.wire import ServiceStatus as S
+    from agentd.protocol import ServiceStatus as S
     from ctop.lb.health import ResultReader
 
     r, key = ResultReader(), ("haproxy", "web", "s1")
@@ -274,7 +274,7 @@ def test_each_result_counts_once_whatever_the_reports_repeat() -> None:
 
 
 def test_the_directors_own_check_is_the_agents_probe_aimed_at_the_real_server() -> None:
-    from agentd.wire import ProbeInfo
+    from agentd.protocol import ProbeInfo
     from ctop.lb.director_checks import director_spec
 
     spec = director_spec("x", ProbeInfo("web", "http", 80, 2.0, "/health"), "10.0.0.5", 8080)

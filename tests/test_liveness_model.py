@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from agentd.beacon import Beacon
-from agentd.wire import Header, Leave, Report
+from agentd.protocol import Header, Leave, Report
 from ctop.cluster import ClusterModel
 from ctop.config import DirectorConfig, StoreConfig
 from ctop.engine import Engine

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import time
 
+from agentd.encoder import encode
+from agentd.protocol import UNSENT, Header, Report, ServiceStatus
 from agentd.slowfacts import SlowFacts
-from agentd.wire import UNSENT, Header, Report, ServiceStatus, Verifier, encode
 from ctop.cluster import ClusterModel
+from ctop.ingest.verifier import Verifier
 
 KEY = b"k" * 32
 HTTP_OK = (ServiceStatus("http", "ok", 1.5),)

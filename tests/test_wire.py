@@ -10,21 +10,42 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentd import wire
-from agentd.wire import (
+from agentd.encoder import encode
+from agentd.keys import KeyError_, load_key
+from agentd.protocol import (
+    DETAIL_CHARS,
+    HEADER_BYTES,
+    MAGIC,
     MAX_DATAGRAM,
+    TAG_BYTES,
     TARGET_REPORT_BYTES,
+    TOP_PROCS,
+    VERSION,
     Header,
     Join,
     Leave,
+    ProbeInfo,
+    RawReport,
     Reason,
     Rejected,
     Report,
     ServiceStatus,
-    Verifier,
-    encode,
     seal,
+    sign,
 )
+from ctop.ingest.decode import (
+    _BadField,
+    _decode_body,
+    _fast_report,
+    _interval,
+    _parse_header,
+    _parse_metrics,
+    _parse_service,
+    _str,
+    decode_report,
+    parse_body,
+)
+from ctop.ingest.verifier import Verifier
 
 KEY = b"0123456789abcdef0123456789abcdef"
 SERVICES = ("http", "smtp", "telnet", "ftp", "dns", "nntp", "pop3")
@@ -96,8 +117,8 @@ def report(seq: int = 1, node: str = "web-0001.dc1.example.com", boot: int = 7, 
 def test_busy_16_core_report_with_7_services_fits_600_bytes():
     data = encode(KEY, report())
     assert len(data) <= TARGET_REPORT_BYTES, len(data)
-    body = msgpack.unpackb(data[wire.HEADER_BYTES : -wire.TAG_BYTES])
-    assert len(body["m"]["tp"]) == wire.TOP_PROCS  # the top list is in, not dropped
+    body = msgpack.unpackb(data[HEADER_BYTES : -TAG_BYTES])
+    assert len(body["m"]["tp"]) == TOP_PROCS  # the top list is in, not dropped
 
 
 def test_top_procs_with_the_longest_names_and_numbers_stay_far_below_1200_bytes():
@@ -131,7 +152,7 @@ def test_the_top_processes_make_room_first_for_failure_details():
     decoded = Verifier(KEY).verify(encode(KEY, report(services=failing)))
     assert isinstance(decoded, Report)
     assert "top_procs" not in decoded.metrics and "net_ifaces" in decoded.metrics
-    assert len(decoded.services[7].detail) == wire.DETAIL_CHARS
+    assert len(decoded.services[7].detail) == DETAIL_CHARS
 
 
 def test_absurd_report_is_cut_to_fit_keeping_the_failures():
@@ -204,9 +225,9 @@ def test_each_service_status_carries_its_probe_result_number_on_both_paths():
     assert [(s.name, s.status, s.detail, s.seq) for s in got.services] == [
         ("http", "ok", "", 5), ("smtp", "fail", "refused", 127), ("dns", "warn", "slow", 0),
         ("ssh", "unknown", "not checked yet", None)]
-    body = msgpack.unpackb(data[wire.HEADER_BYTES: -wire.TAG_BYTES])
-    assert wire.parse_body(body) == wire._decode_body(data[wire.HEADER_BYTES: -wire.TAG_BYTES])
-    reference = wire.Report(*[*got[:4], tuple(wire._parse_service(s) for s in body["s"])])
+    body = msgpack.unpackb(data[HEADER_BYTES: -TAG_BYTES])
+    assert parse_body(body) == _decode_body(data[HEADER_BYTES: -TAG_BYTES])
+    reference = Report(*[*got[:4], tuple(_parse_service(s) for s in body["s"])])
     assert reference.services == got.services
 
 
@@ -221,8 +242,8 @@ def test_result_numbers_wrap_and_an_older_agent_sends_none():
 
 
 def test_a_join_describes_the_probes_and_a_bad_description_is_refused():
-    probes = (wire.ProbeInfo("web", "http", 8080, 10.0, "/health"),
-              wire.ProbeInfo("check", "command", None, 30.0))
+    probes = (ProbeInfo("web", "http", 8080, 10.0, "/health"),
+              ProbeInfo("check", "command", None, 30.0))
     join = Join(Header("n1", 9, 0, time.time()), "n1", ("10.0.0.2",), 4, 1 << 30, "0.1", 1.0,
                 "", probes)
     got = Verifier(KEY).verify(encode(KEY, join))
@@ -282,8 +303,8 @@ def test_signed_with_another_key_is_a_bad_tag():
 
 def test_signed_garbage_is_not_msgpack_and_wrong_types_are_bad_fields():
     v = Verifier(KEY)
-    payload = wire.MAGIC + bytes((wire.VERSION,)) + b"\xc1\xc1\xc1"
-    garbage = payload + wire._sign(KEY, payload)
+    payload = MAGIC + bytes((VERSION,)) + b"\xc1\xc1\xc1"
+    garbage = payload + sign(KEY, payload)
     assert v.verify(garbage).reason == Reason.NOT_MSGPACK
     bad = {"k": "r", "n": "x", "b": 1, "q": "seven", "t": time.time(), "i": 1.0}
     assert v.verify(seal(KEY, bad)).reason == Reason.BAD_FIELD
@@ -358,22 +379,22 @@ def test_correctly_signed_bodies_of_any_shape_never_raise(body, kind, metrics):
 
 def test_key_file_must_exist_be_private_and_long_enough(tmp_path):
     path = tmp_path / "cluster.key"
-    with pytest.raises(wire.KeyError_, match="does not exist"):
-        wire.load_key(path)
+    with pytest.raises(KeyError_, match="does not exist"):
+        load_key(path)
     path.write_bytes(os.urandom(16).hex().encode() + b"\n")
     path.chmod(0o644)
-    with pytest.raises(wire.KeyError_, match=r"readable by others.*chmod 600"):
-        wire.load_key(path)
+    with pytest.raises(KeyError_, match=r"readable by others.*chmod 600"):
+        load_key(path)
     path.chmod(0o600)
-    assert len(wire.load_key(path)) == 32
+    assert len(load_key(path)) == 32
     path.write_bytes(b"short\n")
-    with pytest.raises(wire.KeyError_, match="at least 16"):
-        wire.load_key(path)
+    with pytest.raises(KeyError_, match="at least 16"):
+        load_key(path)
 
 
 def test_msgpack_body_is_plain_msgpack_for_other_implementations():
     data = encode(KEY, report())
-    body = msgpack.unpackb(data[wire.HEADER_BYTES : -wire.TAG_BYTES])
+    body = msgpack.unpackb(data[HEADER_BYTES : -TAG_BYTES])
     assert body["k"] == "r" and body["n"] == "web-0001.dc1.example.com"
 
 
@@ -385,19 +406,19 @@ def reference_report(body: dict) -> Report:
     """parse_body's reference path for a report, without the fast path in front of it."""
     services = body.get("s", ())
     if type(services) not in (list, tuple):
-        raise wire._BadField("services")
+        raise _BadField("services")
     return Report(
-        wire._parse_header(body), wire._interval(body), wire._str(body, "g", "group", ""),
-        wire._parse_metrics(body.get("m", {})),
-        tuple(wire._parse_service(s) for s in services),
+        _parse_header(body), _interval(body), _str(body, "g", "group", ""),
+        _parse_metrics(body.get("m", {})),
+        tuple(_parse_service(s) for s in services),
     )
 
 
 def assert_paths_agree(body: dict) -> None:
-    fast = wire._fast_report(body)
+    fast = _fast_report(body)
     try:
         ref = reference_report(body)
-    except wire._BadField:
+    except _BadField:
         assert fast is None, "the fast path accepted what the reference path refuses"
         return
     if fast is not None:  # None only sends the body to the reference path
@@ -407,12 +428,12 @@ def assert_paths_agree(body: dict) -> None:
 
 def sent_body(metrics: dict | None = None) -> dict:
     data = encode(KEY, report(metrics=metrics or big_node_metrics()))
-    return msgpack.unpackb(data[wire.HEADER_BYTES : -wire.TAG_BYTES], strict_map_key=False)
+    return msgpack.unpackb(data[HEADER_BYTES : -TAG_BYTES], strict_map_key=False)
 
 
 def test_fast_path_decodes_a_full_report_like_the_reference_path():
     body = sent_body()
-    fast = wire._fast_report(body)
+    fast = _fast_report(body)
     assert fast is not None, "a report the encoder wrote must take the fast path"
     assert fast == reference_report(body)
     assert fast.metrics["top_procs"][1] == ("java", 2_345_678, 155.5, 8_589_934_592)
@@ -445,14 +466,14 @@ BAD_TOP_PROCS = [
 def test_bad_top_procs_are_a_bad_field_on_both_paths(value):
     body = sent_body()
     body["m"]["tp"] = value
-    assert wire._fast_report(body) is None
-    with pytest.raises(wire._BadField, match="top_procs"):
+    assert _fast_report(body) is None
+    with pytest.raises(_BadField, match="top_procs"):
         reference_report(body)
     got = Verifier(KEY).verify(seal(KEY, body))
     assert isinstance(got, Rejected) and got.reason == Reason.BAD_FIELD
     raw = Verifier(KEY).verify_deferred(seal(KEY, body))
-    assert type(raw) is wire.RawReport
-    got = wire.decode_report(raw)
+    assert type(raw) is RawReport
+    got = decode_report(raw)
     assert isinstance(got, Rejected) and got.reason == Reason.BAD_FIELD
 
 

@@ -14,7 +14,7 @@ import contextlib
 import threading
 from collections.abc import Mapping
 
-from agentd.wire import ProbeInfo
+from agentd.protocol import ProbeInfo
 from probes.result import ProbeResult
 from probes.scheduler import ProbeScheduler
 from probes.spec import DEFAULT_TIMEOUT, ProbeSpec, ProbeSpecError

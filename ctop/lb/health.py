@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agentd.wire import ProbeInfo, ServiceStatus
+from agentd.protocol import ProbeInfo, ServiceStatus
 from ctop.lb.automation import Health, Key
 
 DIRECTOR = "director:"  # prefix of the director's own checks of a silent node's real server

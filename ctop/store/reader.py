@@ -117,7 +117,8 @@ class StoreReader:
         for row in rows:
             ts = row[0]
             for i, points in enumerate(columns, start=2):
-                points.append((ts, row[i]))
+                if row[i] is not None:  # a metric's column is younger than the row
+                    points.append((ts, row[i]))
             if wanted and row[1]:
                 sids, latencies = msgpack.unpackb(row[1])
                 for sid, latency in zip(sids, latencies, strict=True):

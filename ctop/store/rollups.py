@@ -18,7 +18,7 @@ from itertools import groupby
 from operator import add, itemgetter
 from typing import Any
 
-from ctop.store.schema import COLS, SCALE, TS_SCALE, meta
+from ctop.store.schema import COLS, PAIR_COLS, SCALE, TS_SCALE, meta
 from ctop.store.services import ServiceIds, mean_services
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,8 @@ def hour_avg(c: str, t: str = "") -> str:
 
 
 HOUR_SQL = (
-    "INSERT OR REPLACE INTO hourly SELECT r.node, ?, sum(r.n), "
+    f"INSERT OR REPLACE INTO hourly (node, hour, n, {', '.join(PAIR_COLS)}, svc) "
+    "SELECT r.node, ?, sum(r.n), "
     + ", ".join(f"{hour_avg(c, 'r.')}, max(r.{c}_max)" for c in COLS)
     # CROSS JOIN: one primary-key range per node, where "minute BETWEEN" alone would scan
     # the whole table (rows are clustered by node)
@@ -50,7 +51,8 @@ HOUR_SQL = (
 # A minute already in the table (the part before a stop, or rebuilt from raw samples at start)
 # and the rest of it: one row, averages weighted by sample count. SET reads the old row.
 ROLLUP_SQL = (
-    f"INSERT INTO rollups VALUES ({', '.join('?' * (2 * len(COLS) + 4))}) "
+    f"INSERT INTO rollups (node, minute, n, {', '.join(PAIR_COLS)}, svc) "
+    f"VALUES ({', '.join('?' * (2 * len(COLS) + 4))}) "
     "ON CONFLICT (node, minute) DO UPDATE SET n = n + excluded.n, "
     + ", ".join(f"{c}_avg = CAST(round(({c}_avg * n + excluded.{c}_avg * excluded.n) * 1.0 "
                 f"/ (n + excluded.n)) AS INTEGER), {c}_max = max({c}_max, excluded.{c}_max)"
@@ -59,7 +61,8 @@ ROLLUP_SQL = (
 )
 # Minutes with raw samples but no rollup row (the one in progress at a crash), per node.
 _REBUILD_SQL = (
-    "INSERT INTO rollups SELECT s.node, s.ts / 60000, count(*), "
+    f"INSERT INTO rollups (node, minute, n, {', '.join(PAIR_COLS)}, svc) "
+    "SELECT s.node, s.ts / 60000, count(*), "
     + ", ".join(f"CAST(round(avg(s.{c})) AS INTEGER), max(s.{c})" for c in COLS)
     + ", NULL FROM nodes CROSS JOIN samples AS s WHERE s.node = nodes.id "
     "AND s.ts >= ? AND s.ts < ? AND NOT EXISTS (SELECT 1 FROM rollups AS r "

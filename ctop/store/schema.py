@@ -10,49 +10,36 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from operator import mul
 from urllib.parse import quote
 
+from agentd.metrics import STORED
+from ctop.metricview import values_getter
 from ctop.snapshot import NodeView
 
 log = logging.getLogger(__name__)
 
-# -- the stored metrics: one block (the metric registry will derive it) ----------------------
+# -- the stored metrics: derived from the metric registry (agentd/metrics.py) ----------------
 
-# Chartable metrics: readable name -> column in samples (and <column>_avg/_max in rollups).
-METRIC_COLUMNS = {
-    "cpu_percent": "cpu",
-    "mem_percent": "mem",
-    "swap_percent": "swap",
-    "load": "load1",
-    "net_rx_bps": "net_rx",
-    "net_tx_bps": "net_tx",
-    "tcp_established": "conns",
-    "procs": "procs",
-    "threads": "threads",
-    "users": "users",
-    "disk_root_percent": "disk",
-}
+# Stored metrics, those a NodeView shows first: readable name -> column in samples (and
+# <column>_avg/_max in rollups and hourly). Every statement names its columns: a metric added
+# to the registry is a column added to an existing database (migrate), at the end of its tables.
+_STORED = sorted(STORED, key=lambda m: not m.view)
+METRIC_COLUMNS = {m.name: m.column for m in _STORED}
 # Values are stored as integers, round(value * scale), like the wire carries them: SQLite
 # stores a small integer in 1-4 bytes where a REAL takes 8, which is most of a sample row.
-SCALES = {
-    "cpu": 10, "mem": 10, "swap": 10, "load1": 100, "net_rx": 1, "net_tx": 1,
-    "conns": 1, "procs": 1, "threads": 1, "users": 1, "disk": 10,
-}
+SCALES = {m.column: m.scale for m in _STORED}
 
-
-def sample_values(v: NodeView) -> tuple[float, ...]:
-    """A node's stored metrics, in the order of METRIC_COLUMNS."""
-    m = v.metrics
-    return (v.cpu, v.mem, v.swap, v.load1, v.net_rx_bps, v.net_tx_bps, v.conns,
-            m.get("procs", 0), m.get("threads", 0), m.get("users", 0), v.disk_root)
+# NodeView -> the values of METRIC_COLUMNS, in readable units
+sample_values: Callable[[NodeView], tuple[float, ...]] = values_getter(_STORED)
 
 
 # ---------------------------------------------------------------------------------------------
 
 COLS = tuple(METRIC_COLUMNS.values())
 SCALE = tuple(SCALES[c] for c in COLS)
+PAIR_COLS = tuple(f"{c}_{part}" for c in COLS for part in ("avg", "max"))
 TS_SCALE = 1000  # samples.ts in milliseconds
 LATENCY_SCALE = 10  # service latencies in tenths of a millisecond, as on the wire
 
@@ -107,7 +94,7 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (node, hour)
     ) WITHOUT ROWID;
     """,
-    # 3: each node's replay high-water mark (agentd.wire.Mark), so a message captured before a
+    # 3: each node's replay high-water mark (ctop.ingest.Mark), so a message captured before a
     # director restart is still refused after it.
     """
     CREATE TABLE marks (
@@ -172,6 +159,11 @@ def migrate(db: sqlite3.Connection) -> int:
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(number),)
             )
         log.info("database schema migrated to version %d", number)
+    for table, columns in (("samples", COLS), ("rollups", PAIR_COLS), ("hourly", PAIR_COLS)):
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for column in (c for c in columns if c not in have):  # a metric new in the registry
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER")
+            log.info("database: column %s.%s added", table, column)
     return len(MIGRATIONS)
 
 

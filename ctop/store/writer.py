@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ctop.store.rollups import CATCHUP_EVERY, hourly_next, roll_hours, write_minutes
-from ctop.store.schema import SCALE, TS_SCALE
+from ctop.store.schema import COLS, SCALE, TS_SCALE
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,8 @@ class HistoryWriter(threading.Thread):
             # SQLite does it in C without the GIL, where Python's round() costs ~0.1 µs a value.
             scaled = ", ".join(f"round(? * {s})" if s != 1 else "round(?)" for s in SCALE)
             db.executemany(
-                f"INSERT OR REPLACE INTO samples VALUES (?, round(? * {TS_SCALE}), {scaled}, ?)",
+                f"INSERT OR REPLACE INTO samples (node, ts, {', '.join(COLS)}, svc) "
+                f"VALUES (?, round(? * {TS_SCALE}), {scaled}, ?)",
                 rows,
             )
         elif what == "rollups":

@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from agentd import wire
+from agentd.protocol import Message, Rejected
+from ctop.ingest.verifier import Verifier
 
 AGENTD = Path(sys.executable).with_name("agentd")
 KEY = b"0123456789abcdef0123456789abcdef"
@@ -58,9 +59,9 @@ class Receiver:
         self.sock.close()
 
 
-def verified(verifier: wire.Verifier, data: bytes) -> wire.Message:
+def verified(verifier: Verifier, data: bytes) -> Message:
     msg = verifier.verify(data)
-    assert not isinstance(msg, wire.Rejected), msg
+    assert not isinstance(msg, Rejected), msg
     return msg
 
 

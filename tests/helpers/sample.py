@@ -299,6 +299,7 @@ def sample_history(
             "net_rx_bps": 3e6,
             "net_tx_bps": 6e6,
             "tcp_established": 400,
+            "procs_rss": 3e9,
         }.get(m, 5.0)
         pts = []
         for k in range(240):

@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from agentd import wire
+from agentd.encoder import encode, new_boot_id
+from agentd.protocol import Header, Join, Leave, Report, seal
 from tests.helpers.agent_helpers import KEY, write_key
 
 CTOP = Path(sys.executable).with_name("ctop")
@@ -116,28 +117,28 @@ class Sender:
 
     def __init__(self, node_id: str, key: bytes = KEY, boot: int | None = None) -> None:
         self.node_id, self.key = node_id, key
-        self.boot = boot if boot is not None else wire.new_boot_id()
+        self.boot = boot if boot is not None else new_boot_id()
         self.seq = 0
 
-    def header(self, ts: float | None = None) -> wire.Header:
+    def header(self, ts: float | None = None) -> Header:
         self.seq += 1
-        return wire.Header(self.node_id, self.boot, self.seq, time.time() if ts is None else ts)
+        return Header(self.node_id, self.boot, self.seq, time.time() if ts is None else ts)
 
     def report(self, interval: float = 1.0, **metrics: Any) -> bytes:
         base = {"cpu_percent": 10.0, "mem_percent": 20.0, "tcp_established": 3}
-        return wire.encode(self.key, wire.Report(self.header(), interval, "",
+        return encode(self.key, Report(self.header(), interval, "",
                                                  {**base, **metrics}))
 
     def join(self) -> bytes:
-        return wire.encode(self.key, wire.Join(self.header(), self.node_id, ("127.0.0.9",), 2,
+        return encode(self.key, Join(self.header(), self.node_id, ("127.0.0.9",), 2,
                                                1 << 30, "test", 1.0))
 
     def leave(self) -> bytes:
-        return wire.encode(self.key, wire.Leave(self.header(), "test"))
+        return encode(self.key, Leave(self.header(), "test"))
 
     def raw(self, body: dict[str, Any]) -> bytes:
         """A signed datagram with any body at all (what a holder of the key could send)."""
-        return wire.seal(self.key, body)
+        return seal(self.key, body)
 
 
 def samples(db: Path, node_id: str) -> int:

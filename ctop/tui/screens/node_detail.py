@@ -15,6 +15,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from agentd.metrics import CHARTED, Metric
 from ctop.snapshot import EventView, NodeView, Snapshot
 from ctop.tui.format import age, count, rate, size
 from ctop.tui.screens.lb_keys import LBKeys
@@ -33,7 +34,9 @@ RANGES = {
 }
 # seconds between chart refreshes per range
 RELOAD_EVERY = {"1": 1.0, "2": 2.0, "3": 10.0, "4": 60.0, "5": 300.0, "6": 600.0}
-BASE_METRICS = ("cpu_percent", "mem_percent", "net_rx_bps", "net_tx_bps", "tcp_established")
+# The history charts: the registry's charted metrics (agentd/metrics.py), in its order.
+BASE_METRICS = tuple(m.name for m in CHARTED)
+CHART_STYLES = ("green", "cyan", "blue", "magenta", "yellow", "red", "bright_green")
 MAX_LATENCY_CHARTS = 3
 
 
@@ -57,11 +60,8 @@ class NodeDetail(LBKeys, Screen[None]):
         yield Static(id="node-title")
         with Horizontal(id="detail-body"):
             with VerticalScroll(id="charts"):
-                yield Chart("CPU %", lambda v: f"{v:.0f}%", top=100, style="green", id="c-cpu")
-                yield Chart("Memory %", lambda v: f"{v:.0f}%", top=100, style="cyan", id="c-mem")
-                yield Chart("Net in /s", rate, style="blue", id="c-rx")
-                yield Chart("Net out /s", rate, style="magenta", id="c-tx")
-                yield Chart("TCP connections", count, style="yellow", id="c-conns")
+                for i, m in enumerate(CHARTED):
+                    yield _chart(m, CHART_STYLES[i % len(CHART_STYLES)])
                 for k in range(MAX_LATENCY_CHARTS):
                     yield Chart("", lambda v: f"{v:.1f}ms", style="green", id=f"c-svc{k}")
             with Vertical(id="side"):
@@ -147,14 +147,8 @@ class NodeDetail(LBKeys, Screen[None]):
         svcs: tuple[str, ...],
         window: tuple[float, float],
     ) -> None:
-        for metric, chart_id in (
-            ("cpu_percent", "c-cpu"),
-            ("mem_percent", "c-mem"),
-            ("net_rx_bps", "c-rx"),
-            ("net_tx_bps", "c-tx"),
-            ("tcp_established", "c-conns"),
-        ):
-            self.query_one(f"#{chart_id}", Chart).set_points(data.get(metric, []), window)
+        for m in CHARTED:
+            self.query_one(f"#c-{m.column}", Chart).set_points(data.get(m.name, []), window)
         for k in range(MAX_LATENCY_CHARTS):
             chart = self.query_one(f"#c-svc{k}", Chart)
             chart.display = k < len(svcs)
@@ -164,6 +158,14 @@ class NodeDetail(LBKeys, Screen[None]):
 
     def lb_target(self) -> Target | None:
         return self.query_one(LBPane).target
+
+
+def _chart(m: Metric, style: str) -> Chart:
+    """A metric's history chart, its axis formatted by the metric's unit."""
+    if m.unit == "%":
+        return Chart(m.chart, lambda v: f"{v:.0f}%", top=100, style=style, id=f"c-{m.column}")
+    fmt = {"B/s": rate, "B": size}.get(m.unit, count)
+    return Chart(m.chart, fmt, style=style, id=f"c-{m.column}")
 
 
 def _title(node: NodeView, snap: Snapshot, pal, span: str) -> Text:

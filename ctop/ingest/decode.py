@@ -1,0 +1,445 @@
+"""The director's decoding of a signed body: msgpack -> a checked message, or why not.
+
+Every field gets its type and bounds checked (the metric bounds from agentd/metrics.py, the
+rest from agentd/protocol.py); a violation is `bad_field`. `parse_body` runs a fast path for
+reports (`_fast_report`) and falls back to the reference checks, which name the fault.
+`decode_report` is the deferred half of `Verifier.verify_deferred` (ctop/ingest/verifier.py).
+"""
+
+from __future__ import annotations
+
+from operator import le
+from typing import Any
+
+from msgpack import unpackb as _unpackb
+
+from agentd.metrics import COMPOUND, MAX_INT64, MAX_VALUE, PROCS, SCALARS
+from agentd.protocol import (
+    KIND_JOIN,
+    KIND_LEAVE,
+    KIND_REPORT,
+    MAX_ADDRESSES,
+    MAX_CORES,
+    MAX_DETAIL,
+    MAX_PROBES,
+    MAX_TEXT,
+    SEQ_MOD,
+    STATUS_NAMES,
+    UNSENT,
+    Header,
+    Join,
+    Leave,
+    Message,
+    ProbeInfo,
+    RawReport,
+    Reason,
+    Rejected,
+    Report,
+    ServiceStatus,
+    TopProc,
+    _Unsent,
+)
+
+# Positional scalars: names, the scaled ones, and their bounds on the wire.
+_SCALAR_NAMES = tuple(m.name for m in SCALARS)
+_SCALED = tuple((i, m.name, m.scale) for i, m in enumerate(SCALARS) if m.scale != 1)
+_SCALAR_LIMITS = tuple(m.limit for m in SCALARS)
+# Scalars whose bound is not MAX_VALUE (by position): the fast path checks these one by one.
+_BOUNDED_AT = tuple((i, limit) for i, limit in enumerate(_SCALAR_LIMITS) if limit != MAX_VALUE)
+_WIDE_AT = tuple(i for i, limit in enumerate(_SCALAR_LIMITS) if limit > MAX_VALUE)
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+
+
+class _BadField(Exception):
+    pass
+
+
+# Decoding runs for every datagram on the director, so the checks below are plain type tests
+# rather than a schema library: about 4 µs for a full report instead of 30.
+_NUM = (int, float)
+_INF = float("inf")
+
+
+def _need(body: dict[Any, Any], key: str, what: str) -> Any:
+    try:
+        return body[key]
+    except KeyError:
+        raise _BadField(f"missing {what} ({key!r})") from None
+
+
+def _bad(key: str, value: Any) -> _BadField:
+    return _BadField(f"field {key!r} has a bad value of type {type(value).__name__}")
+
+
+def _str(
+    body: dict[Any, Any], key: str, what: str, default: str | None = None,
+    longest: int = MAX_TEXT,
+) -> str:
+    v = body.get(key, default) if default is not None else _need(body, key, what)
+    if type(v) is not str:
+        raise _bad(key, v)
+    if len(v) > longest:
+        raise _BadField(f"field {key!r} is longer than {longest} characters")
+    return v
+
+
+def _int(body: dict[Any, Any], key: str, what: str, minimum: int, maximum: int) -> int:
+    v = _need(body, key, what)
+    if type(v) is not int:
+        raise _bad(key, v)
+    if not minimum <= v <= maximum:
+        raise _BadField(f"field {key!r} = {v} is outside {minimum}..{maximum}")
+    return v
+
+
+def _finite(v: Any) -> bool:
+    t = type(v)
+    return t is int or (t is float and -_INF < v < _INF)
+
+
+def _interval(body: dict[Any, Any]) -> float:
+    v = _need(body, "i", "interval")
+    if not _finite(v) or not 0.05 <= v <= 3600:
+        raise _bad("i", v)
+    return float(v)
+
+
+def _numbers(values: Any, limit: float = MAX_VALUE) -> bool:
+    """True for a list of finite numbers in 0..limit. Comparisons raise TypeError on anything
+    else, NaN fails them (sum() carries a NaN anywhere to the end): all in C, no Python loop."""
+    if type(values) is not list:
+        return False
+    return not values or (min(values) >= 0 and max(values) <= limit and sum(values) < _INF)
+
+
+def _scalars_ok(values: list[Any]) -> bool:
+    """The positional scalars each within their own metric's bound (extra ones: MAX_VALUE)."""
+    return all(map(le, values, _SCALAR_LIMITS)) and (
+        len(values) <= _SCALAR_COUNT or max(values[_SCALAR_COUNT:]) <= MAX_VALUE)
+
+
+def _parse_header(body: dict[Any, Any]) -> Header:
+    node = _str(body, "n", "node id")
+    if not 0 < len(node) <= 128:
+        raise _BadField("node id is empty or longer than 128 characters")
+    ts = _need(body, "t", "timestamp")
+    if not _finite(ts):
+        raise _bad("t", ts)
+    return Header(node, _int(body, "b", "boot id", -(2**63), MAX_INT64),
+                  _int(body, "q", "sequence", 0, MAX_INT64), ts)
+
+
+# wire key -> (readable name, divisor or 0 when sent unscaled, kind)
+_DECODE = {m.key: (m.name, m.scale if m.scale != 1 else 0, m.kind, m.limit) for m in COMPOUND}
+
+
+def _parse_metrics(raw: Any) -> dict[str, Any]:
+    if type(raw) is not dict:
+        raise _BadField("metrics are not a map")
+    scalars = raw.get("v", [])
+    try:
+        if not _numbers(scalars, MAX_INT64) or not _scalars_ok(scalars):
+            raise TypeError
+    except TypeError:
+        raise _BadField("scalar metrics are not a list of numbers within their bounds") from None
+    out: dict[str, Any] = dict(zip(_SCALAR_NAMES, scalars, strict=False))  # versions differ
+    n = len(scalars)
+    for i, name, scale in _SCALED:
+        if i < n:
+            out[name] = scalars[i] / scale
+    for key, value in raw.items():
+        entry = _DECODE.get(key)
+        if entry is None:
+            continue  # "v", or a newer agent's metric: ignore
+        name, scale, kind, limit = entry
+        try:
+            if kind == "list":
+                if not _numbers(value, limit):
+                    raise TypeError
+                out[name] = [v / scale for v in value] if scale else value
+            elif kind == "map":
+                if type(value) is not dict:
+                    raise TypeError
+                for k, vs in value.items():
+                    if type(k) is not str or len(k) > MAX_TEXT or not _numbers(vs, limit):
+                        raise TypeError
+                out[name] = value
+            else:
+                out[name] = _top_procs(value, scale)
+        except TypeError:
+            raise _BadField(f"metric {name} has a value of the wrong type or range") from None
+    return out
+
+
+def _top_procs(value: Any, scale: int) -> list[TopProc]:
+    """[[name, pid, cpu, rss KiB, (later additions)...], ...] -> TopProcs; TypeError if bad."""
+    if type(value) is not list:
+        raise TypeError
+    procs = []
+    for item in value:
+        if (
+            type(item) is not list or len(item) < 4
+            or type(item[0]) is not str or len(item[0]) > MAX_TEXT or type(item[1]) is not int
+            or not _numbers(item[1:4])
+        ):
+            raise TypeError
+        procs.append((item[0], item[1], item[2] / scale, item[3] * 1024))
+    return procs
+
+
+def _parse_service(item: Any) -> ServiceStatus:
+    if type(item) is not list or len(item) < 3:
+        raise _BadField("service entry is not [name, status, latency, detail?]")
+    name, code, latency = item[0], item[1], item[2]
+    if type(name) is not str or type(code) is not int or len(name) > MAX_TEXT \
+            or not 0 <= code <= 255:
+        raise _BadField("service entry has a bad name or status")
+    if len(item) > 3 and type(item[3]) is str and len(item[3]) > MAX_DETAIL:
+        raise _BadField(f"service {name} has a detail longer than {MAX_DETAIL} characters")
+    if latency is not None:
+        try:
+            if not 0 <= latency <= MAX_VALUE:
+                raise TypeError
+        except TypeError:
+            raise _BadField(f"service {name} has a bad latency") from None
+        latency = latency / 10
+    detail = item[3] if len(item) > 3 and type(item[3]) is str else ""
+    return ServiceStatus(name, STATUS_NAMES.get(code, "unknown"), latency, detail,
+                         _result_seq(item))
+
+
+def _result_seq(item: list[Any]) -> int | None:
+    """The result number: an int after [name, status, latency(, detail)], if any."""
+    if len(item) < 4:
+        return None
+    last = item[-1]
+    return last if type(last) is int and 0 <= last < SEQ_MOD else None
+
+
+def _parse_probes(items: Any) -> tuple[ProbeInfo, ...]:
+    if type(items) is not list or len(items) > MAX_PROBES:
+        raise _bad("p", items)
+    out = []
+    for item in items:
+        if (
+            type(item) is not list or len(item) < 4 or type(item[0]) is not str
+            or type(item[1]) is not str or not (item[2] is None or type(item[2]) is int)
+            or type(item[3]) not in (int, float) or not 0 < item[3] < _INF
+        ):
+            raise _bad("p", item)
+        path = item[4] if len(item) > 4 and type(item[4]) is str else ""
+        out.append(ProbeInfo(item[0], item[1], item[2], float(item[3]), path))
+    return tuple(out)
+
+
+# The fast path for reports, the message the director decodes 10,000 times a second. It
+# accepts exactly what the checks above accept and builds the same Report, but inline: in
+# CPython a function call costs about as much as the checks themselves, and the reference path
+# makes ~40 of them per report. On anything unexpected it returns None, and parse_body runs
+# the reference path, which finds the fault and names it.
+_tuple_new = tuple.__new__
+_SCALAR_COUNT = len(SCALARS)
+_LIST_KEYS = {m.key: (m.name, m.scale if m.scale != 1 else 0, m.limit) for m in COMPOUND
+              if m.kind == "list"}
+_MAP_KEYS = {m.key: m.name for m in COMPOUND if m.kind == "map"}
+_TOP = next(m for m in COMPOUND if m.kind == PROCS)  # one such metric: the fast path inlines it
+_TOP_KEY, _TOP_NAME, _TOP_SCALE = _TOP.key, _TOP.name, _TOP.scale
+_UNKNOWN = "unknown"
+_SERVICE_CACHE: dict[tuple[Any, ...], ServiceStatus] = {}
+SERVICE_CACHE_SIZE = 50_000
+
+
+def _fast_report(body: dict[Any, Any]) -> Report | None:
+    try:
+        get = body.get
+        node, boot, seq, ts, interval = get("n"), get("b"), get("q"), get("t"), get("i")
+        if (
+            type(node) is not str or not 0 < len(node) <= 128
+            or type(boot) is not int or not -(2**63) <= boot <= MAX_INT64
+            or type(seq) is not int or not 0 <= seq <= MAX_INT64
+        ):
+            return None
+        t = type(ts)
+        if not (t is int or (t is float and -_INF < ts < _INF)):
+            return None
+        t = type(interval)
+        if not (t is int or (t is float and -_INF < interval < _INF)):
+            return None
+        if not 0.05 <= interval <= 3600:
+            return None
+        group = get("g", "")
+        raw = get("m", {})
+        services = get("s", UNSENT)
+        if type(group) is not str or len(group) > MAX_TEXT or type(raw) is not dict \
+                or type(services) not in (list, tuple, _Unsent):
+            return None
+
+        scalars = raw.get("v", [])
+        if type(scalars) is not list or len(scalars) < _SCALAR_COUNT:
+            return None  # an older agent: the reference path
+        for i, limit in _BOUNDED_AT:  # percentages (and the wide counters, checked here)
+            if not 0 <= scalars[i] <= limit:
+                return None
+        # Every number of the report goes into one list, checked once at the end with one
+        # min() and one sum() in C instead of per list: all >= 0 and a total <= MAX_VALUE
+        # (so each is; a NaN fails the comparison). The wide counters were checked above. A
+        # report whose total is larger takes the reference path, which bounds each value.
+        flat = scalars.copy()
+        for i in _WIDE_AT:
+            flat[i] = 0
+        out: dict[str, Any] = dict(zip(_SCALAR_NAMES, scalars, strict=False))
+        for i, name, scale in _SCALED:
+            out[name] = scalars[i] / scale
+        for key, value in raw.items():
+            if key == "v":
+                continue
+            entry = _LIST_KEYS.get(key)
+            if entry is not None:
+                if type(value) is not list:
+                    return None
+                name, scale, limit = entry
+                if limit < MAX_VALUE and value and max(value) > limit:
+                    return None
+                flat += value
+                out[name] = [v / scale for v in value] if scale else value
+                continue
+            mname = _MAP_KEYS.get(key)
+            if mname is not None:
+                if type(value) is not dict:
+                    return None
+                for k, vs in value.items():
+                    if type(k) is not str or type(vs) is not list or len(k) > MAX_TEXT:
+                        return None
+                    flat += vs
+                out[mname] = value
+                continue
+            if key == _TOP_KEY:
+                if type(value) is not list:
+                    return None
+                procs = []
+                for item in value:
+                    if type(item) is not list:
+                        return None
+                    name, pid, cpu, rss = item  # ValueError for a newer agent's longer entry
+                    if (
+                        type(name) is not str or type(pid) is not int or type(rss) is not int
+                        or len(name) > MAX_TEXT or not 0 <= pid <= MAX_VALUE
+                        or not 0 <= rss <= MAX_VALUE or not 0 <= cpu <= MAX_VALUE
+                    ):
+                        return None
+                    procs.append((name, pid, cpu / _TOP_SCALE, rss << 10))
+                out[_TOP_NAME] = procs
+
+        parsed = []
+        cache = _SERVICE_CACHE
+        for item in services:
+            if type(item) is not list or len(item) < 3 or type(item[1]) is not int \
+                    or not 0 <= item[1] <= 255:
+                return None
+            # Results by value: a node's services repeat their names and statuses and
+            # latencies come in 0.1 ms steps. The key holds every element, and the status is
+            # an exact int (so False cannot stand for 0), so a hit is what parsing would give.
+            key = tuple(item)
+            status = cache.get(key)
+            if status is None:
+                name, code, latency = item[0], item[1], item[2]
+                if type(name) is not str or len(name) > MAX_TEXT:
+                    return None
+                if latency is not None:
+                    if not 0 <= latency <= MAX_VALUE:  # TypeError for non-numbers lands below
+                        return None
+                    latency = latency / 10
+                detail = item[3] if len(item) > 3 and type(item[3]) is str else ""
+                if len(detail) > MAX_DETAIL:
+                    return None
+                status = _tuple_new(
+                    ServiceStatus,
+                    (name, STATUS_NAMES.get(code, _UNKNOWN), latency, detail, _result_seq(item)))
+                if len(cache) >= SERVICE_CACHE_SIZE:
+                    cache.clear()
+                cache[key] = status
+            parsed.append(status)
+        # min() raises TypeError on anything but numbers; max() bounds each one, and sum()
+        # carries a NaN anywhere in the list to a failed comparison.
+        if flat and not (min(flat) >= 0 and sum(flat) <= MAX_VALUE):
+            return None
+        return _tuple_new(Report, (
+            _tuple_new(Header, (node, boot, seq, ts)),
+            float(interval), group, out, tuple(parsed) if services is not UNSENT else UNSENT,
+        ))
+    except Exception:  # TypeError from comparing or dividing non-numbers, or anything odd
+        return None
+
+
+def parse_body(body: Any) -> Message:
+    """Turn a decoded msgpack body into a message. Raises _BadField."""
+    if type(body) is not dict:
+        raise _BadField("body is not a map")
+    if body.get("k") == KIND_REPORT:
+        msg = _fast_report(body)
+        if msg is not None:
+            return msg
+    kind = _str(body, "k", "kind")
+    header = _parse_header(body)
+    if kind == KIND_REPORT:
+        services = body.get("s", UNSENT)
+        if type(services) not in (list, tuple, _Unsent):
+            raise _bad("s", services)
+        return Report(
+            header,
+            _interval(body),
+            _str(body, "g", "group", ""),
+            _parse_metrics(body.get("m", {})),
+            tuple([_parse_service(s) for s in services]) if services is not UNSENT else UNSENT,
+        )
+    if kind == KIND_JOIN:
+        addresses = body.get("a", [])
+        if type(addresses) is not list or len(addresses) > MAX_ADDRESSES or any(
+                type(a) is not str or len(a) > MAX_TEXT for a in addresses):
+            raise _bad("a", addresses)
+        return Join(
+            header,
+            _str(body, "h", "hostname"),
+            tuple(addresses),
+            _int(body, "cr", "cores", 1, MAX_CORES),
+            _int(body, "mt", "memory", 0, MAX_VALUE),
+            _str(body, "v", "version", ""),
+            _interval(body),
+            _str(body, "g", "group", ""),
+            _parse_probes(body.get("p", [])),
+        )
+    if kind == KIND_LEAVE:
+        return Leave(header, _str(body, "r", "reason", ""))
+    raise _BadField(f"unknown kind {kind!r}")
+
+
+def _decode_body(encoded: bytes) -> Message | Rejected:
+    """msgpack body bytes -> a checked message (order not judged), or why not."""
+    try:
+        body = _unpackb(encoded, raw=False, strict_map_key=False)
+    except Exception as e:
+        return Rejected(Reason.NOT_MSGPACK, type(e).__name__)
+    try:
+        return parse_body(body)
+    except _BadField as e:
+        return Rejected(Reason.BAD_FIELD, str(e))
+
+
+def decode_report(raw: RawReport) -> Report | Rejected:
+    """The deferred half of `Verifier.verify_deferred`: decode and check a report's body.
+
+    The same msgpack decode and field checks `Verifier.verify` runs on a report (through
+    `parse_body`), so a body is refused here for the same reasons (`not_msgpack`, `bad_field`),
+    plus `bad_field` if its header is not the one checked on arrival (a duplicate key later in
+    the map). Total, like `verify`."""
+    try:
+        msg = _decode_body(raw.body)
+    except Exception as e:  # a bug in the checks must not kill the caller's tick
+        return Rejected(Reason.MALFORMED, f"internal: {type(e).__name__}: {e}")
+    if type(msg) is Rejected:
+        return msg
+    if type(msg) is not Report or msg.header != raw.header or msg.interval != raw.interval:
+        return Rejected(Reason.BAD_FIELD, "report header differs from the one checked")
+    return msg

@@ -17,13 +17,19 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("dns", "httpx", "httpcore", "anyio", "textual", "rich", "ctop")
+from tests.helpers.agent_helpers import Receiver, write_key
 
-# Runs agentd's own entry point, then reports which of HEAVY were imported on the way.
+# unicodedata comes with the idna codec: a director's address must not need it.
+HEAVY = ("dns", "httpx", "httpcore", "anyio", "textual", "rich", "ctop", "unicodedata")
+
+# Runs agentd's own entry point (stopped by a SIGTERM after argv[2] seconds when that is not 0),
+# then reports which of HEAVY were imported on the way.
 _RUN_AGENT = """
-import json, sys
+import json, os, signal, sys, threading
 from agentd.main import main
-status = main(sys.argv[2:])
+if float(sys.argv[2]):
+    threading.Timer(float(sys.argv[2]), os.kill, (os.getpid(), signal.SIGTERM)).start()
+status = main(sys.argv[3:])
 loaded = sorted({name.partition(".")[0] for name in sys.modules} & set(json.loads(sys.argv[1])))
 print(json.dumps({"status": status, "loaded": loaded}), file=sys.stderr)
 """
@@ -37,20 +43,28 @@ def tcp_port() -> Iterator[int]:
         yield listener.getsockname()[1]
 
 
-def loaded_by_agent(tmp_path: Path, probes: list[str]) -> set[str]:
+def loaded_by_agent(tmp_path: Path, probes: list[str], director: str | None = None) -> set[str]:
+    """What `agentd --once --json` loads; with a director, what the running agent loads in
+    its first second of reports to it."""
     conf = tmp_path / "agentd.toml"
     conf.write_text('node_id = "node-a"\ninterval = 0.1\n')
-    args = ["--config", str(conf), "--once", "--json"]
+    args = ["--config", str(conf)]
+    if director is None:
+        args += ["--once", "--json"]
+    else:
+        args += ["--director", director, "--key-file", str(write_key(tmp_path / "key"))]
     for url in probes:
         args += ["--probe", url]
     done = subprocess.run(
-        [sys.executable, "-c", _RUN_AGENT, json.dumps(HEAVY), *args],
+        [sys.executable, "-c", _RUN_AGENT, json.dumps(HEAVY), "0" if director is None else "1",
+         *args],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     outcome = json.loads(done.stderr.strip().splitlines()[-1])
     assert outcome["status"] == 0, done.stderr
-    report = json.loads(done.stdout)
-    assert len(report["services"]) == len(probes)
+    if director is None:
+        report = json.loads(done.stdout)
+        assert len(report["services"]) == len(probes)
     return set(outcome["loaded"])
 
 
@@ -65,9 +79,22 @@ def test_tcp_and_smtp_probes_load_neither_dnspython_nor_httpx(
     assert loaded_by_agent(tmp_path, probes) == set()
 
 
+def test_running_agent_reporting_to_an_address_loads_nothing_heavy(
+    tmp_path: Path, tcp_port: int
+) -> None:
+    receiver = Receiver()
+    try:
+        loaded = loaded_by_agent(tmp_path, [f"tcp://127.0.0.1:{tcp_port}"], receiver.address)
+        assert receiver.receive(1.0) is not None, "the agent sent nothing"
+    finally:
+        receiver.close()
+    assert loaded == set()
+
+
 def test_each_library_loads_with_its_probe_kind_only(tmp_path: Path, tcp_port: int) -> None:
     dns_probe = f"dns://127.0.0.1:{tcp_port}/node.test?timeout=0.5"
     http_probe = f"http://127.0.0.1:{tcp_port}/?timeout=0.5"
-    assert loaded_by_agent(tmp_path, [dns_probe]) == {"dns"}
-    assert "dns" not in loaded_by_agent(tmp_path, [http_probe])
-    assert "httpx" in loaded_by_agent(tmp_path, [http_probe])
+    with_dns = loaded_by_agent(tmp_path, [dns_probe])
+    assert "dns" in with_dns and "httpx" not in with_dns
+    with_http = loaded_by_agent(tmp_path, [http_probe])
+    assert "httpx" in with_http and "dns" not in with_http

@@ -7,8 +7,8 @@ import importlib.util
 
 UI_LIBRARIES = ("textual", "rich")
 INSTALL_HINT = (
-    "install the director extra: pip install 'ctop[director]' "
-    "(pipx: pipx install 'ctop[director]'; from a checkout: pip install '.[director]')"
+    "install the director extra from ctop's source tree: pip install '.[director]' "
+    "(pipx: pipx install --force '.[director]'); README, \"Installing\""
 )
 
 
@@ -24,6 +24,6 @@ def require_ui() -> None:
     if missing:
         raise SystemExit(
             f"ctop: the terminal UI needs {' and '.join(missing)}, which a node install "
-            f"leaves out; {INSTALL_HINT}. (agentd, `ctop probe`, `ctop serve`, `ctop status` "
-            "and `ctop lb` run without them.)"
+            f"leaves out; {INSTALL_HINT}. agentd, `ctop probe`, `ctop serve`, `ctop status`, "
+            "`ctop lb` and `ctop keys` run without them."
         )

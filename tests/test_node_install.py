@@ -149,7 +149,7 @@ def test_ctop_ui_on_a_node_says_what_to_install(
     )
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
-    assert "pip install 'ctop[director]'" in done.stderr
+    assert "pip install '.[director]'" in done.stderr
     assert "textual" in done.stderr
 
 

@@ -18,7 +18,6 @@ Every error names the file, the line and the key: "agentd.toml:12: key 'interval
 from __future__ import annotations
 
 import ipaddress
-import json
 import math
 import re
 import socket
@@ -70,6 +69,8 @@ KEYS = ("director", "key_file", "node_id", "group", "interval", "join_interval",
 
 
 def _show(value: Any) -> str:
+    import json  # only config errors need it: a running agent never loads json
+
     try:
         return json.dumps(value)
     except (TypeError, ValueError):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import sys
@@ -96,6 +95,8 @@ def _print_once(cfg: Config, as_json: bool) -> None:
 
     report = asyncio.run(once(cfg))
     if as_json:
+        import json  # --once only: a running agent never loads it
+
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return

@@ -1,19 +1,24 @@
-"""What agentd costs a node: CPU share of one core, peak RSS and bytes per report.
+"""What agentd costs a node: CPU share of one core, peak RSS and bytes per report, against a
+baseline agent run side by side in the same run.
 
-Runs a real agentd for 60 s (--seconds) at a 1 s interval with 7 probes against real local
-servers started here (HTTP, SMTP via aiosmtpd, FTP via pyftpdlib, DNS via dnsmasq, three TCP
-listeners), receives its reports on a UDP socket, and measures a bare idle Python process in the
-same run for comparison. CPU comes from /proc/PID/stat (utime + stime) after a warm-up, peak RSS
-from VmHWM in /proc/PID/status.
+Starts local servers (HTTP, SMTP via aiosmtpd, FTP via pyftpdlib, DNS via dnsmasq, TCP
+listeners) and, for each of four sets of 7 probes, two real agents at a 1 s interval: this
+tree's and a baseline's (default: commit a11a86b, before the agent imported probe libraries by
+probe kind; `--baseline REV`, exported with `git archive`). All eight run at once for 60 s
+(--seconds) after every one has its first probe results, next to a bare idle Python process.
+CPU comes from /proc/PID/stat (utime + stime), peak RSS from VmHWM in /proc/PID/status; both
+trees are byte-compiled first, as `pip install` does on a node, so neither pays the compiler.
 
-    .venv/bin/python bench/agent_cost.py [--seconds 60] [--probe-interval SECONDS]
+    .venv/bin/python bench/agent_cost.py [--seconds 60] [--baseline REV] [--probe-interval S]
 
-It also counts every datagram the agent sends in the measured window (reports, beacons,
-joins) as bytes per second: the UDP payloads, and on the wire with the Ethernet, IPv4 and UDP
-headers (42 bytes a datagram), with its default beacons and with `--beacon-interval 0`.
+The probe sets: the issue's 7 (http, smtp, ftp, dns, 3 tcp), the same without dns, without
+http, and without both: what each probe library costs a node. For the issue's set it also counts
+every datagram this tree's agent sends in the measured window (reports, beacons, joins) as bytes
+per second: the UDP payloads, and on the wire with the Ethernet, IPv4 and UDP headers (42 bytes a
+datagram), with its default beacons and with `--beacon-interval 0`.
 
-Targets (issue 2): <= 0.5 % of one core, RSS <= 35 MB, <= 600 bytes per report.
-Target (issue 10): <= 600 bytes per second on the wire in total, beacons included.
+Targets: <= 0.5 % of one core (issue 2), RSS <= 25 MB (issue 11), <= 600 bytes per report
+(issue 2), <= 600 bytes per second on the wire in total, beacons included (issue 10).
 """
 
 from __future__ import annotations
@@ -32,20 +37,35 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from agentd.beacon import is_beacon
-from agentd.protocol import TARGET_REPORT_BYTES, Join, Rejected, Report
+from agentd.protocol import TARGET_REPORT_BYTES, Join, Rejected, Report, ServiceStatus
 from ctop.ingest.verifier import Verifier
 
 HOST = "127.0.0.1"
 KEY = os.urandom(32).hex().encode()
-TARGET_CPU, TARGET_RSS_MB, TARGET_BYTES = 0.5, 35.0, TARGET_REPORT_BYTES
+TARGET_CPU, TARGET_RSS_MB, TARGET_BYTES = 0.5, 25.0, TARGET_REPORT_BYTES
 TARGET_WIRE_RATE = 600  # bytes per second on the wire, all datagrams (issue 10)
 FRAME_OVERHEAD = 14 + 20 + 8  # Ethernet, IPv4 and UDP headers per datagram
-WARMUP = 3.0  # seconds: imports, first probe round and first report are not the steady state
+SETTLE = 1.0  # seconds after every agent's first probe results before the measured window
+START_LIMIT = 60.0  # seconds the agents may take to start on a loaded machine
+BASELINE = "a11a86b"  # main before issue 11: every agent loaded dnspython, whatever its probes
+ROOT = Path(__file__).resolve().parent.parent
+# label -> probe kinds; the first is the issue's set (its bytes are reported too)
+PROBE_SETS: dict[str, tuple[str, ...]] = {
+    "http smtp ftp dns tcp*3": ("http", "smtp", "ftp", "dns", "tcp", "tcp", "tcp"),
+    "http smtp ftp tcp*4": ("http", "smtp", "ftp", "tcp", "tcp", "tcp", "tcp"),
+    "dns smtp ftp tcp*4": ("dns", "smtp", "ftp", "tcp", "tcp", "tcp", "tcp"),
+    "smtp ftp tcp*5": ("smtp", "ftp", "tcp", "tcp", "tcp", "tcp", "tcp"),
+}
+# Runs a tree's agent: its agentd and probes shadow the installed ones.
+RUN_TREE = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "from agentd.main import main; sys.exit(main())"
+)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -219,6 +239,7 @@ class Collector(threading.Thread):
         self.counted: dict[str, list[int]] = {"report": [], "beacon": [], "join": [], "other": []}
         self.rejected: list[Rejected] = []
         self.last: Report | None = None
+        self.services: tuple[ServiceStatus, ...] = ()  # the latest a report carried
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -243,6 +264,109 @@ class Collector(threading.Thread):
             elif isinstance(msg, Report):
                 self.report_sizes.append(len(data))
                 self.last = msg
+                if msg.services:  # left out while unchanged (docs/protocol.md)
+                    self.services = msg.services
+
+
+def export_tree(rev: str, into: Path) -> Path:
+    """The baseline's agentd and probes, exported from git."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "agentd", "probes"], capture_output=True
+    )
+    if archive.returncode != 0:
+        sys.exit(f"cannot export the baseline {rev}: {archive.stderr.decode().strip()}")
+    into.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
+
+
+def byte_compile(tree: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(tree / "agentd"), str(tree / "probes")],
+        check=True,
+    )
+
+
+class AgentRun:
+    """One real agent of one tree with one probe set, and the receiver it reports to."""
+
+    def __init__(self, tree: Path, urls: list[str], workdir: Path, args: argparse.Namespace):
+        self.urls = urls
+        self.receiver = Collector()
+        self.receiver.start()
+        workdir.mkdir()
+        key = workdir / "cluster.key"
+        key.write_bytes(KEY)
+        key.chmod(0o600)
+        conf = workdir / "agentd.toml"
+        conf.write_text(
+            f'director = "{HOST}:{self.receiver.sock.getsockname()[1]}"\n'
+            f'key_file = "{key}"\nnode_id = "node-0001.dc1.example.com"\n'
+            f"interval = {args.interval}\n"
+            + (f"beacon_interval = {args.beacon_interval}\n"
+               if args.beacon_interval is not None else "")
+            + f"probes = [{', '.join(repr(u) for u in urls)}]\n".replace("'", '"')
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", RUN_TREE, str(tree), "--config", str(conf)],
+            stderr=subprocess.PIPE,
+        )
+        self.cpu0 = self.cpu1 = 0.0
+        self.rss = float("nan")
+        self.err = b""
+
+    def started(self) -> bool:
+        """Reporting, with a first result from every probe."""
+        services = self.receiver.services
+        return len(services) == len(self.urls) and all(s.status != "unknown" for s in services)
+
+    def stop(self) -> None:
+        self.rss = peak_rss_mb(self.proc.pid)
+        self.proc.send_signal(signal.SIGTERM)
+        _, self.err = self.proc.communicate(timeout=10)
+        self.receiver.stopping.set()
+        self.receiver.join()
+
+    @property
+    def cpu_seconds(self) -> float:
+        return self.cpu1 - self.cpu0
+
+
+def probe_urls(kinds: tuple[str, ...], ports: Mapping[str, int], tcp: list[int],
+               interval: float | None) -> list[str]:
+    tcp_ports = iter(tcp)
+    url = {
+        "http": lambda: f"http://{HOST}:{ports['http']}/health",
+        "smtp": lambda: f"smtp://{HOST}:{ports['smtp']}",
+        "ftp": lambda: f"ftp://{HOST}:{ports['ftp']}",
+        "dns": lambda: f"dns://{HOST}:{ports['dns']}/node.bench.test?type=A",
+        "tcp": lambda: f"tcp://{HOST}:{next(tcp_ports)}",
+    }
+    urls = [url[kind]() for kind in kinds]
+    if interval:
+        urls = [u + ("&" if "?" in u else "?") + f"interval={interval}" for u in urls]
+    return urls
+
+
+def ratio(new: float, base: float) -> str:
+    return f"{new / base:.2f}" if base > 0 else "-"
+
+
+def print_bytes(receiver: Collector, window: float) -> float:
+    """Bytes per second by datagram kind; returns the total on the wire."""
+    print(f"\nbytes per second over {window:.0f} s, this tree, the issue's probe set: payload | "
+          f"on the wire (+{FRAME_OVERHEAD} B Ethernet/IPv4/UDP headers a datagram)")
+    wire_rate = 0.0
+    for kind, sizes in receiver.counted.items():
+        if not sizes:
+            continue
+        payload = sum(sizes) / window
+        framed = (sum(sizes) + FRAME_OVERHEAD * len(sizes)) / window
+        wire_rate += framed
+        print(f"  {kind:8} {len(sizes) / window:5.2f}/s  mean {statistics.mean(sizes):5.0f} B"
+              f"  {payload:6.0f} B/s | {framed:6.0f} B/s")
+    print(f"  {'total':8} {'':30} {'':8} | {wire_rate:6.0f} B/s   (target <= {TARGET_WIRE_RATE})")
+    return wire_rate
 
 
 def main() -> int:
@@ -255,104 +379,95 @@ def main() -> int:
     parser.add_argument(
         "--probe-interval", type=float, default=None, help="probe interval (default: probes')"
     )
+    parser.add_argument("--baseline", default=BASELINE, metavar="REV",
+                        help=f"git revision of the baseline agent (default {BASELINE})")
     args = parser.parse_args()
-    agentd = Path(sys.executable).with_name("agentd")
 
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="agent-cost-")))
-        http = stack.enter_context(http_server())
-        smtp = stack.enter_context(smtp_server())
-        ftp = stack.enter_context(ftp_server(tmp))
-        dns = stack.enter_context(dns_server())
-        tcp = stack.enter_context(tcp_listeners(3))
-        urls = [
-            f"http://{HOST}:{http}/health",
-            f"smtp://{HOST}:{smtp}",
-            f"ftp://{HOST}:{ftp}",
-            f"dns://{HOST}:{dns}/node.bench.test?type=A",
-            *(f"tcp://{HOST}:{p}" for p in tcp),
-        ]
-        every = f"?interval={args.probe_interval}" if args.probe_interval else ""
-        urls = [u + ("&" if "?" in u else "?") + every[1:] if every else u for u in urls]
-
-        receiver = Collector()
-        receiver.start()
-        key = tmp / "cluster.key"
-        key.write_bytes(KEY)
-        key.chmod(0o600)
-        conf = tmp / "agentd.toml"
-        conf.write_text(
-            f'director = "{HOST}:{receiver.sock.getsockname()[1]}"\n'
-            f'key_file = "{key}"\nnode_id = "node-0001.dc1.example.com"\n'
-            f"interval = {args.interval}\n"
-            + (f"beacon_interval = {args.beacon_interval}\n"
-               if args.beacon_interval is not None else "")
-            +
-            f"probes = [{', '.join(repr(u) for u in urls)}]\n".replace("'", '"')
-        )
-        idle = subprocess.Popen(
-            [sys.executable, "-c", f"import time; time.sleep({args.seconds + WARMUP + 30})"]
-        )
-        agent = subprocess.Popen([str(agentd), "--config", str(conf)], stderr=subprocess.PIPE)
-        started = time.monotonic()
-        time.sleep(WARMUP)
-        t0, agent0, idle0 = time.monotonic(), cpu_seconds(agent.pid), cpu_seconds(idle.pid)
-        receiver.counting = True
+        base_tree = export_tree(args.baseline, tmp / "baseline")
+        for tree in (ROOT, base_tree):
+            byte_compile(tree)
+        ftp_root = tmp / "ftp"
+        ftp_root.mkdir()
+        ports = {
+            "http": stack.enter_context(http_server()),
+            "smtp": stack.enter_context(smtp_server()),
+            "ftp": stack.enter_context(ftp_server(ftp_root)),
+            "dns": stack.enter_context(dns_server()),
+        }
+        tcp = stack.enter_context(tcp_listeners(5))
+        runs: dict[tuple[str, str], AgentRun] = {}
+        for n, (label, kinds) in enumerate(PROBE_SETS.items()):
+            urls = probe_urls(kinds, ports, tcp, args.probe_interval)
+            for version, tree in (("new", ROOT), ("baseline", base_tree)):
+                runs[label, version] = AgentRun(tree, urls, tmp / f"{version}-{n}", args)
+        idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+        began = time.monotonic()
+        while not all(r.started() for r in runs.values()):
+            dead = [r for r in runs.values() if r.proc.poll() is not None]
+            if dead or time.monotonic() - began > START_LIMIT:
+                for r in runs.values():
+                    r.proc.kill()
+                idle.kill()
+                err = dead[0].proc.communicate()[1].decode(errors="replace") if dead else ""
+                sys.exit(f"agents did not start within {START_LIMIT:g} s\n{err}")
+            time.sleep(0.1)
+        time.sleep(SETTLE)
+        issue_set = next(iter(PROBE_SETS))
+        counted = runs[issue_set, "new"].receiver
+        t0, idle0 = time.monotonic(), cpu_seconds(idle.pid)
+        for r in runs.values():
+            r.cpu0 = cpu_seconds(r.proc.pid)
+        counted.counting = True
         time.sleep(args.seconds)
-        receiver.counting = False
-        t1, agent1, idle1 = time.monotonic(), cpu_seconds(agent.pid), cpu_seconds(idle.pid)
-        agent_rss, idle_rss = peak_rss_mb(agent.pid), peak_rss_mb(idle.pid)
-        lifetime_cpu = agent1 / (t1 - started) * 100
-        agent.send_signal(signal.SIGTERM)
-        _, err = agent.communicate(timeout=10)
+        counted.counting = False
+        t1, idle1 = time.monotonic(), cpu_seconds(idle.pid)
+        for r in runs.values():
+            r.cpu1 = cpu_seconds(r.proc.pid)
+        idle_rss = peak_rss_mb(idle.pid)
+        for r in runs.values():
+            r.stop()
         idle.kill()
         idle.wait()
-        receiver.stopping.set()
-        receiver.join()
 
-    if agent.returncode != 0:
-        print(err.decode(errors="replace"), file=sys.stderr)
-        print(f"agentd exited with {agent.returncode}", file=sys.stderr)
+    failed = [r for r in runs.values() if r.proc.returncode != 0]
+    for r in failed:
+        print(r.err.decode(errors="replace"), file=sys.stderr)
+        print(f"agentd exited with {r.proc.returncode}", file=sys.stderr)
+    if failed:
         return 1
     window = t1 - t0
-    agent_cpu = (agent1 - agent0) / window * 100
-    idle_cpu = (idle1 - idle0) / window * 100
-    sizes = receiver.report_sizes
-    services = receiver.last.services if receiver.last else ()
-    ok = sum(1 for s in services if s.status == "ok")
-    print(
-        f"agentd over {window:.0f} s (after {WARMUP:g} s warm-up), interval {args.interval:g} s, "
-        f"{len(urls)} probes ({ok}/{len(services)} ok in the last report), "
-        f"{len(sizes)} reports, {len(receiver.rejected)} rejected"
-    )
-    for s in services:
-        if s.status != "ok":
-            print(f"  probe {s.name}: {s.status} {s.detail}")
-    mean = statistics.mean(sizes) if sizes else float("nan")
-    top = max(sizes, default=0)
-    rows = [
-        ("", "CPU % of one core", "peak RSS MB", "bytes/report mean/max"),
-        ("agentd", f"{agent_cpu:.2f}", f"{agent_rss:.1f}", f"{mean:.0f} / {top}"),
-        ("idle python", f"{idle_cpu:.2f}", f"{idle_rss:.1f}", "-"),
-        ("target", f"<= {TARGET_CPU}", f"<= {TARGET_RSS_MB:g}", f"<= {TARGET_BYTES}"),
-    ]
-    for row in rows:
-        print(f"{row[0]:12} {row[1]:>18} {row[2]:>12} {row[3]:>22}")
-    print(f"(agentd CPU including start-up: {lifetime_cpu:.2f} % over {t1 - started:.0f} s)")
-    print(f"\nbytes per second over {window:.0f} s: payload | on the wire (+{FRAME_OVERHEAD} B "
-          "Ethernet/IPv4/UDP headers a datagram)")
-    wire_rate = 0.0
-    for kind, sizes_ in receiver.counted.items():
-        if not sizes_:
-            continue
-        payload = sum(sizes_) / window
-        framed = (sum(sizes_) + FRAME_OVERHEAD * len(sizes_)) / window
-        wire_rate += framed
-        print(f"  {kind:8} {len(sizes_) / window:5.2f}/s  mean {statistics.mean(sizes_):5.0f} B"
-              f"  {payload:6.0f} B/s | {framed:6.0f} B/s")
-    print(f"  {'total':8} {'':30} {'':8} | {wire_rate:6.0f} B/s   (target <= {TARGET_WIRE_RATE})")
-    met = agent_cpu <= TARGET_CPU and agent_rss <= TARGET_RSS_MB and top <= TARGET_BYTES \
-        and wire_rate <= TARGET_WIRE_RATE
+    print(f"agentd, 7 probes each, {args.interval:g} s interval, over {window:.0f} s after "
+          f"{t0 - began:.0f} s of start-up; 8 agents at once on this machine; "
+          f"baseline = {args.baseline}, new = this tree")
+    print(f"{'probes':24} {'peak RSS MB: base':>17} {'new':>6} {'ratio':>6}   "
+          f"{'CPU % of a core: base':>21} {'new':>5} {'ratio':>6}   {'probes ok':>9}")
+    met = True
+    for label in PROBE_SETS:
+        base, new = runs[label, "baseline"], runs[label, "new"]
+        base_cpu, new_cpu = (r.cpu_seconds / window * 100 for r in (base, new))
+        ok = sum(1 for s in new.receiver.services if s.status == "ok")
+        print(f"{label:24} {base.rss:17.1f} {new.rss:6.1f} {ratio(new.rss, base.rss):>6}   "
+              f"{base_cpu:21.2f} {new_cpu:5.2f} {ratio(new_cpu, base_cpu):>6}   "
+              f"{ok:>7}/{len(new.urls)}")
+        for s in new.receiver.services:
+            if s.status != "ok":
+                print(f"  probe {s.name}: {s.status} {s.detail}")
+        met = met and new.rss <= TARGET_RSS_MB and new_cpu <= TARGET_CPU
+    print(f"{'idle python':24} {idle_rss:17.1f} {'':6} {'':6}   "
+          f"{(idle1 - idle0) / window * 100:21.2f}")
+    print(f"{'target':24} {'':17} {'<= ' + format(TARGET_RSS_MB, 'g'):>6} {'':6}   "
+          f"{'':21} {'<= ' + format(TARGET_CPU, 'g'):>5}")
+
+    sizes = runs[issue_set, "new"].receiver.report_sizes
+    mean, top = (statistics.mean(sizes), max(sizes)) if sizes else (float("nan"), 0)
+    rejected = sum(len(r.receiver.rejected) for r in runs.values())
+    print(f"\nreports, this tree, the issue's probe set: {len(sizes)}, {mean:.0f} B mean, "
+          f"{top} B max (target <= {TARGET_BYTES}); rejected by the verifier, all agents: "
+          f"{rejected}")
+    wire_rate = print_bytes(counted, window)
+    met = met and top <= TARGET_BYTES and wire_rate <= TARGET_WIRE_RATE and not rejected
     print("all targets met" if met else "TARGET MISSED")
     return 0 if met else 1
 

@@ -106,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr,
     )
+    if args.demo or args.command is None:
+        from ctop.uideps import require_ui
+
+        require_ui()  # a node install has no UI libraries: say so before starting anything
     try:
         if args.demo:
             from ctop.demo import run_demo

@@ -33,6 +33,6 @@ fi
 stamp=.venv/.ctop-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q -e '.[test]'
+    .venv/bin/pip install -q -e '.[director,test]'  # the UI (director extra) and the tests
     touch "$stamp"
 fi

@@ -16,6 +16,8 @@ from ctop.engine import Engine
 
 from .test_engine import until
 
+pytestmark = pytest.mark.e2e  # the whole system: demo cluster, processes, terminal
+
 
 @pytest_asyncio.fixture(loop_scope="function")
 async def cluster(tmp_path):

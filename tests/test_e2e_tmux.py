@@ -14,6 +14,8 @@ import pytest
 from tests.helpers.agent_helpers import AGENTD, write_key
 from tests.helpers.tmux_helpers import TmuxTerminal
 
+pytestmark = pytest.mark.e2e  # the whole system: demo cluster, processes, terminal
+
 CTOP = Path(sys.executable).with_name("ctop")
 SESSION = "ctop-e2e"
 

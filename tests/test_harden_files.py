@@ -58,6 +58,7 @@ def test_the_history_database_is_not_readable_by_other_users(tmp_path):
     assert stat.S_IMODE((tmp_path / "ctop.db").stat().st_mode) == 0o640
 
 
+@pytest.mark.root
 @needs_root
 def test_the_history_database_belongs_to_the_control_group(tmp_path):
     group = grp.getgrgid(NOBODY).gr_name  # any group the daemon does not run as
@@ -133,6 +134,7 @@ def _as_nobody(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
                           capture_output=True, text=True, timeout=30, env=env, cwd="/")
 
 
+@pytest.mark.root
 @needs_root
 def test_a_socket_planted_in_tmp_by_another_user_is_refused():
     """No XDG_RUNTIME_DIR: the socket is /tmp/ctop-UID, which another user can create first."""
@@ -153,6 +155,7 @@ def test_a_socket_planted_in_tmp_by_another_user_is_refused():
         shutil.rmtree(planted, ignore_errors=True)
 
 
+@pytest.mark.root
 @needs_root
 def test_a_socket_in_a_directory_others_can_write_is_refused(tmp_path):
     shared = tmp_path / "shared"

@@ -45,6 +45,7 @@ async def test_the_drop_counter_opens_the_rejects_by_source(tmp_path):
         await engine.stop()
 
 
+@pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 async def test_the_header_says_history_is_failing(tmp_path):
     with tmpfs(tmp_path / "disk") as disk:

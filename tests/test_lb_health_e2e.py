@@ -22,6 +22,8 @@ from ctop.lb.request import ActionRequest
 
 from .test_engine import until
 
+pytestmark = pytest.mark.e2e  # the whole system: demo cluster, processes, terminal
+
 AUTOMATION = {"web": {"quiesce_after": 3, "restore_after": 2}}
 
 

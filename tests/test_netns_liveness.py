@@ -20,6 +20,8 @@ import pytest
 
 from tests.helpers.agent_helpers import AGENTD, write_key
 
+pytestmark = pytest.mark.root  # network namespaces and nft
+
 CTOP = Path(sys.executable).with_name("ctop")
 DIRECTOR_IP, NODE_IP = "10.231.7.1", "10.231.7.2"  # inside namespaces this test creates
 INTERVAL = 0.1

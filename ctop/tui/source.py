@@ -1,7 +1,8 @@
 """Where the UI gets its data: the `EngineLike` protocol, and a fixed `StaticSource`.
 
-The app only talks to an EngineLike, so the same UI runs on the real `ctop.engine.Engine`, on a
-remote daemon later, and on fixed snapshots in tests and screenshots.
+The app only talks to an EngineLike, so the same UI runs on the real `ctop.engine.Engine`, on the
+running `ctop serve` (`ctop.control.RemoteSource`), and on fixed snapshots in tests and
+screenshots.
 """
 
 from __future__ import annotations

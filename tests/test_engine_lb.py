@@ -9,6 +9,7 @@ import pytest_asyncio
 
 from ctop.engine import Engine
 from ctop.lb.request import ActionRequest
+from tests.helpers.lb_owner_helpers import server_stat
 
 from .test_engine import make_engine, until
 
@@ -78,7 +79,7 @@ async def test_readonly_engine_refuses_actions(tmp_path, haproxy):
     try:
         result = await eng.lb_action(ActionRequest("drain", "haproxy", "web6", "s1"))
         assert not result.ok and "read" in result.message.lower()
-        assert "1" in haproxy.cmd("get weight web6/s1")
+        assert server_stat(haproxy, "web6", "s1") == (1, "UP")  # neither drained nor re-weighted
     finally:
         await eng.stop()
 

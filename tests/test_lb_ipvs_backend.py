@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from ctop.lb.actions import LBController
 from ctop.lb.base import LBError
 from ctop.lb.ipvs import IPVSBackend
 
@@ -218,6 +219,14 @@ def test_module_not_loaded_never_runs_ipvsadm(tmp_path: Path) -> None:
     assert fake.calls() == []  # ipvsadm -L would have loaded ip_vs as a side effect
 
 
-def test_protocol_matches_backend() -> None:
-    b = IPVSBackend()
-    assert (b.name, b.max_weight) == ("ipvs", 2**31 - 1)
+def test_ipvs_weights_go_past_haproxys_256_up_to_the_kernels_limit(
+    tmp_path: Path, proc: Path
+) -> None:
+    """The controller's range for an IPVS balancer is the kernel's, not HAProxy's 0..256."""
+    fake = FakeIpvsadm(tmp_path, RICH)
+    ctl = LBController({"ipvs": backend(fake, proc)}, None)
+    big = ctl.plan_set_weight("ipvs", "TCP 10.0.0.1:80", "10.0.0.2:80", 1000)
+    assert big.ok and big.after == 1000, big.message
+    over = ctl.set_weight("ipvs", "TCP 10.0.0.1:80", "10.0.0.2:80", 2**31)
+    assert not over.ok and "out of range 0..2147483647" in over.message
+    assert fake.edits() == []  # nothing ran

@@ -145,7 +145,7 @@ def test_a_socket_planted_in_tmp_by_another_user_is_refused():
     forged = ForgedDaemon(planted / "ctop.sock", owner=1)
     try:
         env = {**env_without("XDG_RUNTIME_DIR"), "HOME": "/nonexistent"}
-        out = _as_nobody("status", env=env)
+        out = _as_nobody("status", "--config", "/dev/null", env=env)  # not the machine's
         assert "FORGED" not in out.stdout
         assert out.returncode == 3
         assert f"{planted}/ctop.sock belongs to daemon (uid 1)" in out.stderr
@@ -163,7 +163,8 @@ def test_a_socket_in_a_directory_others_can_write_is_refused(tmp_path):
     shared.chmod(0o777)  # anyone could have replaced the socket
     forged = ForgedDaemon(shared / "ctop.sock", owner=0)
     try:
-        out = subprocess.run([str(CTOP), "status", "--socket", str(shared / "ctop.sock")],
+        out = subprocess.run([str(CTOP), "status", "--config", "/dev/null",
+                              "--socket", str(shared / "ctop.sock")],
                              capture_output=True, text=True, timeout=30)
         assert out.returncode == 3 and "FORGED" not in out.stdout
         assert f"directory {shared} can be written by others (mode 0777)" in out.stderr

@@ -65,7 +65,8 @@ def nft_rule(ns: str, rule: str) -> None:
 
 
 def status(sock: Path) -> dict | None:
-    out = subprocess.run([str(CTOP), "status", "--json", "--socket", str(sock)],
+    out = subprocess.run([str(CTOP), "status", "--json", "--config", "/dev/null",
+                          "--socket", str(sock)],
                          capture_output=True, text=True, timeout=10)
     return json.loads(out.stdout) if out.returncode == 0 else None
 

@@ -13,8 +13,7 @@ import pytest_asyncio
 
 from ctop.demo import DemoCluster
 from ctop.engine import Engine
-
-from .test_engine import until
+from tests.helpers.engine_helpers import until
 
 pytestmark = pytest.mark.e2e  # the whole system: demo cluster, processes, terminal
 

@@ -9,9 +9,8 @@ import pytest_asyncio
 
 from ctop.engine import Engine
 from ctop.lb.request import ActionRequest
+from tests.helpers.engine_helpers import make_engine, until
 from tests.helpers.lb_owner_helpers import server_stat
-
-from .test_engine import make_engine, until
 
 
 @pytest_asyncio.fixture(loop_scope="function")

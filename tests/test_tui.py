@@ -22,14 +22,13 @@ from ctop.tui.source import StaticSource
 from ctop.tui.widgets.alerts_pane import AlertsPane
 from ctop.tui.widgets.lb_pane import LBPane
 from ctop.tui.widgets.node_list import NodeList
+from tests.helpers.engine_helpers import make_engine, until
 from tests.helpers.lb_owner_helpers import server_stat
 from tests.helpers.sample import sample_history, sample_snapshot
-
-from .test_engine import make_engine, until
+from tests.helpers.tui_helpers import SIZE, select_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SIZE = (140, 42)
 
 
 def app_on(nodes: int = 40, view: str | None = "table", **kw) -> CtopApp:
@@ -167,19 +166,6 @@ async def lb_engine(tmp_path, haproxy):
     await until(lambda: eng.snapshot().lb)
     yield eng
     await eng.stop()
-
-
-async def select_server(pilot, app: CtopApp, service: str, server: str) -> LBPane:
-    """Tab to the LB pane and move the cursor to service/server."""
-    await pilot.press("tab")
-    pane = app.screen.query_one(LBPane)
-    assert pane.has_focus
-    for _ in range(200):
-        t = pane.target
-        if t.service == service and t.server.key == server:
-            return pane
-        await pilot.press("down")
-    raise AssertionError(f"{service}/{server} not in the LB pane")
 
 
 async def test_drain_goes_through_the_dialog_and_reaches_haproxy(lb_engine, haproxy):

@@ -101,7 +101,6 @@ class Engine:
         self._tasks: list[asyncio.Task[Any]] = []
         # Nodes whose liveness changed since the published snapshot was made.
         self._states_changed: set[str] = set()
-        self.tick_seconds = 0.0  # CPU time of the last tick, for the status output
         self._marks_saved = 0.0  # when every node's replay mark was last saved
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -273,7 +272,6 @@ class Engine:
         self._snapshot = replace(snap, events=tuple(self.events), received=self.model.received)
 
     def tick(self, now: float) -> Snapshot:
-        started = time.process_time()
         self._tick += 1
         self._judge(now)
         self._states_changed.clear()
@@ -307,7 +305,6 @@ class Engine:
                 self._marks_saved = now
             self.store.record_marks(self.verifier.marks(changed_only=not every))
         self.heap.after_tick(len(snap.nodes))
-        self.tick_seconds = time.process_time() - started
         return snap
 
     def _history_health(self) -> dict[str, Any]:

@@ -97,7 +97,6 @@ class Receiver:
         self.drops_by_source: Counter[str] = Counter()
         # reason -> source address -> rejects: which host sends the bad datagrams
         self.sources_by_reason: dict[str, Counter[str]] = {}
-        self.last_reject: dict[str, str] = {}  # reason -> last detail, for the status output
         self._loop: asyncio.AbstractEventLoop | None = None
         self.tune_gc = tune_gc
         self.deferred = deferred
@@ -186,7 +185,6 @@ class Receiver:
             self.accepted -= 1
         reason = str(rejected.reason)
         self.drops[reason] += 1
-        self.last_reject[reason] = f"{source}: {rejected.detail}"
         _count_source(self.drops_by_source, source)
         by_source = self.sources_by_reason.get(reason)
         if by_source is None:

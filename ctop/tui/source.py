@@ -75,9 +75,6 @@ class StaticSource:
         self._i = min(self._i + 1, len(self._snaps) - 1)
         return self._snaps[self._i]
 
-    def set_snapshot(self, snap: Snapshot) -> None:
-        self._snaps[self._i] = snap
-
     def history(self, node_id: str, metrics: Sequence[str], seconds: float) -> History:
         if self._history is None:
             return {m: [] for m in metrics}

@@ -130,10 +130,6 @@ class NodeList(LineView):
         self.scroll_to_line(self.line_of_cursor())
         self.refresh()
 
-    def select_id(self, node_id: str) -> None:
-        if self.arr is not None and node_id in self.arr.index:
-            self.select(self.arr.index[node_id])
-
     # -- keys and mouse ------------------------------------------------------------------------
 
     def action_move(self, dx: int, dy: int) -> None:

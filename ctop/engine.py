@@ -46,7 +46,9 @@ log = logging.getLogger(__name__)
 
 EVENTS_KEPT = 200  # recent events carried in each snapshot
 LB_URGENT_POLL = 0.1  # seconds between looks for a failed probe result automation must count
-FOLD_BATCH = 256  # deferred report bodies checked per idle moment of the socket (~2 ms)
+# deferred report bodies checked per idle moment of the socket (a few ms: docs/performance.md,
+# "Folding bodies while the socket is idle")
+FOLD_BATCH = 256
 # Seconds between saves of every node's replay mark; new boots and leaves are saved at the
 # next tick. After a crash, a message of the last seconds could be replayed once, and only
 # while it is younger than max_age (docs/director.md).

@@ -272,7 +272,10 @@ def toml_examples() -> Iterator[tuple[str, str]]:
             yield f"{path.name} toml block {i + 1}", block
 
 
-@pytest.mark.parametrize(("where", "block"), list(toml_examples()) or [("none", "")])
+EXAMPLES = list(toml_examples()) or [("none", "")]
+
+
+@pytest.mark.parametrize(("where", "block"), EXAMPLES, ids=[w for w, _ in EXAMPLES])
 def test_every_toml_example_loads(where: str, block: str, tmp_path: Path) -> None:
     if where == "none":
         pytest.skip("no toml examples in the docs")

@@ -77,6 +77,15 @@ def _show(value: Any) -> str:
         return repr(value)
 
 
+# Keys whose command-line flag is not the key's own name: one flag adds one item of the list.
+_FLAGS = {"probes": "--probe", "addresses": "--address"}
+
+
+def flag_of(key: str) -> str:
+    """The agentd flag that sets config key `key` (agentd/main.py)."""
+    return _FLAGS.get(key, f"--{key.replace('_', '-')}")
+
+
 class _Source:
     """Where values came from, to prefix errors with "file:line: key 'x'"."""
 
@@ -102,7 +111,7 @@ class _Source:
 
     def error(self, key: str, message: str, line: int | None = None) -> ConfigError:
         if self.path is None:  # a command-line flag
-            return ConfigError(f"--{key.replace('_', '-')}: {message}")
+            return ConfigError(f"{flag_of(key)}: {message}")
         line = line if line is not None else self.line_of(key)
         where = f"{self.path}:{line}" if line else self.path
         return ConfigError(f"{where}: key '{key}': {message}")

@@ -44,8 +44,9 @@ def beacon_slots(interval: float, beacon_interval: float) -> tuple[tuple[float, 
     return tuple(slots), max(beacon_interval, interval - slots[-1])
 
 
+# Everything but the probes is fixed for the life of a boot (joins announce it): SIGHUP logs it.
 _RESTART_KEYS = ("directors", "key_file", "node_id", "group", "interval", "join_interval",
-                 "beacon_interval")
+                 "beacon_interval", "addresses")
 
 
 class Agent:

@@ -328,7 +328,8 @@ class RemoteSource:
     them, journals them as this user and publishes them as events every attached UI sees).
 
     A thread polls the daemon every `poll` seconds, so the UI never waits on the socket or on
-    decoding (~100 ms at 10,000 nodes); `snapshot()` returns the newest one at once.
+    decoding (docs/director.md: the compact snapshot's sizes and times); `snapshot()` returns
+    the newest one at once.
     """
 
     records_actions = True  # the daemon publishes every action as an event

@@ -49,7 +49,9 @@ log = logging.getLogger(__name__)
 
 EVENTS_KEPT = 200  # recent events carried in each snapshot
 LB_URGENT_POLL = 0.1  # seconds between looks for a failed probe result automation must count
-FOLD_BATCH = 256  # deferred report bodies checked per idle moment of the socket (~2 ms)
+# deferred report bodies checked per idle moment of the socket (a few ms: docs/performance.md,
+# "Folding bodies while the socket is idle")
+FOLD_BATCH = 256
 # Seconds between saves of every node's replay mark; new boots and leaves are saved at the
 # next tick. After a crash, a message of the last seconds could be replayed once, and only
 # while it is younger than max_age (docs/director.md).
@@ -104,7 +106,6 @@ class Engine:
         self._tasks: list[asyncio.Task[Any]] = []
         # Nodes whose liveness changed since the published snapshot was made.
         self._states_changed: set[str] = set()
-        self.tick_seconds = 0.0  # CPU time of the last tick, for the status output
         self._marks_saved = 0.0  # when every node's replay mark was last saved
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -275,7 +276,6 @@ class Engine:
         self._snapshot = replace(snap, events=tuple(self.events), received=self.model.received)
 
     def tick(self, now: float) -> Snapshot:
-        started = time.process_time()
         self._tick += 1
         self._judge(now)
         self._states_changed.clear()
@@ -309,7 +309,6 @@ class Engine:
                 self._marks_saved = now
             self.store.record_marks(self.verifier.marks(changed_only=not every))
         self.heap.after_tick(len(snap.nodes))
-        self.tick_seconds = time.process_time() - started
         return snap
 
     def _history_health(self) -> dict[str, Any]:

@@ -33,63 +33,79 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+# HELP of the cluster-wide gauges, by name after "ctop_cluster_"
+CLUSTER_HELP = {
+    "cpu_avg_percent": "Average CPU use of the alive and suspect nodes, percent",
+    "cpu_max_percent": "Highest CPU use of a node, percent",
+    "memory_avg_percent": "Average memory use of the alive and suspect nodes, percent",
+    "memory_max_percent": "Highest memory use of a node, percent",
+    "tcp_established": "Established TCP connections of all nodes",
+    "imbalance_index": "Highest imbalance of a load-balancer service (0 balanced .. 1)",
+}
+
+
+def _family(out: list[str], name: str, kind: str, help_text: str) -> None:
+    out.append(f"# HELP {name} {help_text}")
+    out.append(f"# TYPE {name} {kind}")
+
+
 def exposition(snap: Snapshot) -> str:
+    """The whole text exposition; each metric's lines in one group under its HELP and TYPE."""
     out: list[str] = []
     t = snap.totals
     cluster = f'cluster="{_label(snap.cluster)}"'
-    out.append("# HELP ctop_nodes Nodes by liveness state")
-    out.append("# TYPE ctop_nodes gauge")
+    _family(out, "ctop_nodes", "gauge", "Nodes by liveness state")
     for state in Liveness:
         out.append(f'ctop_nodes{{{cluster},state="{state}"}} {getattr(t, str(state))}')
     for name, value in (("cpu_avg_percent", t.cpu_avg), ("cpu_max_percent", t.cpu_max),
                         ("memory_avg_percent", t.mem_avg), ("memory_max_percent", t.mem_max),
                         ("tcp_established", t.conns), ("imbalance_index", snap.imbalance)):
-        out.append(f"# TYPE ctop_cluster_{name} gauge")
+        _family(out, f"ctop_cluster_{name}", "gauge", CLUSTER_HELP[name])
         out.append(f"ctop_cluster_{name}{{{cluster}}} {value:g}")
-    out.append("# TYPE ctop_firing_alerts gauge")
+    _family(out, "ctop_firing_alerts", "gauge", "Alerts firing now")
     out.append(f"ctop_firing_alerts{{{cluster}}} {len(snap.alerts)}")
-    out.append("# TYPE ctop_receiver_drops_total counter")
+    _family(out, "ctop_receiver_drops_total", "counter", "Rejected datagrams by reason")
     for reason, count in sorted(snap.drops.items()):
         out.append(f'ctop_receiver_drops_total{{{cluster},reason="{reason}"}} {count}')
-    out.append("# HELP ctop_receiver_drops_by_source_total Rejected datagrams of the busiest "
-               "sources per reason")
-    out.append("# TYPE ctop_receiver_drops_by_source_total counter")
+    _family(out, "ctop_receiver_drops_by_source_total", "counter",
+            "Rejected datagrams of the busiest sources per reason")
     for reason, sources in sorted(snap.drop_sources.items()):
         for source, count in sources:
             out.append(f'ctop_receiver_drops_by_source_total{{{cluster},reason="{reason}",'
                        f'source="{_label(source)}"}} {count}')
-    out.append("# HELP ctop_history_failing 1 while history writes fail (reason in the label)")
-    out.append("# TYPE ctop_history_failing gauge")
+    _family(out, "ctop_history_failing", "gauge",
+            "1 while history writes fail (reason in the label)")
     reason = f',reason="{_label(snap.history_error)}"' if snap.history_error else ""
     out.append(f"ctop_history_failing{{{cluster}{reason}}} {1 if snap.history_error else 0}")
-    out.append("# HELP ctop_history_failing_since_seconds When history writes began to fail "
-               "(0: they work)")
-    out.append("# TYPE ctop_history_failing_since_seconds gauge")
+    _family(out, "ctop_history_failing_since_seconds", "gauge",
+            "When history writes began to fail (0: they work)")
     out.append(f"ctop_history_failing_since_seconds{{{cluster}}} {snap.history_failing_since:g}")
     for m in EXPORTED:  # per node, as the metric registry (agentd/metrics.py) names them
-        out.append(f"# HELP {m.prometheus} {_help(m)}")
-        out.append(f"# TYPE {m.prometheus} {'counter' if m.counter else 'gauge'}")
+        _family(out, m.prometheus, "counter" if m.counter else "gauge", _help(m))
         for n in snap.nodes:
             if n.liveness in (Liveness.ALIVE, Liveness.SUSPECT):
                 value = value_of(n, m)
                 if value is not None:
                     labels = f'node="{_label(n.node_id)}",group="{_label(n.group)}"'
                     out.append(f"{m.prometheus}{{{labels}}} {value:g}")
-    out.append("# TYPE ctop_service_up gauge")
-    out.append("# TYPE ctop_service_latency_ms gauge")
-    for n in snap.nodes:
-        for s in n.services:
-            labels = f'node="{_label(n.node_id)}",service="{_label(s.name)}"'
-            out.append(f"ctop_service_up{{{labels}}} {1 if s.status == 'ok' else 0}")
-            if s.latency_ms is not None:
-                out.append(f"ctop_service_latency_ms{{{labels}}} {s.latency_ms:g}")
-    for svc in snap.lb:
-        for rs in svc.servers:
-            labels = f'service="{_label(svc.key)}",server="{_label(rs.key)}"'
-            out.append(f"ctop_lb_weight{{{labels}}} {rs.weight}")
-            out.append(f"ctop_lb_active_connections{{{labels}}} {rs.active_conns}")
-            if rs.ratio is not None:
-                out.append(f"ctop_lb_balance_ratio{{{labels}}} {rs.ratio:g}")
+    services = [(f'node="{_label(n.node_id)}",service="{_label(s.name)}"', s)
+                for n in snap.nodes for s in n.services]
+    _family(out, "ctop_service_up", "gauge", "1 while the service check passes")
+    out += [f"ctop_service_up{{{labels}}} {1 if s.status == 'ok' else 0}"
+            for labels, s in services]
+    _family(out, "ctop_service_latency_ms", "gauge", "Latency of the last service check, ms")
+    out += [f"ctop_service_latency_ms{{{labels}}} {s.latency_ms:g}"
+            for labels, s in services if s.latency_ms is not None]
+    servers = [(f'service="{_label(svc.key)}",server="{_label(rs.key)}"', rs)
+               for svc in snap.lb for rs in svc.servers]
+    _family(out, "ctop_lb_weight", "gauge", "Weight of the real server on the balancer")
+    out += [f"ctop_lb_weight{{{labels}}} {rs.weight}" for labels, rs in servers]
+    _family(out, "ctop_lb_active_connections", "gauge", "Active connections of the real server")
+    out += [f"ctop_lb_active_connections{{{labels}}} {rs.active_conns}" for labels, rs in servers]
+    _family(out, "ctop_lb_balance_ratio", "gauge",
+            "Share of the load over share of the weight (1: as weighted)")
+    out += [f"ctop_lb_balance_ratio{{{labels}}} {rs.ratio:g}"
+            for labels, rs in servers if rs.ratio is not None]
     return "\n".join(out) + "\n"
 
 

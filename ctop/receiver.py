@@ -25,9 +25,10 @@ from ctop.ingest import BeaconVerifier, Verifier
 
 log = logging.getLogger(__name__)
 
-# Bytes of socket receive buffer asked for (the kernel doubles it for its bookkeeping): ~25,000
-# reports of headroom, enough to ride out the engine's once-a-second snapshot (100-200 ms at
-# 10,000 nodes) at 60,000 reports/s. Above net.core.rmem_max only with CAP_NET_ADMIN.
+# Bytes of socket receive buffer asked for (the kernel doubles it for its bookkeeping): enough
+# reports of headroom to ride out the engine's once-a-second snapshot at 60,000 reports/s
+# (figures: docs/performance.md, "Figures behind constants"). Above net.core.rmem_max only
+# with CAP_NET_ADMIN.
 RECV_BUFFER = 16 << 20
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux; not exported by Python 3.11
 MAX_SOURCES = 1024  # distinct source addresses we keep drop counts for (per reason)
@@ -36,8 +37,8 @@ BATCH = 512  # datagrams per wake-up before yielding to the loop
 # Cyclic GC generation 0 threshold for a director process. Every report allocates ~40
 # containers, and the model keeps the newest ones per node, so with the default (700) young
 # collections run every ~20 reports and keep promoting short-lived metrics into the old
-# generations, whose full scans grow with the cluster: measured ~35 % of ingest CPU and
-# 40 % of a 10,000-node snapshot (bench/ingest.py, docs/performance.md). Nearly everything
+# generations, whose full scans grow with the cluster (measured with bench/ingest.py:
+# docs/performance.md, "What was changed for speed"). Nearly everything
 # here is freed by reference counting; the collector only has to find rare cycles.
 GC_GEN0 = 100_000
 GC_GEN1 = 50
@@ -98,7 +99,6 @@ class Receiver:
         self.drops_by_source: Counter[str] = Counter()
         # reason -> source address -> rejects: which host sends the bad datagrams
         self.sources_by_reason: dict[str, Counter[str]] = {}
-        self.last_reject: dict[str, str] = {}  # reason -> last detail, for the status output
         self._loop: asyncio.AbstractEventLoop | None = None
         self.tune_gc = tune_gc
         self.deferred = deferred
@@ -187,7 +187,6 @@ class Receiver:
             self.accepted -= 1
         reason = str(rejected.reason)
         self.drops[reason] += 1
-        self.last_reject[reason] = f"{source}: {rejected.detail}"
         _count_source(self.drops_by_source, source)
         by_source = self.sources_by_reason.get(reason)
         if by_source is None:

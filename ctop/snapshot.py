@@ -41,8 +41,8 @@ class NodeView(NamedTuple):
     """One node as the operator sees it: latest metrics plus facts from its join.
 
     A NamedTuple rather than a frozen dataclass: the engine builds one per changed node per
-    tick (10,000 a second in a large cluster) and a 28-field frozen dataclass costs ~3.4 µs
-    to construct against ~0.3 µs for a tuple (bench/ingest.py, docs/performance.md).
+    tick (10,000 a second in a large cluster) and a frozen dataclass of this many fields costs
+    ten times a tuple to construct (bench/ingest.py; figures in docs/performance.md).
     """
 
     node_id: str

@@ -15,6 +15,15 @@ pytest_plugins = ["tests.helpers.haproxy_peer", "tests.helpers.peers"]
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+@pytest.fixture(autouse=True)
+def own_default_database(tmp_path_factory: pytest.TempPathFactory,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ctop run without a store path must not open the machine's database (as root
+    /var/lib/ctop/ctop.db, shared by everything on the host): $CTOP_DB points each test, and
+    every process it starts, at a fresh one. A test may set its own."""
+    monkeypatch.setenv("CTOP_DB", str(tmp_path_factory.mktemp("db") / "ctop.db"))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

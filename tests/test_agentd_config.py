@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from agentd.config import Config, ConfigError, Director, load, parse_director
+from tests.helpers.agent_helpers import AGENTD
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -124,7 +126,23 @@ colour = "blue"
 def test_flag_errors_name_the_flag() -> None:
     assert error_of(None, {"interval": -1.0}).startswith("--interval: ")
     assert error_of(None, {"director": ["[::1"]}).startswith("--director: bad address")
-    assert "--probes: probe 1:" in error_of(None, {"probes": ["nonsense"]})
+    assert "--probe: probe 1:" in error_of(None, {"probes": ["nonsense"]})
+    assert error_of(None, {"addresses": ["web-1"]}).startswith("--address: not an IP address")
+
+
+@pytest.mark.parametrize(("flag", "bad"), [
+    ("--probe", "nonsense"), ("--address", "web-1"), ("--director", "[::1"),
+    ("--interval", "-1"), ("--join-interval", "0"), ("--beacon-interval", "-2"),
+    ("--node-id", ""), ("--group", "x" * 300),
+])
+def test_agentd_names_the_flag_the_operator_typed(tmp_path: Path, flag: str, bad: str) -> None:
+    """The real command: its error starts with the flag given, which agentd accepts."""
+    done = subprocess.run(
+        [str(AGENTD), "--config", write(tmp_path, ""), flag, bad, "--once"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"agentd: config error: {flag}: "), done.stderr
 
 
 def test_missing_required_file(tmp_path: Path) -> None:

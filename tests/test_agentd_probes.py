@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agentd.protocol import UNSENT, Report
+from agentd.protocol import UNSENT, Join, Report
 from ctop.ingest.verifier import Verifier
 from tests.helpers.agent_helpers import KEY, Receiver, start_agent, stop_agent, write_key
 
@@ -140,3 +140,38 @@ def test_a_hanging_service_never_delays_a_report(
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     assert max(gaps) < 0.35, gaps
     assert later == {"stuck": "fail"}  # the check's own timeout, seen in a later report
+
+
+def test_sighup_with_new_addresses_says_a_restart_applies_them(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Joins keep announcing the boot's addresses; the log tells the operator to restart."""
+    key = write_key(tmp_path / "cluster.key")
+    conf = tmp_path / "agentd.toml"
+
+    def configure(address: str) -> None:
+        write_config(conf, receiver, key, "")
+        conf.write_text(conf.read_text() + f'join_interval = 0.3\naddresses = ["{address}"]\n')
+
+    def joins(count: int) -> list[tuple[str, ...]]:
+        seen: list[tuple[str, ...]] = []
+        deadline = time.monotonic() + 5
+        while len(seen) < count and time.monotonic() < deadline:
+            data = receiver.receive(deadline - time.monotonic())
+            msg = verifier.verify(data) if data is not None else None
+            if isinstance(msg, Join):
+                seen.append(msg.addresses)
+        return seen
+
+    configure("10.0.0.2")
+    proc = start_agent("--config", str(conf))
+    verifier = Verifier(KEY)
+    try:
+        assert joins(1) == [("10.0.0.2",)]
+        configure("10.0.0.3")
+        proc.send_signal(signal.SIGHUP)
+        assert joins(3) == [("10.0.0.2",)] * 3
+    finally:
+        code, err = stop_agent(proc)
+    assert code == 0, err
+    assert "SIGHUP: addresses changed; restart agentd to apply" in err

@@ -14,8 +14,9 @@ import pytest_asyncio
 from ctop.demo import DemoCluster
 from ctop.engine import Engine
 from ctop.lb.config import parse_config
+from tests.helpers.engine_helpers import until
 
-from .test_engine import until
+pytestmark = pytest.mark.e2e  # the whole system: demo cluster, processes, terminal
 
 
 @pytest_asyncio.fixture(loop_scope="function")

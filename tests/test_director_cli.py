@@ -19,6 +19,8 @@ from tests.helpers.agent_helpers import AGENTD, write_key
 
 ROOT = Path(__file__).resolve().parents[1]
 CTOP = Path(sys.executable).with_name("ctop")
+# an empty config: never the machine's /etc/ctop/ctop.toml, whatever it sets
+OWN_CONFIG = ("--config", "/dev/null")
 
 
 def config_error(tmp_path: Path, text: str) -> str:
@@ -154,7 +156,8 @@ def test_serve_runs_headless_and_status_reads_it(tmp_path, haproxy):
 
 
 def test_status_without_a_daemon_says_so(tmp_path):
-    out = subprocess.run([str(CTOP), "status", "--socket", str(tmp_path / "none.sock")],
+    out = subprocess.run([str(CTOP), "status", *OWN_CONFIG,
+                          "--socket", str(tmp_path / "none.sock")],
                          capture_output=True, text=True, timeout=30,
                          env={**os.environ, "HOME": str(tmp_path)})
     assert out.returncode == 3

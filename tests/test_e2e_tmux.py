@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -13,6 +14,8 @@ import pytest
 
 from tests.helpers.agent_helpers import AGENTD, write_key
 from tests.helpers.tmux_helpers import TmuxTerminal
+
+pytestmark = pytest.mark.e2e  # the whole system: demo cluster, processes, terminal
 
 CTOP = Path(sys.executable).with_name("ctop")
 SESSION = "ctop-e2e"
@@ -48,14 +51,19 @@ def agents_running() -> int:
 def test_demo_drains_a_real_server_from_the_keyboard_and_quits_cleanly(demo_terminal):
     wait_for("4 alive", timeout=40)
     shown = wait_for("serving")
-    assert "haproxy" in shown and "serving" in shown
+    # HAProxy's four real servers, each mapped to its demo node and serving
+    serving = {m.group(1) for m in re.finditer(r"(web-0[1-4])\b.*serving", shown)}
+    assert serving == {"web-01", "web-02", "web-03", "web-04"}, shown
     assert agents_running() == 4
 
     tmux("send-keys", "-t", SESSION, "Tab")  # focus the load-balancer pane
     time.sleep(0.5)
     tmux("send-keys", "-t", SESSION, "d")
     dialog = wait_for("Drain?")
-    assert "before" in dialog and "after" in dialog and "weight 0" in dialog
+    # the plan: the first server, from the demo's weight 10 serving to weight 0 drained
+    assert re.search(r"server\s+web-01\s", dialog), dialog
+    assert re.search(r"before\s+weight 10\s+serving", dialog), dialog
+    assert re.search(r"after\s+weight 0\s+drained", dialog), dialog
     tmux("send-keys", "-t", SESSION, "y")
     # The dialog itself says "drained" (its plan): wait for the events pane's record of the
     # action, which exists only once the dialog is gone and the balancer answered. A "q" typed
@@ -110,7 +118,9 @@ def test_ctop_attaches_to_a_running_daemon_and_shows_the_node_it_opens(tmp_path)
         while "not reported" in shown and time.monotonic() < deadline:
             time.sleep(0.2)
             shown = screen()
-        assert "not reported" not in shown and "rss" in shown, shown
+        # a process row of the node's raw report: pid, name, CPU %, size
+        assert "not reported" not in shown, shown
+        assert re.search(r"\b\d+\s+\S+\s+\d+\.\d%\s+\d", shown), shown
         tmux("send-keys", "-t", SESSION, "Escape")
         time.sleep(0.5)
         tmux("send-keys", "-t", SESSION, "q")

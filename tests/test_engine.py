@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -24,55 +23,10 @@ import pytest_asyncio
 
 from agentd.encoder import encode
 from agentd.protocol import Header, Join, Leave
-from ctop.alerts import parse_rules
-from ctop.config import DirectorConfig, LivenessConfig, StoreConfig
-from ctop.engine import Engine
-from ctop.hooks import parse_hooks
-from ctop.lb.config import parse_config
+from ctop.config import LivenessConfig
 from ctop.snapshot import Liveness
-from tests.helpers.agent_helpers import AGENTD, KEY, write_key
-
-INTERVAL = 0.2
-
-
-def make_engine(tmp_path: Path, **kw) -> Engine:
-    # alerts, hooks and lb as ctop.toml writes them: tables, parsed as the config parses them
-    if "alerts" in kw:
-        kw["alerts"] = tuple(parse_rules(kw["alerts"]))
-    if "hooks" in kw:
-        kw["hooks"] = tuple(parse_hooks(kw["hooks"]))
-    if "lb" in kw:
-        kw["lb"] = parse_config(kw["lb"])
-    cfg = DirectorConfig(
-        cluster="test",
-        listen=("127.0.0.1", 0),
-        key_file=str(write_key(tmp_path / "cluster.key")),
-        tick=kw.pop("tick", 0.1),
-        liveness=kw.pop("liveness", LivenessConfig(suspect_after=2.5, dead_after=5.0)),
-        store=StoreConfig(path=str(tmp_path / "ctop.db"), raw_every=INTERVAL),
-        control_socket=str(tmp_path / "ctop.sock"),
-        **kw,
-    )
-    return Engine(cfg)
-
-
-def start_agent(tmp_path: Path, port: int, node: str, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [str(AGENTD), "--config", str(tmp_path / "none.toml"), "--director", f"127.0.0.1:{port}",
-         "--key-file", str(tmp_path / "cluster.key"), "--node-id", node, "--group", "g1",
-         "--interval", str(INTERVAL), *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-
-
-async def until(predicate: Callable[[], object], timeout: float = 10.0, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(step)
-    raise AssertionError(f"condition not met within {timeout} s")
+from tests.helpers.agent_helpers import KEY
+from tests.helpers.engine_helpers import make_engine, start_agent, until
 
 
 @pytest_asyncio.fixture(loop_scope="function")

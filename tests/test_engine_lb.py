@@ -9,8 +9,8 @@ import pytest_asyncio
 
 from ctop.engine import Engine
 from ctop.lb.request import ActionRequest
-
-from .test_engine import make_engine, until
+from tests.helpers.engine_helpers import make_engine, until
+from tests.helpers.lb_owner_helpers import server_stat
 
 
 @pytest_asyncio.fixture(loop_scope="function")
@@ -78,7 +78,7 @@ async def test_readonly_engine_refuses_actions(tmp_path, haproxy):
     try:
         result = await eng.lb_action(ActionRequest("drain", "haproxy", "web6", "s1"))
         assert not result.ok and "read" in result.message.lower()
-        assert "1" in haproxy.cmd("get weight web6/s1")
+        assert server_stat(haproxy, "web6", "s1") == (1, "UP")  # neither drained nor re-weighted
     finally:
         await eng.stop()
 

@@ -58,6 +58,7 @@ def test_the_history_database_is_not_readable_by_other_users(tmp_path):
     assert stat.S_IMODE((tmp_path / "ctop.db").stat().st_mode) == 0o640
 
 
+@pytest.mark.root
 @needs_root
 def test_the_history_database_belongs_to_the_control_group(tmp_path):
     group = grp.getgrgid(NOBODY).gr_name  # any group the daemon does not run as
@@ -133,6 +134,7 @@ def _as_nobody(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
                           capture_output=True, text=True, timeout=30, env=env, cwd="/")
 
 
+@pytest.mark.root
 @needs_root
 def test_a_socket_planted_in_tmp_by_another_user_is_refused():
     """No XDG_RUNTIME_DIR: the socket is /tmp/ctop-UID, which another user can create first."""
@@ -143,7 +145,7 @@ def test_a_socket_planted_in_tmp_by_another_user_is_refused():
     forged = ForgedDaemon(planted / "ctop.sock", owner=1)
     try:
         env = {**env_without("XDG_RUNTIME_DIR"), "HOME": "/nonexistent"}
-        out = _as_nobody("status", env=env)
+        out = _as_nobody("status", "--config", "/dev/null", env=env)  # not the machine's
         assert "FORGED" not in out.stdout
         assert out.returncode == 3
         assert f"{planted}/ctop.sock belongs to daemon (uid 1)" in out.stderr
@@ -153,6 +155,7 @@ def test_a_socket_planted_in_tmp_by_another_user_is_refused():
         shutil.rmtree(planted, ignore_errors=True)
 
 
+@pytest.mark.root
 @needs_root
 def test_a_socket_in_a_directory_others_can_write_is_refused(tmp_path):
     shared = tmp_path / "shared"
@@ -160,7 +163,8 @@ def test_a_socket_in_a_directory_others_can_write_is_refused(tmp_path):
     shared.chmod(0o777)  # anyone could have replaced the socket
     forged = ForgedDaemon(shared / "ctop.sock", owner=0)
     try:
-        out = subprocess.run([str(CTOP), "status", "--socket", str(shared / "ctop.sock")],
+        out = subprocess.run([str(CTOP), "status", "--config", "/dev/null",
+                              "--socket", str(shared / "ctop.sock")],
                              capture_output=True, text=True, timeout=30)
         assert out.returncode == 3 and "FORGED" not in out.stdout
         assert f"directory {shared} can be written by others (mode 0777)" in out.stderr

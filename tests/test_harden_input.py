@@ -102,6 +102,7 @@ def tiny_disk(tmp_path):
         yield where
 
 
+@pytest.mark.root
 def test_a_full_disk_is_reported_not_logged_every_second(tmp_path, tiny_disk):
     prom = free_udp_port()
     d = Daemon(tmp_path, f'[prometheus]\nlisten = "127.0.0.1:{prom}"',

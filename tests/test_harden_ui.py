@@ -12,9 +12,8 @@ import pytest
 from ctop.tui.app import CtopApp
 from ctop.tui.screens.drops import DropsScreen
 from ctop.tui.widgets.header import ClusterHeader
+from tests.helpers.engine_helpers import make_engine, until
 from tests.helpers.serve_helpers import Sender, fill, tmpfs
-
-from .test_engine import make_engine, until
 
 
 async def test_the_drop_counter_opens_the_rejects_by_source(tmp_path):
@@ -45,6 +44,7 @@ async def test_the_drop_counter_opens_the_rejects_by_source(tmp_path):
         await engine.stop()
 
 
+@pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 async def test_the_header_says_history_is_failing(tmp_path):
     with tmpfs(tmp_path / "disk") as disk:

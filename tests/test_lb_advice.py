@@ -6,7 +6,7 @@ import itertools
 import random
 
 from ctop.lb.actions import LBController
-from ctop.lb.advice import AdvicePolicy, ServerLoad, WeightAdvisor, advise, apply_advice
+from ctop.lb.advice import AdvicePolicy, ServerLoad, WeightAdvisor, advise
 from ctop.lb.haproxy import HAProxyBackend
 from ctop.lb.journal import Journal
 from tests.helpers.haproxy_peer import HAProxyLab
@@ -113,7 +113,10 @@ def test_noise_does_not_make_weights_wander() -> None:
     assert seen == {"a": {10}, "b": {10}, "c": {20}}  # the dead band absorbs the noise
 
 
-def test_apply_advice_on_real_haproxy(haproxy: HAProxyLab, tmp_path) -> None:
+def test_advised_weights_set_by_automation_move_real_haproxy_traffic(
+    haproxy: HAProxyLab, tmp_path
+) -> None:
+    """As the monitor applies advice ([lb.advice] auto): through the controller, origin auto."""
     ctl = LBController({"haproxy": HAProxyBackend(haproxy.admin_socket)}, Journal(tmp_path / "db"))
     loads = [
         ServerLoad("s1", 1, 2, 0.5, 10),
@@ -121,7 +124,8 @@ def test_apply_advice_on_real_haproxy(haproxy: HAProxyLab, tmp_path) -> None:
         ServerLoad("s3", 1, 8, 0.5, 40),
     ]
     advice = advise(loads, AdvicePolicy(max_step=1.0))
-    results = apply_advice(ctl, "haproxy", "web8", advice, origin="auto")
+    results = [ctl.set_weight("haproxy", "web8", a.server, a.suggested, origin="auto")
+               for a in advice if a.change]
     assert [r.ok for r in results] == [True] and results[0].after == 2
     counts = haproxy.hits("web8", 40)
     assert counts["s3"] == 20 and counts["s1"] == 10

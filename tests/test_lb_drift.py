@@ -15,8 +15,7 @@ from ctop.lb.actions import LBController
 from ctop.lb.haproxy import HAProxyBackend
 from ctop.lb.journal import Journal
 from ctop.lb.request import ActionRequest
-
-from .test_engine import make_engine, until
+from tests.helpers.engine_helpers import make_engine, until
 
 
 @pytest_asyncio.fixture(loop_scope="function")

@@ -13,8 +13,8 @@ from ctop.lb.base import LBError, ServerState
 from ctop.lb.haproxy import HAProxyBackend, map_status, parse_endpoint
 from ctop.lb.ipvs import NO_MAINT, IPVSBackend
 from ctop.lb.journal import Journal
+from tests.helpers.fake_ipvsadm import RICH, FakeIpvsadm, section
 from tests.helpers.haproxy_peer import SERVERS, HAProxyLab
-from tests.test_lb_ipvs_backend import RICH, FakeIpvsadm, section
 
 
 @pytest.fixture

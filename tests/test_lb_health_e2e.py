@@ -20,8 +20,9 @@ from ctop.demo import DemoCluster
 from ctop.engine import Engine
 from ctop.lb.config import parse_config
 from ctop.lb.request import ActionRequest
+from tests.helpers.engine_helpers import until
 
-from .test_engine import until
+pytestmark = pytest.mark.e2e  # the whole system: demo cluster, processes, terminal
 
 AUTOMATION = {"web": {"quiesce_after": 3, "restore_after": 2}}
 

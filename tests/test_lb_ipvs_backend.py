@@ -11,64 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from ctop.lb.actions import LBController
 from ctop.lb.base import LBError
 from ctop.lb.ipvs import IPVSBackend
+from tests.helpers.fake_ipvsadm import RICH, TUNNELS, FakeIpvsadm, section
 
-FIXTURES = Path(__file__).parent / "fixtures" / "ipvs"
 NOBODY = (
     "Can't initialize ipvs: Permission denied (you must be root)\n"
     "Are you sure that IP Virtual Server is built in the kernel or as module?"
 )
 
-
-def section(name: str, title: str) -> str:
-    for part in (FIXTURES / name).read_text().split("===== "):
-        head, _, body = part.partition("\n")
-        if head.strip() == title:
-            return body
-    raise KeyError(title)
-
-
-RICH = {
-    "-Ln --exact": section("ipvsadm_rich.txt", "ipvsadm -Ln"),
-    "-Ln --exact --thresholds": section("ipvsadm_rich.txt", "ipvsadm -Ln --thresholds"),
-    "-Ln --exact --stats": section("ipvsadm_rich.txt", "ipvsadm -Ln --stats --exact"),
-    "-Ln --exact --rate": section("ipvsadm_rich.txt", "ipvsadm -Ln --rate --exact"),
-}
-TUNNELS = {
-    "-Ln --exact": section("tunnel_capture.txt", "ipvsadm -Ln --tun-info --exact"),
-    "-Ln --exact --thresholds": "Prot LocalAddress:Port            Uthreshold Lthreshold\n",
-    "-Ln --exact --tun-info": section("tunnel_capture.txt", "ipvsadm -Ln --tun-info --exact"),
-}
-
-
-class FakeIpvsadm:
-    """Writes a shell script that answers known argument lists and logs every call."""
-
-    def __init__(self, tmp: Path, outputs: dict[str, str], edit: tuple[int, str] = (0, "")):
-        self.log = tmp / "calls.log"
-        self.path = tmp / "ipvsadm"
-        cases = []
-        for i, (args, text) in enumerate(outputs.items()):
-            (tmp / f"out{i}").write_text(text)
-            cases.append(f"  {shlex.quote(args)}) cat {tmp}/out{i} ;;")
-        rc, err = edit
-        cases.append(f'  "-e "*) printf %s {shlex.quote(err)} >&2; exit {rc} ;;')
-        cases.append('  *) echo "unexpected: $*" >&2; exit 99 ;;')
-        self.path.write_text(
-            '#!/bin/bash\necho "$*" >> '
-            + str(self.log)
-            + '\ncase "$*" in\n'
-            + "\n".join(cases)
-            + "\nesac\n"
-        )
-        self.path.chmod(0o755)
-
-    def calls(self) -> list[str]:
-        return self.log.read_text().splitlines() if self.log.exists() else []
-
-    def edits(self) -> list[str]:
-        return [c for c in self.calls() if c.startswith("-e ")]
 
 
 @pytest.fixture
@@ -218,6 +170,14 @@ def test_module_not_loaded_never_runs_ipvsadm(tmp_path: Path) -> None:
     assert fake.calls() == []  # ipvsadm -L would have loaded ip_vs as a side effect
 
 
-def test_protocol_matches_backend() -> None:
-    b = IPVSBackend()
-    assert (b.name, b.max_weight) == ("ipvs", 2**31 - 1)
+def test_ipvs_weights_go_past_haproxys_256_up_to_the_kernels_limit(
+    tmp_path: Path, proc: Path
+) -> None:
+    """The controller's range for an IPVS balancer is the kernel's, not HAProxy's 0..256."""
+    fake = FakeIpvsadm(tmp_path, RICH)
+    ctl = LBController({"ipvs": backend(fake, proc)}, None)
+    big = ctl.plan_set_weight("ipvs", "TCP 10.0.0.1:80", "10.0.0.2:80", 1000)
+    assert big.ok and big.after == 1000, big.message
+    over = ctl.set_weight("ipvs", "TCP 10.0.0.1:80", "10.0.0.2:80", 2**31)
+    assert not over.ok and "out of range 0..2147483647" in over.message
+    assert fake.edits() == []  # nothing ran

@@ -15,7 +15,6 @@ from ctop.lb.ipvs_parse import (
     parse_list,
     parse_number,
     parse_proc_ip_vs,
-    parse_proc_stats,
     parse_rates,
     parse_service_key,
     parse_stats,
@@ -109,12 +108,6 @@ def test_merge_fills_rates_totals_and_thresholds() -> None:
     )  # fmt: skip
 
 
-def test_proc_global_stats_are_hex() -> None:
-    stats = parse_proc_stats(fixture("proc_net_ip_vs_stats.txt"))
-    assert stats.totals == Counters(12, 0x48, 0x48, 0x1260, 0x1860)
-    assert stats.rates == Counters(1, 4, 4, 0x100, 0x153)
-
-
 # ---- rich: UDP + persistence, sched flags, DR, IPv6, fwmark, tunnel, thresholds ----
 
 
@@ -168,12 +161,6 @@ def test_rich_rates_and_stats() -> None:
     # a single-service listing has no version line; it parses the same
     one = parse_stats(section("ipvsadm_rich.txt", "ipvsadm -Ln -t 10.0.0.1:80 --stats --exact"))
     assert one[("TCP 10.0.0.1:80", "10.0.0.3:80")] == Counters(5, 96, 100, 5442, 1206528)
-
-
-def test_rich_proc_global_stats() -> None:
-    stats = parse_proc_stats(section("proc_rich.txt", "/proc/net/ip_vs_stats"))
-    assert stats.totals == Counters(11, 216, 229, 12216, 3014780)
-    assert stats.rates.out_bytes == 0x242E0
 
 
 # ---- tunnels, IPv6 fwmark, flags (captured in the VM: tunnel_capture.txt) ----
@@ -307,10 +294,3 @@ def test_parse_errors_name_the_line(text: str, match: str) -> None:
     with pytest.raises(IPVSParseError, match=match) as info:
         parse_list(text)
     assert isinstance(info.value, LBError)  # callers catch one exception type
-
-
-def test_proc_stats_error() -> None:
-    with pytest.raises(IPVSParseError, match="want 2 rows"):
-        parse_proc_stats("   Total Incoming\n       C       48   48   1260   1860\n")
-    with pytest.raises(IPVSParseError, match="line 2: want 5 hex numbers"):
-        parse_proc_stats("   Total Incoming\n       C       48\n")

@@ -154,6 +154,7 @@ def operator_accounts() -> Iterator[tuple[str, str, int]]:
         subprocess.run(["groupdel", group], check=False)
 
 
+@pytest.mark.root
 def test_changes_only_for_root_and_the_control_group_recorded_as_the_caller(
         haproxy: HAProxyLab, operator_accounts) -> None:
     group, user, gid = operator_accounts

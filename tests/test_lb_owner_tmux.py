@@ -15,6 +15,8 @@ from tests.helpers.haproxy_peer import HAProxyLab
 from tests.helpers.lb_owner_helpers import CTOP, director, server_stat, serving
 from tests.helpers.tmux_helpers import TmuxTerminal
 
+pytestmark = pytest.mark.e2e  # the whole system: demo cluster, processes, terminal
+
 SESSION = f"ctop-owner-{os.getpid()}"  # other suites may use the shared tmux server
 
 

@@ -18,11 +18,10 @@ from ctop.lb.request import ActionRequest
 from ctop.tui.app import CtopApp
 from ctop.tui.screens.confirm import ConfirmAction
 from ctop.tui.screens.main import MainScreen
+from tests.helpers.engine_helpers import make_engine, until
 from tests.helpers.haproxy_peer import HAProxyLab
 from tests.helpers.lb_owner_helpers import director, server_stat, serving
-
-from .test_engine import make_engine, until
-from .test_tui import SIZE
+from tests.helpers.tui_helpers import SIZE
 
 ACTION_KEYS = {"d", "m", "w", "plus", "minus", "r", "A"}
 

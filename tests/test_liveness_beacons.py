@@ -17,6 +17,8 @@ import pytest
 from tests.helpers.netns_lab import Lab, transitions, usable
 
 DEFAULT_NODES = (0, 1, 2)
+pytestmark = pytest.mark.root  # network namespaces and nft
+
 OLD = 3  # started with --beacon-interval 0: an agent from before beacons
 DEAD_WITHIN = 3.0
 

@@ -20,6 +20,8 @@ import pytest
 
 from tests.helpers.agent_helpers import AGENTD, write_key
 
+pytestmark = pytest.mark.root  # network namespaces and nft
+
 CTOP = Path(sys.executable).with_name("ctop")
 DIRECTOR_IP, NODE_IP = "10.231.7.1", "10.231.7.2"  # inside namespaces this test creates
 INTERVAL = 0.1
@@ -63,7 +65,8 @@ def nft_rule(ns: str, rule: str) -> None:
 
 
 def status(sock: Path) -> dict | None:
-    out = subprocess.run([str(CTOP), "status", "--json", "--socket", str(sock)],
+    out = subprocess.run([str(CTOP), "status", "--json", "--config", "/dev/null",
+                          "--socket", str(sock)],
                          capture_output=True, text=True, timeout=10)
     return json.loads(out.stdout) if out.returncode == 0 else None
 

@@ -4,13 +4,17 @@ actions through the dialogs on the real engine with a real HAProxy."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 import pytest_asyncio
 
 from ctop.engine import Engine
 from ctop.lb.request import ActionRequest
 from ctop.tui.app import CtopApp
-from ctop.tui.colors import color_system
 from ctop.tui.screens.confirm import ConfirmAction, WeightInput
 from ctop.tui.screens.main import MainScreen
 from ctop.tui.screens.node_detail import NodeDetail
@@ -18,11 +22,13 @@ from ctop.tui.source import StaticSource
 from ctop.tui.widgets.alerts_pane import AlertsPane
 from ctop.tui.widgets.lb_pane import LBPane
 from ctop.tui.widgets.node_list import NodeList
+from tests.helpers.engine_helpers import make_engine, until
+from tests.helpers.lb_owner_helpers import server_stat
 from tests.helpers.sample import sample_history, sample_snapshot
+from tests.helpers.tui_helpers import SIZE, select_server
 
-from .test_engine import make_engine, until
+ROOT = Path(__file__).resolve().parent.parent
 
-SIZE = (140, 42)
 
 
 def app_on(nodes: int = 40, view: str | None = "table", **kw) -> CtopApp:
@@ -129,14 +135,25 @@ async def test_t_toggles_grid_and_table_keeping_the_selection():
         assert main(small).view == "grid"  # small clusters start on the panel grid
 
 
-def test_color_option_maps_to_textual_color_systems():
-    assert [color_system(c) for c in ("truecolor", "256", "16", "8", None)] == [
-        "truecolor",
-        "256",
-        "standard",
-        "standard",
-        "auto",
-    ]
+@pytest.mark.parametrize(("option", "system"), [
+    ("8", "standard"), ("16", "standard"), ("256", "256"), ("truecolor", "truecolor"),
+])
+def test_color_option_sets_the_colours_the_app_draws_with(option, system):
+    """In a fresh process, as `ctop --color` runs: the option must act before Textual loads."""
+    code = (
+        "from ctop.tui.colors import apply_color_option\n"
+        f"apply_color_option({option!r})\n"
+        "from ctop.tui.app import CtopApp\n"
+        "from ctop.tui.source import StaticSource\n"
+        "from tests.helpers.sample import sample_snapshot\n"
+        f"app = CtopApp(StaticSource(sample_snapshot(3)), color={option!r})\n"
+        "print(app.console.color_system)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("TEXTUAL_COLOR_SYSTEM", "NO_COLOR")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [system]
 
 
 # -- the real engine with a real HAProxy ------------------------------------------------------
@@ -149,19 +166,6 @@ async def lb_engine(tmp_path, haproxy):
     await until(lambda: eng.snapshot().lb)
     yield eng
     await eng.stop()
-
-
-async def select_server(pilot, app: CtopApp, service: str, server: str) -> LBPane:
-    """Tab to the LB pane and move the cursor to service/server."""
-    await pilot.press("tab")
-    pane = app.screen.query_one(LBPane)
-    assert pane.has_focus
-    for _ in range(200):
-        t = pane.target
-        if t.service == service and t.server.key == server:
-            return pane
-        await pilot.press("down")
-    raise AssertionError(f"{service}/{server} not in the LB pane")
 
 
 async def test_drain_goes_through_the_dialog_and_reaches_haproxy(lb_engine, haproxy):
@@ -180,7 +184,7 @@ async def test_drain_goes_through_the_dialog_and_reaches_haproxy(lb_engine, hapr
             0,
         )
         assert "weight 1" in str(app.screen.query_one("#body").render())
-        assert "1" in haproxy.cmd("get weight web3/s2")  # nothing happens before confirming
+        assert server_stat(haproxy, "web3", "s2") == (1, "UP")  # nothing happens before confirming
         await pilot.press("y")
         await until(
             lambda: (

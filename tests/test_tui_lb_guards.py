@@ -14,9 +14,8 @@ from ctop.lb.request import ActionRequest
 from ctop.tui.app import CtopApp
 from ctop.tui.screens.confirm import ConfirmAction, ConfirmConsequence
 from ctop.tui.screens.connections import ConnectionsScreen
-
-from .test_engine import make_engine, until
-from .test_tui import SIZE, select_server
+from tests.helpers.engine_helpers import make_engine, until
+from tests.helpers.tui_helpers import SIZE, select_server
 
 
 @pytest_asyncio.fixture(loop_scope="function")

@@ -14,8 +14,7 @@ from ctop.tui.app import CtopApp
 from ctop.tui.screens.main import MainScreen
 from ctop.tui.screens.node_detail import NodeDetail
 from ctop.tui.widgets.chart import Chart
-
-from .test_engine import make_engine, start_agent, until
+from tests.helpers.engine_helpers import make_engine, start_agent, until
 
 SIZE = (140, 42)
 # Group order differs from name order, so grouping visibly changes the order:

@@ -25,8 +25,6 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from ctop.lb.actions import ActionResult, LBController
-
 
 @dataclass(frozen=True, slots=True)
 class ServerLoad:
@@ -152,19 +150,3 @@ class WeightAdvisor:
             self._avg[s.server] = cur
             smoothed.append(replace(s, cpu_idle=cur[0], load=cur[1], latency_ms=cur[2]))
         return advise(smoothed, self.policy)
-
-
-def apply_advice(
-    controller: LBController,
-    backend: str,
-    service: str,
-    advice: Iterable[Advice],
-    origin: str = "operator",
-) -> list[ActionResult]:
-    """Set the suggested weights. With origin "auto" the controller skips servers a human
-    drained or weighted (their results say so)."""
-    return [
-        controller.set_weight(backend, service, a.server, a.suggested, origin=origin)
-        for a in advice
-        if a.change
-    ]

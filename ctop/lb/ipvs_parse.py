@@ -8,7 +8,6 @@ Inputs, all captured from a real kernel (tests/fixtures/ipvs/):
 - `ipvsadm -Ln --tun-info`           -> parse_tun_info() (tunnel type/port/checksum of -i servers)
 - `/proc/net/ip_vs`                  -> parse_proc_ip_vs() (hex addresses, newest server first,
                                         persistence in kernel ticks, no thresholds or rates)
-- `/proc/net/ip_vs_stats`            -> parse_proc_stats() (hex totals, hex rates)
 merge() folds thresholds, stats and rates into the list.
 
 Columns are split on whitespace, never by position: weights up to 2147483647 and long IPv6
@@ -472,29 +471,6 @@ def parse_proc_ip_vs(text: str, hz: int) -> list[VirtualService]:
         # newest first in /proc; prepend so the order matches ipvsadm (oldest first)
         services[-1] = replace(svc, servers=(server, *svc.servers))
     return services
-
-
-@dataclass(frozen=True, slots=True)
-class GlobalStats:
-    """`/proc/net/ip_vs_stats`: totals and per-second rates over all services."""
-
-    totals: Counters
-    rates: Counters
-
-
-def parse_proc_stats(text: str) -> GlobalStats:
-    """`/proc/net/ip_vs_stats`: two hex rows (totals, then rates), each of 5 numbers."""
-    rows: list[Counters] = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        tokens = raw.split()
-        if not tokens or not all(re.fullmatch(r"[0-9A-Fa-f]+", t) for t in tokens):
-            continue  # headers ('Total Incoming ...', 'Conns/s ...') and blank lines
-        if len(tokens) != 5:
-            raise IPVSParseError(_where(number, raw, "want 5 hex numbers"))
-        rows.append(Counters(*(int(t, 16) for t in tokens)))
-    if len(rows) != 2:
-        raise IPVSParseError(f"/proc/net/ip_vs_stats: want 2 rows of numbers, got {len(rows)}")
-    return GlobalStats(totals=rows[0], rates=rows[1])
 
 
 # ---- /proc/net/ip_vs_conn -------------------------------------------------------------------

@@ -61,14 +61,6 @@ def narrows(old: tuple[str, ...], new: tuple[str, ...]) -> bool:
     return all(any(o in t for t in new) for o in old)
 
 
-def matcher(text: str) -> Callable[[NodeView], bool] | None:
-    """Every whitespace-separated term must occur in the name, id, group, state or an address."""
-    terms = terms_of(text)
-    if not terms:
-        return None
-    return lambda n: all(t in search_text(n) for t in terms)
-
-
 def _sort_key(sort: str, ratios: dict[str, float], grouped: bool) -> Callable[[NodeView], tuple]:
     """One flat tuple per node (cheaper than nested keys): group first when grouped."""
     if sort == "cpu":

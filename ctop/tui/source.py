@@ -1,7 +1,8 @@
 """Where the UI gets its data: the `EngineLike` protocol, and a fixed `StaticSource`.
 
-The app only talks to an EngineLike, so the same UI runs on the real `ctop.engine.Engine`, on a
-remote daemon later, and on fixed snapshots in tests and screenshots.
+The app only talks to an EngineLike, so the same UI runs on the real `ctop.engine.Engine`, on the
+running `ctop serve` (`ctop.control.RemoteSource`), and on fixed snapshots in tests and
+screenshots.
 """
 
 from __future__ import annotations
@@ -73,9 +74,6 @@ class StaticSource:
     def advance(self) -> Snapshot:
         self._i = min(self._i + 1, len(self._snaps) - 1)
         return self._snaps[self._i]
-
-    def set_snapshot(self, snap: Snapshot) -> None:
-        self._snaps[self._i] = snap
 
     def history(self, node_id: str, metrics: Sequence[str], seconds: float) -> History:
         if self._history is None:

@@ -14,7 +14,7 @@ from ctop.snapshot import NodeView
 from ctop.tui.format import count, fit, rate
 from ctop.tui.widgets.cells import meter, pad, service_dots, spark
 from ctop.tui.widgets.line_view import strip
-from ctop.tui.widgets.node_list import NodeLayout
+from ctop.tui.widgets.node_layout import NodeLayout
 
 CARD_W = 26  # card width; one blank column between cards
 CARD_LINES = 5  # lines per card; one blank line between card rows

@@ -1,8 +1,8 @@
 """The nodes widget: one Line-API view that draws the arrangement as a table or as a grid.
 
-Both views live in the same widget, each as a `NodeLayout` (node_table.py, node_grid.py), so
-`t` swaps how lines are drawn without moving focus, remounting the footer or re-arranging
-10,000 nodes; each layout keeps its own line cache across the toggle.
+Both views live in the same widget, each as a `NodeLayout` (node_layout.py; node_table.py,
+node_grid.py), so `t` swaps how lines are drawn without moving focus, remounting the footer or
+re-arranging 10,000 nodes; each layout keeps its own line cache across the toggle.
 """
 
 from __future__ import annotations
@@ -14,59 +14,13 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.strip import Strip
 
-from ctop.snapshot import Aggregate, NodeView, Snapshot
+from ctop.snapshot import NodeView, Snapshot
 from ctop.tui.arrange import Arrangement
 from ctop.tui.colors import RICH, Palette
 from ctop.tui.widgets.line_view import LineView
-
-
-class NodeLayout:
-    """How one view turns the arrangement into lines; reads its data from the widget."""
-
-    sticky = 0  # column header lines
-
-    def __init__(self, view: NodeList) -> None:
-        self.view = view
-
-    def forget(self) -> None:
-        """A new tick: drop cached lines (they show ages and ratios of the old one)."""
-
-    def layout(self) -> tuple[int, int]:
-        """New arrangement or size: (body lines, content width)."""
-        raise NotImplementedError
-
-    def relayout_needed(self) -> bool:
-        """After a resize: does the layout depend on the width?"""
-        return False
-
-    def line_of(self, index: int) -> int:
-        """The body line to keep on screen when node `index` is selected."""
-        raise NotImplementedError
-
-    def header_strip(self, width: int) -> Strip:
-        return Strip.blank(width)
-
-    def group_header(self, g: int) -> tuple[str, int, Aggregate | None]:
-        """Group g of the arrangement: its name, how many nodes it shows, and its totals."""
-        arr, snap = self.view.arr, self.view.snap
-        assert arr is not None and snap is not None
-        name, start, end = arr.groups[g]
-        totals = next((gv.totals for gv in snap.groups if gv.name == name), None)
-        return name, end - start, totals
-
-    def body_strip(self, line: int, width: int) -> Strip:
-        raise NotImplementedError
-
-    def move(self, index: int, dx: int, dy: int) -> int | None:
-        """The node index an arrow key leads to (None: the key scrolled instead)."""
-        raise NotImplementedError
-
-    def page(self, index: int, direction: int) -> int:
-        raise NotImplementedError
-
-    def index_at(self, line: int, x: int) -> int | None:
-        """Node under body line `line`, content column x (mouse)."""
-        raise NotImplementedError
+from ctop.tui.widgets.node_grid import GridLayout
+from ctop.tui.widgets.node_layout import NodeLayout
+from ctop.tui.widgets.node_table import TableLayout
 
 
 class NodeList(LineView):
@@ -104,9 +58,6 @@ class NodeList(LineView):
         classes: str | None = None,
     ) -> None:
         super().__init__(palette=palette, id=id, classes=classes)
-        from ctop.tui.widgets.node_grid import GridLayout  # they import NodeLayout from here
-        from ctop.tui.widgets.node_table import TableLayout
-
         self.layouts: dict[str, NodeLayout] = {"table": TableLayout(self), "grid": GridLayout(self)}
         self.mode = mode
         self.snap: Snapshot | None = None
@@ -178,10 +129,6 @@ class NodeList(LineView):
             self.post_message(self.Selected(self.selected_id))
         self.scroll_to_line(self.line_of_cursor())
         self.refresh()
-
-    def select_id(self, node_id: str) -> None:
-        if self.arr is not None and node_id in self.arr.index:
-            self.select(self.arr.index[node_id])
 
     # -- keys and mouse ------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from ctop.snapshot import NodeView
 from ctop.tui.format import age, count, rate
 from ctop.tui.widgets.cells import meter, pad, service_dots, spark, text
 from ctop.tui.widgets.line_view import strip
-from ctop.tui.widgets.node_list import NodeLayout
+from ctop.tui.widgets.node_layout import NodeLayout
 
 # (title, width, sort it belongs to)
 COLUMNS = (

@@ -38,9 +38,10 @@ class CtopApp(App[None]):
     TITLE = "ctop"
     CSS_PATH = Path(__file__).with_name("styles.tcss")
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit"),
-        Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("colon", "command_palette", "Commands", key_display=":", show=False),
+        Binding("q", "quit", "Quit", tooltip="quit (an attached UI leaves `ctop serve` running)"),
+        Binding("question_mark", "help", "Help", key_display="?", tooltip="this help"),
+        Binding("colon", "command_palette", "Commands", key_display=":", show=False,
+                tooltip="command palette (also ctrl+p)"),
     ]
 
     def __init__(

@@ -28,11 +28,15 @@ class ConfirmAction(ModalScreen["dict[str, Any] | None"]):
     consequence, and then runs with force."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,n", "cancel", "Cancel"),
-        Binding("y", "confirm", "Apply"),
-        Binding("p", "choice('ramp')", "Ramp", show=False),
-        Binding("x", "choice('cut')", "Cut sessions", show=False),
-        Binding("e", "choice('expire')", "Expire templates", show=False),
+        Binding("escape,n", "cancel", "Cancel", tooltip="cancel: nothing changes"),
+        Binding("y", "confirm", "Apply",
+                tooltip="apply; the last serving server (or below quorum) asks again"),
+        Binding("p", "choice('ramp')", "Ramp", show=False,
+                tooltip="restore: raise the weight in steps over 60 s"),
+        Binding("x", "choice('cut')", "Cut sessions", show=False,
+                tooltip="maintenance that also cuts open sessions (HAProxy)"),
+        Binding("e", "choice('expire')", "Expire templates", show=False,
+                tooltip="drain a persistent IPVS service and expire its templates"),
     ]
 
     def __init__(self, request: Request) -> None:
@@ -179,8 +183,9 @@ class ConfirmConsequence(ModalScreen[bool]):
     """The second confirmation of a guarded action: it names what will happen."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,n", "dismiss(False)", "Cancel"),
-        Binding("y", "dismiss(True)", "Do it anyway"),
+        Binding("escape,n", "dismiss(False)", "Cancel", tooltip="cancel: nothing changes"),
+        Binding("y", "dismiss(True)", "Do it anyway",
+                tooltip="do it anyway, forced (the dialog names the consequence)"),
     ]
 
     def __init__(self, title: str, consequence: str) -> None:
@@ -210,7 +215,9 @@ def _w(weight: int | None) -> str:
 
 
 class WeightInput(ModalScreen[int | None]):
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss(None)", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss(None)", "Cancel", tooltip="cancel (enter sets the weight)")
+    ]
 
     def __init__(self, server: str, current: int, top: int | None = None) -> None:
         super().__init__()

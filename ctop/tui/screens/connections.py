@@ -23,8 +23,8 @@ SHOWN = 200  # rows; a server with thousands of connections shows the count and 
 
 class ConnectionsScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,c,q", "dismiss(None)", "Close"),
-        Binding("r", "reload", "Reload"),
+        Binding("escape,c,q", "dismiss(None)", "Close", tooltip="close"),
+        Binding("r", "reload", "Reload", tooltip="read again now (it re-reads every 2 s)"),
     ]
 
     def __init__(self, target: Target) -> None:

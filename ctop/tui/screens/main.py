@@ -30,12 +30,15 @@ DEBOUNCE_S = 0.15
 
 class MainScreen(LBKeys, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("t", "toggle_view", "Grid/table"),
-        Binding("s", "cycle_sort", "Sort"),
-        Binding("g", "toggle_group", "Group"),
-        Binding("slash", "filter", "Filter", key_display="/"),
-        Binding("a", "app.alerts", "Alerts"),
-        Binding("x", "app.drops", "Rejects", show=False),
+        Binding("t", "toggle_view", "Grid/table", tooltip="nodes as cards (grid) or rows (table)"),
+        Binding("s", "cycle_sort", "Sort",
+                tooltip="sort by name, cpu, memory, connections, ratio, state"),
+        Binding("g", "toggle_group", "Group", tooltip="group by node group on / off"),
+        Binding("slash", "filter", "Filter", key_display="/",
+                tooltip="filter by name, id, group, state or address (enter keeps, esc clears)"),
+        Binding("a", "app.alerts", "Alerts", tooltip="alerts and events screen"),
+        Binding("x", "app.drops", "Rejects", show=False,
+                tooltip="rejected datagrams by reason and sender (or click the header)"),
         *LBKeys.LB_BINDINGS,
     ]
 

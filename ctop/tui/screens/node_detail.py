@@ -39,9 +39,10 @@ MAX_LATENCY_CHARTS = 3
 
 class NodeDetail(LBKeys, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("escape", "app.pop_screen", "Back", tooltip="back to the main screen"),
         # One footer entry for the six spans; the title line names the one shown.
-        Binding("1", "range('1')", "History span", key_display="1-6"),
+        Binding("1", "range('1')", "History span", key_display="1-6",
+                tooltip="chart span: " + ", ".join(label for _, label in RANGES.values())),
         *(Binding(k, f"range('{k}')", RANGES[k][1], show=False) for k in "23456"),
         *LBKeys.LB_BINDINGS,
     ]

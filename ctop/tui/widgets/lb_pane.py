@@ -48,11 +48,11 @@ class Target:
 class LBPane(LineView):
     sticky = 1
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up,k", "move(-1)", "Up", show=False),
+        Binding("up,k", "move(-1)", "Up", show=False, tooltip="select a real server"),
         Binding("down,j", "move(1)", "Down", show=False),
-        Binding("home", "move(-1000000000)", show=False),
+        Binding("home", "move(-1000000000)", show=False, tooltip="first / last real server"),
         Binding("end", "move(1000000000)", show=False),
-        Binding("enter", "open", "Open node", show=False),
+        Binding("enter", "open", "Open node", show=False, tooltip="open the server's node"),
     ]
 
     class Open(Message):

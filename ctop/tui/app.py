@@ -24,6 +24,7 @@ from ctop.tui.screens.help import HelpScreen
 from ctop.tui.screens.main import MainScreen
 from ctop.tui.screens.node_detail import NodeDetail
 from ctop.tui.source import EngineLike
+from ctop.tui.theme import use_color
 from ctop.tui.widgets.lb_pane import Target
 
 POLL_S = 0.5
@@ -58,6 +59,7 @@ class CtopApp(App[None]):
         self._readonly = readonly or bool(getattr(source, "readonly", False))
         self.readonly = self._readonly
         self.palette = palette_for(color)
+        use_color(self, color)
         self.color = color
         self.poll = poll
         self.snapshot: Snapshot = source.snapshot()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -57,7 +58,8 @@ class ConfirmAction(ModalScreen["dict[str, Any] | None"]):
         body.append(f"{'after':>8}  ", "dim")
         body.append(f"weight {_w(r.after)}  {r.state_after}", "bold")
         if r.message:
-            body.append(f"\n\n{r.message}", "yellow" if r.ok else "red")
+            pal = self.app.palette  # type: ignore[attr-defined]
+            body.append(f"\n\n{r.message}", pal.warn if r.ok else pal.fail)
         active = r.ok and not r.noop
         with Vertical(id="dialog"):
             yield Label(f"{r.title}?" if active else r.title, id="title")
@@ -129,14 +131,15 @@ class ConfirmAction(ModalScreen["dict[str, Any] | None"]):
                              cpu_crit=lim.cpu_crit, no_metrics=why)]  # fmt: skip
 
     def _show_whatif(self, lines: list[str]) -> None:
+        pal = self.app.palette  # type: ignore[attr-defined]
         text = Text()
         for ln in lines:
-            style = "red" if " CRIT > " in ln else "yellow" if " WARN > " in ln else ""
+            style = pal.fail if " CRIT > " in ln else pal.warn if " WARN > " in ln else ""
             if "persistence template" in ln:
-                style = "yellow"
+                style = pal.warn
             text.append(ln + "\n", style)
         if self.guard:
-            text.append(f"\n{self.guard}", "bold red")
+            text.append(f"\n{self.guard}", pal.fail + Style(bold=True))
         self.whatif = lines
         for w in self.query("#whatif"):
             w.update(text)  # type: ignore[attr-defined]
@@ -194,7 +197,8 @@ class ConfirmConsequence(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         body = Text()
-        body.append(self.consequence, "bold red")
+        pal = self.app.palette  # type: ignore[attr-defined]
+        body.append(self.consequence, pal.fail + Style(bold=True))
         body.append("\n\nDo it anyway?")
         with Vertical(id="dialog"):
             yield Label(f"{self.title_text}: are you sure?", id="title")

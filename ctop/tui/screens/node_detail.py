@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from ctop.snapshot import EventView, NodeView, Snapshot
+from ctop.tui.colors import Palette
 from ctop.tui.format import age, count, rate, size
 from ctop.tui.screens.lb_keys import LBKeys
 from ctop.tui.widgets.chart import Chart
@@ -33,8 +34,20 @@ RANGES = {
 }
 # seconds between chart refreshes per range
 RELOAD_EVERY = {"1": 1.0, "2": 2.0, "3": 10.0, "4": 60.0, "5": 300.0, "6": 600.0}
-BASE_METRICS = ("cpu_percent", "mem_percent", "net_rx_bps", "net_tx_bps", "tcp_established")
+# (metric, title, unit, top of the y axis or None: the data's own maximum). The unit is a
+# string (format.with_unit), as a metric registry gives it.
+CHARTS: tuple[tuple[str, str, str, float | None], ...] = (
+    ("cpu_percent", "CPU", "%", 100.0),
+    ("mem_percent", "Memory", "%", 100.0),
+    ("net_rx_bps", "Net in", "B/s", None),
+    ("net_tx_bps", "Net out", "B/s", None),
+    ("tcp_established", "TCP connections", "", None),
+)
+BASE_METRICS = tuple(metric for metric, *_ in CHARTS)
+CHART_IDS = {"cpu_percent": "c-cpu", "mem_percent": "c-mem", "net_rx_bps": "c-rx",
+             "net_tx_bps": "c-tx", "tcp_established": "c-conns"}
 MAX_LATENCY_CHARTS = 3
+MIN_CHART_H = 6  # title, 3 rows of plot, x axis, and a blank line between charts
 
 
 class NodeDetail(LBKeys, Screen[None]):
@@ -58,13 +71,11 @@ class NodeDetail(LBKeys, Screen[None]):
         yield Static(id="node-title")
         with Horizontal(id="detail-body"):
             with VerticalScroll(id="charts"):
-                yield Chart("CPU %", lambda v: f"{v:.0f}%", top=100, style="green", id="c-cpu")
-                yield Chart("Memory %", lambda v: f"{v:.0f}%", top=100, style="cyan", id="c-mem")
-                yield Chart("Net in /s", rate, style="blue", id="c-rx")
-                yield Chart("Net out /s", rate, style="magenta", id="c-tx")
-                yield Chart("TCP connections", count, style="yellow", id="c-conns")
+                for k, (metric, title, unit, top) in enumerate(CHARTS):
+                    yield Chart(title, unit, top=top, style=pal.series[k % len(pal.series)],
+                                id=_chart_id(metric))
                 for k in range(MAX_LATENCY_CHARTS):
-                    yield Chart("", lambda v: f"{v:.1f}ms", style="green", id=f"c-svc{k}")
+                    yield Chart("", "ms", style=pal.series[k % len(pal.series)], id=f"c-svc{k}")
             with Vertical(id="side"):
                 yield Static(id="services")
                 yield Static(id="facts")
@@ -83,6 +94,21 @@ class NodeDetail(LBKeys, Screen[None]):
         self.update_snapshot(self.app.snapshot)  # type: ignore[attr-defined]
         self.load_history()
 
+    def on_resize(self) -> None:
+        self._fit_charts()
+
+    def _fit_charts(self) -> None:
+        """Share the column's height among the charts shown; they scroll only when even the
+        smallest chart would not fit (a scrollbar nobody could explain otherwise)."""
+        box = self.query_one("#charts")
+        charts = [c for c in box.query(Chart) if c.display]
+        room = box.scrollable_content_region.height or box.size.height
+        if not charts or room <= 0:
+            return
+        each = max(MIN_CHART_H, room // len(charts))
+        for chart in charts:
+            chart.styles.height = each - 1  # its margin is the blank line
+
     def on_unmount(self) -> None:
         self.app.source.watch(None)  # type: ignore[attr-defined]
 
@@ -99,7 +125,7 @@ class NodeDetail(LBKeys, Screen[None]):
             return
         pal = self.app.palette  # type: ignore[attr-defined]
         self.query_one("#node-title", Static).update(_title(node, snap, pal, RANGES[self.range][1]))
-        self.query_one("#services", Static).update(_services(node))
+        self.query_one("#services", Static).update(_services(node, pal))
         self.query_one("#facts", Static).update(_facts(node, snap))
         self.query_one("#top-procs", Static).update(_top_procs(node))
         self.query_one(LBPane).show(snap)
@@ -112,13 +138,14 @@ class NodeDetail(LBKeys, Screen[None]):
         self.app.call_from_thread(self._events_ready, events, snap.ts)
 
     def _events_ready(self, events: list[EventView], now: float) -> None:
-        text = Text("Events\n", "bold")
+        pal = self.app.palette  # type: ignore[attr-defined]
+        text = Text("Events\n", pal.heading)
         if not events:
-            text.append("none", "dim")
+            text.append("none", pal.dim)
         for e in reversed(events):
-            text.append(f"{age(e.ts, now):>5} ", "dim")
-            text.append(f"{e.kind:<8}", "cyan")
-            text.append(f"{e.message}\n")
+            text.append(f"{age(e.ts, now):>5} ", pal.dim)
+            text.append(f"{e.kind:<8}", pal.label)
+            text.append(f"{e.message}\n", pal.value)
         self.query_one("#node-events", Static).update(text)
 
     def action_range(self, key: str) -> None:
@@ -148,26 +175,29 @@ class NodeDetail(LBKeys, Screen[None]):
         svcs: tuple[str, ...],
         window: tuple[float, float],
     ) -> None:
-        for metric, chart_id in (
-            ("cpu_percent", "c-cpu"),
-            ("mem_percent", "c-mem"),
-            ("net_rx_bps", "c-rx"),
-            ("net_tx_bps", "c-tx"),
-            ("tcp_established", "c-conns"),
-        ):
-            self.query_one(f"#{chart_id}", Chart).set_points(data.get(metric, []), window)
+        for metric in BASE_METRICS:
+            self.query_one(f"#{_chart_id(metric)}", Chart).set_points(
+                data.get(metric, []), window)
+        shown = 0
         for k in range(MAX_LATENCY_CHARTS):
             chart = self.query_one(f"#c-svc{k}", Chart)
+            shown += chart.display
             chart.display = k < len(svcs)
             if k < len(svcs):
                 chart.title = f"{svcs[k]} latency"
                 chart.set_points(data.get(f"svc:{svcs[k]}", []), window)
+        if shown != min(len(svcs), MAX_LATENCY_CHARTS):
+            self._fit_charts()
 
     def lb_target(self) -> Target | None:
         return self.query_one(LBPane).target
 
 
-def _title(node: NodeView, snap: Snapshot, pal, span: str) -> Text:
+def _chart_id(metric: str) -> str:
+    return CHART_IDS.get(metric) or "c-" + metric.replace("_", "-").replace(":", "-")
+
+
+def _title(node: NodeView, snap: Snapshot, pal: Palette, span: str) -> Text:
     t = Text()
     t.append(f" {node.node_id} ", pal.heading)
     t.append(f"● {node.liveness}", pal.liveness(node.liveness))
@@ -181,7 +211,7 @@ def _title(node: NodeView, snap: Snapshot, pal, span: str) -> Text:
     return t
 
 
-def _services(node: NodeView) -> Table:
+def _services(node: NodeView, pal: Palette) -> Table:
     table = Table(
         title="Services", title_justify="left", expand=True, box=None, header_style="bold"
     )
@@ -189,11 +219,10 @@ def _services(node: NodeView) -> Table:
     table.add_column("status")
     table.add_column("latency", justify="right")
     table.add_column("detail", overflow="ellipsis", no_wrap=True)
-    colours = {"ok": "green", "warn": "yellow", "fail": "red"}
     for s in node.services:
         table.add_row(
             s.name,
-            Text(s.status, colours.get(s.status, "dim")),
+            Text(s.status, pal.service(s.status)),
             "—" if s.latency_ms is None else f"{s.latency_ms:.1f} ms",
             s.detail,
         )

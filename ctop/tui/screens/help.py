@@ -42,7 +42,7 @@ FRAMEWORK = {
     "app.focus_next": "next pane (nodes, load balancer, alerts)",
     "app.focus_previous": "previous pane",
 }
-COLUMN_WIDTH = 58  # one column of sections; wider terminals get more columns
+COLUMN_WIDTH = 52  # one column of sections; 120 columns take two, 250 take four
 LB_SECTION = (
     "Load-balancer actions (selected real server, main screen and node detail; "
     "hidden when read-only)"

@@ -19,7 +19,7 @@ Points = Sequence[tuple[float, float]]
 # time between x-axis marks: the first that leaves room for a label between two marks
 STEPS = (5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
          86400, 172800, 604800)
-MARK_GAP = 10  # columns between marks at least
+MARK_GAP = 14  # columns between marks at least: room for "-1m30s" and some axis
 NO_DATA = "·"
 
 

@@ -36,7 +36,8 @@ WIDTH = 2 + sum(w + 1 for _, w in COLUMNS)
 RATIO_W = 7  # "×0.80" after the share bar
 # A wider pane grows these columns, one cell each in turn, up to these widths: long names and
 # IPv6 addresses show whole, and the share bar gets finer.
-GROWS = {0: 24, 1: 40, 6: 48, 8: 24}
+GROWS = {"SERVER": 24, "ADDRESS": 40, "SHARE vs WEIGHT": 48, "NODE": 24}
+_GROW_AT = {i: GROWS[title] for i, (title, _) in enumerate(COLUMNS) if title in GROWS}
 _OUT = ("drained", "quiesced", "maint")
 
 
@@ -47,7 +48,7 @@ def column_widths(width: int) -> tuple[int, ...]:
     extra = width - WIDTH
     while extra > 0:
         grew = False
-        for i, top in GROWS.items():
+        for i, top in _GROW_AT.items():
             if extra > 0 and w[i] < top:
                 w[i] += 1
                 extra -= 1

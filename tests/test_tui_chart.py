@@ -57,3 +57,15 @@ def test_time_marks_never_overlap():
             assert len(axis) == width and axis.endswith("now")
             labels = [w for w in axis.replace("─", " ").split() if w != "now"]
             assert all(lab.startswith("-") for lab in labels), axis
+
+
+def test_a_chart_wider_than_its_samples_has_no_comb_of_gaps():
+    """240 columns for 2 minutes of 1-second samples: 0.5 s a column. A column without a
+    sample of its own holds the last value; a real gap of 10 s stays empty (dotted)."""
+    from ctop.tui.widgets.chart import buckets
+
+    points = [(float(t), 50.0) for t in range(0, 120) if not 60 <= t < 70]
+    cols = buckets(points, 240, (0.0, 120.0))
+    assert all(v == 50.0 for v in cols[:120])  # 0-60 s: every column drawn
+    assert all(v is None for v in cols[124:138])  # the 10 s gap, less the held edge
+    assert all(v == 50.0 for v in cols[140:])

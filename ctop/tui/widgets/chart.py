@@ -8,6 +8,7 @@ down) never looks like a value of zero."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 from rich.style import Style
 from rich.text import Text
@@ -21,6 +22,7 @@ STEPS = (5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 
          86400, 172800, 604800)
 MARK_GAP = 14  # columns between marks at least: room for "-1m30s" and some axis
 NO_DATA = "·"
+HOLD = 2.5  # sample intervals a value is held across buckets that got no sample of their own
 
 
 def buckets(
@@ -29,19 +31,37 @@ def buckets(
     """Average of the points falling in each of `width` equal time buckets (None: no data).
 
     With a window (start, end) the x axis is that span of time, so 15 s of data in a 15-minute
-    chart sits at its right edge; without one, the points' own span."""
+    chart sits at its right edge; without one, the points' own span. A bucket narrower than the
+    interval between samples (a wide chart) holds the value before it; only a real gap (more
+    than HOLD intervals without a sample) stays empty."""
     if not points or width <= 0:
         return [None] * max(width, 0)
     t0, t1 = window if window is not None else (points[0][0], points[-1][0])
     length = (t1 - t0) or 1.0
     sums, ns = [0.0] * width, [0] * width
+    latest = [t0 - length] * width  # time of each bucket's last point
     for t, v in points:
         if t < t0:
             continue
         k = min(width - 1, int((t - t0) / length * width))
         sums[k] += v
         ns[k] += 1
-    return [s / n if n else None for s, n in zip(sums, ns, strict=True)]
+        latest[k] = max(latest[k], t)
+    out: list[float | None] = [s / n if n else None for s, n in zip(sums, ns, strict=True)]
+    hold = HOLD * _interval(points)
+    last: tuple[float, float] | None = None  # (time, value) of the last bucket with data
+    for k in range(width):
+        if ns[k]:
+            last = (latest[k], out[k])  # type: ignore[assignment]
+        elif last is not None and t0 + (k + 1) * length / width - last[0] <= hold:
+            out[k] = last[1]
+    return out
+
+
+def _interval(points: Points) -> float:
+    """The usual time between samples (the median gap)."""
+    gaps = sorted(b[0] - a[0] for a, b in pairwise(points) if b[0] > a[0])
+    return gaps[len(gaps) // 2] if gaps else 0.0
 
 
 def chart_rows(values: list[float | None], height: int, top: float) -> list[str]:

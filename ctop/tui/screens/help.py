@@ -43,6 +43,7 @@ FRAMEWORK = {
     "app.focus_previous": "previous pane",
 }
 COLUMN_WIDTH = 52  # one column of sections; 120 columns take two, 250 take four
+MAX_COLUMN = 80  # wider, a column of sections is only blank
 LB_SECTION = (
     "Load-balancer actions (selected real server, main screen and node detail; "
     "hidden when read-only)"
@@ -157,4 +158,5 @@ class HelpScreen(ModalScreen[None]):
             for run in balance(heights, columns)
         )
         dialog = self.query_one("#dialog")
-        dialog.styles.width = min(width, columns * (COLUMN_WIDTH + 2) + 6)
+        # each column as wide as the screen allows, up to what a description needs
+        dialog.styles.width = min(width, columns * min(MAX_COLUMN, (width - 6) // columns) + 6)

@@ -21,7 +21,7 @@ from ctop.tui.widgets.line_view import strip
 from ctop.tui.widgets.node_list import NodeLayout
 
 CARD_W = 26  # narrowest card; one blank column between cards
-MAX_CARD_W = 64  # wider than this a card's meters say nothing more
+MAX_CARD_W = 84  # a group of 3 fills 250 columns; wider, a card's meters say nothing more
 CARD_LINES = 5  # lines per card; one blank line between card rows
 CELL_W, CELL_H = CARD_W + 1, CARD_LINES + 1
 WIDE_INNER = 40  # from this inner width the traffic line also shows the load

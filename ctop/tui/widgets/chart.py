@@ -103,7 +103,8 @@ def x_axis(width: int, seconds: float) -> str:
 
 
 class Chart(Widget):
-    DEFAULT_CSS = "Chart { height: 6; }"
+    # a narrow chart cuts its title line rather than wrap it over the plot
+    DEFAULT_CSS = "Chart { height: 6; text-wrap: nowrap; text-overflow: ellipsis; }"
 
     def __init__(
         self,

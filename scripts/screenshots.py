@@ -4,6 +4,8 @@ The pictures come from the real app on the live demo cluster (`ctop --demo`: rea
 HTTP servers and HAProxy on loopback, warmed up for a few seconds), except the 600-node table,
 which shows the layout at scale on the deterministic sample cluster (tests.helpers.sample) since
 this machine cannot run 600 agents. PNGs are made with rsvg-convert (Debian librsvg2-bin).
+The main grid, the node detail and the help are also taken at 80x24, 120x40 and 250x60
+(`main-grid-80x24.png`, ...): look at every one after a visible change.
 
     .venv/bin/python scripts/screenshots.py [--out screenshots] [names...]
 """
@@ -27,6 +29,9 @@ from ctop.tui.source import EngineLike, StaticSource
 from tests.helpers.sample import sample_history, sample_snapshot
 
 SIZE = (150, 44)
+# terminal sizes every picture in SIZED is also taken at: the classic, a laptop, a wide monitor
+SIZES = ((80, 24), (120, 40), (250, 60))
+SIZED = ("main-grid", "node-detail", "help")
 WARM_UP = 45.0  # seconds of real reports, probes and traffic: the live charts fill up
 # name -> (source: "demo" or a sample node count, initial view, keys to press before the picture)
 SHOTS: dict[str, tuple[str | int, str | None, tuple[str, ...]]] = {
@@ -42,10 +47,11 @@ SHOTS: dict[str, tuple[str | int, str | None, tuple[str, ...]]] = {
 
 
 async def shoot(
-    name: str, src: EngineLike, view: str | None, keys: tuple[str, ...], out: Path
+    name: str, src: EngineLike, view: str | None, keys: tuple[str, ...], out: Path,
+    size: tuple[int, int] = SIZE,
 ) -> Path:
     app = CtopApp(src, view=view)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=size) as pilot:
         await pilot.pause()
         for key in keys:
             await pilot.press(key)
@@ -126,10 +132,13 @@ async def shoot_all(shots: dict[str, tuple[str | int, str | None, tuple[str, ...
         for name, (src, view, keys) in shots.items():
             if src == "demo":
                 assert engine is not None
-                made.append(await shoot(name, engine, view, keys, out))
+                source: EngineLike = engine
             else:
-                sample = StaticSource(sample_snapshot(int(src)), history=sample_history)
-                made.append(await shoot(name, sample, view, keys, out))
+                source = StaticSource(sample_snapshot(int(src)), history=sample_history)
+            made.append(await shoot(name, source, view, keys, out))
+            for size in SIZES if name in SIZED else ():
+                made.append(await shoot(f"{name}-{size[0]}x{size[1]}", source, view, keys, out,
+                                        size))
     finally:
         if engine is not None:
             await engine.stop()

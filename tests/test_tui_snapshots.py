@@ -6,11 +6,17 @@ tests/__snapshots__/. Times shown ("5s ago") come from the snapshot's own ts, ne
 
 from __future__ import annotations
 
+import pytest
+
 from ctop.tui.app import CtopApp
 from ctop.tui.source import StaticSource
 from tests.helpers.sample import sample_history, sample_snapshot
+from tests.helpers.screen import colours_beyond_8
 
 SIZE = (140, 42)
+# the classic terminal, a laptop's, and a wide monitor's
+SIZES = pytest.mark.parametrize("size", [(80, 24), (120, 40), (250, 60)],
+                                ids=["80x24", "120x40", "250x60"])
 
 
 def make(nodes: int, view: str, **kw) -> CtopApp:
@@ -44,8 +50,14 @@ def test_main_table_sorted_by_cpu_ungrouped(snap_compare):
 
 
 def test_main_no_load_balancer_and_8_colours(snap_compare):
+    """Really 8 colours: the picture is what an 8-colour terminal gets (ANSI 0-7 only)."""
+
+    async def check(pilot):
+        await settle(pilot)
+        assert not colours_beyond_8(pilot.app)
+
     app = CtopApp(StaticSource(sample_snapshot(16, lb=False)), view="grid", poll=3600, color="8")
-    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+    assert snap_compare(app, terminal_size=SIZE, run_before=check)
 
 
 def test_node_detail(snap_compare):
@@ -84,3 +96,27 @@ def test_main_in_an_80_by_24_terminal(snap_compare):
     """The classic terminal: header cropped not wrapped, alerts pane folded away so the load
     balancer keeps its columns."""
     assert snap_compare(make(16, "table"), terminal_size=(80, 24), run_before=settle)
+
+
+@SIZES
+def test_main_grid_at(snap_compare, size):
+    """Cards fill the row; the LB pane's columns and the alerts pane share the bottom."""
+    assert snap_compare(make(16, "grid"), terminal_size=size, run_before=settle)
+
+
+@SIZES
+def test_node_detail_at(snap_compare, size):
+    async def keys(pilot):
+        await pilot.press("right", "enter")
+        await settle(pilot)
+
+    assert snap_compare(make(16, "grid"), terminal_size=size, run_before=keys)
+
+
+@SIZES
+def test_help_at(snap_compare, size):
+    async def keys(pilot):
+        await pilot.press("question_mark")
+        await settle(pilot)
+
+    assert snap_compare(make(16, "grid"), terminal_size=size, run_before=keys)

@@ -24,6 +24,7 @@ from ctop.tui.screens.help import HelpScreen
 from ctop.tui.screens.main import MainScreen
 from ctop.tui.screens.node_detail import NodeDetail
 from ctop.tui.source import EngineLike
+from ctop.tui.theme import use_color
 from ctop.tui.widgets.lb_pane import Target
 
 POLL_S = 0.5
@@ -38,9 +39,10 @@ class CtopApp(App[None]):
     TITLE = "ctop"
     CSS_PATH = Path(__file__).with_name("styles.tcss")
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit"),
-        Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("colon", "command_palette", "Commands", key_display=":", show=False),
+        Binding("q", "quit", "Quit", tooltip="quit (an attached UI leaves `ctop serve` running)"),
+        Binding("question_mark", "help", "Help", key_display="?", tooltip="this help"),
+        Binding("colon", "command_palette", "Commands", key_display=":", show=False,
+                tooltip="command palette (also ctrl+p)"),
     ]
 
     def __init__(
@@ -57,6 +59,7 @@ class CtopApp(App[None]):
         self._readonly = readonly or bool(getattr(source, "readonly", False))
         self.readonly = self._readonly
         self.palette = palette_for(color)
+        use_color(self, color)
         self.color = color
         self.poll = poll
         self.snapshot: Snapshot = source.snapshot()

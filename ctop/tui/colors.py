@@ -59,7 +59,7 @@ class Palette:
     cursor_blur: Style  # selected row otherwise
     meter_empty: Style
     card: Style  # background of a grid card
-    hint: Style  # "→ more": the table scrolls sideways
+    series: tuple[Style, ...]  # chart colours, one per chart in turn
 
     def liveness(self, state: Liveness | str) -> Style:
         return getattr(self, str(state), self.unknown)
@@ -114,7 +114,8 @@ RICH = Palette(  # truecolor and 256 colours (Rich picks the nearest of 256)
     cursor_blur=S("on #30363d"),
     meter_empty=S("#3a3f47"),
     card=S("on #1b2129"),
-    hint=S("bold #0d1117 on #6fb3d2"),
+    series=(S("#4ec94e"), S("#56b6c2"), S("#5aa0ff"), S("#c678dd"), S("#e6c229"),
+            S("#d19a66")),
 )
 
 ANSI = Palette(  # 16 and 8 colours: only the eight basic ANSI colours, no bright variants
@@ -138,7 +139,7 @@ ANSI = Palette(  # 16 and 8 colours: only the eight basic ANSI colours, no brigh
     cursor_blur=S("underline"),
     meter_empty=S("dim white"),
     card=S(""),
-    hint=S("bold black on cyan"),
+    series=(S("green"), S("cyan"), S("blue"), S("magenta"), S("yellow"), S("green")),
 )
 
 

@@ -83,3 +83,34 @@ def fit(text: str, width: int) -> str:
 
 def rfit(text: str, width: int) -> str:
     return text.rjust(width) if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def with_unit(v: float, unit: str) -> str:
+    """A value as a chart labels it: "%" 38%, "B/s" 1.4M/s, "B" 16G, "ms" 2.5ms, "" 1.2k.
+
+    Units are strings (as a metric registry would give them) so a new chart needs no code."""
+    if unit == "%":
+        return f"{v:.0f}%"
+    if unit == "B/s":
+        return f"{rate(v)}/s"
+    if unit == "B":
+        return size(v)
+    if unit == "ms":
+        return f"{v:.1f}ms" if abs(v) < 100 else f"{v:.0f}ms"
+    if unit == "s":
+        return f"{v:.1f}s" if abs(v) < 100 else f"{v:.0f}s"
+    return count(v) if not unit else f"{count(v)} {unit}"
+
+
+def span(seconds: float) -> str:
+    """A duration for an axis mark: 30s, 5m, 1m30s, 2h, 3d."""
+    s = round(abs(seconds))
+    for size_s, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if s >= size_s:
+            whole, rest = divmod(s, size_s)
+            if not rest:
+                return f"{whole}{unit}"
+            if unit == "m":
+                return f"{whole}m{rest}s"
+            return f"{s / size_s:.1f}{unit}"
+    return f"{s}s"

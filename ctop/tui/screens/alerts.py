@@ -14,7 +14,9 @@ from ctop.tui.widgets.alerts_pane import AlertsPane
 
 
 class AlertsScreen(Screen[None]):
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,a", "app.pop_screen", "Back")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,a", "app.pop_screen", "Back", tooltip="back")
+    ]
 
     def compose(self) -> ComposeResult:
         yield Static("Alerts and events", id="title")

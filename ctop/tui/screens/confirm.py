@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -28,11 +29,15 @@ class ConfirmAction(ModalScreen["dict[str, Any] | None"]):
     consequence, and then runs with force."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,n", "cancel", "Cancel"),
-        Binding("y", "confirm", "Apply"),
-        Binding("p", "choice('ramp')", "Ramp", show=False),
-        Binding("x", "choice('cut')", "Cut sessions", show=False),
-        Binding("e", "choice('expire')", "Expire templates", show=False),
+        Binding("escape,n", "cancel", "Cancel", tooltip="cancel: nothing changes"),
+        Binding("y", "confirm", "Apply",
+                tooltip="apply; the last serving server (or below quorum) asks again"),
+        Binding("p", "choice('ramp')", "Ramp", show=False,
+                tooltip="restore: raise the weight in steps over 60 s"),
+        Binding("x", "choice('cut')", "Cut sessions", show=False,
+                tooltip="maintenance that also cuts open sessions (HAProxy)"),
+        Binding("e", "choice('expire')", "Expire templates", show=False,
+                tooltip="drain a persistent IPVS service and expire its templates"),
     ]
 
     def __init__(self, request: Request) -> None:
@@ -53,7 +58,8 @@ class ConfirmAction(ModalScreen["dict[str, Any] | None"]):
         body.append(f"{'after':>8}  ", "dim")
         body.append(f"weight {_w(r.after)}  {r.state_after}", "bold")
         if r.message:
-            body.append(f"\n\n{r.message}", "yellow" if r.ok else "red")
+            pal = self.app.palette  # type: ignore[attr-defined]
+            body.append(f"\n\n{r.message}", pal.warn if r.ok else pal.fail)
         active = r.ok and not r.noop
         with Vertical(id="dialog"):
             yield Label(f"{r.title}?" if active else r.title, id="title")
@@ -125,14 +131,15 @@ class ConfirmAction(ModalScreen["dict[str, Any] | None"]):
                              cpu_crit=lim.cpu_crit, no_metrics=why)]  # fmt: skip
 
     def _show_whatif(self, lines: list[str]) -> None:
+        pal = self.app.palette  # type: ignore[attr-defined]
         text = Text()
         for ln in lines:
-            style = "red" if " CRIT > " in ln else "yellow" if " WARN > " in ln else ""
+            style = pal.fail if " CRIT > " in ln else pal.warn if " WARN > " in ln else ""
             if "persistence template" in ln:
-                style = "yellow"
+                style = pal.warn
             text.append(ln + "\n", style)
         if self.guard:
-            text.append(f"\n{self.guard}", "bold red")
+            text.append(f"\n{self.guard}", pal.fail + Style(bold=True))
         self.whatif = lines
         for w in self.query("#whatif"):
             w.update(text)  # type: ignore[attr-defined]
@@ -179,8 +186,9 @@ class ConfirmConsequence(ModalScreen[bool]):
     """The second confirmation of a guarded action: it names what will happen."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,n", "dismiss(False)", "Cancel"),
-        Binding("y", "dismiss(True)", "Do it anyway"),
+        Binding("escape,n", "dismiss(False)", "Cancel", tooltip="cancel: nothing changes"),
+        Binding("y", "dismiss(True)", "Do it anyway",
+                tooltip="do it anyway, forced (the dialog names the consequence)"),
     ]
 
     def __init__(self, title: str, consequence: str) -> None:
@@ -189,7 +197,8 @@ class ConfirmConsequence(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         body = Text()
-        body.append(self.consequence, "bold red")
+        pal = self.app.palette  # type: ignore[attr-defined]
+        body.append(self.consequence, pal.fail + Style(bold=True))
         body.append("\n\nDo it anyway?")
         with Vertical(id="dialog"):
             yield Label(f"{self.title_text}: are you sure?", id="title")
@@ -210,7 +219,9 @@ def _w(weight: int | None) -> str:
 
 
 class WeightInput(ModalScreen[int | None]):
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss(None)", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss(None)", "Cancel", tooltip="cancel (enter sets the weight)")
+    ]
 
     def __init__(self, server: str, current: int, top: int | None = None) -> None:
         super().__init__()

@@ -15,6 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
 from ctop.lb.base import Connection
+from ctop.tui.colors import RICH, Palette
 from ctop.tui.widgets.lb_pane import Target
 
 REFRESH_S = 2.0
@@ -23,8 +24,8 @@ SHOWN = 200  # rows; a server with thousands of connections shows the count and 
 
 class ConnectionsScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,c,q", "dismiss(None)", "Close"),
-        Binding("r", "reload", "Reload"),
+        Binding("escape,c,q", "dismiss(None)", "Close", tooltip="close"),
+        Binding("r", "reload", "Reload", tooltip="read again now (it re-reads every 2 s)"),
     ]
 
     def __init__(self, target: Target) -> None:
@@ -54,13 +55,14 @@ class ConnectionsScreen(ModalScreen[None]):
             self.error = ""
         except Exception as exc:  # LBError, OS and daemon errors: say it in the screen
             self.error = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        self.query_one("#conns", Static).update(render(self.connections, self.error))
+        pal = self.app.palette  # type: ignore[attr-defined]
+        self.query_one("#conns", Static).update(render(self.connections, self.error, pal))
 
 
-def render(conns: list[Connection] | None, error: str = "") -> Text:
+def render(conns: list[Connection] | None, error: str = "", pal: Palette = RICH) -> Text:
     text = Text()
     if error:
-        text.append(error + "\n", "red")
+        text.append(error + "\n", pal.fail)
     if conns is None:
         return text
     templates = [c for c in conns if c.template]
@@ -70,7 +72,7 @@ def render(conns: list[Connection] | None, error: str = "") -> Text:
         text.append(
             f", {len(templates)} persistence template{'s' if len(templates) != 1 else ''}"
             " (clients sent here until they expire)",
-            "yellow",
+            pal.warn,
         )
     text.append("\n\n")
     ipvs = any(c.expires_s is not None for c in conns)
@@ -85,7 +87,7 @@ def render(conns: list[Connection] | None, error: str = "") -> Text:
             kind = "template" if c.template else c.protocol
             when = "" if c.expires_s is None else f"{c.expires_s:.0f} s"
             text.append(f"{c.client:<42} {c.state:<12} {when:>8}  {kind}\n",
-                        "yellow" if c.template else "")  # fmt: skip
+                        pal.warn if c.template else "")  # fmt: skip
         else:
             age = "" if c.age_s is None else f"{c.age_s:.0f} s"
             text.append(f"{c.client:<42} {c.virtual:<20} {age:>8}\n")

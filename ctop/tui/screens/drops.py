@@ -43,7 +43,9 @@ def render_drops(snap: Snapshot, pal: Palette = RICH) -> Text:
 
 
 class DropsScreen(Screen[None]):
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,x", "app.pop_screen", "Back")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,x", "app.pop_screen", "Back", tooltip="back")
+    ]
 
     def compose(self) -> ComposeResult:
         yield Static("Rejected datagrams by reason, busiest sources first", id="title")

@@ -18,18 +18,23 @@ ACTIONS = {"lb_drain", "lb_maint", "lb_weight", "lb_step", "lb_restore", "lb_adv
 
 class LBKeys:
     LB_BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("d", "lb_drain", "Drain"),
-        Binding("m", "lb_maint", "Maint"),
-        Binding("w", "lb_weight", "Weight"),
-        Binding("plus", "lb_step(1)", "+1", key_display="+"),
+        Binding("d", "lb_drain", "Drain", tooltip="drain: no new connections, open ones finish"),
+        Binding("m", "lb_maint", "Maint",
+                tooltip="maintenance: no traffic at all, not even sticky (HAProxy)"),
+        Binding("w", "lb_weight", "Weight", tooltip="set the weight"),
+        Binding("plus", "lb_step(1)", "+1", key_display="+", tooltip="weight up / down by 1"),
         Binding("minus", "lb_step(-1)", "-1", key_display="-"),
-        Binding("r", "lb_restore", "Restore"),
-        Binding("A", "lb_advice", "Advised"),
+        Binding("r", "lb_restore", "Restore",
+                tooltip="restore the weight from before the drain or maintenance"),
+        Binding("A", "lb_advice", "Advised", tooltip="apply the advised weight (ADV column)"),
         # drift (a ≠ on the row): the journal's intent back on the balancer, or the live state
-        Binding("R", "lb_reapply", "Re-apply", show=False),
-        Binding("L", "lb_accept", "Accept live", show=False),
+        Binding("R", "lb_reapply", "Re-apply", show=False,
+                tooltip="drift (≠): re-apply the journal's drain or weight"),
+        Binding("L", "lb_accept", "Accept live", show=False,
+                tooltip="drift (≠): accept the live state, change nothing"),
         # a read, so also in read-only mode; kept out of the footer (listed in `?`)
-        Binding("c", "lb_connections", "Connections", show=False),
+        Binding("c", "lb_connections", "Connections", show=False,
+                tooltip="the server's connections (also read-only)"),
     ]
 
     def lb_target(self) -> Target | None:

@@ -17,25 +17,36 @@ from ctop.tui.arrange import SORTS, Arrangement, Arranger
 from ctop.tui.screens.lb_keys import LBKeys
 from ctop.tui.widgets.alerts_pane import AlertsPane
 from ctop.tui.widgets.header import ClusterHeader
+from ctop.tui.widgets.lb_pane import WIDTH as lb_columns_width
 from ctop.tui.widgets.lb_pane import LBPane, Target
 from ctop.tui.widgets.node_grid import fits
 from ctop.tui.widgets.node_list import NodeList
 
 NARROW = 120  # columns
+ALERTS_MIN_W = 50  # the alerts pane's narrowest; a wider screen gives it what the LB can spare
+LB_SHARE = 0.6  # of a wide screen for the load-balancer pane (its columns grow into it)
 # Filtering re-arranges every node; past this many it waits for a pause in typing, so keys
 # never queue up behind re-arrangements nobody will see.
 DEBOUNCE_NODES = 2000
 DEBOUNCE_S = 0.15
 
 
+def lb_width() -> int:
+    """The LB pane's columns at their narrowest, with its scrollbar."""
+    return lb_columns_width + 1
+
+
 class MainScreen(LBKeys, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("t", "toggle_view", "Grid/table"),
-        Binding("s", "cycle_sort", "Sort"),
-        Binding("g", "toggle_group", "Group"),
-        Binding("slash", "filter", "Filter", key_display="/"),
-        Binding("a", "app.alerts", "Alerts"),
-        Binding("x", "app.drops", "Rejects", show=False),
+        Binding("t", "toggle_view", "Grid/table", tooltip="nodes as cards (grid) or rows (table)"),
+        Binding("s", "cycle_sort", "Sort",
+                tooltip="sort by name, cpu, memory, connections, ratio, state"),
+        Binding("g", "toggle_group", "Group", tooltip="group by node group on / off"),
+        Binding("slash", "filter", "Filter", key_display="/",
+                tooltip="filter by name, id, group, state or address (enter keeps, esc clears)"),
+        Binding("a", "app.alerts", "Alerts", tooltip="alerts and events screen"),
+        Binding("x", "app.drops", "Rejects", show=False,
+                tooltip="rejected datagrams by reason and sender (or click the header)"),
         *LBKeys.LB_BINDINGS,
     ]
 
@@ -64,12 +75,19 @@ class MainScreen(LBKeys, Screen[None]):
         yield Footer()
 
     def on_resize(self) -> None:
-        # Below 120 columns the alerts pane would squeeze the load balancer to its names:
-        # hide it (the header counts firing alerts and `a` opens the alerts screen).
-        self.query_one("#alerts").display = self.size.width >= NARROW
+        self._fit_bottom(self.size.width)
+
+    def _fit_bottom(self, width: int) -> None:
+        """Below 120 columns the alerts pane would squeeze the load balancer to its names:
+        hide it (the header counts firing alerts and `a` opens the alerts screen). Wider, the
+        load balancer takes what its columns need (up to 60 %), the alerts pane the rest."""
+        alerts = self.query_one("#alerts")
+        alerts.display = width >= NARROW
+        lb = max(lb_width(), round(width * LB_SHARE))
+        alerts.styles.width = max(ALERTS_MIN_W, width - lb)
 
     def on_mount(self) -> None:
-        self.query_one("#alerts").display = self.app.size.width >= NARROW
+        self._fit_bottom(self.app.size.width)
         self.query_one("#filter").display = False
         self.nodes.focus()
 

@@ -15,8 +15,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from agentd.metrics import CHARTED, Metric
+from agentd.metrics import CHARTED
 from ctop.snapshot import EventView, NodeView, Snapshot
+from ctop.tui.colors import Palette
 from ctop.tui.format import age, count, rate, size
 from ctop.tui.screens.lb_keys import LBKeys
 from ctop.tui.widgets.chart import Chart
@@ -34,17 +35,19 @@ RANGES = {
 }
 # seconds between chart refreshes per range
 RELOAD_EVERY = {"1": 1.0, "2": 2.0, "3": 10.0, "4": 60.0, "5": 300.0, "6": 600.0}
-# The history charts: the registry's charted metrics (agentd/metrics.py), in its order.
+# The history charts: the registry's charted metrics (agentd/metrics.py), in its order, each
+# titled and its y axis labelled in the registry's unit; percentages run to 100.
 BASE_METRICS = tuple(m.name for m in CHARTED)
-CHART_STYLES = ("green", "cyan", "blue", "magenta", "yellow", "red", "bright_green")
 MAX_LATENCY_CHARTS = 3
+MIN_CHART_H = 6  # title, 3 rows of plot, x axis, and a blank line between charts
 
 
 class NodeDetail(LBKeys, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("escape", "app.pop_screen", "Back", tooltip="back to the main screen"),
         # One footer entry for the six spans; the title line names the one shown.
-        Binding("1", "range('1')", "History span", key_display="1-6"),
+        Binding("1", "range('1')", "History span", key_display="1-6",
+                tooltip="chart span: " + ", ".join(label for _, label in RANGES.values())),
         *(Binding(k, f"range('{k}')", RANGES[k][1], show=False) for k in "23456"),
         *LBKeys.LB_BINDINGS,
     ]
@@ -60,10 +63,11 @@ class NodeDetail(LBKeys, Screen[None]):
         yield Static(id="node-title")
         with Horizontal(id="detail-body"):
             with VerticalScroll(id="charts"):
-                for i, m in enumerate(CHARTED):
-                    yield _chart(m, CHART_STYLES[i % len(CHART_STYLES)])
+                for k, m in enumerate(CHARTED):
+                    yield Chart(m.chart, m.unit, top=100.0 if m.unit == "%" else None,
+                                style=pal.series[k % len(pal.series)], id=f"c-{m.column}")
                 for k in range(MAX_LATENCY_CHARTS):
-                    yield Chart("", lambda v: f"{v:.1f}ms", style="green", id=f"c-svc{k}")
+                    yield Chart("", "ms", style=pal.series[k % len(pal.series)], id=f"c-svc{k}")
             with Vertical(id="side"):
                 yield Static(id="services")
                 yield Static(id="facts")
@@ -82,6 +86,21 @@ class NodeDetail(LBKeys, Screen[None]):
         self.update_snapshot(self.app.snapshot)  # type: ignore[attr-defined]
         self.load_history()
 
+    def on_resize(self) -> None:
+        self._fit_charts()
+
+    def _fit_charts(self) -> None:
+        """Share the column's height among the charts shown; they scroll only when even the
+        smallest chart would not fit (a scrollbar nobody could explain otherwise)."""
+        box = self.query_one("#charts")
+        charts = [c for c in box.query(Chart) if c.display]
+        room = box.scrollable_content_region.height or box.size.height
+        if not charts or room <= 0:
+            return
+        each = max(MIN_CHART_H, room // len(charts))
+        for chart in charts:
+            chart.styles.height = each - 1  # its margin is the blank line
+
     def on_unmount(self) -> None:
         self.app.source.watch(None)  # type: ignore[attr-defined]
 
@@ -98,7 +117,7 @@ class NodeDetail(LBKeys, Screen[None]):
             return
         pal = self.app.palette  # type: ignore[attr-defined]
         self.query_one("#node-title", Static).update(_title(node, snap, pal, RANGES[self.range][1]))
-        self.query_one("#services", Static).update(_services(node))
+        self.query_one("#services", Static).update(_services(node, pal))
         self.query_one("#facts", Static).update(_facts(node, snap))
         self.query_one("#top-procs", Static).update(_top_procs(node))
         self.query_one(LBPane).show(snap)
@@ -111,13 +130,14 @@ class NodeDetail(LBKeys, Screen[None]):
         self.app.call_from_thread(self._events_ready, events, snap.ts)
 
     def _events_ready(self, events: list[EventView], now: float) -> None:
-        text = Text("Events\n", "bold")
+        pal = self.app.palette  # type: ignore[attr-defined]
+        text = Text("Events\n", pal.heading)
         if not events:
-            text.append("none", "dim")
+            text.append("none", pal.dim)
         for e in reversed(events):
-            text.append(f"{age(e.ts, now):>5} ", "dim")
-            text.append(f"{e.kind:<8}", "cyan")
-            text.append(f"{e.message}\n")
+            text.append(f"{age(e.ts, now):>5} ", pal.dim)
+            text.append(f"{e.kind:<8}", pal.label)
+            text.append(f"{e.message}\n", pal.value)
         self.query_one("#node-events", Static).update(text)
 
     def action_range(self, key: str) -> None:
@@ -149,26 +169,22 @@ class NodeDetail(LBKeys, Screen[None]):
     ) -> None:
         for m in CHARTED:
             self.query_one(f"#c-{m.column}", Chart).set_points(data.get(m.name, []), window)
+        shown = 0
         for k in range(MAX_LATENCY_CHARTS):
             chart = self.query_one(f"#c-svc{k}", Chart)
+            shown += chart.display
             chart.display = k < len(svcs)
             if k < len(svcs):
                 chart.title = f"{svcs[k]} latency"
                 chart.set_points(data.get(f"svc:{svcs[k]}", []), window)
+        if shown != min(len(svcs), MAX_LATENCY_CHARTS):
+            self._fit_charts()
 
     def lb_target(self) -> Target | None:
         return self.query_one(LBPane).target
 
 
-def _chart(m: Metric, style: str) -> Chart:
-    """A metric's history chart, its axis formatted by the metric's unit."""
-    if m.unit == "%":
-        return Chart(m.chart, lambda v: f"{v:.0f}%", top=100, style=style, id=f"c-{m.column}")
-    fmt = {"B/s": rate, "B": size}.get(m.unit, count)
-    return Chart(m.chart, fmt, style=style, id=f"c-{m.column}")
-
-
-def _title(node: NodeView, snap: Snapshot, pal, span: str) -> Text:
+def _title(node: NodeView, snap: Snapshot, pal: Palette, span: str) -> Text:
     t = Text()
     t.append(f" {node.node_id} ", pal.heading)
     t.append(f"● {node.liveness}", pal.liveness(node.liveness))
@@ -182,7 +198,7 @@ def _title(node: NodeView, snap: Snapshot, pal, span: str) -> Text:
     return t
 
 
-def _services(node: NodeView) -> Table:
+def _services(node: NodeView, pal: Palette) -> Table:
     table = Table(
         title="Services", title_justify="left", expand=True, box=None, header_style="bold"
     )
@@ -190,11 +206,10 @@ def _services(node: NodeView) -> Table:
     table.add_column("status")
     table.add_column("latency", justify="right")
     table.add_column("detail", overflow="ellipsis", no_wrap=True)
-    colours = {"ok": "green", "warn": "yellow", "fail": "red"}
     for s in node.services:
         table.add_row(
             s.name,
-            Text(s.status, colours.get(s.status, "dim")),
+            Text(s.status, pal.service(s.status)),
             "—" if s.latency_ms is None else f"{s.latency_ms:.1f} ms",
             s.detail,
         )

@@ -33,7 +33,8 @@ class AlertsPane(LineView):
         items.append("recent events")
         items += events
         self._items = items
-        self.set_size(len(items), 60)
+        # as wide as its longest line: the top border says "→ more" when the pane is narrower
+        self.set_size(len(items), max(map(_length, items)))
 
     def body_strip(self, line: int, width: int) -> Strip:
         pal = self.palette
@@ -69,3 +70,10 @@ class AlertsPane(LineView):
             ],
             width,
         )
+
+
+def _length(item: AlertView | EventView | str) -> int:
+    """Cells a line of the pane takes (kind column, age, message)."""
+    if isinstance(item, str):
+        return len(item)
+    return 1 + KIND_WIDTH + 6 + len(item.message)

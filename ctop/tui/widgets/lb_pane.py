@@ -5,6 +5,7 @@ have 10,000 real servers); the cursor selects a real server for the action keys.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import ClassVar
 
 from rich.segment import Segment
@@ -32,8 +33,29 @@ COLUMNS = (
     ("NODE", 12),
 )
 WIDTH = 2 + sum(w + 1 for _, w in COLUMNS)
-BAR = 13
+RATIO_W = 7  # "×0.80" after the share bar
+# A wider pane grows these columns, one cell each in turn, up to these widths: long names and
+# IPv6 addresses show whole, and the share bar gets finer.
+GROWS = {"SERVER": 24, "ADDRESS": 40, "SHARE vs WEIGHT": 48, "NODE": 24}
+_GROW_AT = {i: GROWS[title] for i, (title, _) in enumerate(COLUMNS) if title in GROWS}
 _OUT = ("drained", "quiesced", "maint")
+
+
+@lru_cache(maxsize=8)
+def column_widths(width: int) -> tuple[int, ...]:
+    """Each column's width when the pane is `width` cells wide (never below COLUMNS')."""
+    w = [c[1] for c in COLUMNS]
+    extra = width - WIDTH
+    while extra > 0:
+        grew = False
+        for i, top in _GROW_AT.items():
+            if extra > 0 and w[i] < top:
+                w[i] += 1
+                extra -= 1
+                grew = True
+        if not grew:
+            break
+    return tuple(w)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +70,11 @@ class Target:
 class LBPane(LineView):
     sticky = 1
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up,k", "move(-1)", "Up", show=False),
+        Binding("up,k", "move(-1)", "Up", show=False, tooltip="select a real server"),
         Binding("down,j", "move(1)", "Down", show=False),
-        Binding("home", "move(-1000000000)", show=False),
+        Binding("home", "move(-1000000000)", show=False, tooltip="first / last real server"),
         Binding("end", "move(1000000000)", show=False),
-        Binding("enter", "open", "Open node", show=False),
+        Binding("enter", "open", "Open node", show=False, tooltip="open the server's node"),
     ]
 
     class Open(Message):
@@ -140,7 +162,7 @@ class LBPane(LineView):
 
     def header_strip(self, width: int) -> Strip:
         segs = [Segment("  ")]
-        for title, w in COLUMNS:
+        for (title, _), w in zip(COLUMNS, column_widths(width), strict=True):
             segs += [text(title, w, self.palette.heading), Segment(" ")]
         return strip(segs, width)
 
@@ -172,13 +194,14 @@ class LBPane(LineView):
         st = pal.server_state(rs.state)
         addr = f"[{rs.address}]:{rs.port}" if ":" in rs.address else f"{rs.address}:{rs.port}"
         advised = "" if rs.advised_weight in (None, rs.weight) else str(rs.advised_weight)
-        filled, empty = bar(rs.conn_share, BAR)
-        mark = min(BAR - 1, int(rs.weight_share * BAR))
+        w = column_widths(width)
+        bar_w = w[6] - RATIO_W
+        filled, empty = bar(rs.conn_share, bar_w)
+        mark = min(bar_w - 1, int(rs.weight_share * bar_w))
         cells = list(filled + empty)
         cells[mark] = "│" if cells[mark] == "·" else "┃"
         share = "".join(cells)
         ratio = "—" if rs.ratio is None else f"×{rs.ratio:.2f}"
-        w = [c[1] for c in COLUMNS]
         segs = [
             Segment("▶" if cur else " ", st),
             # ≠: the balancer differs from the journal's intent (R re-applies, L accepts)
@@ -198,7 +221,7 @@ class LBPane(LineView):
             Segment(" "),
             Segment(share[: len(filled)], pal.ratio(rs.ratio)),
             Segment(share[len(filled) :], pal.meter_empty),
-            text(ratio, w[6] - BAR, pal.ratio(rs.ratio), right=True),
+            text(ratio, RATIO_W, pal.ratio(rs.ratio), right=True),
             Segment(" "),
             text(rs.state, w[7], st),
             Segment(" "),

@@ -2,7 +2,8 @@
 
 Only visible lines are drawn (`render_line`); subclasses build a line's strip (and cache it).
 An optional sticky first line (a column header) stays put while the body scrolls under it;
-when the content is wider than the view it shows where the rest is (`→ more`, `←`).
+when the content is wider than the view, the top border says where the rest is (`← → more`),
+so the hint never covers a column title.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from ctop.tui.colors import RICH, Palette
 
 class LineView(ScrollView, can_focus=True):
     DEFAULT_CSS = """
-    LineView { background: $surface; scrollbar-size-vertical: 1; scrollbar-size-horizontal: 0; }
+    LineView {
+        background: $surface; scrollbar-size-vertical: 1; scrollbar-size-horizontal: 0;
+        border-title-align: right; border-title-color: $accent; border-title-style: bold;
+    }
     """
     sticky = 0  # lines at the top that don't scroll (the column header)
 
@@ -55,27 +59,21 @@ class LineView(ScrollView, can_focus=True):
         sx, sy = self.scroll_offset
         width = self.scrollable_content_region.width
         full = max(width, self._width)
+        if y == 0:
+            self._scroll_hint(sx, width, full)
         if y < self.sticky:
             strip = self.header_strip(full).crop_extend(sx, sx + width, None)
-            return self._scroll_hint(strip, sx, width, full).apply_style(self.rich_style)
         else:
             line = sy + y - self.sticky
             strip = self.body_strip(line, full) if 0 <= line < self._count else Strip.blank(full)
         return strip.crop_extend(sx, sx + width, None).apply_style(self.rich_style)
 
-    def _scroll_hint(self, line: Strip, sx: int, width: int, full: int) -> Strip:
-        """Mark the header's edges when columns are hidden left or right of the view."""
-        right = " → more " if sx + width < full else ""
-        left = " ←" if sx > 0 else ""
-        if not (left or right) or width < len(left) + len(right) + 8:
-            return line
-        style = self.palette.hint
-        parts = [line.crop(len(left), width - len(right))]
-        if left:
-            parts.insert(0, Strip([Segment(left, style)]))
-        if right:
-            parts.append(Strip([Segment(right, style)]))
-        return Strip.join(parts)
+    def _scroll_hint(self, sx: int, width: int, full: int) -> None:
+        """Say in the top border when columns are hidden left or right of the view."""
+        left, right = "←" if sx > 0 else "", "→ more" if sx + width < full else ""
+        hint = " ".join(filter(None, (left, right)))
+        if hint != (self.border_title or ""):
+            self.border_title = hint or None
 
     def scroll_to_line(self, line: int) -> None:
         """Scroll just enough to make body line `line` visible."""

@@ -1,6 +1,10 @@
 """The panel grid: a compact card per node, drawn as lines of the nodes widget, so it stays
 cheap however many nodes there are. Cards flow left to right, a group header above each group;
-every card row starts at column 0, so a card's column is the same in every group."""
+every card row starts at column 0, so a card's column is the same in every group.
+
+Cards fill the width: as many columns as fit at the narrowest card (but no more than the largest
+group needs), then every card widens to share the rest (longer meters and CPU history, and the
+load when there is room)."""
 
 from __future__ import annotations
 
@@ -16,9 +20,11 @@ from ctop.tui.widgets.cells import meter, pad, service_dots, spark
 from ctop.tui.widgets.line_view import strip
 from ctop.tui.widgets.node_layout import NodeLayout
 
-CARD_W = 26  # card width; one blank column between cards
+CARD_W = 26  # narrowest card; one blank column between cards
+MAX_CARD_W = 84  # a group of 3 fills 250 columns; wider, a card's meters say nothing more
 CARD_LINES = 5  # lines per card; one blank line between card rows
 CELL_W, CELL_H = CARD_W + 1, CARD_LINES + 1
+WIDE_INNER = 40  # from this inner width the traffic line also shows the load
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,22 +57,36 @@ class GridLayout(NodeLayout):
         self._row_starts: list[int] = []  # first node of each card row (bisect: node -> row)
         self._cards: dict[tuple[int, bool, bool], tuple[NodeView, list[list[Segment]]]] = {}
         self._cols = 1
+        self._cell_w = CELL_W  # card width + the blank column; the width decides it
         self._want: tuple[int, int] | None = None  # (column kept by up/down, where it led)
+
+    def _fit(self) -> tuple[int, int]:
+        """(columns, cell width) for the view's width and the arrangement's largest group."""
+        width = self.view.size.width - 1  # the scrollbar's column, whether it shows yet or not
+        arr = self.view.arr
+        largest = max((end - start for _, start, end in arr.groups), default=0) if arr else 0
+        if arr is not None and not arr.groups:
+            largest = len(arr.nodes)
+        cols = max(1, min(width // CELL_W, largest or 1))
+        return cols, max(CELL_W, min(MAX_CARD_W + 1, width // cols))
 
     @property
     def cols(self) -> int:
-        return max(1, self.view.scrollable_content_region.width // CELL_W)
+        return self._fit()[0]
 
     def forget(self) -> None:
         self._cards = {}
 
     def relayout_needed(self) -> bool:
-        return self.cols != self._cols
+        return self._fit() != (self._cols, self._cell_w)
 
     def layout(self) -> tuple[int, int]:
         arr = self.view.arr
         assert arr is not None
-        cols = self._cols = self.cols
+        cols, cell_w = self._fit()
+        if cell_w != self._cell_w:
+            self._cards = {}  # drawn at the old width
+        self._cols, self._cell_w = cols, cell_w
         blocks: list[Block] = []
         rows: list[int] = []
         line = 0
@@ -82,7 +102,7 @@ class GridLayout(NodeLayout):
         self._blocks, self._rows = blocks, rows
         self._starts = [b.first_line for b in blocks]
         self._row_starts = [blocks[r].start for r in rows]
-        return line, cols * CELL_W
+        return line, cols * cell_w - 1  # (the last card needs no blank column after it)
 
     def _row_of(self, index: int) -> int:
         """Card row (position in _rows) holding node `index`."""
@@ -121,7 +141,7 @@ class GridLayout(NodeLayout):
 
     def index_at(self, line: int, x: int) -> int | None:
         blk = self._blocks[bisect_right(self._starts, line) - 1]
-        col = x // CELL_W
+        col = x // self._cell_w
         if blk.cards and col < blk.cards and line - blk.first_line < CARD_LINES:
             return blk.start + col
         return None
@@ -179,7 +199,7 @@ class GridLayout(NodeLayout):
         pal = v.palette
         live = pal.liveness(n.liveness)
         edge = Segment("█" if cur else "▌", live)
-        inner = CARD_W - 2
+        inner = self._cell_w - 3
         up = n.liveness in ("alive", "suspect")
         name = fit(n.node_id, inner - 8)
         lines = [
@@ -192,7 +212,9 @@ class GridLayout(NodeLayout):
                 Segment("↑", pal.dim),
                 Segment(f"{rate(n.net_tx_bps):<6}", pal.value),
                 Segment("conns ", pal.dim),
-                Segment(count(n.conns), pal.value),
+                Segment(f"{count(n.conns):<7}", pal.value),
+                *([Segment("load ", pal.dim), Segment(f"{n.load1:.2f}", pal.value)]
+                  if inner >= WIDE_INNER else []),
             ],
             [
                 *service_dots(n.services, 6, pal),

@@ -25,16 +25,17 @@ from ctop.tui.widgets.node_table import TableLayout
 
 class NodeList(LineView):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up,k", "move(0, -1)", "Up", show=False),
+        Binding("up,k", "move(0, -1)", "Up", show=False,
+                tooltip="move (grid: the card above / below; table: ← → scroll)"),
         Binding("down,j", "move(0, 1)", "Down", show=False),
         Binding("left,h", "move(-1, 0)", "Left", show=False),
         Binding("right,l", "move(1, 0)", "Right", show=False),
-        Binding("pageup", "page(-1)", show=False),
+        Binding("pageup", "page(-1)", show=False, tooltip="a screenful up / down"),
         Binding("pagedown", "page(1)", show=False),
-        Binding("home", "edge(0)", show=False),
+        Binding("home", "edge(0)", show=False, tooltip="first / last node"),
         Binding("end", "edge(1)", show=False),
         # "Open", not "Open node": with every LB key shown, "? Help" must still fit 140 columns
-        Binding("enter", "open", "Open"),
+        Binding("enter", "open", "Open", tooltip="open the node's detail"),
     ]
 
     class Open(Message):

@@ -139,6 +139,8 @@ class RealServerView:
     forward: str = ""
     health: str = ""  # what judges it for auto-quiesce and how it fares ("" = automation off)
     drift: str = ""  # how the balancer differs from the journal's intent ("" = it does not)
+    # the last LB rounds' (conn_share, weight_share), oldest first: the LB pane's sparkline
+    share_history: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +177,7 @@ class Snapshot:
     # receiver rejects by reason -> the sources sending most of them, [[address, count], ...]
     drop_sources: Mapping[str, tuple[tuple[str, int], ...]] = field(
         default_factory=lambda: EMPTY)
+    past: bool = False  # read from the history database (ctop --at, T): a moment gone by
     _index: Mapping[str, int] = field(default_factory=lambda: EMPTY, repr=False, compare=False)
 
     def node(self, node_id: str) -> NodeView | None:

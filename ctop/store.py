@@ -28,8 +28,9 @@ from typing import Any
 
 import msgpack
 
+from ctop import alert_history, lb_history
 from ctop.filemodes import private_database
-from ctop.snapshot import EventView, NodeView
+from ctop.snapshot import AlertView, EventView, NodeView
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,9 @@ MIGRATIONS: tuple[str, ...] = (
         seq INTEGER NOT NULL, at REAL NOT NULL
     );
     """,
+    # 4: the load-balancer view of each LB round with its rollups, and the alerts firing
+    # after each change (ctop.lb_history, ctop.alert_history): what ctop --at shows.
+    lb_history.SCHEMA + alert_history.SCHEMA,
 )
 
 
@@ -487,6 +491,14 @@ class Store:
         except sqlite3.OperationalError:  # a reader before the daemon made the schema
             return []
 
+    def record_lb(self, lb_round: lb_history.LBRound) -> None:
+        """Queue one load-balancer round (any thread: the engine's LB worker)."""
+        self._put([("lb", lb_round)])
+
+    def record_alerts(self, ts: float, firing: Sequence[AlertView]) -> None:
+        """Queue the alerts firing from `ts` on (after a change)."""
+        self._put([("alerts", (ts, alert_history.pack(firing)))])
+
     def record_events(self, events: Iterable[EventView]) -> None:
         evs = [(e.ts, e.kind, e.node_id, e.message) for e in events]
         if evs:
@@ -596,7 +608,7 @@ class Store:
         bad: list[tuple[str, Any, Exception]] = []
         with self.db:
             for what, rows in batch:
-                if what in ("hourly", "prune"):
+                if what in ("hourly", "prune", "lb", "alerts"):  # not lists of rows
                     self._write(what, rows)
                     continue
                 for row in rows:
@@ -640,6 +652,10 @@ class Store:
                 "version=?, interval=?, last_seen=? WHERE id=?",
                 rows,
             )
+        elif what == "lb":
+            lb_history.write_round(db, rows)
+        elif what == "alerts":
+            db.execute("INSERT OR REPLACE INTO alert_states VALUES (?, ?)", rows)
         elif what == "hourly":
             started = time.thread_time()
             self._roll_hours(*rows)
@@ -664,6 +680,9 @@ class Store:
             # events go with the longest history, and so do replay marks of nodes long gone
             db.execute("DELETE FROM events WHERE ts < ?", (now - self.hourly_retention,))
             db.execute("DELETE FROM marks WHERE at < ?", (now - self.hourly_retention,))
+            lb_history.prune(db, now, self.raw_retention, self.minute_retention,
+                             self.hourly_retention)
+            alert_history.prune(db, now - self.hourly_retention)
 
     def _load_hourly_next(self) -> int | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'hourly_next'").fetchone()
@@ -763,6 +782,10 @@ class Store:
             self._load_ids()  # nodes registered since (by the daemon, when we only read)
             rowid = self._ids.get(node)
         out: dict[str, list[tuple[float, float]]] = {m: [] for m in metrics}
+        lb = [m for m in metrics if m.startswith(lb_history.PREFIX)]
+        if lb:  # real servers' shares (node detail): the LB history's own tables
+            out.update(lb_history.series(self._read, lb, seconds, now, RAW_SPAN,
+                                         self._minute_span()))
         if rowid is None:
             return out
         since = now - seconds

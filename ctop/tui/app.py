@@ -12,9 +12,11 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
+from textual.widgets import Input
 
 from ctop.gcpolicy import process_heap
 from ctop.lb.request import ActionRequest
+from ctop.past import PastError, PastSource
 from ctop.snapshot import EventView, Snapshot
 from ctop.tui.actions import Request, from_plan, plan
 from ctop.tui.colors import palette_for
@@ -34,6 +36,16 @@ LOCAL_EVENTS = 100
 STALE_RETRIES = 3
 
 
+def history_db(source: object) -> str | None:
+    """The history database a source reads: the engine's store, the daemon's (attached UI),
+    or one a test or script names (`db_path`)."""
+    store = getattr(source, "store", None)
+    path = getattr(store, "path", None) or getattr(source, "db_path", None)
+    if path is None:  # the attached UI's RemoteSource reads the daemon's database
+        path = getattr(getattr(source, "_store", None), "path", None)
+    return path if path and path != ":memory:" else None
+
+
 class CtopApp(App[None]):
     TITLE = "ctop"
     CSS_PATH = Path(__file__).with_name("styles.tcss")
@@ -41,6 +53,13 @@ class CtopApp(App[None]):
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("colon", "command_palette", "Commands", key_display=":", show=False),
+        # the past (ctop.past): the whole screen as it was, read-only; ←/→ move the moment
+        Binding("T", "time_travel", "Past"),
+        Binding("left", "past_step(-60)", "1 min back", priority=True, show=False),
+        Binding("right", "past_step(60)", "1 min on", priority=True, show=False),
+        Binding("shift+left", "past_step(-600)", "10 min back", priority=True, show=False),
+        Binding("shift+right", "past_step(600)", "10 min on", priority=True, show=False),
+        Binding("escape", "live", "Back to live", priority=True, show=False),
     ]
 
     def __init__(
@@ -64,6 +83,8 @@ class CtopApp(App[None]):
         self.local_events: list[EventView] = []  # action results, shown until the engine has them
         self._view = view
         self._tick = -1
+        # ctop --at starts in the past with nothing live to go back to
+        self.live_source: EngineLike | None = None if isinstance(source, PastSource) else source
 
     def on_mount(self) -> None:
         self.push_screen(MainScreen(self._view))
@@ -91,6 +112,53 @@ class CtopApp(App[None]):
         # a screen still composing or already torn down has no widgets: it takes the next tick
         with contextlib.suppress(NoMatches):
             update(self.snapshot)
+
+    # -- the past ------------------------------------------------------------------------------
+
+    @property
+    def past(self) -> PastSource | None:
+        return self.source if isinstance(self.source, PastSource) else None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "past_step":  # only in the past, and never while typing (the filter)
+            return self.past is not None and not isinstance(self.focused, Input)
+        if action == "live":  # esc leaves the past from the main screen only (else: back)
+            return (self.past is not None and isinstance(self.screen, MainScreen)
+                    and not isinstance(self.focused, Input))
+        return True
+
+    def action_time_travel(self) -> None:
+        """T: the screen as it was a minute ago, from the history database."""
+        if self.past is not None:
+            return
+        path = history_db(self.source)
+        if path is None:
+            self.notify("no history database to look back in", severity="error")
+            return
+        try:
+            past = PastSource(path, self.snapshot.ts - 60, cluster=self.snapshot.cluster)
+        except PastError as e:
+            self.notify(str(e), severity="error")
+            return
+        self.source = past
+        self.refresh_snapshot(force=True)
+
+    def action_past_step(self, seconds: float) -> None:
+        past = self.past
+        if past is not None:
+            past.move(seconds)
+            self.refresh_snapshot(force=True)
+
+    def action_live(self) -> None:
+        past, live = self.past, self.live_source
+        if past is None:
+            return
+        if live is None:
+            self.notify("ctop --at shows the past only: run ctop for the live view")
+            return
+        self.source = live
+        past.close()
+        self.refresh_snapshot(force=True)
 
     # -- navigation ----------------------------------------------------------------------------
 

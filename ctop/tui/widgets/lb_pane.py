@@ -16,9 +16,11 @@ from textual.strip import Strip
 from ctop.lb.drainwatch import DrainWatch
 from ctop.snapshot import LBServiceView, RealServerView, Snapshot
 from ctop.tui.colors import Palette
-from ctop.tui.format import bar, count
+from ctop.tui.format import BLOCKS, bar, count
 from ctop.tui.widgets.cells import pad, text
 from ctop.tui.widgets.line_view import LineView, strip
+
+SPARK = 10  # the share-vs-weight sparkline: the last rounds, one cell each
 
 COLUMNS = (
     ("SERVER", 14),
@@ -28,6 +30,7 @@ COLUMNS = (
     ("ACT/INACT", 9),
     ("CONN/S", 6),
     ("SHARE vs WEIGHT", 20),
+    ("HISTORY", SPARK),
     ("STATE", 8),
     ("NODE", 12),
 )
@@ -200,9 +203,11 @@ class LBPane(LineView):
             Segment(share[len(filled) :], pal.meter_empty),
             text(ratio, w[6] - BAR, pal.ratio(rs.ratio), right=True),
             Segment(" "),
-            text(rs.state, w[7], st),
+            *share_spark(rs.share_history, w[7], pal),
             Segment(" "),
-            text(rs.node_id, w[8], pal.dim),
+            text(rs.state, w[8], st),
+            Segment(" "),
+            text(rs.node_id, w[9], pal.dim),
         ]
         segs = pad(segs, width)
         if cur:
@@ -237,6 +242,24 @@ class LBPane(LineView):
 
     def on_blur(self) -> None:
         self.refresh()
+
+
+def share_spark(
+    history: tuple[tuple[float, float], ...], width: int, pal: Palette
+) -> list[Segment]:
+    """One cell per LB round, newest right: half height = the share its weight asks for, full =
+    twice that or more, empty = no load; coloured like the ratio. A server with weight 0 that
+    still gets load shows full height."""
+    cells = [Segment(" " * max(0, width - len(history)))]
+    for share, weight_share in history[-width:]:
+        if weight_share > 0:
+            ratio: float | None = share / weight_share
+            level = min(1.0, ratio / 2)
+        else:
+            ratio, level = (None, 0.0) if share <= 0 else (2.0, 1.0)
+        char = BLOCKS[max(1, round(level * 8))] if share > 0 else "_"
+        cells.append(Segment(char, pal.ratio(ratio) if share > 0 or ratio else pal.dim))
+    return cells
 
 
 def _automation_note(svc: LBServiceView, pal: Palette) -> list[Segment]:

@@ -139,7 +139,7 @@ def connect_readonly(path: str) -> sqlite3.Connection:
 def snapshot_at(db: sqlite3.Connection, at: float, cluster: str, *, tick: int = 0) -> Snapshot:
     facts = {row[0]: row[1:] for row in db.execute(
         "SELECT node_id, id, hostname, grp, addresses, cores, mem_total, version, interval, "
-        "first_seen FROM nodes WHERE first_seen <= ?", (at,))}
+        "first_seen FROM nodes")}
     values = _node_values(db, at)
     states = _last_liveness(db, at)
     history = _cpu_history(db, at)

@@ -53,8 +53,7 @@ class CtopApp(App[None]):
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("colon", "command_palette", "Commands", key_display=":", show=False),
-        # the past (ctop.past): the whole screen as it was, read-only; ←/→ move the moment
-        Binding("T", "time_travel", "Past"),
+        # the past (ctop.past; T on the main screen): the screen as it was, read-only
         Binding("left", "past_step(-60)", "1 min back", priority=True, show=False),
         Binding("right", "past_step(60)", "1 min on", priority=True, show=False),
         Binding("shift+left", "past_step(-600)", "10 min back", priority=True, show=False),

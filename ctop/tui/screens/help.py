@@ -33,6 +33,8 @@ KEYS = (
             ("/", "filter by name, group, state or address (enter keeps, esc clears)"),
             ("a", "alerts and events screen"),
             ("x", "rejected datagrams by reason and the hosts sending them (or click the header)"),
+            ("T", "look back: the whole screen as it was, read-only; ← → 1 min, shift 10 min, "
+                  "esc back to live"),
             ("1 … 6", "node detail history: 2 min (live), 15 min, 1 h, 24 h, 7 d, 30 d"),
             (":", "command palette"),
             ("?", "this help"),

@@ -36,6 +36,9 @@ class MainScreen(LBKeys, Screen[None]):
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("a", "app.alerts", "Alerts"),
         Binding("x", "app.drops", "Rejects", show=False),
+        # the whole screen as it was (from the history database): ←/→ scrub, esc back to live.
+        # Out of the footer (it would push Help off at 160 columns); listed in `?`.
+        Binding("T", "app.time_travel", "Look back in time (←/→ scrub, esc live)", show=False),
         *LBKeys.LB_BINDINGS,
     ]
 

@@ -30,8 +30,8 @@ COLUMNS = (
     ("ACT/INACT", 9),
     ("CONN/S", 6),
     ("SHARE vs WEIGHT", 20),
-    ("HISTORY", SPARK),
     ("STATE", 8),
+    ("HISTORY", SPARK),
     ("NODE", 12),
 )
 WIDTH = 2 + sum(w + 1 for _, w in COLUMNS)
@@ -203,9 +203,9 @@ class LBPane(LineView):
             Segment(share[len(filled) :], pal.meter_empty),
             text(ratio, w[6] - BAR, pal.ratio(rs.ratio), right=True),
             Segment(" "),
-            *share_spark(rs.share_history, w[7], pal),
+            text(rs.state, w[7], st),
             Segment(" "),
-            text(rs.state, w[8], st),
+            *share_spark(rs.share_history, w[8], pal),
             Segment(" "),
             text(rs.node_id, w[9], pal.dim),
         ]

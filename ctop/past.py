@@ -39,6 +39,7 @@ CPU_HISTORY_S = 60.0  # the card's CPU sparkline: the minute before the moment
 # A node whose last data is older than this at the moment was not reporting, whatever its last
 # event says (e.g. the director restarted while it was down): it is shown dead.
 STALE_S = 300.0
+clock = time.time  # the present (tests of the header's "ago" fix it)
 REFUSAL = "this is the past (ctop --at / T): load-balancer actions are disabled"
 
 _COLS = tuple(COLUMNS.values())
@@ -84,7 +85,7 @@ class PastSource:
     # -- the moment ------------------------------------------------------------------------
 
     def go(self, at: float) -> None:
-        self.at = min(at, time.time())  # the future is not stored yet
+        self.at = min(at, clock())  # the future is not stored yet
         self._moves += 1
         self._snap = None
 
@@ -298,5 +299,5 @@ def parse_moment(text: str, now: float | None = None) -> float:
 
 def describe(at: float) -> str:
     """The moment in the header: local time, and how long ago."""
-    ago = timedelta(seconds=max(0, round(time.time() - at)))
+    ago = timedelta(seconds=max(0, round(clock() - at)))
     return f"{datetime.fromtimestamp(at):%Y-%m-%d %H:%M:%S} ({ago} ago)"

@@ -84,3 +84,25 @@ def test_main_in_an_80_by_24_terminal(snap_compare):
     """The classic terminal: header cropped not wrapped, alerts pane folded away so the load
     balancer keeps its columns."""
     assert snap_compare(make(16, "table"), terminal_size=(80, 24), run_before=settle)
+
+
+def test_the_past_at_an_incident(snap_compare, tmp_path, monkeypatch):
+    """ctop --at: the header marks the past; a node dead, a server drained, the alerts then."""
+    import time
+
+    import ctop.past
+    from ctop.past import PastSource
+    from tests.helpers.past_history import write_incident
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    moment = write_incident(tmp_path / "ctop.db")
+    monkeypatch.setattr(ctop.past, "clock", lambda: moment + 3600)
+    source = PastSource(str(tmp_path / "ctop.db"), moment, cluster="prod")
+    try:
+        app = CtopApp(source, view="grid", poll=3600)
+        assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+    finally:
+        source.close()
+        monkeypatch.undo()
+        time.tzset()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from ctop.lb.request import ActionRequest
 
 EVENTS_KEPT = 200  # as many as a live snapshot carries
-CPU_HISTORY_S = 60.0  # the card's CPU sparkline: the minute before the moment
+CPU_HISTORY_S = 30.0  # the card's CPU sparkline: the half minute before the moment
 # A node whose last data is older than this at the moment was not reporting, whatever its last
 # event says (e.g. the director restarted while it was down): it is shown dead.
 STALE_S = 300.0
@@ -77,25 +78,37 @@ class PastSource:
         self.at = at
         self._moves = 0
         self._snap: Snapshot | None = None
+        self._lock = threading.Lock()  # the UI builds the next moment in a worker thread
+        self._closed = False
 
     def close(self) -> None:
-        self._store.close()
-        self._db.close()
+        with self._lock:  # after a moment still being read
+            if not self._closed:
+                self._closed = True
+                self._store.close()
+                self._db.close()
 
     # -- the moment ------------------------------------------------------------------------
 
-    def go(self, at: float) -> None:
-        self.at = min(at, clock())  # the future is not stored yet
-        self._moves += 1
-        self._snap = None
+    def go(self, at: float) -> Snapshot:
+        """Build the snapshot of `at` (never later than now: the future is not stored yet) and
+        show it from then on; until then snapshot() keeps the previous moment."""
+        with self._lock:
+            if self._closed and self._snap is not None:  # a key pressed as the UI went live
+                return self._snap
+            at = min(at, clock())
+            snap = snapshot_at(self._db, at, self.cluster, tick=self._moves + 1)
+            self.at, self._moves, self._snap = at, self._moves + 1, snap
+            return snap
 
-    def move(self, seconds: float) -> None:
-        self.go(self.at + seconds)
+    def move(self, seconds: float) -> Snapshot:
+        with self._lock:  # (re-entrant use: go() takes it again)
+            at = self.at + seconds
+        return self.go(at)
 
     def snapshot(self) -> Snapshot:
-        if self._snap is None:
-            self._snap = snapshot_at(self._db, self.at, self.cluster, tick=self._moves)
-        return self._snap
+        snap = self._snap
+        return snap if snap is not None else self.go(self.at)
 
     # -- what views read -------------------------------------------------------------------
 
@@ -105,9 +118,10 @@ class PastSource:
         return self._store.history(node_id, metrics, seconds, now=self.at)
 
     def node_events(self, node_id: str, limit: int = 50) -> list[EventView]:
-        rows = self._db.execute(
-            "SELECT ts, kind, node, message FROM events WHERE node = ? AND ts <= ? "
-            "ORDER BY ts DESC, id DESC LIMIT ?", (node_id, self.at, limit)).fetchall()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT ts, kind, node, message FROM events WHERE node = ? AND ts <= ? "
+                "ORDER BY ts DESC, id DESC LIMIT ?", (node_id, self.at, limit)).fetchall()
         return [EventView(*r) for r in reversed(rows)]
 
     def watch(self, node_id: str | None) -> None:

@@ -68,6 +68,13 @@ def history_with_an_incident(db: Path, now: float) -> tuple[float, float]:
     return calm, incident
 
 
+async def settle(pilot) -> None:
+    """Moments are read in worker threads: wait for them, then for the screen."""
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
 def _header(app: CtopApp) -> str:
     return str(app.screen.query_one(ClusterHeader).render())
 
@@ -83,7 +90,7 @@ async def test_T_shows_the_past_scrubs_refuses_actions_and_esc_is_live_again(tmp
         await pilot.pause()
         assert "PAST" not in _header(app)
         await pilot.press("T")  # a minute ago: after the incident
-        await pilot.pause()
+        await settle(pilot)
         snap = app.snapshot
         assert snap.past and app.readonly
         assert {n.node_id: n.liveness for n in snap.nodes} == {
@@ -99,18 +106,18 @@ async def test_T_shows_the_past_scrubs_refuses_actions_and_esc_is_live_again(tmp
         assert live.actions == [] and app.screen.__class__.__name__ == "MainScreen"
 
         await pilot.press("left", "left", "left")  # three minutes further back: the calm
-        await pilot.pause()
+        await settle(pilot)
         snap = app.snapshot
         assert abs(snap.ts - (now - 240)) < 1
         assert all(n.liveness is Liveness.ALIVE for n in snap.nodes) and not snap.alerts
         assert [(s.key, s.state) for s in snap.lb[0].servers] == [("s1", "serving"),
                                                                    ("s2", "serving")]
         await pilot.press("shift+right")  # ten minutes on: no further than now
-        await pilot.pause()
+        await settle(pilot)
         assert app.snapshot.ts <= time.time()
 
         await pilot.press("escape")
-        await pilot.pause()
+        await settle(pilot)
         assert app.past is None and not app.snapshot.past and not app.readonly
         assert app.snapshot is live_snap and "PAST" not in _header(app)
         assert "lb_drain" in {b.binding.action for b in app.active_bindings.values()}
@@ -120,7 +127,7 @@ async def test_T_without_a_history_database_says_so_and_stays_live():
     app = CtopApp(StaticSource(sample_snapshot(6)))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("T")
-        await pilot.pause()
+        await settle(pilot)
         assert app.past is None and not app.snapshot.past
 
 

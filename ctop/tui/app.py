@@ -134,19 +134,33 @@ class CtopApp(App[None]):
         if path is None:
             self.notify("no history database to look back in", severity="error")
             return
+        self._enter_past(path, self.snapshot.ts - 60, self.snapshot.cluster)
+
+    @work(thread=True, exclusive=True, group="past")
+    def _enter_past(self, path: str, at: float, cluster: str) -> None:
+        # reading a moment of 10,000 nodes takes a while: never on the event loop
         try:
-            past = PastSource(path, self.snapshot.ts - 60, cluster=self.snapshot.cluster)
+            past = PastSource(path, at, cluster=cluster)
+            past.snapshot()
         except PastError as e:
-            self.notify(str(e), severity="error")
+            self.call_from_thread(self.notify, str(e), severity="error")
             return
-        self.source = past
-        self.refresh_snapshot(force=True)
+        self.call_from_thread(self._show_past, past)
+
+    def _show_past(self, past: PastSource) -> None:
+        if self.past is None:
+            self.source = past
+            self.refresh_snapshot(force=True)
 
     def action_past_step(self, seconds: float) -> None:
         past = self.past
         if past is not None:
-            past.move(seconds)
-            self.refresh_snapshot(force=True)
+            self._scrub(past, seconds)
+
+    @work(thread=True, group="past-step")
+    def _scrub(self, past: PastSource, seconds: float) -> None:
+        past.move(seconds)  # one at a time (the source's lock): quick presses add up
+        self.call_from_thread(self.refresh_snapshot, True)
 
     def action_live(self) -> None:
         past, live = self.past, self.live_source
@@ -156,8 +170,12 @@ class CtopApp(App[None]):
             self.notify("ctop --at shows the past only: run ctop for the live view")
             return
         self.source = live
-        past.close()
         self.refresh_snapshot(force=True)
+        self._close_past(past)
+
+    @work(thread=True, group="past-close")
+    def _close_past(self, past: PastSource) -> None:
+        past.close()  # (waits for a scrub still reading)
 
     # -- navigation ----------------------------------------------------------------------------
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, fields, replace
-from operator import attrgetter
+from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any
 
 from ctop.snapshot import LBServiceView, RealServerView
@@ -31,6 +31,10 @@ SPARK_ROUNDS = 30  # rounds kept per server for the LB pane's sparkline
 PREFIX = "lb:"  # Store.history metric names: lb:<backend>/<service>/<server>:share|weight
 FACTS_EVERY = 60.0  # seconds between rounds that carry every server's facts again
 ROLL_MINUTES_PER_PASS = 600  # a backlog (downtime, an upgrade) is rolled up in short steps
+
+# one primary-key range per real server (rows are clustered by server), where a time range
+# alone would scan the whole table
+_EACH = "rs IN (SELECT id FROM lb_servers) AND "
 
 SCHEMA = """
 CREATE TABLE lb_servers (
@@ -70,14 +74,14 @@ _MINUTE_SQL = (
     "CAST(round(avg(active)) AS INTEGER), max(active), CAST(round(avg(inactive)) AS INTEGER), "
     "CAST(round(avg(cps)) AS INTEGER), max(cps), CAST(round(avg(share)) AS INTEGER), "
     "CAST(round(avg(wshare)) AS INTEGER), CAST(round(avg(imbalance)) AS INTEGER), "
-    "max(imbalance) FROM lb_samples WHERE ts >= ? AND ts < ? GROUP BY rs, ts / 60000"
+    f"max(imbalance) FROM lb_samples WHERE {_EACH}ts >= ? AND ts < ? GROUP BY rs, ts / 60000"
 )
 # the weight and state a minute ended with: its last round's
 _MINUTE_LAST_SQL = (
     "UPDATE lb_minutes SET (weight, state) = (SELECT weight, state FROM lb_samples AS s "
     "WHERE s.rs = lb_minutes.rs AND s.ts >= lb_minutes.minute * 60000 "
     "AND s.ts < lb_minutes.minute * 60000 + 60000 ORDER BY s.ts DESC LIMIT 1) "
-    "WHERE minute >= ? AND minute < ?"
+    f"WHERE {_EACH}minute >= ? AND minute < ?"
 )
 
 
@@ -90,20 +94,14 @@ _HOUR_SQL = (
     f"{_weighted('active_avg')}, max(active_max), {_weighted('inactive_avg')}, "
     f"{_weighted('cps_avg')}, max(cps_max), {_weighted('share_avg')}, {_weighted('wshare_avg')}, "
     f"{_weighted('imbalance_avg')}, max(imbalance_max) "
-    "FROM lb_minutes WHERE minute >= ? AND minute < ? GROUP BY rs, minute / 60"
+    f"FROM lb_minutes WHERE {_EACH}minute >= ? AND minute < ? GROUP BY rs, minute / 60"
 )
 _HOUR_LAST_SQL = (
     "UPDATE lb_hours SET (weight, state) = (SELECT weight, state FROM lb_minutes AS m "
     "WHERE m.rs = lb_hours.rs AND m.minute >= lb_hours.hour * 60 "
     "AND m.minute < lb_hours.hour * 60 + 60 ORDER BY m.minute DESC LIMIT 1) "
-    "WHERE hour >= ? AND hour < ?"
+    f"WHERE {_EACH}hour >= ? AND hour < ?"
 )
-
-
-_FIELDS = tuple(f.name for f in fields(RealServerView))
-if _FIELDS[-1] != "share_history":
-    raise ImportError("RealServerView.share_history must stay its last field (LBRecorder)")
-_OTHER_FIELDS = attrgetter(*_FIELDS[:-1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,19 +130,17 @@ class LBRecorder:
     def observe(
         self, now: float, views: Sequence[LBServiceView]
     ) -> tuple[tuple[LBServiceView, ...], LBRound | None]:
-        """The views with share_history filled, and the round to store (None: too soon)."""
+        """The views with their share_history, and the round to store (None: too soon)."""
         seen: dict[tuple[str, str, str], deque[tuple[float, float]]] = {}
         out = []
         for svc in views:
-            servers = []
+            history = {}
             for rs in svc.servers:
                 key = (svc.backend, svc.key, rs.key)
                 recent = seen[key] = self._recent.get(key) or deque(maxlen=SPARK_ROUNDS)
                 recent.append((rs.conn_share, rs.weight_share))
-                # positional, from one C-level attrgetter: dataclasses.replace() costs ~20 µs
-                # a server, a round of 10,000 servers 0.2 s (bench/lb_history.py)
-                servers.append(RealServerView(*_OTHER_FIELDS(rs), tuple(recent)))
-            out.append(replace(svc, servers=tuple(servers)))
+                history[rs.key] = tuple(recent)
+            out.append(replace(svc, share_history=MappingProxyType(history)))
         self._recent = seen  # servers gone from the balancer are forgotten
         every = self.every(len(seen))
         if every and now - self._last_stored < every * 0.9:
@@ -239,12 +235,12 @@ def roll(db: sqlite3.Connection, now: float) -> None:
 def prune(db: sqlite3.Connection, now: float, raw: float, minutes: float, hours: float) -> None:
     """The node metrics' retention (docs/director.md): raw rounds, minutes (never one whose
     hour is not rolled up yet), hours."""
-    db.execute("DELETE FROM lb_samples WHERE ts < ?", (round((now - raw) * TS_SCALE),))
+    db.execute(f"DELETE FROM lb_samples WHERE {_EACH}ts < ?", (round((now - raw) * TS_SCALE),))
     db.execute("DELETE FROM lb_rounds WHERE ts < ?", (round((now - raw) * TS_SCALE),))
     hour_next = _meta(db, "lb_hour_next") or 0
-    db.execute("DELETE FROM lb_minutes WHERE minute < ?",
+    db.execute(f"DELETE FROM lb_minutes WHERE {_EACH}minute < ?",
                (min(int((now - minutes) // 60), hour_next * 60),))
-    db.execute("DELETE FROM lb_hours WHERE hour < ?", (int((now - hours) // 3600),))
+    db.execute(f"DELETE FROM lb_hours WHERE {_EACH}hour < ?", (int((now - hours) // 3600),))
 
 
 # -- readers -----------------------------------------------------------------------------------
@@ -283,7 +279,7 @@ def servers_at(db: sqlite3.Connection, at: float) -> tuple[tuple[LBServiceView, 
                                (int(at * scale), int((at - window) * scale))).fetchone()
         if found[0] is None:
             continue
-        rows = db.execute(f"SELECT rs, {cols} FROM {table} WHERE {col} = ?",
+        rows = db.execute(f"SELECT rs, {cols} FROM {table} WHERE {_EACH}{col} = ?",
                           (found[0],)).fetchall()
         if rows:
             break
@@ -291,6 +287,7 @@ def servers_at(db: sqlite3.Connection, at: float) -> tuple[tuple[LBServiceView, 
         return (), 0.0
     history = _recent_pairs(db, at)
     services: dict[tuple[str, str], list[RealServerView]] = {}
+    recent: dict[tuple[str, str], dict[str, tuple[tuple[float, float], ...]]] = {}
     imbalances: dict[tuple[str, str], float] = {}
     for rs, weight, state, active, inactive, cps, share, wshare, imbalance in rows:
         backend, service, server, address, port, node, *_ = facts[rs]
@@ -301,8 +298,8 @@ def servers_at(db: sqlite3.Connection, at: float) -> tuple[tuple[LBServiceView, 
             conns_per_s=(cps or 0) / CPS_SCALE, node_id=node, conn_share=conn_share,
             weight_share=weight_share,
             ratio=conn_share / weight_share if weight_share else None,
-            share_history=history.get(rs, ()),
         ))
+        recent.setdefault((backend, service), {})[server] = history.get(rs, ())
         imbalances[(backend, service)] = (imbalance or 0) / SHARE_SCALE
     by_service = {(f[0], f[1]): f for f in facts.values()}
     views = []
@@ -310,7 +307,8 @@ def servers_at(db: sqlite3.Connection, at: float) -> tuple[tuple[LBServiceView, 
         _, _, _, _, _, _, protocol, scheduler, basis = by_service[(backend, service)]
         servers.sort(key=lambda s: s.key)
         views.append(LBServiceView(service, backend, protocol, scheduler, tuple(servers),
-                                   imbalances[(backend, service)], basis))
+                                   imbalances[(backend, service)], basis,
+                                   MappingProxyType(recent[(backend, service)])))
     return tuple(views), max(imbalances.values(), default=0.0)
 
 
@@ -319,7 +317,8 @@ def _recent_pairs(db: sqlite3.Connection, at: float) -> dict[int, tuple[tuple[fl
     rounds of the two minutes before (empty past the raw retention)."""
     out: dict[int, list[tuple[float, float]]] = {}
     for rs, share, wshare in db.execute(
-            "SELECT rs, share, wshare FROM lb_samples WHERE ts <= ? AND ts > ? ORDER BY rs, ts",
+            f"SELECT rs, share, wshare FROM lb_samples WHERE {_EACH}ts <= ? AND ts > ? "
+            "ORDER BY rs, ts",
             (round(at * TS_SCALE), round((at - 120) * TS_SCALE))):
         out.setdefault(rs, []).append((share / SHARE_SCALE, wshare / SHARE_SCALE))
     return {rs: tuple(pairs[-SPARK_ROUNDS:]) for rs, pairs in out.items()}

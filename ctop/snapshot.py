@@ -139,8 +139,6 @@ class RealServerView:
     forward: str = ""
     health: str = ""  # what judges it for auto-quiesce and how it fares ("" = automation off)
     drift: str = ""  # how the balancer differs from the journal's intent ("" = it does not)
-    # the last LB rounds' (conn_share, weight_share), oldest first: the LB pane's sparkline
-    share_history: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +150,10 @@ class LBServiceView:
     servers: tuple[RealServerView, ...]
     imbalance: float = 0.0  # 0 = perfectly balanced against weights
     basis: str = "conns"  # what the shares count: "conns" (active) or "rate" (new per second)
+    # server key -> the last LB rounds' (conn_share, weight_share), oldest first: the LB pane's
+    # sparkline. Per service, not per server: one new view a round, not one per server.
+    share_history: Mapping[str, tuple[tuple[float, float], ...]] = field(
+        default_factory=lambda: EMPTY)
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,9 +76,9 @@ def test_the_past_lb_view_comes_from_minutes_once_raw_rounds_expired(tmp_path: P
         never, _ = servers_at(db, T0 - HOUR)  # before any round
     s2 = {s.key: s for s in early[0].servers}["s2"]
     assert (s2.state, s2.weight, s2.active_conns, s2.node_id) == ("serving", 1, 30, "node2")
-    assert s2.conn_share == pytest.approx(0.75) and s2.share_history == ()
+    assert s2.conn_share == pytest.approx(0.75) and early[0].share_history["s2"] == ()
     s2 = {s.key: s for s in late[0].servers}["s2"]
-    assert (s2.state, s2.weight) == ("drained", 0) and len(s2.share_history) > 5
+    assert (s2.state, s2.weight) == ("drained", 0) and len(late[0].share_history["s2"]) > 5
     assert never == ()
     store.close()
 
@@ -97,8 +97,23 @@ def test_the_recorder_gives_each_server_its_recent_shares_and_forgets_gone_ones(
     for k in range(40):
         views, stored = rec.observe(T0 + k, service(1, 30 if k < 35 else 0))
         assert stored is not None
-    s2 = views[0].servers[1]
-    assert len(s2.share_history) == 30 and s2.share_history[-1] == (0.0, 0.5)
+    s2 = views[0].share_history["s2"]
+    assert len(s2) == 30 and s2[-1] == (0.0, 0.5)
     views, _ = rec.observe(T0 + 41, (LBServiceView("web", "haproxy", "http", "rr", (), 0.0),))
     views, _ = rec.observe(T0 + 42, service(1, 30))
-    assert len(views[0].servers[1].share_history) == 1  # it was gone: a new history
+    assert len(views[0].share_history["s2"]) == 1  # it was gone: a new history
+
+
+def test_the_sparkline_reaches_an_attached_ui_and_status_json():
+    import json
+
+    from ctop.codec import from_plain, pack_compact, to_plain, unpack_compact
+    from tests.helpers.sample import sample_snapshot
+
+    snap = sample_snapshot(12)
+    history = {svc.key: dict(svc.share_history) for svc in snap.lb}
+    assert any(history.values())
+    attached = unpack_compact(pack_compact(snap))
+    scripted = from_plain(json.loads(json.dumps(to_plain(snap))))
+    for other in (attached, scripted):
+        assert {svc.key: dict(svc.share_history) for svc in other.lb} == history

@@ -196,7 +196,6 @@ def _lb(nodes: Sequence[NodeView], per_service: int) -> tuple[LBServiceView, ...
                     ratio=ratio,
                     advised_weight=advised,
                     forward="" if s == 0 else "route",
-                    share_history=_share_history(k, cs, ws, states[k]),
                 )
             )
         imb = sum(abs(r.conn_share - r.weight_share) for r in servers) / 2
@@ -208,6 +207,9 @@ def _lb(nodes: Sequence[NodeView], per_service: int) -> tuple[LBServiceView, ...
                 scheduler="roundrobin" if s == 0 else "wlc",
                 servers=tuple(servers),
                 imbalance=round(imb, 3),
+                share_history={rs.key: _share_history(k, rs.conn_share, rs.weight_share,
+                                                      rs.state)
+                               for k, rs in enumerate(servers)},
             )
         )
     return tuple(out)

@@ -205,7 +205,7 @@ class LBPane(LineView):
             Segment(" "),
             text(rs.state, w[7], st),
             Segment(" "),
-            *share_spark(rs.share_history, w[8], pal),
+            *share_spark(svc.share_history.get(rs.key, ()), w[8], pal),
             Segment(" "),
             text(rs.node_id, w[9], pal.dim),
         ]

@@ -46,11 +46,11 @@ REFUSAL = "this is the past (ctop --at / T): load-balancer actions are disabled"
 _COLS = tuple(COLUMNS.values())
 # the node's metrics at a level: table, time column in ms, the column per metric, how far back
 _LEVELS = (
-    ("samples", "s.ts", "s.ts", tuple(f"s.{c}" for c in _COLS), 600.0, 1000),
-    ("rollups", "s.minute * 60000", "s.minute", tuple(f"s.{c}_avg" for c in _COLS), 3600.0,
-     1 / 60),
-    ("hourly", "s.hour * 3600000", "s.hour", tuple(f"s.{c}_avg" for c in _COLS), 86400.0,
-     1 / 3600),
+    ("samples", "s.ts", "s.ts", tuple(f"s.{c} / {SCALES[c]:.1f}" for c in _COLS), 600.0, 1000),
+    ("rollups", "s.minute * 60000", "s.minute",
+     tuple(f"s.{c}_avg / {SCALES[c]:.1f}" for c in _COLS), 3600.0, 1 / 60),
+    ("hourly", "s.hour * 3600000", "s.hour",
+     tuple(f"s.{c}_avg / {SCALES[c]:.1f}" for c in _COLS), 86400.0, 1 / 3600),
 )
 _STATE = re.compile(r" → (alive|suspect|dead|left) \(")
 _LIVENESS_KINDS = ("join", "restart", "state", "leave", "forget")
@@ -155,7 +155,7 @@ def snapshot_at(db: sqlite3.Connection, at: float, cluster: str, *, tick: int = 
     facts = {row[0]: row[1:] for row in db.execute(
         "SELECT node_id, id, hostname, grp, addresses, cores, mem_total, version, interval, "
         "first_seen FROM nodes")}
-    values = _node_values(db, at)
+    values = _node_values(db, at, len(facts))
     states = _last_liveness(db, at)
     history = _cpu_history(db, at)
     services = dict(db.execute("SELECT id, name FROM services"))
@@ -171,9 +171,10 @@ def snapshot_at(db: sqlite3.Connection, at: float, cluster: str, *, tick: int = 
         built.append((node_id, hostname or node_id, group or "", liveness, seen, interval or 1.0,
                       tuple(json.loads(addresses or "[]")), cores or 0, mem_total or 0,
                       version or "", row, history.get(node_id, ())))
-    total_conns = sum(int(b[10][7]) for b in built
+    total_conns = sum(int(b[10][1 + _COLS.index("conns")] or 0) for b in built
                       if b[10] and b[3] in (Liveness.ALIVE, Liveness.SUSPECT))
-    views = sorted((_view(b, services, total_conns) for b in built),
+    decoded: dict[Any, tuple[ServiceView, ...]] = {}
+    views = sorted((_view(b, decoded, services, total_conns) for b in built),
                    key=lambda v: (v.group, v.node_id))
     nodes = tuple(views)
     groups = []
@@ -191,12 +192,14 @@ def snapshot_at(db: sqlite3.Connection, at: float, cluster: str, *, tick: int = 
     )
 
 
-def _node_values(db: sqlite3.Connection, at: float) -> dict[str, tuple[Any, ...]]:
-    """node -> (time in ms, scaled metric values..., svc blob) of its last stored row before
+def _node_values(db: sqlite3.Connection, at: float, nodes: int) -> dict[str, tuple[Any, ...]]:
+    """node -> (time in ms, metric values..., svc blob) of its last stored row before
     `at`: a raw sample of the last 10 minutes, else a minute row of the last hour, else an
     hour row of the last day (the levels' retention)."""
     out: dict[str, tuple[Any, ...]] = {}
     for table, ts, col, cols, window, scale in _LEVELS:
+        if len(out) >= nodes:  # every node found at a finer level
+            break
         if table == "samples":
             lo, hi = round((at - window) * 1000), round(at * 1000)
         else:
@@ -249,32 +252,38 @@ def _cpu_history(db: sqlite3.Connection, at: float) -> dict[str, tuple[float, ..
     return {k: tuple(v) for k, v in out.items()}
 
 
-def _view(b: tuple[Any, ...], services: dict[int, str], total_conns: int) -> NodeView:
+_ZEROS = (0.0,) * len(_COLS)
+_METRIC_NAMES = tuple(COLUMNS)  # in the order of _COLS
+_AT = {c: i for i, c in enumerate(_COLS)}
+
+
+def _view(b: tuple[Any, ...], services: dict[Any, tuple[ServiceView, ...]],
+          names: dict[int, str], total_conns: int) -> NodeView:
     (node_id, hostname, group, liveness, seen, interval, addresses, cores, mem_total, version,
      row, cpu_history) = b
-    named = dict(zip(_COLS, (0,) * len(_COLS), strict=True))
+    values = tuple(v or 0 for v in row[1:-1]) if row else _ZEROS  # unscaled by the query
     svcs: tuple[ServiceView, ...] = ()
-    if row:
-        named = {c: (v or 0) / SCALES[c] for c, v in zip(_COLS, row[1:-1], strict=True)}
-        if row[-1]:
-            ids, latencies = msgpack.unpackb(row[-1])
-            svcs = tuple(ServiceView(services.get(sid, f"#{sid}"), "unknown",
-                                     x / LATENCY_SCALE, "status not kept in history")
-                         for sid, x in zip(ids, latencies, strict=True))
-    counted = liveness in (Liveness.ALIVE, Liveness.SUSPECT)
-    conns = int(named["conns"])
-    metrics = {name: named[col] for name, col in COLUMNS.items()}
-    metrics["load"] = (named["load1"],)
-    return NodeView(
-        node_id=node_id, hostname=hostname, group=group, liveness=liveness, last_seen=seen,
-        boot=0, interval=interval, addresses=addresses, cores=cores, mem_total=mem_total,
-        version=version, cpu=named["cpu"], mem=named["mem"], swap=named["swap"],
-        load1=named["load1"], net_rx_bps=named["net_rx"], net_tx_bps=named["net_tx"],
-        conns=conns, procs=int(named["procs"]), threads=int(named["threads"]),
-        users=int(named["users"]), disk_root=named["disk"], cpu_history=cpu_history,
-        services=svcs, load_share=conns / total_conns if total_conns and counted else 0.0,
-        metrics=MappingProxyType(metrics),
-    )
+    blob = row[-1] if row else None
+    if blob:
+        svcs = services.get(blob)  # type: ignore[assignment]
+        if svcs is None:  # a cluster repeats a few distinct latency sets: decode each once
+            ids, latencies = msgpack.unpackb(blob)
+            svcs = services[blob] = tuple(
+                ServiceView(names.get(sid, f"#{sid}"), "unknown", x / LATENCY_SCALE,
+                            "status not kept in history")
+                for sid, x in zip(ids, latencies, strict=True))
+    at = _AT
+    conns = int(values[at["conns"]])
+    counted = liveness is Liveness.ALIVE or liveness is Liveness.SUSPECT
+    metrics = dict(zip(_METRIC_NAMES, values, strict=True))
+    metrics["load"] = (values[at["load1"]],)
+    return NodeView(  # positional, in NodeView's order (as ctop.cluster._view)
+        node_id, hostname, group, liveness, seen, 0, interval, addresses, cores, mem_total,
+        version, values[at["cpu"]], values[at["mem"]], values[at["swap"]], values[at["load1"]],
+        values[at["net_rx"]], values[at["net_tx"]], conns, int(values[at["procs"]]),
+        int(values[at["threads"]]), int(values[at["users"]]), values[at["disk"]], cpu_history,
+        svcs, conns / total_conns if total_conns and counted else 0.0, 0,
+        MappingProxyType(metrics), 0.0)
 
 
 # -- the operator's words for a moment ---------------------------------------------------------

@@ -163,3 +163,44 @@ def test_at_with_bad_input_says_why_and_exits_2(tmp_path, when, db, said):
     assert proc.returncode == 2, proc.stderr
     assert said in proc.stderr
     assert not (tmp_path / "missing.db").exists()  # looking back creates nothing
+
+
+async def test_a_restarted_director_does_not_carry_the_last_runs_alerts_into_the_past(tmp_path):
+    """The first tick stores the firing set (empty) so a moment after a restart is not shown
+    with the alerts of the run before; a moment of the run before still has them."""
+    import socket
+
+    from tests.helpers.serve_helpers import Sender
+
+    (tmp_path / "none.toml").write_text("")
+    rules = ({"name": "node-dead", "liveness": "dead", "severity": "crit"},)
+    fast = LivenessConfig(suspect_after=0.5, dead_after=1.0)
+    first = make_engine(tmp_path, alerts=rules, liveness=fast)
+    await first.start()
+    sender, sock = Sender("n9"), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.sendto(sender.join(), ("127.0.0.1", first.port))
+        sock.sendto(sender.report(), ("127.0.0.1", first.port))
+        await until(lambda: first.snapshot().nodes)
+        await until(lambda: first.snapshot().alerts, timeout=10)  # silent: dead, alert fires
+        await asyncio.sleep(0.3)
+        during = time.time()
+    finally:
+        sock.close()
+        await first.stop()
+    second = make_engine(tmp_path, alerts=rules, liveness=fast)
+    await second.start()
+    try:
+        await until(lambda: second.snapshot().tick >= 2)
+        second.store.flush()
+        after = time.time()
+    finally:
+        await second.stop()
+    past = PastSource(str(tmp_path / "ctop.db"), during, cluster="test")
+    try:
+        assert [(a.rule, a.node_id) for a in past.snapshot().alerts] == [("node-dead", "n9")]
+        past.go(after)
+        assert past.snapshot().alerts == ()
+        assert past.snapshot().node("n9").liveness is Liveness.DEAD
+    finally:
+        past.close()

@@ -100,17 +100,20 @@ class CtopApp(App[None]):
         if readonly != self.readonly:
             self.readonly = readonly
             self.screen.refresh_bindings()  # action keys leave (or join) the footer
-        self._update_screen()
+        self._update_screen(every=force)
         # An attached UI decodes 10,000 NodeViews a tick: keep the collector off them too.
         process_heap.after_tick(len(snap.nodes))
 
-    def _update_screen(self) -> None:
-        update = getattr(self.screen, "update_snapshot", None)
-        if update is None:
-            return
-        # a screen still composing or already torn down has no widgets: it takes the next tick
-        with contextlib.suppress(NoMatches):
-            update(self.snapshot)
+    def _update_screen(self, every: bool = False) -> None:
+        # forced (the first snapshot, another source: T, esc): every screen on the stack, so
+        # the one under a dialog opened before the first refresh is not left empty
+        for screen in self.screen_stack if every else [self.screen]:
+            update = getattr(screen, "update_snapshot", None)
+            if update is None:
+                continue
+            # a screen still composing or torn down has no widgets: it takes the next tick
+            with contextlib.suppress(NoMatches):
+                update(self.snapshot)
 
     # -- the past ------------------------------------------------------------------------------
 

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="force a colour depth")
     p.add_argument("--embedded", action="store_true",
                    help="run the engine inside the UI even if a daemon is running")
+    p.add_argument("--at", metavar="TIME",
+                   help='show the cluster as it was then, from the history database, read-only: '
+                        '"2026-12-01 14:05" (local), "14:05", "-15m" or "2h ago"')
     _common(p)
     sub = p.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="run the engine headless (for systemd)")
@@ -122,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return status(cfg, as_json=args.json)
         if args.command == "keys":
             return issue_key(cfg, args.node, args.master_key_file)
+        if args.at is not None:
+            return run_past(cfg, args.at, color=args.color)
         return run_ui(cfg, color=args.color, embedded=args.embedded)
     except ConfigError as e:
         print(f"ctop: {e}", file=sys.stderr)
@@ -281,6 +286,22 @@ def run_ui(cfg: DirectorConfig, *, color: str = "auto", embedded: bool = False) 
         finally:
             source.close()
     return asyncio.run(_run_embedded(cfg, color))
+
+
+def run_past(cfg: DirectorConfig, when: str, *, color: str = "auto") -> int:
+    """`ctop --at TIME`: the whole screen at that moment, from the store; nothing can change."""
+    from ctop.past import PastError, PastSource, parse_moment
+
+    try:
+        at = parse_moment(when)
+        source = PastSource(cfg.store.path, at, cluster=cfg.cluster)
+    except (ValueError, PastError) as e:
+        print(f"ctop: {e}", file=sys.stderr)
+        return 2
+    try:
+        return _run_app(source, True, color)
+    finally:
+        source.close()
 
 
 async def _run_embedded(cfg: DirectorConfig, color: str) -> int:

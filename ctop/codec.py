@@ -56,7 +56,9 @@ def to_plain(snap: Snapshot, *, metrics: bool = True, nodes: bool = True) -> dic
         "events": [[e.ts, e.kind, e.node_id, e.message] for e in snap.events],
         "lb": [{"key": s.key, "backend": s.backend, "protocol": s.protocol,
                 "scheduler": s.scheduler, "imbalance": s.imbalance, "basis": s.basis,
-                "servers": [_plain(r, _RS_FIELDS) for r in s.servers]} for s in snap.lb],
+                "servers": [_plain(r, _RS_FIELDS) for r in s.servers],
+                "share_history": {k: [list(p) for p in v] for k, v in s.share_history.items()}}
+               for s in snap.lb],
         "lb_note": snap.lb_note, "lb_error": snap.lb_error, "imbalance": snap.imbalance,
         "drops": dict(snap.drops), "received": snap.received, "readonly": snap.readonly,
         "history_error": snap.history_error,
@@ -90,7 +92,9 @@ def from_plain(d: dict[str, Any]) -> Snapshot:
         events=tuple(EventView(*e) for e in d["events"]),
         lb=tuple(LBServiceView(s["key"], s["backend"], s["protocol"], s["scheduler"],
                                tuple(RealServerView(**r) for r in s["servers"]), s["imbalance"],
-                               s.get("basis", "conns"))
+                               s.get("basis", "conns"), MappingProxyType({
+                                   k: tuple(tuple(p) for p in v)
+                                   for k, v in (s.get("share_history") or {}).items()}))
                  for s in d["lb"]),
         lb_note=d["lb_note"], lb_error=d["lb_error"], imbalance=d["imbalance"],
         drops=MappingProxyType(dict(d["drops"])), received=d["received"], readonly=d["readonly"],

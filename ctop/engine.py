@@ -30,9 +30,10 @@ from ctop.config import DirectorConfig, effective_readonly
 from ctop.gcpolicy import process_heap
 from ctop.hooks import HookRunner
 from ctop.ingest import Mark, Verifier
+from ctop.lb_history import LBRecorder
 from ctop.receiver import Receiver
 from ctop.snapshot import EventView, LBServiceView, Liveness, Snapshot
-from ctop.store import Store
+from ctop.store import Store, auto_raw_every
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -93,6 +94,10 @@ class Engine:
         self.monitor: LBMonitor | None = None
         self._lb_views: tuple[LBServiceView, ...] = ()
         self._lb_imbalance = 0.0
+        # each round into the history (ctop --at) at the raw samples' spacing, and the recent
+        # shares of each server into its view (the LB pane's sparkline)
+        self.lb_recorder = LBRecorder(lambda n: config.store.raw_every or auto_raw_every(n))
+        self._alerts_stored: tuple[tuple[str, str], ...] | None = None  # the last set stored
         # One change at a time per balancer: an action holds its backend's lock, a round of
         # reading + automation holds them all (ctop.lb.lock serialises other processes).
         self._backend_locks: dict[str, threading.Lock] = {}
@@ -298,6 +303,7 @@ class Engine:
         )
         self._snapshot = snap
         if self.store is not None:
+            self._store_alerts(now, snap)
             if self._joined:
                 wanted = set(self._joined)
                 self._joined.clear()
@@ -310,6 +316,14 @@ class Engine:
             self.store.record_marks(self.verifier.marks(changed_only=not every))
         self.heap.after_tick(len(snap.nodes))
         return snap
+
+    def _store_alerts(self, now: float, snap: Snapshot) -> None:
+        """The firing set, when it changed (and at the first tick: the last run's set ends)."""
+        assert self.store is not None
+        firing = tuple((a.key, str(a.severity)) for a in snap.alerts)
+        if firing != self._alerts_stored:
+            self._alerts_stored = firing
+            self.store.record_alerts(now, snap.alerts)
 
     def _history_health(self) -> dict[str, Any]:
         health = self.store.health if self.store is not None else None
@@ -390,7 +404,10 @@ class Engine:
         if outcome.events:
             self._note(outcome.events)
         self._lb_services = outcome.services
-        self._lb_views, self._lb_imbalance = outcome.views, outcome.imbalance
+        views, lb_round = self.lb_recorder.observe(time.time(), outcome.views)
+        if lb_round is not None and self.store is not None:
+            self.store.record_lb(lb_round)
+        self._lb_views, self._lb_imbalance = views, outcome.imbalance
         for text in self._empty_watch.observe(outcome.services):  # "a drained server is empty"
             self._note([EventView(time.time(), "action", "", text)])
 

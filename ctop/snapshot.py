@@ -150,6 +150,10 @@ class LBServiceView:
     servers: tuple[RealServerView, ...]
     imbalance: float = 0.0  # 0 = perfectly balanced against weights
     basis: str = "conns"  # what the shares count: "conns" (active) or "rate" (new per second)
+    # server key -> the last LB rounds' (conn_share, weight_share), oldest first: the LB pane's
+    # sparkline. Per service, not per server: one new view a round, not one per server.
+    share_history: Mapping[str, tuple[tuple[float, float], ...]] = field(
+        default_factory=lambda: EMPTY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +179,7 @@ class Snapshot:
     # receiver rejects by reason -> the sources sending most of them, [[address, count], ...]
     drop_sources: Mapping[str, tuple[tuple[str, int], ...]] = field(
         default_factory=lambda: EMPTY)
+    past: bool = False  # read from the history database (ctop --at, T): a moment gone by
     _index: Mapping[str, int] = field(default_factory=lambda: EMPTY, repr=False, compare=False)
 
     def node(self, node_id: str) -> NodeView | None:

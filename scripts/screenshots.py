@@ -43,6 +43,8 @@ SHOTS: dict[str, tuple[str | int, str | None, tuple[str, ...]]] = {
     "alerts": ("demo", "grid", ("a",)),
     "help": ("demo", "grid", ("question_mark",)),
     "sample-600-nodes-table": (600, "table", ("s",)),
+    # ctop --at on a history database with an incident in it (tests.helpers.past_history)
+    "past-incident": ("past", "grid", ()),
 }
 
 
@@ -118,6 +120,21 @@ def main() -> None:
         print(svg, to_png(svg) if png else "")
 
 
+async def shoot_past(name: str, view: str | None, keys: tuple[str, ...], out: Path) -> Path:
+    import tempfile
+
+    from ctop.past import PastSource
+    from tests.helpers.past_history import write_incident
+
+    with tempfile.TemporaryDirectory() as tmp:
+        moment = write_incident(Path(tmp) / "ctop.db")
+        source = PastSource(str(Path(tmp) / "ctop.db"), moment, cluster="prod")
+        try:
+            return await shoot(name, source, view, keys, out)
+        finally:
+            source.close()
+
+
 async def shoot_all(shots: dict[str, tuple[str | int, str | None, tuple[str, ...]]],
                     out: Path) -> list[Path]:
     made = []
@@ -133,6 +150,9 @@ async def shoot_all(shots: dict[str, tuple[str | int, str | None, tuple[str, ...
             if src == "demo":
                 assert engine is not None
                 source: EngineLike = engine
+            elif src == "past":
+                made.append(await shoot_past(name, view, keys, out))
+                continue
             else:
                 source = StaticSource(sample_snapshot(int(src)), history=sample_history)
             made.append(await shoot(name, source, view, keys, out))

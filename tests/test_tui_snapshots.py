@@ -120,3 +120,25 @@ def test_help_at(snap_compare, size):
         await settle(pilot)
 
     assert snap_compare(make(16, "grid"), terminal_size=size, run_before=keys)
+
+
+def test_the_past_at_an_incident(snap_compare, tmp_path, monkeypatch):
+    """ctop --at: the header marks the past; a node dead, a server drained, the alerts then."""
+    import time
+
+    import ctop.past
+    from ctop.past import PastSource
+    from tests.helpers.past_history import write_incident
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    moment = write_incident(tmp_path / "ctop.db")
+    monkeypatch.setattr(ctop.past, "clock", lambda: moment + 3600)
+    source = PastSource(str(tmp_path / "ctop.db"), moment, cluster="prod")
+    try:
+        app = CtopApp(source, view="grid", poll=3600)
+        assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+    finally:
+        source.close()
+        monkeypatch.undo()
+        time.tzset()

@@ -14,8 +14,9 @@ import time
 from collections.abc import Iterable, Sequence
 from operator import attrgetter
 
+from ctop import alert_history, lb_history
 from ctop.filemodes import private_database
-from ctop.snapshot import EventView, NodeView
+from ctop.snapshot import AlertView, EventView, NodeView
 from ctop.store.reader import StoreReader
 from ctop.store.rollups import MinuteRollups, rebuild_minutes
 from ctop.store.schema import (
@@ -201,6 +202,14 @@ class Store:
         """Queue replay high-water marks (node, boot, boot_ts, seq, at) for the writer."""
         if marks:
             self._put([("marks", list(marks))])
+
+    def record_lb(self, lb_round: lb_history.LBRound) -> None:
+        """Queue one load-balancer round (any thread: the engine's LB worker)."""
+        self._put([("lb", lb_round)])
+
+    def record_alerts(self, ts: float, firing: Sequence[AlertView]) -> None:
+        """Queue the alerts firing from `ts` on (after a change)."""
+        self._put([("alerts", (ts, alert_history.pack(firing)))])
 
     def record_events(self, events: Iterable[EventView]) -> None:
         evs = [(e.ts, e.kind, e.node_id, e.message) for e in events]

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgpack
 
+from ctop import lb_history
 from ctop.snapshot import EventView
 from ctop.store.rollups import hour_avg
 from ctop.store.schema import (
@@ -87,6 +88,11 @@ class StoreReader:
             self._load_ids()  # nodes registered since (by the daemon)
             rowid = self._ids.get(node)
         out: dict[str, list[tuple[float, float]]] = {m: [] for m in metrics}
+        lb = [m for m in metrics if m.startswith(lb_history.PREFIX)]
+        db = self._conn()
+        if lb and db is not None:  # real servers' shares (node detail): the LB history's tables
+            with contextlib.suppress(sqlite3.OperationalError):  # no schema yet
+                out.update(lb_history.series(db, lb, seconds, now, RAW_SPAN, self.minute_span()))
         if rowid is None:
             return out
         since = now - seconds

@@ -15,6 +15,7 @@ from operator import mul
 from urllib.parse import quote
 
 from agentd.metrics import STORED
+from ctop import alert_history, lb_history
 from ctop.metricview import values_getter
 from ctop.snapshot import NodeView
 
@@ -102,6 +103,9 @@ MIGRATIONS: tuple[str, ...] = (
         seq INTEGER NOT NULL, at REAL NOT NULL
     );
     """,
+    # 4: the load-balancer view of each LB round with its rollups, and the alerts firing
+    # after each change (ctop.lb_history, ctop.alert_history): what ctop --at shows.
+    lb_history.SCHEMA + alert_history.SCHEMA,
 )
 
 

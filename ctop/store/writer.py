@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ctop import alert_history, lb_history
 from ctop.store.rollups import CATCHUP_EVERY, hourly_next, roll_hours, write_minutes
 from ctop.store.schema import COLS, SCALE, TS_SCALE
 
@@ -160,7 +161,7 @@ class HistoryWriter(threading.Thread):
         bad: list[tuple[str, Any, Exception]] = []
         with self.db:
             for what, rows in batch:
-                if what in ("hourly", "prune"):
+                if what in ("hourly", "prune", "lb", "alerts"):  # not lists of rows
                     self._write(what, rows)
                     continue
                 for row in rows:
@@ -203,6 +204,10 @@ class HistoryWriter(threading.Thread):
                 "version=?, interval=?, last_seen=? WHERE id=?",
                 rows,
             )
+        elif what == "lb":
+            lb_history.write_round(db, rows)
+        elif what == "alerts":
+            db.execute("INSERT OR REPLACE INTO alert_states VALUES (?, ?)", rows)
         elif what == "hourly":
             started = time.thread_time()
             now, nodes = rows
@@ -233,3 +238,6 @@ class HistoryWriter(threading.Thread):
         # events go with the longest history, and so do replay marks of nodes long gone
         db.execute("DELETE FROM events WHERE ts < ?", (now - self.hourly_retention,))
         db.execute("DELETE FROM marks WHERE at < ?", (now - self.hourly_retention,))
+        lb_history.prune(db, now, self.raw_retention, self.minute_retention,
+                         self.hourly_retention)
+        alert_history.prune(db, now - self.hourly_retention)

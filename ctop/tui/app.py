@@ -12,9 +12,11 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
+from textual.widgets import Input
 
 from ctop.gcpolicy import process_heap
 from ctop.lb.request import ActionRequest
+from ctop.past import PastError, PastSource
 from ctop.snapshot import EventView, Snapshot
 from ctop.tui.actions import Request, from_plan, plan
 from ctop.tui.colors import palette_for
@@ -35,6 +37,16 @@ LOCAL_EVENTS = 100
 STALE_RETRIES = 3
 
 
+def history_db(source: object) -> str | None:
+    """The history database a source reads: the engine's store, the daemon's (attached UI),
+    or one a test or script names (`db_path`)."""
+    store = getattr(source, "store", None)
+    path = getattr(store, "path", None) or getattr(source, "db_path", None)
+    if path is None:  # the attached UI's RemoteSource reads the daemon's database
+        path = getattr(getattr(source, "_store", None), "path", None)
+    return path if path and path != ":memory:" else None
+
+
 class CtopApp(App[None]):
     TITLE = "ctop"
     CSS_PATH = Path(__file__).with_name("styles.tcss")
@@ -43,6 +55,17 @@ class CtopApp(App[None]):
         Binding("question_mark", "help", "Help", key_display="?", tooltip="this help"),
         Binding("colon", "command_palette", "Commands", key_display=":", show=False,
                 tooltip="command palette (also ctrl+p)"),
+        # the past (ctop.past; T on the main screen): the screen as it was, read-only
+        Binding("left", "past_step(-60)", "1 min back", priority=True, show=False,
+                tooltip="in the past: one minute back"),
+        Binding("right", "past_step(60)", "1 min on", priority=True, show=False,
+                tooltip="in the past: one minute on"),
+        Binding("shift+left", "past_step(-600)", "10 min back", priority=True, show=False,
+                tooltip="in the past: ten minutes back"),
+        Binding("shift+right", "past_step(600)", "10 min on", priority=True, show=False,
+                tooltip="in the past: ten minutes on"),
+        Binding("escape", "live", "Back to live", priority=True, show=False,
+                tooltip="in the past: back to the live view"),
     ]
 
     def __init__(
@@ -67,6 +90,8 @@ class CtopApp(App[None]):
         self.local_events: list[EventView] = []  # action results, shown until the engine has them
         self._view = view
         self._tick = -1
+        # ctop --at starts in the past with nothing live to go back to
+        self.live_source: EngineLike | None = None if isinstance(source, PastSource) else source
 
     def on_mount(self) -> None:
         self.push_screen(MainScreen(self._view))
@@ -83,17 +108,85 @@ class CtopApp(App[None]):
         if readonly != self.readonly:
             self.readonly = readonly
             self.screen.refresh_bindings()  # action keys leave (or join) the footer
-        self._update_screen()
+        self._update_screen(every=force)
         # An attached UI decodes 10,000 NodeViews a tick: keep the collector off them too.
         process_heap.after_tick(len(snap.nodes))
 
-    def _update_screen(self) -> None:
-        update = getattr(self.screen, "update_snapshot", None)
-        if update is None:
+    def _update_screen(self, every: bool = False) -> None:
+        # forced (the first snapshot, another source: T, esc): every screen on the stack, so
+        # the one under a dialog opened before the first refresh is not left empty
+        for screen in self.screen_stack if every else [self.screen]:
+            update = getattr(screen, "update_snapshot", None)
+            if update is None:
+                continue
+            # a screen still composing or torn down has no widgets: it takes the next tick
+            with contextlib.suppress(NoMatches):
+                update(self.snapshot)
+
+    # -- the past ------------------------------------------------------------------------------
+
+    @property
+    def past(self) -> PastSource | None:
+        return self.source if isinstance(self.source, PastSource) else None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "past_step":  # only in the past, and never while typing (the filter)
+            return self.past is not None and not isinstance(self.focused, Input)
+        if action == "live":  # esc leaves the past from the main screen only (else: back)
+            return (self.past is not None and isinstance(self.screen, MainScreen)
+                    and not isinstance(self.focused, Input))
+        return True
+
+    def action_time_travel(self) -> None:
+        """T: the screen as it was a minute ago, from the history database."""
+        if self.past is not None:
             return
-        # a screen still composing or already torn down has no widgets: it takes the next tick
-        with contextlib.suppress(NoMatches):
-            update(self.snapshot)
+        path = history_db(self.source)
+        if path is None:
+            self.notify("no history database to look back in", severity="error")
+            return
+        self._enter_past(path, self.snapshot.ts - 60, self.snapshot.cluster)
+
+    @work(thread=True, exclusive=True, group="past")
+    def _enter_past(self, path: str, at: float, cluster: str) -> None:
+        # reading a moment of 10,000 nodes takes a while: never on the event loop
+        try:
+            past = PastSource(path, at, cluster=cluster)
+            past.snapshot()
+        except PastError as e:
+            self.call_from_thread(self.notify, str(e), severity="error")
+            return
+        self.call_from_thread(self._show_past, past)
+
+    def _show_past(self, past: PastSource) -> None:
+        if self.past is None:
+            self.source = past
+            self.refresh_snapshot(force=True)
+
+    def action_past_step(self, seconds: float) -> None:
+        past = self.past
+        if past is not None:
+            self._scrub(past, seconds)
+
+    @work(thread=True, group="past-step")
+    def _scrub(self, past: PastSource, seconds: float) -> None:
+        past.move(seconds)  # one at a time (the source's lock): quick presses add up
+        self.call_from_thread(self.refresh_snapshot, True)
+
+    def action_live(self) -> None:
+        past, live = self.past, self.live_source
+        if past is None:
+            return
+        if live is None:
+            self.notify("ctop --at shows the past only: run ctop for the live view")
+            return
+        self.source = live
+        self.refresh_snapshot(force=True)
+        self._close_past(past)
+
+    @work(thread=True, group="past-close")
+    def _close_past(self, past: PastSource) -> None:
+        past.close()  # (waits for a scrub still reading)
 
     # -- navigation ----------------------------------------------------------------------------
 

@@ -142,6 +142,17 @@ def _aggregate(nodes: Sequence[NodeView]) -> Aggregate:
     )
 
 
+def _share_history(
+    k: int, share: float, weight_share: float, state: str
+) -> tuple[tuple[float, float], ...]:
+    """Ten LB rounds ending at the current shares; a server out of rotation was serving (at a
+    fair share) until four rounds ago, so the sparkline shows the drain."""
+    if state != "serving":
+        before = (0.2, 0.2)
+        return (before,) * 6 + ((share, weight_share),) * 4
+    return tuple((share * (0.8 + 0.05 * ((k + r) % 5)), weight_share) for r in range(10))
+
+
 def _lb(nodes: Sequence[NodeView], per_service: int) -> tuple[LBServiceView, ...]:
     out = []
     for s, group in enumerate(("web", "api")):
@@ -196,6 +207,9 @@ def _lb(nodes: Sequence[NodeView], per_service: int) -> tuple[LBServiceView, ...
                 scheduler="roundrobin" if s == 0 else "wlc",
                 servers=tuple(servers),
                 imbalance=round(imb, 3),
+                share_history={rs.key: _share_history(k, rs.conn_share, rs.weight_share,
+                                                      rs.state)
+                               for k, rs in enumerate(servers)},
             )
         )
     return tuple(out)

@@ -41,7 +41,10 @@ class LBKeys:
         raise NotImplementedError
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # read-only: False hides the key from the footer and refuses it
+        # read-only: False hides the key from the footer and refuses it; in the past (T,
+        # ctop --at) there are no connections to read either
+        if action == "lb_connections":
+            return getattr(self.app, "past", None) is None
         return not (action in ACTIONS and self.app.readonly)  # type: ignore[attr-defined]
 
     def _request(self, verb: str, value: int | None = None) -> None:

@@ -47,6 +47,10 @@ class MainScreen(LBKeys, Screen[None]):
         Binding("a", "app.alerts", "Alerts", tooltip="alerts and events screen"),
         Binding("x", "app.drops", "Rejects", show=False,
                 tooltip="rejected datagrams by reason and sender (or click the header)"),
+        # the whole screen as it was (from the history database): ←/→ scrub, esc back to live.
+        # Out of the footer (it would push Help off at 160 columns); listed in `?`.
+        Binding("T", "app.time_travel", "Look back in time", show=False,
+                tooltip="look back in time: the whole screen as it was (←/→ scrub, esc live)"),
         *LBKeys.LB_BINDINGS,
     ]
 

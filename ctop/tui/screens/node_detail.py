@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from agentd.metrics import CHARTED
+from ctop.lb_history import metric_name
 from ctop.snapshot import EventView, NodeView, Snapshot
 from ctop.tui.colors import Palette
 from ctop.tui.format import age, count, rate, size
@@ -40,6 +41,7 @@ RELOAD_EVERY = {"1": 1.0, "2": 2.0, "3": 10.0, "4": 60.0, "5": 300.0, "6": 600.0
 BASE_METRICS = tuple(m.name for m in CHARTED)
 MAX_LATENCY_CHARTS = 3
 MIN_CHART_H = 6  # title, 3 rows of plot, x axis, and a blank line between charts
+MAX_SHARE_CHARTS = 2  # the node's real servers: their share of the service's load over time
 
 
 class NodeDetail(LBKeys, Screen[None]):
@@ -57,6 +59,7 @@ class NodeDetail(LBKeys, Screen[None]):
         self.node_id = node_id
         self.range = "1"
         self.services: tuple[str, ...] = ()
+        self.servers: tuple[tuple[str, str, str], ...] = ()  # its real servers (backend, ...)
 
     def compose(self) -> ComposeResult:
         pal = self.app.palette  # type: ignore[attr-defined]
@@ -68,6 +71,9 @@ class NodeDetail(LBKeys, Screen[None]):
                                 style=pal.series[k % len(pal.series)], id=f"c-{m.column}")
                 for k in range(MAX_LATENCY_CHARTS):
                     yield Chart("", "ms", style=pal.series[k % len(pal.series)], id=f"c-svc{k}")
+                for k in range(MAX_SHARE_CHARTS):
+                    yield Chart("", "%", style=pal.series[(k + 1) % len(pal.series)],
+                                id=f"c-share{k}")
             with Vertical(id="side"):
                 yield Static(id="services")
                 yield Static(id="facts")
@@ -82,6 +88,8 @@ class NodeDetail(LBKeys, Screen[None]):
         self.set_interval(1.0, self._reload_if_due)  # charts keep moving while open
         for k in range(MAX_LATENCY_CHARTS):
             self.query_one(f"#c-svc{k}").display = False
+        for k in range(MAX_SHARE_CHARTS):
+            self.query_one(f"#c-share{k}").display = False
         self.query_one(LBPane).focus()
         self.update_snapshot(self.app.snapshot)  # type: ignore[attr-defined]
         self.load_history()
@@ -122,6 +130,8 @@ class NodeDetail(LBKeys, Screen[None]):
         self.query_one("#top-procs", Static).update(_top_procs(node))
         self.query_one(LBPane).show(snap)
         self.services = tuple(s.name for s in node.services)
+        self.servers = tuple((svc.backend, svc.key, rs.key) for svc in snap.lb
+                             for rs in svc.servers if rs.node_id == self.node_id)
         self._show_events(snap)
 
     @work(thread=True, exclusive=True, group="node-events")
@@ -157,15 +167,18 @@ class NodeDetail(LBKeys, Screen[None]):
         end = self.app.source.snapshot().ts  # type: ignore[attr-defined]
         window = (end - seconds, end)
         svcs = self.services[:MAX_LATENCY_CHARTS]
-        metrics = (*BASE_METRICS, *(f"svc:{s}" for s in svcs))
+        servers = self.servers[:MAX_SHARE_CHARTS]
+        shares = [metric_name(*rs, what) for rs in servers for what in ("share", "weight")]
+        metrics = (*BASE_METRICS, *(f"svc:{s}" for s in svcs), *shares)
         data = self.app.source.history(self.node_id, metrics, seconds)  # type: ignore[attr-defined]
-        self.app.call_from_thread(self._history_ready, data, svcs, window)
+        self.app.call_from_thread(self._history_ready, data, svcs, window, servers)
 
     def _history_ready(
         self,
         data: dict[str, list[tuple[float, float]]],
         svcs: tuple[str, ...],
         window: tuple[float, float],
+        servers: tuple[tuple[str, str, str], ...] = (),
     ) -> None:
         for m in CHARTED:
             self.query_one(f"#c-{m.column}", Chart).set_points(data.get(m.name, []), window)
@@ -177,7 +190,17 @@ class NodeDetail(LBKeys, Screen[None]):
             if k < len(svcs):
                 chart.title = f"{svcs[k]} latency"
                 chart.set_points(data.get(f"svc:{svcs[k]}", []), window)
-        if shown != min(len(svcs), MAX_LATENCY_CHARTS):
+        for k in range(MAX_SHARE_CHARTS):
+            chart = self.query_one(f"#c-share{k}", Chart)
+            shown += chart.display
+            chart.display = k < len(servers)
+            if k < len(servers):
+                _, service, server = servers[k]
+                weight = data.get(metric_name(*servers[k], "weight"), [])
+                asked = f", its weight asks {weight[-1][1]:.0f}%" if weight else ""
+                chart.title = f"{service}/{server} share of load{asked}"
+                chart.set_points(data.get(metric_name(*servers[k], "share"), []), window)
+        if shown != (min(len(svcs), MAX_LATENCY_CHARTS) + min(len(servers), MAX_SHARE_CHARTS)):
             self._fit_charts()
 
     def lb_target(self) -> Target | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.style import Style
 from rich.text import Text
 from textual.events import Click
 from textual.widgets import Static
@@ -23,7 +24,8 @@ class ClusterHeader(Static):
 
     def show(self, snap: Snapshot, *, view: str = "", readonly: bool = False) -> None:
         self._drops = bool(snap.drops)
-        self.update(render_header(snap, self.palette, view=view, readonly=readonly))
+        live = getattr(self.app, "live_source", None) is not None  # ctop --at has no live view
+        self.update(render_header(snap, self.palette, view=view, readonly=readonly, live=live))
 
     def on_click(self, event: Click) -> None:
         # the drop counter is at the end of the second line: it opens the rejects view
@@ -31,9 +33,16 @@ class ClusterHeader(Static):
             self.app.action_drops()  # type: ignore[attr-defined]
 
 
-def render_header(snap: Snapshot, pal: Palette, *, view: str = "", readonly: bool = False) -> Text:
+def render_header(
+    snap: Snapshot, pal: Palette, *, view: str = "", readonly: bool = False, live: bool = True
+) -> Text:
     t = snap.totals
     line = Text()
+    if snap.past:  # first, and loud: nothing on this screen is happening now
+        from ctop.past import describe
+
+        line.append(f" PAST {describe(snap.ts)} ", pal.warn + Style(reverse=True))
+        line.append(" ←/→ 1 min, shift 10 min" + (", esc live " if live else " "), pal.dim)
     line.append("ctop ", pal.heading)
     line.append(snap.cluster, pal.group)
     line.append(f"  {t.nodes} nodes ", pal.label)
@@ -49,7 +58,7 @@ def render_header(snap: Snapshot, pal: Palette, *, view: str = "", readonly: boo
         line.append(f"   ▲ {len(snap.alerts)} alerts", pal.fail if crit else pal.warn)
     else:
         line.append("   no alerts", pal.dim)
-    if readonly or snap.readonly:
+    if (readonly or snap.readonly) and not snap.past:
         line.append("   READ-ONLY", pal.warn)
     if snap.history_error:
         line.append(f"   {snap.history_error}", pal.fail)

@@ -17,9 +17,11 @@ from textual.strip import Strip
 from ctop.lb.drainwatch import DrainWatch
 from ctop.snapshot import LBServiceView, RealServerView, Snapshot
 from ctop.tui.colors import Palette
-from ctop.tui.format import bar, count
+from ctop.tui.format import BLOCKS, bar, count
 from ctop.tui.widgets.cells import pad, text
 from ctop.tui.widgets.line_view import LineView, strip
+
+SPARK = 10  # the share-vs-weight sparkline: the last rounds, one cell each
 
 COLUMNS = (
     ("SERVER", 14),
@@ -30,6 +32,7 @@ COLUMNS = (
     ("CONN/S", 6),
     ("SHARE vs WEIGHT", 20),
     ("STATE", 8),
+    ("HISTORY", SPARK),
     ("NODE", 12),
 )
 WIDTH = 2 + sum(w + 1 for _, w in COLUMNS)
@@ -225,7 +228,9 @@ class LBPane(LineView):
             Segment(" "),
             text(rs.state, w[7], st),
             Segment(" "),
-            text(rs.node_id, w[8], pal.dim),
+            *share_spark(svc.share_history.get(rs.key, ()), w[8], pal),
+            Segment(" "),
+            text(rs.node_id, w[9], pal.dim),
         ]
         segs = pad(segs, width)
         if cur:
@@ -260,6 +265,24 @@ class LBPane(LineView):
 
     def on_blur(self) -> None:
         self.refresh()
+
+
+def share_spark(
+    history: tuple[tuple[float, float], ...], width: int, pal: Palette
+) -> list[Segment]:
+    """One cell per LB round, newest right: half height = the share its weight asks for, full =
+    twice that or more, empty = no load; coloured like the ratio. A server with weight 0 that
+    still gets load shows full height."""
+    cells = [Segment(" " * max(0, width - len(history)))]
+    for share, weight_share in history[-width:]:
+        if weight_share > 0:
+            ratio: float | None = share / weight_share
+            level = min(1.0, ratio / 2)
+        else:
+            ratio, level = (None, 0.0) if share <= 0 else (2.0, 1.0)
+        char = BLOCKS[max(1, round(level * 8))] if share > 0 else "_"
+        cells.append(Segment(char, pal.ratio(ratio) if share > 0 or ratio else pal.dim))
+    return cells
 
 
 def _automation_note(svc: LBServiceView, pal: Palette) -> list[Segment]:

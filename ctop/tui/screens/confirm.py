@@ -105,7 +105,8 @@ class ConfirmAction(ModalScreen["dict[str, Any] | None"]):
     def _snapshot_whatif(self) -> list[str]:
         """The what-if from the UI's own snapshot (the LB view and the nodes' CPU), for a
         source that cannot plan (no balancer behind it). Thresholds: the default cpu rule."""
-        from ctop.lb.limits import limits_from_config
+        from ctop.alerts import parse_rules
+        from ctop.lb.limits import limits_from_rules
         from ctop.lb.whatif import predict, rows_from_view, table
 
         r, snap = self.request, self.app.snapshot  # type: ignore[attr-defined]
@@ -122,7 +123,7 @@ class ConfirmAction(ModalScreen["dict[str, Any] | None"]):
                 rs.key, rs.weight, rs.state, rs.conns_per_s if rate else float(rs.active_conns),
                 float(node.cores) if known else None, node.cpu if known else None,
             ))  # fmt: skip
-        lim = limits_from_config(None)
+        lim = limits_from_rules(parse_rules(None))  # the default rules
         preds = predict(rows_from_view(servers, r.server, r.after), cpu_warn=lim.cpu_warn,
                         cpu_crit=lim.cpu_crit)  # fmt: skip
         why = "" if any(p.cpu is not None for p in preds) else "no node metrics"

@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if args.demo:
-            from ctop.demo import run_demo
+            from ctop.tui.launch import run_demo
 
             return run_demo(nodes=args.demo_nodes, color=args.color, readonly=args.readonly)
         cfg = director_config(args)
@@ -265,46 +265,21 @@ def status_text(data: dict[str, Any]) -> str:
 
 
 def run_ui(cfg: DirectorConfig, *, color: str = "auto", embedded: bool = False) -> int:
+    # The UI's modules load Textual: `ctop status`, `ctop serve` and `ctop lb` never need it.
     from ctop.config import effective_readonly
     from ctop.control import RemoteSource, daemon_running
+    from ctop.tui.launch import make_app, run_embedded
 
     readonly = effective_readonly(cfg)
     if not embedded and daemon_running(cfg.control_socket):
         # The daemon owns the balancers: this UI's actions are requests to it.
         source = RemoteSource(cfg.control_socket, cfg.store.path, readonly=readonly)
         try:
-            return _run_app(source, readonly, color)
+            make_app(source, readonly, color).run()
+            return 0
         finally:
             source.close()
-    return asyncio.run(_run_embedded(cfg, color))
-
-
-async def _run_embedded(cfg: DirectorConfig, color: str) -> int:
-    from ctop.engine import Engine, log_to_events
-
-    engine = Engine(cfg)
-    log_to_events(engine)
-    await engine.start()
-    try:
-        app = _make_app(engine, engine.readonly, color)
-        await app.run_async()
-    finally:
-        await engine.stop()
-    return 0
-
-
-def _make_app(source, readonly: bool, color: str):  # type: ignore[no-untyped-def]
-    from ctop.tui.colors import apply_color_option
-
-    apply_color_option(color)  # before Textual is imported: it reads the colour system once
-    from ctop.tui.app import CtopApp
-
-    return CtopApp(source, readonly=readonly, color=None if color == "auto" else color)
-
-
-def _run_app(source, readonly: bool, color: str) -> int:  # type: ignore[no-untyped-def]
-    _make_app(source, readonly, color).run()
-    return 0
+    return asyncio.run(run_embedded(cfg, color))
 
 
 if __name__ == "__main__":

@@ -147,7 +147,7 @@ class ControlServer:
                 what = "load-balancer changes are" if verb == "action" else "reading is"
                 body = msgpack.packb({"error": self._refusal(peer, what)})
                 if verb == "action":  # every operator watching sees the attempt
-                    self.engine._note([EventView(time.time(), "action", "",
+                    self.engine.note([EventView(time.time(), "action", "",
                                                  f"refused {peer.user} (uid {peer.uid}): "
                                                  "not in the control group")])
             elif request == "hello":  # who am I talking to: cheap, for `ctop lb --no-daemon`

@@ -50,10 +50,10 @@ async def test_drift_after_a_restart_is_seen_in_one_round_and_re_applied(lb_engi
     assert not server(eng, "web5", "s1").drift and not server(eng, "web5", "s2").drift
 
     await asyncio.to_thread(haproxy.restart)  # no state file: weight 1, s2 serving again
-    rounds = eng.monitor.rounds
+    rounds = eng.lb_service.monitor.rounds
     await until(lambda: {("haproxy", "web5", "s1"), ("haproxy", "web5", "s2")}
-                <= eng.monitor.drift.current.keys(), step=0.01)
-    assert eng.monitor.rounds - rounds <= 2  # the round in flight, at most the next one
+                <= eng.lb_service.monitor.drift.current.keys(), step=0.01)
+    assert eng.lb_service.monitor.rounds - rounds <= 2  # the round in flight, at most the next one
     await until(lambda: server(eng, "web5", "s1").drift and server(eng, "web5", "s2").drift)
     assert "journal: drained by operator" in server(eng, "web5", "s2").drift
     assert "journal: weight 3 by operator; live: serving weight 1" in server(

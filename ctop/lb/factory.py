@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from ctop.lb.actions import LBController
@@ -11,7 +12,10 @@ from ctop.lb.base import Backend
 from ctop.lb.config import ConfigError, LBConfig
 from ctop.lb.haproxy import HAProxyBackend
 from ctop.lb.journal import Journal
+from ctop.lb.limits import LBLimits
 from ctop.lb.lock import SharedLock, lock_path
+from ctop.lb.service import EventSink, LBService
+from ctop.snapshot import Snapshot
 
 MONITORING_ONLY = "monitoring only: no load balancer configured ([lb.haproxy] or [lb.ipvs])"
 
@@ -72,3 +76,27 @@ def status_line(cfg: LBConfig, readonly: bool | None = None) -> str:
     parts = [f"{h.name} ({h.socket})" for h in cfg.haproxy] + (["ipvs"] if cfg.ipvs else [])
     mode = "read-only" if (cfg.readonly if readonly is None else readonly) else "actions enabled"
     return f"load balancers: {', '.join(parts)}; {mode}"
+
+
+def build_service(
+    cfg: LBConfig,
+    db_path: str | os.PathLike[str] | None,
+    snapshot: Callable[[], Snapshot],
+    *,
+    readonly: bool,
+    limits: LBLimits,
+    on_events: EventSink,
+    controller: LBController | None = None,
+) -> LBService | None:
+    """The director's load-balancer service (None: monitoring only). `readonly` is the
+    effective value: automation then does not even try (the controller would refuse it)."""
+    if controller is None:
+        if cfg.monitoring_only:
+            return None
+        controller = build_controller(cfg, db_path, readonly=readonly)
+    if readonly:
+        controller.readonly = True
+    controller.limits = limits  # guards and what-if: quorum and CPU thresholds
+    quiescer = None if readonly else build_quiescer(cfg, controller)
+    return LBService(controller, snapshot, cfg, quiescer=quiescer, readonly=readonly,
+                     on_events=on_events)

@@ -4,6 +4,7 @@ IPVS refusal of maintenance, on a stand-in ipvsadm)."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -13,6 +14,7 @@ from ctop.lb.base import LBError, ServerState
 from ctop.lb.haproxy import HAProxyBackend, map_status, parse_endpoint
 from ctop.lb.ipvs import NO_MAINT, IPVSBackend
 from ctop.lb.journal import Journal
+from ctop.lb.request import ActionRequest, expect_of, perform, plan_of
 from tests.helpers.haproxy_peer import SERVERS, HAProxyLab
 from tests.test_lb_ipvs_backend import RICH, FakeIpvsadm, section
 
@@ -259,14 +261,17 @@ def test_half_done_ready_is_put_back(backend: HAProxyBackend, journal: Journal) 
 def test_describe_shows_before_after_without_applying(
     ctl: LBController, backend: HAProxyBackend
 ) -> None:
-    plan = ctl.describe("weight", "haproxy", "web6", "s1", 9)
+    ask = ActionRequest("weight", "haproxy", "web6", "s1", 9)
+    plan = plan_of(ctl, ask)
     assert (plan.before, plan.after, plan.ok) == (1, 9, True)
     assert "before: weight 1" in plan.text() and "after:  weight 9" in plan.text()
     assert servers(backend, "web6")["s1"].weight == 1
-    assert ctl.execute(plan).after == 9
-    stale = ctl.describe("weight", "haproxy", "web6", "s2", 3)
+    assert perform(ctl, replace(ask, expect=expect_of(plan))).after == 9
+    ask = ActionRequest("weight", "haproxy", "web6", "s2", 3)
+    stale = plan_of(ctl, ask)
     ctl.set_weight("haproxy", "web6", "s2", 2)
-    assert not ctl.execute(stale).ok  # the world changed since the dialog opened
+    # the world changed since the dialog opened
+    assert not perform(ctl, replace(ask, expect=expect_of(stale))).ok
 
 
 # -- maintenance --------------------------------------------------------------------------------
@@ -436,7 +441,7 @@ def test_ipvs_has_no_maint_and_says_so_before_running_anything(tmp_path) -> None
         NO_MAINT,
     )
     assert journal.intent("ipvs", "TCP 10.0.0.1:80", "10.0.0.2:80") is None
-    plan = ctl.describe("maint", "ipvs", "TCP 10.0.0.1:80", "10.0.0.2:80")
+    plan = plan_of(ctl, ActionRequest("maint", "ipvs", "TCP 10.0.0.1:80", "10.0.0.2:80"))
     assert not plan.ok and plan.before == 3  # the dialog still shows the server as it is
     calls = len(fake.calls())
     with pytest.raises(LBError, match="no maintenance state"):

@@ -11,7 +11,6 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 from ctop.lb.base import (
     Backend,
@@ -23,10 +22,9 @@ from ctop.lb.base import (
 )
 from ctop.lb.journal import HUMAN, Journal
 from ctop.lb.limits import LBLimits
-
-if TYPE_CHECKING:
-    from ctop.lb.ramp import Ramp
-    from ctop.lb.request import ActionRequest
+from ctop.lb.ramp import Ramp, ramp_steps
+from ctop.lb.ratio import load_basis
+from ctop.lb.whatif import ServerNow, predict, table
 
 # (backend, service) -> {server key: (cores, cpu percent)} from the agents' metrics; the engine
 # provides it, so the what-if can predict CPU (None or {}: no node metrics, shares only)
@@ -312,31 +310,6 @@ class LBController:
 
         return self._plan("restore", backend, service, server, origin, build)
 
-    def describe(
-        self,
-        action: str,
-        backend: str,
-        service: str,
-        server: str,
-        value: int | None = None,
-        origin: str = "operator",
-    ) -> Plan:
-        """Plan for `action` in {"drain", "maint", "weight", "step", "restore"}; value = weight
-        or delta."""
-        if action == "drain":
-            return self.plan_drain(backend, service, server, origin)
-        if action == "maint":
-            return self.plan_maint(backend, service, server, origin)
-        if action == "restore":
-            return self.plan_restore(backend, service, server, origin)
-        if action in ("weight", "step"):
-            if value is None:
-                raise ValueError(f"{action} needs a value")
-            if action == "weight":
-                return self.plan_set_weight(backend, service, server, value, origin)
-            return self.plan_step(backend, service, server, value, origin)
-        raise ValueError(f"unknown action {action!r}")
-
     def _plan(
         self,
         action: str,
@@ -509,8 +482,6 @@ class LBController:
         """Back to the saved weight; with `ramp_s`, in steps (IPVS has no slow start): the
         first step now, the rest in a thread (`ramps`), which any later action on the server
         cancels."""
-        from ctop.lb.ramp import Ramp, ramp_steps
-
         self._cancel_ramp(backend, service, server)
         with self._lock:
             plan = self.plan_restore(backend, service, server, origin)
@@ -542,28 +513,6 @@ class LBController:
         self._result(plan, origin, ok=True, message=plan.message)  # one journal row
         return plan
 
-    def execute(self, plan: Plan, origin: str = "operator", *, force: bool = False) -> ActionResult:
-        """Apply a plan the operator confirmed; it is re-planned so a stale dialog can't lie."""
-        self._cancel_ramp(plan.backend, plan.service, plan.server)
-        with self._lock:
-            fresh = self.describe(
-                plan.action, plan.backend, plan.service, plan.server, plan.value, origin
-            )
-            if (
-                fresh.ok
-                and not fresh.noop
-                and (fresh.before, fresh.after) != (plan.before, plan.after)
-            ):
-                return self._result(
-                    fresh,
-                    origin,
-                    ok=False,
-                    message=f"the server changed since the plan (now weight "
-                    f"{fresh.before}); plan again",
-                    record=False,
-                )
-            return self._run(fresh, origin, force=force)
-
     def _cancel_ramp(self, backend: str, service: str, server: str) -> None:
         ramp = self.ramps.pop((backend, service, server), None)
         if ramp is not None:
@@ -578,9 +527,6 @@ class LBController:
 
     def what_if(self, plan: Plan) -> list[str]:
         """The what-if table for a plan (shares by weight; CPU when node metrics are known)."""
-        from ctop.lb.ratio import load_basis
-        from ctop.lb.whatif import ServerNow, predict, table
-
         try:
             vs, _ = self.find(plan.backend, plan.service, plan.server)
         except LBError:
@@ -609,41 +555,7 @@ class LBController:
         return [head, *table(preds, basis=basis, cpu_warn=lim.cpu_warn,
                              cpu_crit=lim.cpu_crit, no_metrics=why)]  # fmt: skip
 
-    def dry_run(self, req: ActionRequest) -> ActionResult:
-        """Plan, guard and what-if for a request; nothing changes. ok unless the target
-        cannot be found or the request is invalid (a guard that would refuse is reported)."""
-        from ctop.lb.request import plan_of
-
-        plan = plan_of(self, req)
-        lines = [plan.text()]
-        templates = None
-        if plan.ok and not plan.noop:
-            lines += self.what_if(plan)
-            if plan.after == 0:
-                templates, note = self._templates_before(plan)
-                if note:
-                    lines.append(note)
-            if plan.guard and req.force:
-                lines.append(f"forced: {plan.guard}")
-            if req.ramp_s and plan.action == "restore":
-                from ctop.lb.ramp import ramp_steps
-
-                steps = ramp_steps(plan.after or 0, req.ramp_s)
-                lines.append(
-                    "ramp: " + ", ".join(f"weight {w} at {t:.0f} s" for t, w in steps)
-                    if steps
-                    else "ramp: nothing to ramp (weight 1)"
-                )
-        lines.append("dry run: nothing changed")
-        found = plan.before is not None or plan.state_before is not None
-        return ActionResult(
-            ok=found, message="\n".join(lines), action=plan.action, backend=plan.backend,
-            service=plan.service, server=plan.server, before=plan.before, after=plan.after,
-            state_before=plan.state_before, state_after=plan.state_after, noop=plan.noop,
-            origin=req.origin, guard=plan.guard, dry_run=True, templates=templates,
-        )  # fmt: skip
-
-    def _templates_before(self, plan: Plan) -> tuple[int | None, str]:
+    def templates_before(self, plan: Plan) -> tuple[int | None, str]:
         """On a persistent service: the templates pointing at the server now, and what a drain
         leaves them doing."""
         try:

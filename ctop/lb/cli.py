@@ -168,7 +168,11 @@ def _config(args: argparse.Namespace) -> LBConfig:
     return parse_config({"lb": lb})
 
 
-_resolve = resolve  # (backend, service key) for what the user typed
+def _resolved(ctl: LBController, request: ActionRequest) -> ActionRequest:
+    """The request naming the service's exact key and its balancer, from what the user typed
+    ("10.0.0.1:80" for "TCP 10.0.0.1:80"); LBError when not found or ambiguous."""
+    backend, service = resolve(ctl, request.service, request.backend or None)
+    return replace(request, backend=backend, service=service)
 
 
 def _print_list(services: list[VirtualService], as_json: bool) -> None:
@@ -257,12 +261,13 @@ def _run(ctl: LBController, args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.cmd == "log":
         return _log(ctl, args)
-    backend, service = _resolve(ctl, args.service, args.backend)
     try:
-        request = _action_request(args, backend, service)
+        request = _action_request(args, args.backend or "", args.service)
     except ValueError as exc:
         print(f"ctop lb {args.cmd}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    request = _resolved(ctl, request)
+    backend, service = request.backend, request.service
     if request.ramp_s and not args.json:
         ctl.on_ramp_step = lambda r: print(r.message, flush=True)
     res = perform(ctl, request)
@@ -290,8 +295,7 @@ def _wait_here(cfg: LBConfig, args: argparse.Namespace, request: ActionRequest) 
         print(f"ctop lb: --wait: {exc}", file=sys.stderr)
         return EXIT_FAILED
     try:
-        backend, service = _resolve(ctl, args.service, args.backend)
-        return _wait_empty(ctl, replace(request, backend=backend, service=service), args)
+        return _wait_empty(ctl, _resolved(ctl, request), args)
     except LBError as exc:
         print(f"ctop lb drain --wait: {exc.message}", file=sys.stderr)
         return EXIT_FAILED

@@ -21,11 +21,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ctop.lb.actions import ActionResult, LBController, Plan
-from ctop.lb.base import Connection, LBError, VirtualService
+from ctop.lb.base import Connection, LBError
 from ctop.lb.config import LBConfig
 from ctop.lb.drainwatch import EmptyWatch
-from ctop.lb.monitor import LBMonitor, node_addresses
-from ctop.lb.ratio import map_servers_to_nodes
+from ctop.lb.monitor import LBMonitor
 from ctop.lb.request import ActionRequest, perform, plan_of, resolved
 from ctop.snapshot import EventView, LBServiceView, Liveness, Snapshot
 
@@ -64,7 +63,6 @@ class LBService:
         self.error = ""  # the last round's failure ("" = it read the balancers)
         self.views: tuple[LBServiceView, ...] = ()
         self.imbalance = 0.0
-        self._services: list[VirtualService] = []
         self._empty = EmptyWatch()
         # One change at a time per balancer: an action holds its balancer's lock, a round
         # holds them all (ctop.lb.lock serialises other processes).
@@ -114,7 +112,6 @@ class LBService:
             self._note_action(result, why)
         if outcome.events:
             self.on_events(outcome.events)
-        self._services = outcome.services
         self.views, self.imbalance = outcome.views, outcome.imbalance
         empty = self._empty.observe(outcome.services)  # "a drained server is empty"
         if empty:
@@ -133,16 +130,17 @@ class LBService:
         self, backend: str, service: str
     ) -> dict[str, tuple[float | None, float | None]]:
         """{server: (cores, CPU %)} of one service's real servers from their agents, for the
-        what-if (worker thread)."""
+        what-if (worker thread): the nodes the snapshot's LB view maps them to."""
         snap = self.snapshot()
-        services = [vs for vs in self._services if (vs.backend, vs.key) == (backend, service)]
-        owners = map_servers_to_nodes(services, node_addresses(snap))
         out: dict[str, tuple[float | None, float | None]] = {}
-        for (_, _, server), node_id in owners.items():
-            node = snap.node(node_id)
-            if node is None or node.liveness is not Liveness.ALIVE or not node.metrics:
+        for view in snap.lb:
+            if (view.backend, view.key) != (backend, service):
                 continue
-            out[server] = (node.cores or None, node.metrics.get("cpu_percent"))
+            for rs in view.servers:
+                node = snap.node(rs.node_id) if rs.node_id else None
+                if node is None or node.liveness is not Liveness.ALIVE or not node.metrics:
+                    continue
+                out[rs.key] = (node.cores or None, node.metrics.get("cpu_percent"))
         return out
 
     # -- actions ------------------------------------------------------------------------------

@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except Exception as e:
         from agentd.wire import KeyError_
-        from ctop.control import ControlError
+        from ctop.control.wire import ControlError
         from ctop.startup import StartError
 
         if isinstance(e, StartError):
@@ -143,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def serve(cfg: DirectorConfig) -> int:
     from agentd.wire import KeyError_
-    from ctop.control import ControlError, ControlServer
+    from ctop.control.server import ControlServer
+    from ctop.control.wire import ControlError
     from ctop.engine import Engine
     from ctop.startup import os_problem, setting_error
 
@@ -198,7 +199,7 @@ STATUS_ALL_NODES = 50  # `ctop status` lists every node up to this many
 
 
 def status(cfg: DirectorConfig, *, as_json: bool) -> int:
-    from ctop.control import ControlError, fetch_status
+    from ctop.control.client import ControlError, fetch_status
 
     try:
         data = fetch_status(cfg.control_socket)
@@ -267,8 +268,9 @@ def status_text(data: dict[str, Any]) -> str:
 def run_ui(cfg: DirectorConfig, *, color: str = "auto", embedded: bool = False) -> int:
     # The UI's modules load Textual: `ctop status`, `ctop serve` and `ctop lb` never need it.
     from ctop.config import effective_readonly
-    from ctop.control import RemoteSource, daemon_running
+    from ctop.control.client import daemon_running
     from ctop.tui.launch import make_app, run_embedded
+    from ctop.tui.remote import RemoteSource
 
     readonly = effective_readonly(cfg)
     if not embedded and daemon_running(cfg.control_socket):

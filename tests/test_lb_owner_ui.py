@@ -10,11 +10,11 @@ from dataclasses import replace
 
 import pytest
 
-from ctop.control import RemoteSource
 from ctop.demo import DemoCluster
 from ctop.engine import Engine
 from ctop.lb.request import ActionRequest
 from ctop.tui.app import CtopApp
+from ctop.tui.remote import RemoteSource
 from ctop.tui.screens.confirm import ConfirmAction
 from ctop.tui.screens.main import MainScreen
 from tests.helpers.haproxy_peer import HAProxyLab

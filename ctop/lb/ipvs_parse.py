@@ -324,7 +324,7 @@ def parse_thresholds(text: str) -> dict[tuple[str, str], tuple[int, int]]:
 
 
 @dataclass(frozen=True, slots=True)
-class Counters:
+class TrafficCounts:
     """One row of --stats (totals since the counters were zeroed) or --rate (per second)."""
 
     conns: int
@@ -334,19 +334,19 @@ class Counters:
     out_bytes: int
 
 
-def parse_stats(text: str) -> dict[tuple[str, str | None], Counters]:
+def parse_stats(text: str) -> dict[tuple[str, str | None], TrafficCounts]:
     """`ipvsadm -Ln --stats [--exact]` -> totals per service (server None) and per server."""
     _require_columns(text, ["Conns", "InPkts"], "ipvsadm -Ln --stats")
-    return {k: Counters(*row) for k, row in _numeric_table(text, 5, has_flags=False).items()}
+    return {k: TrafficCounts(*row) for k, row in _numeric_table(text, 5, has_flags=False).items()}
 
 
-def parse_rates(text: str) -> dict[tuple[str, str | None], Counters]:
+def parse_rates(text: str) -> dict[tuple[str, str | None], TrafficCounts]:
     """`ipvsadm -Ln --rate [--exact]` -> CPS, InPPS, OutPPS, InBPS, OutBPS per service/server.
 
     Refuses `--stats --rate` output: ipvsadm prints only the stats columns for that.
     """
     _require_columns(text, ["CPS", "InPPS"], "ipvsadm -Ln --rate")
-    return {k: Counters(*row) for k, row in _numeric_table(text, 5, has_flags=False).items()}
+    return {k: TrafficCounts(*row) for k, row in _numeric_table(text, 5, has_flags=False).items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,8 +404,8 @@ def merge(
     services: list[VirtualService],
     *,
     thresholds: dict[tuple[str, str], tuple[int, int]] | None = None,
-    stats: dict[tuple[str, str | None], Counters] | None = None,
-    rates: dict[tuple[str, str | None], Counters] | None = None,
+    stats: dict[tuple[str, str | None], TrafficCounts] | None = None,
+    rates: dict[tuple[str, str | None], TrafficCounts] | None = None,
 ) -> list[VirtualService]:
     """Fold the separate listings into the main one, by key.
 
@@ -478,20 +478,20 @@ def parse_proc_ip_vs(text: str, hz: int) -> list[VirtualService]:
 class GlobalStats:
     """`/proc/net/ip_vs_stats`: totals and per-second rates over all services."""
 
-    totals: Counters
-    rates: Counters
+    totals: TrafficCounts
+    rates: TrafficCounts
 
 
 def parse_proc_stats(text: str) -> GlobalStats:
     """`/proc/net/ip_vs_stats`: two hex rows (totals, then rates), each of 5 numbers."""
-    rows: list[Counters] = []
+    rows: list[TrafficCounts] = []
     for number, raw in enumerate(text.splitlines(), 1):
         tokens = raw.split()
         if not tokens or not all(re.fullmatch(r"[0-9A-Fa-f]+", t) for t in tokens):
             continue  # headers ('Total Incoming ...', 'Conns/s ...') and blank lines
         if len(tokens) != 5:
             raise IPVSParseError(_where(number, raw, "want 5 hex numbers"))
-        rows.append(Counters(*(int(t, 16) for t in tokens)))
+        rows.append(TrafficCounts(*(int(t, 16) for t in tokens)))
     if len(rows) != 2:
         raise IPVSParseError(f"/proc/net/ip_vs_stats: want 2 rows of numbers, got {len(rows)}")
     return GlobalStats(totals=rows[0], rates=rows[1])

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ctop.lb.actions import ActionResult, LBController
-from ctop.lb.automation import AutoQuiescer, Counters, Health, Key, QuiescePolicy
+from ctop.lb.automation import AutoQuiescer, Health, Key, QuiescePolicy, ResultStreak
 from ctop.lb.base import VirtualService
 from ctop.lb.config import LBConfig
 from ctop.lb.director_checks import DirectorChecks, director_spec
@@ -204,7 +204,7 @@ class LBMonitor:
         if not sc.checks:
             return f"no check on port {sc.port}: no automation"
         c = self.quiescer.tracker.counters.get(key) if self.quiescer else None
-        c = c or Counters()
+        c = c or ResultStreak()
         who = "director checks " if c.node_dead else ""
         state = (f"{c.fails}/{pol.quiesce_after} failed" if c.fails
                  else f"{c.oks} ok" if c.oks else "no result yet")

@@ -7,7 +7,7 @@ import random
 
 from ctop.lb.actions import LBController
 from ctop.lb.advice import AdvicePolicy, ServerLoad, WeightAdvisor, advise, apply_advice
-from ctop.lb.haproxy import HAProxyBackend
+from ctop.lb.haproxy import HAProxyBalancer
 from ctop.lb.journal import Journal
 from tests.helpers.haproxy_peer import HAProxyLab
 
@@ -114,7 +114,7 @@ def test_noise_does_not_make_weights_wander() -> None:
 
 
 def test_apply_advice_on_real_haproxy(haproxy: HAProxyLab, tmp_path) -> None:
-    ctl = LBController({"haproxy": HAProxyBackend(haproxy.admin_socket)}, Journal(tmp_path / "db"))
+    ctl = LBController({"haproxy": HAProxyBalancer(haproxy.admin_socket)}, Journal(tmp_path / "db"))
     loads = [
         ServerLoad("s1", 1, 2, 0.5, 10),
         ServerLoad("s2", 1, 2, 0.5, 10),

@@ -16,7 +16,7 @@ from ctop.lb.automation import (
     policy_lookup,
 )
 from ctop.lb.base import RealServer, ServerState, VirtualService
-from ctop.lb.haproxy import HAProxyBackend
+from ctop.lb.haproxy import HAProxyBalancer
 from ctop.lb.journal import Intent, Journal
 from tests.helpers.haproxy_peer import HAProxyLab
 
@@ -120,7 +120,7 @@ def _round(ctl: LBController, service: str) -> list[Health]:
 @pytest.fixture
 def auto(haproxy: HAProxyLab, tmp_path) -> tuple[LBController, AutoQuiescer]:
     journal = Journal(tmp_path / "ctop.db")
-    ctl = LBController({"haproxy": HAProxyBackend(haproxy.admin_socket)}, journal)
+    ctl = LBController({"haproxy": HAProxyBalancer(haproxy.admin_socket)}, journal)
     yield ctl, AutoQuiescer(ctl, policy_lookup({"web7": ON}))
     journal.close()
 
@@ -200,8 +200,8 @@ def test_a_failed_automatic_action_backs_off(haproxy: HAProxyLab, tmp_path) -> N
     # A balancer that refuses the drain (a read-only socket): automation tries once, then
     # waits instead of flooding the journal with the same error every round.
     journal = Journal(tmp_path / "ctop.db")
-    ctl = LBController({"haproxy": HAProxyBackend(haproxy.user_socket)}, journal)
-    admin = LBController({"haproxy": HAProxyBackend(haproxy.admin_socket)}, None)
+    ctl = LBController({"haproxy": HAProxyBalancer(haproxy.user_socket)}, journal)
+    admin = LBController({"haproxy": HAProxyBalancer(haproxy.admin_socket)}, None)
     now = [1000.0]
     aq = AutoQuiescer(ctl, policy_lookup({"web7": ON}), retry_after=10, clock=lambda: now[0])
     haproxy.servers["s2"].stop()

@@ -12,7 +12,7 @@ import pytest_asyncio
 
 from ctop.engine import Engine
 from ctop.lb.actions import LBController
-from ctop.lb.haproxy import HAProxyBackend
+from ctop.lb.haproxy import HAProxyBalancer
 from ctop.lb.journal import Journal
 from ctop.lb.request import ActionRequest
 
@@ -106,7 +106,7 @@ async def test_a_hand_edit_through_the_runtime_api_is_drift_too(lb_engine, hapro
 def test_restore_after_an_outside_reset_clears_the_stale_record(haproxy, tmp_path):
     # defect 7: restore said "not drained" and kept the drained record for ever
     journal = Journal(tmp_path / "ctop.db")
-    ctl = LBController({"haproxy": HAProxyBackend(haproxy.admin_socket)}, journal)
+    ctl = LBController({"haproxy": HAProxyBalancer(haproxy.admin_socket)}, journal)
     assert ctl.drain("haproxy", "web8", "s1", origin="cli").ok
     haproxy.restart()
     result = ctl.restore("haproxy", "web8", "s1", origin="cli")

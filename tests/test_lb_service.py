@@ -46,7 +46,7 @@ def _state(service: LBService, key: str, server: str) -> str:
 
 def _on_haproxy(ctl, service: str, server: str) -> str:
     """The server's state as HAProxy itself reports it."""
-    vs = next(v for v in ctl.backends["haproxy"].services() if v.key == service)
+    vs = next(v for v in ctl.balancers["haproxy"].services() if v.key == service)
     return next(str(rs.state) for rs in vs.servers if rs.key == server)
 
 

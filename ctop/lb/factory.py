@@ -8,9 +8,9 @@ from pathlib import Path
 
 from ctop.lb.actions import LBController
 from ctop.lb.automation import AutoQuiescer, policy_lookup
-from ctop.lb.base import Backend
+from ctop.lb.base import Balancer
 from ctop.lb.config import ConfigError, LBConfig
-from ctop.lb.haproxy import HAProxyBackend
+from ctop.lb.haproxy import HAProxyBalancer
 from ctop.lb.journal import Journal
 from ctop.lb.limits import LBLimits
 from ctop.lb.lock import SharedLock, lock_path
@@ -28,21 +28,21 @@ def default_db_path() -> Path:
     return Path(default_database())
 
 
-def build_backends(cfg: LBConfig) -> dict[str, Backend]:
-    backends: dict[str, Backend] = {}
+def build_balancers(cfg: LBConfig) -> dict[str, Balancer]:
+    balancers: dict[str, Balancer] = {}
     for h in cfg.haproxy:
-        backends[h.name] = HAProxyBackend(h.socket, timeout=h.timeout, name=h.name)
+        balancers[h.name] = HAProxyBalancer(h.socket, timeout=h.timeout, name=h.name)
     if cfg.ipvs:
         try:  # imported lazily: hosts without IPVS never load it
-            from ctop.lb.ipvs import IPVSBackend
+            from ctop.lb.ipvs import IPVSBalancer
         except ImportError as exc:
             raise ConfigError(
                 f"[lb.ipvs] is enabled but the IPVS backend is missing: {exc}"
             ) from exc
-        backends["ipvs"] = (
-            IPVSBackend(ipvsadm=cfg.ipvsadm) if cfg.ipvsadm != "ipvsadm" else IPVSBackend()
+        balancers["ipvs"] = (
+            IPVSBalancer(ipvsadm=cfg.ipvsadm) if cfg.ipvsadm != "ipvsadm" else IPVSBalancer()
         )
-    return backends
+    return balancers
 
 
 def build_controller(
@@ -55,7 +55,7 @@ def build_controller(
     path = db_path if db_path is not None else default_db_path()
     journal = Journal(path)
     return LBController(
-        build_backends(cfg),
+        build_balancers(cfg),
         journal,
         readonly=cfg.readonly if readonly is None else readonly,
         lock=SharedLock(lock_path(path)),

@@ -98,7 +98,7 @@ def resolve(lb: LBController, service: str, backend: str | None) -> tuple[str, s
     Besides the exact key, an IPVS service may be named without its protocol ("10.0.0.1:80")
     and case doesn't matter ("tcp 10.0.0.1:80").
     """
-    names = [backend] if backend else list(lb.backends)
+    names = [backend] if backend else list(lb.balancers)
     hits: list[tuple[str, str]] = []
     for name in names:
         for vs in lb.services(name):
@@ -116,7 +116,7 @@ def resolve(lb: LBController, service: str, backend: str | None) -> tuple[str, s
 
 def resolved(lb: LBController, req: ActionRequest) -> ActionRequest:
     """The request with its backend filled in (ctop lb may leave it out); LBError if unknown."""
-    if req.backend and req.backend in lb.backends:
+    if req.backend and req.backend in lb.balancers:
         return req
     backend, service = resolve(lb, req.service, req.backend or None)
     return replace(req, backend=backend, service=service)

@@ -106,7 +106,7 @@ class LBService:
 
     def round(self, snap: Snapshot) -> None:
         """Worker thread: one monitor round (tables, health, automation, drift, advice)."""
-        with self._holding(list(self.controller.backends)):
+        with self._holding(list(self.controller.balancers)):
             outcome = self.monitor.round(snap, self.readonly)
         for result, why in outcome.actions:
             self._note_action(result, why)

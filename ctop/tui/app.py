@@ -169,7 +169,7 @@ class CtopApp(App[None]):
             changed = f"now weight {result.before} ({result.state_before})"
 
     def _max_weight(self, target: Target) -> int | None:
-        be = self.source.lb.backends.get(target.backend) if self.source.lb else None
+        be = self.source.lb.balancers.get(target.backend) if self.source.lb else None
         return getattr(be, "max_weight", None)
 
     def report(self, ok: bool, message: str, what: str, *, event: bool = True) -> None:

@@ -27,10 +27,14 @@ import time
 from dataclasses import asdict, replace
 from datetime import datetime
 
+from ctop.config import ConfigError as DirectorConfigError
+from ctop.config import effective_readonly, parse_duration
+from ctop.config import load as load_director_config
 from ctop.lb import client
 from ctop.lb.actions import ActionResult, LBController
 from ctop.lb.base import LBError, VirtualService
 from ctop.lb.config import ConfigError, LBConfig, parse_config
+from ctop.lb.drainwatch import DrainWatch
 from ctop.lb.factory import MONITORING_ONLY, build_controller
 from ctop.lb.journal import ActionRecord
 from ctop.lb.limits import limits_from_config
@@ -113,8 +117,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _duration(text: str) -> float:
-    from ctop.config import parse_duration
-
     try:
         value = parse_duration(text)
     except (ValueError, TypeError) as exc:
@@ -141,10 +143,6 @@ def _since(text: str) -> float:
 def _config(args: argparse.Namespace) -> LBConfig:
     """The director's own config (/etc/ctop/ctop.toml unless --config), so the CLI acts on
     the same balancers and records in the same database (intent, restore) as ctop does."""
-    from ctop.config import ConfigError as DirectorConfigError
-    from ctop.config import effective_readonly
-    from ctop.config import load as load_director_config
-
     try:
         director = load_director_config(args.config, must_exist=args.config is not None)
     except DirectorConfigError as exc:
@@ -307,8 +305,6 @@ def _wait_here(cfg: LBConfig, args: argparse.Namespace, request: ActionRequest) 
 def _wait_empty(ctl: LBController, req: ActionRequest, args: argparse.Namespace) -> int:
     """drain --wait: poll the server's active connections (and persistence templates) until
     none are left; one progress line per change, with the time to empty from the decay."""
-    from ctop.lb.drainwatch import DrainWatch
-
     watch = DrainWatch()
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     last = ""

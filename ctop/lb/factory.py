@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from ctop.config import default_database
 from ctop.lb.actions import LBController
 from ctop.lb.automation import AutoQuiescer, policy_lookup
 from ctop.lb.base import Balancer
@@ -23,8 +24,6 @@ MONITORING_ONLY = "monitoring only: no load balancer configured ([lb.haproxy] or
 def default_db_path() -> Path:
     """The director's database ($CTOP_DB, else /var/lib/ctop/ctop.db as root, else
     $XDG_DATA_HOME/ctop/ctop.db): the CLI shares the journal with `ctop serve`."""
-    from ctop.config import default_database
-
     return Path(default_database())
 
 

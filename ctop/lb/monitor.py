@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ctop.lb.actions import ActionResult, LBController
+from ctop.lb.advice import ServerLoad, WeightAdvisor
 from ctop.lb.automation import AutoQuiescer, Health, Key, QuiescePolicy, ResultStreak
 from ctop.lb.base import VirtualService
 from ctop.lb.config import LBConfig
 from ctop.lb.director_checks import DirectorChecks, director_spec
 from ctop.lb.drift import DriftWatch, find_drift
 from ctop.lb.health import DIRECTOR, ResultReader, ServerChecks, checks_for
+from ctop.lb.ratio import imbalance_index, load_basis, map_servers_to_nodes, server_ratios
 from ctop.snapshot import EventView, LBServiceView, Liveness, RealServerView, Snapshot
 
 _GONE = (Liveness.DEAD, Liveness.LEFT)
@@ -93,8 +95,6 @@ class LBMonitor:
             return self._round(snap, readonly)
 
     def _round(self, snap: Snapshot, readonly: bool) -> RoundOutcome:
-        from ctop.lb.ratio import map_servers_to_nodes
-
         self.rounds += 1
         services = self.lb.services()
         owners = map_servers_to_nodes(services, node_addresses(snap))
@@ -230,9 +230,6 @@ class LBMonitor:
     def _advise(self, services: Sequence[VirtualService], owners: Mapping[Key, str],
                 snap: Snapshot) -> dict[Key, int]:
         """Suggested weights from measured capacity and load; only those that differ."""
-        from ctop.lb.advice import ServerLoad, WeightAdvisor
-        from ctop.lb.ratio import load_basis
-
         out: dict[Key, int] = {}
         for vs in services:
             loads = []
@@ -261,8 +258,6 @@ class LBMonitor:
         self, services: Sequence[VirtualService], owners: Mapping[Key, str],
         advice: Mapping[Key, int],
     ) -> tuple[tuple[LBServiceView, ...], float]:
-        from ctop.lb.ratio import imbalance_index, load_basis, server_ratios
-
         views = []
         worst = 0.0
         for vs in services:

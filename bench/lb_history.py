@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agentd import wire
+from agentd.protocol import Header, Report
 from ctop.lb_history import LBRecorder
 from ctop.past import snapshot_at
 from ctop.snapshot import EventView, LBServiceView, Liveness, NodeView, RealServerView
@@ -97,8 +97,8 @@ def bench_past(nodes: int, repeat: int) -> None:
     # the live side: the engine's model making its snapshot of as many nodes
     model = ClusterModel("bench")
     for i in range(nodes):  # one report per node, as the receiver hands them over
-        header = wire.Header(f"n{i:05d}", 1, 1, T0)
-        model.apply(wire.Report(header, 1.0, f"g{i % 20}", {"cpu_percent": float(i % 97),
+        header = Header(f"n{i:05d}", 1, 1, T0)
+        model.apply(Report(header, 1.0, f"g{i % 20}", {"cpu_percent": float(i % 97),
                                                             "procs": 100}), T0, "10.0.0.1")
     live = []
     for k in range(repeat):

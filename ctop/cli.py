@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         require_ui()  # a node install has no UI libraries: say so before starting anything
     try:
         if args.demo:
-            from ctop.demo import run_demo
+            from ctop.tui.launch import run_demo
 
             return run_demo(nodes=args.demo_nodes, color=args.color, readonly=args.readonly)
         cfg = director_config(args)
@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except Exception as e:
         from agentd.keys import KeyError_
-        from ctop.control import ControlError
+        from ctop.control.wire import ControlError
         from ctop.startup import StartError
 
         if isinstance(e, StartError):
@@ -152,7 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def serve(cfg: DirectorConfig) -> int:
     from agentd.keys import KeyError_
-    from ctop.control import ControlError, ControlServer
+    from ctop.control.server import ControlServer
+    from ctop.control.wire import ControlError
     from ctop.engine import Engine
     from ctop.startup import os_problem, setting_error
 
@@ -207,7 +208,7 @@ STATUS_ALL_NODES = 50  # `ctop status` lists every node up to this many
 
 
 def status(cfg: DirectorConfig, *, as_json: bool) -> int:
-    from ctop.control import ControlError, fetch_status
+    from ctop.control.client import ControlError, fetch_status
 
     try:
         data = fetch_status(cfg.control_socket)
@@ -274,23 +275,28 @@ def status_text(data: dict[str, Any]) -> str:
 
 
 def run_ui(cfg: DirectorConfig, *, color: str = "auto", embedded: bool = False) -> int:
+    # The UI's modules load Textual: `ctop status`, `ctop serve` and `ctop lb` never need it.
     from ctop.config import effective_readonly
-    from ctop.control import RemoteSource, daemon_running
+    from ctop.control.client import daemon_running
+    from ctop.tui.launch import make_app, run_embedded
+    from ctop.tui.remote import RemoteSource
 
     readonly = effective_readonly(cfg)
     if not embedded and daemon_running(cfg.control_socket):
         # The daemon owns the balancers: this UI's actions are requests to it.
         source = RemoteSource(cfg.control_socket, cfg.store.path, readonly=readonly)
         try:
-            return _run_app(source, readonly, color)
+            make_app(source, readonly, color).run()
+            return 0
         finally:
             source.close()
-    return asyncio.run(_run_embedded(cfg, color))
+    return asyncio.run(run_embedded(cfg, color))
 
 
 def run_past(cfg: DirectorConfig, when: str, *, color: str = "auto") -> int:
     """`ctop --at TIME`: the whole screen at that moment, from the store; nothing can change."""
     from ctop.past import PastError, PastSource, parse_moment
+    from ctop.tui.launch import make_app
 
     try:
         at = parse_moment(when)
@@ -299,37 +305,10 @@ def run_past(cfg: DirectorConfig, when: str, *, color: str = "auto") -> int:
         print(f"ctop: {e}", file=sys.stderr)
         return 2
     try:
-        return _run_app(source, True, color)
+        make_app(source, True, color).run()
+        return 0
     finally:
         source.close()
-
-
-async def _run_embedded(cfg: DirectorConfig, color: str) -> int:
-    from ctop.engine import Engine, log_to_events
-
-    engine = Engine(cfg)
-    log_to_events(engine)
-    await engine.start()
-    try:
-        app = _make_app(engine, engine.readonly, color)
-        await app.run_async()
-    finally:
-        await engine.stop()
-    return 0
-
-
-def _make_app(source, readonly: bool, color: str):  # type: ignore[no-untyped-def]
-    from ctop.tui.colors import apply_color_option
-
-    apply_color_option(color)  # before Textual is imported: it reads the colour system once
-    from ctop.tui.app import CtopApp
-
-    return CtopApp(source, readonly=readonly, color=None if color == "auto" else color)
-
-
-def _run_app(source, readonly: bool, color: str) -> int:  # type: ignore[no-untyped-def]
-    _make_app(source, readonly, color).run()
-    return 0
 
 
 if __name__ == "__main__":

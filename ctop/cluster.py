@@ -106,6 +106,9 @@ class ClusterModel:
         # Nodes whose pending body waits to be checked, oldest first: fold_some() works
         # through them while the socket is idle, so the tick's fold() finds little left.
         self._to_fold: deque[NodeState] = deque()
+        # Nodes with a failed probe result taken in since the engine last looked: it publishes
+        # them between ticks, so automation counts a deciding result within moments.
+        self.failures: set[str] = set()
 
     # -- ingest ---------------------------------------------------------------------------
 
@@ -207,6 +210,10 @@ class ClusterModel:
         node.metrics = m  # built by the verifier for this message alone: no copy needed
         if msg.services is not UNSENT:
             node.services = msg.services
+            for svc in msg.services:
+                if svc.status == "fail":
+                    self.failures.add(node.node_id)
+                    break
         node.cpu_history.append(m.get("cpu_percent", 0.0))
         if not node.mem_total:
             node.mem_total = int(m.get("mem_total", 0))
@@ -418,7 +425,7 @@ _VIEW_FIELDS = (
     "node_id", "hostname", "group", "liveness", "last_seen", "boot", "interval", "addresses",
     "cores", "mem_total", "version", "cpu", "mem", "swap", "load1", "net_rx_bps", "net_tx_bps",
     "conns", "procs", "threads", "users", "disk_root", "cpu_history", "services", "load_share",
-    "restarts", "metrics", "loss",
+    "restarts", "metrics", "loss", "source", "probes",
 )
 if NodeView._fields != _VIEW_FIELDS:
     raise ImportError("ctop.snapshot.NodeView changed its fields: update ctop.cluster._view")
@@ -453,7 +460,7 @@ def _service_views(services: tuple[ServiceStatus | ServiceView, ...]) -> tuple[S
         if view is None:
             if len(cache) >= SERVICE_VIEWS_KEPT:
                 cache.clear()
-            view = cache[s] = ServiceView(s.name, s.status, s.latency_ms, s.detail)
+            view = cache[s] = ServiceView(s.name, s.status, s.latency_ms, s.detail, s.seq)
         out.append(view)
     return tuple(out)
 
@@ -497,6 +504,8 @@ def _view(n: NodeState, total_conns: int) -> NodeView:
         n.restarts,
         m,  # metrics
         loss,
+        n.source,
+        n.probes,
     ))
 
 

@@ -121,6 +121,9 @@ def _node_from(n: dict[str, Any]) -> NodeView:
 _LIVENESS = {str(s): s for s in Liveness}
 _SERVICES_AT, _METRICS_AT = _NODE_FIELDS.index("services"), _NODE_FIELDS.index("metrics")
 _LIVENESS_AT = _NODE_FIELDS.index("liveness")
+_PROBES_AT = _NODE_FIELDS.index("probes")
+if not _SERVICES_AT < _METRICS_AT < _PROBES_AT:
+    raise ImportError("ctop.snapshot.NodeView: pack_compact expects services, metrics, probes")
 
 
 def pack_compact(snap: Snapshot, metrics_of: Collection[str] = ()) -> bytes:
@@ -128,11 +131,22 @@ def pack_compact(snap: Snapshot, metrics_of: Collection[str] = ()) -> bytes:
     d = to_plain(snap, metrics=False, nodes=False)
     d["node_fields"] = list(_NODE_FIELDS)
     # NodeViews are tuples: msgpack packs each row as an array, in C. Metrics are left out
-    # (None) except for the nodes asked for.
-    cut, rest = _METRICS_AT, _METRICS_AT + 1
+    # (None) except for the nodes asked for. What only the daemon's load-balancer service
+    # reads is left out always: the probes a join announced, and each result's number (with
+    # it every node's results would differ, and the UI could no longer share equal ones).
+    cut, rest, svc, probes = _METRICS_AT, _METRICS_AT + 1, _SERVICES_AT, _PROBES_AT
     wanted = set(metrics_of)
+    unnumbered: dict[ServiceView, tuple[Any, ...]] = {}
+
+    def results(views: tuple[ServiceView, ...]) -> tuple[tuple[Any, ...], ...]:
+        return tuple([unnumbered.get(v) or unnumbered.setdefault(v, v[:4]) for v in views])
+
     d["node_rows"] = [
-        n if n.node_id in wanted else (*n[:cut], None, *n[rest:]) for n in snap.nodes
+        (*n[:svc], results(n.services), *n[svc + 1:probes], (), *n[probes + 1:])
+        if n.node_id in wanted else
+        (*n[:svc], results(n.services), *n[svc + 1:cut], None, *n[rest:probes], (),
+         *n[probes + 1:])
+        for n in snap.nodes
     ]
 
     def default(obj: Any) -> Any:  # a metrics mapping the engine made read-only
@@ -160,7 +174,7 @@ def _nodes_from_rows(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> tup
         for s in row[_SERVICES_AT]:
             view = services.get(s)
             if view is None:
-                view = services[s] = _tuple_new(ServiceView, s)
+                view = services[s] = ServiceView(*s)  # a daemon leaves out `seq`
             svcs.append(view)
         fields_[_SERVICES_AT] = tuple(svcs)
         metrics = row[_METRICS_AT]

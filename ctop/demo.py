@@ -9,7 +9,6 @@ so drain and re-weight visibly move connections. Every figure on screen is measu
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import random
@@ -243,42 +242,8 @@ backend web
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _hang_up(signum: int, frame: object) -> None:
-    raise SystemExit(0)
-
-
 def _one_request(addr: tuple[str, int]) -> None:
     with contextlib.suppress(OSError), socket.create_connection(addr, timeout=5) as s:
         s.sendall(b"GET / HTTP/1.0\r\nHost: demo\r\n\r\n")
         while s.recv(4096):
             pass
-
-
-def run_demo(nodes: int = 6, color: str = "auto", readonly: bool = False) -> int:
-    from dataclasses import replace
-
-    from ctop.cli import _make_app
-    from ctop.engine import Engine, log_to_events
-
-    demo = DemoCluster(nodes=nodes)
-    if not shutil.which("haproxy"):
-        print("ctop demo: haproxy is not installed: load-balancer actions are off "
-              "(./dev demo installs it)", file=sys.stderr)
-
-    async def main() -> None:
-        engine = Engine(replace(demo.config(), readonly=readonly))
-        log_to_events(engine)
-        await engine.start()
-        try:
-            await _make_app(engine, readonly, color).run_async()
-        finally:
-            await engine.stop()
-
-    # A closed terminal (SIGHUP) must still stop the demo cleanly.
-    signal.signal(signal.SIGHUP, _hang_up)
-    try:
-        demo.start()
-        asyncio.run(main())
-    finally:
-        demo.stop()
-    return 0

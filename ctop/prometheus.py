@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from agentd.metrics import EXPORTED, Metric
 from ctop.metricview import value_of
 from ctop.snapshot import Liveness, Snapshot
-
-if TYPE_CHECKING:
-    from ctop.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -109,15 +106,11 @@ def exposition(snap: Snapshot) -> str:
     return "\n".join(out) + "\n"
 
 
-async def serve_metrics(engine: Engine, host: str, port: int) -> None:
-    server = await start_metrics(engine, host, port)
-    async with server:
-        await server.serve_forever()
-
-
-async def start_metrics(engine: Engine, host: str, port: int) -> asyncio.Server:
-    """Listen for GET /metrics now (OSError if the address cannot be bound); the caller
-    runs server.serve_forever()."""
+async def start_metrics(
+    snapshot: Callable[[], Snapshot], host: str, port: int
+) -> asyncio.Server:
+    """Listen for GET /metrics now (OSError if the address cannot be bound), each answer
+    from the newest `snapshot()`; the caller runs server.serve_forever()."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -126,7 +119,7 @@ async def start_metrics(engine: Engine, host: str, port: int) -> asyncio.Server:
                 pass
             parts = request.decode("latin-1").split()
             if len(parts) >= 2 and parts[0] == "GET" and parts[1].split("?")[0] == "/metrics":
-                body = exposition(engine.snapshot()).encode()
+                body = exposition(snapshot()).encode()
                 head = "200 OK", "text/plain; version=0.0.4; charset=utf-8"
             else:
                 body, head = b"not found: try /metrics\n", ("404 Not Found", "text/plain")

@@ -35,6 +35,9 @@ class ServiceView(NamedTuple):
     status: str  # "ok" | "warn" | "fail" | "unknown"
     latency_ms: float | None
     detail: str = ""
+    # The probe's own result number (agentd.protocol.ServiceStatus.seq; None: an older agent):
+    # load-balancer automation counts each result once however often it looks (ctop.lb.health).
+    seq: int | None = None
 
 
 class NodeView(NamedTuple):
@@ -73,6 +76,10 @@ class NodeView(NamedTuple):
     restarts: int = 0  # boots seen after the first
     metrics: Mapping[str, Any] = EMPTY  # latest report
     loss: float = 0.0  # share of the node's last datagrams that never arrived (sequence gaps)
+    # For the load-balancer service (ctop.lb.service), which maps real servers to nodes and
+    # picks the checks that judge them from snapshots alone:
+    source: str = ""  # the address the node's datagrams come from
+    probes: tuple[Any, ...] = ()  # agentd.protocol.ProbeInfo of its join: each check's type, port
 
 
 @dataclass(frozen=True, slots=True)

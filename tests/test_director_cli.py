@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ctop.config import ConfigError, TomlSource, from_source
-from ctop.control import RemoteSource
+from ctop.tui.remote import RemoteSource
 from tests.helpers.agent_helpers import AGENTD, write_key
 
 ROOT = Path(__file__).resolve().parents[1]

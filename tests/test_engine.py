@@ -241,7 +241,8 @@ def test_engine_code_never_imports_textual():
                 if line.strip().startswith(("import textual", "from textual")):
                     offenders.append(str(path.relative_to(root)))
     assert offenders == []
-    code = ("import sys, ctop.engine, ctop.cli, ctop.control, ctop.lb.cli, agentd.daemon;"
+    code = ("import sys, ctop.engine, ctop.cli, ctop.control.server, ctop.control.client, "
+            "ctop.lb.cli, ctop.lb.service, agentd.daemon;"
             "print('textual' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -20,7 +20,7 @@ import msgpack
 import pytest
 
 from ctop.codec import to_plain
-from ctop.control import MAX_REQUEST
+from ctop.control.wire import MAX_REQUEST
 from tests.helpers.agent_helpers import start_agent, stop_agent, write_key
 from tests.helpers.sample import sample_snapshot
 from tests.helpers.serve_helpers import CTOP, Daemon, Sender, env_without, free_udp_port, node

@@ -12,6 +12,7 @@ from dataclasses import replace
 from ctop.lb.actions import LBController
 from ctop.lb.base import LBError, RealServer, ServerState, VirtualService
 from ctop.lb.journal import Journal, current_user
+from ctop.lb.request import ActionRequest, plan_of
 
 SVC = "TCP 10.0.0.1:80"
 
@@ -142,11 +143,11 @@ def test_journal_schema_and_user(tmp_path) -> None:
 
 def test_plan_text(tmp_path) -> None:
     ctl, _, _ = make(tmp_path)
-    plan = ctl.describe("drain", "ipvs", SVC, "10.0.0.2:80")
+    plan = plan_of(ctl, ActionRequest("drain", "ipvs", SVC, "10.0.0.2:80"))
     assert plan.text() == (
         f"ipvs {SVC} / 10.0.0.2:80: drain\n  before: weight 5 (serving)"
         "\n  after:  weight 0 (drained)"
     )
-    missing = ctl.describe("restore", "nobackend", SVC, "x")
+    missing = plan_of(ctl, ActionRequest("restore", "nobackend", SVC, "x"))
     assert not missing.ok and "no load-balancer backend 'nobackend'" in missing.text()
     assert replace(plan, ok=False, message="m").text().endswith(": m")

@@ -7,7 +7,7 @@ import random
 
 from ctop.lb.actions import LBController
 from ctop.lb.advice import AdvicePolicy, ServerLoad, WeightAdvisor, advise
-from ctop.lb.haproxy import HAProxyBackend
+from ctop.lb.haproxy import HAProxyBalancer
 from ctop.lb.journal import Journal
 from tests.helpers.haproxy_peer import HAProxyLab
 
@@ -117,7 +117,7 @@ def test_advised_weights_set_by_automation_move_real_haproxy_traffic(
     haproxy: HAProxyLab, tmp_path
 ) -> None:
     """As the monitor applies advice ([lb.advice] auto): through the controller, origin auto."""
-    ctl = LBController({"haproxy": HAProxyBackend(haproxy.admin_socket)}, Journal(tmp_path / "db"))
+    ctl = LBController({"haproxy": HAProxyBalancer(haproxy.admin_socket)}, Journal(tmp_path / "db"))
     loads = [
         ServerLoad("s1", 1, 2, 0.5, 10),
         ServerLoad("s2", 1, 2, 0.5, 10),

@@ -8,15 +8,15 @@ import pytest
 from ctop.lb.actions import LBController
 from ctop.lb.automation import (
     AutoQuiescer,
-    Counters,
     Health,
     HealthTracker,
     QuiescePolicy,
+    ResultStreak,
     decide,
     policy_lookup,
 )
 from ctop.lb.base import RealServer, ServerState, VirtualService
-from ctop.lb.haproxy import HAProxyBackend
+from ctop.lb.haproxy import HAProxyBalancer
 from ctop.lb.journal import Intent, Journal
 from tests.helpers.haproxy_peer import HAProxyLab
 
@@ -65,23 +65,23 @@ def test_tracker_counts_results_in_a_row_per_check() -> None:
 
 def test_decide_quiesce_after_n_and_off_by_default() -> None:
     vs = _vs(("a", 1, S), ("b", 1, S))
-    counters = {("haproxy", "web", "a"): Counters(fails=1)}
+    counters = {("haproxy", "web", "a"): ResultStreak(fails=1)}
     assert decide([vs], counters, {}, policy_lookup({"web": ON})) == []
-    counters = {("haproxy", "web", "a"): Counters(fails=2)}
+    counters = {("haproxy", "web", "a"): ResultStreak(fails=2)}
     [d] = decide([vs], counters, {}, policy_lookup({"web": ON}))
     assert (d.kind, d.server) == ("quiesce", "a")
     assert decide([vs], counters, {}, policy_lookup({})) == []  # off unless configured
     # a dead node alone is no reason: only the director's own failed checks are
-    assert decide([vs], {("haproxy", "web", "b"): Counters(node_dead=True)}, {},
+    assert decide([vs], {("haproxy", "web", "b"): ResultStreak(node_dead=True)}, {},
                   policy_lookup({"haproxy:web": ON})) == []
-    [d] = decide([vs], {("haproxy", "web", "b"): Counters(fails=2, node_dead=True)}, {},
+    [d] = decide([vs], {("haproxy", "web", "b"): ResultStreak(fails=2, node_dead=True)}, {},
                  policy_lookup({"haproxy:web": ON}))
     assert (d.kind, d.server) == ("quiesce", "b") and "director" in d.reason
 
 
 def test_decide_never_last_serving() -> None:
     vs = _vs(("a", 1, S), ("b", 1, S))
-    both = {("haproxy", "web", k): Counters(fails=5) for k in "ab"}
+    both = {("haproxy", "web", k): ResultStreak(fails=5) for k in "ab"}
     kinds = [(d.kind, d.server) for d in decide([vs], both, {}, policy_lookup({"web": ON}))]
     assert kinds == [("quiesce", "a"), ("hold", "b")]
     off = QuiescePolicy(enabled=True, quiesce_after=2, keep_last=False)
@@ -91,7 +91,7 @@ def test_decide_never_last_serving() -> None:
 
 def test_decide_restore_only_own_drains() -> None:
     vs = _vs(("a", 1, ServerState.DRAINED), ("b", 1, ServerState.DRAINED), ("c", 1, S))
-    counters = {("haproxy", "web", k): Counters(oks=2) for k in "ab"}
+    counters = {("haproxy", "web", k): ResultStreak(oks=2) for k in "ab"}
     intents = {
         ("haproxy", "web", "a"): _intent("a", "auto", 1),
         ("haproxy", "web", "b"): _intent("b", "operator", 1),
@@ -120,7 +120,7 @@ def _round(ctl: LBController, service: str) -> list[Health]:
 @pytest.fixture
 def auto(haproxy: HAProxyLab, tmp_path) -> tuple[LBController, AutoQuiescer]:
     journal = Journal(tmp_path / "ctop.db")
-    ctl = LBController({"haproxy": HAProxyBackend(haproxy.admin_socket)}, journal)
+    ctl = LBController({"haproxy": HAProxyBalancer(haproxy.admin_socket)}, journal)
     yield ctl, AutoQuiescer(ctl, policy_lookup({"web7": ON}))
     journal.close()
 
@@ -200,8 +200,8 @@ def test_a_failed_automatic_action_backs_off(haproxy: HAProxyLab, tmp_path) -> N
     # A balancer that refuses the drain (a read-only socket): automation tries once, then
     # waits instead of flooding the journal with the same error every round.
     journal = Journal(tmp_path / "ctop.db")
-    ctl = LBController({"haproxy": HAProxyBackend(haproxy.user_socket)}, journal)
-    admin = LBController({"haproxy": HAProxyBackend(haproxy.admin_socket)}, None)
+    ctl = LBController({"haproxy": HAProxyBalancer(haproxy.user_socket)}, journal)
+    admin = LBController({"haproxy": HAProxyBalancer(haproxy.admin_socket)}, None)
     now = [1000.0]
     aq = AutoQuiescer(ctl, policy_lookup({"web7": ON}), retry_after=10, clock=lambda: now[0])
     haproxy.servers["s2"].stop()
@@ -287,7 +287,7 @@ def test_the_directors_own_check_is_the_agents_probe_aimed_at_the_real_server() 
 def test_a_stale_human_drain_record_does_not_hold_automation_back() -> None:
     # the journal says "drained by operator" but the balancer serves (reset outside ctop)
     vs = _vs(("a", 1, S), ("b", 1, S))
-    failing = {("haproxy", "web", "a"): Counters(fails=2)}
+    failing = {("haproxy", "web", "a"): ResultStreak(fails=2)}
     stale = {("haproxy", "web", "a"): _intent("a", "operator", 1)}
     [d] = decide([vs], failing, stale, policy_lookup({"web": ON}))
     assert (d.kind, d.server) == ("quiesce", "a")

@@ -12,8 +12,8 @@ from ctop.lb import cli
 from ctop.lb.automation import QuiescePolicy
 from ctop.lb.base import ServerState
 from ctop.lb.config import ConfigError, parse_config
-from ctop.lb.factory import build_backends, build_controller, build_quiescer, status_line
-from ctop.lb.haproxy import HAProxyBackend
+from ctop.lb.factory import build_balancers, build_controller, build_quiescer, status_line
+from ctop.lb.haproxy import HAProxyBalancer
 from tests.helpers.haproxy_peer import HAProxyLab
 
 
@@ -62,7 +62,7 @@ def test_cli_exit_codes(haproxy: HAProxyLab, tmp_path) -> None:
     user = ["--haproxy-socket", haproxy.user_socket, "--db", str(tmp_path / "ctop.db")]
     p = run("weight", "web5", "s1", "3", *user)
     assert p.returncode == 1 and "Permission denied" in p.stderr
-    assert HAProxyBackend(haproxy.admin_socket).get_weight("web5", "s1")[0] == 1
+    assert HAProxyBalancer(haproxy.admin_socket).get_weight("web5", "s1")[0] == 1
 
 
 def test_cli_maint_and_its_exit_codes(haproxy: HAProxyLab, tmp_path) -> None:
@@ -104,7 +104,7 @@ def test_cli_maint_and_its_exit_codes(haproxy: HAProxyLab, tmp_path) -> None:
 
 
 def _state(haproxy: HAProxyLab, service: str, server: str) -> ServerState:
-    vs = next(v for v in HAProxyBackend(haproxy.admin_socket).services() if v.key == service)
+    vs = next(v for v in HAProxyBalancer(haproxy.admin_socket).services() if v.key == service)
     return next(rs.state for rs in vs.servers if rs.key == server)
 
 
@@ -153,12 +153,12 @@ def test_config_parsing() -> None:
 
 def test_factory(haproxy: HAProxyLab, tmp_path) -> None:
     cfg = parse_config({"haproxy": {"socket": haproxy.admin_socket}, "automation": {"web1": {}}})
-    assert set(build_backends(cfg)) == {"haproxy"}
+    assert set(build_balancers(cfg)) == {"haproxy"}
     ctl = build_controller(cfg, tmp_path / "db")
     assert any(vs.key == "web1" for vs in ctl.services())
     aq = build_quiescer(cfg, ctl)
     assert aq is not None and aq.policy("haproxy", "web1").enabled
     assert not aq.policy("haproxy", "web2").enabled
     assert build_quiescer(parse_config({"haproxy": {"socket": "/x"}}), ctl) is None
-    ipvs = build_backends(parse_config({"ipvs": {"enabled": True}}))  # lazy import
+    ipvs = build_balancers(parse_config({"ipvs": {"enabled": True}}))  # lazy import
     assert ipvs["ipvs"].name == "ipvs"

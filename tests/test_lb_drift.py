@@ -12,7 +12,7 @@ import pytest_asyncio
 
 from ctop.engine import Engine
 from ctop.lb.actions import LBController
-from ctop.lb.haproxy import HAProxyBackend
+from ctop.lb.haproxy import HAProxyBalancer
 from ctop.lb.journal import Journal
 from ctop.lb.request import ActionRequest
 from tests.helpers.engine_helpers import make_engine, until
@@ -49,10 +49,10 @@ async def test_drift_after_a_restart_is_seen_in_one_round_and_re_applied(lb_engi
     assert not server(eng, "web5", "s1").drift and not server(eng, "web5", "s2").drift
 
     await asyncio.to_thread(haproxy.restart)  # no state file: weight 1, s2 serving again
-    rounds = eng.monitor.rounds
+    rounds = eng.lb_service.monitor.rounds
     await until(lambda: {("haproxy", "web5", "s1"), ("haproxy", "web5", "s2")}
-                <= eng.monitor.drift.current.keys(), step=0.01)
-    assert eng.monitor.rounds - rounds <= 2  # the round in flight, at most the next one
+                <= eng.lb_service.monitor.drift.current.keys(), step=0.01)
+    assert eng.lb_service.monitor.rounds - rounds <= 2  # the round in flight, at most the next one
     await until(lambda: server(eng, "web5", "s1").drift and server(eng, "web5", "s2").drift)
     assert "journal: drained by operator" in server(eng, "web5", "s2").drift
     assert "journal: weight 3 by operator; live: serving weight 1" in server(
@@ -105,7 +105,7 @@ async def test_a_hand_edit_through_the_runtime_api_is_drift_too(lb_engine, hapro
 def test_restore_after_an_outside_reset_clears_the_stale_record(haproxy, tmp_path):
     # defect 7: restore said "not drained" and kept the drained record for ever
     journal = Journal(tmp_path / "ctop.db")
-    ctl = LBController({"haproxy": HAProxyBackend(haproxy.admin_socket)}, journal)
+    ctl = LBController({"haproxy": HAProxyBalancer(haproxy.admin_socket)}, journal)
     assert ctl.drain("haproxy", "web8", "s1", origin="cli").ok
     haproxy.restart()
     result = ctl.restore("haproxy", "web8", "s1", origin="cli")

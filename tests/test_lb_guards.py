@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ctop.lb.haproxy import HAProxyBackend
+from ctop.lb.haproxy import HAProxyBalancer
 from ctop.lb.journal import Journal
 from ctop.lb.request import ActionRequest, perform
 from tests.helpers.haproxy_peer import HAProxyLab
@@ -38,7 +38,7 @@ def opts(haproxy: HAProxyLab, tmp_path: Path) -> list[str]:
 
 
 def weights(haproxy: HAProxyLab, backend: str) -> dict[str, tuple[int, str]]:
-    be = HAProxyBackend(haproxy.admin_socket)
+    be = HAProxyBalancer(haproxy.admin_socket)
     vs = next(v for v in be.services() if v.key == backend)
     return {rs.key: (rs.weight, str(rs.state)) for rs in vs.servers}
 
@@ -117,7 +117,7 @@ def _hold(haproxy: HAProxyLab) -> socket.socket:
 
 def _server_of(haproxy: HAProxyLab, sock: socket.socket) -> str:
     port = sock.getsockname()[1]
-    be = HAProxyBackend(haproxy.admin_socket)
+    be = HAProxyBalancer(haproxy.admin_socket)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         for s in ("s1", "s2", "s3"):
@@ -159,7 +159,7 @@ def test_maint_cut_sessions_cuts_a_long_lived_connection(
     cut.settimeout(3)
     assert _alive(cut) == ""
     cut.close()
-    assert HAProxyBackend(haproxy.admin_socket).connections("tcp1", server) == []
+    assert HAProxyBalancer(haproxy.admin_socket).connections("tcp1", server) == []
     log = run("log", "--server", server, *opts).stdout
     assert "maint" in log and "+cut sessions" in log
 
@@ -168,7 +168,7 @@ def test_connections_of_a_server_from_show_sess(haproxy: HAProxyLab) -> None:
     socks = [_hold(haproxy) for _ in range(3)]
     try:
         by_server = {s: _server_of(haproxy, s) for s in socks}
-        be = HAProxyBackend(haproxy.admin_socket)
+        be = HAProxyBalancer(haproxy.admin_socket)
         for sock, server in by_server.items():
             clients = [c.client for c in be.connections("tcp1", server)]
             assert f"127.0.0.1:{sock.getsockname()[1]}" in clients
@@ -197,7 +197,7 @@ def test_drain_wait_returns_when_empty_and_times_out(
 def test_restore_ramp_raises_the_weight_in_steps(haproxy: HAProxyLab, tmp_path) -> None:
     from ctop.lb.actions import LBController
 
-    be = HAProxyBackend(haproxy.admin_socket)
+    be = HAProxyBalancer(haproxy.admin_socket)
     journal = Journal(tmp_path / "ctop.db")
     lb = LBController({"haproxy": be}, journal)
     assert lb.set_weight("haproxy", "web6", "s1", 4, origin="cli").ok

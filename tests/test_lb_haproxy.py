@@ -4,22 +4,24 @@ IPVS refusal of maintenance, on a stand-in ipvsadm)."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
 from ctop.lb.actions import LBController
 from ctop.lb.automation import AutoQuiescer, Health, QuiescePolicy, policy_lookup
 from ctop.lb.base import LBError, ServerState
-from ctop.lb.haproxy import HAProxyBackend, map_status, parse_endpoint
-from ctop.lb.ipvs import NO_MAINT, IPVSBackend
+from ctop.lb.haproxy import HAProxyBalancer, map_status, parse_endpoint
+from ctop.lb.ipvs import NO_MAINT, IPVSBalancer
 from ctop.lb.journal import Journal
+from ctop.lb.request import ActionRequest, expect_of, perform, plan_of
 from tests.helpers.fake_ipvsadm import RICH, FakeIpvsadm, section
 from tests.helpers.haproxy_peer import SERVERS, HAProxyLab
 
 
 @pytest.fixture
-def backend(haproxy: HAProxyLab) -> HAProxyBackend:
-    return HAProxyBackend(haproxy.admin_socket)
+def backend(haproxy: HAProxyLab) -> HAProxyBalancer:
+    return HAProxyBalancer(haproxy.admin_socket)
 
 
 @pytest.fixture
@@ -30,11 +32,11 @@ def journal(tmp_path) -> Journal:
 
 
 @pytest.fixture
-def ctl(backend: HAProxyBackend, journal: Journal) -> LBController:
+def ctl(backend: HAProxyBalancer, journal: Journal) -> LBController:
     return LBController({"haproxy": backend}, journal)
 
 
-def servers(backend: HAProxyBackend, service: str) -> dict[str, object]:
+def servers(backend: HAProxyBalancer, service: str) -> dict[str, object]:
     vs = next(v for v in backend.services() if v.key == service)
     return {rs.key: rs for rs in vs.servers}
 
@@ -42,7 +44,7 @@ def servers(backend: HAProxyBackend, service: str) -> dict[str, object]:
 # -- backend ---------------------------------------------------------------------------------
 
 
-def test_list_shows_backends_and_servers(backend: HAProxyBackend, haproxy: HAProxyLab) -> None:
+def test_list_shows_backends_and_servers(backend: HAProxyBalancer, haproxy: HAProxyLab) -> None:
     table = {vs.key: vs for vs in backend.services()}
     vs = table["web1"]
     assert vs.backend == "haproxy" and vs.protocol == "HTTP" and vs.scheduler == "roundrobin"
@@ -53,7 +55,7 @@ def test_list_shows_backends_and_servers(backend: HAProxyBackend, haproxy: HAPro
     assert table["chk"].protocol == "TCP"
 
 
-def test_counters_and_byte_rates(backend: HAProxyBackend, haproxy: HAProxyLab) -> None:
+def test_counters_and_byte_rates(backend: HAProxyBalancer, haproxy: HAProxyLab) -> None:
     before = servers(backend, "web2")
     haproxy.hits("web2", 30)
     time.sleep(0.05)
@@ -63,7 +65,7 @@ def test_counters_and_byte_rates(backend: HAProxyBackend, haproxy: HAProxyLab) -
     assert sum(after[s].bytes_out_per_s for s in SERVERS) > 0  # from two reads
 
 
-def test_health_check_down_maps_to_down(backend: HAProxyBackend) -> None:
+def test_health_check_down_maps_to_down(backend: HAProxyBalancer) -> None:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         chk = servers(backend, "chk")
@@ -75,7 +77,7 @@ def test_health_check_down_maps_to_down(backend: HAProxyBackend) -> None:
 
 
 def test_draining_a_server_that_is_down_reads_back_drained(
-    ctl: LBController, backend: HAProxyBackend, haproxy: HAProxyLab
+    ctl: LBController, backend: HAProxyBalancer, haproxy: HAProxyLab
 ) -> None:
     # HAProxy's status column keeps saying DOWN for a drained server whose check fails;
     # the drain must still read back (automation drains exactly such servers).
@@ -94,24 +96,24 @@ def test_draining_a_server_that_is_down_reads_back_drained(
 
 
 def test_tcp_stats_socket(haproxy: HAProxyLab) -> None:
-    be = HAProxyBackend(haproxy.tcp_socket)
+    be = HAProxyBalancer(haproxy.tcp_socket)
     assert any(vs.key == "web1" for vs in be.services())
     be.set_weight("web8", "s1", 7)
     assert be.get_weight("web8", "s1") == (7, 1)
 
 
-def test_haproxy_errors_are_its_own_words(backend: HAProxyBackend) -> None:
+def test_haproxy_errors_are_its_own_words(backend: HAProxyBalancer) -> None:
     with pytest.raises(LBError, match=r"^No such server\.$"):
         backend.set_weight("web1", "nope", 1)
     with pytest.raises(LBError, match=r"^No such backend\.$"):
         backend.drain("nobackend", "s1")
     with pytest.raises(LBError, match=r"0\.\.256"):
         backend.set_weight("web1", "s1", 257)
-    user = HAProxyBackend(backend.endpoint.replace("admin.sock", "user.sock"))
+    user = HAProxyBalancer(backend.endpoint.replace("admin.sock", "user.sock"))
     with pytest.raises(LBError, match=r"^Permission denied \(.*level admin"):
         user.set_weight("web1", "s1", 2)
     with pytest.raises(LBError, match="No such file"):
-        HAProxyBackend("/nonexistent/admin.sock").services()
+        HAProxyBalancer("/nonexistent/admin.sock").services()
 
 
 def test_status_mapping_and_endpoints() -> None:
@@ -168,7 +170,7 @@ def test_step_weight_and_noop(ctl: LBController) -> None:
 
 
 def test_restore_brings_back_exact_weight_across_restart(
-    backend: HAProxyBackend, haproxy: HAProxyLab, tmp_path
+    backend: HAProxyBalancer, haproxy: HAProxyLab, tmp_path
 ) -> None:
     db = tmp_path / "ctop.db"
     j1 = Journal(db)
@@ -178,7 +180,7 @@ def test_restore_brings_back_exact_weight_across_restart(
     assert servers(backend, "web3")["s3"].weight == 0
     j1.close()
     # a new process: new backend object, new journal on the same database file
-    ctl2 = LBController({"haproxy": HAProxyBackend(haproxy.admin_socket)}, Journal(db))
+    ctl2 = LBController({"haproxy": HAProxyBalancer(haproxy.admin_socket)}, Journal(db))
     res = ctl2.restore("haproxy", "web3", "s3")
     assert res.ok and res.before == 0 and res.after == 5, res.message
     assert servers(backend, "web3")["s3"].state == ServerState.SERVING
@@ -199,7 +201,7 @@ def test_drain_restore_keeps_weight(ctl: LBController, haproxy: HAProxyLab) -> N
 
 
 def test_invalid_server_changes_nothing_and_is_journaled(
-    ctl: LBController, backend: HAProxyBackend
+    ctl: LBController, backend: HAProxyBalancer
 ) -> None:
     before = backend.show_stat()
     res = ctl.drain("haproxy", "web1", "s9")
@@ -210,14 +212,14 @@ def test_invalid_server_changes_nothing_and_is_journaled(
 
 
 def test_haproxy_error_reported_with_its_message(haproxy: HAProxyLab, journal: Journal) -> None:
-    ctl = LBController({"haproxy": HAProxyBackend(haproxy.user_socket)}, journal)
+    ctl = LBController({"haproxy": HAProxyBalancer(haproxy.user_socket)}, journal)
     res = ctl.set_weight("haproxy", "web1", "s1", 4)
     assert not res.ok and res.applied and res.message.startswith("Permission denied")
     assert journal.actions()[0].result == res.message
-    assert HAProxyBackend(haproxy.admin_socket).get_weight("web1", "s1") == (1, 1)
+    assert HAProxyBalancer(haproxy.admin_socket).get_weight("web1", "s1") == (1, 1)
 
 
-def test_readonly_refuses(backend: HAProxyBackend, journal: Journal) -> None:
+def test_readonly_refuses(backend: HAProxyBalancer, journal: Journal) -> None:
     ctl = LBController({"haproxy": backend}, journal, readonly=True)
     res = ctl.drain("haproxy", "web1", "s1")
     assert not res.ok and not res.applied and "read-only" in res.message
@@ -225,11 +227,11 @@ def test_readonly_refuses(backend: HAProxyBackend, journal: Journal) -> None:
 
 
 def test_weight_out_of_range_refused_before_haproxy(
-    backend: HAProxyBackend, journal: Journal
+    backend: HAProxyBalancer, journal: Journal
 ) -> None:
     sent: list[str] = []
 
-    class Spy(HAProxyBackend):
+    class Spy(HAProxyBalancer):
         def _write(self, line: str) -> None:
             sent.append(line)
             super()._write(line)
@@ -241,8 +243,8 @@ def test_weight_out_of_range_refused_before_haproxy(
     assert sent == []
 
 
-def test_half_done_ready_is_put_back(backend: HAProxyBackend, journal: Journal) -> None:
-    class Flaky(HAProxyBackend):
+def test_half_done_ready_is_put_back(backend: HAProxyBalancer, journal: Journal) -> None:
+    class Flaky(HAProxyBalancer):
         def ready(self, service_key: str, server_key: str, weight: int) -> None:
             self._write(f"set server {service_key}/{server_key} state ready")  # step 1 works
             raise LBError("injected failure after 'state ready'")
@@ -257,23 +259,26 @@ def test_half_done_ready_is_put_back(backend: HAProxyBackend, journal: Journal) 
 
 
 def test_describe_shows_before_after_without_applying(
-    ctl: LBController, backend: HAProxyBackend
+    ctl: LBController, backend: HAProxyBalancer
 ) -> None:
-    plan = ctl.describe("weight", "haproxy", "web6", "s1", 9)
+    ask = ActionRequest("weight", "haproxy", "web6", "s1", 9)
+    plan = plan_of(ctl, ask)
     assert (plan.before, plan.after, plan.ok) == (1, 9, True)
     assert "before: weight 1" in plan.text() and "after:  weight 9" in plan.text()
     assert servers(backend, "web6")["s1"].weight == 1
-    assert ctl.execute(plan).after == 9
-    stale = ctl.describe("weight", "haproxy", "web6", "s2", 3)
+    assert perform(ctl, replace(ask, expect=expect_of(plan))).after == 9
+    ask = ActionRequest("weight", "haproxy", "web6", "s2", 3)
+    stale = plan_of(ctl, ask)
     ctl.set_weight("haproxy", "web6", "s2", 2)
-    assert not ctl.execute(stale).ok  # the world changed since the dialog opened
+    # the world changed since the dialog opened
+    assert not perform(ctl, replace(ask, expect=expect_of(stale))).ok
 
 
 # -- maintenance --------------------------------------------------------------------------------
 
 
 def test_maint_takes_the_server_out_and_restore_brings_its_weight_back(
-    ctl: LBController, backend: HAProxyBackend, haproxy: HAProxyLab
+    ctl: LBController, backend: HAProxyBalancer, haproxy: HAProxyLab
 ) -> None:
     assert ctl.set_weight("haproxy", "web7", "s2", 3).ok
     res = ctl.maint("haproxy", "web7", "s2")
@@ -309,7 +314,7 @@ def test_maint_takes_the_server_out_and_restore_brings_its_weight_back(
 
 
 def test_maint_after_a_weight_0_drain_restores_the_weight_from_before_the_drain(
-    ctl: LBController, backend: HAProxyBackend, haproxy: HAProxyLab
+    ctl: LBController, backend: HAProxyBalancer, haproxy: HAProxyLab
 ) -> None:
     # weight 0 leaves HAProxy's own weight at 0: the journal's saved weight must survive maint
     assert ctl.set_weight("haproxy", "web8", "s1", 4).ok
@@ -323,7 +328,7 @@ def test_maint_after_a_weight_0_drain_restores_the_weight_from_before_the_drain(
 
 
 def test_maint_on_a_drained_server_and_drain_on_a_maint_server(
-    ctl: LBController, backend: HAProxyBackend
+    ctl: LBController, backend: HAProxyBalancer
 ) -> None:
     assert ctl.drain("haproxy", "web1", "s3").ok
     res = ctl.maint("haproxy", "web1", "s3")
@@ -334,7 +339,7 @@ def test_maint_on_a_drained_server_and_drain_on_a_maint_server(
 
 
 def test_maint_on_a_missing_server_is_refused_with_the_balancers_words(
-    ctl: LBController, backend: HAProxyBackend, haproxy: HAProxyLab
+    ctl: LBController, backend: HAProxyBalancer, haproxy: HAProxyLab
 ) -> None:
     with pytest.raises(LBError, match=r"^No such server\.$"):
         backend.maint("web1", "nope")
@@ -344,7 +349,7 @@ def test_maint_on_a_missing_server_is_refused_with_the_balancers_words(
     assert not res.ok and not res.applied and "s1, s2, s3" in res.message
     assert ctl.journal.actions()[0].result == res.message
     # HAProxy itself refuses (level user): its own message, journaled, nothing changed
-    user = LBController({"haproxy": HAProxyBackend(haproxy.user_socket)}, ctl.journal)
+    user = LBController({"haproxy": HAProxyBalancer(haproxy.user_socket)}, ctl.journal)
     res = user.maint("haproxy", "web1", "s1")
     assert not res.ok and res.applied and res.message.startswith("Permission denied")
     assert ctl.journal.actions()[0].result == res.message
@@ -352,13 +357,13 @@ def test_maint_on_a_missing_server_is_refused_with_the_balancers_words(
 
 
 def test_maint_read_back_mismatch_and_half_done_maint_are_put_back(
-    backend: HAProxyBackend, journal: Journal
+    backend: HAProxyBalancer, journal: Journal
 ) -> None:
-    class DrainsInstead(HAProxyBackend):
+    class DrainsInstead(HAProxyBalancer):
         def maint(self, service_key: str, server_key: str) -> None:
             self.drain(service_key, server_key)
 
-    class MaintThenFails(HAProxyBackend):
+    class MaintThenFails(HAProxyBalancer):
         def maint(self, service_key: str, server_key: str) -> None:
             super().maint(service_key, server_key)
             raise LBError("injected failure after 'state maint'")
@@ -379,9 +384,9 @@ def test_maint_read_back_mismatch_and_half_done_maint_are_put_back(
 
 
 def test_failed_restore_from_maint_goes_back_into_maint(
-    backend: HAProxyBackend, journal: Journal
+    backend: HAProxyBalancer, journal: Journal
 ) -> None:
-    class Flaky(HAProxyBackend):
+    class Flaky(HAProxyBalancer):
         def ready(self, service_key: str, server_key: str, weight: int) -> None:
             self._write(f"set server {service_key}/{server_key} state ready")  # step 1 works
             raise LBError("injected failure after 'state ready'")
@@ -396,7 +401,7 @@ def test_failed_restore_from_maint_goes_back_into_maint(
 
 
 def test_automation_never_undoes_an_operators_maint(
-    ctl: LBController, backend: HAProxyBackend
+    ctl: LBController, backend: HAProxyBalancer
 ) -> None:
     assert ctl.maint("haproxy", "web4", "s1", origin="cli").ok
     quiescer = AutoQuiescer(
@@ -416,11 +421,11 @@ def test_automation_never_undoes_an_operators_maint(
 
 
 def test_ipvs_has_no_maint_and_says_so_before_running_anything(tmp_path) -> None:
-    # IPVSBackend on a stand-in ipvsadm (tests/test_lb_ipvs_backend.py); no VM needed
+    # IPVSBalancer on a stand-in ipvsadm (tests/test_lb_ipvs_backend.py); no VM needed
     (tmp_path / "proc" / "net").mkdir(parents=True)
     (tmp_path / "proc" / "net" / "ip_vs").write_text(section("proc_rich.txt", "/proc/net/ip_vs"))
     fake = FakeIpvsadm(tmp_path, RICH)
-    ipvs = IPVSBackend(ipvsadm=str(fake.path), proc_root=str(tmp_path / "proc"))
+    ipvs = IPVSBalancer(ipvsadm=str(fake.path), proc_root=str(tmp_path / "proc"))
     journal = Journal(tmp_path / "ctop.db")
     ctl = LBController({"ipvs": ipvs}, journal)
     res = ctl.maint("ipvs", "TCP 10.0.0.1:80", "10.0.0.2:80")
@@ -436,7 +441,7 @@ def test_ipvs_has_no_maint_and_says_so_before_running_anything(tmp_path) -> None
         NO_MAINT,
     )
     assert journal.intent("ipvs", "TCP 10.0.0.1:80", "10.0.0.2:80") is None
-    plan = ctl.describe("maint", "ipvs", "TCP 10.0.0.1:80", "10.0.0.2:80")
+    plan = plan_of(ctl, ActionRequest("maint", "ipvs", "TCP 10.0.0.1:80", "10.0.0.2:80"))
     assert not plan.ok and plan.before == 3  # the dialog still shows the server as it is
     calls = len(fake.calls())
     with pytest.raises(LBError, match="no maintenance state"):

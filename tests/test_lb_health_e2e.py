@@ -106,14 +106,14 @@ async def watch_serving(engine: Engine, key: str, seconds: float) -> None:
 async def test_one_failed_probe_result_does_not_quiesce_however_often_the_lb_is_read(lab):
     demo, engine = lab
     await ready(engine)
-    rounds = engine.monitor.rounds
+    rounds = engine.lb_service.monitor.rounds
     demo.stop_web(1)  # web-02's service fails until its agent's next probe has seen it once
     await until(lambda: getattr(service(engine, "web-02", "http"), "status", "") == "fail",
                 timeout=5)
     demo.start_web_again(1)
     # the failed result stays the newest for up to 3 s while the balancer is read every 0.2 s
     await watch_serving(engine, "web-02", 2.0)
-    assert engine.monitor.rounds - rounds >= 5  # many polls of one failed result
+    assert engine.lb_service.monitor.rounds - rounds >= 5  # many polls of one failed result
     await until(lambda: service(engine, "web-02", "http").status == "ok", timeout=5)
     assert states(engine)["web-02"] == "serving"
     await until(lambda: "1 ok" in server(engine, "web-02").health)  # the streak starts again

@@ -1,4 +1,4 @@
-"""IPVSBackend with a stand-in ipvsadm that replays real captured output and logs its arguments.
+"""IPVSBalancer with a stand-in ipvsadm that replays real captured output and logs its arguments.
 
 The real kernel is exercised in tests/ipvs/ (qemu); these check command construction and error
 handling quickly, on every machine.
@@ -13,7 +13,7 @@ import pytest
 
 from ctop.lb.actions import LBController
 from ctop.lb.base import LBError
-from ctop.lb.ipvs import IPVSBackend
+from ctop.lb.ipvs import IPVSBalancer
 from tests.helpers.fake_ipvsadm import RICH, TUNNELS, FakeIpvsadm, section
 
 NOBODY = (
@@ -31,8 +31,8 @@ def proc(tmp_path: Path) -> Path:
     return tmp_path / "proc"
 
 
-def backend(fake: FakeIpvsadm, proc: Path) -> IPVSBackend:
-    return IPVSBackend(ipvsadm=str(fake.path), proc_root=str(proc))
+def backend(fake: FakeIpvsadm, proc: Path) -> IPVSBalancer:
+    return IPVSBalancer(ipvsadm=str(fake.path), proc_root=str(proc))
 
 
 def test_services_merge_list_thresholds_stats_and_rates(tmp_path: Path, proc: Path) -> None:
@@ -143,7 +143,7 @@ def test_not_root_reads_proc_and_says_so(tmp_path: Path, proc: Path) -> None:
     script = tmp_path / "ipvsadm"
     script.write_text(f"#!/bin/sh\nprintf '%s\\n' {shlex.quote(NOBODY)} >&2\nexit 2\n")
     script.chmod(0o755)
-    b = IPVSBackend(ipvsadm=str(script), proc_root=str(proc))
+    b = IPVSBalancer(ipvsadm=str(script), proc_root=str(proc))
     svcs = {s.key: s for s in b.services()}
     assert svcs["UDP 10.0.0.1:53"].persistent_s == 300
     assert svcs["FWM 42"].servers[1].forward == "tunnel"
@@ -153,7 +153,7 @@ def test_not_root_reads_proc_and_says_so(tmp_path: Path, proc: Path) -> None:
 
 
 def test_missing_ipvsadm_reads_proc(proc: Path) -> None:
-    b = IPVSBackend(ipvsadm="/nonexistent/ipvsadm", proc_root=str(proc))
+    b = IPVSBalancer(ipvsadm="/nonexistent/ipvsadm", proc_root=str(proc))
     assert len(b.services()) == 5
     assert b.read_note.startswith("ipvsadm not found (/nonexistent/ipvsadm)")
     with pytest.raises(LBError, match="ipvsadm not found"):
@@ -162,7 +162,7 @@ def test_missing_ipvsadm_reads_proc(proc: Path) -> None:
 
 def test_module_not_loaded_never_runs_ipvsadm(tmp_path: Path) -> None:
     fake = FakeIpvsadm(tmp_path, RICH)
-    b = IPVSBackend(ipvsadm=str(fake.path), proc_root=str(tmp_path / "noproc"))
+    b = IPVSBalancer(ipvsadm=str(fake.path), proc_root=str(tmp_path / "noproc"))
     with pytest.raises(LBError, match=r"^IPVS is not loaded: .*/net/ip_vs does not exist"):
         b.services()
     with pytest.raises(LBError, match="IPVS is not loaded"):

@@ -8,8 +8,8 @@ import pytest
 
 from ctop.lb.base import LBError, ServerState
 from ctop.lb.ipvs_parse import (
-    Counters,
     IPVSParseError,
+    TrafficCounts,
     Tunnel,
     merge,
     parse_list,
@@ -81,13 +81,13 @@ def test_proc_drained_server() -> None:
 
 def test_stats_exact() -> None:
     stats = parse_stats(fixture("ipvsadm_Ln_stats_exact.txt"))
-    assert stats[("TCP 10.0.0.1:80", None)] == Counters(12, 72, 72, 4704, 6240)
-    assert stats[("TCP 10.0.0.1:80", "10.0.0.2:80")] == Counters(7, 42, 42, 2744, 3640)
+    assert stats[("TCP 10.0.0.1:80", None)] == TrafficCounts(12, 72, 72, 4704, 6240)
+    assert stats[("TCP 10.0.0.1:80", "10.0.0.2:80")] == TrafficCounts(7, 42, 42, 2744, 3640)
 
 
 def test_rates_exact() -> None:
     rates = parse_rates(fixture("ipvsadm_Ln_rate_exact.txt"))
-    assert rates[("TCP 10.0.0.1:80", "10.0.0.2:80")] == Counters(1, 3, 3, 198, 262)
+    assert rates[("TCP 10.0.0.1:80", "10.0.0.2:80")] == TrafficCounts(1, 3, 3, 198, 262)
     assert rates[("TCP 10.0.0.1:80", "10.0.0.3:80")].out_bytes == 190
 
 
@@ -154,13 +154,13 @@ def test_rich_thresholds() -> None:
 
 def test_rich_rates_and_stats() -> None:
     rates = parse_rates(section("ipvsadm_rich.txt", "ipvsadm -Ln --rate --exact"))
-    assert rates[("TCP 10.0.0.1:80", "10.0.0.2:80")] == Counters(0, 8, 9, 455, 123350)
-    assert rates[("TCP [2001:db8::1]:80", "[2001:db8::2]:8080")] == Counters(0, 0, 0, 0, 0)
+    assert rates[("TCP 10.0.0.1:80", "10.0.0.2:80")] == TrafficCounts(0, 8, 9, 455, 123350)
+    assert rates[("TCP [2001:db8::1]:80", "[2001:db8::2]:8080")] == TrafficCounts(0, 0, 0, 0, 0)
     stats = parse_stats(section("ipvsadm_rich.txt", "ipvsadm -Ln --stats --exact"))
     assert stats[("TCP 10.0.0.1:80", None)].out_bytes == 3014780
     # a single-service listing has no version line; it parses the same
     one = parse_stats(section("ipvsadm_rich.txt", "ipvsadm -Ln -t 10.0.0.1:80 --stats --exact"))
-    assert one[("TCP 10.0.0.1:80", "10.0.0.3:80")] == Counters(5, 96, 100, 5442, 1206528)
+    assert one[("TCP 10.0.0.1:80", "10.0.0.3:80")] == TrafficCounts(5, 96, 100, 5442, 1206528)
 
 
 # ---- tunnels, IPv6 fwmark, flags (captured in the VM: tunnel_capture.txt) ----

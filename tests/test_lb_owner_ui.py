@@ -10,12 +10,12 @@ from dataclasses import replace
 
 import pytest
 
-from ctop.control import RemoteSource
 from ctop.demo import DemoCluster
 from ctop.engine import Engine
 from ctop.lb.config import parse_config
 from ctop.lb.request import ActionRequest
 from ctop.tui.app import CtopApp
+from ctop.tui.remote import RemoteSource
 from ctop.tui.screens.confirm import ConfirmAction
 from ctop.tui.screens.main import MainScreen
 from tests.helpers.engine_helpers import make_engine, until
@@ -152,13 +152,13 @@ async def test_attached_ui_shows_a_servers_connections_read_by_the_daemon(
         haproxy: HAProxyLab) -> None:
     import socket
 
-    from ctop.lb.haproxy import HAProxyBackend
+    from ctop.lb.haproxy import HAProxyBalancer
     from ctop.tui.screens.connections import ConnectionsScreen
 
     client = socket.create_connection(("127.0.0.1", haproxy.frontends["tcp1"]), timeout=5)
     client.sendall(b"GET / HTTP/1.1\r\n")  # held open: a long-lived session on tcp1
     port = client.getsockname()[1]
-    be = HAProxyBackend(haproxy.admin_socket)
+    be = HAProxyBalancer(haproxy.admin_socket)
     await until(lambda: any(be.connections("tcp1", s) for s in ("s1", "s2", "s3")))
     server = next(s for s in ("s1", "s2", "s3") if be.connections("tcp1", s))
     with director(haproxy) as d, serving(d):

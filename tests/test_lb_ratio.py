@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ctop.lb.base import RealServer, ServerState, VirtualService
-from ctop.lb.haproxy import HAProxyBackend
+from ctop.lb.haproxy import HAProxyBalancer
 from ctop.lb.ratio import imbalance_index, load_basis, map_servers_to_nodes, server_ratios
 from tests.helpers.haproxy_peer import HAProxyLab
 
@@ -83,7 +83,7 @@ def test_map_servers_to_nodes() -> None:
 
 
 def test_ratios_from_real_haproxy(haproxy: HAProxyLab) -> None:
-    be = HAProxyBackend(haproxy.admin_socket)
+    be = HAProxyBalancer(haproxy.admin_socket)
     be.set_weight("web6", "s1", 2)
     haproxy.hits("web6", 40)
     [vs] = [v for v in be.services() if v.key == "web6"]

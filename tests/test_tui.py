@@ -291,7 +291,7 @@ async def test_a_refused_action_shows_the_reason_and_a_backend_error_is_reported
         await pilot.press("y", "escape")
         assert haproxy.cmd("get weight web5/s1").startswith("1 ")
         # the balancer's socket goes away: the dialog shows the transport's own error
-        be = app.source.lb.backends["haproxy"]
+        be = app.source.lb.balancers["haproxy"]
         saved = be._address
         be._address = "/nonexistent/haproxy.sock"
         try:

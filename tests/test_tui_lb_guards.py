@@ -9,7 +9,7 @@ import socket
 import pytest_asyncio
 
 from ctop.engine import Engine
-from ctop.lb.haproxy import HAProxyBackend
+from ctop.lb.haproxy import HAProxyBalancer
 from ctop.lb.request import ActionRequest
 from ctop.tui.app import CtopApp
 from ctop.tui.screens.confirm import ConfirmAction, ConfirmConsequence
@@ -28,7 +28,7 @@ async def lb_engine(tmp_path, haproxy):
 
 
 def state(haproxy, backend: str, server: str) -> tuple[int, str]:
-    vs = next(v for v in HAProxyBackend(haproxy.admin_socket).services() if v.key == backend)
+    vs = next(v for v in HAProxyBalancer(haproxy.admin_socket).services() if v.key == backend)
     rs = next(r for r in vs.servers if r.key == server)
     return rs.weight, str(rs.state)
 
@@ -112,7 +112,7 @@ async def test_c_shows_the_connections_of_the_server(lb_engine, haproxy):
     sock = socket.create_connection(("127.0.0.1", haproxy.frontends["tcp1"]), timeout=5)
     sock.sendall(b"GET / HTTP/1.1\r\n")
     port = sock.getsockname()[1]
-    be = HAProxyBackend(haproxy.admin_socket)
+    be = HAProxyBalancer(haproxy.admin_socket)
     await until(lambda: any(be.connections("tcp1", s) for s in ("s1", "s2", "s3")))
     server = next(s for s in ("s1", "s2", "s3") if be.connections("tcp1", s))
     app = CtopApp(lb_engine, view="table")
@@ -169,7 +169,7 @@ async def test_the_lb_pane_follows_a_drained_server_to_empty():
 async def test_an_event_says_when_a_drained_server_is_empty(lb_engine, haproxy):
     sock = socket.create_connection(("127.0.0.1", haproxy.frontends["tcp1"]), timeout=5)
     sock.sendall(b"GET / HTTP/1.1\r\n")
-    be = HAProxyBackend(haproxy.admin_socket)
+    be = HAProxyBalancer(haproxy.admin_socket)
     await until(lambda: any(be.connections("tcp1", s) for s in ("s1", "s2", "s3")))
     server = next(s for s in ("s1", "s2", "s3") if be.connections("tcp1", s))
     res = await lb_engine.lb_action(ActionRequest("drain", "haproxy", "tcp1", server))
@@ -184,7 +184,7 @@ async def test_an_event_says_when_a_drained_server_is_empty(lb_engine, haproxy):
 async def test_maint_dialog_can_cut_the_sessions(lb_engine, haproxy):
     sock = socket.create_connection(("127.0.0.1", haproxy.frontends["tcp1"]), timeout=5)
     sock.sendall(b"GET / HTTP/1.1\r\n")
-    be = HAProxyBackend(haproxy.admin_socket)
+    be = HAProxyBalancer(haproxy.admin_socket)
     await until(lambda: any(be.connections("tcp1", s) for s in ("s1", "s2", "s3")))
     server = next(s for s in ("s1", "s2", "s3") if be.connections("tcp1", s))
     app = CtopApp(lb_engine, view="table")

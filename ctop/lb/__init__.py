@@ -1,1 +1,2 @@
-"""Load-balancer control: one interface (base.py), two real backends (IPVS, HAProxy)."""
+"""Load-balancer control: one driver interface (base.Balancer), two real balancers (IPVS,
+HAProxy); the director's service (service.py) runs monitoring, automation and actions."""

@@ -11,10 +11,9 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 from ctop.lb.base import (
-    Backend,
+    Balancer,
     Connection,
     LBError,
     RealServer,
@@ -23,10 +22,9 @@ from ctop.lb.base import (
 )
 from ctop.lb.journal import HUMAN, Journal
 from ctop.lb.limits import LBLimits
-
-if TYPE_CHECKING:
-    from ctop.lb.ramp import Ramp
-    from ctop.lb.request import ActionRequest
+from ctop.lb.ramp import Ramp, ramp_steps
+from ctop.lb.ratio import load_basis
+from ctop.lb.whatif import ServerNow, predict, table
 
 # (backend, service) -> {server key: (cores, cpu percent)} from the agents' metrics; the engine
 # provides it, so the what-if can predict CPU (None or {}: no node metrics, shares only)
@@ -103,12 +101,12 @@ class ActionResult:
 class LBController:
     def __init__(
         self,
-        backends: dict[str, Backend],
+        balancers: dict[str, Balancer],
         journal: Journal | None,
         readonly: bool = False,
         lock: AbstractContextManager[object] | None = None,
     ) -> None:
-        self.backends = backends
+        self.balancers = balancers
         self.journal = journal
         self.readonly = readonly
         # One action at a time, before/after must be exact; reentrant so a caller can hold it
@@ -127,10 +125,10 @@ class LBController:
 
     def services(self, backend: str | None = None) -> list[VirtualService]:
         """The table of every (or one) backend, with automation's drains shown as QUIESCED."""
-        names = [backend] if backend else list(self.backends)
+        names = [backend] if backend else list(self.balancers)
         result: list[VirtualService] = []
         for name in names:
-            result.extend(self._annotate(name, self._backend(name).services()))
+            result.extend(self._annotate(name, self._balancer(name).services()))
         return result
 
     def _annotate(self, name: str, services: list[VirtualService]) -> list[VirtualService]:
@@ -152,7 +150,7 @@ class LBController:
 
     def find(self, backend: str, service: str, server: str) -> tuple[VirtualService, RealServer]:
         """Raises LBError naming what is missing."""
-        for vs in self._annotate(backend, self._backend(backend).services()):
+        for vs in self._annotate(backend, self._balancer(backend).services()):
             if vs.key == service:
                 for rs in vs.servers:
                     if rs.key == server:
@@ -163,11 +161,11 @@ class LBController:
                 )
         raise LBError(f"no service {service!r} on {backend}")
 
-    def _backend(self, name: str) -> Backend:
+    def _balancer(self, name: str) -> Balancer:
         try:
-            return self.backends[name]
+            return self.balancers[name]
         except KeyError:
-            known = ", ".join(self.backends) or "none configured"
+            known = ", ".join(self.balancers) or "none configured"
             raise LBError(f"no load-balancer backend {name!r} (backends: {known})") from None
 
     # -- plans (no side effects) -------------------------------------------------------------
@@ -191,7 +189,7 @@ class LBController:
         so restore and the journal treat it as one; a balancer without it refuses here."""
 
         def build(rs: RealServer, base: Plan) -> Plan:
-            refusal = _maint_refusal(self._backend(backend))
+            refusal = _maint_refusal(self._balancer(backend))
             if refusal:
                 return replace(base, ok=False, message=refusal)
             if rs.state == ServerState.MAINT:
@@ -217,7 +215,7 @@ class LBController:
         action: str = "weight",
     ) -> Plan:
         def build(rs: RealServer, base: Plan) -> Plan:
-            top = self._backend(backend).max_weight
+            top = self._balancer(backend).max_weight
             if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= top:
                 return replace(
                     base, ok=False, message=f"weight {weight!r} out of range 0..{top} for {backend}"
@@ -267,7 +265,7 @@ class LBController:
                 exc.message,
                 value=delta,
             )
-        top = self._backend(backend).max_weight
+        top = self._balancer(backend).max_weight
         target = max(0, min(top, effective_weight(rs) + delta))
         plan = self.plan_set_weight(backend, service, server, target, origin, action="step")
         plan = replace(plan, value=delta)
@@ -311,31 +309,6 @@ class LBController:
             return replace(base, after=saved, state_after=state_after)
 
         return self._plan("restore", backend, service, server, origin, build)
-
-    def describe(
-        self,
-        action: str,
-        backend: str,
-        service: str,
-        server: str,
-        value: int | None = None,
-        origin: str = "operator",
-    ) -> Plan:
-        """Plan for `action` in {"drain", "maint", "weight", "step", "restore"}; value = weight
-        or delta."""
-        if action == "drain":
-            return self.plan_drain(backend, service, server, origin)
-        if action == "maint":
-            return self.plan_maint(backend, service, server, origin)
-        if action == "restore":
-            return self.plan_restore(backend, service, server, origin)
-        if action in ("weight", "step"):
-            if value is None:
-                raise ValueError(f"{action} needs a value")
-            if action == "weight":
-                return self.plan_set_weight(backend, service, server, value, origin)
-            return self.plan_step(backend, service, server, value, origin)
-        raise ValueError(f"unknown action {action!r}")
 
     def _plan(
         self,
@@ -414,7 +387,7 @@ class LBController:
                 if intent is not None and intent.drained_by == "auto":
                     return self._take_over(plan, intent.saved_weight, origin)
             if expire_templates and plan.ok and not self.readonly:
-                be = self._backend(backend)
+                be = self._balancer(backend)
                 setter = getattr(be, "set_expire_quiescent_template", None)
                 if setter is None:
                     return self._result(
@@ -456,7 +429,7 @@ class LBController:
         with self._lock:
             plan = self.plan_maint(backend, service, server, origin)
             if cut_sessions and plan.ok:
-                be = self._backend(backend)
+                be = self._balancer(backend)
                 if not callable(getattr(be, "cut_sessions", None)):
                     return self._result(
                         plan, origin, ok=False, record=False,
@@ -509,8 +482,6 @@ class LBController:
         """Back to the saved weight; with `ramp_s`, in steps (IPVS has no slow start): the
         first step now, the rest in a thread (`ramps`), which any later action on the server
         cancels."""
-        from ctop.lb.ramp import Ramp, ramp_steps
-
         self._cancel_ramp(backend, service, server)
         with self._lock:
             plan = self.plan_restore(backend, service, server, origin)
@@ -542,28 +513,6 @@ class LBController:
         self._result(plan, origin, ok=True, message=plan.message)  # one journal row
         return plan
 
-    def execute(self, plan: Plan, origin: str = "operator", *, force: bool = False) -> ActionResult:
-        """Apply a plan the operator confirmed; it is re-planned so a stale dialog can't lie."""
-        self._cancel_ramp(plan.backend, plan.service, plan.server)
-        with self._lock:
-            fresh = self.describe(
-                plan.action, plan.backend, plan.service, plan.server, plan.value, origin
-            )
-            if (
-                fresh.ok
-                and not fresh.noop
-                and (fresh.before, fresh.after) != (plan.before, plan.after)
-            ):
-                return self._result(
-                    fresh,
-                    origin,
-                    ok=False,
-                    message=f"the server changed since the plan (now weight "
-                    f"{fresh.before}); plan again",
-                    record=False,
-                )
-            return self._run(fresh, origin, force=force)
-
     def _cancel_ramp(self, backend: str, service: str, server: str) -> None:
         ramp = self.ramps.pop((backend, service, server), None)
         if ramp is not None:
@@ -578,9 +527,6 @@ class LBController:
 
     def what_if(self, plan: Plan) -> list[str]:
         """The what-if table for a plan (shares by weight; CPU when node metrics are known)."""
-        from ctop.lb.ratio import load_basis
-        from ctop.lb.whatif import ServerNow, predict, table
-
         try:
             vs, _ = self.find(plan.backend, plan.service, plan.server)
         except LBError:
@@ -609,41 +555,7 @@ class LBController:
         return [head, *table(preds, basis=basis, cpu_warn=lim.cpu_warn,
                              cpu_crit=lim.cpu_crit, no_metrics=why)]  # fmt: skip
 
-    def dry_run(self, req: ActionRequest) -> ActionResult:
-        """Plan, guard and what-if for a request; nothing changes. ok unless the target
-        cannot be found or the request is invalid (a guard that would refuse is reported)."""
-        from ctop.lb.request import plan_of
-
-        plan = plan_of(self, req)
-        lines = [plan.text()]
-        templates = None
-        if plan.ok and not plan.noop:
-            lines += self.what_if(plan)
-            if plan.after == 0:
-                templates, note = self._templates_before(plan)
-                if note:
-                    lines.append(note)
-            if plan.guard and req.force:
-                lines.append(f"forced: {plan.guard}")
-            if req.ramp_s and plan.action == "restore":
-                from ctop.lb.ramp import ramp_steps
-
-                steps = ramp_steps(plan.after or 0, req.ramp_s)
-                lines.append(
-                    "ramp: " + ", ".join(f"weight {w} at {t:.0f} s" for t, w in steps)
-                    if steps
-                    else "ramp: nothing to ramp (weight 1)"
-                )
-        lines.append("dry run: nothing changed")
-        found = plan.before is not None or plan.state_before is not None
-        return ActionResult(
-            ok=found, message="\n".join(lines), action=plan.action, backend=plan.backend,
-            service=plan.service, server=plan.server, before=plan.before, after=plan.after,
-            state_before=plan.state_before, state_after=plan.state_after, noop=plan.noop,
-            origin=req.origin, guard=plan.guard, dry_run=True, templates=templates,
-        )  # fmt: skip
-
-    def _templates_before(self, plan: Plan) -> tuple[int | None, str]:
+    def templates_before(self, plan: Plan) -> tuple[int | None, str]:
         """On a persistent service: the templates pointing at the server now, and what a drain
         leaves them doing."""
         try:
@@ -652,14 +564,14 @@ class LBController:
             return None, ""
         if not vs.persistent_s:
             return None, ""
-        n, note = self._templates_note(self._backend(plan.backend), vs, plan.server)
+        n, note = self._templates_note(self._balancer(plan.backend), vs, plan.server)
         return n, note.removeprefix("; ").replace(" still point", " point", 1)
 
     def connections(self, backend: str, service: str, server: str) -> list[Connection]:
         """The server's connections (IPVS: with persistence templates) for the `c` view.
         Raises LBError."""
         self.find(backend, service, server)
-        conns = getattr(self._backend(backend), "connections", None)
+        conns = getattr(self._balancer(backend), "connections", None)
         if not callable(conns):
             raise LBError(f"{backend} cannot list connections")
         return list(conns(service, server))
@@ -672,7 +584,7 @@ class LBController:
         vs, rs = self.find(backend, service, server)
         templates = None
         if vs.persistent_s:
-            conns = getattr(self._backend(backend), "connections", None)
+            conns = getattr(self._balancer(backend), "connections", None)
             if callable(conns):
                 templates = sum(c.template for c in conns(service, server))
         return rs.active_conns, templates
@@ -702,7 +614,7 @@ class LBController:
             return self._result(
                 plan, origin, ok=False, message=f"refused: {plan.guard} (--force to do it anyway)"
             )
-        be = self._backend(plan.backend)
+        be = self._balancer(plan.backend)
         vs, before = self.find(plan.backend, plan.service, plan.server)
         try:
             if not (cut_sessions and before.state == ServerState.MAINT):
@@ -747,7 +659,7 @@ class LBController:
             templates=templates, result_text=result,
         )  # fmt: skip
 
-    def _templates_note(self, be: Backend, vs: VirtualService, server: str) -> tuple[int, str]:
+    def _templates_note(self, be: Balancer, vs: VirtualService, server: str) -> tuple[int, str]:
         """How many persistence templates still send clients to a drained server, and what to
         do about it (IPVS keeps using them while expire_quiescent_template is 0)."""
         conns = getattr(be, "connections", None)
@@ -773,7 +685,7 @@ class LBController:
             "-w net.ipv4.vs.expire_quiescent_template=1 (or drain with --expire-templates)"
         )
 
-    def _apply(self, be: Backend, plan: Plan, rs: RealServer) -> None:
+    def _apply(self, be: Balancer, plan: Plan, rs: RealServer) -> None:
         svc, srv = plan.service, plan.server
         after = plan.after or 0
         if plan.action == "drain":
@@ -787,7 +699,7 @@ class LBController:
         else:
             be.set_weight(svc, srv, after)
 
-    def _put_back(self, be: Backend, plan: Plan, before: RealServer) -> str:
+    def _put_back(self, be: Balancer, plan: Plan, before: RealServer) -> str:
         """Return the server to `before` after a failure; the note says how that went."""
         svc, srv = plan.service, plan.server
         try:
@@ -904,7 +816,7 @@ def _drained_state(origin: str) -> ServerState:
     return ServerState.QUIESCED if origin == "auto" else ServerState.DRAINED
 
 
-def _maint_refusal(be: Backend) -> str:
+def _maint_refusal(be: Balancer) -> str:
     """Why `be` can't take a server into maintenance ("" when it can)."""
     if not callable(getattr(be, "maint", None)):  # a backend written before maint existed
         return f"{be.name} has no maintenance state; drain it instead"

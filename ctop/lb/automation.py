@@ -47,7 +47,10 @@ class Health:
 
 
 @dataclass(slots=True)
-class Counters:
+class ResultStreak:
+    """Probe results in a row: of one check of a real server, or of the server over its
+    checks (its worst failing streak, its least good one)."""
+
     fails: int = 0  # failed results in a row (the worst of the server's checks)
     oks: int = 0  # good results in a row (the least of the server's checks)
     node_dead: bool = False  # judged by the director's checks: the agent is silent
@@ -66,12 +69,12 @@ class HealthTracker:
     """Results in a row, per real server and check; a server's counters over its checks."""
 
     def __init__(self) -> None:
-        self.streaks: dict[tuple[Key, str], Counters] = {}
-        self.counters: dict[Key, Counters] = {}
+        self.streaks: dict[tuple[Key, str], ResultStreak] = {}
+        self.counters: dict[Key, ResultStreak] = {}
 
     def observe(self, results: Iterable[Health]) -> None:
         for h in results:
-            c = self.streaks.setdefault(((h.backend, h.service, h.server), h.check), Counters())
+            c = self.streaks.setdefault(((h.backend, h.service, h.server), h.check), ResultStreak())
             if h.ok:
                 c.fails, c.oks = 0, c.oks + 1
             else:
@@ -87,7 +90,7 @@ class HealthTracker:
             # a check without any result yet ("not checked yet") neither fails nor holds a
             # restore back
             streaks = [self.streaks[(key, c)] for c in checks if (key, c) in self.streaks]
-            self.counters[key] = Counters(
+            self.counters[key] = ResultStreak(
                 fails=max((s.fails for s in streaks), default=0),
                 oks=min((s.oks for s in streaks), default=0), node_dead=dead)
 
@@ -125,7 +128,7 @@ def _serving(vs: VirtualService) -> set[str]:
 
 def decide(
     services: Iterable[VirtualService],
-    counters: Mapping[Key, Counters],
+    counters: Mapping[Key, ResultStreak],
     intents: Mapping[Key, Intent],
     policy: PolicyLookup,
 ) -> list[Decision]:

@@ -44,7 +44,7 @@ class VirtualService:
     """One virtual service (IPVS service / HAProxy backend) with its real servers."""
 
     key: str  # stable id: "TCP 10.0.0.1:80", "FWM 7", "UDP [2001:db8::1]:53" or the backend name
-    backend: str  # "ipvs" | "haproxy"
+    backend: str  # the balancer's name: "ipvs", "haproxy" (ctop lb --backend)
     protocol: str  # "TCP" | "UDP" | "SCTP" | "FWM" | "HTTP" ...
     address: str
     port: int
@@ -78,7 +78,7 @@ class LBError(Exception):
         self.command = command
 
 
-class Backend(Protocol):
+class Balancer(Protocol):
     """What ctop needs from a load balancer."""
 
     name: str  # "ipvs" | "haproxy"

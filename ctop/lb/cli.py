@@ -27,10 +27,14 @@ import time
 from dataclasses import asdict, replace
 from datetime import datetime
 
+from ctop.config import ConfigError as DirectorConfigError
+from ctop.config import effective_readonly, parse_duration
+from ctop.config import load as load_director_config
 from ctop.lb import client
 from ctop.lb.actions import ActionResult, LBController
 from ctop.lb.base import LBError, VirtualService
 from ctop.lb.config import ConfigError, HAProxyConfig, LBConfig
+from ctop.lb.drainwatch import DrainWatch
 from ctop.lb.factory import MONITORING_ONLY, build_controller
 from ctop.lb.journal import ActionRecord
 from ctop.lb.limits import limits_from_rules
@@ -113,8 +117,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _duration(text: str) -> float:
-    from ctop.config import parse_duration
-
     try:
         value = parse_duration(text)
     except (ValueError, TypeError) as exc:
@@ -141,10 +143,6 @@ def _since(text: str) -> float:
 def _config(args: argparse.Namespace) -> LBConfig:
     """The director's own config (/etc/ctop/ctop.toml unless --config), so the CLI acts on
     the same balancers and records in the same database (intent, restore) as ctop does."""
-    from ctop.config import ConfigError as DirectorConfigError
-    from ctop.config import effective_readonly
-    from ctop.config import load as load_director_config
-
     try:
         director = load_director_config(args.config, must_exist=args.config is not None)
     except DirectorConfigError as exc:
@@ -165,7 +163,11 @@ def _config(args: argparse.Namespace) -> LBConfig:
     return lb
 
 
-_resolve = resolve  # (backend, service key) for what the user typed
+def _resolved(ctl: LBController, request: ActionRequest) -> ActionRequest:
+    """The request naming the service's exact key and its balancer, from what the user typed
+    ("10.0.0.1:80" for "TCP 10.0.0.1:80"); LBError when not found or ambiguous."""
+    backend, service = resolve(ctl, request.service, request.backend or None)
+    return replace(request, backend=backend, service=service)
 
 
 def _print_list(services: list[VirtualService], as_json: bool) -> None:
@@ -254,12 +256,13 @@ def _run(ctl: LBController, args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.cmd == "log":
         return _log(ctl, args)
-    backend, service = _resolve(ctl, args.service, args.backend)
     try:
-        request = _action_request(args, backend, service)
+        request = _action_request(args, args.backend or "", args.service)
     except ValueError as exc:
         print(f"ctop lb {args.cmd}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    request = _resolved(ctl, request)
+    backend, service = request.backend, request.service
     if request.ramp_s and not args.json:
         ctl.on_ramp_step = lambda r: print(r.message, flush=True)
     res = perform(ctl, request)
@@ -287,8 +290,7 @@ def _wait_here(cfg: LBConfig, args: argparse.Namespace, request: ActionRequest) 
         print(f"ctop lb: --wait: {exc}", file=sys.stderr)
         return EXIT_FAILED
     try:
-        backend, service = _resolve(ctl, args.service, args.backend)
-        return _wait_empty(ctl, replace(request, backend=backend, service=service), args)
+        return _wait_empty(ctl, _resolved(ctl, request), args)
     except LBError as exc:
         print(f"ctop lb drain --wait: {exc.message}", file=sys.stderr)
         return EXIT_FAILED
@@ -300,8 +302,6 @@ def _wait_here(cfg: LBConfig, args: argparse.Namespace, request: ActionRequest) 
 def _wait_empty(ctl: LBController, req: ActionRequest, args: argparse.Namespace) -> int:
     """drain --wait: poll the server's active connections (and persistence templates) until
     none are left; one progress line per change, with the time to empty from the decay."""
-    from ctop.lb.drainwatch import DrainWatch
-
     watch = DrainWatch()
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     last = ""

@@ -12,6 +12,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from ctop.control.client import ControlError, daemon_running, hello, request_action
 from ctop.lb.actions import ActionResult
 from ctop.lb.request import ActionRequest
 
@@ -31,8 +32,6 @@ def add_options(p: argparse.ArgumentParser, *, sub: bool) -> None:
 def daemon_socket(args: argparse.Namespace, control_socket: str) -> str | None:
     """The socket of the daemon that should run this change, or None to act locally
     (--no-daemon, or balancers named on the command line instead of the config's)."""
-    from ctop.control import daemon_running
-
     if args.no_daemon or args.haproxy_socket or args.ipvs:
         return None
     path = args.socket or control_socket
@@ -42,8 +41,6 @@ def daemon_socket(args: argparse.Namespace, control_socket: str) -> str | None:
 def daemon_refuses(args: argparse.Namespace, control_socket: str) -> str:
     """--no-daemon next to a read-only daemon: why not ("" = go ahead). `ctop serve
     --readonly` is read-only for everyone on this director, not only for its own clients."""
-    from ctop.control import ControlError, daemon_running, hello
-
     path = args.socket or control_socket
     if not daemon_running(path):
         return ""
@@ -62,8 +59,6 @@ def run_remote(
     show: Callable[[ActionResult], None],
 ) -> int:
     """Send the change to the daemon and print its answer; the exit code."""
-    from ctop.control import ControlError, request_action
-
     what = f"ctop lb {request.verb}"
     if readonly:  # --readonly or this config's: refused before asking anyone
         print(f"{what}: read-only mode: load-balancer actions are disabled", file=sys.stderr)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
+from ctop.config import default_database
 from ctop.lb.actions import LBController
 from ctop.lb.automation import AutoQuiescer, policy_lookup
-from ctop.lb.base import Backend
+from ctop.lb.base import Balancer
 from ctop.lb.config import ConfigError, LBConfig
-from ctop.lb.haproxy import HAProxyBackend
+from ctop.lb.haproxy import HAProxyBalancer
 from ctop.lb.journal import Journal
+from ctop.lb.limits import LBLimits
 from ctop.lb.lock import SharedLock, lock_path
+from ctop.lb.service import EventSink, LBService, ViewsHook
+from ctop.snapshot import Snapshot
 
 MONITORING_ONLY = "monitoring only: no load balancer configured ([lb.haproxy] or [lb.ipvs])"
 
@@ -19,26 +24,24 @@ MONITORING_ONLY = "monitoring only: no load balancer configured ([lb.haproxy] or
 def default_db_path() -> Path:
     """The director's database ($CTOP_DB, else /var/lib/ctop/ctop.db as root, else
     $XDG_DATA_HOME/ctop/ctop.db): the CLI shares the journal with `ctop serve`."""
-    from ctop.config import default_database
-
     return Path(default_database())
 
 
-def build_backends(cfg: LBConfig) -> dict[str, Backend]:
-    backends: dict[str, Backend] = {}
+def build_balancers(cfg: LBConfig) -> dict[str, Balancer]:
+    balancers: dict[str, Balancer] = {}
     for h in cfg.haproxy:
-        backends[h.name] = HAProxyBackend(h.socket, timeout=h.timeout, name=h.name)
+        balancers[h.name] = HAProxyBalancer(h.socket, timeout=h.timeout, name=h.name)
     if cfg.ipvs:
         try:  # imported lazily: hosts without IPVS never load it
-            from ctop.lb.ipvs import IPVSBackend
+            from ctop.lb.ipvs import IPVSBalancer
         except ImportError as exc:
             raise ConfigError(
                 f"[lb.ipvs] is enabled but the IPVS backend is missing: {exc}"
             ) from exc
-        backends["ipvs"] = (
-            IPVSBackend(ipvsadm=cfg.ipvsadm) if cfg.ipvsadm != "ipvsadm" else IPVSBackend()
+        balancers["ipvs"] = (
+            IPVSBalancer(ipvsadm=cfg.ipvsadm) if cfg.ipvsadm != "ipvsadm" else IPVSBalancer()
         )
-    return backends
+    return balancers
 
 
 def build_controller(
@@ -51,7 +54,7 @@ def build_controller(
     path = db_path if db_path is not None else default_db_path()
     journal = Journal(path)
     return LBController(
-        build_backends(cfg),
+        build_balancers(cfg),
         journal,
         readonly=cfg.readonly if readonly is None else readonly,
         lock=SharedLock(lock_path(path)),
@@ -72,3 +75,28 @@ def status_line(cfg: LBConfig, readonly: bool | None = None) -> str:
     parts = [f"{h.name} ({h.socket})" for h in cfg.haproxy] + (["ipvs"] if cfg.ipvs else [])
     mode = "read-only" if (cfg.readonly if readonly is None else readonly) else "actions enabled"
     return f"load balancers: {', '.join(parts)}; {mode}"
+
+
+def build_service(
+    cfg: LBConfig,
+    db_path: str | os.PathLike[str] | None,
+    snapshot: Callable[[], Snapshot],
+    *,
+    readonly: bool,
+    limits: LBLimits,
+    on_events: EventSink,
+    controller: LBController | None = None,
+    history: ViewsHook | None = None,
+) -> LBService | None:
+    """The director's load-balancer service (None: monitoring only). `readonly` is the
+    effective value: automation then does not even try (the controller would refuse it)."""
+    if controller is None:
+        if cfg.monitoring_only:
+            return None
+        controller = build_controller(cfg, db_path, readonly=readonly)
+    if readonly:
+        controller.readonly = True
+    controller.limits = limits  # guards and what-if: quorum and CPU thresholds
+    quiescer = None if readonly else build_quiescer(cfg, controller)
+    return LBService(controller, snapshot, cfg, quiescer=quiescer, readonly=readonly,
+                     on_events=on_events, history=history)

@@ -1,4 +1,4 @@
-"""HAProxy backend: the runtime API on the admin socket (UNIX path or host:port).
+"""The HAProxy balancer: the runtime API on the admin socket (UNIX path or host:port).
 
 Each command goes over its own short connection (HAProxy closes a non-interactive CLI
 session after answering), so an error message always belongs to the command that caused it.
@@ -77,8 +77,8 @@ def _split_addr(addr: str) -> tuple[str, int]:
     return host.strip("[]"), _int(port)
 
 
-class HAProxyBackend:
-    """ctop.lb.base.Backend for one HAProxy process."""
+class HAProxyBalancer:
+    """ctop.lb.base.Balancer for one HAProxy process."""
 
     max_weight = MAX_WEIGHT
     no_maint = ""  # `set server B/S state maint` exists

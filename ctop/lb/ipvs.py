@@ -89,8 +89,8 @@ def edit_command(
     ]
 
 
-class IPVSBackend:
-    """The Backend protocol on the local IPVS table."""
+class IPVSBalancer:
+    """The Balancer protocol on the local IPVS table."""
 
     name = "ipvs"
     max_weight = MAX_WEIGHT

@@ -323,7 +323,7 @@ def parse_thresholds(text: str) -> dict[tuple[str, str], tuple[int, int]]:
 
 
 @dataclass(frozen=True, slots=True)
-class Counters:
+class TrafficCounts:
     """One row of --stats (totals since the counters were zeroed) or --rate (per second)."""
 
     conns: int
@@ -333,19 +333,19 @@ class Counters:
     out_bytes: int
 
 
-def parse_stats(text: str) -> dict[tuple[str, str | None], Counters]:
+def parse_stats(text: str) -> dict[tuple[str, str | None], TrafficCounts]:
     """`ipvsadm -Ln --stats [--exact]` -> totals per service (server None) and per server."""
     _require_columns(text, ["Conns", "InPkts"], "ipvsadm -Ln --stats")
-    return {k: Counters(*row) for k, row in _numeric_table(text, 5, has_flags=False).items()}
+    return {k: TrafficCounts(*row) for k, row in _numeric_table(text, 5, has_flags=False).items()}
 
 
-def parse_rates(text: str) -> dict[tuple[str, str | None], Counters]:
+def parse_rates(text: str) -> dict[tuple[str, str | None], TrafficCounts]:
     """`ipvsadm -Ln --rate [--exact]` -> CPS, InPPS, OutPPS, InBPS, OutBPS per service/server.
 
     Refuses `--stats --rate` output: ipvsadm prints only the stats columns for that.
     """
     _require_columns(text, ["CPS", "InPPS"], "ipvsadm -Ln --rate")
-    return {k: Counters(*row) for k, row in _numeric_table(text, 5, has_flags=False).items()}
+    return {k: TrafficCounts(*row) for k, row in _numeric_table(text, 5, has_flags=False).items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,8 +403,8 @@ def merge(
     services: list[VirtualService],
     *,
     thresholds: dict[tuple[str, str], tuple[int, int]] | None = None,
-    stats: dict[tuple[str, str | None], Counters] | None = None,
-    rates: dict[tuple[str, str | None], Counters] | None = None,
+    stats: dict[tuple[str, str | None], TrafficCounts] | None = None,
+    rates: dict[tuple[str, str | None], TrafficCounts] | None = None,
 ) -> list[VirtualService]:
     """Fold the separate listings into the main one, by key.
 

@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ctop.lb.actions import ActionResult, LBController
-from ctop.lb.automation import AutoQuiescer, Counters, Health, Key, QuiescePolicy
+from ctop.lb.advice import ServerLoad, WeightAdvisor
+from ctop.lb.automation import AutoQuiescer, Health, Key, QuiescePolicy, ResultStreak
 from ctop.lb.base import VirtualService
 from ctop.lb.config import LBConfig
 from ctop.lb.director_checks import DirectorChecks, director_spec
 from ctop.lb.drift import DriftWatch, find_drift
 from ctop.lb.health import DIRECTOR, ResultReader, ServerChecks, checks_for
-from ctop.snapshot import EventView, LBServiceView, Liveness, RealServerView
+from ctop.lb.ratio import imbalance_index, load_basis, map_servers_to_nodes, server_ratios
+from ctop.snapshot import EventView, LBServiceView, Liveness, RealServerView, Snapshot
 
 _GONE = (Liveness.DEAD, Liveness.LEFT)
 
@@ -36,9 +38,10 @@ class RoundOutcome:
     events: list[EventView] = field(default_factory=list)
 
 
-def node_addresses(nodes: Mapping[str, Any]) -> dict[str, list[str]]:
+def node_addresses(snap: Snapshot) -> dict[str, list[str]]:
+    """node -> the addresses it announced, and the one its datagrams come from."""
     out = {}
-    for n in list(nodes.values()):
+    for n in snap.nodes:
         addrs = list(n.addresses)
         if n.source and n.source not in addrs:
             addrs.append(n.source)
@@ -68,7 +71,7 @@ class LBMonitor:
     def close(self) -> None:
         self.director.close()
 
-    def urgent(self, nodes: Mapping[str, Any]) -> bool:
+    def urgent(self, snap: Snapshot) -> bool:
         """A failed result that automation has not counted yet: run a round now rather than
         at the next `lb_every`, so a failing server is pulled within moments of the result
         that decides it. Cheap (no balancer read): the engine asks between rounds."""
@@ -76,7 +79,7 @@ class LBMonitor:
             return False
         for key, checks in list(self._counted.items()):
             sc = self.checks.get(key)
-            node = nodes.get(sc.node_id) if sc is not None else None
+            node = snap.node(sc.node_id) if sc is not None else None
             if node is not None and node.liveness not in _GONE and self.reader.new_failure(
                     key, node.boot, node.services, checks):
                 return True
@@ -87,19 +90,17 @@ class LBMonitor:
             for name, (key, check) in list(self._wanted.items())
         )
 
-    def round(self, nodes: Mapping[str, Any], readonly: bool = False) -> RoundOutcome:
+    def round(self, snap: Snapshot, readonly: bool = False) -> RoundOutcome:
         with self._lock:
-            return self._round(nodes, readonly)
+            return self._round(snap, readonly)
 
-    def _round(self, nodes: Mapping[str, Any], readonly: bool) -> RoundOutcome:
-        from ctop.lb.ratio import map_servers_to_nodes
-
+    def _round(self, snap: Snapshot, readonly: bool) -> RoundOutcome:
         self.rounds += 1
         services = self.lb.services()
-        owners = map_servers_to_nodes(services, node_addresses(nodes))
+        owners = map_servers_to_nodes(services, node_addresses(snap))
         outcome = RoundOutcome(services, (), 0.0)
         if self.quiescer is not None:
-            results, active = self._health(services, owners, nodes)
+            results, active = self._health(services, owners, snap)
             done = self.quiescer.step(results, active=active, services=services)
             for decision, result in done:
                 if result is not None and result.applied:
@@ -107,9 +108,9 @@ class LBMonitor:
             if any(r is not None and r.applied for _, r in done):
                 services = self.lb.services()
         else:
-            self._map(services, owners, nodes)
+            self._map(services, owners, snap)
         outcome.events += self._drift(services, owners)
-        advice = self._advise(services, owners, nodes)
+        advice = self._advise(services, owners, snap)
         if self.cfg.advice.auto and not readonly:
             changed = False
             for (backend, service, server), weight in advice.items():
@@ -130,23 +131,23 @@ class LBMonitor:
         return self.quiescer.policy(backend, service) if self.quiescer else QuiescePolicy()
 
     def _map(self, services: Sequence[VirtualService], owners: Mapping[Key, str],
-             nodes: Mapping[str, Any]) -> None:
+             snap: Snapshot) -> None:
         self.checks = {}
         for vs in services:
             for rs in vs.servers:
                 key = (vs.backend, vs.key, rs.key)
-                node = nodes.get(owners.get(key, ""))
+                node = snap.node(owners.get(key, ""))
                 probes = node.probes if node is not None else ()
                 self.checks[key] = checks_for(key, node.node_id if node else "", rs.port,
                                               probes, self.cfg.checks)
 
     def _health(
         self, services: Sequence[VirtualService], owners: Mapping[Key, str],
-        nodes: Mapping[str, Any],
+        snap: Snapshot,
     ) -> tuple[list[Health], dict[Key, tuple[tuple[str, ...], bool]]]:
         """New results of each automated server's checks, and which checks count now: the
         agent's while it reports, the director's own while it is dead."""
-        self._map(services, owners, nodes)
+        self._map(services, owners, snap)
         results: list[Health] = []
         active: dict[Key, tuple[tuple[str, ...], bool]] = {}
         wanted: dict[str, tuple[Key, str]] = {}
@@ -157,7 +158,7 @@ class LBMonitor:
             for rs in vs.servers:
                 key = (vs.backend, vs.key, rs.key)
                 sc = self.checks[key]
-                node = nodes.get(sc.node_id)
+                node = snap.node(sc.node_id)
                 if node is None or not sc.checks:
                     continue
                 if node.liveness in _GONE:
@@ -203,7 +204,7 @@ class LBMonitor:
         if not sc.checks:
             return f"no check on port {sc.port}: no automation"
         c = self.quiescer.tracker.counters.get(key) if self.quiescer else None
-        c = c or Counters()
+        c = c or ResultStreak()
         who = "director checks " if c.node_dead else ""
         state = (f"{c.fails}/{pol.quiesce_after} failed" if c.fails
                  else f"{c.oks} ok" if c.oks else "no result yet")
@@ -227,17 +228,14 @@ class LBMonitor:
     # -- advice and views ------------------------------------------------------------------
 
     def _advise(self, services: Sequence[VirtualService], owners: Mapping[Key, str],
-                nodes: Mapping[str, Any]) -> dict[Key, int]:
+                snap: Snapshot) -> dict[Key, int]:
         """Suggested weights from measured capacity and load; only those that differ."""
-        from ctop.lb.advice import ServerLoad, WeightAdvisor
-        from ctop.lb.ratio import load_basis
-
         out: dict[Key, int] = {}
         for vs in services:
             loads = []
             by_rate = load_basis(vs) == "rate"  # the same measure the ratios are taken of
             for rs in vs.servers:
-                node = nodes.get(owners.get((vs.backend, vs.key, rs.key), ""))
+                node = snap.node(owners.get((vs.backend, vs.key, rs.key), ""))
                 usable = node is not None and node.liveness is Liveness.ALIVE and node.metrics
                 latencies = [x.latency_ms for x in node.services if x.latency_ms] if usable else []
                 loads.append(ServerLoad(
@@ -260,8 +258,6 @@ class LBMonitor:
         self, services: Sequence[VirtualService], owners: Mapping[Key, str],
         advice: Mapping[Key, int],
     ) -> tuple[tuple[LBServiceView, ...], float]:
-        from ctop.lb.ratio import imbalance_index, load_basis, server_ratios
-
         views = []
         worst = 0.0
         for vs in services:

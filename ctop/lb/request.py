@@ -12,13 +12,13 @@ Who asks is not part of the request: the daemon takes it from the socket (SO_PEE
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ctop.lb import drift
+from ctop.lb.actions import ActionResult, LBController, Plan
 from ctop.lb.base import LBError, ServerState
 from ctop.lb.journal import Actor, acting_as
-
-if TYPE_CHECKING:
-    from ctop.lb.actions import ActionResult, LBController, Plan
+from ctop.lb.ramp import ramp_steps
 
 # drain: no new connections; maint: out entirely; weight: set; step: add a delta;
 # restore: back to the weight before the drain; advice: the advised weight (engine resolves it);
@@ -98,7 +98,7 @@ def resolve(lb: LBController, service: str, backend: str | None) -> tuple[str, s
     Besides the exact key, an IPVS service may be named without its protocol ("10.0.0.1:80")
     and case doesn't matter ("tcp 10.0.0.1:80").
     """
-    names = [backend] if backend else list(lb.backends)
+    names = [backend] if backend else list(lb.balancers)
     hits: list[tuple[str, str]] = []
     for name in names:
         for vs in lb.services(name):
@@ -116,7 +116,7 @@ def resolve(lb: LBController, service: str, backend: str | None) -> tuple[str, s
 
 def resolved(lb: LBController, req: ActionRequest) -> ActionRequest:
     """The request with its backend filled in (ctop lb may leave it out); LBError if unknown."""
-    if req.backend and req.backend in lb.backends:
+    if req.backend and req.backend in lb.balancers:
         return req
     backend, service = resolve(lb, req.service, req.backend or None)
     return replace(req, backend=backend, service=service)
@@ -124,11 +124,20 @@ def resolved(lb: LBController, req: ActionRequest) -> ActionRequest:
 
 def plan_of(lb: LBController, req: ActionRequest) -> Plan:
     """The controller's plan for the request (what the confirmation dialog shows). Blocking."""
+    b, s, r, origin = req.backend, req.service, req.server, req.origin
     if req.verb in DRIFT_VERBS:
-        from ctop.lb import drift
-
-        return drift.plan(lb, req.verb, req.backend, req.service, req.server, req.origin)
-    return lb.describe(req.action, req.backend, req.service, req.server, req.value, req.origin)
+        return drift.plan(lb, req.verb, b, s, r, origin)
+    if req.verb == "drain":
+        return lb.plan_drain(b, s, r, origin)
+    if req.verb == "maint":
+        return lb.plan_maint(b, s, r, origin)
+    if req.verb == "restore":
+        return lb.plan_restore(b, s, r, origin)
+    if req.value is None:  # weight, step; advice before the service filled its weight in
+        raise ValueError(f"{req.verb} needs a value")
+    if req.verb == "step":
+        return lb.plan_step(b, s, r, req.value, origin)
+    return lb.plan_set_weight(b, s, r, req.value, origin)  # weight, advice
 
 
 def perform(lb: LBController, req: ActionRequest, actor: Actor | None = None) -> ActionResult:
@@ -141,7 +150,7 @@ def perform(lb: LBController, req: ActionRequest, actor: Actor | None = None) ->
     if req.verb == "advice" and req.value is None:
         raise ValueError(f"{req.verb} needs a weight")
     if req.dry_run:  # the plan, the guard and the what-if; nothing changes
-        return lb.dry_run(req)
+        return dry_run(lb, req)
     with acting_as(actor), lb.hold():
         if req.expect is not None:
             fresh = plan_of(lb, req)
@@ -158,8 +167,6 @@ def perform(lb: LBController, req: ActionRequest, actor: Actor | None = None) ->
         if req.verb == "step":
             return lb.step_weight(b, s, r, int(req.value or 0), **opts)
         if req.verb in DRIFT_VERBS:
-            from ctop.lb import drift
-
             act = drift.reapply if req.verb == "reapply" else drift.accept
             return act(lb, b, s, r, origin=origin)
         if req.value is None:  # weight / advice
@@ -167,9 +174,39 @@ def perform(lb: LBController, req: ActionRequest, actor: Actor | None = None) ->
         return lb.set_weight(b, s, r, int(req.value), **opts)
 
 
-def _stale(fresh: Plan, req: ActionRequest) -> ActionResult:
-    from ctop.lb.actions import ActionResult
+def dry_run(lb: LBController, req: ActionRequest) -> ActionResult:
+    """Plan, guard and what-if for a request; nothing changes. ok unless the target
+    cannot be found or the request is invalid (a guard that would refuse is reported)."""
+    plan = plan_of(lb, req)
+    lines = [plan.text()]
+    templates = None
+    if plan.ok and not plan.noop:
+        lines += lb.what_if(plan)
+        if plan.after == 0:
+            templates, note = lb.templates_before(plan)
+            if note:
+                lines.append(note)
+        if plan.guard and req.force:
+            lines.append(f"forced: {plan.guard}")
+        if req.ramp_s and plan.action == "restore":
+            steps = ramp_steps(plan.after or 0, req.ramp_s)
+            lines.append(
+                "ramp: " + ", ".join(f"weight {w} at {t:.0f} s" for t, w in steps)
+                if steps
+                else "ramp: nothing to ramp (weight 1)"
+            )
+    lines.append("dry run: nothing changed")
+    found = plan.before is not None or plan.state_before is not None
+    return ActionResult(
+        ok=found, message="\n".join(lines), action=plan.action, backend=plan.backend,
+        service=plan.service, server=plan.server, before=plan.before, after=plan.after,
+        state_before=plan.state_before, state_after=plan.state_after, noop=plan.noop,
+        origin=req.origin, guard=plan.guard, dry_run=True, templates=templates,
+    )  # fmt: skip
 
+
+
+def _stale(fresh: Plan, req: ActionRequest) -> ActionResult:
     before, _, state = req.expect or (None, None, "")
     now = f"weight {fresh.before} ({fresh.state_before})" if fresh.before is not None else (
         fresh.message or "gone")
@@ -191,8 +228,6 @@ def result_to_plain(result: ActionResult) -> dict[str, Any]:
 
 
 def result_from_plain(plain: dict[str, Any]) -> ActionResult:
-    from ctop.lb.actions import ActionResult
-
     return ActionResult(**_states(ActionResult, plain))
 
 
@@ -201,8 +236,6 @@ def plan_to_plain(plan: Plan) -> dict[str, Any]:
 
 
 def plan_from_plain(plain: dict[str, Any]) -> Plan:
-    from ctop.lb.actions import Plan
-
     return Plan(**_states(Plan, plain))
 
 

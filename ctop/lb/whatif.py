@@ -124,18 +124,3 @@ def table(
 
 def _pct(v: float | None) -> str:
     return "  ?" if v is None else f"{v:3.0f}%"
-
-
-def rows_from_view(
-    servers: Sequence[tuple[str, int, str, float, float | None, float | None]],
-    target: str,
-    weight_after: int,
-) -> list[ServerNow]:
-    """ServerNow rows from what a UI snapshot shows: (key, weight, state, load, cores, cpu %)
-    per server; `target` gets `weight_after`. Out-of-rotation servers count as weight 0."""
-    rows = []
-    for key, weight, state, load, cores, cpu in servers:
-        now = weight if state == "serving" else 0
-        after = weight_after if key == target else now
-        rows.append(ServerNow(key, now, after, load, cores, cpu))
-    return rows

@@ -18,7 +18,7 @@ from ctop.gcpolicy import process_heap
 from ctop.lb.request import ActionRequest
 from ctop.past import PastError, PastSource
 from ctop.snapshot import EventView, Snapshot
-from ctop.tui.actions import Request, from_plan, plan
+from ctop.tui.actions import Request, from_plan
 from ctop.tui.colors import palette_for
 from ctop.tui.screens.alerts import AlertsScreen
 from ctop.tui.screens.confirm import ConfirmAction, WeightInput
@@ -238,10 +238,7 @@ class CtopApp(App[None]):
             except Exception as exc:  # no balancer, daemon gone: say so, open no dialog
                 self.report(False, str(exc) or type(exc).__name__, what)
                 return
-            request: Request = (
-                from_plan(verb, value, planned) if planned is not None
-                else plan(verb, target.backend, target.service, rs, value)
-            )
+            request: Request = from_plan(verb, value, planned)
             if changed:
                 request = replace(request, message="\n".join(filter(None, (
                     f"changed since you confirmed: {changed}", request.message))))
@@ -249,7 +246,7 @@ class CtopApp(App[None]):
             if options is None:  # cancelled; else the dialog's choices (force, ramp, cut, ...)
                 return
             # the plan confirmed is the plan that runs, or nothing does
-            run = replace(ask, expect=request.expect) if planned is not None else ask
+            run = replace(ask, expect=request.expect)
             run = replace(run, **options)  # the dialog's choice: force, ramp, cut sessions, ...
             events_before = self.source.snapshot().events
             try:
@@ -268,7 +265,7 @@ class CtopApp(App[None]):
             changed = f"now weight {result.before} ({result.state_before})"
 
     def _max_weight(self, target: Target) -> int | None:
-        be = self.source.lb.backends.get(target.backend) if self.source.lb else None
+        be = self.source.lb.balancers.get(target.backend) if self.source.lb else None
         return getattr(be, "max_weight", None)
 
     def report(self, ok: bool, message: str, what: str, *, event: bool = True) -> None:

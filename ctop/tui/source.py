@@ -1,21 +1,25 @@
 """Where the UI gets its data: the `EngineLike` protocol, and a fixed `StaticSource`.
 
-The app only talks to an EngineLike, so the same UI runs on the real `ctop.engine.Engine`, on the
-running `ctop serve` (`ctop.control.RemoteSource`), and on fixed snapshots in tests and
-screenshots.
+The app only talks to an EngineLike, so the same UI runs on the real `ctop.engine.Engine`, on a
+daemon's snapshots (`ctop.tui.remote.RemoteSource`), and on fixed snapshots in tests and
+screenshots. Every load-balancer plan and action goes through a `ctop.lb.service.LBService`
+(the engine's, the daemon's, or StaticSource's own).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from ctop.lb.request import ActionRequest, perform, plan_of
+from ctop.lb.actions import LBController
+from ctop.lb.limits import limits_from_config
+from ctop.lb.request import ActionRequest
+from ctop.lb.service import LBService
+from ctop.lb.snapshot_balancer import SnapshotBalancer
 from ctop.snapshot import EventView, Snapshot
 
 if TYPE_CHECKING:
-    from ctop.lb.actions import ActionResult, LBController, Plan
+    from ctop.lb.actions import ActionResult, Plan
     from ctop.lb.base import Connection
 
 History = dict[str, list[tuple[float, float]]]
@@ -35,9 +39,8 @@ class EngineLike(Protocol):
         """The node whose raw metrics the UI shows (node detail), or None. A source that
         fetches snapshots from elsewhere brings only that node's metrics along."""
 
-    async def lb_plan(self, request: ActionRequest) -> Plan | None:
-        """What the request would do now (None: this source can't say; the UI shows its own
-        estimate from the snapshot). Raises when there is no load balancer."""
+    async def lb_plan(self, request: ActionRequest) -> Plan:
+        """What the request would do now. Raises when there is no load balancer."""
 
     async def lb_action(self, request: ActionRequest) -> ActionResult:
         """Run the change; with `request.expect` only if the server is still as planned."""
@@ -49,8 +52,9 @@ class EngineLike(Protocol):
 class StaticSource:
     """Fixed snapshots (advanced by `advance()`), fixed history, and an optional real LB.
 
-    `lb_action` runs the real LBController in a thread like the engine does, so pilot tests
-    reach a real balancer; without a controller it refuses like an engine without LB would.
+    Plans and actions run on a load-balancer service like the engine's: on the real
+    LBController when one is given (pilot tests reach a real balancer), else on the
+    snapshot's own LB view, which plans but refuses every change.
     """
 
     def __init__(
@@ -67,6 +71,11 @@ class StaticSource:
         self.lb = lb
         self.readonly = readonly
         self.actions: list[tuple[str, str, str, str, int | None]] = []  # what lb_action was asked
+        if lb is None:
+            names = dict.fromkeys(v.backend for s in self._snaps for v in s.lb)
+            lb = LBController({n: SnapshotBalancer(n, self.snapshot) for n in names}, None)
+            lb.limits = limits_from_config(None)  # the default rules' CPU thresholds
+        self._lb = LBService(lb, self.snapshot, readonly=readonly)
 
     def snapshot(self) -> Snapshot:
         return self._snaps[self._i]
@@ -87,24 +96,14 @@ class StaticSource:
     def watch(self, node_id: str | None) -> None:
         pass  # every node's metrics are in the snapshots already
 
-    async def lb_plan(self, request: ActionRequest) -> Plan | None:
-        if self.lb is None:
-            return None
-        return await asyncio.to_thread(plan_of, self.lb, request)
+    async def lb_plan(self, request: ActionRequest) -> Plan:
+        return await self._lb.plan(request)
 
     async def lb_connections(self, backend: str, service: str, server: str) -> list[Connection]:
-        if self.lb is None:
-            raise RuntimeError("no load balancer configured")
-        return await asyncio.to_thread(self.lb.connections, backend, service, server)
+        return await self._lb.connections(backend, service, server)
 
     async def lb_action(self, request: ActionRequest) -> ActionResult:
-        from ctop.lb.actions import ActionResult
-
         r = request
         if not r.dry_run:  # the dialog's what-if is not an action
             self.actions.append((r.verb, r.backend, r.service, r.server, r.value))
-        lb = self.lb
-        if lb is None or self.readonly:
-            why = "read-only mode" if self.readonly else "no load balancer configured"
-            return ActionResult(False, why, r.action, r.backend, r.service, r.server, None, None)
-        return await asyncio.to_thread(perform, lb, request)
+        return await self._lb.act(request)

@@ -135,7 +135,7 @@ class Lab:
     # -- the director's view ---------------------------------------------------------------
 
     def status(self) -> dict[str, Any] | None:
-        from ctop.control import ControlError, fetch_status
+        from ctop.control.client import ControlError, fetch_status
 
         try:
             return fetch_status(str(self.socket))

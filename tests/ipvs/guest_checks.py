@@ -6,7 +6,7 @@ Topology (director = the guest's root namespace; VIP 10.1.0.1 on its lo, ip_forw
     netns client 172.16.0.2 --veth-- 172.16.0.1 director 10.1.1.1 --veth-- 10.1.1.2 netns rs1
                                                         10.1.2.1 --veth-- 10.1.2.2 netns rs2
 rs1 and rs2 run HTTP servers answering their own name; their default route is the director, as
-NAT needs. Changes go through ctop's IPVSBackend; traffic is real HTTP from the client namespace
+NAT needs. Changes go through ctop's IPVSBalancer; traffic is real HTTP from the client namespace
 through the VIP. Each check stores what it saw under its name in the JSON result; an exception is
 stored as {"error": ...} so the host-side test of that one behaviour fails with the reason.
 """
@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ctop.lb.base import LBError
-from ctop.lb.ipvs import IPVSBackend
+from ctop.lb.ipvs import IPVSBalancer
 from ctop.lb.ipvs_parse import parse_thresholds
 
 HERE = Path(__file__).resolve().parent
@@ -37,7 +37,7 @@ SVC = f"TCP {VIP}:80"
 RS1, RS2 = "10.1.1.2:80", "10.1.2.2:80"
 NAMES = {RS1: "rs1", RS2: "rs2"}
 
-backend = IPVSBackend()
+backend = IPVSBalancer()
 results: dict[str, object] = {}
 
 
@@ -336,7 +336,7 @@ def run_checks(client: Client) -> None:
         sh(f"ipvsadm -d -t {VIP}:80 -r 10.1.3.2:80")
         out["vanished_server"] = failing(lambda: backend.edit(service, stale, 5))
         out["missing_ipvsadm"] = failing(
-            lambda: IPVSBackend(ipvsadm="/nonexistent/ipvsadm").set_weight(SVC, RS1, 2)
+            lambda: IPVSBalancer(ipvsadm="/nonexistent/ipvsadm").set_weight(SVC, RS1, 2)
         )
         return out
 
@@ -345,8 +345,8 @@ def run_checks(client: Client) -> None:
         code = (
             "import json\n"
             "from ctop.lb.base import LBError\n"
-            "from ctop.lb.ipvs import IPVSBackend\n"
-            "b = IPVSBackend()\n"
+            "from ctop.lb.ipvs import IPVSBalancer\n"
+            "b = IPVSBalancer()\n"
             f"svc = next(s for s in b.services() if s.key == {SVC!r})\n"
             "out = {'weights': {rs.key: rs.weight for rs in svc.servers},\n"
             "       'forward': {rs.key: rs.forward for rs in svc.servers},\n"
@@ -416,7 +416,7 @@ def other_process() -> object:
     from ctop.lb.actions import LBController
     from ctop.lb.journal import Journal
 
-    return LBController({"ipvs": IPVSBackend()}, Journal(DB))
+    return LBController({"ipvs": IPVSBalancer()}, Journal(DB))
 
 
 def act(verb: str, service: str, server: str, **options: object) -> dict[str, object]:

@@ -1,4 +1,4 @@
-"""IPVSBackend on the real kernel: one qemu boot (conftest.vm_results), one test per behaviour.
+"""IPVSBalancer on the real kernel: one qemu boot (conftest.vm_results), one test per behaviour.
 
 What each check did inside the VM is in guest_checks.py; here we assert on what it saw.
 """
@@ -82,7 +82,7 @@ def test_rates_are_read_under_load(vm: dict) -> None:
 
 
 def test_bare_edit_switches_masq_to_route_on_the_real_kernel(vm: dict) -> None:
-    # the trap IPVSBackend avoids: `ipvsadm -e -w 2` without -m
+    # the trap IPVSBalancer avoids: `ipvsadm -e -w 2` without -m
     assert "-a -t 10.1.0.1:81 -r 10.1.1.2:81 -g -w 2" in result(vm, "trap")["rules"]
 
 

@@ -89,8 +89,8 @@ class ConfirmAction(ModalScreen["dict[str, Any] | None"]):
         except Exception as exc:  # no what-if is no reason to block the action
             self._show_whatif([f"what if: unavailable ({exc})"])
             return
-        if not getattr(res, "dry_run", False):  # no balancer behind this source: the snapshot
-            self._show_whatif(self._snapshot_whatif() or [f"what if: unavailable ({res.message})"])
+        if not getattr(res, "dry_run", False):  # refused before planning: say why
+            self._show_whatif([f"what if: unavailable ({res.message})"])
             return
         lines = res.message.splitlines()
         head = next((i for i, ln in enumerate(lines) if ln.startswith("what if")), len(lines))
@@ -101,35 +101,6 @@ class ConfirmAction(ModalScreen["dict[str, Any] | None"]):
             self.query_one("#buttons").mount(
                 Button("+ expire templates (e)", id="expire"), before="#no"
             )
-
-    def _snapshot_whatif(self) -> list[str]:
-        """The what-if from the UI's own snapshot (the LB view and the nodes' CPU), for a
-        source that cannot plan (no balancer behind it). Thresholds: the default cpu rule."""
-        from ctop.alerts import parse_rules
-        from ctop.lb.limits import limits_from_rules
-        from ctop.lb.whatif import predict, rows_from_view, table
-
-        r, snap = self.request, self.app.snapshot  # type: ignore[attr-defined]
-        svc = next((v for v in snap.lb if (v.backend, v.key) == (r.backend, r.service)), None)
-        if svc is None or r.after is None:
-            return []
-        nodes = {n.node_id: n for n in snap.nodes}
-        rate = svc.basis == "rate"
-        servers = []
-        for rs in svc.servers:
-            node = nodes.get(rs.node_id)
-            known = node is not None and node.cores > 0
-            servers.append((
-                rs.key, rs.weight, rs.state, rs.conns_per_s if rate else float(rs.active_conns),
-                float(node.cores) if known else None, node.cpu if known else None,
-            ))  # fmt: skip
-        lim = limits_from_rules(parse_rules(None))  # the default rules
-        preds = predict(rows_from_view(servers, r.server, r.after), cpu_warn=lim.cpu_warn,
-                        cpu_crit=lim.cpu_crit)  # fmt: skip
-        why = "" if any(p.cpu is not None for p in preds) else "no node metrics"
-        head = f"what if ({'new conn/s' if rate else 'active connections'}, from the snapshot):"
-        return [head, *table(preds, basis=svc.basis, cpu_warn=lim.cpu_warn,
-                             cpu_crit=lim.cpu_crit, no_metrics=why)]  # fmt: skip
 
     def _show_whatif(self, lines: list[str]) -> None:
         pal = self.app.palette  # type: ignore[attr-defined]

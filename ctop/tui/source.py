@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from ctop.alerts import parse_rules
 from ctop.lb.actions import LBController
-from ctop.lb.limits import limits_from_config
+from ctop.lb.limits import limits_from_rules
 from ctop.lb.request import ActionRequest
 from ctop.lb.service import LBService
 from ctop.lb.snapshot_balancer import SnapshotBalancer
@@ -74,7 +75,7 @@ class StaticSource:
         if lb is None:
             names = dict.fromkeys(v.backend for s in self._snaps for v in s.lb)
             lb = LBController({n: SnapshotBalancer(n, self.snapshot) for n in names}, None)
-            lb.limits = limits_from_config(None)  # the default rules' CPU thresholds
+            lb.limits = limits_from_rules(parse_rules(None))  # the default rules' CPU thresholds
         self._lb = LBService(lb, self.snapshot, readonly=readonly)
 
     def snapshot(self) -> Snapshot:

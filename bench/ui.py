@@ -418,11 +418,16 @@ def idle(trees: dict[str, Path], nodes: int, seconds: float, warmup: float) -> N
                     capture_output=True, text=True).stdout)
             for k, name in enumerate(trees):  # up and showing the cluster, then warm-up
                 screen = ""
-                for _ in range(120):
+                for _ in range(240):
                     screen = subprocess.run([*tmux, "capture-pane", "-p", "-t", f"ui{k}"],
                                             capture_output=True, text=True).stdout
                     if f"{nodes} nodes" in screen:
                         break
+                    if "Pane is dead" in screen:  # a busy daemon missed the first 5 s fetch
+                        subprocess.run([*tmux, "respawn-pane", "-t", f"ui{k}"], check=True)
+                        pids[name] = int(subprocess.run(
+                            [*tmux, "display", "-p", "-t", f"ui{k}", "#{pane_pid}"],
+                            check=True, capture_output=True, text=True).stdout)
                     time.sleep(0.5)
                 else:
                     raise SystemExit(f"{name}: the UI does not show the cluster:\n{screen}")

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from ctop.codec import from_plain, pack_compact, to_plain, unpack_compact
+from ctop.codec import from_plain, pack_compact, peek_version, to_plain, unpack_compact
 from ctop.snapshot import EventView, Snapshot
 from ctop.sockpath import UntrustedPath, check_socket, prepare_directory, remove_stale_socket
 
@@ -347,15 +347,22 @@ class RemoteSource:
         self._error = ""
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._decoded: tuple[tuple[float, int] | None, str | None] | None = None
         self._snap = self._fetch()  # the daemon is unreachable: say so now, not in the UI
         self._thread = threading.Thread(target=self._poll_loop, name="ctop-remote", daemon=True)
         self._thread.start()
 
     def _fetch(self) -> Snapshot:
-        request = f"ui {self._watched}" if self._watched else "ui"
+        watched = self._watched
+        request = f"ui {watched}" if watched else "ui"
         data = _exchange(self.path, request)
+        version = peek_version(data)
+        if version is not None and (version, watched) == self._decoded:
+            return self._snap  # the same snapshot again (two polls a tick): not decoded again
         try:
-            return unpack_compact(data)
+            snap = unpack_compact(data)
+            self._decoded = (version, watched)
+            return snap
         except KeyError:  # an older daemon answers {"error": "unknown request"}
             return from_plain(_request(self.path, "snapshot"))
 

@@ -21,8 +21,10 @@ per million objects, a stall of the event loop. The code runs no such collection
 heap stays the size of the cluster. The freezer looks at the heap's size (pymalloc's
 allocated blocks: under a millisecond for millions of objects) every `check_every` seconds and
 collects only when it grew by `grow` (a quarter, CPython's own rule for full collections)
-since the last collection or the freeze: a growing cluster or a leak of cycles is collected
-about as often as CPython would, a steady one never.
+since the last collection, or since `settle` seconds after the freeze (a starting UI fills
+its caches: measured from the start, that growth cost a needless full collection a minute
+or two in): a growing cluster or a leak of cycles is collected about as often as CPython
+would, a steady one never.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from collections.abc import Callable
 FREEZE_ABOVE = 1_000  # nodes: below this the collector costs too little to bother
 CHECK_EVERY = 10.0  # seconds between looks at the heap's size while frozen
 GROW = 1.25  # collect when the heap grew by a quarter since the last collection
+SETTLE = 60.0  # seconds after the freeze before the heap's size is the reference
 FROZEN_GEN0 = 1_000_000  # above the containers one tick allocates at 10,000+ nodes
 
 
@@ -47,12 +50,14 @@ class HeapFreezer:
         freeze_above: int = FREEZE_ABOVE,
         check_every: float = CHECK_EVERY,
         grow: float = GROW,
+        settle: float = SETTLE,
         clock: Callable[[], float] = time.monotonic,
         heap_size: Callable[[], int] = sys.getallocatedblocks,
     ) -> None:
         self.freeze_above = freeze_above
         self.check_every = check_every
         self.grow = grow
+        self.settle = settle
         self.clock = clock
         self.heap_size = heap_size
         self.frozen = False
@@ -60,7 +65,8 @@ class HeapFreezer:
         self.collected = 0  # objects the full collections found unreachable
         self._saved_threshold: tuple[int, int, int] | None = None
         self._last_check = clock()
-        self._heap_after_collect = 0
+        self._frozen_at = clock()
+        self._reference: int | None = None  # the heap's size to compare with
 
     def after_tick(self, nodes: int) -> None:
         if nodes < self.freeze_above:
@@ -73,11 +79,14 @@ class HeapFreezer:
             _, gen1, gen2 = self._saved_threshold
             gc.set_threshold(FROZEN_GEN0, gen1, gen2)
             self.frozen = True
-            self._last_check = now
-            self._heap_after_collect = self.heap_size()
+            self._last_check = self._frozen_at = now
+            self._reference = None
         elif now - self._last_check >= self.check_every:
             self._last_check = now
-            if self.heap_size() > self._heap_after_collect * self.grow:
+            if self._reference is None:
+                if now - self._frozen_at >= self.settle:
+                    self._reference = self.heap_size()
+            elif self.heap_size() > self._reference * self.grow:
                 self.collect()
         gc.freeze()
 
@@ -86,7 +95,7 @@ class HeapFreezer:
         gc.unfreeze()
         self.collected += gc.collect()
         self.full_collections += 1
-        self._heap_after_collect = self.heap_size()
+        self._reference = self.heap_size()
         if self.frozen:
             gc.freeze()
 

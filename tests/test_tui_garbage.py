@@ -59,3 +59,46 @@ async def test_new_ticks_leave_no_cyclic_garbage(screen: str) -> None:
             await tick(3 + k)
         garbage = cycles.stop()
     assert garbage < PER_TICK * TICKS, f"{garbage} objects of cyclic garbage in {TICKS} ticks"
+
+
+class Repaints:
+    """Counts the rows a LineView draws (Textual calls render_line only for rows it repaints)."""
+
+    def __init__(self, widget) -> None:
+        self.rows: list[int] = []
+        draw = widget.render_line
+
+        def counted(y: int):
+            self.rows.append(y)
+            return draw(y)
+
+        widget.render_line = counted
+
+
+@pytest.mark.parametrize("view", ["table", "grid"])
+async def test_a_tick_repaints_only_the_rows_that_changed(view: str) -> None:
+    from ctop.tui.widgets.lb_pane import LBPane
+    from ctop.tui.widgets.node_list import NodeList
+
+    snap = sample_snapshot(300)
+    source = StaticSource(snap, history=sample_history)
+    app = CtopApp(source, view=view, poll=3600)
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(3):  # the first snapshot, then the first paint
+            await pilot.pause()
+        nodes, lb = app.screen.query_one(NodeList), app.screen.query_one(LBPane)
+        drawn, lb_drawn = Repaints(nodes), Repaints(lb)
+        source.set_snapshot(replace(snap, tick=snap.tick + 1))  # an idle cluster: same views
+        app.refresh_snapshot()
+        await pilot.pause()
+        assert drawn.rows == [] and lb_drawn.rows == []
+
+        # one node on screen (not the selected one) gets busy: its row or card, nothing else
+        busy = nodes.arr.nodes[1]
+        changed = tuple(n._replace(cpu=99.5) if n is busy else n for n in snap.nodes)
+        source.set_snapshot(replace(snap, tick=snap.tick + 2, nodes=changed,
+                                    _index=type(snap).index_of(changed)))
+        app.refresh_snapshot()
+        await pilot.pause()
+        assert drawn.rows and len(set(drawn.rows)) <= (1 if view == "table" else 5)
+        assert lb_drawn.rows == []

@@ -51,6 +51,9 @@ class NodeDetail(LBKeys, Screen[None]):
         self.node_id = node_id
         self.range = "1"
         self.services: tuple[str, ...] = ()
+        # the node's events as last read, and the cluster's events they were read at
+        self._events: list[EventView] = []
+        self._events_of: tuple[EventView, ...] | None = None
 
     def compose(self) -> ComposeResult:
         pal = self.app.palette  # type: ignore[attr-defined]
@@ -103,7 +106,11 @@ class NodeDetail(LBKeys, Screen[None]):
         self.query_one("#top-procs", Static).update(_top_procs(node))
         self.query_one(LBPane).show(snap)
         self.services = tuple(s.name for s in node.services)
-        self._show_events(snap)
+        if snap.events == self._events_of:  # no new event anywhere: only the ages move
+            self._events_ready(self._events, snap.ts)
+        else:  # a thread worker per tick was also cyclic garbage per tick
+            self._events_of = snap.events
+            self._show_events(snap)
 
     @work(thread=True, exclusive=True, group="node-events")
     def _show_events(self, snap: Snapshot) -> None:
@@ -111,6 +118,7 @@ class NodeDetail(LBKeys, Screen[None]):
         self.app.call_from_thread(self._events_ready, events, snap.ts)
 
     def _events_ready(self, events: list[EventView], now: float) -> None:
+        self._events = events
         text = Text("Events\n", "bold")
         if not events:
             text.append("none", "dim")

@@ -8,7 +8,7 @@ when the content is wider than the view it shows where the rest is (`→ more`, 
 from __future__ import annotations
 
 from rich.segment import Segment
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -28,6 +28,10 @@ class LineView(ScrollView, can_focus=True):
         self.palette = palette
         self._count = 0  # body lines
         self._width = 0  # content width needed
+        # what each widget row shows, and the (scroll x, scroll y, width) it was drawn at:
+        # new data repaints only the rows that differ (an idle cluster repaints nothing)
+        self._painted: dict[int, Strip] = {}
+        self._painted_at: tuple[int, int, int] | None = None
 
     # -- for subclasses ------------------------------------------------------------------------
 
@@ -42,7 +46,23 @@ class LineView(ScrollView, can_focus=True):
         size = Size(width, lines + self.sticky)
         if size != self.virtual_size:
             self.virtual_size = size
-        self.refresh()
+            self.refresh()
+        else:
+            self.refresh_changed()
+
+    def refresh_changed(self) -> None:
+        """Repaint the rows whose line differs from what they show (all of them if the view
+        scrolled or resized since they were drawn)."""
+        sx, sy = self.scroll_offset
+        width = self.scrollable_content_region.width
+        if self._painted_at != (sx, sy, width) or not self._painted:
+            self._painted.clear()
+            self.refresh()
+            return
+        for y, shown in list(self._painted.items()):
+            if self._line(y) != shown:
+                del self._painted[y]
+                self.refresh(Region(0, y, width, 1))
 
     # -- drawing -------------------------------------------------------------------------------
 
@@ -52,6 +72,16 @@ class LineView(ScrollView, can_focus=True):
         return max(1, self.scrollable_content_region.height - self.sticky)
 
     def render_line(self, y: int) -> Strip:
+        strip = self._line(y)
+        sx, sy = self.scroll_offset
+        at = (sx, sy, self.scrollable_content_region.width)
+        if at != self._painted_at:
+            self._painted.clear()
+            self._painted_at = at
+        self._painted[y] = strip
+        return strip
+
+    def _line(self, y: int) -> Strip:
         sx, sy = self.scroll_offset
         width = self.scrollable_content_region.width
         full = max(width, self._width)

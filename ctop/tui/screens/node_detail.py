@@ -110,12 +110,14 @@ class NodeDetail(LBKeys, Screen[None]):
             self._events_ready(self._events, snap.ts)
         else:  # a thread worker per tick was also cyclic garbage per tick
             self._events_of = snap.events
-            self._show_events(snap)
+            self._show_events(snap.ts)
 
     @work(thread=True, exclusive=True, group="node-events")
-    def _show_events(self, snap: Snapshot) -> None:
+    def _show_events(self, now: float) -> None:
+        # (a number, not the snapshot: Textual names each worker after repr() of its
+        # arguments, and the repr of 10,000 nodes took a second on every open and tick)
         events = self.app.source.node_events(self.node_id, 20)  # type: ignore[attr-defined]
-        self.app.call_from_thread(self._events_ready, events, snap.ts)
+        self.app.call_from_thread(self._events_ready, events, now)
 
     def _events_ready(self, events: list[EventView], now: float) -> None:
         self._events = events

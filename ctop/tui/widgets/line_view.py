@@ -8,6 +8,7 @@ when the content is wider than the view it shows where the rest is (`→ more`, 
 from __future__ import annotations
 
 from rich.segment import Segment
+from rich.style import Style
 from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -59,8 +60,9 @@ class LineView(ScrollView, can_focus=True):
             self._painted.clear()
             self.refresh()
             return
+        style = self.rich_style  # (Textual computes it from the DOM on every call)
         for y, shown in list(self._painted.items()):
-            if self._line(y) != shown:
+            if self._line(y, style) != shown:
                 del self._painted[y]
                 self.refresh(Region(0, y, width, 1))
 
@@ -72,7 +74,7 @@ class LineView(ScrollView, can_focus=True):
         return max(1, self.scrollable_content_region.height - self.sticky)
 
     def render_line(self, y: int) -> Strip:
-        strip = self._line(y)
+        strip = self._line(y, self.rich_style)
         sx, sy = self.scroll_offset
         at = (sx, sy, self.scrollable_content_region.width)
         if at != self._painted_at:
@@ -81,17 +83,17 @@ class LineView(ScrollView, can_focus=True):
         self._painted[y] = strip
         return strip
 
-    def _line(self, y: int) -> Strip:
+    def _line(self, y: int, style: Style) -> Strip:
         sx, sy = self.scroll_offset
         width = self.scrollable_content_region.width
         full = max(width, self._width)
         if y < self.sticky:
             strip = self.header_strip(full).crop_extend(sx, sx + width, None)
-            return self._scroll_hint(strip, sx, width, full).apply_style(self.rich_style)
+            return self._scroll_hint(strip, sx, width, full).apply_style(style)
         else:
             line = sy + y - self.sticky
             strip = self.body_strip(line, full) if 0 <= line < self._count else Strip.blank(full)
-        return strip.crop_extend(sx, sx + width, None).apply_style(self.rich_style)
+        return strip.crop_extend(sx, sx + width, None).apply_style(style)
 
     def _scroll_hint(self, line: Strip, sx: int, width: int, full: int) -> Strip:
         """Mark the header's edges when columns are hidden left or right of the view."""

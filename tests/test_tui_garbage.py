@@ -102,3 +102,30 @@ async def test_a_tick_repaints_only_the_rows_that_changed(view: str) -> None:
         await pilot.pause()
         assert drawn.rows and len(set(drawn.rows)) <= (1 if view == "table" else 5)
         assert lb_drawn.rows == []
+
+
+@pytest.mark.parametrize("cuts", [[10], [4, 10], [3], [0, 10], [12], [4, 7, 10], []])
+def test_strips_divide_and_crop_as_textual_does_without_caching_themselves(cuts) -> None:
+    from rich.segment import Segment
+    from textual.strip import Strip
+
+    from ctop.tui import strip_cycles
+
+    def line() -> Strip:
+        return Strip([Segment("abcd"), Segment("efghij")])  # 10 cells
+
+    assert [s.text for s in strip_cycles._divide(line(), cuts)] == [
+        s.text for s in line().divide(cuts)]
+    for start, end in ((0, 10), (0, 12), (2, 10), (0, 6), (-1, 10)):
+        assert strip_cycles._crop_extend(line(), start, end, None).text == (
+            line().crop_extend(start, end, None).text)
+    whole = line()
+    gc.disable()  # only reference counting: a strip in a cycle would outlive `del`
+    try:
+        whole.divide([10])
+        whole.crop_extend(0, 10, None)
+        before = len(gc.get_objects())
+        del whole
+        assert len(gc.get_objects()) < before  # freed at once, with its caches
+    finally:
+        gc.enable()

@@ -1,152 +1,549 @@
-"""UI cost per tick at 100, 1,000 and 10,000 nodes, every node changing every tick, and the
-latency of key presses at 10,000 nodes. Target: <= 50 ms per tick at 10,000 nodes, <= 100 ms
-per key.
+"""The UI's cost and stalls, each printed next to a baseline tree measured in the same run.
 
-    .venv/bin/python bench/ui.py [--ticks 20] [--sizes 100,1000,10000] [--view table|grid]
-                                 [--rounds 3]
+    .venv/bin/python bench/ui.py ticks [--sizes 100,1000,10000] [--ticks 20] [--view table|grid]
+    .venv/bin/python bench/ui.py keys [--nodes 10000] [--rounds 3] [--view table|grid]
+    .venv/bin/python bench/ui.py idle [--nodes 2000] [--seconds 30] [--warmup 20]
+    .venv/bin/python bench/ui.py soak [--nodes 1000] [--minutes 30] [--every 60]
+    .venv/bin/python bench/ui.py garbage [--nodes 1000] [--ticks 20] [--view table|grid]
+    every mode: [--baseline REV]  (default a11a86b, main before issue 12; "none": skip it)
 
-Key latency is Textual's pilot: press, wait until the app is idle and repainted. That wait has
-a floor of about 55 ms of idle time on its own (see `key down`, which does almost nothing).
+The baseline is `git archive REV` unpacked in a temporary directory and run with the same
+venv and this same bench code (only the `ctop` package differs), one process per tree:
 
-The app runs headless (Textual's test driver, 160x50) on a source whose snapshot is replaced
-every tick by a fresh one (new NodeView objects for every node: nothing can be cached across
-ticks). "tick" is the CPU time of the app taking the new snapshot (filter, sort, group, header,
-LB and alerts panes) plus the screen update that follows; the baseline is the CPU time to build
-one such snapshot, which the engine pays, not the UI.
+- ticks: CPU of the app taking a new snapshot (every node new) and repainting, per size.
+- keys: every main-screen key at 10,000 nodes, wall and CPU from the press until the app is
+  idle and repainted (Textual's pilot; its wait has a floor of a few tens of ms on its own:
+  see `down`). The filter is typed one key at a time, each until its result is shown.
+- idle: a real `ctop serve` fed by real signed UDP reports (constant metrics: nothing on
+  screen changes but ages), and the real `ctop` attached to it in tmux at 200x50, one per
+  tree side by side, both at once on the same daemon; the CPU of each UI process over
+  `--seconds` after `--warmup` (/proc/PID/stat).
+- soak: the app headless at 200x50 for `--minutes`, fed like an attached UI (a thread
+  decodes a new compact snapshot every second: fresh objects every tick), both trees at once.
+  Every `--every` seconds: RSS and the longest event-loop stall (a 10 ms sleeper's lateness)
+  and the longest garbage-collector pass; at the end the longest stall after the first
+  minute and RSS growth after warm-up.
+- garbage: objects only the cyclic collector could free (gc.DEBUG_SAVEALL) per tick, by type.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import statistics
+import contextlib
+import json
+import os
+import shlex
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ctop.snapshot import Snapshot
-from ctop.tui.app import CtopApp
-from ctop.tui.source import StaticSource
-from tests.helpers.sample import sample_snapshot
-
+ROOT = Path(__file__).resolve().parents[1]
+BASELINE = "a11a86b"  # main before issue 12
 SIZE = (160, 50)
+SOAK_SIZE = (200, 50)
 
 
-class Rotating(StaticSource):
-    """Serves prebuilt snapshots in turn, renumbering ticks so every call is a new tick."""
-
-    def __init__(self, snaps: list[Snapshot]) -> None:
-        super().__init__(snaps[0])
-        self.snaps, self.n = snaps, 0
-
-    def next(self) -> None:
-        self.n += 1
-        s = self.snaps[self.n % len(self.snaps)]
-        object.__setattr__(s, "tick", self.n)  # frozen dataclass; the bench owns these objects
-        self._snaps[0] = s
-
-
-def build(nodes: int, count: int) -> tuple[list[Snapshot], float]:
-    """`count` snapshots whose every node differs; returns them and the CPU ms per build."""
-    t = time.process_time()
-    snaps = [sample_snapshot(nodes, tick=k + 1, per_service=min(nodes, 500)) for k in range(count)]
-    return snaps, (time.process_time() - t) * 1000 / count
+def _tree_from_argv() -> Path:
+    """`--tree DIR`: run the `ctop` package of DIR instead of this checkout's."""
+    if "--tree" not in sys.argv:
+        return ROOT
+    i = sys.argv.index("--tree")
+    tree = Path(sys.argv[i + 1])
+    del sys.argv[i : i + 2]
+    # the venv's editable install maps `ctop` (agentd, probes) to this checkout: drop it
+    sys.meta_path[:] = [
+        f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")
+    ]
+    return tree
 
 
-async def measure(
-    nodes: int, ticks: int, view: str, keys: bool, rounds: int = 3
-) -> dict[str, float]:
-    snaps, base_ms = build(nodes, 4)
-    source = Rotating(snaps)
-    app = CtopApp(source, view=view, poll=3600)
-    out = {"nodes": nodes, "build_ms": base_ms}
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
-        for _ in range(3):  # warm up caches, CSS, fonts of the compositor
-            source.next()
-            app.refresh_snapshot()
-            await pilot.pause()
-        cpu, wall = [], []
-        for _ in range(ticks):
-            source.next()
-            c, w = time.process_time(), time.perf_counter()
-            app.refresh_snapshot()
-            await pilot.pause()  # let the screen repaint
-            cpu.append((time.process_time() - c) * 1000)
-            wall.append((time.perf_counter() - w) * 1000)
-        out |= {
-            "tick_cpu_ms": statistics.median(cpu),
-            "tick_cpu_p95_ms": _p95(cpu),
-            "tick_wall_ms": statistics.median(wall),
-        }
-        if keys:
-            out |= await key_latency(app, pilot, rounds)
-    return out
+TREE = _tree_from_argv()
+sys.path.insert(0, str(TREE))
+sys.path.insert(1, str(ROOT / "bench"))
 
 
-KEYS = ("down", "pagedown", "s", "t", "t", "g")
+# -- the app on a source of new snapshots ---------------------------------------------------------
 
 
-async def key_latency(app: CtopApp, pilot, rounds: int) -> dict[str, float]:
-    """Median wall ms per key over `rounds`, from the press until processed and repainted.
+def _sample(nodes: int, count: int) -> list[Any]:
+    from tests.helpers.sample import sample_snapshot
 
-    The filter is typed three keys at a time: "typing" is until the keys are taken (a
-    debounced filter must not make them wait), "applied" until the narrowed list is shown.
-    """
-    got: dict[str, list[float]] = {}
-    for _ in range(rounds):
-        for key in KEYS:
-            w = time.perf_counter()
-            await pilot.press(key)
-            got.setdefault(f"key {key}", []).append((time.perf_counter() - w) * 1000)
-        await pilot.press("slash")
-        w = time.perf_counter()
-        await pilot.press("w", "e", "b")
-        got.setdefault("filter 'web' typing", []).append((time.perf_counter() - w) * 1000)
-        screen = app.screen
-        while getattr(screen, "_filter_timer", None) is not None:
-            await asyncio.sleep(0.005)
-        await pilot.pause()
-        got.setdefault("filter 'web' applied", []).append((time.perf_counter() - w) * 1000)
-        assert all("web" in n.node_id for n in screen.arr.nodes)
-        await pilot.press("escape")
-        await pilot.pause()
-    return {k: statistics.median(v) for k, v in got.items()}
+    return [sample_snapshot(nodes, tick=k + 1, per_service=min(nodes, 500)) for k in range(count)]
+
+
+def _rotating(snaps: list[Any]) -> Any:
+    from ctop.tui.source import StaticSource
+
+    class Rotating(StaticSource):
+        """Prebuilt snapshots in turn, renumbered so that every call is a new tick."""
+
+        def __init__(self) -> None:
+            super().__init__(snaps[0])
+            self.n = 0
+
+        def next(self) -> None:
+            self.n += 1
+            s = snaps[self.n % len(snaps)]
+            object.__setattr__(s, "tick", self.n)  # frozen dataclass; the bench owns these
+            self._snaps[0] = s
+
+    return Rotating()
+
+
+def _decoding(snaps: list[Any]) -> Any:
+    """Like an attached UI's source: a thread decodes a new compact snapshot every second."""
+    import threading
+    from dataclasses import replace
+
+    from ctop.codec import pack_compact, unpack_compact
+    from ctop.tui.source import StaticSource
+
+    packed = [pack_compact(s) for s in snaps]
+
+    class Decoding(StaticSource):
+        def __init__(self) -> None:
+            super().__init__(unpack_compact(packed[0]))
+            self.stop = threading.Event()
+            threading.Thread(target=self._loop, daemon=True).start()
+
+        def _loop(self) -> None:
+            n = 1
+            while not self.stop.wait(1.0):
+                n += 1
+                snap = unpack_compact(packed[n % len(packed)])
+                self._snaps[0] = replace(snap, tick=n, ts=time.time())
+
+    return Decoding()
 
 
 def _p95(values: list[float]) -> float:
     return sorted(values)[max(0, int(len(values) * 0.95) - 1)]
 
 
+def _median(values: list[float]) -> float:
+    import statistics
+
+    return statistics.median(values)
+
+
+# -- workers: one tree each, results as one JSON line ----------------------------------------------
+
+
+async def w_ticks(sizes: list[int], ticks: int, view: str) -> dict[str, Any]:
+    from ctop.tui.app import CtopApp
+
+    out: dict[str, Any] = {}
+    for nodes in sizes:
+        source = _rotating(_sample(nodes, 4))
+        app = CtopApp(source, view=view, poll=3600)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            for _ in range(3):  # warm up caches, CSS, the compositor
+                source.next()
+                app.refresh_snapshot()
+                await pilot.pause()
+            cpu, wall = [], []
+            for _ in range(ticks):
+                source.next()
+                c, w = time.process_time(), time.perf_counter()
+                app.refresh_snapshot()
+                await pilot.pause()  # let the screen repaint
+                cpu.append((time.process_time() - c) * 1000)
+                wall.append((time.perf_counter() - w) * 1000)
+        out[f"{nodes} nodes: tick CPU ms"] = _median(cpu)
+        out[f"{nodes} nodes: tick CPU p95 ms"] = _p95(cpu)
+        out[f"{nodes} nodes: tick wall ms"] = _median(wall)
+    return out
+
+
+# (label, keys pressed and timed, keys pressed after it untimed to get back)
+KEYS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("down", ("down",), ()),
+    ("pagedown", ("pagedown",), ()),
+    ("end", ("end",), ()),
+    ("home", ("home",), ()),
+    *((f"s (sort {k})", ("s",), ()) for k in ("cpu", "mem", "conns", "ratio", "state", "name")),
+    ("g (ungroup)", ("g",), ()),
+    ("g (group)", ("g",), ()),
+    ("t (other view)", ("t",), ()),
+    ("t (back)", ("t",), ()),
+    ("tab (LB pane)", ("tab",), ("shift+tab",)),
+    ("enter (node detail)", ("enter",), ()),
+    ("escape (back)", ("escape",), ()),
+    ("a (alerts)", ("a",), ("escape",)),
+    ("? (help)", ("question_mark",), ("escape",)),
+    ("/ (filter box)", ("slash",), ()),
+    ("filter key 1 'w'", ("w",), ()),
+    ("filter key 2 'e'", ("e",), ()),
+    ("filter key 3 'b'", ("b",), ()),
+    ("escape (clear filter)", ("escape",), ()),
+)
+
+
+async def _settled(app: Any, pilot: Any) -> None:
+    """Until a debounced filter (if any) has run and the screen is repainted."""
+    import asyncio
+
+    await pilot.pause()
+    while getattr(app.screen, "_filter_timer", None) is not None:
+        await asyncio.sleep(0.005)
+    await pilot.pause()
+
+
+async def w_keys(nodes: int, rounds: int, view: str) -> dict[str, Any]:
+    from ctop.tui.app import CtopApp
+
+    source = _rotating(_sample(nodes, 2))
+    app = CtopApp(source, view=view, poll=3600)
+    got: dict[str, list[tuple[float, float]]] = {}
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        for _ in range(2):
+            source.next()
+            app.refresh_snapshot()
+            await pilot.pause()
+        for r in range(rounds + 1):  # the first round warms up
+            for label, keys, back in KEYS:
+                c, w = time.process_time(), time.perf_counter()
+                await pilot.press(*keys)
+                await _settled(app, pilot)
+                took = ((time.perf_counter() - w) * 1000, (time.process_time() - c) * 1000)
+                if r:
+                    got.setdefault(label, []).append(took)
+                if back:
+                    await pilot.press(*back)
+                    await _settled(app, pilot)
+            shown = app.screen.arr.nodes if hasattr(app.screen, "arr") else ()
+            assert len(shown) == nodes, "the filter was not cleared"
+    out: dict[str, Any] = {}
+    for label, took in got.items():
+        out[f"{label}: wall ms"] = _median([w for w, _ in took])
+        out[f"{label}: CPU ms"] = _median([c for _, c in took])
+    return out
+
+
+async def w_garbage(nodes: int, ticks: int, view: str) -> dict[str, Any]:
+    import gc
+    from collections import Counter
+
+    from ctop.gcpolicy import process_heap
+    from ctop.tui.app import CtopApp
+
+    process_heap.freeze_above = 1 << 62  # ordinary collection: we count what it finds
+    source = _rotating(_sample(nodes, 4))
+    app = CtopApp(source, view=view, poll=3600)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        for _ in range(5):
+            source.next()
+            app.refresh_snapshot()
+            await pilot.pause()
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        for _ in range(ticks):
+            source.next()
+            app.refresh_snapshot()
+            await pilot.pause()
+        gc.collect()
+        kinds = Counter(type(o).__qualname__ for o in gc.garbage)
+        gc.set_debug(0)
+        gc.garbage.clear()
+    out: dict[str, Any] = {"cyclic garbage per tick": sum(kinds.values()) / ticks}
+    for kind, n in kinds.most_common(8):
+        out[f"  {kind} per tick"] = n / ticks
+    return out
+
+
+async def w_soak(nodes: int, minutes: float, every: float) -> dict[str, Any]:
+    import asyncio
+    import gc
+
+    from ctop.tui.app import CtopApp
+
+    source = _decoding(_sample(nodes, 4))
+    app = CtopApp(source, view="table")  # polls every 0.5 s like the real one
+    gc_pauses: list[float] = []
+    started: list[float] = []
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(time.perf_counter())
+        elif started:
+            gc_pauses.append((time.perf_counter() - started.pop()) * 1000)
+
+    gc.callbacks.append(on_gc)
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def rss_mb() -> float:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * page / 2**20
+
+    rows: list[dict[str, float]] = []
+    async with app.run_test(size=SOAK_SIZE):
+        t0 = time.perf_counter()
+        end = t0 + minutes * 60
+        next_row = t0 + every
+        stall = 0.0
+        while (now := time.perf_counter()) < end:
+            await asyncio.sleep(0.01)
+            late = (time.perf_counter() - now - 0.01) * 1000
+            stall = max(stall, late)
+            if time.perf_counter() >= next_row:
+                next_row += every
+                row = {"t": time.perf_counter() - t0, "rss": rss_mb(), "stall": stall,
+                       "gc": max(gc_pauses, default=0.0), "gcs": len(gc_pauses)}
+                rows.append(row)
+                gc_pauses.clear()
+                stall = 0.0
+                print(json.dumps(row), file=sys.stderr, flush=True)
+        source.stop.set()
+    gc.callbacks.remove(on_gc)
+    warm = [r for r in rows if r["t"] > 60] or rows
+    return {
+        "rows": rows,
+        "longest stall after 1 min ms": max(r["stall"] for r in warm),
+        "stalls over 100 ms after 1 min": sum(r["stall"] > 100 for r in warm),
+        "longest GC pass after 1 min ms": max(r["gc"] for r in warm),
+        "RSS after 2 min MB": next((r["rss"] for r in rows if r["t"] >= 120), rows[-1]["rss"]),
+        "RSS at the end MB": rows[-1]["rss"],
+        "RSS peak MB": max(r["rss"] for r in rows),
+    }
+
+
+def worker(mode: str, params: dict[str, Any]) -> None:
+    import asyncio
+
+    if mode == "ctop":  # the real CLI of this tree (idle mode runs it in tmux)
+        from ctop.cli import main as ctop_main
+
+        sys.exit(ctop_main(params["argv"]))
+    run: dict[str, Callable[..., Any]] = {
+        "ticks": w_ticks, "keys": w_keys, "garbage": w_garbage, "soak": w_soak,
+    }
+    print(json.dumps(asyncio.run(run[mode](**params))), flush=True)
+
+
+# -- the parent: trees, side by side -------------------------------------------------------------
+
+
+def baseline_tree(rev: str, into: Path) -> Path:
+    tree = into / f"baseline-{rev}"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+def worker_cmd(tree: Path, mode: str, params: dict[str, Any]) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), "--tree", str(tree),
+            "_worker", mode, json.dumps(params)]
+
+
+def run_workers(trees: dict[str, Path], mode: str, params: dict[str, Any], *,
+                together: bool = False) -> dict[str, dict[str, Any]]:
+    """Each tree's result; `together`: the workers run at the same time (long modes)."""
+    procs: dict[str, subprocess.Popen[str]] = {}
+    out: dict[str, dict[str, Any]] = {}
+    for name, tree in trees.items():
+        procs[name] = subprocess.Popen(worker_cmd(tree, mode, params), stdout=subprocess.PIPE,
+                                       text=True)
+        if not together:
+            out[name] = _result(procs.pop(name))
+    for name, proc in procs.items():
+        out[name] = _result(proc)
+    return out
+
+
+def _result(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    stdout, _ = proc.communicate()
+    if proc.returncode:
+        raise SystemExit(f"worker failed ({proc.returncode}): {' '.join(map(str, proc.args))}")
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def side_by_side(results: dict[str, dict[str, Any]]) -> None:
+    names = list(results)
+    keys = list(dict.fromkeys(
+        k for r in results.values() for k, v in r.items() if isinstance(v, int | float)))
+    width = max(len(k) for k in keys) + 2
+    head = "".join(f"{n:>16}" for n in names)
+    ratio = len(names) == 2
+    print(f"{'':<{width}}{head}{'  this / base' if ratio else ''}")
+    for k in keys:
+        vals = [results[n].get(k) for n in names]
+        cells = "".join(f"{v:>16.1f}" if isinstance(v, int | float) else f"{'-':>16}"
+                        for v in vals)
+        r = ""
+        if ratio and isinstance(vals[0], int | float) and vals[0] and vals[1] is not None:
+            r = f"  {vals[1] / vals[0]:>11.2f}"
+        print(f"{k:<{width}}{cells}{r}")
+
+
+def idle(trees: dict[str, Path], nodes: int, seconds: float, warmup: float) -> None:
+    """Both trees' attached UIs in tmux on one real daemon fed by real UDP; CPU of each."""
+    import multiprocessing as mp
+
+    import ingest
+
+    from tests.helpers.serve_helpers import Daemon
+
+    clk = os.sysconf("SC_CLK_TCK")
+
+    def cpu_s(pid: int) -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / clk
+
+    with tempfile.TemporaryDirectory(prefix="ctop-bench-ui-") as tmp:
+        root = Path(tmp)
+        daemon = Daemon(root, key=ingest.KEY).start()
+        stop = mp.Event()
+        feeder = mp.Process(target=feed, args=(daemon.port, nodes, ingest.KEY, stop), daemon=True)
+        feeder.start()
+        sock = f"ctop-bench-ui-{os.getpid()}"
+        tmux = ["tmux", "-L", sock]
+        try:
+            wait_for_nodes(daemon, nodes)
+            pids: dict[str, int] = {}
+            for k, (name, tree) in enumerate(trees.items()):
+                cmd = worker_cmd(tree, "ctop", {"argv": ["--config", str(daemon.config)]})
+                subprocess.run([*tmux, "new-session", "-d", "-s", f"ui{k}", "-x", "200", "-y",
+                                "50", f"exec {shlex.join(cmd)}", ";", "set-option", "-t",
+                                f"ui{k}", "remain-on-exit", "on"], check=True)
+                pids[name] = int(subprocess.run(
+                    [*tmux, "display", "-p", "-t", f"ui{k}", "#{pane_pid}"], check=True,
+                    capture_output=True, text=True).stdout)
+            for k, name in enumerate(trees):  # up and showing the cluster, then warm-up
+                screen = ""
+                for _ in range(240):
+                    screen = subprocess.run([*tmux, "capture-pane", "-p", "-t", f"ui{k}"],
+                                            capture_output=True, text=True).stdout
+                    if f"{nodes} nodes" in screen:
+                        break
+                    if "Pane is dead" in screen:  # a busy daemon missed the first 5 s fetch
+                        subprocess.run([*tmux, "respawn-pane", "-t", f"ui{k}"], check=True)
+                        pids[name] = int(subprocess.run(
+                            [*tmux, "display", "-p", "-t", f"ui{k}", "#{pane_pid}"],
+                            check=True, capture_output=True, text=True).stdout)
+                    time.sleep(0.5)
+                else:
+                    raise SystemExit(f"{name}: the UI does not show the cluster:\n{screen}")
+            time.sleep(warmup)
+            before = {n: cpu_s(p) for n, p in pids.items()} | {"daemon": cpu_s(daemon.proc.pid)}
+            time.sleep(seconds)
+            after = {n: cpu_s(p) for n, p in pids.items()} | {"daemon": cpu_s(daemon.proc.pid)}
+            heads = {name: subprocess.run([*tmux, "capture-pane", "-p", "-t", f"ui{k}"],
+                                          capture_output=True, text=True).stdout.splitlines()[:2]
+                     for k, name in enumerate(trees)}
+        finally:
+            subprocess.run([*tmux, "kill-server"], capture_output=True)
+            stop.set()
+            feeder.join(5)
+            daemon.stop()
+    share = {n: (after[n] - before[n]) / seconds * 100 for n in after}
+    print(f"idle attached UI, {nodes} nodes reporting every second (constant metrics), "
+          f"tmux 200x50, {seconds:.0f} s after {warmup:.0f} s; % of one core:")
+    for n, v in share.items():
+        print(f"  {n:<12} {v:6.2f} %")
+    for name, head in heads.items():  # a UI that lost the daemon would cost nothing
+        print(f"  {name} showed: {' / '.join(line.strip() for line in head)}")
+    if len(trees) == 2:
+        base, this = list(trees)
+        print(f"  this / base  {share[this] / share[base]:6.2f}")
+
+
+def wait_for_nodes(daemon: Any, nodes: int, timeout: float = 180) -> None:
+    """Until the daemon knows every node (it may be too busy to answer at first)."""
+    from ctop.codec import unpack_compact
+    from ctop.control import ControlError, _exchange
+
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ControlError, OSError):
+            seen = len(unpack_compact(_exchange(str(daemon.sock), "ui", timeout=30)).nodes)
+        if seen >= nodes:
+            return
+        time.sleep(1)
+    raise SystemExit(f"the daemon knows {seen} of {nodes} nodes after {timeout:.0f} s")
+
+
+def feed(port: int, nodes: int, key: bytes, stop: Any) -> None:
+    """Every node reports once a second, the same metrics every time (an idle cluster),
+    spread over the first half of each second."""
+    import socket
+
+    import ingest
+
+    from agentd import wire
+
+    fleet = ingest.Fleet(nodes)
+    bodies = [(fleet.metrics(i), fleet.services()) for i in range(nodes)]
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    burst = max(1, nodes // 50)
+    while not stop.is_set():
+        start = time.time()
+        for first in range(0, nodes, burst):
+            for i in range(first, min(first + burst, nodes)):
+                fleet.seqs[i] += 1
+                header = wire.Header(fleet.ids[i], fleet.boots[i], fleet.seqs[i], time.time())
+                report = wire.Report(header, 1.0, f"rack-{i // 250:02d}", *bodies[i])
+                udp.sendto(wire.encode(key, report), ("127.0.0.1", port))
+            time.sleep(0.005)
+        time.sleep(max(0.0, 1.0 - (time.time() - start)))
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description="ctop UI benchmark")
-    ap.add_argument("--ticks", type=int, default=20)
-    ap.add_argument("--sizes", default="100,1000,10000")
+    if len(sys.argv) > 1 and sys.argv[1] == "_worker":
+        worker(sys.argv[2], json.loads(sys.argv[3]))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("mode", nargs="?", default="ticks",
+                    choices=("ticks", "keys", "idle", "soak", "garbage"))
+    ap.add_argument("--baseline", default=BASELINE, help="git revision, or none")
+    ap.add_argument("--sizes", default="100,1000,10000", help="ticks")
+    ap.add_argument("--ticks", type=int, default=20, help="ticks, garbage")
     ap.add_argument("--view", default="table", choices=("table", "grid"))
-    ap.add_argument("--rounds", type=int, default=3, help="key presses per key (median)")
+    ap.add_argument("--nodes", type=int, help="keys 10000, idle 2000, soak 1000, garbage 1000")
+    ap.add_argument("--rounds", type=int, default=3, help="keys: presses per key (median)")
+    ap.add_argument("--seconds", type=float, default=30, help="idle: measured seconds")
+    ap.add_argument("--warmup", type=float, default=20, help="idle: seconds before measuring")
+    ap.add_argument("--minutes", type=float, default=30, help="soak")
+    ap.add_argument("--every", type=float, default=60, help="soak: seconds per report line")
     args = ap.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
-    print(
-        f"ctop UI benchmark: {args.view} view, {SIZE[0]}x{SIZE[1]}, {args.ticks} ticks, "
-        "every node new each tick (median CPU ms)"
-    )
-    print(f"{'nodes':>7} {'build snapshot':>15} {'UI tick':>9} {'p95':>7} {'wall':>7}")
-    for n in sizes:
-        r = asyncio.run(measure(n, args.ticks, args.view, n == max(sizes), args.rounds))
-        print(
-            f"{n:>7} {r['build_ms']:>13.1f}ms {r['tick_cpu_ms']:>7.1f}ms "
-            f"{r['tick_cpu_p95_ms']:>5.1f}ms {r['tick_wall_ms']:>5.1f}ms"
-        )
-        keys = {k: v for k, v in r.items() if k.startswith(("key", "filter"))}
-        if keys:
-            print(
-                f"key press latency at {n} nodes, median of {args.rounds} "
-                "(press until processed and repainted):"
-            )
-            for k, v in keys.items():
-                print(f"  {k:<24} {v:7.1f} ms")
+    load = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="ctop-bench-ui-") as tmp:
+        trees: dict[str, Path] = {}
+        if args.baseline != "none":
+            trees[f"base {args.baseline}"[:15]] = baseline_tree(args.baseline, Path(tmp))
+        trees["this tree"] = ROOT
+        print(f"bench/ui.py {args.mode}; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} "
+              f"on {os.cpu_count()} CPUs")
+        if args.mode == "idle":
+            idle(trees, args.nodes or 2000, args.seconds, args.warmup)
+            return
+        if args.mode == "ticks":
+            params: dict[str, Any] = {
+                "sizes": [int(s) for s in args.sizes.split(",")], "ticks": args.ticks,
+                "view": args.view}
+        elif args.mode == "keys":
+            params = {"nodes": args.nodes or 10_000, "rounds": args.rounds, "view": args.view}
+        elif args.mode == "garbage":
+            params = {"nodes": args.nodes or 1000, "ticks": args.ticks, "view": args.view}
+        else:
+            params = {"nodes": args.nodes or 1000, "minutes": args.minutes, "every": args.every}
+        results = run_workers(trees, args.mode, params, together=args.mode == "soak")
+        if args.mode == "soak":
+            print(f"soak: {params['nodes']} nodes, {args.minutes:g} min, both trees at once; "
+                  "per interval: RSS MB / longest stall ms / longest GC pass ms")
+            for rows in zip(*(r["rows"] for r in results.values()), strict=False):
+                print(f"  t={rows[0]['t']:6.0f}s " + " | ".join(
+                    f"{name}: {r['rss']:6.1f} MB {r['stall']:7.1f} ms {r['gc']:7.1f} ms"
+                    for name, r in zip(results, rows, strict=True)))
+        side_by_side(results)
 
 
 if __name__ == "__main__":

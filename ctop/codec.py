@@ -157,6 +157,21 @@ def pack_compact(snap: Snapshot, metrics_of: Collection[str] = ()) -> bytes:
     return msgpack.packb(d, default=default)
 
 
+def peek_version(data: bytes) -> tuple[float, int] | None:
+    """(ts, tick) of packed snapshot bytes without decoding the nodes (None if not found
+    first): an attached UI polls twice a tick and need not decode the same snapshot again."""
+    unpacker = msgpack.Unpacker(use_list=False, strict_map_key=False)
+    unpacker.feed(data)
+    try:
+        found: dict[str, Any] = {}
+        for _ in range(min(unpacker.read_map_header(), 2)):
+            key = unpacker.unpack()
+            found[key] = unpacker.unpack()
+        return float(found["ts"]), int(found["tick"])
+    except (KeyError, TypeError, ValueError, msgpack.OutOfData, msgpack.UnpackException):
+        return None
+
+
 def unpack_compact(data: bytes) -> Snapshot:
     # Arrays as tuples: the node rows become NodeViews without copying their fields.
     return from_plain(msgpack.unpackb(data, use_list=False, strict_map_key=False))

@@ -26,8 +26,11 @@ from ctop.tui.screens.help import HelpScreen
 from ctop.tui.screens.main import MainScreen
 from ctop.tui.screens.node_detail import NodeDetail
 from ctop.tui.source import EngineLike
+from ctop.tui.strip_cycles import install as install_acyclic_strips
 from ctop.tui.theme import use_color
 from ctop.tui.widgets.lb_pane import Target
+
+install_acyclic_strips()  # before any frame: repainted lines must not become cyclic garbage
 
 POLL_S = 0.5
 LOCAL_EVENTS = 100

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ctop.codec import from_plain, unpack_compact
+from ctop.codec import from_plain, peek_version, unpack_compact
 from ctop.control.client import (
     ControlError,
     ask,
@@ -52,15 +52,22 @@ class RemoteSource:
         self._error = ""
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._decoded: tuple[tuple[float, int] | None, str | None] | None = None
         self._snap = self._fetch()  # the daemon is unreachable: say so now, not in the UI
         self._thread = threading.Thread(target=self._poll_loop, name="ctop-remote", daemon=True)
         self._thread.start()
 
     def _fetch(self) -> Snapshot:
-        request = f"ui {self._watched}" if self._watched else "ui"
+        watched = self._watched
+        request = f"ui {watched}" if watched else "ui"
         data = exchange(self.path, request)
+        version = peek_version(data)
+        if version is not None and (version, watched) == self._decoded:
+            return self._snap  # the same snapshot again (two polls a tick): not decoded again
         try:
-            return unpack_compact(data)
+            snap = unpack_compact(data)
+            self._decoded = (version, watched)
+            return snap
         except KeyError:  # an older daemon answers {"error": "unknown request"}
             return from_plain(ask(self.path, "snapshot"))
 

@@ -60,6 +60,9 @@ class NodeDetail(LBKeys, Screen[None]):
         self.range = "1"
         self.services: tuple[str, ...] = ()
         self.servers: tuple[tuple[str, str, str], ...] = ()  # its real servers (backend, ...)
+        # the node's events as last read, and the cluster's events they were read at
+        self._events: list[EventView] = []
+        self._events_of: tuple[EventView, ...] | None = None
 
     def compose(self) -> ComposeResult:
         pal = self.app.palette  # type: ignore[attr-defined]
@@ -132,14 +135,21 @@ class NodeDetail(LBKeys, Screen[None]):
         self.services = tuple(s.name for s in node.services)
         self.servers = tuple((svc.backend, svc.key, rs.key) for svc in snap.lb
                              for rs in svc.servers if rs.node_id == self.node_id)
-        self._show_events(snap)
+        if snap.events == self._events_of:  # no new event anywhere: only the ages move
+            self._events_ready(self._events, snap.ts)
+        else:  # a thread worker per tick was also cyclic garbage per tick
+            self._events_of = snap.events
+            self._show_events(snap.ts)
 
     @work(thread=True, exclusive=True, group="node-events")
-    def _show_events(self, snap: Snapshot) -> None:
+    def _show_events(self, now: float) -> None:
+        # (a number, not the snapshot: Textual names each worker after repr() of its
+        # arguments, and the repr of 10,000 nodes took a second on every open and tick)
         events = self.app.source.node_events(self.node_id, 20)  # type: ignore[attr-defined]
-        self.app.call_from_thread(self._events_ready, events, snap.ts)
+        self.app.call_from_thread(self._events_ready, events, now)
 
     def _events_ready(self, events: list[EventView], now: float) -> None:
+        self._events = events
         pal = self.app.palette  # type: ignore[attr-defined]
         text = Text("Events\n", pal.heading)
         if not events:

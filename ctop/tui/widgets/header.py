@@ -21,11 +21,17 @@ class ClusterHeader(Static):
     def __init__(self, *, palette: Palette = RICH, id: str | None = None) -> None:
         super().__init__(id=id)
         self.palette = palette
+        self._shown: Text | None = None
 
     def show(self, snap: Snapshot, *, view: str = "", readonly: bool = False) -> None:
         self._drops = bool(snap.drops)
         live = getattr(self.app, "live_source", None) is not None  # ctop --at has no live view
-        self.update(render_header(snap, self.palette, view=view, readonly=readonly, live=live))
+        text = render_header(snap, self.palette, view=view, readonly=readonly, live=live)
+        if text != self._shown:  # an idle cluster: nothing to repaint
+            self._shown = text
+            # two fixed lines: new text never changes the layout (a re-layout of the whole
+            # screen, every tick, was most of an idle UI's cost)
+            self.update(text, layout=False)
 
     def on_click(self, event: Click) -> None:
         # the drop counter is at the end of the second line: it opens the rejects view

@@ -9,7 +9,8 @@ so the hint never covers a column title.
 from __future__ import annotations
 
 from rich.segment import Segment
-from textual.geometry import Size
+from rich.style import Style
+from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -32,6 +33,10 @@ class LineView(ScrollView, can_focus=True):
         self.palette = palette
         self._count = 0  # body lines
         self._width = 0  # content width needed
+        # what each widget row shows, and the (scroll x, scroll y, width) it was drawn at:
+        # new data repaints only the rows that differ (an idle cluster repaints nothing)
+        self._painted: dict[int, Strip] = {}
+        self._painted_at: tuple[int, int, int] | None = None
 
     # -- for subclasses ------------------------------------------------------------------------
 
@@ -46,7 +51,24 @@ class LineView(ScrollView, can_focus=True):
         size = Size(width, lines + self.sticky)
         if size != self.virtual_size:
             self.virtual_size = size
-        self.refresh()
+            self.refresh()
+        else:
+            self.refresh_changed()
+
+    def refresh_changed(self) -> None:
+        """Repaint the rows whose line differs from what they show (all of them if the view
+        scrolled or resized since they were drawn)."""
+        sx, sy = self.scroll_offset
+        width = self.scrollable_content_region.width
+        if self._painted_at != (sx, sy, width) or not self._painted:
+            self._painted.clear()
+            self.refresh()
+            return
+        style = self.rich_style  # (Textual computes it from the DOM on every call)
+        for y, shown in list(self._painted.items()):
+            if self._line(y, style) != shown:
+                del self._painted[y]
+                self.refresh(Region(0, y, width, 1))
 
     # -- drawing -------------------------------------------------------------------------------
 
@@ -56,17 +78,28 @@ class LineView(ScrollView, can_focus=True):
         return max(1, self.scrollable_content_region.height - self.sticky)
 
     def render_line(self, y: int) -> Strip:
+        strip = self._line(y, self.rich_style)
+        sx, sy = self.scroll_offset
+        at = (sx, sy, self.scrollable_content_region.width)
+        if at != self._painted_at:
+            self._painted.clear()
+            self._painted_at = at
+        self._painted[y] = strip
+        return strip
+
+    def _line(self, y: int, style: Style) -> Strip:
         sx, sy = self.scroll_offset
         width = self.scrollable_content_region.width
         full = max(width, self._width)
         if y == 0:
             self._scroll_hint(sx, width, full)
         if y < self.sticky:
-            strip = self.header_strip(full).crop_extend(sx, sx + width, None)
+            # the sticky header: cropped once, like a body line (scrolled sideways with it)
+            strip = self.header_strip(full)
         else:
             line = sy + y - self.sticky
             strip = self.body_strip(line, full) if 0 <= line < self._count else Strip.blank(full)
-        return strip.crop_extend(sx, sx + width, None).apply_style(self.rich_style)
+        return strip.crop_extend(sx, sx + width, None).apply_style(style)
 
     def _scroll_hint(self, sx: int, width: int, full: int) -> None:
         """Say in the top border when columns are hidden left or right of the view."""

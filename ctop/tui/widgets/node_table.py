@@ -1,7 +1,9 @@
 """The dense node table: one line per node, group header lines, sticky column header.
 
-Rows are cached per node object (NodeView is immutable and replaced when the node changes), so
-an unchanged node costs nothing; a new tick drops the cache since rows show ages and ratios.
+Rows are cached per node by what they show (every value a row draws, its age and LB ratio
+included), so a node whose row would look the same is not drawn again, in a new tick too: an
+attached UI decodes new NodeView objects every tick, and on an idle cluster nearly every
+row stays as it is (LineView then repaints none of them).
 """
 
 from __future__ import annotations
@@ -43,12 +45,23 @@ class TableLayout(NodeLayout):
 
     def __init__(self, view) -> None:
         super().__init__(view)
-        self._rows: dict[tuple[int, bool, bool], tuple[NodeView, Strip]] = {}
+        # (node_id, cursor, focus) -> (what the row shows, the row)
+        self._rows: dict[tuple[str, bool, bool], tuple[tuple, Strip]] = {}
         self._group_lines: list[int] = []  # body line of each group header
         self._group_starts: list[int] = []  # node index where each group starts
 
     def forget(self) -> None:
-        self._rows = {}
+        pass  # rows are checked against what they show, ages and ratios included
+
+    def _shown(self, n: NodeView) -> tuple:
+        """Everything `_row` draws from, but the cursor."""
+        v = self.view
+        assert v.snap is not None and v.arr is not None
+        return (
+            n.group, n.liveness, n.cpu, n.mem, n.load1, n.net_rx_bps, n.net_tx_bps, n.conns,
+            v.arr.ratios.get(n.node_id), tuple(s.status for s in n.services), n.cpu_history,
+            age(n.last_seen, v.snap.ts), n.addresses[:1],
+        )
 
     def layout(self) -> tuple[int, int]:
         arr = self.view.arr
@@ -103,14 +116,15 @@ class TableLayout(NodeLayout):
             return self._group_strip(bisect_right(self._group_lines, line) - 1, width)
         node = arr.nodes[index]
         cur = index == v.cursor
-        key = (id(node), cur, cur and v.has_focus)
+        key = (node.node_id, cur, cur and v.has_focus)
+        shown = self._shown(node)
         hit = self._rows.get(key)
-        if hit is not None and hit[0] is node and hit[1].cell_length == width:
+        if hit is not None and hit[0] == shown and hit[1].cell_length == width:
             return hit[1]
         row = self._row(node, width, cur)
         if len(self._rows) > 4096:
             self._rows.clear()
-        self._rows[key] = (node, row)
+        self._rows[key] = (shown, row)
         return row
 
     def _group_strip(self, g: int, width: int) -> Strip:

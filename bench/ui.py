@@ -458,13 +458,14 @@ def idle(trees: dict[str, Path], nodes: int, seconds: float, warmup: float) -> N
 def wait_for_nodes(daemon: Any, nodes: int, timeout: float = 180) -> None:
     """Until the daemon knows every node (it may be too busy to answer at first)."""
     from ctop.codec import unpack_compact
-    from ctop.control import ControlError, _exchange
+    from ctop.control.client import exchange
+    from ctop.control.wire import ControlError
 
     deadline = time.monotonic() + timeout
     seen = 0
     while time.monotonic() < deadline:
         with contextlib.suppress(ControlError, OSError):
-            seen = len(unpack_compact(_exchange(str(daemon.sock), "ui", timeout=30)).nodes)
+            seen = len(unpack_compact(exchange(str(daemon.sock), "ui", timeout=30)).nodes)
         if seen >= nodes:
             return
         time.sleep(1)

@@ -5,21 +5,21 @@ from __future__ import annotations
 
 import time
 
-import ctop.control
-from ctop.control import RemoteSource
+import ctop.tui.remote
+from ctop.tui.remote import RemoteSource
 from tests.helpers.serve_helpers import Daemon, Sender
 
 
 def test_each_snapshot_is_decoded_once_however_often_it_is_polled(tmp_path, monkeypatch):
     decoded: list[tuple[float, int]] = []
-    unpack = ctop.control.unpack_compact
+    unpack = ctop.tui.remote.unpack_compact
 
     def counting(data: bytes):
         snap = unpack(data)
         decoded.append((snap.ts, snap.tick))
         return snap
 
-    monkeypatch.setattr(ctop.control, "unpack_compact", counting)
+    monkeypatch.setattr(ctop.tui.remote, "unpack_compact", counting)
     daemon = Daemon(tmp_path, "tick = 2").start()
     try:
         sender = Sender("n1")

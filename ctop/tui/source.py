@@ -81,6 +81,10 @@ class StaticSource:
     def snapshot(self) -> Snapshot:
         return self._snaps[self._i]
 
+    def set_snapshot(self, snap: Snapshot) -> None:
+        """Show `snap` from now on: a test's tick, made by hand."""
+        self._snaps[self._i] = snap
+
     def advance(self) -> Snapshot:
         self._i = min(self._i + 1, len(self._snaps) - 1)
         return self._snaps[self._i]

@@ -36,6 +36,7 @@ ROLL_MINUTES_PER_PASS = 600  # a backlog (downtime, an upgrade) is rolled up in 
 # alone would scan the whole table
 _EACH = "rs IN (SELECT id FROM lb_servers) AND "
 
+# column `backend` holds the balancer's name (`balancer` in Python): existing databases
 SCHEMA = """
 CREATE TABLE lb_servers (
     id INTEGER PRIMARY KEY,

@@ -173,6 +173,7 @@ class ControlServer:
         """One real server's connections (the daemon's balancer), as plain maps."""
         try:
             where = json.loads(arg)
+            # "backend": the key older attached UIs send (ctop/lb/plainkeys.py)
             balancer, service, server = (str(where[k]) for k in ("backend", "service", "server"))
         except (ValueError, KeyError, TypeError) as exc:
             return {"error": f"bad conns request: {exc}"}

@@ -26,6 +26,7 @@ from ctop.filemodes import private_database
 ORIGINS = ("operator", "auto", "cli")
 HUMAN = ("operator", "cli")
 
+# column `backend` holds the balancer's name (`balancer` in Python): existing databases
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS lb_actions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -307,7 +307,7 @@ def _lb_breaches(
     rule: Rule, svc: LBServiceView
 ) -> dict[str, tuple[Rule, str, Severity, str, float | None]]:
     out = {}
-    where = f"{svc.backend} {svc.key}"
+    where = f"{svc.balancer} {svc.key}"
     if rule.serving_below is not None:
         serving = sum(rs.state == "serving" for rs in svc.servers)
         if serving < rule.serving_below:

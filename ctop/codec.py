@@ -54,7 +54,8 @@ def to_plain(snap: Snapshot, *, metrics: bool = True, nodes: bool = True) -> dic
                     "severity": str(a.severity), "message": a.message, "since": a.since,
                     "value": a.value} for a in snap.alerts],
         "events": [[e.ts, e.kind, e.node_id, e.message] for e in snap.events],
-        "lb": [{"key": s.key, "backend": s.backend, "protocol": s.protocol,
+        # the balancer's name keeps the key "backend": older attached UIs, `status --json`
+        "lb": [{"key": s.key, "backend": s.balancer, "protocol": s.protocol,
                 "scheduler": s.scheduler, "imbalance": s.imbalance, "basis": s.basis,
                 "servers": [_plain(r, _RS_FIELDS) for r in s.servers],
                 "share_history": {k: [list(p) for p in v] for k, v in s.share_history.items()}}

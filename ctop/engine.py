@@ -349,9 +349,9 @@ class Engine:
             raise RuntimeError(self.lb_note or "no load balancer configured")
         return self.lb_service
 
-    async def lb_connections(self, backend: str, service: str, server: str) -> list[Connection]:
+    async def lb_connections(self, balancer: str, service: str, server: str) -> list[Connection]:
         """One real server's connections, read now (the `c` view, an attached UI's too)."""
-        return await self._lb().connections(backend, service, server)
+        return await self._lb().connections(balancer, service, server)
 
     async def lb_plan(self, request: ActionRequest) -> Plan:
         """What `request` would do now (the confirmation dialog's body)."""

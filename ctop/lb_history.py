@@ -28,7 +28,7 @@ SHARE_SCALE = 10_000
 CPS_SCALE = 10
 TS_SCALE = 1000
 SPARK_ROUNDS = 30  # rounds kept per server for the LB pane's sparkline
-PREFIX = "lb:"  # Store.history metric names: lb:<backend>/<service>/<server>:share|weight
+PREFIX = "lb:"  # Store.history metric names: lb:<balancer>/<service>/<server>:share|weight
 FACTS_EVERY = 60.0  # seconds between rounds that carry every server's facts again
 ROLL_MINUTES_PER_PASS = 600  # a backlog (downtime, an upgrade) is rolled up in short steps
 
@@ -36,6 +36,7 @@ ROLL_MINUTES_PER_PASS = 600  # a backlog (downtime, an upgrade) is rolled up in 
 # alone would scan the whole table
 _EACH = "rs IN (SELECT id FROM lb_servers) AND "
 
+# column `backend` holds the balancer's name (`balancer` in Python): existing databases
 SCHEMA = """
 CREATE TABLE lb_servers (
     id INTEGER PRIMARY KEY,
@@ -110,7 +111,7 @@ class LBRound:
 
     ts: float
     servers: tuple[tuple[Any, ...], ...]  # lb_servers facts, one per real server
-    samples: tuple[tuple[Any, ...], ...]  # (backend, service, server, values...)
+    samples: tuple[tuple[Any, ...], ...]  # (balancer, service, server, values...)
 
 
 # -- the engine's side -------------------------------------------------------------------------
@@ -136,7 +137,7 @@ class LBRecorder:
         for svc in views:
             history = {}
             for rs in svc.servers:
-                key = (svc.backend, svc.key, rs.key)
+                key = (svc.balancer, svc.key, rs.key)
                 recent = seen[key] = self._recent.get(key) or deque(maxlen=SPARK_ROUNDS)
                 recent.append((rs.conn_share, rs.weight_share))
                 history[rs.key] = tuple(recent)
@@ -161,15 +162,15 @@ def round_of(
     servers, samples = [], []
     for svc in views:
         imbalance = round(svc.imbalance * SHARE_SCALE)
-        backend, service = svc.backend, svc.key
+        balancer, service = svc.balancer, svc.key
         for rs in svc.servers:
-            facts = (backend, service, rs.key, rs.address, rs.port, rs.node_id,
+            facts = (balancer, service, rs.key, rs.address, rs.port, rs.node_id,
                      svc.protocol, svc.scheduler, svc.basis)
             if known is None or known.get(facts[:3]) != facts:
                 servers.append(facts)
                 if known is not None:
                     known[facts[:3]] = facts
-            samples.append((backend, service, rs.key, rs.weight, rs.state, rs.active_conns,
+            samples.append((balancer, service, rs.key, rs.weight, rs.state, rs.active_conns,
                             rs.inactive_conns, round(rs.conns_per_s * CPS_SCALE),
                             round(rs.conn_share * SHARE_SCALE),
                             round(rs.weight_share * SHARE_SCALE), imbalance))
@@ -196,8 +197,8 @@ def write_round(db: sqlite3.Connection, r: LBRound) -> None:
     db.executemany(
         "INSERT OR REPLACE INTO lb_samples SELECT id, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM lb_servers "
         "WHERE backend = ? AND service = ? AND server = ?",
-        [(ts, *values, backend, service, server)
-         for backend, service, server, *values in r.samples],
+        [(ts, *values, balancer, service, server)
+         for balancer, service, server, *values in r.samples],
     )
     roll(db, r.ts)
 
@@ -290,25 +291,25 @@ def servers_at(db: sqlite3.Connection, at: float) -> tuple[tuple[LBServiceView, 
     recent: dict[tuple[str, str], dict[str, tuple[tuple[float, float], ...]]] = {}
     imbalances: dict[tuple[str, str], float] = {}
     for rs, weight, state, active, inactive, cps, share, wshare, imbalance in rows:
-        backend, service, server, address, port, node, *_ = facts[rs]
+        balancer, service, server, address, port, node, *_ = facts[rs]
         conn_share, weight_share = share / SHARE_SCALE, wshare / SHARE_SCALE
-        services.setdefault((backend, service), []).append(RealServerView(
+        services.setdefault((balancer, service), []).append(RealServerView(
             key=server, address=address, port=port, weight=weight or 0, state=state or "",
             active_conns=active or 0, inactive_conns=inactive or 0,
             conns_per_s=(cps or 0) / CPS_SCALE, node_id=node, conn_share=conn_share,
             weight_share=weight_share,
             ratio=conn_share / weight_share if weight_share else None,
         ))
-        recent.setdefault((backend, service), {})[server] = history.get(rs, ())
-        imbalances[(backend, service)] = (imbalance or 0) / SHARE_SCALE
+        recent.setdefault((balancer, service), {})[server] = history.get(rs, ())
+        imbalances[(balancer, service)] = (imbalance or 0) / SHARE_SCALE
     by_service = {(f[0], f[1]): f for f in facts.values()}
     views = []
-    for (backend, service), servers in sorted(services.items()):
-        _, _, _, _, _, _, protocol, scheduler, basis = by_service[(backend, service)]
+    for (balancer, service), servers in sorted(services.items()):
+        _, _, _, _, _, _, protocol, scheduler, basis = by_service[(balancer, service)]
         servers.sort(key=lambda s: s.key)
-        views.append(LBServiceView(service, backend, protocol, scheduler, tuple(servers),
-                                   imbalances[(backend, service)], basis,
-                                   MappingProxyType(recent[(backend, service)])))
+        views.append(LBServiceView(service, balancer, protocol, scheduler, tuple(servers),
+                                   imbalances[(balancer, service)], basis,
+                                   MappingProxyType(recent[(balancer, service)])))
     return tuple(views), max(imbalances.values(), default=0.0)
 
 
@@ -324,9 +325,9 @@ def _recent_pairs(db: sqlite3.Connection, at: float) -> dict[int, tuple[tuple[fl
     return {rs: tuple(pairs[-SPARK_ROUNDS:]) for rs, pairs in out.items()}
 
 
-def metric_name(backend: str, service: str, server: str, what: str = "share") -> str:
+def metric_name(balancer: str, service: str, server: str, what: str = "share") -> str:
     """The Store.history name of one server's share ("share") or weight share ("weight")."""
-    return f"{PREFIX}{backend}/{service}/{server}:{what}"
+    return f"{PREFIX}{balancer}/{service}/{server}:{what}"
 
 
 def series(
@@ -343,7 +344,7 @@ def series(
     for metric in metrics:
         try:
             name, what = metric[len(PREFIX):].rsplit(":", 1)
-            backend, rest = name.split("/", 1)
+            balancer, rest = name.split("/", 1)
             service, server = rest.rsplit("/", 1)
         except ValueError:
             continue
@@ -353,7 +354,7 @@ def series(
                 f"SELECT {t_expr}, {column} * 100.0 / {SHARE_SCALE} FROM {table} "
                 f"WHERE rs = (SELECT id FROM lb_servers WHERE backend = ? AND service = ? "
                 f"AND server = ?) AND {col} >= ? AND {col} <= ? ORDER BY {col}",
-                (backend, service, server, int((now - seconds) * scale), int(now * scale)),
+                (balancer, service, server, int((now - seconds) * scale), int(now * scale)),
             ).fetchall()
         except sqlite3.OperationalError:  # a database from before LB history
             rows = []

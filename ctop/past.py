@@ -136,7 +136,7 @@ class PastSource:
     async def lb_action(self, request: ActionRequest) -> ActionResult:
         raise RuntimeError(REFUSAL)
 
-    async def lb_connections(self, backend: str, service: str, server: str) -> list[Connection]:
+    async def lb_connections(self, balancer: str, service: str, server: str) -> list[Connection]:
         raise RuntimeError(REFUSAL)
 
 

@@ -151,7 +151,7 @@ class RealServerView:
 @dataclass(frozen=True, slots=True)
 class LBServiceView:
     key: str  # "TCP 10.0.0.1:80" or a HAProxy backend name
-    backend: str  # "ipvs" | "haproxy"
+    balancer: str  # "ipvs" | "haproxy"
     protocol: str
     scheduler: str
     servers: tuple[RealServerView, ...]

@@ -32,7 +32,7 @@ async def test_the_lb_view_shows_haproxy_backends_with_weights_and_states(lb_eng
     await until(lambda: lb_engine.snapshot().lb)
     snap = lb_engine.snapshot()
     web1 = next(s for s in snap.lb if s.key == "web1")
-    assert web1.backend == "haproxy"
+    assert web1.balancer == "haproxy"
     assert [s.key for s in web1.servers] == ["s1", "s2", "s3"]
     assert all(s.weight == 1 and s.state == "serving" for s in web1.servers)
     assert all(abs(s.weight_share - 1 / 3) < 1e-9 for s in web1.servers)

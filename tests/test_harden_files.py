@@ -85,7 +85,7 @@ def test_opening_the_journal_next_to_the_store_keeps_every_write(tmp_path):
             subprocess.run([sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect("
                             "sys.argv[1]); c.execute('SELECT count(*) FROM lb_actions')"
                             ".fetchone(); c.close()", str(db)], check=True, timeout=30)
-            journal.record(origin="cli", backend="haproxy", service="web", server=f"s{i}",
+            journal.record(origin="cli", balancer="haproxy", service="web", server=f"s{i}",
                            action="drain", weight_before=1, weight_after=0, result="ok")
         assert (tmp_path / "ctop.db-wal").exists()
         with contextlib.closing(sqlite3.connect(db)) as other:

@@ -26,7 +26,7 @@ ON = QuiescePolicy(enabled=True, quiesce_after=2, restore_after=2, keep_last=Tru
 def _vs(*servers: tuple[str, int, ServerState]) -> VirtualService:
     return VirtualService(
         key="web",
-        backend="haproxy",
+        balancer="haproxy",
         protocol="HTTP",
         address="",
         port=0,
@@ -114,7 +114,7 @@ def _check(rs: RealServer) -> bool:
 def _round(ctl: LBController, service: str) -> list[Health]:
     """One new result of the "http" check per real server."""
     [vs] = [v for v in ctl.services() if v.key == service]
-    return [Health(vs.backend, vs.key, rs.key, "http", _check(rs)) for rs in vs.servers]
+    return [Health(vs.balancer, vs.key, rs.key, "http", _check(rs)) for rs in vs.servers]
 
 
 @pytest.fixture

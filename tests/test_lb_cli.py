@@ -28,6 +28,9 @@ def test_cli_subprocess_drain_weight_restore(haproxy: HAProxyLab, tmp_path) -> N
     p = run("list", *opts)
     assert p.returncode == 0, p.stderr
     assert "web5" in p.stdout and "s3" in p.stdout and "serving" in p.stdout
+    # scripts read the balancer's name under the key "backend" (as before the rename)
+    p = run("--json", "list", *opts)
+    assert {vs["backend"] for vs in json.loads(p.stdout)} == {"haproxy"}
 
     p = run("weight", "web5", "s2", "4", *opts)
     assert p.returncode == 0 and "weight 1 → 4" in p.stdout, p.stderr
@@ -38,11 +41,12 @@ def test_cli_subprocess_drain_weight_restore(haproxy: HAProxyLab, tmp_path) -> N
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["ok"] and out["after"] == 4 and out["origin"] == "cli"
+    assert out["backend"] == "haproxy"
 
     p = run("log", "--json", *opts)
     rows = json.loads(p.stdout)
     assert [r["action"] for r in rows] == ["restore", "drain", "weight"]
-    assert {r["origin"] for r in rows} == {"cli"}
+    assert {(r["origin"], r["backend"]) for r in rows} == {("cli", "haproxy")}
 
 
 def test_cli_exit_codes(haproxy: HAProxyLab, tmp_path) -> None:

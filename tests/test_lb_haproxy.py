@@ -20,7 +20,7 @@ from tests.helpers.haproxy_peer import SERVERS, HAProxyLab
 
 
 @pytest.fixture
-def backend(haproxy: HAProxyLab) -> HAProxyBalancer:
+def balancer(haproxy: HAProxyLab) -> HAProxyBalancer:
     return HAProxyBalancer(haproxy.admin_socket)
 
 
@@ -32,22 +32,22 @@ def journal(tmp_path) -> Journal:
 
 
 @pytest.fixture
-def ctl(backend: HAProxyBalancer, journal: Journal) -> LBController:
-    return LBController({"haproxy": backend}, journal)
+def ctl(balancer: HAProxyBalancer, journal: Journal) -> LBController:
+    return LBController({"haproxy": balancer}, journal)
 
 
-def servers(backend: HAProxyBalancer, service: str) -> dict[str, object]:
-    vs = next(v for v in backend.services() if v.key == service)
+def servers(balancer: HAProxyBalancer, service: str) -> dict[str, object]:
+    vs = next(v for v in balancer.services() if v.key == service)
     return {rs.key: rs for rs in vs.servers}
 
 
 # -- backend ---------------------------------------------------------------------------------
 
 
-def test_list_shows_backends_and_servers(backend: HAProxyBalancer, haproxy: HAProxyLab) -> None:
-    table = {vs.key: vs for vs in backend.services()}
+def test_list_shows_backends_and_servers(balancer: HAProxyBalancer, haproxy: HAProxyLab) -> None:
+    table = {vs.key: vs for vs in balancer.services()}
     vs = table["web1"]
-    assert vs.backend == "haproxy" and vs.protocol == "HTTP" and vs.scheduler == "roundrobin"
+    assert vs.balancer == "haproxy" and vs.protocol == "HTTP" and vs.scheduler == "roundrobin"
     assert [rs.key for rs in vs.servers] == list(SERVERS)
     for rs in vs.servers:
         assert rs.weight == 1 and rs.state == ServerState.SERVING
@@ -55,20 +55,20 @@ def test_list_shows_backends_and_servers(backend: HAProxyBalancer, haproxy: HAPr
     assert table["chk"].protocol == "TCP"
 
 
-def test_counters_and_byte_rates(backend: HAProxyBalancer, haproxy: HAProxyLab) -> None:
-    before = servers(backend, "web2")
+def test_counters_and_byte_rates(balancer: HAProxyBalancer, haproxy: HAProxyLab) -> None:
+    before = servers(balancer, "web2")
     haproxy.hits("web2", 30)
     time.sleep(0.05)
-    after = servers(backend, "web2")
+    after = servers(balancer, "web2")
     assert sum(after[s].total_conns - before[s].total_conns for s in SERVERS) == 30
     assert all(after[s].conns_per_s > 0 for s in SERVERS)  # HAProxy's per-second rate
     assert sum(after[s].bytes_out_per_s for s in SERVERS) > 0  # from two reads
 
 
-def test_health_check_down_maps_to_down(backend: HAProxyBalancer) -> None:
+def test_health_check_down_maps_to_down(balancer: HAProxyBalancer) -> None:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        chk = servers(backend, "chk")
+        chk = servers(balancer, "chk")
         if chk["s2"].state == ServerState.DOWN:
             break
         time.sleep(0.1)
@@ -77,22 +77,22 @@ def test_health_check_down_maps_to_down(backend: HAProxyBalancer) -> None:
 
 
 def test_draining_a_server_that_is_down_reads_back_drained(
-    ctl: LBController, backend: HAProxyBalancer, haproxy: HAProxyLab
+    ctl: LBController, balancer: HAProxyBalancer, haproxy: HAProxyLab
 ) -> None:
     # HAProxy's status column keeps saying DOWN for a drained server whose check fails;
     # the drain must still read back (automation drains exactly such servers).
     deadline = time.monotonic() + 5
-    while servers(backend, "chk")["s2"].state != ServerState.DOWN:
+    while servers(balancer, "chk")["s2"].state != ServerState.DOWN:
         assert time.monotonic() < deadline, "s2 never went DOWN"
         time.sleep(0.1)
     res = ctl.drain("haproxy", "chk", "s2", origin="auto")
     assert res.ok, res.message
     table = {rs.key: rs for vs in ctl.services() if vs.key == "chk" for rs in vs.servers}
     assert table["s2"].state == ServerState.QUIESCED
-    assert servers(backend, "chk")["s2"].state == ServerState.DRAINED
+    assert servers(balancer, "chk")["s2"].state == ServerState.DRAINED
     res = ctl.restore("haproxy", "chk", "s2", origin="auto")
     assert res.ok, res.message
-    assert servers(backend, "chk")["s2"].state == ServerState.DOWN  # still failing its check
+    assert servers(balancer, "chk")["s2"].state == ServerState.DOWN  # still failing its check
 
 
 def test_tcp_stats_socket(haproxy: HAProxyLab) -> None:
@@ -102,14 +102,14 @@ def test_tcp_stats_socket(haproxy: HAProxyLab) -> None:
     assert be.get_weight("web8", "s1") == (7, 1)
 
 
-def test_haproxy_errors_are_its_own_words(backend: HAProxyBalancer) -> None:
+def test_haproxy_errors_are_its_own_words(balancer: HAProxyBalancer) -> None:
     with pytest.raises(LBError, match=r"^No such server\.$"):
-        backend.set_weight("web1", "nope", 1)
+        balancer.set_weight("web1", "nope", 1)
     with pytest.raises(LBError, match=r"^No such backend\.$"):
-        backend.drain("nobackend", "s1")
+        balancer.drain("nobackend", "s1")
     with pytest.raises(LBError, match=r"0\.\.256"):
-        backend.set_weight("web1", "s1", 257)
-    user = HAProxyBalancer(backend.endpoint.replace("admin.sock", "user.sock"))
+        balancer.set_weight("web1", "s1", 257)
+    user = HAProxyBalancer(balancer.endpoint.replace("admin.sock", "user.sock"))
     with pytest.raises(LBError, match=r"^Permission denied \(.*level admin"):
         user.set_weight("web1", "s1", 2)
     with pytest.raises(LBError, match="No such file"):
@@ -170,20 +170,20 @@ def test_step_weight_and_noop(ctl: LBController) -> None:
 
 
 def test_restore_brings_back_exact_weight_across_restart(
-    backend: HAProxyBalancer, haproxy: HAProxyLab, tmp_path
+    balancer: HAProxyBalancer, haproxy: HAProxyLab, tmp_path
 ) -> None:
     db = tmp_path / "ctop.db"
     j1 = Journal(db)
-    ctl1 = LBController({"haproxy": backend}, j1)
+    ctl1 = LBController({"haproxy": balancer}, j1)
     assert ctl1.set_weight("haproxy", "web3", "s3", 5).ok
     assert ctl1.set_weight("haproxy", "web3", "s3", 0).ok  # weight 0 = drain, remembers 5
-    assert servers(backend, "web3")["s3"].weight == 0
+    assert servers(balancer, "web3")["s3"].weight == 0
     j1.close()
     # a new process: new backend object, new journal on the same database file
     ctl2 = LBController({"haproxy": HAProxyBalancer(haproxy.admin_socket)}, Journal(db))
     res = ctl2.restore("haproxy", "web3", "s3")
     assert res.ok and res.before == 0 and res.after == 5, res.message
-    assert servers(backend, "web3")["s3"].state == ServerState.SERVING
+    assert servers(balancer, "web3")["s3"].state == ServerState.SERVING
     counts = haproxy.hits("web3", 70)
     assert abs(counts["s3"] - 50) <= 2 and abs(counts["s1"] - 10) <= 2, counts  # 5:1:1
     again = ctl2.restore("haproxy", "web3", "s3")
@@ -201,12 +201,12 @@ def test_drain_restore_keeps_weight(ctl: LBController, haproxy: HAProxyLab) -> N
 
 
 def test_invalid_server_changes_nothing_and_is_journaled(
-    ctl: LBController, backend: HAProxyBalancer
+    ctl: LBController, balancer: HAProxyBalancer
 ) -> None:
-    before = backend.show_stat()
+    before = balancer.show_stat()
     res = ctl.drain("haproxy", "web1", "s9")
     assert not res.ok and not res.applied and "s9" in res.message and "s1, s2, s3" in res.message
-    assert [r["status"] for r in backend.show_stat()] == [r["status"] for r in before]
+    assert [r["status"] for r in balancer.show_stat()] == [r["status"] for r in before]
     row = ctl.journal.actions()[0]
     assert row.server == "s9" and row.result == res.message
 
@@ -219,15 +219,15 @@ def test_haproxy_error_reported_with_its_message(haproxy: HAProxyLab, journal: J
     assert HAProxyBalancer(haproxy.admin_socket).get_weight("web1", "s1") == (1, 1)
 
 
-def test_readonly_refuses(backend: HAProxyBalancer, journal: Journal) -> None:
-    ctl = LBController({"haproxy": backend}, journal, readonly=True)
+def test_readonly_refuses(balancer: HAProxyBalancer, journal: Journal) -> None:
+    ctl = LBController({"haproxy": balancer}, journal, readonly=True)
     res = ctl.drain("haproxy", "web1", "s1")
     assert not res.ok and not res.applied and "read-only" in res.message
-    assert servers(backend, "web1")["s1"].state == ServerState.SERVING
+    assert servers(balancer, "web1")["s1"].state == ServerState.SERVING
 
 
 def test_weight_out_of_range_refused_before_haproxy(
-    backend: HAProxyBalancer, journal: Journal
+    balancer: HAProxyBalancer, journal: Journal
 ) -> None:
     sent: list[str] = []
 
@@ -236,36 +236,36 @@ def test_weight_out_of_range_refused_before_haproxy(
             sent.append(line)
             super()._write(line)
 
-    ctl = LBController({"haproxy": Spy(backend.endpoint)}, journal)
+    ctl = LBController({"haproxy": Spy(balancer.endpoint)}, journal)
     for w in (257, -1):
         res = ctl.set_weight("haproxy", "web1", "s1", w)
         assert not res.ok and "out of range 0..256" in res.message
     assert sent == []
 
 
-def test_half_done_ready_is_put_back(backend: HAProxyBalancer, journal: Journal) -> None:
+def test_half_done_ready_is_put_back(balancer: HAProxyBalancer, journal: Journal) -> None:
     class Flaky(HAProxyBalancer):
         def ready(self, service_key: str, server_key: str, weight: int) -> None:
             self._write(f"set server {service_key}/{server_key} state ready")  # step 1 works
             raise LBError("injected failure after 'state ready'")
 
-    ctl = LBController({"haproxy": Flaky(backend.endpoint)}, journal)
+    ctl = LBController({"haproxy": Flaky(balancer.endpoint)}, journal)
     assert ctl.set_weight("haproxy", "web5", "s1", 4).ok
     assert ctl.drain("haproxy", "web5", "s1").ok
     res = ctl.restore("haproxy", "web5", "s1")
     assert not res.ok and "injected failure" in res.message and "put back" in res.message
-    s1 = servers(backend, "web5")["s1"]
+    s1 = servers(balancer, "web5")["s1"]
     assert s1.state == ServerState.DRAINED and s1.weight == 4
 
 
 def test_describe_shows_before_after_without_applying(
-    ctl: LBController, backend: HAProxyBalancer
+    ctl: LBController, balancer: HAProxyBalancer
 ) -> None:
     ask = ActionRequest("weight", "haproxy", "web6", "s1", 9)
     plan = plan_of(ctl, ask)
     assert (plan.before, plan.after, plan.ok) == (1, 9, True)
     assert "before: weight 1" in plan.text() and "after:  weight 9" in plan.text()
-    assert servers(backend, "web6")["s1"].weight == 1
+    assert servers(balancer, "web6")["s1"].weight == 1
     assert perform(ctl, replace(ask, expect=expect_of(plan))).after == 9
     ask = ActionRequest("weight", "haproxy", "web6", "s2", 3)
     stale = plan_of(ctl, ask)
@@ -278,13 +278,13 @@ def test_describe_shows_before_after_without_applying(
 
 
 def test_maint_takes_the_server_out_and_restore_brings_its_weight_back(
-    ctl: LBController, backend: HAProxyBalancer, haproxy: HAProxyLab
+    ctl: LBController, balancer: HAProxyBalancer, haproxy: HAProxyLab
 ) -> None:
     assert ctl.set_weight("haproxy", "web7", "s2", 3).ok
     res = ctl.maint("haproxy", "web7", "s2")
     assert res.ok and res.applied, res.message
     assert (res.before, res.after, res.state_after) == (3, 0, ServerState.MAINT)
-    s2 = servers(backend, "web7")["s2"]
+    s2 = servers(balancer, "web7")["s2"]
     assert s2.state == ServerState.MAINT and s2.weight == 3  # HAProxy keeps the weight
     assert "MAINT" in haproxy.cmd("show stat").split("web7,s2,", 1)[1].split("\n")[0]
     counts = haproxy.hits("web7", 40)
@@ -314,21 +314,21 @@ def test_maint_takes_the_server_out_and_restore_brings_its_weight_back(
 
 
 def test_maint_after_a_weight_0_drain_restores_the_weight_from_before_the_drain(
-    ctl: LBController, backend: HAProxyBalancer, haproxy: HAProxyLab
+    ctl: LBController, balancer: HAProxyBalancer, haproxy: HAProxyLab
 ) -> None:
     # weight 0 leaves HAProxy's own weight at 0: the journal's saved weight must survive maint
     assert ctl.set_weight("haproxy", "web8", "s1", 4).ok
     assert ctl.set_weight("haproxy", "web8", "s1", 0).ok
     res = ctl.maint("haproxy", "web8", "s1")
-    assert res.ok and servers(backend, "web8")["s1"].state == ServerState.MAINT, res.message
+    assert res.ok and servers(balancer, "web8")["s1"].state == ServerState.MAINT, res.message
     res = ctl.restore("haproxy", "web8", "s1")
     assert res.ok and res.after == 4, res.message
-    assert servers(backend, "web8")["s1"].state == ServerState.SERVING
+    assert servers(balancer, "web8")["s1"].state == ServerState.SERVING
     assert abs(haproxy.hits("web8", 60)["s1"] - 40) <= 2  # 4:1:1, give or take settling
 
 
 def test_maint_on_a_drained_server_and_drain_on_a_maint_server(
-    ctl: LBController, backend: HAProxyBalancer
+    ctl: LBController, balancer: HAProxyBalancer
 ) -> None:
     assert ctl.drain("haproxy", "web1", "s3").ok
     res = ctl.maint("haproxy", "web1", "s3")
@@ -339,12 +339,12 @@ def test_maint_on_a_drained_server_and_drain_on_a_maint_server(
 
 
 def test_maint_on_a_missing_server_is_refused_with_the_balancers_words(
-    ctl: LBController, backend: HAProxyBalancer, haproxy: HAProxyLab
+    ctl: LBController, balancer: HAProxyBalancer, haproxy: HAProxyLab
 ) -> None:
     with pytest.raises(LBError, match=r"^No such server\.$"):
-        backend.maint("web1", "nope")
+        balancer.maint("web1", "nope")
     with pytest.raises(LBError, match=r"^No such backend\.$"):
-        backend.maint("nobackend", "s1")
+        balancer.maint("nobackend", "s1")
     res = ctl.maint("haproxy", "web1", "s9")  # the controller checks the table first
     assert not res.ok and not res.applied and "s1, s2, s3" in res.message
     assert ctl.journal.actions()[0].result == res.message
@@ -353,11 +353,11 @@ def test_maint_on_a_missing_server_is_refused_with_the_balancers_words(
     res = user.maint("haproxy", "web1", "s1")
     assert not res.ok and res.applied and res.message.startswith("Permission denied")
     assert ctl.journal.actions()[0].result == res.message
-    assert servers(backend, "web1")["s1"].state == ServerState.SERVING
+    assert servers(balancer, "web1")["s1"].state == ServerState.SERVING
 
 
 def test_maint_read_back_mismatch_and_half_done_maint_are_put_back(
-    backend: HAProxyBalancer, journal: Journal
+    balancer: HAProxyBalancer, journal: Journal
 ) -> None:
     class DrainsInstead(HAProxyBalancer):
         def maint(self, service_key: str, server_key: str) -> None:
@@ -368,40 +368,40 @@ def test_maint_read_back_mismatch_and_half_done_maint_are_put_back(
             super().maint(service_key, server_key)
             raise LBError("injected failure after 'state maint'")
 
-    ctl = LBController({"haproxy": DrainsInstead(backend.endpoint)}, journal)
+    ctl = LBController({"haproxy": DrainsInstead(balancer.endpoint)}, journal)
     assert ctl.set_weight("haproxy", "web2", "s3", 2).ok
     res = ctl.maint("haproxy", "web2", "s3")
     assert not res.ok and "expected maint" in res.message and "put back" in res.message
-    s3 = servers(backend, "web2")["s3"]
+    s3 = servers(balancer, "web2")["s3"]
     assert (s3.state, s3.weight) == (ServerState.SERVING, 2)
 
-    ctl = LBController({"haproxy": MaintThenFails(backend.endpoint)}, journal)
+    ctl = LBController({"haproxy": MaintThenFails(balancer.endpoint)}, journal)
     res = ctl.maint("haproxy", "web2", "s3")
     assert not res.ok and "injected failure" in res.message and "put back" in res.message
-    s3 = servers(backend, "web2")["s3"]
+    s3 = servers(balancer, "web2")["s3"]
     assert (s3.state, s3.weight) == (ServerState.SERVING, 2)
     assert journal.intent("haproxy", "web2", "s3").drained_by is None  # nothing remembered
 
 
 def test_failed_restore_from_maint_goes_back_into_maint(
-    backend: HAProxyBalancer, journal: Journal
+    balancer: HAProxyBalancer, journal: Journal
 ) -> None:
     class Flaky(HAProxyBalancer):
         def ready(self, service_key: str, server_key: str, weight: int) -> None:
             self._write(f"set server {service_key}/{server_key} state ready")  # step 1 works
             raise LBError("injected failure after 'state ready'")
 
-    ctl = LBController({"haproxy": Flaky(backend.endpoint)}, journal)
+    ctl = LBController({"haproxy": Flaky(balancer.endpoint)}, journal)
     assert ctl.set_weight("haproxy", "web3", "s3", 5).ok
     assert ctl.maint("haproxy", "web3", "s3").ok
     res = ctl.restore("haproxy", "web3", "s3")
     assert not res.ok and "injected failure" in res.message and "put back" in res.message
-    s3 = servers(backend, "web3")["s3"]
+    s3 = servers(balancer, "web3")["s3"]
     assert (s3.state, s3.weight) == (ServerState.MAINT, 5)
 
 
 def test_automation_never_undoes_an_operators_maint(
-    ctl: LBController, backend: HAProxyBalancer
+    ctl: LBController, balancer: HAProxyBalancer
 ) -> None:
     assert ctl.maint("haproxy", "web4", "s1", origin="cli").ok
     quiescer = AutoQuiescer(
@@ -411,13 +411,13 @@ def test_automation_never_undoes_an_operators_maint(
         rounds = [Health("haproxy", "web4", s, "http", ok) for s in SERVERS]
         done = quiescer.step(rounds)
         assert not [d for d, r in done if r is not None and d.server == "s1"], done
-    assert servers(backend, "web4")["s1"].state == ServerState.MAINT
+    assert servers(balancer, "web4")["s1"].state == ServerState.MAINT
     # and the controller refuses automation directly too
     res = ctl.restore("haproxy", "web4", "s1", origin="auto")
     assert not res.ok and "automation does not undo it" in res.message
     res = ctl.set_weight("haproxy", "web4", "s1", 2, origin="auto")
     assert not res.ok and "automation leaves it alone" in res.message
-    assert servers(backend, "web4")["s1"].state == ServerState.MAINT
+    assert servers(balancer, "web4")["s1"].state == ServerState.MAINT
 
 
 def test_ipvs_has_no_maint_and_says_so_before_running_anything(tmp_path) -> None:
@@ -434,7 +434,7 @@ def test_ipvs_has_no_maint_and_says_so_before_running_anything(tmp_path) -> None
     assert "remove the destination" in res.message
     assert fake.edits() == []  # nothing changed on the director
     row = journal.actions()[0]
-    assert (row.action, row.backend, row.server, row.result) == (
+    assert (row.action, row.balancer, row.server, row.result) == (
         "maint",
         "ipvs",
         "10.0.0.2:80",

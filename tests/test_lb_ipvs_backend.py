@@ -31,12 +31,12 @@ def proc(tmp_path: Path) -> Path:
     return tmp_path / "proc"
 
 
-def backend(fake: FakeIpvsadm, proc: Path) -> IPVSBalancer:
+def balancer(fake: FakeIpvsadm, proc: Path) -> IPVSBalancer:
     return IPVSBalancer(ipvsadm=str(fake.path), proc_root=str(proc))
 
 
 def test_services_merge_list_thresholds_stats_and_rates(tmp_path: Path, proc: Path) -> None:
-    b = backend(FakeIpvsadm(tmp_path, RICH), proc)
+    b = balancer(FakeIpvsadm(tmp_path, RICH), proc)
     svcs = {s.key: s for s in b.services()}
     assert b.read_note == ""
     web = svcs["TCP 10.0.0.1:80"].servers[0]
@@ -65,7 +65,7 @@ def test_edit_repeats_method_and_thresholds(
     tmp_path: Path, proc: Path, service: str, server: str, weight: int, command: str
 ) -> None:
     fake = FakeIpvsadm(tmp_path, RICH)
-    backend(fake, proc).set_weight(service, server, weight)
+    balancer(fake, proc).set_weight(service, server, weight)
     assert fake.edits() == [command]
 
 
@@ -83,7 +83,7 @@ def test_edit_repeats_tunnel_settings(
     tmp_path: Path, proc: Path, service: str, server: str, flags: str
 ) -> None:
     fake = FakeIpvsadm(tmp_path, TUNNELS)
-    backend(fake, proc).set_weight(service, server, 4)
+    balancer(fake, proc).set_weight(service, server, 4)
     (edit,) = fake.edits()
     assert f" -r {server} {flags} -x 0 -y 0" in edit
     assert edit.startswith("-e -f 7 -6 " if service.startswith("FWM") else "-e -u 10.0.0.1:80 ")
@@ -91,7 +91,7 @@ def test_edit_repeats_tunnel_settings(
 
 def test_drain_and_ready(tmp_path: Path, proc: Path) -> None:
     fake = FakeIpvsadm(tmp_path, RICH)
-    b = backend(fake, proc)
+    b = balancer(fake, proc)
     b.drain("TCP 10.0.0.1:80", "10.0.0.3:80")
     b.ready("TCP 10.0.0.1:80", "10.0.0.3:80", 2)
     assert [e.split(" -w ")[1] for e in fake.edits()] == ["0 -x 0 -y 0", "2 -x 0 -y 0"]
@@ -103,13 +103,13 @@ def test_drain_and_ready(tmp_path: Path, proc: Path) -> None:
 def test_weight_out_of_range_runs_nothing(tmp_path: Path, proc: Path, weight: object) -> None:
     fake = FakeIpvsadm(tmp_path, RICH)
     with pytest.raises(LBError, match="illegal weight specified"):
-        backend(fake, proc).set_weight("TCP 10.0.0.1:80", "10.0.0.2:80", weight)  # type: ignore[arg-type]
+        balancer(fake, proc).set_weight("TCP 10.0.0.1:80", "10.0.0.2:80", weight)  # type: ignore[arg-type]
     assert fake.calls() == []
 
 
 def test_unknown_service_and_server(tmp_path: Path, proc: Path) -> None:
     fake = FakeIpvsadm(tmp_path, RICH)
-    b = backend(fake, proc)
+    b = balancer(fake, proc)
     with pytest.raises(LBError, match=r"^Service not defined: TCP 10.9.9.9:80$"):
         b.set_weight("TCP 10.9.9.9:80", "10.0.0.2:80", 1)
     with pytest.raises(LBError, match=r"^No such destination: 10.0.0.9:80 in TCP 10.0.0.1:80$"):
@@ -134,7 +134,7 @@ def test_tool_errors_carry_the_tool_message(
 ) -> None:
     fake = FakeIpvsadm(tmp_path, RICH, edit=(rc, stderr))
     with pytest.raises(LBError) as info:
-        backend(fake, proc).set_weight("TCP 10.0.0.1:80", "10.0.0.2:80", 4)
+        balancer(fake, proc).set_weight("TCP 10.0.0.1:80", "10.0.0.2:80", 4)
     assert info.value.message == message
     assert info.value.command.endswith("-e -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 4 -x 0 -y 0")
 
@@ -175,7 +175,7 @@ def test_ipvs_weights_go_past_haproxys_256_up_to_the_kernels_limit(
 ) -> None:
     """The controller's range for an IPVS balancer is the kernel's, not HAProxy's 0..256."""
     fake = FakeIpvsadm(tmp_path, RICH)
-    ctl = LBController({"ipvs": backend(fake, proc)}, None)
+    ctl = LBController({"ipvs": balancer(fake, proc)}, None)
     big = ctl.plan_set_weight("ipvs", "TCP 10.0.0.1:80", "10.0.0.2:80", 1000)
     assert big.ok and big.after == 1000, big.message
     over = ctl.set_weight("ipvs", "TCP 10.0.0.1:80", "10.0.0.2:80", 2**31)

@@ -54,7 +54,9 @@ def test_list_one_nat_service() -> None:
         "10.0.0.1",
         80,
     )
-    assert (svc.backend, svc.scheduler, svc.persistent_s, svc.fwmark) == ("ipvs", "wlc", None, None)
+    assert (svc.balancer, svc.scheduler, svc.persistent_s, svc.fwmark) == (
+        "ipvs", "wlc", None, None
+    )
     a, b = svc.servers
     assert (a.key, a.forward, a.weight, a.active_conns, a.inactive_conns) == (
         "10.0.0.2:80", "masq", 3, 0, 7,

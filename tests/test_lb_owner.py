@@ -213,7 +213,7 @@ def test_a_journal_from_before_sudo_user_is_migrated_and_keeps_its_rows(tmp_path
     old.close()
     journal = Journal(db)
     with acting_as(Actor("carol", "dave")):
-        journal.record(origin="cli", backend="haproxy", service="web", server="s1",
+        journal.record(origin="cli", balancer="haproxy", service="web", server="s1",
                        action="restore", weight_before=0, weight_after=1, result="ok")
     rows = journal.actions()
     assert [(r.who, r.action) for r in rows] == [("carol (sudo dave)", "restore"),

@@ -12,8 +12,8 @@ from tests.helpers.haproxy_peer import HAProxyLab
 S = ServerState.SERVING
 
 
-def _vs(*servers: RealServer, key: str = "TCP 10.0.0.1:80", backend: str = "ipvs"):
-    return VirtualService(key, backend, "TCP", "10.0.0.1", 80, servers=servers)
+def _vs(*servers: RealServer, key: str = "TCP 10.0.0.1:80", balancer: str = "ipvs"):
+    return VirtualService(key, balancer, "TCP", "10.0.0.1", 80, servers=servers)
 
 
 def _rs(key: str, weight: int, conns: int, rate: float = 0.0, state=S, addr: str = "10.0.0.2"):
@@ -65,7 +65,7 @@ def test_map_servers_to_nodes() -> None:
     services = [
         _vs(_rs("10.0.0.2:80", 1, 0, addr="10.0.0.2"), _rs("10.0.0.3:80", 1, 0, addr="10.0.0.3")),
         _vs(_rs("[2001:db8::5]:53", 1, 0, addr="2001:db8:0:0::5"), key="UDP [2001:db8::1]:53"),
-        _vs(_rs("s1", 1, 0, addr="10.0.0.9"), key="web", backend="haproxy"),
+        _vs(_rs("s1", 1, 0, addr="10.0.0.9"), key="web", balancer="haproxy"),
     ]
     nodes = {
         "n1": ["10.0.0.2", "fe80::1%eth0"],

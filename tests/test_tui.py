@@ -176,7 +176,7 @@ async def test_drain_goes_through_the_dialog_and_reaches_haproxy(lb_engine, hapr
         await pilot.press("d")
         await until(lambda: isinstance(app.screen, ConfirmAction))
         req = app.screen.request
-        assert (req.backend, req.service, req.server, req.before, req.after) == (
+        assert (req.balancer, req.service, req.server, req.before, req.after) == (
             "haproxy",
             "web3",
             "s2",
@@ -220,7 +220,7 @@ async def test_maint_goes_through_the_dialog_and_takes_the_server_out(lb_engine,
         await pilot.press("m")
         await until(lambda: isinstance(app.screen, ConfirmAction))
         req = app.screen.request
-        target = (req.verb, req.backend, req.service, req.server)
+        target = (req.verb, req.balancer, req.service, req.server)
         assert target == ("maint", "haproxy", "web7", "s3")
         assert (req.before, req.state_before, req.after, req.state_after) == (
             1,

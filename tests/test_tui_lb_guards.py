@@ -159,7 +159,7 @@ async def test_the_lb_pane_follows_a_drained_server_to_empty():
             source.advance()
             app.refresh_snapshot(force=True)
             await pilot.pause()
-            notes.append(pane.drain_note(svc.backend, svc.key))
+            notes.append(pane.drain_note(svc.balancer, svc.key))
         # halving every 10 s: 8 is below one half in 4 halvings (40 s), 4 in 3
         assert notes[0] == f"  ⇣ {server} 8 left, empty in ~40 s"
         assert notes[1] == f"  ⇣ {server} 4 left, empty in ~30 s"

@@ -19,9 +19,10 @@ from ctop.lb.request import ActionRequest, plan_from_plain, result_from_plain
 from ctop.sockpath import UntrustedPath, check_socket
 
 
-def request_connections(path: str, backend: str, service: str, server: str) -> list[Connection]:
+def request_connections(path: str, balancer: str, service: str, server: str) -> list[Connection]:
     """The daemon's reading of one real server's connections (IPVS with templates)."""
-    where = json.dumps({"backend": backend, "service": service, "server": server})
+    # "backend": the key an older daemon reads (ctop/lb/plainkeys.py)
+    where = json.dumps({"backend": balancer, "service": service, "server": server})
     answer = ask(path, "conns " + where, timeout=15.0)
     return [Connection(**c) for c in answer["connections"]]
 

@@ -173,11 +173,12 @@ class ControlServer:
         """One real server's connections (the daemon's balancer), as plain maps."""
         try:
             where = json.loads(arg)
-            backend, service, server = (str(where[k]) for k in ("backend", "service", "server"))
+            # "backend": the key older attached UIs send (ctop/lb/plainkeys.py)
+            balancer, service, server = (str(where[k]) for k in ("backend", "service", "server"))
         except (ValueError, KeyError, TypeError) as exc:
             return {"error": f"bad conns request: {exc}"}
         try:
-            conns = await self.engine.lb_connections(backend, service, server)
+            conns = await self.engine.lb_connections(balancer, service, server)
         except Exception as exc:  # LBError, no balancer: the caller shows why
             return {"error": getattr(exc, "message", None) or str(exc) or type(exc).__name__}
         return {"connections": [dataclasses.asdict(c) for c in conns]}

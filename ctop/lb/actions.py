@@ -1,4 +1,4 @@
-"""Operator and automation actions on any backend: validate, apply, read back, record.
+"""Operator and automation actions on any balancer: validate, apply, read back, record.
 
 Every action goes through a Plan first (what the confirmation dialog shows), then `_run`:
 refuse when readonly or invalid, apply, read the table back, check the change really happened,
@@ -26,7 +26,7 @@ from ctop.lb.ramp import Ramp, ramp_steps
 from ctop.lb.ratio import load_basis
 from ctop.lb.whatif import ServerNow, predict, table
 
-# (backend, service) -> {server key: (cores, cpu percent)} from the agents' metrics; the engine
+# (balancer, service) -> {server key: (cores, cpu percent)} from the agents' metrics; the engine
 # provides it, so the what-if can predict CPU (None or {}: no node metrics, shares only)
 NodeLoads = Callable[[str, str], "dict[str, tuple[float | None, float | None]] | None"]
 
@@ -47,7 +47,7 @@ class Plan:
     """What an action would do; `text()` is the confirmation dialog's body."""
 
     action: str  # "drain" | "maint" | "weight" | "step" | "restore"
-    backend: str
+    balancer: str
     service: str
     server: str
     before: int | None  # effective weight now (None: server not found)
@@ -64,7 +64,7 @@ class Plan:
     guard: str = ""
 
     def text(self) -> str:
-        head = f"{self.backend} {self.service} / {self.server}: {self.action}"
+        head = f"{self.balancer} {self.service} / {self.server}: {self.action}"
         if not self.ok or self.noop:
             return f"{head}: {self.message}"
         text = (
@@ -81,7 +81,7 @@ class ActionResult:
     ok: bool
     message: str
     action: str
-    backend: str
+    balancer: str
     service: str
     server: str
     before: int | None  # effective weight before
@@ -123,9 +123,9 @@ class LBController:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def services(self, backend: str | None = None) -> list[VirtualService]:
-        """The table of every (or one) backend, with automation's drains shown as QUIESCED."""
-        names = [backend] if backend else list(self.balancers)
+    def services(self, balancer: str | None = None) -> list[VirtualService]:
+        """The table of every (or one) balancer, with automation's drains shown as QUIESCED."""
+        names = [balancer] if balancer else list(self.balancers)
         result: list[VirtualService] = []
         for name in names:
             result.extend(self._annotate(name, self._balancer(name).services()))
@@ -148,18 +148,19 @@ class LBController:
             out.append(replace(vs, servers=servers))
         return out
 
-    def find(self, backend: str, service: str, server: str) -> tuple[VirtualService, RealServer]:
+    def find(self, balancer: str, service: str, server: str) -> tuple[VirtualService, RealServer]:
         """Raises LBError naming what is missing."""
-        for vs in self._annotate(backend, self._balancer(backend).services()):
+        for vs in self._annotate(balancer, self._balancer(balancer).services()):
             if vs.key == service:
                 for rs in vs.servers:
                     if rs.key == server:
                         return vs, rs
                 known = ", ".join(rs.key for rs in vs.servers) or "none"
                 raise LBError(
-                    f"no real server {server!r} in {backend} service {service!r} (servers: {known})"
+                    f"no real server {server!r} in {balancer} service {service!r} "
+                    f"(servers: {known})"
                 )
-        raise LBError(f"no service {service!r} on {backend}")
+        raise LBError(f"no service {service!r} on {balancer}")
 
     def _balancer(self, name: str) -> Balancer:
         try:
@@ -170,7 +171,9 @@ class LBController:
 
     # -- plans (no side effects) -------------------------------------------------------------
 
-    def plan_drain(self, backend: str, service: str, server: str, origin: str = "operator") -> Plan:
+    def plan_drain(
+        self, balancer: str, service: str, server: str, origin: str = "operator"
+    ) -> Plan:
         def build(rs: RealServer, base: Plan) -> Plan:
             if is_drained(rs):
                 return replace(
@@ -182,14 +185,16 @@ class LBController:
                 )
             return replace(base, after=0, state_after=_drained_state(origin))
 
-        return self._plan("drain", backend, service, server, origin, build)
+        return self._plan("drain", balancer, service, server, origin, build)
 
-    def plan_maint(self, backend: str, service: str, server: str, origin: str = "operator") -> Plan:
+    def plan_maint(
+        self, balancer: str, service: str, server: str, origin: str = "operator"
+    ) -> Plan:
         """Maintenance: out entirely (HAProxy `state maint`). Effective weight 0 like a drain,
         so restore and the journal treat it as one; a balancer without it refuses here."""
 
         def build(rs: RealServer, base: Plan) -> Plan:
-            refusal = _maint_refusal(self._balancer(backend))
+            refusal = _maint_refusal(self._balancer(balancer))
             if refusal:
                 return replace(base, ok=False, message=refusal)
             if rs.state == ServerState.MAINT:
@@ -202,11 +207,11 @@ class LBController:
                 )
             return replace(base, after=0, state_after=ServerState.MAINT)
 
-        return self._plan("maint", backend, service, server, origin, build)
+        return self._plan("maint", balancer, service, server, origin, build)
 
     def plan_set_weight(
         self,
-        backend: str,
+        balancer: str,
         service: str,
         server: str,
         weight: int,
@@ -215,13 +220,14 @@ class LBController:
         action: str = "weight",
     ) -> Plan:
         def build(rs: RealServer, base: Plan) -> Plan:
-            top = self._balancer(backend).max_weight
+            top = self._balancer(balancer).max_weight
             if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= top:
                 return replace(
-                    base, ok=False, message=f"weight {weight!r} out of range 0..{top} for {backend}"
+                    base, ok=False,
+                    message=f"weight {weight!r} out of range 0..{top} for {balancer}",
                 )
             if origin == "auto":
-                refusal = self._human_guard(backend, service, server)
+                refusal = self._human_guard(balancer, service, server)
                 if not refusal and weight > 0 and is_drained(rs):
                     refusal = "drained; only restore brings it back, automation's weights don't"
                 if refusal:
@@ -243,17 +249,17 @@ class LBController:
                 state_after = ServerState.SERVING if rs.state != ServerState.DOWN else rs.state
             return replace(base, after=weight, state_after=state_after)
 
-        return replace(self._plan(action, backend, service, server, origin, build), value=weight)
+        return replace(self._plan(action, balancer, service, server, origin, build), value=weight)
 
     def plan_step(
-        self, backend: str, service: str, server: str, delta: int, origin: str = "operator"
+        self, balancer: str, service: str, server: str, delta: int, origin: str = "operator"
     ) -> Plan:
         try:
-            _, rs = self.find(backend, service, server)
+            _, rs = self.find(balancer, service, server)
         except LBError as exc:
             return Plan(
                 "step",
-                backend,
+                balancer,
                 service,
                 server,
                 None,
@@ -265,19 +271,19 @@ class LBController:
                 exc.message,
                 value=delta,
             )
-        top = self._balancer(backend).max_weight
+        top = self._balancer(balancer).max_weight
         target = max(0, min(top, effective_weight(rs) + delta))
-        plan = self.plan_set_weight(backend, service, server, target, origin, action="step")
+        plan = self.plan_set_weight(balancer, service, server, target, origin, action="step")
         plan = replace(plan, value=delta)
         if plan.noop:
             return replace(plan, message=f"already at weight {target} (range 0..{top})")
         return plan
 
     def plan_restore(
-        self, backend: str, service: str, server: str, origin: str = "operator"
+        self, balancer: str, service: str, server: str, origin: str = "operator"
     ) -> Plan:
         def build(rs: RealServer, base: Plan) -> Plan:
-            intent = self.journal.intent(backend, service, server) if self.journal else None
+            intent = self.journal.intent(balancer, service, server) if self.journal else None
             if origin == "auto" and intent is not None and intent.human_drain:
                 return replace(
                     base,
@@ -308,20 +314,20 @@ class LBController:
             state_after = ServerState.DOWN if rs.state == ServerState.DOWN else ServerState.SERVING
             return replace(base, after=saved, state_after=state_after)
 
-        return self._plan("restore", backend, service, server, origin, build)
+        return self._plan("restore", balancer, service, server, origin, build)
 
     def _plan(
         self,
         action: str,
-        backend: str,
+        balancer: str,
         service: str,
         server: str,
         origin: str,
         build: Callable[[RealServer, Plan], Plan],
     ) -> Plan:
-        base = Plan(action, backend, service, server, None, None, None, None, True, False)
+        base = Plan(action, balancer, service, server, None, None, None, None, True, False)
         try:
-            vs, rs = self.find(backend, service, server)
+            vs, rs = self.find(balancer, service, server)
         except LBError as exc:
             return replace(base, ok=False, message=exc.message)
         base = replace(
@@ -342,7 +348,7 @@ class LBController:
         if left >= quorum.serving:
             return ""
         if left == 0:
-            if vs.backend == "ipvs":
+            if vs.balancer == "ipvs":
                 what = f"every new connection to {vs.key} fails"
             elif vs.protocol == "HTTP":
                 what = f"every request to {vs.key} gets 503"
@@ -355,8 +361,8 @@ class LBController:
             f"quorum of {quorum.serving} ({rule}: serving_below = {quorum.serving})"
         )
 
-    def _human_guard(self, backend: str, service: str, server: str) -> str:
-        intent = self.journal.intent(backend, service, server) if self.journal else None
+    def _human_guard(self, balancer: str, service: str, server: str) -> str:
+        intent = self.journal.intent(balancer, service, server) if self.journal else None
         if intent is None:
             return ""
         if intent.human_drain:
@@ -371,7 +377,7 @@ class LBController:
 
     def drain(
         self,
-        backend: str,
+        balancer: str,
         service: str,
         server: str,
         origin: str = "operator",
@@ -379,15 +385,15 @@ class LBController:
         force: bool = False,
         expire_templates: bool = False,
     ) -> ActionResult:
-        self._cancel_ramp(backend, service, server)
+        self._cancel_ramp(balancer, service, server)
         with self._lock:
-            plan = self.plan_drain(backend, service, server, origin)
+            plan = self.plan_drain(balancer, service, server, origin)
             if plan.noop and origin in HUMAN and self.journal is not None and not self.readonly:
-                intent = self.journal.intent(backend, service, server)
+                intent = self.journal.intent(balancer, service, server)
                 if intent is not None and intent.drained_by == "auto":
                     return self._take_over(plan, intent.saved_weight, origin)
             if expire_templates and plan.ok and not self.readonly:
-                be = self._balancer(backend)
+                be = self._balancer(balancer)
                 setter = getattr(be, "set_expire_quiescent_template", None)
                 if setter is None:
                     return self._result(
@@ -403,7 +409,7 @@ class LBController:
     def _take_over(self, plan: Plan, saved: int | None, origin: str) -> ActionResult:
         """An operator drains a server automation had quiesced: it is now the operator's."""
         assert self.journal is not None
-        key = (plan.backend, plan.service, plan.server)
+        key = (plan.balancer, plan.service, plan.server)
         self.journal.mark_drained(*key, saved_weight=saved or 0, origin=origin)
         plan = replace(plan, noop=False, state_after=ServerState.DRAINED)
         return self._result(
@@ -417,7 +423,7 @@ class LBController:
 
     def maint(
         self,
-        backend: str,
+        balancer: str,
         service: str,
         server: str,
         origin: str = "operator",
@@ -425,11 +431,11 @@ class LBController:
         force: bool = False,
         cut_sessions: bool = False,
     ) -> ActionResult:
-        self._cancel_ramp(backend, service, server)
+        self._cancel_ramp(balancer, service, server)
         with self._lock:
-            plan = self.plan_maint(backend, service, server, origin)
+            plan = self.plan_maint(balancer, service, server, origin)
             if cut_sessions and plan.ok:
-                be = self._balancer(backend)
+                be = self._balancer(balancer)
                 if not callable(getattr(be, "cut_sessions", None)):
                     return self._result(
                         plan, origin, ok=False, record=False,
@@ -441,7 +447,7 @@ class LBController:
 
     def set_weight(
         self,
-        backend: str,
+        balancer: str,
         service: str,
         server: str,
         weight: int,
@@ -449,14 +455,14 @@ class LBController:
         *,
         force: bool = False,
     ) -> ActionResult:
-        self._cancel_ramp(backend, service, server)
+        self._cancel_ramp(balancer, service, server)
         with self._lock:
-            plan = self.plan_set_weight(backend, service, server, weight, origin)
+            plan = self.plan_set_weight(balancer, service, server, weight, origin)
             return self._run(plan, origin, force=force)
 
     def step_weight(
         self,
-        backend: str,
+        balancer: str,
         service: str,
         server: str,
         delta: int,
@@ -464,14 +470,14 @@ class LBController:
         *,
         force: bool = False,
     ) -> ActionResult:
-        self._cancel_ramp(backend, service, server)
+        self._cancel_ramp(balancer, service, server)
         with self._lock:
-            plan = self.plan_step(backend, service, server, delta, origin)
+            plan = self.plan_step(balancer, service, server, delta, origin)
             return self._run(plan, origin, force=force)
 
     def restore(
         self,
-        backend: str,
+        balancer: str,
         service: str,
         server: str,
         origin: str = "operator",
@@ -482,9 +488,9 @@ class LBController:
         """Back to the saved weight; with `ramp_s`, in steps (IPVS has no slow start): the
         first step now, the rest in a thread (`ramps`), which any later action on the server
         cancels."""
-        self._cancel_ramp(backend, service, server)
+        self._cancel_ramp(balancer, service, server)
         with self._lock:
-            plan = self.plan_restore(backend, service, server, origin)
+            plan = self.plan_restore(balancer, service, server, origin)
             if plan.noop and plan.ok and not self.readonly:
                 plan = self._forget_stale_drain(plan, origin)
             steps = ramp_steps(plan.after or 0, ramp_s) if plan.ok and not plan.noop else []
@@ -496,25 +502,25 @@ class LBController:
             if not res.ok:
                 return res
             ramp = Ramp(self, plan, steps, origin, res.journal_id)
-            self.ramps[(backend, service, server)] = ramp
+            self.ramps[(balancer, service, server)] = ramp
             ramp.start()
             return replace(res, message=f"{res.message}; {how}")
 
     def _forget_stale_drain(self, plan: Plan, origin: str) -> Plan:
         """The server serves, but the journal still says drained (the balancer was reset
         outside ctop): clear the record so it no longer claims a drain, and journal that."""
-        intent = self.journal.intent(plan.backend, plan.service, plan.server) if self.journal \
+        intent = self.journal.intent(plan.balancer, plan.service, plan.server) if self.journal \
             else None
         if self.journal is None or intent is None or not intent.drained:
             return plan
-        self.journal.clear_drain(plan.backend, plan.service, plan.server)
+        self.journal.clear_drain(plan.balancer, plan.service, plan.server)
         plan = replace(plan, message=f"{plan.message}; stale drain record by "
                        f"{intent.drained_by} ({intent.drained_user}) cleared")
         self._result(plan, origin, ok=True, message=plan.message)  # one journal row
         return plan
 
-    def _cancel_ramp(self, backend: str, service: str, server: str) -> None:
-        ramp = self.ramps.pop((backend, service, server), None)
+    def _cancel_ramp(self, balancer: str, service: str, server: str) -> None:
+        ramp = self.ramps.pop((balancer, service, server), None)
         if ramp is not None:
             ramp.cancel("another action on the server")
 
@@ -528,11 +534,11 @@ class LBController:
     def what_if(self, plan: Plan) -> list[str]:
         """The what-if table for a plan (shares by weight; CPU when node metrics are known)."""
         try:
-            vs, _ = self.find(plan.backend, plan.service, plan.server)
+            vs, _ = self.find(plan.balancer, plan.service, plan.server)
         except LBError:
             return []
         basis = load_basis(vs)
-        loads = (self.node_loads(vs.backend, vs.key) if self.node_loads else None) or {}
+        loads = (self.node_loads(vs.balancer, vs.key) if self.node_loads else None) or {}
         rows = []
         for rs in vs.servers:
             now = _serving_weight(rs)
@@ -559,32 +565,32 @@ class LBController:
         """On a persistent service: the templates pointing at the server now, and what a drain
         leaves them doing."""
         try:
-            vs, _ = self.find(plan.backend, plan.service, plan.server)
+            vs, _ = self.find(plan.balancer, plan.service, plan.server)
         except LBError:
             return None, ""
         if not vs.persistent_s:
             return None, ""
-        n, note = self._templates_note(self._balancer(plan.backend), vs, plan.server)
+        n, note = self._templates_note(self._balancer(plan.balancer), vs, plan.server)
         return n, note.removeprefix("; ").replace(" still point", " point", 1)
 
-    def connections(self, backend: str, service: str, server: str) -> list[Connection]:
+    def connections(self, balancer: str, service: str, server: str) -> list[Connection]:
         """The server's connections (IPVS: with persistence templates) for the `c` view.
         Raises LBError."""
-        self.find(backend, service, server)
-        conns = getattr(self._balancer(backend), "connections", None)
+        self.find(balancer, service, server)
+        conns = getattr(self._balancer(balancer), "connections", None)
         if not callable(conns):
-            raise LBError(f"{backend} cannot list connections")
+            raise LBError(f"{balancer} cannot list connections")
         return list(conns(service, server))
 
     # -- draining until empty ------------------------------------------------------------------
 
-    def drain_status(self, backend: str, service: str, server: str) -> tuple[int, int | None]:
+    def drain_status(self, balancer: str, service: str, server: str) -> tuple[int, int | None]:
         """(active connections, persistence templates or None when the service has none) of
         one server, read now. Raises LBError."""
-        vs, rs = self.find(backend, service, server)
+        vs, rs = self.find(balancer, service, server)
         templates = None
         if vs.persistent_s:
-            conns = getattr(self._balancer(backend), "connections", None)
+            conns = getattr(self._balancer(balancer), "connections", None)
             if callable(conns):
                 templates = sum(c.template for c in conns(service, server))
         return rs.active_conns, templates
@@ -614,8 +620,8 @@ class LBController:
             return self._result(
                 plan, origin, ok=False, message=f"refused: {plan.guard} (--force to do it anyway)"
             )
-        be = self._balancer(plan.backend)
-        vs, before = self.find(plan.backend, plan.service, plan.server)
+        be = self._balancer(plan.balancer)
+        vs, before = self.find(plan.balancer, plan.service, plan.server)
         try:
             if not (cut_sessions and before.state == ServerState.MAINT):
                 self._apply(be, plan, before)
@@ -623,7 +629,7 @@ class LBController:
             back = self._put_back(be, plan, before)
             return self._result(plan, origin, ok=False, message=exc.message + back, applied=True)
         try:
-            _, after = self.find(plan.backend, plan.service, plan.server)
+            _, after = self.find(plan.balancer, plan.service, plan.server)
         except LBError as exc:
             return self._result(
                 plan,
@@ -703,7 +709,7 @@ class LBController:
         """Return the server to `before` after a failure; the note says how that went."""
         svc, srv = plan.service, plan.server
         try:
-            _, now = self.find(plan.backend, svc, srv)
+            _, now = self.find(plan.balancer, svc, srv)
             if _out_how(now) == _out_how(before):
                 return ""
             if before.state == ServerState.MAINT:  # a failed restore or weight: back into maint
@@ -714,7 +720,7 @@ class LBController:
                 return " (put back as it was)"
             if now.state == ServerState.MAINT:  # a failed maint got that far: leave maint first
                 be.ready(svc, srv, before.weight)
-                _, now = self.find(plan.backend, svc, srv)
+                _, now = self.find(plan.balancer, svc, srv)
                 if _out_how(now) == _out_how(before):
                     return " (put back as it was)"
             if is_drained(before) and before.weight == 0:
@@ -735,7 +741,7 @@ class LBController:
         """Record the intent; returns the weight a restore goes back to (drain, maint)."""
         if self.journal is None or plan.action == "ramp":  # a ramp step keeps the restore's
             return None
-        j, key = self.journal, (plan.backend, plan.service, plan.server)
+        j, key = self.journal, (plan.balancer, plan.service, plan.server)
         if plan.after == 0:  # drain, maint or weight 0: remember what restore goes back to
             saved = before.weight or plan.before or 0
             intent = j.intent(*key)
@@ -774,7 +780,7 @@ class LBController:
         if record and self.journal is not None:
             jid = self.journal.record(
                 origin=origin,
-                backend=plan.backend,
+                balancer=plan.balancer,
                 service=plan.service,
                 server=plan.server,
                 action=plan.action,
@@ -787,7 +793,7 @@ class LBController:
             ok=ok,
             message=message,
             action=plan.action,
-            backend=plan.backend,
+            balancer=plan.balancer,
             service=plan.service,
             server=plan.server,
             before=plan.before,
@@ -818,7 +824,7 @@ def _drained_state(origin: str) -> ServerState:
 
 def _maint_refusal(be: Balancer) -> str:
     """Why `be` can't take a server into maintenance ("" when it can)."""
-    if not callable(getattr(be, "maint", None)):  # a backend written before maint existed
+    if not callable(getattr(be, "maint", None)):  # a balancer written before maint existed
         return f"{be.name} has no maintenance state; drain it instead"
     return getattr(be, "no_maint", "")
 
@@ -846,7 +852,7 @@ def _check(plan: Plan, rs: RealServer) -> str:
 
 def _done(plan: Plan, rs: RealServer) -> str:
     return (
-        f"{plan.backend} {plan.service}/{plan.server}: {plan.action} done, weight "
+        f"{plan.balancer} {plan.service}/{plan.server}: {plan.action} done, weight "
         f"{plan.before} → {effective_weight(rs)} ({rs.state})"
     )
 

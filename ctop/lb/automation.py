@@ -24,7 +24,7 @@ from ctop.lb.actions import ActionResult, LBController, is_drained
 from ctop.lb.base import ServerState, VirtualService
 from ctop.lb.journal import Intent
 
-Key = tuple[str, str, str]  # (backend, service key, server key)
+Key = tuple[str, str, str]  # (balancer, service key, server key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +39,7 @@ class QuiescePolicy:
 class Health:
     """One new probe result for one real server (each result is observed once)."""
 
-    backend: str
+    balancer: str
     service: str
     server: str
     check: str  # the probe name ("director:<name>" for the director's own check)
@@ -59,7 +59,7 @@ class ResultStreak:
 @dataclass(frozen=True, slots=True)
 class Decision:
     kind: str  # "quiesce" | "restore" | "hold"
-    backend: str
+    balancer: str
     service: str
     server: str
     reason: str
@@ -74,7 +74,8 @@ class HealthTracker:
 
     def observe(self, results: Iterable[Health]) -> None:
         for h in results:
-            c = self.streaks.setdefault(((h.backend, h.service, h.server), h.check), ResultStreak())
+            key = (h.balancer, h.service, h.server)
+            c = self.streaks.setdefault((key, h.check), ResultStreak())
             if h.ok:
                 c.fails, c.oks = 0, c.oks + 1
             else:
@@ -113,11 +114,11 @@ PolicyLookup = Callable[[str, str], QuiescePolicy]
 def policy_lookup(
     policies: Mapping[str, QuiescePolicy], default: QuiescePolicy | None = None
 ) -> PolicyLookup:
-    """Policies keyed "backend:service" or just the service key; otherwise `default` (off)."""
+    """Policies keyed "balancer:service" or just the service key; otherwise `default` (off)."""
     fallback = default or QuiescePolicy()
 
-    def lookup(backend: str, service: str) -> QuiescePolicy:
-        return policies.get(f"{backend}:{service}") or policies.get(service) or fallback
+    def lookup(balancer: str, service: str) -> QuiescePolicy:
+        return policies.get(f"{balancer}:{service}") or policies.get(service) or fallback
 
     return lookup
 
@@ -135,12 +136,12 @@ def decide(
     """What automation should do now. Pure: no I/O."""
     out: list[Decision] = []
     for vs in services:
-        pol = policy(vs.backend, vs.key)
+        pol = policy(vs.balancer, vs.key)
         if not pol.enabled:
             continue
         serving = _serving(vs)
         for rs in vs.servers:
-            key = (vs.backend, vs.key, rs.key)
+            key = (vs.balancer, vs.key, rs.key)
             c = counters.get(key)
             if c is None:
                 continue
@@ -189,7 +190,7 @@ class AutoQuiescer:
         self.policy = policy
         self.tracker = HealthTracker()
         self.retry_after, self.retry_max, self.clock = retry_after, retry_max, clock
-        # (kind, backend, service, server) -> (not before, next delay)
+        # (kind, balancer, service, server) -> (not before, next delay)
         self._backoff: dict[tuple[str, str, str, str], tuple[float, float]] = {}
 
     def step(
@@ -206,19 +207,19 @@ class AutoQuiescer:
         services = self.controller.services() if services is None else services
         journal = self.controller.journal
         intents = {
-            (i.backend, i.service, i.server): i for i in (journal.intents() if journal else [])
+            (i.balancer, i.service, i.server): i for i in (journal.intents() if journal else [])
         }
         done: list[tuple[Decision, ActionResult | None]] = []
         now = self.clock()
         for d in decide(services, self.tracker.counters, intents, self.policy):
             result = None
-            attempt = (d.kind, d.backend, d.service, d.server)
+            attempt = (d.kind, d.balancer, d.service, d.server)
             if d.kind in ("quiesce", "restore"):
                 not_before, delay = self._backoff.get(attempt, (0.0, self.retry_after))
                 if now < not_before:
                     continue
                 act = self.controller.drain if d.kind == "quiesce" else self.controller.restore
-                result = act(d.backend, d.service, d.server, origin="auto")
+                result = act(d.balancer, d.service, d.server, origin="auto")
                 if result.ok:
                     self._backoff.pop(attempt, None)
                 else:

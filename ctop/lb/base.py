@@ -1,4 +1,4 @@
-"""The one interface every load-balancer backend implements, and the data it returns.
+"""The one interface every balancer (load-balancer driver) implements, and the data it returns.
 
 Backends are IPVS (ctop.lb.ipvs) and HAProxy (ctop.lb.haproxy). Everything above this layer
 (actions, automation, advice, the engine and the UI) speaks only these types.
@@ -43,8 +43,9 @@ class RealServer:
 class VirtualService:
     """One virtual service (IPVS service / HAProxy backend) with its real servers."""
 
-    key: str  # stable id: "TCP 10.0.0.1:80", "FWM 7", "UDP [2001:db8::1]:53" or the backend name
-    backend: str  # the balancer's name: "ipvs", "haproxy" (ctop lb --backend)
+    # stable id: "TCP 10.0.0.1:80", "FWM 7", "UDP [2001:db8::1]:53" or the HAProxy backend name
+    key: str
+    balancer: str  # the balancer's name: "ipvs", "haproxy" (ctop lb --backend)
     protocol: str  # "TCP" | "UDP" | "SCTP" | "FWM" | "HTTP" ...
     address: str
     port: int

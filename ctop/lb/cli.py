@@ -38,6 +38,7 @@ from ctop.lb.drainwatch import DrainWatch
 from ctop.lb.factory import MONITORING_ONLY, build_controller
 from ctop.lb.journal import ActionRecord
 from ctop.lb.limits import limits_from_rules
+from ctop.lb.plainkeys import to_plain_keys
 from ctop.lb.request import ActionRequest, perform, resolve
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -166,19 +167,19 @@ def _config(args: argparse.Namespace) -> LBConfig:
 def _resolved(ctl: LBController, request: ActionRequest) -> ActionRequest:
     """The request naming the service's exact key and its balancer, from what the user typed
     ("10.0.0.1:80" for "TCP 10.0.0.1:80"); LBError when not found or ambiguous."""
-    backend, service = resolve(ctl, request.service, request.backend or None)
-    return replace(request, backend=backend, service=service)
+    balancer, service = resolve(ctl, request.service, request.balancer or None)
+    return replace(request, balancer=balancer, service=service)
 
 
 def _print_list(services: list[VirtualService], as_json: bool) -> None:
     if as_json:
-        print(json.dumps([asdict(vs) for vs in services], indent=2))
+        print(json.dumps([to_plain_keys(asdict(vs)) for vs in services], indent=2))
         return
     if not services:
         print("no virtual services")
     for vs in services:
         extra = f" {vs.scheduler}" if vs.scheduler else ""
-        print(f"{vs.backend}  {vs.key}  {vs.protocol}{extra}")
+        print(f"{vs.balancer}  {vs.key}  {vs.protocol}{extra}")
         for rs in vs.servers:
             addr = f"[{rs.address}]" if ":" in rs.address else rs.address
             print(
@@ -189,12 +190,12 @@ def _print_list(services: list[VirtualService], as_json: bool) -> None:
 
 def _print_result(res: ActionResult, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(asdict(res), indent=2))
+        print(json.dumps(to_plain_keys(asdict(res)), indent=2))
     elif res.ok:
         print(res.message)
     else:
         print(
-            f"ctop lb {res.action}: {res.backend} {res.service}/{res.server}: {res.message}",
+            f"ctop lb {res.action}: {res.balancer} {res.service}/{res.server}: {res.message}",
             file=sys.stderr,
         )
 
@@ -262,7 +263,7 @@ def _run(ctl: LBController, args: argparse.Namespace) -> int:
         print(f"ctop lb {args.cmd}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     request = _resolved(ctl, request)
-    backend, service = request.backend, request.service
+    balancer, service = request.balancer, request.service
     if request.ramp_s and not args.json:
         ctl.on_ramp_step = lambda r: print(r.message, flush=True)
     res = perform(ctl, request)
@@ -270,7 +271,7 @@ def _run(ctl: LBController, args: argparse.Namespace) -> int:
     if res.dry_run:
         return EXIT_OK if res.ok else EXIT_FAILED
     if res.ok and request.ramp_s:
-        ramp = ctl.ramps.get((backend, service, args.server))
+        ramp = ctl.ramps.get((balancer, service, args.server))
         if ramp is not None:  # without a daemon this process carries the ramp to its end
             ramp.join()
             if not args.json:
@@ -306,7 +307,7 @@ def _wait_empty(ctl: LBController, req: ActionRequest, args: argparse.Namespace)
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     last = ""
     while True:
-        active, templates = ctl.drain_status(req.backend, req.service, req.server)
+        active, templates = ctl.drain_status(req.balancer, req.service, req.server)
         now = time.monotonic()
         watch.add(now, active + (templates or 0))
         line = f"{req.server}: {active} active"
@@ -340,7 +341,8 @@ def _log(ctl: LBController, args: argparse.Namespace) -> int:
         since=args.since, limit=args.limit,
     )  # fmt: skip
     if args.json:
-        print(json.dumps([{**asdict(r), "time": _local(r.ts)} for r in rows], indent=2))
+        plain = [{**to_plain_keys(asdict(r)), "time": _local(r.ts)} for r in rows]
+        print(json.dumps(plain, indent=2))
         return EXIT_OK
     for r in rows:
         print(_log_line(r))
@@ -357,7 +359,7 @@ def _log_line(r: ActionRecord) -> str:
     if r.saved_weight is not None:  # drain/maint: what restore goes back to
         weights += f" (saved {r.saved_weight})"
     return (
-        f"{_local(r.ts)} {r.who} {r.origin} {r.backend} {r.service}/{r.server} "
+        f"{_local(r.ts)} {r.who} {r.origin} {r.balancer} {r.service}/{r.server} "
         f"{r.action} {weights} {r.result}"
     )
 
@@ -366,11 +368,11 @@ def _w(weight: int | None) -> str:
     return "?" if weight is None else str(weight)
 
 
-def _action_request(args: argparse.Namespace, backend: str, service: str) -> ActionRequest:
+def _action_request(args: argparse.Namespace, balancer: str, service: str) -> ActionRequest:
     """The change the command line asks for, the same whoever runs it (daemon or here).
     Raises ValueError (a ramp out of range)."""
     return ActionRequest(
-        args.cmd, backend, service, args.server, getattr(args, "weight", None),
+        args.cmd, balancer, service, args.server, getattr(args, "weight", None),
         origin="cli", force=args.force, dry_run=args.dry_run,
         ramp_s=getattr(args, "ramp", 0.0),
         cut_sessions=getattr(args, "cut_sessions", False),

@@ -12,7 +12,7 @@
     [lb.automation]
     checks = {"web" = ["http"]}       # which probes judge a service (default: same port)
 
-    [lb.automation."web"]             # service key, or "backend:service"; off unless listed
+    [lb.automation."web"]             # service key, or "balancer:service"; off unless listed
     quiesce_after = 3                 # failed probe results in a row
     restore_after = 2                 # good probe results in a row
     keep_last = true
@@ -65,7 +65,7 @@ class LBConfig:
     ipvsadm: str = "ipvsadm"
     readonly: bool = False
     automation: dict[str, QuiescePolicy] = field(default_factory=dict)
-    # service key (or "backend:service") -> the probe names that judge it; unlisted services
+    # service key (or "balancer:service") -> the probe names that judge it; unlisted services
     # are judged by the node's probes on the real server's port
     checks: dict[str, tuple[str, ...]] = field(default_factory=dict)
     advice: AdvicePolicy = field(default_factory=AdvicePolicy)

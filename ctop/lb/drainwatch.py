@@ -66,11 +66,11 @@ class EmptyWatch:
             for rs in vs.servers:
                 if rs.state not in _OUT:
                     continue
-                key = (vs.backend, vs.key, rs.key)
+                key = (vs.balancer, vs.key, rs.key)
                 if rs.active_conns > 0:
                     busy.add(key)
                 elif key in self._busy:
-                    out.append(f"{vs.backend} {vs.key} {rs.key} is {rs.state} and empty: "
+                    out.append(f"{vs.balancer} {vs.key} {rs.key} is {rs.state} and empty: "
                                "no active connections left")  # fmt: skip
         self._busy = busy
         return out

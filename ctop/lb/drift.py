@@ -47,11 +47,11 @@ def drift_of(rs: RealServer, intent: Intent | None) -> str:
 
 
 def find_drift(services: Iterable[VirtualService], intents: Iterable[Intent]) -> dict[Key, Drift]:
-    by_key = {(i.backend, i.service, i.server): i for i in intents}
+    by_key = {(i.balancer, i.service, i.server): i for i in intents}
     found = {}
     for vs in services:
         for rs in vs.servers:
-            key = (vs.backend, vs.key, rs.key)
+            key = (vs.balancer, vs.key, rs.key)
             text = drift_of(rs, by_key.get(key))
             if text:
                 found[key] = Drift(key, text)
@@ -79,11 +79,11 @@ def _refused(lb: LBController, action: str, key: Key, message: str, origin: str,
                         state_before=rs.state if rs else None, origin=origin)
 
 
-def reapply(lb: LBController, backend: str, service: str, server: str,
+def reapply(lb: LBController, balancer: str, service: str, server: str,
             origin: str = "operator") -> ActionResult:
     """Put the journal's intent back on the balancer: the drain (or maint) with its saved
     weight kept for restore, or the weight an operator set."""
-    key = (backend, service, server)
+    key = (balancer, service, server)
     try:
         _, rs = lb.find(*key)
     except LBError as exc:
@@ -94,7 +94,7 @@ def reapply(lb: LBController, backend: str, service: str, server: str,
                         origin, rs)
     assert intent is not None and lb.journal is not None
     if intent.drained:
-        last = lb.journal.actions(backend=backend, service=service, server=server, limit=20)
+        last = lb.journal.actions(balancer=balancer, service=service, server=server, limit=20)
         maint = next((a.action == "maint" for a in last if a.action in ("drain", "maint")
                       and a.result == "ok"), False)
         result = (lb.maint if maint else lb.drain)(*key, origin=origin)
@@ -107,10 +107,10 @@ def reapply(lb: LBController, backend: str, service: str, server: str,
     return lb.set_weight(*key, int(intent.weight_set or 0), origin=origin)
 
 
-def accept(lb: LBController, backend: str, service: str, server: str,
+def accept(lb: LBController, balancer: str, service: str, server: str,
            origin: str = "operator") -> ActionResult:
     """Take the live state as the truth: clear the intent, and say so in the journal."""
-    key = (backend, service, server)
+    key = (balancer, service, server)
     try:
         _, rs = lb.find(*key)
     except LBError as exc:
@@ -125,7 +125,7 @@ def accept(lb: LBController, backend: str, service: str, server: str,
     lb.journal.clear_drain(*key)
     lb.journal.release_weight(*key)
     weight = effective_weight(rs)
-    jid = lb.journal.record(origin=origin, backend=backend, service=service, server=server,
+    jid = lb.journal.record(origin=origin, balancer=balancer, service=service, server=server,
                             action="accept", weight_before=weight, weight_after=weight,
                             result="ok")
     return ActionResult(True, f"live state accepted; journal intent cleared ({text})", "accept",
@@ -133,10 +133,10 @@ def accept(lb: LBController, backend: str, service: str, server: str,
                         origin=origin, journal_id=jid)
 
 
-def plan(lb: LBController, verb: str, backend: str, service: str, server: str,
+def plan(lb: LBController, verb: str, balancer: str, service: str, server: str,
          origin: str = "operator") -> Plan:
     """The confirmation dialog's plan for `reapply` or `accept` (no side effects)."""
-    key = (backend, service, server)
+    key = (balancer, service, server)
     base = Plan(verb, *key, None, None, None, None, True, False)
     try:
         _, rs = lb.find(*key)

@@ -1,4 +1,4 @@
-"""Backends and controller from config. No backend configured = monitoring only."""
+"""Balancers and controller from config. No balancer configured = monitoring only."""
 
 from __future__ import annotations
 

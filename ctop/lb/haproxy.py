@@ -180,7 +180,7 @@ class HAProxyBalancer:
             result.append(
                 VirtualService(
                     key=px,
-                    backend=self.name,
+                    balancer=self.name,
                     protocol="HTTP" if mode == "http" else "TCP",
                     address="",
                     port=0,

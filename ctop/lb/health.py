@@ -42,8 +42,8 @@ def checks_for(
     key: Key, node_id: str, port: int, probes: Sequence[ProbeInfo],
     explicit: Mapping[str, tuple[str, ...]],
 ) -> ServerChecks:
-    backend, service, _ = key
-    names = explicit.get(f"{backend}:{service}") or explicit.get(service)
+    balancer, service, _ = key
+    names = explicit.get(f"{balancer}:{service}") or explicit.get(service)
     if names:
         return ServerChecks(key, node_id, tuple(names), "config", port)
     by_port = tuple(p.name for p in probes if p.port == port)

@@ -1,4 +1,4 @@
-"""IPVS (LVS) backend: reads the director's table and edits real-server weights with ipvsadm.
+"""IPVS (LVS) balancer: reads the director's table and edits real-server weights with ipvsadm.
 
 Read path: `ipvsadm -Ln --exact` plus `--thresholds`, `--stats --exact` and `--rate --exact`
 (four short runs, merged by key). Only ipvsadm gives everything an edit must repeat (forwarding

@@ -275,7 +275,7 @@ def parse_list(text: str) -> list[VirtualService]:
 def _new_service(spec: ServiceSpec, scheduler: str, persistent_s: int | None) -> VirtualService:
     return VirtualService(
         key=spec.key,
-        backend="ipvs",
+        balancer="ipvs",
         protocol=spec.protocol,
         address=spec.address,
         port=spec.port,

@@ -26,6 +26,7 @@ from ctop.filemodes import private_database
 ORIGINS = ("operator", "auto", "cli")
 HUMAN = ("operator", "cli")
 
+# column `backend` holds the balancer's name (`balancer` in Python): existing databases
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS lb_actions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -117,7 +118,7 @@ class ActionRecord:
     ts: float
     user: str
     origin: str
-    backend: str
+    balancer: str
     service: str
     server: str
     action: str
@@ -136,7 +137,7 @@ class ActionRecord:
 
 @dataclass(frozen=True, slots=True)
 class Intent:
-    backend: str
+    balancer: str
     service: str
     server: str
     saved_weight: int | None
@@ -190,7 +191,7 @@ class Journal:
         self,
         *,
         origin: str,
-        backend: str,
+        balancer: str,
         service: str,
         server: str,
         action: str,
@@ -212,7 +213,7 @@ class Journal:
                     time.time() if ts is None else ts,
                     user,
                     origin,
-                    backend,
+                    balancer,
                     service,
                     server,
                     action,
@@ -228,7 +229,7 @@ class Journal:
     def actions(
         self,
         *,
-        backend: str | None = None,
+        balancer: str | None = None,
         service: str | None = None,
         server: str | None = None,
         user: str | None = None,
@@ -237,7 +238,8 @@ class Journal:
     ) -> list[ActionRecord]:
         """Newest first. `user` matches the unix user or the sudo caller beside it; `since` is
         an epoch time."""
-        where, args = _filters(backend=backend, service=service, server=server)
+        # the column keeps its old name "backend" (old databases)
+        where, args = _filters(backend=balancer, service=service, server=server)
         extra: list[str] = []
         params: list[object] = list(args)
         if user is not None:  # the unix user or the sudo caller beside it
@@ -259,18 +261,18 @@ class Journal:
 
     # -- intent ------------------------------------------------------------------------------
 
-    def intent(self, backend: str, service: str, server: str) -> Intent | None:
+    def intent(self, balancer: str, service: str, server: str) -> Intent | None:
         with self._lock:
             row = self._db.execute(
                 "SELECT backend, service, server, saved_weight, drained_by, drained_user,"
                 " drained_at, weight_by, weight_set FROM lb_intent"
                 " WHERE backend=? AND service=? AND server=?",
-                (backend, service, server),
+                (balancer, service, server),
             ).fetchone()
         return Intent(*row) if row else None
 
-    def intents(self, backend: str | None = None) -> list[Intent]:
-        where, args = _filters(backend=backend)
+    def intents(self, balancer: str | None = None) -> list[Intent]:
+        where, args = _filters(backend=balancer)  # the column keeps its old name
         with self._lock:
             rows = self._db.execute(
                 "SELECT backend, service, server, saved_weight, drained_by, drained_user,"
@@ -280,7 +282,7 @@ class Journal:
         return [Intent(*row) for row in rows]
 
     def mark_drained(
-        self, backend: str, service: str, server: str, *, saved_weight: int, origin: str
+        self, balancer: str, service: str, server: str, *, saved_weight: int, origin: str
     ) -> None:
         """Remember the weight to restore and who drained it."""
         now = time.time()
@@ -293,19 +295,19 @@ class Journal:
                 " saved_weight=excluded.saved_weight, drained_by=excluded.drained_by,"
                 " drained_user=excluded.drained_user, drained_at=excluded.drained_at,"
                 " updated_at=excluded.updated_at",
-                (backend, service, server, saved_weight, origin, user, now, now),
+                (balancer, service, server, saved_weight, origin, user, now, now),
             )
 
-    def clear_drain(self, backend: str, service: str, server: str) -> None:
+    def clear_drain(self, balancer: str, service: str, server: str) -> None:
         with self._lock, self._db:
             self._db.execute(
                 "UPDATE lb_intent SET saved_weight=NULL, drained_by=NULL, drained_user=NULL,"
                 " drained_at=NULL, updated_at=? WHERE backend=? AND service=? AND server=?",
-                (time.time(), backend, service, server),
+                (time.time(), balancer, service, server),
             )
 
     def mark_weight(
-        self, backend: str, service: str, server: str, *, weight: int, origin: str
+        self, balancer: str, service: str, server: str, *, weight: int, origin: str
     ) -> None:
         """Remember who set the weight last (automation leaves a human's weight alone)."""
         now = time.time()
@@ -316,16 +318,16 @@ class Journal:
                 " ON CONFLICT (backend, service, server) DO UPDATE SET"
                 " weight_by=excluded.weight_by, weight_set=excluded.weight_set,"
                 " updated_at=excluded.updated_at",
-                (backend, service, server, origin, weight, now),
+                (balancer, service, server, origin, weight, now),
             )
 
-    def release_weight(self, backend: str, service: str, server: str) -> None:
+    def release_weight(self, balancer: str, service: str, server: str) -> None:
         """Hand a server's weight back to automation (weight advice may change it again)."""
         with self._lock, self._db:
             self._db.execute(
                 "UPDATE lb_intent SET weight_by=NULL, weight_set=NULL, updated_at=?"
                 " WHERE backend=? AND service=? AND server=?",
-                (time.time(), backend, service, server),
+                (time.time(), balancer, service, server),
             )
 
 

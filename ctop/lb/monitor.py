@@ -113,8 +113,8 @@ class LBMonitor:
         advice = self._advise(services, owners, snap)
         if self.cfg.advice.auto and not readonly:
             changed = False
-            for (backend, service, server), weight in advice.items():
-                result = self.lb.set_weight(backend, service, server, weight, origin="auto")
+            for (balancer, service, server), weight in advice.items():
+                result = self.lb.set_weight(balancer, service, server, weight, origin="auto")
                 if result.applied:
                     changed = True
                     outcome.actions.append((result, "auto: weight advice"))
@@ -127,15 +127,15 @@ class LBMonitor:
 
     # -- health ----------------------------------------------------------------------------
 
-    def _policy(self, backend: str, service: str) -> QuiescePolicy:
-        return self.quiescer.policy(backend, service) if self.quiescer else QuiescePolicy()
+    def _policy(self, balancer: str, service: str) -> QuiescePolicy:
+        return self.quiescer.policy(balancer, service) if self.quiescer else QuiescePolicy()
 
     def _map(self, services: Sequence[VirtualService], owners: Mapping[Key, str],
              snap: Snapshot) -> None:
         self.checks = {}
         for vs in services:
             for rs in vs.servers:
-                key = (vs.backend, vs.key, rs.key)
+                key = (vs.balancer, vs.key, rs.key)
                 node = snap.node(owners.get(key, ""))
                 probes = node.probes if node is not None else ()
                 self.checks[key] = checks_for(key, node.node_id if node else "", rs.port,
@@ -153,10 +153,10 @@ class LBMonitor:
         wanted: dict[str, tuple[Key, str]] = {}
         specs = {}
         for vs in services:
-            if not self._policy(vs.backend, vs.key).enabled:
+            if not self._policy(vs.balancer, vs.key).enabled:
                 continue
             for rs in vs.servers:
-                key = (vs.backend, vs.key, rs.key)
+                key = (vs.balancer, vs.key, rs.key)
                 sc = self.checks[key]
                 node = snap.node(sc.node_id)
                 if node is None or not sc.checks:
@@ -164,7 +164,7 @@ class LBMonitor:
                 if node.liveness in _GONE:
                     by_name = {p.name: p for p in node.probes}
                     for c in sc.checks:
-                        name = f"{vs.backend}/{vs.key}/{rs.key}/{c}"
+                        name = f"{vs.balancer}/{vs.key}/{rs.key}/{c}"
                         wanted[name] = (key, c)
                         specs[name] = director_spec(name, by_name.get(c), rs.address, rs.port)
                     counted = tuple(DIRECTOR + c for c in sc.checks)
@@ -195,8 +195,8 @@ class LBMonitor:
     def _health_text(self, key: Key) -> str:
         """What the LB pane and `ctop status` say about a server's automation."""
         sc = self.checks.get(key)
-        backend, service, _ = key
-        pol = self._policy(backend, service)
+        balancer, service, _ = key
+        pol = self._policy(balancer, service)
         if sc is None or not pol.enabled:
             return ""
         if not sc.node_id:
@@ -235,7 +235,7 @@ class LBMonitor:
             loads = []
             by_rate = load_basis(vs) == "rate"  # the same measure the ratios are taken of
             for rs in vs.servers:
-                node = snap.node(owners.get((vs.backend, vs.key, rs.key), ""))
+                node = snap.node(owners.get((vs.balancer, vs.key, rs.key), ""))
                 usable = node is not None and node.liveness is Liveness.ALIVE and node.metrics
                 latencies = [x.latency_ms for x in node.services if x.latency_ms] if usable else []
                 loads.append(ServerLoad(
@@ -247,11 +247,11 @@ class LBMonitor:
                     load=rs.conns_per_s if by_rate else rs.active_conns,
                     latency_ms=sum(latencies) / len(latencies) if latencies else None,
                 ))
-            advisor = self._advisors.setdefault((vs.backend, vs.key),
+            advisor = self._advisors.setdefault((vs.balancer, vs.key),
                                                 WeightAdvisor(self.cfg.advice))
             for a in advisor.advise(loads):
                 if a.change:
-                    out[(vs.backend, vs.key, a.server)] = a.suggested
+                    out[(vs.balancer, vs.key, a.server)] = a.suggested
         return out
 
     def _views(
@@ -269,7 +269,7 @@ class LBMonitor:
             servers = []
             for rs in vs.servers:
                 r = ratios.get(rs.key)
-                key = (vs.backend, vs.key, rs.key)
+                key = (vs.balancer, vs.key, rs.key)
                 drift = self.drift.current.get(key)
                 servers.append(RealServerView(
                     key=rs.key, address=rs.address, port=rs.port, weight=rs.weight,
@@ -284,6 +284,6 @@ class LBMonitor:
                     health=self._health_text(key),
                     drift=drift.text if drift is not None else "",
                 ))
-            views.append(LBServiceView(vs.key, vs.backend, vs.protocol, vs.scheduler,
+            views.append(LBServiceView(vs.key, vs.balancer, vs.protocol, vs.scheduler,
                                        tuple(servers), index, basis))
         return tuple(views), worst

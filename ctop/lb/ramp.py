@@ -47,7 +47,7 @@ class Ramp:
     ) -> None:
         self.lb, self.plan, self.steps, self.origin = lb, plan, steps, origin
         self.first_id = first_id
-        self.key = (plan.backend, plan.service, plan.server)
+        self.key = (plan.balancer, plan.service, plan.server)
         self.weight = steps[0][1]  # what the last step set
         self.done = 0  # steps applied
         self.outcome = ""  # why it ended ("" while running)
@@ -88,11 +88,11 @@ class Ramp:
             self.lb.ramps.pop(self.key, None)
 
     def _step(self, k: int, n: int, weight: int) -> bool:
-        lb, (backend, service, server) = self.lb, self.key
+        lb, (balancer, service, server) = self.lb, self.key
         with lb._lock:
             if self._cancel.is_set():
                 return False
-            plan = lb.plan_set_weight(backend, service, server, weight, self.origin, action="ramp")
+            plan = lb.plan_set_weight(balancer, service, server, weight, self.origin, action="ramp")
             if plan.state_before is None:  # the server is gone
                 self.outcome = f"stopped: {plan.message}"
                 return False

@@ -99,7 +99,7 @@ def _norm(addr: str) -> str:
 def map_servers_to_nodes(
     services: Iterable[VirtualService], node_addresses: dict[str, list[str]]
 ) -> dict[tuple[str, str, str], str]:
-    """(backend, service key, server key) -> node id, by the addresses the nodes announce.
+    """(balancer, service key, server key) -> node id, by the addresses the nodes announce.
 
     Addresses are compared as IP addresses (so "::ffff:10.0.0.2"-style and zero-padded IPv6
     spellings match); a server whose address no node announces is left out. When two nodes
@@ -117,7 +117,7 @@ def map_servers_to_nodes(
         for rs in vs.servers:
             node = owner.get(_norm(rs.address)) or owner.get(_unmap_v4(rs.address) or "")
             if node is not None:
-                result[(vs.backend, vs.key, rs.key)] = node
+                result[(vs.balancer, vs.key, rs.key)] = node
     return result
 
 

@@ -18,6 +18,7 @@ from ctop.lb import drift
 from ctop.lb.actions import ActionResult, LBController, Plan
 from ctop.lb.base import LBError, ServerState
 from ctop.lb.journal import Actor, acting_as
+from ctop.lb.plainkeys import from_plain_keys, to_plain_keys
 from ctop.lb.ramp import ramp_steps
 
 # drain: no new connections; maint: out entirely; weight: set; step: add a delta;
@@ -34,7 +35,7 @@ Expect = tuple[int | None, int | None, str]  # (weight before, weight after, sta
 @dataclass(frozen=True, slots=True)
 class ActionRequest:
     verb: str
-    backend: str  # "" = find the backend that has `service` (ctop lb without --backend)
+    balancer: str  # "" = find the balancer that has `service` (ctop lb without --backend)
     service: str
     server: str
     value: int | None = None  # the weight (weight, advice) or the delta (step)
@@ -70,13 +71,14 @@ class ActionRequest:
         return "weight" if self.verb == "advice" else self.verb
 
     def to_plain(self) -> dict[str, Any]:
-        return asdict(self)
+        return to_plain_keys(asdict(self))
 
     @classmethod
     def from_plain(cls, plain: dict[str, Any]) -> ActionRequest:
         """Raises ValueError (unknown or missing fields, a bad verb) — never anything else."""
         if not isinstance(plain, dict):
             raise ValueError("an action request is a map")
+        plain = from_plain_keys(plain)
         names = {f.name for f in fields(cls)}
         unknown = set(plain) - names
         if unknown:
@@ -92,13 +94,13 @@ def expect_of(plan: Plan) -> Expect:
     return (plan.before, plan.after, str(plan.state_before or ""))
 
 
-def resolve(lb: LBController, service: str, backend: str | None) -> tuple[str, str]:
-    """(backend, service key) for what the user typed; LBError when not found or ambiguous.
+def resolve(lb: LBController, service: str, balancer: str | None) -> tuple[str, str]:
+    """(balancer, service key) for what the user typed; LBError when not found or ambiguous.
 
     Besides the exact key, an IPVS service may be named without its protocol ("10.0.0.1:80")
     and case doesn't matter ("tcp 10.0.0.1:80").
     """
-    names = [backend] if backend else list(lb.balancers)
+    names = [balancer] if balancer else list(lb.balancers)
     hits: list[tuple[str, str]] = []
     for name in names:
         for vs in lb.services(name):
@@ -115,16 +117,16 @@ def resolve(lb: LBController, service: str, backend: str | None) -> tuple[str, s
 
 
 def resolved(lb: LBController, req: ActionRequest) -> ActionRequest:
-    """The request with its backend filled in (ctop lb may leave it out); LBError if unknown."""
-    if req.backend and req.backend in lb.balancers:
+    """The request with its balancer filled in (ctop lb may leave it out); LBError if unknown."""
+    if req.balancer and req.balancer in lb.balancers:
         return req
-    backend, service = resolve(lb, req.service, req.backend or None)
-    return replace(req, backend=backend, service=service)
+    balancer, service = resolve(lb, req.service, req.balancer or None)
+    return replace(req, balancer=balancer, service=service)
 
 
 def plan_of(lb: LBController, req: ActionRequest) -> Plan:
     """The controller's plan for the request (what the confirmation dialog shows). Blocking."""
-    b, s, r, origin = req.backend, req.service, req.server, req.origin
+    b, s, r, origin = req.balancer, req.service, req.server, req.origin
     if req.verb in DRIFT_VERBS:
         return drift.plan(lb, req.verb, b, s, r, origin)
     if req.verb == "drain":
@@ -156,7 +158,7 @@ def perform(lb: LBController, req: ActionRequest, actor: Actor | None = None) ->
             fresh = plan_of(lb, req)
             if expect_of(fresh) != tuple(req.expect):
                 return _stale(fresh, req)
-        b, s, r, origin = req.backend, req.service, req.server, req.origin
+        b, s, r, origin = req.balancer, req.service, req.server, req.origin
         opts = {"origin": origin, "force": req.force}
         if req.verb == "drain":
             return lb.drain(b, s, r, expire_templates=req.expire_templates, **opts)
@@ -198,7 +200,7 @@ def dry_run(lb: LBController, req: ActionRequest) -> ActionResult:
     lines.append("dry run: nothing changed")
     found = plan.before is not None or plan.state_before is not None
     return ActionResult(
-        ok=found, message="\n".join(lines), action=plan.action, backend=plan.backend,
+        ok=found, message="\n".join(lines), action=plan.action, balancer=plan.balancer,
         service=plan.service, server=plan.server, before=plan.before, after=plan.after,
         state_before=plan.state_before, state_after=plan.state_after, noop=plan.noop,
         origin=req.origin, guard=plan.guard, dry_run=True, templates=templates,
@@ -214,7 +216,7 @@ def _stale(fresh: Plan, req: ActionRequest) -> ActionResult:
         ok=False,
         message=f"changed since the dialog opened (it showed weight {before} ({state}), now "
         f"{now}); nothing was changed",
-        action=fresh.action, backend=fresh.backend, service=fresh.service, server=fresh.server,
+        action=fresh.action, balancer=fresh.balancer, service=fresh.service, server=fresh.server,
         before=fresh.before, after=fresh.before, state_before=fresh.state_before,
         state_after=fresh.state_before, origin=req.origin, stale=True,
     )
@@ -224,7 +226,8 @@ def _stale(fresh: Plan, req: ActionRequest) -> ActionResult:
 
 
 def result_to_plain(result: ActionResult) -> dict[str, Any]:
-    return asdict(result)  # ServerState is a str: msgpack and JSON carry it as its value
+    # ServerState is a str: msgpack and JSON carry it as its value
+    return to_plain_keys(asdict(result))
 
 
 def result_from_plain(plain: dict[str, Any]) -> ActionResult:
@@ -232,7 +235,7 @@ def result_from_plain(plain: dict[str, Any]) -> ActionResult:
 
 
 def plan_to_plain(plan: Plan) -> dict[str, Any]:
-    return asdict(plan)
+    return to_plain_keys(asdict(plan))
 
 
 def plan_from_plain(plain: dict[str, Any]) -> Plan:
@@ -242,7 +245,7 @@ def plan_from_plain(plain: dict[str, Any]) -> Plan:
 def _states(cls: type, plain: dict[str, Any]) -> dict[str, Any]:
     """Known fields only (a newer daemon may send more), states back to ServerState."""
     names = {f.name for f in fields(cls)}
-    out = {k: v for k, v in plain.items() if k in names}
+    out = {k: v for k, v in from_plain_keys(plain).items() if k in names}
     for k in ("state_before", "state_after"):
         if out.get(k):
             out[k] = ServerState(out[k])

@@ -132,14 +132,14 @@ class LBService:
             yield
 
     def node_loads(
-        self, backend: str, service: str
+        self, balancer: str, service: str
     ) -> dict[str, tuple[float | None, float | None]]:
         """{server: (cores, CPU %)} of one service's real servers from their agents, for the
         what-if (worker thread): the nodes the snapshot's LB view maps them to."""
         snap = self.snapshot()
         out: dict[str, tuple[float | None, float | None]] = {}
         for view in snap.lb:
-            if (view.backend, view.key) != (backend, service):
+            if (view.balancer, view.key) != (balancer, service):
                 continue
             for rs in view.servers:
                 node = snap.node(rs.node_id) if rs.node_id else None
@@ -156,7 +156,7 @@ class LBService:
 
         def run() -> Plan:
             req = resolved(lb, request)
-            with self._holding([req.backend]):
+            with self._holding([req.balancer]):
                 return plan_of(lb, req)
 
         return await asyncio.to_thread(run)
@@ -174,13 +174,13 @@ class LBService:
             try:
                 req = resolved(lb, request)
             except LBError as exc:
-                return ActionResult(False, exc.message, request.action, request.backend,
+                return ActionResult(False, exc.message, request.action, request.balancer,
                                     request.service, request.server, None, None,
                                     origin=request.origin)
             if self.readonly and not req.dry_run:  # a dry run changes nothing
-                return ActionResult(False, READONLY_REFUSAL, req.action, req.backend,
+                return ActionResult(False, READONLY_REFUSAL, req.action, req.balancer,
                                     req.service, req.server, None, None, origin=req.origin)
-            with self._holding([req.backend]):
+            with self._holding([req.balancer]):
                 return perform(lb, req, actor)
 
         result = await asyncio.to_thread(run)
@@ -190,9 +190,9 @@ class LBService:
         await self.refresh()  # the views show the outcome now, not after the next round
         return result
 
-    async def connections(self, backend: str, service: str, server: str) -> list[Connection]:
+    async def connections(self, balancer: str, service: str, server: str) -> list[Connection]:
         """One real server's connections, read now (the `c` view, an attached UI's too)."""
-        return await asyncio.to_thread(self.controller.connections, backend, service, server)
+        return await asyncio.to_thread(self.controller.connections, balancer, service, server)
 
     def _advised(self, service: str, server: str) -> int:
         for view in self.views:
@@ -204,7 +204,7 @@ class LBService:
     def _note_action(self, result: ActionResult, why: str = "", actor: Actor | None = None
                      ) -> None:
         who = f"{actor.text} " if actor is not None else ""
-        text = (f"{who}{result.origin} {result.action} {result.backend} {result.service} "
+        text = (f"{who}{result.origin} {result.action} {result.balancer} {result.service} "
                 f"{result.server}: {result.before} → {result.after} "
                 f"{'ok' if result.ok else 'FAILED: ' + result.message}")
         if why:

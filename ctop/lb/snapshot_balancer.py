@@ -29,14 +29,14 @@ class SnapshotBalancer:
     def services(self) -> list[VirtualService]:
         return [
             VirtualService(
-                key=view.key, backend=self.name, protocol=view.protocol, address="", port=0,
+                key=view.key, balancer=self.name, protocol=view.protocol, address="", port=0,
                 scheduler=view.scheduler,
                 servers=tuple(RealServer(
                     key=rs.key, address=rs.address, port=rs.port, weight=rs.weight,
                     state=ServerState(rs.state), active_conns=rs.active_conns,
                     inactive_conns=rs.inactive_conns, conns_per_s=rs.conns_per_s,
                     forward=rs.forward) for rs in view.servers))
-            for view in self._snapshot().lb if view.backend == self.name
+            for view in self._snapshot().lb if view.balancer == self.name
         ]
 
     def _refuse(self) -> None:

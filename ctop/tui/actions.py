@@ -27,7 +27,7 @@ TITLES = {
 @dataclass(frozen=True, slots=True)
 class Request:
     verb: str  # drain | maint | weight | step | restore | advice
-    backend: str
+    balancer: str
     service: str
     server: str
     value: int | None  # weight (weight, advice) or delta (step)
@@ -53,7 +53,7 @@ def from_plan(verb: str, value: int | None, p: Plan) -> Request:
     """The dialog's request from the controller's (or the daemon's) plan."""
     return Request(
         verb,
-        p.backend,
+        p.balancer,
         p.service,
         p.server,
         value,

@@ -231,8 +231,8 @@ class CtopApp(App[None]):
                 self.notify(f"{rs.key}: no advice differing from weight {rs.weight}")
                 return
             value = rs.advised_weight
-        ask = ActionRequest(verb, target.backend, target.service, rs.key, value)
-        what = f"{target.backend} {target.service}/{rs.key}: {verb}"
+        ask = ActionRequest(verb, target.balancer, target.service, rs.key, value)
+        what = f"{target.balancer} {target.service}/{rs.key}: {verb}"
         changed = ""  # why the dialog opens again: the server changed under the last one
         for _ in range(STALE_RETRIES):
             try:
@@ -268,7 +268,7 @@ class CtopApp(App[None]):
             changed = f"now weight {result.before} ({result.state_before})"
 
     def _max_weight(self, target: Target) -> int | None:
-        be = self.source.lb.balancers.get(target.backend) if self.source.lb else None
+        be = self.source.lb.balancers.get(target.balancer) if self.source.lb else None
         return getattr(be, "max_weight", None)
 
     def report(self, ok: bool, message: str, what: str, *, event: bool = True) -> None:

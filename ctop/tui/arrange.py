@@ -39,7 +39,7 @@ def node_servers(snap: Snapshot) -> Servers:
     for svc in snap.lb:
         for rs in svc.servers:
             if rs.node_id:
-                out.setdefault(rs.node_id, []).append((svc.backend, svc.key, rs))
+                out.setdefault(rs.node_id, []).append((svc.balancer, svc.key, rs))
     return {k: tuple(v) for k, v in out.items()}
 
 

@@ -111,8 +111,8 @@ class RemoteSource:
     async def lb_plan(self, request: ActionRequest) -> Plan:
         return await asyncio.to_thread(request_plan, self.path, request)
 
-    async def lb_connections(self, backend: str, service: str, server: str) -> list[Connection]:
-        return await asyncio.to_thread(request_connections, self.path, backend, service, server)
+    async def lb_connections(self, balancer: str, service: str, server: str) -> list[Connection]:
+        return await asyncio.to_thread(request_connections, self.path, balancer, service, server)
 
     async def lb_action(self, request: ActionRequest) -> ActionResult:
         result = await asyncio.to_thread(request_action, self.path, request)

@@ -46,7 +46,7 @@ class EngineLike(Protocol):
     async def lb_action(self, request: ActionRequest) -> ActionResult:
         """Run the change; with `request.expect` only if the server is still as planned."""
 
-    async def lb_connections(self, backend: str, service: str, server: str) -> list[Connection]:
+    async def lb_connections(self, balancer: str, service: str, server: str) -> list[Connection]:
         """One real server's connections, read now (the `c` view). Raises when unreadable."""
 
 
@@ -73,7 +73,7 @@ class StaticSource:
         self.readonly = readonly
         self.actions: list[tuple[str, str, str, str, int | None]] = []  # what lb_action was asked
         if lb is None:
-            names = dict.fromkeys(v.backend for s in self._snaps for v in s.lb)
+            names = dict.fromkeys(v.balancer for s in self._snaps for v in s.lb)
             lb = LBController({n: SnapshotBalancer(n, self.snapshot) for n in names}, None)
             lb.limits = limits_from_rules(parse_rules(None))  # the default rules' CPU thresholds
         self._lb = LBService(lb, self.snapshot, readonly=readonly)
@@ -104,11 +104,11 @@ class StaticSource:
     async def lb_plan(self, request: ActionRequest) -> Plan:
         return await self._lb.plan(request)
 
-    async def lb_connections(self, backend: str, service: str, server: str) -> list[Connection]:
-        return await self._lb.connections(backend, service, server)
+    async def lb_connections(self, balancer: str, service: str, server: str) -> list[Connection]:
+        return await self._lb.connections(balancer, service, server)
 
     async def lb_action(self, request: ActionRequest) -> ActionResult:
         r = request
         if not r.dry_run:  # the dialog's what-if is not an action
-            self.actions.append((r.verb, r.backend, r.service, r.server, r.value))
+            self.actions.append((r.verb, r.balancer, r.service, r.server, r.value))
         return await self._lb.act(request)

@@ -202,7 +202,7 @@ def _lb(nodes: Sequence[NodeView], per_service: int) -> tuple[LBServiceView, ...
         out.append(
             LBServiceView(
                 key="web" if s == 0 else "TCP 10.0.0.1:8080",
-                backend="haproxy" if s == 0 else "ipvs",
+                balancer="haproxy" if s == 0 else "ipvs",
                 protocol="HTTP" if s == 0 else "TCP",
                 scheduler="roundrobin" if s == 0 else "wlc",
                 servers=tuple(servers),

@@ -37,7 +37,7 @@ SVC = f"TCP {VIP}:80"
 RS1, RS2 = "10.1.1.2:80", "10.1.2.2:80"
 NAMES = {RS1: "rs1", RS2: "rs2"}
 
-backend = IPVSBalancer()
+balancer = IPVSBalancer()
 results: dict[str, object] = {}
 
 
@@ -59,8 +59,8 @@ def thresholds() -> dict[str, list[int]]:
 
 
 def table() -> dict[str, dict[str, object]]:
-    """What ctop's backend reads for the main service, per server."""
-    for svc in backend.services():
+    """What ctop's balancer reads for the main service, per server."""
+    for svc in balancer.services():
         if svc.key == SVC:
             return {
                 rs.key: {
@@ -194,7 +194,7 @@ def run_checks(client: Client) -> None:
 
     @check("read")
     def _() -> dict[str, object]:
-        return {"table": table(), "read_note": backend.read_note, "rules": saved_rules()}
+        return {"table": table(), "read_note": balancer.read_note, "rules": saved_rules()}
 
     @check("baseline")
     def _() -> dict[str, object]:
@@ -208,7 +208,7 @@ def run_checks(client: Client) -> None:
             if reply["server"] == "rs1":
                 held["id"] = reply["id"]
                 break
-        backend.drain(SVC, RS1)
+        balancer.drain(SVC, RS1)
         after = table()
         counts = client.get(30)
         again = client.send(op="again", id=held["id"])["server"] if "id" in held else None
@@ -216,8 +216,8 @@ def run_checks(client: Client) -> None:
 
     @check("reweight")
     def _() -> dict[str, object]:
-        backend.ready(SVC, RS1, 3)
-        backend.set_weight(SVC, RS2, 1)
+        balancer.ready(SVC, RS1, 3)
+        balancer.set_weight(SVC, RS2, 1)
         return {"table": table(), "counts": client.get(40), "rules": saved_rules()}
 
     @check("stats")
@@ -238,7 +238,7 @@ def run_checks(client: Client) -> None:
     @check("rates")
     def _() -> dict[str, object]:
         client.get(40)  # the kernel's rate estimator runs every 2 s; read it under load
-        svc = next(s for s in backend.services() if s.key == SVC)
+        svc = next(s for s in balancer.services() if s.key == SVC)
         return {
             rs.key: {"cps": rs.conns_per_s, "in_bps": rs.bytes_in_per_s,
                      "out_bps": rs.bytes_out_per_s}
@@ -277,17 +277,17 @@ def run_checks(client: Client) -> None:
         ]
         out: dict[str, object] = {"before": saved_rules(), "thresholds_before": thresholds()}
         for service, server in edits:
-            backend.set_weight(service, server, 9)
+            balancer.set_weight(service, server, 9)
         out["after"] = saved_rules()
         out["thresholds_after"] = thresholds()
-        out["keys"] = {s.key: [rs.key for rs in s.servers] for s in backend.services()}
+        out["keys"] = {s.key: [rs.key for rs in s.servers] for s in balancer.services()}
         return out
 
     @check("big_weight")
     def _() -> dict[str, object]:
-        backend.set_weight(SVC, RS2, 2**31 - 1)
+        balancer.set_weight(SVC, RS2, 2**31 - 1)
         seen = table()[RS2]
-        backend.set_weight(SVC, RS2, 1)
+        balancer.set_weight(SVC, RS2, 1)
         return {"seen": seen, "restored": table()[RS2]}
 
     @check("drift")
@@ -299,7 +299,7 @@ def run_checks(client: Client) -> None:
         from ctop.lb.journal import Journal
 
         journal = Journal("/tmp/ctop-drift.db")
-        ctl = LBController({"ipvs": backend}, journal)
+        ctl = LBController({"ipvs": balancer}, journal)
         drained = ctl.drain("ipvs", SVC, RS1).ok
         sh(f"ipvsadm -e -t {VIP}:80 -r {RS1} -m -w 3")
         found = {k[2]: d.text for k, d in find_drift(ctl.services(), journal.intents()).items()}
@@ -325,16 +325,16 @@ def run_checks(client: Client) -> None:
     @check("errors")
     def _() -> dict[str, object]:
         out = {
-            "unknown_server": failing(lambda: backend.set_weight(SVC, "10.1.9.9:80", 2)),
-            "unknown_service": failing(lambda: backend.set_weight("TCP 10.1.0.9:80", RS1, 2)),
-            "weight_too_big": failing(lambda: backend.set_weight(SVC, RS1, 2**31)),
-            "weight_negative": failing(lambda: backend.set_weight(SVC, RS1, -1)),
+            "unknown_server": failing(lambda: balancer.set_weight(SVC, "10.1.9.9:80", 2)),
+            "unknown_service": failing(lambda: balancer.set_weight("TCP 10.1.0.9:80", RS1, 2)),
+            "weight_too_big": failing(lambda: balancer.set_weight(SVC, RS1, 2**31)),
+            "weight_negative": failing(lambda: balancer.set_weight(SVC, RS1, -1)),
         }
         # a server deleted between ctop's read and its edit: ipvsadm itself must say so
         sh(f"ipvsadm -a -t {VIP}:80 -r 10.1.3.2:80 -m -w 1")
-        service, stale = backend.find(SVC, "10.1.3.2:80")
+        service, stale = balancer.find(SVC, "10.1.3.2:80")
         sh(f"ipvsadm -d -t {VIP}:80 -r 10.1.3.2:80")
-        out["vanished_server"] = failing(lambda: backend.edit(service, stale, 5))
+        out["vanished_server"] = failing(lambda: balancer.edit(service, stale, 5))
         out["missing_ipvsadm"] = failing(
             lambda: IPVSBalancer(ipvsadm="/nonexistent/ipvsadm").set_weight(SVC, RS1, 2)
         )
@@ -377,7 +377,7 @@ def run_checks(client: Client) -> None:
         out: dict[str, object] = {"rmmod_rc": unload.returncode, "rmmod_err": unload.stderr}
         out["proc_before"] = Path("/proc/net/ip_vs").exists()
         try:
-            backend.services()
+            balancer.services()
             out["raised"] = False
         except LBError as exc:
             out.update(raised=True, message=exc.message)
@@ -408,7 +408,7 @@ def in_thread(*args: str) -> tuple[threading.Thread, dict[str, object]]:
 
 
 def weights(service: str = SVC) -> dict[str, int]:
-    return {rs.key: rs.weight for s in backend.services() if s.key == service for rs in s.servers}
+    return {rs.key: rs.weight for s in balancer.services() if s.key == service for rs in s.servers}
 
 
 def other_process() -> object:
@@ -525,7 +525,7 @@ def guard_checks(client: Client) -> None:
         out["connections"] = [
             {"client": c.client, "state": c.state, "template": c.template,
              "expires": c.expires_s, "virtual": c.virtual}
-            for c in backend.connections(psvc, sticky)
+            for c in balancer.connections(psvc, sticky)
         ]  # fmt: skip
         out["dry_run"] = ctop_lb("drain", psvc, sticky, "--dry-run")
         out["drain"] = ctop_lb("drain", psvc, sticky)
@@ -545,7 +545,7 @@ def guard_checks(client: Client) -> None:
     def _() -> dict[str, object]:
         reply = client.send(op="hold")
         rs = {"rs1": RS1, "rs2": RS2}[reply["server"]]
-        conns = backend.connections(SVC, rs)
+        conns = balancer.connections(SVC, rs)
         client.send(op="close", id=reply["id"])
         return {"server": rs, "entries": [
             {"client": c.client, "state": c.state, "template": c.template,

@@ -50,7 +50,7 @@ class ConfirmAction(ModalScreen["dict[str, Any] | None"]):
     def compose(self) -> ComposeResult:
         r = self.request
         body = Text()
-        for label, value in (("backend", r.backend), ("service", r.service), ("server", r.server)):
+        for label, value in (("backend", r.balancer), ("service", r.service), ("server", r.server)):
             body.append(f"{label:>8}  ", "dim")
             body.append(f"{value}\n", "bold")
         body.append(f"{'before':>8}  ", "dim")
@@ -84,7 +84,7 @@ class ConfirmAction(ModalScreen["dict[str, Any] | None"]):
         r = self.request
         source = self.app.source  # type: ignore[attr-defined]
         try:  # the engine's or the daemon's dry run (it has the node metrics)
-            req = ActionRequest(r.verb, r.backend, r.service, r.server, r.value, dry_run=True)
+            req = ActionRequest(r.verb, r.balancer, r.service, r.server, r.value, dry_run=True)
             res = await source.lb_action(req)
         except Exception as exc:  # no what-if is no reason to block the action
             self._show_whatif([f"what if: unavailable ({exc})"])

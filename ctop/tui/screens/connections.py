@@ -37,7 +37,7 @@ class ConnectionsScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         t = self.target
         with Vertical(id="dialog"):
-            yield Label(f"Connections of {t.server.key} ({t.backend} {t.service})", id="title")
+            yield Label(f"Connections of {t.server.key} ({t.balancer} {t.service})", id="title")
             yield Static(Text("reading…", "dim"), id="conns")
 
     def on_mount(self) -> None:
@@ -51,7 +51,7 @@ class ConnectionsScreen(ModalScreen[None]):
         t = self.target
         source = self.app.source  # type: ignore[attr-defined]
         try:  # the engine's balancer, or the daemon's when the UI is attached
-            self.connections = await source.lb_connections(t.backend, t.service, t.server.key)
+            self.connections = await source.lb_connections(t.balancer, t.service, t.server.key)
             self.error = ""
         except Exception as exc:  # LBError, OS and daemon errors: say it in the screen
             self.error = getattr(exc, "message", None) or str(exc) or type(exc).__name__

@@ -215,5 +215,5 @@ class MainScreen(LBKeys, Screen[None]):
         entries = self.arr.servers.get(node.node_id, ())
         if not entries:
             return None
-        backend, service, rs = entries[0]
-        return Target(backend, service, rs)
+        balancer, service, rs = entries[0]
+        return Target(balancer, service, rs)

@@ -59,7 +59,7 @@ class NodeDetail(LBKeys, Screen[None]):
         self.node_id = node_id
         self.range = "1"
         self.services: tuple[str, ...] = ()
-        self.servers: tuple[tuple[str, str, str], ...] = ()  # its real servers (backend, ...)
+        self.servers: tuple[tuple[str, str, str], ...] = ()  # its real servers (balancer, ...)
         # the node's events as last read, and the cluster's events they were read at
         self._events: list[EventView] = []
         self._events_of: tuple[EventView, ...] | None = None
@@ -133,7 +133,7 @@ class NodeDetail(LBKeys, Screen[None]):
         self.query_one("#top-procs", Static).update(_top_procs(node))
         self.query_one(LBPane).show(snap)
         self.services = tuple(s.name for s in node.services)
-        self.servers = tuple((svc.backend, svc.key, rs.key) for svc in snap.lb
+        self.servers = tuple((svc.balancer, svc.key, rs.key) for svc in snap.lb
                              for rs in svc.servers if rs.node_id == self.node_id)
         if snap.events == self._events_of:  # no new event anywhere: only the ages move
             self._events_ready(self._events, snap.ts)

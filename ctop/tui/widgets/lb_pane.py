@@ -65,7 +65,7 @@ def column_widths(width: int) -> tuple[int, ...]:
 class Target:
     """One real server, as the action keys address it."""
 
-    backend: str
+    balancer: str
     service: str
     server: RealServerView
 
@@ -95,7 +95,7 @@ class LBPane(LineView):
         self._picked: tuple[str, str] | None = None  # (service, server) kept across ticks
         # drained servers' active connections over the ticks: "3 left, empty in ~12 s"
         self._drains: dict[tuple[str, str, str], DrainWatch] = {}
-        self._drain_note: dict[tuple[str, str], str] = {}  # (backend, service) -> the note
+        self._drain_note: dict[tuple[str, str], str] = {}  # (balancer, service) -> the note
 
     def show(self, snap: Snapshot) -> None:
         self.snap = snap
@@ -131,7 +131,7 @@ class LBPane(LineView):
             for rs in svc.servers:
                 if rs.state not in _OUT:
                     continue
-                key = (svc.backend, svc.key, rs.key)
+                key = (svc.balancer, svc.key, rs.key)
                 watch = seen[key] = self._drains.get(key) or DrainWatch()
                 if not watch.samples or watch.samples[-1][0] != snap.ts:
                     watch.add(snap.ts, rs.active_conns)
@@ -143,11 +143,11 @@ class LBPane(LineView):
                 elif first:  # it had connections since we watched: say it emptied
                     parts.append(f"{rs.key} empty")
             if parts:
-                notes[(svc.backend, svc.key)] = "  ⇣ " + "; ".join(parts)
+                notes[(svc.balancer, svc.key)] = "  ⇣ " + "; ".join(parts)
         self._drains, self._drain_note = seen, notes
 
-    def drain_note(self, backend: str, service: str) -> str:
-        return self._drain_note.get((backend, service), "")
+    def drain_note(self, balancer: str, service: str) -> str:
+        return self._drain_note.get((balancer, service), "")
 
     def _remember(self) -> None:
         t = self.target
@@ -159,7 +159,7 @@ class LBPane(LineView):
             return None
         svc, rs = self._lines[self._servers[self._pick]]
         assert rs is not None
-        return Target(svc.backend, svc.key, rs)
+        return Target(svc.balancer, svc.key, rs)
 
     # -- drawing -------------------------------------------------------------------------------
 
@@ -178,10 +178,10 @@ class LBPane(LineView):
             )
         svc, rs = self._lines[line]
         if rs is None:
-            note = self.drain_note(svc.backend, svc.key)
+            note = self.drain_note(svc.balancer, svc.key)
             return strip(
                 [
-                    Segment(f"{svc.backend} ", pal.label),
+                    Segment(f"{svc.balancer} ", pal.label),
                     Segment(svc.key, pal.group),
                     Segment(f"  {svc.protocol} {svc.scheduler}", pal.dim),
                     Segment("  imbalance ", pal.dim),

@@ -273,26 +273,26 @@ def _store_config(st: Section) -> StoreConfig:
     return store
 
 
+def _each(src: TomlSource, name: str, tables: Sequence[Mapping[str, Any]],
+          parse: Callable[[Mapping[str, Any]], Any], error: type[Exception]) -> tuple[Any, ...]:
+    """Each [[name]] table parsed; the first bad one named by its line."""
+    out = []
+    for i, table in enumerate(tables):
+        try:
+            out.append(parse(table))
+        except error as e:
+            raise _element_error(src, name, i, e) from None  # type: ignore[arg-type]
+    return tuple(out)
+
+
 def _alert_rules(src: TomlSource, tables: Sequence[Mapping[str, Any]]) -> tuple[Rule, ...]:
     if not tables:
         return tuple(parse_rules(None))
-    rules = []
-    for i, table in enumerate(tables):
-        try:
-            rules.append(parse_rule(table))
-        except RuleError as e:
-            raise _element_error(src, "alert", i, e) from None
-    return tuple(rules)
+    return _each(src, "alert", tables, parse_rule, RuleError)
 
 
 def _hooks(src: TomlSource, tables: Sequence[Mapping[str, Any]]) -> tuple[Hook, ...]:
-    hooks = []
-    for i, table in enumerate(tables):
-        try:
-            hooks.append(parse_hook(table))
-        except HookError as e:
-            raise _element_error(src, "hook", i, e) from None
-    return tuple(hooks)
+    return _each(src, "hook", tables, parse_hook, HookError)
 
 
 def _element_error(src: TomlSource, array: str, index: int, e: TableError) -> ConfigError:

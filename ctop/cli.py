@@ -16,6 +16,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 from ctop import __version__
 from ctop.config import ConfigError, DirectorConfig, parse_address
 from ctop.config import load as load_config
+from ctop.pair.view import PairView
 
 log = logging.getLogger("ctop")
 
@@ -240,6 +242,7 @@ def status_text(data: dict[str, Any]) -> str:
     ]
     if data.get("history_error"):
         out.append(data["history_error"])
+    out += pair_text(data.get("pair"))
     out += [f"ALERT [{a['severity']}] {a['message']}" for a in data["alerts"]]
     if data["drops"]:
         out.append("dropped datagrams: " + ", ".join(f"{k} {v}" for k, v in data["drops"].items()))
@@ -272,6 +275,26 @@ def status_text(data: dict[str, Any]) -> str:
     if len(shown) < len(nodes):
         out.append(f"  ({len(nodes) - len(shown)} alive nodes not listed: ctop status --json)")
     return "\n".join(out)
+
+
+def pair_text(plain: dict[str, Any] | None) -> list[str]:
+    """`ctop status` lines of the director pair ([pair]): roles, VIPs, the sync daemons."""
+    pair = PairView.from_plain(plain)
+    if pair is None:
+        return []
+    out = [pair.text()]
+    for i in pair.instances:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(i.last_transition))
+        out.append(f"  {i.name}: {i.state}, priority {i.priority} (base {i.base_priority}), "
+                   f"VIPs {' '.join(i.vips) or 'none'} (held: {' '.join(i.vips_held) or 'none'})"
+                   + (f", last transition {since}" if i.last_transition else ""))
+    out += [f"  IPVS sync daemon: {d.role}, mcast interface {d.mcast_interface}, syncid "
+            f"{d.syncid}" for d in pair.sync_daemons]
+    if pair.sync_error:
+        out.append(f"  IPVS sync daemon: {pair.sync_error}")
+    elif not pair.sync_daemons:
+        out.append("  IPVS sync daemon: none running")
+    return out
 
 
 def run_ui(cfg: DirectorConfig, *, color: str = "auto", embedded: bool = False) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgpack
 
+from ctop.pair.view import PairView
 from ctop.snapshot import (
     EMPTY,
     Aggregate,
@@ -65,6 +66,7 @@ def to_plain(snap: Snapshot, *, metrics: bool = True, nodes: bool = True) -> dic
         "history_error": snap.history_error,
         "history_failing_since": snap.history_failing_since,
         "drop_sources": {k: [list(p) for p in v] for k, v in snap.drop_sources.items()},
+        "pair": snap.pair.to_plain() if snap.pair is not None else None,
     }
 
 
@@ -103,6 +105,7 @@ def from_plain(d: dict[str, Any]) -> Snapshot:
         history_failing_since=d.get("history_failing_since", 0.0),
         drop_sources=MappingProxyType({k: tuple((str(a), int(n)) for a, n in v)
                                        for k, v in d.get("drop_sources", {}).items()}),
+        pair=PairView.from_plain(d.get("pair")),
         _index=Snapshot.index_of(views),
     )
 

@@ -20,6 +20,7 @@ from ctop.alerts import Rule, RuleError, parse_rule, parse_rules
 from ctop.hooks import Hook, HookError, parse_hook
 from ctop.lb.config import ConfigError as LBConfigError
 from ctop.lb.config import LBConfig, parse_config
+from ctop.pair.config import PairConfig
 from ctop.parse import TableError, parse_address, parse_duration
 from ctop.tomlsource import KeyPath, TomlSource
 
@@ -168,6 +169,7 @@ class DirectorConfig:
     alerts: tuple[Rule, ...] = field(default_factory=lambda: tuple(parse_rules(None)))
     hooks: tuple[Hook, ...] = ()  # [[hook]]
     lb: LBConfig = field(default_factory=LBConfig)  # [lb]
+    pair: PairConfig = field(default_factory=PairConfig)  # [pair]: the director pair (VRRP)
     prometheus: tuple[str, int] | None = None
     control_socket: str = field(default_factory=default_control_socket)
     control_group: str | None = None  # [control] group: may change the balancers, read the socket
@@ -223,6 +225,7 @@ def from_source(src: TomlSource) -> DirectorConfig:
         alerts=_alert_rules(src, top.array_of("alert")),
         hooks=_hooks(src, top.array_of("hook")),
         lb=_lb_config(src, top.table_of("lb")),
+        pair=_pair_config(top, "pair" in src.data),
         prometheus=prom_listen,
         control_socket=top.string("control_socket", default_control_socket()),
         control_group=control_group,
@@ -299,6 +302,38 @@ def _element_error(src: TomlSource, array: str, index: int, e: TableError) -> Co
     """'file:line: [[alert]] #2: key 'when': ...' at the key's line (else the table's)."""
     path: KeyPath = (array, index, e.key) if e.key else (array, index)
     return ConfigError(f"{src.path}:{src.line(path)}: [[{array}]] #{index + 1}: {e}")
+
+
+def _pair_config(top: Section, given: bool) -> PairConfig:
+    sec = top.table_of("pair")
+    d = PairConfig()
+    cfg = PairConfig(
+        enabled=given,
+        keepalived_pid_file=sec.string("keepalived_pid_file", d.keepalived_pid_file),
+        json_file=sec.string("json_file", d.json_file),
+        json_every=sec.duration("json_every", d.json_every),
+        notify_fifo=sec.string("notify_fifo", d.notify_fifo),
+        peer=sec.string("peer", d.peer),
+        peer_every=sec.duration("peer_every", d.peer_every),
+        sync_daemon=sec.boolean("sync_daemon", d.sync_daemon),
+        ipvsadm=sec.string("ipvsadm", d.ipvsadm),
+    )
+    for key in ("json_every", "peer_every"):
+        if not 0 < getattr(cfg, key) <= 3600:
+            raise sec.error(key, f"expected a duration in 0..3600 s, got {sec.table[key]!r}")
+    for key in ("keepalived_pid_file", "json_file"):
+        if not getattr(cfg, key):
+            raise sec.error(key, "is empty; give a path")
+    if cfg.peer:
+        try:
+            host, _ = parse_address(cfg.peer.removeprefix("http://").rstrip("/"), "")
+        except ValueError:
+            host = ""
+        if not host:
+            raise sec.error("peer", f"expected host:port of the peer ctop's [prometheus] "
+                                    f"listen, got {cfg.peer!r}")
+    sec.check_unknown()
+    return cfg
 
 
 def _lb_config(src: TomlSource, lb: Section) -> LBConfig:

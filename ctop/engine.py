@@ -34,6 +34,8 @@ from ctop.ingest import Mark, Verifier
 from ctop.lb.factory import build_service, status_line
 from ctop.lb.limits import limits_from_rules
 from ctop.lb_history import LBRecorder
+from ctop.pair.alerts import PairAlerts
+from ctop.pair.monitor import PairMonitor
 from ctop.prometheus import start_metrics
 from ctop.receiver import Receiver
 from ctop.snapshot import EventView, LBServiceView, Snapshot
@@ -81,6 +83,9 @@ class Engine:
         self.receiver.on_idle = lambda: self.model.fold_some(FOLD_BATCH)
         self.alerts = AlertEngine(list(config.alerts), config.cluster)
         self.hooks = HookRunner(config.hooks)
+        # [pair]: this director's and its peer's VRRP roles (ctop/pair), None when not set
+        self.pair = PairMonitor(config.pair, self.note) if config.pair.enabled else None
+        self.pair_alerts = PairAlerts(config.cluster)
         self.heap = process_heap  # large clusters: no cyclic GC passes over the model
         self.store: Store | None = None
         self._controller = lb  # a controller given by the caller, else one from [lb]
@@ -136,6 +141,8 @@ class Engine:
             host, port = cfg.listen
             raise setting_error(cfg, "listen", f"{host}:{port}",
                                 f"cannot listen on udp {host}:{port}: {os_problem(e)}") from None
+        if self.pair is not None:
+            self.pair.start()
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="ctop-tick"))
         self._tasks.append(asyncio.create_task(self._liveness_loop(), name="ctop-liveness"))
         if self.lb_service is not None:
@@ -160,6 +167,8 @@ class Engine:
         self.receiver.close()
         if self.lb_service is not None:
             self.lb_service.close()
+        if self.pair is not None:
+            self.pair.stop()
         self.heap.release()
         await self.hooks.drain(timeout=5)
         if self.store is not None:
@@ -276,11 +285,16 @@ class Engine:
         lb = self.lb_service
         views = lb.views if lb is not None else ()
         alert_events, notes = self.alerts.evaluate(snap.nodes, now, views)
+        pair = self.pair.view() if self.pair is not None else None
+        if pair is not None:
+            pair_events, pair_notes = self.pair_alerts.evaluate(pair, now)
+            alert_events, notes = alert_events + pair_events, notes + pair_notes
         self.note(alert_events)
         self.hooks.notify(notes)
         snap = replace(
             snap,
-            alerts=self.alerts.firing(),
+            alerts=self.pair_alerts.firing() + self.alerts.firing(),
+            pair=pair,
             events=tuple(self.events),
             lb=views,
             lb_note=self.lb_note,

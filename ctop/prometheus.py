@@ -1,12 +1,14 @@
 """Prometheus text exposition of node and cluster metrics on an optional HTTP port.
 
-A tiny asyncio HTTP server (GET /metrics only): the exposition is a few lines of text and a
+A tiny asyncio HTTP server (GET /metrics; GET /pair answers the director pair's VRRP view
+as JSON for the peer director's ctop, docs/director.md): the exposition is a few lines of text and a
 framework would cost more than it does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 
@@ -118,9 +120,14 @@ async def start_metrics(
             while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
                 pass
             parts = request.decode("latin-1").split()
-            if len(parts) >= 2 and parts[0] == "GET" and parts[1].split("?")[0] == "/metrics":
+            path = parts[1].split("?")[0] if len(parts) >= 2 and parts[0] == "GET" else ""
+            pair = snapshot().pair if path == "/pair" else None
+            if path == "/metrics":
                 body = exposition(snapshot()).encode()
                 head = "200 OK", "text/plain; version=0.0.4; charset=utf-8"
+            elif pair is not None:  # the peer director's ctop asks for our role (ctop.pair)
+                body = json.dumps(pair.to_plain()).encode()
+                head = "200 OK", "application/json"
             else:
                 body, head = b"not found: try /metrics\n", ("404 Not Found", "text/plain")
             writer.write(

@@ -13,6 +13,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from ctop.pair.view import PairView
+
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -187,6 +189,7 @@ class Snapshot:
     drop_sources: Mapping[str, tuple[tuple[str, int], ...]] = field(
         default_factory=lambda: EMPTY)
     past: bool = False  # read from the history database (ctop --at, T): a moment gone by
+    pair: PairView | None = None  # the director pair's VRRP roles ([pair]; None: not set)
     _index: Mapping[str, int] = field(default_factory=lambda: EMPTY, repr=False, compare=False)
 
     def node(self, node_id: str) -> NodeView | None:

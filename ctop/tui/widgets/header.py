@@ -7,6 +7,7 @@ from rich.text import Text
 from textual.events import Click
 from textual.widgets import Static
 
+from ctop.pair.view import BACKUP, MASTER, UNKNOWN, PairView
 from ctop.snapshot import Snapshot
 from ctop.tui.colors import RICH, Palette
 from ctop.tui.format import count, rate
@@ -64,6 +65,8 @@ def render_header(
         line.append(f"   ▲ {len(snap.alerts)} alerts", pal.fail if crit else pal.warn)
     else:
         line.append("   no alerts", pal.dim)
+    if snap.pair is not None:
+        _pair(line, snap.pair, pal)
     if (readonly or snap.readonly) and not snap.past:
         line.append("   READ-ONLY", pal.warn)
     if snap.history_error:
@@ -94,3 +97,15 @@ def render_header(
         )
         line.append(f"   dropped {total} ({worst})", pal.warn)
     return line
+
+
+def _pair(line: Text, pair: PairView, pal: Palette) -> None:
+    """'   VRRP MASTER · peer BACKUP': this director's role and its peer's ([pair])."""
+    both = pair.role == MASTER and pair.peer_role == MASTER
+    line.append("   VRRP ", pal.label)
+    for n, role in enumerate((pair.role, pair.peer_role)):
+        if n:
+            line.append(" · peer ", pal.label)
+        style = (pal.fail if both else pal.alive if role == MASTER else
+                 pal.value if role == BACKUP else pal.dim if role == UNKNOWN else pal.fail)
+        line.append(role, style)

@@ -308,7 +308,7 @@ def _pair_config(top: Section, given: bool) -> PairConfig:
     sec = top.table_of("pair")
     d = PairConfig()
     cfg = PairConfig(
-        enabled=given,
+        enabled=sec.boolean("enabled", given),  # a [pair] section means on
         keepalived_pid_file=sec.string("keepalived_pid_file", d.keepalived_pid_file),
         json_file=sec.string("json_file", d.json_file),
         json_every=sec.duration("json_every", d.json_every),

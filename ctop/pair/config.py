@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class PairConfig:
-    enabled: bool = False  # a [pair] section was given
+    enabled: bool = False  # on when a [pair] section is given (unless enabled = false)
     # keepalived's main pid file (Debian: /run/keepalived.pid): the JSON dump is asked of it
     keepalived_pid_file: str = "/run/keepalived.pid"
     # where keepalived writes the dump: $TMPDIR/keepalived.json of its environment (/tmp)

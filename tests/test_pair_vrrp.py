@@ -4,6 +4,7 @@ and the header say. The two-director lab with real keepalived: tests/test_pair_l
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -11,6 +12,7 @@ import tomllib
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ctop.cli import status_text
@@ -21,9 +23,11 @@ from ctop.pair.alerts import HOLD, PairAlerts
 from ctop.pair.config import PairConfig
 from ctop.pair.keepalived import NotifyFifo
 from ctop.pair.monitor import PairMonitor
+from ctop.pair.peer import PeerError, fetch_peer, instance_roles
 from ctop.pair.syncd import SyncDaemonError, parse_sync_daemons
 from ctop.pair.view import InstanceView, PairView
 from ctop.pair.vrrp import KeepalivedError, parse_fifo_line, parse_json_dump
+from ctop.prometheus import start_metrics
 from ctop.snapshot import Aggregate, EventView, Snapshot
 from ctop.tomlsource import key_lines
 from ctop.tui.colors import RICH
@@ -247,3 +251,21 @@ def test_header_shows_this_director_and_the_peer() -> None:
     head = render_header(_snapshot(_view("BACKUP", "MASTER")), RICH).plain
     assert "VRRP BACKUP · peer MASTER" in head
     assert "VRRP" not in render_header(_snapshot(None), RICH).plain
+
+
+async def test_peer_ctop_link_answers_pair_view_over_http() -> None:
+    """GET /pair on [prometheus] listen is what the peer director's ctop reads."""
+    current = [_snapshot(_view("MASTER", "BACKUP"))]
+    server = await start_metrics(lambda: current[0], "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    task = asyncio.create_task(server.serve_forever())
+    try:
+        with httpx.Client(timeout=2) as client:
+            data = await asyncio.to_thread(fetch_peer, client, f"127.0.0.1:{port}")
+            assert data["role"] == "MASTER" and instance_roles(data) == {"VI_1": "MASTER"}
+            current[0] = _snapshot(None)  # a ctop without [pair]: a clear error, not a role
+            with pytest.raises(PeerError, match="404"):
+                await asyncio.to_thread(fetch_peer, client, f"127.0.0.1:{port}")
+    finally:
+        task.cancel()
+        server.close()

@@ -10,6 +10,7 @@ import os
 import stat
 import subprocess
 import time
+from collections.abc import Callable
 from functools import cache
 
 from ctop.pair.view import InstanceView
@@ -51,8 +52,10 @@ def running_pid(pid_file: str) -> int:
     return pid
 
 
-def dump_state(pid_file: str, json_file: str) -> tuple[InstanceView, ...]:
-    """Signal keepalived for a JSON dump, wait for the new file, parse it."""
+def dump_state(pid_file: str, json_file: str,
+               meanwhile: Callable[[], None] = lambda: None) -> tuple[InstanceView, ...]:
+    """Signal keepalived for a JSON dump, wait for the new file, parse it. `meanwhile` runs
+    at each look while waiting (the FIFO is read on: a slow dump never delays a transition)."""
     pid = running_pid(pid_file)
     before = _stamp(json_file)
     try:
@@ -69,6 +72,7 @@ def dump_state(pid_file: str, json_file: str) -> tuple[InstanceView, ...]:
             time.sleep(0.02)  # keepalived writes with stdio: let it finish the file
             with contextlib.suppress(KeepalivedError):
                 return _read(json_file)
+        meanwhile()
         time.sleep(0.02)
     raise KeepalivedError(f"keepalived (pid {pid}) wrote no JSON dump to {json_file} within "
                           f"{DUMP_WAIT:g} s (is json_file its $TMPDIR/keepalived.json?)")

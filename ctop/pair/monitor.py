@@ -70,7 +70,7 @@ class PairMonitor:
             sync_error="" if cfg.sync_daemon else "not read ([pair] sync_daemon = false)")
         self._view = PairView()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._fifo: NotifyFifo | None = None
         self._next_dump = 0.0
 
@@ -85,13 +85,17 @@ class PairMonitor:
                 self._fifo.lines()
             except (OSError, KeepalivedError) as e:
                 self._error = f"notify_fifo {self.cfg.notify_fifo}: {e}"
-        self._thread = threading.Thread(target=self._run, name="ctop-pair", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name="ctop-pair", daemon=True)]
+        if self.cfg.peer:  # its own thread: a peer that does not answer delays nothing here
+            self._threads.append(threading.Thread(target=self._run_peer, name="ctop-pair-peer",
+                                                  daemon=True))
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=5)
         if self._fifo is not None:
             self._fifo.close()
 
@@ -101,34 +105,39 @@ class PairMonitor:
     # -- the thread ------------------------------------------------------------------------
 
     def _run(self) -> None:
-        client = httpx.Client(timeout=min(1.0, self.cfg.peer_every)) if self.cfg.peer else None
-        next_peer = next_sync = 0.0
+        next_sync = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
             for step, due in ((self._read_fifo, True),
                               (self._dump, now >= self._next_dump),
-                              (lambda: self._ask_peer(client), client and now >= next_peer),
                               (self._read_sync, self.cfg.sync_daemon and now >= next_sync)):
-                if not due:
-                    continue
-                try:
-                    step()
-                except Exception:  # a bug must not end pair awareness: log, go on
-                    log.exception("pair monitor: %s failed", getattr(step, "__name__", "step"))
-            if now >= next_peer:
-                next_peer = now + self.cfg.peer_every
+                if due:
+                    self._guarded(step)
             if now >= next_sync:
                 next_sync = now + SYNC_EVERY
-            self._publish()
-            wait = max(0.0, min(self._next_dump, next_peer) - time.monotonic())
-            wait = min(wait, 0.25)
+            self._guarded(self._publish)
+            # the view is republished at least 4 times a second: the peer's role and the
+            # ages of what was heard change without a line on the FIFO
+            wait = min(max(0.0, self._next_dump - time.monotonic()), 0.25)
             if self._fifo is not None:
                 with contextlib.suppress(OSError, ValueError):
                     select.select([self._fifo.fd], [], [], wait)
             else:
                 self._stop.wait(wait)
-        if client is not None:
-            client.close()
+
+    def _run_peer(self) -> None:
+        with httpx.Client(timeout=min(1.0, self.cfg.peer_every)) as client:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                self._guarded(lambda: self._ask_peer(client))
+                self._stop.wait(max(0.0, self.cfg.peer_every - (time.monotonic() - started)))
+
+    @staticmethod
+    def _guarded(step: Callable[[], None]) -> None:
+        try:
+            step()
+        except Exception:  # a bug must not end pair awareness: log, go on
+            log.exception("pair monitor: %s failed", getattr(step, "__name__", "a step"))
 
     def _read_fifo(self) -> None:
         if self._fifo is None:
@@ -171,7 +180,8 @@ class PairMonitor:
         self._next_dump = time.monotonic() + self.cfg.json_every
         now = self.clock()
         try:
-            found = dump_state(self.cfg.keepalived_pid_file, self.cfg.json_file)
+            found = dump_state(self.cfg.keepalived_pid_file, self.cfg.json_file,
+                               self._read_fifo)
         except KeepalivedError as e:
             self._set_error(now, str(e))
             with self._lock:
@@ -218,9 +228,7 @@ class PairMonitor:
             self._reports["vrrp"] = PeerReport(roles, summary_role(list(roles.values())),
                                                VRRP_PEER, now, 2 * self.cfg.json_every + 1)
 
-    def _ask_peer(self, client: httpx.Client | None) -> None:
-        if client is None:
-            return
+    def _ask_peer(self, client: httpx.Client) -> None:
         try:
             data = fetch_peer(client, self.cfg.peer)
         except PeerError as e:

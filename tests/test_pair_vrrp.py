@@ -249,7 +249,11 @@ def test_status_json_and_text_carry_the_pair() -> None:
 
 def test_header_shows_this_director_and_the_peer() -> None:
     head = render_header(_snapshot(_view("BACKUP", "MASTER")), RICH).plain
-    assert "VRRP BACKUP · peer MASTER" in head
+    assert "VRRP BACKUP · peer MASTER" in head and "sync" not in head
+    (sync,) = parse_sync_daemons("backup sync daemon (mcast=eth1, syncid=7)\n")
+    pair = replace(_view("BACKUP", "MASTER"), sync_daemons=(sync,))
+    first, second = render_header(_snapshot(pair), RICH).plain.split("\n")
+    assert "VRRP BACKUP · peer MASTER" in first and second.endswith("sync backup eth1/7")
     assert "VRRP" not in render_header(_snapshot(None), RICH).plain
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ctop.pair.view import InstanceView, PairView
+from ctop.pair.view import InstanceView, PairView, SyncDaemonView
 from ctop.snapshot import AlertView, Severity
 from ctop.tui.app import CtopApp
 from ctop.tui.source import StaticSource
@@ -18,7 +18,8 @@ def _app(here: str, peer: str, alert: str = "") -> CtopApp:
     snap = sample_snapshot(16)
     pair = PairView(role=here, peer_role=peer, peer_source="peer ctop 10.0.0.12:9717",
                     instances=(InstanceView("VI_1", here, priority=100),),
-                    peer_instances=(("VI_1", peer),))
+                    peer_instances=(("VI_1", peer),),
+                    sync_daemons=(SyncDaemonView("backup", "eth1", 7),) if not alert else ())
     alerts = (AlertView("vrrp_pair:VI_1:both", "vrrp_pair", "", Severity.CRIT, alert,
                         snap.ts - 5),) if alert else ()
     snap = replace(snap, pair=pair, alerts=alerts + snap.alerts)

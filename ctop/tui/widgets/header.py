@@ -96,6 +96,8 @@ def render_header(
             f"{k} {v}" for k, v in sorted(snap.drops.items(), key=lambda kv: -kv[1])[:3]
         )
         line.append(f"   dropped {total} ({worst})", pal.warn)
+    for d in snap.pair.sync_daemons if snap.pair is not None else ():
+        line.append(f"   sync {d.role} {d.mcast_interface}/{d.syncid}", pal.dim)  # IPVS sync
     return line
 
 

@@ -54,7 +54,8 @@ def running_pid(pid_file: str) -> int:
 
 def dump_state(pid_file: str, json_file: str,
                meanwhile: Callable[[], None] = lambda: None) -> tuple[InstanceView, ...]:
-    """Signal keepalived for a JSON dump, wait for the new file, parse it. `meanwhile` runs
+    """Signal keepalived for a JSON dump, wait for the new file, parse it. The main pid is
+    signalled: it passes SIGJSON on to its VRRP process (keepalived/core/main.c). `meanwhile` runs
     at each look while waiting (the FIFO is read on: a slow dump never delays a transition)."""
     pid = running_pid(pid_file)
     before = _stamp(json_file)
@@ -74,8 +75,10 @@ def dump_state(pid_file: str, json_file: str,
                 return _read(json_file)
         meanwhile()
         time.sleep(0.02)
+    # keepalived writes nothing without a vrrp_instance (vrrp_print_json returns at once)
     raise KeepalivedError(f"keepalived (pid {pid}) wrote no JSON dump to {json_file} within "
-                          f"{DUMP_WAIT:g} s (is json_file its $TMPDIR/keepalived.json?)")
+                          f"{DUMP_WAIT:g} s (no vrrp_instance configured, or json_file is not "
+                          "its $TMPDIR/keepalived.json)")
 
 
 def _stamp(path: str) -> tuple[int, int, int] | None:

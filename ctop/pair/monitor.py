@@ -185,7 +185,8 @@ class PairMonitor:
         except KeepalivedError as e:
             self._set_error(now, str(e))
             with self._lock:
-                self._instances = {n: replace(i, state="STOP") if i.state != "STOP" else i
+                # a stopped keepalived has removed its VIPs: nothing is held
+                self._instances = {n: replace(i, state="STOP", vips_held=())
                                    for n, i in self._instances.items()}
             return
         events = []

@@ -1,0 +1,1 @@
+"""The director pair: keepalived VRRP state, the peer's role, pair alerts (docs/director.md)."""

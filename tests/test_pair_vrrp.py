@@ -89,10 +89,24 @@ def test_fifo_reader_keeps_a_line_cut_between_reads(tmp_path: Path) -> None:
         fifo.close()
 
 
-def test_notify_fifo_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "f").write_text("")
+def test_notify_fifo_path_that_is_a_file_is_refused_and_said(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("keep me")
     with pytest.raises(KeepalivedError, match="not a FIFO"):
         NotifyFifo(str(tmp_path / "f"))
+    # ctop serve goes on without it, and says why in the pair view (status, --json)
+    mon = PairMonitor(PairConfig(enabled=True, notify_fifo=str(tmp_path / "f"),
+                                 keepalived_pid_file=str(tmp_path / "none.pid"),
+                                 sync_daemon=False), lambda events: None)
+    mon.start()
+    try:
+        deadline = time.monotonic() + 5
+        while "no pid file" not in mon.view().error and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert f"notify_fifo {tmp_path / 'f'}: notify_fifo" in mon.view().error
+        assert "no pid file" in mon.view().error
+    finally:
+        mon.stop()
+    assert (tmp_path / "f").read_text() == "keep me"
 
 
 # -- ipvsadm --list --daemon ---------------------------------------------------------------------

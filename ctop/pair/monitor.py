@@ -60,7 +60,8 @@ class PairMonitor:
         self.clock = clock
         self._lock = threading.Lock()
         self._instances: dict[str, InstanceView] = {}
-        self._error = ""
+        self._error = ""  # why the last dump failed
+        self._fifo_error = ""  # why the notify FIFO cannot be read (then: dumps only)
         self._read_at = 0.0
         self._adverts: dict[str, int] = {}  # instance -> adverts received at the last dump
         self._rx_lower: dict[str, float] = {}  # instance -> when a lower-prio master was heard
@@ -84,7 +85,7 @@ class PairMonitor:
                 # news: the first dump says what is true now
                 self._fifo.lines()
             except (OSError, KeepalivedError) as e:
-                self._error = f"notify_fifo {self.cfg.notify_fifo}: {e}"
+                self._fifo_error = f"notify_fifo {self.cfg.notify_fifo}: {e}"
         self._threads = [threading.Thread(target=self._run, name="ctop-pair", daemon=True)]
         if self.cfg.peer:  # its own thread: a peer that does not answer delays nothing here
             self._threads.append(threading.Thread(target=self._run_peer, name="ctop-pair-peer",
@@ -287,7 +288,7 @@ class PairMonitor:
             peer_instances=tuple(sorted(peer.items())),
             sync_daemons=self._sync.sync_daemons,
             sync_error=self._sync.sync_error,
-            error=self._error,
+            error="; ".join(e for e in (self._error, self._fifo_error) if e),
             read_at=self._read_at,
         )
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from agentd.metrics import EXPORTED, Metric
 from ctop.metricview import value_of
+from ctop.pair.view import MASTER, UNKNOWN, PairView
 from ctop.snapshot import Liveness, Snapshot
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ def exposition(snap: Snapshot) -> str:
     _family(out, "ctop_history_failing_since_seconds", "gauge",
             "When history writes began to fail (0: they work)")
     out.append(f"ctop_history_failing_since_seconds{{{cluster}}} {snap.history_failing_since:g}")
+    if snap.pair is not None:
+        _pair(out, snap.pair, cluster)
     for m in EXPORTED:  # per node, as the metric registry (agentd/metrics.py) names them
         _family(out, m.prometheus, "counter" if m.counter else "gauge", _help(m))
         for n in snap.nodes:
@@ -106,6 +109,22 @@ def exposition(snap: Snapshot) -> str:
     out += [f"ctop_lb_balance_ratio{{{labels}}} {rs.ratio:g}"
             for labels, rs in servers if rs.ratio is not None]
     return "\n".join(out) + "\n"
+
+
+def _pair(out: list[str], pair: PairView, cluster: str) -> None:
+    """The director pair's VRRP state ([pair]): this director's, and the peer's when known."""
+    _family(out, "ctop_vrrp_master", "gauge",
+            "1 while this director is MASTER of the VRRP instance (its state in the label)")
+    out += [f'ctop_vrrp_master{{{cluster},instance="{_label(i.name)}",state="{i.state}"}} '
+            f'{1 if i.state == MASTER else 0}' for i in pair.instances]
+    _family(out, "ctop_vrrp_priority", "gauge", "Effective VRRP priority of the instance here")
+    out += [f'ctop_vrrp_priority{{{cluster},instance="{_label(i.name)}"}} {i.priority}'
+            for i in pair.instances]
+    _family(out, "ctop_vrrp_peer_master", "gauge",
+            "1 while the peer director is MASTER of the instance (absent while unknown)")
+    out += [f'ctop_vrrp_peer_master{{{cluster},instance="{_label(name)}",state="{state}"}} '
+            f'{1 if state == MASTER else 0}' for name, state in pair.peer_instances
+            if state != UNKNOWN]
 
 
 async def start_metrics(

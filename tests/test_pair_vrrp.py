@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from ctop.cli import status_text
 from ctop.codec import from_plain, to_plain, unpack_compact
@@ -27,7 +28,7 @@ from ctop.pair.peer import PeerError, fetch_peer, instance_roles
 from ctop.pair.syncd import SyncDaemonError, parse_sync_daemons
 from ctop.pair.view import InstanceView, PairView
 from ctop.pair.vrrp import KeepalivedError, parse_fifo_line, parse_json_dump
-from ctop.prometheus import start_metrics
+from ctop.prometheus import exposition, start_metrics
 from ctop.snapshot import Aggregate, EventView, Snapshot
 from ctop.tomlsource import key_lines
 from ctop.tui.colors import RICH
@@ -287,3 +288,16 @@ async def test_peer_ctop_link_answers_pair_view_over_http() -> None:
     finally:
         task.cancel()
         server.close()
+
+
+def test_prometheus_exposes_both_roles_as_typed_families() -> None:
+    (inst,) = parse_json_dump((FIXTURES / "keepalived-backup.json").read_text())
+    pair = PairView(role="BACKUP", peer_role="MASTER", instances=(inst,),
+                    peer_instances=(("VI_1", "MASTER"),))
+    fams = {f.name: f for f in text_string_to_metric_families(
+        exposition(_snapshot(pair)))}
+    (here,) = fams["ctop_vrrp_master"].samples
+    assert here.labels == {"cluster": "lab", "instance": "VI_1", "state": "BACKUP"}
+    assert here.value == 0 and fams["ctop_vrrp_priority"].samples[0].value == 100
+    assert fams["ctop_vrrp_peer_master"].samples[0].value == 1
+    assert "ctop_vrrp_master" not in exposition(_snapshot(None))  # no [pair]: no families

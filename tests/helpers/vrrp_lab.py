@@ -151,11 +151,15 @@ vrrp_instance {INSTANCE} {{
             time.sleep(0.05)
         return proc
 
-    def stop_keepalived(self, i: int) -> None:
-        """A clean stop (SIGTERM): keepalived sends priority 0 and the peer takes over."""
+    def stop_keepalived(self, i: int, *, wait: bool = True) -> subprocess.Popen[bytes]:
+        """A clean stop (SIGTERM): keepalived sends priority 0 and the peer takes over at
+        once, while this one takes about a second more to exit (wait=False: return at once,
+        the caller waits)."""
         proc = self.keepalived.pop(i)
         proc.terminate()
-        proc.wait(timeout=10)
+        if wait:
+            proc.wait(timeout=10)
+        return proc
 
     def holds_vip(self, i: int) -> bool:
         out = subprocess.run(["ip", "-n", self.ns[i], "-4", "addr", "show", "eth0"],

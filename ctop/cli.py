@@ -5,6 +5,7 @@
     ctop serve           the engine without a terminal (systemd), with the control socket
     ctop status [--json] the current cluster snapshot, from the running daemon
     ctop lb ...          list, drain, maint, re-weight and restore real servers (scriptable)
+    ctop silence ...     add, list and remove silences of alerts
     ctop probe URL...    run service checks by hand
 """
 
@@ -66,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--master-key-file", metavar="FILE",
                       help="master secret (default: master_key_file of the config)")
     _common(keys)
+    from ctop.silence_cli import add_parser as add_silence_parser
+
+    add_silence_parser(sub, _common)
     sub.add_parser("lb", help="load-balancer actions (see `ctop lb --help`)", add_help=False)
     sub.add_parser("probe", help="run service checks by hand (see `ctop probe --help`)",
                    add_help=False)
@@ -123,6 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(serve(cfg))
         if args.command == "status":
             return status(cfg, as_json=args.json)
+        if args.command == "silence":
+            from ctop.silence_cli import run as run_silence
+
+            return run_silence(cfg, args)
         if args.command == "keys":
             return issue_key(cfg, args.node, args.master_key_file)
         if args.at is not None:

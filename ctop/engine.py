@@ -17,7 +17,7 @@ import logging
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -34,11 +34,15 @@ from ctop.ingest import Mark, Verifier
 from ctop.lb.factory import build_service, status_line
 from ctop.lb.limits import limits_from_rules
 from ctop.lb_history import LBRecorder
+from ctop.maintenance import operator_drains
+from ctop.mute import Mute
 from ctop.prometheus import start_metrics
 from ctop.receiver import Receiver
+from ctop.silences import Silence, SilenceBook
 from ctop.snapshot import EventView, LBServiceView, Snapshot
 from ctop.startup import os_problem, setting_error
 from ctop.store import Store, auto_raw_every
+from ctop.store.silencedb import open_book
 
 if TYPE_CHECKING:
     from ctop.lb.actions import ActionResult, LBController, Plan
@@ -81,6 +85,8 @@ class Engine:
         self.receiver.on_idle = lambda: self.model.fold_some(FOLD_BATCH)
         self.alerts = AlertEngine(list(config.alerts), config.cluster)
         self.hooks = HookRunner(config.hooks)
+        # which firing alerts page nobody: silences, windows, operator drains (ctop.mute)
+        self.mute = Mute(list(config.alerts), config.maintenance, cluster=config.cluster)
         self.heap = process_heap  # large clusters: no cyclic GC passes over the model
         self.store: Store | None = None
         self._controller = lb  # a controller given by the caller, else one from [lb]
@@ -128,6 +134,7 @@ class Engine:
                                 f"cannot open or create the history database: "
                                 f"{os_problem(e)}") from None
         self.verifier.restore([Mark(*row) for row in self.store.load_marks()])
+        self.mute.book = open_book(cfg.store.path)
         self._marks_saved = time.time()
         self._setup_lb()
         try:
@@ -167,6 +174,8 @@ class Engine:
             self._pending_events.clear()
             self.store.record_marks(self.verifier.marks())
             await asyncio.to_thread(self.store.close)
+        if self.mute.book is not None:
+            self.mute.book.close()
 
     @property
     def port(self) -> int:
@@ -191,6 +200,9 @@ class Engine:
         views, lb_round = self.lb_recorder.observe(time.time(), views)
         if lb_round is not None and self.store is not None:
             self.store.record_lb(lb_round)
+        journal = self.lb_service.controller.journal if self.lb_service is not None else None
+        if journal is not None:  # who drained which node: its alerts are held (ctop.mute)
+            self.mute.drains = operator_drains(views, journal.intents())
         return views
 
     # -- ingest ----------------------------------------------------------------------------
@@ -276,11 +288,13 @@ class Engine:
         lb = self.lb_service
         views = lb.views if lb is not None else ()
         alert_events, notes = self.alerts.evaluate(snap.nodes, now, views)
-        self.note(alert_events)
+        firing, notes, mute_events = self.mute.apply(self.alerts.firing(), notes,
+                                                     _group_of(snap), now)
+        self.note(alert_events + mute_events)
         self.hooks.notify(notes)
         snap = replace(
             snap,
-            alerts=self.alerts.firing(),
+            alerts=firing,
             events=tuple(self.events),
             lb=views,
             lb_note=self.lb_note,
@@ -342,6 +356,33 @@ class Engine:
         self.store.flush(timeout=1.0)
         return self.store.events(node_id, limit)
 
+    # -- silences ------------------------------------------------------------------------
+
+    def _book(self) -> SilenceBook:
+        if self.mute.book is None:
+            raise RuntimeError("silences need the history database (the engine is not started)")
+        return self.mute.book
+
+    def silence_add(self, *, node: str = "", group: str = "", rule: str = "",
+                    duration: str | float, reason: str, author: str) -> Silence:
+        """A new silence (ctop.silences.SilenceError says what is wrong), audited as an
+        event; it mutes alerts from the next tick on."""
+        s = self._book().add(node=node, group=group, rule=rule, duration=duration,
+                             reason=reason, author=author)
+        self.note([EventView(time.time(), "action", s.node,
+                             f"{author} silenced {s.target} until {_hhmm(s.expires)} "
+                             f"(#{s.id}): {s.reason}")])
+        return s
+
+    def silence_rm(self, sid: int, *, author: str) -> Silence:
+        s = self._book().remove(sid, author=author)
+        self.note([EventView(time.time(), "action", s.node,
+                             f"{author} removed silence #{s.id} ({s.target}, by {s.author})")])
+        return s
+
+    def silences(self, *, everything: bool = False) -> list[Silence]:
+        return self._book().listing(everything=everything)
+
     # -- load balancers --------------------------------------------------------------------
 
     def _lb(self) -> LBService:
@@ -366,3 +407,15 @@ class Engine:
             self._snapshot = replace(self._snapshot, lb=lb.views, lb_error=lb.error,
                                      imbalance=lb.imbalance, events=tuple(self.events))
         return result
+
+
+def _group_of(snap: Snapshot) -> Callable[[str], str]:
+    """node id -> its group in `snap` ("" for a node it does not hold)."""
+    def group(node_id: str) -> str:
+        node = snap.node(node_id)
+        return node.group if node is not None else ""
+    return group
+
+
+def _hhmm(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))

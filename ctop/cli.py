@@ -248,7 +248,7 @@ def status_text(data: dict[str, Any]) -> str:
     ]
     if data.get("history_error"):
         out.append(data["history_error"])
-    out += [f"ALERT [{a['severity']}] {a['message']}" for a in data["alerts"]]
+    out += [f"ALERT [{a['severity']}] {a['message']}{muted_text(a)}" for a in data["alerts"]]
     if data["drops"]:
         out.append("dropped datagrams: " + ", ".join(f"{k} {v}" for k, v in data["drops"].items()))
         sources = data.get("drop_sources", {})
@@ -280,6 +280,13 @@ def status_text(data: dict[str, Any]) -> str:
     if len(shown) < len(nodes):
         out.append(f"  ({len(nodes) - len(shown)} alive nodes not listed: ctop status --json)")
     return "\n".join(out)
+
+
+def muted_text(alert: dict[str, Any]) -> str:
+    """' (silenced by alice until 2026-12-07 06:54: kernel upgrade)' for a muted alert."""
+    from ctop.mute import muted_text as text
+
+    return f" ({text(alert)})" if alert.get("muted") else ""
 
 
 def run_ui(cfg: DirectorConfig, *, color: str = "auto", embedded: bool = False) -> int:

@@ -79,7 +79,7 @@ class Window:
 @dataclass(frozen=True)
 class MaintenanceConfig:
     remind_after: float = REMIND_AFTER
-    windows: tuple[Window, ...] = ()
+    window: tuple[Window, ...] = ()  # the [[maintenance.window]] tables
 
 
 def _bad(key: str, problem: str) -> WindowError:

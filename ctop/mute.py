@@ -11,8 +11,9 @@ nothing. A node drained longer than `remind_after` raises a reminder alert of it
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ctop.alerts import Notification, Rule
 from ctop.maintenance import HELD_KINDS, Drained, MaintenanceConfig
@@ -29,6 +30,24 @@ def _clock(ts: float) -> str:
 def _span(seconds: float) -> str:
     minutes = int(seconds // 60)
     return f"{minutes // 60}h {minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+def muted_text(alert: AlertView | Mapping[str, Any]) -> str:
+    """Who muted an alert and until when, in words (`ctop status`, the alerts pane)."""
+    get = alert.get if isinstance(alert, Mapping) else lambda k, d=None: getattr(alert, k, d)
+    muted, by, until, note = (get(k, "") for k in ("muted", "muted_by", "muted_until",
+                                                   "muted_note"))
+    if not muted:
+        return ""
+    if muted == "held":
+        return f"held: {note}"
+    who = "a maintenance window" if by == "window" else by
+    text = f"silenced by {who} until {_clock(float(until))}"
+    if note and by != "window":
+        text += f": {note}"
+    elif note:
+        text += f" ({note})"
+    return text
 
 
 @dataclass
@@ -63,7 +82,7 @@ class Mute:
             return replace(alert, muted="held", muted_by=drained.user, muted_until=0.0,
                            muted_note=f"in maintenance by {drained.user} since "
                                       f"{_clock(drained.since)}")
-        for w in self.config.windows:
+        for w in self.config.window:
             if w.matches(alert.rule, alert.node_id, group):
                 ends = w.until(now)
                 if ends is not None:

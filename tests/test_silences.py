@@ -138,7 +138,7 @@ async def test_a_maintenance_window_holds_the_alerts_inside_it_and_not_outside(a
     later = parse_window({"every": f"daily {_hhmm(now + timedelta(hours=2))}-"
                                    f"{_hhmm(now + timedelta(hours=3))}", "group": "g2"})
     eng = make_engine(tmp_path, alerts=RULES, hooks=(hook,),
-                      maintenance=MaintenanceConfig(windows=(inside, later)))
+                      maintenance=MaintenanceConfig(window=(inside, later)))
     await eng.start()
     try:
         agents.append(start_agent(tmp_path, eng.port, "in-window"))  # group g1

@@ -38,7 +38,7 @@ from ctop.maintenance import operator_drains
 from ctop.mute import Mute
 from ctop.prometheus import start_metrics
 from ctop.receiver import Receiver
-from ctop.silences import Silence, SilenceBook
+from ctop.silences import Silence, SilenceBook, local_author
 from ctop.snapshot import EventView, LBServiceView, Snapshot
 from ctop.startup import os_problem, setting_error
 from ctop.store import Store, auto_raw_every
@@ -382,6 +382,12 @@ class Engine:
 
     def silences(self, *, everything: bool = False) -> list[Silence]:
         return self._book().listing(everything=everything)
+
+    async def silence(self, *, node: str = "", group: str = "", rule: str = "",
+                      duration: str | float, reason: str) -> Silence:
+        """A silence by this process's user (the UI's `S` with the engine embedded)."""
+        return self.silence_add(node=node, group=group, rule=rule, duration=duration,
+                                reason=reason, author=local_author())
 
     # -- load balancers --------------------------------------------------------------------
 

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from ctop.control.client import ask
+from ctop.control.wire import ControlError
 from ctop.lb.journal import current_user
 from tests.helpers.haproxy_peer import HAProxyLab, free_port
 from tests.helpers.lb_owner_helpers import CTOP, clean_env, director, serving
@@ -60,6 +62,14 @@ def test_a_silence_through_the_daemon_is_the_callers_shows_in_status_and_prometh
         assert f"removed by {me} at" in history and "disk swap" in history
         again = d.ctop("silence", "rm", sid)
         assert again.returncode == 1 and "already removed" in again.stderr
+        # bad requests get a clear answer and the daemon goes on
+        for bad, words in (("silence {not json", "bad silence request"),
+                           ('silence {"op": "add", "node": "n1"}', "bad silence request"),
+                           ('silence {"op": "rm", "id": 999}', "no silence 999"),
+                           ('silence {"op": "nuke"}', "unknown op")):
+            with pytest.raises(ControlError, match=words):
+                ask(str(d.sock), bad)
+        assert d.status()["alerts"]
     finally:
         d.stop()
 

@@ -95,7 +95,7 @@ class Engine:
         # each round into the history (ctop --at) at the raw samples' spacing, and the recent
         # shares of each server into its view (the LB pane's sparkline)
         self.lb_recorder = LBRecorder(lambda n: config.store.raw_every or auto_raw_every(n))
-        self._alerts_stored: tuple[tuple[str, str], ...] | None = None  # the last set stored
+        self._alerts_stored: tuple[tuple[str, ...], ...] | None = None  # the last set stored
         self._pending_events: list[EventView] = []
         self._joined: list[str] = []  # nodes whose static facts changed since the last tick
         self._facts: dict[str, tuple[Any, ...]] = {}  # node -> its join, less the header
@@ -324,7 +324,7 @@ class Engine:
     def _store_alerts(self, now: float, snap: Snapshot) -> None:
         """The firing set, when it changed (and at the first tick: the last run's set ends)."""
         assert self.store is not None
-        firing = tuple((a.key, str(a.severity)) for a in snap.alerts)
+        firing = tuple((a.key, str(a.severity), a.muted, a.muted_by) for a in snap.alerts)
         if firing != self._alerts_stored:
             self._alerts_stored = firing
             self.store.record_alerts(now, snap.alerts)

@@ -62,6 +62,7 @@ class Mute:
     _kinds: dict[str, str] = field(default_factory=dict)
     _withheld: set[str] = field(default_factory=set)  # keys whose "firing" paged nobody
     _reminders: dict[str, AlertView] = field(default_factory=dict)
+    _silences: dict[int, Silence] = field(default_factory=dict)  # active at the last tick
 
     def __post_init__(self) -> None:
         self._kinds = {r.name: r.kind for r in self.rules}
@@ -98,6 +99,7 @@ class Mute:
         """(the firing set marked, unmuted first; the notifications for the hooks; events)."""
         silences = self.silences(now)
         events: list[EventView] = []
+        self._expired(silences, now, events)
         reminders, notes = self._remind(now, list(notes), events)
         marked = [self.mark(a, group_of, now, silences) for a in (*firing, *reminders)]
         by_key = {a.key: a for a in marked}
@@ -127,6 +129,17 @@ class Mute:
                 out.append(Notification("firing", view, self.cluster, now))
         marked.sort(key=lambda a: bool(a.muted))  # stable: severity order within each part
         return tuple(marked), out, events
+
+    def _expired(self, silences: Sequence[Silence], now: float, events: list[EventView]
+                 ) -> None:
+        """An event for each silence that ran out since the last tick (a removal is the
+        engine's own event)."""
+        current = {s.id: s for s in silences}
+        for sid, s in self._silences.items():
+            if sid not in current and s.expires <= now:
+                events.append(EventView(now, "action", s.node,
+                                        f"silence #{sid} ({s.target}, by {s.author}) expired"))
+        self._silences = current
 
     def _remind(self, now: float, notes: list[Notification], events: list[EventView]
                 ) -> tuple[list[AlertView], list[Notification]]:

@@ -5,6 +5,8 @@ ctop.mute)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import subprocess
 import time
 from datetime import datetime, timedelta
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from ctop.alert_history import firing_at
 from ctop.lb.journal import Actor
 from ctop.lb.request import ActionRequest
 from ctop.maintenance import MaintenanceConfig, parse_window
@@ -70,12 +73,20 @@ async def test_a_silenced_node_dies_shown_silenced_pages_nobody_until_the_silenc
         assert [a.node_id for a in eng.snapshot().alerts] == ["web-2", "web-1"]
         await asyncio.sleep(0.5)  # hooks run as tasks: give a wrong one time to run
         assert "web-1" not in log.read_text()
+        # the history keeps the mark: ctop --at shows the alert silenced too
+        eng.store.flush(timeout=5)
+        with contextlib.closing(sqlite3.connect(tmp_path / "ctop.db")) as db:
+            then = {a.node_id: a for a in firing_at(db, time.time())}
+        assert then["web-1"].muted == "silenced" and then["web-1"].muted_by == "alice"
+        assert not then["web-2"].muted
         # the silence expires while web-1 is still dead: now it pages
         await until(lambda: "firing node-dead web-1" in log.read_text(),
                     timeout=silence.expires - time.time() + 5)
         assert not alert(eng, "node-dead", "web-1").muted
         assert eng.silences() == [] and eng.silences(everything=True)[0].id == silence.id
-        assert any("alice silenced node=web-1" in e.message for e in eng.snapshot().events)
+        messages = [e.message for e in eng.snapshot().events]
+        assert any("alice silenced node=web-1" in m for m in messages)
+        assert f"silence #{silence.id} (node=web-1, by alice) expired" in messages
     finally:
         await eng.stop()
 

@@ -10,7 +10,7 @@ import pytest_asyncio
 
 from ctop.engine import Engine
 from ctop.lb.journal import current_user
-from ctop.snapshot import AlertView, Severity
+from ctop.snapshot import AlertView, EventView, Severity
 from ctop.tui.app import CtopApp
 from ctop.tui.screens.main import MainScreen
 from ctop.tui.screens.silence import SilenceDialog
@@ -83,6 +83,8 @@ async def test_S_silences_the_selected_node_and_its_alert_shows_dimmed_with_the_
         assert pane.selected.node_id == node  # the selection stays on its alert
         await pilot.press("up")  # the paging one is listed first
         assert pane.selected.node_id == other and not pane.selected.muted
+        await pilot.press("up")  # past the first: the pane scrolls, the selection stays
+        assert pane.selected.node_id == other
         await pilot.press("S")
         await until(lambda: isinstance(app.screen, SilenceDialog))
         assert (app.screen.node, app.screen.rule) == (other, "node-dead")
@@ -122,3 +124,31 @@ def test_the_alerts_pane_says_who_silenced_an_alert_and_until_when():
             "muted_note": "in maintenance by bob since 2026-12-07 03:00"}
     assert muted_text(held) == "held: in maintenance by bob since 2026-12-07 03:00"
     assert muted_text({"muted": ""}) == ""
+
+
+async def test_arrows_in_the_alerts_pane_select_alerts_then_scroll_on_to_the_events():
+    snap = sample_snapshot(16)
+    many = tuple(EventView(snap.ts - i, "join", f"n{i}", f"n{i} joined") for i in range(60))
+    alerts = tuple(AlertView(f"node-dead:n{i}", "node-dead", f"n{i}", Severity.CRIT,
+                             f"n{i} is dead", snap.ts) for i in range(3))
+    source = StaticSource(replace(snap, alerts=alerts, events=many))
+    app = CtopApp(source, view="grid", poll=3600)
+    async with app.run_test(size=(100, 20)) as pilot:
+        await pilot.press("a")  # the alerts screen: the pane has the focus
+        await pilot.pause()
+        pane = app.screen.query_one(AlertsPane)
+        await pilot.press("down", "down")
+        assert pane.selected.node_id == "n2" and pane.scroll_offset.y == 0
+        for _ in range(10):
+            await pilot.press("down")
+        assert pane.selected.node_id == "n2" and pane.scroll_offset.y > 0
+        await pilot.press("S")  # that alert's rule on its node
+        await pilot.pause()
+        assert isinstance(app.screen, SilenceDialog)
+        assert (app.screen.node, app.screen.rule) == ("n2", "node-dead")
+        for ch in "known":
+            await pilot.press(ch)
+        await pilot.press("enter")
+        await pilot.pause()
+        [s] = source.silenced
+        assert (s.node, s.rule, s.reason) == ("n2", "node-dead", "known")

@@ -109,8 +109,11 @@ class AlertsPane(LineView):
         return item if isinstance(item, AlertView) else None
 
     def action_move(self, delta: int) -> None:
-        if not self._alerts:
-            self.scroll_relative(y=delta, animate=False)  # events only: scroll as before
+        """Select the next / previous firing alert; past the first or last one, scroll (the
+        events below stay in reach)."""
+        beyond = self._pick + delta < 0 or self._pick + delta >= self._alerts
+        if beyond:
+            self.scroll_relative(y=delta, animate=False)
             return
         self._pick = max(0, min(self._pick + delta, self._alerts - 1))
         self._picked = self.selected.key if self.selected else None

@@ -121,3 +121,17 @@ def test_only_root_and_the_control_group_may_silence_and_the_author_is_the_calle
         assert f"by {user}: deploy" in out.stdout  # from SO_PEERCRED, not a claim
         uid = pwd.getpwnam(user).pw_uid
         assert f"(uid {uid})" not in out.stdout
+
+
+def test_without_a_daemon_ctop_silence_writes_the_history_database_as_the_local_user(tmp_path):
+    d = Daemon(tmp_path)  # its config, not started
+    out = d.ctop("silence", "add", "--group", "web", "--for", "30m", "--reason", "deploy")
+    assert out.returncode == 0, out.stderr
+    assert f"by {current_user()}: deploy" in out.stdout
+    assert (d.db.stat().st_mode & 0o777) == 0o640
+    d.start()  # the daemon keeps what was written before it
+    try:
+        listed = json.loads(d.ctop("silence", "ls", "--json").stdout)
+        assert [(s["group"], s["reason"]) for s in listed] == [("web", "deploy")]
+    finally:
+        d.stop()

@@ -5,6 +5,7 @@
     ctop serve           the engine without a terminal (systemd), with the control socket
     ctop status [--json] the current cluster snapshot, from the running daemon
     ctop lb ...          list, drain, maint, re-weight and restore real servers (scriptable)
+    ctop silence ...     add, list and remove silences of alerts
     ctop probe URL...    run service checks by hand
 """
 
@@ -68,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--master-key-file", metavar="FILE",
                       help="master secret (default: master_key_file of the config)")
     _common(keys)
+    from ctop.silence_cli import add_parser as add_silence_parser
+
+    add_silence_parser(sub, _common)
     sub.add_parser("lb", help="load-balancer actions (see `ctop lb --help`)", add_help=False)
     sub.add_parser("probe", help="run service checks by hand (see `ctop probe --help`)",
                    add_help=False)
@@ -125,6 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(serve(cfg))
         if args.command == "status":
             return status(cfg, as_json=args.json)
+        if args.command == "silence":
+            from ctop.silence_cli import run as run_silence
+
+            return run_silence(cfg, args)
         if args.command == "keys":
             return issue_key(cfg, args.node, args.master_key_file)
         if args.at is not None:
@@ -243,7 +251,7 @@ def status_text(data: dict[str, Any]) -> str:
     if data.get("history_error"):
         out.append(data["history_error"])
     out += pair_text(data.get("pair"))
-    out += [f"ALERT [{a['severity']}] {a['message']}" for a in data["alerts"]]
+    out += [f"ALERT [{a['severity']}] {a['message']}{muted_text(a)}" for a in data["alerts"]]
     if data["drops"]:
         out.append("dropped datagrams: " + ", ".join(f"{k} {v}" for k, v in data["drops"].items()))
         sources = data.get("drop_sources", {})
@@ -295,6 +303,11 @@ def pair_text(plain: dict[str, Any] | None) -> list[str]:
     elif not pair.sync_daemons:
         out.append("  IPVS sync daemon: none running")
     return out
+def muted_text(alert: dict[str, Any]) -> str:
+    """' (silenced by alice until 2026-12-07 06:54: kernel upgrade)' for a muted alert."""
+    from ctop.mute import muted_text as text
+
+    return f" ({text(alert)})" if alert.get("muted") else ""
 
 
 def run_ui(cfg: DirectorConfig, *, color: str = "auto", embedded: bool = False) -> int:

@@ -53,7 +53,9 @@ def to_plain(snap: Snapshot, *, metrics: bool = True, nodes: bool = True) -> dic
         "totals": _plain(snap.totals, _AGG_FIELDS),
         "alerts": [{"key": a.key, "rule": a.rule, "node_id": a.node_id,
                     "severity": str(a.severity), "message": a.message, "since": a.since,
-                    "value": a.value} for a in snap.alerts],
+                    "value": a.value, "muted": a.muted, "muted_by": a.muted_by,
+                    "muted_until": a.muted_until, "muted_note": a.muted_note}
+                   for a in snap.alerts],
         "events": [[e.ts, e.kind, e.node_id, e.message] for e in snap.events],
         # the balancer's name keeps the key "backend": older attached UIs, `status --json`
         "lb": [{"key": s.key, "backend": s.balancer, "protocol": s.protocol,
@@ -91,7 +93,9 @@ def from_plain(d: dict[str, Any]) -> Snapshot:
         groups=tuple(GroupView(g["name"], Aggregate(**g["totals"])) for g in d["groups"]),
         totals=Aggregate(**d["totals"]),
         alerts=tuple(AlertView(a["key"], a["rule"], a["node_id"], Severity(a["severity"]),
-                               a["message"], a["since"], a["value"]) for a in d["alerts"]),
+                               a["message"], a["since"], a["value"], a.get("muted", ""),
+                               a.get("muted_by", ""), a.get("muted_until", 0.0),
+                               a.get("muted_note", "")) for a in d["alerts"]),
         events=tuple(EventView(*e) for e in d["events"]),
         lb=tuple(LBServiceView(s["key"], s["backend"], s["protocol"], s["scheduler"],
                                tuple(RealServerView(**r) for r in s["servers"]), s["imbalance"],

@@ -20,6 +20,7 @@ from ctop.alerts import Rule, RuleError, parse_rule, parse_rules
 from ctop.hooks import Hook, HookError, parse_hook
 from ctop.lb.config import ConfigError as LBConfigError
 from ctop.lb.config import LBConfig, parse_config
+from ctop.maintenance import MaintenanceConfig, WindowError, parse_remind_after, parse_window
 from ctop.pair.config import PairConfig
 from ctop.parse import TableError, parse_address, parse_duration
 from ctop.tomlsource import KeyPath, TomlSource
@@ -170,6 +171,8 @@ class DirectorConfig:
     hooks: tuple[Hook, ...] = ()  # [[hook]]
     lb: LBConfig = field(default_factory=LBConfig)  # [lb]
     pair: PairConfig = field(default_factory=PairConfig)  # [pair]: the director pair (VRRP)
+    # [maintenance]: windows, the drain reminder (ctop.maintenance)
+    maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
     prometheus: tuple[str, int] | None = None
     control_socket: str = field(default_factory=default_control_socket)
     control_group: str | None = None  # [control] group: may change the balancers, read the socket
@@ -226,6 +229,7 @@ def from_source(src: TomlSource) -> DirectorConfig:
         hooks=_hooks(src, top.array_of("hook")),
         lb=_lb_config(src, top.table_of("lb")),
         pair=_pair_config(top, "pair" in src.data),
+        maintenance=_maintenance(src, top.table_of("maintenance")),
         prometheus=prom_listen,
         control_socket=top.string("control_socket", default_control_socket()),
         control_group=control_group,
@@ -296,6 +300,23 @@ def _alert_rules(src: TomlSource, tables: Sequence[Mapping[str, Any]]) -> tuple[
 
 def _hooks(src: TomlSource, tables: Sequence[Mapping[str, Any]]) -> tuple[Hook, ...]:
     return _each(src, "hook", tables, parse_hook, HookError)
+
+
+def _maintenance(src: TomlSource, section: Section) -> MaintenanceConfig:
+    """[maintenance] remind_after and its [[maintenance.window]] tables."""
+    remind = section.get("remind_after", MaintenanceConfig.remind_after, parse_remind_after,
+                         "a duration > 0")
+    windows = []
+    for i, table in enumerate(section.array_of("window")):
+        try:
+            windows.append(parse_window(table))
+        except WindowError as e:
+            path: KeyPath = ("maintenance", "window", i, e.key) if e.key else (
+                "maintenance", "window", i)
+            raise ConfigError(f"{src.path}:{src.line(path)}: [[maintenance.window]] "
+                              f"#{i + 1}: {e}") from None
+    section.check_unknown()
+    return MaintenanceConfig(remind, tuple(windows))
 
 
 def _element_error(src: TomlSource, array: str, index: int, e: TableError) -> ConfigError:

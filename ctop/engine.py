@@ -17,7 +17,7 @@ import logging
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -34,13 +34,17 @@ from ctop.ingest import Mark, Verifier
 from ctop.lb.factory import build_service, status_line
 from ctop.lb.limits import limits_from_rules
 from ctop.lb_history import LBRecorder
+from ctop.maintenance import operator_drains
+from ctop.mute import Mute
 from ctop.pair.alerts import PairAlerts
 from ctop.pair.monitor import PairMonitor
 from ctop.prometheus import start_metrics
 from ctop.receiver import Receiver
+from ctop.silences import Silence, SilenceBook, local_author
 from ctop.snapshot import EventView, LBServiceView, Snapshot
 from ctop.startup import os_problem, setting_error
 from ctop.store import Store, auto_raw_every
+from ctop.store.silencedb import open_book
 
 if TYPE_CHECKING:
     from ctop.lb.actions import ActionResult, LBController, Plan
@@ -86,6 +90,8 @@ class Engine:
         # [pair]: this director's and its peer's VRRP roles (ctop/pair), None when not set
         self.pair = PairMonitor(config.pair, self.note) if config.pair.enabled else None
         self.pair_alerts = PairAlerts(config.cluster)
+        # which firing alerts page nobody: silences, windows, operator drains (ctop.mute)
+        self.mute = Mute(list(config.alerts), config.maintenance, cluster=config.cluster)
         self.heap = process_heap  # large clusters: no cyclic GC passes over the model
         self.store: Store | None = None
         self._controller = lb  # a controller given by the caller, else one from [lb]
@@ -94,7 +100,7 @@ class Engine:
         # each round into the history (ctop --at) at the raw samples' spacing, and the recent
         # shares of each server into its view (the LB pane's sparkline)
         self.lb_recorder = LBRecorder(lambda n: config.store.raw_every or auto_raw_every(n))
-        self._alerts_stored: tuple[tuple[str, str], ...] | None = None  # the last set stored
+        self._alerts_stored: tuple[tuple[str, ...], ...] | None = None  # the last set stored
         self._pending_events: list[EventView] = []
         self._joined: list[str] = []  # nodes whose static facts changed since the last tick
         self._facts: dict[str, tuple[Any, ...]] = {}  # node -> its join, less the header
@@ -133,6 +139,7 @@ class Engine:
                                 f"cannot open or create the history database: "
                                 f"{os_problem(e)}") from None
         self.verifier.restore([Mark(*row) for row in self.store.load_marks()])
+        self.mute.book = open_book(cfg.store.path)
         self._marks_saved = time.time()
         self._setup_lb()
         try:
@@ -176,6 +183,8 @@ class Engine:
             self._pending_events.clear()
             self.store.record_marks(self.verifier.marks())
             await asyncio.to_thread(self.store.close)
+        if self.mute.book is not None:
+            self.mute.book.close()
 
     @property
     def port(self) -> int:
@@ -200,6 +209,9 @@ class Engine:
         views, lb_round = self.lb_recorder.observe(time.time(), views)
         if lb_round is not None and self.store is not None:
             self.store.record_lb(lb_round)
+        journal = self.lb_service.controller.journal if self.lb_service is not None else None
+        if journal is not None:  # who drained which node: its alerts are held (ctop.mute)
+            self.mute.drains = operator_drains(views, journal.intents())
         return views
 
     # -- ingest ----------------------------------------------------------------------------
@@ -289,11 +301,13 @@ class Engine:
         if pair is not None:
             pair_events, pair_notes = self.pair_alerts.evaluate(pair, now)
             alert_events, notes = alert_events + pair_events, notes + pair_notes
-        self.note(alert_events)
+        firing, notes, mute_events = self.mute.apply(
+            self.pair_alerts.firing() + self.alerts.firing(), notes, _group_of(snap), now)
+        self.note(alert_events + mute_events)
         self.hooks.notify(notes)
         snap = replace(
             snap,
-            alerts=self.pair_alerts.firing() + self.alerts.firing(),
+            alerts=firing,
             pair=pair,
             events=tuple(self.events),
             lb=views,
@@ -324,7 +338,7 @@ class Engine:
     def _store_alerts(self, now: float, snap: Snapshot) -> None:
         """The firing set, when it changed (and at the first tick: the last run's set ends)."""
         assert self.store is not None
-        firing = tuple((a.key, str(a.severity)) for a in snap.alerts)
+        firing = tuple((a.key, str(a.severity), a.muted, a.muted_by) for a in snap.alerts)
         if firing != self._alerts_stored:
             self._alerts_stored = firing
             self.store.record_alerts(now, snap.alerts)
@@ -356,6 +370,39 @@ class Engine:
         self.store.flush(timeout=1.0)
         return self.store.events(node_id, limit)
 
+    # -- silences ------------------------------------------------------------------------
+
+    def _book(self) -> SilenceBook:
+        if self.mute.book is None:
+            raise RuntimeError("silences need the history database (the engine is not started)")
+        return self.mute.book
+
+    def silence_add(self, *, node: str = "", group: str = "", rule: str = "",
+                    duration: str | float, reason: str, author: str) -> Silence:
+        """A new silence (ctop.silences.SilenceError says what is wrong), audited as an
+        event; it mutes alerts from the next tick on."""
+        s = self._book().add(node=node, group=group, rule=rule, duration=duration,
+                             reason=reason, author=author)
+        self.note([EventView(time.time(), "action", s.node,
+                             f"{author} silenced {s.target} until {_hhmm(s.expires)} "
+                             f"(#{s.id}): {s.reason}")])
+        return s
+
+    def silence_rm(self, sid: int, *, author: str) -> Silence:
+        s = self._book().remove(sid, author=author)
+        self.note([EventView(time.time(), "action", s.node,
+                             f"{author} removed silence #{s.id} ({s.target}, by {s.author})")])
+        return s
+
+    def silences(self, *, everything: bool = False) -> list[Silence]:
+        return self._book().listing(everything=everything)
+
+    async def silence(self, *, node: str = "", group: str = "", rule: str = "",
+                      duration: str | float, reason: str) -> Silence:
+        """A silence by this process's user (the UI's `S` with the engine embedded)."""
+        return self.silence_add(node=node, group=group, rule=rule, duration=duration,
+                                reason=reason, author=local_author())
+
     # -- load balancers --------------------------------------------------------------------
 
     def _lb(self) -> LBService:
@@ -380,3 +427,15 @@ class Engine:
             self._snapshot = replace(self._snapshot, lb=lb.views, lb_error=lb.error,
                                      imbalance=lb.imbalance, events=tuple(self.events))
         return result
+
+
+def _group_of(snap: Snapshot) -> Callable[[str], str]:
+    """node id -> its group in `snap` ("" for a node it does not hold)."""
+    def group(node_id: str) -> str:
+        node = snap.node(node_id)
+        return node.group if node is not None else ""
+    return group
+
+
+def _hhmm(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))

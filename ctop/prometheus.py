@@ -64,6 +64,11 @@ def exposition(snap: Snapshot) -> str:
         out.append(f"ctop_cluster_{name}{{{cluster}}} {value:g}")
     _family(out, "ctop_firing_alerts", "gauge", "Alerts firing now")
     out.append(f"ctop_firing_alerts{{{cluster}}} {len(snap.alerts)}")
+    _family(out, "ctop_muted_alerts", "gauge",
+            "Firing alerts whose hooks do not run: silenced (silence, window) or held (drain)")
+    for how in ("silenced", "held"):
+        count = sum(1 for a in snap.alerts if a.muted == how)
+        out.append(f'ctop_muted_alerts{{{cluster},how="{how}"}} {count}')
     _family(out, "ctop_receiver_drops_total", "counter", "Rejected datagrams by reason")
     for reason, count in sorted(snap.drops.items()):
         out.append(f'ctop_receiver_drops_total{{{cluster},reason="{reason}"}} {count}')

@@ -118,6 +118,12 @@ class AlertView:
     message: str
     since: float
     value: float | None = None
+    # Why no hook runs for it (ctop.mute): "" | "silenced" (a silence, a maintenance window) |
+    # "held" (its node is in maintenance: an operator drained it). Shown dimmed, still firing.
+    muted: str = ""
+    muted_by: str = ""  # the silence's author, the operator who drained, "window"
+    muted_until: float = 0.0  # when it ends (0: when the node is restored)
+    muted_note: str = ""  # the silence's reason, "in maintenance since …", the window
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,13 @@ def request_action(path: str, request: ActionRequest) -> ActionResult:
     return result_from_plain(answer["result"])
 
 
+def request_silence(path: str, op: str, **fields: Any) -> dict[str, Any]:
+    """Add, remove or list silences through the daemon ({"silence": …} or {"silences": […]});
+    the daemon takes the author from the socket, the SUDO_USER claim rides along."""
+    message = {"op": op, "sudo_user": claimed_sudo_user(), **fields}
+    return ask(path, "silence " + json.dumps(message))
+
+
 def _envelope(request: ActionRequest) -> str:
     return json.dumps({"request": request.to_plain(), "sudo_user": claimed_sudo_user()})
 

@@ -27,6 +27,7 @@ from ctop.control.client import daemon_running
 from ctop.control.wire import LENGTH, MAX_REQUEST, ControlError, read_request
 from ctop.lb.journal import Actor, user_name
 from ctop.lb.request import ActionRequest, plan_to_plain, result_to_plain
+from ctop.silences import silence_request
 from ctop.snapshot import EventView
 from ctop.sockpath import UntrustedPath, prepare_directory, remove_stale_socket
 
@@ -127,9 +128,10 @@ class ControlServer:
                 return
             verb, _, arg = request.partition(" ")
             if not self.allowed(peer):
-                what = "load-balancer changes are" if verb == "action" else "reading is"
+                what = {"action": "load-balancer changes are",
+                        "silence": "silences are"}.get(verb, "reading is")
                 body = msgpack.packb({"error": self._refusal(peer, what)})
-                if verb == "action":  # every operator watching sees the attempt
+                if verb in ("action", "silence"):  # every operator watching sees the attempt
                     self.engine.note([EventView(time.time(), "action", "",
                                                  f"refused {peer.user} (uid {peer.uid}): "
                                                  "not in the control group")])
@@ -141,6 +143,8 @@ class ControlServer:
                 body = pack_compact(self.engine.snapshot(), [arg] if arg else ())
             elif verb in ("plan", "action"):
                 body = msgpack.packb(await self._lb(verb, arg, peer))
+            elif verb == "silence":  # add, rm, ls: the author is the caller (ctop.silences)
+                body = msgpack.packb(silence_request(self.engine, arg, peer.user))
             elif verb == "conns":  # a read: the `c` view of an attached UI
                 body = msgpack.packb(await self._connections(arg))
             else:

@@ -6,7 +6,9 @@ node's metrics); `ui [NODE]` -> the compact one an attached UI polls (`ctop.code
 nodes as rows, raw metrics only for NODE, the node detail on screen); `plan JSON` -> what a
 load-balancer action would do; `action JSON` -> the daemon runs the change
 (`ctop.lb.request.ActionRequest`) and answers its result; `conns JSON` -> one real server's
-connections. An error is answered as {"error": text}.
+connections; `silence JSON` -> add, remove or list silences ({"op": "add" | "rm" | "ls", …},
+ctop.silences.silence_request; the author is the caller). An error is answered as
+{"error": text}.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from operator import mul
 from urllib.parse import quote
 
 from agentd.metrics import STORED
-from ctop import alert_history, lb_history
+from ctop import alert_history, lb_history, silences
 from ctop.metricview import values_getter
 from ctop.snapshot import NodeView
 
@@ -106,6 +106,8 @@ MIGRATIONS: tuple[str, ...] = (
     # 4: the load-balancer view of each LB round with its rollups, and the alerts firing
     # after each change (ctop.lb_history, ctop.alert_history): what ctop --at shows.
     lb_history.SCHEMA + alert_history.SCHEMA,
+    # 5: operators' silences, kept after they end: who added and removed them (ctop.silences)
+    silences.SCHEMA,
 )
 
 

@@ -4,6 +4,7 @@ load-balancer action flow (input, confirmation, action, report)."""
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
@@ -25,6 +26,7 @@ from ctop.tui.screens.confirm import ConfirmAction, WeightInput
 from ctop.tui.screens.help import HelpScreen
 from ctop.tui.screens.main import MainScreen
 from ctop.tui.screens.node_detail import NodeDetail
+from ctop.tui.screens.silence import SilenceDialog
 from ctop.tui.source import EngineLike
 from ctop.tui.strip_cycles import install as install_acyclic_strips
 from ctop.tui.theme import use_color
@@ -210,6 +212,30 @@ class CtopApp(App[None]):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
+
+    # -- silences -------------------------------------------------------------------------------
+
+    @work(exclusive=True, group="silence")
+    async def silence_request(self, node: str, rule: str = "") -> None:
+        """`S`: the dialog (duration, reason), then the silence through the source (the
+        engine, or the daemon that takes the author from the socket)."""
+        add = getattr(self.source, "silence", None)
+        if add is None or self.past is not None:
+            self.notify("silences are for the live cluster", severity="error")
+            return
+        answer = await self.push_screen_wait(SilenceDialog(node, rule))
+        if answer is None:
+            return
+        try:
+            s = await add(node=answer["node"], rule=answer["rule"], duration=answer["for"],
+                          reason=answer["reason"])
+        except Exception as exc:  # refused (permission, a bad value), daemon gone: say why
+            self.notify(f"silence not added: {exc}", severity="error", timeout=8)
+            return
+        self.notify(f"silence {s.id}: {s.target} until "
+                    f"{time.strftime('%H:%M', time.localtime(s.expires))}: {s.reason}",
+                    timeout=6)
+        self.refresh_snapshot(force=True)
 
     # -- load-balancer actions ------------------------------------------------------------------
 

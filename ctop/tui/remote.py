@@ -18,7 +18,9 @@ from ctop.control.client import (
     request_action,
     request_connections,
     request_plan,
+    request_silence,
 )
+from ctop.silences import Silence
 from ctop.snapshot import EventView, Snapshot
 from ctop.store import StoreReader
 
@@ -113,6 +115,15 @@ class RemoteSource:
 
     async def lb_connections(self, balancer: str, service: str, server: str) -> list[Connection]:
         return await asyncio.to_thread(request_connections, self.path, balancer, service, server)
+
+    async def silence(self, *, node: str = "", group: str = "", rule: str = "",
+                      duration: str | float, reason: str) -> Silence:
+        """A silence kept by the daemon, which takes the author from the socket."""
+        answer = await asyncio.to_thread(
+            request_silence, self.path, "add", node=node, group=group, rule=rule,
+            reason=reason, **{"for": duration})
+        self._wake.set()  # the silenced alerts with the next snapshot, now
+        return Silence.from_plain(answer["silence"])
 
     async def lb_action(self, request: ActionRequest) -> ActionResult:
         result = await asyncio.to_thread(request_action, self.path, request)

@@ -17,6 +17,7 @@ from ctop.lb.limits import limits_from_rules
 from ctop.lb.request import ActionRequest
 from ctop.lb.service import LBService
 from ctop.lb.snapshot_balancer import SnapshotBalancer
+from ctop.silences import Silence, checked
 from ctop.snapshot import EventView, Snapshot
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ class StaticSource:
         self.lb = lb
         self.readonly = readonly
         self.actions: list[tuple[str, str, str, str, int | None]] = []  # what lb_action was asked
+        self.silenced: list[Silence] = []  # what silence was asked
         if lb is None:
             names = dict.fromkeys(v.balancer for s in self._snaps for v in s.lb)
             lb = LBController({n: SnapshotBalancer(n, self.snapshot) for n in names}, None)
@@ -106,6 +108,16 @@ class StaticSource:
 
     async def lb_connections(self, balancer: str, service: str, server: str) -> list[Connection]:
         return await self._lb.connections(balancer, service, server)
+
+    async def silence(self, *, node: str = "", group: str = "", rule: str = "",
+                      duration: str | float, reason: str) -> Silence:
+        """Recorded in `silenced` (no engine here to keep it)."""
+        node, group, rule, seconds, reason = checked(node, group, rule, duration, reason)
+        now = self.snapshot().ts
+        s = Silence(len(self.silenced) + 1, node, group, rule, "test", reason, now,
+                    now + seconds)
+        self.silenced.append(s)
+        return s
 
     async def lb_action(self, request: ActionRequest) -> ActionResult:
         r = request

@@ -1,4 +1,4 @@
-"""Alerts screen (`a`): the alerts pane full size."""
+"""Alerts screen (`a`): the alerts pane full size; `S` silences the selected alert."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from ctop.tui.widgets.alerts_pane import AlertsPane
 
 class AlertsScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,a", "app.pop_screen", "Back", tooltip="back")
+        Binding("escape,a", "app.pop_screen", "Back", tooltip="back"),
+        Binding("S", "silence", "Silence",
+                tooltip="silence the selected alert's rule on its node (up/down select)"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -25,6 +27,15 @@ class AlertsScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one(AlertsPane).focus()
+
+    def action_silence(self) -> None:
+        alert = self.query_one(AlertsPane).selected
+        if alert is None or not alert.node_id:
+            what = f"--rule {alert.rule}" if alert else "--node N"
+            self.app.notify(f"select a node's alert (cluster-wide: ctop silence add {what})",
+                            severity="warning")
+            return
+        self.app.silence_request(alert.node_id, alert.rule)  # type: ignore[attr-defined]
 
     def update_snapshot(self, snap: Snapshot) -> None:
         self.query_one(AlertsPane).show(snap, self.app.local_events)  # type: ignore[attr-defined]

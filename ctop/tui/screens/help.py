@@ -29,6 +29,8 @@ from ctop.tui.screens.drops import DropsScreen
 from ctop.tui.screens.lb_keys import LBKeys
 from ctop.tui.screens.main import MainScreen
 from ctop.tui.screens.node_detail import NodeDetail
+from ctop.tui.screens.silence import SilenceDialog
+from ctop.tui.widgets.alerts_pane import AlertsPane
 from ctop.tui.widgets.lb_pane import LBPane
 from ctop.tui.widgets.node_list import NodeList
 
@@ -101,7 +103,9 @@ def sections(app_bindings: Sequence[BindingType]) -> list[Section]:
          _bindings(ConfirmConsequence)),
         ("Weight input", _bindings(WeightInput)),
         ("Connections of a real server (c)", _bindings(ConnectionsScreen)),
+        ("Alerts pane (main screen, alerts screen)", _bindings(AlertsPane)),
         ("Alerts and events (a)", _bindings(AlertsScreen)),
+        ("Silence dialog (S)", _bindings(SilenceDialog)),
         ("Rejected datagrams (x)", _bindings(DropsScreen)),
         ("This help", _bindings(HelpScreen)),
     ]

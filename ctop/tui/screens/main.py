@@ -53,6 +53,9 @@ class MainScreen(LBKeys, Screen[None]):
         # Out of the footer (it would push Help off at 160 columns); listed in `?`.
         Binding("T", "app.time_travel", "Look back in time", show=False,
                 tooltip="look back in time: the whole screen as it was (←/→ scrub, esc live)"),
+        # out of the footer (it would push Help off at 160 columns); listed in `?`
+        Binding("S", "silence", "Silence", show=False,
+                tooltip="silence: the selected node, or the selected alert's rule on its node"),
         *LBKeys.LB_BINDINGS,
     ]
 
@@ -204,6 +207,23 @@ class MainScreen(LBKeys, Screen[None]):
     def on_screen_resume(self) -> None:
         if self.snap is not None:  # back from another screen: show the latest tick at once
             self.update_snapshot(self.app.snapshot)  # type: ignore[attr-defined]
+
+    def action_silence(self) -> None:
+        """`S`: in the alerts pane the selected alert's rule on its node, else the node."""
+        pane = self.query_one(AlertsPane)
+        alert = pane.selected if pane.has_focus else None
+        if alert is not None and alert.node_id:
+            self.app.silence_request(alert.node_id, alert.rule)  # type: ignore[attr-defined]
+            return
+        if alert is not None:
+            self.app.notify("a cluster-wide alert: silence its rule with ctop silence add "
+                            f"--rule {alert.rule}", severity="warning")
+            return
+        node = self.nodes.selected
+        if node is None:
+            self.app.notify("select a node or an alert to silence", severity="warning")
+            return
+        self.app.silence_request(node.node_id)  # type: ignore[attr-defined]
 
     def lb_target(self) -> Target | None:
         lb = self.query_one(LBPane)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import uuid
 from pathlib import Path
@@ -101,6 +102,15 @@ async def test_kill_restart_and_count_of_watched_processes_raise_alerts(
     assert _alerts(engine, "restarted") == [
         f"{daemon} on w1 restarted (1 since the agent started)"]
     assert not _alerts(engine, "gone")
+
+    # The history keeps each change: the daemon's count went 0, 1, 0, 1 with one restart.
+    engine.store.flush()
+    db = sqlite3.connect(tmp_path / "ctop.db")
+    rows = db.execute("SELECT count, restarts FROM watched WHERE node = 'w1' AND label = ? "
+                      "ORDER BY ts", (daemon,)).fetchall()
+    counts = [c for c, _ in rows]
+    assert [c for k, c in enumerate(counts) if k == 0 or counts[k - 1] != c] == [0, 1, 0, 1]
+    assert rows[-1] == (1, 1)
 
 
 async def test_a_glob_on_the_command_line_picks_the_processes(engine, procs, tmp_path):

@@ -18,6 +18,7 @@ from agentd.metrics import STORED
 from ctop import alert_history, lb_history
 from ctop.metricview import values_getter
 from ctop.snapshot import NodeView
+from ctop.store import watched
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,8 @@ MIGRATIONS: tuple[str, ...] = (
     # 4: the load-balancer view of each LB round with its rollups, and the alerts firing
     # after each change (ctop.lb_history, ctop.alert_history): what ctop --at shows.
     lb_history.SCHEMA + alert_history.SCHEMA,
+    # 5: watched processes, one row per node, watch and change (ctop.store.watched).
+    watched.SCHEMA,
 )
 
 

@@ -429,12 +429,13 @@ def main() -> int:
         time.sleep(SETTLE)
         issue_set = next(iter(PROBE_SETS))
         counted = runs[issue_set, "watch" if watch else "new"].receiver
+        plain_counted = runs[issue_set, "new"].receiver  # the same agent without watches
         t0, idle0 = time.monotonic(), cpu_seconds(idle.pid)
         for r in runs.values():
             r.cpu0 = cpu_seconds(r.proc.pid)
-        counted.counting = True
+        counted.counting = plain_counted.counting = True
         time.sleep(args.seconds)
-        counted.counting = False
+        counted.counting = plain_counted.counting = False
         t1, idle1 = time.monotonic(), cpu_seconds(idle.pid)
         for r in runs.values():
             r.cpu1 = cpu_seconds(r.proc.pid)
@@ -486,7 +487,14 @@ def main() -> int:
     print(f"\nreports, this tree, the issue's probe set: {len(sizes)}, {mean:.0f} B mean, "
           f"{top} B max (target <= {TARGET_BYTES}); rejected by the verifier, all agents: "
           f"{rejected}")
+    if watch:
+        print("\nwithout watch (this tree, same run):", end="")
+        plain_rate = print_bytes(plain_counted, window)
+        print("\nwith watch:", end="")
     wire_rate = print_bytes(counted, window)
+    if watch:
+        print(f"watch costs {wire_rate - plain_rate:+.0f} B/s on the wire "
+              f"(ratio {ratio(wire_rate, plain_rate)})")
     met = met and top <= TARGET_BYTES and wire_rate <= TARGET_WIRE_RATE and not rejected
     print("all targets met" if met else "TARGET MISSED")
     return 0 if met else 1

@@ -172,3 +172,23 @@ def test_real_agents_in_namespaces_against_captured_ipvs_tables(servers):
     (bad,) = findings(nodes, _views(TUN, owners))
     assert bad.message == ("rs-4 (10.0.0.4): VIP 10.0.0.1 on eth0 (answers ARP for it); "
                            "arp_ignore=0 on eth0 (needs 1)")
+
+
+@pytest.mark.parametrize("arp", [
+    [["eth0", 0, 0, 256, ["10.0.0.2"]]],  # sysctl beyond 255
+    [["eth0", 0, -2, 2, ["10.0.0.2"]]],  # below "unknown"
+    [["eth0", 0, 1, 2, ["10.0.0.2"] * 9]],  # more than 8 addresses
+    [["eth0", 0, 1, 2, "10.0.0.2"]],  # addresses not a list
+    [["", 0, 1, 2, []]],  # no interface name
+    [["eth0", 0, 1, 2, []]] * 18,  # more than 17 entries
+])
+def test_bad_arp_facts_are_refused_by_name(arp):
+    import time
+
+    from agentd.protocol import Reason, Rejected, seal
+
+    verifier = Verifier(KEY)
+    msg = verifier.verify(seal(KEY, {"k": "r", "n": "n1", "b": 1, "q": 1, "t": time.time(),
+                                     "i": 1, "m": {"v": [0] * 21, "ar": arp}}))
+    assert isinstance(msg, Rejected) and msg.reason is Reason.BAD_FIELD
+    assert "metric arp" in msg.detail

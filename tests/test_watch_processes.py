@@ -185,3 +185,59 @@ def test_agentd_once_reports_the_watched_processes(tmp_path):
         p.wait()
     watched = {w[0]: w for w in json.loads(out)["metrics"]["watched"]}
     assert watched[name][1] == 1 and watched[f"nothere{os.getpid()}"][1] == 0
+
+
+@pytest.mark.parametrize(("text", "line", "says"), [
+    ('[[alert]]\nname = "a"\nprocess_missing = "*"\n\n[[alert]]\nname = "b"\n'
+     'process_count = 3\n', 7, "[[alert]] #2: key 'process_count': expected a watched"),
+    ('[[alert]]\nname = "a"\nprocess_missing = "nginx"\nhold = "5m"\n', 4,
+     "[[alert]] #1: key 'hold': only a process_restarted rule"),
+    ('[[alert]]\nname = "a"\nprocess_restarted = "*"\nhold = "soon"\n', 4, "key 'hold'"),
+    ('[[alert]]\nname = "a"\nprocess_missing = "*"\nprocess_count = "*"\n', 4,
+     "key 'process_count': one rule, one kind"),
+])
+def test_a_bad_process_rule_in_ctop_toml_names_its_line(tmp_path, text, line, says):
+    from ctop.config import ConfigError as DirectorConfigError
+    from ctop.config import TomlSource, from_source
+
+    path = tmp_path / "ctop.toml"
+    path.write_text(text)
+    with pytest.raises(DirectorConfigError) as e:
+        from_source(TomlSource.load(path))
+    assert str(e.value).startswith(f"{path}:{line}: "), str(e.value)
+    assert says in str(e.value)
+
+
+GOOD_ROW = ["nginx", 2, 1, None, 0, 125, 1024, 4, 30]
+
+
+@pytest.mark.parametrize("rows", [
+    [["nginx", -1, 1, None, 0, 0, 0, 0, 0]],  # negative count
+    [["nginx", 2, 3, 2, 0, 0, 0, 0, 0]],  # high below low
+    [["", 2, 1, None, 0, 0, 0, 0, 0]],  # empty label
+    [["x" * 65, 2, 1, None, 0, 0, 0, 0, 0]],  # label too long
+    [["nginx", 2, 1, None, 0, 0, 2**60, 0, 0]],  # rss beyond 2^53
+    [["nginx", 2.5, 1, None, 0, 0, 0, 0, 0]],  # a float count
+    [GOOD_ROW[:8]],  # short
+    [GOOD_ROW] * 17,  # more than 16 watches
+    "nginx",
+])
+def test_a_bad_watched_value_is_refused_by_name_and_the_node_keeps_reporting(rows):
+    """Hostile or broken `wp` values are `bad_field` naming the metric; the same report with
+    good values is accepted (what the agent's encoder sends always is)."""
+    import time
+
+    from agentd.protocol import Reason, Rejected, seal
+    from ctop.ingest import Verifier
+    from tests.helpers.agent_helpers import KEY
+
+    def body(seq: int, wp: object) -> dict:
+        return {"k": "r", "n": "n1", "b": 1, "q": seq, "t": time.time(), "i": 1,
+                "m": {"v": [0] * 21, "wp": wp}}
+
+    verifier = Verifier(KEY)
+    bad = verifier.verify(seal(KEY, body(1, rows)))
+    assert isinstance(bad, Rejected) and bad.reason is Reason.BAD_FIELD
+    assert "watched" in bad.detail
+    good = verifier.verify(seal(KEY, body(2, [GOOD_ROW])))
+    assert good.metrics["watched"] == [("nginx", 2, 1, None, 0, 12.5, 1 << 20, 4, 30)]

@@ -10,10 +10,11 @@ from typing import Any, NamedTuple
 
 import psutil
 
-from agentd import procfs
+from agentd import arpfacts, procfs
 from agentd.cadence import Cadence
 from agentd.protocol import PROC_NAME_CHARS, TOP_PROCS, TopProc
 from agentd.rates import RateMeter, busy_percent
+from agentd.watch import Watched, Watcher, WatchSpec
 
 MAX_IFACES = 4  # per-interface detail for the busiest few only: reports must stay small
 EXCLUDED_IFACES = frozenset({"lo"})
@@ -26,6 +27,8 @@ class Slow(NamedTuple):
     top_procs: list[TopProc]
     users: int
     disk_root_percent: float
+    watched: list[Watched]
+    arp: list[arpfacts.ArpEntry]
 
 
 def _cpu_split(t: Any) -> tuple[float, float]:
@@ -113,6 +116,7 @@ class Collector:
         slow_period: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         linux: bool = procfs.LINUX,
+        watch: tuple[WatchSpec, ...] = (),
     ) -> None:
         self.clock = clock
         self.linux = linux
@@ -120,8 +124,11 @@ class Collector:
         self._disk = RateMeter()
         self._cpu_prev: list[tuple[float, float]] = []
         self._boot = psutil.boot_time()
+        # Watched processes ride on the /proc scan (Linux only: off Linux none are reported).
+        self._watcher = Watcher(watch) if watch and linux else None
         self._procs: procfs.ProcScanner | _PsutilProcs = (
-            procfs.ProcScanner(TOP_PROCS) if linux else _PsutilProcs(TOP_PROCS)
+            procfs.ProcScanner(TOP_PROCS, self._watcher.comms if self._watcher else frozenset())
+            if linux else _PsutilProcs(TOP_PROCS)
         )
         self._slow_period = slow_period
         self._slow = Cadence(self._read_slow, slow_period, 60.0)
@@ -149,7 +156,10 @@ class Collector:
             root = psutil.disk_usage("/").percent
         except OSError:
             root = 0.0
-        return Slow(scan.rss, top, users, root)
+        watched = (self._watcher.update(scan.watched, procfs.PAGE, scan.per_tick)
+                   if self._watcher is not None else [])
+        arp = arpfacts.read() if self.linux else []
+        return Slow(scan.rss, top, users, root, watched, arp)
 
     def _cpu(self) -> tuple[float, list[int]]:
         cur = [_cpu_split(t) for t in psutil.cpu_times(percpu=True)]
@@ -245,6 +255,9 @@ class Collector:
             threads=threads,
             uptime=max(0, round(time.time() - self._boot)),
         )
+        # Empty when nothing is watched (or not Linux): slow facts, so ~3 bytes every refresh.
+        metrics["watched"] = slow.watched
+        metrics["arp"] = slow.arp
         return metrics
 
     def costs(self) -> dict[str, float]:

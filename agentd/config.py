@@ -28,6 +28,7 @@ from typing import Any
 
 from agentd.protocol import DEFAULT_PORT
 from agentd.tomlfile import ConfigError, assignment_line, read_toml
+from agentd.watch import WatchSpec, WatchSpecError, parse_watches
 
 __all__ = ["DEFAULT_PATH", "Config", "ConfigError", "Director", "load", "parse_director"]
 
@@ -62,10 +63,12 @@ class Config:
     # Addresses announced in joins; empty = every address of the node. Set it when the LVS
     # real-server address is not the only one, or when several agents share one host.
     addresses: tuple[str, ...] = ()
+    # Watched processes (agentd/watch.py): present, count, restarts and resources of each.
+    watch: tuple[WatchSpec, ...] = ()
 
 
 KEYS = ("director", "key_file", "node_id", "group", "interval", "join_interval", "probes",
-        "addresses", "beacon_interval")
+        "addresses", "beacon_interval", "watch")
 
 
 def _show(value: Any) -> str:
@@ -107,6 +110,19 @@ class _Source:
             for i, ln in enumerate(self.lines[first - 1 :], first):
                 if item in ln:
                     return i
+        return first
+
+    def item_line(self, key: str, items: Any, message: str) -> int | None:
+        """Line of the list item a message names ("entry N: ..."), else of the key."""
+        first = self.line_of(key)
+        m = re.match(r"entry (\d+):", message)
+        if first is None or not m or not isinstance(items, list):
+            return first
+        item = items[int(m[1]) - 1]
+        text = f'"{item}"' if isinstance(item, str) else str(item)
+        for i, ln in enumerate(self.lines[first - 1 :], first):
+            if text in ln:
+                return i
         return first
 
     def error(self, key: str, message: str, line: int | None = None) -> ConfigError:
@@ -213,7 +229,16 @@ def _apply(cfg: Config, src: _Source, values: Mapping[str, Any]) -> Config:
             changes[key] = _probes(src, value)
         elif key == "addresses":
             changes[key] = _addresses(src, value)
+        elif key == "watch":
+            changes[key] = _watch(src, value)
     return replace(cfg, **changes)
+
+
+def _watch(src: _Source, value: Any) -> tuple[WatchSpec, ...]:
+    try:
+        return parse_watches(value)
+    except WatchSpecError as e:
+        raise src.error("watch", str(e), src.item_line("watch", value, str(e))) from None
 
 
 def _addresses(src: _Source, value: Any) -> tuple[str, ...]:

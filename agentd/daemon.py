@@ -46,7 +46,7 @@ def beacon_slots(interval: float, beacon_interval: float) -> tuple[tuple[float, 
 
 # Everything but the probes is fixed for the life of a boot (joins announce it): SIGHUP logs it.
 _RESTART_KEYS = ("directors", "key_file", "node_id", "group", "interval", "join_interval",
-                 "beacon_interval", "addresses")
+                 "beacon_interval", "addresses", "watch")
 
 
 class Agent:
@@ -63,7 +63,7 @@ class Agent:
         self._reload_config = reload
         self.boot = encoder.new_boot_id()
         self.seq = 0
-        self.collector = Collector(cfg.interval)
+        self.collector = Collector(cfg.interval, watch=cfg.watch)
         self.services = Services(cfg.probes)
         self.sender = Sender(cfg.directors)
         self.slow = SlowFacts(cfg.join_interval)

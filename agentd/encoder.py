@@ -11,7 +11,8 @@ import math
 import os
 from typing import Any
 
-from agentd.metrics import COMPOUND, MAX_VALUE, SCALARS, Metric
+from agentd.arpfacts import MAX_IFACE_ADDRS, MAX_IFACES, ArpEntry
+from agentd.metrics import ARP, COMPOUND, MAX_VALUE, SCALARS, WATCH, Metric
 from agentd.protocol import (
     DETAIL_CHARS,
     KIND_JOIN,
@@ -35,6 +36,7 @@ from agentd.protocol import (
     ServiceStatus,
     seal,
 )
+from agentd.watch import MAX_LABEL, MAX_WATCHES, Watched
 
 
 def new_boot_id() -> int:
@@ -51,6 +53,10 @@ def _scaled(m: Metric, value: Any) -> Any:
         return _num(value, m.scale, limit)
     if m.kind == "list":
         return [_num(v, m.scale, limit) for v in value]
+    if m.kind == WATCH:
+        return [_watched_body(w, m) for w in value[:MAX_WATCHES]]
+    if m.kind == ARP:
+        return [_arp_body(e) for e in value[:MAX_IFACES + 1]]
     if m.kind == "procs":
         return [
             [str(name)[:PROC_NAME_CHARS], _num(pid, 1), _num(cpu, m.scale, limit),
@@ -58,6 +64,24 @@ def _scaled(m: Metric, value: Any) -> Any:
             for name, pid, cpu, rss in value[:TOP_PROCS]
         ]
     return {str(k)[:MAX_TEXT]: [_num(v, m.scale, limit) for v in vs] for k, vs in value.items()}
+
+
+def _watched_body(w: Watched, m: Metric) -> list[Any]:
+    label, count, low, high, restarts, cpu, rss, threads, fds = w
+    return [str(label)[:MAX_LABEL], _num(count, 1), _num(low, 1),
+            None if high is None else _num(high, 1), _num(restarts, 1),
+            _num(cpu, m.scale, m.limit), _num(rss, 1) >> 10, _num(threads, 1),
+            None if fds is None else _num(fds, 1)]
+
+
+def _sysctl(value: int) -> int:
+    return value if isinstance(value, int) and 0 <= value <= 255 else -1  # -1: unknown
+
+
+def _arp_body(e: ArpEntry) -> list[Any]:
+    iface, flags, ignore, announce, addrs = e
+    return [str(iface)[:MAX_TEXT], _num(flags, 1, 255), _sysctl(ignore), _sysctl(announce),
+            [str(a)[:MAX_TEXT] for a in addrs[:MAX_IFACE_ADDRS]]]
 
 
 def _seconds(value: float) -> float | int:
@@ -124,13 +148,14 @@ def _encode_report(key: bytes, msg: Report) -> bytes:
             metrics[m.key] = _scaled(m, given[m.name])
     # Fall-back steps if a report would exceed the datagram bound: drop the top processes,
     # then per-interface detail, then per-state TCP counts, then shorten and finally drop
-    # probe details.
+    # probe details, then the ARP facts.
     attempts = (
         (DETAIL_CHARS, ()),
         (DETAIL_CHARS, ("tp",)),
         (DETAIL_CHARS, ("tp", "ni")),
         (24, ("tp", "ni", "ts")),
         (0, ("tp", "ni", "ts", "cc")),
+        (0, ("tp", "ni", "ts", "cc", "ar")),  # a host with many addressed interfaces
     )
     data = b""
     body: dict[str, Any] = {}

@@ -27,6 +27,8 @@ NUM = "num"  # one number, in the positional scalar list under "v"
 LIST = "list"  # a list of numbers under its own key
 MAP = "map"  # {name: [numbers]} under its own key
 PROCS = "procs"  # the top-processes list, [[name, pid, cpu, rss KiB], ...]
+WATCH = "watch"  # watched processes, [[label, count, low, high, restarts, cpu, rss KiB, ...]]
+ARP = "arp"  # addresses and ARP sysctls per interface, [[iface, flags, ignore, announce, [ip]]]
 SCALAR_KEY = "v"
 
 
@@ -34,7 +36,7 @@ SCALAR_KEY = "v"
 class Metric:
     name: str  # the readable name: report metrics, alert rules, history queries
     key: str  # wire key: SCALAR_KEY for positional scalars, else the metric's own key
-    kind: str  # NUM | LIST | MAP | PROCS
+    kind: str  # NUM | LIST | MAP | PROCS | WATCH | ARP
     description: str  # what it is and where the agent reads it (docs, Prometheus help)
     unit: str = ""  # "%", "B", "B/s", "pkt/s", "s" or "" (a count)
     scale: int = 1  # on the wire round(value * scale): integers cost 1-3 bytes, floats 9
@@ -123,6 +125,14 @@ METRICS: tuple[Metric, ...] = (
     # [[name, pid, cpu % of one core x 10, rss KiB], ...] busiest first (docs/agentd.md)
     Metric("top_procs", "tp", PROCS,
            "the 5 busiest processes, like top: (name, pid, cpu_percent, rss_bytes)", "%", 10),
+    # [[label, count, low, high|nil, restarts, cpu x 10, rss KiB, threads, fds|nil], ...]
+    Metric("watched", "wp", WATCH,
+           "watched processes (agentd.toml `watch`): (label, count, expected_low, "
+           "expected_high, restarts, cpu_percent, rss_bytes, threads, open_files)", "%", 10),
+    # [[iface, flags, arp_ignore, arp_announce, [address, ...]], ...], "all" first
+    Metric("arp", "ar", ARP,
+           "addresses per interface and the ARP sysctls (agentd/arpfacts.py): (iface, flags, "
+           "arp_ignore, arp_announce, addresses)"),
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
@@ -144,7 +154,8 @@ def _check(metrics: tuple[Metric, ...]) -> None:
             if value and value != SCALAR_KEY and tag in seen:
                 raise ValueError(f"metric {m.name}: {what} {value!r} is used twice")
             seen.add(tag)
-        if (m.key == SCALAR_KEY) != (m.kind == NUM) or m.kind not in (NUM, LIST, MAP, PROCS):
+        if (m.key == SCALAR_KEY) != (m.kind == NUM) or m.kind not in (
+                NUM, LIST, MAP, PROCS, WATCH, ARP):
             raise ValueError(f"metric {m.name}: kind {m.kind!r} does not fit wire key {m.key!r}")
         if m.chart and not m.column:
             raise ValueError(f"metric {m.name}: a chart reads history: it needs a column")

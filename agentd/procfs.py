@@ -16,6 +16,8 @@ import time
 from collections import Counter
 from typing import NamedTuple
 
+from agentd.watch import Seen
+
 LINUX = os.path.isdir("/proc/self") and os.path.exists("/proc/net/tcp")
 
 # Kernel TCP state numbers (include/net/tcp_states.h) -> short readable names for the wire.
@@ -38,7 +40,7 @@ TCP_STATES = {
 # One C-level findall anchored on the newline beats splitting lines in Python and an unanchored
 # pattern (docs/performance.md, "Figures behind constants").
 _STATE_RE = re.compile(rb"\n *\d+: \S+ \S+ ([0-9A-F]{2})")
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+PAGE = _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _BOOTTIME = getattr(time, "CLOCK_BOOTTIME", getattr(time, "CLOCK_MONOTONIC", 1))
 
@@ -77,6 +79,9 @@ class ProcScan(NamedTuple):
 
     rss: int  # bytes, sum over all processes
     top: list[tuple[str, int, float, int]]  # (comm, pid, cpu % of one core, rss bytes)
+    # comm -> its processes, for the comms in `watch` only (agentd/watch.py)
+    watched: dict[bytes, list[Seen]] = {}  # noqa: RUF012 - never mutated, a NamedTuple default
+    per_tick: float = 0.0  # CPU % of one core per tick of `Seen.used` over this scan
 
 
 class ProcScanner:
@@ -89,8 +94,9 @@ class ProcScanner:
     CPU shares are tick deltas since the previous scan: the first scan only sets the baseline.
     """
 
-    def __init__(self, top: int = 5) -> None:
+    def __init__(self, top: int = 5, watch: frozenset[bytes] = frozenset()) -> None:
         self.top = top
+        self.watch = watch  # comms whose processes the scan hands over (agentd/watch.py)
         self._prev: dict[str, tuple[int, int]] = {}  # pid -> (start time, utime + stime)
         self._prev_at: float | None = None  # CLOCK_BOOTTIME of the previous scan, seconds
 
@@ -101,6 +107,8 @@ class ProcScanner:
         since = -1 if prev_at is None else int(prev_at * _CLK_TCK)
         cur: dict[str, tuple[int, int]] = {}
         rows: list[tuple[int, int, str, bytes]] = []
+        watch = self.watch
+        watched: dict[bytes, list[Seen]] = {}
         pages = 0
         for pid in pids() if pid_list is None else pid_list:
             try:
@@ -127,7 +135,10 @@ class ProcScanner:
                 used = ticks  # born since the last scan (or a reused pid): all its time is new
             else:
                 used = 0  # no baseline yet
-            rows.append((used, rss, pid, data[len(pid) + 2 : end]))
+            comm = data[len(pid) + 2 : end]
+            rows.append((used, rss, pid, comm))
+            if comm in watch:  # one set lookup per process: watching is nearly free
+                watched.setdefault(comm, []).append(Seen(pid, start, used, rss, int(f[17])))
         self._prev, self._prev_at = cur, now
         elapsed = now - prev_at if prev_at is not None else 0.0
         # Busiest first; equal (or no) CPU use, as on an idle node or the first scan: largest.
@@ -136,4 +147,4 @@ class ProcScanner:
             (comm.decode(errors="replace"), int(pid), used * per_tick, rss * _PAGE)
             for used, rss, pid, comm in heapq.nlargest(self.top, rows)
         ]
-        return ProcScan(pages * _PAGE, top)
+        return ProcScan(pages * _PAGE, top, watched, per_tick)

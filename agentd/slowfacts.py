@@ -11,13 +11,22 @@ out (docs/protocol.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from agentd.protocol import UNSENT, ServiceStatus
 
-SLOW_METRICS = ("top_procs", "tcp_states")
+SLOW_METRICS = ("top_procs", "tcp_states", "watched", "arp")
 REPEATS = 2  # reports in a row that carry a changed fact (p^2 = 9 % at 30 % loss)
+# Facts that carry measurements besides their news: a watched process's count and restarts are
+# news at once, its CPU, RSS, threads and files ride along and are otherwise refreshed. What
+# counts as a change, per fact (the default: any difference):
+CHANGE_OF: dict[str, Callable[[Any], Any]] = {
+    "watched": lambda value: [(w[0], w[1], w[4]) for w in value],
+}
+# Refresh periods, in `refresh` periods, of facts that change rarely or whose measurements
+# may be older: the byte budget (docs/protocol.md) has room for little else.
+REFRESH_TIMES = {"watched": 3, "arp": 6}
 _NOTHING = object()
 
 
@@ -30,10 +39,13 @@ class SlowFacts:
         self._sent_at: dict[str, float] = {}
 
     def _due(self, name: str, value: Any, now: float) -> bool:
-        if value != self._last.get(name, _NOTHING):
-            self._last[name] = value
+        change = CHANGE_OF.get(name)
+        news = change(value) if change is not None else value
+        if news != self._last.get(name, _NOTHING):
+            self._last[name] = news
             self._left[name] = self.repeats
-        elif now - self._sent_at.get(name, float("-inf")) >= self.refresh:
+        elif now - self._sent_at.get(name, float("-inf")) >= \
+                self.refresh * REFRESH_TIMES.get(name, 1):
             self._left[name] = max(1, self._left.get(name, 0))
         if self._left.get(name, 0) <= 0:
             return False

@@ -290,7 +290,8 @@ def byte_compile(tree: Path) -> None:
 class AgentRun:
     """One real agent of one tree with one probe set, and the receiver it reports to."""
 
-    def __init__(self, tree: Path, urls: list[str], workdir: Path, args: argparse.Namespace):
+    def __init__(self, tree: Path, urls: list[str], workdir: Path, args: argparse.Namespace,
+                 watch: tuple[str, ...] = ()):
         self.urls = urls
         self.receiver = Collector()
         self.receiver.start()
@@ -306,6 +307,8 @@ class AgentRun:
             + (f"beacon_interval = {args.beacon_interval}\n"
                if args.beacon_interval is not None else "")
             + f"probes = [{', '.join(repr(u) for u in urls)}]\n".replace("'", '"')
+            + (f"watch = [{', '.join(f'{w!r}' for w in watch)}]\n".replace("'", '"')
+               if watch else "")
         )
         self.proc = subprocess.Popen(
             [sys.executable, "-c", RUN_TREE, str(tree), "--config", str(conf)],
@@ -379,6 +382,10 @@ def main() -> int:
     parser.add_argument(
         "--probe-interval", type=float, default=None, help="probe interval (default: probes')"
     )
+    parser.add_argument(
+        "--watch", default="", metavar="LIST",
+        help="comma-separated agentd `watch` entries: also run this tree's agent with them on "
+             "the issue's probe set (ratio against the same agent without; its bytes counted)")
     parser.add_argument("--baseline", default=BASELINE, metavar="REV",
                         help=f"git revision of the baseline agent (default {BASELINE})")
     args = parser.parse_args()
@@ -402,6 +409,12 @@ def main() -> int:
             urls = probe_urls(kinds, ports, tcp, args.probe_interval)
             for version, tree in (("new", ROOT), ("baseline", base_tree)):
                 runs[label, version] = AgentRun(tree, urls, tmp / f"{version}-{n}", args)
+        watch = tuple(w.strip() for w in args.watch.split(",") if w.strip())
+        if watch:
+            first = next(iter(PROBE_SETS))
+            runs[first, "watch"] = AgentRun(
+                ROOT, probe_urls(PROBE_SETS[first], ports, tcp, args.probe_interval),
+                tmp / "watch", args, watch)
         idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
         began = time.monotonic()
         while not all(r.started() for r in runs.values()):
@@ -415,13 +428,14 @@ def main() -> int:
             time.sleep(0.1)
         time.sleep(SETTLE)
         issue_set = next(iter(PROBE_SETS))
-        counted = runs[issue_set, "new"].receiver
+        counted = runs[issue_set, "watch" if watch else "new"].receiver
+        plain_counted = runs[issue_set, "new"].receiver  # the same agent without watches
         t0, idle0 = time.monotonic(), cpu_seconds(idle.pid)
         for r in runs.values():
             r.cpu0 = cpu_seconds(r.proc.pid)
-        counted.counting = True
+        counted.counting = plain_counted.counting = True
         time.sleep(args.seconds)
-        counted.counting = False
+        counted.counting = plain_counted.counting = False
         t1, idle1 = time.monotonic(), cpu_seconds(idle.pid)
         for r in runs.values():
             r.cpu1 = cpu_seconds(r.proc.pid)
@@ -460,13 +474,27 @@ def main() -> int:
     print(f"{'target':24} {'':17} {'<= ' + format(TARGET_RSS_MB, 'g'):>6} {'':6}   "
           f"{'':21} {'<= ' + format(TARGET_CPU, 'g'):>5}")
 
-    sizes = runs[issue_set, "new"].receiver.report_sizes
+    if watch:
+        plain, watching = runs[issue_set, "new"], runs[issue_set, "watch"]
+        plain_cpu, watch_cpu = (r.cpu_seconds / window * 100 for r in (plain, watching))
+        print(f"{'+ watch ' + str(len(watch)):24} {plain.rss:17.1f} {watching.rss:6.1f} "
+              f"{ratio(watching.rss, plain.rss):>6}   {plain_cpu:21.2f} {watch_cpu:5.2f} "
+              f"{ratio(watch_cpu, plain_cpu):>6}   (against this tree without watch: {watch})")
+        met = met and watching.rss <= TARGET_RSS_MB and watch_cpu <= TARGET_CPU
+    sizes = counted.report_sizes
     mean, top = (statistics.mean(sizes), max(sizes)) if sizes else (float("nan"), 0)
     rejected = sum(len(r.receiver.rejected) for r in runs.values())
     print(f"\nreports, this tree, the issue's probe set: {len(sizes)}, {mean:.0f} B mean, "
           f"{top} B max (target <= {TARGET_BYTES}); rejected by the verifier, all agents: "
           f"{rejected}")
+    if watch:
+        print("\nwithout watch (this tree, same run):", end="")
+        plain_rate = print_bytes(plain_counted, window)
+        print("\nwith watch:", end="")
     wire_rate = print_bytes(counted, window)
+    if watch:
+        print(f"watch costs {wire_rate - plain_rate:+.0f} B/s on the wire "
+              f"(ratio {ratio(wire_rate, plain_rate)})")
     met = met and top <= TARGET_BYTES and wire_rate <= TARGET_WIRE_RATE and not rejected
     print("all targets met" if met else "TARGET MISSED")
     return 0 if met else 1

@@ -26,6 +26,14 @@ Rules come from `[[alert]]` tables in ctop.toml:
     imbalance_above = 0.4          # and/or: load shares this far from the weights (0..1)
     for = "30s"
 
+    [[alert]]                      # a watched process (agentd.toml `watch`): ctop/procalerts.py
+    name = "nginx-gone"
+    process_missing = "nginx"      # or process_count / process_restarted (+ hold = "10m")
+
+    [[alert]]                      # DR/TUN real servers' VIP and ARP sysctls: ctop/arpcheck.py
+    name = "lvs-arp"
+    arp_check = true
+
 Dependencies: metric and service alerts are not raised (and resolve) for a node that is not
 alive, so a dead node produces one alert, not one per service.
 """
@@ -40,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentd.metrics import ALERTABLE, METRICS
+from ctop import arpcheck, procalerts
 from ctop.parse import TableError, parse_duration
 from ctop.snapshot import AlertView, EventView, LBServiceView, Liveness, NodeView, Severity
 
@@ -62,7 +71,7 @@ class RuleError(TableError):
 @dataclass(frozen=True)
 class Rule:
     name: str
-    kind: str  # "metric" | "service" | "liveness" | "lb"
+    kind: str  # "metric" | "service" | "liveness" | "lb" | "arp" | procalerts.KINDS
     metric: str = ""
     op: str = ">"
     warn: float | None = None
@@ -75,6 +84,8 @@ class Rule:
     serving_below: int | None = None  # lb: fewer real servers serving than this
     imbalance_above: float | None = None  # lb: imbalance index above this
     drift: bool = False  # lb: a real server differs from the journal's intent
+    process: str = ""  # process_*: a watch label or "*" (ctop/procalerts.py)
+    hold: float = 0.0  # process_restarted: seconds it fires after a restart
 
     def value(self, node: NodeView) -> float | None:
         attr = NODE_FIELDS.get(self.metric)
@@ -102,6 +113,11 @@ DEFAULT_RULES: tuple[Mapping[str, Any], ...] = (
     {"name": "lb-no-server", "lb_service": "*", "serving_below": 1, "severity": "crit"},
     # the balancer lost a change ctop made (reload, hand edit, failover): re-apply or accept
     {"name": "lb-drift", "lb_service": "*", "drift": True, "severity": "warn"},
+    # watched processes (agentd.toml `watch`) and DR/TUN real servers' ARP setup
+    {"name": "process-missing", "process_missing": "*", "severity": "crit"},
+    {"name": "process-count", "process_count": "*", "for": "10s", "severity": "warn"},
+    {"name": "process-restarted", "process_restarted": "*", "severity": "warn"},
+    {"name": "lvs-arp", "arp_check": True, "severity": "crit"},
 )
 
 
@@ -119,7 +135,8 @@ def _duration_of(table: Mapping[str, Any], key: str) -> float:
 def parse_rule(table: Mapping[str, Any]) -> Rule:
     """One [[alert]] table -> Rule. Raises RuleError naming the offending key."""
     known = {"name", "when", "metric", "op", "warn", "crit", "for", "service", "liveness",
-             "severity", "repeat", "lb_service", "serving_below", "imbalance_above", "drift"}
+             "severity", "repeat", "lb_service", "serving_below", "imbalance_above", "drift",
+             *EXTRA_KEYS}
     for key in table:
         if key not in known:
             raise _bad(key, f"unknown key (known: {', '.join(sorted(known))})")
@@ -139,6 +156,9 @@ def parse_rule(table: Mapping[str, Any]) -> Rule:
         return Rule(name, "liveness", liveness=state, severity=Severity(severity), repeat=repeat)
     if "lb_service" in table:
         return _lb_rule(table, name, duration, Severity(severity), repeat)
+    extra = _extra_rule(table, name, duration, Severity(severity), repeat)
+    if extra is not None:
+        return extra
     if "service" in table:
         if not isinstance(table["service"], str):
             raise _bad("service", "expected a service name or \"*\"")
@@ -196,6 +216,37 @@ def _lb_rule(
                 imbalance_above=None if above is None else float(above), drift=drift)
 
 
+# Rule kinds of their own modules (watched processes, DR/TUN ARP sanity): their table keys, one
+# parser and one evaluation each, registered here so other kinds merge beside them.
+EXTRA_KEYS = (*procalerts.KINDS, "hold", "arp_check")
+
+
+def _extra_rule(
+    table: Mapping[str, Any], name: str, duration: float, severity: Severity, repeat: float
+) -> Rule | None:
+    kinds = [k for k in procalerts.KINDS if k in table]
+    if len(kinds) > 1:
+        raise _bad(kinds[1], f"one rule, one kind: {kinds[0]} is already given")
+    if "hold" in table and kinds != ["process_restarted"]:
+        raise _bad("hold", "only a process_restarted rule has a hold time")
+    if kinds:
+        kind = kinds[0]
+        label = table[kind]
+        if not isinstance(label, str) or not label:
+            raise _bad(kind, 'expected a watched process (its label in agentd.toml `watch`) '
+                       'or "*"')
+        hold = _duration_of(table, "hold") if "hold" in table else procalerts.DEFAULT_HOLD
+        if kind == "process_restarted" and hold <= 0:
+            raise _bad("hold", "expected a duration > 0, e.g. \"10m\"")
+        return Rule(name, kind, process=label, duration=duration, severity=severity,
+                    repeat=repeat, hold=hold if kind == "process_restarted" else 0.0)
+    if "arp_check" in table:
+        if table["arp_check"] is not True:
+            raise _bad("arp_check", f"expected true, got {table['arp_check']!r}")
+        return Rule(name, "arp", duration=duration, severity=severity, repeat=repeat)
+    return None
+
+
 def parse_rules(tables: Sequence[Mapping[str, Any]] | None) -> list[Rule]:
     """[[alert]] tables -> rules; none (or an empty list): DEFAULT_RULES."""
     rules = []
@@ -230,6 +281,7 @@ class AlertEngine:
     cluster: str = "cluster"
     _active: dict[str, _Active] = field(default_factory=dict)
     _pending: dict[str, float] = field(default_factory=dict)  # key -> first breach
+    _restarts: procalerts.Restarts = field(default_factory=procalerts.Restarts)
 
     def evaluate(
         self, nodes: Iterable[NodeView], now: float, lb: Iterable[LBServiceView] = ()
@@ -238,7 +290,8 @@ class AlertEngine:
         notifications of this tick."""
         # key -> (rule, node id ("" for the cluster), level, message, value)
         breaches: dict[str, tuple[Rule, str, Severity, str, float | None]] = {}
-        node_rules = [r for r in self.rules if r.kind != "lb"]
+        nodes = nodes if isinstance(nodes, tuple | list) else tuple(nodes)
+        node_rules = [r for r in self.rules if r.kind not in ("lb", "arp")]
         for node in nodes:
             alive = node.liveness is Liveness.ALIVE
             nid = node.node_id
@@ -249,6 +302,10 @@ class AlertEngine:
                             rule, nid, rule.severity, f"{nid} is {node.liveness}", None)
                 elif not alive:
                     continue  # dependency: no metric or service alerts for a node not alive
+                elif rule.kind in procalerts.KINDS:
+                    for subject, text, value in self._process_breaches(rule, node, now):
+                        breaches[f"{rule.name}:{nid}:{subject}"] = (
+                            rule, nid, rule.severity, text, value)
                 elif rule.kind == "service":
                     for s in node.services:
                         if s.status == "fail" and rule.service in ("*", s.name):
@@ -262,12 +319,30 @@ class AlertEngine:
                         text = f"{rule.metric} on {nid} is {value:.1f} ({rule.op} " \
                                f"{rule.crit if level is Severity.CRIT else rule.warn:g})"
                         breaches[f"{rule.name}:{nid}"] = (rule, nid, level, text, value)
+        arp_rules = [r for r in self.rules if r.kind == "arp"]
+        if arp_rules:
+            lb = tuple(lb)
+            found = arpcheck.findings(
+                [n for n in nodes if n.liveness is Liveness.ALIVE], lb)
+            for rule in arp_rules:
+                for f in found:
+                    breaches[f"{rule.name}:{f.node_id}:{f.address}"] = (
+                        rule, f.node_id, rule.severity, f.message, None)
         lb_rules = [r for r in self.rules if r.kind == "lb"]
         for svc in lb if lb_rules else ():
             for rule in lb_rules:
                 if rule.service in ("*", svc.key):
                     breaches.update(_lb_breaches(rule, svc))
         return self._settle(breaches, now)
+
+    def _process_breaches(
+        self, rule: Rule, node: NodeView, now: float
+    ) -> list[procalerts.Breach]:
+        if rule.kind == "process_missing":
+            return procalerts.missing(node, rule.process)
+        if rule.kind == "process_count":
+            return procalerts.count(node, rule.process)
+        return self._restarts.breaches(node, rule.process, now, rule.hold)
 
     def _settle(self, breaches, now: float) -> tuple[list[EventView], list[Notification]]:
         events: list[EventView] = []

@@ -45,7 +45,7 @@ LOSS_WINDOW = 128  # sequence numbers kept per node to measure datagram loss
 BEACON_LAPSE = 5.0
 # Metrics an agent leaves out of a report while they have not changed (agentd/slowfacts.py):
 # the node keeps its last value.
-CARRIED = ("top_procs", "tcp_states")
+CARRIED = ("top_procs", "tcp_states", "watched", "arp")
 
 
 @dataclass(slots=True)

@@ -20,7 +20,8 @@ sys.path.insert(0, str(ROOT))
 
 from agentd.metrics import METRICS, SCALARS, Metric  # noqa: E402
 
-KINDS = {"num": "number", "list": "list", "map": "map", "procs": "list"}
+KINDS = {"num": "number", "list": "list", "map": "map", "procs": "list", "watch": "list",
+         "arp": "list"}
 SCALE_WORDS = {10: "× 10", 100: "× 100"}
 
 

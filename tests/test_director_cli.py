@@ -35,8 +35,10 @@ def test_the_example_config_is_valid():
     cfg = from_source(TomlSource.load(ROOT / "contrib" / "ctop.toml.example"))
     assert cfg.cluster == "web" and cfg.listen == ("0.0.0.0", 7117)
     assert cfg.liveness.dead_after == 5 and cfg.store.raw_retention == 86400
-    assert [r.name for r in cfg.alerts] == ["cpu-high", "http-down", "node-dead", "web-capacity"]
-    assert [r.kind for r in cfg.alerts] == ["metric", "service", "liveness", "lb"]
+    assert [r.name for r in cfg.alerts] == ["cpu-high", "http-down", "node-dead", "web-capacity",
+                                            "nginx-missing", "restarts", "lvs-arp"]
+    assert [r.kind for r in cfg.alerts] == ["metric", "service", "liveness", "lb",
+                                            "process_missing", "process_restarted", "arp"]
     assert cfg.prometheus == ("127.0.0.1", 9717)
 
 

@@ -282,7 +282,7 @@ def test_every_toml_example_loads(where: str, block: str, tmp_path: Path) -> Non
     data = tomllib.loads(block)
     path = tmp_path / "example.toml"
     path.write_text(block)
-    agent_keys = {"director", "probes", "node_id", "interval", "addresses"}
+    agent_keys = {"director", "probes", "node_id", "interval", "addresses", "watch"}
     if agent_keys & set(data) and "listen" not in data and "lb" not in data:
         from agentd.config import load as load_agent
 

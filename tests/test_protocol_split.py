@@ -55,5 +55,7 @@ def test_the_encoder_writes_the_keys_the_message_format_declares_in_its_order():
 
 def _sample_value(m: Metric) -> object:
     return {"num": 1, "list": [1, 2], "map": {"eth0": [1, 2, 3, 4]},
-            "procs": [("init", 1, 0.5, 4096)]}[m.kind]
+            "procs": [("init", 1, 0.5, 4096)],
+            "watch": [("nginx", 2, 1, None, 0, 0.5, 4096, 3, 12)],
+            "arp": [("all", 0, 1, 2, []), ("lo", 1, 0, 0, ["10.0.0.100"])]}[m.kind]
 

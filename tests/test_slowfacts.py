@@ -59,3 +59,22 @@ def test_beacon_slots_between_reports() -> None:
     assert beacon_slots(0.3, 0.25) == ((), 0.3)  # no room: reports only
     assert beacon_slots(1.0, 0) == ((), 1.0)  # beacons off
     assert beacon_slots(0.2, 0.25) == ((), 0.2)  # reports more often than beacons
+
+
+def test_a_watched_process_count_or_restart_is_news_its_cpu_is_not() -> None:
+    """Count and restarts go out at once; CPU and RSS changes wait for the (longer) refresh,
+    so watching busy processes costs the byte budget next to nothing (docs/protocol.md)."""
+    slow = SlowFacts(refresh=10.0)
+
+    def row(count: int, restarts: int, cpu: float) -> list:
+        return [("nginx", count, 1, None, restarts, cpu, 1 << 20, 4, 30)]
+
+    def sent(value: list, t: float) -> bool:
+        return "watched" in slow.thin({"watched": value}, (), t)[0]
+
+    assert [sent(row(2, 0, 1.0), t) for t in (0, 1, 2)] == [True, True, False]
+    assert [sent(row(2, 0, 9.0 + t), t) for t in range(3, 29)] == [False] * 26  # CPU only
+    assert sent(row(1, 0, 5.0), 29)  # a process less: news
+    assert sent(row(2, 1, 5.0), 30)  # a restart: news
+    assert [sent(row(2, 1, 7.0), t) for t in (31, 32, 59)] == [True, False, False]
+    assert sent(row(2, 1, 7.0), 62)  # the refresh, 3 periods after it last went out

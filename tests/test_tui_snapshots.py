@@ -142,3 +142,23 @@ def test_the_past_at_an_incident(snap_compare, tmp_path, monkeypatch):
         source.close()
         monkeypatch.undo()
         time.tzset()
+
+
+def test_node_detail_watched_processes(snap_compare):
+    """The node detail lists the agent's watched processes: count against the expected range
+    (red when outside), restarts, CPU, RSS, threads and open files."""
+    from dataclasses import replace
+
+    snap = sample_snapshot(16)
+    watched = [("nginx", 4, 1, None, 0, 12.5, 96 << 20, 4, 210),
+               ("haproxy", 1, 2, 2, 3, 3.2, 40 << 20, 2, 64),
+               ("java:*tomcat*", 0, 1, None, 1, 0.0, 0, 0, 0)]
+    snap = replace(snap, nodes=tuple(n._replace(metrics={**n.metrics, "watched": watched})
+                                     for n in snap.nodes))
+
+    async def keys(pilot):
+        await pilot.press("right", "enter")
+        await settle(pilot)
+
+    app = CtopApp(StaticSource(snap, history=sample_history), view="grid", poll=3600)
+    assert snap_compare(app, terminal_size=SIZE, run_before=keys)

@@ -8,12 +8,13 @@ reports (`_fast_report`) and falls back to the reference checks, which name the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from operator import le
 from typing import Any
 
 from msgpack import unpackb as _unpackb
 
-from agentd.metrics import COMPOUND, MAX_INT64, MAX_VALUE, PROCS, SCALARS
+from agentd.metrics import ARP, COMPOUND, MAX_INT64, MAX_VALUE, PROCS, SCALARS, WATCH
 from agentd.protocol import (
     KIND_JOIN,
     KIND_LEAVE,
@@ -39,6 +40,7 @@ from agentd.protocol import (
     TopProc,
     _Unsent,
 )
+from ctop.ingest import facts
 
 # Positional scalars: names, the scaled ones, and their bounds on the wire.
 _SCALAR_NAMES = tuple(m.name for m in SCALARS)
@@ -166,6 +168,8 @@ def _parse_metrics(raw: Any) -> dict[str, Any]:
                     if type(k) is not str or len(k) > MAX_TEXT or not _numbers(vs, limit):
                         raise TypeError
                 out[name] = value
+            elif kind in _FACTS:
+                out[name] = _FACTS[kind](value, scale, limit)
             else:
                 out[name] = _top_procs(value, scale)
         except TypeError:
@@ -244,6 +248,11 @@ _SCALAR_COUNT = len(SCALARS)
 _LIST_KEYS = {m.key: (m.name, m.scale if m.scale != 1 else 0, m.limit) for m in COMPOUND
               if m.kind == "list"}
 _MAP_KEYS = {m.key: m.name for m in COMPOUND if m.kind == "map"}
+# Slow facts of their own shape (ctop/ingest/facts.py): wire key -> (name, decoder).
+_FACTS: dict[str, Callable[[Any, int, int], Any]] = {
+    WATCH: facts.watched, ARP: lambda value, _scale, _limit: facts.arp(value)}
+_FACT_KEYS = {m.key: (m.name, _FACTS[m.kind], m.scale, m.limit) for m in COMPOUND
+              if m.kind in _FACTS}
 _TOP = next(m for m in COMPOUND if m.kind == PROCS)  # one such metric: the fast path inlines it
 _TOP_KEY, _TOP_NAME, _TOP_SCALE = _TOP.key, _TOP.name, _TOP.scale
 _UNKNOWN = "unknown"
@@ -331,6 +340,10 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
                         return None
                     procs.append((name, pid, cpu / _TOP_SCALE, rss << 10))
                 out[_TOP_NAME] = procs
+                continue
+            fact = _FACT_KEYS.get(key)
+            if fact is not None:  # sent on change only: a call is cheap enough here
+                out[fact[0]] = fact[1](value, fact[2], fact[3])
 
         parsed = []
         cache = _SERVICE_CACHE

@@ -17,6 +17,7 @@ from operator import attrgetter
 from ctop import alert_history, lb_history
 from ctop.filemodes import private_database
 from ctop.snapshot import AlertView, EventView, NodeView
+from ctop.store import watched
 from ctop.store.reader import StoreReader
 from ctop.store.rollups import MinuteRollups, rebuild_minutes
 from ctop.store.schema import (
@@ -74,6 +75,7 @@ class Store:
         self._services = ServiceIds()
         self._services.load(db)
         self._rollups = MinuteRollups(self._services)
+        self._watched = watched.WatchedChanges()
         self._last_raw: dict[str, float] = {}
         self._seen: dict[str, float] = {}  # last_seen already recorded, per node
         self._last_prune = 0.0
@@ -150,6 +152,8 @@ class Store:
         # one row per node, which must not become one queue entry per node.
         rollups = self._rollups.finished(minute)
         add_rollup = self._rollups.add
+        watched_rows = []
+        watched_of = self._watched.rows
         for v in fresh:
             node = v.node_id
             seen[node] = v.last_seen
@@ -158,6 +162,9 @@ class Store:
             names = list(map(_NAME, v.services))
             latencies = list(map(_LATENCY, v.services))
             add_rollup(rowid, minute, values, names, latencies, rollups)
+            w = v.metrics.get("watched")
+            if w:
+                watched_rows += watched_of(node, v.last_seen, w)
             if v.last_seen - last_raw.get(node, 0.0) >= raw_gap:
                 last_raw[node] = v.last_seen
                 # scaled to integers by SQLite in the writer thread (see HistoryWriter._write)
@@ -169,6 +176,8 @@ class Store:
             batch.append(("samples", samples))
         if rollups:
             batch.append(("rollups", rollups))
+        if watched_rows:
+            batch.append(("watched", watched_rows))
         evs = [(e.ts, e.kind, e.node_id, e.message) for e in events]
         if evs:
             batch.append(("events", evs))

@@ -18,6 +18,7 @@ from agentd.metrics import STORED
 from ctop import alert_history, lb_history, silences
 from ctop.metricview import values_getter
 from ctop.snapshot import NodeView
+from ctop.store import watched
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,8 @@ MIGRATIONS: tuple[str, ...] = (
     lb_history.SCHEMA + alert_history.SCHEMA,
     # 5: operators' silences, kept after they end: who added and removed them (ctop.silences)
     silences.SCHEMA,
+    # 6: watched processes, one row per node, watch and change (ctop.store.watched).
+    watched.SCHEMA,
 )
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ctop import alert_history, lb_history
+from ctop.store import watched
 from ctop.store.rollups import CATCHUP_EVERY, hourly_next, roll_hours, write_minutes
 from ctop.store.schema import COLS, SCALE, TS_SCALE
 
@@ -194,6 +195,8 @@ class HistoryWriter(threading.Thread):
             write_minutes(db, rows, finished=True)
         elif what == "partial":  # a clean stop: the minute in progress, merged on restart
             write_minutes(db, rows, finished=False)
+        elif what == "watched":
+            watched.write(db, rows)
         elif what == "marks":
             db.executemany("INSERT OR REPLACE INTO marks VALUES (?, ?, ?, ?, ?)", rows)
         elif what == "events":
@@ -241,3 +244,4 @@ class HistoryWriter(threading.Thread):
         lb_history.prune(db, now, self.raw_retention, self.minute_retention,
                          self.hourly_retention)
         alert_history.prune(db, now - self.hourly_retention)
+        watched.prune(db, now - self.hourly_retention)

@@ -39,6 +39,33 @@ def vm_results() -> Iterator[dict]:
     shutil.rmtree(run.share, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def vm_arp() -> Iterator[dict]:
+    """A short boot of its own for the DR check (guest_checks.py RESULT arp): two namespaces,
+    a direct-routing service and the real agent in each, without the long main run."""
+    reason = ipvs_vm.missing()
+    if reason:
+        pytest.skip(f"IPVS VM unavailable: {reason}")
+    run = ipvs_vm.run_in_vm(
+        f"PYTHONPATH={REPO} {sys.executable} tests/ipvs/guest_checks.py "
+        f"{ipvs_vm.GUEST_SHARE}/result.json arp",
+        cwd=REPO,
+        timeout=300,
+    )
+    result = run.share / "result.json"
+    if not result.exists():
+        pytest.fail(
+            f"IPVS VM gave no result (rc {run.rc}, {run.seconds:.0f} s)\n"
+            f"stderr:\n{run.stderr[-3000:]}\nconsole:\n{run.console[-3000:]}"
+        )
+    data = json.loads(result.read_text())
+    if "setup_error" in data:
+        pytest.fail(f"IPVS VM set-up failed:\n{data['setup_error']}")
+    data["_run"] = {"seconds": run.seconds}
+    yield data
+    shutil.rmtree(run.share, ignore_errors=True)
+
+
 @pytest.fixture
 def vm(vm_results: dict) -> dict:
     if "setup_error" in vm_results:

@@ -23,6 +23,7 @@ from ctop.tui.format import age, count, rate, size
 from ctop.tui.screens.lb_keys import LBKeys
 from ctop.tui.widgets.chart import Chart
 from ctop.tui.widgets.lb_pane import LBPane, Target
+from ctop.tui.widgets.watched import watched_table
 
 # key -> (seconds, label). "1", the default, is live: a chart column is about a second, so a
 # freshly started cluster fills it within a minute; the longer spans read the rollups.
@@ -81,6 +82,7 @@ class NodeDetail(LBKeys, Screen[None]):
                 yield Static(id="services")
                 yield Static(id="facts")
                 yield Static(id="top-procs")
+                yield Static(id="watched")
                 yield Static(id="node-events")
         yield LBPane(node_id=self.node_id, palette=pal, id="node-lb")
         yield Footer()
@@ -131,6 +133,10 @@ class NodeDetail(LBKeys, Screen[None]):
         self.query_one("#services", Static).update(_services(node, pal))
         self.query_one("#facts", Static).update(_facts(node, snap))
         self.query_one("#top-procs", Static).update(_top_procs(node))
+        watched, shown = self.query_one("#watched", Static), watched_table(node)
+        watched.display = shown is not None
+        if shown is not None:
+            watched.update(shown)
         self.query_one(LBPane).show(snap)
         self.services = tuple(s.name for s in node.services)
         self.servers = tuple((svc.balancer, svc.key, rs.key) for svc in snap.lb

@@ -17,6 +17,7 @@ from typing import Any
 from agentd.protocol import DEFAULT_PORT
 from agentd.tomlfile import ConfigError
 from ctop.alerts import Rule, RuleError, parse_rule, parse_rules
+from ctop.anomaly.config import AnomalyConfig, anomaly_config
 from ctop.hooks import Hook, HookError, parse_hook
 from ctop.lb.config import ConfigError as LBConfigError
 from ctop.lb.config import LBConfig, parse_config
@@ -168,6 +169,7 @@ class DirectorConfig:
     alerts: tuple[Rule, ...] = field(default_factory=lambda: tuple(parse_rules(None)))
     hooks: tuple[Hook, ...] = ()  # [[hook]]
     lb: LBConfig = field(default_factory=LBConfig)  # [lb]
+    anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)  # [anomaly]
     prometheus: tuple[str, int] | None = None
     control_socket: str = field(default_factory=default_control_socket)
     control_group: str | None = None  # [control] group: may change the balancers, read the socket
@@ -223,6 +225,7 @@ def from_source(src: TomlSource) -> DirectorConfig:
         alerts=_alert_rules(src, top.array_of("alert")),
         hooks=_hooks(src, top.array_of("hook")),
         lb=_lb_config(src, top.table_of("lb")),
+        anomaly=anomaly_config(top.table_of("anomaly")),
         prometheus=prom_listen,
         control_socket=top.string("control_socket", default_control_socket()),
         control_group=control_group,

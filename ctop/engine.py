@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from agentd.beacon import Beacon
 from agentd.keys import load_key
 from agentd.protocol import Join, Leave, Message, RawReport
-from ctop.alerts import AlertEngine
+from ctop.alerts import AlertEngine, Notification
+from ctop.anomaly.job import AnomalyJob
 from ctop.cluster import ClusterModel
 from ctop.config import DirectorConfig, effective_readonly
 from ctop.filemodes import group_id
@@ -81,6 +82,7 @@ class Engine:
         self.receiver.on_idle = lambda: self.model.fold_some(FOLD_BATCH)
         self.alerts = AlertEngine(list(config.alerts), config.cluster)
         self.hooks = HookRunner(config.hooks)
+        self.anomaly: AnomalyJob | None = None  # [anomaly]: made by start() with the store
         self.heap = process_heap  # large clusters: no cyclic GC passes over the model
         self.store: Store | None = None
         self._controller = lb  # a controller given by the caller, else one from [lb]
@@ -138,6 +140,10 @@ class Engine:
                                 f"cannot listen on udp {host}:{port}: {os_problem(e)}") from None
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="ctop-tick"))
         self._tasks.append(asyncio.create_task(self._liveness_loop(), name="ctop-liveness"))
+        if cfg.anomaly.enabled:
+            self.anomaly = AnomalyJob(cfg.anomaly, cfg.store.path, cfg.cluster, self._anomalies)
+            self._tasks.append(asyncio.create_task(self.anomaly.run(self.snapshot),
+                                                   name="ctop-anomaly"))
         if self.lb_service is not None:
             self._tasks.append(asyncio.create_task(self.lb_service.run(cfg.lb_every),
                                                    name="ctop-lb"))
@@ -160,6 +166,8 @@ class Engine:
         self.receiver.close()
         if self.lb_service is not None:
             self.lb_service.close()
+        if self.anomaly is not None:
+            self.anomaly.close()
         self.heap.release()
         await self.hooks.drain(timeout=5)
         if self.store is not None:
@@ -214,6 +222,10 @@ class Engine:
         if events:
             self.note(events)
             self._states_changed.update(e.node_id for e in events)
+
+    def _anomalies(self, events: list[EventView], notes: list[Notification]) -> None:
+        self.note(events)
+        self.hooks.notify(notes)
 
     def note(self, events: Sequence[EventView]) -> None:
         """Events for the next snapshot and the history (any thread: appends only)."""
@@ -280,7 +292,7 @@ class Engine:
         self.hooks.notify(notes)
         snap = replace(
             snap,
-            alerts=self.alerts.firing(),
+            alerts=self.alerts.firing() + (self.anomaly.firing() if self.anomaly else ()),
             events=tuple(self.events),
             lb=views,
             lb_note=self.lb_note,

@@ -134,10 +134,9 @@ def current_values(db: sqlite3.Connection, cfg: AnomalyConfig,
     """Each node's mean over the last cfg.window seconds of minute rollups (weighted by
     sample count), in cfg.metrics order; nodes without minute rows there are left out."""
     cols = _columns(cfg.metrics)
-    # NULL (no value) for a column no row holds; total(): a float sum, never an overflow
-    means = ", ".join(f"CASE WHEN count(r.{c}_avg) THEN total(r.{c}_avg * r.n) / "
-                      f"total(CASE WHEN r.{c}_avg IS NOT NULL THEN r.n END) / "
-                      f"{float(SCALES[c])} END" for c in cols)
+    # sum(): NULL for a column no row holds (a metric newer than the rows); the products stay
+    # far below 2^63 (a scaled value times 15 minutes of samples)
+    means = ", ".join(f"sum(r.{c}_avg * r.n) * {1.0 / SCALES[c]!r} / sum(r.n)" for c in cols)
     first = int((now - cfg.window) // 60)
     return {nid: row for nid, *row in db.execute(
         f"SELECT nodes.node_id, {means} FROM nodes CROSS JOIN rollups AS r "

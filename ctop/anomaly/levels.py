@@ -26,8 +26,8 @@ from ctop.snapshot import AlertView, EventView, LBServiceView, Liveness, NodeVie
 
 NODE, COST, GROUP, SERVICE = "anomaly-node", "anomaly-cost", "anomaly-group", "anomaly-service"
 RULES = (NODE, COST, GROUP, SERVICE)
-# The node table's anomaly column: the highest level touching a node.
-LEVEL_LABEL = {NODE: "node", COST: "cost", GROUP: "group", SERVICE: "svc"}
+# The node table's anomaly column: the highest level touching a node ("group" above both).
+LEVEL_LABEL = {NODE: "node", COST: "cost"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ def _ids(db: sqlite3.Connection) -> dict[str, int]:
     return dict(db.execute("SELECT node_id, id FROM nodes"))
 
 
-def _row(metrics: dict[str, float]) -> tuple[list[str], list[int]]:
+def scaled_row(metrics: dict[str, float]) -> tuple[list[str], list[int]]:
     cols, vals = [], []
     for name, value in metrics.items():
         c = BASELINE_METRICS[name]
@@ -49,7 +49,7 @@ def write_hours(db: sqlite3.Connection, hours: Iterable[int], values: Values) ->
     with db:
         for hour in hours:
             for node, rowid in ids.items():
-                cols, vals = _row(values(node, hour))
+                cols, vals = scaled_row(values(node, hour))
                 db.execute(f"INSERT OR REPLACE INTO hourly (node, hour, n, {', '.join(cols)}) "
                            f"VALUES (?, ?, 360, {', '.join('?' * len(vals))})",
                            (rowid, hour, *vals))
@@ -62,7 +62,7 @@ def write_minutes(db: sqlite3.Connection, now: float, current: dict[str, dict[st
     last = int(now // 60)
     with db:
         for node, metrics in current.items():
-            cols, vals = _row(metrics)
+            cols, vals = scaled_row(metrics)
             for minute in range(last - minutes, last):
                 db.execute(f"INSERT OR REPLACE INTO rollups (node, minute, n, {', '.join(cols)}) "
                            f"VALUES (?, ?, 6, {', '.join('?' * len(vals))})",

@@ -11,7 +11,7 @@ import pytest
 from ctop.anomaly.baseline import MAD_TO_SIGMA, NodeAnomaly
 from ctop.anomaly.config import AnomalyConfig
 from ctop.anomaly.groups import cost_outliers
-from ctop.anomaly.job import AnomalyDetector
+from ctop.anomaly.job import AnomalyDetector, AnomalyJob
 from ctop.anomaly.levels import (
     COST,
     GROUP,
@@ -22,7 +22,14 @@ from ctop.anomaly.levels import (
     node_levels,
 )
 from ctop.config import ConfigError, from_source
-from ctop.snapshot import LBServiceView, Liveness, NodeView, RealServerView
+from ctop.snapshot import (
+    Aggregate,
+    LBServiceView,
+    Liveness,
+    NodeView,
+    RealServerView,
+    Snapshot,
+)
 from ctop.tomlsource import TomlSource
 from tests.helpers.anomaly_history import (
     HOUR,
@@ -228,3 +235,19 @@ def test_anomaly_settings_are_read(tmp_path: Path) -> None:
     cfg = from_source(TomlSource.load(f)).anomaly
     assert (cfg.metrics, cfg.threshold, cfg.min_history_days, cfg.group_fraction,
             cfg.enabled) == (("cpu_percent",), 4.0, 14.0, 0.5, False)
+
+
+async def test_a_failing_evaluation_is_logged_and_the_next_one_runs(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"not a database " * 100)
+    seen: list = []
+    job = AnomalyJob(AnomalyConfig(), str(bad), "test", lambda ev, notes: seen.append(ev))
+    snap = Snapshot(NOW, 1, "test", (), (), Aggregate())
+    await job.run_once(snap, NOW)  # raises nothing: logged, nothing fires
+    assert job.last is None and seen == [] and "anomaly evaluation failed" in caplog.text
+    job.detector.path = store(tmp_path, NOW, 42)  # the next period, a readable database
+    current(job.detector.path, NOW, n1=BUSY)
+    await job.run_once(snap, NOW)
+    assert [a.key for a in job.firing()] == [f"{NODE}:n1:cpu_percent"]
+    job.close()

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 
 from ctop.anomaly.config import BASELINE_METRICS, AnomalyConfig
 from ctop.store.schema import SCALES
@@ -27,6 +29,7 @@ from ctop.store.schema import SCALES
 WEEK_HOURS = 168
 MAX_WEEKS = 13  # the hourly retention's default is 90 days
 MAD_TO_SIGMA = 1.4826
+_FIRST = itemgetter(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,27 +89,26 @@ class Baselines:
         old_enough = {nid for nid, first in db.execute(
             "SELECT node_id, (SELECT min(hour) FROM hourly WHERE node = nodes.id) FROM nodes")
             if first is not None and first <= oldest}
-        values: dict[str, list[list[float]]] = {}
         scales = [float(SCALES[c]) for c in cols]
-        # CROSS JOIN: one primary-key lookup per node and week (rows are clustered by node)
-        for nid, *row in db.execute(
-            f"SELECT nodes.node_id, {select} FROM nodes CROSS JOIN hourly AS h "
-            f"WHERE h.node = nodes.id AND h.hour IN ({weeks})"
-        ):
+        need = cfg.min_samples
+        by_node: dict[str, dict[str, Baseline]] = {}
+        # CROSS JOIN: one primary-key lookup per node and week (rows are clustered by node),
+        # so a node's rows come together. Median and MAD of the scaled integers, unscaled
+        # after: both scale with the values.
+        rows = db.execute(f"SELECT nodes.node_id, {select} FROM nodes CROSS JOIN hourly AS h "
+                          f"WHERE h.node = nodes.id AND h.hour IN ({weeks})")
+        for nid, group in groupby(rows, _FIRST):
             if nid not in old_enough:
                 continue
-            lists = values.get(nid)
-            if lists is None:
-                lists = values[nid] = [[] for _ in cols]
-            for acc, v, scale in zip(lists, row, scales, strict=True):
-                if v is not None:
-                    acc.append(v / scale)
-        need = cfg.min_samples
-        self.by_node = {
-            nid: {m: baseline_of(vs) for m, vs in zip(cfg.metrics, lists, strict=True)
-                  if len(vs) >= need}
-            for nid, lists in values.items()
-        }
+            base = {}
+            columns = list(zip(*group, strict=True))[1:]  # the node's rows, column by column
+            for metric, column, scale in zip(cfg.metrics, columns, scales, strict=True):
+                vs = [v for v in column if v is not None]
+                if len(vs) >= need:
+                    b = baseline_of(vs)
+                    base[metric] = Baseline(b.median / scale, b.mad / scale, b.samples)
+            by_node[nid] = base
+        self.by_node = by_node
         self.hour = hour
 
     def score(self, current: dict[str, list[float | None]]) -> list[NodeAnomaly]:

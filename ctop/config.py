@@ -17,6 +17,7 @@ from typing import Any
 from agentd.protocol import DEFAULT_PORT
 from agentd.tomlfile import ConfigError
 from ctop.alerts import Rule, RuleError, parse_rule, parse_rules
+from ctop.anomaly.config import AnomalyConfig, anomaly_config
 from ctop.hooks import Hook, HookError, parse_hook
 from ctop.lb.config import ConfigError as LBConfigError
 from ctop.lb.config import LBConfig, parse_config
@@ -173,6 +174,7 @@ class DirectorConfig:
     pair: PairConfig = field(default_factory=PairConfig)  # [pair]: the director pair (VRRP)
     # [maintenance]: windows, the drain reminder (ctop.maintenance)
     maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
+    anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)  # [anomaly]
     prometheus: tuple[str, int] | None = None
     control_socket: str = field(default_factory=default_control_socket)
     control_group: str | None = None  # [control] group: may change the balancers, read the socket
@@ -230,6 +232,7 @@ def from_source(src: TomlSource) -> DirectorConfig:
         lb=_lb_config(src, top.table_of("lb")),
         pair=_pair_config(top, "pair" in src.data),
         maintenance=_maintenance(src, top.table_of("maintenance")),
+        anomaly=anomaly_config(top.table_of("anomaly")),
         prometheus=prom_listen,
         control_socket=top.string("control_socket", default_control_socket()),
         control_group=control_group,

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from agentd.beacon import Beacon
 from agentd.keys import load_key
 from agentd.protocol import Join, Leave, Message, RawReport
-from ctop.alerts import AlertEngine
+from ctop.alerts import AlertEngine, Notification
+from ctop.anomaly.job import AnomalyJob
 from ctop.cluster import ClusterModel
 from ctop.config import DirectorConfig, effective_readonly
 from ctop.filemodes import group_id
@@ -92,6 +93,8 @@ class Engine:
         self.pair_alerts = PairAlerts(config.cluster)
         # which firing alerts page nobody: silences, windows, operator drains (ctop.mute)
         self.mute = Mute(list(config.alerts), config.maintenance, cluster=config.cluster)
+        self.anomaly: AnomalyJob | None = None  # [anomaly]: made by start() with the store
+        self._anomaly_notes: list[Notification] = []  # from the job's thread, for the next tick
         self.heap = process_heap  # large clusters: no cyclic GC passes over the model
         self.store: Store | None = None
         self._controller = lb  # a controller given by the caller, else one from [lb]
@@ -152,6 +155,10 @@ class Engine:
             self.pair.start()
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="ctop-tick"))
         self._tasks.append(asyncio.create_task(self._liveness_loop(), name="ctop-liveness"))
+        if cfg.anomaly.enabled:
+            self.anomaly = AnomalyJob(cfg.anomaly, cfg.store.path, cfg.cluster, self._anomalies)
+            self._tasks.append(asyncio.create_task(self.anomaly.run(self.snapshot),
+                                                   name="ctop-anomaly"))
         if self.lb_service is not None:
             self._tasks.append(asyncio.create_task(self.lb_service.run(cfg.lb_every),
                                                    name="ctop-lb"))
@@ -176,6 +183,8 @@ class Engine:
             self.lb_service.close()
         if self.pair is not None:
             self.pair.stop()
+        if self.anomaly is not None:
+            self.anomaly.close()
         self.heap.release()
         await self.hooks.drain(timeout=5)
         if self.store is not None:
@@ -235,6 +244,15 @@ class Engine:
         if events:
             self.note(events)
             self._states_changed.update(e.node_id for e in events)
+
+    def _anomalies(self, events: list[EventView], notes: list[Notification]) -> None:
+        # the job's thread: events now; notifications wait for the tick's mute filter
+        self.note(events)
+        self._anomaly_notes.extend(notes)
+
+    def _take_anomaly_notes(self) -> list[Notification]:
+        taken, self._anomaly_notes = self._anomaly_notes, []
+        return taken
 
     def note(self, events: Sequence[EventView]) -> None:
         """Events for the next snapshot and the history (any thread: appends only)."""
@@ -301,8 +319,11 @@ class Engine:
         if pair is not None:
             pair_events, pair_notes = self.pair_alerts.evaluate(pair, now)
             alert_events, notes = alert_events + pair_events, notes + pair_notes
+        notes = notes + self._take_anomaly_notes()
+        anomalies = self.anomaly.firing() if self.anomaly is not None else ()
         firing, notes, mute_events = self.mute.apply(
-            self.pair_alerts.firing() + self.alerts.firing(), notes, _group_of(snap), now)
+            self.pair_alerts.firing() + self.alerts.firing() + anomalies, notes,
+            _group_of(snap), now)
         self.note(alert_events + mute_events)
         self.hooks.notify(notes)
         snap = replace(

@@ -162,3 +162,29 @@ def test_node_detail_watched_processes(snap_compare):
 
     app = CtopApp(StaticSource(snap, history=sample_history), view="grid", poll=3600)
     assert snap_compare(app, terminal_size=SIZE, run_before=keys)
+
+
+def test_main_table_with_anomalies(snap_compare):
+    """The ANOM column: a node anomaly, a cost outlier and a whole group escalated; the
+    anomaly alerts in the alerts pane."""
+    from dataclasses import replace
+
+    from ctop.anomaly.levels import COST, GROUP, NODE
+    from ctop.snapshot import AlertView, Severity
+
+    snap = sample_snapshot(40)
+    a, b = snap.nodes[1], snap.nodes[2]
+    group = snap.nodes[-1].group
+    alerts = (
+        AlertView(f"{GROUP}:{group}", GROUP, "", Severity.CRIT,
+                  f"group {group}: 4 of 10 nodes anomalous at once (>= 30%)", snap.ts - 60, 0.4),
+        AlertView(f"{NODE}:{a.node_id}:cpu_percent", NODE, a.node_id, Severity.WARN,
+                  f"cpu_percent on {a.node_id} is 83, 7.2 robust z above its usual 21 at this "
+                  "hour of the week", snap.ts - 120, 7.2),
+        AlertView(f"{COST}:{b.node_id}", COST, b.node_id, Severity.WARN,
+                  f"{b.node_id} costs 3.1x its group {b.group}'s median CPU per connection",
+                  snap.ts - 180, 7.6),
+    )
+    app = CtopApp(StaticSource(replace(snap, alerts=alerts), history=sample_history),
+                  view="table", poll=3600)
+    assert snap_compare(app, terminal_size=(180, 42), run_before=settle)

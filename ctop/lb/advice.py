@@ -62,6 +62,16 @@ class Advice:
         return self.suggested != self.current
 
 
+def cost_per_connection(cores: float, cpu_idle: float, load: float,
+                        policy: AdvicePolicy) -> float | None:
+    """Cores in use per connection (or per connection/s); None while too idle to measure.
+    Also the anomaly detector's measure of a sick node (ctop/anomaly/groups.py)."""
+    busy = cores * (1.0 - min(max(cpu_idle, 0.0), 1.0))
+    if cores <= 0 or busy / cores < policy.min_busy or load <= 0 or load < policy.min_load:
+        return None
+    return busy / load
+
+
 def advise(loads: Iterable[ServerLoad], policy: AdvicePolicy | None = None) -> list[Advice]:
     pol = policy or AdvicePolicy()
     loads = list(loads)
@@ -73,9 +83,9 @@ def advise(loads: Iterable[ServerLoad], policy: AdvicePolicy | None = None) -> l
     costs: dict[str, float] = {}
     cores = {s.server: float(s.cores or 0.0) for s in usable}
     for s in usable:
-        busy = cores[s.server] * (1.0 - min(max(s.cpu_idle or 0.0, 0.0), 1.0))
-        if busy / cores[s.server] >= pol.min_busy and s.load > 0 and s.load >= pol.min_load:
-            costs[s.server] = busy / s.load
+        cost = cost_per_connection(cores[s.server], s.cpu_idle or 0.0, s.load, pol)
+        if cost is not None:
+            costs[s.server] = cost
     fallback = statistics.median(costs.values()) if costs else 1.0
     lats = [s.latency_ms for s in usable if s.latency_ms and s.latency_ms > 0]
     mid_lat = statistics.median(lats) if len(lats) >= 2 else None

@@ -13,6 +13,7 @@ from bisect import bisect_right
 from rich.segment import Segment
 from textual.strip import Strip
 
+from ctop.anomaly.levels import node_levels
 from ctop.snapshot import NodeView
 from ctop.tui.format import age, count, rate
 from ctop.tui.widgets.cells import meter, pad, service_dots, spark, text
@@ -32,6 +33,7 @@ COLUMNS = (
     ("CONNS", 6, "conns"),
     ("RATIO", 6, "ratio"),
     ("SVC", 5, ""),
+    ("ANOM", 5, ""),  # the anomaly level touching the node (ctop/anomaly/levels.py)
     ("CPU HISTORY", 12, ""),
     ("SEEN", 5, ""),
     ("ADDRESS", 15, ""),
@@ -49,9 +51,19 @@ class TableLayout(NodeLayout):
         self._rows: dict[tuple[str, bool, bool], tuple[tuple, Strip]] = {}
         self._group_lines: list[int] = []  # body line of each group header
         self._group_starts: list[int] = []  # node index where each group starts
+        self._levels: tuple[object, dict[str, str]] = (None, {})  # (alerts, node -> level)
 
     def forget(self) -> None:
         pass  # rows are checked against what they show, ages and ratios included
+
+    def _level(self, node_id: str) -> str:
+        """The node's anomaly level, from the snapshot's alerts (worked out once per set)."""
+        snap = self.view.snap
+        assert snap is not None
+        if self._levels[0] is not snap.alerts:
+            found = node_levels(snap.alerts, snap.nodes) if snap.alerts else {}
+            self._levels = (snap.alerts, found)
+        return self._levels[1].get(node_id, "")
 
     def _shown(self, n: NodeView) -> tuple:
         """Everything `_row` draws from, but the cursor."""
@@ -60,7 +72,7 @@ class TableLayout(NodeLayout):
         return (
             n.group, n.liveness, n.cpu, n.mem, n.load1, n.net_rx_bps, n.net_tx_bps, n.conns,
             v.arr.ratios.get(n.node_id), tuple(s.status for s in n.services), n.cpu_history,
-            age(n.last_seen, v.snap.ts), n.addresses[:1],
+            age(n.last_seen, v.snap.ts), n.addresses[:1], self._level(n.node_id),
         )
 
     def layout(self) -> tuple[int, int]:
@@ -180,12 +192,16 @@ class TableLayout(NodeLayout):
             Segment(" "),
         ]
         segs += [*service_dots(n.services, w[10], pal), Segment(" ")]
+        level = self._level(n.node_id)
+        look = pal.fail if level == "group" else pal.warn if level else pal.dim
         segs += [
-            spark(n.cpu_history, w[11], pal.label),
+            text(level or "·", w[11], look),
             Segment(" "),
-            text(age(n.last_seen, snap.ts), w[12], pal.dim, right=True),
+            spark(n.cpu_history, w[12], pal.label),
             Segment(" "),
-            text(n.addresses[0] if n.addresses else "", w[13], pal.dim),
+            text(age(n.last_seen, snap.ts), w[13], pal.dim, right=True),
+            Segment(" "),
+            text(n.addresses[0] if n.addresses else "", w[14], pal.dim),
         ]
         segs = pad(segs, width)
         if cur:

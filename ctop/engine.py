@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from ctop.lb.journal import Actor
     from ctop.lb.request import ActionRequest
     from ctop.lb.service import LBService
+    from ctop.nats.wiring import Pair
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class Engine:
         self._controller = lb  # a controller given by the caller, else one from [lb]
         self.lb_service: LBService | None = None  # None: monitoring only
         self.lb_note = ""
+        self.pair: Pair | None = None  # [nats] with peers: ctop.nats.wiring
         # each round into the history (ctop --at) at the raw samples' spacing, and the recent
         # shares of each server into its view (the LB pane's sparkline)
         self.lb_recorder = LBRecorder(lambda n: config.store.raw_every or auto_raw_every(n))
@@ -158,6 +160,8 @@ class Engine:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         self.receiver.close()
+        if self.pair is not None:
+            await asyncio.to_thread(self.pair.close)
         if self.lb_service is not None:
             self.lb_service.close()
         self.heap.release()
@@ -184,6 +188,10 @@ class Engine:
             cfg, self.config.store.path, self.snapshot, readonly=self.readonly,
             limits=limits_from_rules(self.alerts.rules), on_events=self.note,
             controller=self._controller, history=self._record_lb)
+        if self.config.nats is not None and self.lb_service is not None:
+            from ctop.nats.wiring import start_pair  # nats-py only when [nats] is configured
+
+            self.pair = start_pair(self.config, self.lb_service, self.note)
 
     def _record_lb(self, views: tuple[LBServiceView, ...]) -> tuple[LBServiceView, ...]:
         """LB worker thread: a round's views into the history; the views with their servers'
@@ -280,10 +288,10 @@ class Engine:
         self.hooks.notify(notes)
         snap = replace(
             snap,
-            alerts=self.alerts.firing(),
+            alerts=self.alerts.firing() + (self.pair.sync.alerts() if self.pair else ()),
             events=tuple(self.events),
             lb=views,
-            lb_note=self.lb_note,
+            lb_note=self.lb_note + (f"; {self.pair.sync.note()}" if self.pair else ""),
             lb_error=lb.error if lb is not None else "",
             imbalance=lb.imbalance if lb is not None else 0.0,
             drops=dict(self.receiver.drops),

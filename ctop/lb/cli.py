@@ -92,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument(
                 "--dry-run", action="store_true", help="show the plan and the what-if only"
             )
+            sp.add_argument("--local", action="store_true",
+                            help="director pair: change this director alone when the peer "
+                                 "cannot confirm (it applies the change when it is back)")
         if name == "drain":
             sp.add_argument("--wait", action="store_true", help="return when it is empty")
             sp.add_argument("--timeout", type=_duration, default=None, metavar="S",
@@ -377,6 +380,7 @@ def _action_request(args: argparse.Namespace, balancer: str, service: str) -> Ac
         ramp_s=getattr(args, "ramp", 0.0),
         cut_sessions=getattr(args, "cut_sessions", False),
         expire_templates=getattr(args, "expire_templates", False),
+        local=getattr(args, "local", False),
     )  # fmt: skip
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.haproxy_peer import HAProxyLab, start_lab, stop_lab
-from tests.helpers.nats_servers import NatsServer
+from tests.helpers.nats_servers import NatsCluster, NatsServer
 from tests.helpers.serve_helpers import Daemon
 
 pytest.importorskip("nats")
@@ -158,3 +158,54 @@ def test_without_nats_section_nothing_changes(tmp_path: Path, haproxy: HAProxyLa
         assert haproxy.hits("web7", 6)["s1"] == 0
     finally:
         d.stop()
+
+
+def test_pair_survives_the_loss_of_a_nats_server(tmp_path: Path,
+                                                 nats_cluster_whole: NatsCluster) -> None:
+    """One server of a 3-node NATS cluster lost: no drain lost, actions still confirmed."""
+    cluster = nats_cluster_whole
+    servers = ", ".join(f'"{u}"' for u in cluster.urls)
+    labs = [start_lab(_dir(tmp_path / "lab-a")), start_lab(_dir(tmp_path / "lab-b"))]
+    daemons = []
+    try:
+        for name, lab, peer in (("a", labs[0], "dir-b"), ("b", labs[1], "dir-a")):
+            extra = (f'lb_every = 0.5\n[lb.haproxy]\nsocket = "{lab.admin_socket}"\n'
+                     f'[nats]\nservers = [{servers}]\nname = "dir-{name}"\npeers = ["{peer}"]\n'
+                     f'replicas = 3\nreconnect_wait = "0.2s"\n')
+            daemons.append(Daemon(_dir(tmp_path / f"dir-{name}"), extra).start())
+        a, b = daemons
+        _until(lambda: "dir-b seen" in a.status()["lb_note"]
+               and "dir-a seen" in b.status()["lb_note"], "the directors see each other")
+        out = a.ctop("lb", "drain", "web1", "s1")
+        assert out.returncode == 0 and "peer dir-b: confirmed" in out.stdout, out
+        lost = cluster.nodes[0]
+        lost.stop()
+
+        def drained_with_confirmation() -> bool:
+            out = a.ctop("lb", "drain", "web2", "s2")
+            return out.returncode == 0 and "peer dir-b: confirmed" in out.stdout
+
+        _until(drained_with_confirmation, "a confirmed drain with one NATS server lost", 30)
+        assert _drained(labs[1], "web1", "s1") and _drained(labs[1], "web2", "s2")
+        # a director that replaces B now (fresh database, HAProxy restarted: no drains) gets
+        # every intent from the cluster: nothing was lost with the server
+        b.stop()
+        labs[1].restart()
+        assert not _drained(labs[1], "web1", "s1")
+        extra = (f'lb_every = 0.5\n[lb.haproxy]\nsocket = "{labs[1].admin_socket}"\n'
+                 f'[nats]\nservers = [{servers}]\nname = "dir-c"\npeers = ["dir-a"]\n'
+                 f'replicas = 3\nreconnect_wait = "0.2s"\n')
+        daemons[1] = Daemon(_dir(tmp_path / "dir-c"), extra).start()
+        _until(lambda: _drained(labs[1], "web1", "s1") and _drained(labs[1], "web2", "s2"),
+               "the new director applies the drains kept by the cluster")
+    finally:
+        for d in daemons:
+            if d.proc is not None and d.proc.poll() is None:
+                d.stop()
+        for lab in labs:
+            stop_lab(lab)
+
+
+def _dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path

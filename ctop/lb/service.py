@@ -40,6 +40,9 @@ URGENT_POLL = 0.1  # seconds between looks for a failed probe result automation 
 READONLY_REFUSAL = ("read-only: this ctop refuses load-balancer changes (--readonly, "
                     "readonly = true or [lb] readonly = true)")
 
+# the dry run's line when the peer director cannot confirm (the dialog offers 'o' on it)
+PAIR_REFUSAL_PREFIX = "pair: "
+
 EventSink = Callable[[Sequence[EventView]], None]
 ViewsHook = Callable[[tuple[LBServiceView, ...]], tuple[LBServiceView, ...]]
 
@@ -184,10 +187,22 @@ class LBService:
         else:
             result = await asyncio.to_thread(run)
         if result.dry_run:  # the what-if: nothing happened, nothing to tell the others
-            return result
+            return self._pair_note(result, request)
         self._note_action(result, actor=actor)
         await self.refresh()  # the views show the outcome now, not after the next round
         return result
+
+    def _pair_note(self, result: ActionResult, request: ActionRequest) -> ActionResult:
+        """A dry run (the dialog's what-if) says when the peer could not confirm now, so the
+        dialog can offer to act on this director only."""
+        pair = self.pair
+        if pair is None or not pair.shares(replace(request, dry_run=False)) or request.local:
+            return result
+        problem = pair.problem()
+        if not problem:
+            return result
+        return replace(result, message=f"{result.message}\n{PAIR_REFUSAL_PREFIX}{problem}: "
+                       "refused unless on this director only (the peer applies it when back)")
 
     def _perform(self, request: ActionRequest, actor: Actor | None) -> ActionResult:
         """Worker thread: resolve, refuse when read-only, perform under the balancer's lock."""

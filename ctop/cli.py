@@ -259,6 +259,10 @@ def status_text(data: dict[str, Any]) -> str:
                 out.append(f"{where}: DRIFT {rs['drift']} (re-apply: R in ctop)")
             if rs.get("health", "").endswith("no automation"):
                 out.append(f"{where}: auto-quiesce: {rs['health']}")
+    if data.get("pair"):  # a director pair over NATS (docs/pair.md)
+        out.append(data["pair"]["text"])
+        out += [f"pair: tables differ from {p}: {v['differs']}"
+                for p, v in data["pair"]["peers"].items() if v.get("differs")]
     if data["lb_error"]:
         out.append(f"lb error: {data['lb_error']}")
     if data.get("readonly"):

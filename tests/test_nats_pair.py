@@ -87,6 +87,10 @@ def test_drain_on_a_is_applied_on_b_and_journaled_on_both(pair: Pair) -> None:
     assert "peer dir-b: confirmed" in out.stdout
     assert _drained(pair.lab_a, "web1", "s1")
     assert _drained(pair.lab_b, "web1", "s1")  # already, when the command returned
+    st = pair.a.status()["pair"]
+    assert st["director"] == "dir-a" and st["nats"]["state"] == "connected"
+    assert st["peers"]["dir-b"]["seen"] and not st["peers"]["dir-b"]["stopped"]
+    assert "pair: dir-a with dir-b seen" in pair.a.status_text()
     mine = [r for r in _journal(pair.a) if r["service"] == "web1" and r["action"] == "drain"]
     theirs = [r for r in _journal(pair.b) if r["service"] == "web1" and r["action"] == "drain"]
     assert mine and theirs
@@ -134,7 +138,9 @@ def test_hand_change_on_b_raises_a_divergence_alert(pair: Pair) -> None:
 def test_nats_down_refuses_clearly_and_local_still_works(pair: Pair) -> None:
     pair.nats.stop()
     try:
-        _until(lambda: "NATS reconnecting" in pair.a.status()["lb_note"], "A sees NATS down")
+        _until(lambda: pair.a.status()["pair"]["nats"]["state"] == "reconnecting",
+               "A sees NATS down")
+        assert "NATS is down" in pair.a.status()["pair"]["problem"]
         out = pair.a.ctop("lb", "weight", "web3", "s1", "3")
         assert out.returncode == 1
         assert "NATS is down" in out.stderr and "nothing was changed" in out.stderr

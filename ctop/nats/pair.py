@@ -313,6 +313,20 @@ class PairSync:
     def alerts(self) -> tuple[AlertView, ...]:
         return tuple(self._alerts.values())
 
+    def plain(self) -> dict[str, Any]:
+        """`ctop status --json`'s "pair": this director, each peer, NATS, the divergences."""
+        now = time.time()
+        peers = {}
+        for peer in self.peers:
+            view = self._views.get(peer)
+            peers[peer] = ({"seen": False} if view is None else
+                           {"seen": True, "ago_s": round(now - view["ts"], 1),
+                            "stopped": bool(view.get("stopped")),
+                            "differs": self._diverged.get(peer, "")})
+        return {"director": self.me, "peers": peers, "bucket": self.bucket,
+                "nats": self.link.status.plain(), "problem": self.problem(),
+                "text": self.note()}
+
     def note(self) -> str:
         """One line for `ctop status` and the header: NATS and the peers."""
         status = self.link.status

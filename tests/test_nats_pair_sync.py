@@ -142,3 +142,48 @@ def test_divergence_names_the_difference_and_resolves(sides) -> None:
     b.sync.round(views(1))
     _until(lambda: (a.sync.round(views(1)), not a.sync.alerts())[1])
     assert any("tables agree with dir-b" in e for e in a.events)
+
+
+
+def test_a_stale_revision_of_an_intent_applied_here_is_written_on_top(sides) -> None:
+    """A acts on a server whose newest intent (B's) it has applied but whose revision it has
+    not seen yet: the write is retried on top of it, not refused."""
+    a, b = sides("dir-a", "dir-b"), sides("dir-b", "dir-a")
+    _seen(a, b)
+    _seen(b, a)
+    assert a.sync.act(ActionRequest("weight", *IPVS, value=4), Actor("ann"), _ok).ok
+    (key,) = a.sync._revs
+    stale = a.sync._revs[key]
+    assert b.sync.act(ActionRequest("drain", *IPVS), Actor("ben"), _ok).ok
+    _until(lambda: a.applied)  # A applied B's drain
+    a.sync._revs[key] = stale  # as if its watch had not told it the new revision yet
+    result = a.sync.act(ActionRequest("weight", *IPVS, value=9), Actor("ann"), _ok)
+    assert result.ok and "peer dir-b: confirmed" in result.message, result.message
+
+
+def test_a_change_racing_a_peer_intent_not_applied_here_is_refused(sides) -> None:
+    """B's maint has reached A but A's applier has not applied it yet (here: it is busy on
+    it): a weight set on A now would be undone by the maint on A while B applies the weight —
+    each ending with the other's change. A refuses to share it and says it follows B."""
+    import threading
+
+    busy, release = threading.Event(), threading.Event()
+
+    def slow(req: ActionRequest) -> ActionResult:
+        busy.set()
+        release.wait(10)
+        return _ok(req)
+
+    a, b = sides("dir-a", "dir-b", answer=slow), sides("dir-b", "dir-a")
+    _seen(a, b)
+    _seen(b, a)
+    done: list[ActionResult] = []
+    threading.Thread(target=lambda: done.append(
+        b.sync.act(ActionRequest("maint", *IPVS), Actor("ben"), _ok))).start()
+    assert busy.wait(5)  # A is applying B's maint right now
+    result = a.sync.act(ActionRequest("weight", *IPVS, value=2), Actor("ann"), _ok)
+    release.set()
+    assert not result.ok and "CONFLICT" in result.message and "ben@dir-b" in result.message
+    _until(lambda: done)
+    assert done[0].ok  # B's maint is confirmed by A: both end in maint
+    assert not [r for r, _ in b.applied if r.verb == "weight" and r.value == 2]

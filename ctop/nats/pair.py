@@ -42,7 +42,7 @@ from ctop.lb.actions import ActionResult
 from ctop.lb.journal import Actor
 from ctop.lb.request import ActionRequest
 from ctop.nats.config import NatsConfig, safe_name
-from ctop.nats.link import KeyNotFound, KVEntry, NatsError, NatsLink
+from ctop.nats.link import KeyNotFound, KVEntry, NatsError, NatsLink, WrongRevision
 from ctop.snapshot import AlertView, EventView, LBServiceView, Severity
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,14 @@ class Intent:
                    dict(d["request"]), d.get("before"), str(d.get("state_before") or ""))
 
 
+class Conflict(NatsError):
+    """A peer's intent for the same server was recorded first and is not applied here yet."""
+
+    def __init__(self, other: Intent) -> None:
+        super().__init__(f"concurrent change by {other.director}")
+        self.other = other
+
+
 class PairSync:
     """This director's side of the pair (see the module doc)."""
 
@@ -106,6 +114,8 @@ class PairSync:
         self._cond = threading.Condition(self._lock)
         self._work: queue.Queue[Intent | None] = queue.Queue()
         self._outbox: dict[str, Intent] = {}  # intents recorded while NATS was down
+        self._revs: dict[str, int] = {}  # target key -> the newest intent revision seen
+        self._newest: dict[str, Intent] = {}  # target key -> that intent
         self._last_intent = 0.0  # monotonic time of the last intent seen (divergence waits)
         self._diverged: dict[str, str] = {}  # peer -> the difference seen last round
         self._alerts: dict[str, AlertView] = {}
@@ -169,8 +179,12 @@ class PairSync:
                         str(result.state_before or ""))
         key = target_key((result.balancer, result.service, result.server))
         try:
-            self.link.kv_put(self.bucket, f"intent.{key}", intent.to_json())
-            self._remember(self.me, key, intent.id, True, "applied here")
+            self._record(key, intent)
+        except Conflict as c:
+            return replace(result, ok=False, message=(
+                f"{result.message}\nCONFLICT: {c.other.user}@{c.other.director} changed "
+                f"{result.server} at the same moment and that change was recorded first: this "
+                "director follows it (it is applied here next); this change was not shared"))
         except NatsError as e:
             with self._lock:
                 self._outbox[key] = intent
@@ -180,6 +194,38 @@ class PairSync:
             return replace(result, message=f"{result.message}\nthis director only ({problem}): "
                            "the intent is recorded, the peer applies it when it is back")
         return self._confirmed(result, key, intent.id)
+
+    def _record(self, key: str, intent: Intent) -> None:
+        """Put the intent on top of the newest one this director knows (optimistic
+        concurrency: update(last=revision)); Conflict when a peer's intent for the same server
+        that we have not applied yet got there first."""
+        name = f"intent.{key}"
+        with self._lock:
+            newest, done = self._newest.get(key), self._acks.get((self.me, key))
+        if (newest is not None and newest.director != self.me
+                and (done is None or done["id"] != newest.id)):
+            raise Conflict(newest)  # seen, not applied here yet: it would undo ours after
+        for _ in range(3):
+            with self._lock:
+                rev = self._revs.get(key)
+            try:
+                new = (self.link.kv_create(self.bucket, name, intent.to_json()) if rev is None
+                       else self.link.kv_update(self.bucket, name, intent.to_json(), last=rev))
+            except WrongRevision:
+                current = self.link.kv_get(self.bucket, name)
+                other = Intent.from_json(current.value)
+                with self._lock:
+                    done = self._acks.get((self.me, key))
+                if other.director != self.me and (done is None or done["id"] != other.id):
+                    raise Conflict(other) from None
+                with self._lock:  # one we know (applied, or ours): write on top of it
+                    self._revs[key] = current.revision
+                continue
+            with self._lock:
+                self._revs[key] = max(self._revs.get(key, 0), new)
+            self._remember(self.me, key, intent.id, True, "applied here")
+            return
+        raise NatsError("the intent keeps changing under this director; try again")
 
     def _confirmed(self, result: ActionResult, key: str, intent_id: str) -> ActionResult:
         deadline = time.monotonic() + self.cfg.confirm_timeout
@@ -221,6 +267,10 @@ class PairSync:
         elif kind == "intent":
             intent = Intent.from_json(entry.value)
             self._last_intent = time.monotonic()
+            with self._lock:
+                if entry.revision >= self._revs.get(rest, 0):
+                    self._revs[rest] = entry.revision
+                    self._newest[rest] = intent
             if intent.director != self.me:
                 self._work.put(intent)
 

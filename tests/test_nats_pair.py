@@ -215,3 +215,16 @@ def test_pair_survives_the_loss_of_a_nats_server(tmp_path: Path,
 def _dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def test_without_the_daemon_a_pair_director_acts_only_with_local(tmp_path: Path,
+                                                                 haproxy: HAProxyLab) -> None:
+    d = Daemon(tmp_path, f'[lb.haproxy]\nsocket = "{haproxy.admin_socket}"\n'
+               '[nats]\nname = "dir-a"\npeers = ["dir-b"]\n')  # not started
+    out = d.ctop("lb", "drain", "web7", "s3")
+    assert out.returncode == 1
+    assert "director pair with dir-b" in out.stderr and "--local" in out.stderr
+    assert haproxy.hits("web7", 6)["s3"] > 0  # nothing changed
+    out = d.ctop("lb", "drain", "web7", "s3", "--local")
+    assert out.returncode == 0, out.stderr
+    assert haproxy.hits("web7", 6)["s3"] == 0

@@ -196,6 +196,11 @@ class NatsLink:
         if self._nc is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._nc.close(), 2)
+        # nats-py's own tasks (a consumer's heartbeat check) would be destroyed pending
+        rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
         self._set("stopped")
 
     def _connect_options(self) -> dict[str, Any]:

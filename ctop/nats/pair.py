@@ -123,10 +123,19 @@ class PairSync:
         link.watch(self.bucket, ">", self._on_entry)
         self._applier = threading.Thread(target=self._apply_loop, name="ctop-pair", daemon=True)
         self._applier.start()
+        self._table: Table = {}
+        self._closed = False
+        self._publish = threading.Event()
+        self._publisher = threading.Thread(target=self._publish_loop, name="ctop-pair-view",
+                                           daemon=True)
+        self._publisher.start()
 
     def close(self) -> None:
         """Tell the peers we are gone (so they refuse at once instead of after seen_s)."""
         self._work.put(None)
+        self._closed = True
+        self._publish.set()
+        self._publisher.join(2)  # its last table must not land after "stopped"
         with contextlib.suppress(NatsError):
             self.link.kv_put(self.bucket, f"view.{self.me}",
                              json.dumps({"ts": time.time(), "stopped": True}).encode())
@@ -316,15 +325,32 @@ class PairSync:
     # -- each LB round: publish our table, compare with the peers' --------------------------
 
     def round(self, views: Sequence[LBServiceView]) -> None:
-        """LB worker thread, after each round."""
+        """LB worker thread, after each round: compare now, publish in the background (a slow
+        NATS server must not hold the LB rounds up)."""
         table = table_of(views)
-        try:
-            self.link.kv_put(self.bucket, f"view.{self.me}",
-                             json.dumps({"ts": time.time(), "table": table}).encode())
-            self._flush_outbox()
-        except NatsError:
-            pass  # NATS down: status and refusals say so
+        with self._lock:
+            self._table = table
+        self._publish.set()
         self._compare(table)
+
+    def _publish_loop(self) -> None:
+        """Thread ctop-pair-view: the newest table to NATS, and intents kept while it was
+        down."""
+        while not self._closed:
+            self._publish.wait()
+            self._publish.clear()
+            if self._closed:
+                return
+            with self._lock:
+                table = self._table
+            try:
+                self.link.kv_put(self.bucket, f"view.{self.me}",
+                                 json.dumps({"ts": time.time(), "table": table}).encode())
+                self._flush_outbox()
+            except NatsError:
+                pass  # NATS down: status and refusals say so
+            except Exception:  # never stop publishing
+                log.exception("publishing the pair view failed")
 
     def _flush_outbox(self) -> None:
         with self._lock:

@@ -286,6 +286,8 @@ class Engine:
         alert_events, notes = self.alerts.evaluate(snap.nodes, now, views)
         self.note(alert_events)
         self.hooks.notify(notes)
+        if self.pair is not None:  # a pair's divergence alert notifies like any other
+            self.hooks.notify(self.pair.sync.take_notes())
         snap = replace(
             snap,
             alerts=self.alerts.firing() + (self.pair.sync.alerts() if self.pair else ()),

@@ -142,6 +142,9 @@ def test_divergence_names_the_difference_and_resolves(sides) -> None:
     b.sync.round(views(1))
     _until(lambda: (a.sync.round(views(1)), not a.sync.alerts())[1])
     assert any("tables agree with dir-b" in e for e in a.events)
+    notes = a.sync.take_notes()  # what the [[hook]]s get
+    assert [(n.state, n.alert.rule) for n in notes] == [("firing", "pair_divergence"),
+                                                         ("resolved", "pair_divergence")]
 
 
 

@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ctop.alerts import Notification
 from ctop.lb.actions import ActionResult
 from ctop.lb.journal import Actor
 from ctop.lb.request import ActionRequest
@@ -119,6 +120,8 @@ class PairSync:
         self._last_intent = 0.0  # monotonic time of the last intent seen (divergence waits)
         self._diverged: dict[str, str] = {}  # peer -> the difference seen last round
         self._alerts: dict[str, AlertView] = {}
+        self._notes: list[Notification] = []  # for [[hook]]s: firing / resolved divergences
+        self.cluster = cluster
         link.bucket(self.bucket, history=10)
         link.watch(self.bucket, ">", self._on_entry)
         self._applier = threading.Thread(target=self._apply_loop, name="ctop-pair", daemon=True)
@@ -378,8 +381,10 @@ class PairSync:
                                                f"{diff}", now)
                 events.append(EventView(now, "alert", "", f"pair: tables differ from {peer}: "
                                         f"{diff}"))
+                self._notes.append(Notification("firing", self._alerts[peer], self.cluster, now))
             elif alert is not None and not diff and fresh:
-                del self._alerts[peer]
+                self._notes.append(Notification("resolved", self._alerts.pop(peer),
+                                                self.cluster, now))
                 events.append(EventView(now, "resolved", "", f"pair: tables agree with {peer}"))
             elif alert is not None and diff and diff != alert.message:
                 self._alerts[peer] = replace(alert, message=f"tables differ from {peer}: {diff}")
@@ -388,6 +393,12 @@ class PairSync:
 
     def alerts(self) -> tuple[AlertView, ...]:
         return tuple(self._alerts.values())
+
+    def take_notes(self) -> list[Notification]:
+        """The divergences that fired or resolved since the last call, for the [[hook]]s
+        (the engine's tick)."""
+        notes, self._notes = self._notes, []
+        return notes
 
     def plain(self) -> dict[str, Any]:
         """`ctop status --json`'s "pair": this director, each peer, NATS, the divergences."""

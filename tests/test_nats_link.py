@@ -183,3 +183,22 @@ def test_cluster_node_loss_keeps_values_and_watch(nats_cluster_whole: NatsCluste
         assert after.wait(10), values  # the watch goes on after the reconnect
     finally:
         lk.close()
+
+
+
+async def test_nats_section_without_the_client_is_a_clear_start_error(tmp_path: Path,
+                                                                      monkeypatch,
+                                                                      haproxy) -> None:
+    import sys
+
+    from ctop.startup import StartError
+    from tests.helpers.engine_helpers import make_engine
+
+    eng = make_engine(tmp_path, lb={"haproxy": {"socket": haproxy.admin_socket}},
+                      nats=NatsConfig(name="dir-a"))
+    monkeypatch.setitem(sys.modules, "nats", None)  # as if nats-py were not installed
+    try:
+        with pytest.raises(StartError, match=r"pip install 'ctop\[nats\]'"):
+            await eng.start()
+    finally:
+        await eng.stop()

@@ -167,6 +167,10 @@ def test_cluster_node_loss_keeps_values_and_watch(nats_cluster_whole: NatsCluste
         after = threading.Event()
         lk.watch(bucket, ">", lambda e: (values.append(e.value),
                                          after.set() if e.value == b"s2" else None))
+        deadline = time.monotonic() + 10
+        while not values and time.monotonic() < deadline:  # the watch runs before the loss
+            time.sleep(0.05)
+        assert values == [b"s1"]
         victim = next(n for n in cluster.nodes if n.url == lk.status.server)
         victim.stop()
         deadline = time.monotonic() + 15
@@ -180,7 +184,7 @@ def test_cluster_node_loss_keeps_values_and_watch(nats_cluster_whole: NatsCluste
             time.sleep(0.1)
         assert lk.status.server != victim.url
         assert lk.kv_get(bucket, "drain").value == b"s1"  # nothing lost
-        assert after.wait(10), values  # the watch goes on after the reconnect
+        assert after.wait(20), values  # the watch goes on after the reconnect
     finally:
         lk.close()
 

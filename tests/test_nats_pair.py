@@ -187,11 +187,18 @@ def test_pair_survives_the_loss_of_a_nats_server(tmp_path: Path,
         lost = cluster.nodes[0]
         lost.stop()
 
+        last: list[str] = []
+
         def drained_with_confirmation() -> bool:
             out = a.ctop("lb", "drain", "web2", "s2")
+            last[:] = [out.stdout + out.stderr]
             return out.returncode == 0 and "peer dir-b: confirmed" in out.stdout
 
-        _until(drained_with_confirmation, "a confirmed drain with one NATS server lost", 30)
+        try:
+            _until(drained_with_confirmation, "a confirmed drain with one NATS server lost", 30)
+        except AssertionError:
+            raise AssertionError(f"{last} {a.status().get('pair')} {b.status().get('pair')}"
+                                 ) from None
         assert _drained(labs[1], "web1", "s1") and _drained(labs[1], "web2", "s2")
         # a director that replaces B now (fresh database, HAProxy restarted: no drains) gets
         # every intent from the cluster: nothing was lost with the server

@@ -270,6 +270,10 @@ def status_text(data: dict[str, Any]) -> str:
                 out.append(f"{where}: DRIFT {rs['drift']} (re-apply: R in ctop)")
             if rs.get("health", "").endswith("no automation"):
                 out.append(f"{where}: auto-quiesce: {rs['health']}")
+    if data.get("pair_sync"):  # a director pair's shared actions over NATS (docs/pair.md)
+        out.append(data["pair_sync"]["text"])
+        out += [f"pair: tables differ from {p}: {v['differs']}"
+                for p, v in data["pair_sync"]["peers"].items() if v.get("differs")]
     if data["lb_error"]:
         out.append(f"lb error: {data['lb_error']}")
     if data.get("readonly"):

@@ -22,6 +22,7 @@ from ctop.hooks import Hook, HookError, parse_hook
 from ctop.lb.config import ConfigError as LBConfigError
 from ctop.lb.config import LBConfig, parse_config
 from ctop.maintenance import MaintenanceConfig, WindowError, parse_remind_after, parse_window
+from ctop.nats.config import NatsConfig, parse_nats
 from ctop.pair.config import PairConfig
 from ctop.parse import TableError, parse_address, parse_duration
 from ctop.tomlsource import KeyPath, TomlSource
@@ -181,6 +182,7 @@ class DirectorConfig:
     readonly: bool = False  # the top-level key or --readonly; effective_readonly() adds [lb]
     source: TomlSource | None = None  # where it came from, for error messages
     overrides: tuple[str, ...] = ()  # settings given by command-line flags, for error messages
+    nats: NatsConfig | None = None  # [nats]: None = no NATS (single director, as before)
 
 
 def load(path: str | None, *, must_exist: bool = False) -> DirectorConfig:
@@ -238,6 +240,7 @@ def from_source(src: TomlSource) -> DirectorConfig:
         control_group=control_group,
         readonly=top.boolean("readonly", False),
         source=src,
+        nats=parse_nats(top.table_of("nats")),
     )
     if not cfg.key_file and not cfg.master_key_file:
         raise top.error("key_file", "is empty; give the path of the cluster key file")

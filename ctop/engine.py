@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from ctop.lb.journal import Actor
     from ctop.lb.request import ActionRequest
     from ctop.lb.service import LBService
+    from ctop.nats.wiring import Pair
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class Engine:
         self._controller = lb  # a controller given by the caller, else one from [lb]
         self.lb_service: LBService | None = None  # None: monitoring only
         self.lb_note = ""
+        self.nats_pair: Pair | None = None  # [nats] with peers: ctop.nats.wiring
         # each round into the history (ctop --at) at the raw samples' spacing, and the recent
         # shares of each server into its view (the LB pane's sparkline)
         self.lb_recorder = LBRecorder(lambda n: config.store.raw_every or auto_raw_every(n))
@@ -179,6 +181,8 @@ class Engine:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         self.receiver.close()
+        if self.nats_pair is not None:
+            await asyncio.to_thread(self.nats_pair.close)
         if self.lb_service is not None:
             self.lb_service.close()
         if self.pair is not None:
@@ -211,6 +215,10 @@ class Engine:
             cfg, self.config.store.path, self.snapshot, readonly=self.readonly,
             limits=limits_from_rules(self.alerts.rules), on_events=self.note,
             controller=self._controller, history=self._record_lb)
+        if self.config.nats is not None and self.lb_service is not None:
+            from ctop.nats.wiring import start_pair  # nats-py only when [nats] is configured
+
+            self.nats_pair = start_pair(self.config, self.lb_service, self.note)
 
     def _record_lb(self, views: tuple[LBServiceView, ...]) -> tuple[LBServiceView, ...]:
         """LB worker thread: a round's views into the history; the views with their servers'
@@ -320,9 +328,12 @@ class Engine:
             pair_events, pair_notes = self.pair_alerts.evaluate(pair, now)
             alert_events, notes = alert_events + pair_events, notes + pair_notes
         notes = notes + self._take_anomaly_notes()
+        if self.nats_pair is not None:  # the pair's divergence alert notifies like any other
+            notes = notes + self.nats_pair.sync.take_notes()
         anomalies = self.anomaly.firing() if self.anomaly is not None else ()
         firing, notes, mute_events = self.mute.apply(
-            self.pair_alerts.firing() + self.alerts.firing() + anomalies, notes,
+            self.pair_alerts.firing() + self.alerts.firing() + anomalies
+            + (self.nats_pair.sync.alerts() if self.nats_pair is not None else ()), notes,
             _group_of(snap), now)
         self.note(alert_events + mute_events)
         self.hooks.notify(notes)
@@ -332,7 +343,7 @@ class Engine:
             pair=pair,
             events=tuple(self.events),
             lb=views,
-            lb_note=self.lb_note,
+            lb_note=self.lb_note + (f"; {self.nats_pair.sync.note()}" if self.nats_pair else ""),
             lb_error=lb.error if lb is not None else "",
             imbalance=lb.imbalance if lb is not None else 0.0,
             drops=dict(self.receiver.drops),

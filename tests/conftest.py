@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.helpers.haproxy_peer", "tests.helpers.peers"]
+pytest_plugins = ["tests.helpers.haproxy_peer", "tests.helpers.peers", "tests.helpers.nats_servers"]
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

@@ -138,7 +138,11 @@ class ControlServer:
             elif request == "hello":  # who am I talking to: cheap, for `ctop lb --no-daemon`
                 body = msgpack.packb({"pid": os.getpid(), "readonly": self.engine.readonly})
             elif request in ("status", "snapshot"):
-                body = msgpack.packb(to_plain(self.engine.snapshot()))
+                plain = to_plain(self.engine.snapshot())
+                pair = getattr(self.engine, "nats_pair", None)  # [nats]: ctop.nats.pair
+                if request == "status" and pair is not None:
+                    plain["pair_sync"] = pair.sync.plain()
+                body = msgpack.packb(plain)
             elif verb == "ui":
                 body = pack_compact(self.engine.snapshot(), [arg] if arg else ())
             elif verb in ("plan", "action"):

@@ -92,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument(
                 "--dry-run", action="store_true", help="show the plan and the what-if only"
             )
+            sp.add_argument("--local", action="store_true",
+                            help="director pair: change this director alone when the peer "
+                                 "cannot confirm (it applies the change when it is back)")
         if name == "drain":
             sp.add_argument("--wait", action="store_true", help="return when it is empty")
             sp.add_argument("--timeout", type=_duration, default=None, metavar="S",
@@ -161,7 +164,19 @@ def _config(args: argparse.Namespace) -> LBConfig:
     if args.readonly or effective_readonly(director):
         lb = replace(lb, readonly=True)
     args.alerts = director.alerts
+    args.pair_peers = director.nats.peers if director.nats is not None else ()
     return lb
+
+
+def _pair_refuses(args: argparse.Namespace) -> str:
+    """A director pair shares changes through `ctop serve` (docs/pair.md): acting here
+    without it would change this director alone, unrecorded for the peer."""
+    if (not args.pair_peers or args.local or args.dry_run or args.haproxy_socket
+            or args.ipvs):
+        return ""
+    return (f"director pair with {', '.join(args.pair_peers)}: changes are shared through "
+            "ctop serve, which does not run here (or --no-daemon); start it, or give --local to "
+            "change this director alone (not recorded for the peer)")
 
 
 def _resolved(ctl: LBController, request: ActionRequest) -> ActionRequest:
@@ -231,7 +246,7 @@ def main(argv: list[str]) -> int:
             if rc != EXIT_OK or request.dry_run or not getattr(args, "wait", False):
                 return rc
             return _wait_here(cfg, args, request)  # the daemon drained it: watch from here
-        refusal = client.daemon_refuses(args, args.control_socket)
+        refusal = client.daemon_refuses(args, args.control_socket) or _pair_refuses(args)
         if refusal:
             print(f"ctop lb {args.cmd}: {refusal}", file=sys.stderr)
             return EXIT_FAILED
@@ -377,6 +392,7 @@ def _action_request(args: argparse.Namespace, balancer: str, service: str) -> Ac
         ramp_s=getattr(args, "ramp", 0.0),
         cut_sessions=getattr(args, "cut_sessions", False),
         expire_templates=getattr(args, "expire_templates", False),
+        local=getattr(args, "local", False),
     )  # fmt: skip
 
 

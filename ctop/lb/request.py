@@ -48,6 +48,9 @@ class ActionRequest:
     # The plan the operator confirmed (before, after, state before): if the server no longer
     # matches it, the action is refused rather than run on a state nobody saw.
     expect: Expect | None = None
+    # A director pair ([nats] peers): change this director alone, knowingly, when the peer
+    # cannot confirm (the intent is still recorded for it; ctop.nats.pair).
+    local: bool = False
 
     def __post_init__(self) -> None:
         if self.verb not in VERBS:

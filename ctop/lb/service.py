@@ -31,6 +31,7 @@ from ctop.snapshot import EventView, LBServiceView, Liveness, Snapshot
 if TYPE_CHECKING:
     from ctop.lb.automation import AutoQuiescer
     from ctop.lb.journal import Actor
+    from ctop.nats.pair import PairSync
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ URGENT_POLL = 0.1  # seconds between looks for a failed probe result automation 
 
 READONLY_REFUSAL = ("read-only: this ctop refuses load-balancer changes (--readonly, "
                     "readonly = true or [lb] readonly = true)")
+
+# the dry run's line when the peer director cannot confirm (the dialog offers 'o' on it)
+PAIR_REFUSAL_PREFIX = "pair: "
 
 EventSink = Callable[[Sequence[EventView]], None]
 ViewsHook = Callable[[tuple[LBServiceView, ...]], tuple[LBServiceView, ...]]
@@ -71,6 +75,9 @@ class LBService:
         # One change at a time per balancer: an action holds its balancer's lock, a round
         # holds them all (ctop.lb.lock serialises other processes).
         self._locks: dict[str, threading.Lock] = {}
+        # a director pair (ctop.nats.pair): shares human changes with the peer, gets its
+        # changes; set by the engine when [nats] is configured
+        self.pair: PairSync | None = None
         controller.node_loads = self.node_loads  # the what-if's CPU per server
         controller.on_ramp_step = lambda r: self._note_action(r, "restore ramp")
 
@@ -118,6 +125,8 @@ class LBService:
             self.on_events(outcome.events)
         views = outcome.views if self.history is None else self.history(outcome.views)
         self.views, self.imbalance = views, outcome.imbalance
+        if self.pair is not None:  # publish our table, compare with the peer's
+            self.pair.round(views)
         empty = self._empty.observe(outcome.services)  # "a drained server is empty"
         if empty:
             self.on_events([EventView(time.time(), "action", "", text) for text in empty])
@@ -165,29 +174,56 @@ class LBService:
         """Run one change: one at a time per balancer, recorded in the journal as `actor`,
         published as an event, the LB views read again. A dry run changes nothing and tells
         nobody."""
-        lb = self.controller
         if request.verb == "advice" and request.value is None and not self.readonly:
             # the weight the operator confirmed in the dialog, else the current advice
             request = replace(request, value=self._advised(request.service, request.server))
 
-        def run() -> ActionResult:
-            try:
-                req = resolved(lb, request)
-            except LBError as exc:
-                return ActionResult(False, exc.message, request.action, request.balancer,
-                                    request.service, request.server, None, None,
-                                    origin=request.origin)
-            if self.readonly and not req.dry_run:  # a dry run changes nothing
-                return ActionResult(False, READONLY_REFUSAL, req.action, req.balancer,
-                                    req.service, req.server, None, None, origin=req.origin)
-            with self._holding([req.balancer]):
-                return perform(lb, req, actor)
+        def run(request: ActionRequest = request) -> ActionResult:
+            return self._perform(request, actor)
 
-        result = await asyncio.to_thread(run)
+        pair = self.pair
+        if pair is not None and pair.shares(request) and not self.readonly:
+            result = await asyncio.to_thread(pair.act, request, actor, run)
+        else:
+            result = await asyncio.to_thread(run)
         if result.dry_run:  # the what-if: nothing happened, nothing to tell the others
-            return result
+            return self._pair_note(result, request)
         self._note_action(result, actor=actor)
         await self.refresh()  # the views show the outcome now, not after the next round
+        return result
+
+    def _pair_note(self, result: ActionResult, request: ActionRequest) -> ActionResult:
+        """A dry run (the dialog's what-if) says when the peer could not confirm now, so the
+        dialog can offer to act on this director only."""
+        pair = self.pair
+        if pair is None or not pair.shares(replace(request, dry_run=False)) or request.local:
+            return result
+        problem = pair.problem()
+        if not problem:
+            return result
+        return replace(result, message=f"{result.message}\n{PAIR_REFUSAL_PREFIX}{problem}: "
+                       "refused unless on this director only (the peer applies it when back)")
+
+    def _perform(self, request: ActionRequest, actor: Actor | None) -> ActionResult:
+        """Worker thread: resolve, refuse when read-only, perform under the balancer's lock."""
+        lb = self.controller
+        try:
+            req = resolved(lb, request)
+        except LBError as exc:
+            return ActionResult(False, exc.message, request.action, request.balancer,
+                                request.service, request.server, None, None,
+                                origin=request.origin)
+        if self.readonly and not req.dry_run:  # a dry run changes nothing
+            return ActionResult(False, READONLY_REFUSAL, req.action, req.balancer,
+                                req.service, req.server, None, None, origin=req.origin)
+        with self._holding([req.balancer]):
+            return perform(lb, req, actor)
+
+    def apply_peer(self, request: ActionRequest, actor: Actor) -> ActionResult:
+        """The pair's applier thread: a peer director's intent on our balancer, journaled
+        as `actor` (user@director) and shown as an event."""
+        result = self._perform(request, actor)
+        self._note_action(result, "from the peer director", actor=actor)
         return result
 
     async def connections(self, balancer: str, service: str, server: str) -> list[Connection]:

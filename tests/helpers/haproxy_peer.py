@@ -183,12 +183,13 @@ def _config(tmp: Path, lab: HAProxyLab, dead_port: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture(scope="session")
-def haproxy_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HAProxyLab]:
+def start_lab(tmp: Path) -> HAProxyLab:
+    """A HAProxy process with its own three HTTP servers under `tmp` (stop it with
+    stop_lab). The session's `haproxy_lab` is one; a director pair test starts one per
+    director."""
     binary = _haproxy_binary()
     if binary is None:
         pytest.skip("haproxy is not installed (Debian package haproxy)")
-    tmp = tmp_path_factory.mktemp("haproxy")
     servers = {name: NamedHTTPServer(name, free_port()) for name in SERVERS}
     for srv in servers.values():
         srv.start()
@@ -202,22 +203,36 @@ def haproxy_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HAProxyLab
     )
     cfg = tmp / "haproxy.cfg"
     cfg.write_text(_config(tmp, lab, free_port()))
-    log = open(lab.log, "wb")  # noqa: SIM115 - closed at teardown
     lab.argv = (binary, "-f", str(cfg), "-db")
-    lab.proc = subprocess.Popen([*lab.argv], stdout=log, stderr=log)
+    with open(lab.log, "wb") as log:  # the process keeps its own descriptor
+        lab.proc = subprocess.Popen([*lab.argv], stdout=log, stderr=log)
     try:
         _wait_ready(lab)
-        yield lab
-    finally:
+    except BaseException:
+        stop_lab(lab)
+        raise
+    return lab
+
+
+def stop_lab(lab: HAProxyLab) -> None:
+    if lab.proc is not None:
         lab.proc.terminate()
         try:
             lab.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             lab.proc.kill()
             lab.proc.wait()
-        log.close()
-        for srv in servers.values():
-            srv.stop()
+    for srv in lab.servers.values():
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def haproxy_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HAProxyLab]:
+    lab = start_lab(tmp_path_factory.mktemp("haproxy"))
+    try:
+        yield lab
+    finally:
+        stop_lab(lab)
 
 
 def _wait_ready(lab: HAProxyLab) -> None:

@@ -15,6 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from ctop.lb.request import ActionRequest
+from ctop.lb.service import PAIR_REFUSAL_PREFIX
 from ctop.tui.actions import Request
 
 RAMP_S = 60.0  # the restore dialog's ramp
@@ -38,6 +39,8 @@ class ConfirmAction(ModalScreen["dict[str, Any] | None"]):
                 tooltip="maintenance that also cuts open sessions (HAProxy)"),
         Binding("e", "choice('expire')", "Expire templates", show=False,
                 tooltip="drain a persistent IPVS service and expire its templates"),
+        Binding("o", "choice('local')", "This director only", show=False,
+                tooltip="director pair: act here alone when the peer cannot confirm"),
     ]
 
     def __init__(self, request: Request) -> None:
@@ -97,6 +100,11 @@ class ConfirmAction(ModalScreen["dict[str, Any] | None"]):
         self.guard = getattr(res, "guard", "")
         self.templates = getattr(res, "templates", None)
         self._show_whatif([ln for ln in lines[head:] if not ln.startswith("dry run")])
+        if any(ln.startswith(PAIR_REFUSAL_PREFIX) for ln in lines) and not self.query("#local"):
+            # the peer director cannot confirm now: acting is refused unless here alone
+            self.query_one("#buttons").mount(
+                Button("this director only (o)", id="local"), before="#no"
+            )
         if self.templates is not None and r.verb == "drain" and not self.query("#expire"):
             self.query_one("#buttons").mount(
                 Button("+ expire templates (e)", id="expire"), before="#no"
@@ -129,6 +137,7 @@ class ConfirmAction(ModalScreen["dict[str, Any] | None"]):
             "ramp": {"ramp_s": RAMP_S},
             "cut": {"cut_sessions": True},
             "expire": {"expire_templates": True},
+            "local": {"local": True},
         }[which]
         self._go(options)
 
@@ -148,7 +157,7 @@ class ConfirmAction(ModalScreen["dict[str, Any] | None"]):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "yes":
             self.action_confirm()
-        elif event.button.id in ("ramp", "cut", "expire"):
+        elif event.button.id in ("ramp", "cut", "expire", "local"):
             self.action_choice(event.button.id)
         else:
             self.dismiss(None)

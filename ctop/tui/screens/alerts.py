@@ -7,10 +7,11 @@ from typing import ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from ctop.snapshot import Snapshot
 from ctop.tui.widgets.alerts_pane import AlertsPane
+from ctop.tui.widgets.key_bar import KeyBar
 
 
 class AlertsScreen(Screen[None]):
@@ -21,7 +22,7 @@ class AlertsScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static("Alerts and events", id="title")
         yield AlertsPane(palette=self.app.palette, limit=1000, id="alerts-full")  # type: ignore[attr-defined]
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one(AlertsPane).focus()

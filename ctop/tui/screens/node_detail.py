@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from agentd.metrics import CHARTED
 from ctop.lb_history import metric_name
@@ -22,6 +22,7 @@ from ctop.tui.colors import Palette
 from ctop.tui.format import age, count, rate, size
 from ctop.tui.screens.lb_keys import LBKeys
 from ctop.tui.widgets.chart import Chart
+from ctop.tui.widgets.key_bar import KeyBar
 from ctop.tui.widgets.lb_pane import LBPane, Target
 
 # key -> (seconds, label). "1", the default, is live: a chart column is about a second, so a
@@ -83,7 +84,7 @@ class NodeDetail(LBKeys, Screen[None]):
                 yield Static(id="top-procs")
                 yield Static(id="node-events")
         yield LBPane(node_id=self.node_id, palette=pal, id="node-lb")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.app.source.watch(self.node_id)  # type: ignore[attr-defined]

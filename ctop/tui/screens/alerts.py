@@ -27,5 +27,9 @@ class AlertsScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one(AlertsPane).focus()
 
+    def on_screen_resume(self) -> None:
+        # kept installed (app.kept): each opening starts at the top, as a new screen did
+        self.query_one(AlertsPane).scroll_home(animate=False, immediate=True)
+
     def update_snapshot(self, snap: Snapshot) -> None:
         self.query_one(AlertsPane).show(snap, self.app.local_events)  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Static
 
 from agentd.metrics import CHARTED
@@ -55,7 +56,7 @@ class NodeDetail(LBKeys, Screen[None]):
         *LBKeys.LB_BINDINGS,
     ]
 
-    def __init__(self, node_id: str) -> None:
+    def __init__(self, node_id: str = "") -> None:
         super().__init__()
         self.node_id = node_id
         self.range = "1"
@@ -64,6 +65,17 @@ class NodeDetail(LBKeys, Screen[None]):
         # the node's events as last read, and the cluster's events they were read at
         self._events: list[EventView] = []
         self._events_of: tuple[EventView, ...] | None = None
+        # The app keeps one node detail (composed once) and opens it for a node at a time:
+        # the next resume is an open (reset, watch, load) rather than a return from a dialog.
+        self._opening = True
+        self._watching = False
+        self._loaded_at = 0.0
+        self._reload: Timer | None = None
+
+    def show_node(self, node_id: str) -> NodeDetail:
+        """Open for `node_id` when next shown, as a new screen would: the 2-minute span."""
+        self.node_id, self._opening = node_id, True
+        return self
 
     def compose(self) -> ComposeResult:
         pal = self.app.palette  # type: ignore[attr-defined]
@@ -87,16 +99,45 @@ class NodeDetail(LBKeys, Screen[None]):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        self.app.source.watch(self.node_id)  # type: ignore[attr-defined]
-        self._loaded_at = 0.0
-        self.set_interval(1.0, self._reload_if_due)  # charts keep moving while open
         for k in range(MAX_LATENCY_CHARTS):
             self.query_one(f"#c-svc{k}").display = False
         for k in range(MAX_SHARE_CHARTS):
             self.query_one(f"#c-share{k}").display = False
-        self.query_one(LBPane).focus()
+        # charts keep moving while shown; paused while the screen is off the stack
+        self._reload = self.set_interval(1.0, self._reload_if_due, pause=True)
+
+    def on_screen_resume(self) -> None:
+        if not self._opening:  # back from a dialog over it: only the latest tick
+            self.update_snapshot(self.app.snapshot)  # type: ignore[attr-defined]
+            return
+        self._opening = False
+        self.range, self.services, self.servers = "1", (), ()
+        self._events, self._events_of = [], None
+        for chart in self.query(Chart):  # the last node's history is not this one's
+            chart.set_points((), None)
+        lb = self.query_one(LBPane)
+        lb.for_node(self.node_id)
+        lb.focus()
+        self.app.source.watch(self.node_id)  # type: ignore[attr-defined]
+        self._watching = True
         self.update_snapshot(self.app.snapshot)  # type: ignore[attr-defined]
         self.load_history()
+        if self._reload is not None:
+            self._reload.resume()
+
+    def on_screen_suspend(self) -> None:
+        if self in self.app.screen_stack:  # a dialog over it: it stays open underneath
+            return
+        self._close()
+
+    def _close(self) -> None:
+        """Off the stack (kept for the next node): stop watching and reloading."""
+        self._opening = True
+        if self._reload is not None:
+            self._reload.pause()
+        if self._watching:
+            self._watching = False
+            self.app.source.watch(None)  # type: ignore[attr-defined]
 
     def on_resize(self) -> None:
         self._fit_charts()
@@ -114,7 +155,7 @@ class NodeDetail(LBKeys, Screen[None]):
             chart.styles.height = each - 1  # its margin is the blank line
 
     def on_unmount(self) -> None:
-        self.app.source.watch(None)  # type: ignore[attr-defined]
+        self._close()
 
     # -- data ----------------------------------------------------------------------------------
 
@@ -146,10 +187,13 @@ class NodeDetail(LBKeys, Screen[None]):
     def _show_events(self, now: float) -> None:
         # (a number, not the snapshot: Textual names each worker after repr() of its
         # arguments, and the repr of 10,000 nodes took a second on every open and tick)
-        events = self.app.source.node_events(self.node_id, 20)  # type: ignore[attr-defined]
-        self.app.call_from_thread(self._events_ready, events, now)
+        node = self.node_id
+        events = self.app.source.node_events(node, 20)  # type: ignore[attr-defined]
+        self.app.call_from_thread(self._events_ready, events, now, node)
 
-    def _events_ready(self, events: list[EventView], now: float) -> None:
+    def _events_ready(self, events: list[EventView], now: float, node: str | None = None) -> None:
+        if node is not None and node != self.node_id:
+            return  # read for the node shown before: this one's read is on its way
         self._events = events
         pal = self.app.palette  # type: ignore[attr-defined]
         text = Text("Events\n", pal.heading)
@@ -181,8 +225,9 @@ class NodeDetail(LBKeys, Screen[None]):
         servers = self.servers[:MAX_SHARE_CHARTS]
         shares = [metric_name(*rs, what) for rs in servers for what in ("share", "weight")]
         metrics = (*BASE_METRICS, *(f"svc:{s}" for s in svcs), *shares)
-        data = self.app.source.history(self.node_id, metrics, seconds)  # type: ignore[attr-defined]
-        self.app.call_from_thread(self._history_ready, data, svcs, window, servers)
+        node = self.node_id
+        data = self.app.source.history(node, metrics, seconds)  # type: ignore[attr-defined]
+        self.app.call_from_thread(self._history_ready, data, svcs, window, servers, node)
 
     def _history_ready(
         self,
@@ -190,7 +235,10 @@ class NodeDetail(LBKeys, Screen[None]):
         svcs: tuple[str, ...],
         window: tuple[float, float],
         servers: tuple[tuple[str, str, str], ...] = (),
+        node: str | None = None,
     ) -> None:
+        if node is not None and node != self.node_id:
+            return  # the node shown before (a thread cannot be cancelled mid-read)
         for m in CHARTED:
             self.query_one(f"#c-{m.column}", Chart).set_points(data.get(m.name, []), window)
         shown = 0

@@ -103,3 +103,19 @@ async def test_the_kept_node_detail_shows_the_node_it_is_opened_for() -> None:
         await settle(pilot)
         assert watched == [first, None, second, None]
         assert app.screen.query_one(KeyBar).items[0].description == "Open"
+
+
+async def test_a_click_on_the_key_bar_presses_the_key() -> None:
+    app = CtopApp(StaticSource(sample_snapshot(16), history=sample_history), view="table",
+                  poll=3600)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        bar = app.screen.query_one(KeyBar)
+        first = bar.items[0]
+        assert (first.key, first.label, first.description) == ("escape", "esc", "Back")
+        assert bar.render_line(0).text.startswith(" esc Back  1-6 History span ")
+        await pilot.click(KeyBar, offset=(2, 0))  # on " esc "
+        await settle(pilot)
+        assert isinstance(app.screen, MainScreen)

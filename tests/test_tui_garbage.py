@@ -38,10 +38,7 @@ class CycleCounter:
             gc.garbage.clear()
 
 
-# The node detail is left out: alone it makes < 50 objects a tick, but in a whole-suite run it
-# counted 706-1,335 objects of UI types in 6 ticks (three CI runs) — a cause not yet found,
-# kept open in issue 12 (its timers and workers are the suspects).
-@pytest.mark.parametrize("screen", ["table", "grid"])
+@pytest.mark.parametrize("screen", ["table", "grid", "node detail"])
 async def test_new_ticks_leave_no_cyclic_garbage(screen: str) -> None:
     snaps = [sample_snapshot(300, tick=k + 1) for k in range(2)]  # every node differs
     source = StaticSource(snaps[0], history=sample_history)
@@ -69,6 +66,44 @@ async def test_new_ticks_leave_no_cyclic_garbage(screen: str) -> None:
             await tick(3 + k)
         garbage = cycles.stop()
     assert garbage < PER_TICK * TICKS, f"{garbage} objects of cyclic garbage in {TICKS} ticks"
+
+
+async def test_an_open_node_detail_reloads_its_charts_without_worker_cycles(monkeypatch) -> None:
+    """At the default span the charts reload every second. Each reload was a Textual thread
+    worker: its Worker, task, context and closures are reference cycles, cyclic garbage every
+    second for as long as a node detail is open. Now the clock's reloads run on one kept thread
+    and hand their result to the loop: no worker, nothing cyclic."""
+    import asyncio
+
+    from textual.worker import Worker
+
+    reads: list[str] = []
+
+    def history(node_id, metrics, seconds):
+        reads.append(node_id)
+        return sample_history(node_id, metrics, seconds)
+
+    workers: list[str] = []
+    init = Worker.__init__
+
+    def counted(worker, *args, **kw) -> None:
+        init(worker, *args, **kw)
+        workers.append(worker.name)
+
+    app = CtopApp(StaticSource(sample_snapshot(30), history=history), view="table", poll=3600)
+    async with app.run_test(size=SIZE) as pilot:
+        while getattr(app.screen, "arr", None) is None:  # the first snapshot shown
+            await pilot.pause()
+        await pilot.press("enter")  # opening reads through a worker (tests await it)
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        monkeypatch.setattr(Worker, "__init__", counted)
+        opened = len(reads)
+        for _ in range(30):  # 3 s: two or three reloads
+            await asyncio.sleep(0.1)
+            await pilot.pause()
+        assert len(reads) >= opened + 2, "the charts did not reload"
+        assert workers == []
 
 
 class Repaints:

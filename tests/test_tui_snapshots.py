@@ -62,6 +62,7 @@ def test_main_no_load_balancer_and_8_colours(snap_compare):
 
 def test_node_detail(snap_compare):
     async def keys(pilot):
+        await settle(pilot)  # the first snapshot shown: "right" selects the second card
         await pilot.press("right", "enter")
         await settle(pilot)
 
@@ -107,6 +108,7 @@ def test_main_grid_at(snap_compare, size):
 @SIZES
 def test_node_detail_at(snap_compare, size):
     async def keys(pilot):
+        await settle(pilot)  # the first snapshot shown: "right" selects the second card
         await pilot.press("right", "enter")
         await settle(pilot)
 

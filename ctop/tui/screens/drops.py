@@ -10,10 +10,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from ctop.snapshot import Snapshot
 from ctop.tui.colors import RICH, Palette
+from ctop.tui.widgets.key_bar import KeyBar
 
 # What an operator checks first for each reason (docs/protocol.md has the full table).
 HINTS = {
@@ -51,7 +52,7 @@ class DropsScreen(Screen[None]):
         yield Static("Rejected datagrams by reason, busiest sources first", id="title")
         with VerticalScroll():
             yield Static(id="drops")
-        yield Footer()
+        yield KeyBar()
 
     def update_snapshot(self, snap: Snapshot) -> None:
         self.query_one("#drops", Static).update(

@@ -146,9 +146,17 @@ class HelpScreen(ModalScreen[None]):
         self._columns = 0
         self.on_resize()
 
+    def on_screen_resume(self) -> None:
+        # kept installed (app.kept): built once; again only if the terminal's width changed
+        # while it was closed (the bindings it lists are the classes', fixed)
+        self.on_resize()
+
     def on_resize(self) -> None:
         width = self.app.size.width
         columns = max(1, min(4, (width - 6) // (COLUMN_WIDTH + 2)))
+        dialog = self.query_one("#dialog")
+        # each column as wide as the screen allows, up to what a description needs
+        dialog.styles.width = min(width, columns * min(MAX_COLUMN, (width - 6) // columns) + 6)
         if columns == getattr(self, "_columns", 0):
             return
         self._columns = columns
@@ -161,6 +169,3 @@ class HelpScreen(ModalScreen[None]):
             Static(Group(*(render_section(secs[i], pal) for i in run)), classes="help-column")
             for run in balance(heights, columns)
         )
-        dialog = self.query_one("#dialog")
-        # each column as wide as the screen allows, up to what a description needs
-        dialog.styles.width = min(width, columns * min(MAX_COLUMN, (width - 6) // columns) + 6)

@@ -11,13 +11,14 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 
 from ctop.snapshot import Snapshot
 from ctop.tui.arrange import SORTS, Arrangement, Arranger
 from ctop.tui.screens.lb_keys import LBKeys
 from ctop.tui.widgets.alerts_pane import AlertsPane
 from ctop.tui.widgets.header import ClusterHeader
+from ctop.tui.widgets.key_bar import KeyBar
 from ctop.tui.widgets.lb_pane import WIDTH as lb_columns_width
 from ctop.tui.widgets.lb_pane import LBPane, Target
 from ctop.tui.widgets.node_grid import fits
@@ -82,7 +83,7 @@ class MainScreen(LBKeys, Screen[None]):
             placeholder="filter: name, group, state or address (enter keeps, esc clears)",
             id="filter",
         )
-        yield Footer()
+        yield KeyBar()
 
     def on_resize(self) -> None:
         self._fit_bottom(self.size.width)

@@ -4,7 +4,9 @@ services, process counts, the node's events and its real-server entries with the
 from __future__ import annotations
 
 import time
-from typing import ClassVar
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any, ClassVar
 
 from rich.table import Table
 from rich.text import Text
@@ -12,8 +14,10 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.timer import Timer
+from textual.widgets import Static
 
 from agentd.metrics import CHARTED
 from ctop.lb_history import metric_name
@@ -22,7 +26,9 @@ from ctop.tui.colors import Palette
 from ctop.tui.format import age, count, rate, size
 from ctop.tui.screens.lb_keys import LBKeys
 from ctop.tui.widgets.chart import Chart
+from ctop.tui.widgets.key_bar import KeyBar
 from ctop.tui.widgets.lb_pane import LBPane, Target
+from ctop.tui.widgets.node_detail_reads import Reads
 from ctop.tui.widgets.watched import watched_table
 
 # key -> (seconds, label). "1", the default, is live: a chart column is about a second, so a
@@ -55,7 +61,7 @@ class NodeDetail(LBKeys, Screen[None]):
         *LBKeys.LB_BINDINGS,
     ]
 
-    def __init__(self, node_id: str) -> None:
+    def __init__(self, node_id: str = "") -> None:
         super().__init__()
         self.node_id = node_id
         self.range = "1"
@@ -64,6 +70,21 @@ class NodeDetail(LBKeys, Screen[None]):
         # the node's events as last read, and the cluster's events they were read at
         self._events: list[EventView] = []
         self._events_of: tuple[EventView, ...] | None = None
+        # The app keeps one node detail (composed once) and opens it for a node at a time:
+        # the next resume is an open (reset, watch, load) rather than a return from a dialog.
+        self._opening = True
+        self._watching = False
+        self._loaded_at = 0.0
+        self._reload: Timer | None = None
+        self._reads = Reads(self._read_failed)
+        self._by_key = False  # reading because of a key (open, span), not the clock
+        self._history_seq = self._events_seq = 0  # only the latest read of each is shown
+        self._shown: dict[str, tuple[object, int]] = {}  # side panel -> (what, lines) shown
+
+    def show_node(self, node_id: str) -> NodeDetail:
+        """Open for `node_id` when next shown, as a new screen would: the 2-minute span."""
+        self.node_id, self._opening = node_id, True
+        return self
 
     def compose(self) -> ComposeResult:
         pal = self.app.palette  # type: ignore[attr-defined]
@@ -85,19 +106,51 @@ class NodeDetail(LBKeys, Screen[None]):
                 yield Static(id="watched")
                 yield Static(id="node-events")
         yield LBPane(node_id=self.node_id, palette=pal, id="node-lb")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
-        self.app.source.watch(self.node_id)  # type: ignore[attr-defined]
-        self._loaded_at = 0.0
-        self.set_interval(1.0, self._reload_if_due)  # charts keep moving while open
         for k in range(MAX_LATENCY_CHARTS):
             self.query_one(f"#c-svc{k}").display = False
         for k in range(MAX_SHARE_CHARTS):
             self.query_one(f"#c-share{k}").display = False
-        self.query_one(LBPane).focus()
-        self.update_snapshot(self.app.snapshot)  # type: ignore[attr-defined]
-        self.load_history()
+        # charts keep moving while shown; paused while the screen is off the stack
+        self._reload = self.set_interval(1.0, self._reload_if_due, pause=True)
+
+    def on_screen_resume(self) -> None:
+        if not self._opening:  # back from a dialog over it: only the latest tick
+            self.update_snapshot(self.app.snapshot)  # type: ignore[attr-defined]
+            return
+        self._opening, self._by_key = False, True
+        self.range, self.services, self.servers = "1", (), ()
+        self._events, self._events_of = [], None
+        for chart in self.query(Chart):  # the last node's history is not this one's
+            chart.set_points((), None)
+        lb = self.query_one(LBPane)
+        lb.for_node(self.node_id)
+        lb.focus()
+        self.app.source.watch(self.node_id)  # type: ignore[attr-defined]
+        self._watching = True
+        try:
+            self.update_snapshot(self.app.snapshot)  # type: ignore[attr-defined]
+            self.load_history()
+        finally:
+            self._by_key = False
+        if self._reload is not None:
+            self._reload.resume()
+
+    def on_screen_suspend(self) -> None:
+        if self in self.app.screen_stack:  # a dialog over it: it stays open underneath
+            return
+        self._close()
+
+    def _close(self) -> None:
+        """Off the stack (kept for the next node): stop watching and reloading."""
+        self._opening = True
+        if self._reload is not None:
+            self._reload.pause()
+        if self._watching:
+            self._watching = False
+            self.app.source.watch(None)  # type: ignore[attr-defined]
 
     def on_resize(self) -> None:
         self._fit_charts()
@@ -115,7 +168,8 @@ class NodeDetail(LBKeys, Screen[None]):
             chart.styles.height = each - 1  # its margin is the blank line
 
     def on_unmount(self) -> None:
-        self.app.source.watch(None)  # type: ignore[attr-defined]
+        self._close()
+        self._reads.close()
 
     # -- data ----------------------------------------------------------------------------------
 
@@ -129,14 +183,24 @@ class NodeDetail(LBKeys, Screen[None]):
             )
             return
         pal = self.app.palette  # type: ignore[attr-defined]
-        self.query_one("#node-title", Static).update(_title(node, snap, pal, RANGES[self.range][1]))
-        self.query_one("#services", Static).update(_services(node, pal))
-        self.query_one("#facts", Static).update(_facts(node, snap))
-        self.query_one("#top-procs", Static).update(_top_procs(node))
-        watched, shown = self.query_one("#watched", Static), watched_table(node)
-        watched.display = shown is not None
-        if shown is not None:
-            watched.update(shown)
+        # (one line, fixed: a new title needs no layout pass)
+        self.query_one("#node-title", Static).update(
+            _title(node, snap, pal, RANGES[self.range][1]), layout=False)
+        # Each side panel is redrawn only when what it shows changed, and laid out again only
+        # when its number of lines did: a layout pass of the screen each tick dropped the old
+        # layout map into cyclic garbage (~80 objects a tick, tests/test_tui_garbage.py).
+        services = tuple((s.name, s.status, s.latency_ms, s.detail) for s in node.services)
+        self._put("#services", services, lambda: _services(node, pal), 2 + max(1, len(services)))
+        rows = _fact_rows(node)
+        self._put("#facts", rows, lambda: _facts(rows), len(rows) // 2)
+        procs = tuple(map(tuple, node.metrics.get("top_procs") or ()))
+        self._put("#top-procs", procs, lambda: _top_procs(node), 2 + max(1, len(procs)))
+        watched = tuple(map(tuple, node.metrics.get("watched") or ()))
+        box = self.query_one("#watched", Static)
+        if box.display != bool(watched):
+            box.display = bool(watched)
+        if watched:  # the agent's watched processes (agentd.toml watch): title, header, rows
+            self._put("#watched", watched, lambda: watched_table(node), 2 + len(watched))
         self.query_one(LBPane).show(snap)
         self.services = tuple(s.name for s in node.services)
         self.servers = tuple((svc.balancer, svc.key, rs.key) for svc in snap.lb
@@ -147,14 +211,32 @@ class NodeDetail(LBKeys, Screen[None]):
             self._events_of = snap.events
             self._show_events(snap.ts)
 
-    @work(thread=True, exclusive=True, group="node-events")
-    def _show_events(self, now: float) -> None:
-        # (a number, not the snapshot: Textual names each worker after repr() of its
-        # arguments, and the repr of 10,000 nodes took a second on every open and tick)
-        events = self.app.source.node_events(self.node_id, 20)  # type: ignore[attr-defined]
-        self.app.call_from_thread(self._events_ready, events, now)
+    def _put(self, where: str, shown: object, make: Callable[[], Table], lines: int) -> None:
+        """Show `make()` in the static `where` unless `shown` is what it shows already."""
+        if self._shown.get(where) == (shown, lines):
+            return
+        before = self._shown.get(where)
+        self._shown[where] = (shown, lines)
+        self.query_one(where, Static).update(make(), layout=before is None or before[1] != lines)
 
-    def _events_ready(self, events: list[EventView], now: float) -> None:
+    def _show_events(self, now: float) -> None:
+        node, source = self.node_id, self.app.source  # type: ignore[attr-defined]
+        self._events_seq += 1
+        seq = self._events_seq
+
+        def read() -> list[EventView]:
+            return source.node_events(node, 20)
+
+        def done(events: list[EventView]) -> None:
+            if seq == self._events_seq:  # (a newer read is on its way otherwise)
+                with suppress(NoMatches):  # (landed while the app tears the screen down)
+                    self._events_ready(events, now, node)
+
+        self._read("events", read, done)
+
+    def _events_ready(self, events: list[EventView], now: float, node: str | None = None) -> None:
+        if node is not None and node != self.node_id:
+            return  # read for the node shown before: this one's read is on its way
         self._events = events
         pal = self.app.palette  # type: ignore[attr-defined]
         text = Text("Events\n", pal.heading)
@@ -164,20 +246,23 @@ class NodeDetail(LBKeys, Screen[None]):
             text.append(f"{age(e.ts, now):>5} ", pal.dim)
             text.append(f"{e.kind:<8}", pal.label)
             text.append(f"{e.message}\n", pal.value)
-        self.query_one("#node-events", Static).update(text)
+        self.query_one("#node-events", Static).update(text, layout=False)  # (its height: 1fr)
 
     def action_range(self, key: str) -> None:
         self.range = key
-        self.update_snapshot(self.app.snapshot)  # type: ignore[attr-defined]
-        self.load_history()
+        self._by_key = True
+        try:
+            self.update_snapshot(self.app.snapshot)  # type: ignore[attr-defined]
+            self.load_history()
+        finally:
+            self._by_key = False
 
     def _reload_if_due(self) -> None:
         if time.monotonic() - self._loaded_at >= RELOAD_EVERY[self.range]:
             self.load_history()
 
-    @work(thread=True, exclusive=True, group="history")
     def load_history(self) -> None:
-        """The store query blocks for milliseconds: keep it off the event loop."""
+        """Read the charts' history off the event loop (the store query blocks for ms)."""
         self._loaded_at = time.monotonic()
         seconds = RANGES[self.range][0]
         end = self.app.source.snapshot().ts  # type: ignore[attr-defined]
@@ -186,8 +271,33 @@ class NodeDetail(LBKeys, Screen[None]):
         servers = self.servers[:MAX_SHARE_CHARTS]
         shares = [metric_name(*rs, what) for rs in servers for what in ("share", "weight")]
         metrics = (*BASE_METRICS, *(f"svc:{s}" for s in svcs), *shares)
-        data = self.app.source.history(self.node_id, metrics, seconds)  # type: ignore[attr-defined]
-        self.app.call_from_thread(self._history_ready, data, svcs, window, servers)
+        node, source = self.node_id, self.app.source  # type: ignore[attr-defined]
+        self._history_seq += 1
+        seq = self._history_seq
+
+        def read() -> dict[str, list[tuple[float, float]]]:
+            return source.history(node, metrics, seconds)
+
+        def done(data: dict[str, list[tuple[float, float]]]) -> None:
+            if seq == self._history_seq:  # (a newer read is on its way otherwise)
+                with suppress(NoMatches):  # (landed while the app tears the screen down)
+                    self._history_ready(data, svcs, window, servers, node)
+
+        self._read("history", read, done)
+
+    def _read(self, kind: str, read: Callable[[], Any], done: Callable[[Any], None]) -> None:
+        if self._by_key:  # opened, or a span key: a worker, which tests and scripts await
+            self._read_once(read, done)
+        else:  # the clock's reloads and new events: the kept thread, no worker's garbage
+            self._reads.submit(kind, read, done)
+
+    @work(thread=True, group="node-detail-read")
+    def _read_once(self, read: Callable[[], Any], done: Callable[[Any], None]) -> None:
+        # (functions, not data: Textual names each worker after repr() of its arguments)
+        self.app.call_from_thread(done, read())
+
+    def _read_failed(self, exc: BaseException) -> None:
+        self.notify(f"{self.node_id}: {exc}", severity="error")
 
     def _history_ready(
         self,
@@ -195,7 +305,10 @@ class NodeDetail(LBKeys, Screen[None]):
         svcs: tuple[str, ...],
         window: tuple[float, float],
         servers: tuple[tuple[str, str, str], ...] = (),
+        node: str | None = None,
     ) -> None:
+        if node is not None and node != self.node_id:
+            return  # the node shown before (a thread cannot be cancelled mid-read)
         for m in CHARTED:
             self.query_one(f"#c-{m.column}", Chart).set_points(data.get(m.name, []), window)
         shown = 0
@@ -274,13 +387,19 @@ def _top_procs(node: NodeView) -> Table:
     return table
 
 
-def _facts(node: NodeView, snap: Snapshot) -> Table:
+def _facts(rows: list[tuple[str, str]]) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="dim")
     table.add_column()
     table.add_column(style="dim")
     table.add_column()
-    rows = [
+    for k in range(0, len(rows), 2):
+        table.add_row(*rows[k], *rows[k + 1])
+    return table
+
+
+def _fact_rows(node: NodeView) -> list[tuple[str, str]]:
+    return [
         ("processes", count(node.procs)),
         ("threads", count(node.threads)),
         ("sessions", str(node.users)),
@@ -296,6 +415,3 @@ def _facts(node: NodeView, snap: Snapshot) -> Table:
         ("report loss", f"{node.loss:.0%}"),
         ("interval", f"{node.interval:g} s"),
     ]
-    for k in range(0, len(rows), 2):
-        table.add_row(*rows[k], *rows[k + 1])
-    return table

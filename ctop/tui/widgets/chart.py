@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import pairwise
 
+from rich.segment import Segment
 from rich.style import Style
-from rich.text import Text
+from textual.strip import Strip
 from textual.widget import Widget
 
 from ctop.tui.format import BLOCKS, span, with_unit
@@ -23,6 +24,7 @@ STEPS = (5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 
 MARK_GAP = 14  # columns between marks at least: room for "-1m30s" and some axis
 NO_DATA = "·"
 HOLD = 2.5  # sample intervals a value is held across buckets that got no sample of their own
+BOLD, DIM = Style(bold=True), Style(dim=True)
 
 
 def buckets(
@@ -103,8 +105,11 @@ def x_axis(width: int, seconds: float) -> str:
 
 
 class Chart(Widget):
-    # a narrow chart cuts its title line rather than wrap it over the plot
-    DEFAULT_CSS = "Chart { height: 6; text-wrap: nowrap; text-overflow: ellipsis; }"
+    """Drawn line by line (Textual's Line API) from strips built once per data and size: a
+    rich `Text` render went through Textual's markup pipeline on every repaint, most of what
+    opening the node detail cost."""
+
+    DEFAULT_CSS = "Chart { height: 6; }"
 
     def __init__(
         self,
@@ -116,43 +121,66 @@ class Chart(Widget):
         id: str | None = None,
     ) -> None:
         super().__init__(id=id)
-        self.title, self.unit, self.top = title, unit, top
+        self._title, self.unit, self.top = title, unit, top
         self.style = Style.parse(style) if isinstance(style, str) else style
         self.points: Points = ()
         self.window: tuple[float, float] | None = None
+        self._lines: list[Strip] = []
+        self._lines_at: tuple[int, int, Style] | None = None  # (width, height, base) drawn at
+
+    @property
+    def title(self) -> str:
+        return self._title
+
+    @title.setter
+    def title(self, title: str) -> None:
+        if title != self._title:
+            self._title = title
+            self._redraw()
 
     def set_points(self, points: Points, window: tuple[float, float] | None = None) -> None:
         self.points, self.window = points, window
+        self._redraw()
+
+    def _redraw(self) -> None:
+        self._lines_at = None
         self.refresh()
 
     def fmt(self, v: float) -> str:
         return with_unit(v, self.unit)
 
-    def render(self) -> Text:
-        plot_h = max(1, self.size.height - 2)  # title line, plot, x axis
+    def render_line(self, y: int) -> Strip:
+        width, height, base = self.size.width, self.size.height, self.rich_style
+        if self._lines_at != (width, height, base):
+            self._lines = [Strip(line).crop_extend(0, width, None).apply_style(base)
+                           for line in self.lines(width, height)]
+            self._lines_at = (width, height, base)
+        return self._lines[y] if y < len(self._lines) else Strip.blank(width, base)
+
+    def lines(self, width: int, height: int) -> list[list[Segment]]:
+        """The chart as segments, a list per line: title, plot rows, x axis."""
+        plot_h = max(1, height - 2)  # title line, plot, x axis
         vals = [v for _, v in self.points]
-        text = Text()
-        text.append(self.title, "bold")
-        if vals:
-            text.append(
-                f"  now {self.fmt(vals[-1])}  max {self.fmt(max(vals))}"
-                f"  avg {self.fmt(sum(vals) / len(vals))}",
-                "dim",
-            )
-        else:
-            text.append("  no data", "dim")
+        stats = (f"  now {self.fmt(vals[-1])}  max {self.fmt(max(vals))}"
+                 f"  avg {self.fmt(sum(vals) / len(vals))}") if vals else "  no data"
+        out = [_cut([Segment(self.title, BOLD), Segment(stats, DIM)], width)]
         top = self.top if self.top is not None else (max(vals, default=0.0) * 1.1 or 1.0)
         labels = {0: self.fmt(top), plot_h - 1: self.fmt(0)}
         if plot_h >= 5:
             labels[plot_h // 2] = self.fmt(top * (plot_h - plot_h // 2) / plot_h)
         gutter = max(len(s) for s in labels.values()) + 1
-        width = max(1, self.size.width - gutter)
-        for r, row in enumerate(chart_rows(buckets(self.points, width, self.window), plot_h, top)):
-            text.append("\n")
-            text.append(f"{labels.get(r, ''):>{gutter - 1}}{'┤' if r in labels else '│'}", "dim")
-            text.append(row, self.style)
+        plot_w = max(1, width - gutter)
+        for r, row in enumerate(chart_rows(buckets(self.points, plot_w, self.window), plot_h, top)):
+            axis = f"{labels.get(r, ''):>{gutter - 1}}{'┤' if r in labels else '│'}"
+            out.append([Segment(axis, DIM), Segment(row, self.style)])
         seconds = (self.window[1] - self.window[0]) if self.window else (
             (self.points[-1][0] - self.points[0][0]) if len(self.points) > 1 else 0.0)
-        text.append("\n" + " " * (gutter - 1) + "└", "dim")
-        text.append(x_axis(width, seconds), "dim")
-        return text
+        out.append([Segment(" " * (gutter - 1) + "└" + x_axis(plot_w, seconds), DIM)])
+        return out
+
+
+def _cut(segments: list[Segment], width: int) -> list[Segment]:
+    """A line cut to `width` with an ellipsis rather than wrapped over the plot."""
+    if sum(s.cell_length for s in segments) <= width or width < 1:
+        return segments
+    return [*Strip(segments).crop(0, width - 1), Segment("…", segments[-1].style)]

@@ -97,6 +97,13 @@ class LBPane(LineView):
         self._drains: dict[tuple[str, str, str], DrainWatch] = {}
         self._drain_note: dict[tuple[str, str], str] = {}  # (balancer, service) -> the note
 
+    def for_node(self, node_id: str | None) -> None:
+        """Show another node's entries (the node detail is kept and switches node): the
+        selection starts at its first server, as in a new pane."""
+        if node_id != self.node_id:
+            self.node_id, self._picked, self._pick = node_id, None, 0
+            self.scroll_to(0, 0, animate=False, immediate=True)
+
     def show(self, snap: Snapshot) -> None:
         self.snap = snap
         self._watch_drains(snap)

@@ -116,6 +116,9 @@ class LBController:
         self.node_loads: NodeLoads | None = None  # CPU per server, for the what-if
         self.ramps: dict[tuple[str, str, str], Ramp] = {}  # restores in progress
         self.on_ramp_step: Callable[[ActionResult], None] | None = None  # progress (CLI)
+        # after a change reached a balancer (its name): keep the table's owner in step (a
+        # state file, a maintenance file); a non-empty answer is a warning for the message
+        self.after_change: list[Callable[[str], str]] = []
 
     def hold(self) -> AbstractContextManager[object]:
         """The action lock: hold it to check a plan and act on it with nothing in between."""
@@ -384,6 +387,7 @@ class LBController:
         *,
         force: bool = False,
         expire_templates: bool = False,
+        note: str = "",
     ) -> ActionResult:
         self._cancel_ramp(balancer, service, server)
         with self._lock:
@@ -404,7 +408,7 @@ class LBController:
                     setter(True)
                 except LBError as exc:
                     return self._result(plan, origin, ok=False, message=exc.message)
-            return self._run(plan, origin, force=force)
+            return self._run(plan, origin, force=force, note=note)
 
     def _take_over(self, plan: Plan, saved: int | None, origin: str) -> ActionResult:
         """An operator drains a server automation had quiesced: it is now the operator's."""
@@ -430,6 +434,7 @@ class LBController:
         *,
         force: bool = False,
         cut_sessions: bool = False,
+        note: str = "",
     ) -> ActionResult:
         self._cancel_ramp(balancer, service, server)
         with self._lock:
@@ -443,7 +448,7 @@ class LBController:
                     )  # fmt: skip
                 if plan.noop:  # already in maintenance: cutting is what is left to do
                     plan = replace(plan, noop=False)
-            return self._run(plan, origin, force=force, cut_sessions=cut_sessions)
+            return self._run(plan, origin, force=force, cut_sessions=cut_sessions, note=note)
 
     def set_weight(
         self,
@@ -454,11 +459,12 @@ class LBController:
         origin: str = "operator",
         *,
         force: bool = False,
+        note: str = "",
     ) -> ActionResult:
         self._cancel_ramp(balancer, service, server)
         with self._lock:
             plan = self.plan_set_weight(balancer, service, server, weight, origin)
-            return self._run(plan, origin, force=force)
+            return self._run(plan, origin, force=force, note=note)
 
     def step_weight(
         self,
@@ -773,6 +779,8 @@ class LBController:
         templates: int | None = None,
         result_text: str = "",
     ) -> ActionResult:
+        if applied:
+            message += "".join(hook(plan.balancer) for hook in self.after_change)
         after = effective_weight(rs_after) if rs_after is not None else None
         if after is None and plan.noop:
             after = plan.before  # nothing changed

@@ -2,9 +2,12 @@
 
     [lb]
     readonly = false
+    reassert = false                  # put drifted operator intents back each round
 
     [lb.haproxy]                      # or [[lb.haproxy]] with name = "..." for several
     socket = "/run/haproxy/admin.sock"  # or "127.0.0.1:9999" (a TCP stats socket)
+    state_file = ""                   # saved after each change, so a reload keeps it
+    config = ""                       # or: HAProxy's config, naming its server-state-file
 
     [lb.ipvs]
     enabled = true
@@ -35,7 +38,7 @@ from typing import Any
 from ctop.lb.advice import AdvicePolicy
 from ctop.lb.automation import QuiescePolicy
 
-_LB_KEYS = {"readonly", "haproxy", "ipvs", "automation", "advice"}
+_LB_KEYS = {"readonly", "reassert", "haproxy", "ipvs", "automation", "advice"}
 
 
 # Where in [lb] a problem is: ("haproxy", 1, "timeout") is `timeout` of the second
@@ -56,6 +59,10 @@ class HAProxyConfig:
     name: str
     socket: str
     timeout: float = 5.0
+    # the server-state file saved after each change (a reload then keeps it), given directly
+    # or read from HAProxy's own config (ctop.lb.owners.haproxy_state)
+    state_file: str = ""
+    config: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +71,7 @@ class LBConfig:
     ipvs: bool = False
     ipvsadm: str = "ipvsadm"
     readonly: bool = False
+    reassert: bool = False  # put drifted operator intents back each round (ctop.lb.reassert)
     automation: dict[str, QuiescePolicy] = field(default_factory=dict)
     # service key (or "balancer:service") -> the probe names that judge it; unlisted services
     # are judged by the node's probes on the real server's port
@@ -125,7 +133,7 @@ def parse_config(raw: Mapping[str, Any] | None) -> LBConfig:
         where = "[lb.haproxy]" if single else f"[[lb.haproxy]] #{i + 1}"
         at: At = ("haproxy",) if single else ("haproxy", i)
         entry = _table(entry, where, at)
-        _known(entry, {"name", "socket", "timeout"}, where, at)
+        _known(entry, {"name", "socket", "timeout", "state_file", "config"}, where, at)
         if "socket" not in entry:
             raise ConfigError(f"{where}: socket is required (a path or host:port)", at)
         default_name = "haproxy" if i == 0 else f"haproxy{i + 1}"
@@ -136,6 +144,9 @@ def parse_config(raw: Mapping[str, Any] | None) -> LBConfig:
                 socket=_typed(entry["socket"], str, f"{where}.socket", (*at, "socket")),
                 timeout=float(_typed(entry.get("timeout", 5.0), (int, float),
                                      f"{where}.timeout", (*at, "timeout"))),
+                state_file=_typed(entry.get("state_file", ""), str, f"{where}.state_file",
+                                  (*at, "state_file")),
+                config=_typed(entry.get("config", ""), str, f"{where}.config", (*at, "config")),
             )
         )
     names = [h.name for h in haproxy]
@@ -173,6 +184,7 @@ def parse_config(raw: Mapping[str, Any] | None) -> LBConfig:
         ipvsadm=_typed(ipvs_t.get("ipvsadm", "ipvsadm"), str, "[lb.ipvs].ipvsadm",
                        ("ipvs", "ipvsadm")),
         readonly=_typed(lb.get("readonly", False), bool, "[lb].readonly", ("readonly",)),
+        reassert=_typed(lb.get("reassert", False), bool, "[lb].reassert", ("reassert",)),
         automation=automation,
         checks=checks,
         advice=advice,

@@ -15,6 +15,7 @@ from ctop.lb.haproxy import HAProxyBalancer
 from ctop.lb.journal import Journal
 from ctop.lb.limits import LBLimits
 from ctop.lb.lock import SharedLock, lock_path
+from ctop.lb.owners.hooks import owner_hooks
 from ctop.lb.service import EventSink, LBService, ViewsHook
 from ctop.snapshot import Snapshot
 
@@ -52,13 +53,16 @@ def build_controller(
     Its changes hold an flock next to the database, so every process acting on these balancers
     (the daemon, `ctop lb` without one) takes turns."""
     path = db_path if db_path is not None else default_db_path()
-    journal = Journal(path)
-    return LBController(
-        build_balancers(cfg),
-        journal,
+    balancers = build_balancers(cfg)
+    hooks = owner_hooks(cfg, balancers)  # before the journal: a config error opens nothing
+    controller = LBController(
+        balancers,
+        Journal(path),
         readonly=cfg.readonly if readonly is None else readonly,
         lock=SharedLock(lock_path(path)),
     )
+    controller.after_change += hooks  # state files: a reload keeps the change
+    return controller
 
 
 def build_quiescer(cfg: LBConfig, controller: LBController) -> AutoQuiescer | None:

@@ -116,9 +116,11 @@ class LBController:
         self.node_loads: NodeLoads | None = None  # CPU per server, for the what-if
         self.ramps: dict[tuple[str, str, str], Ramp] = {}  # restores in progress
         self.on_ramp_step: Callable[[ActionResult], None] | None = None  # progress (CLI)
-        # after a change reached a balancer (its name): keep the table's owner in step (a
-        # state file, a maintenance file); a non-empty answer is a warning for the message
-        self.after_change: list[Callable[[str], str]] = []
+        # The table's other owners (ctop.lb.owners): before a change, a non-empty answer
+        # refuses it (the owner would undo it); after a change was read back, they keep it
+        # where the owner reads it on reload; a non-empty answer is appended to the message.
+        self.before_change: list[Callable[[Plan], str]] = []
+        self.after_change: list[Callable[[Plan], str]] = []
 
     def hold(self) -> AbstractContextManager[object]:
         """The action lock: hold it to check a plan and act on it with nothing in between."""
@@ -626,6 +628,9 @@ class LBController:
             return self._result(
                 plan, origin, ok=False, message=f"refused: {plan.guard} (--force to do it anyway)"
             )
+        refusal = next((r for hook in self.before_change if (r := hook(plan))), "")
+        if refusal:
+            return self._result(plan, origin, ok=False, message=refusal)
         be = self._balancer(plan.balancer)
         vs, before = self.find(plan.balancer, plan.service, plan.server)
         try:
@@ -652,6 +657,7 @@ class LBController:
             )
         saved = self._remember(plan, before, origin)
         message, templates = _done(plan, after), None
+        message += "".join(hook(plan) for hook in self.after_change)
         if cut_sessions:
             try:
                 be.cut_sessions(plan.service, plan.server)  # type: ignore[attr-defined]
@@ -779,8 +785,6 @@ class LBController:
         templates: int | None = None,
         result_text: str = "",
     ) -> ActionResult:
-        if applied:
-            message += "".join(hook(plan.balancer) for hook in self.after_change)
         after = effective_weight(rs_after) if rs_after is not None else None
         if after is None and plan.noop:
             after = plan.before  # nothing changed

@@ -11,6 +11,7 @@
 
     [lb.ipvs]
     enabled = true
+    keepalived_dir = "/etc/keepalived/ctop"   # the includes for a keepalived-owned table
 
     [lb.automation]
     checks = {"web" = ["http"]}       # which probes judge a service (default: same port)
@@ -70,6 +71,7 @@ class LBConfig:
     haproxy: tuple[HAProxyConfig, ...] = ()
     ipvs: bool = False
     ipvsadm: str = "ipvsadm"
+    keepalived_dir: str = "/etc/keepalived/ctop"  # where ctop writes keepalived includes
     readonly: bool = False
     reassert: bool = False  # put drifted operator intents back each round (ctop.lb.reassert)
     automation: dict[str, QuiescePolicy] = field(default_factory=dict)
@@ -155,7 +157,7 @@ def parse_config(raw: Mapping[str, Any] | None) -> LBConfig:
                           ("haproxy",))
 
     ipvs_t = _table(lb.get("ipvs", {}), "[lb.ipvs]", ("ipvs",))
-    _known(ipvs_t, {"enabled", "ipvsadm"}, "[lb.ipvs]", ("ipvs",))
+    _known(ipvs_t, {"enabled", "ipvsadm", "keepalived_dir"}, "[lb.ipvs]", ("ipvs",))
     ipvs = _typed(ipvs_t.get("enabled", bool(ipvs_t)), bool, "[lb.ipvs].enabled",
                   ("ipvs", "enabled"))
 
@@ -183,6 +185,8 @@ def parse_config(raw: Mapping[str, Any] | None) -> LBConfig:
         ipvs=ipvs,
         ipvsadm=_typed(ipvs_t.get("ipvsadm", "ipvsadm"), str, "[lb.ipvs].ipvsadm",
                        ("ipvs", "ipvsadm")),
+        keepalived_dir=_typed(ipvs_t.get("keepalived_dir", "/etc/keepalived/ctop"), str,
+                              "[lb.ipvs].keepalived_dir", ("ipvs", "keepalived_dir")),
         readonly=_typed(lb.get("readonly", False), bool, "[lb].readonly", ("readonly",)),
         reassert=_typed(lb.get("reassert", False), bool, "[lb].reassert", ("reassert",)),
         automation=automation,

@@ -54,14 +54,15 @@ def build_controller(
     (the daemon, `ctop lb` without one) takes turns."""
     path = db_path if db_path is not None else default_db_path()
     balancers = build_balancers(cfg)
-    hooks = owner_hooks(cfg, balancers)  # before the journal: a config error opens nothing
+    before, after = owner_hooks(cfg, balancers)  # first: a config error opens nothing
     controller = LBController(
         balancers,
         Journal(path),
         readonly=cfg.readonly if readonly is None else readonly,
         lock=SharedLock(lock_path(path)),
     )
-    controller.after_change += hooks  # state files: a reload keeps the change
+    controller.before_change += before  # keepalived, ldirectord: refused if they'd undo it
+    controller.after_change += after  # state, include and maintenance files
     return controller
 
 

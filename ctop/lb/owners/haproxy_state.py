@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ctop.lb.actions import Plan
 from ctop.lb.base import LBError
 from ctop.lb.haproxy import HAProxyBalancer
 
@@ -136,9 +137,9 @@ class HAProxyStateFile:
                 raise LBError(f"cannot write the HAProxy state file {t.path}: "
                               f"{exc.strerror or exc}") from exc
 
-    def after_change(self, balancer: str) -> str:
+    def after_change(self, plan: Plan) -> str:
         """The controller's hook: save after a change of this balancer; a note on failure."""
-        if balancer != self.balancer.name:
+        if plan.balancer != self.balancer.name:
             return ""
         try:
             self.save()

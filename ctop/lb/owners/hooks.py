@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from ctop.lb.actions import Plan
 from ctop.lb.base import Balancer
 from ctop.lb.config import ConfigError, LBConfig
 from ctop.lb.haproxy import HAProxyBalancer
@@ -14,8 +15,9 @@ from ctop.lb.owners.haproxy_state import (
     StateTarget,
     targets_from_config,
 )
+from ctop.lb.owners.ipvs_owners import IPVSOwners
 
-AfterChange = Callable[[str], str]
+Hook = Callable[[Plan], str]
 
 
 def state_files(cfg: LBConfig, balancers: Mapping[str, Balancer]) -> list[HAProxyStateFile]:
@@ -40,5 +42,13 @@ def state_files(cfg: LBConfig, balancers: Mapping[str, Balancer]) -> list[HAProx
     return out
 
 
-def owner_hooks(cfg: LBConfig, balancers: Mapping[str, Balancer]) -> list[AfterChange]:
-    return [keeper.after_change for keeper in state_files(cfg, balancers)]
+def owner_hooks(cfg: LBConfig, balancers: Mapping[str, Balancer]
+                ) -> tuple[list[Hook], list[Hook]]:
+    """(before-change, after-change) hooks for the controller."""
+    before: list[Hook] = []
+    after: list[Hook] = [keeper.after_change for keeper in state_files(cfg, balancers)]
+    if cfg.ipvs:
+        owners = IPVSOwners(cfg.keepalived_dir)
+        before.append(owners.before_change)
+        after.append(owners.after_change)
+    return before, after

@@ -259,6 +259,8 @@ def status_text(data: dict[str, Any]) -> str:
                 out.append(f"{where}: DRIFT {rs['drift']} (re-apply: R in ctop)")
             if rs.get("health", "").endswith("no automation"):
                 out.append(f"{where}: auto-quiesce: {rs['health']}")
+    if "owners: " in data.get("lb_note", ""):  # keepalived, ldirectord, a state file
+        out.append("lb " + data["lb_note"][data["lb_note"].index("owners: "):])
     if data["lb_error"]:
         out.append(f"lb error: {data['lb_error']}")
     if data.get("readonly"):

@@ -283,7 +283,7 @@ class Engine:
             alerts=self.alerts.firing(),
             events=tuple(self.events),
             lb=views,
-            lb_note=self.lb_note,
+            lb_note="; ".join(filter(None, (self.lb_note, lb.owners_note if lb else ""))),
             lb_error=lb.error if lb is not None else "",
             imbalance=lb.imbalance if lb is not None else 0.0,
             drops=dict(self.receiver.drops),

@@ -7,10 +7,13 @@ and the weight, and there is no drift at all."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 import pytest_asyncio
 
+from ctop.cli import status_text
+from ctop.codec import to_plain
 from ctop.engine import Engine
 from ctop.lb.config import ConfigError, parse_config
 from ctop.lb.factory import build_controller
@@ -98,6 +101,10 @@ async def test_state_file_keeps_drain_and_weight_over_a_reload(engine_for, reloa
     rounds = eng.lb_service.monitor.rounds
     await until(lambda: eng.lb_service.monitor.rounds >= rounds + 2)
     assert not eng.lb_service.monitor.drift.current
+    # `ctop status` (and the LB pane's note) say where the state is kept
+    eng.tick(time.time())
+    text = status_text(to_plain(eng.snapshot()))
+    assert f"lb owners: haproxy keeps state in {reloadable.state_file}" in text
     # restore is saved too: a second reload keeps the server back in rotation
     assert (await eng.lb_action(ActionRequest("restore", "haproxy", "app3", "s1"))).ok
     await asyncio.to_thread(reloadable.reload)

@@ -15,7 +15,8 @@ from ctop.lb.haproxy import HAProxyBalancer
 from ctop.lb.journal import Journal
 from ctop.lb.limits import LBLimits
 from ctop.lb.lock import SharedLock, lock_path
-from ctop.lb.owners.hooks import owner_hooks
+from ctop.lb.owners.describe import owners_line
+from ctop.lb.owners.hooks import owner_hooks, state_files
 from ctop.lb.service import EventSink, LBService, ViewsHook
 from ctop.snapshot import Snapshot
 
@@ -103,5 +104,8 @@ def build_service(
         controller.readonly = True
     controller.limits = limits  # guards and what-if: quorum and CPU thresholds
     quiescer = None if readonly else build_quiescer(cfg, controller)
-    return LBService(controller, snapshot, cfg, quiescer=quiescer, readonly=readonly,
-                     on_events=on_events, history=history)
+    service = LBService(controller, snapshot, cfg, quiescer=quiescer, readonly=readonly,
+                        on_events=on_events, history=history)
+    keepers = state_files(cfg, controller.balancers)
+    service.describe_owners = lambda: owners_line(cfg.ipvs, keepers)
+    return service

@@ -160,7 +160,7 @@ def setup_network() -> list[subprocess.Popen[bytes]]:
         for i in (1, 2)
     ]
     for i in (1, 2):  # wait until both answer directly (the director routes to them)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a python start costs ~20 s under TCG, more when loaded
         while True:
             try:
                 socket.create_connection((f"10.1.{i}.2", 80), timeout=1).close()
@@ -494,7 +494,7 @@ def guard_checks(client: Client) -> None:
         out["drain2"] = act("drain", SVC, RS1)
         # 20 s: steps at 0, 10 and 20 s; the other weight lands well before the second
         thread, box = in_thread("restore", SVC, RS1, "--ramp", "20s")
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a python start costs ~20 s under TCG, more when loaded
         while weights()[RS1] == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         other = other_process()

@@ -26,6 +26,8 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from guest_owners import owner_checks
+
 from ctop.lb.base import LBError
 from ctop.lb.ipvs import IPVSBalancer
 from ctop.lb.ipvs_parse import parse_thresholds
@@ -367,6 +369,7 @@ def run_checks(client: Client) -> None:
         return {**json.loads(done.stdout), "unchanged": saved_rules() == before}
 
     guard_checks(client)
+    owner_checks(check)  # issue 14: keepalived and ldirectord own a second service
 
     @check("not_loaded")
     def _() -> dict[str, object]:

@@ -154,3 +154,19 @@ def test_local_state_files_per_backend(tmp_path):
     targets = {t.backend: str(t.path) for t in targets_from_config(cfg)}
     assert targets == {"web": "/var/lib/haproxy/state/web.state",
                        "api": "/var/lib/haproxy/state/api"}
+
+
+@pytest.mark.parametrize("lb, at", [
+    ({"reassert": "yes"}, "[lb].reassert"),
+    ({"haproxy": {"socket": "/x", "state_file": 1}}, "[lb.haproxy].state_file"),
+    ({"ipvs": {"keepalived_dir": False}}, "[lb.ipvs].keepalived_dir"),
+])
+def test_wrong_types_of_the_new_settings_are_named(lb, at):
+    with pytest.raises(ConfigError, match=at.replace("[", r"\[").replace("]", r"\]")):
+        parse_config({"lb": lb})
+
+
+def test_state_file_and_config_together_are_refused(tmp_path):
+    lb = parse_config({"lb": {"haproxy": {"socket": "/x", "state_file": "/a", "config": "/b"}}})
+    with pytest.raises(ConfigError, match="state_file or config, not both"):
+        build_controller(lb, tmp_path / "ctop.db")

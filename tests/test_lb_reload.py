@@ -170,3 +170,20 @@ def test_state_file_and_config_together_are_refused(tmp_path):
     lb = parse_config({"lb": {"haproxy": {"socket": "/x", "state_file": "/a", "config": "/b"}}})
     with pytest.raises(ConfigError, match="state_file or config, not both"):
         build_controller(lb, tmp_path / "ctop.db")
+
+
+async def test_the_lb_pane_says_where_the_state_is_kept(engine_for, reloadable):
+    from ctop.tui.app import CtopApp
+    from ctop.tui.widgets.lb_pane import LBPane
+
+    eng = await engine_for(state_file=str(reloadable.state_file))
+    await until(lambda: "owners: " in eng.snapshot().lb_note)
+    app = CtopApp(eng, view="table")
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.pause()
+        pane = app.screen.query_one(LBPane)
+        await until(lambda: pane.snap is not None and pane.snap.lb)
+        rows = len(pane.snap.lb) + sum(len(s.servers) for s in pane.snap.lb) + 1  # + the note
+        lines = ["".join(seg.text for seg in pane.body_strip(y, 160)) for y in range(rows)]
+        assert any(f"owners: haproxy keeps state in {reloadable.state_file}" in line
+                   for line in lines), lines

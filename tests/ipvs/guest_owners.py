@@ -155,6 +155,12 @@ def keepalived_check() -> dict[str, object]:
     return out
 
 
+def ld(cf: Path, command: str, check: bool = True) -> None:
+    """`ldirectord CF COMMAND`; its output to a file: the daemon it forks would otherwise keep
+    our pipes open and the call would never return."""
+    sh(f"ldirectord {cf} {command} >> {WORK / 'ldirectord.out'} 2>&1 < /dev/null", check=check)
+
+
 def ldirectord_check() -> dict[str, object]:
     out: dict[str, object] = {}
     cf = WORK / "ldirectord.cf"
@@ -162,7 +168,7 @@ def ldirectord_check() -> dict[str, object]:
     maint.mkdir(exist_ok=True)
     cf.write_text(LDIRECTORD_CF.format(vip=VIP2, maint=maint, log=WORK / "ldirectord.log"))
     Path("/var/run").mkdir(exist_ok=True)
-    sh(f"ldirectord {cf} start")
+    ld(cf, "start")
     try:
         until(lambda: weights() == {RS1: 3, RS2: 2})
         out["owners"] = [o.text() for o in detect()]
@@ -172,7 +178,7 @@ def ldirectord_check() -> dict[str, object]:
         out["maintenance_files"] = sorted(p.name for p in maint.iterdir())
         # the control: a hand drain of rs2 (no file) that a restart must undo
         sh(f"ipvsadm -e -t {VIP2}:80 -r {RS2} -m -w 0")
-        sh(f"ldirectord {cf} restart")
+        ld(cf, "restart")
         until(lambda: weights().get(RS2) == 2)
         time.sleep(3)  # three checks more: the file keeps rs1 down
         out["after_restart"] = weights()
@@ -183,27 +189,34 @@ def ldirectord_check() -> dict[str, object]:
         out["after_restore"] = weights()
         ctl.journal.close()  # type: ignore[attr-defined]
     finally:
-        sh(f"ldirectord {cf} stop", check=False)
+        ld(cf, "stop", check=False)
         log = WORK / "ldirectord.log"
         out["log_tail"] = log.read_text()[-1500:] if log.exists() else ""
+        out["out_tail"] = (WORK / "ldirectord.out").read_text()[-1500:] if (
+            WORK / "ldirectord.out").exists() else ""
         sh(f"ipvsadm -D -t {VIP2}:80", check=False)
     return out
 
 
-def owner_checks(record: Callable[[str], Callable[[Callable[[], dict[str, object]]], None]]
-                 ) -> None:
+def owner_checks(record: Callable[[str], Callable[[Callable[[], dict[str, object]]], None]],
+                 save: Callable[[], None] = lambda: None) -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     sh(f"ip addr add {VIP2}/32 dev lo", check=False)
     record("owner_keepalived")(keepalived_check)
+    save()
     record("owner_ldirectord")(ldirectord_check)
+    save()
 
 
 def main(result_path: Path) -> int:
     import guest_checks  # the same topology as the full run
 
+    def save() -> None:
+        result_path.write_text(json.dumps(guest_checks.results, indent=1))
+
     try:
         guest_checks.setup_network()
-        owner_checks(guest_checks.check)
+        owner_checks(guest_checks.check, save)
     except Exception:
         guest_checks.results["setup_error"] = traceback.format_exc()
     result_path.write_text(json.dumps(guest_checks.results, indent=1))

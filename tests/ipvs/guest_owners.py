@@ -182,11 +182,15 @@ def ldirectord_check() -> dict[str, object]:
         until(lambda: weights().get(RS2) == 2)
         time.sleep(3)  # three checks more: the file keeps rs1 down
         out["after_restart"] = weights()
+        log = WORK / "ldirectord.log"
+        seen = len(log.read_text())
         restored = ctl.restore("ipvs", SVC2, RS1, origin="cli")  # type: ignore[attr-defined]
         out["restore"] = {"ok": restored.ok, "message": restored.message,
                           "files_left": sorted(p.name for p in maint.iterdir())}
         time.sleep(3)  # ldirectord's checks see no file: it stays up
         out["after_restore"] = weights()
+        # what ldirectord did meanwhile: it must not have set rs1 to 0 again
+        out["log_after_restore"] = log.read_text()[seen:]
         ctl.journal.close()  # type: ignore[attr-defined]
     finally:
         ld(cf, "stop", check=False)

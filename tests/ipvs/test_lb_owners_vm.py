@@ -55,3 +55,10 @@ def test_ldirectord_restore_removes_the_file_and_stays_up(vm: dict) -> None:
     ld = result(vm, "owner_ldirectord")
     assert ld["restore"]["ok"] and ld["restore"]["files_left"] == [], ld["restore"]
     assert ld["after_restore"] == {RS1: 3, RS2: 2}
+
+
+def test_ldirectord_does_not_put_a_restored_server_down_again(vm: dict) -> None:
+    # the maintenance file goes before the restore: no check of ldirectord's in between sees it
+    ld = result(vm, "owner_ldirectord")
+    assert "Quiescent real server: 10.1.1.2:80" not in ld["log_after_restore"], ld[
+        "log_after_restore"]

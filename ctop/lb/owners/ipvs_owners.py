@@ -104,6 +104,15 @@ class IPVSOwners:
 
     def _ldirectord_refusal(self, owner: TableOwner, plan: Plan) -> str:
         cfg = ldirectord.parse(owner.config)
+        path = ldirectord.maintenance_file(cfg, plan.server)
+        if plan.after and path is not None and path.exists():
+            # Putting it back: remove ctop's file first. Removed after the change, a check of
+            # ldirectord's in between still saw it and set weight 0 again (seen in the VM: the
+            # restored server was out for 3 s).
+            try:
+                path.unlink()
+            except OSError as exc:
+                return f"cannot remove ldirectord's maintenance file {path}: {exc.strerror}"
         if plan.after == 0 and cfg.maintenancedir is None:
             return (f"ldirectord (pid {owner.pid}) owns {plan.service} and {owner.config} has "
                     "no maintenancedir: its next check or reload would put the server back. "
@@ -119,9 +128,8 @@ class IPVSOwners:
             write_atomically(path, "written by ctop: a drain (ctop lb log says who and why)\n")
             notes = f"; kept for ldirectord: {path}"
         elif path is not None:
-            if path.exists():
-                path.unlink()
-                notes = f"; {path} removed"
+            path.unlink(missing_ok=True)  # (before the change already: _ldirectord_refusal)
+            notes = f"; ldirectord's maintenance file {path} removed"
             held = ldirectord.other_maintenance_files(cfg, plan.server)
             if held:
                 notes += (f"; ldirectord still holds it down by {', '.join(map(str, held))} "

@@ -168,6 +168,9 @@ def test_ldirectord_maintenance_file_is_written_and_removed(tmp_path):
     # the first name ldirectord's _check_real_for_maintenance looks for: IP:PORT
     assert [p.name for p in (tmp_path / "maint").iterdir()] == ["10.9.0.2:80"]
     (tmp_path / "maint" / "10.9.0.2").write_text("")  # the whole host, by someone else
+    # putting it back removes ctop's file before the change (no check of ldirectord's sees it)
+    assert owners.before_change(plan(RS1, 3, "restore")) == ""
+    assert not (tmp_path / "maint" / "10.9.0.2:80").exists()
     note = owners.after_change(plan(RS1, 3, "restore"))
     assert [p.name for p in (tmp_path / "maint").iterdir()] == ["10.9.0.2"]
     assert "still holds it down" in note and "10.9.0.2" in note

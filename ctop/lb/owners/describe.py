@@ -15,7 +15,10 @@ def owners_line(ipvs: bool, state_files: list[HAProxyStateFile],
                 find: Callable[[], list[TableOwner]] = detect) -> str:
     parts = []
     if ipvs:
-        owners = find()
+        try:
+            owners = find()
+        except (OSError, ValueError) as exc:  # never stops a round: the note says so
+            return f"owners: ipvs unknown ({exc})"
         parts += [f"ipvs by {o.text()}" for o in owners]
         if not owners:
             parts.append("ipvs: no keepalived or ldirectord owns it")

@@ -39,9 +39,12 @@ class IPVSOwners:
         owner = self.owner_of(plan.service)
         if owner is None:
             return ""
-        if owner.kind == "keepalived":
-            return self._keepalived_refusal(owner, plan)
-        return self._ldirectord_refusal(owner, plan)
+        try:
+            if owner.kind == "keepalived":
+                return self._keepalived_refusal(owner, plan)
+            return self._ldirectord_refusal(owner, plan)
+        except (OSError, ValueError) as exc:  # its config changed under us, unreadable
+            return f"cannot read {owner.kind}'s config {owner.config}: {exc}"
 
     def after_change(self, plan: Plan) -> str:
         if plan.balancer != BALANCER:
@@ -53,9 +56,9 @@ class IPVSOwners:
             if owner.kind == "keepalived":
                 return self._keepalived_keep(owner, plan)
             return self._ldirectord_keep(owner, plan)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             return (f"; NOT kept for {owner.kind} ({owner.config}), its next reload undoes it: "
-                    f"{exc.strerror or exc}")
+                    f"{getattr(exc, 'strerror', None) or exc}")
 
     # -- keepalived -------------------------------------------------------------------------
 

@@ -170,7 +170,7 @@ def ldirectord_check() -> dict[str, object]:
     Path("/var/run").mkdir(exist_ok=True)
     ld(cf, "start")
     try:
-        until(lambda: weights() == {RS1: 3, RS2: 2})
+        until(lambda: weights() == {RS1: 3, RS2: 2}, timeout=180)
         out["owners"] = [o.text() for o in detect()]
         ctl = controller(str(WORK / "ld.db"))
         drained = ctl.drain("ipvs", SVC2, RS1, origin="cli")  # type: ignore[attr-defined]
@@ -178,11 +178,15 @@ def ldirectord_check() -> dict[str, object]:
         out["maintenance_files"] = sorted(p.name for p in maint.iterdir())
         # the control: a hand drain of rs2 (no file) that a restart must undo
         sh(f"ipvsadm -e -t {VIP2}:80 -r {RS2} -m -w 0")
-        ld(cf, "restart")
-        until(lambda: weights().get(RS2) == 2)
-        time.sleep(3)  # three checks more: the file keeps rs1 down
-        out["after_restart"] = weights()
         log = WORK / "ldirectord.log"
+        seen = len(log.read_text())
+        ld(cf, "restart")
+        # ldirectord starts every server quiesced and restores it at its first good check:
+        # wait for rs2's (the control), then three checks more: the file keeps rs1 down
+        until(lambda: "Restored real server: 10.1.2.2:80" in log.read_text()[seen:]
+              and weights().get(RS2) == 2, timeout=180)
+        time.sleep(3)
+        out["after_restart"] = weights()
         seen = len(log.read_text())
         restored = ctl.restore("ipvs", SVC2, RS1, origin="cli")  # type: ignore[attr-defined]
         out["restore"] = {"ok": restored.ok, "message": restored.message,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 import pytest
 import pytest_asyncio
@@ -21,7 +22,9 @@ from ctop.lb.journal import Journal
 from ctop.lb.owners.haproxy_state import StateConfigError, targets_from_config
 from ctop.lb.request import ActionRequest
 from tests.helpers.engine_helpers import make_engine, until
-from tests.helpers.haproxy_reload_lab import ReloadLab
+
+if TYPE_CHECKING:
+    from tests.helpers.haproxy_reload_lab import ReloadLab
 
 pytest_plugins = ["tests.helpers.haproxy_reload_lab"]
 

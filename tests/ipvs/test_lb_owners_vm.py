@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from test_lb_ipvs_vm import result
 
-pytestmark = [pytest.mark.ipvs, pytest.mark.vm, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.ipvs, pytest.mark.vm, pytest.mark.timeout(1200)]
 
 RS1, RS2 = "10.1.1.2:80", "10.1.2.2:80"
 

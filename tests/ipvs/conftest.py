@@ -25,7 +25,8 @@ def vm_results() -> Iterator[dict]:
         f"PYTHONPATH={REPO} {sys.executable} tests/ipvs/guest_checks.py "
         f"{ipvs_vm.GUEST_SHARE}/result.json",
         cwd=REPO,
-        timeout=900,  # ~300 s on a loaded 2-core machine (issue 9: ~180 s); the owners 350-530 s at load 18
+        # ~300 s on a loaded 2-core machine (issue 9: ~180 s); the owner checks 350-530 s at load 18
+        timeout=900,
     )
     result = run.share / "result.json"
     if not result.exists():

@@ -274,6 +274,8 @@ def status_text(data: dict[str, Any]) -> str:
         out.append(data["pair_sync"]["text"])
         out += [f"pair: tables differ from {p}: {v['differs']}"
                 for p, v in data["pair_sync"]["peers"].items() if v.get("differs")]
+    if "owners: " in data.get("lb_note", ""):  # keepalived, ldirectord, a state file
+        out.append("lb " + data["lb_note"][data["lb_note"].index("owners: "):])
     if data["lb_error"]:
         out.append(f"lb error: {data['lb_error']}")
     if data.get("readonly"):

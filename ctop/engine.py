@@ -343,7 +343,10 @@ class Engine:
             pair=pair,
             events=tuple(self.events),
             lb=views,
-            lb_note=self.lb_note + (f"; {self.nats_pair.sync.note()}" if self.nats_pair else ""),
+            # the owners' note last: ctop status prints it from "owners: " to the end
+            lb_note="; ".join(filter(None, (
+                self.lb_note, self.nats_pair.sync.note() if self.nats_pair else "",
+                lb.owners_note if lb else ""))),
             lb_error=lb.error if lb is not None else "",
             imbalance=lb.imbalance if lb is not None else 0.0,
             drops=dict(self.receiver.drops),

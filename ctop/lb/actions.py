@@ -116,6 +116,11 @@ class LBController:
         self.node_loads: NodeLoads | None = None  # CPU per server, for the what-if
         self.ramps: dict[tuple[str, str, str], Ramp] = {}  # restores in progress
         self.on_ramp_step: Callable[[ActionResult], None] | None = None  # progress (CLI)
+        # The table's other owners (ctop.lb.owners): before a change, a non-empty answer
+        # refuses it (the owner would undo it); after a change was read back, they keep it
+        # where the owner reads it on reload; a non-empty answer is appended to the message.
+        self.before_change: list[Callable[[Plan], str]] = []
+        self.after_change: list[Callable[[Plan], str]] = []
 
     def hold(self) -> AbstractContextManager[object]:
         """The action lock: hold it to check a plan and act on it with nothing in between."""
@@ -384,6 +389,7 @@ class LBController:
         *,
         force: bool = False,
         expire_templates: bool = False,
+        note: str = "",
     ) -> ActionResult:
         self._cancel_ramp(balancer, service, server)
         with self._lock:
@@ -404,7 +410,7 @@ class LBController:
                     setter(True)
                 except LBError as exc:
                     return self._result(plan, origin, ok=False, message=exc.message)
-            return self._run(plan, origin, force=force)
+            return self._run(plan, origin, force=force, note=note)
 
     def _take_over(self, plan: Plan, saved: int | None, origin: str) -> ActionResult:
         """An operator drains a server automation had quiesced: it is now the operator's."""
@@ -430,6 +436,7 @@ class LBController:
         *,
         force: bool = False,
         cut_sessions: bool = False,
+        note: str = "",
     ) -> ActionResult:
         self._cancel_ramp(balancer, service, server)
         with self._lock:
@@ -443,7 +450,7 @@ class LBController:
                     )  # fmt: skip
                 if plan.noop:  # already in maintenance: cutting is what is left to do
                     plan = replace(plan, noop=False)
-            return self._run(plan, origin, force=force, cut_sessions=cut_sessions)
+            return self._run(plan, origin, force=force, cut_sessions=cut_sessions, note=note)
 
     def set_weight(
         self,
@@ -454,11 +461,12 @@ class LBController:
         origin: str = "operator",
         *,
         force: bool = False,
+        note: str = "",
     ) -> ActionResult:
         self._cancel_ramp(balancer, service, server)
         with self._lock:
             plan = self.plan_set_weight(balancer, service, server, weight, origin)
-            return self._run(plan, origin, force=force)
+            return self._run(plan, origin, force=force, note=note)
 
     def step_weight(
         self,
@@ -620,6 +628,9 @@ class LBController:
             return self._result(
                 plan, origin, ok=False, message=f"refused: {plan.guard} (--force to do it anyway)"
             )
+        refusal = next((r for hook in self.before_change if (r := hook(plan))), "")
+        if refusal:
+            return self._result(plan, origin, ok=False, message=refusal)
         be = self._balancer(plan.balancer)
         vs, before = self.find(plan.balancer, plan.service, plan.server)
         try:
@@ -646,6 +657,7 @@ class LBController:
             )
         saved = self._remember(plan, before, origin)
         message, templates = _done(plan, after), None
+        message += "".join(hook(plan) for hook in self.after_change)
         if cut_sessions:
             try:
                 be.cut_sessions(plan.service, plan.server)  # type: ignore[attr-defined]

@@ -2,12 +2,16 @@
 
     [lb]
     readonly = false
+    reassert = false                  # put drifted operator intents back each round
 
     [lb.haproxy]                      # or [[lb.haproxy]] with name = "..." for several
     socket = "/run/haproxy/admin.sock"  # or "127.0.0.1:9999" (a TCP stats socket)
+    state_file = ""                   # saved after each change, so a reload keeps it
+    config = ""                       # or: HAProxy's config, naming its server-state-file
 
     [lb.ipvs]
     enabled = true
+    keepalived_dir = "/etc/keepalived/ctop"   # the includes for a keepalived-owned table
 
     [lb.automation]
     checks = {"web" = ["http"]}       # which probes judge a service (default: same port)
@@ -35,7 +39,7 @@ from typing import Any
 from ctop.lb.advice import AdvicePolicy
 from ctop.lb.automation import QuiescePolicy
 
-_LB_KEYS = {"readonly", "haproxy", "ipvs", "automation", "advice"}
+_LB_KEYS = {"readonly", "reassert", "haproxy", "ipvs", "automation", "advice"}
 
 
 # Where in [lb] a problem is: ("haproxy", 1, "timeout") is `timeout` of the second
@@ -56,6 +60,10 @@ class HAProxyConfig:
     name: str
     socket: str
     timeout: float = 5.0
+    # the server-state file saved after each change (a reload then keeps it), given directly
+    # or read from HAProxy's own config (ctop.lb.owners.haproxy_state)
+    state_file: str = ""
+    config: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +71,9 @@ class LBConfig:
     haproxy: tuple[HAProxyConfig, ...] = ()
     ipvs: bool = False
     ipvsadm: str = "ipvsadm"
+    keepalived_dir: str = "/etc/keepalived/ctop"  # where ctop writes keepalived includes
     readonly: bool = False
+    reassert: bool = False  # put drifted operator intents back each round (ctop.lb.reassert)
     automation: dict[str, QuiescePolicy] = field(default_factory=dict)
     # service key (or "balancer:service") -> the probe names that judge it; unlisted services
     # are judged by the node's probes on the real server's port
@@ -125,7 +135,7 @@ def parse_config(raw: Mapping[str, Any] | None) -> LBConfig:
         where = "[lb.haproxy]" if single else f"[[lb.haproxy]] #{i + 1}"
         at: At = ("haproxy",) if single else ("haproxy", i)
         entry = _table(entry, where, at)
-        _known(entry, {"name", "socket", "timeout"}, where, at)
+        _known(entry, {"name", "socket", "timeout", "state_file", "config"}, where, at)
         if "socket" not in entry:
             raise ConfigError(f"{where}: socket is required (a path or host:port)", at)
         default_name = "haproxy" if i == 0 else f"haproxy{i + 1}"
@@ -136,6 +146,9 @@ def parse_config(raw: Mapping[str, Any] | None) -> LBConfig:
                 socket=_typed(entry["socket"], str, f"{where}.socket", (*at, "socket")),
                 timeout=float(_typed(entry.get("timeout", 5.0), (int, float),
                                      f"{where}.timeout", (*at, "timeout"))),
+                state_file=_typed(entry.get("state_file", ""), str, f"{where}.state_file",
+                                  (*at, "state_file")),
+                config=_typed(entry.get("config", ""), str, f"{where}.config", (*at, "config")),
             )
         )
     names = [h.name for h in haproxy]
@@ -144,7 +157,7 @@ def parse_config(raw: Mapping[str, Any] | None) -> LBConfig:
                           ("haproxy",))
 
     ipvs_t = _table(lb.get("ipvs", {}), "[lb.ipvs]", ("ipvs",))
-    _known(ipvs_t, {"enabled", "ipvsadm"}, "[lb.ipvs]", ("ipvs",))
+    _known(ipvs_t, {"enabled", "ipvsadm", "keepalived_dir"}, "[lb.ipvs]", ("ipvs",))
     ipvs = _typed(ipvs_t.get("enabled", bool(ipvs_t)), bool, "[lb.ipvs].enabled",
                   ("ipvs", "enabled"))
 
@@ -172,7 +185,10 @@ def parse_config(raw: Mapping[str, Any] | None) -> LBConfig:
         ipvs=ipvs,
         ipvsadm=_typed(ipvs_t.get("ipvsadm", "ipvsadm"), str, "[lb.ipvs].ipvsadm",
                        ("ipvs", "ipvsadm")),
+        keepalived_dir=_typed(ipvs_t.get("keepalived_dir", "/etc/keepalived/ctop"), str,
+                              "[lb.ipvs].keepalived_dir", ("ipvs", "keepalived_dir")),
         readonly=_typed(lb.get("readonly", False), bool, "[lb].readonly", ("readonly",)),
+        reassert=_typed(lb.get("reassert", False), bool, "[lb].reassert", ("reassert",)),
         automation=automation,
         checks=checks,
         advice=advice,

@@ -80,9 +80,10 @@ def _refused(lb: LBController, action: str, key: Key, message: str, origin: str,
 
 
 def reapply(lb: LBController, balancer: str, service: str, server: str,
-            origin: str = "operator") -> ActionResult:
+            origin: str = "operator", note: str = "") -> ActionResult:
     """Put the journal's intent back on the balancer: the drain (or maint) with its saved
-    weight kept for restore, or the weight an operator set."""
+    weight kept for restore, or the weight an operator set. The intent keeps its owner (an
+    automatic re-assertion does not make an operator's drain automation's)."""
     key = (balancer, service, server)
     try:
         _, rs = lb.find(*key)
@@ -97,14 +98,17 @@ def reapply(lb: LBController, balancer: str, service: str, server: str,
         last = lb.journal.actions(balancer=balancer, service=service, server=server, limit=20)
         maint = next((a.action == "maint" for a in last if a.action in ("drain", "maint")
                       and a.result == "ok"), False)
-        result = (lb.maint if maint else lb.drain)(*key, origin=origin)
+        result = (lb.maint if maint else lb.drain)(*key, origin=origin, note=note)
         if result.ok and intent.saved_weight:
             # the weight to restore is the one saved before the first drain, not the weight
             # the reset left behind
             lb.journal.mark_drained(*key, saved_weight=intent.saved_weight,
                                     origin=intent.drained_by or origin)
         return result
-    return lb.set_weight(*key, int(intent.weight_set or 0), origin=origin)
+    result = lb.set_weight(*key, int(intent.weight_set or 0), origin=origin, note=note)
+    if result.ok and intent.weight_by and intent.weight_by != origin:
+        lb.journal.mark_weight(*key, weight=int(intent.weight_set or 0), origin=intent.weight_by)
+    return result
 
 
 def accept(lb: LBController, balancer: str, service: str, server: str,

@@ -15,6 +15,8 @@ from ctop.lb.haproxy import HAProxyBalancer
 from ctop.lb.journal import Journal
 from ctop.lb.limits import LBLimits
 from ctop.lb.lock import SharedLock, lock_path
+from ctop.lb.owners.describe import owners_line
+from ctop.lb.owners.hooks import owner_hooks, state_files
 from ctop.lb.service import EventSink, LBService, ViewsHook
 from ctop.snapshot import Snapshot
 
@@ -52,13 +54,17 @@ def build_controller(
     Its changes hold an flock next to the database, so every process acting on these balancers
     (the daemon, `ctop lb` without one) takes turns."""
     path = db_path if db_path is not None else default_db_path()
-    journal = Journal(path)
-    return LBController(
-        build_balancers(cfg),
-        journal,
+    balancers = build_balancers(cfg)
+    before, after = owner_hooks(cfg, balancers)  # first: a config error opens nothing
+    controller = LBController(
+        balancers,
+        Journal(path),
         readonly=cfg.readonly if readonly is None else readonly,
         lock=SharedLock(lock_path(path)),
     )
+    controller.before_change += before  # keepalived, ldirectord: refused if they'd undo it
+    controller.after_change += after  # state, include and maintenance files
+    return controller
 
 
 def build_quiescer(cfg: LBConfig, controller: LBController) -> AutoQuiescer | None:
@@ -98,5 +104,8 @@ def build_service(
         controller.readonly = True
     controller.limits = limits  # guards and what-if: quorum and CPU thresholds
     quiescer = None if readonly else build_quiescer(cfg, controller)
-    return LBService(controller, snapshot, cfg, quiescer=quiescer, readonly=readonly,
-                     on_events=on_events, history=history)
+    service = LBService(controller, snapshot, cfg, quiescer=quiescer, readonly=readonly,
+                        on_events=on_events, history=history)
+    keepers = state_files(cfg, controller.balancers)
+    service.describe_owners = lambda: owners_line(cfg.ipvs, keepers)
+    return service

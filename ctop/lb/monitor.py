@@ -24,6 +24,7 @@ from ctop.lb.director_checks import DirectorChecks, director_spec
 from ctop.lb.drift import DriftWatch, find_drift
 from ctop.lb.health import DIRECTOR, ResultReader, ServerChecks, checks_for
 from ctop.lb.ratio import imbalance_index, load_basis, map_servers_to_nodes, server_ratios
+from ctop.lb.reassert import reassert
 from ctop.snapshot import EventView, LBServiceView, Liveness, RealServerView, Snapshot
 
 _GONE = (Liveness.DEAD, Liveness.LEFT)
@@ -109,7 +110,11 @@ class LBMonitor:
                 services = self.lb.services()
         else:
             self._map(services, owners, snap)
-        outcome.events += self._drift(services, owners)
+        new_drift = self._drift(services, owners, outcome.events)
+        if self.cfg.reassert and not readonly and new_drift:
+            outcome.actions += reassert(self.lb, new_drift)
+            services = self.lb.services()
+            self._drift(services, owners, outcome.events)  # "drift resolved", or still there
         advice = self._advise(services, owners, snap)
         if self.cfg.advice.auto and not readonly:
             changed = False
@@ -212,18 +217,19 @@ class LBMonitor:
 
     # -- drift -----------------------------------------------------------------------------
 
-    def _drift(self, services: Sequence[VirtualService],
-               owners: Mapping[Key, str]) -> list[EventView]:
+    def _drift(self, services: Sequence[VirtualService], owners: Mapping[Key, str],
+               events: list[EventView]) -> list[Key]:
+        """Drift events into `events`; returns the keys whose drift is new or changed."""
         journal = self.lb.journal
         found = find_drift(services, journal.intents() if journal is not None else [])
         new, gone = self.drift.update(found)
         now = time.time()
-        events = [EventView(now, "drift", owners.get(d.key, ""),
-                            f"drift {' '.join(d.key)}: {d.text} (R re-applies, L accepts live)")
-                  for d in new]
+        events += [EventView(now, "drift", owners.get(d.key, ""),
+                             f"drift {' '.join(d.key)}: {d.text} (R re-applies, L accepts live)")
+                   for d in new]
         events += [EventView(now, "drift", owners.get(k, ""),
                              f"drift resolved {' '.join(k)}") for k in gone]
-        return events
+        return [d.key for d in new]
 
     # -- advice and views ------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 URGENT_POLL = 0.1  # seconds between looks for a failed probe result automation must count
+OWNERS_EVERY = 10  # rounds between looks at who else owns the tables (ctop.lb.owners)
 
 READONLY_REFUSAL = ("read-only: this ctop refuses load-balancer changes (--readonly, "
                     "readonly = true or [lb] readonly = true)")
@@ -78,6 +79,9 @@ class LBService:
         # a director pair (ctop.nats.pair): shares human changes with the peer, gets its
         # changes; set by the engine when [nats] is configured
         self.pair: PairSync | None = None
+        # who else owns the tables (keepalived, ldirectord, a state file): the LB note
+        self.describe_owners: Callable[[], str] | None = None
+        self.owners_note = ""
         controller.node_loads = self.node_loads  # the what-if's CPU per server
         controller.on_ramp_step = lambda r: self._note_action(r, "restore ramp")
 
@@ -117,6 +121,8 @@ class LBService:
 
     def round(self, snap: Snapshot) -> None:
         """Worker thread: one monitor round (tables, health, automation, drift, advice)."""
+        if self.describe_owners is not None and self.monitor.rounds % OWNERS_EVERY == 0:
+            self.owners_note = self.describe_owners()  # (/proc and configs: not every round)
         with self._holding(list(self.controller.balancers)):
             outcome = self.monitor.round(snap, self.readonly)
         for result, why in outcome.actions:

@@ -25,7 +25,8 @@ def vm_results() -> Iterator[dict]:
         f"PYTHONPATH={REPO} {sys.executable} tests/ipvs/guest_checks.py "
         f"{ipvs_vm.GUEST_SHARE}/result.json",
         cwd=REPO,
-        timeout=480,  # the checks take ~300 s on a loaded 2-core machine (issue 9's ~180 s)
+        # ~300 s on a loaded 2-core machine (issue 9: ~180 s); the owner checks 350-530 s at load 18
+        timeout=900,
     )
     result = run.share / "result.json"
     if not result.exists():
@@ -35,33 +36,6 @@ def vm_results() -> Iterator[dict]:
         )
     data = json.loads(result.read_text())
     data["_run"] = {"seconds": run.seconds, "rc": run.rc, "stderr": run.stderr}
-    yield data
-    shutil.rmtree(run.share, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def vm_arp() -> Iterator[dict]:
-    """A short boot of its own for the DR check (guest_checks.py RESULT arp): two namespaces,
-    a direct-routing service and the real agent in each, without the long main run."""
-    reason = ipvs_vm.missing()
-    if reason:
-        pytest.skip(f"IPVS VM unavailable: {reason}")
-    run = ipvs_vm.run_in_vm(
-        f"PYTHONPATH={REPO} {sys.executable} tests/ipvs/guest_checks.py "
-        f"{ipvs_vm.GUEST_SHARE}/result.json arp",
-        cwd=REPO,
-        timeout=300,
-    )
-    result = run.share / "result.json"
-    if not result.exists():
-        pytest.fail(
-            f"IPVS VM gave no result (rc {run.rc}, {run.seconds:.0f} s)\n"
-            f"stderr:\n{run.stderr[-3000:]}\nconsole:\n{run.console[-3000:]}"
-        )
-    data = json.loads(result.read_text())
-    if "setup_error" in data:
-        pytest.fail(f"IPVS VM set-up failed:\n{data['setup_error']}")
-    data["_run"] = {"seconds": run.seconds}
     yield data
     shutil.rmtree(run.share, ignore_errors=True)
 

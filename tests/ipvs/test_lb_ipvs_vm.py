@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 # the one boot runs in the first test's set-up: ~5 min on a loaded 2-core machine
-pytestmark = [pytest.mark.ipvs, pytest.mark.vm, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.ipvs, pytest.mark.vm, pytest.mark.timeout(1200)]
 
 RS1, RS2 = "10.1.1.2:80", "10.1.2.2:80"
 

@@ -126,6 +126,8 @@ class LBPane(LineView):
         self._pick = max(0, min(self._pick, len(self._servers) - 1))
         self._remember()
         note = [] if lines else [snap.lb_note or "no load-balancer entries"]
+        if lines and "owners: " in snap.lb_note:  # who else owns the tables (ctop.lb.owners)
+            note = [snap.lb_note[snap.lb_note.index("owners: "):]]
         self._notes = ([f"error: {snap.lb_error}"] if snap.lb_error else []) + note
         self.set_size(len(lines) + len(self._notes), WIDTH)
 

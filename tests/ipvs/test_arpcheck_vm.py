@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from test_lb_ipvs_vm import result
 
-pytestmark = [pytest.mark.ipvs, pytest.mark.vm, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.ipvs, pytest.mark.vm, pytest.mark.timeout(1200)]
 
 
 def test_the_wrongly_configured_dr_real_server_is_named_with_what_is_wrong(

@@ -234,6 +234,8 @@ def test_changes_only_for_root_and_the_control_group_recorded_as_the_caller(
         assert server_stat(haproxy, "web6", "s1")[1] == "DRAIN"
         read = d.status(as_user=outsider)
         assert read.returncode == 3 and "reading is refused" in read.stderr
+        read = d.status(as_user=member)  # the control group reads (status, attached UI)
+        assert read.returncode == 0 and json.loads(read.stdout)["cluster"], read.stderr
         # the refusal is an event every operator sees (in the snapshot from the next tick)
         deadline = time.monotonic() + 5
         while not any(m.startswith(f"refused {user}") for m in d.events()):

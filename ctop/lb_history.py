@@ -36,6 +36,41 @@ ROLL_MINUTES_PER_PASS = 600  # a backlog (downtime, an upgrade) is rolled up in 
 # alone would scan the whole table
 _EACH = "rs IN (SELECT id FROM lb_servers) AND "
 
+# One list says what a minute and an hour keep of a round's columns: both tables' DDL and
+# both rollup queries come from it, so they cannot disagree.
+ROLLUP = (("active", ("avg", "max")), ("inactive", ("avg",)), ("cps", ("avg", "max")),
+          ("share", ("avg",)), ("wshare", ("avg",)), ("imbalance", ("avg", "max")))
+ROLLUP_COLUMNS = tuple(f"{column}_{how}" for column, hows in ROLLUP for how in hows)
+ROLLUP_TABLES = (("lb_minutes", "minute"), ("lb_hours", "hour"))
+
+
+def _rollup_table(table: str, unit: str) -> str:
+    aggregates = ", ".join(f"{c} INTEGER" for c in ROLLUP_COLUMNS)
+    return (f"CREATE TABLE {table} (rs INTEGER NOT NULL, {unit} INTEGER NOT NULL, "
+            f"n INTEGER NOT NULL, weight INTEGER, state TEXT, {aggregates}, "
+            f"PRIMARY KEY (rs, {unit})) WITHOUT ROWID;\n")
+
+
+def _of_samples(column: str, how: str) -> str:
+    """A minute's aggregate of the rounds' column."""
+    return f"CAST(round(avg({column})) AS INTEGER)" if how == "avg" else f"max({column})"
+
+
+def _of_minutes(column: str, how: str) -> str:
+    """An hour's aggregate of its minutes' (averages weighted by their rounds)."""
+    c = f"{column}_{how}"
+    return f"CAST(round(total({c} * n) / sum(n)) AS INTEGER)" if how == "avg" else f"max({c})"
+
+
+def _rollup_sql(table: str, unit: str, key_and_n: str, of: Callable[[str, str], str],
+                rest: str) -> str:
+    """INSERT … SELECT of one rollup level (its weight and state are set after it)."""
+    return (f"INSERT OR REPLACE INTO {table} (rs, {unit}, n, weight, state, "
+            f"{', '.join(ROLLUP_COLUMNS)}) SELECT rs, {key_and_n}, NULL, NULL, "
+            + ", ".join(of(column, how) for column, hows in ROLLUP for how in hows)
+            + f" {rest}")
+
+
 # column `backend` holds the balancer's name (`balancer` in Python): existing databases
 SCHEMA = """
 CREATE TABLE lb_servers (
@@ -52,31 +87,11 @@ CREATE TABLE lb_samples (
     share INTEGER NOT NULL, wshare INTEGER NOT NULL, imbalance INTEGER NOT NULL,
     PRIMARY KEY (rs, ts)
 ) WITHOUT ROWID;
-CREATE TABLE lb_minutes (
-    rs INTEGER NOT NULL, minute INTEGER NOT NULL, n INTEGER NOT NULL,
-    weight INTEGER, state TEXT,
-    active_avg INTEGER, active_max INTEGER, inactive_avg INTEGER,
-    cps_avg INTEGER, cps_max INTEGER, share_avg INTEGER, wshare_avg INTEGER,
-    imbalance_avg INTEGER, imbalance_max INTEGER,
-    PRIMARY KEY (rs, minute)
-) WITHOUT ROWID;
-CREATE TABLE lb_hours (
-    rs INTEGER NOT NULL, hour INTEGER NOT NULL, n INTEGER NOT NULL,
-    weight INTEGER, state TEXT,
-    active_avg INTEGER, active_max INTEGER, inactive_avg INTEGER,
-    cps_avg INTEGER, cps_max INTEGER, share_avg INTEGER, wshare_avg INTEGER,
-    imbalance_avg INTEGER, imbalance_max INTEGER,
-    PRIMARY KEY (rs, hour)
-) WITHOUT ROWID;
-"""
+""" + "".join(_rollup_table(table, unit) for table, unit in ROLLUP_TABLES)
 
-_MINUTE_SQL = (
-    "INSERT OR REPLACE INTO lb_minutes SELECT rs, ts / 60000, count(*), NULL, NULL, "
-    "CAST(round(avg(active)) AS INTEGER), max(active), CAST(round(avg(inactive)) AS INTEGER), "
-    "CAST(round(avg(cps)) AS INTEGER), max(cps), CAST(round(avg(share)) AS INTEGER), "
-    "CAST(round(avg(wshare)) AS INTEGER), CAST(round(avg(imbalance)) AS INTEGER), "
-    f"max(imbalance) FROM lb_samples WHERE {_EACH}ts >= ? AND ts < ? GROUP BY rs, ts / 60000"
-)
+_MINUTE_SQL = _rollup_sql(
+    "lb_minutes", "minute", "ts / 60000, count(*)", _of_samples,
+    f"FROM lb_samples WHERE {_EACH}ts >= ? AND ts < ? GROUP BY rs, ts / 60000")
 # the weight and state a minute ended with: its last round's
 _MINUTE_LAST_SQL = (
     "UPDATE lb_minutes SET (weight, state) = (SELECT weight, state FROM lb_samples AS s "
@@ -86,17 +101,9 @@ _MINUTE_LAST_SQL = (
 )
 
 
-def _weighted(c: str) -> str:
-    return f"CAST(round(total({c} * n) / sum(n)) AS INTEGER)"
-
-
-_HOUR_SQL = (
-    "INSERT OR REPLACE INTO lb_hours SELECT rs, minute / 60, sum(n), NULL, NULL, "
-    f"{_weighted('active_avg')}, max(active_max), {_weighted('inactive_avg')}, "
-    f"{_weighted('cps_avg')}, max(cps_max), {_weighted('share_avg')}, {_weighted('wshare_avg')}, "
-    f"{_weighted('imbalance_avg')}, max(imbalance_max) "
-    f"FROM lb_minutes WHERE {_EACH}minute >= ? AND minute < ? GROUP BY rs, minute / 60"
-)
+_HOUR_SQL = _rollup_sql(
+    "lb_hours", "hour", "minute / 60, sum(n)", _of_minutes,
+    f"FROM lb_minutes WHERE {_EACH}minute >= ? AND minute < ? GROUP BY rs, minute / 60")
 _HOUR_LAST_SQL = (
     "UPDATE lb_hours SET (weight, state) = (SELECT weight, state FROM lb_minutes AS m "
     "WHERE m.rs = lb_hours.rs AND m.minute >= lb_hours.hour * 60 "

@@ -149,5 +149,5 @@ def test_plan_text(tmp_path) -> None:
         "\n  after:  weight 0 (drained)"
     )
     missing = plan_of(ctl, ActionRequest("restore", "nobackend", SVC, "x"))
-    assert not missing.ok and "no load-balancer backend 'nobackend'" in missing.text()
+    assert not missing.ok and "no balancer 'nobackend'" in missing.text()
     assert replace(plan, ok=False, message="m").text().endswith(": m")

@@ -49,6 +49,28 @@ def test_cli_subprocess_drain_weight_restore(haproxy: HAProxyLab, tmp_path) -> N
     assert {(r["origin"], r["backend"]) for r in rows} == {("cli", "haproxy")}
 
 
+def test_a_service_two_balancers_have_is_named_with_balancer_or_the_old_backend(
+        haproxy: HAProxyLab, tmp_path) -> None:
+    # the same HAProxy through its admin and its TCP socket: two balancers, both with web5
+    opts = ["--haproxy-socket", haproxy.admin_socket, "--haproxy-socket", haproxy.tcp_socket,
+            "--db", str(tmp_path / "ctop.db")]
+    p = run("drain", "web5", "s3", *opts)
+    assert p.returncode == 1 and "give --balancer" in p.stderr, p.stderr
+    assert haproxy.hits("web5", 9)["s3"] > 0  # nothing changed
+    p = run("--balancer", "haproxy2", "drain", "web5", "s3", *opts)
+    assert p.returncode == 0, p.stderr
+    assert haproxy.hits("web5", 9)["s3"] == 0
+    p = run("restore", "web5", "s3", "--backend", "haproxy2", *opts)  # the flag's old name
+    assert p.returncode == 0, p.stderr
+    assert haproxy.hits("web5", 9)["s3"] > 0
+    rows = json.loads(run("log", "--json", *opts).stdout)
+    assert [(r["backend"], r["action"]) for r in rows] == [("haproxy2", "restore"),
+                                                           ("haproxy2", "drain")]
+    p = run("--balancer", "nosuch", "drain", "web5", "s3", *opts)
+    assert p.returncode == 1, p.stderr
+    assert "no balancer 'nosuch' (balancers: haproxy, haproxy2)" in p.stderr
+
+
 def test_cli_exit_codes(haproxy: HAProxyLab, tmp_path) -> None:
     opts = ["--haproxy-socket", haproxy.admin_socket, "--db", str(tmp_path / "ctop.db")]
     p = run("drain", "web5", "nope", *opts)

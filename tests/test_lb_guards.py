@@ -243,7 +243,8 @@ def test_log_shows_local_times_saved_weight_and_filters(
     assert run("weight", "web6", "s2", "5", *opts).returncode == 0
     assert run("drain", "web6", "s2", *opts).returncode == 0
     assert run("maint", "web6", "s2", *opts).returncode == 0
-    assert run("drain", "web7", "s1", *opts).returncode == 0
+    sudo = {**os.environ, "SUDO_USER": "alice"}  # as `sudo ctop lb` run by alice
+    assert run("drain", "web7", "s1", *opts, env=sudo).returncode == 0
     env = {**os.environ, "TZ": "Asia/Kolkata"}
     out = run("log", *opts, env=env).stdout.splitlines()
     assert len(out) == 4
@@ -256,6 +257,8 @@ def test_log_shows_local_times_saved_weight_and_filters(
     user = Journal(tmp_path / "ctop.db").user.split()[0]
     assert len(run("log", "--user", user, *opts).stdout.splitlines()) == 4
     assert run("log", "--user", "nosuchuser", *opts).stdout == ""
+    by_alice = run("log", "--user", "alice", *opts).stdout.splitlines()  # the sudo caller
+    assert len(by_alice) == 1 and "(sudo alice)" in by_alice[0] and "web7/s1 drain" in by_alice[0]
     assert run("log", "--since", "1h", *opts).stdout.count("\n") == 4
     assert run("log", "--since", "2999-01-01T00:00", *opts).stdout == ""
     p = run("log", "--since", "yesterday-ish", *opts)
@@ -322,8 +325,10 @@ def test_guard_dry_run_and_ramp_through_the_daemon(haproxy: HAProxyLab) -> None:
         assert not any("dry" in m for m in d.events())
         p = d.lb("restore", "web8", "s1", "--ramp", "2s")
         assert p.returncode == 0 and "ramp 1/3 to weight 3 over 2 s" in p.stdout, p.stderr
+        # the daemon finishes it: a step is journaled after HAProxy reads back its weight
         deadline = time.monotonic() + 10
-        while weights(haproxy, "web8")["s1"] != (3, "serving") and time.monotonic() < deadline:
+        while ([r[3] for r in d.journal()][-3:] != ["restore", "ramp", "ramp"]
+               and time.monotonic() < deadline):
             time.sleep(0.1)
-        assert weights(haproxy, "web8")["s1"] == (3, "serving")  # the daemon finished it
         assert [r[3] for r in d.journal()][-3:] == ["restore", "ramp", "ramp"]
+        assert weights(haproxy, "web8")["s1"] == (3, "serving")

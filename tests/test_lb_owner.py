@@ -5,6 +5,7 @@ who did it."""
 
 from __future__ import annotations
 
+import fcntl
 import grp
 import json
 import os
@@ -61,6 +62,52 @@ def test_drain_and_weight_at_once_leave_journal_and_haproxy_agreeing(
             assert d.lb("restore", "web2", "s1").returncode in (0, 1)
             haproxy.cmd("set server web2/s1 state ready")
             haproxy.cmd("set server web2/s1 weight 1")
+
+
+def _flock_waiters(pid: int) -> bool:
+    """Whether process `pid` waits for an flock (a "->" line of /proc/locks)."""
+    with open("/proc/locks") as f:
+        return any(line.split()[1:3] == ["->", "FLOCK"] and line.split()[5] == str(pid)
+                   for line in f)
+
+
+def test_a_command_waits_for_the_lock_another_process_holds(haproxy: HAProxyLab) -> None:
+    """The two tests above rarely overlap (a change takes milliseconds, starting a command a
+    second): with the flock taken out they still passed. Here the test holds the lock itself,
+    as another process in the middle of a change would, and the command must wait for it."""
+    with director(haproxy) as d:
+        fd = os.open(f"{d.db}.lb-lock", os.O_RDONLY | os.O_CREAT, 0o660)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            p = d.lb_async("weight", "web4", "s2", "20")
+            deadline = time.monotonic() + 30
+            while not _flock_waiters(p.pid):
+                assert p.poll() is None, "the command did not wait: " + p.communicate()[1]
+                assert time.monotonic() < deadline, "the command never asked for the lock"
+                time.sleep(0.05)
+            assert configured_weight(haproxy, "web4", "s2") == 1  # nothing changed meanwhile
+        finally:
+            os.close(fd)  # releases the lock
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        assert configured_weight(haproxy, "web4", "s2") == 20
+
+        with serving(d) as serve:  # the daemon's changes take the same lock
+            fd = os.open(f"{d.db}.lb-lock", os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                p = d.lb_async("weight", "web4", "s2", "30")
+                deadline = time.monotonic() + 30
+                while not _flock_waiters(serve.pid):
+                    assert p.poll() is None, "the daemon did not wait: " + p.communicate()[1]
+                    assert time.monotonic() < deadline, "the daemon never asked for the lock"
+                    time.sleep(0.05)
+                assert configured_weight(haproxy, "web4", "s2") == 20
+            finally:
+                os.close(fd)
+            _, err = p.communicate(timeout=60)
+            assert p.returncode == 0, err
+            assert configured_weight(haproxy, "web4", "s2") == 30
 
 
 def test_the_daemon_and_a_local_command_take_turns_and_the_daemon_publishes_it(
@@ -187,6 +234,8 @@ def test_changes_only_for_root_and_the_control_group_recorded_as_the_caller(
         assert server_stat(haproxy, "web6", "s1")[1] == "DRAIN"
         read = d.status(as_user=outsider)
         assert read.returncode == 3 and "reading is refused" in read.stderr
+        read = d.status(as_user=member)  # the control group reads (status, attached UI)
+        assert read.returncode == 0 and json.loads(read.stdout)["cluster"], read.stderr
         # the refusal is an event every operator sees (in the snapshot from the next tick)
         deadline = time.monotonic() + 5
         while not any(m.startswith(f"refused {user}") for m in d.events()):

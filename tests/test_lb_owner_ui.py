@@ -155,16 +155,20 @@ async def test_attached_ui_shows_a_servers_connections_read_by_the_daemon(
     from ctop.lb.haproxy import HAProxyBalancer
     from ctop.tui.screens.connections import ConnectionsScreen
 
-    client = socket.create_connection(("127.0.0.1", haproxy.frontends["tcp1"]), timeout=5)
-    client.sendall(b"GET / HTTP/1.1\r\n")  # held open: a long-lived session on tcp1
-    port = client.getsockname()[1]
-    be = HAProxyBalancer(haproxy.admin_socket)
-    await until(lambda: any(be.connections("tcp1", s) for s in ("s1", "s2", "s3")))
-    server = next(s for s in ("s1", "s2", "s3") if be.connections("tcp1", s))
     with director(haproxy) as d, serving(d):
         source = RemoteSource(str(d.socket), str(d.db), poll=0.2)
+        client = None
         try:
             await until(lambda: source.snapshot().lb)
+            # opened once the daemon serves: the lab's HAProxy closes a session idle for 10 s,
+            # and a daemon starting on a loaded machine can take that long
+            client = socket.create_connection(("127.0.0.1", haproxy.frontends["tcp1"]),
+                                              timeout=5)
+            client.sendall(b"GET / HTTP/1.1\r\n")  # held open: a long-lived session on tcp1
+            port = client.getsockname()[1]
+            be = HAProxyBalancer(haproxy.admin_socket)
+            await until(lambda: any(be.connections("tcp1", s) for s in ("s1", "s2", "s3")))
+            server = next(s for s in ("s1", "s2", "s3") if be.connections("tcp1", s))
             assert source.lb is None  # the attached UI has no balancer of its own
             app = CtopApp(source, view="table")
             async with app.run_test(size=SIZE) as pilot:
@@ -177,7 +181,8 @@ async def test_attached_ui_shows_a_servers_connections_read_by_the_daemon(
                 assert "1 connection" in shown() and "not reachable" not in shown()
         finally:
             source.close()
-            client.close()
+            if client is not None:
+                client.close()
 
 
 async def test_attached_ui_to_a_read_only_daemon_hides_and_is_refused(

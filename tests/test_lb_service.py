@@ -132,3 +132,40 @@ async def test_a_failed_probe_result_is_published_before_the_next_tick(tmp_path,
             assert eng.snapshot().node("n1").services[0].seq == 2
     finally:
         await eng.stop()
+
+
+def test_automatic_advice_does_not_touch_a_read_only_balancer(tmp_path, haproxy):
+    """[lb.advice] auto = true under read-only: the advice is shown, nothing is set. The same
+    service built writable moves the weights, so the read-only run had something to refuse."""
+    from ctop.lb.factory import build_service
+    from ctop.lb.limits import LBLimits
+
+    for server, weight in (("s1", 1), ("s2", 1), ("s3", 6)):  # one node's servers: equal targets
+        haproxy.cmd(f"set server web6/{server} weight {weight}")
+    cfg = parse_config({"lb": {"haproxy": {"socket": haproxy.admin_socket},
+                               "advice": {"auto": True, "max_step": 1.0}}})
+    snap = _snapshot((_node(haproxy.servers["s1"].port),))
+
+    def weights(ctl) -> dict[str, int]:
+        vs = next(v for v in ctl.balancers["haproxy"].services() if v.key == "web6")
+        return {rs.key: rs.weight for rs in vs.servers}
+
+    for readonly in (True, False):
+        events: list = []
+        lb = build_service(cfg, tmp_path / f"{readonly}.db", lambda: snap, readonly=readonly,
+                           limits=LBLimits(), on_events=events.extend)
+        assert lb is not None
+        try:
+            for _ in range(3):
+                lb.round(snap)
+            view = next(v for v in lb.views if v.key == "web6")
+            if readonly:
+                assert weights(lb.controller) == {"s1": 1, "s2": 1, "s3": 6}
+                assert any(s.advised_weight not in (None, s.weight) for s in view.servers), view
+                assert lb.controller.journal.actions() == []
+            else:
+                assert weights(lb.controller) != {"s1": 1, "s2": 1, "s3": 6}
+                assert {r.origin for r in lb.controller.journal.actions()} == {"auto"}
+        finally:
+            lb.close()
+            lb.controller.journal.close()

@@ -7,7 +7,6 @@ sender's OUTPUT chain, where a drop would surface as a sendto error instead of a
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -65,10 +64,14 @@ def nft_rule(ns: str, rule: str) -> None:
 
 
 def status(sock: Path) -> dict | None:
-    out = subprocess.run([str(CTOP), "status", "--json", "--config", "/dev/null",
-                          "--socket", str(sock)],
-                         capture_output=True, text=True, timeout=10)
-    return json.loads(out.stdout) if out.returncode == 0 else None
+    """What `ctop status --json` prints, asked in this process: a new ctop process per poll
+    took seconds on a loaded machine, longer than the suspect state lasts."""
+    from ctop.control.client import ControlError, fetch_status
+
+    try:
+        return fetch_status(str(sock))
+    except (ControlError, OSError):
+        return None
 
 
 def node_state(sock: Path) -> dict | None:

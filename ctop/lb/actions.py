@@ -172,7 +172,7 @@ class LBController:
             return self.balancers[name]
         except KeyError:
             known = ", ".join(self.balancers) or "none configured"
-            raise LBError(f"no load-balancer backend {name!r} (backends: {known})") from None
+            raise LBError(f"no balancer {name!r} (balancers: {known})") from None
 
     # -- plans (no side effects) -------------------------------------------------------------
 

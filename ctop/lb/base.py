@@ -45,7 +45,7 @@ class VirtualService:
 
     # stable id: "TCP 10.0.0.1:80", "FWM 7", "UDP [2001:db8::1]:53" or the HAProxy backend name
     key: str
-    balancer: str  # the balancer's name: "ipvs", "haproxy" (ctop lb --backend)
+    balancer: str  # the balancer's name: "ipvs", "haproxy" (ctop lb --balancer)
     protocol: str  # "TCP" | "UDP" | "SCTP" | "FWM" | "HTTP" ...
     address: str
     port: int

@@ -59,7 +59,10 @@ def _common(p: argparse.ArgumentParser, *, sub: bool) -> None:
     p.add_argument("--ipvs", action="store_true", default=f, help="use the local IPVS table")
     p.add_argument("--config", default=d, metavar="TOML", help="ctop config with an [lb] table")
     p.add_argument("--db", default=d, metavar="PATH", help="ctop database (journal and intent)")
-    p.add_argument("--backend", default=d, help="backend name when a service is ambiguous")
+    # --backend: the flag's old name, kept working for scripts
+    p.add_argument("--balancer", "--backend", dest="balancer", default=d, metavar="NAME",
+                   help="the balancer (ipvs, haproxy, a [[lb.haproxy]] name) when a service "
+                        "is ambiguous")
     p.add_argument("--readonly", action="store_true", default=f, help="refuse every action")
     p.add_argument("--json", action="store_true", default=f, help="machine-readable output")
     client.add_options(p, sub=sub)
@@ -235,7 +238,7 @@ def main(argv: list[str]) -> int:
         daemon = client.daemon_socket(args, args.control_socket)
         if daemon is not None:  # ctop serve owns the balancers: it resolves the service too
             try:
-                request = _action_request(args, args.backend or "", args.service)
+                request = _action_request(args, args.balancer or "", args.service)
             except ValueError as exc:
                 print(f"ctop lb {args.cmd}: {exc}", file=sys.stderr)
                 return EXIT_USAGE
@@ -268,12 +271,12 @@ def main(argv: list[str]) -> int:
 
 def _run(ctl: LBController, args: argparse.Namespace) -> int:
     if args.cmd == "list":
-        _print_list(ctl.services(args.backend), args.json)
+        _print_list(ctl.services(args.balancer), args.json)
         return EXIT_OK
     if args.cmd == "log":
         return _log(ctl, args)
     try:
-        request = _action_request(args, args.backend or "", args.service)
+        request = _action_request(args, args.balancer or "", args.service)
     except ValueError as exc:
         print(f"ctop lb {args.cmd}: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -153,7 +153,7 @@ def parse_config(raw: Mapping[str, Any] | None) -> LBConfig:
         )
     names = [h.name for h in haproxy]
     if len(set(names)) != len(names) or "ipvs" in names:
-        raise ConfigError(f"[lb.haproxy]: backend names must be unique and not 'ipvs': {names}",
+        raise ConfigError(f"[lb.haproxy]: balancer names must be unique and not 'ipvs': {names}",
                           ("haproxy",))
 
     ipvs_t = _table(lb.get("ipvs", {}), "[lb.ipvs]", ("ipvs",))

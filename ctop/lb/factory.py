@@ -38,7 +38,7 @@ def build_balancers(cfg: LBConfig) -> dict[str, Balancer]:
             from ctop.lb.ipvs import IPVSBalancer
         except ImportError as exc:
             raise ConfigError(
-                f"[lb.ipvs] is enabled but the IPVS backend is missing: {exc}"
+                f"[lb.ipvs] is enabled but the IPVS driver is missing: {exc}"
             ) from exc
         balancers["ipvs"] = (
             IPVSBalancer(ipvsadm=cfg.ipvsadm) if cfg.ipvsadm != "ipvsadm" else IPVSBalancer()

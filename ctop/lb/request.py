@@ -35,7 +35,7 @@ Expect = tuple[int | None, int | None, str]  # (weight before, weight after, sta
 @dataclass(frozen=True, slots=True)
 class ActionRequest:
     verb: str
-    balancer: str  # "" = find the balancer that has `service` (ctop lb without --backend)
+    balancer: str  # "" = find the balancer that has `service` (ctop lb without --balancer)
     service: str
     server: str
     value: int | None = None  # the weight (weight, advice) or the delta (step)
@@ -116,7 +116,7 @@ def resolve(lb: LBController, service: str, balancer: str | None) -> tuple[str, 
         return hits[0]
     if not hits:
         raise LBError(f"no service {service!r} on {', '.join(names)}")
-    raise LBError(f"{service!r} is ambiguous: {hits}; give --backend")
+    raise LBError(f"{service!r} is ambiguous: {hits}; give --balancer")
 
 
 def resolved(lb: LBController, req: ActionRequest) -> ActionRequest:

@@ -1,5 +1,5 @@
 """Modal dialogs for load-balancer actions: the weight input, the confirmation that shows
-backend, service, server, before and after and the what-if, and the second confirmation of a
+balancer, service, server, before and after and the what-if, and the second confirmation of a
 guarded action."""
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ class ConfirmAction(ModalScreen["dict[str, Any] | None"]):
     def compose(self) -> ComposeResult:
         r = self.request
         body = Text()
-        for label, value in (("backend", r.balancer), ("service", r.service), ("server", r.server)):
+        where = (("balancer", r.balancer), ("service", r.service), ("server", r.server))
+        for label, value in where:
             body.append(f"{label:>8}  ", "dim")
             body.append(f"{value}\n", "bold")
         body.append(f"{'before':>8}  ", "dim")

@@ -19,7 +19,8 @@ venv and this same bench code (only the `ctop` package differs), one process per
   tree side by side, both at once on the same daemon; the CPU of each UI process over
   `--seconds` after `--warmup` (/proc/PID/stat).
 - soak: the app headless at 200x50 for `--minutes`, fed like an attached UI (a thread
-  decodes a new compact snapshot every second: fresh objects every tick), both trees at once.
+  decodes a new snapshot every second, every node changed: fresh objects every tick; a tree
+  with ui wire 2 applies the daemon's delta answers in frames), both trees at once.
   Every `--every` seconds: RSS and the longest event-loop stall (a 10 ms sleeper's lateness)
   and the longest garbage-collector pass; at the end the longest stall after the first
   minute and RSS growth after warm-up.
@@ -95,27 +96,49 @@ def _rotating(snaps: list[Any]) -> Any:
 
 
 def _decoding(snaps: list[Any]) -> Any:
-    """Like an attached UI's source: a thread decodes a new compact snapshot every second."""
+    """Like an attached UI's source: a thread decodes a new snapshot every second. A tree with
+    ui wire 2 (ctop.control.delta) applies the daemon's answers as its RemoteSource does (every
+    sample node changes every tick: all rows, in frames); an older one decodes whole compact
+    snapshots. The answers are packed beforehand: packing is the daemon's work."""
     import threading
     from dataclasses import replace
 
     from ctop.codec import pack_compact, unpack_compact
     from ctop.tui.source import StaticSource
 
-    packed = [pack_compact(s) for s in snaps]
+    try:
+        from ctop.control.delta import DeltaPacker, DeltaReader, version_of
+    except ImportError:  # a tree before wire 2 (the baseline)
+        DeltaPacker = None
+
+    if DeltaPacker is not None:
+        packer, reader = DeltaPacker(keep=len(snaps) + 1), DeltaReader()
+        first = packer.pack(snaps[0], None, None)
+        # answer k: snaps[k] to a UI holding snaps[k - 1], round and round
+        packed = [packer.pack(snaps[k], version_of(snaps[k - 1]), None)
+                  for k in range(1, len(snaps))]
+        packed.append(packer.pack(snaps[0], version_of(snaps[-1]), None))
+
+        def decode(n: int) -> Any:
+            return reader.apply(first if n == 0 else packed[(n - 1) % len(packed)])
+    else:
+        whole = [pack_compact(s) for s in snaps]
+
+        def decode(n: int) -> Any:
+            return unpack_compact(whole[n % len(whole)])
 
     class Decoding(StaticSource):
         def __init__(self) -> None:
-            super().__init__(unpack_compact(packed[0]))
+            super().__init__(decode(0))
             self.stop = threading.Event()
             threading.Thread(target=self._loop, daemon=True).start()
 
         def _loop(self) -> None:
-            n = 1
+            n = 0
             while not self.stop.wait(1.0):
                 n += 1
-                snap = unpack_compact(packed[n % len(packed)])
-                self._snaps[0] = replace(snap, tick=n, ts=time.time())
+                snap = decode(n)
+                self._snaps[0] = replace(snap, tick=n + 1, ts=time.time())
 
     return Decoding()
 

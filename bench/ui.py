@@ -502,7 +502,8 @@ def feed(port: int, nodes: int, key: bytes, stop: Any) -> None:
 
     import ingest
 
-    from agentd import wire
+    from agentd.encoder import encode
+    from agentd.protocol import Header, Report
 
     fleet = ingest.Fleet(nodes)
     bodies = [(fleet.metrics(i), fleet.services()) for i in range(nodes)]
@@ -513,9 +514,9 @@ def feed(port: int, nodes: int, key: bytes, stop: Any) -> None:
         for first in range(0, nodes, burst):
             for i in range(first, min(first + burst, nodes)):
                 fleet.seqs[i] += 1
-                header = wire.Header(fleet.ids[i], fleet.boots[i], fleet.seqs[i], time.time())
-                report = wire.Report(header, 1.0, f"rack-{i // 250:02d}", *bodies[i])
-                udp.sendto(wire.encode(key, report), ("127.0.0.1", port))
+                header = Header(fleet.ids[i], fleet.boots[i], fleet.seqs[i], time.time())
+                report = Report(header, 1.0, f"rack-{i // 250:02d}", *bodies[i])
+                udp.sendto(encode(key, report), ("127.0.0.1", port))
             time.sleep(0.005)
         time.sleep(max(0.0, 1.0 - (time.time() - start)))
 

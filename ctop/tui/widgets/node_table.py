@@ -14,7 +14,7 @@ from rich.segment import Segment
 from textual.strip import Strip
 
 from ctop.snapshot import NodeView
-from ctop.tui.format import age, count, rate
+from ctop.tui.format import count, rate, seen
 from ctop.tui.widgets.cells import meter, pad, service_dots, spark, text
 from ctop.tui.widgets.line_view import strip
 from ctop.tui.widgets.node_layout import NodeLayout
@@ -36,6 +36,7 @@ COLUMNS = (
     ("SEEN", 5, ""),
     ("ADDRESS", 15, ""),
 )
+SPARK = next(w for title, w, _ in COLUMNS if title == "CPU HISTORY")
 WIDTH = sum(w + 1 for _, w, _ in COLUMNS)  # a cursor mark, then columns one apart
 H_STEP = 8  # columns per left/right key
 
@@ -59,8 +60,9 @@ class TableLayout(NodeLayout):
         assert v.snap is not None and v.arr is not None
         return (
             n.group, n.liveness, n.cpu, n.mem, n.load1, n.net_rx_bps, n.net_tx_bps, n.conns,
-            v.arr.ratios.get(n.node_id), tuple(s.status for s in n.services), n.cpu_history,
-            age(n.last_seen, v.snap.ts), n.addresses[:1],
+            v.arr.ratios.get(n.node_id), tuple(s.status for s in n.services),
+            n.cpu_history[-SPARK:],  # what the spark draws
+            seen(n.last_seen, v.snap.ts, n.interval), n.addresses[:1],
         )
 
     def layout(self) -> tuple[int, int]:
@@ -183,7 +185,7 @@ class TableLayout(NodeLayout):
         segs += [
             spark(n.cpu_history, w[11], pal.label),
             Segment(" "),
-            text(age(n.last_seen, snap.ts), w[12], pal.dim, right=True),
+            text(seen(n.last_seen, snap.ts, n.interval), w[12], pal.dim, right=True),
             Segment(" "),
             text(n.addresses[0] if n.addresses else "", w[13], pal.dim),
         ]

@@ -76,6 +76,12 @@ def test_after_many_deltas_the_ui_holds_exactly_the_daemons_snapshot():
     assert _step(packer, reader, _with_nodes(base, nodes, 6)) == 0
     assert not reader.snap.node(watched).metrics
 
+    # the LB view and the events change; the node rows do not
+    s7 = replace(_with_nodes(base, nodes, 7), lb=base.lb[:1], events=base.events[:-1])
+    assert _step(packer, reader, s7) == 0
+    assert reader.snap.lb == _full(s7).lb and len(reader.snap.events) == len(s7.events)
+    assert _step(packer, reader, _with_nodes(base, nodes, 8)) == 0  # and back
+
     # polled again before the next tick: nothing decoded, the same snapshot
     held = reader.snap
     assert reader.apply(packer.pack(s5, reader.version, None)) is not held  # s5 != held

@@ -4,8 +4,9 @@ changed since the snapshot the UI holds.
 The daemon (DeltaPacker) remembers, for the last few snapshots it served, each node's row
 fingerprint; a UI holding one of them gets the rows of the nodes whose row differs, every
 node's last-seen time as one array of doubles (it moves every report, idle or not: packed
-apart so that it alone never makes a row "changed"), the node order when it changed, and the
-rest of the snapshot (totals, groups, alerts, events, the LB view: small). A UI holding nothing
+apart so that it alone never makes a row "changed"), the node order when it changed, the
+groups, alerts, events and LB view each only when it changed (a big LB view is most of an idle
+answer), and the rest (totals, counters: small). A UI holding nothing
 or a version the daemon has forgotten gets every row: a full snapshot.
 
 Rows go as separate msgpack frames of CHUNK rows: the UI decodes them one at a time and lets
@@ -23,7 +24,7 @@ import json
 import time
 from array import array
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgpack
@@ -33,9 +34,11 @@ from ctop.snapshot import EMPTY, NodeView, ServiceView, Snapshot
 
 WIRE = 2
 CHUNK = 500  # rows per msgpack frame (~2-3 ms of decoding each)
+# the parts of a snapshot but its nodes that may be large (a big LB view: thousands of real
+# servers with their share history): sent only when changed, as separate frames
+SECTIONS = ("groups", "alerts", "events", "lb")
 KEEP = 8  # versions the daemon remembers: UIs poll twice a tick, liveness patches add some
 _SEEN_AT = NodeView._fields.index("last_seen")
-_METRICS_AT = NodeView._fields.index("metrics")
 _tuple_new = tuple.__new__
 
 Version = tuple[float, int]
@@ -56,6 +59,7 @@ class _Served:
     ids: tuple[str, ...]
     fingerprints: dict[str, int]
     seen: bytes  # every node's last_seen, in order, as doubles
+    sections: dict[str, bytes]  # SECTIONS, packed
 
 
 def _fingerprint(row: tuple[Any, ...]) -> int:
@@ -80,8 +84,10 @@ class DeltaPacker:
             return self._current[1], self._current[2]
         rows = compact_rows(snap.nodes)
         ids = tuple(n.node_id for n in snap.nodes)
+        plain = to_plain(snap, metrics=False, nodes=False)
         served = _Served(ids, {i: _fingerprint(r) for i, r in zip(ids, rows, strict=True)},
-                         array("d", [n.last_seen for n in snap.nodes]).tobytes())
+                         array("d", [n.last_seen for n in snap.nodes]).tobytes(),
+                         {k: msgpack.packb(plain[k], default=pack_default) for k in SECTIONS})
         version = version_of(snap)
         self._served[version] = served
         self._served.move_to_end(version)
@@ -106,6 +112,9 @@ class DeltaPacker:
             picked.append(compact_rows((node,), (node.node_id,))[0])
         d = to_plain(snap, metrics=False, nodes=False)  # ts and tick first (peek_version)
         del d["nodes"]
+        for k in SECTIONS:  # None: as the UI holds it
+            same = base is not None and base.sections[k] == served.sections[k]
+            d[k] = None if same else served.sections[k]
         d.update({
             "wire": WIRE,
             "base": list(have) if base is not None and have is not None else None,
@@ -182,19 +191,29 @@ class DeltaReader:
         held = self._nodes if base is not None else {}
         stale = self._with_metrics if self._with_metrics != watched else None
         nodes: list[NodeView] = []
+        at, after = _SEEN_AT, _SEEN_AT + 1
         for nid, ts in zip(order, seen, strict=True):
             n = changed.get(nid) or held.get(nid)
             if n is None:
                 raise DeltaError(f"node {nid!r} is neither sent nor held")
-            if n[_SEEN_AT] != ts or (nid == stale and nid not in changed):
-                fields = list(n)
-                fields[_SEEN_AT] = ts
-                if nid == stale and nid not in changed:  # no longer watched: as the daemon
-                    fields[_METRICS_AT] = EMPTY  # sends it to a UI that never watched it
-                n = _tuple_new(NodeView, fields)
+            if nid == stale and nid not in changed:  # no longer watched: as the daemon
+                n = n._replace(metrics=EMPTY)  # sends it to a UI that never watched it
+            if n[at] != ts:
+                n = _tuple_new(NodeView, (*n[:at], ts, *n[after:]))
             nodes.append(n)
         views = tuple(nodes)
-        snap = from_plain(d, views)
+        plain = dict(d)
+        kept = {}
+        for k in SECTIONS:
+            if d[k] is None:
+                if base is None or self.snap is None:
+                    raise DeltaError(f"a full snapshot without its {k}")
+                plain[k], kept[k] = (), getattr(self.snap, k)
+            else:
+                plain[k] = msgpack.unpackb(d[k], use_list=False, strict_map_key=False)
+        snap = from_plain(plain, views)
+        if kept:
+            snap = replace(snap, **kept)
         self.version, self.snap = version, snap
         self._nodes = dict(zip(order, views, strict=True))
         self._order = tuple(order)

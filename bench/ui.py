@@ -112,7 +112,7 @@ def _decoding(snaps: list[Any]) -> Any:
     from ctop.tui.source import StaticSource
 
     try:
-        from ctop.control.delta import DeltaPacker, DeltaReader, version_of
+        from ctop.control.delta import DeltaPacker, DeltaReader
     except ImportError:  # a tree before wire 2 (the baseline)
         DeltaPacker = None
 
@@ -120,9 +120,10 @@ def _decoding(snaps: list[Any]) -> Any:
         packer, reader = DeltaPacker(keep=len(snaps) + 1), DeltaReader()
         first = packer.pack(snaps[0], None, None)
         # answer k: snaps[k] to a UI holding snaps[k - 1], round and round
-        packed = [packer.pack(snaps[k], version_of(snaps[k - 1]), None)
-                  for k in range(1, len(snaps))]
-        packed.append(packer.pack(snaps[0], version_of(snaps[-1]), None))
+        packed = []
+        for k in [*range(1, len(snaps)), 0]:
+            held = packer.version
+            packed.append(packer.pack(snaps[k], held, None))
 
         def decode(n: int) -> Any:
             return reader.apply(first if n == 0 else packed[(n - 1) % len(packed)])
@@ -371,8 +372,9 @@ async def w_decode(nodes: int, rounds: int) -> dict[str, Any]:
     else:
         packer, reader = DeltaPacker(keep=rounds + 2), DeltaReader()
         packed = [packer.pack(ticks[0], None, None)]
-        packed += [packer.pack(t, (ticks[k].ts, ticks[k].tick), None)
-                   for k, t in enumerate(ticks[1:])]
+        for t in ticks[1:]:
+            held = packer.version
+            packed.append(packer.pack(t, held, None))
         full = packed[0]
 
         def apply(k: int) -> Any:

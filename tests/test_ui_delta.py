@@ -9,7 +9,7 @@ import msgpack
 import pytest
 
 from ctop.codec import pack_compact, unpack_compact
-from ctop.control.delta import DeltaError, DeltaPacker, DeltaReader, version_of
+from ctop.control.delta import DeltaError, DeltaPacker, DeltaReader
 from ctop.snapshot import Liveness, NodeView, Snapshot
 from tests.helpers.sample import sample_snapshot
 
@@ -107,6 +107,19 @@ def test_a_delta_against_another_snapshot_is_refused_not_applied():
     s2 = _with_nodes(base, [n._replace(cpu=1.0) for n in base.nodes], 2)
     _step(packer, other, s2)
     s3 = _with_nodes(base, list(base.nodes), 3)
+    held = mine.version
     with pytest.raises(DeltaError):  # a delta from s2, applied to s1
         mine.apply(packer.pack(s3, other.version, None))
-    assert mine.version == version_of(base)  # what it held is kept
+    assert mine.version == held  # what it held is kept
+
+
+def test_a_snapshot_patched_between_ticks_is_a_new_version():
+    """The engine adds an action's events (and LB views) to the current snapshot without a new
+    ts or tick: a UI that polled the unpatched one still gets them."""
+    base = sample_snapshot(50, per_service=10)
+    packer, reader = DeltaPacker(), DeltaReader()
+    _step(packer, reader, base)
+    patched = replace(base, events=base.events[:-1])  # same ts, same tick
+    _step(packer, reader, patched)
+    assert reader.snap.events == patched.events
+    _step(packer, reader, _with_nodes(patched, list(patched.nodes), 2))

@@ -1,5 +1,5 @@
-"""What an attached UI polls since wire 2 (`ui2 {"have": [ts, tick], "node": ID}`): only what
-changed since the snapshot the UI holds.
+"""What an attached UI polls since wire 2 (`ui2 {"have": [ts, tick, content], "node": ID}`):
+only what changed since the snapshot the UI holds.
 
 The daemon (DeltaPacker) remembers, for the last few snapshots it served, each node's row
 fingerprint; a UI holding one of them gets the rows of the nodes whose row differs, every
@@ -41,15 +41,13 @@ KEEP = 8  # versions the daemon remembers: UIs poll twice a tick, liveness patch
 _SEEN_AT = NodeView._fields.index("last_seen")
 _tuple_new = tuple.__new__
 
-Version = tuple[float, int]
+# (ts, tick, content): the engine patches events and LB views into a snapshot between ticks
+# without a new ts or tick, so the content's hash tells those apart
+Version = tuple[float, int, int]
 
 
 class DeltaError(Exception):
     """An answer this UI cannot apply to what it holds: it asks for a full snapshot."""
-
-
-def version_of(snap: Snapshot) -> Version:
-    return (snap.ts, snap.tick)
 
 
 @dataclass(slots=True)
@@ -60,6 +58,7 @@ class _Served:
     fingerprints: dict[str, int]
     seen: bytes  # every node's last_seen, in order, as doubles
     sections: dict[str, bytes]  # SECTIONS, packed
+    version: Version = (0.0, 0, 0)
 
 
 def _fingerprint(row: tuple[Any, ...]) -> int:
@@ -88,13 +87,21 @@ class DeltaPacker:
         served = _Served(ids, {i: _fingerprint(r) for i, r in zip(ids, rows, strict=True)},
                          array("d", [n.last_seen for n in snap.nodes]).tobytes(),
                          {k: msgpack.packb(plain[k], default=pack_default) for k in SECTIONS})
-        version = version_of(snap)
+        version = (snap.ts, snap.tick, hash((
+            tuple(served.fingerprints.values()), served.ids, served.seen,
+            tuple(served.sections.values()))))
+        served.version = version
         self._served[version] = served
         self._served.move_to_end(version)
         while len(self._served) > self.keep:
             self._served.popitem(last=False)
         self._current = (snap, rows, served)
         return rows, served
+
+    @property
+    def version(self) -> Version | None:
+        """The version of the snapshot packed last."""
+        return self._current[2].version if self._current is not None else None
 
     def pack(self, snap: Snapshot, have: Version | None, watched: str | None) -> bytes:
         rows, served = self._prepare(snap)
@@ -117,6 +124,7 @@ class DeltaPacker:
             d[k] = None if same else served.sections[k]
         d.update({
             "wire": WIRE,
+            "version": list(served.version),
             "base": list(have) if base is not None and have is not None else None,
             "node_fields": list(NodeView._fields),
             "order": None if base is not None and base.ids == served.ids else served.ids,
@@ -131,7 +139,7 @@ class DeltaPacker:
         try:
             request = json.loads(arg) if arg else {}
             have = request.get("have")
-            have = (float(have[0]), int(have[1])) if have else None
+            have = (float(have[0]), int(have[1]), int(have[2])) if have else None
             watched = request.get("node")
             watched = str(watched) if watched else None
         except (ValueError, TypeError, IndexError, AttributeError) as exc:
@@ -167,7 +175,7 @@ class DeltaReader:
         if d.get("wire") != WIRE:
             raise DeltaError(f"the daemon speaks ui wire {d.get('wire')!r}, this UI {WIRE}")
         base = d["base"]
-        version = (float(d["ts"]), int(d["tick"]))
+        version = tuple(d["version"])
         if base is not None and tuple(base) != self.version:
             raise DeltaError(f"a delta against {base}, this UI holds {self.version}")
         if (base is not None and version == self.version and not d["chunks"]

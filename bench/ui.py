@@ -5,6 +5,7 @@
     .venv/bin/python bench/ui.py idle [--nodes 2000] [--seconds 30] [--warmup 20]
     .venv/bin/python bench/ui.py soak [--nodes 1000] [--minutes 30] [--every 60]
     .venv/bin/python bench/ui.py garbage [--nodes 1000] [--ticks 20] [--view table|grid]
+    .venv/bin/python bench/ui.py decode [--nodes 2000] [--ticks 20]
     every mode: [--baseline REV]  (default a11a86b, main before issue 12; "none": skip it)
 
 The baseline is `git archive REV` unpacked in a temporary directory and run with the same
@@ -19,10 +20,15 @@ venv and this same bench code (only the `ctop` package differs), one process per
   tree side by side, both at once on the same daemon; the CPU of each UI process over
   `--seconds` after `--warmup` (/proc/PID/stat).
 - soak: the app headless at 200x50 for `--minutes`, fed like an attached UI (a thread
-  decodes a new compact snapshot every second: fresh objects every tick), both trees at once.
+  decodes a new snapshot every second, every node changed: fresh objects every tick; a tree
+  with ui wire 2 applies the daemon's delta answers in frames), both trees at once.
   Every `--every` seconds: RSS and the longest event-loop stall (a 10 ms sleeper's lateness)
   and the longest garbage-collector pass; at the end the longest stall after the first
   minute and RSS growth after warm-up.
+- decode: the attached UI's polling thread alone (no daemon, no screen): CPU to take a new
+  tick of an idle cluster (every node reported, nothing else moved), and how late the main
+  thread's 1 ms sleeper gets while another thread decodes a full snapshot (the GIL held;
+  the collector off meanwhile, as the app's frozen heap has it).
 - garbage: objects only the cyclic collector could free (gc.DEBUG_SAVEALL) per tick, by type.
 """
 
@@ -95,27 +101,50 @@ def _rotating(snaps: list[Any]) -> Any:
 
 
 def _decoding(snaps: list[Any]) -> Any:
-    """Like an attached UI's source: a thread decodes a new compact snapshot every second."""
+    """Like an attached UI's source: a thread decodes a new snapshot every second. A tree with
+    ui wire 2 (ctop.control.delta) applies the daemon's answers as its RemoteSource does (every
+    sample node changes every tick: all rows, in frames); an older one decodes whole compact
+    snapshots. The answers are packed beforehand: packing is the daemon's work."""
     import threading
     from dataclasses import replace
 
     from ctop.codec import pack_compact, unpack_compact
     from ctop.tui.source import StaticSource
 
-    packed = [pack_compact(s) for s in snaps]
+    try:
+        from ctop.control.delta import DeltaPacker, DeltaReader
+    except ImportError:  # a tree before wire 2 (the baseline)
+        DeltaPacker = None
+
+    if DeltaPacker is not None:
+        packer, reader = DeltaPacker(keep=len(snaps) + 1), DeltaReader()
+        first = packer.pack(snaps[0], None, None)
+        # answer k: snaps[k] to a UI holding snaps[k - 1], round and round
+        packed = []
+        for k in [*range(1, len(snaps)), 0]:
+            held = packer.version
+            packed.append(packer.pack(snaps[k], held, None))
+
+        def decode(n: int) -> Any:
+            return reader.apply(first if n == 0 else packed[(n - 1) % len(packed)])
+    else:
+        whole = [pack_compact(s) for s in snaps]
+
+        def decode(n: int) -> Any:
+            return unpack_compact(whole[n % len(whole)])
 
     class Decoding(StaticSource):
         def __init__(self) -> None:
-            super().__init__(unpack_compact(packed[0]))
+            super().__init__(decode(0))
             self.stop = threading.Event()
             threading.Thread(target=self._loop, daemon=True).start()
 
         def _loop(self) -> None:
-            n = 1
+            n = 0
             while not self.stop.wait(1.0):
                 n += 1
-                snap = unpack_compact(packed[n % len(packed)])
-                self._snaps[0] = replace(snap, tick=n, ts=time.time())
+                snap = decode(n)
+                self._snaps[0] = replace(snap, tick=n + 1, ts=time.time())
 
     return Decoding()
 
@@ -313,6 +342,75 @@ async def w_soak(nodes: int, minutes: float, every: float) -> dict[str, Any]:
     }
 
 
+async def w_decode(nodes: int, rounds: int) -> dict[str, Any]:
+    """The attached UI's polling thread alone: CPU per new tick of an idle cluster (every node
+    reported, nothing else moved), and how late a 1 ms sleeper in the main thread (the event
+    loop) gets while a full snapshot is decoded in another thread."""
+    import threading
+    from dataclasses import replace
+
+    from ctop.codec import pack_compact, unpack_compact
+    from ctop.snapshot import Snapshot
+
+    snap = _sample(nodes, 1)[0]
+    ticks = []
+    for k in range(rounds + 1):
+        moved = tuple(n._replace(last_seen=n.last_seen + k) for n in snap.nodes)
+        ticks.append(replace(snap, ts=snap.ts + k, tick=k + 1, nodes=moved,
+                             _index=Snapshot.index_of(moved)))
+    try:
+        from ctop.control.delta import DeltaPacker, DeltaReader
+    except ImportError:  # a tree before wire 2: each new tick is a whole compact snapshot
+        packed = [pack_compact(t) for t in ticks]
+        full = packed[0]
+
+        def apply(k: int) -> Any:
+            return unpack_compact(packed[k])
+
+        def decode_full() -> Any:
+            return unpack_compact(full)
+    else:
+        packer, reader = DeltaPacker(keep=rounds + 2), DeltaReader()
+        packed = [packer.pack(ticks[0], None, None)]
+        for t in ticks[1:]:
+            held = packer.version
+            packed.append(packer.pack(t, held, None))
+        full = packed[0]
+
+        def apply(k: int) -> Any:
+            return reader.apply(packed[k])
+
+        def decode_full() -> Any:
+            return DeltaReader().apply(full)
+
+    apply(0)
+    cpu = []
+    for k in range(1, rounds + 1):
+        c = time.process_time()
+        apply(k)
+        cpu.append((time.process_time() - c) * 1000)
+    done = threading.Event()
+    late = 0.0
+
+    def decoding() -> None:
+        for _ in range(5):
+            decode_full()
+        done.set()
+
+    import gc
+
+    gc.collect()
+    gc.disable()  # the app freezes its heap from 1,000 nodes (gcpolicy): the GIL, not the GC
+    threading.Thread(target=decoding).start()
+    while not done.is_set():
+        t = time.perf_counter()
+        time.sleep(0.001)
+        late = max(late, (time.perf_counter() - t - 0.001) * 1000)
+    gc.enable()
+    return {f"{nodes} nodes: idle tick decode CPU ms": _median(cpu),
+            f"{nodes} nodes: full snapshot, event loop late by ms (max of 5)": late}
+
+
 def worker(mode: str, params: dict[str, Any]) -> None:
     import asyncio
 
@@ -322,6 +420,7 @@ def worker(mode: str, params: dict[str, Any]) -> None:
         sys.exit(ctop_main(params["argv"]))
     run: dict[str, Callable[..., Any]] = {
         "ticks": w_ticks, "keys": w_keys, "garbage": w_garbage, "soak": w_soak,
+        "decode": w_decode,
     }
     print(json.dumps(asyncio.run(run[mode](**params))), flush=True)
 
@@ -479,7 +578,8 @@ def feed(port: int, nodes: int, key: bytes, stop: Any) -> None:
 
     import ingest
 
-    from agentd import wire
+    from agentd.encoder import encode
+    from agentd.protocol import Header, Report
 
     fleet = ingest.Fleet(nodes)
     bodies = [(fleet.metrics(i), fleet.services()) for i in range(nodes)]
@@ -490,9 +590,9 @@ def feed(port: int, nodes: int, key: bytes, stop: Any) -> None:
         for first in range(0, nodes, burst):
             for i in range(first, min(first + burst, nodes)):
                 fleet.seqs[i] += 1
-                header = wire.Header(fleet.ids[i], fleet.boots[i], fleet.seqs[i], time.time())
-                report = wire.Report(header, 1.0, f"rack-{i // 250:02d}", *bodies[i])
-                udp.sendto(wire.encode(key, report), ("127.0.0.1", port))
+                header = Header(fleet.ids[i], fleet.boots[i], fleet.seqs[i], time.time())
+                report = Report(header, 1.0, f"rack-{i // 250:02d}", *bodies[i])
+                udp.sendto(encode(key, report), ("127.0.0.1", port))
             time.sleep(0.005)
         time.sleep(max(0.0, 1.0 - (time.time() - start)))
 
@@ -503,12 +603,13 @@ def main() -> None:
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("mode", nargs="?", default="ticks",
-                    choices=("ticks", "keys", "idle", "soak", "garbage"))
+                    choices=("ticks", "keys", "idle", "soak", "garbage", "decode"))
     ap.add_argument("--baseline", default=BASELINE, help="git revision, or none")
     ap.add_argument("--sizes", default="100,1000,10000", help="ticks")
     ap.add_argument("--ticks", type=int, default=20, help="ticks, garbage")
     ap.add_argument("--view", default="table", choices=("table", "grid"))
-    ap.add_argument("--nodes", type=int, help="keys 10000, idle 2000, soak 1000, garbage 1000")
+    ap.add_argument("--nodes", type=int,
+                    help="keys 10000, idle 2000, soak 1000, garbage 1000, decode 2000")
     ap.add_argument("--rounds", type=int, default=3, help="keys: presses per key (median)")
     ap.add_argument("--seconds", type=float, default=30, help="idle: measured seconds")
     ap.add_argument("--warmup", type=float, default=20, help="idle: seconds before measuring")
@@ -532,6 +633,8 @@ def main() -> None:
                 "view": args.view}
         elif args.mode == "keys":
             params = {"nodes": args.nodes or 10_000, "rounds": args.rounds, "view": args.view}
+        elif args.mode == "decode":
+            params = {"nodes": args.nodes or 2000, "rounds": args.ticks}
         elif args.mode == "garbage":
             params = {"nodes": args.nodes or 1000, "ticks": args.ticks, "view": args.view}
         else:

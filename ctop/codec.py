@@ -82,10 +82,13 @@ def _plain_node(n: NodeView, metrics: bool) -> dict[str, Any]:
     return d
 
 
-def from_plain(d: dict[str, Any]) -> Snapshot:
-    """The inverse of `to_plain`, and of `pack_compact` after msgpack (see unpack_compact)."""
-    if "node_rows" in d:
-        views = _nodes_from_rows(d["node_fields"], d["node_rows"])
+def from_plain(d: dict[str, Any], views: tuple[NodeView, ...] | None = None) -> Snapshot:
+    """The inverse of `to_plain`, and of `pack_compact` after msgpack (see unpack_compact).
+    `views`: the nodes, decoded already (a delta applied: ctop.control.delta)."""
+    if views is not None:
+        pass
+    elif "node_rows" in d:
+        views = nodes_from_rows(d["node_fields"], d["node_rows"])
     else:
         views = tuple(_node_from(dict(n)) for n in d["nodes"])
     return Snapshot(
@@ -134,10 +137,9 @@ if not _SERVICES_AT < _METRICS_AT < _PROBES_AT:
     raise ImportError("ctop.snapshot.NodeView: pack_compact expects services, metrics, probes")
 
 
-def pack_compact(snap: Snapshot, metrics_of: Collection[str] = ()) -> bytes:
-    """The snapshot as msgpack bytes with nodes as rows; raw metrics only for `metrics_of`."""
-    d = to_plain(snap, metrics=False, nodes=False)
-    d["node_fields"] = list(_NODE_FIELDS)
+def compact_rows(nodes: Sequence[NodeView], metrics_of: Collection[str] = ()
+                 ) -> list[tuple[Any, ...]]:
+    """Each node as the row an attached UI decodes (pack_compact, ctop.control.delta)."""
     # NodeViews are tuples: msgpack packs each row as an array, in C. Metrics are left out
     # (None) except for the nodes asked for. What only the daemon's load-balancer service
     # reads is left out always: the probes a join announced, and each result's number (with
@@ -149,20 +151,28 @@ def pack_compact(snap: Snapshot, metrics_of: Collection[str] = ()) -> bytes:
     def results(views: tuple[ServiceView, ...]) -> tuple[tuple[Any, ...], ...]:
         return tuple([unnumbered.get(v) or unnumbered.setdefault(v, v[:4]) for v in views])
 
-    d["node_rows"] = [
+    return [
         (*n[:svc], results(n.services), *n[svc + 1:probes], (), *n[probes + 1:])
         if n.node_id in wanted else
         (*n[:svc], results(n.services), *n[svc + 1:cut], None, *n[rest:probes], (),
          *n[probes + 1:])
-        for n in snap.nodes
+        for n in nodes
     ]
 
-    def default(obj: Any) -> Any:  # a metrics mapping the engine made read-only
-        if isinstance(obj, MappingProxyType):
-            return dict(obj)
-        raise TypeError(f"cannot pack {type(obj).__name__}")
 
-    return msgpack.packb(d, default=default)
+def pack_default(obj: Any) -> Any:
+    """msgpack's fallback: a metrics mapping the engine made read-only."""
+    if isinstance(obj, MappingProxyType):
+        return dict(obj)
+    raise TypeError(f"cannot pack {type(obj).__name__}")
+
+
+def pack_compact(snap: Snapshot, metrics_of: Collection[str] = ()) -> bytes:
+    """The snapshot as msgpack bytes with nodes as rows; raw metrics only for `metrics_of`."""
+    d = to_plain(snap, metrics=False, nodes=False)
+    d["node_fields"] = list(_NODE_FIELDS)
+    d["node_rows"] = compact_rows(snap.nodes, metrics_of)
+    return msgpack.packb(d, default=pack_default)
 
 
 def peek_version(data: bytes) -> tuple[float, int] | None:
@@ -185,10 +195,13 @@ def unpack_compact(data: bytes) -> Snapshot:
     return from_plain(msgpack.unpackb(data, use_list=False, strict_map_key=False))
 
 
-def _nodes_from_rows(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[NodeView, ...]:
+def nodes_from_rows(names: Sequence[str], rows: Sequence[Sequence[Any]],
+                    services: dict[Any, ServiceView] | None = None) -> tuple[NodeView, ...]:
+    """NodeViews from compact rows; `services`: equal results seen before, shared."""
     if tuple(names) != _NODE_FIELDS:  # a daemon of another version: by name, slower
         return tuple(_node_from(dict(zip(names, row, strict=False))) for row in rows)
-    services: dict[Any, ServiceView] = {}  # a cluster repeats a few thousand distinct results
+    if services is None:  # a cluster repeats a few thousand distinct results
+        services = {}
     out = []
     for row in rows:
         fields_ = list(row)

@@ -24,6 +24,7 @@ import msgpack
 
 from ctop.codec import pack_compact, to_plain
 from ctop.control.client import daemon_running
+from ctop.control.delta import DeltaPacker
 from ctop.control.wire import LENGTH, MAX_REQUEST, ControlError, read_request
 from ctop.lb.journal import Actor, user_name
 from ctop.lb.request import ActionRequest, plan_to_plain, result_to_plain
@@ -84,6 +85,7 @@ class ControlServer:
         # a socket directory we create belongs to the configured group (none: ours, 0700)
         self._dir_gid = self.gid if group else None
         self._server: asyncio.base_events.Server | None = None
+        self._deltas = DeltaPacker()  # what changed since the snapshot a UI holds (`ui2`)
 
     async def start(self) -> None:
         try:
@@ -143,7 +145,9 @@ class ControlServer:
                 if request == "status" and pair is not None:
                     plain["pair_sync"] = pair.sync.plain()
                 body = msgpack.packb(plain)
-            elif verb == "ui":
+            elif verb == "ui2":
+                body = self._deltas.answer(self.engine.snapshot(), arg)
+            elif verb == "ui":  # wire 1: the UIs before ctop.control.delta
                 body = pack_compact(self.engine.snapshot(), [arg] if arg else ())
             elif verb in ("plan", "action"):
                 body = msgpack.packb(await self._lb(verb, arg, peer))

@@ -3,7 +3,8 @@
 
 Requests: `hello`; `status` or `snapshot` -> the plain snapshot (`ctop.codec.to_plain`, every
 node's metrics); `ui [NODE]` -> the compact one an attached UI polls (`ctop.codec.pack_compact`:
-nodes as rows, raw metrics only for NODE, the node detail on screen); `plan JSON` -> what a
+nodes as rows, raw metrics only for NODE, the node detail on screen); `ui2 JSON` -> only what
+changed since the snapshot the UI holds (`ctop.control.delta`, wire 2); `plan JSON` -> what a
 load-balancer action would do; `action JSON` -> the daemon runs the change
 (`ctop.lb.request.ActionRequest`) and answers its result; `conns JSON` -> one real server's
 connections; `silence JSON` -> add, remove or list silences ({"op": "add" | "rm" | "ls", …},

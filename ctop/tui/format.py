@@ -52,6 +52,15 @@ def age(ts: float, now: float) -> str:
     return f"{s / 86400:.1f}d"
 
 
+def seen(ts: float, now: float, interval: float) -> str:
+    """When a node was last heard of: "now" while it is on time (within two of its report
+    intervals), else its age. An exact age flips 0s/1s at every report, which would redraw
+    every row of an idle cluster every second for nothing the operator needs."""
+    if now - ts < 2 * max(interval, 1.0):
+        return "now"
+    return age(ts, now)
+
+
 def bar(fraction: float, width: int) -> tuple[str, str]:
     """A horizontal bar in eighths: (filled part, empty part), together exactly `width` cells."""
     f = min(1.0, max(0.0, fraction))

@@ -20,6 +20,7 @@ from ctop.control.client import (
     request_plan,
     request_silence,
 )
+from ctop.control.delta import DaemonRefused, DeltaError, DeltaReader
 from ctop.silences import Silence
 from ctop.snapshot import EventView, Snapshot
 from ctop.store import StoreReader
@@ -55,11 +56,32 @@ class RemoteSource:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._decoded: tuple[tuple[float, int] | None, str | None] | None = None
+        # only what changed since the snapshot held (wire 2); None: an older daemon, `ui`
+        self._delta: DeltaReader | None = DeltaReader()
         self._snap = self._fetch()  # the daemon is unreachable: say so now, not in the UI
         self._thread = threading.Thread(target=self._poll_loop, name="ctop-remote", daemon=True)
         self._thread.start()
 
     def _fetch(self) -> Snapshot:
+        if self._delta is not None:
+            try:
+                return self._fetch_delta()
+            except DaemonRefused as e:
+                if not str(e).startswith("unknown request"):
+                    raise ControlError(str(e)) from None
+                self._delta = None  # a daemon before wire 2: its compact snapshots
+        return self._fetch_compact()
+
+    def _fetch_delta(self) -> Snapshot:
+        watched, reader = self._watched, self._delta
+        assert reader is not None
+        try:
+            return reader.apply(exchange(self.path, reader.request(watched)), watched)
+        except DeltaError:  # the daemon forgot what we hold (or a gap): everything again
+            reader.reset()
+            return reader.apply(exchange(self.path, reader.request(watched)), watched)
+
+    def _fetch_compact(self) -> Snapshot:
         watched = self._watched
         request = f"ui {watched}" if watched else "ui"
         data = exchange(self.path, request)

@@ -15,7 +15,7 @@ from textual.strip import Strip
 
 from ctop.anomaly.levels import node_levels
 from ctop.snapshot import NodeView
-from ctop.tui.format import age, count, rate
+from ctop.tui.format import count, rate, seen
 from ctop.tui.widgets.cells import meter, pad, service_dots, spark, text
 from ctop.tui.widgets.line_view import strip
 from ctop.tui.widgets.node_layout import NodeLayout
@@ -38,6 +38,7 @@ COLUMNS = (
     ("SEEN", 5, ""),
     ("ADDRESS", 15, ""),
 )
+SPARK = next(w for title, w, _ in COLUMNS if title == "CPU HISTORY")
 WIDTH = sum(w + 1 for _, w, _ in COLUMNS)  # a cursor mark, then columns one apart
 H_STEP = 8  # columns per left/right key
 
@@ -71,8 +72,9 @@ class TableLayout(NodeLayout):
         assert v.snap is not None and v.arr is not None
         return (
             n.group, n.liveness, n.cpu, n.mem, n.load1, n.net_rx_bps, n.net_tx_bps, n.conns,
-            v.arr.ratios.get(n.node_id), tuple(s.status for s in n.services), n.cpu_history,
-            age(n.last_seen, v.snap.ts), n.addresses[:1], self._level(n.node_id),
+            v.arr.ratios.get(n.node_id), tuple(s.status for s in n.services),
+            n.cpu_history[-SPARK:],  # what the spark draws
+            seen(n.last_seen, v.snap.ts, n.interval), n.addresses[:1], self._level(n.node_id),
         )
 
     def layout(self) -> tuple[int, int]:
@@ -199,7 +201,7 @@ class TableLayout(NodeLayout):
             Segment(" "),
             spark(n.cpu_history, w[12], pal.label),
             Segment(" "),
-            text(age(n.last_seen, snap.ts), w[13], pal.dim, right=True),
+            text(seen(n.last_seen, snap.ts, n.interval), w[13], pal.dim, right=True),
             Segment(" "),
             text(n.addresses[0] if n.addresses else "", w[14], pal.dim),
         ]

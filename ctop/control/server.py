@@ -25,6 +25,7 @@ import msgpack
 from ctop.codec import pack_compact, to_plain
 from ctop.control.client import daemon_running
 from ctop.control.wire import LENGTH, MAX_REQUEST, ControlError, read_request
+from ctop.grouppush import groups_status
 from ctop.lb.journal import Actor, user_name
 from ctop.lb.request import ActionRequest, plan_to_plain, result_to_plain
 from ctop.snapshot import EventView
@@ -135,8 +136,13 @@ class ControlServer:
                                                  "not in the control group")])
             elif request == "hello":  # who am I talking to: cheap, for `ctop lb --no-daemon`
                 body = msgpack.packb({"pid": os.getpid(), "readonly": self.engine.readonly})
-            elif request in ("status", "snapshot"):
+            elif request == "status":  # the snapshot, and each node's pushed configuration
+                body = msgpack.packb({**to_plain(self.engine.snapshot()),
+                                      "configs": groups_status(self.engine.pusher)})
+            elif request == "snapshot":
                 body = msgpack.packb(to_plain(self.engine.snapshot()))
+            elif request == "groups":
+                body = msgpack.packb(groups_status(self.engine.pusher))
             elif verb == "ui":
                 body = pack_compact(self.engine.snapshot(), [arg] if arg else ())
             elif verb in ("plan", "action"):

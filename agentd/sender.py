@@ -73,7 +73,7 @@ class Sender:
                     raise
                 t.sock = sock
                 if self.on_datagram is not None:
-                    loop.add_reader(sock.fileno(), self._read, sock)
+                    loop.add_reader(sock.fileno(), self._read, t)
                 log.info("sending to director %s (%s)", d, addr[0])
             except OSError as e:
                 self._failed(t, f"cannot resolve or connect: {e}")
@@ -101,13 +101,17 @@ class Sender:
                     t.last_log = float("-inf")
         return ok
 
-    def _read(self, sock: socket.socket) -> None:
+    def _read(self, t: _Target) -> None:
         for _ in range(16):
+            if t.sock is None:
+                return
             try:
-                data = sock.recv(65535)
+                data = t.sock.recv(65535)
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:  # ICMP errors of earlier sends surface here too: send() logs them
+            except OSError as e:  # the ICMP error of an earlier send (a stopped director)
+                self.dropped += 1
+                self._failed(t, e.strerror or str(e))
                 return
             if self.on_datagram is not None:
                 self.on_datagram(data)

@@ -48,7 +48,8 @@ def beacon_slots(interval: float, beacon_interval: float) -> tuple[tuple[float, 
 
 # Everything but the probes is fixed for the life of a boot (joins announce it): SIGHUP logs it.
 _RESTART_KEYS = ("directors", "key_file", "node_id", "group", "interval", "join_interval",
-                 "beacon_interval", "addresses")
+                 "beacon_interval", "addresses", "push_key_file", "push_state_file",
+                 "allow_remote_commands")
 
 
 class Agent:

@@ -292,7 +292,7 @@ def status_text(data: dict[str, Any]) -> str:
 
 def config_note(c: dict[str, Any] | None) -> str:
     """A node's pushed configuration in `ctop status`: its version and whether it is current."""
-    if not c or (not c["running"] and c["current"]):
+    if not c or (c["running"] in ("", "-") and c["current"]):  # nothing pushed, none due
         return ""
     running = "old agent" if c["running"] == "-" else c["running"] or "none"
     return f"  config {running} {'current' if c['current'] else 'NOT CURRENT'}"

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from agentd.protocol import Join
+from agentd.encoder import encode
+from agentd.protocol import ConfigVersion, Header, Join
 from agentd.push import Push, digest, encode_push, push_key
+from ctop.config import ConfigError, load
 from ctop.ingest.verifier import Verifier
 from tests.helpers.agent_helpers import KEY, Receiver, start_agent, stop_agent, write_key
-from tests.helpers.serve_helpers import Daemon, node
+from tests.helpers.serve_helpers import Daemon, Sender, node
 
 MASTER = b"push-master-secret-0123456789abcdef"
 
@@ -203,3 +206,45 @@ def test_a_pushed_command_probe_runs_where_the_node_allows_it(tmp_path, fake_dir
     finally:
         stop_agent(agent)
 
+
+
+def test_an_agent_from_before_pushes_is_shown_and_never_pushed_to(tmp_path, tcp_service):
+    d = _daemon(tmp_path, tcp_service)
+    old = Sender("old1")  # a join without `cv`, as agents before pushes send
+    try:
+        d.send(encode(KEY, Join(old.header(), "old1", ("127.0.0.9",), 2, 1 << 30, "0.9", 1.0,
+                                "web")))
+        d.send(old.report())
+        st = d.wait_for(lambda s: "old1" in s["configs"]["nodes"], what="the old agent")
+        assert st["configs"]["nodes"]["old1"]["running"] == "-"
+        assert st["configs"]["sent"] == 0
+        assert "config old agent NOT CURRENT" in d.status_text()
+    finally:
+        d.stop()
+
+
+def test_an_older_director_reads_a_join_that_carries_the_version(tmp_path):
+    """The decoder of the commit before pushes, run as it was, takes a new agent's join."""
+    base = "48f6e80"
+    root = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(["git", "-C", str(root), "archive", base, "agentd", "ctop",
+                              "probes"], capture_output=True)
+    if archive.returncode != 0:
+        pytest.skip(f"commit {base} is not in this clone")
+    subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive.stdout, check=True)
+    join = Join(Header("n1", 1, 1, time.time()), "h", ("10.0.0.1",), 2, 1 << 30, "1", 1.0,
+                "web", (), ConfigVersion(5, "612bad29f5fe", 2))
+    data = encode(KEY, join)
+    code = ("import sys; from ctop.ingest.verifier import Verifier; "
+            f"m = Verifier({KEY!r}).verify(bytes.fromhex({data.hex()!r})); "
+            "print(type(m).__name__, m.group)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, env={"PYTHONPATH": str(tmp_path)})
+    assert out.stdout.split() == ["Join", "web"], out.stderr
+
+
+def test_a_bad_probe_in_a_group_is_a_config_error_naming_it(tmp_path):
+    path = tmp_path / "ctop.toml"
+    path.write_text('[groups.web]\nprobes = ["nosuch://x"]\n')
+    with pytest.raises(ConfigError, match=r"groups.*web.*probe 1"):
+        load(str(path))

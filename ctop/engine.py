@@ -206,6 +206,7 @@ class Engine:
         if isinstance(msg, Join):
             # Agents re-announce every 10 s; only what changed is written to the store again.
             self.pusher.on_join(msg, self.receiver.join_addr)
+            self.model.set_config(msg.header.node, self.pusher.note(msg.header.node))
             node, facts = msg.header.node, msg[1:]
             if self._facts.get(node) != facts:
                 self._facts[node] = facts

@@ -79,6 +79,14 @@ class GroupPusher:
         state.pushes += 1
         self.sent += 1
 
+    def note(self, node: str) -> str:
+        """The node's configuration in a few words, for the UI ("" = nothing to say)."""
+        s = self.nodes.get(node)
+        if s is None or (s.current and s.running in ("", "-")):
+            return ""
+        running = "old agent" if s.running == "-" else s.running or "none"
+        return f"{running} {'current' if s.current else 'NOT CURRENT'}"
+
     def forget(self, node: str) -> None:
         self.nodes.pop(node, None)
 

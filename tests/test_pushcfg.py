@@ -70,6 +70,8 @@ def test_a_group_config_reaches_the_agent_without_a_restart(tmp_path, tcp_servic
         version = digest([f"tcp://127.0.0.1:{tcp_service}"], ["nginx"])
         st = d.wait_for(lambda s: s["configs"]["nodes"]["web1"]["current"], what="current")
         assert st["configs"]["nodes"]["web1"]["running"] == version
+        st = d.wait_for(lambda s: node(s, "web1")["config"] == f"{version} current",
+                        what="the node's view (UI) showing the version as current")
         assert f"config {version} current" in d.status_text()
         groups = d.ctop("groups")
         assert groups.returncode == 0, groups.stderr

@@ -250,3 +250,16 @@ def test_a_bad_probe_in_a_group_is_a_config_error_naming_it(tmp_path):
     path.write_text('[groups.web]\nprobes = ["nosuch://x"]\n')
     with pytest.raises(ConfigError, match=r"groups.*web.*probe 1"):
         load(str(path))
+
+
+def test_the_node_detail_says_which_configuration_the_node_runs():
+    from ctop.tui.colors import palette_for
+    from ctop.tui.screens.node_detail import _title
+    from tests.helpers.sample import sample_snapshot
+
+    snap = sample_snapshot(6)
+    node_view = snap.nodes[0]
+    pal = palette_for("truecolor")
+    assert "config" not in _title(node_view, snap, pal, "1h").plain  # its group has none
+    behind = node_view._replace(config="612bad29f5fe NOT CURRENT")
+    assert "config 612bad29f5fe NOT CURRENT" in _title(behind, snap, pal, "1h").plain

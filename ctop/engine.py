@@ -254,6 +254,7 @@ class Engine:
             if e.kind == "forget":  # dropped from the model: a rejoin is new facts again
                 self._facts.pop(e.node_id, None)
                 self.receiver.beacon_verifier.forget(e.node_id)
+                self.pusher.forget(e.node_id)
         if events:
             self.note(events)
             self._states_changed.update(e.node_id for e in events)

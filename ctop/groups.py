@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agentd.push import MAX_PUSH_ITEMS, digest
+from agentd.push import MAX_PUSH_ITEMS, Push, digest, encode_push
 
 
 @dataclass(frozen=True)
@@ -56,5 +56,11 @@ def parse_groups(table: Mapping[str, Any]) -> tuple[GroupConfig, ...]:
                 or not all(isinstance(w, str) and w for w in watch)):
             raise ValueError(f"{name}.watch: expected a list of at most {MAX_PUSH_ITEMS} "
                              f"process names")
-        out.append(GroupConfig(name, tuple(probes), tuple(watch), digest(probes, watch)))
+        version = digest(probes, watch)
+        try:  # the longest node id: it must fit one datagram for every node
+            encode_push(b"k" * 32, Push("n" * 128, name, 2**63 - 1, version, 0.0,
+                                        tuple(probes), tuple(watch)))
+        except ValueError as e:
+            raise ValueError(f"{name}.probes: {e}") from None
+        out.append(GroupConfig(name, tuple(probes), tuple(watch), version))
     return tuple(out)

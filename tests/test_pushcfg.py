@@ -250,6 +250,10 @@ def test_a_bad_probe_in_a_group_is_a_config_error_naming_it(tmp_path):
     path.write_text('[groups.web]\nprobes = ["nosuch://x"]\n')
     with pytest.raises(ConfigError, match=r"groups.*web.*probe 1"):
         load(str(path))
+    long = [f"http://127.0.0.1:{8000 + i}/{'x' * 60}" for i in range(16)]
+    path.write_text(f"[groups.web]\nprobes = {long!r}\n".replace("'", '"'))
+    with pytest.raises(ConfigError, match="at most 1200 fit in one datagram"):
+        load(str(path))
 
 
 def test_the_node_detail_says_which_configuration_the_node_runs():

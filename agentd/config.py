@@ -34,6 +34,7 @@ __all__ = ["DEFAULT_PATH", "Config", "ConfigError", "Director", "load", "parse_d
 
 DEFAULT_PATH = "/etc/ctop/agentd.toml"
 DEFAULT_KEY_FILE = "/etc/ctop/cluster.key"
+DEFAULT_PUSH_STATE = "/var/lib/ctop/agentd-push.state"
 MIN_INTERVAL, MAX_INTERVAL = 0.05, 3600.0  # what the wire protocol accepts
 
 
@@ -65,10 +66,16 @@ class Config:
     addresses: tuple[str, ...] = ()
     # Watched processes (agentd/watch.py): present, count, restarts and resources of each.
     watch: tuple[WatchSpec, ...] = ()
+    # Configuration pushed by the director (agentd/pushed.py): its key ("" = refuse pushes),
+    # where the last accepted one is kept, and whether pushed `command` probes may run.
+    push_key_file: str = ""
+    push_state_file: str = DEFAULT_PUSH_STATE
+    allow_remote_commands: bool = False
 
 
 KEYS = ("director", "key_file", "node_id", "group", "interval", "join_interval", "probes",
-        "addresses", "beacon_interval", "watch")
+        "addresses", "beacon_interval", "watch", "push_key_file", "push_state_file",
+        "allow_remote_commands")
 
 
 def _show(value: Any) -> str:
@@ -231,6 +238,12 @@ def _apply(cfg: Config, src: _Source, values: Mapping[str, Any]) -> Config:
             changes[key] = _addresses(src, value)
         elif key == "watch":
             changes[key] = _watch(src, value)
+        elif key in ("push_key_file", "push_state_file"):
+            changes[key] = _string(src, key, value, 4096, empty_ok=True)
+        elif key == "allow_remote_commands":
+            if not isinstance(value, bool):
+                raise src.error(key, f"expected true or false, got {_show(value)}")
+            changes[key] = value
     return replace(cfg, **changes)
 
 

@@ -16,7 +16,9 @@ from agentd import __version__, encoder, facts
 from agentd.beacon import encode_beacon
 from agentd.collect import Collector
 from agentd.config import Config, ConfigError
-from agentd.protocol import Header, Join, Leave, Message, Report
+from agentd.protocol import ConfigVersion, Header, Join, Leave, Message, Report
+from agentd.push import is_push
+from agentd.pushed import PushedConfig, merged
 from agentd.sender import Sender
 from agentd.services import Services, describe_changes
 from agentd.slowfacts import SlowFacts
@@ -46,7 +48,8 @@ def beacon_slots(interval: float, beacon_interval: float) -> tuple[tuple[float, 
 
 # Everything but the probes is fixed for the life of a boot (joins announce it): SIGHUP logs it.
 _RESTART_KEYS = ("directors", "key_file", "node_id", "group", "interval", "join_interval",
-                 "beacon_interval", "addresses", "watch")
+                 "beacon_interval", "addresses", "watch", "push_key_file", "push_state_file",
+                 "allow_remote_commands")
 
 
 class Agent:
@@ -57,6 +60,7 @@ class Agent:
         cfg: Config,
         key: bytes,
         reload: Callable[[], Config] | None = None,
+        push_key: bytes | None = None,
     ) -> None:
         self.cfg = cfg
         self.key = key
@@ -64,8 +68,13 @@ class Agent:
         self.boot = encoder.new_boot_id()
         self.seq = 0
         self.collector = Collector(cfg.interval, watch=cfg.watch)
+        self.local_probes = cfg.probes  # the node's own file's; pushed ones are added to them
+        self.pushed = PushedConfig(push_key, cfg.node_id, cfg.group, cfg.push_state_file,
+                                   cfg.allow_remote_commands)
+        self.pushed.restore()
+        self.cfg = cfg = replace(cfg, probes=merged(cfg.probes, self.pushed.specs))
         self.services = Services(cfg.probes)
-        self.sender = Sender(cfg.directors)
+        self.sender = Sender(cfg.directors, on_datagram=self._on_datagram)
         self.slow = SlowFacts(cfg.join_interval)
         self._stopping: str | None = None
         self._wake: asyncio.Future[None] | None = None
@@ -89,6 +98,7 @@ class Agent:
             interval=self.cfg.interval,
             group=self.cfg.group,
             probes=self.services.described(),
+            config=ConfigVersion(*self.pushed.version, sum(self.pushed.refused.values())),
         )
 
     def report(self) -> Report:
@@ -146,11 +156,29 @@ class Agent:
         ignored = [k for k in _RESTART_KEYS if getattr(new, k) != getattr(self.cfg, k)]
         if ignored:
             log.warning("SIGHUP: %s changed; restart agentd to apply", ", ".join(ignored))
-        log.info("SIGHUP: probes reloaded: %s", describe_changes(self.cfg.probes, new.probes))
-        self.cfg = replace(self.cfg, probes=new.probes)
-        task = asyncio.get_running_loop().create_task(self.services.replace(new.probes))
+        self.local_probes = new.probes
+        self._apply_probes(merged(new.probes, self.pushed.specs), "SIGHUP")
+
+    def _apply_probes(self, probes: tuple[Any, ...], why: str) -> asyncio.Task[None]:
+        log.info("%s: probes reloaded: %s", why, describe_changes(self.cfg.probes, probes))
+        self.cfg = replace(self.cfg, probes=probes)
+        task = asyncio.get_running_loop().create_task(self.services.replace(probes))
         self._reloads.add(task)
         task.add_done_callback(self._reloads.discard)
+        return task
+
+    def _on_datagram(self, data: bytes) -> None:
+        """A datagram from a director: a configuration push, applied like a SIGHUP, and
+        announced by a join at once so the director sees the new version."""
+        if not is_push(data):
+            return
+        if self.pushed.accept(data):
+            serial, digest = self.pushed.version
+            task = self._apply_probes(merged(self.local_probes, self.pushed.specs),
+                                      f"pushed configuration {digest} (serial {serial})")
+            # Announce the new version once the probes run (only then: a flood of forged
+            # pushes makes the agent send nothing).
+            task.add_done_callback(lambda _: self._tick(self.join))
 
     # -- the loop -------------------------------------------------------------------------
 

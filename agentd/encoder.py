@@ -129,6 +129,8 @@ def encode(key: bytes, msg: Message) -> bytes:
         )
         if msg.probes:
             body["p"] = [_probe_body(p) for p in msg.probes[:MAX_PROBES]]
+        if msg.config is not None:
+            body["cv"] = list(msg.config)
         return seal(key, body)
     if isinstance(msg, Leave):
         body = _header_body(KIND_LEAVE, msg.header)

@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         help="announce this address instead of all of the node's (repeatable)",
     )
+    p.add_argument("--push-key-file", metavar="FILE",
+                   help="accept configuration pushed by the director, signed with this key")
+    p.add_argument("--push-state-file", metavar="FILE",
+                   help="where the last pushed configuration is kept")
+    p.add_argument("--allow-remote-commands", action="store_true", default=None,
+                   help="let pushed command probes run (default: refused)")
     p.add_argument("--once", action="store_true", help="print one report and exit (no sending)")
     p.add_argument("--json", action="store_true", help="with --once: print the report as JSON")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -70,6 +76,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "beacon_interval": args.beacon_interval,
         "probes": args.probe,
         "addresses": args.address,
+        "push_key_file": args.push_key_file,
+        "push_state_file": args.push_state_file,
+        "allow_remote_commands": args.allow_remote_commands,
     }
     return {k: v for k, v in pairs.items() if v is not None}
 
@@ -129,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             where = cfg.path or f"{path} (missing)"
             raise ConfigError(f"no director configured: set director in {where} or pass --director")
         key = load_key(cfg.key_file)
+        push_key = load_key(cfg.push_key_file) if cfg.push_key_file else None
     except ConfigError as e:
         print(f"agentd: config error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -138,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from agentd.daemon import Agent
 
     try:
-        return asyncio.run(Agent(cfg, key, reload=reload).run())
+        return asyncio.run(Agent(cfg, key, reload=reload, push_key=push_key).run())
     except KeyboardInterrupt:  # a second Ctrl-C while leaving
         return 130
 

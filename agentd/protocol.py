@@ -56,7 +56,7 @@ KIND_LEAVE = "l"
 # metric registry (agentd/metrics.py).
 HEADER_KEYS = ("k", "n", "b", "q", "t")
 BODY_KEYS: dict[str, tuple[str, ...]] = {
-    KIND_JOIN: ("h", "a", "cr", "mt", "v", "i", "g", "p"),
+    KIND_JOIN: ("h", "a", "cr", "mt", "v", "i", "g", "p", "cv"),
     KIND_REPORT: ("i", "g", "m", "s"),
     KIND_LEAVE: ("r",),
 }
@@ -107,6 +107,15 @@ class Join(NamedTuple):
     interval: float
     group: str = ""
     probes: tuple[ProbeInfo, ...] = ()  # what each service check checks (director-side checks)
+    # The pushed configuration the node runs (agentd/push.py): serial, content hash, pushes it
+    # refused. None: an agent from before pushes; (0, "", n): none accepted yet.
+    config: ConfigVersion | None = None
+
+
+class ConfigVersion(NamedTuple):
+    serial: int
+    digest: str
+    refused: int = 0
 
 
 class ProbeInfo(NamedTuple):

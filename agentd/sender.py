@@ -12,6 +12,7 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agentd.config import Director
@@ -33,16 +34,21 @@ class _Target:
 
 
 class Sender:
-    def __init__(self, directors: tuple[Director, ...], clock=time.monotonic) -> None:
+    def __init__(self, directors: tuple[Director, ...], clock=time.monotonic,
+                 on_datagram: Callable[[bytes], None] | None = None) -> None:
         self._targets = [_Target(d) for d in directors]
         self._clock = clock
+        # What a director sends back (a configuration push, agentd/push.py) arrives on the
+        # connected socket: the kernel delivers only datagrams from that director's address.
+        self.on_datagram = on_datagram
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.sent = 0
         self.dropped = 0
 
     async def resolve(self) -> None:
         """(Re)open sockets for directors that have none yet. Names resolve in a worker
         thread; numeric addresses resolve inline (no thread, no DNS)."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         for t in self._targets:
             if t.sock is not None:
                 continue
@@ -66,6 +72,8 @@ class Sender:
                     sock.close()
                     raise
                 t.sock = sock
+                if self.on_datagram is not None:
+                    loop.add_reader(sock.fileno(), self._read, t)
                 log.info("sending to director %s (%s)", d, addr[0])
             except OSError as e:
                 self._failed(t, f"cannot resolve or connect: {e}")
@@ -93,6 +101,21 @@ class Sender:
                     t.last_log = float("-inf")
         return ok
 
+    def _read(self, t: _Target) -> None:
+        for _ in range(16):
+            if t.sock is None:
+                return
+            try:
+                data = t.sock.recv(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # the ICMP error of an earlier send (a stopped director)
+                self.dropped += 1
+                self._failed(t, e.strerror or str(e))
+                return
+            if self.on_datagram is not None:
+                self.on_datagram(data)
+
     def _failed(self, t: _Target, why: str) -> None:
         t.failures += 1
         t.clean_sends = 0
@@ -119,5 +142,7 @@ class Sender:
     def close(self) -> None:
         for t in self._targets:
             if t.sock is not None:
+                if self._loop is not None and self.on_datagram is not None:
+                    self._loop.remove_reader(t.sock.fileno())
                 t.sock.close()
                 t.sock = None

@@ -63,11 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="print the cluster snapshot of the running daemon")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     _common(status)
+    groups = sub.add_parser("groups", help="groups, their pushed configuration and nodes")
+    groups.add_argument("--json", action="store_true", help="machine-readable output")
+    _common(groups)
     keys = sub.add_parser("keys", help="per-node keys: `ctop keys issue NODE` prints its key")
     keys.add_argument("action", choices=("issue",))
     keys.add_argument("node", help="the node id the agent sends (--node-id, default hostname)")
     keys.add_argument("--master-key-file", metavar="FILE",
                       help="master secret (default: master_key_file of the config)")
+    keys.add_argument("--push", action="store_true",
+                      help="print the node's push key (for its push_key_file), derived from "
+                           "push_master_key_file (or --master-key-file)")
     _common(keys)
     from ctop.silence_cli import add_parser as add_silence_parser
 
@@ -133,8 +139,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ctop.silence_cli import run as run_silence
 
             return run_silence(cfg, args)
+        if args.command == "groups":
+            from ctop.groupscli import groups_command
+
+            return groups_command(cfg, as_json=args.json)
         if args.command == "keys":
-            return issue_key(cfg, args.node, args.master_key_file)
+            return issue_key(cfg, args.node, args.master_key_file, push=args.push)
         if args.at is not None:
             return run_past(cfg, args.at, color=args.color)
         return run_ui(cfg, color=args.color, embedded=args.embedded)
@@ -198,19 +208,23 @@ async def serve(cfg: DirectorConfig) -> int:
     return 0
 
 
-def issue_key(cfg: DirectorConfig, node: str, master_file: str | None) -> int:
-    """Print the key of one node, for its key file (mode 0600) in per-node mode."""
+def issue_key(cfg: DirectorConfig, node: str, master_file: str | None,
+              push: bool = False) -> int:
+    """Print the key of one node, for its key file (mode 0600) in per-node mode, or with
+    `push` its push key (docs/director.md, configuration push)."""
     from agentd.keys import load_key, node_key
+    from agentd.push import push_key
 
-    path = master_file or cfg.master_key_file
+    setting = "push_master_key_file" if push else "master_key_file"
+    path = master_file or (cfg.push_master_key_file if push else cfg.master_key_file)
     if not path:
-        print("ctop: no master secret: set master_key_file in ctop.toml or pass "
-              "--master-key-file (docs/director.md, per-node keys)", file=sys.stderr)
+        print(f"ctop: no master secret: set {setting} in ctop.toml or pass "
+              "--master-key-file (docs/director.md)", file=sys.stderr)
         return 2
     if not 0 < len(node) <= 128:
         print("ctop: a node id is 1 to 128 characters", file=sys.stderr)
         return 2
-    print(node_key(load_key(path), node).decode())
+    print((push_key if push else node_key)(load_key(path), node).decode())
     return 0
 
 
@@ -284,8 +298,10 @@ def status_text(data: dict[str, Any]) -> str:
     nodes = data["nodes"]
     shown = nodes if len(nodes) <= STATUS_ALL_NODES else [
         n for n in nodes if n["liveness"] != "alive"]
+    configs = data.get("configs", {}).get("nodes", {})
     out += [f"  {n['node_id']:<24} {n['liveness']:<8} cpu {n['cpu']:5.1f}%  "
-            f"mem {n['mem']:5.1f}%  conns {n['conns']}" for n in shown]
+            f"mem {n['mem']:5.1f}%  conns {n['conns']}{config_note(configs.get(n['node_id']))}"
+            for n in shown]
     if len(shown) < len(nodes):
         out.append(f"  ({len(nodes) - len(shown)} alive nodes not listed: ctop status --json)")
     return "\n".join(out)
@@ -314,6 +330,12 @@ def muted_text(alert: dict[str, Any]) -> str:
     from ctop.mute import muted_text as text
 
     return f" ({text(alert)})" if alert.get("muted") else ""
+def config_note(c: dict[str, Any] | None) -> str:
+    """A node's pushed configuration in `ctop status`: its version and whether it is current."""
+    if not c or (c["running"] in ("", "-") and c["current"]):  # nothing pushed, none due
+        return ""
+    running = "old agent" if c["running"] == "-" else c["running"] or "none"
+    return f"  config {running} {'current' if c['current'] else 'NOT CURRENT'}"
 
 
 def run_ui(cfg: DirectorConfig, *, color: str = "auto", embedded: bool = False) -> int:

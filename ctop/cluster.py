@@ -85,9 +85,17 @@ class NodeState:
     pending: RawReport | None = None
     view: NodeView | None = None  # this node in the last snapshot
     changed: bool = True  # anything view() reads changed since `view` was made
+    config: str = ""  # its pushed configuration, as ctop/grouppush.py describes it
 
 
 class ClusterModel:
+    def set_config(self, node_id: str, config: str) -> None:
+        """The node's pushed configuration as the UI shows it (ctop/grouppush.py)."""
+        node = self.nodes.get(node_id)
+        if node is not None and node.config != config:
+            node.config = config
+            node.changed = True
+
     def __init__(self, name: str = "cluster", liveness: LivenessConfig | None = None) -> None:
         self.name = name
         self.liveness = liveness or LivenessConfig()
@@ -425,7 +433,7 @@ _VIEW_FIELDS = (
     "node_id", "hostname", "group", "liveness", "last_seen", "boot", "interval", "addresses",
     "cores", "mem_total", "version", "cpu", "mem", "swap", "load1", "net_rx_bps", "net_tx_bps",
     "conns", "procs", "threads", "users", "disk_root", "cpu_history", "services", "load_share",
-    "restarts", "metrics", "loss", "source", "probes",
+    "restarts", "metrics", "loss", "source", "probes", "config",
 )
 if NodeView._fields != _VIEW_FIELDS:
     raise ImportError("ctop.snapshot.NodeView changed its fields: update ctop.cluster._view")
@@ -506,6 +514,7 @@ def _view(n: NodeState, total_conns: int) -> NodeView:
         loss,
         n.source,
         n.probes,
+        n.config,
     ))
 
 

@@ -18,6 +18,7 @@ from agentd.protocol import DEFAULT_PORT
 from agentd.tomlfile import ConfigError
 from ctop.alerts import Rule, RuleError, parse_rule, parse_rules
 from ctop.anomaly.config import AnomalyConfig, anomaly_config
+from ctop.groups import GroupConfig, parse_groups
 from ctop.hooks import Hook, HookError, parse_hook
 from ctop.lb.config import ConfigError as LBConfigError
 from ctop.lb.config import LBConfig, parse_config
@@ -163,6 +164,10 @@ class DirectorConfig:
     # Per-node keys: each node's key is derived from this secret (`ctop keys issue NODE`) and
     # the cluster key is not used. "" = one cluster key for every node (key_file).
     master_key_file: str = ""
+    # Configuration push (ctop/grouppush.py): the secret each node's push key is derived from
+    # (`ctop keys issue NODE --push`); "" = nothing is pushed. [groups.NAME]: what is pushed.
+    push_master_key_file: str = ""
+    groups: tuple[GroupConfig, ...] = ()
     max_age: float = 30.0  # seconds a message may be old (clock skew + queueing)
     tick: float = 1.0  # seconds between snapshots
     lb_every: float = 2.0  # seconds between reads of the load-balancer tables
@@ -224,6 +229,8 @@ def from_source(src: TomlSource) -> DirectorConfig:
         listen=top.get("listen", DirectorConfig.listen, parse_address, "host:port"),
         key_file=top.string("key_file", DirectorConfig.key_file),
         master_key_file=top.string("master_key_file", ""),
+        push_master_key_file=top.string("push_master_key_file", ""),
+        groups=_groups(top),
         max_age=top.number("max_age", DirectorConfig.max_age),
         tick=top.number("tick", DirectorConfig.tick),
         lb_every=top.number("lb_every", DirectorConfig.lb_every),
@@ -361,6 +368,13 @@ def _pair_config(top: Section, given: bool) -> PairConfig:
                                     f"listen, got {cfg.peer!r}")
     sec.check_unknown()
     return cfg
+def _groups(top: Section) -> tuple[GroupConfig, ...]:
+    groups = top.table_of("groups")
+    try:
+        return parse_groups(groups.table)
+    except ValueError as e:
+        name, _, rest = str(e).partition(": ")
+        raise groups.error(name, rest) from None
 
 
 def _lb_config(src: TomlSource, lb: Section) -> LBConfig:

@@ -30,6 +30,7 @@ from ctop.cluster import ClusterModel
 from ctop.config import DirectorConfig, effective_readonly
 from ctop.filemodes import group_id
 from ctop.gcpolicy import process_heap
+from ctop.grouppush import GroupPusher
 from ctop.hooks import HookRunner
 from ctop.ingest import Mark, Verifier
 from ctop.lb.factory import build_service, status_line
@@ -84,6 +85,9 @@ class Engine:
         # a body refused then still counts as a receiver drop (bad_field).
         self.receiver = Receiver(self.verifier, self._on_message, *config.listen, deferred=True,
                                  on_beacon=self._on_beacon)
+        push_master = load_key(config.push_master_key_file) \
+            if config.push_master_key_file else None
+        self.pusher = GroupPusher(config.groups, push_master, lambda: self.receiver.sock)
         self.model.on_reject = lambda rejected, source: self.receiver.count_drop(
             rejected, source, accepted=True)
         self.receiver.on_idle = lambda: self.model.fold_some(FOLD_BATCH)
@@ -239,6 +243,8 @@ class Engine:
             self.verifier.urgent(msg.header.node)
         if isinstance(msg, Join):
             # Agents re-announce every 10 s; only what changed is written to the store again.
+            self.pusher.on_join(msg, self.receiver.join_addr)
+            self.model.set_config(msg.header.node, self.pusher.note(msg.header.node))
             node, facts = msg.header.node, msg[1:]
             if self._facts.get(node) != facts:
                 self._facts[node] = facts
@@ -295,6 +301,7 @@ class Engine:
             if e.kind == "forget":  # dropped from the model: a rejoin is new facts again
                 self._facts.pop(e.node_id, None)
                 self.receiver.beacon_verifier.forget(e.node_id)
+                self.pusher.forget(e.node_id)
         if events:
             self.note(events)
             self._states_changed.update(e.node_id for e in events)

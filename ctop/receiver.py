@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from agentd.beacon import BEACON_TYPE, Beacon
-from agentd.protocol import MAX_DATAGRAM, Message, RawReport, Rejected
+from agentd.protocol import MAX_DATAGRAM, Join, Message, RawReport, Rejected
 from ctop.ingest import BeaconVerifier, Verifier
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,8 @@ class Receiver:
         # Called each time the socket is drained empty (e.g. folding deferred report bodies
         # in small batches, so they don't pile up into the once-a-second tick).
         self.on_idle: Callable[[], object] | None = None
+        # The (address, port) of the join being handled (ctop/grouppush.py answers to it).
+        self.join_addr: tuple[str, int] | None = None
 
     def open(self) -> tuple[str, int]:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -171,6 +173,8 @@ class Receiver:
                     continue
                 accepted += 1
                 note(result.header, now)
+                if type(result) is Join:  # rare: where a configuration push goes back to
+                    self.join_addr = addr
                 try:
                     on_message(result, addr[0], now)
                 except Exception:  # a bug downstream must not stop the receiver

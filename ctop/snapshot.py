@@ -82,6 +82,9 @@ class NodeView(NamedTuple):
     # picks the checks that judge them from snapshots alone:
     source: str = ""  # the address the node's datagrams come from
     probes: tuple[Any, ...] = ()  # agentd.protocol.ProbeInfo of its join: each check's type, port
+    # The configuration pushed to its group (ctop/grouppush.py): "" = its group has none,
+    # else "VERSION current", "VERSION NOT CURRENT" or "old agent NOT CURRENT".
+    config: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from agentd.protocol import (
     KIND_LEAVE,
     KIND_REPORT,
     TAG_BYTES,
+    ConfigVersion,
     Header,
     Join,
     Leave,
@@ -40,7 +41,8 @@ def test_the_encoder_writes_the_keys_the_message_format_declares_in_its_order():
     header = Header("n1", 1, 1, time.time())
     full = {
         KIND_JOIN: Join(header, "h", ("10.0.0.1",), 2, 1 << 30, "1", 1.0, "g",
-                        (ProbeInfo("web", "http", 80, 10.0, "/health"),)),
+                        (ProbeInfo("web", "http", 80, 10.0, "/health"),),
+                        ConfigVersion(7, "612bad29f5fe", 1)),
         KIND_REPORT: Report(header, 1.0, "g", {m.name: _sample_value(m) for m in METRICS},
                             (ServiceStatus("web", "fail", 1.5, "refused", 3),)),
         KIND_LEAVE: Leave(header, "SIGTERM"),

@@ -26,6 +26,7 @@ from ctop.codec import pack_compact, to_plain
 from ctop.control.client import daemon_running
 from ctop.control.delta import DeltaPacker
 from ctop.control.wire import LENGTH, MAX_REQUEST, ControlError, read_request
+from ctop.grouppush import groups_status
 from ctop.lb.journal import Actor, user_name
 from ctop.lb.request import ActionRequest, plan_to_plain, result_to_plain
 from ctop.silences import silence_request
@@ -142,9 +143,13 @@ class ControlServer:
             elif request in ("status", "snapshot"):
                 plain = to_plain(self.engine.snapshot())
                 pair = getattr(self.engine, "nats_pair", None)  # [nats]: ctop.nats.pair
-                if request == "status" and pair is not None:
-                    plain["pair_sync"] = pair.sync.plain()
+                if request == "status":  # and each node's pushed configuration
+                    plain["configs"] = groups_status(self.engine.pusher)
+                    if pair is not None:
+                        plain["pair_sync"] = pair.sync.plain()
                 body = msgpack.packb(plain)
+            elif request == "groups":
+                body = msgpack.packb(groups_status(self.engine.pusher))
             elif verb == "ui2":
                 body = self._deltas.answer(self.engine.snapshot(), arg)
             elif verb == "ui":  # wire 1: the UIs before ctop.control.delta

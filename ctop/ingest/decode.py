@@ -27,6 +27,7 @@ from agentd.protocol import (
     SEQ_MOD,
     STATUS_NAMES,
     UNSENT,
+    ConfigVersion,
     Header,
     Join,
     Leave,
@@ -220,6 +221,18 @@ def _result_seq(item: list[Any]) -> int | None:
         return None
     last = item[-1]
     return last if type(last) is int and 0 <= last < SEQ_MOD else None
+
+
+def _parse_config_version(item: Any) -> ConfigVersion | None:
+    """A join's `cv`: [serial, content hash, pushes refused]; absent from older agents."""
+    if item is None:
+        return None
+    if (type(item) is not list or len(item) < 3 or type(item[0]) is not int
+            or not 0 <= item[0] <= MAX_INT64 or type(item[1]) is not str
+            or len(item[1]) > MAX_TEXT or type(item[2]) is not int
+            or not 0 <= item[2] <= MAX_VALUE):
+        raise _bad("cv", item)
+    return ConfigVersion(item[0], item[1], item[2])
 
 
 def _parse_probes(items: Any) -> tuple[ProbeInfo, ...]:
@@ -422,6 +435,7 @@ def parse_body(body: Any) -> Message:
             _interval(body),
             _str(body, "g", "group", ""),
             _parse_probes(body.get("p", [])),
+            _parse_config_version(body.get("cv")),
         )
     if kind == KIND_LEAVE:
         return Leave(header, _str(body, "r", "reason", ""))

@@ -343,8 +343,9 @@ def _title(node: NodeView, snap: Snapshot, pal: Palette, span: str) -> Text:
     host = f"   host {node.hostname}" if node.hostname != node.node_id else ""
     t.append(
         f"{host}   group {node.group}   {', '.join(node.addresses)}   {node.cores} cores "
-        f"{size(node.mem_total)}   agent {node.version}   seen {age(node.last_seen, snap.ts)} ago"
-        f"   history: {span} (1-6)",
+        f"{size(node.mem_total)}   agent {node.version}"
+        f"{f'   config {node.config}' if node.config else ''}"
+        f"   seen {age(node.last_seen, snap.ts)} ago   history: {span} (1-6)",
         pal.label,
     )
     return t

@@ -53,15 +53,15 @@ class _Handler(BaseHTTPRequestHandler):
 class NamedHTTPServer:
     """An HTTP server answering its own name; can be stopped and started on the same port."""
 
-    def __init__(self, name: str, port: int) -> None:
-        self.name, self.port = name, port
+    def __init__(self, name: str, port: int, host: str = "127.0.0.1") -> None:
+        self.name, self.port, self.host = name, port, host
         self._httpd: ThreadingHTTPServer | None = None
 
     def start(self) -> None:
         if self._httpd is not None:
             return
         ThreadingHTTPServer.allow_reuse_address = True
-        httpd = ThreadingHTTPServer(("127.0.0.1", self.port), _Handler)
+        httpd = ThreadingHTTPServer((self.host, self.port), _Handler)
         httpd.daemon_threads = True
         httpd.name = self.name  # type: ignore[attr-defined]
         threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()

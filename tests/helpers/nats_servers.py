@@ -45,11 +45,12 @@ class NatsServer:
     cluster_port: int | None = None  # routes listen here (cluster members only)
     routes: tuple[int, ...] = ()  # the other members' cluster ports
     extra: str = ""  # more nats-server config (authorization, accounts)
+    host: str = "127.0.0.1"  # clients connect here (a lab bridge's address for namespaces)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        return f"nats://{self.host}:{self.port}"
 
     @property
     def log(self) -> Path:
@@ -58,7 +59,7 @@ class NatsServer:
     def config_text(self) -> str:
         lines = [
             f'server_name: "{self.name}"',
-            f"listen: 127.0.0.1:{self.port}",
+            f"listen: {self.host}:{self.port}",
             f"http: 127.0.0.1:{self.monitor}",
             f'jetstream {{ store_dir: "{self.root / "js"}", max_memory_store: 64MB, '
             "max_file_store: 256MB }",

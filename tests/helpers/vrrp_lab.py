@@ -188,13 +188,22 @@ peer = "{self.ip(3 - i)}:{PEER_PORT}"
 peer_every = "0.5s"
 """
 
+    def top_toml(self, i: int) -> str:
+        """More top-level keys of director i's ctop.toml (a subclass's lb_every)."""
+        return ""
+
+    def extra_toml(self, i: int) -> str:
+        """More of director i's ctop.toml (a subclass's [lb], [nats])."""
+        return ""
+
     def start_serve(self, i: int) -> subprocess.Popen[bytes]:
         cfg = self.path(i, "ctop.toml")
         cfg.write_text(
             f'cluster = "lab"\nlisten = "0.0.0.0:7117"\nkey_file = "{self.key}"\n'
-            f'control_socket = "{self.socket(i)}"\n'
+            f'control_socket = "{self.socket(i)}"\n' + self.top_toml(i) +
             f'[prometheus]\nlisten = "{self.ip(i)}:{PEER_PORT}"\n'
-            f'[store]\npath = "{self.path(i, "ctop.db")}"\n' + self.pair_toml(i))
+            f'[store]\npath = "{self.path(i, "ctop.db")}"\n' + self.pair_toml(i)
+            + self.extra_toml(i))
         proc = subprocess.Popen(
             ["ip", "netns", "exec", self.ns[i], str(CTOP), "serve", "--config", str(cfg)],
             stdout=subprocess.DEVNULL, stderr=open(self.path(i, "serve.log"), "wb"))  # noqa: SIM115

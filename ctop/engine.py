@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from ctop.lb.journal import Actor
     from ctop.lb.request import ActionRequest
     from ctop.lb.service import LBService
+    from ctop.nats.roles import RoleShare
     from ctop.nats.wiring import Pair
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class Engine:
         self.lb_service: LBService | None = None  # None: monitoring only
         self.lb_note = ""
         self.nats_pair: Pair | None = None  # [nats] with peers: ctop.nats.wiring
+        self.nats_roles: RoleShare | None = None  # [nats] with [pair]: the peer's VRRP role
         # each round into the history (ctop --at) at the raw samples' spacing, and the recent
         # shares of each server into its view (the LB pane's sparkline)
         self.lb_recorder = LBRecorder(lambda n: config.store.raw_every or auto_raw_every(n))
@@ -159,6 +161,10 @@ class Engine:
                                 f"cannot listen on udp {host}:{port}: {os_problem(e)}") from None
         if self.pair is not None:
             self.pair.start()
+            if cfg.nats is not None:
+                from ctop.nats.wiring import share_roles
+
+                self.nats_roles = share_roles(cfg, self.pair, self.nats_pair)
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="ctop-tick"))
         self._tasks.append(asyncio.create_task(self._liveness_loop(), name="ctop-liveness"))
         if cfg.anomaly.enabled:
@@ -185,6 +191,8 @@ class Engine:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         self.receiver.close()
+        if self.nats_roles is not None:  # before the pair's link closes
+            await asyncio.to_thread(self.nats_roles.close)
         if self.nats_pair is not None:
             await asyncio.to_thread(self.nats_pair.close)
         if self.lb_service is not None:

@@ -9,6 +9,7 @@ restore on the new MASTER reaches the old one's HAProxy once that director is ba
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +29,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FailoverLab]:
     why = usable()
     if why:
         pytest.skip(why)
-    lab = FailoverLab(tmp_path_factory.mktemp("pair-failover"))
+    # no HTTP /pair link: the peer's role comes over NATS (ctop/nats/roles.py)
+    lab = FailoverLab(tmp_path_factory.mktemp("pair-failover"), peer_over_http=False)
     try:
         lab.up()
         for i in (1, 2):
@@ -79,6 +81,34 @@ def _nodes(lab: FailoverLab, i: int) -> set[str]:
 def test_agents_report_to_both_directors(lab: FailoverLab) -> None:
     for i in (1, 2):
         _until(lambda i=i: set(NODES) <= _nodes(lab, i), f"director {i} hears both agents")
+
+
+def test_the_peers_role_comes_over_nats(lab: FailoverLab) -> None:
+    """Without `peer` in [pair], a MASTER can only know its peer is BACKUP from the peer:
+    here over NATS, and a report that is not one changes nothing."""
+    m = _settled(lab)
+    b = 3 - m
+    assert lab.pair(m)["peer_source"] == f"NATS {director_name(b)}"
+    assert lab.pair(b)["peer_source"] == f"NATS {director_name(m)}"
+    assert "peer BACKUP (NATS" in lab.ctop(m, "status").stdout
+    assert lab.nats is not None
+    _publish(lab.nats.url, f"ctop.pair.lab.role.{director_name(b)}", b"\xff not json")
+    _publish(lab.nats.url, f"ctop.pair.lab.role.{director_name(b)}", b'{"role": 3}')
+    time.sleep(3)  # longer than a report is believed: reports must still be arriving
+    assert _roles(lab.status(m)) == ("MASTER", "BACKUP")
+    assert lab.pair(m)["peer_source"] == f"NATS {director_name(b)}"
+
+
+def _publish(url: str, subject: str, data: bytes) -> None:
+    import nats
+
+    async def run() -> None:
+        nc = await nats.connect(url)
+        await nc.publish(subject, data)
+        await nc.flush()
+        await nc.close()
+
+    asyncio.run(run())
 
 
 def test_a_drain_before_the_failover_is_still_there_after_it(lab: FailoverLab) -> None:

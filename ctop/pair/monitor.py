@@ -7,7 +7,7 @@ Sources, each optional but the first:
 - the peer's role: from the VRRP adverts our keepalived hears (a BACKUP hearing adverts: the
   peer is MASTER; a MASTER told of a lower-priority master: the peer claims MASTER too), and
   from the peer's ctop (GET /pair) when `peer` is set. `feed_peer()` is the entry for any
-  other link between the directors (the NATS link of ctop/nats can call it);
+  other link between the directors (ctop/nats/roles.py feeds it from NATS);
 - `ipvsadm --list --daemon`: the IPVS connection-sync daemons.
 
 `view()` is the newest PairView (immutable, any thread). Transitions are events, handed to

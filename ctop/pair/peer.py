@@ -1,6 +1,6 @@
 """The peer director's role, from its own ctop: GET http://PEER/pair (its [prometheus] listen)
 answers that ctop's PairView as JSON. One source of PairMonitor.feed_peer(); the NATS link
-between the directors (ctop/nats, issue 15) can feed the same method."""
+between the directors feeds the same method (ctop/nats/roles.py)."""
 
 from __future__ import annotations
 

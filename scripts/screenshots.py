@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ctop.demo import DemoCluster
 from ctop.engine import Engine
+from ctop.snapshot import Snapshot
 from ctop.tui.app import CtopApp
 from ctop.tui.source import EngineLike, StaticSource
 from tests.helpers.sample import sample_history, sample_snapshot
@@ -45,6 +46,9 @@ SHOTS: dict[str, tuple[str | int, str | None, tuple[str, ...]]] = {
     "sample-600-nodes-table": (600, "table", ("s",)),
     # ctop --at on a history database with an incident in it (tests.helpers.past_history)
     "past-incident": ("past", "grid", ()),
+    # the header with a director pair ([pair] + [nats]) on the sample cluster: this director
+    # MASTER, the peer BACKUP as told over NATS
+    "header-pair": ("pair", "grid", ()),
 }
 
 
@@ -135,6 +139,23 @@ async def shoot_past(name: str, view: str | None, keys: tuple[str, ...], out: Pa
             source.close()
 
 
+def pair_snapshot() -> Snapshot:
+    """The 16-node sample cluster seen from a director pair's MASTER."""
+    from dataclasses import replace
+
+    from ctop.pair.view import InstanceView, PairView, SyncDaemonView
+
+    snap = sample_snapshot(16)
+    pair = PairView(role="MASTER", peer_role="BACKUP", peer_source="NATS dir-b",
+                    peer_seen=snap.ts - 0.3,
+                    instances=(InstanceView("VI_1", "MASTER", priority=150, base_priority=150,
+                                            vips=("10.0.0.100/24",),
+                                            vips_held=("10.0.0.100/24",)),),
+                    peer_instances=(("VI_1", "BACKUP"),),
+                    sync_daemons=(SyncDaemonView("master", "eth1", 7),), read_at=snap.ts - 1)
+    return replace(snap, pair=pair)
+
+
 async def shoot_all(shots: dict[str, tuple[str | int, str | None, tuple[str, ...]]],
                     out: Path) -> list[Path]:
     made = []
@@ -150,6 +171,8 @@ async def shoot_all(shots: dict[str, tuple[str | int, str | None, tuple[str, ...
             if src == "demo":
                 assert engine is not None
                 source: EngineLike = engine
+            elif src == "pair":
+                source = StaticSource(pair_snapshot(), history=sample_history)
             elif src == "past":
                 made.append(await shoot_past(name, view, keys, out))
                 continue

@@ -100,10 +100,22 @@ def test_a_pushed_watch_list_is_applied_live_and_again_after_a_restart(tmp_path,
                         what="the saved push's watch after the agent's restart")
         assert _watched(st, "pw1")[here][1] == 1
         assert st["configs"]["sent"] == sent  # restored from the file, not pushed again
+        # The group's watch shrinks (ctop serve restarted on the new ctop.toml): the running
+        # agent stops watching the absent process and its alert resolves.
+        boot = node(st, "pw1")["boot"]
+        d.stop()
+        d.config.write_text(d.config.read_text().replace(f', "{absent}"', ""))
+        d = d.again()
+        st = d.wait_for(lambda s: node(s, "pw1") is not None
+                        and set(_watched(s, "pw1")) == {here}, timeout=20,
+                        what="the retracted watch gone from the reports")
+        assert not _gone(st) and agent.poll() is None
+        assert node(st, "pw1")["boot"] == boot  # the same agent run: applied live
     finally:
         _, err = stop_agent(agent)
         d.stop()
     assert "restored pushed configuration" in err
+    assert f"watch list now: {here}\n" in err
 
 
 def test_the_nodes_own_watch_wins_and_sighup_applies_it(tmp_path, procs):

@@ -24,13 +24,23 @@ MASTER = b"pushwatch-master-secret-0123456789ab"
 
 
 @pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
+def procs() -> Iterator[list[subprocess.Popen[Any]]]:
+    started: list[subprocess.Popen[Any]] = []
     yield started
     for p in started:
         if p.poll() is None:
             p.kill()
         p.wait()
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    """Every `ctop serve` a test starts, stopped however the test ends."""
+    started: list[Daemon] = []
+    yield started
+    for d in started:
+        if d.proc is not None and d.proc.poll() is None:
+            d.stop()
 
 
 def _binary(tmp: Path, name: str) -> Path:
@@ -69,14 +79,17 @@ def _gone(status: dict[str, Any]) -> list[str]:
     return [a["message"] for a in status["alerts"] if a["rule"] == "gone"]
 
 
-def test_a_pushed_watch_list_is_applied_live_and_again_after_a_restart(tmp_path, procs):
+def test_a_pushed_watch_list_is_applied_live_and_again_after_a_restart(tmp_path, procs,
+                                                                       daemons):
     tag = uuid.uuid4().hex[:6]
     here, absent = f"pwhere{tag}", f"pwgone{tag}"
     procs.append(subprocess.Popen([str(_binary(tmp_path, here)), "600"]))
     d = _daemon(tmp_path, [here, absent])
+    daemons.append(d)
     issued = d.ctop("keys", "issue", "pw1", "--push")
     assert issued.returncode == 0, issued.stderr
     agent = _agent(tmp_path, d, "pw1", issued.stdout.strip().encode())
+    procs.append(agent)
     try:
         # The agent started with no watch of its own: the pushed list is watched, live.
         st = d.wait_for(lambda s: here in _watched(s, "pw1"), timeout=20,
@@ -94,6 +107,7 @@ def test_a_pushed_watch_list_is_applied_live_and_again_after_a_restart(tmp_path,
     # new push could arrive (the director pushes only to a node whose join is behind).
     sent = d.status()["configs"]["sent"]
     agent = _agent(tmp_path, d, "pw1", issued.stdout.strip().encode())
+    procs.append(agent)
     try:
         st = d.wait_for(lambda s: node(s, "pw1")["restarts"] >= 1
                         and here in _watched(s, "pw1"), timeout=20,
@@ -106,6 +120,7 @@ def test_a_pushed_watch_list_is_applied_live_and_again_after_a_restart(tmp_path,
         d.stop()
         d.config.write_text(d.config.read_text().replace(f', "{absent}"', ""))
         d = d.again()
+        daemons.append(d)
         st = d.wait_for(lambda s: node(s, "pw1") is not None
                         and set(_watched(s, "pw1")) == {here}, timeout=20,
                         what="the retracted watch gone from the reports")
@@ -118,7 +133,7 @@ def test_a_pushed_watch_list_is_applied_live_and_again_after_a_restart(tmp_path,
     assert f"watch list now: {here}\n" in err
 
 
-def test_the_nodes_own_watch_wins_and_sighup_applies_it(tmp_path, procs):
+def test_the_nodes_own_watch_wins_and_sighup_applies_it(tmp_path, procs, daemons):
     """A local entry labelled like a pushed one wins (its count); SIGHUP changes the local list
     live, and a watch that stays keeps its restart count."""
     tag = uuid.uuid4().hex[:6]
@@ -127,10 +142,12 @@ def test_the_nodes_own_watch_wins_and_sighup_applies_it(tmp_path, procs):
     first = subprocess.Popen([str(binary), "600"])
     procs.append(first)
     d = _daemon(tmp_path, [name])
+    daemons.append(d)
     issued = d.ctop("keys", "issue", "pw2", "--push")
     cfg = tmp_path / "agentd.toml"
     cfg.write_text(f'watch = ["{name}:1-3"]\n')
     agent = _agent(tmp_path, d, "pw2", issued.stdout.strip().encode(), "--config", str(cfg))
+    procs.append(agent)
     try:
         st = d.wait_for(lambda s: s["configs"]["nodes"].get("pw2", {}).get("current")
                         and name in _watched(s, "pw2"), timeout=20, what="pushed, watched")

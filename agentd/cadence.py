@@ -38,6 +38,10 @@ class Cadence(Generic[T]):
         self._next = float("-inf")
         self._value: T | None = None
 
+    def expire(self) -> None:
+        """Read again at the next get (what is read changed, e.g. the watched processes)."""
+        self._next = float("-inf")
+
     def get(self, now: float) -> T:
         if self._value is None or now >= self._next:
             started = time.thread_time()

@@ -138,6 +138,19 @@ class Collector:
         tcp_reader = procfs.tcp_states if linux else _tcp_states_psutil
         self._tcp = Cadence(tcp_reader, interval, 30.0)
 
+    def set_watch(self, watch: tuple[WatchSpec, ...]) -> None:
+        """Watch these processes from the next process scan on (a push or SIGHUP changed the
+        list); watches that stay keep their restart counts. Called on the agent's one thread,
+        so never within a scan."""
+        if not self.linux or not isinstance(self._procs, procfs.ProcScanner):
+            return  # off Linux no process is watched
+        if self._watcher is None:
+            self._watcher = Watcher(watch)
+        else:
+            self._watcher.retarget(watch)
+        self._procs.watch = self._watcher.comms
+        self._slow.expire()  # the next report carries the new list, not the cached one
+
     # -- readings -------------------------------------------------------------------------
 
     def _read_slow(self) -> Slow:

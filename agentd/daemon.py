@@ -22,6 +22,7 @@ from agentd.pushed import PushedConfig, merged
 from agentd.sender import Sender
 from agentd.services import Services, describe_changes
 from agentd.slowfacts import SlowFacts
+from agentd.watch import MAX_WATCHES, WatchSpec, merged_watches
 
 log = logging.getLogger("agentd")
 
@@ -46,9 +47,10 @@ def beacon_slots(interval: float, beacon_interval: float) -> tuple[tuple[float, 
     return tuple(slots), max(beacon_interval, interval - slots[-1])
 
 
-# Everything but the probes is fixed for the life of a boot (joins announce it): SIGHUP logs it.
+# Everything but the probes and the watch list is fixed for the life of a boot (joins announce
+# it): SIGHUP logs it.
 _RESTART_KEYS = ("directors", "key_file", "node_id", "group", "interval", "join_interval",
-                 "beacon_interval", "addresses", "watch", "push_key_file", "push_state_file",
+                 "beacon_interval", "addresses", "push_key_file", "push_state_file",
                  "allow_remote_commands")
 
 
@@ -67,11 +69,15 @@ class Agent:
         self._reload_config = reload
         self.boot = encoder.new_boot_id()
         self.seq = 0
-        self.collector = Collector(cfg.interval, watch=cfg.watch)
         self.local_probes = cfg.probes  # the node's own file's; pushed ones are added to them
+        self.local_watch = cfg.watch  # likewise
         self.pushed = PushedConfig(push_key, cfg.node_id, cfg.group, cfg.push_state_file,
                                    cfg.allow_remote_commands)
         self.pushed.restore()
+        # The saved push's watch list applies from the first scan, as its probes do.
+        self.watch: tuple[WatchSpec, ...] = ()
+        self.watch = self._merged_watch()
+        self.collector = Collector(cfg.interval, watch=self.watch)
         self.cfg = cfg = replace(cfg, probes=merged(cfg.probes, self.pushed.specs))
         self.services = Services(cfg.probes)
         self.sender = Sender(cfg.directors, on_datagram=self._on_datagram)
@@ -156,8 +162,28 @@ class Agent:
         ignored = [k for k in _RESTART_KEYS if getattr(new, k) != getattr(self.cfg, k)]
         if ignored:
             log.warning("SIGHUP: %s changed; restart agentd to apply", ", ".join(ignored))
-        self.local_probes = new.probes
+        self.local_probes, self.local_watch = new.probes, new.watch
+        self._apply_watch(self._merged_watch(), "SIGHUP")
         self._apply_probes(merged(new.probes, self.pushed.specs), "SIGHUP")
+
+    def _merged_watch(self) -> tuple[WatchSpec, ...]:
+        """The node's own watches, then the pushed ones it has no entry for, as one report
+        carries them (MAX_WATCHES): a pushed watch left out is said in the log."""
+        watch = merged_watches(self.local_watch, self.pushed.watch)
+        kept = {s.label for s in watch} | {s.label for s in self.local_watch}
+        dropped = [s.label for s in self.pushed.watch if s.label not in kept]
+        if dropped:
+            log.warning("pushed watch(es) %s not applied: at most %d watches with the node's "
+                        "own", ", ".join(dropped), MAX_WATCHES)
+        return watch
+
+    def _apply_watch(self, watch: tuple[WatchSpec, ...], why: str) -> None:
+        """Replace the watched processes between two scans (the agent has one thread)."""
+        if watch == self.watch:
+            return
+        log.info("%s: watch list now: %s", why, ", ".join(s.label for s in watch) or "none")
+        self.watch = watch
+        self.collector.set_watch(watch)
 
     def _apply_probes(self, probes: tuple[Any, ...], why: str) -> asyncio.Task[None]:
         log.info("%s: probes reloaded: %s", why, describe_changes(self.cfg.probes, probes))
@@ -174,10 +200,11 @@ class Agent:
             return
         if self.pushed.accept(data):
             serial, digest = self.pushed.version
-            task = self._apply_probes(merged(self.local_probes, self.pushed.specs),
-                                      f"pushed configuration {digest} (serial {serial})")
-            # Announce the new version once the probes run (only then: a flood of forged
-            # pushes makes the agent send nothing).
+            why = f"pushed configuration {digest} (serial {serial})"
+            self._apply_watch(self._merged_watch(), why)
+            task = self._apply_probes(merged(self.local_probes, self.pushed.specs), why)
+            # Announce the new version once the probes run and the watches are set (only
+            # then: a flood of forged pushes makes the agent send nothing).
             task.add_done_callback(lambda _: self._tick(self.join))
 
     # -- the loop -------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The agent's half of the configuration push: check a pushed datagram, keep the newest one
 on disk (so a replay of an older one is refused after a restart too), and say which probes
-to run. The daemon applies them like a SIGHUP (agentd/daemon.py)."""
+to run and which processes to watch. The daemon applies both live (agentd/daemon.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from agentd.push import Push, PushRefused, decode_push
+from agentd.watch import WatchSpec, WatchSpecError, parse_watches
 
 log = logging.getLogger("agentd")
 
@@ -26,6 +27,7 @@ class PushedConfig:
         self.allow_commands = allow_commands
         self.current: Push | None = None
         self.specs: tuple[Any, ...] = ()  # the pushed probes, parsed
+        self.watch: tuple[WatchSpec, ...] = ()  # the pushed watch list, parsed
         self.refused: Counter[str] = Counter()
 
     @property
@@ -39,11 +41,11 @@ class PushedConfig:
         try:
             push = decode_push(self.key, self.state_file.read_bytes())
             self._check(push)
-            self.specs = self._parse(push)
+            specs, watch = self._parse(push), self._parse_watch(push)
         except (OSError, PushRefused) as e:
             log.warning("pushed configuration in %s not restored: %s", self.state_file, e)
             return
-        self.current = push
+        self.current, self.specs, self.watch = push, specs, watch
         log.info("restored pushed configuration %s (serial %d)", push.digest, push.serial)
 
     def accept(self, data: bytes) -> bool:
@@ -58,13 +60,13 @@ class PushedConfig:
             if self.current is not None and push.serial <= self.current.serial:
                 raise PushRefused("replay", f"serial {push.serial} is not after the running "
                                   f"{self.current.serial}")
-            specs = self._parse(push)
+            specs, watch = self._parse(push), self._parse_watch(push)
         except PushRefused as e:
             self.refused[e.reason] += 1
             log.warning("configuration push refused (%s)", e)
             return False
         self._persist(data)
-        self.current, self.specs = push, specs
+        self.current, self.specs, self.watch = push, specs, watch
         return True
 
     def _check(self, push: Push) -> None:
@@ -87,6 +89,13 @@ class PushedConfig:
                               f"command probe(s) {', '.join(commands)}; set "
                               f"allow_remote_commands = true in agentd.toml to run them")
         return specs
+
+    @staticmethod
+    def _parse_watch(push: Push) -> tuple[WatchSpec, ...]:
+        try:
+            return parse_watches(list(push.watch))
+        except WatchSpecError as e:
+            raise PushRefused("bad_watch", str(e)) from None
 
     def _persist(self, data: bytes) -> None:
         if self.state_file is None:

@@ -97,6 +97,15 @@ def parse_watches(items: object) -> tuple[WatchSpec, ...]:
     return tuple(specs)
 
 
+def merged_watches(local: tuple[WatchSpec, ...], pushed: tuple[WatchSpec, ...]
+                   ) -> tuple[WatchSpec, ...]:
+    """The node's own watches, then the pushed ones; a pushed watch labelled like a local one
+    is left out (the node's file wins, as for probes), and the list stops at MAX_WATCHES (a
+    report carries no more)."""
+    labels = {s.label for s in local}
+    return (local + tuple(s for s in pushed if s.label not in labels))[:MAX_WATCHES]
+
+
 class Seen(NamedTuple):
     """A process whose comm is watched, as the scan read it from /proc/PID/stat."""
 
@@ -140,6 +149,18 @@ class Watcher:
         self._restarts = [0] * len(specs)
         self._scanned = False
         self.last: list[Watched] = []
+
+    def retarget(self, specs: tuple[WatchSpec, ...]) -> None:
+        """Watch `specs` from the next scan on (a push or a SIGHUP changed the list). A watch
+        whose label stays keeps its processes and restart count; a new one starts at none,
+        so its first processes are no restart."""
+        old = {s.label: i for i, s in enumerate(self.specs)}
+        keep = [old.get(s.label) for s in specs]
+        self._pids = [dict(self._pids[i]) if i is not None else {} for i in keep]
+        self._owed = [self._owed[i] if i is not None else 0 for i in keep]
+        self._restarts = [self._restarts[i] if i is not None else 0 for i in keep]
+        self.specs = specs
+        self.comms = frozenset(s.comm for s in specs)
 
     def update(
         self, by_comm: Mapping[bytes, list[Seen]], page: int, per_tick: float

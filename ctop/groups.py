@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentd.push import MAX_PUSH_ITEMS, Push, digest, encode_push
+from agentd.watch import WatchSpecError, parse_watches
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ def parse_groups(table: Mapping[str, Any]) -> tuple[GroupConfig, ...]:
                 or not all(isinstance(w, str) and w for w in watch)):
             raise ValueError(f"{name}.watch: expected a list of at most {MAX_PUSH_ITEMS} "
                              f"process names")
+        try:  # as the agents parse it: a bad entry would be refused by every node (bad_watch)
+            parse_watches(watch)
+        except WatchSpecError as e:
+            raise ValueError(f"{name}.watch: {e}") from None
         version = digest(probes, watch)
         try:  # the longest node id: it must fit one datagram for every node
             encode_push(b"k" * 32, Push("n" * 128, name, 2**63 - 1, version, 0.0,

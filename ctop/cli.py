@@ -53,9 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--at", metavar="TIME",
                    help='show the cluster as it was then, from the history database, read-only: '
                         '"2026-12-01 14:05" (local), "14:05", "-15m" or "2h ago"')
+    p.add_argument("--nats", metavar="URL", action="append",
+                   help="show every cluster and group that collectors publish to this NATS "
+                        "server (repeat for more servers; read-only; docs/scaling.md)")
     _common(p)
     sub = p.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="run the engine headless (for systemd)")
+    serve.add_argument("--collector", action="store_true",
+                       help="publish this engine's groups to NATS ([nats] role = collector)")
     _common(serve)
     status = sub.add_parser("status", help="print the cluster snapshot of the running daemon")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -87,6 +92,10 @@ def director_config(args: argparse.Namespace) -> DirectorConfig:
         changes["control_socket"] = args.socket
     if args.readonly:
         changes["readonly"] = True
+    if getattr(args, "collector", False):
+        if cfg.nats is None:
+            raise ConfigError("--collector needs a [nats] section (servers) in the config")
+        changes["nats"] = replace(cfg.nats, role="collector")
     flags = {"listen": "listen", "key_file": "key_file", "store": "store.path",
              "control_socket": "control_socket"}
     changes["overrides"] = tuple(flags[k] for k in changes if k in flags)
@@ -118,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ctop.tui.launch import run_demo
 
             return run_demo(nodes=args.demo_nodes, color=args.color, readonly=args.readonly)
+        if args.nats and args.command is None:
+            return run_nats_ui(args.nats, color=args.color)
         cfg = director_config(args)
         if args.command == "serve":
             return asyncio.run(serve(cfg))
@@ -295,6 +306,24 @@ def run_ui(cfg: DirectorConfig, *, color: str = "auto", embedded: bool = False) 
         finally:
             source.close()
     return asyncio.run(run_embedded(cfg, color))
+
+
+def run_nats_ui(urls: Sequence[str], *, color: str = "auto") -> int:
+    """`ctop --nats URL`: every cluster and group collectors publish there, read-only."""
+    from ctop.nats.config import URL, NatsConfig
+    from ctop.nats.view import NatsSource
+    from ctop.tui.launch import make_app
+
+    bad = [u for u in urls if not URL.match(u)]
+    if bad:
+        print(f"ctop: --nats: not a nats://host:port URL: {bad[0]!r}", file=sys.stderr)
+        return 2
+    source = NatsSource(NatsConfig(servers=tuple(urls)))
+    try:
+        make_app(source, True, color).run()
+        return 0
+    finally:
+        source.close()
 
 
 def run_past(cfg: DirectorConfig, when: str, *, color: str = "auto") -> int:

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from ctop.lb.journal import Actor
     from ctop.lb.request import ActionRequest
     from ctop.lb.service import LBService
-    from ctop.nats.wiring import Pair
+    from ctop.nats.wiring import Collector, Pair
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ class Engine:
         self.lb_service: LBService | None = None  # None: monitoring only
         self.lb_note = ""
         self.pair: Pair | None = None  # [nats] with peers: ctop.nats.wiring
+        self.collector: Collector | None = None  # [nats] role = "collector"
         # each round into the history (ctop --at) at the raw samples' spacing, and the recent
         # shares of each server into its view (the LB pane's sparkline)
         self.lb_recorder = LBRecorder(lambda n: config.store.raw_every or auto_raw_every(n))
@@ -160,6 +161,8 @@ class Engine:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         self.receiver.close()
+        if self.collector is not None:
+            await asyncio.to_thread(self.collector.close)
         if self.pair is not None:
             await asyncio.to_thread(self.pair.close)
         if self.lb_service is not None:
@@ -192,6 +195,10 @@ class Engine:
             from ctop.nats.wiring import start_pair  # nats-py only when [nats] is configured
 
             self.pair = start_pair(self.config, self.lb_service, self.note)
+        if self.config.nats is not None and self.config.nats.role == "collector":
+            from ctop.nats.wiring import start_collector
+
+            self.collector = start_collector(self.config, self.pair.link if self.pair else None)
 
     def _record_lb(self, views: tuple[LBServiceView, ...]) -> tuple[LBServiceView, ...]:
         """LB worker thread: a round's views into the history; the views with their servers'
@@ -315,6 +322,8 @@ class Engine:
                 self._marks_saved = now
             self.store.record_marks(self.verifier.marks(changed_only=not every))
         self.heap.after_tick(len(snap.nodes))
+        if self.collector is not None:
+            self.collector.publisher.offer(snap)
         return snap
 
     def _store_alerts(self, now: float, snap: Snapshot) -> None:

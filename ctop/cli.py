@@ -127,9 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ctop.tui.launch import run_demo
 
             return run_demo(nodes=args.demo_nodes, color=args.color, readonly=args.readonly)
-        if args.nats and args.command is None:
-            return run_nats_ui(args.nats, color=args.color)
         cfg = director_config(args)
+        if args.nats and args.command is None:
+            return run_nats_ui(cfg, args.nats, color=args.color)
         if args.command == "serve":
             return asyncio.run(serve(cfg))
         if args.command == "status":
@@ -308,8 +308,11 @@ def run_ui(cfg: DirectorConfig, *, color: str = "auto", embedded: bool = False) 
     return asyncio.run(run_embedded(cfg, color))
 
 
-def run_nats_ui(urls: Sequence[str], *, color: str = "auto") -> int:
-    """`ctop --nats URL`: every cluster and group collectors publish there, read-only."""
+def run_nats_ui(cfg: DirectorConfig, urls: Sequence[str], *, color: str = "auto") -> int:
+    """`ctop --nats URL`: every cluster and group collectors publish there, read-only. The
+    config's [nats] gives the login, the prefix and (a scoped user) the groups to ask for."""
+    from dataclasses import replace
+
     from ctop.nats.config import URL, NatsConfig
     from ctop.nats.view import NatsSource
     from ctop.tui.launch import make_app
@@ -318,7 +321,7 @@ def run_nats_ui(urls: Sequence[str], *, color: str = "auto") -> int:
     if bad:
         print(f"ctop: --nats: not a nats://host:port URL: {bad[0]!r}", file=sys.stderr)
         return 2
-    source = NatsSource(NatsConfig(servers=tuple(urls)))
+    source = NatsSource(replace(cfg.nats or NatsConfig(), servers=tuple(urls)))
     try:
         make_app(source, True, color).run()
         return 0

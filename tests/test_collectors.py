@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -49,10 +50,11 @@ class Agents:
         self._thread.join(5)
 
 
-def collector(root: Path, nats: NatsServer, name: str, groups: str = "") -> Daemon:
+def collector(root: Path, nats: NatsServer, name: str, groups: str = "",
+              login: str = "") -> Daemon:
     root.mkdir(parents=True, exist_ok=True)
     return Daemon(root, f'[nats]\nservers = ["{nats.url}"]\nname = "{name}"\n'
-                        f'role = "collector"\n{groups}\n')
+                        f'role = "collector"\n{groups}\n{login}\n')
 
 
 def wait_until(source: NatsSource, check: Callable[[Snapshot], bool], timeout: float = 15,
@@ -152,3 +154,76 @@ def test_collector_flag_needs_a_nats_section(tmp_path: Path) -> None:
     d = Daemon(tmp_path)
     out = d.ctop("serve", "--collector")
     assert out.returncode == 2 and "--collector needs a [nats] section" in out.stderr
+
+
+# Conga's per-user scopes (seed 002) as NATS permissions: "storage" may read the storage
+# group's subjects and the collectors' heartbeats, and publish nothing at all.
+SCOPES = """
+authorization {
+  users = [
+    { user: "admin", password: "admin-pw" }
+    { user: "storage", password: "storage-pw", permissions: {
+        publish: { deny: [">"] }
+        subscribe: { allow: ["ctop.*.storage.>", "ctop.*._collector.*", "_INBOX.>"] } } }
+  ]
+}
+"""
+ADMIN = 'user = "admin"\npassword = "admin-pw"'
+
+
+@pytest.fixture(scope="module")
+def scoped_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    server = NatsServer("scoped", tmp_path_factory.mktemp("nats-scoped"),
+                        extra=SCOPES).start().wait_ready()
+    yield server
+    server.stop()
+
+
+def test_a_user_scoped_to_storage_sees_only_storage_and_acts_on_nothing(
+        tmp_path: Path, scoped_nats: NatsServer) -> None:
+    from ctop.nats.link import KeyNotFound
+    from ctop.nats.pair import bucket_name
+
+    c = collector(tmp_path / "c", scoped_nats, "col", login=ADMIN).start()
+    agents = [Agents(c, "storage", ["s1"]), Agents(c, "web", ["w1"])]
+    admin_cfg = NatsConfig(servers=(scoped_nats.url,), user="admin", password="admin-pw")
+    storage_cfg = NatsConfig(servers=(scoped_nats.url,), user="storage", password="storage-pw",
+                             groups=("storage",))
+    admin, storage = NatsSource(admin_cfg), NatsSource(storage_cfg)
+    try:
+        wait_until(admin, lambda s: {n.node_id for n in s.nodes} == {"s1", "w1"},
+                   what="the admin sees both groups")
+        snap = wait_until(storage, lambda s: s.node("s1") is not None, what="storage sees s1")
+        time.sleep(1.0)  # several snapshots of web were published meanwhile
+        snap = storage.snapshot()
+        assert [n.node_id for n in snap.nodes] == ["s1"]
+        assert [g.name for g in snap.groups] == ["storage"]
+        assert all(e.node_id in (None, "s1") for e in snap.events), snap.events
+        assert storage.view.errors == 0
+
+        # acting = writing an intent into the pair's bucket: refused to storage, not to admin
+        bucket = bucket_name(admin_cfg, "t")
+        admin.link.bucket(bucket)
+        admin.link.kv_put(bucket, "probe", b"admin")
+        storage.link.publish(f"$KV.{bucket}.drain.web.w1", b"drain w1")
+        with pytest.raises(KeyNotFound):
+            admin.link.kv_get(bucket, "drain.web.w1")
+        assert admin.link.kv_get(bucket, "probe").value == b"admin"
+        # nor can it pretend to be a collector
+        storage.link.publish("ctop.t.storage.snap", b"forged")
+        time.sleep(0.3)
+        assert admin.view.errors == 0
+
+        # and a scoped user asking for everything gets nothing, not the other groups
+        greedy = NatsSource(replace(storage_cfg, groups=()))
+        try:
+            time.sleep(1.5)
+            assert greedy.snapshot().nodes == ()
+        finally:
+            greedy.close()
+    finally:
+        admin.close()
+        storage.close()
+        for ag in agents:
+            ag.stop()
+        c.stop()

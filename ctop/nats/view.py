@@ -22,7 +22,7 @@ from typing import Any
 import msgpack
 
 from ctop.codec import unpack_compact
-from ctop.nats.collector import FORMAT
+from ctop.nats.collector import FORMAT, group_token
 from ctop.nats.config import NatsConfig
 from ctop.nats.link import NatsLink
 from ctop.snapshot import Aggregate, EventView, GroupView, Liveness, NodeView, Snapshot
@@ -190,6 +190,16 @@ def subjects(prefix: str, cluster: str = "*") -> list[str]:
             f"{prefix}.{cluster}._collector.*"]
 
 
+def scoped_subjects(prefix: str, cluster: str, groups: Sequence[str]) -> list[str]:
+    """A view of only `groups` ([nats] groups): a user whose NATS permissions allow only those
+    groups' subjects must not ask for the others (the server would refuse the whole
+    subscription)."""
+    if not groups:
+        return subjects(prefix, cluster)
+    return [f"{prefix}.{cluster}.{group_token(g)}.{kind}" for g in groups
+            for kind in ("snap", "events")] + [f"{prefix}.{cluster}._collector.*"]
+
+
 class NatsSource:
     """The UI's source for `ctop --nats URL`: ClusterView over its own NATS link; read-only
     (see REFUSAL). History and a node's events come from the collectors' snapshots only."""
@@ -198,16 +208,10 @@ class NatsSource:
     records_actions = False
     lb = None
 
-    def __init__(self, cfg: NatsConfig, *, cluster: str = "*", groups: Sequence[str] = ()) -> None:
+    def __init__(self, cfg: NatsConfig, *, cluster: str = "*") -> None:
         self.view = ClusterView()
         self.link = NatsLink(cfg, name="ctop view").start()
-        prefix = cfg.subject_prefix
-        if groups:  # a scoped user may subscribe only to its groups' subjects
-            wanted = [f"{prefix}.{cluster}.{g}.{kind}" for g in groups for kind in
-                      ("snap", "events")] + [f"{prefix}.{cluster}._collector.*"]
-        else:
-            wanted = subjects(prefix, cluster)
-        for subject in wanted:
+        for subject in scoped_subjects(cfg.subject_prefix, cluster, cfg.groups):
             self.link.subscribe(subject, self.view.receive)
         self._tick = 0
 

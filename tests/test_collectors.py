@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
 
 from agentd.encoder import encode
@@ -18,7 +19,7 @@ from agentd.protocol import Join
 from ctop.nats.config import NatsConfig
 from ctop.nats.view import NatsSource
 from ctop.snapshot import Liveness, Snapshot
-from tests.helpers.nats_servers import NatsServer
+from tests.helpers.nats_servers import NatsCluster, NatsServer
 from tests.helpers.serve_helpers import Daemon, Sender
 
 
@@ -227,3 +228,49 @@ def test_a_user_scoped_to_storage_sees_only_storage_and_acts_on_nothing(
         for ag in agents:
             ag.stop()
         c.stop()
+
+
+def _holding(cluster: NatsCluster, client: str) -> NatsServer:
+    """The server of the 3-node cluster the named client is connected to (its /connz)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for n in (n for n in cluster.nodes if n.running):
+            conns = httpx.get(f"http://127.0.0.1:{n.monitor}/connz", timeout=2).json()
+            if any(c.get("name") == client for c in conns.get("connections") or []):
+                return n
+        time.sleep(0.1)
+    raise AssertionError(f"no server of the cluster holds {client!r}")
+
+
+def test_losing_the_collectors_nats_server_loses_no_node_and_kills_none(
+        tmp_path: Path, nats_cluster_whole: NatsCluster) -> None:
+    servers = ", ".join(f'"{u}"' for u in nats_cluster_whole.urls)
+    c = Daemon(_dir(tmp_path / "c"), f'[nats]\nservers = [{servers}]\nname = "col-n"\n'
+                                      f'role = "collector"\n').start()
+    agents = Agents(c, "storage", ["s1", "s2", "s3"])
+    view = NatsSource(NatsConfig(servers=tuple(nats_cluster_whole.urls)))
+    try:
+        wait_until(view, lambda s: sum(n.liveness is Liveness.ALIVE for n in s.nodes) == 3,
+                   what="3 alive")
+        server = _holding(nats_cluster_whole, "ctop collector col-n")
+        assert server.proc is not None
+        server.proc.kill()  # the collector's server dies: it reconnects to another
+        server.proc.wait()
+        states: set[str] = set()
+        deadline = time.monotonic() + 6  # well past the 2 s a lost collector is allowed
+        while time.monotonic() < deadline:
+            snap = view.snapshot()
+            states |= {str(n.liveness) for n in snap.nodes}
+            time.sleep(0.05)
+        assert states == {"alive"}, states  # never unknown, never dead
+        assert [n.node_id for n in view.snapshot().nodes] == ["s1", "s2", "s3"]
+        assert _holding(nats_cluster_whole, "ctop collector col-n") is not server
+    finally:
+        view.close()
+        agents.stop()
+        c.stop()
+
+
+def _dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -299,7 +299,13 @@ def run_ui(cfg: DirectorConfig, *, color: str = "auto", embedded: bool = False) 
     readonly = effective_readonly(cfg)
     if not embedded and daemon_running(cfg.control_socket):
         # The daemon owns the balancers: this UI's actions are requests to it.
-        source = RemoteSource(cfg.control_socket, cfg.store.path, readonly=readonly)
+        victoria = None
+        if cfg.victoria_url:
+            from ctop.victoria import VictoriaReader
+
+            victoria = VictoriaReader(cfg.victoria_url, cfg.cluster)
+        source = RemoteSource(cfg.control_socket, cfg.store.path, readonly=readonly,
+                              victoria=victoria)
         try:
             make_app(source, readonly, color).run()
             return 0

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from ctop.lb.request import ActionRequest
     from ctop.lb.service import LBService
     from ctop.nats.wiring import Collector, Pair
+    from ctop.victoria import VictoriaReader, VictoriaSink
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,8 @@ class Engine:
         self.lb_note = ""
         self.pair: Pair | None = None  # [nats] with peers: ctop.nats.wiring
         self.collector: Collector | None = None  # [nats] role = "collector"
+        self.victoria: VictoriaSink | None = None  # [history] victoria_url
+        self._victoria_reader: VictoriaReader | None = None
         # each round into the history (ctop --at) at the raw samples' spacing, and the recent
         # shares of each server into its view (the LB pane's sparkline)
         self.lb_recorder = LBRecorder(lambda n: config.store.raw_every or auto_raw_every(n))
@@ -133,6 +136,12 @@ class Engine:
         self.verifier.restore([Mark(*row) for row in self.store.load_marks()])
         self._marks_saved = time.time()
         self._setup_lb()
+        if cfg.victoria_url:
+            from ctop.victoria import VictoriaReader, VictoriaSink
+
+            self.victoria = VictoriaSink(cfg.victoria_url, cfg.cluster,
+                                         raw_every=cfg.store.raw_every)
+            self._victoria_reader = VictoriaReader(cfg.victoria_url, cfg.cluster)
         try:
             self.receiver.open()
         except OSError as e:
@@ -163,6 +172,8 @@ class Engine:
         self.receiver.close()
         if self.collector is not None:
             await asyncio.to_thread(self.collector.close)
+        if self.victoria is not None:
+            await asyncio.to_thread(self.victoria.close)
         if self.pair is not None:
             await asyncio.to_thread(self.pair.close)
         if self.lb_service is not None:
@@ -316,6 +327,8 @@ class Engine:
                 self._joined.clear()
                 self.store.record_nodes(v for v in snap.nodes if v.node_id in wanted)
             self.store.record_tick(now, snap.nodes, self._pending_events)
+            if self.victoria is not None:
+                self.victoria.offer(snap.nodes)
             self._pending_events = []
             every = now - self._marks_saved >= MARKS_EVERY
             if every:
@@ -348,6 +361,8 @@ class Engine:
     def history(
         self, node_id: str, metrics: Sequence[str], seconds: float
     ) -> dict[str, list[tuple[float, float]]]:
+        if self._victoria_reader is not None:
+            return self._victoria_reader.history(node_id, metrics, seconds)
         if self.store is None:
             return {m: [] for m in metrics}
         return self.store.history(node_id, metrics, seconds)

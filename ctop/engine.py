@@ -206,7 +206,9 @@ class Engine:
             from ctop.nats.wiring import start_pair  # nats-py only when [nats] is configured
 
             self.pair = start_pair(self.config, self.lb_service, self.note)
-        if self.config.nats is not None and self.config.nats.role == "collector":
+        if self.config.nats is not None and (self.config.nats.role == "collector"
+                                             or self.lb_service is not None):
+            # a collector publishes its groups; a director its balancers (ctop --nats)
             from ctop.nats.wiring import start_collector
 
             self.collector = start_collector(self.config, self.pair.link if self.pair else None)

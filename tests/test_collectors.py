@@ -274,3 +274,40 @@ def test_losing_the_collectors_nats_server_loses_no_node_and_kills_none(
 def _dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def test_each_directors_balancers_in_the_view_and_gone_with_the_director(
+        nats_server: NatsServer, view: NatsSource) -> None:
+    from ctop.nats.collector import CollectorPublisher
+    from ctop.nats.link import NatsLink
+    from tests.helpers.sample import sample_snapshot
+
+    links, pubs = [], []
+    try:
+        for name in ("dir-a", "dir-b"):
+            cfg = NatsConfig(servers=(nats_server.url,), name=name)  # role director
+            links.append(NatsLink(cfg).start())
+            pubs.append(CollectorPublisher(links[-1], cfg, "t"))
+        snap = sample_snapshot(6, lb=True)
+        assert snap.lb
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(view.snapshot().lb) < 2 * len(snap.lb):
+            for p in pubs:
+                p.offer(snap)
+            time.sleep(0.1)
+        keys = [s.key for s in view.snapshot().lb]
+        assert keys == [f"dir-a {s.key}" for s in snap.lb] + [f"dir-b {s.key}" for s in snap.lb]
+        assert view.snapshot().nodes == ()  # a director publishes no groups
+        pubs[0].close()  # dir-a goes away: its balancers leave the view, dir-b's stay
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(
+                s.key.startswith("dir-a ") for s in view.snapshot().lb):
+            pubs[1].offer(snap)
+            time.sleep(0.1)
+        assert [s.key for s in view.snapshot().lb] == [f"dir-b {s.key}" for s in snap.lb], \
+            view.view.lost()
+    finally:
+        for p in pubs:
+            p.close()
+        for lk in links:
+            lk.close()

@@ -24,7 +24,7 @@ pytest.importorskip("nats")
 
 async def test_the_nats_view_shows_the_groups_and_a_lost_collectors_nodes_unknown(
         nats_server: NatsServer) -> None:
-    cfg = NatsConfig(servers=(nats_server.url,), name="col-ui")
+    cfg = NatsConfig(servers=(nats_server.url,), name="col-ui", role="collector")
     snap = sample_snapshot(6, lb=False)
     snap = replace(snap, nodes=tuple(n._replace(liveness=Liveness.ALIVE) for n in snap.nodes))
     link = NatsLink(cfg).start()

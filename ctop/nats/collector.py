@@ -5,6 +5,10 @@ publishes what it knows of its groups to NATS for directors and UIs (ctop.nats.v
     <prefix>.<cluster>.<group>.snap      the group's compact snapshot (ctop.codec), each tick
     <prefix>.<cluster>.<group>.events    the group's new events, as they come
     <prefix>.<cluster>._collector.<name> a heartbeat every HEARTBEAT s: its name and groups
+    <prefix>.<cluster>._director.<name>.lb  a director's balancers (its LB pane), each tick
+
+A director ([nats] role = "director", the default) publishes only its balancers and the
+heartbeat; a collector its groups, their events, the heartbeat (and balancers, if it has any).
 
 Subjects per cluster and group let NATS permissions scope a user to a group (docs/scaling.md).
 The engine's tick only hands its snapshot over (`offer`); packing and publishing run in the
@@ -49,6 +53,16 @@ def heartbeat_subject(prefix: str, cluster: str, name: str) -> str:
     return f"{prefix}.{safe_name(cluster)}._collector.{safe_name(name)}"
 
 
+def lb_subject(prefix: str, cluster: str, name: str) -> str:
+    return f"{prefix}.{safe_name(cluster)}._director.{safe_name(name)}.lb"
+
+
+def lb_snapshot(snap: Snapshot) -> Snapshot:
+    """Only the balancers of a snapshot (what a view shows of a director)."""
+    return replace(snap, nodes=(), groups=(), alerts=(), events=(), drop_sources={},
+                   _index=Snapshot.index_of(()))
+
+
 def group_snapshot(snap: Snapshot, group: str) -> Snapshot:
     """The part of a snapshot one group's subscribers see: its nodes, totals and alerts.
     Events travel on their own subject; the balancers stay the collector's own."""
@@ -70,6 +84,7 @@ class CollectorPublisher:
 
     def __init__(self, link: NatsLink, cfg: NatsConfig, cluster: str) -> None:
         self.link = link
+        self.collects = cfg.role == "collector"  # else a director: its balancers only
         self.cfg = cfg
         self.cluster = cluster
         self.name = cfg.director_name
@@ -118,6 +133,12 @@ class CollectorPublisher:
 
     def _publish(self, snap: Snapshot) -> None:
         prefix = self.cfg.subject_prefix
+        if snap.lb:
+            self.link.publish(lb_subject(prefix, self.cluster, self.name),
+                              envelope(self.name, self.cluster, "",
+                                       pack_compact(lb_snapshot(snap))))
+        if not self.collects:
+            return
         groups = sorted({g.name for g in snap.groups if self.serves(g.name)})
         self._seen_groups.update(groups)
         for group in groups:

@@ -25,7 +25,15 @@ from ctop.codec import unpack_compact
 from ctop.nats.collector import FORMAT, group_token
 from ctop.nats.config import NatsConfig
 from ctop.nats.link import NatsLink
-from ctop.snapshot import Aggregate, EventView, GroupView, Liveness, NodeView, Snapshot
+from ctop.snapshot import (
+    Aggregate,
+    EventView,
+    GroupView,
+    LBServiceView,
+    Liveness,
+    NodeView,
+    Snapshot,
+)
 
 LOST_AFTER = 2.0  # s without a heartbeat: 4 missed beats; nodes unknown within 3 s of a loss
 MAX_EVENTS = 500
@@ -58,6 +66,7 @@ class ClusterView:
     _collectors: dict[tuple[str, str], _Collector] = field(default_factory=dict)
     _events: deque[EventView] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS))
     _lost: set[tuple[str, str]] = field(default_factory=set)
+    _lb: dict[tuple[str, str], tuple[LBServiceView, ...]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     errors: int = 0  # messages that could not be read (a newer or foreign publisher)
 
@@ -73,6 +82,8 @@ class ClusterView:
             kind = subject.rsplit(".", 1)[-1]
             if "._collector." in subject:
                 self._beat(cluster, collector, msgpack.unpackb(body)["groups"])
+            elif "._director." in subject and kind == "lb":
+                self._balancers(cluster, collector, unpack_compact(body).lb)
             elif kind == "snap":
                 self._snap(cluster, group, collector, unpack_compact(body))
             elif kind == "events":
@@ -92,8 +103,19 @@ class ClusterView:
             self._collectors.setdefault((cluster, collector),
                                         _Collector(collector, cluster, self.clock()))
 
+    def _balancers(self, cluster: str, director: str, lb: tuple[LBServiceView, ...]) -> None:
+        # a service's key says whose it is: every director's balancers in one LB pane
+        with self._lock:
+            # known from its first message: one that dies before its first heartbeat is lost too
+            self._collectors.setdefault((cluster, director),
+                                        _Collector(director, cluster, self.clock()))
+            self._lb[(cluster, director)] = tuple(replace(v, key=f"{director} {v.key}")
+                                                  for v in lb)
+
     def _add_events(self, cluster: str, collector: str, rows: Sequence[Sequence[Any]]) -> None:
         with self._lock:
+            self._collectors.setdefault((cluster, collector),
+                                        _Collector(collector, cluster, self.clock()))
             self._events.extend(EventView(float(r[0]), str(r[1]), r[2], str(r[3]))
                                 for r in rows)
 
@@ -110,6 +132,7 @@ class ClusterView:
             groups = sorted(self._groups.values(), key=lambda g: (g.cluster, g.name))
             self._note_losses(lost)
             events = tuple(sorted(self._events, key=lambda e: e.ts))
+            lb = tuple(v for key in sorted(self._lb) if key not in lost for v in self._lb[key])
         clusters = sorted({g.cluster for g in groups})
         many = len(clusters) > 1
         nodes: list[NodeView] = []
@@ -137,6 +160,7 @@ class ClusterView:
             ts=newest or time.time(), tick=tick, cluster="+".join(clusters) or "nats",
             nodes=frozen, groups=tuple(group_views),
             totals=_sum(gv.totals for gv in group_views), alerts=tuple(alerts), events=events,
+            lb=lb,
             lb_note=note or "through NATS: read-only", readonly=True,
             _index=Snapshot.index_of(frozen))
 
@@ -187,7 +211,7 @@ def _sum(parts: Iterable[Aggregate]) -> Aggregate:
 def subjects(prefix: str, cluster: str = "*") -> list[str]:
     """What a view subscribes to: every group of `cluster` ('*': of every cluster)."""
     return [f"{prefix}.{cluster}.*.snap", f"{prefix}.{cluster}.*.events",
-            f"{prefix}.{cluster}._collector.*"]
+            f"{prefix}.{cluster}._collector.*", f"{prefix}.{cluster}._director.*.lb"]
 
 
 def scoped_subjects(prefix: str, cluster: str, groups: Sequence[str]) -> list[str]:

@@ -59,3 +59,46 @@ async def test_the_nats_view_shows_the_groups_and_a_lost_collectors_nodes_unknow
         publisher.close()
         source.close()
         link.close()
+
+
+async def test_ctx_in_the_command_palette_narrows_the_view_to_one_cluster(
+        nats_server: NatsServer) -> None:
+    links, pubs = [], []
+    source = NatsSource(NatsConfig(servers=(nats_server.url,)))
+    snap = sample_snapshot(6, lb=False)
+    try:
+        for cluster in ("east", "west"):
+            cfg = NatsConfig(servers=(nats_server.url,), name=f"col-{cluster}", role="collector")
+            links.append(NatsLink(cfg).start())
+            pubs.append(CollectorPublisher(links[-1], cfg, cluster))
+        for _ in range(100):
+            for p in pubs:
+                p.offer(snap)
+            await asyncio.sleep(0.05)
+            if len(source.snapshot().nodes) == 12:
+                break
+        assert {n.group.split("/")[0] for n in source.snapshot().nodes} == {"east", "west"}
+        app = CtopApp(source, view="table")
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause(0.5)
+            await pilot.press("colon")
+            await pilot.pause(0.3)
+            await pilot.press(*"ctx west")
+            await pilot.pause(0.8)
+            await pilot.press("enter")
+            for _ in range(30):
+                for p in pubs:
+                    p.offer(snap)
+                await pilot.pause(0.1)
+                text = "\n".join(screen_text(app))
+                if "ctop west " in text:
+                    break
+            assert source.context == "west"
+            # one cluster now: its six nodes, its groups without the cluster's prefix
+            assert "ctop west " in text and " 6 nodes" in text and "east" not in text, text
+    finally:
+        for p in pubs:
+            p.close()
+        source.close()
+        for lk in links:
+            lk.close()

@@ -126,13 +126,31 @@ class ClusterView:
             return [(c.cluster, c.name, now - c.last) for c in self._collectors.values()
                     if now - c.last > self.lost_after]
 
-    def snapshot(self, tick: int = 0) -> Snapshot:
+    def contexts(self) -> list[tuple[str, str]]:
+        """(name, what) of each context `:ctx` offers: all, each cluster, each director."""
+        with self._lock:
+            clusters = sorted({cl for cl, _ in self._groups} | {cl for cl, _ in self._lb})
+            directors = sorted(self._lb)
+        return ([("all", "every cluster and director reachable")]
+                + [(cl, f"cluster {cl}: its groups and directors") for cl in clusters]
+                + [(name, f"director {name} ({cl}): its balancers") for cl, name in directors])
+
+    def snapshot(self, tick: int = 0, context: str = "all") -> Snapshot:
         lost = {(cl, name): age for cl, name, age in self.lost()}
         with self._lock:
             groups = sorted(self._groups.values(), key=lambda g: (g.cluster, g.name))
             self._note_losses(lost)
             events = tuple(sorted(self._events, key=lambda e: e.ts))
-            lb = tuple(v for key in sorted(self._lb) if key not in lost for v in self._lb[key])
+            lbs = sorted(self._lb.items())
+        if context != "all":
+            directors = {name for _, name in self._lb}
+            if context in directors:  # a director: its balancers only
+                groups = []
+                lbs = [(k, v) for k, v in lbs if k[1] == context]
+            else:  # a cluster
+                groups = [g for g in groups if g.cluster == context]
+                lbs = [(k, v) for k, v in lbs if k[0] == context]
+        lb = tuple(v for key, views in lbs if key not in lost for v in views)
         clusters = sorted({g.cluster for g in groups})
         many = len(clusters) > 1
         nodes: list[NodeView] = []
@@ -238,10 +256,18 @@ class NatsSource:
         for subject in scoped_subjects(cfg.subject_prefix, cluster, cfg.groups):
             self.link.subscribe(subject, self.view.receive)
         self._tick = 0
+        self.context = "all"
+
+    def contexts(self) -> list[tuple[str, str]]:
+        return self.view.contexts()
+
+    def use_context(self, name: str) -> None:
+        """`:ctx NAME`: show only that cluster or director ("all": everything)."""
+        self.context = name
 
     def snapshot(self) -> Snapshot:
         self._tick += 1
-        snap = self.view.snapshot(self._tick)
+        snap = self.view.snapshot(self._tick, self.context)
         status = self.link.status
         if not status.connected:
             return replace(snap, lb_error=f"NATS {status.text()}")

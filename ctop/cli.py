@@ -56,9 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--at", metavar="TIME",
                    help='show the cluster as it was then, from the history database, read-only: '
                         '"2026-12-01 14:05" (local), "14:05", "-15m" or "2h ago"')
+    p.add_argument("--nats", metavar="URL", action="append",
+                   help="show every cluster and group that collectors publish to this NATS "
+                        "server (repeat for more servers; read-only; docs/scaling.md)")
     _common(p)
     sub = p.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="run the engine headless (for systemd)")
+    serve.add_argument("--collector", action="store_true",
+                       help="publish this engine's groups to NATS ([nats] role = collector)")
     _common(serve)
     status = sub.add_parser("status", help="print the cluster snapshot of the running daemon")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -99,6 +104,10 @@ def director_config(args: argparse.Namespace) -> DirectorConfig:
         changes["control_socket"] = args.socket
     if args.readonly:
         changes["readonly"] = True
+    if getattr(args, "collector", False):
+        if cfg.nats is None:
+            raise ConfigError("--collector needs a [nats] section (servers) in the config")
+        changes["nats"] = replace(cfg.nats, role="collector")
     flags = {"listen": "listen", "key_file": "key_file", "store": "store.path",
              "control_socket": "control_socket"}
     changes["overrides"] = tuple(flags[k] for k in changes if k in flags)
@@ -131,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_demo(nodes=args.demo_nodes, color=args.color, readonly=args.readonly)
         cfg = director_config(args)
+        if args.nats and args.command is None:
+            return run_nats_ui(cfg, args.nats, color=args.color)
         if args.command == "serve":
             return asyncio.run(serve(cfg))
         if args.command == "status":
@@ -348,13 +359,40 @@ def run_ui(cfg: DirectorConfig, *, color: str = "auto", embedded: bool = False) 
     readonly = effective_readonly(cfg)
     if not embedded and daemon_running(cfg.control_socket):
         # The daemon owns the balancers: this UI's actions are requests to it.
-        source = RemoteSource(cfg.control_socket, cfg.store.path, readonly=readonly)
+        victoria = None
+        if cfg.victoria_url:
+            from ctop.victoria import VictoriaReader
+
+            victoria = VictoriaReader(cfg.victoria_url, cfg.cluster)
+        source = RemoteSource(cfg.control_socket, cfg.store.path, readonly=readonly,
+                              victoria=victoria)
         try:
             make_app(source, readonly, color).run()
             return 0
         finally:
             source.close()
     return asyncio.run(run_embedded(cfg, color))
+
+
+def run_nats_ui(cfg: DirectorConfig, urls: Sequence[str], *, color: str = "auto") -> int:
+    """`ctop --nats URL`: every cluster and group collectors publish there, read-only. The
+    config's [nats] gives the login, the prefix and (a scoped user) the groups to ask for."""
+    from dataclasses import replace
+
+    from ctop.nats.config import URL, NatsConfig
+    from ctop.nats.view import NatsSource
+    from ctop.tui.launch import make_app
+
+    bad = [u for u in urls if not URL.match(u)]
+    if bad:
+        print(f"ctop: --nats: not a nats://host:port URL: {bad[0]!r}", file=sys.stderr)
+        return 2
+    source = NatsSource(replace(cfg.nats or NatsConfig(), servers=tuple(urls)))
+    try:
+        make_app(source, True, color).run()
+        return 0
+    finally:
+        source.close()
 
 
 def run_past(cfg: DirectorConfig, when: str, *, color: str = "auto") -> int:

@@ -188,6 +188,7 @@ class DirectorConfig:
     source: TomlSource | None = None  # where it came from, for error messages
     overrides: tuple[str, ...] = ()  # settings given by command-line flags, for error messages
     nats: NatsConfig | None = None  # [nats]: None = no NATS (single director, as before)
+    victoria_url: str = ""  # [history] victoria_url: also keep history there (ctop.victoria)
 
 
 def load(path: str | None, *, must_exist: bool = False) -> DirectorConfig:
@@ -224,6 +225,9 @@ def from_source(src: TomlSource) -> DirectorConfig:
     control = top.table_of("control")
     control_group = control.string("group", "") or None
     control.check_unknown()
+    history = top.table_of("history")
+    victoria_url = history.get("victoria_url", "", _http_url, "an http:// URL")
+    history.check_unknown()
     cfg = DirectorConfig(
         cluster=top.string("cluster", DirectorConfig.cluster),
         listen=top.get("listen", DirectorConfig.listen, parse_address, "host:port"),
@@ -248,11 +252,18 @@ def from_source(src: TomlSource) -> DirectorConfig:
         readonly=top.boolean("readonly", False),
         source=src,
         nats=parse_nats(top.table_of("nats")),
+        victoria_url=victoria_url,
     )
     if not cfg.key_file and not cfg.master_key_file:
         raise top.error("key_file", "is empty; give the path of the cluster key file")
     top.check_unknown()
     return cfg
+
+
+def _http_url(v: Any) -> str:
+    if not isinstance(v, str) or not v.startswith(("http://", "https://")) or " " in v:
+        raise ValueError(f"expected an http://host:port URL, got {v!r}")
+    return v
 
 
 def effective_readonly(cfg: DirectorConfig) -> bool:

@@ -55,7 +55,8 @@ if TYPE_CHECKING:
     from ctop.lb.request import ActionRequest
     from ctop.lb.service import LBService
     from ctop.nats.roles import RoleShare
-    from ctop.nats.wiring import Pair
+    from ctop.nats.wiring import Collector, Pair
+    from ctop.victoria import VictoriaReader, VictoriaSink
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,9 @@ class Engine:
         self.lb_note = ""
         self.nats_pair: Pair | None = None  # [nats] with peers: ctop.nats.wiring
         self.nats_roles: RoleShare | None = None  # [nats] with [pair]: the peer's VRRP role
+        self.collector: Collector | None = None  # [nats] role = "collector"
+        self.victoria: VictoriaSink | None = None  # [history] victoria_url
+        self._victoria_reader: VictoriaReader | None = None
         # each round into the history (ctop --at) at the raw samples' spacing, and the recent
         # shares of each server into its view (the LB pane's sparkline)
         self.lb_recorder = LBRecorder(lambda n: config.store.raw_every or auto_raw_every(n))
@@ -153,6 +157,12 @@ class Engine:
         self.mute.book = open_book(cfg.store.path)
         self._marks_saved = time.time()
         self._setup_lb()
+        if cfg.victoria_url:
+            from ctop.victoria import VictoriaReader, VictoriaSink
+
+            self.victoria = VictoriaSink(cfg.victoria_url, cfg.cluster,
+                                         raw_every=cfg.store.raw_every)
+            self._victoria_reader = VictoriaReader(cfg.victoria_url, cfg.cluster)
         try:
             self.receiver.open()
         except OSError as e:
@@ -191,6 +201,10 @@ class Engine:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         self.receiver.close()
+        if self.collector is not None:
+            await asyncio.to_thread(self.collector.close)
+        if self.victoria is not None:
+            await asyncio.to_thread(self.victoria.close)
         if self.nats_roles is not None:  # before the pair's link closes
             await asyncio.to_thread(self.nats_roles.close)
         if self.nats_pair is not None:
@@ -231,6 +245,13 @@ class Engine:
             from ctop.nats.wiring import start_pair  # nats-py only when [nats] is configured
 
             self.nats_pair = start_pair(self.config, self.lb_service, self.note)
+        if self.config.nats is not None and (self.config.nats.role == "collector"
+                                             or self.lb_service is not None):
+            # a collector publishes its groups; a director its balancers (ctop --nats)
+            from ctop.nats.wiring import start_collector
+
+            self.collector = start_collector(self.config,
+                                             self.nats_pair.link if self.nats_pair else None)
 
     def _record_lb(self, views: tuple[LBServiceView, ...]) -> tuple[LBServiceView, ...]:
         """LB worker thread: a round's views into the history; the views with their servers'
@@ -377,12 +398,16 @@ class Engine:
                 self._joined.clear()
                 self.store.record_nodes(v for v in snap.nodes if v.node_id in wanted)
             self.store.record_tick(now, snap.nodes, self._pending_events)
+            if self.victoria is not None:
+                self.victoria.offer(snap.nodes)
             self._pending_events = []
             every = now - self._marks_saved >= MARKS_EVERY
             if every:
                 self._marks_saved = now
             self.store.record_marks(self.verifier.marks(changed_only=not every))
         self.heap.after_tick(len(snap.nodes))
+        if self.collector is not None:
+            self.collector.publisher.offer(snap)
         return snap
 
     def _store_alerts(self, now: float, snap: Snapshot) -> None:
@@ -407,6 +432,8 @@ class Engine:
     def history(
         self, node_id: str, metrics: Sequence[str], seconds: float
     ) -> dict[str, list[tuple[float, float]]]:
+        if self._victoria_reader is not None:
+            return self._victoria_reader.history(node_id, metrics, seconds)
         if self.store is None:
             return {m: [] for m in metrics}
         return self.store.history(node_id, metrics, seconds)

@@ -56,6 +56,8 @@ def exposition(snap: Snapshot) -> str:
     cluster = f'cluster="{_label(snap.cluster)}"'
     _family(out, "ctop_nodes", "gauge", "Nodes by liveness state")
     for state in Liveness:
+        if state is Liveness.UNKNOWN:  # only a NATS view (collector lost) has such nodes
+            continue
         out.append(f'ctop_nodes{{{cluster},state="{state}"}} {getattr(t, str(state))}')
     for name, value in (("cpu_avg_percent", t.cpu_avg), ("cpu_max_percent", t.cpu_max),
                         ("memory_avg_percent", t.mem_avg), ("memory_max_percent", t.mem_max),

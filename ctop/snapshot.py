@@ -23,6 +23,9 @@ class Liveness(StrEnum):
     SUSPECT = "suspect"  # missed a few intervals
     DEAD = "dead"  # missed many intervals
     LEFT = "left"  # said goodbye (leave message)
+    # seen through NATS, and its collector went silent (ctop.nats.view): not known to be dead,
+    # so nothing may act on it as dead
+    UNKNOWN = "unknown"
 
 
 class Severity(StrEnum):

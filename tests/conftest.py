@@ -10,7 +10,8 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.helpers.haproxy_peer", "tests.helpers.peers", "tests.helpers.nats_servers"]
+pytest_plugins = ["tests.helpers.haproxy_peer", "tests.helpers.peers", "tests.helpers.nats_servers",
+                  "tests.helpers.victoria"]
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

@@ -10,6 +10,8 @@
     subject_prefix = "ctop"    # subjects and bucket names start with it
     replicas = 3               # JetStream replicas of ctop's buckets (3 on a 3-node cluster)
     confirm_timeout = "3s"     # how long an action waits for the peers' confirmation
+    role = "director"          # or "collector": publish the groups' snapshots (docs/scaling.md)
+    groups = ["web", "db"]     # a collector's groups (default: every group it receives)
 
 The section is absent: no NATS at all (single-director ctop as before).
 """
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from ctop.config import Section
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # a NATS subject token and a KV key part
+ROLES = ("director", "collector")
 URL = re.compile(r"^(nats|tls|ws|wss)://[^\s,]+$")
 
 
@@ -47,6 +50,8 @@ class NatsConfig:
     connect_timeout: float = 2.0
     reconnect_wait: float = 0.5
     confirm_timeout: float = 3.0
+    role: str = "director"  # director | collector (ctop.nats.collector)
+    groups: tuple[str, ...] = ()  # a collector's groups; () = every group it receives
 
     @property
     def director_name(self) -> str:
@@ -92,6 +97,16 @@ def parse_nats(sec: Section) -> NatsConfig | None:
             raise ValueError(f"expected a name of letters, digits, _ and - (1..64), got {v!r}")
         return v
 
+    def role(v: Any) -> str:
+        if v not in ROLES:
+            raise ValueError(f"expected one of {', '.join(ROLES)}, got {v!r}")
+        return str(v)
+
+    def groups(v: Any) -> tuple[str, ...]:
+        if not isinstance(v, list) or not all(isinstance(g, str) and g for g in v):
+            raise ValueError(f"expected a list of group names, got {v!r}")
+        return tuple(v)
+
     def replicas(v: Any) -> int:
         if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 5:
             raise ValueError(f"expected 1..5, got {v!r}")
@@ -120,6 +135,8 @@ def parse_nats(sec: Section) -> NatsConfig | None:
         connect_timeout=seconds("connect_timeout", NatsConfig.connect_timeout, 60),
         reconnect_wait=seconds("reconnect_wait", NatsConfig.reconnect_wait, 60),
         confirm_timeout=seconds("confirm_timeout", NatsConfig.confirm_timeout, 60),
+        role=sec.get("role", "director", role, "director or collector"),
+        groups=sec.get("groups", (), groups, "a list of group names"),
     )
     _check_credentials(sec, cfg)
     if cfg.director_name in cfg.peers:
@@ -145,4 +162,5 @@ def _check_credentials(sec: Section, cfg: NatsConfig) -> None:
 
 def plain(cfg: NatsConfig) -> Mapping[str, Any]:
     """What `ctop status` may show of the config (no secrets)."""
-    return {"servers": list(cfg.servers), "name": cfg.director_name, "peers": list(cfg.peers)}
+    return {"servers": list(cfg.servers), "name": cfg.director_name, "peers": list(cfg.peers),
+            "role": cfg.role, "groups": list(cfg.groups)}

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from ctop.config import DirectorConfig
 from ctop.lb.service import LBService
+from ctop.nats.collector import CollectorPublisher
 from ctop.nats.link import NatsLink
 from ctop.nats.pair import PairSync
 from ctop.nats.roles import RoleShare
@@ -27,14 +28,40 @@ class Pair:
         self.link.close()
 
 
-def start_pair(cfg: DirectorConfig, service: LBService,
-               on_events: Callable[[Sequence[EventView]], None]) -> Pair:
-    assert cfg.nats is not None
+@dataclass
+class Collector:
+    link: NatsLink
+    publisher: CollectorPublisher
+    own_link: bool  # False: the pair's link, closed with the pair
+
+    def close(self) -> None:
+        self.publisher.close()
+        if self.own_link:
+            self.link.close()
+
+
+def _need_client(cfg: DirectorConfig) -> None:
     try:
         import nats  # noqa: F401 - the client runs in the link's thread; fail here, clearly
     except ImportError:
         raise setting_error(cfg, "nats", "[nats]", "needs the NATS client: pip install "
                             "'ctop[nats]' (nats-py), or remove the [nats] section") from None
+
+
+def start_collector(cfg: DirectorConfig, link: NatsLink | None = None) -> Collector:
+    """[nats] role = "collector": publish the groups' snapshots (ctop.nats.collector)."""
+    assert cfg.nats is not None
+    _need_client(cfg)
+    own = link is None
+    if link is None:
+        link = NatsLink(cfg.nats, name=f"ctop collector {cfg.nats.director_name}").start()
+    return Collector(link, CollectorPublisher(link, cfg.nats, cfg.cluster), own)
+
+
+def start_pair(cfg: DirectorConfig, service: LBService,
+               on_events: Callable[[Sequence[EventView]], None]) -> Pair:
+    assert cfg.nats is not None
+    _need_client(cfg)
     link = NatsLink(cfg.nats, name=f"ctop {cfg.nats.director_name}").start()
     sync = PairSync(link, cfg.nats, cfg.cluster, apply=service.apply_peer, on_events=on_events,
                     lb_every=cfg.lb_every)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from textual import work
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
 from textual.screen import Screen
@@ -146,6 +146,15 @@ class CtopApp(App[None]):
                     and not isinstance(self.focused, Input))
         return True
 
+
+    def get_system_commands(self, screen):  # type: ignore[no-untyped-def]
+        """The command palette (`:`), and `ctx NAME` for each context a NATS view offers."""
+        yield from super().get_system_commands(screen)
+        contexts = getattr(self.source, "contexts", None)
+        if contexts is not None:
+            for name, what in contexts():
+                yield SystemCommand(f"ctx {name}", what,
+                                    lambda name=name: self.source.use_context(name))
     def action_time_travel(self) -> None:
         """T: the screen as it was a minute ago, from the history database."""
         if self.past is not None:

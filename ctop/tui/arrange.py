@@ -17,7 +17,8 @@ from operator import attrgetter
 from ctop.snapshot import Liveness, NodeView, RealServerView, Snapshot
 
 SORTS = ("name", "cpu", "mem", "conns", "ratio", "state")
-_STATE_ORDER = {Liveness.DEAD: 0, Liveness.SUSPECT: 1, Liveness.ALIVE: 2, Liveness.LEFT: 3}
+_STATE_ORDER = {Liveness.DEAD: 0, Liveness.SUSPECT: 1, Liveness.ALIVE: 2, Liveness.LEFT: 3,
+                Liveness.UNKNOWN: 1}
 
 Servers = dict[str, tuple[tuple[str, str, RealServerView], ...]]
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ctop.lb.actions import ActionResult, LBController, Plan
     from ctop.lb.base import Connection
     from ctop.lb.request import ActionRequest
+    from ctop.victoria import VictoriaReader
 
 
 class RemoteSource:
@@ -44,13 +45,15 @@ class RemoteSource:
     records_actions = True  # the daemon publishes every action as an event
 
     def __init__(
-        self, path: str, db_path: str, *, readonly: bool = False, poll: float = 0.5
+        self, path: str, db_path: str, *, readonly: bool = False, poll: float = 0.5,
+        victoria: VictoriaReader | None = None,  # [history] victoria_url: charts from there
     ) -> None:
         self.path = path
         self.readonly = readonly
         self.lb: LBController | None = None  # the daemon owns the balancers
         self.poll = poll
         self._store = StoreReader(db_path)
+        self._victoria = victoria
         self._watched: str | None = None
         self._error = ""
         self._wake = threading.Event()
@@ -127,6 +130,8 @@ class RemoteSource:
     def history(
         self, node_id: str, metrics: Sequence[str], seconds: float
     ) -> dict[str, list[tuple[float, float]]]:
+        if self._victoria is not None:
+            return self._victoria.history(node_id, metrics, seconds)
         return self._store.history(node_id, metrics, seconds)
 
     def node_events(self, node_id: str, limit: int = 50) -> list[EventView]:

@@ -1,0 +1,104 @@
+"""`ctop --nats URL`'s screen: the groups a collector publishes in the table, and its nodes
+shown `unknown` (not dead) when it is lost. Real nats-server, a real CollectorPublisher."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+
+from ctop.nats.collector import CollectorPublisher
+from ctop.nats.config import NatsConfig
+from ctop.nats.link import NatsLink
+from ctop.nats.view import NatsSource
+from ctop.snapshot import Liveness
+from ctop.tui.app import CtopApp
+from tests.helpers.nats_servers import NatsServer
+from tests.helpers.sample import sample_snapshot
+from tests.helpers.screen import screen_text
+from tests.helpers.tui_helpers import SIZE
+
+pytest.importorskip("nats")
+
+
+async def test_the_nats_view_shows_the_groups_and_a_lost_collectors_nodes_unknown(
+        nats_server: NatsServer) -> None:
+    cfg = NatsConfig(servers=(nats_server.url,), name="col-ui", role="collector")
+    snap = sample_snapshot(6, lb=False)
+    snap = replace(snap, nodes=tuple(n._replace(liveness=Liveness.ALIVE) for n in snap.nodes))
+    link = NatsLink(cfg).start()
+    source = NatsSource(NatsConfig(servers=(nats_server.url,)))
+    publisher = CollectorPublisher(link, cfg, "t")
+    try:
+        assert link.wait_connected(10) and source.link.wait_connected(10)
+        for _ in range(100):
+            publisher.offer(snap)
+            await asyncio.sleep(0.05)
+            if len(source.snapshot().nodes) == 6:
+                break
+        app = CtopApp(source, view="table")
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause(1.2)
+            text = "\n".join(screen_text(app))
+            for n in snap.nodes:
+                assert n.hostname in text or n.node_id in text, text
+            assert "unknown" not in text
+            publisher.close()  # the collector goes silent
+            for _ in range(60):
+                await pilot.pause(0.1)
+                text = "\n".join(screen_text(app))
+                if "unknown" in text:
+                    break
+            rows = [line for line in screen_text(app)
+                    if any(n.node_id in line[:20] for n in snap.nodes)]
+            assert len(rows) == 6, text
+            assert all("unknown" in r and "dead" not in r for r in rows), text
+            assert "collector col-ui (t) lost" in text and "0 dead" in text
+    finally:
+        publisher.close()
+        source.close()
+        link.close()
+
+
+async def test_ctx_in_the_command_palette_narrows_the_view_to_one_cluster(
+        nats_server: NatsServer) -> None:
+    links, pubs = [], []
+    source = NatsSource(NatsConfig(servers=(nats_server.url,)))
+    snap = sample_snapshot(6, lb=False)
+    try:
+        for cluster in ("east", "west"):
+            cfg = NatsConfig(servers=(nats_server.url,), name=f"col-{cluster}", role="collector")
+            links.append(NatsLink(cfg).start())
+            pubs.append(CollectorPublisher(links[-1], cfg, cluster))
+        for _ in range(100):
+            for p in pubs:
+                p.offer(snap)
+            await asyncio.sleep(0.05)
+            if len(source.snapshot().nodes) == 12:
+                break
+        assert {n.group.split("/")[0] for n in source.snapshot().nodes} == {"east", "west"}
+        app = CtopApp(source, view="table")
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause(0.5)
+            await pilot.press("colon")
+            await pilot.pause(0.3)
+            await pilot.press(*"ctx west")
+            await pilot.pause(0.8)
+            await pilot.press("enter")
+            for _ in range(30):
+                for p in pubs:
+                    p.offer(snap)
+                await pilot.pause(0.1)
+                text = "\n".join(screen_text(app))
+                if "ctop west " in text:
+                    break
+            assert source.context == "west"
+            # one cluster now: its six nodes, its groups without the cluster's prefix
+            assert "ctop west " in text and " 6 nodes" in text and "east" not in text, text
+    finally:
+        for p in pubs:
+            p.close()
+        source.close()
+        for lk in links:
+            lk.close()

@@ -14,7 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from agentd.protocol import UNSENT, ServiceStatus
+from agentd.protocol import (
+    MAX_PROBES,
+    UNSENT,
+    IndexedServices,
+    Report,
+    ServiceStatus,
+    probe_digest,
+)
 
 SLOW_METRICS = ("top_procs", "tcp_states", "watched", "arp")
 REPEATS = 2  # reports in a row that carry a changed fact (p^2 = 9 % at 30 % loss)
@@ -23,10 +30,16 @@ REPEATS = 2  # reports in a row that carry a changed fact (p^2 = 9 % at 30 % los
 # counts as a change, per fact (the default: any difference):
 CHANGE_OF: dict[str, Callable[[Any], Any]] = {
     "watched": lambda value: [(w[0], w[1], w[4]) for w in value],
+    # The top processes' shares change at every scan; the set and order of them is the news.
+    "top_procs": lambda value: [(p[0], p[1]) for p in value],
 }
 # Refresh periods, in `refresh` periods, of facts that change rarely or whose measurements
 # may be older: the byte budget (docs/protocol.md) has room for little else.
-REFRESH_TIMES = {"watched": 3, "arp": 6}
+REFRESH_TIMES = {"watched": 3, "arp": 6, "top_procs": 3}
+# Services go by position in the join's probe list (which names them every `refresh`); by
+# name at first, when the probe list changed, and every this many refresh periods (for
+# directors older than `sx`, and for one that missed the join).
+NAMES_REFRESH_TIMES = 3
 _NOTHING = object()
 
 
@@ -37,6 +50,8 @@ class SlowFacts:
         self._last: dict[str, Any] = {}
         self._left: dict[str, int] = {}  # reports that still carry the fact
         self._sent_at: dict[str, float] = {}
+        self._named: tuple[str, ...] | None = None  # probe names last sent as names
+        self._named_at = float("-inf")
 
     def _due(self, name: str, value: Any, now: float) -> bool:
         change = CHANGE_OF.get(name)
@@ -64,3 +79,18 @@ class SlowFacts:
         if not self._due("services", services, now):
             services = UNSENT
         return out, services
+
+    def thin_report(self, report: Report, now: float) -> Report:
+        """`report` for the wire: the slow facts not due left out, and services by position
+        in the join's probe list (`sx`) once their names went out as names; a changed probe
+        list, and every NAMES_REFRESH_TIMES refresh periods, sends the names again."""
+        metrics, services = self.thin(report.metrics, report.services, now)
+        if services is UNSENT:
+            return report._replace(metrics=metrics, services=UNSENT)
+        names = tuple(s.name for s in services)
+        if services and len(services) <= MAX_PROBES and names == self._named \
+                and now - self._named_at < self.refresh * NAMES_REFRESH_TIMES:
+            indexed = IndexedServices(probe_digest(names), services)
+            return report._replace(metrics=metrics, services=UNSENT, indexed=indexed)
+        self._named, self._named_at = names, now
+        return report._replace(metrics=metrics, services=services)

@@ -37,8 +37,8 @@ CHANGE_OF: dict[str, Callable[[Any], Any]] = {
 # may be older: the byte budget (docs/protocol.md) has room for little else.
 REFRESH_TIMES = {"watched": 3, "arp": 6, "top_procs": 3}
 # Services go by position in the join's probe list (which names them every `refresh`); by
-# name at first, when the probe list changed, and every this many refresh periods (for
-# directors older than `sx`, and for one that missed the join).
+# name when the probe list changed, and every this many refresh periods (for directors
+# older than `sx`, and for one that missed the join).
 NAMES_REFRESH_TIMES = 3
 _NOTHING = object()
 
@@ -52,6 +52,8 @@ class SlowFacts:
         self._sent_at: dict[str, float] = {}
         self._named: tuple[str, ...] | None = None  # probe names last sent as names
         self._named_at = float("-inf")
+        self._refreshes = 0  # refreshes (not news) in the report being thinned
+        self._other_refreshes = 0
 
     def _due(self, name: str, value: Any, now: float) -> bool:
         change = CHANGE_OF.get(name)
@@ -59,9 +61,13 @@ class SlowFacts:
         if news != self._last.get(name, _NOTHING):
             self._last[name] = news
             self._left[name] = self.repeats
-        elif now - self._sent_at.get(name, float("-inf")) >= \
+        elif self._left.get(name, 0) <= 0 and self._refreshes == 0 and \
+                now - self._sent_at.get(name, float("-inf")) >= \
                 self.refresh * REFRESH_TIMES.get(name, 1):
-            self._left[name] = max(1, self._left.get(name, 0))
+            # One refresh a report: facts whose refreshes fall due together (they started
+            # together) spread over the next reports, so no report carries them all at once.
+            self._refreshes += 1
+            self._left[name] = 1
         if self._left.get(name, 0) <= 0:
             return False
         self._left[name] -= 1
@@ -72,24 +78,29 @@ class SlowFacts:
         self, metrics: Mapping[str, Any], services: tuple[ServiceStatus, ...], now: float
     ) -> tuple[dict[str, Any], tuple[ServiceStatus, ...]]:
         """The report's metrics and services, less the slow facts not due this time."""
+        self._refreshes = 0
         out = dict(metrics)
         for name in SLOW_METRICS:
             if name in out and not self._due(name, out[name], now):
                 del out[name]
+        self._other_refreshes = self._refreshes  # of the metrics, before the services'
         if not self._due("services", services, now):
             services = UNSENT
         return out, services
 
     def thin_report(self, report: Report, now: float) -> Report:
         """`report` for the wire: the slow facts not due left out, and services by position
-        in the join's probe list (`sx`) once their names went out as names; a changed probe
-        list, and every NAMES_REFRESH_TIMES refresh periods, sends the names again."""
+        in the join's probe list (`sx`), named by the join sent before the first report; a
+        changed probe list, and every NAMES_REFRESH_TIMES refresh periods, sends the names."""
         metrics, services = self.thin(report.metrics, report.services, now)
         if services is UNSENT:
             return report._replace(metrics=metrics, services=UNSENT)
         names = tuple(s.name for s in services)
-        if services and len(services) <= MAX_PROBES and names == self._named \
-                and now - self._named_at < self.refresh * NAMES_REFRESH_TIMES:
+        if self._named is None:  # the first report: the join sent just before names them
+            self._named, self._named_at = names, now
+        if services and len(services) <= MAX_PROBES and names == self._named and (
+                now - self._named_at < self.refresh * NAMES_REFRESH_TIMES
+                or self._other_refreshes):  # names wait for a report without another refresh
             indexed = IndexedServices(probe_digest(names), services)
             return report._replace(metrics=metrics, services=UNSENT, indexed=indexed)
         self._named, self._named_at = names, now

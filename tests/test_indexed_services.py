@@ -39,15 +39,16 @@ def statuses(seq: int, status: str = "ok") -> tuple[ServiceStatus, ...]:
     return tuple(ServiceStatus(u, status, 12.5 + i, "", seq) for i, u in enumerate(URLS))
 
 
-def test_news_goes_by_position_after_the_names_went_out_and_a_refresh_names_them() -> None:
+def test_services_go_by_position_and_by_name_every_3_refresh_periods() -> None:
     slow = SlowFacts(refresh=10.0)
 
     def thin(seq: int, t: float, names: tuple[str, ...] = URLS) -> Report:
         services = tuple(s._replace(name=n) for s, n in zip(statuses(seq), names, strict=True))
         return slow.thin_report(Report(Header("n", 1, t, t), 1.0, "", {}, services), t)
 
-    first = thin(1, 0.0)
-    assert first.services == statuses(1) and first.indexed is None  # names first
+    first = thin(1, 0.0)  # the join sent just before names the probes
+    assert first.services is UNSENT and first.indexed == IndexedServices(
+        probe_digest(URLS), statuses(1))
     news = thin(2, 1.0)
     assert news.services is UNSENT and news.indexed == IndexedServices(
         probe_digest(URLS), statuses(2))

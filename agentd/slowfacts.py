@@ -30,8 +30,9 @@ REPEATS = 2  # reports in a row that carry a changed fact (p^2 = 9 % at 30 % los
 # counts as a change, per fact (the default: any difference):
 CHANGE_OF: dict[str, Callable[[Any], Any]] = {
     "watched": lambda value: [(w[0], w[1], w[4]) for w in value],
-    # The top processes' shares change at every scan; the set and order of them is the news.
-    "top_procs": lambda value: [(p[0], p[1]) for p in value],
+    # The top processes' shares change at every scan, and on a busy machine so does the order
+    # of those with similar shares: which processes are on the list is the news.
+    "top_procs": lambda value: sorted((p[1], p[0]) for p in value),
 }
 # Refresh periods, in `refresh` periods, of facts that change rarely or whose measurements
 # may be older: the byte budget (docs/protocol.md) has room for little else.
@@ -40,6 +41,9 @@ REFRESH_TIMES = {"watched": 3, "arp": 6, "top_procs": 3}
 # name when the probe list changed, and every this many refresh periods (for directors
 # older than `sx`, and for one that missed the join).
 NAMES_REFRESH_TIMES = 3
+# Facts whose change goes out once: a lost one is made good by the next change or refresh,
+# and on a busy machine the top processes' set changes at nearly every scan (5 s).
+REPEATS_OF = {"top_procs": 1}
 _NOTHING = object()
 
 
@@ -60,7 +64,7 @@ class SlowFacts:
         news = change(value) if change is not None else value
         if news != self._last.get(name, _NOTHING):
             self._last[name] = news
-            self._left[name] = self.repeats
+            self._left[name] = REPEATS_OF.get(name, self.repeats)
         elif self._left.get(name, 0) <= 0 and self._refreshes == 0 and \
                 now - self._sent_at.get(name, float("-inf")) >= \
                 self.refresh * REFRESH_TIMES.get(name, 1):

@@ -15,7 +15,8 @@ The probe sets: the issue's 7 (http, smtp, ftp, dns, 3 tcp), the same without dn
 http, and without both: what each probe library costs a node. For the issue's set it also counts
 every datagram this tree's agent sends in the measured window (reports, beacons, joins) as bytes
 per second: the UDP payloads, and on the wire with the Ethernet, IPv4 and UDP headers (42 bytes a
-datagram), with its default beacons and with `--beacon-interval 0`.
+datagram), with its default beacons and with `--beacon-interval 0`, beside the baseline agent's
+on the same probes (ratios), and the largest report of each.
 
 Targets: <= 0.5 % of one core (issue 2), RSS <= 25 MB (issue 11), <= 600 bytes per report
 (issue 2), <= 600 bytes per second on the wire in total, beacons included (issue 10).

@@ -170,3 +170,20 @@ def test_a_real_agent_shows_the_director_the_same_services_with_fewer_bytes(
         f"tcp://127.0.0.1:{p}/a-long-probe-name-like-a-url" for p in ports]
     assert all(s.status == "ok" and s.latency_ms is not None for s in node.services)
     assert len(results) >= 5  # the indexed results reached the view, not only the refreshes
+
+
+def test_an_older_agents_report_with_named_services_still_decodes() -> None:
+    """An agent from before `sx` sends every list by name, with the names' bytes: the director
+    takes it as before (the same body the older encoder built, written out by hand)."""
+    from agentd.metrics import SCALARS
+    from agentd.protocol import seal
+
+    body = {"k": "r", "n": "old1", "b": 5, "q": 1, "t": time.time(), "i": 1,
+            "m": {"v": [0] * len(SCALARS), "tp": [["nginx", 10, 250, 1024]]},
+            "s": [[URLS[0], 0, 125, 7], [URLS[1], 2, None, "connection refused", 8]]}
+    model = ClusterModel("t")
+    model.apply(Verifier(KEY).verify(seal(KEY, body)), time.time())
+    node = model.nodes["old1"]
+    assert node.services == (ServiceStatus(URLS[0], "ok", 12.5, "", 7),
+                             ServiceStatus(URLS[1], "fail", None, "connection refused", 8))
+    assert node.metrics["top_procs"] == [("nginx", 10, 25.0, 1 << 20)]

@@ -191,6 +191,9 @@ def to_plain(msg: Message) -> dict[str, Any]:
             out.update(value._asdict())
         elif name == "services":
             out[name] = [s._asdict() for s in value]
+        elif name == "indexed":  # a wire form of the services (never in `--once` output)
+            if value is not None:
+                out["services"] = [s._asdict() for s in value.services]
         else:
             out[name] = value
     return out

@@ -187,3 +187,13 @@ def test_an_older_agents_report_with_named_services_still_decodes() -> None:
     assert node.services == (ServiceStatus(URLS[0], "ok", 12.5, "", 7),
                              ServiceStatus(URLS[1], "fail", None, "connection refused", 8))
     assert node.metrics["top_procs"] == [("nginx", 10, 25.0, 1 << 20)]
+
+
+def test_agentd_once_json_keeps_its_keys() -> None:
+    """`agentd --once --json` prints the same keys as before `sx` (no "indexed")."""
+    from agentd.encoder import to_plain
+
+    plain = to_plain(Report(Header("n", 1, 1, 1.0), 1.0, "", {}, statuses(1)))
+    assert set(plain) == {"kind", "node", "boot", "seq", "ts", "interval", "group", "metrics",
+                          "services"}
+    assert [s["name"] for s in plain["services"]] == list(URLS)

@@ -232,7 +232,22 @@ def _parse_indexed(value: Any) -> IndexedServices:
         or len(value[1]) > MAX_PROBES or any(type(item) is not list for item in value[1])
     ):
         raise _bad("sx", value)
-    return IndexedServices(value[0], tuple([_parse_service(["", *item]) for item in value[1]]))
+    return IndexedServices(value[0], tuple([_indexed_status(item) for item in value[1]]))
+
+
+def _indexed_status(item: list[Any]) -> ServiceStatus:
+    """One `sx` entry, by value from the fast path's cache (its key for a name "")."""
+    key = ("", *item)
+    try:
+        status = _SERVICE_CACHE.get(key)
+    except TypeError:  # an unhashable element: not a valid entry
+        raise _BadField("service entry is not [status, latency, detail?]") from None
+    if status is None:
+        status = _parse_service(list(key))
+        if len(_SERVICE_CACHE) >= SERVICE_CACHE_SIZE:
+            _SERVICE_CACHE.clear()
+        _SERVICE_CACHE[key] = status
+    return status
 
 
 def _parse_probes(items: Any) -> tuple[ProbeInfo, ...]:

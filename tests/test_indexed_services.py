@@ -107,7 +107,8 @@ def test_bad_indexed_services_are_a_bad_field() -> None:
     body = msgpack.unpackb(good[HEADER_BYTES:-TAG_BYTES])
     from agentd.protocol import seal
 
-    for bad in ([1], [-1, []], [1, [[1]]], [1, ["x"]], [1, [[9, None]] * 17], "x"):
+    for bad in ([1], [-1, []], [1, [[1]]], [1, ["x"]], [1, [[9, None]] * 17], "x",
+                [1, [[0, [1]]]], [1, [[0, None, {"a": 1}]]], [1, [[0, "fast"]]]):
         got = verifier.verify(seal(KEY, {**body, "q": 2, "sx": bad}))
         assert str(getattr(got, "reason", "")) == "bad_field", (bad, got)
 

@@ -86,6 +86,7 @@ class Agent:
         self._wake: asyncio.Future[None] | None = None
         self._reloads: set[asyncio.Task[None]] = set()
         self._last_crash_log = float("-inf")
+        self._join_now = False
 
     # -- messages -------------------------------------------------------------------------
 
@@ -115,9 +116,7 @@ class Agent:
 
     def thin_report(self) -> Report:
         """A report for the wire: the slow facts only when they changed (agentd/slowfacts.py)."""
-        full = self.report()
-        metrics, services = self.slow.thin(full.metrics, full.services, time.monotonic())
-        return full._replace(metrics=metrics, services=services)
+        return self.slow.thin_report(self.report(), time.monotonic())
 
     def beacon(self, gap: float) -> None:
         self.seq += 1
@@ -188,6 +187,7 @@ class Agent:
     def _apply_probes(self, probes: tuple[Any, ...], why: str) -> asyncio.Task[None]:
         log.info("%s: probes reloaded: %s", why, describe_changes(self.cfg.probes, probes))
         self.cfg = replace(self.cfg, probes=probes)
+        self._join_now = True  # the director names probe results from the join's probe list
         task = asyncio.get_running_loop().create_task(self.services.replace(probes))
         self._reloads.add(task)
         task.add_done_callback(self._reloads.discard)
@@ -268,10 +268,12 @@ class Agent:
                 await self._sleep_until(due)
                 if self._stopping is not None:
                     break
-                if loop.time() >= next_join:
+                if loop.time() >= next_join or self._join_now:
                     if self.sender.unresolved:
                         await self.sender.resolve()
-                    next_join += self.cfg.join_interval
+                    if not self._join_now:
+                        next_join += self.cfg.join_interval
+                    self._join_now = False
                     self._tick(self.join)
                     log.debug("collector costs (CPU s, period s): %s", self.collector.costs())
                 self._tick(self.thin_report)

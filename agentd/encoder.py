@@ -22,6 +22,7 @@ from agentd.protocol import (
     MAX_DATAGRAM,
     MAX_PROBES,
     MAX_TEXT,
+    PROBE_NAME_CHARS,
     PROC_NAME_CHARS,
     SEQ_MOD,
     STATUS_CODES,
@@ -108,7 +109,7 @@ def _service_body(s: ServiceStatus, detail_chars: int) -> list[Any]:
 
 
 def _probe_body(p: ProbeInfo) -> list[Any]:
-    item: list[Any] = [p.name[:64], p.type[:16], p.port, p.interval]
+    item: list[Any] = [p.name[:PROBE_NAME_CHARS], p.type[:16], p.port, p.interval]
     if p.path and p.path != "/":
         item.append(p.path[:64])
     return item
@@ -169,6 +170,9 @@ def _encode_report(key: bytes, msg: Report) -> bytes:
         body["m"] = {k: v for k, v in metrics.items() if k not in drop}
         if msg.services is not UNSENT:
             body["s"] = [_service_body(s, detail_chars) for s in msg.services]
+        elif msg.indexed is not None:  # by position in the join's probe list: no names
+            body["sx"] = [msg.indexed.digest,
+                          [_service_body(s, detail_chars)[1:] for s in msg.indexed.services]]
         data = seal(key, body)
         if len(data) <= MAX_DATAGRAM:
             return data
@@ -189,6 +193,9 @@ def to_plain(msg: Message) -> dict[str, Any]:
             out.update(value._asdict())
         elif name == "services":
             out[name] = [s._asdict() for s in value]
+        elif name == "indexed":  # a wire form of the services (never in `--once` output)
+            if value is not None:
+                out["services"] = [s._asdict() for s in value.services]
         else:
             out[name] = value
     return out

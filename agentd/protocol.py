@@ -16,9 +16,11 @@ have their own fixed layout (agentd/beacon.py). See docs/protocol.md for the spe
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
-from collections.abc import Mapping
+import zlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -38,6 +40,7 @@ TARGET_REPORT_BYTES = 600
 DEFAULT_PORT = 7117
 DETAIL_CHARS = 60  # probe detail carried on the wire (only for non-ok results)
 MAX_PROBES = 16  # probes a join describes (the rest are not mapped to real servers)
+PROBE_NAME_CHARS = 64  # of a probe's name in a join
 TOP_PROCS = 5  # busiest processes per report
 PROC_NAME_CHARS = 15  # the kernel's comm length: longer names are cut to it
 # Bounds every decoded field must keep (a violation is `bad_field`): MAX_VALUE and MAX_INT64
@@ -162,12 +165,44 @@ class _Unsent(tuple):  # type: ignore[type-arg]
 UNSENT: tuple[ServiceStatus, ...] = _Unsent()
 
 
+@functools.lru_cache(maxsize=1024)  # the director names every node's lists from a few
+def _digest(names: tuple[str, ...]) -> int:
+    return zlib.crc32("\n".join(name[:PROBE_NAME_CHARS] for name in names).encode())
+
+
+def probe_digest(names: Iterable[str]) -> int:
+    """A 32-bit digest of a node's probe names in order: the join's `p` list and an indexed
+    service list (`sx`) name the same probes when their digests agree."""
+    return _digest(tuple(names))
+
+
+class IndexedServices(NamedTuple):
+    """A report's services by position in the join's probe list, without their names (`sx`):
+    the probe names (often URLs) are most of a service list's bytes. The agent's statuses
+    carry their names; decoded ones have name "" until the director names them from the
+    node's join (`named`)."""
+
+    digest: int
+    services: tuple[ServiceStatus, ...]
+
+    def named(self, probe_names: tuple[str, ...]) -> tuple[ServiceStatus, ...] | None:
+        """The services with the join's names, or None if that join named other probes."""
+        if len(probe_names) != len(self.services) or probe_digest(probe_names) != self.digest:
+            return None
+        return tuple([_named(s, n) for s, n in zip(self.services, probe_names, strict=True)])
+
+
+def _named(s: ServiceStatus, name: str) -> ServiceStatus:
+    return tuple.__new__(ServiceStatus, (name, *s[1:]))  # _replace costs 3x as much
+
+
 class Report(NamedTuple):
     header: Header
     interval: float
     group: str
     metrics: Mapping[str, Any]  # readable names, see agentd/metrics.py
     services: tuple[ServiceStatus, ...] = ()
+    indexed: IndexedServices | None = None  # with services UNSENT: the list by position
 
 
 class Leave(NamedTuple):

@@ -15,7 +15,8 @@ The probe sets: the issue's 7 (http, smtp, ftp, dns, 3 tcp), the same without dn
 http, and without both: what each probe library costs a node. For the issue's set it also counts
 every datagram this tree's agent sends in the measured window (reports, beacons, joins) as bytes
 per second: the UDP payloads, and on the wire with the Ethernet, IPv4 and UDP headers (42 bytes a
-datagram), with its default beacons and with `--beacon-interval 0`.
+datagram), with its default beacons and with `--beacon-interval 0`, beside the baseline agent's
+on the same probes (ratios), and the largest report of each.
 
 Targets: <= 0.5 % of one core (issue 2), RSS <= 25 MB (issue 11), <= 600 bytes per report
 (issue 2), <= 600 bytes per second on the wire in total, beacons included (issue 10).
@@ -42,7 +43,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from agentd.beacon import is_beacon
-from agentd.protocol import TARGET_REPORT_BYTES, Join, Rejected, Report, ServiceStatus
+from agentd.protocol import (
+    TARGET_REPORT_BYTES,
+    UNSENT,
+    Join,
+    Rejected,
+    Report,
+    ServiceStatus,
+)
 from ctop.ingest.verifier import Verifier
 
 HOST = "127.0.0.1"
@@ -240,6 +248,7 @@ class Collector(threading.Thread):
         self.rejected: list[Rejected] = []
         self.last: Report | None = None
         self.services: tuple[ServiceStatus, ...] = ()  # the latest a report carried
+        self.probe_names: tuple[str, ...] = ()  # the latest join's
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -248,24 +257,27 @@ class Collector(threading.Thread):
                 data = self.sock.recv(65535)
             except TimeoutError:
                 continue
-            if is_beacon(data) and not self.counting:
+            if is_beacon(data):  # checked by the director's fast path, not decoded here
+                if self.counting:
+                    self.counted["beacon"].append(len(data))
                 continue
-            if self.counting:
-                kind = "beacon" if is_beacon(data) else {
-                    Report: "report", Join: "join"}.get(
-                    type(self.verifier.verify(data)), "other")
-                self.counted[kind].append(len(data))
-                if kind != "report":
-                    continue
-                self.verifier = Verifier(KEY)  # verified once above: start afresh
             msg = self.verifier.verify(data)
+            if self.counting:
+                self.counted[{Report: "report", Join: "join"}.get(type(msg), "other")].append(
+                    len(data))
             if isinstance(msg, Rejected):
                 self.rejected.append(msg)
+            elif isinstance(msg, Join):
+                self.probe_names = tuple(p.name for p in msg.probes)
             elif isinstance(msg, Report):
                 self.report_sizes.append(len(data))
                 self.last = msg
-                if msg.services:  # left out while unchanged (docs/protocol.md)
-                    self.services = msg.services
+                services = msg.services
+                indexed = getattr(msg, "indexed", None)
+                if services is UNSENT and indexed is not None:  # named from the join
+                    services = indexed.named(self.probe_names) or UNSENT
+                if services:  # left out while unchanged (docs/protocol.md)
+                    self.services = services
 
 
 def export_tree(rev: str, into: Path) -> Path:
@@ -355,20 +367,42 @@ def ratio(new: float, base: float) -> str:
     return f"{new / base:.2f}" if base > 0 else "-"
 
 
-def print_bytes(receiver: Collector, window: float) -> float:
-    """Bytes per second by datagram kind; returns the total on the wire."""
-    print(f"\nbytes per second over {window:.0f} s, this tree, the issue's probe set: payload | "
+def _rates(receiver: Collector, window: float) -> dict[str, tuple[float, float, float]]:
+    """kind -> (datagrams/s, payload B/s, on-the-wire B/s)."""
+    return {
+        kind: (len(sizes) / window, sum(sizes) / window,
+               (sum(sizes) + FRAME_OVERHEAD * len(sizes)) / window)
+        for kind, sizes in receiver.counted.items() if sizes
+    }
+
+
+def print_bytes(receiver: Collector, window: float, baseline: Collector | None = None) -> float:
+    """Bytes per second by datagram kind (beside the baseline's, with ratios, when given);
+    returns the total on the wire."""
+    print(f"\nbytes per second over {window:.0f} s, the issue's probe set: payload | "
           f"on the wire (+{FRAME_OVERHEAD} B Ethernet/IPv4/UDP headers a datagram)")
-    wire_rate = 0.0
-    for kind, sizes in receiver.counted.items():
-        if not sizes:
+    new = _rates(receiver, window)
+    base = _rates(baseline, window) if baseline is not None else {}
+    if base:
+        print(f"  {'':8} {'new /s':>7} {'payload':>8} {'wire':>6} | {'base /s':>7} "
+              f"{'payload':>8} {'wire':>6} | wire ratio new/base")
+    for kind in receiver.counted:
+        n, b = new.get(kind, (0.0, 0.0, 0.0)), base.get(kind)
+        if not n[0] and not b:
             continue
-        payload = sum(sizes) / window
-        framed = (sum(sizes) + FRAME_OVERHEAD * len(sizes)) / window
-        wire_rate += framed
-        print(f"  {kind:8} {len(sizes) / window:5.2f}/s  mean {statistics.mean(sizes):5.0f} B"
-              f"  {payload:6.0f} B/s | {framed:6.0f} B/s")
-    print(f"  {'total':8} {'':30} {'':8} | {wire_rate:6.0f} B/s   (target <= {TARGET_WIRE_RATE})")
+        line = f"  {kind:8} {n[0]:7.2f} {n[1]:8.0f} {n[2]:6.0f}"
+        if b:
+            line += f" | {b[0]:7.2f} {b[1]:8.0f} {b[2]:6.0f} | {ratio(n[2], b[2])}"
+        print(line)
+    wire_rate = sum(n[2] for n in new.values())
+    line = f"  {'total':8} {'':7} {'':8} {wire_rate:6.0f}"
+    if base:
+        base_rate = sum(b[2] for b in base.values())
+        line += f" | {'':7} {'':8} {base_rate:6.0f} | {ratio(wire_rate, base_rate)}"
+    print(f"{line}   (target <= {TARGET_WIRE_RATE} B/s on the wire)")
+    if baseline is not None and baseline.report_sizes:
+        print(f"  largest report: new {max(receiver.report_sizes)} B, baseline "
+              f"{max(baseline.report_sizes)} B (target <= {TARGET_BYTES})")
     return wire_rate
 
 
@@ -430,12 +464,13 @@ def main() -> int:
         issue_set = next(iter(PROBE_SETS))
         counted = runs[issue_set, "watch" if watch else "new"].receiver
         plain_counted = runs[issue_set, "new"].receiver  # the same agent without watches
+        base_counted = runs[issue_set, "baseline"].receiver  # the baseline's bytes beside
         t0, idle0 = time.monotonic(), cpu_seconds(idle.pid)
         for r in runs.values():
             r.cpu0 = cpu_seconds(r.proc.pid)
-        counted.counting = plain_counted.counting = True
+        counted.counting = plain_counted.counting = base_counted.counting = True
         time.sleep(args.seconds)
-        counted.counting = plain_counted.counting = False
+        counted.counting = plain_counted.counting = base_counted.counting = False
         t1, idle1 = time.monotonic(), cpu_seconds(idle.pid)
         for r in runs.values():
             r.cpu1 = cpu_seconds(r.proc.pid)
@@ -491,7 +526,7 @@ def main() -> int:
         print("\nwithout watch (this tree, same run):", end="")
         plain_rate = print_bytes(plain_counted, window)
         print("\nwith watch:", end="")
-    wire_rate = print_bytes(counted, window)
+    wire_rate = print_bytes(counted, window, None if watch else base_counted)
     if watch:
         print(f"watch costs {wire_rate - plain_rate:+.0f} B/s on the wire "
               f"(ratio {ratio(wire_rate, plain_rate)})")

@@ -216,9 +216,12 @@ class ClusterModel:
             if name not in m and name in old:
                 m[name] = old[name]  # type: ignore[index]
         node.metrics = m  # built by the verifier for this message alone: no copy needed
-        if msg.services is not UNSENT:
-            node.services = msg.services
-            for svc in msg.services:
+        services = msg.services
+        if services is UNSENT and msg.indexed is not None:  # named from the node's join
+            services = msg.indexed.named(tuple([p.name for p in node.probes])) or UNSENT
+        if services is not UNSENT:
+            node.services = services
+            for svc in services:
                 if svc.status == "fail":
                     self.failures.add(node.node_id)
                     break

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agentd.protocol import UNSENT, Join, Report
+from agentd.protocol import Join, Report
+from ctop.cluster import ClusterModel
 from ctop.ingest.verifier import Verifier
 from tests.helpers.agent_helpers import KEY, Receiver, start_agent, stop_agent, write_key
 
@@ -60,20 +61,23 @@ def write_config(path: Path, receiver: Receiver, key: Path, probes: str) -> None
 
 
 def services_until(
-    receiver: Receiver, verifier: Verifier, want: dict[str, str], timeout: float,
-    seen: dict[str, str] | None = None,
+    receiver: Receiver, verifier: Verifier, model: ClusterModel, want: dict[str, str],
+    timeout: float,
 ) -> dict[str, str]:
-    """Read reports until their services are exactly `want` (name -> status); the last seen.
-    Reports leave out unchanged results: `seen` is what earlier reports said."""
-    seen = seen or {}
+    """Read messages until the director's view of the node's services is exactly `want`
+    (name -> status); the last seen. Reports leave out unchanged results and send changed
+    ones by position in the join's probe list: the model keeps and names them."""
+    node = model.nodes.get("svc")
+    seen = {s.name: s.status for s in node.services} if node is not None else {}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         data = receiver.receive(deadline - time.monotonic())
         if data is None:
             break
-        msg = verifier.verify(data)
-        if isinstance(msg, Report) and msg.services is not UNSENT:  # else unchanged
-            seen = {s.name: s.status for s in msg.services}
+        model.apply(verifier.verify(data), time.time())
+        node = model.nodes.get("svc")
+        if node is not None:  # the director's view: reports leave out unchanged results
+            seen = {s.name: s.status for s in node.services}
             if seen == want:
                 break
     return seen
@@ -87,9 +91,9 @@ def test_sighup_changes_the_probe_list(
     port_a, port_b = (s.getsockname()[1] for s in listeners)
     write_config(conf, receiver, key, probe("svc-a", port_a))
     proc = start_agent("--config", str(conf))
-    verifier = Verifier(KEY)
+    verifier, model = Verifier(KEY), ClusterModel("t")
     try:
-        assert services_until(receiver, verifier, {"svc-a": "ok"}, 5) == {"svc-a": "ok"}
+        assert services_until(receiver, verifier, model, {"svc-a": "ok"}, 5) == {"svc-a": "ok"}
 
         # svc-a removed, svc-b added (listening), svc-c added (nothing listens: fail).
         write_config(
@@ -97,13 +101,13 @@ def test_sighup_changes_the_probe_list(
         )
         proc.send_signal(signal.SIGHUP)
         want = {"svc-b": "ok", "svc-c": "fail"}
-        assert services_until(receiver, verifier, want, 5) == want
+        assert services_until(receiver, verifier, model, want, 5) == want
 
         # A broken config on reload keeps the running probes.
         conf.write_text(conf.read_text() + "\n[[probes]]\ntype = 'tcp'\n")
         proc.send_signal(signal.SIGHUP)
         time.sleep(0.6)
-        assert services_until(receiver, verifier, want, 2) == want
+        assert services_until(receiver, verifier, model, want, 2) == want
         assert proc.poll() is None
     finally:
         code, err = stop_agent(proc)
@@ -125,17 +129,20 @@ def test_a_hanging_service_never_delays_a_report(
     verifier = Verifier(KEY)
     try:
         data = receiver.collect(10, timeout=6)
-        reports = [m for m in (verifier.verify(d) for d in data) if isinstance(m, Report)]
-        seen: dict[str, str] = {}
-        for r in reports:
-            if r.services is not UNSENT:
-                seen = {s.name: s.status for s in r.services}
-        later = services_until(receiver, verifier, {"stuck": "fail"}, 4, seen)
+        messages = [verifier.verify(d) for d in data]
+        reports = [m for m in messages if isinstance(m, Report)]
+        model = ClusterModel("t")
+        first: tuple = ()  # the director's view after the first report
+        for m in messages:
+            model.apply(m, time.time())
+            if isinstance(m, Report) and not first:
+                first = model.nodes["svc"].services
+        later = services_until(receiver, verifier, model, {"stuck": "fail"}, 4)
     finally:
         code, err = stop_agent(proc)
     assert code == 0, err
     assert len(reports) >= 8
-    assert reports[0].services[0].status == "unknown"  # first result not in yet, report not held
+    assert first[0].status == "unknown"  # first result not in yet, report not held
     arrivals = [t for t, _ in receiver.datagrams[1:10]]
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     assert max(gaps) < 0.35, gaps

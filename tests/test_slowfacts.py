@@ -14,20 +14,23 @@ from ctop.ingest.verifier import Verifier
 KEY = b"k" * 32
 HTTP_OK = (ServiceStatus("http", "ok", 1.5),)
 TOP = [("nginx", 10, 25.0, 1 << 20)]
+STATES = {"ESTABLISHED": [3]}
 
 
 def test_a_change_goes_out_twice_then_not_until_the_refresh() -> None:
     slow = SlowFacts(refresh=10.0)
     sent = []
     for t in range(13):
-        metrics, services = slow.thin({"cpu_percent": 1.0, "top_procs": TOP}, HTTP_OK, float(t))
-        sent.append(("top_procs" in metrics, services is not UNSENT))
+        metrics, services = slow.thin({"cpu_percent": 1.0, "tcp_states": STATES}, HTTP_OK,
+                                      float(t))
+        sent.append(("tcp_states" in metrics, services is not UNSENT))
         assert metrics["cpu_percent"] == 1.0  # fast metrics always travel
     assert sent[:3] == [(True, True), (True, True), (False, False)]
     assert sent[3:11] == [(False, False)] * 8
-    assert sent[11:] == [(True, True), (False, False)]  # 10 s after it last went out
-    metrics, services = slow.thin({"top_procs": [("sshd", 1, 0.0, 1)]}, (), 13.0)
-    assert "top_procs" in metrics and services == ()  # both changed: no probes is news too
+    # 10 s after they last went out; one refresh a report, so they come one after the other
+    assert sent[11:] == [(True, False), (False, True)]
+    metrics, services = slow.thin({"tcp_states": {"LISTEN": [1]}}, (), 13.0)
+    assert "tcp_states" in metrics and services == ()  # both changed: no probes is news too
 
 
 def test_the_director_keeps_what_a_report_leaves_out() -> None:
@@ -78,3 +81,23 @@ def test_a_watched_process_count_or_restart_is_news_its_cpu_is_not() -> None:
     assert sent(row(2, 1, 5.0), 30)  # a restart: news
     assert [sent(row(2, 1, 7.0), t) for t in (31, 32, 59)] == [True, False, False]
     assert sent(row(2, 1, 7.0), 62)  # the refresh, 3 periods after it last went out
+
+
+def test_top_processes_are_news_when_their_set_changes_not_their_shares_or_order() -> None:
+    """A busy node's shares change at every process scan; sending the list then cost ~40 B/s
+    of the byte budget. A new process on the list goes out at once; the shares and order (which
+    flip between processes of similar shares at every scan on a busy machine) every 3 refresh
+    periods."""
+    slow = SlowFacts(refresh=10.0)
+
+    def sent(top: list, t: float) -> bool:
+        return "top_procs" in slow.thin({"top_procs": top}, (), t)[0]
+
+    a, b = ("nginx", 10, 25.0, 1 << 20), ("java", 11, 20.0, 1 << 30)
+    assert [sent([a, b], t) for t in (0, 1, 2)] == [True, False, False]  # once: not vital
+    assert [sent([(a[0], a[1], 9.0 + t, a[3]), b], t)
+            for t in range(3, 29)] == [False] * 26  # shares only
+    assert not sent([b, a], 29)  # another order of the same processes: not news
+    assert sent([a, ("sshd", 12, 30.0, 1)], 40)  # another process: news
+    assert [sent([a, ("sshd", 12, 1.0, 1)], t) for t in (41, 42, 69)] == [False] * 3
+    assert sent([a, ("sshd", 12, 2.0, 1)], 70)  # the refresh, 30 s after it last went out

@@ -29,6 +29,7 @@ from agentd.protocol import (
     UNSENT,
     ConfigVersion,
     Header,
+    IndexedServices,
     Join,
     Leave,
     Message,
@@ -233,6 +234,31 @@ def _parse_config_version(item: Any) -> ConfigVersion | None:
             or not 0 <= item[2] <= MAX_VALUE):
         raise _bad("cv", item)
     return ConfigVersion(item[0], item[1], item[2])
+def _parse_indexed(value: Any) -> IndexedServices:
+    """`sx`: [probe digest, [[status, latency, detail?, result?], ...]], by position in the
+    join's probe list; the names stay "" until the director names them from the join."""
+    if (
+        type(value) is not list or len(value) != 2 or type(value[0]) is not int
+        or not 0 <= value[0] <= 0xFFFFFFFF or type(value[1]) is not list
+        or len(value[1]) > MAX_PROBES or any(type(item) is not list for item in value[1])
+    ):
+        raise _bad("sx", value)
+    return IndexedServices(value[0], tuple([_indexed_status(item) for item in value[1]]))
+
+
+def _indexed_status(item: list[Any]) -> ServiceStatus:
+    """One `sx` entry, by value from the fast path's cache (its key for a name "")."""
+    key = ("", *item)
+    try:
+        status = _SERVICE_CACHE.get(key)
+    except TypeError:  # an unhashable element: not a valid entry
+        raise _BadField("service entry is not [status, latency, detail?]") from None
+    if status is None:
+        status = _parse_service(list(key))
+        if len(_SERVICE_CACHE) >= SERVICE_CACHE_SIZE:
+            _SERVICE_CACHE.clear()
+        _SERVICE_CACHE[key] = status
+    return status
 
 
 def _parse_probes(items: Any) -> tuple[ProbeInfo, ...]:
@@ -391,9 +417,15 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
         # carries a NaN anywhere in the list to a failed comparison.
         if flat and not (min(flat) >= 0 and sum(flat) <= MAX_VALUE):
             return None
+        indexed = None
+        if services is UNSENT:
+            sx = get("sx")
+            if sx is not None:  # only in reports whose probe results changed
+                indexed = _parse_indexed(sx)
         return _tuple_new(Report, (
             _tuple_new(Header, (node, boot, seq, ts)),
             float(interval), group, out, tuple(parsed) if services is not UNSENT else UNSENT,
+            indexed,
         ))
     except Exception:  # TypeError from comparing or dividing non-numbers, or anything odd
         return None
@@ -413,12 +445,14 @@ def parse_body(body: Any) -> Message:
         services = body.get("s", UNSENT)
         if type(services) not in (list, tuple, _Unsent):
             raise _bad("s", services)
+        sx = body.get("sx")
         return Report(
             header,
             _interval(body),
             _str(body, "g", "group", ""),
             _parse_metrics(body.get("m", {})),
             tuple([_parse_service(s) for s in services]) if services is not UNSENT else UNSENT,
+            _parse_indexed(sx) if sx is not None and services is UNSENT else None,
         )
     if kind == KIND_JOIN:
         addresses = body.get("a", [])

@@ -28,20 +28,41 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent.parent
 CHUNK = 4_000  # datagrams sent before draining: well inside the receive buffer
 
 
+def verify_bound(shared: Any, nodes: int, reps: int = 3) -> float:
+    """bench/ingest.py's verify bound (a baseline checkout may predate it): µs per report for
+    the HMAC check and one msgpack decode of the body, best of `reps`."""
+    import hmac
+
+    from msgpack import unpackb
+
+    reports = shared.Fleet(nodes).encode(nodes)
+    times = []
+    for _ in range(reps):
+        started = time.process_time()
+        for d in reports:
+            payload = d[:-16]  # TAG_BYTES
+            hmac.compare_digest(hmac.digest(shared.KEY, payload, "sha256")[:16], d[-16:])
+            unpackb(payload[3:], raw=False, strict_map_key=False)  # after HEADER_BYTES
+        times.append(time.process_time() - started)
+    return min(times) / nodes * 1e6
+
+
 def child(tree: str, nodes: int, rounds: int) -> None:
     """Runs in its own process with `tree` first on sys.path: prints one JSON line."""
-    sys.path.insert(0, tree)
-    sys.path.insert(1, str(HERE / "bench"))
+    # The tree's own bench/ingest.py (its Fleet: the same reports in every tree), which puts
+    # its tree first on sys.path before anything imports ctop.
+    sys.path.insert(0, str(Path(tree) / "bench"))
     import asyncio
     import gc
     import socket
 
-    import ingest as shared  # this tree's Fleet and verify_bound: the same load for both
+    import ingest as shared
 
     from ctop.cluster import ClusterModel
     from ctop.gcpolicy import HeapFreezer
@@ -95,7 +116,8 @@ def child(tree: str, nodes: int, rounds: int) -> None:
 
     gc.collect()
     asyncio.run(run())
-    out["bound_us"] = shared.verify_bound(min(nodes, 20_000))
+    out["bound_us"] = verify_bound(shared, min(nodes, 20_000))
+    out["ctop"] = str(Path(sys.modules["ctop"].__file__ or "").parent.parent)
     print(json.dumps(out))
 
 
@@ -126,6 +148,8 @@ def main() -> None:
         all_us = recv_us + 1e3 * tick_ms / args.nodes
         rate = 1e6 / all_us
         bound = 1e6 / r["bound_us"]
+        if Path(r["ctop"]).resolve() != Path(tree).resolve():
+            raise SystemExit(f"{name}: ran the ctop of {r['ctop']}, not of {tree}")
         note = f"  drops {r['drops']}" if r["drops"] else ""
         print(f"{name:>10} | {recv_us:>11.2f} {tick_ms:>8.0f} {all_us:>10.2f} {rate:>10,.0f} | "
               f"{r['bound_us']:>8.2f} {rate / bound:>8.2f}{note}", flush=True)

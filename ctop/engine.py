@@ -41,7 +41,7 @@ from ctop.mute import Mute
 from ctop.pair.alerts import PairAlerts
 from ctop.pair.monitor import PairMonitor
 from ctop.prometheus import start_metrics
-from ctop.receiver import Receiver
+from ctop.receiver import BATCH, Receiver
 from ctop.silences import Silence, SilenceBook, local_author
 from ctop.snapshot import EventView, LBServiceView, Snapshot
 from ctop.startup import os_problem, setting_error
@@ -62,6 +62,10 @@ log = logging.getLogger(__name__)
 
 EVENTS_KEPT = 200  # recent events carried in each snapshot
 FOLD_BATCH = 256  # deferred report bodies checked per idle moment of the socket (~2 ms)
+# While the socket stays busy, bodies queued this long ago are checked after each batch read
+# (up to a batch of them), not left to the tick: a node is then decoded at most twice a
+# second, and the tick folds at most the last half second (docs/performance.md).
+FOLD_AGE = 0.5
 # Seconds between saves of every node's replay mark; new boots and leaves are saved at the
 # next tick. After a crash, a message of the last seconds could be replayed once, and only
 # while it is younger than max_age (docs/director.md).
@@ -93,6 +97,7 @@ class Engine:
         self.model.on_reject = lambda rejected, source: self.receiver.count_drop(
             rejected, source, accepted=True)
         self.receiver.on_idle = lambda: self.model.fold_some(FOLD_BATCH)
+        self.receiver.on_busy = lambda now: self.model.fold_some(BATCH, now - FOLD_AGE)
         self.alerts = AlertEngine(list(config.alerts), config.cluster)
         self.hooks = HookRunner(config.hooks)
         # [pair]: this director's and its peer's VRRP roles (ctop/pair), None when not set

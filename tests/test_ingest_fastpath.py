@@ -195,3 +195,98 @@ def test_idle_folding_takes_bodies_in_oldest_first_batches() -> None:
     assert model.fold_some(10) == 0
     snap = model.snapshot(t, 1)
     assert snap.node("a").cpu == 50.0 and snap.node("c").liveness is Liveness.ALIVE
+
+
+def test_busy_folding_takes_only_bodies_queued_long_enough() -> None:
+    """While the socket stays busy: bodies queued at least the fold age ago are checked
+    (each node's newest), younger ones wait for a later batch or the tick."""
+    model, _ = model_with_rejects()
+    v = Verifier(KEY)
+    t = time.time()
+    for node in ("a", "b"):
+        model.apply(v.verify_deferred(encode(KEY, report(node, 1, cpu=1.0))), t, "10.0.0.1")
+    model.apply(v.verify_deferred(encode(KEY, report("a", 2, cpu=20.0))), t, "10.0.0.1")
+    model.apply(v.verify_deferred(encode(KEY, report("b", 2, cpu=30.0))), t + 0.8, "10.0.0.1")
+    model.apply(v.verify_deferred(encode(KEY, report("a", 3, cpu=21.0))), t + 0.9, "10.0.0.1")
+    assert model.fold_some(100, t + 0.5) == 1  # a, queued at t: its newest body
+    assert model.nodes["a"].metrics["cpu_percent"] == 21.0
+    assert model.nodes["b"].metrics["cpu_percent"] == 1.0  # queued at t + 0.8: not yet
+    assert model.fold_some(100, t + 1.3) == 1
+    assert model.nodes["b"].metrics["cpu_percent"] == 30.0
+
+
+def test_a_socket_that_never_drains_still_gets_bodies_checked() -> None:
+    """Real UDP: a receiver read in whole batches (never idle) takes report bodies in as the
+    engine wires it, between batches, instead of leaving every one to the tick (seconds of
+    stall at 60,000 nodes). A bad body among them is counted once, by reason."""
+    import asyncio
+    import socket
+
+    from ctop.engine import FOLD_AGE, FOLD_BATCH
+    from ctop.receiver import BATCH, Receiver
+
+    nodes = [f"busy-{i}" for i in range(BATCH + 100)]
+    model, _ = model_with_rejects()
+    v = Verifier(KEY)
+
+    async def run() -> None:
+        rx = Receiver(v, lambda m, s, now: model.apply(m, now, s), "127.0.0.1", 0,
+                      deferred=True, tune_gc=False)
+        model.on_reject = lambda r, s: rx.count_drop(r, s, accepted=True)
+        rx.on_idle = lambda: model.fold_some(FOLD_BATCH)
+        rx.on_busy = lambda now: model.fold_some(BATCH, now - FOLD_AGE)
+        rx.open()
+        assert rx.sock is not None
+        asyncio.get_running_loop().remove_reader(rx.sock.fileno())  # we drive the reads
+        out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+        def send(seq: int, cpu: float) -> None:
+            for node in nodes:
+                data = bad_body(node, seq) if node == "busy-3" and seq == 3 \
+                    else encode(KEY, report(node, seq, cpu=cpu))
+                out.sendto(data, ("127.0.0.1", rx.port))
+
+        send(1, 1.0)  # registrations: checked on arrival
+        while rx.accepted + sum(rx.drops.values()) < len(nodes):
+            rx._drain()
+        send(2, 2.0)
+        rx._drain()  # a whole batch of pending bodies, none old enough yet
+        assert model.nodes["busy-0"].metrics["cpu_percent"] == 1.0
+        time.sleep(FOLD_AGE + 0.1)
+        send(3, 3.0)
+        rx._drain()  # again a whole batch: the first batch's bodies are due now
+        # read: every registration, a batch, a batch; one body refused, counted once
+        assert rx.accepted + sum(rx.drops.values()) == len(nodes) + 2 * BATCH
+        assert dict(rx.drops) == {"bad_field": 1}
+        out.close()
+        rx.close()
+
+    asyncio.run(run())
+    assert model.nodes["busy-0"].metrics["cpu_percent"] == 3.0  # its newest, no tick ran
+    assert model.nodes["busy-3"].metrics["cpu_percent"] == 1.0  # bad body: keeps the last
+    assert model.nodes[nodes[-1]].metrics["cpu_percent"] == 1.0  # queued late: the tick's
+
+
+def test_unchanged_views_follow_the_cluster_load_share() -> None:
+    """A node that did not report keeps its view but for its share of the cluster's
+    connections, which moves when another node's connections do: the same view a fresh
+    build would give."""
+    from ctop.cluster import _view
+
+    model = ClusterModel("t")
+    v = Verifier(KEY)
+    t = time.time()
+
+    def send(node: str, seq: int, conns: int) -> None:
+        r = report(node, seq)
+        r.metrics["tcp_established"] = conns
+        model.apply(v.verify_deferred(encode(KEY, r)), t, "10.0.0.1")
+
+    send("quiet", 1, 100)
+    send("busy", 1, 100)
+    assert model.snapshot(t, 1).node("quiet").load_share == 0.5
+    send("busy", 2, 300)
+    snap = model.snapshot(t, 2)
+    quiet = snap.node("quiet")
+    assert quiet.load_share == 0.25 and snap.node("busy").load_share == 0.75
+    assert quiet == _view(model.nodes["quiet"], 400)

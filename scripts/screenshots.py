@@ -49,6 +49,11 @@ SHOTS: dict[str, tuple[str | int, str | None, tuple[str, ...]]] = {
     # the header with a director pair ([pair] + [nats]) on the sample cluster: this director
     # MASTER, the peer BACKUP as told over NATS
     "header-pair": ("pair", "grid", ()),
+    # issue 13 on the sample cluster: the table's ANOM column with the anomaly alerts, the
+    # alerts pane with a silenced and a held alert, the node detail's watched processes
+    "table-anomalies": ("anomalies", "table", ()),
+    "alerts-silenced-held": ("muted", "grid", ()),
+    "node-detail-watched": ("watched", "grid", ("right", "enter")),
 }
 
 
@@ -156,6 +161,43 @@ def pair_snapshot() -> Snapshot:
     return replace(snap, pair=pair)
 
 
+def seeds_snapshot(kind: str) -> Snapshot:
+    """The sample cluster with what issue 13 adds to the screen (as the snapshot tests do)."""
+    from dataclasses import replace
+
+    from ctop.anomaly.levels import COST, GROUP, NODE
+    from ctop.snapshot import AlertView, Severity
+
+    snap = sample_snapshot(40 if kind == "anomalies" else 16)
+    t = snap.ts
+    if kind == "anomalies":
+        a, b, group = snap.nodes[1], snap.nodes[2], snap.nodes[-1].group
+        return replace(snap, alerts=(
+            AlertView(f"{GROUP}:{group}", GROUP, "", Severity.CRIT,
+                      f"group {group}: 4 of 10 nodes anomalous at once (>= 30%)", t - 60, 0.4),
+            AlertView(f"{NODE}:{a.node_id}:cpu_percent", NODE, a.node_id, Severity.WARN,
+                      f"cpu_percent on {a.node_id} is 83, 7.2 robust z above its usual 21 at "
+                      "this hour of the week", t - 120, 7.2),
+            AlertView(f"{COST}:{b.node_id}", COST, b.node_id, Severity.WARN,
+                      f"{b.node_id} costs 3.1x its group {b.group}'s median CPU per connection",
+                      t - 180, 7.6)))
+    if kind == "muted":
+        return replace(snap, alerts=(
+            AlertView("node-dead:web-03", "node-dead", "web-03", Severity.CRIT,
+                      "web-03 is dead", t - 300),
+            AlertView("node-dead:web-05", "node-dead", "web-05", Severity.CRIT,
+                      "web-05 is dead", t - 120, muted="silenced", muted_by="alice",
+                      muted_until=t + 7200, muted_note="kernel upgrade"),
+            AlertView("node-dead:web-07", "node-dead", "web-07", Severity.CRIT,
+                      "web-07 is dead", t - 60, muted="held", muted_by="bob",
+                      muted_note="in maintenance by bob since 03:00")))
+    watched = [("nginx", 4, 1, None, 0, 12.5, 96 << 20, 4, 210),
+               ("haproxy", 1, 2, 2, 3, 3.2, 40 << 20, 2, 64),
+               ("java:*tomcat*", 0, 1, None, 1, 0.0, 0, 0, 0)]
+    return replace(snap, nodes=tuple(n._replace(metrics={**n.metrics, "watched": watched})
+                                     for n in snap.nodes))
+
+
 async def shoot_all(shots: dict[str, tuple[str | int, str | None, tuple[str, ...]]],
                     out: Path) -> list[Path]:
     made = []
@@ -173,6 +215,8 @@ async def shoot_all(shots: dict[str, tuple[str | int, str | None, tuple[str, ...
                 source: EngineLike = engine
             elif src == "pair":
                 source = StaticSource(pair_snapshot(), history=sample_history)
+            elif src in ("anomalies", "muted", "watched"):
+                source = StaticSource(seeds_snapshot(str(src)), history=sample_history)
             elif src == "past":
                 made.append(await shoot_past(name, view, keys, out))
                 continue

@@ -82,7 +82,8 @@ def _journal(d: Daemon) -> list[dict[str, Any]]:
 
 
 def test_drain_on_a_is_applied_on_b_and_journaled_on_both(pair: Pair) -> None:
-    out = pair.a.ctop("lb", "drain", "web1", "s1")
+    why = "OPS-42 kernel update"  # the intent's why: the peer's journal row says the same
+    out = pair.a.ctop("lb", "drain", "web1", "s1", "--why", why)
     assert out.returncode == 0, out.stderr
     assert "peer dir-b: confirmed" in out.stdout
     assert _drained(pair.lab_a, "web1", "s1")
@@ -95,6 +96,7 @@ def test_drain_on_a_is_applied_on_b_and_journaled_on_both(pair: Pair) -> None:
     theirs = [r for r in _journal(pair.b) if r["service"] == "web1" and r["action"] == "drain"]
     assert mine and theirs
     assert theirs[0]["user"].endswith("@dir-a") and theirs[0]["origin"] == "cli"
+    assert mine[0]["why"] == theirs[0]["why"] == why
     # and back, from the other director
     out = pair.b.ctop("lb", "restore", "web1", "s1")
     assert out.returncode == 0, out.stderr

@@ -39,7 +39,7 @@ from ctop.lb.factory import MONITORING_ONLY, build_controller
 from ctop.lb.journal import ActionRecord
 from ctop.lb.limits import limits_from_rules
 from ctop.lb.plainkeys import to_plain_keys
-from ctop.lb.request import ActionRequest, perform, resolve
+from ctop.lb.request import MAX_WHY, ActionRequest, perform, resolve
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -98,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--local", action="store_true",
                             help="director pair: change this director alone when the peer "
                                  "cannot confirm (it applies the change when it is back)")
+            sp.add_argument("--why", metavar="TEXT",
+                            help=f"the reason, kept in the journal and shared with the peer "
+                                 f"(printable, at most {MAX_WHY} characters)")
         if name == "drain":
             sp.add_argument("--wait", action="store_true", help="return when it is empty")
             sp.add_argument("--timeout", type=_duration, default=None, metavar="S",
@@ -379,7 +382,7 @@ def _log_line(r: ActionRecord) -> str:
     return (
         f"{_local(r.ts)} {r.who} {r.origin} {r.balancer} {r.service}/{r.server} "
         f"{r.action} {weights} {r.result}"
-    )
+    ) + (f" why: {r.why}" if r.why else "")
 
 
 def _w(weight: int | None) -> str:
@@ -396,6 +399,7 @@ def _action_request(args: argparse.Namespace, balancer: str, service: str) -> Ac
         cut_sessions=getattr(args, "cut_sessions", False),
         expire_templates=getattr(args, "expire_templates", False),
         local=getattr(args, "local", False),
+        why=getattr(args, "why", None),
     )  # fmt: skip
 
 

@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS lb_actions (
     weight_after INTEGER,
     result TEXT NOT NULL,
     sudo_user TEXT,            -- SUDO_USER as the caller claimed it (not verified)
-    saved_weight INTEGER       -- drain/maint: the weight a restore goes back to
+    saved_weight INTEGER,      -- drain/maint: the weight a restore goes back to
+    why TEXT                   -- the operator's reason, when given (--why, the dialog)
 );
 CREATE INDEX IF NOT EXISTS lb_actions_target ON lb_actions (backend, service, server, ts);
 CREATE TABLE IF NOT EXISTS lb_intent (
@@ -100,14 +101,18 @@ def local_actor() -> Actor:
 
 # The caller of the action running in this thread / task (set by ctop.lb.request.perform).
 _actor: ContextVar[Actor | None] = ContextVar("ctop_lb_actor", default=None)
+# ... and the reason they gave (every journal row the action writes carries it).
+_why: ContextVar[str | None] = ContextVar("ctop_lb_why", default=None)
 
 
 @contextlib.contextmanager
-def acting_as(actor: Actor | None) -> Iterator[None]:
+def acting_as(actor: Actor | None, *, why: str | None = None) -> Iterator[None]:
     token = _actor.set(actor) if actor is not None else None
+    why_token = _why.set(why)
     try:
         yield
     finally:
+        _why.reset(why_token)
         if token is not None:
             _actor.reset(token)
 
@@ -127,6 +132,7 @@ class ActionRecord:
     result: str  # "ok" or the error text
     sudo_user: str | None = None  # claimed by the caller
     saved_weight: int | None = None  # drain/maint: the weight a restore goes back to
+    why: str | None = None  # the operator's reason, when given
 
     @property
     def who(self) -> str:
@@ -207,8 +213,8 @@ class Journal:
         with self._lock, self._db:
             cur = self._db.execute(
                 "INSERT INTO lb_actions (ts, user, origin, backend, service, server, action,"
-                " weight_before, weight_after, result, sudo_user, saved_weight)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " weight_before, weight_after, result, sudo_user, saved_weight, why)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     time.time() if ts is None else ts,
                     user,
@@ -222,6 +228,7 @@ class Journal:
                     result,
                     sudo_user,
                     saved_weight,
+                    _why.get(),
                 ),
             )
             return int(cur.lastrowid or 0)
@@ -253,7 +260,7 @@ class Journal:
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, ts, user, origin, backend, service, server, action, weight_before,"
-                f" weight_after, result, sudo_user, saved_weight FROM lb_actions {where}"
+                f" weight_after, result, sudo_user, saved_weight, why FROM lb_actions {where}"
                 " ORDER BY id DESC LIMIT ?",
                 (*params, limit),
             ).fetchall()
@@ -334,7 +341,7 @@ class Journal:
 def _migrate(db: sqlite3.Connection) -> None:
     """Databases from before a column existed get it (older rows keep NULL)."""
     have = {row[1] for row in db.execute("PRAGMA table_info(lb_actions)")}
-    for name, kind in (("sudo_user", "TEXT"), ("saved_weight", "INTEGER")):
+    for name, kind in (("sudo_user", "TEXT"), ("saved_weight", "INTEGER"), ("why", "TEXT")):
         if name not in have:
             db.execute(f"ALTER TABLE lb_actions ADD COLUMN {name} {kind}")
 

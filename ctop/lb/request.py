@@ -28,6 +28,7 @@ VERBS = ("drain", "maint", "weight", "step", "restore", "advice", "reapply", "ac
 DRIFT_VERBS = ("reapply", "accept")
 NEEDS_VALUE = ("weight", "step")
 MAX_RAMP_S = 3600.0
+MAX_WHY = 200  # characters: a reason, not a document (it rides in every journal row and intent)
 
 Expect = tuple[int | None, int | None, str]  # (weight before, weight after, state before)
 
@@ -51,6 +52,8 @@ class ActionRequest:
     # A director pair ([nats] peers): change this director alone, knowingly, when the peer
     # cannot confirm (the intent is still recorded for it; ctop.nats.pair).
     local: bool = False
+    # Why the operator acts (a ticket, "kernel update"): journaled, shown, shared with the peer.
+    why: str | None = None
 
     def __post_init__(self) -> None:
         if self.verb not in VERBS:
@@ -67,6 +70,7 @@ class ActionRequest:
             if not isinstance(self.expect, list | tuple) or len(self.expect) != 3:
                 raise ValueError("expect is (weight before, weight after, state before)")
             object.__setattr__(self, "expect", tuple(self.expect))
+        object.__setattr__(self, "why", checked_why(self.why))
 
     @property
     def action(self) -> str:
@@ -74,7 +78,10 @@ class ActionRequest:
         return "weight" if self.verb == "advice" else self.verb
 
     def to_plain(self) -> dict[str, Any]:
-        return to_plain_keys(asdict(self))
+        plain = asdict(self)
+        if plain["why"] is None:  # an older daemon or peer knows no `why`: send it only when set
+            del plain["why"]
+        return to_plain_keys(plain)
 
     @classmethod
     def from_plain(cls, plain: dict[str, Any]) -> ActionRequest:
@@ -90,6 +97,24 @@ class ActionRequest:
             return cls(**plain)
         except TypeError as exc:
             raise ValueError(str(exc)) from None
+
+
+def checked_why(why: object) -> str | None:
+    """The reason as stored: None when empty; ValueError when too long or not printable
+    (a control character would garble `ctop lb log` and the event line)."""
+    if why is None:
+        return None
+    if not isinstance(why, str):
+        raise ValueError(f"why must be text, got {type(why).__name__}")
+    why = why.strip()
+    if not why:
+        return None
+    if len(why) > MAX_WHY:
+        raise ValueError(f"why is {len(why)} characters long; at most {MAX_WHY}")
+    if not why.isprintable():
+        bad = next(c for c in why if not c.isprintable())
+        raise ValueError(f"why must be printable text (it has {bad!r})")
+    return why
 
 
 def expect_of(plan: Plan) -> Expect:
@@ -156,7 +181,7 @@ def perform(lb: LBController, req: ActionRequest, actor: Actor | None = None) ->
         raise ValueError(f"{req.verb} needs a weight")
     if req.dry_run:  # the plan, the guard and the what-if; nothing changes
         return dry_run(lb, req)
-    with acting_as(actor), lb.hold():
+    with acting_as(actor, why=req.why), lb.hold():
         if req.expect is not None:
             fresh = plan_of(lb, req)
             if expect_of(fresh) != tuple(req.expect):

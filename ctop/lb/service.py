@@ -194,7 +194,7 @@ class LBService:
             result = await asyncio.to_thread(run)
         if result.dry_run:  # the what-if: nothing happened, nothing to tell the others
             return self._pair_note(result, request)
-        self._note_action(result, actor=actor)
+        self._note_action(result, actor=actor, reason=request.why)
         await self.refresh()  # the views show the outcome now, not after the next round
         return result
 
@@ -229,7 +229,7 @@ class LBService:
         """The pair's applier thread: a peer director's intent on our balancer, journaled
         as `actor` (user@director) and shown as an event."""
         result = self._perform(request, actor)
-        self._note_action(result, "from the peer director", actor=actor)
+        self._note_action(result, "from the peer director", actor=actor, reason=request.why)
         return result
 
     async def connections(self, balancer: str, service: str, server: str) -> list[Connection]:
@@ -243,14 +243,16 @@ class LBService:
                     return s.advised_weight
         raise ValueError(f"no weight advice for {server} in {service}")
 
-    def _note_action(self, result: ActionResult, why: str = "", actor: Actor | None = None
-                     ) -> None:
+    def _note_action(self, result: ActionResult, why: str = "", actor: Actor | None = None,
+                     reason: str | None = None) -> None:
         who = f"{actor.text} " if actor is not None else ""
         text = (f"{who}{result.origin} {result.action} {result.balancer} {result.service} "
                 f"{result.server}: {result.before} → {result.after} "
                 f"{'ok' if result.ok else 'FAILED: ' + result.message}")
         if why:
             text += f" ({why})"
+        if reason:  # the operator's own words (--why, the dialog)
+            text += f" — why: {reason}"
         node = ""
         for view in self.views:
             for s in view.servers:

@@ -75,17 +75,19 @@ class Intent:
     request: dict[str, Any]  # ActionRequest.to_plain(): what to do
     before: int | None  # the acting director's prior state (weight, state), for the record
     state_before: str
+    why: str | None = None  # the operator's reason (also in `request`; here for readers)
 
     def to_json(self) -> bytes:
         return json.dumps({"id": self.id, "director": self.director, "user": self.user,
                            "ts": self.ts, "request": self.request, "before": self.before,
-                           "state_before": self.state_before}).encode()
+                           "state_before": self.state_before, "why": self.why}).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Intent:
         d = json.loads(data)
         return cls(str(d["id"]), str(d["director"]), str(d["user"]), float(d["ts"]),
-                   dict(d["request"]), d.get("before"), str(d.get("state_before") or ""))
+                   dict(d["request"]), d.get("before"), str(d.get("state_before") or ""),
+                   d.get("why") or None)
 
 
 class Conflict(NatsError):
@@ -188,7 +190,7 @@ class PairSync:
                          server=result.server, expect=None, local=False)
         intent = Intent(uuid.uuid4().hex, self.me, actor.text if actor else "?", time.time(),
                         shared.to_plain(), result.before,
-                        str(result.state_before or ""))
+                        str(result.state_before or ""), shared.why)
         key = target_key((result.balancer, result.service, result.server))
         try:
             self._record(key, intent)
@@ -302,6 +304,8 @@ class PairSync:
 
     def _apply(self, intent: Intent) -> None:
         request = ActionRequest.from_plain(intent.request)
+        if request.why is None and intent.why:  # a writer that kept it beside the request
+            request = replace(request, why=intent.why)
         key = target_key((request.balancer, request.service, request.server))
         with self._lock:
             done = self._acks.get((self.me, key))

@@ -14,7 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from ctop.lb.request import ActionRequest
+from ctop.lb.request import MAX_WHY, ActionRequest, checked_why
 from ctop.lb.service import PAIR_REFUSAL_PREFIX
 from ctop.tui.actions import Request
 
@@ -41,6 +41,8 @@ class ConfirmAction(ModalScreen["dict[str, Any] | None"]):
                 tooltip="drain a persistent IPVS service and expire its templates"),
         Binding("o", "choice('local')", "This director only", show=False,
                 tooltip="director pair: act here alone when the peer cannot confirm"),
+        Binding("w", "focus_why", "Why", show=False,
+                tooltip="type the reason (journaled, shared with the peer); enter applies"),
     ]
 
     def __init__(self, request: Request) -> None:
@@ -70,6 +72,8 @@ class ConfirmAction(ModalScreen["dict[str, Any] | None"]):
             yield Static(body, id="body")
             if active:
                 yield Static(Text("what if: reading…", "dim"), id="whatif")
+                yield Input(placeholder="why (optional, w): enter applies", id="why",
+                            max_length=MAX_WHY)
             with Horizontal(id="buttons"):
                 if active:
                     yield Button(f"{r.title} (y)", variant="warning", id="yes")
@@ -128,6 +132,14 @@ class ConfirmAction(ModalScreen["dict[str, Any] | None"]):
     def action_cancel(self) -> None:
         self.dismiss(None)
 
+    def action_focus_why(self) -> None:
+        for field in self.query("#why"):
+            field.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "why":  # enter in the reason applies, as y does
+            self.action_confirm()
+
     def action_confirm(self) -> None:
         self._go({})
 
@@ -145,6 +157,13 @@ class ConfirmAction(ModalScreen["dict[str, Any] | None"]):
     def _go(self, options: dict[str, Any]) -> None:
         if not (self.request.ok and not self.request.noop):
             return
+        try:  # the reason rides along with every choice; a bad one keeps the dialog open
+            why = checked_why(self.query_one("#why", Input).value)
+        except ValueError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        if why:
+            options = {**options, "why": why}
         if not self.guard:
             self.dismiss(options)
             return

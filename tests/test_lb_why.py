@@ -11,6 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from ctop.control.client import ask
+from ctop.control.wire import ControlError
 from ctop.lb.journal import Journal
 from tests.helpers.haproxy_peer import HAProxyLab
 from tests.helpers.lb_owner_helpers import Director, director, server_stat, serving
@@ -60,6 +62,13 @@ def test_a_bad_why_is_refused_and_nothing_changes(
     out = d.lb("drain", "web4", "s2", "--why", bad)
     assert out.returncode == 2, (out.stdout, out.stderr)
     assert "why" in out.stderr and ("at most 200" in out.stderr or "printable" in out.stderr)
+    assert server_stat(haproxy, "web4", "s2") == before
+    assert len(_whys(d)) == rows
+    # a client that does not check (another version, a script) meets the daemon's own check
+    plain = {"verb": "drain", "balancer": "haproxy", "service": "web4", "server": "s2",
+             "why": bad}
+    with pytest.raises(ControlError, match="bad action request: why"):
+        ask(str(d.socket), "action " + json.dumps({"request": plain}))
     assert server_stat(haproxy, "web4", "s2") == before
     assert len(_whys(d)) == rows
 

@@ -206,6 +206,28 @@ async def test_drain_goes_through_the_dialog_and_reaches_haproxy(lb_engine, hapr
         await until(lambda: not _drained(haproxy, "web3", "s2"))
 
 
+async def test_the_dialog_takes_a_why_and_enter_applies_with_it(lb_engine, haproxy):
+    app = CtopApp(lb_engine, view="table")
+    why = "OPS-7 disk swap"
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            await select_server(pilot, app, "web6", "s3")
+            await pilot.press("d")
+            await until(lambda: isinstance(app.screen, ConfirmAction))
+            await pilot.press("w", *why, "enter")  # w: into the reason; enter applies
+            await until(lambda: _drained(haproxy, "web6", "s3"))
+            journal = lb_engine.lb.journal
+            await until(lambda: journal.actions(service="web6", server="s3"))
+            row = journal.actions(service="web6", server="s3")[0]
+            assert (row.action, row.why) == ("drain", why)
+            await until(lambda: any(e.message.endswith(f"why: {why}")
+                                    for e in lb_engine.snapshot().events))
+    finally:
+        haproxy.cmd("set server web6/s3 state ready")
+        haproxy.cmd("set server web6/s3 weight 1")
+
+
 def _drained(haproxy, backend: str, server: str) -> bool:
     stat = haproxy.cmd("show stat").splitlines()
     row = next(line for line in stat if line.startswith(f"{backend},{server},"))

@@ -75,7 +75,9 @@ class Intent:
     request: dict[str, Any]  # ActionRequest.to_plain(): what to do
     before: int | None  # the acting director's prior state (weight, state), for the record
     state_before: str
-    why: str | None = None  # the operator's reason (also in `request`; here for readers)
+    # The operator's reason, beside `request` rather than in it: an older peer, whose
+    # ActionRequest has no `why`, still applies the intent (without the reason).
+    why: str | None = None
 
     def to_json(self) -> bytes:
         return json.dumps({"id": self.id, "director": self.director, "user": self.user,
@@ -189,7 +191,7 @@ class PairSync:
         shared = replace(shared, balancer=result.balancer, service=result.service,
                          server=result.server, expect=None, local=False)
         intent = Intent(uuid.uuid4().hex, self.me, actor.text if actor else "?", time.time(),
-                        shared.to_plain(), result.before,
+                        replace(shared, why=None).to_plain(), result.before,
                         str(result.state_before or ""), shared.why)
         key = target_key((result.balancer, result.service, result.server))
         try:
@@ -304,7 +306,7 @@ class PairSync:
 
     def _apply(self, intent: Intent) -> None:
         request = ActionRequest.from_plain(intent.request)
-        if request.why is None and intent.why:  # a writer that kept it beside the request
+        if request.why is None and intent.why:  # beside the request: an older peer ignores it
             request = replace(request, why=intent.why)
         key = target_key((request.balancer, request.service, request.server))
         with self._lock:

@@ -166,8 +166,10 @@ def test_unloaded_module_is_reported_and_not_reloaded(vm: dict) -> None:
 
 
 def test_vm_stays_within_budget(vm: dict) -> None:
-    # issue 9's checks run `ctop lb` (each ~5-10 s of ipvsadm runs under TCG) and two ramps
-    assert vm["_run"]["seconds"] < 330, vm["_run"]
+    # issue 9's checks run `ctop lb` (each ~5-10 s of ipvsadm runs under TCG) and two ramps;
+    # issue 14's owners start a real keepalived (~33 s) and a real ldirectord (~81 s) in the
+    # guest, issue 13's DR check two agents (~13 s): 392 s in a fresh-clone CI run
+    assert vm["_run"]["seconds"] < 450, vm["_run"]
 
 
 def test_a_hand_edit_after_a_drain_is_drift_and_re_applying_drains_again(vm: dict) -> None:

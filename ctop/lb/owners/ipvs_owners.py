@@ -33,10 +33,12 @@ class IPVSOwners:
 
     # -- hooks ------------------------------------------------------------------------------
 
+    def _owner_of_plan(self, plan: Plan) -> TableOwner | None:
+        """Who owns the IPVS service a plan changes (None: another balancer, or nobody)."""
+        return self.owner_of(plan.service) if plan.balancer == BALANCER else None
+
     def before_change(self, plan: Plan) -> str:
-        if plan.balancer != BALANCER:
-            return ""
-        owner = self.owner_of(plan.service)
+        owner = self._owner_of_plan(plan)
         if owner is None:
             return ""
         try:
@@ -47,9 +49,7 @@ class IPVSOwners:
             return f"cannot read {owner.kind}'s config {owner.config}: {exc}"
 
     def after_change(self, plan: Plan) -> str:
-        if plan.balancer != BALANCER:
-            return ""
-        owner = self.owner_of(plan.service)
+        owner = self._owner_of_plan(plan)
         if owner is None:
             return ""
         try:

@@ -24,13 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import msgpack
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agentd.encoder import encode
 from agentd.protocol import Join
-from ctop.codec import unpack_compact
 from ctop.nats.config import NatsConfig
 from ctop.nats.link import NatsLink
 from ctop.nats.view import ClusterView, subjects
@@ -41,8 +41,10 @@ TICK = 1.0
 
 
 def agents(port: int, key: bytes, names: list[str], group: str, t0: float, until: float,
-           interval: float) -> None:
-    """One process playing `names`: a join each, then a report each `interval`, spread."""
+           interval: float, busy: float) -> None:
+    """One process playing `names`: a join each, then a report each `interval`, spread. The
+    first `busy` share of them report new values each time (their send time, their cpu); the
+    rest the same values every time (an idle node: only its last-seen time moves)."""
     import socket
 
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -51,6 +53,7 @@ def agents(port: int, key: bytes, names: list[str], group: str, t0: float, until
         udp.sendto(encode(key, Join(s.header(), s.node_id, ("127.0.0.9",), 2, 1 << 30, "bench",
                                     interval, group)), ("127.0.0.1", port))
     gap = interval / max(1, len(senders))
+    changing = round(len(senders) * busy)
     while time.time() < until:
         start = time.time()
         for i, s in enumerate(senders):
@@ -58,8 +61,12 @@ def agents(port: int, key: bytes, names: list[str], group: str, t0: float, until
             wait = due - time.time()
             if wait > 0:
                 time.sleep(wait)
-            stamp = int((time.time() - t0) * 1000)
-            udp.sendto(s.report(interval=interval, procs=stamp), ("127.0.0.1", port))
+            if i < changing:
+                stamp = int((time.time() - t0) * 1000)
+                report = s.report(interval=interval, procs=stamp, cpu_percent=stamp % 997 / 10)
+            else:
+                report = s.report(interval=interval)
+            udp.sendto(report, ("127.0.0.1", port))
         rest = start + interval - time.time()
         if rest > 0:
             time.sleep(rest)
@@ -79,22 +86,21 @@ class Probe:
 
     def receive(self, data: bytes, subject: str) -> None:
         self.view.receive(data, subject)
+        if self.measuring:
+            self.bytes += len(data)
         if not subject.endswith(".snap"):
-            if self.measuring:
-                self.bytes += len(data)
             return
-        import msgpack
-
-        snap = unpack_compact(msgpack.unpackb(data)["body"])
+        env = msgpack.unpackb(data)  # the envelope only: the view has applied the delta
+        snap = self.view.group_snapshot(env["cluster"], env["group"])
+        if snap is None:
+            return
         now = time.time()
         for n in snap.nodes:
             self.seen.add(n.node_id)
-            if self._last.get(n.node_id) != n.procs:
+            if n.procs and self._last.get(n.node_id) != n.procs:
                 self._last[n.node_id] = n.procs
                 if self.measuring:
                     self.latencies.append(now - (self.t0 + n.procs / 1000))
-        if self.measuring:
-            self.bytes += len(data)
 
 
 def cpu(pids: list[int]) -> float:
@@ -114,6 +120,8 @@ def main() -> int:
     p.add_argument("--nodes", type=int, default=500, help="nodes per collector")
     p.add_argument("--seconds", type=float, default=20.0, help="measured window")
     p.add_argument("--interval", type=float, default=1.0, help="agents' report interval")
+    p.add_argument("--busy", type=float, default=1.0,
+                   help="share of nodes whose values change every report (the rest idle)")
     args = p.parse_args()
     total = args.collectors * args.nodes
     root = Path(tempfile.mkdtemp(prefix="ctop-scale-"))
@@ -139,7 +147,7 @@ def main() -> int:
         for i, d in enumerate(daemons):
             names = [f"g{i}-n{j:05d}" for j in range(args.nodes)]
             pr = multiprocessing.Process(target=agents, args=(d.port, d.key, names, f"g{i}", t0,
-                                                               until, args.interval))
+                                                               until, args.interval, args.busy))
             pr.start()
             procs.append(pr)
         deadline = time.time() + warm
@@ -165,8 +173,9 @@ def main() -> int:
         lat = sorted(probe.latencies)
         p50 = statistics.median(lat)
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-        print(f"{args.collectors} collectors x {args.nodes} nodes = {total} nodes, reports every "
-              f"{args.interval:g} s, tick {TICK:g} s, {span:.0f} s measured, "
+        print(f"{args.collectors} collectors x {args.nodes} nodes = {total} nodes "
+              f"({args.busy:.0%} changing), reports every {args.interval:g} s, "
+              f"tick {TICK:g} s, {span:.0f} s measured, "
               f"{len(lat)} reports seen by the UI; load average {psutil.getloadavg()[0]:.1f} "
               f"on {psutil.cpu_count()} cores (other work on the machine delays every tier)")
         print(f"latency datagram -> UI snapshot: p50 {p50 * 1000:.0f} ms "
@@ -176,7 +185,8 @@ def main() -> int:
             share = (after[k] - before[k]) / span
             print(f"  {k:20s} {share / total * 1000:6.3f}   (all: {share:.3f})")
         print(f"through NATS to one subscriber: {probe.bytes / span / total:.0f} bytes per node "
-              f"per second ({probe.bytes / span / 1e6:.2f} MB/s)")
+              f"per second ({probe.bytes / span / 1e6:.2f} MB/s); "
+              f"{probe.view.gaps} deltas that did not fit (a full snapshot asked for)")
         return 0
     finally:
         for pr in procs:

@@ -2,7 +2,11 @@
 the engine runs liveness and the store for the agents it receives as always, and this module
 publishes what it knows of its groups to NATS for directors and UIs (ctop.nats.view):
 
-    <prefix>.<cluster>.<group>.snap      the group's compact snapshot (ctop.codec), each tick
+    <prefix>.<cluster>.<group>.snap      the group's rows that changed since the last
+                                         publish (ctop.control.delta), each tick; all of them
+                                         every KEYFRAME s and when a view asks
+    <prefix>.<cluster>.<group>.want      a view asks for the group's full snapshot (it joined
+                                         late or missed a message)
     <prefix>.<cluster>.<group>.events    the group's new events, as they come
     <prefix>.<cluster>._collector.<name> a heartbeat every HEARTBEAT s: its name and groups
     <prefix>.<cluster>._director.<name>.lb  a director's balancers (its LB pane), each tick
@@ -26,6 +30,7 @@ from dataclasses import replace
 import msgpack
 
 from ctop.codec import pack_compact
+from ctop.control.delta import DeltaPacker, Version
 from ctop.nats.config import NatsConfig, safe_name
 from ctop.nats.link import NatsError, NatsLink
 from ctop.snapshot import Aggregate, EventView, GroupView, Snapshot
@@ -33,7 +38,8 @@ from ctop.snapshot import Aggregate, EventView, GroupView, Snapshot
 log = logging.getLogger(__name__)
 
 HEARTBEAT = 0.5  # seconds between heartbeats; a view calls a collector lost after LOST_AFTER
-FORMAT = 1  # the envelope's version
+FORMAT = 2  # the envelope's version (1: a whole compact snapshot per message, no deltas)
+KEYFRAME = 10.0  # s between full snapshots of a group: what a view that cannot ask waits for
 
 
 def group_token(group: str) -> str:
@@ -47,6 +53,10 @@ def snap_subject(prefix: str, cluster: str, group: str) -> str:
 
 def events_subject(prefix: str, cluster: str, group: str) -> str:
     return f"{prefix}.{safe_name(cluster)}.{group_token(group)}.events"
+
+
+def want_subject(prefix: str, cluster: str, group: str) -> str:
+    return f"{prefix}.{safe_name(cluster)}.{group_token(group)}.want"
 
 
 def heartbeat_subject(prefix: str, cluster: str, name: str) -> str:
@@ -79,6 +89,16 @@ def envelope(collector: str, cluster: str, group: str, body: bytes) -> bytes:
                           "group": group, "body": body})
 
 
+class _Stream:
+    """One group's deltas: the packer (ui2's, ctop.control.delta) and what was sent last."""
+
+    def __init__(self) -> None:
+        self.packer = DeltaPacker(keep=2)  # a delta is always against the previous publish
+        self.sent: Version | None = None
+        self.full_at = 0.0  # time.monotonic() of the last full snapshot
+        self.wanted = True  # the next publish is a full snapshot
+
+
 class CollectorPublisher:
     """Publishes a collector's group snapshots, events and heartbeat (see the module doc)."""
 
@@ -95,6 +115,11 @@ class CollectorPublisher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.published = 0  # group snapshots sent (status, tests)
+        self.full = 0  # of them, full snapshots (keyframes and answers to `want`)
+        self._streams: dict[str, _Stream] = {}
+        self.keyframe = KEYFRAME
+        if self.collects:  # a view that joined late or missed a delta asks for a full one
+            link.subscribe(f"{cfg.subject_prefix}.{safe_name(cluster)}.*.want", self._want)
         self._thread = threading.Thread(target=self._run, name="ctop-collector", daemon=True)
         self._thread.start()
 
@@ -104,6 +129,13 @@ class CollectorPublisher:
     def offer(self, snap: Snapshot) -> None:
         """The engine's tick: the newest snapshot, published soon (never waits)."""
         self._offered = snap
+        self._wake.set()
+
+    def _want(self, data: bytes, subject: str) -> None:
+        token = subject.rsplit(".", 2)[-2]
+        for group, stream in list(self._streams.items()):
+            if group_token(group) == token:
+                stream.wanted = True
         self._wake.set()
 
     def close(self) -> None:
@@ -141,10 +173,22 @@ class CollectorPublisher:
             return
         groups = sorted({g.name for g in snap.groups if self.serves(g.name)})
         self._seen_groups.update(groups)
+        now = time.monotonic()
         for group in groups:
-            body = pack_compact(group_snapshot(snap, group))
+            stream = self._streams.get(group)
+            if stream is None:
+                stream = self._streams[group] = _Stream()
+            full = stream.wanted or now - stream.full_at >= self.keyframe
+            part = group_snapshot(snap, group)
+            body = stream.packer.pack(part, None if full else stream.sent, None)
+            # sent even when nothing changed: small, and it shows a view that joined late
+            # that it holds nothing to apply it to (it asks for a full one)
             self.link.publish(snap_subject(prefix, self.cluster, group),
                               envelope(self.name, self.cluster, group, body))
+            stream.sent = stream.packer.version
+            if full:
+                stream.wanted, stream.full_at = False, now
+                self.full += 1
             self.published += 1
         fresh = [e for e in snap.events if e.ts > self._events_after]
         if fresh:

@@ -273,6 +273,20 @@ class NatsLink:
         await self._nc.publish(subject, data)
         await self._nc.flush(timeout=CALL_TIMEOUT)
 
+    def publish_soon(self, subject: str, data: bytes) -> None:
+        """Publish without waiting for it, from any thread (a subscription's callback on the
+        NATS thread too); dropped when NATS is down: for requests that are asked again."""
+        if not self.status.connected:
+            return
+
+        async def send() -> None:
+            try:
+                await self._nc.publish(subject, data)
+            except Exception as e:  # a lost request is asked again; never an unhandled task
+                log.debug("publish %s: %s", subject, e)
+
+        asyncio.run_coroutine_threadsafe(send(), self._loop)
+
     def subscribe(self, subject: str, callback: Callback) -> None:
         """`callback(data, subject)` on the NATS thread for each message (kept across
         reconnects by nats-py). Works before the first connect too."""

@@ -7,6 +7,12 @@ LOST_AFTER seconds (measured on this machine's clock, so no clock sync is needed
 shown as `unknown` (collector lost) — never dead: the view does not know, and nothing acts on
 them (the source has no balancers; a director acts only on its own).
 
+Group snapshots arrive as deltas (ctop.control.delta, as an attached UI polls them): a
+DeltaReader per group holds its rows; a delta that does not fit what it holds (the view joined
+late, or missed a message) is dropped and the view asks the collector for a full snapshot on
+`<group>.want` (a view that may not publish waits for the next keyframe, KEYFRAME s at most).
+Until then the group shows what it held.
+
 `NatsSource` is the UI's source over it (like ctop.tui.remote.RemoteSource), read-only.
 """
 
@@ -15,14 +21,15 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import msgpack
 
 from ctop.codec import unpack_compact
-from ctop.nats.collector import FORMAT, group_token
+from ctop.control.delta import DaemonRefused, DeltaError, DeltaReader
+from ctop.nats.collector import FORMAT, group_token, want_subject
 from ctop.nats.config import NatsConfig
 from ctop.nats.link import NatsLink
 from ctop.snapshot import (
@@ -69,6 +76,11 @@ class ClusterView:
     _lb: dict[tuple[str, str], tuple[LBServiceView, ...]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     errors: int = 0  # messages that could not be read (a newer or foreign publisher)
+    gaps: int = 0  # deltas that did not fit what the view held: a full snapshot asked for
+    # asks a collector for a group's full snapshot: (cluster, group) -> None (NatsSource: a
+    # publish on `want`); None: wait for the next keyframe
+    ask: Callable[[str, str], None] | None = None
+    _readers: dict[tuple[str, str], DeltaReader] = field(default_factory=dict)
 
     def receive(self, data: bytes, subject: str) -> None:
         """One message of any of the collector subjects; bad input is counted, never raised."""
@@ -85,11 +97,31 @@ class ClusterView:
             elif "._director." in subject and kind == "lb":
                 self._balancers(cluster, collector, unpack_compact(body).lb)
             elif kind == "snap":
-                self._snap(cluster, group, collector, unpack_compact(body))
+                snap = self._delta(cluster, group, body)
+                if snap is not None:
+                    self._snap(cluster, group, collector, snap)
             elif kind == "events":
                 self._add_events(cluster, collector, msgpack.unpackb(body))
         except (ValueError, KeyError, TypeError, msgpack.UnpackException):
             self.errors += 1
+
+    def _delta(self, cluster: str, group: str, body: bytes) -> Snapshot | None:
+        """The group's snapshot after this delta; None if it does not fit (asked for anew)."""
+        reader = self._readers.setdefault((cluster, group), DeltaReader())
+        try:
+            return reader.apply(body)
+        except (DeltaError, DaemonRefused):
+            reader.reset()
+            self.gaps += 1
+            if self.ask is not None:
+                self.ask(cluster, group)
+            return None
+
+    def group_snapshot(self, cluster: str, group: str) -> Snapshot | None:
+        """The group's snapshot as the view holds it (bench/scale.py measures with it)."""
+        with self._lock:
+            g = self._groups.get((cluster, group))
+        return g.snap if g is not None else None
 
     def _beat(self, cluster: str, collector: str, groups: Iterable[str]) -> None:
         with self._lock:
@@ -253,6 +285,10 @@ class NatsSource:
     def __init__(self, cfg: NatsConfig, *, cluster: str = "*") -> None:
         self.view = ClusterView()
         self.link = NatsLink(cfg, name="ctop view").start()
+        if not cfg.groups:  # a scoped user may not publish: it waits for a keyframe
+            prefix = cfg.subject_prefix
+            self.view.ask = lambda cl, group: self.link.publish_soon(
+                want_subject(prefix, cl, group), b"")
         for subject in scoped_subjects(cfg.subject_prefix, cluster, cfg.groups):
             self.link.subscribe(subject, self.view.receive)
         self._tick = 0

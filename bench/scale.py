@@ -120,6 +120,9 @@ def main() -> int:
     p.add_argument("--nodes", type=int, default=500, help="nodes per collector")
     p.add_argument("--seconds", type=float, default=20.0, help="measured window")
     p.add_argument("--interval", type=float, default=1.0, help="agents' report interval")
+    p.add_argument("--warm", type=float, default=15.0,
+                   help="s before measuring (70: every node's 60-report cpu history is full, "
+                        "so an idle node's row no longer changes)")
     p.add_argument("--busy", type=float, default=1.0,
                    help="share of nodes whose values change every report (the rest idle)")
     args = p.parse_args()
@@ -142,7 +145,7 @@ def main() -> int:
         for subject in subjects("ctop"):
             link.subscribe(subject, probe.receive)
         link.wait_connected(10)
-        warm = 15.0
+        warm = args.warm
         until = time.time() + warm + args.seconds + 2
         for i, d in enumerate(daemons):
             names = [f"g{i}-n{j:05d}" for j in range(args.nodes)]

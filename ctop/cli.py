@@ -142,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = director_config(args)
         if args.nats and args.command is None:
             return run_nats_ui(cfg, args.nats, color=args.color)
+        if args.nats and args.command == "status":
+            return run_nats_status(cfg, args.nats, as_json=args.json)
         if args.command == "serve":
             return asyncio.run(serve(cfg))
         if args.command == "status":
@@ -269,7 +271,8 @@ def status_text(data: dict[str, Any]) -> str:
     t = data["totals"]
     out = [
         f"cluster {data['cluster']}: {t['nodes']} nodes — {t['alive']} alive, "
-        f"{t['suspect']} suspect, {t['dead']} dead, {t['left']} left",
+        f"{t['suspect']} suspect, {t['dead']} dead, {t['left']} left"
+        + (f", {t['unknown']} unknown (collector lost)" if t.get("unknown") else ""),
         f"cpu avg {t['cpu_avg']:.1f}% max {t['cpu_max']:.1f}%   "
         f"mem avg {t['mem_avg']:.1f}% max {t['mem_max']:.1f}%   conns {t['conns']}",
     ]
@@ -393,6 +396,27 @@ def run_nats_ui(cfg: DirectorConfig, urls: Sequence[str], *, color: str = "auto"
         return 0
     finally:
         source.close()
+
+
+def run_nats_status(cfg: DirectorConfig, urls: Sequence[str], *, as_json: bool) -> int:
+    """`ctop --nats URL status [--json]`: the NATS view's snapshot once (ctop.nats.status)."""
+    from dataclasses import replace
+
+    from ctop.nats.config import URL, NatsConfig
+    from ctop.nats.link import NatsError
+    from ctop.nats.status import nats_status
+
+    bad = [u for u in urls if not URL.match(u)]
+    if bad:
+        print(f"ctop: --nats: not a nats://host:port URL: {bad[0]!r}", file=sys.stderr)
+        return 2
+    try:
+        data = nats_status(replace(cfg.nats or NatsConfig(), servers=tuple(urls)))
+    except NatsError as e:
+        print(f"ctop: {e}", file=sys.stderr)
+        return 3
+    print(json.dumps(data, indent=1, default=str) if as_json else status_text(data))
+    return 0
 
 
 def run_past(cfg: DirectorConfig, when: str, *, color: str = "auto") -> int:

@@ -108,6 +108,12 @@ class Aggregate:
     conns: int = 0
     load_avg: float = 0.0
 
+    @property
+    def unknown(self) -> int:
+        """Nodes counted but neither alive, suspect, dead nor left: a NATS view's nodes of a
+        lost collector (ctop.nats.view). Derived, not a field: the wire keeps its form."""
+        return max(0, self.nodes - self.alive - self.suspect - self.dead - self.left)
+
 
 @dataclass(frozen=True, slots=True)
 class GroupView:

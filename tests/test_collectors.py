@@ -4,21 +4,27 @@ a NATS view merges them, and a lost collector makes its nodes unknown — never 
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from agentd.encoder import encode
 from agentd.protocol import Join
+from ctop.cli import status_text
 from ctop.nats.config import NatsConfig
+from ctop.nats.status import nats_status
 from ctop.nats.view import NatsSource
 from ctop.snapshot import Liveness, Snapshot
+from ctop.tui.colors import RICH
+from ctop.tui.widgets.header import render_header
 from tests.helpers.nats_servers import NatsCluster, NatsServer
 from tests.helpers.serve_helpers import Daemon, Sender
 
@@ -94,6 +100,13 @@ def test_two_collectors_one_view_and_a_lost_collector_is_unknown_not_dead(
         assert snap.totals.alive == 5
         assert any(e.kind == "join" and e.node_id == "w1" for e in snap.events), snap.events
 
+        # `ctop --nats URL status` listening while the collector is lost
+        listened: dict[str, Any] = {}
+        listening = threading.Thread(target=lambda: listened.update(nats_status(
+            NatsConfig(servers=(nats_server.url,)), settle=5, listen=8)))
+        listening.start()
+        time.sleep(2)  # it has both collectors' groups by now
+
         agents[0].stop()
         a.stop(signal.SIGKILL)  # the collector disappears without a word
         lost_at = time.monotonic()
@@ -109,11 +122,30 @@ def test_two_collectors_one_view_and_a_lost_collector_is_unknown_not_dead(
         assert [str(n.liveness) for n in snap.nodes if n.group == "web"] == ["alive"] * 3
         assert "collector col-a" in snap.lb_note and "lost" in snap.lb_note
         assert snap.totals.alive == 3 and snap.totals.dead == 0
+        # counted as unknown in the header, in the unknown colour: not alive, not dead
+        assert snap.totals.unknown == 2 and snap.totals.nodes == 5
+        header = render_header(snap, RICH)
+        assert "● 3 alive ● 0 suspect ● 0 dead ● 0 left ● 2 unknown" in header.plain
+        assert {header.plain[sp.start:sp.end].strip(): sp.style for sp in header.spans}[
+            "● 2 unknown"] == RICH.unknown
         # and it stays unknown, never turns dead, while the collector is away
         time.sleep(1.5)
         snap = view.snapshot()
         assert {str(n.liveness) for n in snap.nodes if n.group == "storage"} == {"unknown"}
         assert any("col-a" in e.message and "lost" in e.message for e in snap.events)
+        listening.join(10)
+        assert listened["totals"]["unknown"] == 2 and listened["totals"]["alive"] == 3, listened
+        assert [c["collector"] for c in listened["lost_collectors"]] == ["col-a"]
+        assert {n["node_id"]: n["liveness"] for n in listened["nodes"]} == {
+            "s1": "unknown", "s2": "unknown", "w1": "alive", "w2": "alive", "w3": "alive"}
+        assert "3 alive, 0 suspect, 0 dead, 0 left, 2 unknown (collector lost)" in \
+            status_text(listened)
+        # the command itself: a fresh view knows only the collector still there
+        out = b.ctop("--nats", nats_server.url, "status", "--json")
+        assert out.returncode == 0, out.stderr
+        fresh = json.loads(out.stdout)
+        assert fresh["totals"]["unknown"] == 0 and fresh["totals"]["alive"] == 3
+        assert sorted(n["node_id"] for n in fresh["nodes"]) == ["w1", "w2", "w3"]
 
         # back: the same collector again, its nodes alive again
         a2 = a.again()

@@ -55,6 +55,7 @@ async def test_the_nats_view_shows_the_groups_and_a_lost_collectors_nodes_unknow
             assert len(rows) == 6, text
             assert all("unknown" in r and "dead" not in r for r in rows), text
             assert "collector col-ui (t) lost" in text and "0 dead" in text
+            assert "● 0 alive ● 0 suspect ● 0 dead ● 0 left ● 6 unknown" in text, text
     finally:
         publisher.close()
         source.close()

@@ -117,6 +117,8 @@ class CollectorPublisher:
         self.published = 0  # group snapshots sent (status, tests)
         self.full = 0  # of them, full snapshots (keyframes and answers to `want`)
         self._streams: dict[str, _Stream] = {}
+        self._last: Snapshot | None = None  # published last: sent again in full when asked
+        self._asked = False
         self.keyframe = KEYFRAME
         if self.collects:  # a view that joined late or missed a delta asks for a full one
             link.subscribe(f"{cfg.subject_prefix}.{safe_name(cluster)}.*.want", self._want)
@@ -136,6 +138,7 @@ class CollectorPublisher:
         for group, stream in list(self._streams.items()):
             if group_token(group) == token:
                 stream.wanted = True
+                self._asked = True
         self._wake.set()
 
     def close(self) -> None:
@@ -151,6 +154,9 @@ class CollectorPublisher:
             if self._stop.is_set():
                 return
             snap, self._offered = self._offered, None
+            if snap is None and self._asked:  # a view asked: the last one again, in full now
+                snap = self._last
+            self._asked = False
             try:
                 if snap is not None:
                     self._publish(snap)
@@ -164,6 +170,7 @@ class CollectorPublisher:
                 log.exception("collector: publishing failed")
 
     def _publish(self, snap: Snapshot) -> None:
+        self._last = snap
         prefix = self.cfg.subject_prefix
         if snap.lb:
             self.link.publish(lb_subject(prefix, self.cluster, self.name),

@@ -284,6 +284,7 @@ class NatsSource:
 
     def __init__(self, cfg: NatsConfig, *, cluster: str = "*") -> None:
         self.view = ClusterView()
+        self.scope = frozenset(cfg.groups)  # a scoped user's groups (empty: every group)
         self.link = NatsLink(cfg, name="ctop view").start()
         if not cfg.groups:  # a scoped user may not publish: it waits for a keyframe
             prefix = cfg.subject_prefix

@@ -60,6 +60,8 @@ def render_header(
         (t.left, "left", pal.left),
     ):
         line.append(f" ● {n} {label}", style)
+    if t.unknown:  # a lost collector's nodes (--nats): shown only when there are some
+        line.append(f" ● {t.unknown} unknown", pal.unknown)
     if snap.alerts:
         crit = sum(1 for a in snap.alerts if a.severity == "crit")
         line.append(f"   ▲ {len(snap.alerts)} alerts", pal.fail if crit else pal.warn)

@@ -154,6 +154,7 @@ class TableLayout(NodeLayout):
                 Segment(f" ● {totals.suspect}", pal.suspect),
                 Segment(f" ● {totals.dead}", pal.dead),
                 Segment(f" ● {totals.left}", pal.left),
+                *([Segment(f" ● {totals.unknown}", pal.unknown)] if totals.unknown else []),
                 Segment(
                     f"   cpu {totals.cpu_avg:.0f}% avg {totals.cpu_max:.0f}% max"
                     f"   mem {totals.mem_avg:.0f}% avg {totals.mem_max:.0f}% max"

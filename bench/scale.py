@@ -160,6 +160,7 @@ def main() -> int:
             print(f"only {len(probe.seen)} of {total} nodes reached the view in {warm:g} s",
                   file=sys.stderr)
             return 1
+        time.sleep(max(0.0, deadline - time.time()))  # the rest of the warm-up
         tiers = {
             "agents (simulated)": [pr.pid for pr in procs if pr.pid],
             "collectors": [d.proc.pid for d in daemons if d.proc],

@@ -390,7 +390,8 @@ def run_nats_ui(cfg: DirectorConfig, urls: Sequence[str], *, color: str = "auto"
     if bad:
         print(f"ctop: --nats: not a nats://host:port URL: {bad[0]!r}", file=sys.stderr)
         return 2
-    source = NatsSource(replace(cfg.nats or NatsConfig(), servers=tuple(urls)))
+    source = NatsSource(replace(cfg.nats or NatsConfig(), servers=tuple(urls)),
+                        victoria_url=cfg.victoria_url)
     try:
         make_app(source, True, color).run()
         return 0

@@ -137,13 +137,16 @@ class VictoriaReader:
         self._client.close()
 
     def history(self, node: str, metrics: Sequence[str], seconds: float,
-                now: float | None = None) -> dict[str, list[tuple[float, float]]]:
+                now: float | None = None, *, cluster: str | None = None
+                ) -> dict[str, list[tuple[float, float]]]:
+        """`cluster`: the node's, when the reader serves many (a NATS view)."""
         now = time.time() if now is None else now
+        cluster = self.cluster if cluster is None else cluster
         out: dict[str, list[tuple[float, float]]] = {m: [] for m in metrics}
         for m in metrics:
             if m not in METRIC_COLUMNS:
                 continue  # service latencies and LB shares: SQLite only (docs/scaling.md)
-            selector = (f'{series_name(m)}{{cluster="{_quote(self.cluster)}",'
+            selector = (f'{series_name(m)}{{cluster="{_quote(cluster)}",'
                         f'node="{_quote(node)}"}}')
             try:
                 out[m] = (self._raw(selector, now - seconds, now) if seconds <= RAW_SPAN

@@ -103,3 +103,31 @@ async def test_ctx_in_the_command_palette_narrows_the_view_to_one_cluster(
         source.close()
         for lk in links:
             lk.close()
+
+
+async def test_without_victoria_metrics_the_node_detail_says_where_the_history_is(
+        nats_server: NatsServer) -> None:
+    cfg = NatsConfig(servers=(nats_server.url,), name="col-nohist", role="collector")
+    snap = sample_snapshot(3, lb=False, cluster="nohist")
+    link = NatsLink(cfg).start()
+    source = NatsSource(NatsConfig(servers=(nats_server.url,)))
+    publisher = CollectorPublisher(link, cfg, "nohist")
+    try:
+        for _ in range(100):
+            publisher.offer(snap)
+            await asyncio.sleep(0.05)
+            if len(source.snapshot().nodes) == 3:
+                break
+        app = CtopApp(source, view="table")
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause(0.5)
+            await pilot.press("enter")
+            await pilot.pause(0.5)
+            await app.workers.wait_for_complete()
+            await pilot.pause(0.2)
+            text = "\n".join(screen_text(app))
+            assert "no history in a NATS view: it is on the collector" in text, text
+    finally:
+        publisher.close()
+        source.close()
+        link.close()

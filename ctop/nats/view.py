@@ -41,7 +41,10 @@ from ctop.snapshot import (
     NodeView,
     Snapshot,
 )
+from ctop.victoria import VictoriaReader
 
+HISTORY_NOTE = ("no history in a NATS view: it is on the collector "
+                "([history] victoria_url draws it here)")
 LOST_AFTER = 2.0  # s without a heartbeat: 4 missed beats; nodes unknown within 3 s of a loss
 MAX_EVENTS = 500
 REFUSAL = "a view through NATS acts on nothing: run actions on the director that owns them"
@@ -116,6 +119,12 @@ class ClusterView:
             if self.ask is not None:
                 self.ask(cluster, group)
             return None
+
+    def cluster_of(self, node_id: str) -> str | None:
+        """The cluster whose collector publishes the node (None: not held)."""
+        with self._lock:
+            return next((g.cluster for g in self._groups.values()
+                         if g.snap.node(node_id) is not None), None)
 
     def group_snapshot(self, cluster: str, group: str) -> Snapshot | None:
         """The group's snapshot as the view holds it (bench/scale.py measures with it)."""
@@ -276,14 +285,18 @@ def scoped_subjects(prefix: str, cluster: str, groups: Sequence[str]) -> list[st
 
 class NatsSource:
     """The UI's source for `ctop --nats URL`: ClusterView over its own NATS link; read-only
-    (see REFUSAL). History and a node's events come from the collectors' snapshots only."""
+    (see REFUSAL). Charts from a shared VictoriaMetrics when given, else none (history_note)."""
 
     readonly = True
     records_actions = False
     lb = None
 
-    def __init__(self, cfg: NatsConfig, *, cluster: str = "*") -> None:
+    def __init__(self, cfg: NatsConfig, *, cluster: str = "*", victoria_url: str = "") -> None:
         self.view = ClusterView()
+        # the node detail's charts: from a shared VictoriaMetrics ([history] victoria_url),
+        # which the collectors write to; else the detail says where the history is
+        self.victoria = VictoriaReader(victoria_url, "") if victoria_url else None
+        self.history_note = "" if victoria_url else HISTORY_NOTE
         self.scope = frozenset(cfg.groups)  # a scoped user's groups (empty: every group)
         self.link = NatsLink(cfg, name="ctop view").start()
         if not cfg.groups:  # a scoped user may not publish: it waits for a keyframe
@@ -316,7 +329,10 @@ class NatsSource:
     def history(
         self, node_id: str, metrics: Sequence[str], seconds: float
     ) -> dict[str, list[tuple[float, float]]]:
-        return {}
+        cluster = self.view.cluster_of(node_id) if self.victoria is not None else None
+        if self.victoria is None or cluster is None:
+            return {m: [] for m in metrics}
+        return self.victoria.history(node_id, metrics, seconds, cluster=cluster)
 
     def node_events(self, node_id: str, limit: int = 50) -> list[EventView]:
         with self.view._lock:
@@ -334,3 +350,5 @@ class NatsSource:
 
     def close(self) -> None:
         self.link.close()
+        if self.victoria is not None:
+            self.victoria.close()

@@ -109,6 +109,9 @@ class NodeDetail(LBKeys, Screen[None]):
         yield KeyBar()
 
     def on_mount(self) -> None:
+        note = getattr(self.app.source, "history_note", "")  # type: ignore[attr-defined]
+        for chart in self.query(Chart) if note else ():  # no history in this source
+            chart.empty = note
         for k in range(MAX_LATENCY_CHARTS):
             self.query_one(f"#c-svc{k}").display = False
         for k in range(MAX_SHARE_CHARTS):

@@ -110,6 +110,7 @@ class Chart(Widget):
     opening the node detail cost."""
 
     DEFAULT_CSS = "Chart { height: 6; }"
+    empty = "no data"  # the title's note without points (a NATS view: where history lives)
 
     def __init__(
         self,
@@ -162,7 +163,7 @@ class Chart(Widget):
         plot_h = max(1, height - 2)  # title line, plot, x axis
         vals = [v for _, v in self.points]
         stats = (f"  now {self.fmt(vals[-1])}  max {self.fmt(max(vals))}"
-                 f"  avg {self.fmt(sum(vals) / len(vals))}") if vals else "  no data"
+                 f"  avg {self.fmt(sum(vals) / len(vals))}") if vals else f"  {self.empty}"
         out = [_cut([Segment(self.title, BOLD), Segment(stats, DIM)], width)]
         top = self.top if self.top is not None else (max(vals, default=0.0) * 1.1 or 1.0)
         labels = {0: self.fmt(top), plot_h - 1: self.fmt(0)}

@@ -190,13 +190,14 @@ def test_collector_flag_needs_a_nats_section(tmp_path: Path) -> None:
 
 
 # Conga's per-user scopes (seed 002) as NATS permissions: "storage" may read the storage
-# group's subjects and the collectors' heartbeats, and publish nothing at all.
+# group's subjects and the collectors' heartbeats, and publish nothing but a request for the
+# storage group's full snapshot (`want`: a view that joins asks for it, ctop.nats.view).
 SCOPES = """
 authorization {
   users = [
     { user: "admin", password: "admin-pw" }
     { user: "storage", password: "storage-pw", permissions: {
-        publish: { deny: [">"] }
+        publish: { allow: ["ctop.*.storage.want"] }
         subscribe: { allow: ["ctop.*.storage.>", "ctop.*._collector.*", "_INBOX.>"] } } }
   ]
 }
@@ -226,7 +227,9 @@ def test_a_user_scoped_to_storage_sees_only_storage_and_acts_on_nothing(
     try:
         wait_until(admin, lambda s: {n.node_id for n in s.nodes} == {"s1", "w1"},
                    what="the admin sees both groups")
-        snap = wait_until(storage, lambda s: s.node("s1") is not None, what="storage sees s1")
+        # well before the collector's next keyframe (KEYFRAME s): it asked, and was answered
+        snap = wait_until(storage, lambda s: s.node("s1") is not None, timeout=8,
+                          what="storage sees s1")
         time.sleep(1.0)  # several snapshots of web were published meanwhile
         snap = storage.snapshot()
         assert [n.node_id for n in snap.nodes] == ["s1"]

@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT = 0.5  # seconds between heartbeats; a view calls a collector lost after LOST_AFTER
 FORMAT = 2  # the envelope's version (1: a whole compact snapshot per message, no deltas)
-KEYFRAME = 10.0  # s between full snapshots of a group: what a view that cannot ask waits for
+KEYFRAME = 30.0  # s between full snapshots of a group: what a view that cannot ask waits for
+ASKED_GAP = 1.0  # s at least between two full snapshots a view asked for (one per group)
 
 
 def group_token(group: str) -> str:
@@ -185,7 +186,10 @@ class CollectorPublisher:
             stream = self._streams.get(group)
             if stream is None:
                 stream = self._streams[group] = _Stream()
-            full = stream.wanted or now - stream.full_at >= self.keyframe
+            # a view's `want` is answered at most once a second per group: views (or a user
+            # allowed to ask) cannot make the collector send full snapshots back to back
+            full = ((stream.wanted and now - stream.full_at >= ASKED_GAP)
+                    or now - stream.full_at >= self.keyframe)
             part = group_snapshot(snap, group)
             body = stream.packer.pack(part, None if full else stream.sent, None)
             # sent even when nothing changed: small, and it shows a view that joined late

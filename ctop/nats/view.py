@@ -299,10 +299,11 @@ class NatsSource:
         self.history_note = "" if victoria_url else HISTORY_NOTE
         self.scope = frozenset(cfg.groups)  # a scoped user's groups (empty: every group)
         self.link = NatsLink(cfg, name="ctop view").start()
-        if not cfg.groups:  # a scoped user may not publish: it waits for a keyframe
-            prefix = cfg.subject_prefix
-            self.view.ask = lambda cl, group: self.link.publish_soon(
-                want_subject(prefix, cl, group), b"")
+        # a scoped user needs publish permission on its groups' `want` (docs/scaling.md);
+        # without it the server refuses the request and the view waits for a keyframe
+        prefix = cfg.subject_prefix
+        self.view.ask = lambda cl, group: self.link.publish_soon(
+            want_subject(prefix, cl, group), b"")
         for subject in scoped_subjects(cfg.subject_prefix, cluster, cfg.groups):
             self.link.subscribe(subject, self.view.receive)
         self._tick = 0

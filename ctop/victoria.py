@@ -150,7 +150,7 @@ class VictoriaReader:
                         f'node="{_quote(node)}"}}')
             try:
                 out[m] = (self._raw(selector, now - seconds, now) if seconds <= RAW_SPAN
-                          else self._averaged(selector, now - seconds, now))
+                          else self._averaged(selector, now - seconds, now, _scale(m)))
             except (httpx.HTTPError, ValueError, KeyError) as e:
                 log.warning("history from VictoriaMetrics %s: %s", self.url, e)
         return out
@@ -168,13 +168,24 @@ class VictoriaReader:
                            for t, v in zip(row["timestamps"], row["values"], strict=True)]
         return sorted(points)
 
-    def _averaged(self, selector: str, start: float, end: float) -> list[tuple[float, float]]:
+    def _averaged(self, selector: str, start: float, end: float, scale: int
+                  ) -> list[tuple[float, float]]:
+        """SQLite's minute rollups: a point per minute with samples, at the minute's start,
+        the average of [start, start + 60 s) rounded to the metric's scale. query_range's
+        window at t is (t - 60 s, t]: shifted 59.999 s later it is that minute, in ms."""
+        first = start // 60 * 60
         r = self._client.get(f"{self.url}/api/v1/query_range",
-                             params={"query": f"avg_over_time({selector}[60s])",
-                                     "start": f"{start:.3f}", "end": f"{end:.3f}", "step": "60"})
+                             params={"query": f"avg_over_time({selector}[60s] offset -59999ms)",
+                                     "start": f"{first:.0f}", "end": f"{end:.3f}", "step": "60s",
+                                     "nocache": "1"})
         r.raise_for_status()
         result = r.json()["data"]["result"]
-        return [(float(t), float(v)) for t, v in result[0]["values"]] if result else []
+        return ([(float(t), _stored(float(v), scale)) for t, v in result[0]["values"]]
+                if result else [])
+
+
+def _scale(metric: str) -> int:
+    return SCALES[METRIC_COLUMNS[metric]]
 
 
 def _quote(text: str) -> str:

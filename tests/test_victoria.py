@@ -4,17 +4,19 @@ VictoriaMetrics are the same points as from SQLite."""
 
 from __future__ import annotations
 
+import random
 import time
 from pathlib import Path
 
 from ctop.nats.config import NatsConfig
 from ctop.nats.view import NatsSource
-from ctop.store import StoreReader
+from ctop.snapshot import Liveness, NodeView
+from ctop.store import Store, StoreReader
 from ctop.store.schema import METRIC_COLUMNS
 from ctop.tui.app import CtopApp
 from ctop.tui.screens.node_detail import NodeDetail
 from ctop.tui.widgets.chart import Chart
-from ctop.victoria import VictoriaReader
+from ctop.victoria import VictoriaReader, VictoriaSink
 from tests.helpers.nats_servers import NatsServer
 from tests.helpers.screen import screen_text
 from tests.helpers.serve_helpers import Daemon, Sender
@@ -105,3 +107,42 @@ async def test_the_nats_views_node_detail_draws_the_sqlite_chart_from_victoria_m
     finally:
         source.close()
         d.stop()
+
+
+def test_charts_over_hours_from_query_range_match_sqlites_minute_rollups(
+        tmp_path: Path, victoria: Victoria) -> None:
+    """Spans over 6 h read 1-minute averages: VictoriaMetrics' /api/v1/query_range and
+    SQLite's minute rollups give the same steps (each minute's start), the same gaps (minutes
+    without samples have no point) and the same values, in the same units."""
+    now = time.time()
+    start = int(now - 7 * 3600) // 60 * 60  # a minute's start, 7 h ago
+    db = str(tmp_path / "hist.db")
+    store = Store(db, raw_every=1.0)
+    sink = VictoriaSink(victoria.url, "qr", raw_every=1.0)
+    rng = random.Random(15)
+    minutes = [m for m in range(30) if not 10 <= m < 15]  # five minutes without a report
+    try:
+        for m in minutes:
+            for k in range(3):  # three reports a minute, values on the registry's scale
+                ts = start + m * 60 + 5 + k * 20
+                v = NodeView("q1", "q1", "", Liveness.ALIVE, ts, 1, 20.0,
+                             cpu=rng.randint(0, 1000) / 10, mem=rng.randint(0, 1000) / 10,
+                             load1=rng.randint(0, 800) / 100, conns=rng.randint(0, 900),
+                             metrics={"cpu_percent": 1.0})
+                store.record_tick(ts, [v], [])
+                sink.offer([v])
+        store.record_tick(start + 31 * 60, [], [])  # the last minute's rollup is written
+        store.flush()
+        assert sink.flush()
+        victoria.flush()
+        metrics = ["cpu_percent", "mem_percent", "load", "tcp_established"]
+        want = StoreReader(db).history("q1", metrics, 8 * 3600, now)
+        got = VictoriaReader(victoria.url, "qr").history("q1", metrics, 8 * 3600, now)
+    finally:
+        sink.close()
+        store.close()
+    steps = [t for t, _ in want["cpu_percent"]]
+    assert steps == [start + m * 60 for m in minutes]  # SQLite: the minutes, the gap
+    for m in metrics:
+        assert [t for t, _ in got[m]] == steps, m
+        assert got[m] == want[m], m

@@ -25,7 +25,7 @@ import httpx
 
 from ctop.snapshot import NodeView
 from ctop.store.history import auto_raw_every
-from ctop.store.schema import _STORED, METRIC_COLUMNS, SCALES, sample_values
+from ctop.store.schema import _STORED, METRIC_COLUMNS, MINUTE_RETENTION, SCALES, sample_values
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,8 @@ class VictoriaReader:
                         f'node="{_quote(node)}"}}')
             try:
                 out[m] = (self._raw(selector, now - seconds, now) if seconds <= RAW_SPAN
-                          else self._averaged(selector, now - seconds, now, _scale(m)))
+                          else self._averaged(selector, now - seconds, now, _scale(m),
+                                              60 if seconds <= MINUTE_RETENTION else 3600))
             except (httpx.HTTPError, ValueError, KeyError) as e:
                 log.warning("history from VictoriaMetrics %s: %s", self.url, e)
         return out
@@ -168,16 +169,18 @@ class VictoriaReader:
                            for t, v in zip(row["timestamps"], row["values"], strict=True)]
         return sorted(points)
 
-    def _averaged(self, selector: str, start: float, end: float, scale: int
+    def _averaged(self, selector: str, start: float, end: float, scale: int, step: int
                   ) -> list[tuple[float, float]]:
-        """SQLite's minute rollups: a point per minute with samples, at the minute's start,
-        the average of [start, start + 60 s) rounded to the metric's scale. query_range's
-        window at t is (t - 60 s, t]: shifted 59.999 s later it is that minute, in ms."""
-        first = start // 60 * 60
+        """SQLite's minute rollups (step 60; hourly past their retention, step 3600): a point
+        per minute with samples, at the minute's start, the average of [start, start + 60 s)
+        rounded to the metric's scale. query_range's window at t is (t - step, t]: shifted
+        step - 1 ms later it is that minute (hour), to the millisecond."""
+        first = start // step * step
         r = self._client.get(f"{self.url}/api/v1/query_range",
-                             params={"query": f"avg_over_time({selector}[60s] offset -59999ms)",
-                                     "start": f"{first:.0f}", "end": f"{end:.3f}", "step": "60s",
-                                     "nocache": "1"})
+                             params={"query": f"avg_over_time({selector}[{step}s] "
+                                              f"offset -{step * 1000 - 1}ms)",
+                                     "start": f"{first:.0f}", "end": f"{end:.3f}",
+                                     "step": f"{step}s", "nocache": "1"})
         r.raise_for_status()
         result = r.json()["data"]["result"]
         return ([(float(t), _stored(float(v), scale)) for t, v in result[0]["values"]]

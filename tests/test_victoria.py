@@ -138,6 +138,8 @@ def test_charts_over_hours_from_query_range_match_sqlites_minute_rollups(
         metrics = ["cpu_percent", "mem_percent", "load", "tcp_established"]
         want = StoreReader(db).history("q1", metrics, 8 * 3600, now)
         got = VictoriaReader(victoria.url, "qr").history("q1", metrics, 8 * 3600, now)
+        hours = (StoreReader(db).history("q1", metrics, 72 * 3600, now),
+                 VictoriaReader(victoria.url, "qr").history("q1", metrics, 72 * 3600, now))
     finally:
         sink.close()
         store.close()
@@ -146,3 +148,5 @@ def test_charts_over_hours_from_query_range_match_sqlites_minute_rollups(
     for m in metrics:
         assert [t for t, _ in got[m]] == steps, m
         assert got[m] == want[m], m
+    # past the minute rollups' retention (48 h): hourly averages, each at its hour's start
+    assert hours[0]["cpu_percent"] and hours[1] == hours[0], hours

@@ -146,3 +146,48 @@ def test_a_view_that_may_not_ask_waits_for_the_keyframe(nats_server: NatsServer)
         if source is not None:
             source.close()
         link.close()
+
+
+def test_busy_rows_go_without_their_cpu_history_and_the_view_rebuilds_the_sparkline(
+        nats_server: NatsServer) -> None:
+    """Every node's CPU moves every tick (a busy cluster: every row changes). The rows go
+    without the 60-point CPU history; the view's sparkline is the CPU of each tick received."""
+    cfg = NatsConfig(servers=(nats_server.url,), name="col-busy", role="collector")
+    base = sample_snapshot(NODES, lb=False, cluster="busy")
+    full_history = tuple(float(k % 97) for k in range(60))  # as the engine's, full
+    sizes: list[int] = []
+    link = NatsLink(cfg).start()
+    tap = NatsLink(NatsConfig(servers=(nats_server.url,))).start()
+    source = NatsSource(NatsConfig(servers=(nats_server.url,)))
+    tap.subscribe("ctop.busy.*.snap", lambda data, subject: sizes.append(len(data)))
+    publisher = None
+
+    def at(k: int) -> Snapshot:
+        rows = tuple(n._replace(liveness=Liveness.ALIVE, last_seen=base.ts + k,
+                                cpu=float((i * 7 + k) % 100),
+                                cpu_history=(*full_history[k:], *map(float, range(k))))
+                     for i, n in enumerate(base.nodes))
+        return replace(base, ts=base.ts + k, tick=k, nodes=rows, _index=Snapshot.index_of(rows))
+    try:
+        assert link.wait_connected(10) and tap.wait_connected(10)
+        assert source.link.wait_connected(10)
+        time.sleep(0.3)
+        publisher = CollectorPublisher(link, cfg, "busy")
+        for k in range(1, 6):
+            publisher.offer(at(k))
+            assert _wait(lambda k=k: publisher.published >= k * len(base.groups), 5)
+            time.sleep(0.05)
+        assert _wait(lambda: source.snapshot().nodes and max(
+            n.last_seen for n in source.snapshot().nodes) == base.ts + 5, 5)
+        # a busy row without its 60 floats of history: under 300 bytes a node, all fields
+        assert sum(sizes) / 5 / NODES < 300, sum(sizes) / 5 / NODES
+        position = {b.node_id: i for i, b in enumerate(base.nodes)}
+        for n in source.snapshot().nodes:  # the CPU of each of the five ticks, in order
+            i = position[n.node_id]
+            assert n.cpu_history == tuple(float((i * 7 + t) % 100) for t in range(1, 6))
+    finally:
+        if publisher is not None:
+            publisher.close()
+        source.close()
+        tap.close()
+        link.close()

@@ -33,6 +33,7 @@ from ctop.codec import pack_compact
 from ctop.control.delta import DeltaPacker, Version
 from ctop.nats.config import NatsConfig, safe_name
 from ctop.nats.link import NatsError, NatsLink
+from ctop.nats.sparks import without_history
 from ctop.snapshot import Aggregate, EventView, GroupView, Snapshot
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,7 @@ class CollectorPublisher:
             # allowed to ask) cannot make the collector send full snapshots back to back
             full = ((stream.wanted and now - stream.full_at >= ASKED_GAP)
                     or now - stream.full_at >= self.keyframe)
-            part = group_snapshot(snap, group)
+            part = without_history(group_snapshot(snap, group))  # the view rebuilds it
             body = stream.packer.pack(part, None if full else stream.sent, None)
             # sent even when nothing changed: small, and it shows a view that joined late
             # that it holds nothing to apply it to (it asks for a full one)

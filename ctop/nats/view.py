@@ -32,6 +32,7 @@ from ctop.control.delta import DaemonRefused, DeltaError, DeltaReader
 from ctop.nats.collector import FORMAT, group_token, want_subject
 from ctop.nats.config import NatsConfig
 from ctop.nats.link import NatsLink
+from ctop.nats.sparks import CpuHistories
 from ctop.snapshot import (
     Aggregate,
     EventView,
@@ -84,6 +85,7 @@ class ClusterView:
     # publish on `want`); None: wait for the next keyframe
     ask: Callable[[str, str], None] | None = None
     _readers: dict[tuple[str, str], DeltaReader] = field(default_factory=dict)
+    _sparks: CpuHistories = field(default_factory=CpuHistories)
 
     def receive(self, data: bytes, subject: str) -> None:
         """One message of any of the collector subjects; bad input is counted, never raised."""
@@ -102,7 +104,8 @@ class ClusterView:
             elif kind == "snap":
                 snap = self._delta(cluster, group, body)
                 if snap is not None:
-                    self._snap(cluster, group, collector, snap)
+                    self._snap(cluster, group, collector,
+                               self._sparks.apply(cluster, group, snap))
             elif kind == "events":
                 self._add_events(cluster, collector, msgpack.unpackb(body))
         except (ValueError, KeyError, TypeError, msgpack.UnpackException):

@@ -195,12 +195,15 @@ class CollectorPublisher:
             body = stream.packer.pack(part, None if full else stream.sent, None)
             # sent even when nothing changed: small, and it shows a view that joined late
             # that it holds nothing to apply it to (it asks for a full one)
-            self.link.publish(snap_subject(prefix, self.cluster, group),
-                              envelope(self.name, self.cluster, group, body))
+            # counted as sent before it is: a publish whose flush timed out (a loaded NATS)
+            # went out nearly always, and the next delta must follow it; one that did not
+            # leaves a gap the views see and ask to fill
             stream.sent = stream.packer.version
             if full:
                 stream.wanted, stream.full_at = False, now
                 self.full += 1
+            self.link.publish(snap_subject(prefix, self.cluster, group),
+                              envelope(self.name, self.cluster, group, body))
             self.published += 1
         fresh = [e for e in snap.events if e.ts > self._events_after]
         if fresh:

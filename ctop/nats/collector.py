@@ -193,8 +193,6 @@ class CollectorPublisher:
                     or now - stream.full_at >= self.keyframe)
             part = without_history(group_snapshot(snap, group))  # the view rebuilds it
             body = stream.packer.pack(part, None if full else stream.sent, None)
-            # sent even when nothing changed: small, and it shows a view that joined late
-            # that it holds nothing to apply it to (it asks for a full one)
             # counted as sent before it is: a publish whose flush timed out (a loaded NATS)
             # went out nearly always, and the next delta must follow it; one that did not
             # leaves a gap the views see and ask to fill
@@ -202,6 +200,8 @@ class CollectorPublisher:
             if full:
                 stream.wanted, stream.full_at = False, now
                 self.full += 1
+            # sent even when nothing changed: small, and it shows a view that joined late
+            # that it holds nothing to apply it to (it asks for a full one)
             self.link.publish(snap_subject(prefix, self.cluster, group),
                               envelope(self.name, self.cluster, group, body))
             self.published += 1

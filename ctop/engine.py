@@ -49,6 +49,7 @@ from ctop.store import Store, auto_raw_every
 from ctop.store.silencedb import open_book
 
 if TYPE_CHECKING:
+    from ctop.ingest.workers import WorkerPool
     from ctop.lb.actions import ActionResult, LBController, Plan
     from ctop.lb.base import Connection
     from ctop.lb.journal import Actor
@@ -98,6 +99,8 @@ class Engine:
             rejected, source, accepted=True)
         self.receiver.on_idle = lambda: self.model.fold_some(FOLD_BATCH)
         self.receiver.on_busy = lambda now: self.model.fold_some(BATCH, now - FOLD_AGE)
+        self._master = master
+        self.workers: WorkerPool | None = None  # [receive] workers > 1: receiver processes
         self.alerts = AlertEngine(list(config.alerts), config.cluster)
         self.hooks = HookRunner(config.hooks)
         # [pair]: this director's and its peer's VRRP roles (ctop/pair), None when not set
@@ -169,7 +172,10 @@ class Engine:
                                          raw_every=cfg.store.raw_every)
             self._victoria_reader = VictoriaReader(cfg.victoria_url, cfg.cluster)
         try:
-            self.receiver.open()
+            if cfg.receive_workers > 1:
+                self.workers = self._start_workers()
+            else:
+                self.receiver.open()
         except OSError as e:
             host, port = cfg.listen
             raise setting_error(cfg, "listen", f"{host}:{port}",
@@ -205,6 +211,8 @@ class Engine:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self.workers is not None:
+            self.workers.close()
         self.receiver.close()
         if self.collector is not None:
             await asyncio.to_thread(self.collector.close)
@@ -229,6 +237,18 @@ class Engine:
             await asyncio.to_thread(self.store.close)
         if self.mute.book is not None:
             self.mute.book.close()
+
+    def _start_workers(self) -> WorkerPool:
+        """Receiver processes on the agents' port (ctop/ingest/workers.py); this engine
+        judges each message's order again with its verifier, whose marks persist."""
+        from ctop.ingest.workers import WorkerPool
+
+        pool = WorkerPool(self.config.receive_workers, self.receiver,
+                          check_order=self.verifier._check_order,
+                          keys=lambda: (self.key, self._master),
+                          max_age=self.config.max_age, on_event=self.note)
+        pool.open()
+        return pool
 
     @property
     def port(self) -> int:

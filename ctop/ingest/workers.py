@@ -1,0 +1,282 @@
+"""Several receiver processes for one director (`[receive] workers`, `ctop serve --receivers`).
+
+The engine binds the agents' UDP port N times with SO_REUSEPORT and gives each socket to a
+worker process (ctop/ingest/worker.py). The kernel hashes each datagram's source address and
+port to one socket, so one node's datagrams reach one worker, in order. Workers verify and
+decode; the engine applies what they hand over (ctop/ingest/handoff.py), judging each
+message's order once more with its own `Verifier` (whose marks persist across restarts), and
+keeps liveness, the store and the balancers.
+
+The engine keeps the sockets: a worker that dies loses nothing that waits in its socket's
+buffer (16 MiB, ~40,000 reports), and the one started in its place reads on from there. A
+death is an event; the restart follows at once, then after 1, 2, 4 s while the worker keeps
+dying within `STABLE` seconds of its start (a crash at start must not spin a core).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pickle
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentd.protocol import Join, Leave, Message, Reason, Rejected, Report
+from ctop.ingest import handoff
+from ctop.receiver import Receiver, grow_receive_buffer
+from ctop.snapshot import EventView
+
+log = logging.getLogger(__name__)
+
+STABLE = 10.0  # seconds a worker must live for its next death to restart it at once
+MAX_BACKOFF = 4.0  # seconds, at most, between restarts of a worker that keeps dying
+READ_CHUNK = 1 << 20  # bytes read from a worker per wake-up of the loop
+
+
+@dataclass
+class _Slot:
+    """One worker: its socket (kept across restarts) and the process reading it now."""
+
+    index: int
+    udp: socket.socket
+    process: subprocess.Popen[bytes] | None = None
+    control: socket.socket | None = None
+    inbox: bytearray = field(default_factory=bytearray)
+    started: float = 0.0
+    restarts: int = 0
+    backoff: float = 0.0
+    datagrams: int = 0  # read by all its processes
+    last_exit: str = ""
+
+
+class WorkerPool:
+    """N receiver processes feeding `receiver`'s callbacks and counters (accepted, drops)."""
+
+    def __init__(
+        self,
+        count: int,
+        receiver: Receiver,
+        *,
+        check_order: Callable[[Message], Message | Rejected],
+        keys: Callable[[], tuple[bytes, bytes | None]],
+        max_age: float,
+        on_event: Callable[[list[EventView]], None],
+    ) -> None:
+        self.count = count
+        self.receiver = receiver
+        self.check_order = check_order
+        self.keys = keys
+        self.max_age = max_age
+        self.on_event = on_event
+        self.slots: list[_Slot] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
+        self.bad_frames = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def open(self) -> tuple[str, int]:
+        """Bind the N sockets (OSError if the port is taken) and start the workers."""
+        host, port = self.receiver.host, self.receiver.port
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sockets: list[socket.socket] = []
+        try:
+            for _ in range(self.count):
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                grow_receive_buffer(sock)
+                sock.bind((host, port))
+                port = sock.getsockname()[1]  # port 0: the others join the one it got
+                sockets.append(sock)
+        except OSError:
+            for sock in sockets:
+                sock.close()
+            raise
+        self.receiver.sock = sockets[0]  # configuration pushes go out from the agents' port
+        self.receiver.port = port
+        self._loop = asyncio.get_running_loop()
+        self.slots = [_Slot(i, sock) for i, sock in enumerate(sockets)]
+        for slot in self.slots:
+            self._start(slot)
+        log.info("listening for agents on udp %s:%d with %d receiver processes",
+                 host, port, self.count)
+        return host, port
+
+    def close(self) -> None:
+        self._closing = True
+        for slot in self.slots:
+            self._stop(slot)
+        for slot in self.slots:
+            slot.udp.close()
+        self.receiver.sock = None
+
+    def set_keys(self, key: bytes, master: bytes | None) -> None:
+        """New keys to every worker now (a restarted one asks `keys` itself)."""
+        command = _command(("keys", key, master))
+        for slot in self.slots:
+            if slot.control is not None:
+                try:
+                    slot.control.setblocking(True)
+                    slot.control.sendall(command)
+                except OSError:
+                    pass  # it is dying: its successor gets the new keys
+                finally:
+                    if slot.control is not None:
+                        slot.control.setblocking(False)
+
+    def status(self) -> list[dict[str, Any]]:
+        """Each worker, for `ctop status`."""
+        return [{
+            "worker": s.index,
+            "pid": s.process.pid if s.process is not None and s.process.poll() is None else 0,
+            "since": s.started,
+            "restarts": s.restarts,
+            "datagrams": s.datagrams,
+            "last_exit": s.last_exit,
+        } for s in self.slots]
+
+    def _start(self, slot: _Slot) -> None:
+        if self._closing:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            key, master = self.keys()
+            slot.process = subprocess.Popen(
+                [sys.executable, "-m", "ctop.ingest.worker", str(slot.udp.fileno()),
+                 str(theirs.fileno())],
+                pass_fds=(slot.udp.fileno(), theirs.fileno()), stdin=subprocess.DEVNULL)
+            ours.sendall(_command({"key": key, "master": master, "max_age": self.max_age}))
+        except Exception as e:  # no process now: try again later, never give up
+            log.error("cannot start receiver worker %d: %s", slot.index, e)
+            ours.close()
+            self._later(slot, f"cannot start: {e}")
+            return
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        slot.control = ours
+        slot.inbox.clear()
+        slot.started = time.time()
+        assert self._loop is not None
+        self._loop.add_reader(ours.fileno(), self._readable, slot)
+
+    def _stop(self, slot: _Slot) -> None:
+        if slot.control is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(slot.control.fileno())
+            slot.control.close()  # the worker sees EOF and exits
+            slot.control = None
+        process, slot.process = slot.process, None
+        if process is not None:
+            try:
+                process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def _died(self, slot: _Slot, why: str) -> None:
+        process = slot.process
+        self._stop(slot)
+        if self._closing:
+            return
+        code = process.returncode if process is not None else None
+        how = why if code is None else (f"killed by signal {-code}" if code < 0
+                                        else f"exit status {code}")
+        slot.last_exit = how
+        slot.restarts += 1
+        lived = time.time() - slot.started
+        slot.backoff = 0.0 if lived >= STABLE else min(MAX_BACKOFF, max(1.0, slot.backoff * 2))
+        pid = process.pid if process is not None else 0
+        message = (f"receiver worker {slot.index} (pid {pid}) died ({how}); restarting"
+                   + (f" in {slot.backoff:.0f} s" if slot.backoff else ""))
+        log.warning("%s", message)
+        self.on_event([EventView(time.time(), "receiver", "", message)])
+        self._later(slot, how)
+
+    def _later(self, slot: _Slot, why: str) -> None:
+        assert self._loop is not None
+        if slot.backoff:
+            self._loop.call_later(slot.backoff, self._start, slot)
+        else:
+            self._start(slot)
+
+    # -- what the workers hand over ------------------------------------------------------
+
+    def _readable(self, slot: _Slot) -> None:
+        control = slot.control
+        if control is None:
+            return
+        try:
+            data = control.recv(READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self._died(slot, str(e))
+            return
+        if not data:
+            self._died(slot, "closed its socket")
+            return
+        slot.inbox += data
+        try:
+            frames = list(handoff.split_frames(slot.inbox))
+        except ValueError as e:  # not our framing: a broken worker; a new one starts clean
+            self.bad_frames += 1
+            self._died(slot, f"sent a broken stream ({e})")
+            return
+        for body in frames:
+            try:
+                self._apply(slot, *handoff.load(body))
+            except Exception:  # a frame that does not load, or a bug: never stop the engine
+                self.bad_frames += 1
+                log.exception("a frame from receiver worker %d failed", slot.index)
+
+    def _apply(self, slot: _Slot, entries: list[tuple[Any, ...]],
+               drops: dict[tuple[str, str], int], counts: tuple[int, int]) -> None:
+        receiver = self.receiver
+        on_message, on_beacon = receiver.on_message, receiver.on_beacon
+        check_order = self.check_order
+        report_of, beacon_of = handoff.report_of, handoff.beacon_of
+        REPORT, BEACON = handoff.REPORT, handoff.BEACON
+        read, beacons = counts
+        slot.datagrams += read
+        receiver.accepted += beacons
+        receiver.beacons += beacons
+        for (reason, source), n in drops.items():
+            rejected = Rejected(Reason(reason))
+            for _ in range(n):
+                receiver.count_drop(rejected, source)
+        for e in entries:
+            kind = e[0]
+            if kind == BEACON:
+                if on_beacon is not None:
+                    try:
+                        on_beacon(beacon_of(e), e[5], e[6])
+                    except Exception:
+                        log.exception("handling a beacon from %s failed", e[5])
+                continue
+            msg: Report | Join | Leave
+            if kind == REPORT:
+                msg, source, now = report_of(e), e[10], e[11]
+            else:
+                msg, source, now = e[1], e[2], e[3]
+            checked = check_order(msg)
+            if type(checked) is Rejected:  # a node that moved between workers, or a replay
+                receiver.count_drop(checked, source)
+                continue
+            receiver.accepted += 1
+            if kind != REPORT and type(msg) is Join:
+                receiver.join_addr = e[4]
+            try:
+                on_message(msg, source, now)
+            except Exception:  # a bug downstream must not stop the engine
+                log.exception("handling a message from %s failed", source)
+
+
+def _command(obj: object) -> bytes:
+    body = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return handoff.LENGTH.pack(len(body)) + body

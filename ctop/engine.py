@@ -245,10 +245,16 @@ class Engine:
 
         pool = WorkerPool(self.config.receive_workers, self.receiver,
                           check_order=self.verifier._check_order,
-                          keys=lambda: (self.key, self._master),
-                          max_age=self.config.max_age, on_event=self.note)
+                          settings=self._worker_settings, on_event=self.note)
         pool.open()
         return pool
+
+    def _worker_settings(self) -> dict[str, Any]:
+        """What a starting receiver worker needs: the keys, and every node's mark (read
+        without marks(), which would reset the store's list of marks to save)."""
+        nodes = self.verifier._nodes
+        return {"key": self.key, "master": self._master, "max_age": self.config.max_age,
+                "marks": [(n, c.boot, c.boot_ts, c.seq, c.at) for n, c in nodes.items()]}
 
     @property
     def port(self) -> int:

@@ -1,20 +1,20 @@
 """Several receiver processes (`[receive] workers`, ctop/ingest/workers.py): real UDP from many
-source ports, real worker processes, the real engine; agentd processes where liveness counts."""
+source ports, real worker processes, the real engine; real agentd processes where liveness
+counts, a real `ctop serve` for the status."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import time
 
-import pytest
 import pytest_asyncio
 
-from agentd.protocol import Join
-from ctop.config import LivenessConfig
+from ctop.cluster import Liveness
 from tests.helpers.engine_helpers import make_engine, start_agent, until
-from tests.helpers.serve_helpers import Sender
+from tests.helpers.serve_helpers import Daemon, Sender
 
 
 def _socket() -> socket.socket:
@@ -23,8 +23,20 @@ def _socket() -> socket.socket:
     return s
 
 
-def _node_seqs(engine, node: str) -> list[int]:
+def _seqs(engine, node: str) -> list[int]:
     return list(engine.model.nodes[node].seqs)
+
+
+def _read(engine) -> list[int]:
+    return [w["datagrams"] for w in engine.workers.status()]
+
+
+async def _settle(engine, quiet: float = 0.3) -> None:
+    """Wait until nothing more is applied for `quiet` seconds (frames come every 50 ms)."""
+    last = -1
+    while last != engine.model.received:
+        last = engine.model.received
+        await asyncio.sleep(quiet)
 
 
 @pytest_asyncio.fixture(loop_scope="function")
@@ -52,16 +64,174 @@ async def test_distinct_nodes_from_many_ports_arrive_once_each_in_order(engine):
     assert engine.receiver.accepted == total
     assert not engine.receiver.drops
     for sender, _ in nodes:
-        assert _node_seqs(engine, sender.node_id) == [1, 2, 3, 4, 5, 6]
-    read = [w["datagrams"] for w in engine.workers.status()]
+        assert _seqs(engine, sender.node_id) == [1, 2, 3, 4, 5, 6]
+    read = _read(engine)
     assert sum(read) == total and all(read), read  # both workers took a share
     for _, sock in nodes:
         sock.close()
 
 
-async def _settle(engine, quiet: float = 0.3) -> None:
-    """Wait until nothing more arrives for `quiet` seconds (frames come every 50 ms)."""
-    last = -1
-    while last != engine.model.received:
-        last = engine.model.received
-        await __import__("asyncio").sleep(quiet)
+async def _port_of_each_worker(engine) -> dict[int, socket.socket]:
+    """A source socket the kernel hashes to each worker (found with throwaway nodes)."""
+    found: dict[int, socket.socket] = {}
+    addr = ("127.0.0.1", engine.port)
+    for i in range(64):
+        sock = _socket()
+        before = _read(engine)
+        sock.sendto(Sender(f"probe{i}").join(), addr)
+        await until(lambda b=before: _read(engine) != b, timeout=5)
+        worker = next(w for w, (a, b) in enumerate(zip(_read(engine), before, strict=True))
+                      if a != b)
+        if worker in found:
+            sock.close()
+        else:
+            found[worker] = sock
+        if len(found) == 2:
+            return found
+    raise AssertionError("64 source ports all reached one worker")
+
+
+async def test_a_node_that_changes_source_port_moves_worker_and_loses_nothing(engine):
+    """The node's reports go to worker 0, then (new source port) worker 1, then back: the
+    worker that has not seen it accepts it, the one that has takes the later sequence; each
+    report is applied once and nothing is refused."""
+    sockets = await _port_of_each_worker(engine)
+    await _settle(engine)
+    base = engine.model.received
+    addr = ("127.0.0.1", engine.port)
+    node = Sender("mover")
+    sent = 0
+    for worker in (0, 1, 0):
+        for data in [node.join()] if sent == 0 else []:
+            sockets[worker].sendto(data, addr)
+            sent += 1
+        for _ in range(3):
+            sockets[worker].sendto(node.report(interval=1.0), addr)
+            sent += 1
+        await until(lambda s=sent: engine.model.received - base >= s, timeout=5)
+    await _settle(engine)
+    assert engine.model.received - base == sent == 10
+    assert _seqs(engine, "mover") == list(range(1, 11))
+    assert not engine.receiver.drops
+
+
+async def test_bad_datagrams_are_counted_once_by_reason_and_source(engine):
+    addr = ("127.0.0.1", engine.port)
+    sock = _socket()
+    sock.sendto(b"not ctop at all", addr)  # malformed
+    sock.sendto(Sender("forger", key=b"k" * 32).report(), addr)  # bad_tag
+    good = Sender("good")
+    sock.sendto(good.join(), addr)
+    replayed = good.report()
+    sock.sendto(replayed, addr)
+    sock.sendto(replayed, addr)  # replay: refused by the worker that saw the first
+    await until(lambda: sum(engine.receiver.drops.values()) >= 3, timeout=5)
+    await _settle(engine, quiet=0.5)
+    assert dict(engine.receiver.drops) == {"malformed": 1, "bad_tag": 1, "replay": 1}
+    assert engine.receiver.top_sources()["malformed"] == (("127.0.0.1", 1),)
+    assert engine.snapshot().drops == {} or True  # the tick copies them: checked below
+    await until(lambda: engine.snapshot().drops == {"malformed": 1, "bad_tag": 1,
+                                                    "replay": 1}, timeout=5)
+    assert engine.model.received == 2
+    sock.close()
+
+
+async def test_a_replay_through_another_worker_is_refused_by_the_engine(engine):
+    """A captured report replayed from a source port that hashes to the other worker passes
+    that worker (it never saw the node) and is refused by the engine's order check: counted
+    once, as a replay, and not applied twice."""
+    sockets = await _port_of_each_worker(engine)
+    await _settle(engine)
+    base = engine.model.received
+    addr = ("127.0.0.1", engine.port)
+    node = Sender("victim")
+    sockets[0].sendto(node.join(), addr)
+    captured = node.report(interval=1.0)
+    sockets[0].sendto(captured, addr)
+    await until(lambda: engine.model.received - base >= 2, timeout=5)
+    sockets[1].sendto(captured, addr)
+    await until(lambda: engine.receiver.drops.get("replay"), timeout=5)
+    await _settle(engine)
+    assert engine.model.received - base == 2
+    assert dict(engine.receiver.drops) == {"replay": 1}
+    assert _seqs(engine, "victim") == [1, 2]
+
+
+async def test_a_killed_worker_is_restarted_and_its_nodes_stay_alive(tmp_path):
+    """kill -9 of the worker that reads real agents (1 s reports, 0.25 s beacons: suspect
+    after ~1.9 s of silence): it is back within RESTART_BOUND, the death is an event, the
+    datagrams that waited in its socket are read by its successor, and no node turns
+    suspect or dead."""
+    (tmp_path / "none.toml").write_text("")  # the agents' (empty) config
+    engine = make_engine(tmp_path, receive_workers=2)
+    await engine.start()
+    agents = [start_agent(tmp_path, engine.port, f"a{i}", "--interval", "1")
+              for i in range(6)]
+    try:
+        names = [f"a{i}" for i in range(6)]
+        await until(lambda: all(n in engine.model.nodes for n in names), timeout=15)
+        await asyncio.sleep(1.5)  # beacons flowing for every node
+        busy = max(engine.workers.status(), key=lambda w: w["datagrams"])
+        seen_before = {n: engine.model.nodes[n].seqs[-1] for n in names}
+        events_before = len(engine.events)
+        killed = time.monotonic()
+        os.kill(busy["pid"], signal.SIGKILL)
+
+        def restarted() -> bool:
+            w = engine.workers.status()[busy["worker"]]
+            return w["pid"] not in (0, busy["pid"])
+
+        await until(restarted, timeout=10, step=0.01)
+        took = time.monotonic() - killed
+        assert took < RESTART_BOUND, f"restart took {took:.2f} s"
+        await asyncio.sleep(3.0)  # past the beacon suspect time (1.9 s)
+        new = list(engine.events)[events_before:]
+        died = [e for e in new if e.kind == "receiver"]
+        assert len(died) == 1 and f"pid {busy['pid']}" in died[0].message
+        assert "signal 9" in died[0].message
+        assert [e for e in new if e.kind == "state"] == []
+        for n in names:
+            node = engine.model.nodes[n]
+            assert node.liveness is Liveness.ALIVE
+            assert node.seqs[-1] > seen_before[n]
+        assert engine.workers.status()[busy["worker"]]["restarts"] == 1
+        assert "unknown_boot" not in engine.receiver.drops  # beacons taken at once
+    finally:
+        for a in agents:
+            a.terminate()
+        for a in agents:
+            a.wait()
+        await engine.stop()
+
+
+# A worker is a fresh `python -m ctop.ingest.worker`: ~0.2 s on an idle machine, more on a
+# busy 2-core one. Below the 1.9 s after which a beaconing node turns suspect.
+RESTART_BOUND = 1.5
+
+
+def test_ctop_status_shows_the_receiver_processes(tmp_path):
+    daemon = Daemon(tmp_path, "[receive]\nworkers = 2").start()
+    try:
+        sender = Sender("s1")
+        daemon.send(sender.join())
+        daemon.send(sender.report())
+        status = daemon.wait_for(lambda s: s.get("receivers") and sum(
+            w["datagrams"] for w in s["receivers"]) == 2, what="2 datagrams read")
+        pids = [w["pid"] for w in status["receivers"]]
+        assert len(pids) == 2 and all(pids)
+        for pid in pids:  # real processes, children of the daemon
+            with open(f"/proc/{pid}/stat") as f:
+                assert int(f.read().rsplit(")", 1)[1].split()[1]) == daemon.proc.pid
+        text = daemon.status_text()
+        assert "receivers: 2 worker processes" in text
+        assert f"worker 0: pid {pids[0]}" in text
+    finally:
+        code, err = daemon.stop()
+    assert code == 0, err
+    for pid in pids:  # the workers end with the daemon
+        assert not os.path.exists(f"/proc/{pid}") or _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "Z"

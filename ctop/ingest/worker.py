@@ -28,11 +28,11 @@ from collections import Counter
 from typing import Any
 
 from agentd.beacon import BEACON_TYPE
-from agentd.protocol import MAX_DATAGRAM, RawReport, Rejected
+from agentd.protocol import MAX_DATAGRAM, Header, RawReport, Rejected
 from ctop.ingest import handoff
 from ctop.ingest.beacons import BeaconVerifier
 from ctop.ingest.decode import decode_report
-from ctop.ingest.verifier import Verifier
+from ctop.ingest.verifier import Mark, Verifier
 
 log = logging.getLogger("ctop.ingest.worker")
 
@@ -45,6 +45,7 @@ class Worker:
         self.control = control
         self.max_age = float(settings["max_age"])
         self.set_keys(settings["key"], settings["master"])
+        self.know(settings.get("marks", ()))
         self.entries: list[tuple[Any, ...]] = []
         self.drops: Counter[tuple[str, str]] = Counter()
         self.read = 0  # datagrams read since the last frame
@@ -57,6 +58,15 @@ class Worker:
                                  master=master)
         self.beacon_verifier = BeaconVerifier(key, self.max_age,
                                               key_for=self.verifier.key_for)
+
+    def know(self, marks: list[tuple[str, int, float, int, float]]) -> None:
+        """The nodes the engine knows, as (node, boot, boot_ts, seq, at): a restarted worker
+        refuses their replays early and takes their beacons without waiting for a report
+        (beacons come 4x as often: a node would look silent for up to an interval)."""
+        self.verifier.restore([Mark(*m) for m in marks])
+        note = self.beacon_verifier.note
+        for node, boot, _, seq, at in marks:
+            note(Header(node, boot, seq, at), at)
 
     def run(self) -> None:
         sel = selectors.DefaultSelector()

@@ -50,6 +50,7 @@ class _Slot:
     started: float = 0.0
     restarts: int = 0
     backoff: float = 0.0
+    quick_deaths: int = 0  # deaths in a row, each within STABLE seconds of its start
     datagrams: int = 0  # read by all its processes
     last_exit: str = ""
 
@@ -63,15 +64,15 @@ class WorkerPool:
         receiver: Receiver,
         *,
         check_order: Callable[[Message], Message | Rejected],
-        keys: Callable[[], tuple[bytes, bytes | None]],
-        max_age: float,
+        settings: Callable[[], dict[str, Any]],
         on_event: Callable[[list[EventView]], None],
     ) -> None:
         self.count = count
         self.receiver = receiver
         self.check_order = check_order
-        self.keys = keys
-        self.max_age = max_age
+        # what a starting worker is told: key, master, max_age, and marks (node, boot,
+        # boot_ts, seq, at) so that a restarted worker takes the known nodes' beacons at once
+        self.settings = settings
         self.on_event = on_event
         self.slots: list[_Slot] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -116,7 +117,7 @@ class WorkerPool:
         self.receiver.sock = None
 
     def set_keys(self, key: bytes, master: bytes | None) -> None:
-        """New keys to every worker now (a restarted one asks `keys` itself)."""
+        """New keys to every worker now (a restarted one reads them from `settings`)."""
         command = _command(("keys", key, master))
         for slot in self.slots:
             if slot.control is not None:
@@ -145,12 +146,12 @@ class WorkerPool:
             return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            key, master = self.keys()
+            settings = self.settings()
             slot.process = subprocess.Popen(
                 [sys.executable, "-m", "ctop.ingest.worker", str(slot.udp.fileno()),
                  str(theirs.fileno())],
                 pass_fds=(slot.udp.fileno(), theirs.fileno()), stdin=subprocess.DEVNULL)
-            ours.sendall(_command({"key": key, "master": master, "max_age": self.max_age}))
+            ours.sendall(_command(settings))
         except Exception as e:  # no process now: try again later, never give up
             log.error("cannot start receiver worker %d: %s", slot.index, e)
             ours.close()
@@ -190,7 +191,9 @@ class WorkerPool:
         slot.last_exit = how
         slot.restarts += 1
         lived = time.time() - slot.started
-        slot.backoff = 0.0 if lived >= STABLE else min(MAX_BACKOFF, max(1.0, slot.backoff * 2))
+        slot.quick_deaths = 0 if lived >= STABLE else slot.quick_deaths + 1
+        slot.backoff = 0.0 if slot.quick_deaths <= 1 else \
+            min(MAX_BACKOFF, 2.0 ** (slot.quick_deaths - 2))
         pid = process.pid if process is not None else 0
         message = (f"receiver worker {slot.index} (pid {pid}) died ({how}); restarting"
                    + (f" in {slot.backoff:.0f} s" if slot.backoff else ""))

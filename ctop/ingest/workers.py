@@ -28,7 +28,7 @@ from typing import Any
 
 from agentd.protocol import Join, Leave, Message, Reason, Rejected, Report
 from ctop.ingest import handoff
-from ctop.receiver import Receiver, grow_receive_buffer
+from ctop.receiver import RECV_BUFFER, Receiver, grow_receive_buffer
 from ctop.snapshot import EventView
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ class WorkerPool:
         check_order: Callable[[Message], Message | Rejected],
         settings: Callable[[], dict[str, Any]],
         on_event: Callable[[list[EventView]], None],
+        buffer: int = RECV_BUFFER,
     ) -> None:
         self.count = count
         self.receiver = receiver
@@ -74,6 +75,7 @@ class WorkerPool:
         # boot_ts, seq, at) so that a restarted worker takes the known nodes' beacons at once
         self.settings = settings
         self.on_event = on_event
+        self.buffer = buffer  # each socket's receive buffer (bench/ingest_workers.py: more)
         self.slots: list[_Slot] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
@@ -90,7 +92,7 @@ class WorkerPool:
             for _ in range(self.count):
                 sock = socket.socket(family, socket.SOCK_DGRAM)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                grow_receive_buffer(sock)
+                grow_receive_buffer(sock, self.buffer)
                 sock.bind((host, port))
                 port = sock.getsockname()[1]  # port 0: the others join the one it got
                 sockets.append(sock)

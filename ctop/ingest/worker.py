@@ -1,10 +1,10 @@
-"""A receiver worker process: `python -m ctop.ingest.worker UDP_FD CONTROL_FD`.
+"""A receiver worker process: `python -m ctop.ingest.worker CONTROL_FD`.
 
-Started by the engine (ctop/ingest/workers.py) with `[receive] workers` > 1. It inherits one
-of the agents' UDP sockets (bound by the engine with SO_REUSEPORT: the kernel hashes each
-source address and port to one socket, so a node's datagrams reach one worker) and one end
-of a socketpair. On the socketpair it first reads its settings, keys included (never in argv
-or the environment, which other users can read), then sends the engine a frame of
+Started by the engine (ctop/ingest/workers.py) with `[receive] workers` > 1, with one end of
+a socketpair. Through it, once imported, it receives one of the agents' UDP sockets (bound by
+the engine with SO_REUSEPORT: the kernel hashes each source address and port to one socket,
+so a node's datagrams reach one worker) and then its settings, keys included (never in argv
+or the environment, which other users can read). It then sends the engine a frame of
 verified, decoded messages every `FLUSH_EVERY` seconds (ctop/ingest/handoff.py), with the
 drops by reason and source since the last frame. It exits when the socketpair closes: the
 engine is gone or wants a new worker.
@@ -176,10 +176,14 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    udp = socket.socket(fileno=int(argv[0]))
-    control = socket.socket(fileno=int(argv[1]))
-    udp.setblocking(False)
+    control = socket.socket(fileno=int(argv[0]))
     control.setblocking(True)
+    # A spare waits here, imported, until the engine gives it a dead worker's socket.
+    marker, fds, _, _ = socket.recv_fds(control, 1, 1)
+    if not marker or not fds:
+        return 0  # the engine closed: no socket for us
+    udp = socket.socket(fileno=fds[0])
+    udp.setblocking(False)
     settings = read_settings(control)
     # Nothing a worker keeps forms cycles (decoded reports, the pending frame, the order
     # state), and reference counting frees them: young collections over the ~40 containers

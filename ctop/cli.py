@@ -220,6 +220,7 @@ async def serve(cfg: DirectorConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, engine.reload_keys)  # key rotation
     await stop.wait()
     log.info("ctop serve: stopping")
     await control.stop()

@@ -249,6 +249,34 @@ class Engine:
         pool.open()
         return pool
 
+    def reload_keys(self) -> bool:
+        """SIGHUP: read the key files again (a rotation) and give the new keys to the
+        verifiers here and in every receiver worker. A file that cannot be used (missing,
+        readable by others, too short) changes nothing: the old keys stay, and it is an
+        event. True when the new keys are in use."""
+        from agentd.keys import KeyError_
+
+        cfg = self.config
+        try:
+            master = load_key(cfg.master_key_file) if cfg.master_key_file else None
+            key = b"" if master else load_key(cfg.key_file)
+        except KeyError_ as e:
+            log.error("keys not reloaded: %s", e)
+            self.note([EventView(time.time(), "action", "", f"keys not reloaded: {e}")])
+            return False
+        self.key, self._master = key, master
+        self.verifier.key, self.verifier.master = key, master
+        self.verifier._node_keys.clear()
+        beacons = self.receiver.beacon_verifier
+        beacons.key = key
+        for boot in beacons._boots.values():  # known boots' beacons: the new key from now
+            boot.key = self.verifier.key_for(boot.node)
+        if self.workers is not None:
+            self.workers.set_keys(key, master)
+        log.info("keys reloaded")
+        self.note([EventView(time.time(), "action", "", "keys reloaded (SIGHUP)")])
+        return True
+
     def _worker_settings(self) -> dict[str, Any]:
         """What a starting receiver worker needs: the keys, and every node's mark (read
         without marks(), which would reset the store's list of marks to save)."""

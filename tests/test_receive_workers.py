@@ -10,6 +10,7 @@ import signal
 import socket
 import time
 
+import pytest
 import pytest_asyncio
 
 from ctop.cluster import Liveness
@@ -237,3 +238,41 @@ def test_ctop_status_shows_the_receiver_processes(tmp_path):
 def _zombie(pid: int) -> bool:
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sighup_gives_every_worker_the_rotated_key(tmp_path, workers):
+    """The key file is rotated and `ctop serve` gets SIGHUP: the engine (workers = 1) or both
+    workers take the new key (a node on each worker is accepted with it) and refuse the old
+    one; a key file readable by others is refused, the running key stays, and both say so as
+    events."""
+    daemon = Daemon(tmp_path, f"[receive]\nworkers = {workers}").start()
+    try:
+        new_key = b"fedcba9876543210fedcba9876543210"
+        daemon.key_file.write_bytes(new_key)
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait_for(lambda s: any("keys reloaded" in e[3] for e in s["events"]),
+                        what="the reload event")
+        senders = [(Sender(f"rot{i}", key=new_key), _socket()) for i in range(16)]
+        for sender, sock in senders:  # 16 source ports: both workers see the new key
+            sock.sendto(sender.join(), ("127.0.0.1", daemon.port))
+        daemon.udp.sendto(Sender("stale").join(), ("127.0.0.1", daemon.port))  # old key
+        status = daemon.wait_for(
+            lambda s: len(s["nodes"]) == 16 and s["drops"].get("bad_tag") == 1,
+            what="16 nodes on the new key, the old key refused")
+        if workers > 1:
+            assert all(w["datagrams"] for w in status["receivers"]), status["receivers"]
+        daemon.key_file.chmod(0o644)
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait_for(lambda s: any("keys not reloaded" in e[3] and "readable by others"
+                                      in e[3] for e in s["events"]), what="the refusal")
+        daemon.key_file.chmod(0o600)
+        late = Sender("late", key=new_key)
+        daemon.send(late.join())
+        daemon.wait_for(lambda s: any(n["node_id"] == "late" for n in s["nodes"]),
+                        what="the new key still in use")
+        for _, sock in senders:
+            sock.close()
+    finally:
+        code, err = daemon.stop()
+    assert code == 0, err

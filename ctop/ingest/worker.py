@@ -106,6 +106,7 @@ class Worker:
             command = pickle.loads(body)
             if command[0] == "keys":
                 self.set_keys(command[1], command[2])
+                self.know(command[3])
         return True
 
     def drain(self) -> None:

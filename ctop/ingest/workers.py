@@ -130,8 +130,9 @@ class WorkerPool:
         self.receiver.sock = None
 
     def set_keys(self, key: bytes, master: bytes | None) -> None:
-        """New keys to every worker now (a restarted one reads them from `settings`)."""
-        command = _command(("keys", key, master))
+        """New keys to every worker now (a restarted one reads them from `settings`), with
+        the marks, so that their beacon checks know every node again at once."""
+        command = _command(("keys", key, master, self.settings().get("marks", [])))
         for slot in self.slots:
             if slot.control is not None:
                 try:

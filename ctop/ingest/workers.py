@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import pickle
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +37,12 @@ from ctop.snapshot import EventView
 
 log = logging.getLogger(__name__)
 
+# A worker that hands nothing over for this long while datagrams wait in its socket is stuck
+# (stopped, or looping on some input): it is killed and replaced like a dead one. Frames come
+# every 50 ms while there is input; the margin is for a machine so loaded that a process waits
+# seconds for a core.
+HUNG_AFTER = 5.0
+WATCH_EVERY = 1.0  # seconds between those checks
 STABLE = 10.0  # seconds a worker must live for its next death to restart it at once
 MAX_BACKOFF = 4.0  # seconds, at most, between restarts of a worker that keeps dying
 READ_CHUNK = 1 << 20  # bytes read from a worker per wake-up of the loop
@@ -51,6 +60,7 @@ class _Slot:
     started: float = 0.0
     restarts: int = 0
     backoff: float = 0.0
+    last_frame: float = 0.0  # monotonic clock of its last frame (or its start)
     quick_deaths: int = 0  # deaths in a row, each within STABLE seconds of its start
     datagrams: int = 0  # read by all its processes
     last_exit: str = ""
@@ -85,6 +95,7 @@ class WorkerPool:
         self.spare = spare
         self._spare: tuple[subprocess.Popen[bytes], socket.socket] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._watch_handle: asyncio.TimerHandle | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -111,12 +122,15 @@ class WorkerPool:
         self.slots = [_Slot(i, sock) for i, sock in enumerate(sockets)]
         for slot in self.slots:
             self._start(slot)
+        self._watch_handle = self._loop.call_later(WATCH_EVERY, self._watch)
         log.info("listening for agents on udp %s:%d with %d receiver processes",
                  host, port, self.count)
         return host, port
 
     def close(self) -> None:
         self._closing = True
+        if self._watch_handle is not None:
+            self._watch_handle.cancel()
         for task in self._tasks:
             task.cancel()
         if self._spare is not None:
@@ -207,6 +221,7 @@ class WorkerPool:
         slot.control = ours
         slot.inbox.clear()
         slot.started = time.time()
+        slot.last_frame = time.monotonic()
         assert self._loop is not None
         self._loop.add_reader(ours.fileno(), self._readable, slot)
         task = self._loop.create_task(self._send_settings(ours, settings))
@@ -242,6 +257,8 @@ class WorkerPool:
         code = process.returncode if process is not None else None
         how = why if code is None else (f"killed by signal {-code}" if code < 0
                                         else f"exit status {code}")
+        if slot.last_exit == "hung":
+            how = f"stuck: read nothing for {HUNG_AFTER:.0f} s with datagrams waiting; {how}"
         slot.last_exit = how
         slot.restarts += 1
         lived = time.time() - slot.started
@@ -262,6 +279,28 @@ class WorkerPool:
         else:
             self._start(slot)
 
+    def _watch(self) -> None:
+        """Kill a worker that is stuck; its death then restarts it as any other."""
+        now = time.monotonic()
+        for slot in self.slots:
+            process = slot.process
+            if process is None or now - slot.last_frame < HUNG_AFTER:
+                continue
+            try:
+                waiting = struct.unpack("i", fcntl.ioctl(slot.udp, termios.FIONREAD,
+                                                         b"\0\0\0\0"))[0]
+            except OSError:
+                waiting = 0
+            if waiting and process.poll() is None:
+                log.warning("receiver worker %d (pid %d) read nothing for %.0f s with "
+                            "datagrams waiting: killing it", slot.index, process.pid,
+                            now - slot.last_frame)
+                slot.last_exit = "hung"  # for _died's event
+                process.kill()  # its socketpair closes: _readable restarts it
+                slot.last_frame = now  # once per HUNG_AFTER, if the kill itself is slow
+        if not self._closing and self._loop is not None:
+            self._watch_handle = self._loop.call_later(WATCH_EVERY, self._watch)
+
     # -- what the workers hand over ------------------------------------------------------
 
     def _readable(self, slot: _Slot) -> None:
@@ -279,6 +318,7 @@ class WorkerPool:
             self._died(slot, "closed its socket")
             return
         slot.inbox += data
+        slot.last_frame = time.monotonic()
         try:
             frames = list(handoff.split_frames(slot.inbox))
         except ValueError as e:  # not our framing: a broken worker; a new one starts clean

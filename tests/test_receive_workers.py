@@ -295,3 +295,19 @@ async def test_a_stuck_worker_is_killed_and_replaced(engine):
     assert len(died) == 1 and "stuck" in died[0].message
     assert f"pid {stuck['pid']}" in died[0].message
     assert engine.workers.status()[0]["pid"] not in (0, stuck["pid"])
+
+
+async def test_a_second_director_on_the_same_port_fails_loudly(engine, tmp_path):
+    """SO_REUSEPORT lets sockets of one user share a port: a second director with workers
+    must still be refused the port, not quietly take a share of the agents."""
+    from dataclasses import replace
+
+    from ctop.engine import Engine
+    from ctop.startup import StartError
+
+    (tmp_path / "other").mkdir()
+    config = make_engine(tmp_path / "other", receive_workers=2).config
+    other = Engine(replace(config, listen=("127.0.0.1", engine.port)))
+    with pytest.raises(StartError, match=f"cannot listen on udp 127.0.0.1:{engine.port}"):
+        await other.start()
+    await other.stop()

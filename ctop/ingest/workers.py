@@ -103,6 +103,12 @@ class WorkerPool:
         """Bind the N sockets (OSError if the port is taken) and start the workers."""
         host, port = self.receiver.host, self.receiver.port
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # First a plain bind: it fails if anyone holds the port, a second director with
+        # workers included (its SO_REUSEPORT sockets would otherwise share the port with
+        # ours, of the same user, and split the agents' stream without a word).
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((host, port))
+            port = probe.getsockname()[1]
         sockets: list[socket.socket] = []
         try:
             for _ in range(self.count):

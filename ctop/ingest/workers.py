@@ -96,6 +96,7 @@ class WorkerPool:
         self._spare: tuple[subprocess.Popen[bytes], socket.socket] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch_handle: asyncio.TimerHandle | None = None
+        self._watched = time.monotonic()  # when _watch last ran
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -128,6 +129,7 @@ class WorkerPool:
         self.slots = [_Slot(i, sock) for i, sock in enumerate(sockets)]
         for slot in self.slots:
             self._start(slot)
+        self._watched = time.monotonic()
         self._watch_handle = self._loop.call_later(WATCH_EVERY, self._watch)
         log.info("listening for agents on udp %s:%d with %d receiver processes",
                  host, port, self.count)
@@ -288,6 +290,10 @@ class WorkerPool:
     def _watch(self) -> None:
         """Kill a worker that is stuck; its death then restarts it as any other."""
         now = time.monotonic()
+        if now - self._watched > 2 * WATCH_EVERY:  # this loop did not run (stopped, busy):
+            for slot in self.slots:  # it cannot tell a stuck worker from its own pause
+                slot.last_frame = max(slot.last_frame, now)
+        self._watched = now
         for slot in self.slots:
             process = slot.process
             if process is None or now - slot.last_frame < HUNG_AFTER:

@@ -112,8 +112,9 @@ def director_config(args: argparse.Namespace) -> DirectorConfig:
         changes["nats"] = replace(cfg.nats, role="collector")
     if getattr(args, "receivers", None):
         try:
+            value = args.receivers
             changes["receive_workers"] = worker_count(
-                args.receivers if args.receivers == "auto" else int(args.receivers))
+                int(value) if value.isdigit() else value)
         except ValueError as e:
             raise ConfigError(f"--receivers: {e}") from None
     flags = {"listen": "listen", "key_file": "key_file", "store": "store.path",

@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
@@ -15,7 +16,7 @@ import pytest_asyncio
 
 from ctop.cluster import Liveness
 from tests.helpers.engine_helpers import make_engine, start_agent, until
-from tests.helpers.serve_helpers import Daemon, Sender
+from tests.helpers.serve_helpers import CTOP, Daemon, Sender
 
 
 def _socket() -> socket.socket:
@@ -311,3 +312,27 @@ async def test_a_second_director_on_the_same_port_fails_loudly(engine, tmp_path)
     with pytest.raises(StartError, match=f"cannot listen on udp 127.0.0.1:{engine.port}"):
         await other.start()
     await other.stop()
+
+
+def test_receivers_flag_overrides_the_config_and_refuses_nonsense(tmp_path):
+    daemon = Daemon(tmp_path, "[receive]\nworkers = 1")
+    bad = daemon.ctop("serve", "--receivers", "lots")
+    assert bad.returncode != 0
+    assert '--receivers: expected a number of processes 1..256 or "auto"' in bad.stderr
+    daemon.proc = subprocess.Popen([str(CTOP), "serve", "--config", str(daemon.config),
+                                    "--receivers", "2"], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # up: the control socket answers
+            assert daemon.proc.poll() is None, daemon.proc.communicate()[1]
+            try:
+                daemon.status()
+                break
+            except RuntimeError:
+                time.sleep(0.05)
+        status = daemon.wait_for(lambda s: len(s.get("receivers", ())) == 2,
+                                 what="2 receivers from the flag")
+        assert all(w["pid"] for w in status["receivers"])
+    finally:
+        code, err = daemon.stop()
+    assert code == 0, err

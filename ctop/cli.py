@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ctop import __version__
-from ctop.config import ConfigError, DirectorConfig, parse_address
+from ctop.config import ConfigError, DirectorConfig, parse_address, worker_count
 from ctop.config import load as load_config
 from ctop.pair.view import PairView
 
@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     sub = p.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="run the engine headless (for systemd)")
+    serve.add_argument("--receivers", metavar="N",
+                       help='receiver processes ([receive] workers): a number or "auto"')
     serve.add_argument("--collector", action="store_true",
                        help="publish this engine's groups to NATS ([nats] role = collector)")
     _common(serve)
@@ -108,8 +110,15 @@ def director_config(args: argparse.Namespace) -> DirectorConfig:
         if cfg.nats is None:
             raise ConfigError("--collector needs a [nats] section (servers) in the config")
         changes["nats"] = replace(cfg.nats, role="collector")
+    if getattr(args, "receivers", None):
+        try:
+            value = args.receivers
+            changes["receive_workers"] = worker_count(
+                int(value) if value.isdigit() else value)
+        except ValueError as e:
+            raise ConfigError(f"--receivers: {e}") from None
     flags = {"listen": "listen", "key_file": "key_file", "store": "store.path",
-             "control_socket": "control_socket"}
+             "control_socket": "control_socket", "receive_workers": "receive.workers"}
     changes["overrides"] = tuple(flags[k] for k in changes if k in flags)
     return replace(cfg, **changes)
 
@@ -214,6 +223,7 @@ async def serve(cfg: DirectorConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, engine.reload_keys)  # key rotation
     await stop.wait()
     log.info("ctop serve: stopping")
     await control.stop()
@@ -266,6 +276,21 @@ def status(cfg: DirectorConfig, *, as_json: bool) -> int:
     return 0
 
 
+def receivers_text(workers: list[dict[str, Any]] | None) -> list[str]:
+    """[receive] workers: one line per receiver process (ctop/ingest/workers.py)."""
+    if not workers:
+        return []
+    out = [f"receivers: {len(workers)} worker processes"]
+    for w in workers:
+        state = f"pid {w['pid']}" if w["pid"] else "restarting"
+        line = (f"  worker {w['worker']}: {state}, {w['datagrams']} datagrams, "
+                f"{w['restarts']} restarts")
+        if w["last_exit"]:
+            line += f" (last: {w['last_exit']})"
+        out.append(line)
+    return out
+
+
 def status_text(data: dict[str, Any]) -> str:
     """`ctop status` without --json: the cluster, alerts, balancers, nodes that need a look."""
     t = data["totals"]
@@ -285,6 +310,7 @@ def status_text(data: dict[str, Any]) -> str:
         sources = data.get("drop_sources", {})
         out += [f"  {reason} from " + ", ".join(f"{addr} ({n})" for addr, n in sources[reason])
                 for reason in data["drops"] if sources.get(reason)]
+    out += receivers_text(data.get("receivers"))
     for svc in data["lb"]:
         states = Counter(rs["state"] for rs in svc["servers"])
         by_state = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))

@@ -189,6 +189,18 @@ class DirectorConfig:
     overrides: tuple[str, ...] = ()  # settings given by command-line flags, for error messages
     nats: NatsConfig | None = None  # [nats]: None = no NATS (single director, as before)
     victoria_url: str = ""  # [history] victoria_url: also keep history there (ctop.victoria)
+    # [receive] workers: receiver processes (ctop/ingest/workers.py); 1 = in the engine
+    receive_workers: int = 1
+
+
+def worker_count(value: Any) -> int:
+    """`[receive] workers`: receiver processes 1..256, or "auto" (the cores we may use)."""
+    if value == "auto":
+        cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else ()
+        return max(1, len(cores) or os.cpu_count() or 1)
+    if type(value) is not int or not 1 <= value <= 256:
+        raise ValueError(f'expected a number of processes 1..256 or "auto", got {value!r}')
+    return value
 
 
 def load(path: str | None, *, must_exist: bool = False) -> DirectorConfig:
@@ -228,6 +240,10 @@ def from_source(src: TomlSource) -> DirectorConfig:
     history = top.table_of("history")
     victoria_url = history.get("victoria_url", "", _http_url, "an http:// URL")
     history.check_unknown()
+    receive = top.table_of("receive")
+    receive_workers = receive.get("workers", 1, worker_count,
+                                  'a number of processes 1..256 or "auto"')
+    receive.check_unknown()
     cfg = DirectorConfig(
         cluster=top.string("cluster", DirectorConfig.cluster),
         listen=top.get("listen", DirectorConfig.listen, parse_address, "host:port"),
@@ -253,6 +269,7 @@ def from_source(src: TomlSource) -> DirectorConfig:
         source=src,
         nats=parse_nats(top.table_of("nats")),
         victoria_url=victoria_url,
+        receive_workers=receive_workers,
     )
     if not cfg.key_file and not cfg.master_key_file:
         raise top.error("key_file", "is empty; give the path of the cluster key file")

@@ -49,6 +49,7 @@ from ctop.store import Store, auto_raw_every
 from ctop.store.silencedb import open_book
 
 if TYPE_CHECKING:
+    from ctop.ingest.workers import WorkerPool
     from ctop.lb.actions import ActionResult, LBController, Plan
     from ctop.lb.base import Connection
     from ctop.lb.journal import Actor
@@ -98,6 +99,8 @@ class Engine:
             rejected, source, accepted=True)
         self.receiver.on_idle = lambda: self.model.fold_some(FOLD_BATCH)
         self.receiver.on_busy = lambda now: self.model.fold_some(BATCH, now - FOLD_AGE)
+        self._master = master
+        self.workers: WorkerPool | None = None  # [receive] workers > 1: receiver processes
         self.alerts = AlertEngine(list(config.alerts), config.cluster)
         self.hooks = HookRunner(config.hooks)
         # [pair]: this director's and its peer's VRRP roles (ctop/pair), None when not set
@@ -169,7 +172,10 @@ class Engine:
                                          raw_every=cfg.store.raw_every)
             self._victoria_reader = VictoriaReader(cfg.victoria_url, cfg.cluster)
         try:
-            self.receiver.open()
+            if cfg.receive_workers > 1:
+                self.workers = self._start_workers()
+            else:
+                self.receiver.open()
         except OSError as e:
             host, port = cfg.listen
             raise setting_error(cfg, "listen", f"{host}:{port}",
@@ -205,6 +211,8 @@ class Engine:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self.workers is not None:
+            self.workers.close()
         self.receiver.close()
         if self.collector is not None:
             await asyncio.to_thread(self.collector.close)
@@ -229,6 +237,52 @@ class Engine:
             await asyncio.to_thread(self.store.close)
         if self.mute.book is not None:
             self.mute.book.close()
+
+    def _start_workers(self) -> WorkerPool:
+        """Receiver processes on the agents' port (ctop/ingest/workers.py); this engine
+        judges each message's order again with its verifier, whose marks persist."""
+        from ctop.ingest.workers import WorkerPool
+
+        pool = WorkerPool(self.config.receive_workers, self.receiver,
+                          check_order=self.verifier._check_order,
+                          settings=self._worker_settings, on_event=self.note)
+        pool.open()
+        return pool
+
+    def reload_keys(self) -> bool:
+        """SIGHUP: read the key files again (a rotation) and give the new keys to the
+        verifiers here and in every receiver worker. A file that cannot be used (missing,
+        readable by others, too short) changes nothing: the old keys stay, and it is an
+        event. True when the new keys are in use."""
+        from agentd.keys import KeyError_
+
+        cfg = self.config
+        try:
+            master = load_key(cfg.master_key_file) if cfg.master_key_file else None
+            key = b"" if master else load_key(cfg.key_file)
+        except KeyError_ as e:
+            log.error("keys not reloaded: %s", e)
+            self.note([EventView(time.time(), "action", "", f"keys not reloaded: {e}")])
+            return False
+        self.key, self._master = key, master
+        self.verifier.key, self.verifier.master = key, master
+        self.verifier._node_keys.clear()
+        beacons = self.receiver.beacon_verifier
+        beacons.key = key
+        for boot in beacons._boots.values():  # known boots' beacons: the new key from now
+            boot.key = self.verifier.key_for(boot.node)
+        if self.workers is not None:
+            self.workers.set_keys(key, master)
+        log.info("keys reloaded")
+        self.note([EventView(time.time(), "action", "", "keys reloaded (SIGHUP)")])
+        return True
+
+    def _worker_settings(self) -> dict[str, Any]:
+        """What a starting receiver worker needs: the keys, and every node's mark (read
+        without marks(), which would reset the store's list of marks to save)."""
+        nodes = self.verifier._nodes
+        return {"key": self.key, "master": self._master, "max_age": self.config.max_age,
+                "marks": [(n, c.boot, c.boot_ts, c.seq, c.at) for n, c in nodes.items()]}
 
     @property
     def port(self) -> int:

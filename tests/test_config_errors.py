@@ -1,5 +1,5 @@
 """A bad ctop.toml names the file, the line and the key, in every section: the top level,
-[liveness], [store], [prometheus], [control], [[alert]], [[hook]] and every part of [lb].
+[liveness], [store], [prometheus], [control], [receive], [[alert]], [[hook]] and every part of [lb].
 Where it can, a file here has the offending key's name written elsewhere too, where a search
 by name finds the wrong line."""
 
@@ -51,6 +51,9 @@ CASES = {
         'cluster = "x"\n\n[lb.advice]\nmin_weight = 1\nmax_step = 2.0\n',
         3, "[lb.advice]: need 0 < max_step <= 1"),
     "[lb]": ('[lb]\nreadonly = false\nbogus = 1\n', 3, "[lb]: unknown key(s) bogus"),
+    "receive": (
+        'workers = 1\n\n[receive]\nworkers = 0\n', 4,
+        "key 'receive.workers': expected a number of processes 1..256 or \"auto\", got 0"),
     "a dotted key": ('[lb]\nhaproxy.socket = 5\n', 2, "[lb.haproxy].socket has the wrong type"),
     "after a multi-line string": (
         '[[hook]]\ncommand = """\ntimeout = 5\nexec true\n"""\ntimeout = "soon"\n',

@@ -233,7 +233,8 @@ def director_settings() -> set[str]:
     # not settings of the file: where it came from, what flags overrode, raw tables parsed
     # elsewhere ([[alert]], [[hook]], [lb]: docs/director.md and docs/loadbalancer.md)
     internal = {"source", "overrides", "alerts", "hooks", "lb"}
-    renamed = {"prometheus": "prometheus.listen", "control_group": "control.group"}
+    renamed = {"prometheus": "prometheus.listen", "control_group": "control.group",
+               "receive_workers": "receive.workers"}
     out = set()
     for f in fields(DirectorConfig):
         if f.name in internal:

@@ -145,6 +145,9 @@ class ControlServer:
                 pair = getattr(self.engine, "nats_pair", None)  # [nats]: ctop.nats.pair
                 if request == "status":  # and each node's pushed configuration
                     plain["configs"] = groups_status(self.engine.pusher)
+                    workers = getattr(self.engine, "workers", None)  # [receive] workers
+                    if workers is not None:
+                        plain["receivers"] = workers.status()
                     if pair is not None:
                         plain["pair_sync"] = pair.sync.plain()
                 body = msgpack.packb(plain)

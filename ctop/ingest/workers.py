@@ -1,0 +1,391 @@
+"""Several receiver processes for one director (`[receive] workers`, `ctop serve --receivers`).
+
+The engine binds the agents' UDP port N times with SO_REUSEPORT and gives each socket to a
+worker process (ctop/ingest/worker.py). The kernel hashes each datagram's source address and
+port to one socket, so one node's datagrams reach one worker, in order. Workers verify and
+decode; the engine applies what they hand over (ctop/ingest/handoff.py), judging each
+message's order once more with its own `Verifier` (whose marks persist across restarts), and
+keeps liveness, the store and the balancers.
+
+The engine keeps the sockets: a worker that dies loses nothing that waits in its socket's
+buffer (16 MiB, ~40,000 reports), and the one started in its place reads on from there. A
+death is an event; the restart follows at once, then after 1, 2, 4 s while the worker keeps
+dying within `STABLE` seconds of its start (a crash at start must not spin a core).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import pickle
+import socket
+import struct
+import subprocess
+import sys
+import termios
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentd.protocol import Join, Leave, Message, Reason, Rejected, Report
+from ctop.ingest import handoff
+from ctop.receiver import RECV_BUFFER, Receiver, grow_receive_buffer
+from ctop.snapshot import EventView
+
+log = logging.getLogger(__name__)
+
+# A worker that hands nothing over for this long while datagrams wait in its socket is stuck
+# (stopped, or looping on some input): it is killed and replaced like a dead one. Frames come
+# every 50 ms while there is input; the margin is for a machine so loaded that a process waits
+# seconds for a core.
+HUNG_AFTER = 5.0
+WATCH_EVERY = 1.0  # seconds between those checks
+STABLE = 10.0  # seconds a worker must live for its next death to restart it at once
+MAX_BACKOFF = 4.0  # seconds, at most, between restarts of a worker that keeps dying
+READ_CHUNK = 1 << 20  # bytes read from a worker per wake-up of the loop
+
+
+@dataclass
+class _Slot:
+    """One worker: its socket (kept across restarts) and the process reading it now."""
+
+    index: int
+    udp: socket.socket
+    process: subprocess.Popen[bytes] | None = None
+    control: socket.socket | None = None
+    inbox: bytearray = field(default_factory=bytearray)
+    started: float = 0.0
+    restarts: int = 0
+    backoff: float = 0.0
+    last_frame: float = 0.0  # monotonic clock of its last frame (or its start)
+    quick_deaths: int = 0  # deaths in a row, each within STABLE seconds of its start
+    datagrams: int = 0  # read by all its processes
+    last_exit: str = ""
+
+
+class WorkerPool:
+    """N receiver processes feeding `receiver`'s callbacks and counters (accepted, drops)."""
+
+    def __init__(
+        self,
+        count: int,
+        receiver: Receiver,
+        *,
+        check_order: Callable[[Message], Message | Rejected],
+        settings: Callable[[], dict[str, Any]],
+        on_event: Callable[[list[EventView]], None],
+        buffer: int = RECV_BUFFER,
+        spare: bool = True,
+    ) -> None:
+        self.count = count
+        self.receiver = receiver
+        self.check_order = check_order
+        # what a starting worker is told: key, master, max_age, and marks (node, boot,
+        # boot_ts, seq, at) so that a restarted worker takes the known nodes' beacons at once
+        self.settings = settings
+        self.on_event = on_event
+        self.buffer = buffer  # each socket's receive buffer (bench/ingest_workers.py: more)
+        self.slots: list[_Slot] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
+        self.bad_frames = 0
+        self.spare = spare
+        self._spare: tuple[subprocess.Popen[bytes], socket.socket] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._watch_handle: asyncio.TimerHandle | None = None
+        self._watched = time.monotonic()  # when _watch last ran
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def open(self) -> tuple[str, int]:
+        """Bind the N sockets (OSError if the port is taken) and start the workers."""
+        host, port = self.receiver.host, self.receiver.port
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # First a plain bind: it fails if anyone holds the port, a second director with
+        # workers included (its SO_REUSEPORT sockets would otherwise share the port with
+        # ours, of the same user, and split the agents' stream without a word).
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((host, port))
+            port = probe.getsockname()[1]
+        sockets: list[socket.socket] = []
+        try:
+            for _ in range(self.count):
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                grow_receive_buffer(sock, self.buffer)
+                sock.bind((host, port))
+                port = sock.getsockname()[1]  # port 0: the others join the one it got
+                sockets.append(sock)
+        except OSError:
+            for sock in sockets:
+                sock.close()
+            raise
+        self.receiver.sock = sockets[0]  # configuration pushes go out from the agents' port
+        self.receiver.port = port
+        self._loop = asyncio.get_running_loop()
+        self.slots = [_Slot(i, sock) for i, sock in enumerate(sockets)]
+        for slot in self.slots:
+            self._start(slot)
+        self._watched = time.monotonic()
+        self._watch_handle = self._loop.call_later(WATCH_EVERY, self._watch)
+        log.info("listening for agents on udp %s:%d with %d receiver processes",
+                 host, port, self.count)
+        return host, port
+
+    def close(self) -> None:
+        self._closing = True
+        if self._watch_handle is not None:
+            self._watch_handle.cancel()
+        for task in self._tasks:
+            task.cancel()
+        if self._spare is not None:
+            self._spare[1].close()  # it sees EOF and exits
+            self._spare[0].wait()
+            self._spare = None
+        for slot in self.slots:
+            self._stop(slot)
+        for slot in self.slots:
+            slot.udp.close()
+        self.receiver.sock = None
+
+    def set_keys(self, key: bytes, master: bytes | None) -> None:
+        """New keys to every worker now (a restarted one reads them from `settings`), with
+        the marks, so that their beacon checks know every node again at once."""
+        command = _command(("keys", key, master, self.settings().get("marks", [])))
+        for slot in self.slots:
+            if slot.control is not None:
+                try:
+                    slot.control.setblocking(True)
+                    slot.control.sendall(command)
+                except OSError:
+                    pass  # it is dying: its successor gets the new keys
+                finally:
+                    if slot.control is not None:
+                        slot.control.setblocking(False)
+
+    def status(self) -> list[dict[str, Any]]:
+        """Each worker, for `ctop status`."""
+        return [{
+            "worker": s.index,
+            "pid": s.process.pid if s.process is not None and s.process.poll() is None else 0,
+            "since": s.started,
+            "restarts": s.restarts,
+            "datagrams": s.datagrams,
+            "last_exit": s.last_exit,
+        } for s in self.slots]
+
+    def _spawn(self) -> tuple[subprocess.Popen[bytes], socket.socket]:
+        """A worker process that imports itself and waits for its socket and settings."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "ctop.ingest.worker", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        return process, ours
+
+    def _spare_up(self) -> None:
+        """Keep one spare worker started: a fresh one spends ~0.2 s (1-2 s on a loaded
+        2-core machine) importing before it reads, and a beaconing node is suspect after
+        ~1.9 s of silence; the spare takes over a dead worker's socket at once."""
+        if self._closing or (self._spare is not None and self._spare[0].poll() is None):
+            return
+        if self._spare is not None:
+            self._spare[1].close()
+        try:
+            self._spare = self._spawn()
+        except Exception as e:
+            self._spare = None
+            log.error("cannot start a spare receiver worker: %s", e)
+
+    def _start(self, slot: _Slot) -> None:
+        if self._closing:
+            return
+        spare, self._spare = self._spare, None
+        try:
+            if spare is not None and spare[0].poll() is None:
+                process, ours = spare
+            else:
+                if spare is not None:
+                    spare[1].close()
+                process, ours = self._spawn()
+            # its socket first (SCM_RIGHTS, with one byte), then its settings (keys, marks:
+            # megabytes at 60,000 nodes, sent without blocking the loop while it imports)
+            socket.send_fds(ours, [b"U"], [slot.udp.fileno()])
+            ours.setblocking(False)
+            settings = _command(self.settings())
+        except Exception as e:  # no process now: try again later, never give up
+            log.error("cannot start receiver worker %d: %s", slot.index, e)
+            self._later(slot, f"cannot start: {e}")
+            return
+        slot.process = process
+        slot.control = ours
+        slot.inbox.clear()
+        slot.started = time.time()
+        slot.last_frame = time.monotonic()
+        assert self._loop is not None
+        self._loop.add_reader(ours.fileno(), self._readable, slot)
+        task = self._loop.create_task(self._send_settings(ours, settings))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        if self.spare:
+            self._loop.call_soon(self._spare_up)
+
+    async def _send_settings(self, control: socket.socket, data: bytes) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(OSError):  # it died already: _readable sees the EOF
+            await self._loop.sock_sendall(control, data)
+
+    def _stop(self, slot: _Slot) -> None:
+        if slot.control is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(slot.control.fileno())
+            slot.control.close()  # the worker sees EOF and exits
+            slot.control = None
+        process, slot.process = slot.process, None
+        if process is not None:
+            try:
+                process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def _died(self, slot: _Slot, why: str) -> None:
+        process = slot.process
+        self._stop(slot)
+        if self._closing:
+            return
+        code = process.returncode if process is not None else None
+        how = why if code is None else (f"killed by signal {-code}" if code < 0
+                                        else f"exit status {code}")
+        if slot.last_exit == "hung":
+            how = f"stuck: read nothing for {HUNG_AFTER:.0f} s with datagrams waiting; {how}"
+        slot.last_exit = how
+        slot.restarts += 1
+        lived = time.time() - slot.started
+        slot.quick_deaths = 0 if lived >= STABLE else slot.quick_deaths + 1
+        slot.backoff = 0.0 if slot.quick_deaths <= 1 else \
+            min(MAX_BACKOFF, 2.0 ** (slot.quick_deaths - 2))
+        pid = process.pid if process is not None else 0
+        message = (f"receiver worker {slot.index} (pid {pid}) died ({how}); restarting"
+                   + (f" in {slot.backoff:.0f} s" if slot.backoff else ""))
+        log.warning("%s", message)
+        self.on_event([EventView(time.time(), "receiver", "", message)])
+        self._later(slot, how)
+
+    def _later(self, slot: _Slot, why: str) -> None:
+        assert self._loop is not None
+        if slot.backoff:
+            self._loop.call_later(slot.backoff, self._start, slot)
+        else:
+            self._start(slot)
+
+    def _watch(self) -> None:
+        """Kill a worker that is stuck; its death then restarts it as any other."""
+        now = time.monotonic()
+        if now - self._watched > 2 * WATCH_EVERY:  # this loop did not run (stopped, busy):
+            for slot in self.slots:  # it cannot tell a stuck worker from its own pause
+                slot.last_frame = max(slot.last_frame, now)
+        self._watched = now
+        for slot in self.slots:
+            process = slot.process
+            if process is None or now - slot.last_frame < HUNG_AFTER:
+                continue
+            try:
+                waiting = struct.unpack("i", fcntl.ioctl(slot.udp, termios.FIONREAD,
+                                                         b"\0\0\0\0"))[0]
+            except OSError:
+                waiting = 0
+            if waiting and process.poll() is None:
+                log.warning("receiver worker %d (pid %d) read nothing for %.0f s with "
+                            "datagrams waiting: killing it", slot.index, process.pid,
+                            now - slot.last_frame)
+                slot.last_exit = "hung"  # for _died's event
+                process.kill()  # its socketpair closes: _readable restarts it
+                slot.last_frame = now  # once per HUNG_AFTER, if the kill itself is slow
+        if not self._closing and self._loop is not None:
+            self._watch_handle = self._loop.call_later(WATCH_EVERY, self._watch)
+
+    # -- what the workers hand over ------------------------------------------------------
+
+    def _readable(self, slot: _Slot) -> None:
+        control = slot.control
+        if control is None:
+            return
+        try:
+            data = control.recv(READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self._died(slot, str(e))
+            return
+        if not data:
+            self._died(slot, "closed its socket")
+            return
+        slot.inbox += data
+        slot.last_frame = time.monotonic()
+        try:
+            frames = list(handoff.split_frames(slot.inbox))
+        except ValueError as e:  # not our framing: a broken worker; a new one starts clean
+            self.bad_frames += 1
+            self._died(slot, f"sent a broken stream ({e})")
+            return
+        for body in frames:
+            try:
+                self._apply(slot, *handoff.load(body))
+            except Exception:  # a frame that does not load, or a bug: never stop the engine
+                self.bad_frames += 1
+                log.exception("a frame from receiver worker %d failed", slot.index)
+
+    def _apply(self, slot: _Slot, entries: list[tuple[Any, ...]],
+               drops: dict[tuple[str, str], int], counts: tuple[int, int]) -> None:
+        receiver = self.receiver
+        on_message, on_beacon = receiver.on_message, receiver.on_beacon
+        check_order = self.check_order
+        report_of, beacon_of = handoff.report_of, handoff.beacon_of
+        REPORT, BEACON = handoff.REPORT, handoff.BEACON
+        read, beacons = counts
+        slot.datagrams += read
+        receiver.accepted += beacons
+        receiver.beacons += beacons
+        for (reason, source), n in drops.items():
+            rejected = Rejected(Reason(reason))
+            for _ in range(n):
+                receiver.count_drop(rejected, source)
+        for e in entries:
+            kind = e[0]
+            if kind == BEACON:
+                if on_beacon is not None:
+                    try:
+                        on_beacon(beacon_of(e), e[5], e[6])
+                    except Exception:
+                        log.exception("handling a beacon from %s failed", e[5])
+                continue
+            msg: Report | Join | Leave
+            if kind == REPORT:
+                msg, source, now = report_of(e), e[10], e[11]
+            else:
+                msg, source, now = e[1], e[2], e[3]
+            checked = check_order(msg)
+            if type(checked) is Rejected:  # a node that moved between workers, or a replay
+                receiver.count_drop(checked, source)
+                continue
+            receiver.accepted += 1
+            if kind != REPORT and type(msg) is Join:
+                receiver.join_addr = e[4]
+            try:
+                on_message(msg, source, now)
+            except Exception:  # a bug downstream must not stop the engine
+                log.exception("handling a message from %s failed", source)
+
+
+def _command(obj: object) -> bytes:
+    body = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return handoff.LENGTH.pack(len(body)) + body

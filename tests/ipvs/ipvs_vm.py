@@ -83,14 +83,13 @@ def build_initramfs(outdir: Path, kernel: Path) -> Path:
 
 def run_in_vm(command: str, *, cwd: Path, timeout: float = 240, mem: str = "1G") -> VMRun:
     """Boot, run `command` (bash) as root in `cwd` inside the guest, power off."""
-    return start_vm(command, cwd=cwd, timeout=timeout, mem=mem).result()
+    return start_vm(command, cwd=cwd, mem=mem).result(wait=timeout)
 
 
-def start_vm(command: str, *, cwd: Path, timeout: float = 240, mem: str = "1G",
-             nice: int = 0) -> VMBoot:
+def start_vm(command: str, *, cwd: Path, mem: str = "1G", nice: int = 0) -> VMBoot:
     """Boot in the background (`run_in_vm` without the wait): the caller goes on while qemu
-    runs and collects the VMRun with .result(). `nice` lowers qemu's CPU priority, so a test
-    suite running beside it keeps its timing while qemu takes the idle CPU."""
+    runs and collects the VMRun with .result(wait=). `nice` lowers qemu's CPU priority, so a
+    test suite running beside it keeps its timing while qemu takes the idle CPU."""
     kernel = find_kernel()
     assert kernel is not None, missing()
     share = Path(tempfile.mkdtemp(prefix="ctop-ipvs-vm."))
@@ -117,7 +116,7 @@ def start_vm(command: str, *, cwd: Path, timeout: float = 240, mem: str = "1G",
     ]  # fmt: skip
     if nice:
         qemu = ["nice", "-n", str(nice), *qemu]  # nice execs qemu: all its threads inherit it
-    return VMBoot(qemu, share, timeout)
+    return VMBoot(qemu, share)
 
 
 class VMBoot:
@@ -125,9 +124,8 @@ class VMBoot:
     The console goes to a file in the share dir (the guest never writes there), not a pipe:
     nobody has to drain it while the caller does other work."""
 
-    def __init__(self, qemu: list[str], share: Path, timeout: float) -> None:
+    def __init__(self, qemu: list[str], share: Path) -> None:
         self.share = share
-        self.timeout = timeout
         self._console = share / "initramfs" / "console.log"
         self._start = time.monotonic()
         with open(self._console, "wb") as out:
@@ -135,20 +133,12 @@ class VMBoot:
                                           stderr=subprocess.STDOUT)
         self._seconds = 0.0
         self._cpu = 0.0
-        self._timed_out = False
+        self._killed_after: float | None = None
         self._waiter = threading.Thread(target=self._wait, name="ipvs-vm", daemon=True)
         self._waiter.start()
 
     def _wait(self) -> None:
-        deadline = self._start + self.timeout
-        while True:
-            pid, status, usage = os.wait4(self._proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline and not self._timed_out:
-                self._timed_out = True
-                self._proc.kill()
-            time.sleep(0.2)
+        _, status, usage = os.wait4(self._proc.pid, 0)
         self._proc.returncode = os.waitstatus_to_exitcode(status)
         self._seconds = time.monotonic() - self._start
         self._cpu = usage.ru_utime + usage.ru_stime
@@ -157,16 +147,21 @@ class VMBoot:
         return not self._waiter.is_alive()
 
     def kill(self) -> None:
-        """Stop a run nobody will read (the session ended before an IPVS test asked for it)."""
+        """Stop qemu (a hung guest, or a run nobody will read)."""
         if not self.done():
+            self._killed_after = time.monotonic() - self._start
             self._proc.kill()
             self._waiter.join(timeout=30)
 
-    def result(self) -> VMRun:
-        self._waiter.join()
+    def result(self, wait: float) -> VMRun:
+        """The run, once qemu is off; killed when it is still running after `wait` seconds
+        more (counted from this call: the time it ran beside other work is not held against
+        it)."""
+        self._waiter.join(timeout=wait)
+        self.kill()
         console = _read(self._console)
-        if self._timed_out:
-            console = f"qemu killed after {self.timeout} s\n{console}"
+        if self._killed_after is not None:
+            console = f"qemu killed after {self._killed_after:.0f} s\n{console}"
         rc_file = self.share / "rc"
         rc = int(rc_file.read_text().strip()) if rc_file.exists() and rc_file.read_text() else 125
         return VMRun(

@@ -2,8 +2,8 @@
 
 The boot overlaps the rest of the suite: qemu TCG is CPU-bound on one core while most other
 tests wait on sockets and timers. As soon as collection is done, if any selected test needs
-`vm_results`, the VM starts in the background (niced, so the suite's timing-sensitive tests
-keep their CPU); the IPVS tests run last and `vm_results` waits for that run. A run that
+`vm_results`, the VM starts in the background (niced a little, so the suite's timing-sensitive
+tests keep their CPU); the IPVS tests run last and `vm_results` waits for that run. A run that
 selects no IPVS test (a file, -k, -m "not vm") never boots it.
 """
 
@@ -24,7 +24,10 @@ REPO = Path(__file__).resolve().parents[2]
 # load 18. Under the IPVS tests' own pytest-timeout (1200 s), so a hung guest fails them with
 # its console. The budget test bounds qemu's CPU time.
 VM_WAIT = 1100.0
-VM_NICE = 10
+# qemu's CPU priority beside the suite: a little below it, so the suite's timing-sensitive tests
+# keep their CPU, but not so far that the guest starves when the suite is busy (at nice 19 on a
+# machine at load 15 the guest's HTTP servers did not start within 120 s)
+VM_NICE = 5
 
 _boot: ipvs_vm.VMBoot | None = None
 

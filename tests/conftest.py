@@ -6,7 +6,9 @@ missing fails instead: a green run must mean every real part was exercised.
 
 from __future__ import annotations
 
+import compileall
 import os
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,16 @@ pytest_plugins = ["tests.helpers.haproxy_peer", "tests.helpers.peers", "tests.he
                   "tests.helpers.victoria"]
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Byte-compile ctop, agentd and probes once. The suite starts hundreds of agentd and ctop
+    processes; with PYTHONDONTWRITEBYTECODE set (as on CI's machines) each would compile every
+    module it imports again (~0.25 s of CPU a start); a .pyc that exists is still read. Only
+    files newer than their .pyc are compiled, so this is ~0.1 s once they exist."""
+    for package in ("ctop", "agentd", "probes"):
+        compileall.compile_dir(REPO / package, quiet=1)
 
 
 @pytest.fixture(autouse=True)

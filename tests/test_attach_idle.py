@@ -13,7 +13,7 @@ from ctop.codec import unpack_compact
 from ctop.control.client import exchange
 from ctop.snapshot import NodeView
 from ctop.tui.remote import RemoteSource
-from tests.helpers.serve_helpers import Daemon, Sender
+from tests.helpers.serve_helpers import Daemon, Sender, wait_for_node
 
 
 def test_each_snapshot_is_decoded_once_however_often_it_is_polled(tmp_path, monkeypatch):
@@ -33,20 +33,14 @@ def test_each_snapshot_is_decoded_once_however_often_it_is_polled(tmp_path, monk
         daemon.send(sender.report())
         remote = RemoteSource(str(daemon.sock), str(daemon.db), poll=0.05)
         try:
-            deadline = time.monotonic() + 15
-            while remote.snapshot().node("n1") is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert remote.snapshot().node("n1") is not None
+            wait_for_node(remote, "n1")
             time.sleep(1.0)  # ~20 polls, at most one new tick (every 2 s)
             # each snapshot (a tick, or a liveness change patched in between: a new ts) is
             # decoded once, however often it is polled
             assert len(decoded) == len(set(decoded)) and len(decoded) < 10
             # watching a node asks for its raw metrics: that answer is decoded
             remote.watch("n1")
-            deadline = time.monotonic() + 10
-            while not remote.snapshot().node("n1").metrics and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert remote.snapshot().node("n1").metrics
+            wait_for_node(remote, "n1", metrics=True, timeout=10)
         finally:
             remote.close()
     finally:

@@ -26,7 +26,7 @@ from agentd.protocol import Header, Join, Leave
 from ctop.config import LivenessConfig
 from ctop.snapshot import Liveness
 from tests.helpers.agent_helpers import KEY
-from tests.helpers.engine_helpers import make_engine, start_agent, until
+from tests.helpers.engine_helpers import make_engine, processes, start_agent, until
 
 
 @pytest_asyncio.fixture(loop_scope="function")
@@ -40,12 +40,8 @@ async def engine(tmp_path):
 
 @pytest.fixture
 def agents(tmp_path):
-    procs: list[subprocess.Popen] = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
+    with processes() as procs:
+        yield procs
 
 
 async def test_agents_register_with_their_facts_and_history_reaches_sqlite(engine, agents,

@@ -20,6 +20,7 @@ from ctop.cluster import ClusterModel
 from ctop.ingest.decode import decode_report
 from ctop.ingest.verifier import Verifier
 from ctop.snapshot import Liveness
+from tests.helpers.fuzz import examples
 
 KEY = b"k" * 32
 
@@ -146,7 +147,7 @@ _VALUES = st.one_of(
 _KEYS = st.sampled_from(["k", "n", "b", "q", "t", "i", "g", "m", "s", "x"])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(ci=150, deep=300), deadline=None)
 @given(st.dictionaries(_KEYS, _VALUES, max_size=10))
 def test_deferred_accepts_and_refuses_like_verify(body: dict) -> None:
     body = {"k": "r", "n": "n", "b": 1, "q": 1, "t": time.time(), "i": 1.0, **body}

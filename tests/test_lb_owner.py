@@ -6,12 +6,9 @@ who did it."""
 from __future__ import annotations
 
 import fcntl
-import grp
 import json
 import os
 import pwd
-import secrets
-import shutil
 import stat
 import subprocess
 import time
@@ -19,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.helpers.accounts import control_group_and_outsider
 from tests.helpers.haproxy_peer import HAProxyLab
 from tests.helpers.lb_owner_helpers import CTOP, configured_weight, director, server_stat, serving
 
@@ -185,20 +183,8 @@ def test_ctop_lb_readonly_flag_refuses_even_with_a_daemon_that_would_act(
 @pytest.fixture
 def operator_accounts() -> Iterator[tuple[str, str, int]]:
     """A control group and a user outside it (real accounts, removed afterwards)."""
-    if os.geteuid() != 0 or shutil.which("useradd") is None or shutil.which("setpriv") is None:
-        pytest.skip("needs root, useradd and setpriv")
-    tag = secrets.token_hex(3)
-    group, user = f"ctopg{tag}", f"ctopu{tag}"
-    subprocess.run(["groupadd", group], check=True)
-    try:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--user-group", user],
-                       check=True)
-        try:
-            yield group, user, grp.getgrnam(group).gr_gid
-        finally:
-            subprocess.run(["userdel", user], check=False)
-    finally:
-        subprocess.run(["groupdel", group], check=False)
+    with control_group_and_outsider() as acc:
+        yield acc.group, acc.user, acc.gid
 
 
 @pytest.mark.root

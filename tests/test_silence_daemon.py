@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import grp
 import json
-import os
 import pwd
-import secrets
-import shutil
 import subprocess
 from collections.abc import Iterator
 
@@ -18,6 +15,7 @@ import pytest
 from ctop.control.client import ask
 from ctop.control.wire import ControlError
 from ctop.lb.journal import current_user
+from tests.helpers.accounts import control_group_and_outsider
 from tests.helpers.haproxy_peer import HAProxyLab, free_port
 from tests.helpers.lb_owner_helpers import CTOP, clean_env, director, serving
 from tests.helpers.serve_helpers import Daemon, Sender, node
@@ -75,22 +73,10 @@ def test_a_silence_through_the_daemon_is_the_callers_shows_in_status_and_prometh
 
 
 @pytest.fixture
-def outsider() -> Iterator[tuple[str, int]]:
+def outsider() -> Iterator[tuple[str, str]]:
     """A control group and a user outside it (real accounts, removed afterwards)."""
-    if os.geteuid() != 0 or shutil.which("useradd") is None or shutil.which("setpriv") is None:
-        pytest.skip("needs root, useradd and setpriv")
-    tag = secrets.token_hex(3)
-    group, user = f"ctopg{tag}", f"ctopu{tag}"
-    subprocess.run(["groupadd", group], check=True)
-    try:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--user-group", user],
-                       check=True)
-        try:
-            yield group, user
-        finally:
-            subprocess.run(["userdel", user], check=False)
-    finally:
-        subprocess.run(["groupdel", group], check=False)
+    with control_group_and_outsider() as acc:
+        yield acc.group, acc.user
 
 
 @pytest.mark.root

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import subprocess
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,17 +18,13 @@ from ctop.lb.journal import Actor
 from ctop.lb.request import ActionRequest
 from ctop.maintenance import MaintenanceConfig, parse_window
 from ctop.silences import SilenceError
-from tests.helpers.engine_helpers import make_engine, start_agent, until
+from tests.helpers.engine_helpers import make_engine, processes, start_agent, until
 
 
 @pytest.fixture
 def agents():
-    procs: list[subprocess.Popen] = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
+    with processes() as procs:
+        yield procs
 
 
 def hook_log(tmp_path: Path) -> tuple[Path, dict]:

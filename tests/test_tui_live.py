@@ -4,7 +4,6 @@ filter, sort, grouping, views, and a killed node turning suspect then dead on sc
 from __future__ import annotations
 
 import signal
-import subprocess
 
 import pytest
 import pytest_asyncio
@@ -14,7 +13,7 @@ from ctop.tui.app import CtopApp
 from ctop.tui.screens.main import MainScreen
 from ctop.tui.screens.node_detail import NodeDetail
 from ctop.tui.widgets.chart import Chart
-from tests.helpers.engine_helpers import make_engine, start_agent, until
+from tests.helpers.engine_helpers import engine_with_agents, until
 
 SIZE = (140, 42)
 # Group order differs from name order, so grouping visibly changes the order:
@@ -24,24 +23,12 @@ NODES = {"alpha": "zeta", "bravo": "yank", "charlie": "xray"}
 
 @pytest_asyncio.fixture(loop_scope="function")
 async def cluster(tmp_path):
-    (tmp_path / "none.toml").write_text("")
-    eng: Engine = make_engine(tmp_path)
-    await eng.start()
-    procs: dict[str, subprocess.Popen] = {
-        node: start_agent(tmp_path, eng.port, node, "--group", group)
-        for node, group in NODES.items()
-    }
-    try:
-        await until(
-            lambda: len(eng.snapshot().nodes) == 3 and all(n.metrics for n in eng.snapshot().nodes)
-        )
+    def reporting(eng: Engine) -> bool:
+        return len(eng.snapshot().nodes) == 3 and all(n.metrics for n in eng.snapshot().nodes)
+
+    nodes = {node: ("--group", group) for node, group in NODES.items()}
+    async with engine_with_agents(tmp_path, nodes, reporting) as (eng, procs):
         yield eng, procs
-    finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-        await eng.stop()
 
 
 def screen_of(app: CtopApp) -> MainScreen:

@@ -8,7 +8,6 @@ from dataclasses import replace
 
 import pytest_asyncio
 
-from ctop.engine import Engine
 from ctop.lb.journal import current_user
 from ctop.snapshot import AlertView, EventView, Severity
 from ctop.tui.app import CtopApp
@@ -16,7 +15,7 @@ from ctop.tui.screens.main import MainScreen
 from ctop.tui.screens.silence import SilenceDialog
 from ctop.tui.source import StaticSource
 from ctop.tui.widgets.alerts_pane import AlertsPane
-from tests.helpers.engine_helpers import make_engine, start_agent, until
+from tests.helpers.engine_helpers import engine_with_agents, until
 from tests.helpers.sample import sample_snapshot
 
 SIZE = (140, 42)
@@ -25,19 +24,10 @@ RULES = ({"name": "node-dead", "liveness": "dead", "severity": "crit"},)
 
 @pytest_asyncio.fixture(loop_scope="function")
 async def cluster(tmp_path):
-    (tmp_path / "none.toml").write_text("")
-    eng: Engine = make_engine(tmp_path, alerts=RULES)
-    await eng.start()
-    procs = {n: start_agent(tmp_path, eng.port, n) for n in ("alpha", "bravo")}
-    try:
-        await until(lambda: len(eng.snapshot().nodes) == 2)
+    nodes: dict[str, tuple[str, ...]] = {"alpha": (), "bravo": ()}
+    async with engine_with_agents(tmp_path, nodes, lambda eng: len(eng.snapshot().nodes) == 2,
+                                  alerts=RULES) as (eng, procs):
         yield eng, procs
-    finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-        await eng.stop()
 
 
 def pane_lines(app: CtopApp) -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 
 from ctop.control.client import ControlError, hello
 from ctop.tui.remote import RemoteSource
-from tests.helpers.serve_helpers import Daemon, Sender
+from tests.helpers.serve_helpers import Daemon, Sender, wait_for_node
 
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = "48f6e80"  # main before ui wire 2
@@ -41,13 +41,6 @@ def _in_tree(tree: Path, code: str) -> list[str]:
     return [sys.executable, "-c", boot + textwrap.dedent(code)]
 
 
-def _wait_node(remote: RemoteSource, node_id: str) -> None:
-    deadline = time.monotonic() + 15
-    while remote.snapshot().node(node_id) is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert remote.snapshot().node(node_id) is not None, remote._error
-
-
 def test_a_new_ui_on_an_older_daemon_falls_back_to_whole_snapshots(tmp_path, old_tree):
     daemon = Daemon(tmp_path)  # its config, key and database; the older tree's `ctop serve`
     proc = subprocess.Popen(_in_tree(old_tree, f"""
@@ -68,13 +61,10 @@ def test_a_new_ui_on_an_older_daemon_falls_back_to_whole_snapshots(tmp_path, old
         daemon.send(sender.report())
         remote = RemoteSource(str(daemon.sock), str(daemon.db), poll=0.05)
         try:
-            _wait_node(remote, "n1")
+            wait_for_node(remote, "n1")
             assert remote._delta is None  # it asked `ui2`, heard "unknown request", uses `ui`
             remote.watch("n1")  # the node detail's metrics the old way too
-            deadline = time.monotonic() + 10
-            while not remote.snapshot().node("n1").metrics and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert remote.snapshot().node("n1").metrics
+            wait_for_node(remote, "n1", metrics=True, timeout=10)
         finally:
             remote.close()
     finally:

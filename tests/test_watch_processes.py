@@ -19,7 +19,7 @@ import pytest_asyncio
 
 from agentd.config import ConfigError, load
 from agentd.watch import WatchSpecError, parse_watch
-from tests.helpers.engine_helpers import make_engine, start_agent, until
+from tests.helpers.engine_helpers import make_engine, processes, start_agent, until
 
 
 def _binary(tmp_path: Path, name: str) -> Path:
@@ -30,12 +30,8 @@ def _binary(tmp_path: Path, name: str) -> Path:
 
 @pytest.fixture
 def procs():
-    started: list[subprocess.Popen] = []
-    yield started
-    for p in started:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
+    with processes() as procs:
+        yield procs
 
 
 @pytest_asyncio.fixture(loop_scope="function")

@@ -47,6 +47,7 @@ from ctop.ingest.decode import (
     parse_body,
 )
 from ctop.ingest.verifier import Verifier
+from tests.helpers.fuzz import examples
 
 KEY = b"0123456789abcdef0123456789abcdef"
 SERVICES = ("http", "smtp", "telnet", "ftp", "dns", "nntp", "pop3")
@@ -374,7 +375,7 @@ signed_bodies = st.one_of(
 )
 
 
-@settings(max_examples=250, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(ci=100, deep=250), suppress_health_check=[HealthCheck.too_slow])
 @given(signed_bodies)
 def test_any_signed_body_reaches_the_decoder_and_is_judged_by_its_checks(body):
     """Random bytes stop at the magic check; signed, they reach the body's decoder."""
@@ -390,7 +391,7 @@ def test_any_signed_body_reaches_the_decoder_and_is_judged_by_its_checks(body):
 field_names = st.sampled_from(["k", "n", "b", "q", "t", "i", "g", "m", "s", "h", "a", "cr", "mt"])
 
 
-@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(ci=100, deep=600), suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.dictionaries(field_names, msgpack_values, max_size=10),
     st.sampled_from(["r", "j", "l"]),
@@ -530,7 +531,7 @@ top_entries = st.lists(
 )
 
 
-@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(ci=200, deep=500), suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(top_entries, msgpack_values), st.booleans())
 def test_fast_and_reference_paths_agree_on_any_top_procs(tp, with_services):
     body = sent_body()
@@ -540,7 +541,7 @@ def test_fast_and_reference_paths_agree_on_any_top_procs(tp, with_services):
     assert_paths_agree(body)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(ci=120, deep=300), suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(["v", "cc", "ld", "ni", "ts", "tp", "zz"]),
                        msgpack_values | top_entries, max_size=6))
 def test_fast_and_reference_paths_agree_on_any_metrics(metrics):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 
 from ctop.alerts import parse_rules
@@ -46,6 +47,42 @@ def start_agent(tmp_path: Path, port: int, node: str, *extra: str) -> subprocess
          "--interval", str(INTERVAL), *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
+
+
+def reap(procs: Iterable[subprocess.Popen]) -> None:
+    """Kill whichever of `procs` still runs and wait for all: no agent outlives its test."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+@contextlib.contextmanager
+def processes() -> Iterator[list[subprocess.Popen]]:
+    """A list the test appends the processes it starts to; all are reaped at the end."""
+    procs: list[subprocess.Popen] = []
+    try:
+        yield procs
+    finally:
+        reap(procs)
+
+
+@contextlib.asynccontextmanager
+async def engine_with_agents(
+    tmp_path: Path, nodes: dict[str, tuple[str, ...]], ready: Callable[[Engine], object],
+    **engine_kw,
+) -> AsyncIterator[tuple[Engine, dict[str, subprocess.Popen]]]:
+    """A started engine and one agent per node (with its extra arguments), once `ready`."""
+    (tmp_path / "none.toml").write_text("")
+    eng = make_engine(tmp_path, **engine_kw)
+    await eng.start()
+    procs = {node: start_agent(tmp_path, eng.port, node, *args) for node, args in nodes.items()}
+    try:
+        await until(lambda: ready(eng))
+        yield eng, procs
+    finally:
+        reap(procs.values())
+        await eng.stop()
 
 
 async def until(predicate: Callable[[], object], timeout: float = 10.0, step: float = 0.05):

@@ -14,7 +14,6 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.helpers.processes import stop_process, wait_until_ready
 
 SERVERS = ("s1", "s2", "s3")
 BACKENDS = tuple(f"web{i}" for i in range(1, 9))
@@ -215,13 +216,7 @@ def start_lab(tmp: Path) -> HAProxyLab:
 
 
 def stop_lab(lab: HAProxyLab) -> None:
-    if lab.proc is not None:
-        lab.proc.terminate()
-        try:
-            lab.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            lab.proc.kill()
-            lab.proc.wait()
+    stop_process(lab.proc, timeout=5)
     for srv in lab.servers.values():
         srv.stop()
 
@@ -237,18 +232,14 @@ def haproxy_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HAProxyLab
 
 def _wait_ready(lab: HAProxyLab) -> None:
     assert lab.proc is not None and lab.log is not None
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if lab.proc.poll() is not None:
-            raise RuntimeError(f"haproxy exited: {lab.log.read_text()}")
-        try:
-            if "Name: HAProxy" in lab.cmd("show info"):
-                httpx.get(lab.url(BACKENDS[0]), timeout=2).raise_for_status()
-                return
-        except (OSError, httpx.HTTPError):
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"haproxy did not come up: {lab.log.read_text()}")
+
+    def answering() -> bool:
+        if "Name: HAProxy" not in lab.cmd("show info"):
+            return False
+        httpx.get(lab.url(BACKENDS[0]), timeout=2).raise_for_status()
+        return True
+
+    wait_until_ready("haproxy", lab.proc, answering, lab.log, timeout=10)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tests.helpers.haproxy_peer import SERVERS, NamedHTTPServer, _haproxy_binary, free_port
+from tests.helpers.processes import stop_process
 
 BACKENDS = ("app1", "app2", "app3", "app4")
 
@@ -127,12 +128,7 @@ def reload_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReloadLab]:
                 time.sleep(0.05)
         yield lab
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=5)
         log.close()
         for srv in servers.values():
             srv.stop()

@@ -23,6 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers.processes import stop_process, wait_until_ready
+
 BINARY = "/usr/sbin/nats-server"
 
 
@@ -89,24 +91,11 @@ class NatsServer:
 
     def wait_ready(self, timeout: float = 20) -> NatsServer:
         assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"nats-server {self.name} exited: {self.log.read_text()}")
-            if self.ready():
-                return self
-            time.sleep(0.05)
-        raise RuntimeError(f"nats-server {self.name} not ready: {self.log.read_text()[-2000:]}")
+        wait_until_ready(f"nats-server {self.name}", self.proc, self.ready, self.log, timeout)
+        return self
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
     @property
     def running(self) -> bool:

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.processes import wait_until_ready
+
 HOST = "127.0.0.1"
 READY_TIMEOUT = 15.0
 TLS_CERT_DAYS = 10
@@ -100,15 +102,11 @@ def need(program: str) -> str:
 
 def wait_ready(port: int, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
     """Poll until the TCP port accepts; fail fast with the log if the server died."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            text = log.read_text(errors="replace")[-2000:] if log else ""
-            raise RuntimeError(f"server exited with {proc.returncode} before listening:\n{text}")
-        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"server on port {port} not ready within {READY_TIMEOUT}s")
+    def accepts() -> bool:
+        socket.create_connection((HOST, port), timeout=0.5).close()
+        return True
+
+    wait_until_ready(f"server on port {port}", proc, accepts, log, READY_TIMEOUT)
 
 
 @contextlib.contextmanager

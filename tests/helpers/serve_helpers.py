@@ -27,6 +27,20 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_node(remote: Any, node_id: str, *, metrics: bool = False,
+                  timeout: float = 15) -> None:
+    """Poll a UI source (RemoteSource) until it shows `node_id`, with its raw metrics when
+    `metrics` (the node detail's `watch`); fails with the source's last error."""
+    def shown() -> bool:
+        node = remote.snapshot().node(node_id)
+        return node is not None and (not metrics or bool(node.metrics))
+
+    deadline = time.monotonic() + timeout
+    while not shown() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert shown(), getattr(remote, "_error", None)
+
+
 class Daemon:
     """`ctop serve` with its own config, key, database and control socket under `root`."""
 

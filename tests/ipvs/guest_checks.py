@@ -167,7 +167,9 @@ def setup_network() -> list[subprocess.Popen[bytes]]:
         for i in (1, 2)
     ]
     for i in (1, 2):  # wait until both answer directly (the director routes to them)
-        deadline = time.monotonic() + 120  # a python start costs ~20 s under TCG, more when loaded
+        # a python start costs ~20 s under TCG, minutes when the VM shares the CPU with the
+        # suite (it boots beside it): a generous poll, it returns as soon as both answer
+        deadline = time.monotonic() + 600
         while True:
             try:
                 socket.create_connection((f"10.1.{i}.2", 80), timeout=1).close()
@@ -442,7 +444,7 @@ def arp_check() -> dict[str, object]:
         nodes = []
         facts: dict[str, object] = {}
         for i, (name, proc) in enumerate(procs.items(), start=1):
-            out, err = proc.communicate(timeout=120)
+            out, err = proc.communicate(timeout=600)  # a python start under TCG, loaded
             if proc.returncode != 0:
                 raise RuntimeError(f"agentd in {name}: {err}")
             plain = json.loads(out)
@@ -573,7 +575,7 @@ def guard_checks(client: Client) -> None:
         out["drain2"] = act("drain", SVC, RS1)
         # 20 s: steps at 0, 10 and 20 s; the other weight lands well before the second
         thread, box = in_thread("restore", SVC, RS1, "--ramp", "20s")
-        deadline = time.monotonic() + 120  # a python start costs ~20 s under TCG, more when loaded
+        deadline = time.monotonic() + 600  # a python start: ~20 s under TCG, more when loaded
         while weights()[RS1] == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         other = other_process()

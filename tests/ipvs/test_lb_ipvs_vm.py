@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import pytest
 
-# the one boot runs in the first test's set-up: ~5 min on a loaded 2-core machine
+# the one boot starts at collection (conftest.py) and runs beside the rest of the suite;
+# these tests run last and the first one's set-up waits for it
 pytestmark = [pytest.mark.ipvs, pytest.mark.vm, pytest.mark.timeout(1200)]
 
 RS1, RS2 = "10.1.1.2:80", "10.1.2.2:80"
+VM_CPU_BUDGET = 600  # seconds of qemu CPU time for the whole guest run (see the budget test)
 
 
 def result(vm: dict, name: str) -> dict:
@@ -168,8 +170,12 @@ def test_unloaded_module_is_reported_and_not_reloaded(vm: dict) -> None:
 def test_vm_stays_within_budget(vm: dict) -> None:
     # issue 9's checks run `ctop lb` (each ~5-10 s of ipvsadm runs under TCG) and two ramps;
     # issue 14's owners start a real keepalived (~33 s) and a real ldirectord (~81 s) in the
-    # guest, issue 13's DR check two agents (~13 s): 392 s in a fresh-clone CI run
-    assert vm["_run"]["seconds"] < 450, vm["_run"]
+    # guest, issue 13's DR check two agents (~13 s): 392 s of wall time in a fresh-clone CI run
+    # when the VM ran alone. It now boots at collection and runs (niced) beside the rest of
+    # the suite, so its wall time says how busy the machine was; the budget is on what the VM
+    # itself costs: qemu's CPU time (user + system, both vCPUs), which sharing does not inflate.
+    run = {k: v for k, v in vm["_run"].items() if k != "stderr"}
+    assert vm["_run"]["cpu_seconds"] < VM_CPU_BUDGET, run
 
 
 def test_a_hand_edit_after_a_drain_is_drift_and_re_applying_drains_again(vm: dict) -> None:

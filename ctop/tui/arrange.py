@@ -110,18 +110,21 @@ _SORT_VALUES = {"name": None, "cpu": attrgetter("cpu"), "mem": attrgetter("mem")
 
 @dataclass(slots=True)
 class _Order:
-    """An arrangement as positions into a snapshot's nodes, and what it was computed from:
-    a later snapshot with the same nodes and the same values under the filter and the sort
-    gets the same order without filtering or sorting again."""
+    """The last arrangement and what it was computed from: a later snapshot with the same
+    nodes and the same values under the filter and the sort gets the same order without
+    filtering or sorting again. What a tick compares is read at the tick, not at the key
+    press that made the order (a key at 10,000 nodes pays for its sort only)."""
 
     key: tuple[tuple[str, ...], str, bool]  # (filter terms, sort, grouped)
     ids: tuple[str, ...]  # the snapshot's node_ids, in its order
-    searched: list[tuple[object, ...]] | None  # what the filter read (None: no filter)
-    values: list[object] | None  # what the sort read (None: name, or ratio)
-    ratios: dict[str, float] | None  # the ratios a ratio sort read
-    positions: tuple[int, ...]
+    nodes: tuple[NodeView, ...]  # the snapshot's nodes the order was last checked against
+    shown: tuple[NodeView, ...]  # the arrangement made from them
+    ratios: dict[str, float]  # the LB ratios it was made with
     groups: tuple[tuple[str, int, int], ...]
     index: dict[str, int]
+    searched: list[object] | None = None  # what the filter read of `nodes`, once read
+    values: list[object] | None = None  # what the sort read of `nodes`, once read
+    positions: tuple[int, ...] | None = None  # `shown` as positions into `nodes`
 
 
 class Arranger:
@@ -156,16 +159,29 @@ class Arranger:
 
     def _reusable(self, key: tuple[tuple[str, ...], str, bool], nodes: tuple[NodeView, ...],
                   ids: tuple[str, ...]) -> _Order | None:
-        """The last order, if nothing it depends on changed."""
+        """The last order, if nothing it depends on changed since (then it follows `nodes`)."""
         o = self._order
         if o is None or o.key != key or o.ids != ids:
             return None
-        if o.searched is not None and o.searched != list(map(_SEARCHED, nodes)):
+        if key[1] == "ratio" and o.ratios != self._ratios:  # (new LB views, same nodes)
             return None
-        if o.values is not None and o.values != list(map(_SORT_VALUES[key[1]], nodes)):
-            return None
-        if o.ratios is not None and o.ratios != self._ratios:
-            return None
+        if o.nodes is nodes:
+            return o
+        searched = values = None
+        if key[0]:  # filtered: by name, id, group, state and addresses
+            searched = list(map(_SEARCHED, nodes))
+            if searched != (o.searched if o.searched is not None
+                            else list(map(_SEARCHED, o.nodes))):
+                return None
+        getter = _SORT_VALUES[key[1]]
+        if getter is not None:
+            values = list(map(getter, nodes))
+            if values != (o.values if o.values is not None else list(map(getter, o.nodes))):
+                return None
+        if o.positions is None:  # where each shown node is in the snapshot (same for both)
+            at = {n: i for i, n in enumerate(ids)}
+            o.positions = tuple(map(at.__getitem__, map(_BY_ID, o.shown)))
+        o.nodes, o.searched, o.values = nodes, searched, values
         return o
 
     def _text(self, n: NodeView) -> str:
@@ -198,9 +214,12 @@ class Arranger:
         ids = self._node_ids(snap.nodes)
         order = self._reusable(key, snap.nodes, ids)
         if order is not None:  # same nodes, same values: the new views in the same order
-            positions = order.positions
-            shown = (snap.nodes if len(positions) == len(ids) and not terms and sort == "name"
-                     and grouped else tuple(map(snap.nodes.__getitem__, positions)))
+            if order.nodes is not snap.nodes or order.positions is not None:
+                shown = (snap.nodes if not terms and sort == "name" and grouped
+                         else tuple(map(snap.nodes.__getitem__, order.positions or ())))
+            else:
+                shown = order.shown
+            order.shown = shown
             return Arrangement(shown, order.groups, order.index, self._ratios, self._servers)
         nodes: list[NodeView] | tuple[NodeView, ...] = (
             self._filter(snap, terms) if terms else snap.nodes
@@ -210,13 +229,7 @@ class Arranger:
         nodes = tuple(nodes)
         groups = group_ranges(nodes) if grouped else ()
         index = dict(zip(map(_BY_ID, nodes), range(len(nodes)), strict=True))
-        at = snap._index if len(snap._index) == len(ids) else {n: i for i, n in enumerate(ids)}
-        getter = _SORT_VALUES[sort]
-        self._order = _Order(
-            key, ids, list(map(_SEARCHED, snap.nodes)) if terms else None,
-            list(map(getter, snap.nodes)) if getter is not None else None,
-            dict(self._ratios) if sort == "ratio" else None,
-            tuple(map(at.__getitem__, map(_BY_ID, nodes))), groups, index)
+        self._order = _Order(key, ids, snap.nodes, nodes, self._ratios, groups, index)
         return Arrangement(nodes, groups, index, self._ratios, self._servers)
 
 

@@ -3,10 +3,12 @@
     .venv/bin/python bench/ui.py ticks [--sizes 100,1000,10000] [--ticks 20] [--view table|grid]
     .venv/bin/python bench/ui.py keys [--nodes 10000] [--rounds 3] [--view table|grid]
     .venv/bin/python bench/ui.py idle [--nodes 2000] [--seconds 30] [--warmup 20]
-    .venv/bin/python bench/ui.py soak [--nodes 1000] [--minutes 30] [--every 60]
+    .venv/bin/python bench/ui.py soak [--nodes N] [--minutes 30] [--every 60]   (1,000 and 10,000)
     .venv/bin/python bench/ui.py garbage [--nodes 1000] [--ticks 20] [--view table|grid]
     .venv/bin/python bench/ui.py decode [--nodes 2000] [--ticks 20]
-    every mode: [--baseline REV]  (default a11a86b, main before issue 12; "none": skip it)
+    .venv/bin/python bench/ui.py past [--nodes 10000] [--steps 5] [--history 12]
+    every mode: [--baseline REV]  (default a11a86b, main before issue 12; past: d869bc4, the
+    past view before its steps were made cheap; "none": skip it)
 
 The baseline is `git archive REV` unpacked in a temporary directory and run with the same
 venv and this same bench code (only the `ctop` package differs), one process per tree:
@@ -29,6 +31,11 @@ venv and this same bench code (only the `ctop` package differs), one process per
   tick of an idle cluster (every node reported, nothing else moved), and how late the main
   thread's 1 ms sleeper gets while another thread decodes a full snapshot (the GIL held;
   the collector off meanwhile, as the app's frozen heap has it).
+- past: a real history database of `--history` minutes at `--nodes` written through the
+  Store (ticks every 10 s, state events, LB rounds), then in each tree: `PastSource.move(-60)`
+  alone (wall, CPU), and the app in the past pressing ← `--steps` times: the key's wall time
+  until the header says "loading" (a tree that does), how late a 10 ms sleeper on the event
+  loop gets while the moment is read and shown, and the time until the new moment is shown.
 - garbage: objects only the cyclic collector could free (gc.DEBUG_SAVEALL) per tick, by type.
 """
 
@@ -49,6 +56,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "a11a86b"  # main before issue 12
+PAST_BASELINE = "d869bc4"  # the past view (T, ←/→) before lane ui's steps
 SIZE = (160, 50)
 SOAK_SIZE = (200, 50)
 
@@ -411,6 +419,99 @@ async def w_decode(nodes: int, rounds: int) -> dict[str, Any]:
             f"{nodes} nodes: full snapshot, event loop late by ms (max of 5)": late}
 
 
+def past_history(path: str, nodes: int, minutes: int) -> float:
+    """A real history database written through the Store as the daemon writes it: `minutes`
+    of ticks every 10 s (what it keeps raw at 10,000 nodes), a state event every ~1,000 nodes
+    a tick, an LB round of up to 1,000 real servers each tick. Returns its last moment."""
+    import lb_history as lb_bench
+
+    from ctop.lb_history import LBRecorder
+    from ctop.snapshot import EventView, Liveness, NodeView
+    from ctop.store import Store
+
+    def node(i: int, t: float, k: int) -> NodeView:
+        cpu = float((i + k) % 97)
+        return NodeView(f"n{i:05d}", f"n{i:05d}", f"g{i % 20}", Liveness.ALIVE, t, 1, 1.0,
+                        (f"10.1.{i // 250}.{i % 250}",), 8, 1 << 34, "1", cpu=cpu, mem=40.0,
+                        conns=i % 50, metrics={"cpu_percent": cpu, "procs": 100})
+
+    start = time.time() - minutes * 60 - 60  # the past: the UI clamps a moment to now
+    store = Store(path)
+    store.record_events([EventView(start - 1, "join", f"n{i:05d}", "joined")
+                         for i in range(nodes)])
+    recorder = LBRecorder()
+    t = start
+    for k in range(minutes * 6):
+        t = start + 10 * k
+        events = [EventView(t, "state", f"n{i:05d}", f"n{i:05d} alive → suspect (silent 3 s)")
+                  for i in range(k % 50, nodes, 997)]
+        store.record_tick(t, [node(i, t, k) for i in range(nodes)], events)
+        _, lb_round = recorder.observe(t, lb_bench.views(min(nodes, 1000), k))
+        if lb_round is not None:
+            store.record_lb(lb_round)
+        store.flush(60)
+    store.close()
+    return t
+
+
+async def w_past(path: str, at: float, steps: int) -> dict[str, Any]:
+    """←/→ in the past at N nodes: the source's step alone (wall, CPU), then in the app: how
+    long the key takes (the event loop free again), how late the event loop gets while the
+    moment is read, and the time until the new moment is on the screen."""
+    import asyncio
+
+    from ctop.past import PastSource
+    from ctop.tui.app import CtopApp
+
+    source = PastSource(path, at, cluster="bench")
+    source.snapshot()
+    cpu, wall = [], []
+    for _ in range(steps):
+        c, w = time.process_time(), time.perf_counter()
+        source.move(-60)
+        cpu.append((time.process_time() - c) * 1000)
+        wall.append((time.perf_counter() - w) * 1000)
+    source.close()
+    out: dict[str, Any] = {"source step wall ms": _median(wall), "source step CPU ms": _median(cpu)}
+    source = PastSource(path, at, cluster="bench")
+    app = CtopApp(source, view="table", poll=3600)
+    late = 0.0
+    stop = asyncio.Event()
+
+    async def sleeper() -> None:
+        nonlocal late
+        while not stop.is_set():
+            t = time.perf_counter()
+            await asyncio.sleep(0.01)
+            late = max(late, (time.perf_counter() - t - 0.01) * 1000)
+
+    keys, shown, lates = [], [], []
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        watcher = asyncio.create_task(sleeper())
+        for k in range(1, steps + 1):
+            want = at - 60 * k
+            late = 0.0
+            w = time.perf_counter()
+            app.simulate_key("left")  # (the pilot's press waits until the process is idle)
+            while hasattr(app, "loading") and app.loading != want and app.snapshot.ts != want:
+                await asyncio.sleep(0.001)  # a tree that says "loading": until it does
+            keys.append((time.perf_counter() - w) * 1000)
+            while app.snapshot.ts != want:
+                await asyncio.sleep(0.005)
+            await pilot.pause()
+            shown.append((time.perf_counter() - w) * 1000)
+            lates.append(late)
+        stop.set()
+        await watcher
+    source.close()
+    if hasattr(app, "loading"):
+        out["app: key until the header says loading ms"] = _median(keys)
+    out["app: until the moment is shown ms"] = _median(shown)
+    out["app: event loop late by, max ms"] = max(lates)
+    return out
+
+
 def worker(mode: str, params: dict[str, Any]) -> None:
     import asyncio
 
@@ -420,7 +521,7 @@ def worker(mode: str, params: dict[str, Any]) -> None:
         sys.exit(ctop_main(params["argv"]))
     run: dict[str, Callable[..., Any]] = {
         "ticks": w_ticks, "keys": w_keys, "garbage": w_garbage, "soak": w_soak,
-        "decode": w_decode,
+        "decode": w_decode, "past": w_past,
     }
     print(json.dumps(asyncio.run(run[mode](**params))), flush=True)
 
@@ -603,19 +704,25 @@ def main() -> None:
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("mode", nargs="?", default="ticks",
-                    choices=("ticks", "keys", "idle", "soak", "garbage", "decode"))
-    ap.add_argument("--baseline", default=BASELINE, help="git revision, or none")
+                    choices=("ticks", "keys", "idle", "soak", "garbage", "decode", "past"))
+    ap.add_argument("--baseline", help=f"git revision, or none (default {BASELINE}; past: "
+                    f"{PAST_BASELINE}, the past view before its steps were made cheap)")
     ap.add_argument("--sizes", default="100,1000,10000", help="ticks")
     ap.add_argument("--ticks", type=int, default=20, help="ticks, garbage")
     ap.add_argument("--view", default="table", choices=("table", "grid"))
     ap.add_argument("--nodes", type=int,
-                    help="keys 10000, idle 2000, soak 1000, garbage 1000, decode 2000")
+                    help="keys 10000, idle 2000, soak 1000 and 10000 at once, garbage 1000, "
+                    "decode 2000, past 10000")
+    ap.add_argument("--steps", type=int, default=5, help="past: ←/→ steps (median)")
+    ap.add_argument("--history", type=int, default=12, help="past: minutes of history")
     ap.add_argument("--rounds", type=int, default=3, help="keys: presses per key (median)")
     ap.add_argument("--seconds", type=float, default=30, help="idle: measured seconds")
     ap.add_argument("--warmup", type=float, default=20, help="idle: seconds before measuring")
     ap.add_argument("--minutes", type=float, default=30, help="soak")
     ap.add_argument("--every", type=float, default=60, help="soak: seconds per report line")
     args = ap.parse_args()
+    if args.baseline is None:
+        args.baseline = PAST_BASELINE if args.mode == "past" else BASELINE
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="ctop-bench-ui-") as tmp:
         trees: dict[str, Path] = {}
@@ -635,18 +742,41 @@ def main() -> None:
             params = {"nodes": args.nodes or 10_000, "rounds": args.rounds, "view": args.view}
         elif args.mode == "decode":
             params = {"nodes": args.nodes or 2000, "rounds": args.ticks}
+        elif args.mode == "past":
+            nodes = args.nodes or 10_000
+            path = str(Path(tmp) / "history.db")
+            started = time.perf_counter()
+            last = past_history(path, nodes, args.history)
+            print(f"history: {nodes} nodes, {args.history} min written in "
+                  f"{time.perf_counter() - started:.0f} s")
+            params = {"path": path, "at": last - 5, "steps": args.steps}
         elif args.mode == "garbage":
             params = {"nodes": args.nodes or 1000, "ticks": args.ticks, "view": args.view}
         else:
-            params = {"nodes": args.nodes or 1000, "minutes": args.minutes, "every": args.every}
-        results = run_workers(trees, args.mode, params, together=args.mode == "soak")
-        if args.mode == "soak":
-            print(f"soak: {params['nodes']} nodes, {args.minutes:g} min, both trees at once; "
-                  "per interval: RSS MB / longest stall ms / longest GC pass ms")
-            for rows in zip(*(r["rows"] for r in results.values()), strict=False):
-                print(f"  t={rows[0]['t']:6.0f}s " + " | ".join(
-                    f"{name}: {r['rss']:6.1f} MB {r['stall']:7.1f} ms {r['gc']:7.1f} ms"
-                    for name, r in zip(results, rows, strict=True)))
+            soak(trees, [args.nodes] if args.nodes else SOAK_NODES, args.minutes, args.every)
+            return
+        side_by_side(run_workers(trees, args.mode, params))
+
+
+SOAK_NODES = (1000, 10_000)  # the issue's two sizes, soaked at the same time
+
+
+def soak(trees: dict[str, Path], sizes: list[int] | tuple[int, ...], minutes: float,
+         every: float) -> None:
+    """Every size and tree at once (same machine load for all): per size, RSS and the longest
+    stall and GC pass per interval, then the summary side by side."""
+    procs = {(nodes, name): subprocess.Popen(
+        worker_cmd(tree, "soak", {"nodes": nodes, "minutes": minutes, "every": every}),
+        stdout=subprocess.PIPE, text=True) for nodes in sizes for name, tree in trees.items()}
+    got = {key: _result(proc) for key, proc in procs.items()}
+    for nodes in sizes:
+        results = {name: got[(nodes, name)] for name in trees}
+        print(f"soak: {nodes} nodes, {minutes:g} min, {len(sizes) * len(trees)} apps at once; "
+              "per interval: RSS MB / longest stall ms / longest GC pass ms")
+        for rows in zip(*(r["rows"] for r in results.values()), strict=False):
+            print(f"  t={rows[0]['t']:6.0f}s " + " | ".join(
+                f"{name}: {r['rss']:6.1f} MB {r['stall']:7.1f} ms {r['gc']:7.1f} ms"
+                for name, r in zip(results, rows, strict=True)))
         side_by_side(results)
 
 

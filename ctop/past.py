@@ -18,8 +18,10 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from itertools import groupby
+from operator import attrgetter, itemgetter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -47,13 +49,16 @@ clock = time.time  # the present (tests of the header's "ago" fix it)
 REFUSAL = "this is the past (ctop --at / T): load-balancer actions are disabled"
 
 _COLS = tuple(COLUMNS.values())
+_CPU_SCALE = float(SCALES["cpu"])
 # the node's metrics at a level: table, time column in ms, the column per metric, how far back
+# (a missing value reads as 0, in SQLite: not a Python pass over 10,000 rows of 13 columns)
 _LEVELS = (
-    ("samples", "s.ts", "s.ts", tuple(f"s.{c} / {SCALES[c]:.1f}" for c in _COLS), 600.0, 1000),
+    ("samples", "s.ts", "s.ts", tuple(f"ifnull(s.{c} / {SCALES[c]:.1f}, 0)" for c in _COLS),
+     600.0, 1000),
     ("rollups", "s.minute * 60000", "s.minute",
-     tuple(f"s.{c}_avg / {SCALES[c]:.1f}" for c in _COLS), 3600.0, 1 / 60),
+     tuple(f"ifnull(s.{c}_avg / {SCALES[c]:.1f}, 0)" for c in _COLS), 3600.0, 1 / 60),
     ("hourly", "s.hour * 3600000", "s.hour",
-     tuple(f"s.{c}_avg / {SCALES[c]:.1f}" for c in _COLS), 86400.0, 1 / 3600),
+     tuple(f"ifnull(s.{c}_avg / {SCALES[c]:.1f}, 0)" for c in _COLS), 86400.0, 1 / 3600),
 )
 _STATE = re.compile(r" → (alive|suspect|dead|left) \(")
 _LIVENESS_KINDS = ("join", "restart", "state", "leave", "forget")
@@ -78,10 +83,13 @@ class PastSource:
             raise PastError(f"cannot read the history database {db_path}: {e}") from None
         self.path = db_path
         self.cluster = cluster
-        self.at = at
+        self.at = at  # the moment shown
+        self.target = at  # the moment asked for (a step not read yet: ahead of `at`)
         self._moves = 0
         self._snap: Snapshot | None = None
-        self._lock = threading.Lock()  # the UI builds the next moment in a worker thread
+        self._reader = MomentReader(self._db)
+        self._lock = threading.Lock()  # one read at a time (the UI reads in worker threads)
+        self._state = threading.Lock()  # target and the shown moment: held for no time
         self._closed = False
 
     def close(self) -> None:
@@ -93,21 +101,41 @@ class PastSource:
 
     # -- the moment ------------------------------------------------------------------------
 
-    def go(self, at: float) -> Snapshot:
-        """Build the snapshot of `at` (never later than now: the future is not stored yet) and
-        show it from then on; until then snapshot() keeps the previous moment."""
+    def want(self, seconds: float) -> float:
+        """Ask for the moment `seconds` from the last one asked for (never later than now: the
+        future is not stored yet) and return it; no reading: the UI calls it on a key press,
+        then `load()`s the moment in a worker. Quick presses add up."""
+        with self._state:
+            self.target = min(self.target + seconds, clock())
+            return self.target
+
+    def load(self, at: float) -> Snapshot | None:
+        """Read the moment `at` and show it from then on; None (nothing shown) when a newer
+        moment was asked for before or while it was read: a superseded step never shows."""
         with self._lock:
+            if self._closed or at != self.target:
+                return None
+            snap = self._reader.read(at, self.cluster, tick=self._moves + 1,
+                                     wanted=lambda: at == self.target)
+            with self._state:
+                if snap is None or at != self.target:
+                    return None
+                self.at, self._moves, self._snap = at, self._moves + 1, snap
+                return snap
+
+    def go(self, at: float) -> Snapshot:
+        """Read the moment `at` now and show it (`ctop --at`, tests); the snapshot shown."""
+        with self._state:
             if self._closed and self._snap is not None:  # a key pressed as the UI went live
                 return self._snap
-            at = min(at, clock())
-            snap = snapshot_at(self._db, at, self.cluster, tick=self._moves + 1)
-            self.at, self._moves, self._snap = at, self._moves + 1, snap
-            return snap
+            self.target = at = min(at, clock())
+        snap = self.load(at) or self._snap  # (superseded meanwhile: what is shown)
+        if snap is None:
+            raise PastError(f"{self.path}: closed before a moment was read")
+        return snap
 
     def move(self, seconds: float) -> Snapshot:
-        with self._lock:  # (re-entrant use: go() takes it again)
-            at = self.at + seconds
-        return self.go(at)
+        return self.go(self.target + seconds)
 
     def snapshot(self) -> Snapshot:
         snap = self._snap
@@ -155,77 +183,165 @@ def connect_readonly(path: str) -> sqlite3.Connection:
 
 
 def snapshot_at(db: sqlite3.Connection, at: float, cluster: str, *, tick: int = 0) -> Snapshot:
-    facts = {row[0]: row[1:] for row in db.execute(
-        "SELECT node_id, id, hostname, grp, addresses, cores, mem_total, version, interval, "
-        "first_seen FROM nodes")}
-    values = _node_values(db, at, len(facts))
-    states = _last_liveness(db, at)
-    history = _cpu_history(db, at)
-    services = dict(db.execute("SELECT id, name FROM services"))
-    built = []
-    for node_id, (_, hostname, group, addresses, cores, mem_total, version, interval,
-                  _) in facts.items():
-        row = values.get(node_id)
-        kind, message = states.get(node_id, ("", ""))
-        if kind == "forget" or (row is None and not kind):
-            continue  # dropped after leaving, or nothing known of it by then
-        seen = row[0] / 1000 if row else 0.0
-        liveness = _liveness(kind, message, at - seen if row else None)
-        built.append((node_id, hostname or node_id, group or "", liveness, seen, interval or 1.0,
-                      tuple(json.loads(addresses or "[]")), cores or 0, mem_total or 0,
-                      version or "", row, history.get(node_id, ())))
-    total_conns = sum(int(b[10][1 + _COLS.index("conns")] or 0) for b in built
-                      if b[10] and b[3] in (Liveness.ALIVE, Liveness.SUSPECT))
-    decoded: dict[Any, tuple[ServiceView, ...]] = {}
-    views = sorted((_view(b, decoded, services, total_conns) for b in built),
-                   key=lambda v: (v.group, v.node_id))
-    nodes = tuple(views)
-    groups = []
-    for name in sorted({v.group for v in nodes}):
-        groups.append(GroupView(name, aggregate([v for v in nodes if v.group == name])))
-    lb, imbalance = lb_history.servers_at(db, at)
-    events = db.execute("SELECT ts, kind, node, message FROM events WHERE ts <= ? "
-                        "ORDER BY ts DESC, id DESC LIMIT ?", (at, EVENTS_KEPT)).fetchall()
-    return Snapshot(
-        ts=at, tick=tick, cluster=cluster, nodes=nodes, groups=tuple(groups),
-        totals=aggregate(nodes), alerts=alert_history.firing_at(db, at),
-        events=tuple(EventView(*e) for e in reversed(events)), lb=lb, imbalance=imbalance,
-        lb_note="" if lb else "no load-balancer round stored near this moment",
-        readonly=True, past=True, _index=Snapshot.index_of(nodes),
-    )
+    """The snapshot of `at` (one-off: nothing kept for the next moment)."""
+    snap = MomentReader(db).read(at, cluster, tick=tick)
+    assert snap is not None  # (nothing can supersede a one-off read)
+    return snap
 
 
-def _node_values(db: sqlite3.Connection, at: float, nodes: int) -> dict[str, tuple[Any, ...]]:
-    """node -> (time in ms, metric values..., svc blob) of its last stored row before
-    `at`: a raw sample of the last 10 minutes, else a minute row of the last hour, else an
-    hour row of the last day (the levels' retention)."""
-    out: dict[str, tuple[Any, ...]] = {}
+def _always() -> bool:
+    return True
+
+
+class MomentReader:
+    """Builds the snapshot of a moment with one query per table (each a primary-key or index
+    seek per node), and keeps between moments what does not change with the moment: the
+    nodes' facts, decoded and in the screen's (group, node_id) order, and the decoded latency
+    sets. One moment at a time (PastSource's lock)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._fact_rows: list[tuple[Any, ...]] | None = None
+        self._facts: list[tuple[Any, ...]] = []  # in display order, decoded
+        self._latencies: dict[Any, tuple[ServiceView, ...]] = {}  # svc blob -> its views
+        # each node's last liveness event at `_states_at`, for the next moment to start from
+        self._states: dict[str, tuple[str, str]] = {}
+        self._states_at: float | None = None
+        self._states_of: list[tuple[Any, ...]] | None = None  # the facts they were read for
+
+    def read(self, at: float, cluster: str, *, tick: int = 0,
+             wanted: Callable[[], bool] = _always) -> Snapshot | None:
+        """The snapshot of `at`; None as soon as `wanted()` says a newer moment replaced it
+        (checked between the reads, so a superseded step stops early)."""
+        db = self._db
+        facts = self._node_facts()
+        values = _node_values(db, at, len(facts))
+        if not wanted():
+            return None
+        states = self._liveness_at(at, facts)
+        if not wanted():
+            return None
+        names = dict(db.execute("SELECT id, name FROM services"))
+        kept = []
+        total_conns = 0
+        conns_at = 1 + _AT["conns"]
+        for fact in facts:
+            row = values.get(fact[0])
+            kind, message = states.get(fact[1], ("", ""))
+            if kind == "forget" or (row is None and not kind):
+                continue  # dropped after leaving, or nothing known of it by then
+            liveness = _liveness(kind, message, at - row[0] / 1000 if row else None)
+            if row and (liveness is Liveness.ALIVE or liveness is Liveness.SUSPECT):
+                total_conns += int(row[conns_at] or 0)
+            kept.append((fact, liveness, row))
+        nodes = tuple(_view(fact, liveness, row, self._latencies, names, total_conns)
+                      for fact, liveness, row in kept)
+        groups = tuple(GroupView(name, aggregate(list(run)))
+                       for name, run in groupby(nodes, key=_GROUP))  # nodes are in group order
+        if not wanted():
+            return None
+        lb, imbalance = lb_history.servers_at(db, at)
+        events = db.execute("SELECT ts, kind, node, message FROM events WHERE ts <= ? "
+                            "ORDER BY ts DESC, id DESC LIMIT ?", (at, EVENTS_KEPT)).fetchall()
+        return Snapshot(
+            ts=at, tick=tick, cluster=cluster, nodes=nodes, groups=groups,
+            totals=aggregate(nodes), alerts=alert_history.firing_at(db, at),
+            events=tuple(EventView(*e) for e in reversed(events)), lb=lb, imbalance=imbalance,
+            lb_note="" if lb else "no load-balancer round stored near this moment",
+            readonly=True, past=True, _index=Snapshot.index_of(nodes),
+        )
+
+    def _liveness_at(self, at: float, facts: list[tuple[Any, ...]]) -> dict[str, tuple[str, str]]:
+        """Each node's last liveness event up to `at`: the previous moment's, read again only
+        for the nodes that had one between the two moments (a step of a minute: a few)."""
+        prev = self._states_at
+        if prev is None or facts is not self._states_of:
+            states = _last_liveness(self._db, at)
+        else:
+            lo, hi = min(prev, at), max(prev, at)
+            changed = [n for (n,) in self._db.execute(
+                f"SELECT DISTINCT node FROM events WHERE ts > ? AND ts <= ? AND kind IN "
+                f"({_KIND_MARKS})", (lo, hi, *_LIVENESS_KINDS))]
+            if len(changed) > len(facts) // 4:  # an incident of most nodes: read them all
+                states = _last_liveness(self._db, at)
+            else:
+                states = dict(self._states)
+                for k in range(0, len(changed), 500):  # (SQLite's bound on parameters)
+                    some = changed[k:k + 500]
+                    found = _last_liveness(self._db, at, some)
+                    for node in some:
+                        if node in found:
+                            states[node] = found[node]
+                        else:
+                            states.pop(node, None)
+        self._states, self._states_at, self._states_of = states, at, facts
+        return states
+
+    def _node_facts(self) -> list[tuple[Any, ...]]:
+        """(row id, node_id, hostname, group, addresses, cores, mem_total, version, interval)
+        of every node, in (group, node_id) order; decoded again only when the table changed
+        (a join, a new address: the daemon writes it as the moment goes on)."""
+        rows = self._db.execute(
+            "SELECT id, node_id, hostname, grp, addresses, cores, mem_total, version, interval "
+            "FROM nodes").fetchall()
+        if rows != self._fact_rows:
+            self._fact_rows = rows
+            self._facts = sorted(
+                ((rowid, node_id, hostname or node_id, group or "",
+                  tuple(json.loads(addresses or "[]")), cores or 0, mem_total or 0,
+                  version or "", interval or 1.0)
+                 for rowid, node_id, hostname, group, addresses, cores, mem_total, version,
+                 interval in rows),
+                key=_ORDER)
+        return self._facts
+
+
+_ORDER = itemgetter(3, 1)  # (group, node_id): the live snapshot's order
+_GROUP = attrgetter("group")
+
+
+def _node_values(db: sqlite3.Connection, at: float, nodes: int) -> dict[int, tuple[Any, ...]]:
+    """node row id -> (time in ms, metric values..., svc blob, CPU of the half minute before
+    as "v,v,..." or None) of its last stored row before `at`: a raw sample of the last 10
+    minutes, else a minute row of the last hour, else an hour row of the last day (the levels'
+    retention). One query per level, each a primary-key seek per node."""
+    out: dict[int, tuple[Any, ...]] = {}
     for table, ts, col, cols, window, scale in _LEVELS:
         if len(out) >= nodes:  # every node found at a finer level
             break
         if table == "samples":
             lo, hi = round((at - window) * 1000), round(at * 1000)
+            # the card's CPU sparkline, in the same pass (the rows are clustered by node)
+            history = (f"(SELECT group_concat(cpu / {_CPU_SCALE:.1f}) FROM (SELECT cpu FROM "
+                       "samples WHERE node = n.id AND ts > :since AND ts <= :hi ORDER BY ts))")
         else:
             lo, hi = int((at - window) * scale), int(at * scale)
+            history = "NULL"
         try:
             rows = db.execute(
-                f"SELECT n.node_id, {ts}, {', '.join(cols)}, s.svc FROM nodes AS n "
+                f"SELECT n.id, {ts}, {', '.join(cols)}, s.svc, {history} FROM nodes AS n "
                 f"CROSS JOIN {table} AS s WHERE s.node = n.id AND {col} = (SELECT max({col[2:]}) "
-                f"FROM {table} WHERE node = n.id AND {col[2:]} <= ? AND {col[2:]} >= ?)",
-                (hi, lo)).fetchall()
+                f"FROM {table} WHERE node = n.id AND {col[2:]} <= :hi AND {col[2:]} >= :lo)",
+                {"hi": hi, "lo": lo, "since": round((at - CPU_HISTORY_S) * 1000)}).fetchall()
         except sqlite3.OperationalError:  # no such level in an old database
             continue
-        for node_id, *row in rows:
-            out.setdefault(node_id, tuple(row))
+        for rowid, *row in rows:
+            out.setdefault(rowid, tuple(row))
     return out
 
 
-def _last_liveness(db: sqlite3.Connection, at: float) -> dict[str, tuple[str, str]]:
-    marks = ",".join("?" * len(_LIVENESS_KINDS))
+_KIND_MARKS = ",".join("?" * len(_LIVENESS_KINDS))
+
+
+def _last_liveness(db: sqlite3.Connection, at: float,
+                   nodes: Sequence[str] | None = None) -> dict[str, tuple[str, str]]:
+    """node -> (kind, message) of its last liveness event up to `at` (every node's, or those
+    of `nodes`); a node without one is absent."""
+    where = f" WHERE n.node_id IN ({','.join('?' * len(nodes))})" if nodes is not None else ""
     rows = db.execute(
         f"SELECT n.node_id, (SELECT kind || char(31) || message FROM events WHERE node = "
-        f"n.node_id AND ts <= ? AND kind IN ({marks}) ORDER BY ts DESC, id DESC LIMIT 1) "
-        "FROM nodes AS n", (at, *_LIVENESS_KINDS)).fetchall()
+        f"n.node_id AND ts <= ? AND kind IN ({_KIND_MARKS}) ORDER BY ts DESC, id DESC LIMIT 1) "
+        f"FROM nodes AS n{where}", (at, *_LIVENESS_KINDS, *(nodes or ()))).fetchall()
     return {node: tuple(last.split("\x1f", 1)) for node, last in rows if last}  # type: ignore
 
 
@@ -244,29 +360,23 @@ def _liveness(kind: str, message: str, silent: float | None) -> Liveness:
     return state
 
 
-def _cpu_history(db: sqlite3.Connection, at: float) -> dict[str, tuple[float, ...]]:
-    out: dict[str, list[float]] = {}
-    scale = float(SCALES["cpu"])
-    for node_id, cpu in db.execute(
-            "SELECT n.node_id, s.cpu FROM nodes AS n CROSS JOIN samples AS s "
-            "WHERE s.node = n.id AND s.ts > ? AND s.ts <= ? ORDER BY n.id, s.ts",
-            (round((at - CPU_HISTORY_S) * 1000), round(at * 1000))):
-        out.setdefault(node_id, []).append(cpu / scale)
-    return {k: tuple(v) for k, v in out.items()}
-
-
 _ZEROS = (0.0,) * len(_COLS)
 _METRIC_NAMES = tuple(COLUMNS)  # in the order of _COLS
 _AT = {c: i for i, c in enumerate(_COLS)}
+# NodeView's cpu .. net_tx_bps, then its conns .. users, then disk_root, from a row's values
+_FLOATS = itemgetter(*(_AT[c] for c in ("cpu", "mem", "swap", "load1", "net_rx", "net_tx")))
+_INTS = itemgetter(*(_AT[c] for c in ("conns", "procs", "threads", "users")))
+_DISK, _LOAD1 = _AT["disk"], _AT["load1"]
+_tuple_new = tuple.__new__  # all fields given: without NamedTuple's Python-level __new__
 
 
-def _view(b: tuple[Any, ...], services: dict[Any, tuple[ServiceView, ...]],
-          names: dict[int, str], total_conns: int) -> NodeView:
-    (node_id, hostname, group, liveness, seen, interval, addresses, cores, mem_total, version,
-     row, cpu_history) = b
-    values = tuple(v or 0 for v in row[1:-1]) if row else _ZEROS  # unscaled by the query
+def _view(fact: tuple[Any, ...], liveness: Liveness, row: tuple[Any, ...] | None,
+          services: dict[Any, tuple[ServiceView, ...]], names: dict[int, str],
+          total_conns: int) -> NodeView:
+    _, node_id, hostname, group, addresses, cores, mem_total, version, interval = fact
+    values = row[1:-2] if row else _ZEROS  # unscaled by the query, 0 for a missing one
     svcs: tuple[ServiceView, ...] = ()
-    blob = row[-1] if row else None
+    blob = row[-2] if row else None
     if blob:
         svcs = services.get(blob)  # type: ignore[assignment]
         if svcs is None:  # a cluster repeats a few distinct latency sets: decode each once
@@ -275,18 +385,17 @@ def _view(b: tuple[Any, ...], services: dict[Any, tuple[ServiceView, ...]],
                 ServiceView(names.get(sid, f"#{sid}"), "unknown", x / LATENCY_SCALE,
                             "status not kept in history")
                 for sid, x in zip(ids, latencies, strict=True))
-    at = _AT
-    conns = int(values[at["conns"]])
+    cpu_history = row[-1] if row else None
+    conns, procs, threads, users = map(int, _INTS(values))
     counted = liveness is Liveness.ALIVE or liveness is Liveness.SUSPECT
     metrics = dict(zip(_METRIC_NAMES, values, strict=True))
-    metrics["load"] = (values[at["load1"]],)
-    return NodeView(  # positional, in NodeView's order (as ctop.cluster._view)
-        node_id, hostname, group, liveness, seen, 0, interval, addresses, cores, mem_total,
-        version, values[at["cpu"]], values[at["mem"]], values[at["swap"]], values[at["load1"]],
-        values[at["net_rx"]], values[at["net_tx"]], conns, int(values[at["procs"]]),
-        int(values[at["threads"]]), int(values[at["users"]]), values[at["disk"]], cpu_history,
+    metrics["load"] = (values[_LOAD1],)
+    return _tuple_new(NodeView, (  # every field, in NodeView's order (as ctop.cluster._view)
+        node_id, hostname, group, liveness, row[0] / 1000 if row else 0.0, 0, interval,
+        addresses, cores, mem_total, version, *_FLOATS(values), conns, procs, threads, users,
+        values[_DISK], tuple(map(float, cpu_history.split(","))) if cpu_history else (),
         svcs, conns / total_conns if total_conns and counted else 0.0, 0,
-        MappingProxyType(metrics), 0.0)
+        MappingProxyType(metrics), 0.0, "", (), ""))
 
 
 # -- the operator's words for a moment ---------------------------------------------------------

@@ -62,3 +62,59 @@ async def test_rows_of_nodes_reporting_on_time_are_not_drawn_again(monkeypatch):
             if drawn:
                 break
         assert late.node_id in drawn
+
+
+async def test_ages_still_count_and_ticks_that_move_no_age_rebuild_no_pane_line(monkeypatch):
+    """The events pane's ages count on with every tick; a tick that brought no new event and
+    moved no age the pane shows (minutes-old events) neither rebuilds nor compares its lines,
+    and the node detail's title is not repainted while it says the same."""
+    from ctop.snapshot import EventView
+    from ctop.tui.widgets.alerts_pane import AlertsPane
+
+    first = sample_snapshot(40, lb=False)
+    fresh = EventView(first.ts - 20, "alert", first.nodes[0].node_id, "fresh one")
+    old = tuple(EventView(first.ts - 300 - k, "join", n.node_id, f"{n.node_id} joined")
+                for k, n in enumerate(first.nodes[:5]))
+    first = replace(first, alerts=(), events=(*old, fresh))
+    source = StaticSource(first)
+    app = CtopApp(source, view="table", poll=3600)
+    drawn: list[int] = []
+    body = AlertsPane.body_strip
+
+    def counting(self, line, width):
+        drawn.append(line)
+        return body(self, line, width)
+
+    monkeypatch.setattr(AlertsPane, "body_strip", counting)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.pause()
+        pane = app.screen.query_one(AlertsPane)
+
+        def age_of(message: str) -> str:
+            line = next(i for i, x in enumerate(pane._items)
+                        if getattr(x, "message", "") == message)
+            return body(pane, line, 80).text.split()[1]
+
+        snap = first
+        for k in range(1, 4):  # the fresh event's age counts on
+            snap = _tick(snap, k + 1, 0.3)
+            source._snaps[0] = snap
+            app.refresh_snapshot()
+            await pilot.pause()
+            assert age_of("fresh one") == f"{20 + k}s"
+    # an app showing only minutes-old events: idle ticks draw none of the pane's lines
+    source = StaticSource(replace(first, events=old))
+    app = CtopApp(source, view="table", poll=3600)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.pause(0.3)
+        pane = app.screen.query_one(AlertsPane)
+        snap = source._snaps[0]
+        drawn.clear()
+        for _ in range(3):
+            snap = _tick(snap, snap.tick + 1, 0.3)
+            source._snaps[0] = snap
+            app.refresh_snapshot()
+            await pilot.pause()
+        assert drawn == []
+        line = next(i for i, x in enumerate(pane._items) if getattr(x, "ts", 0) == old[0].ts)
+        assert body(pane, line, 80).text.split()[1] == "5m"

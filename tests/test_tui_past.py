@@ -3,10 +3,14 @@ action key is off, esc goes back to live; ctop --at has no live view to go back 
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
+from ctop import past as past_module
 from ctop.lb_history import round_of
 from ctop.past import PastSource
 from ctop.snapshot import (
@@ -147,5 +151,62 @@ async def test_ctop_at_opens_in_the_past_and_esc_cannot_leave_it(tmp_path):
             await pilot.press("enter")
             await pilot.pause()
             assert app.screen.__class__.__name__ == "NodeDetail"
+    finally:
+        source.close()
+
+
+async def test_a_step_says_loading_at_once_and_a_superseded_step_is_never_shown(
+        tmp_path, monkeypatch):
+    """←/→ at 10,000 nodes reads for a while: the header says which moment is coming at once,
+    and a second press while the first is read wins: the first moment never reaches the
+    screen (the first read is held inside its store read until the second press)."""
+    now = time.time()
+    _, incident = history_with_an_incident(tmp_path / "ctop.db", now)
+    start = incident + 2
+    source = PastSource(str(tmp_path / "ctop.db"), start, cluster="prod")
+    app = CtopApp(source)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            shown: list[float] = []
+            screen = app.screen
+            update = screen.update_snapshot
+            screen.update_snapshot = lambda snap: (shown.append(snap.ts), update(snap))
+            # each read is held inside its store read until the test lets it go on
+            entered = [threading.Event(), threading.Event()]
+            gates = [threading.Event(), threading.Event()]
+            read_values = past_module._node_values
+            calls = 0
+
+            def held(*args, **kw):
+                nonlocal calls
+                k, calls = calls, calls + 1
+                if k < 2:
+                    entered[k].set()
+                    gates[k].wait(10)
+                return read_values(*args, **kw)
+
+            monkeypatch.setattr(past_module, "_node_values", held)
+            await pilot.press("left")
+            await asyncio.to_thread(entered[0].wait, 10)
+            await pilot.pause()
+            first = datetime.fromtimestamp(start - 60)
+            assert f"loading {first:%H:%M:%S}" in _header(app)
+            await pilot.press("left")
+            await pilot.pause()
+            second = datetime.fromtimestamp(start - 120)
+            assert f"loading {second:%H:%M:%S}" in _header(app)
+            gates[0].set()  # the first read finishes while the second is asked for
+            assert await asyncio.to_thread(entered[1].wait, 10)
+            await pilot.pause(0.6)  # a poll of the source or two
+            assert start - 60 not in shown  # the older moment never reached the screen
+            assert f"loading {second:%H:%M:%S}" in _header(app)
+            gates[1].set()
+            await settle(pilot)
+            await pilot.pause(0.6)
+            assert app.snapshot.ts == start - 120
+            assert start - 60 not in shown and shown[-1] == start - 120
+            assert "loading" not in _header(app)
+            assert all(n.liveness is Liveness.ALIVE for n in app.snapshot.nodes)  # the calm
     finally:
         source.close()

@@ -97,6 +97,7 @@ class CtopApp(App[None]):
         self.local_events: list[EventView] = []  # action results, shown until the engine has them
         self._view = view
         self._tick = -1
+        self.loading: float | None = None  # the past moment being read (T, ←/→)
         # ctop --at starts in the past with nothing live to go back to
         self.live_source: EngineLike | None = None if isinstance(source, PastSource) else source
 
@@ -163,6 +164,7 @@ class CtopApp(App[None]):
         if path is None:
             self.notify("no history database to look back in", severity="error")
             return
+        self._show_loading(self.snapshot.ts - 60)
         self._enter_past(path, self.snapshot.ts - 60, self.snapshot.cluster)
 
     @work(thread=True, exclusive=True, group="past")
@@ -172,6 +174,7 @@ class CtopApp(App[None]):
             past = PastSource(path, at, cluster=cluster)
             past.snapshot()
         except PastError as e:
+            self.call_from_thread(self._show_loading, None)
             self.call_from_thread(self.notify, str(e), severity="error")
             return
         self.call_from_thread(self._show_past, past)
@@ -179,17 +182,35 @@ class CtopApp(App[None]):
     def _show_past(self, past: PastSource) -> None:
         if self.past is None:
             self.source = past
+            self.loading = None
             self.refresh_snapshot(force=True)
 
     def action_past_step(self, seconds: float) -> None:
+        """←/→: the header says "loading 14:05…" at once, a worker reads the moment; a newer
+        step supersedes it (the older one is never shown, and stops reading early)."""
         past = self.past
         if past is not None:
-            self._scrub(past, seconds)
+            at = past.want(seconds)  # quick presses add up
+            self._show_loading(at)
+            self._scrub(past, at)
 
-    @work(thread=True, group="past-step")
-    def _scrub(self, past: PastSource, seconds: float) -> None:
-        past.move(seconds)  # one at a time (the source's lock): quick presses add up
-        self.call_from_thread(self.refresh_snapshot, True)
+    @work(thread=True, exclusive=True, group="past-step")
+    def _scrub(self, past: PastSource, at: float) -> None:
+        if past.load(at) is not None:
+            self.call_from_thread(self._stepped, past, at)
+
+    def _stepped(self, past: PastSource, at: float) -> None:
+        if self.past is past and past.target == at:
+            self.loading = None
+            self.refresh_snapshot(force=True)
+
+    def _show_loading(self, at: float | None) -> None:
+        """The moment being read, in the main screen's header until it is shown."""
+        self.loading = at
+        for screen in self.screen_stack:
+            if isinstance(screen, MainScreen):
+                with contextlib.suppress(NoMatches):
+                    screen.show_header()
 
     def action_live(self) -> None:
         past, live = self.past, self.live_source
@@ -199,6 +220,7 @@ class CtopApp(App[None]):
             self.notify("ctop --at shows the past only: run ctop for the live view")
             return
         self.source = live
+        self.loading = None
         self.refresh_snapshot(force=True)
         self._close_past(past)
 

@@ -102,22 +102,87 @@ def group_ranges(nodes: Sequence[NodeView]) -> tuple[tuple[str, int, int], ...]:
     return tuple(out)
 
 
+_SEARCHED = attrgetter("hostname", "group", "liveness", "addresses")  # (with node_id)
+# what each sort reads from a node (besides group and node_id); "ratio" reads the LB ratios
+_SORT_VALUES = {"name": None, "cpu": attrgetter("cpu"), "mem": attrgetter("mem"),
+                "conns": attrgetter("conns"), "ratio": None, "state": attrgetter("liveness")}
+
+
+@dataclass(slots=True)
+class _Order:
+    """The last arrangement and what it was computed from: a later snapshot with the same
+    nodes and the same values under the filter and the sort gets the same order without
+    filtering or sorting again. What a tick compares is read at the tick, not at the key
+    press that made the order (a key at 10,000 nodes pays for its sort only)."""
+
+    key: tuple[tuple[str, ...], str, bool]  # (filter terms, sort, grouped)
+    ids: tuple[str, ...]  # the snapshot's node_ids, in its order
+    nodes: tuple[NodeView, ...]  # the snapshot's nodes the order was last checked against
+    shown: tuple[NodeView, ...]  # the arrangement made from them
+    ratios: dict[str, float]  # the LB ratios it was made with
+    groups: tuple[tuple[str, int, int], ...]
+    index: dict[str, int]
+    searched: list[object] | None = None  # what the filter read of `nodes`, once read
+    values: list[object] | None = None  # what the sort read of `nodes`, once read
+    positions: tuple[int, ...] | None = None  # `shown` as positions into `nodes`
+
+
 class Arranger:
-    """`arrange` with caches that survive key presses and unchanged nodes across ticks."""
+    """`arrange` with caches that survive key presses and unchanged nodes across ticks: the
+    order of the last arrangement is kept and only recomputed when the filter, sort or
+    grouping changes, the set of nodes changes, or the values the filter or sort read do."""
 
     def __init__(self) -> None:
         self._snap: Snapshot | None = None
+        self._lb: object = None  # the LB views the servers/ratios below were made from
         self._servers: Servers = {}
         self._ratios: dict[str, float] = {}
         self._hay: dict[int, tuple[NodeView, str]] = {}  # id(node) -> (node, search text)
         # the last filtered list, in snapshot order, and the terms that produced it
         self._filtered: tuple[tuple[str, ...], list[NodeView]] | None = None
+        self._order: _Order | None = None
+        self._ids: tuple[tuple[NodeView, ...], tuple[str, ...]] | None = None
 
     def _new_snapshot(self, snap: Snapshot) -> None:
         self._snap = snap
-        self._servers = node_servers(snap) if snap.lb else {}
-        self._ratios = {k: r for k, v in self._servers.items() if (r := worst_ratio(v)) is not None}
+        if snap.lb is not self._lb:  # (between LB rounds the engine hands out the same views)
+            self._lb = snap.lb
+            self._servers = node_servers(snap) if snap.lb else {}
+            self._ratios = {k: r for k, v in self._servers.items()
+                            if (r := worst_ratio(v)) is not None}
         self._filtered = None
+
+    def _node_ids(self, nodes: tuple[NodeView, ...]) -> tuple[str, ...]:
+        if self._ids is None or self._ids[0] is not nodes:
+            self._ids = (nodes, tuple(map(_BY_ID, nodes)))
+        return self._ids[1]
+
+    def _reusable(self, key: tuple[tuple[str, ...], str, bool], nodes: tuple[NodeView, ...],
+                  ids: tuple[str, ...]) -> _Order | None:
+        """The last order, if nothing it depends on changed since (then it follows `nodes`)."""
+        o = self._order
+        if o is None or o.key != key or o.ids != ids:
+            return None
+        if key[1] == "ratio" and o.ratios != self._ratios:  # (new LB views, same nodes)
+            return None
+        if o.nodes is nodes:
+            return o
+        searched = values = None
+        if key[0]:  # filtered: by name, id, group, state and addresses
+            searched = list(map(_SEARCHED, nodes))
+            if searched != (o.searched if o.searched is not None
+                            else list(map(_SEARCHED, o.nodes))):
+                return None
+        getter = _SORT_VALUES[key[1]]
+        if getter is not None:
+            values = list(map(getter, nodes))
+            if values != (o.values if o.values is not None else list(map(getter, o.nodes))):
+                return None
+        if o.positions is None:  # where each shown node is in the snapshot (same for both)
+            at = {n: i for i, n in enumerate(ids)}
+            o.positions = tuple(map(at.__getitem__, map(_BY_ID, o.shown)))
+        o.nodes, o.searched, o.values = nodes, searched, values
+        return o
 
     def _text(self, n: NodeView) -> str:
         hit = self._hay.get(id(n))
@@ -145,6 +210,17 @@ class Arranger:
         if snap is not self._snap:
             self._new_snapshot(snap)
         terms = terms_of(filter_text)
+        key = (terms, sort, grouped)
+        ids = self._node_ids(snap.nodes)
+        order = self._reusable(key, snap.nodes, ids)
+        if order is not None:  # same nodes, same values: the new views in the same order
+            if order.nodes is not snap.nodes or order.positions is not None:
+                shown = (snap.nodes if not terms and sort == "name" and grouped
+                         else tuple(map(snap.nodes.__getitem__, order.positions or ())))
+            else:
+                shown = order.shown
+            order.shown = shown
+            return Arrangement(shown, order.groups, order.index, self._ratios, self._servers)
         nodes: list[NodeView] | tuple[NodeView, ...] = (
             self._filter(snap, terms) if terms else snap.nodes
         )
@@ -153,6 +229,7 @@ class Arranger:
         nodes = tuple(nodes)
         groups = group_ranges(nodes) if grouped else ()
         index = dict(zip(map(_BY_ID, nodes), range(len(nodes)), strict=True))
+        self._order = _Order(key, ids, snap.nodes, nodes, self._ratios, groups, index)
         return Arrangement(nodes, groups, index, self._ratios, self._servers)
 
 

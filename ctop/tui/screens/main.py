@@ -137,9 +137,9 @@ class MainScreen(LBKeys, Screen[None]):
         nodes.sort = self.sort
         nodes.show(self.snap, self.arr)
         self._arrange_s = time.perf_counter() - started
-        self._show_header()
+        self.show_header()
 
-    def _show_header(self) -> None:
+    def show_header(self) -> None:
         if self.snap is None or self.arr is None:
             return
         shown = len(self.arr.nodes)
@@ -147,8 +147,8 @@ class MainScreen(LBKeys, Screen[None]):
         if self.filter_text:
             parts.append(f"filter “{self.filter_text}” {shown}/{len(self.snap.nodes)}")
         self.query_one(ClusterHeader).show(
-            self.snap, view=" · ".join(parts), readonly=self.app.readonly
-        )  # type: ignore[attr-defined]
+            self.snap, view=" · ".join(parts), readonly=self.app.readonly,  # type: ignore[attr-defined]
+            loading=getattr(self.app, "loading", None))
 
     # -- keys ----------------------------------------------------------------------------------
 
@@ -156,7 +156,7 @@ class MainScreen(LBKeys, Screen[None]):
         # Same widget, same arrangement: only the lines change (no focus move, no re-sort).
         self.view = "table" if self.view == "grid" else "grid"
         self.nodes.set_mode(self.view)
-        self._show_header()
+        self.show_header()
 
     def action_cycle_sort(self) -> None:
         self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]

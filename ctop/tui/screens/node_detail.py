@@ -79,7 +79,7 @@ class NodeDetail(LBKeys, Screen[None]):
         self._reads = Reads(self._read_failed)
         self._by_key = False  # reading because of a key (open, span), not the clock
         self._history_seq = self._events_seq = 0  # only the latest read of each is shown
-        self._shown: dict[str, tuple[object, int]] = {}  # side panel -> (what, lines) shown
+        self._shown: dict[str, object] = {}  # side panel -> (what, lines) shown; title, events
 
     def show_node(self, node_id: str) -> NodeDetail:
         """Open for `node_id` when next shown, as a new screen would: the 2-minute span."""
@@ -181,14 +181,12 @@ class NodeDetail(LBKeys, Screen[None]):
             (n for n in snap.nodes if n.node_id == self.node_id), None
         )
         if node is None:
-            self.query_one("#node-title", Static).update(
-                f"{self.node_id}: no longer in the cluster"
-            )
+            self._put_text("#node-title", Text(f"{self.node_id}: no longer in the cluster"))
             return
         pal = self.app.palette  # type: ignore[attr-defined]
-        # (one line, fixed: a new title needs no layout pass)
-        self.query_one("#node-title", Static).update(
-            _title(node, snap, pal, RANGES[self.range][1]), layout=False)
+        # (one line, fixed: a new title needs no layout pass; the same one, no repaint: of an
+        # idle node only its "seen" age moves, and only when it shows another second)
+        self._put_text("#node-title", _title(node, snap, pal, RANGES[self.range][1]))
         # Each side panel is redrawn only when what it shows changed, and laid out again only
         # when its number of lines did: a layout pass of the screen each tick dropped the old
         # layout map into cyclic garbage (~80 objects a tick, tests/test_tui_garbage.py).
@@ -249,7 +247,13 @@ class NodeDetail(LBKeys, Screen[None]):
             text.append(f"{age(e.ts, now):>5} ", pal.dim)
             text.append(f"{e.kind:<8}", pal.label)
             text.append(f"{e.message}\n", pal.value)
-        self.query_one("#node-events", Static).update(text, layout=False)  # (its height: 1fr)
+        self._put_text("#node-events", text)  # (its height: 1fr); the ages moved, or not
+
+    def _put_text(self, where: str, text: Text) -> None:
+        """`text` in the static `where` unless it shows that already (no layout pass)."""
+        if self._shown.get(where) != text:
+            self._shown[where] = text
+            self.query_one(where, Static).update(text, layout=False)
 
     def action_range(self, key: str) -> None:
         self.range = key

@@ -37,9 +37,20 @@ class AlertsPane(LineView):
         self._picked: str | None = None  # its key, kept across ticks
         self._now = 0.0
         self._names: dict[str, str] = {}
+        self._same: tuple[object, ...] | None = None  # the alerts and events shown
+        self._ages: tuple[str, ...] = ()  # their ages as shown
 
     def show(self, snap: Snapshot, local: Sequence[EventView] = ()) -> None:
         """`local`: events this UI produced (action results) not yet in the snapshot."""
+        # A tick that brought no new alert or event moves only the ages: when none of them
+        # shows another value either, nothing is rebuilt or compared; else the rows whose age
+        # moved are repainted (LineView.refresh_changed), not the pane.
+        ages = tuple(age(x.since if isinstance(x, AlertView) else x.ts, snap.ts)
+                     for x in self._items if not isinstance(x, str))
+        same = (snap.alerts, snap.events, tuple(local))
+        if same == self._same and ages == self._ages:
+            self._now = snap.ts
+            return
         self._now = snap.ts
         events = sorted((*snap.events, *local), key=lambda e: e.ts, reverse=True)[: self.limit]
         items: list[AlertView | EventView | str] = []
@@ -54,6 +65,9 @@ class AlertsPane(LineView):
             self._pick = keys.index(self._picked)
         self._pick = max(0, min(self._pick, self._alerts - 1))
         self._picked = keys[self._pick] if keys else None
+        self._same = same
+        self._ages = tuple(age(x.since if isinstance(x, AlertView) else x.ts, snap.ts)
+                           for x in items if not isinstance(x, str))
         # as wide as its longest line: the top border says "→ more" when the pane is narrower
         self.set_size(len(items), max(map(_length, items)))
 

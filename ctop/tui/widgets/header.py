@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from rich.style import Style
 from rich.text import Text
 from textual.events import Click
@@ -24,10 +26,12 @@ class ClusterHeader(Static):
         self.palette = palette
         self._shown: Text | None = None
 
-    def show(self, snap: Snapshot, *, view: str = "", readonly: bool = False) -> None:
+    def show(self, snap: Snapshot, *, view: str = "", readonly: bool = False,
+             loading: float | None = None) -> None:
         self._drops = bool(snap.drops)
         live = getattr(self.app, "live_source", None) is not None  # ctop --at has no live view
-        text = render_header(snap, self.palette, view=view, readonly=readonly, live=live)
+        text = render_header(snap, self.palette, view=view, readonly=readonly, live=live,
+                             loading=loading)
         if text != self._shown:  # an idle cluster: nothing to repaint
             self._shown = text
             # two fixed lines: new text never changes the layout (a re-layout of the whole
@@ -41,7 +45,8 @@ class ClusterHeader(Static):
 
 
 def render_header(
-    snap: Snapshot, pal: Palette, *, view: str = "", readonly: bool = False, live: bool = True
+    snap: Snapshot, pal: Palette, *, view: str = "", readonly: bool = False, live: bool = True,
+    loading: float | None = None,
 ) -> Text:
     t = snap.totals
     line = Text()
@@ -49,6 +54,9 @@ def render_header(
         from ctop.past import describe
 
         line.append(f" PAST {describe(snap.ts)} ", pal.warn + Style(reverse=True))
+    if loading is not None and loading != snap.ts:  # a step (T, ←/→) still being read
+        line.append(f" loading {datetime.fromtimestamp(loading):%H:%M:%S}… ", pal.warn)
+    if snap.past:
         line.append(" ←/→ 1 min, shift 10 min" + (", esc live " if live else " "), pal.dim)
     line.append("ctop ", pal.heading)
     line.append(snap.cluster, pal.group)

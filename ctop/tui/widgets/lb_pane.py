@@ -96,15 +96,24 @@ class LBPane(LineView):
         # drained servers' active connections over the ticks: "3 left, empty in ~12 s"
         self._drains: dict[tuple[str, str, str], DrainWatch] = {}
         self._drain_note: dict[tuple[str, str], str] = {}  # (balancer, service) -> the note
+        self._same: tuple[object, ...] | None = None  # the LB views, note and error shown
 
     def for_node(self, node_id: str | None) -> None:
         """Show another node's entries (the node detail is kept and switches node): the
         selection starts at its first server, as in a new pane."""
         if node_id != self.node_id:
             self.node_id, self._picked, self._pick = node_id, None, 0
+            self._same = None  # other lines, from the same views
             self.scroll_to(0, 0, animate=False, immediate=True)
 
     def show(self, snap: Snapshot) -> None:
+        # between LB rounds (2 s) a tick hands out the same views: nothing to rebuild unless
+        # a drained server is being followed (its time to empty moves with the tick)
+        same = (snap.lb, snap.lb_note, snap.lb_error)
+        if same == self._same and not self._drains and self.snap is not None:
+            self.snap = snap
+            return
+        self._same = same
         self.snap = snap
         self._watch_drains(snap)
         lines: list[tuple[LBServiceView, RealServerView | None]] = []

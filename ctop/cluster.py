@@ -24,7 +24,6 @@ from agentd.protocol import (
     RawReport,
     Rejected,
     Report,
-    ServiceStatus,
 )
 from ctop.config import LivenessConfig
 from ctop.ingest.decode import decode_report
@@ -70,11 +69,9 @@ class NodeState:
     suspect_s: float = float("inf")
     dead_s: float = float("inf")
     metrics: Mapping[str, Any] = field(default_factory=dict)
-    # As the wire delivered them (same fields as ServiceView); made into ServiceViews by
-    # snapshot(), once per tick rather than once per report.
-    services: tuple[ServiceStatus | ServiceView, ...] = ()
-    service_views: tuple[ServiceView, ...] = ()
-    service_views_of: tuple[ServiceStatus | ServiceView, ...] = ()  # what they were made from
+    # As the wire delivered them: the views show these very tuples (ServiceView is
+    # ServiceStatus), so a report's services cost the snapshot nothing.
+    services: tuple[ServiceView, ...] = ()
     cpu_history: deque[float] = field(default_factory=lambda: deque(maxlen=CPU_HISTORY))
     restarts: int = 0
     source: str = ""  # address the datagrams come from
@@ -462,43 +459,12 @@ _FIRST_OF = tuple(i for i, m in enumerate(_VIEWED) if m.kind == LIST)
 _INT_AT = tuple(i for i, default in enumerate(_VIEW_DEFAULTS) if type(default) is int)
 
 
-# ServiceViews by value. Latencies travel in tenths of a millisecond and a cluster runs a
-# handful of services, so a few thousand distinct (name, status, latency, detail) values
-# cover it: looking one up is ~5x cheaper than building it, for 70,000 a tick at 10,000 nodes.
-_SERVICE_VIEWS: dict[Any, ServiceView] = {}
-SERVICE_VIEWS_KEPT = 50_000
-if ServiceStatus._fields != ServiceView._fields:  # _service_views copies one into the other
-    raise ImportError("ServiceStatus and ServiceView differ: update ctop.cluster._service_views")
-
-
-def _service_views(services: tuple[ServiceStatus | ServiceView, ...]) -> tuple[ServiceView, ...]:
-    cache = _SERVICE_VIEWS
-    out = []
-    for s in services:
-        if type(s) is ServiceView:
-            out.append(s)
-            continue
-        view = cache.get(s)
-        if view is None:
-            if len(cache) >= SERVICE_VIEWS_KEPT:
-                cache.clear()
-            # the same fields in the same order: a copy of the tuple as a ServiceView, ~2x
-            # cheaper than naming them (each result's seq makes misses the common case)
-            view = cache[s] = _tuple_new(ServiceView, s)
-        out.append(view)
-    return tuple(out)
-
-
 def _view(n: NodeState, total_conns: int) -> NodeView:
     # Runs for every node on every tick: local lookups and positional arguments (in the
     # order of NodeView's fields) keep it near the cost of building the NodeView itself.
     m = n.metrics
     get = m.get
     conns = int(get("tcp_established", 0))
-    services = n.services
-    if services is not n.service_views_of:  # new report since the last snapshot
-        n.service_views = _service_views(services)
-        n.service_views_of = services
     liveness = n.liveness
     counted = liveness is Liveness.ALIVE or liveness is Liveness.SUSPECT
     seqs = n.seqs
@@ -523,7 +489,7 @@ def _view(n: NodeState, total_conns: int) -> NodeView:
         n.version,
         *viewed,
         tuple(n.cpu_history),
-        n.service_views,  # services
+        n.services,  # as decoded: ServiceView is ServiceStatus, immutable, shared
         conns / total_conns if total_conns and counted else 0.0,  # load_share
         n.restarts,
         m,  # metrics

@@ -7,6 +7,7 @@ agent without beacons) and `snapshot()` freezes everything into a `ctop.snapshot
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -83,6 +84,9 @@ class NodeState:
     view: NodeView | None = None  # this node in the last snapshot
     changed: bool = True  # anything view() reads changed since `view` was made
     config: str = ""  # its pushed configuration, as ctop/grouppush.py describes it
+    # When tick() next looks at it (its entry in ClusterModel._due; inf: no entry): never later
+    # than its silence could change its state, so tick() looks at due nodes only.
+    due: float = float("inf")
 
 
 class ClusterModel:
@@ -112,6 +116,11 @@ class ClusterModel:
         # first: fold_some() works through them while the socket is idle, and through those
         # queued long enough ago while it is busy, so the tick's fold() finds little left.
         self._to_fold: deque[tuple[float, NodeState]] = deque()
+        # (when, order, node): the deadline heap tick() pops. A node's entry is never later than
+        # the moment its silence makes it suspect, dead or forgotten (its `due`): messages only
+        # push that moment later, so an entry found early is pushed again, not a loss.
+        self._due: list[tuple[float, int, NodeState]] = []
+        self._pushed = 0
         # Nodes with a failed probe result taken in since the engine last looked: it publishes
         # them between ticks, so automation counts a deciding result within moments.
         self.failures: set[str] = set()
@@ -250,6 +259,24 @@ class ClusterModel:
         else:
             node.suspect_s = node.interval * live.suspect_after
             node.dead_s = node.interval * live.dead_after
+        self._watch(node)
+
+    def _watch(self, node: NodeState) -> None:
+        """Make sure tick() looks at `node` no later than its silence could change its state
+        (a shorter limit, a new state): an earlier entry on the heap, if it has none as early."""
+        state = node.liveness
+        if state is Liveness.ALIVE:
+            when = node.last_seen + node.suspect_s
+        elif state is Liveness.SUSPECT:
+            when = node.last_seen + node.dead_s
+        elif state is Liveness.LEFT:
+            when = node.last_seen + self.liveness.forget_left_after
+        else:  # dead: only a message changes that, and it makes the node alive (_set)
+            return
+        if when < node.due:
+            node.due = when
+            self._pushed += 1
+            heapq.heappush(self._due, (when, self._pushed, node))
 
     def _refuse(self, rejected: Rejected, source: str) -> None:
         self.received -= 1
@@ -305,6 +332,7 @@ class ClusterModel:
             node.suspect_s = 0.0  # tick() looks at it each time, to forget it in time
         elif before is Liveness.LEFT:
             self._limits(node)
+        self._watch(node)
         kind = "leave" if state is Liveness.LEFT else "state"
         return EventView(now, kind, node.node_id, f"{node.node_id} {before} → {state} ({why})")
 
@@ -312,15 +340,21 @@ class ClusterModel:
 
     def tick(self, now: float) -> list[EventView]:
         """Judge liveness on silence, each node on its own announced pattern (see _limits).
-        Cheap enough to run ten times a second at 10,000 nodes: one comparison per quiet
-        node."""
+        Runs ten times a second: it looks only at the nodes due (the deadline heap `_due`),
+        not at every node, so a quiet tick at 60,000 nodes costs next to nothing."""
         forget_after = self.liveness.forget_left_after
         events = []
         gone = []
-        for node in self.nodes.values():
+        due, nodes, again = self._due, self.nodes, []
+        while due and due[0][0] <= now:
+            when, _, node = heapq.heappop(due)
+            if when != node.due or nodes.get(node.node_id) is not node:
+                continue  # superseded by an earlier entry, or forgotten
+            node.due = float("inf")
+            again.append(node)  # watched again after this pass: never popped twice a tick
             silent = now - node.last_seen
             if silent < node.suspect_s:
-                continue
+                continue  # it spoke since it was queued
             if node.liveness is Liveness.LEFT:
                 if silent >= forget_after:
                     gone.append(node.node_id)
@@ -328,6 +362,8 @@ class ClusterModel:
             state = Liveness.DEAD if silent >= node.dead_s else Liveness.SUSPECT
             if state is not node.liveness:
                 events.append(self._set(node, state, now, f"silent for {silent:.1f} s"))
+        for node in again:  # (_set above may have queued it already)
+            self._watch(node)
         for node_id in gone:  # said goodbye long enough ago: dropped (its history stays)
             self.forget(node_id)
             events.append(EventView(now, "forget", node_id, f"{node_id} dropped after leaving"))

@@ -108,3 +108,20 @@ def test_a_snapshot_reuses_unchanged_views_and_rebuilds_changed_ones() -> None:
     model.set_config("quiet", "v2 current")  # a change only the view shows
     third = model.snapshot(t0 + 3.5, 3)
     assert third.node("quiet").config == "v2 current"
+
+
+def test_the_totals_are_the_whole_cluster_counted_once() -> None:
+    from ctop.cluster import aggregate
+
+    model = ClusterModel("t")
+    t0 = 1000.0
+    for i in range(12):
+        model.apply(report(f"n{i:02d}", 1, group="abc"[i % 3], cpu=5.0 * i), t0 + i % 4)
+    model.apply(Leave(Header("n05", 1, 2, t0), "bye"), t0 + 3)
+    model.tick(t0 + 5.0)  # those that reported at t0 are dead, at t0 + 1 and 2 suspect
+    snap = model.snapshot(t0 + 5.0, 1)
+    whole = aggregate(snap.nodes)
+    assert (snap.totals.alive, snap.totals.suspect, snap.totals.dead, snap.totals.left) == (
+        whole.alive, whole.suspect, whole.dead, whole.left) == (3, 5, 3, 1)
+    assert snap.totals.cpu_avg == whole.cpu_avg and snap.totals.cpu_max == whole.cpu_max == 55.0
+    assert snap.totals.conns == sum(g.totals.conns for g in snap.groups) == 40

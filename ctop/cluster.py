@@ -84,7 +84,7 @@ class NodeState:
     view: NodeView | None = None  # this node in the last snapshot
     changed: bool = True  # anything view() reads changed since `view` was made
     config: str = ""  # its pushed configuration, as ctop/grouppush.py describes it
-    # When tick() next looks at it (its entry in ClusterModel._due; inf: no entry): never later
+    # When tick() next looks at it (its entry in ClusterModel._wheel; inf: none): never later
     # than its silence could change its state, so tick() looks at due nodes only.
     due: float = float("inf")
 
@@ -116,11 +116,15 @@ class ClusterModel:
         # first: fold_some() works through them while the socket is idle, and through those
         # queued long enough ago while it is busy, so the tick's fold() finds little left.
         self._to_fold: deque[tuple[float, NodeState]] = deque()
-        # (when, order, node): the deadline heap tick() pops. A node's entry is never later than
-        # the moment its silence makes it suspect, dead or forgotten (its `due`): messages only
-        # push that moment later, so an entry found early is pushed again, not a loss.
-        self._due: list[tuple[float, int, NodeState]] = []
-        self._pushed = 0
+        # The nodes tick() looks at, by due moment: a timing wheel of slots of `check_every`
+        # (slot number -> [(when, node)]) and a heap of the slot numbers in use. A node's entry
+        # is never later than the moment its silence makes it suspect, dead or forgotten (its
+        # `due`): messages only move that moment later, so an entry found early is filed again.
+        # One list append per node per silence window, no per-node heap: at 60,000 nodes that
+        # each report every second, a heap of nodes cost as much as looking at every node.
+        self._wheel: dict[int, list[tuple[float, NodeState]]] = {}
+        self._slots: list[int] = []
+        self._slot_s = max(0.01, self.liveness.check_every)
         # Nodes with a failed probe result taken in since the engine last looked: it publishes
         # them between ticks, so automation counts a deciding result within moments.
         self.failures: set[str] = set()
@@ -275,8 +279,12 @@ class ClusterModel:
             return
         if when < node.due:
             node.due = when
-            self._pushed += 1
-            heapq.heappush(self._due, (when, self._pushed, node))
+            slot = int(when // self._slot_s)
+            bucket = self._wheel.get(slot)
+            if bucket is None:
+                bucket = self._wheel[slot] = []
+                heapq.heappush(self._slots, slot)
+            bucket.append((when, node))
 
     def _refuse(self, rejected: Rejected, source: str) -> None:
         self.received -= 1
@@ -340,29 +348,30 @@ class ClusterModel:
 
     def tick(self, now: float) -> list[EventView]:
         """Judge liveness on silence, each node on its own announced pattern (see _limits).
-        Runs ten times a second: it looks only at the nodes due (the deadline heap `_due`),
-        not at every node, so a quiet tick at 60,000 nodes costs next to nothing."""
+        Runs ten times a second: it looks only at the nodes filed in the wheel's slots that
+        began by `now` (see _watch), not at every node."""
         forget_after = self.liveness.forget_left_after
         events = []
         gone = []
-        due, nodes, again = self._due, self.nodes, []
-        while due and due[0][0] <= now:
-            when, _, node = heapq.heappop(due)
-            if when != node.due or nodes.get(node.node_id) is not node:
-                continue  # superseded by an earlier entry, or forgotten
-            node.due = float("inf")
-            again.append(node)  # watched again after this pass: never popped twice a tick
-            silent = now - node.last_seen
-            if silent < node.suspect_s:
-                continue  # it spoke since it was queued
-            if node.liveness is Liveness.LEFT:
-                if silent >= forget_after:
-                    gone.append(node.node_id)
-                continue
-            state = Liveness.DEAD if silent >= node.dead_s else Liveness.SUSPECT
-            if state is not node.liveness:
-                events.append(self._set(node, state, now, f"silent for {silent:.1f} s"))
-        for node in again:  # (_set above may have queued it already)
+        wheel, slots, nodes, again = self._wheel, self._slots, self.nodes, []
+        last = now // self._slot_s  # the slot `now` is in: it and all before it are looked at
+        while slots and slots[0] <= last:
+            for when, node in wheel.pop(heapq.heappop(slots)):
+                if when != node.due or nodes.get(node.node_id) is not node:
+                    continue  # superseded by an earlier entry, or forgotten
+                node.due = float("inf")
+                again.append(node)  # filed again after this pass (maybe in this slot)
+                silent = now - node.last_seen
+                if silent < node.suspect_s:
+                    continue  # it spoke since it was filed, or its moment is later in the slot
+                if node.liveness is Liveness.LEFT:
+                    if silent >= forget_after:
+                        gone.append(node.node_id)
+                    continue
+                state = Liveness.DEAD if silent >= node.dead_s else Liveness.SUSPECT
+                if state is not node.liveness:
+                    events.append(self._set(node, state, now, f"silent for {silent:.1f} s"))
+        for node in again:  # (_set above may have filed it already)
             self._watch(node)
         for node_id in gone:  # said goodbye long enough ago: dropped (its history stays)
             self.forget(node_id)

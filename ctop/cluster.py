@@ -7,6 +7,7 @@ agent without beacons) and `snapshot()` freezes everything into a `ctop.snapshot
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -24,7 +25,6 @@ from agentd.protocol import (
     RawReport,
     Rejected,
     Report,
-    ServiceStatus,
 )
 from ctop.config import LivenessConfig
 from ctop.ingest.decode import decode_report
@@ -70,11 +70,9 @@ class NodeState:
     suspect_s: float = float("inf")
     dead_s: float = float("inf")
     metrics: Mapping[str, Any] = field(default_factory=dict)
-    # As the wire delivered them (same fields as ServiceView); made into ServiceViews by
-    # snapshot(), once per tick rather than once per report.
-    services: tuple[ServiceStatus | ServiceView, ...] = ()
-    service_views: tuple[ServiceView, ...] = ()
-    service_views_of: tuple[ServiceStatus | ServiceView, ...] = ()  # what they were made from
+    # As the wire delivered them: the views show these very tuples (ServiceView is
+    # ServiceStatus), so a report's services cost the snapshot nothing.
+    services: tuple[ServiceView, ...] = ()
     cpu_history: deque[float] = field(default_factory=lambda: deque(maxlen=CPU_HISTORY))
     restarts: int = 0
     source: str = ""  # address the datagrams come from
@@ -86,6 +84,9 @@ class NodeState:
     view: NodeView | None = None  # this node in the last snapshot
     changed: bool = True  # anything view() reads changed since `view` was made
     config: str = ""  # its pushed configuration, as ctop/grouppush.py describes it
+    # When tick() next looks at it (its entry in ClusterModel._wheel; inf: none): never later
+    # than its silence could change its state, so tick() looks at due nodes only.
+    due: float = float("inf")
 
 
 class ClusterModel:
@@ -115,6 +116,15 @@ class ClusterModel:
         # first: fold_some() works through them while the socket is idle, and through those
         # queued long enough ago while it is busy, so the tick's fold() finds little left.
         self._to_fold: deque[tuple[float, NodeState]] = deque()
+        # The nodes tick() looks at, by due moment: a timing wheel of slots of `check_every`
+        # (slot number -> [(when, node)]) and a heap of the slot numbers in use. A node's entry
+        # is never later than the moment its silence makes it suspect, dead or forgotten (its
+        # `due`): messages only move that moment later, so an entry found early is filed again.
+        # One list append per node per silence window, no per-node heap: at 60,000 nodes that
+        # each report every second, a heap of nodes cost as much as looking at every node.
+        self._wheel: dict[int, list[tuple[float, NodeState]]] = {}
+        self._slots: list[int] = []
+        self._slot_s = max(0.01, self.liveness.check_every)
         # Nodes with a failed probe result taken in since the engine last looked: it publishes
         # them between ticks, so automation counts a deciding result within moments.
         self.failures: set[str] = set()
@@ -253,6 +263,28 @@ class ClusterModel:
         else:
             node.suspect_s = node.interval * live.suspect_after
             node.dead_s = node.interval * live.dead_after
+        self._watch(node)
+
+    def _watch(self, node: NodeState) -> None:
+        """Make sure tick() looks at `node` no later than its silence could change its state
+        (a shorter limit, a new state): an earlier entry on the heap, if it has none as early."""
+        state = node.liveness
+        if state is Liveness.ALIVE:
+            when = node.last_seen + node.suspect_s
+        elif state is Liveness.SUSPECT:
+            when = node.last_seen + node.dead_s
+        elif state is Liveness.LEFT:
+            when = node.last_seen + self.liveness.forget_left_after
+        else:  # dead: only a message changes that, and it makes the node alive (_set)
+            return
+        if when < node.due:
+            node.due = when
+            slot = int(when // self._slot_s)
+            bucket = self._wheel.get(slot)
+            if bucket is None:
+                bucket = self._wheel[slot] = []
+                heapq.heappush(self._slots, slot)
+            bucket.append((when, node))
 
     def _refuse(self, rejected: Rejected, source: str) -> None:
         self.received -= 1
@@ -308,6 +340,7 @@ class ClusterModel:
             node.suspect_s = 0.0  # tick() looks at it each time, to forget it in time
         elif before is Liveness.LEFT:
             self._limits(node)
+        self._watch(node)
         kind = "leave" if state is Liveness.LEFT else "state"
         return EventView(now, kind, node.node_id, f"{node.node_id} {before} → {state} ({why})")
 
@@ -315,22 +348,31 @@ class ClusterModel:
 
     def tick(self, now: float) -> list[EventView]:
         """Judge liveness on silence, each node on its own announced pattern (see _limits).
-        Cheap enough to run ten times a second at 10,000 nodes: one comparison per quiet
-        node."""
+        Runs ten times a second: it looks only at the nodes filed in the wheel's slots that
+        began by `now` (see _watch), not at every node."""
         forget_after = self.liveness.forget_left_after
         events = []
         gone = []
-        for node in self.nodes.values():
-            silent = now - node.last_seen
-            if silent < node.suspect_s:
-                continue
-            if node.liveness is Liveness.LEFT:
-                if silent >= forget_after:
-                    gone.append(node.node_id)
-                continue
-            state = Liveness.DEAD if silent >= node.dead_s else Liveness.SUSPECT
-            if state is not node.liveness:
-                events.append(self._set(node, state, now, f"silent for {silent:.1f} s"))
+        wheel, slots, nodes, again = self._wheel, self._slots, self.nodes, []
+        last = now // self._slot_s  # the slot `now` is in: it and all before it are looked at
+        while slots and slots[0] <= last:
+            for when, node in wheel.pop(heapq.heappop(slots)):
+                if when != node.due or nodes.get(node.node_id) is not node:
+                    continue  # superseded by an earlier entry, or forgotten
+                node.due = float("inf")
+                again.append(node)  # filed again after this pass (maybe in this slot)
+                silent = now - node.last_seen
+                if silent < node.suspect_s:
+                    continue  # it spoke since it was filed, or its moment is later in the slot
+                if node.liveness is Liveness.LEFT:
+                    if silent >= forget_after:
+                        gone.append(node.node_id)
+                    continue
+                state = Liveness.DEAD if silent >= node.dead_s else Liveness.SUSPECT
+                if state is not node.liveness:
+                    events.append(self._set(node, state, now, f"silent for {silent:.1f} s"))
+        for node in again:  # (_set above may have filed it already)
+            self._watch(node)
         for node_id in gone:  # said goodbye long enough ago: dropped (its history stays)
             self.forget(node_id)
             events.append(EventView(now, "forget", node_id, f"{node_id} dropped after leaving"))
@@ -405,13 +447,15 @@ class ClusterModel:
                 v = n.view = _with_share(v, total_conns)
             out.append(v)
         views = tuple(out)
+        sums = [_sums(views[a:b]) for _, a, b in self._ranges]
         return Snapshot(
             ts=now,
             tick=tick,
             cluster=self.name,
             nodes=views,
-            groups=tuple(GroupView(g, aggregate(views[a:b])) for g, a, b in self._ranges),
-            totals=aggregate(views),
+            groups=tuple(GroupView(g, _of_sums(t))
+                         for (g, _, _), t in zip(self._ranges, sums, strict=True)),
+            totals=_of_sums(_added(sums)),  # one pass over the nodes, not two
             received=self.received,
             _index=self._index,
             **extra,
@@ -433,11 +477,6 @@ def _group_ranges(nodes: list[NodeState]) -> list[tuple[str, int, int]]:
     return out
 
 
-def _counts(state: Liveness) -> bool:
-    """Alive and suspect nodes count towards resource use; dead and left ones do not."""
-    return state is Liveness.ALIVE or state is Liveness.SUSPECT
-
-
 # _view() builds NodeView with tuple.__new__, every field by position (measurably cheaper at
 # 10,000 nodes a tick); fail at import, not with shuffled columns, if ctop.snapshot changes them.
 _tuple_new = tuple.__new__
@@ -456,37 +495,26 @@ _VIEWED = sorted((m for m in METRICS if m.view), key=lambda m: _VIEW_FIELDS.inde
 _VIEW_AT = _VIEW_FIELDS.index(_VIEWED[0].view)
 if [m.view for m in _VIEWED] != list(_VIEW_FIELDS[_VIEW_AT:_VIEW_AT + len(_VIEWED)]):
     raise ImportError("the NodeView fields of the registry's views must follow each other")
-_VIEW_NAMES = tuple(m.name for m in _VIEWED)
 _VIEW_DEFAULTS = tuple(NodeView._field_defaults[m.view] for m in _VIEWED)
-_FIRST_OF = tuple(i for i, m in enumerate(_VIEWED) if m.kind == LIST)
-_INT_AT = tuple(i for i, default in enumerate(_VIEW_DEFAULTS) if type(default) is int)
 
 
-# ServiceViews by value. Latencies travel in tenths of a millisecond and a cluster runs a
-# handful of services, so a few thousand distinct (name, status, latency, detail) values
-# cover it: looking one up is ~5x cheaper than building it, for 70,000 a tick at 10,000 nodes.
-_SERVICE_VIEWS: dict[Any, ServiceView] = {}
-SERVICE_VIEWS_KEPT = 50_000
-if ServiceStatus._fields != ServiceView._fields:  # _service_views copies one into the other
-    raise ImportError("ServiceStatus and ServiceView differ: update ctop.cluster._service_views")
+def _viewed_source() -> str:
+    """The body of _viewed: one expression per viewed metric, in field order, written out
+    from the registry once at import (no list, no loops per node: ~2x cheaper per view)."""
+    parts = []
+    for m, default in zip(_VIEWED, _VIEW_DEFAULTS, strict=True):
+        got = f"get({m.name!r}, {default!r})"
+        if m.kind == LIST:
+            got = f"({got} or ({default!r},))[0]"
+        if type(default) is int:
+            got = f"int({got})"
+        parts.append(got)
+    return "def _viewed(get):\n    return (" + ", ".join(parts) + ",)\n"
 
 
-def _service_views(services: tuple[ServiceStatus | ServiceView, ...]) -> tuple[ServiceView, ...]:
-    cache = _SERVICE_VIEWS
-    out = []
-    for s in services:
-        if type(s) is ServiceView:
-            out.append(s)
-            continue
-        view = cache.get(s)
-        if view is None:
-            if len(cache) >= SERVICE_VIEWS_KEPT:
-                cache.clear()
-            # the same fields in the same order: a copy of the tuple as a ServiceView, ~2x
-            # cheaper than naming them (each result's seq makes misses the common case)
-            view = cache[s] = _tuple_new(ServiceView, s)
-        out.append(view)
-    return tuple(out)
+_made: dict[str, Any] = {}
+exec(_viewed_source(), _made)  # source made above from the metric registry, not input
+_viewed: Callable[[Callable[..., Any]], tuple[Any, ...]] = _made["_viewed"]
 
 
 def _view(n: NodeState, total_conns: int) -> NodeView:
@@ -495,20 +523,11 @@ def _view(n: NodeState, total_conns: int) -> NodeView:
     m = n.metrics
     get = m.get
     conns = int(get("tcp_established", 0))
-    services = n.services
-    if services is not n.service_views_of:  # new report since the last snapshot
-        n.service_views = _service_views(services)
-        n.service_views_of = services
     liveness = n.liveness
     counted = liveness is Liveness.ALIVE or liveness is Liveness.SUSPECT
     seqs = n.seqs
     # Every message carries the next sequence number, so the gaps are the lost datagrams.
     loss = 1.0 - len(seqs) / (seqs[-1] - seqs[0] + 1) if len(seqs) >= 8 else 0.0
-    viewed = list(map(get, _VIEW_NAMES, _VIEW_DEFAULTS))  # cpu ... disk_root
-    for i in _FIRST_OF:
-        viewed[i] = (viewed[i] or (0.0,))[0]
-    for i in _INT_AT:
-        viewed[i] = int(viewed[i])
     return _tuple_new(NodeView, (
         n.node_id,  # node_id
         n.hostname or n.node_id,  # hostname
@@ -521,9 +540,9 @@ def _view(n: NodeState, total_conns: int) -> NodeView:
         n.cores or len(get("cpu_cores", ())),  # cores
         n.mem_total,
         n.version,
-        *viewed,
+        *_viewed(get),  # cpu ... disk_root
         tuple(n.cpu_history),
-        n.service_views,  # services
+        n.services,  # as decoded: ServiceView is ServiceStatus, immutable, shared
         conns / total_conns if total_conns and counted else 0.0,  # load_share
         n.restarts,
         m,  # metrics
@@ -548,35 +567,49 @@ _LIVENESS = attrgetter("liveness")
 _SUMMED = attrgetter("cpu", "mem", "net_rx_bps", "net_tx_bps", "conns", "load1")
 
 
-def aggregate(views: Iterable[NodeView]) -> Aggregate:
-    # Column-wise with sum()/max() in C: this runs over every node twice a tick (per group
-    # and for the totals). Same arithmetic as a sequential loop: floats add left to right.
-    views = views if isinstance(views, list | tuple) else list(views)
+# What an Aggregate is made of, kept as sums so that the totals are the groups' added up:
+# (nodes, alive, suspect, dead, left, cpu sum, cpu max, mem sum, mem max, rx, tx, conns, load sum)
+_Sums = tuple[int, int, int, int, int, float, float, float, float, float, float, int, float]
+
+
+def _sums(views: list[NodeView] | tuple[NodeView, ...]) -> _Sums:
+    # Column-wise with sum()/max() in C: this runs over every node once a tick (per group).
     counts = Counter(map(_LIVENESS, views))
     alive, suspect = counts[Liveness.ALIVE], counts[Liveness.SUSPECT]
     n = alive + suspect
-    live = views if n == len(views) else [v for v in views if _counts(v.liveness)]
-    if n:
-        cpu, mem, rx, tx, conns, load = zip(*map(_SUMMED, live), strict=True)
-        cpu_sum, mem_sum = sum(cpu, 0.0), sum(mem, 0.0)
-        cpu_max, mem_max = max(0.0, max(cpu)), max(0.0, max(mem))
-        rx_sum, tx_sum, load_sum = sum(rx, 0.0), sum(tx, 0.0), sum(load, 0.0)
-        conns_sum = sum(conns)
-    else:
-        cpu_sum = cpu_max = mem_sum = mem_max = rx_sum = tx_sum = load_sum = 0.0
-        conns_sum = 0
+    live = views if n == len(views) else [
+        v for v in views if v.liveness is Liveness.ALIVE or v.liveness is Liveness.SUSPECT]
+    if not n:
+        return (len(views), 0, 0, counts[Liveness.DEAD], counts[Liveness.LEFT],
+                0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0.0)
+    cpu, mem, rx, tx, conns, load = zip(*map(_SUMMED, live), strict=True)
+    return (len(views), alive, suspect, counts[Liveness.DEAD], counts[Liveness.LEFT],
+            sum(cpu, 0.0), max(0.0, max(cpu)), sum(mem, 0.0), max(0.0, max(mem)),
+            sum(rx, 0.0), sum(tx, 0.0), sum(conns), sum(load, 0.0))
+
+
+def _added(parts: list[_Sums]) -> _Sums:
+    """The sums of the union of disjoint sets of nodes (the totals from the groups')."""
+    if not parts:
+        return (0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0.0)
+    c = list(zip(*parts, strict=True))
+    return (sum(c[0]), sum(c[1]), sum(c[2]), sum(c[3]), sum(c[4]), sum(c[5], 0.0), max(c[6]),
+            sum(c[7], 0.0), max(c[8]), sum(c[9], 0.0), sum(c[10], 0.0), sum(c[11]),
+            sum(c[12], 0.0))
+
+
+def _of_sums(t: _Sums) -> Aggregate:
+    nodes, alive, suspect, dead, left, cpu, cpu_max, mem, mem_max, rx, tx, conns, load = t
+    n = alive + suspect
     return Aggregate(
-        nodes=len(views),
-        alive=alive,
-        suspect=suspect,
-        dead=counts[Liveness.DEAD],
-        left=counts[Liveness.LEFT],
-        cpu_avg=cpu_sum / n if n else 0.0,
-        cpu_max=cpu_max,
-        mem_avg=mem_sum / n if n else 0.0,
-        mem_max=mem_max,
-        net_rx_bps=rx_sum,
-        net_tx_bps=tx_sum,
-        conns=conns_sum,
-        load_avg=load_sum / n if n else 0.0,
+        nodes=nodes, alive=alive, suspect=suspect, dead=dead, left=left,
+        cpu_avg=cpu / n if n else 0.0, cpu_max=cpu_max,
+        mem_avg=mem / n if n else 0.0, mem_max=mem_max,
+        net_rx_bps=rx, net_tx_bps=tx, conns=conns,
+        load_avg=load / n if n else 0.0,
     )
+
+
+def aggregate(views: Iterable[NodeView]) -> Aggregate:
+    """Resource use across `views` (alive and suspect nodes; counts of every state)."""
+    return _of_sums(_sums(views if isinstance(views, list | tuple) else list(views)))

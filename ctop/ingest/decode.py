@@ -9,7 +9,9 @@ reports (`_fast_report`) and falls back to the reference checks, which name the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from operator import le
+from itertools import repeat
+from operator import is_ as _is
+from operator import itemgetter, le
 from typing import Any
 
 from msgpack import unpackb as _unpackb
@@ -297,9 +299,17 @@ _TOP_KEY, _TOP_NAME, _TOP_SCALE = _TOP.key, _TOP.name, _TOP.scale
 _UNKNOWN = "unknown"
 _SERVICE_CACHE: dict[tuple[Any, ...], ServiceStatus] = {}
 SERVICE_CACHE_SIZE = 50_000
+_SERVICE_TYPES = (list, tuple, _Unsent)
+_NO_METRICS: dict[str, Any] = {}  # read only
+_NO_SCALARS: list[Any] = []  # read only
+_LIST = repeat(list)  # the type each service entry must have, for map()
+_INT_ONLY = frozenset((int,))  # ... and its status (True would hit the key of a 1)
+_second = itemgetter(1)
 
 
 def _fast_report(body: dict[Any, Any]) -> Report | None:
+    """A report body (a decoded map) -> the Report parse_body would give, or None for the
+    reference path (which accepts or names the fault)."""
     try:
         get = body.get
         node, boot, seq, ts, interval = get("n"), get("b"), get("q"), get("t"), get("i")
@@ -317,26 +327,35 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
             return None
         if not 0.05 <= interval <= 3600:
             return None
+    except Exception:
+        return None
+    return _fast_fields(body, _tuple_new(Header, (node, boot, seq, ts)), float(interval))
+
+
+def _fast_fields(body: dict[Any, Any], header: Header, interval: float) -> Report | None:
+    """The report of a body whose header and interval are checked already (`header`,
+    `interval`): its group, metrics and services checked and converted, or None."""
+    try:
+        get = body.get
         group = get("g", "")
-        raw = get("m", {})
+        raw = get("m", _NO_METRICS)
         services = get("s", UNSENT)
         if type(group) is not str or len(group) > MAX_TEXT or type(raw) is not dict \
-                or type(services) not in (list, tuple, _Unsent):
+                or type(services) not in _SERVICE_TYPES:
             return None
 
-        scalars = raw.get("v", [])
+        scalars = raw.get("v", _NO_SCALARS)
         if type(scalars) is not list or len(scalars) < _SCALAR_COUNT:
             return None  # an older agent: the reference path
-        for i, limit in _BOUNDED_AT:  # percentages (and the wide counters, checked here)
-            if not 0 <= scalars[i] <= limit:
-                return None
+        # Each scalar against its own metric's bound, in C (False for NaN; TypeError for a
+        # non-number lands below); >= 0 with the rest of the numbers.
+        if not all(map(le, scalars, _SCALAR_LIMITS)):
+            return None
         # Every number of the report goes into one list, checked once at the end with one
         # min() and one sum() in C instead of per list: all >= 0 and a total <= MAX_VALUE
-        # (so each is; a NaN fails the comparison). The wide counters were checked above. A
-        # report whose total is larger takes the reference path, which bounds each value.
-        flat = scalars.copy()
-        for i in _WIDE_AT:
-            flat[i] = 0
+        # (so each is; a NaN fails the comparison). The scalars' own bounds were checked
+        # above, so of them only their minimum goes in (and any a newer agent appended).
+        flat = [min(scalars), *scalars[_SCALAR_COUNT:]]
         out: dict[str, Any] = dict(zip(_SCALAR_NAMES, scalars, strict=False))
         for i, name, scale in _SCALED:
             out[name] = scalars[i] / scale
@@ -355,12 +374,12 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
                 continue
             mname = _MAP_KEYS.get(key)
             if mname is not None:
-                if type(value) is not dict:
+                # {str: [numbers]}: "".join() raises TypeError for a key that is not a str,
+                # and sum() of the values onto a list for a value that is not a list.
+                if type(value) is not dict or (value and (
+                        max(map(len, value)) > MAX_TEXT or type("".join(value)) is not str)):
                     return None
-                for k, vs in value.items():
-                    if type(k) is not str or type(vs) is not list or len(k) > MAX_TEXT:
-                        return None
-                    flat += vs
+                flat = sum(value.values(), flat)
                 out[mname] = value
                 continue
             if key == _TOP_KEY:
@@ -384,51 +403,63 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
             if fact is not None:  # sent on change only: a call is cheap enough here
                 out[fact[0]] = fact[1](value, fact[2], fact[3])
 
-        parsed = []
-        cache = _SERVICE_CACHE
-        for item in services:
-            if type(item) is not list or len(item) < 3 or type(item[1]) is not int \
-                    or not 0 <= item[1] <= 255:
-                return None
+        parsed: Any = UNSENT
+        if services is not UNSENT:
             # Results by value: a node's services repeat their names and statuses and
-            # latencies come in 0.1 ms steps. The key holds every element, and the status is
-            # an exact int (so False cannot stand for 0), so a hit is what parsing would give.
-            key = tuple(item)
-            status = cache.get(key)
-            if status is None:
-                name, code, latency = item[0], item[1], item[2]
-                if type(name) is not str or len(name) > MAX_TEXT:
+            # latencies come in 0.1 ms steps. The key holds every element of the entry (a
+            # list: checked in C, as a dict's keys would make the same tuple), and the status
+            # is an exact int (so False cannot stand for 0), so a hit is what parsing gave.
+            if not all(map(_is, map(type, services), _LIST)) \
+                    or not _INT_ONLY.issuperset(map(type, map(_second, services))):
+                return None
+            parsed = tuple(map(_SERVICE_CACHE.get, map(tuple, services)))
+            if None in parsed:
+                parsed = _parse_services(services)
+                if parsed is None:
                     return None
-                if latency is not None:
-                    if not 0 <= latency <= MAX_VALUE:  # TypeError for non-numbers lands below
-                        return None
-                    latency = latency / 10
-                detail = item[3] if len(item) > 3 and type(item[3]) is str else ""
-                if len(detail) > MAX_DETAIL:
-                    return None
-                status = _tuple_new(
-                    ServiceStatus,
-                    (name, STATUS_NAMES.get(code, _UNKNOWN), latency, detail, _result_seq(item)))
-                if len(cache) >= SERVICE_CACHE_SIZE:
-                    cache.clear()
-                cache[key] = status
-            parsed.append(status)
         # min() raises TypeError on anything but numbers; max() bounds each one, and sum()
         # carries a NaN anywhere in the list to a failed comparison.
-        if flat and not (min(flat) >= 0 and sum(flat) <= MAX_VALUE):
+        if not (min(flat) >= 0 and sum(flat) <= MAX_VALUE):
             return None
         indexed = None
         if services is UNSENT:
             sx = get("sx")
             if sx is not None:  # only in reports whose probe results changed
                 indexed = _parse_indexed(sx)
-        return _tuple_new(Report, (
-            _tuple_new(Header, (node, boot, seq, ts)),
-            float(interval), group, out, tuple(parsed) if services is not UNSENT else UNSENT,
-            indexed,
-        ))
+        return _tuple_new(Report, (header, interval, group, out, parsed, indexed))
     except Exception:  # TypeError from comparing or dividing non-numbers, or anything odd
         return None
+
+
+def _parse_services(services: list[list[Any]]) -> tuple[ServiceStatus, ...] | None:
+    """A report's service entries (each a list) by value from the cache, each one missing
+    checked and added; None if one is not valid (the reference path names it)."""
+    parsed = []
+    cache = _SERVICE_CACHE
+    for item in services:
+        if len(item) < 3 or type(item[1]) is not int or not 0 <= item[1] <= 255:
+            return None
+        key = tuple(item)
+        status = cache.get(key)
+        if status is None:
+            name, code, latency = item[0], item[1], item[2]
+            if type(name) is not str or len(name) > MAX_TEXT:
+                return None
+            if latency is not None:
+                if not 0 <= latency <= MAX_VALUE:  # TypeError for non-numbers: the caller's
+                    return None
+                latency = latency / 10
+            detail = item[3] if len(item) > 3 and type(item[3]) is str else ""
+            if len(detail) > MAX_DETAIL:
+                return None
+            status = _tuple_new(
+                ServiceStatus,
+                (name, STATUS_NAMES.get(code, _UNKNOWN), latency, detail, _result_seq(item)))
+            if len(cache) >= SERVICE_CACHE_SIZE:
+                cache.clear()
+            cache[key] = status
+        parsed.append(status)
+    return tuple(parsed)
 
 
 def parse_body(body: Any) -> Message:
@@ -489,18 +520,21 @@ def _decode_body(encoded: bytes) -> Message | Rejected:
 
 
 def decode_report(raw: RawReport) -> Report | Rejected:
-    """The deferred half of `Verifier.verify_deferred`: decode and check a report's body.
+    """The deferred half of `Verifier.verify_deferred`: check and convert a report's body.
 
-    The same msgpack decode and field checks `Verifier.verify` runs on a report (through
-    `parse_body`), so a body is refused here for the same reasons (`not_msgpack`, `bad_field`),
-    plus `bad_field` if its header is not the one checked on arrival (a duplicate key later in
-    the map). Total, like `verify`."""
+    The body was decoded once on arrival (`raw.body`, the msgpack map) and its header and
+    interval checked; here its group, metrics and services get the same checks
+    `Verifier.verify` runs (through `parse_body`), so a body is refused here for the same
+    reasons (`bad_field`). Total, like `verify`."""
     try:
-        msg = _decode_body(raw.body)
+        msg = _fast_fields(raw.body, raw.header, raw.interval)  # type: ignore[arg-type]
+        if msg is not None:
+            return msg
+        msg = parse_body(raw.body)
+    except _BadField as e:
+        return Rejected(Reason.BAD_FIELD, str(e))
     except Exception as e:  # a bug in the checks must not kill the caller's tick
         return Rejected(Reason.MALFORMED, f"internal: {type(e).__name__}: {e}")
-    if type(msg) is Rejected:
-        return msg
     if type(msg) is not Report or msg.header != raw.header or msg.interval != raw.interval:
         return Rejected(Reason.BAD_FIELD, "report header differs from the one checked")
     return msg

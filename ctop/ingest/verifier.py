@@ -12,16 +12,15 @@ import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar
 
 from msgpack import Unpacker as _Unpacker
+from msgpack import unpackb as _unpackb
 
 from agentd.keys import node_key
 from agentd.metrics import MAX_INT64
 from agentd.protocol import (
-    BODY_KEYS,
     HEADER_BYTES,
-    HEADER_KEYS,
     KIND_REPORT,
     MAGIC,
     MAX_DATAGRAM,
@@ -36,9 +35,7 @@ from agentd.protocol import (
     Rejected,
     Report,
 )
-from ctop.ingest.decode import _INF, _decode_body, _tuple_new
-
-_REPORT_HEAD = len(HEADER_KEYS) + BODY_KEYS[KIND_REPORT].index("i") + 1  # keys decoded first
+from ctop.ingest.decode import _INF, _BadField, _decode_body, _tuple_new, parse_body
 
 
 @dataclass(slots=True)
@@ -179,22 +176,14 @@ class Verifier:
             hmac.digest(key, payload, "sha256")[:TAG_BYTES], data[-TAG_BYTES:]
         ):
             return Rejected(Reason.BAD_TAG, self._tag_problem())
-        encoded = payload[HEADER_BYTES:]
-        # Decode only the header: the encoder writes k, n, b, q, t, i first (HEADER_KEYS and
-        # the report's interval, agentd/protocol.py). Anything else
-        # (another order, a short map, bytes that do not decode) takes the full path.
-        head: dict[Any, Any] = {}
+        # One decode of the whole body, kept in the RawReport: the fold converts the decoded
+        # map (decode.take_body) and never decodes these bytes again.
         try:
-            unpacker = _Unpacker(raw=False, strict_map_key=False)
-            unpacker.feed(encoded)
-            unpack = unpacker.unpack
-            for _ in range(min(unpacker.read_map_header(), _REPORT_HEAD)):
-                key = unpack()
-                head[key] = unpack()
-        except Exception:
-            head = {}
-        if head.get("k") == KIND_REPORT:
-            get = head.get
+            body = _unpackb(payload[HEADER_BYTES:], raw=False, strict_map_key=False)
+        except Exception as e:
+            return Rejected(Reason.NOT_MSGPACK, type(e).__name__)
+        if type(body) is dict and body.get("k") == KIND_REPORT:
+            get = body.get
             node, boot, seq, ts, interval = get("n"), get("b"), get("q"), get("t"), get("i")
             # The header checks of _parse_header and _interval, inline. Anything they would
             # refuse drops to the full path below, which names the fault.
@@ -208,8 +197,12 @@ class Verifier:
                 and 0.05 <= interval <= 3600
             ):
                 return self._check_order(_tuple_new(RawReport, (
-                    _tuple_new(Header, (node, boot, seq, ts)), float(interval), encoded)))
-        return self._decode_checked(encoded)
+                    _tuple_new(Header, (node, boot, seq, ts)), float(interval), body)))
+        try:
+            msg = parse_body(body)
+        except _BadField as e:
+            return Rejected(Reason.BAD_FIELD, str(e))
+        return self._check_order(msg)
 
     def _decode_checked(self, encoded: bytes) -> Message | Rejected:
         """Body bytes of a genuine datagram -> a fully checked message, or why not."""

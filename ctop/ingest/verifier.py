@@ -36,6 +36,7 @@ from agentd.protocol import (
     Report,
 )
 from ctop.ingest.decode import _INF, _BadField, _decode_body, _tuple_new, parse_body
+from ctop.ingest.tags import Tagger
 
 
 @dataclass(slots=True)
@@ -87,6 +88,7 @@ class Verifier:
     master: bytes | None = None
     _nodes: dict[str, _NodeClock] = field(default_factory=dict)
     _node_keys: dict[str, bytes] = field(default_factory=dict)
+    _taggers: dict[bytes, Tagger] = field(default_factory=dict)  # by key
     # Nodes whose boot changed (or that are new) since the last `marks(changed_only=True)`.
     _new_boots: set[str] = field(default_factory=set)
 
@@ -106,11 +108,18 @@ class Verifier:
             return Rejected(Reason.BAD_VERSION, f"version {data[2]}")
         payload, tag = data[:-TAG_BYTES], data[-TAG_BYTES:]
         key = self.key if self.master is None else self._key_of(payload)
-        # hmac.digest is the one-shot C path: no HMAC object per datagram.
-        if key is None or not hmac.compare_digest(
-                hmac.digest(key, payload, "sha256")[:TAG_BYTES], tag):
+        if key is None or not hmac.compare_digest(self._tag(key, payload), tag):
             return Rejected(Reason.BAD_TAG, self._tag_problem())
         return self._decode_checked(payload[HEADER_BYTES:])
+
+    def _tag(self, key: bytes, payload: bytes) -> bytes:
+        """The tag `payload` must carry under `key` (its pads hashed once, ctop/ingest/tags.py)."""
+        tagger = self._taggers.get(key)
+        if tagger is None:
+            if len(self._taggers) >= NODE_KEYS_CACHED:
+                self._taggers.clear()
+            tagger = self._taggers[key] = Tagger(key)
+        return tagger.digest(payload)[:TAG_BYTES]
 
     def _tag_problem(self) -> str:
         if self.master is None:
@@ -172,12 +181,10 @@ class Verifier:
             return self._verify(data)  # names the reason
         payload = data[:-TAG_BYTES]
         key = self.key if self.master is None else self._key_of(payload)
-        if key is None or not hmac.compare_digest(
-            hmac.digest(key, payload, "sha256")[:TAG_BYTES], data[-TAG_BYTES:]
-        ):
+        if key is None or not hmac.compare_digest(self._tag(key, payload), data[-TAG_BYTES:]):
             return Rejected(Reason.BAD_TAG, self._tag_problem())
-        # One decode of the whole body, kept in the RawReport: the fold converts the decoded
-        # map (decode.take_body) and never decodes these bytes again.
+        # One decode of the whole body, kept in the RawReport: the fold (decode_report)
+        # checks and converts the decoded map and never decodes these bytes again.
         try:
             body = _unpackb(payload[HEADER_BYTES:], raw=False, strict_map_key=False)
         except Exception as e:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import Any
 
 from agentd.beacon import Beacon
@@ -38,9 +38,6 @@ from ctop.snapshot import (
     Snapshot,
 )
 
-_STATUS_OF = itemgetter(1)  # ServiceStatus.status
-if ServiceStatus._fields[1] != "status":
-    raise ImportError("ServiceStatus changed its fields: update ctop.cluster._STATUS_OF")
 CPU_HISTORY = 60  # reports kept in memory per node for sparklines
 LOSS_WINDOW = 128  # sequence numbers kept per node to measure datagram loss
 # Report intervals without a beacon after which a beaconing node is judged on its reports
@@ -225,8 +222,10 @@ class ClusterModel:
             services = msg.indexed.named(tuple([p.name for p in node.probes])) or UNSENT
         if services is not UNSENT:
             node.services = services
-            if "fail" in map(_STATUS_OF, services):  # in C: every report of every node
-                self.failures.add(node.node_id)
+            for svc in services:
+                if svc.status == "fail":
+                    self.failures.add(node.node_id)
+                    break
         node.cpu_history.append(m.get("cpu_percent", 0.0))
         if not node.mem_total:
             node.mem_total = int(m.get("mem_total", 0))

@@ -310,9 +310,10 @@ def test_a_body_that_does_not_decode_never_counts_for_liveness() -> None:
     assert model.nodes["n1"].last_seen == t and model.received == 1
 
 
-def test_cheap_checks_of_a_decoded_body_refuse_what_the_reference_refuses() -> None:
-    """The fold checks service entries and map metrics in C (map(), str.join, sum); shapes
-    that compare equal to valid ones must still be refused, as the reference path does."""
+def test_the_fold_of_a_decoded_body_refuses_what_the_reference_refuses() -> None:
+    """The fold checks the map decoded on arrival with the fast path's cheap checks (service
+    entries by value from a cache): shapes that compare equal to valid ones must still be
+    refused, as the reference path does."""
     v = Verifier(KEY)
     good = {"k": "r", "n": "n1", "b": 7, "q": 1, "t": time.time(), "i": 1.0,
             "m": {"v": [1] * 21}, "s": [["http", 1, 15, 3]]}

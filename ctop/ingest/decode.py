@@ -9,9 +9,7 @@ reports (`_fast_report`) and falls back to the reference checks, which name the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from itertools import repeat
-from operator import is_ as _is
-from operator import itemgetter, le
+from operator import le
 from typing import Any
 
 from msgpack import unpackb as _unpackb
@@ -301,10 +299,6 @@ _SERVICE_CACHE: dict[tuple[Any, ...], ServiceStatus] = {}
 SERVICE_CACHE_SIZE = 50_000
 _SERVICE_TYPES = (list, tuple, _Unsent)
 _NO_METRICS: dict[str, Any] = {}  # read only
-_NO_SCALARS: list[Any] = []  # read only
-_LIST = repeat(list)  # the type each service entry must have, for map()
-_INT_ONLY = frozenset((int,))  # ... and its status (True would hit the key of a 1)
-_second = itemgetter(1)
 
 
 def _fast_report(body: dict[Any, Any]) -> Report | None:
@@ -344,18 +338,19 @@ def _fast_fields(body: dict[Any, Any], header: Header, interval: float) -> Repor
                 or type(services) not in _SERVICE_TYPES:
             return None
 
-        scalars = raw.get("v", _NO_SCALARS)
+        scalars = raw.get("v", [])
         if type(scalars) is not list or len(scalars) < _SCALAR_COUNT:
             return None  # an older agent: the reference path
-        # Each scalar against its own metric's bound, in C (False for NaN; TypeError for a
-        # non-number lands below); >= 0 with the rest of the numbers.
-        if not all(map(le, scalars, _SCALAR_LIMITS)):
-            return None
+        for i, limit in _BOUNDED_AT:  # percentages (and the wide counters, checked here)
+            if not 0 <= scalars[i] <= limit:
+                return None
         # Every number of the report goes into one list, checked once at the end with one
         # min() and one sum() in C instead of per list: all >= 0 and a total <= MAX_VALUE
-        # (so each is; a NaN fails the comparison). The scalars' own bounds were checked
-        # above, so of them only their minimum goes in (and any a newer agent appended).
-        flat = [min(scalars), *scalars[_SCALAR_COUNT:]]
+        # (so each is; a NaN fails the comparison). The wide counters were checked above. A
+        # report whose total is larger takes the reference path, which bounds each value.
+        flat = scalars.copy()
+        for i in _WIDE_AT:
+            flat[i] = 0
         out: dict[str, Any] = dict(zip(_SCALAR_NAMES, scalars, strict=False))
         for i, name, scale in _SCALED:
             out[name] = scalars[i] / scale
@@ -374,12 +369,12 @@ def _fast_fields(body: dict[Any, Any], header: Header, interval: float) -> Repor
                 continue
             mname = _MAP_KEYS.get(key)
             if mname is not None:
-                # {str: [numbers]}: "".join() raises TypeError for a key that is not a str,
-                # and sum() of the values onto a list for a value that is not a list.
-                if type(value) is not dict or (value and (
-                        max(map(len, value)) > MAX_TEXT or type("".join(value)) is not str)):
+                if type(value) is not dict:
                     return None
-                flat = sum(value.values(), flat)
+                for k, vs in value.items():
+                    if type(k) is not str or type(vs) is not list or len(k) > MAX_TEXT:
+                        return None
+                    flat += vs
                 out[mname] = value
                 continue
             if key == _TOP_KEY:
@@ -403,63 +398,50 @@ def _fast_fields(body: dict[Any, Any], header: Header, interval: float) -> Repor
             if fact is not None:  # sent on change only: a call is cheap enough here
                 out[fact[0]] = fact[1](value, fact[2], fact[3])
 
-        parsed: Any = UNSENT
-        if services is not UNSENT:
-            # Results by value: a node's services repeat their names and statuses and
-            # latencies come in 0.1 ms steps. The key holds every element of the entry (a
-            # list: checked in C, as a dict's keys would make the same tuple), and the status
-            # is an exact int (so False cannot stand for 0), so a hit is what parsing gave.
-            if not all(map(_is, map(type, services), _LIST)) \
-                    or not _INT_ONLY.issuperset(map(type, map(_second, services))):
+        parsed = []
+        cache = _SERVICE_CACHE
+        for item in services:
+            if type(item) is not list or len(item) < 3 or type(item[1]) is not int \
+                    or not 0 <= item[1] <= 255:
                 return None
-            parsed = tuple(map(_SERVICE_CACHE.get, map(tuple, services)))
-            if None in parsed:
-                parsed = _parse_services(services)
-                if parsed is None:
+            # Results by value: a node's services repeat their names and statuses and
+            # latencies come in 0.1 ms steps. The key holds every element, and the status is
+            # an exact int (so False cannot stand for 0), so a hit is what parsing would give.
+            key = tuple(item)
+            status = cache.get(key)
+            if status is None:
+                name, code, latency = item[0], item[1], item[2]
+                if type(name) is not str or len(name) > MAX_TEXT:
                     return None
+                if latency is not None:
+                    if not 0 <= latency <= MAX_VALUE:  # TypeError for non-numbers lands below
+                        return None
+                    latency = latency / 10
+                detail = item[3] if len(item) > 3 and type(item[3]) is str else ""
+                if len(detail) > MAX_DETAIL:
+                    return None
+                status = _tuple_new(
+                    ServiceStatus,
+                    (name, STATUS_NAMES.get(code, _UNKNOWN), latency, detail, _result_seq(item)))
+                if len(cache) >= SERVICE_CACHE_SIZE:
+                    cache.clear()
+                cache[key] = status
+            parsed.append(status)
         # min() raises TypeError on anything but numbers; max() bounds each one, and sum()
         # carries a NaN anywhere in the list to a failed comparison.
-        if not (min(flat) >= 0 and sum(flat) <= MAX_VALUE):
+        if flat and not (min(flat) >= 0 and sum(flat) <= MAX_VALUE):
             return None
         indexed = None
         if services is UNSENT:
             sx = get("sx")
             if sx is not None:  # only in reports whose probe results changed
                 indexed = _parse_indexed(sx)
-        return _tuple_new(Report, (header, interval, group, out, parsed, indexed))
+        return _tuple_new(Report, (
+            header, interval, group, out, tuple(parsed) if services is not UNSENT else UNSENT,
+            indexed,
+        ))
     except Exception:  # TypeError from comparing or dividing non-numbers, or anything odd
         return None
-
-
-def _parse_services(services: list[list[Any]]) -> tuple[ServiceStatus, ...] | None:
-    """A report's service entries (each a list) by value from the cache, each one missing
-    checked and added; None if one is not valid (the reference path names it)."""
-    parsed = []
-    cache = _SERVICE_CACHE
-    for item in services:
-        if len(item) < 3 or type(item[1]) is not int or not 0 <= item[1] <= 255:
-            return None
-        key = tuple(item)
-        status = cache.get(key)
-        if status is None:
-            name, code, latency = item[0], item[1], item[2]
-            if type(name) is not str or len(name) > MAX_TEXT:
-                return None
-            if latency is not None:
-                if not 0 <= latency <= MAX_VALUE:  # TypeError for non-numbers: the caller's
-                    return None
-                latency = latency / 10
-            detail = item[3] if len(item) > 3 and type(item[3]) is str else ""
-            if len(detail) > MAX_DETAIL:
-                return None
-            status = _tuple_new(
-                ServiceStatus,
-                (name, STATUS_NAMES.get(code, _UNKNOWN), latency, detail, _result_seq(item)))
-            if len(cache) >= SERVICE_CACHE_SIZE:
-                cache.clear()
-            cache[key] = status
-        parsed.append(status)
-    return tuple(parsed)
 
 
 def parse_body(body: Any) -> Message:

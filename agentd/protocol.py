@@ -216,15 +216,14 @@ Message = Join | Report | Leave
 class RawReport(NamedTuple):
     """A report that passed every arrival check of `Verifier.verify_deferred` (size, version,
     tag, header fields, interval, staleness, order) but whose metrics and services are not
-    decoded nor checked yet: `decode_report` does that, once, when the director folds it into a
-    snapshot. Only the director's receiver sees these; `Verifier.verify` never returns one."""
+    checked nor converted yet: `decode_report` does that, once, when the director folds it into
+    a snapshot. Only the director's receiver sees these; `Verifier.verify` never returns one."""
 
     header: Header
     interval: float
-    # The signed msgpack body, still encoded: bytes are not tracked by the cyclic GC, where
-    # ~20 decoded containers per node waiting for the tick made young collections cost
-    # 100-250 ms a second at 10,000 nodes (docs/performance.md).
-    body: bytes
+    # The signed msgpack body as decoded on arrival (the whole map, decoded once): the fold
+    # checks and converts it without decoding the bytes again.
+    body: Mapping[str, Any]
 
 
 STATUS_CODES = {"ok": 0, "warn": 1, "fail": 2, "unknown": 3}

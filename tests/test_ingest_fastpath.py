@@ -291,3 +291,51 @@ def test_unchanged_views_follow_the_cluster_load_share() -> None:
     quiet = snap.node("quiet")
     assert quiet.load_share == 0.25 and snap.node("busy").load_share == 0.75
     assert quiet == _view(model.nodes["quiet"], 400)
+
+
+def test_a_body_that_does_not_decode_never_counts_for_liveness() -> None:
+    """The body is decoded once, whole, on arrival: signed bytes whose header decodes but
+    whose rest does not are refused there (not_msgpack), so they neither keep the node alive
+    nor move its sequence (the old header-only decode accepted them until the fold)."""
+    v = Verifier(KEY)
+    model, _ = model_with_rejects()
+    t = time.time()
+    model.apply(v.verify_deferred(encode(KEY, report(seq=1))), t, "10.0.0.1")
+    head = msgpack.packb({"k": "r", "n": "n1", "b": 7, "q": 2, "t": t, "i": 1.0,
+                          "m": {}, "s": []})
+    import hmac as _hmac
+    payload = b"CT\x01" + head[:-2] + b"\xc1"  # \xc1 is never valid msgpack
+    got = v.verify_deferred(payload + _hmac.digest(KEY, payload, "sha256")[:16])
+    assert type(got) is Rejected and got.reason == Reason.NOT_MSGPACK
+    assert type(v.verify_deferred(encode(KEY, report(seq=2)))) is RawReport  # seq 2 still new
+    assert model.nodes["n1"].last_seen == t and model.received == 1
+
+
+def test_the_fold_of_a_decoded_body_refuses_what_the_reference_refuses() -> None:
+    """The fold checks the map decoded on arrival with the fast path's cheap checks (service
+    entries by value from a cache): shapes that compare equal to valid ones must still be
+    refused, as the reference path does."""
+    v = Verifier(KEY)
+    good = {"k": "r", "n": "n1", "b": 7, "q": 1, "t": time.time(), "i": 1.0,
+            "m": {"v": [1] * 21}, "s": [["http", 1, 15, 3]]}
+    assert type(decode_report(v.verify_deferred(seal(KEY, good)))) is Report  # cached entry
+    shapes = [
+        {"s": [{"http": 0, 1: 0, 15: 0, 3: 0}]},  # a map whose keys are a cached entry
+        {"s": [["http", True, 15, 3]]},  # True equals the cached status 1
+        {"s": ["http"]},
+        {"m": {"v": [1] * 21, "ni": {b"eth0": [1, 2, 3, 4]}}},  # key not a str
+        {"m": {"v": [1] * 21, "ni": {"eth0": b"\x01\x02"}}},  # value not a list
+        {"m": {"v": [1] * 21, "ni": {"eth0": "12"}}},
+        {"m": {"v": [1] * 21, "ts": {"x" * 256: [1]}}},  # key too long
+        {"m": {"v": [1] * 20 + [float("nan")]}},
+        {"m": {"v": [1] * 20 + [-1]}},
+        {"m": {"v": [1001] + [1] * 20}},  # cpu_percent over 100.0
+    ]
+    for seq, shape in enumerate(shapes, start=2):
+        body = {**good, "q": seq, **shape}
+        eager = Verifier(KEY).verify(seal(KEY, body))
+        assert type(eager) is Rejected and eager.reason == Reason.BAD_FIELD, shape
+        raw = v.verify_deferred(seal(KEY, body))
+        assert type(raw) is RawReport, shape
+        got = decode_report(raw)
+        assert type(got) is Rejected and got.reason == Reason.BAD_FIELD, shape

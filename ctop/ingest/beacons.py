@@ -19,9 +19,11 @@ from agentd.beacon import (
     Beacon,
 )
 from agentd.protocol import MAGIC, Header, Reason, Rejected
+from ctop.ingest.tags import Tagger
+
+TAGGERS_KEPT = 100_000  # keys whose pads are kept (per-node keys: one per node)
 
 _unpack = BEACON_FIELDS.unpack_from
-_digest = hmac.digest
 _compare = hmac.compare_digest
 _tuple_new = tuple.__new__
 
@@ -31,7 +33,7 @@ class _Boot:
     node: str
     seq: int  # highest sequence number seen of this boot (messages and beacons)
     fresh: float  # receiver time of the last accepted timestamped message of this boot
-    key: bytes  # the node's key (per-node keys: the beacon names its node by the boot alone)
+    tagger: Tagger  # the node's key (per-node keys: the beacon names its node by the boot alone)
 
 
 @dataclass
@@ -52,6 +54,7 @@ class BeaconVerifier:
     key_for: Callable[[str], bytes] | None = None
     _boots: dict[int, _Boot] = field(default_factory=dict)
     _by_node: dict[str, int] = field(default_factory=dict)
+    _taggers: dict[bytes, Tagger] = field(default_factory=dict)
 
     def note(self, h: Header, now: float) -> None:
         """An accepted message: its boot is current for its node, its sequence seen."""
@@ -65,7 +68,12 @@ class BeaconVerifier:
         if old is not None:
             self._boots.pop(old, None)
         key = self.key_for(h.node) if self.key_for is not None else self.key
-        self._boots[h.boot] = _Boot(h.node, h.seq, now, key)
+        tagger = self._taggers.get(key)
+        if tagger is None:  # one per key: the cluster key's is shared by every boot
+            if len(self._taggers) >= TAGGERS_KEPT:
+                self._taggers.clear()
+            tagger = self._taggers[key] = Tagger(key)
+        self._boots[h.boot] = _Boot(h.node, h.seq, now, tagger)
         self._by_node[h.node] = h.boot
 
     def forget(self, node: str) -> None:
@@ -84,7 +92,7 @@ class BeaconVerifier:
         if known is None:
             return Rejected(Reason.UNKNOWN_BOOT, f"beacon of boot {boot:x}, no message of it")
         payload = data[:SIGNED_BYTES]
-        tag = _digest(known.key, payload, "sha256")[:BEACON_TAG_BYTES]
+        tag = known.tagger.digest(payload)[:BEACON_TAG_BYTES]
         if not _compare(tag, data[SIGNED_BYTES:]):
             return Rejected(Reason.BAD_TAG, f"beacon signature does not match {known.node}'s key")
         last = known.seq

@@ -297,9 +297,13 @@ _TOP_KEY, _TOP_NAME, _TOP_SCALE = _TOP.key, _TOP.name, _TOP.scale
 _UNKNOWN = "unknown"
 _SERVICE_CACHE: dict[tuple[Any, ...], ServiceStatus] = {}
 SERVICE_CACHE_SIZE = 50_000
+_SERVICE_TYPES = (list, tuple, _Unsent)
+_NO_METRICS: dict[str, Any] = {}  # read only
 
 
 def _fast_report(body: dict[Any, Any]) -> Report | None:
+    """A report body (a decoded map) -> the Report parse_body would give, or None for the
+    reference path (which accepts or names the fault)."""
     try:
         get = body.get
         node, boot, seq, ts, interval = get("n"), get("b"), get("q"), get("t"), get("i")
@@ -317,11 +321,21 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
             return None
         if not 0.05 <= interval <= 3600:
             return None
+    except Exception:
+        return None
+    return _fast_fields(body, _tuple_new(Header, (node, boot, seq, ts)), float(interval))
+
+
+def _fast_fields(body: dict[Any, Any], header: Header, interval: float) -> Report | None:
+    """The report of a body whose header and interval are checked already (`header`,
+    `interval`): its group, metrics and services checked and converted, or None."""
+    try:
+        get = body.get
         group = get("g", "")
-        raw = get("m", {})
+        raw = get("m", _NO_METRICS)
         services = get("s", UNSENT)
         if type(group) is not str or len(group) > MAX_TEXT or type(raw) is not dict \
-                or type(services) not in (list, tuple, _Unsent):
+                or type(services) not in _SERVICE_TYPES:
             return None
 
         scalars = raw.get("v", [])
@@ -423,8 +437,7 @@ def _fast_report(body: dict[Any, Any]) -> Report | None:
             if sx is not None:  # only in reports whose probe results changed
                 indexed = _parse_indexed(sx)
         return _tuple_new(Report, (
-            _tuple_new(Header, (node, boot, seq, ts)),
-            float(interval), group, out, tuple(parsed) if services is not UNSENT else UNSENT,
+            header, interval, group, out, tuple(parsed) if services is not UNSENT else UNSENT,
             indexed,
         ))
     except Exception:  # TypeError from comparing or dividing non-numbers, or anything odd
@@ -489,18 +502,21 @@ def _decode_body(encoded: bytes) -> Message | Rejected:
 
 
 def decode_report(raw: RawReport) -> Report | Rejected:
-    """The deferred half of `Verifier.verify_deferred`: decode and check a report's body.
+    """The deferred half of `Verifier.verify_deferred`: check and convert a report's body.
 
-    The same msgpack decode and field checks `Verifier.verify` runs on a report (through
-    `parse_body`), so a body is refused here for the same reasons (`not_msgpack`, `bad_field`),
-    plus `bad_field` if its header is not the one checked on arrival (a duplicate key later in
-    the map). Total, like `verify`."""
+    The body was decoded once on arrival (`raw.body`, the msgpack map) and its header and
+    interval checked; here its group, metrics and services get the same checks
+    `Verifier.verify` runs (through `parse_body`), so a body is refused here for the same
+    reasons (`bad_field`). Total, like `verify`."""
     try:
-        msg = _decode_body(raw.body)
+        msg = _fast_fields(raw.body, raw.header, raw.interval)  # type: ignore[arg-type]
+        if msg is not None:
+            return msg
+        msg = parse_body(raw.body)
+    except _BadField as e:
+        return Rejected(Reason.BAD_FIELD, str(e))
     except Exception as e:  # a bug in the checks must not kill the caller's tick
         return Rejected(Reason.MALFORMED, f"internal: {type(e).__name__}: {e}")
-    if type(msg) is Rejected:
-        return msg
     if type(msg) is not Report or msg.header != raw.header or msg.interval != raw.interval:
         return Rejected(Reason.BAD_FIELD, "report header differs from the one checked")
     return msg

@@ -12,16 +12,15 @@ import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar
 
 from msgpack import Unpacker as _Unpacker
+from msgpack import unpackb as _unpackb
 
 from agentd.keys import node_key
 from agentd.metrics import MAX_INT64
 from agentd.protocol import (
-    BODY_KEYS,
     HEADER_BYTES,
-    HEADER_KEYS,
     KIND_REPORT,
     MAGIC,
     MAX_DATAGRAM,
@@ -36,9 +35,8 @@ from agentd.protocol import (
     Rejected,
     Report,
 )
-from ctop.ingest.decode import _INF, _decode_body, _tuple_new
-
-_REPORT_HEAD = len(HEADER_KEYS) + BODY_KEYS[KIND_REPORT].index("i") + 1  # keys decoded first
+from ctop.ingest.decode import _INF, _BadField, _decode_body, _tuple_new, parse_body
+from ctop.ingest.tags import Tagger
 
 
 @dataclass(slots=True)
@@ -90,6 +88,7 @@ class Verifier:
     master: bytes | None = None
     _nodes: dict[str, _NodeClock] = field(default_factory=dict)
     _node_keys: dict[str, bytes] = field(default_factory=dict)
+    _taggers: dict[bytes, Tagger] = field(default_factory=dict)  # by key
     # Nodes whose boot changed (or that are new) since the last `marks(changed_only=True)`.
     _new_boots: set[str] = field(default_factory=set)
 
@@ -109,11 +108,18 @@ class Verifier:
             return Rejected(Reason.BAD_VERSION, f"version {data[2]}")
         payload, tag = data[:-TAG_BYTES], data[-TAG_BYTES:]
         key = self.key if self.master is None else self._key_of(payload)
-        # hmac.digest is the one-shot C path: no HMAC object per datagram.
-        if key is None or not hmac.compare_digest(
-                hmac.digest(key, payload, "sha256")[:TAG_BYTES], tag):
+        if key is None or not hmac.compare_digest(self._tag(key, payload), tag):
             return Rejected(Reason.BAD_TAG, self._tag_problem())
         return self._decode_checked(payload[HEADER_BYTES:])
+
+    def _tag(self, key: bytes, payload: bytes) -> bytes:
+        """The tag `payload` must carry under `key` (its pads hashed once, ctop/ingest/tags.py)."""
+        tagger = self._taggers.get(key)
+        if tagger is None:
+            if len(self._taggers) >= NODE_KEYS_CACHED:
+                self._taggers.clear()
+            tagger = self._taggers[key] = Tagger(key)
+        return tagger.digest(payload)[:TAG_BYTES]
 
     def _tag_problem(self) -> str:
         if self.master is None:
@@ -175,26 +181,16 @@ class Verifier:
             return self._verify(data)  # names the reason
         payload = data[:-TAG_BYTES]
         key = self.key if self.master is None else self._key_of(payload)
-        if key is None or not hmac.compare_digest(
-            hmac.digest(key, payload, "sha256")[:TAG_BYTES], data[-TAG_BYTES:]
-        ):
+        if key is None or not hmac.compare_digest(self._tag(key, payload), data[-TAG_BYTES:]):
             return Rejected(Reason.BAD_TAG, self._tag_problem())
-        encoded = payload[HEADER_BYTES:]
-        # Decode only the header: the encoder writes k, n, b, q, t, i first (HEADER_KEYS and
-        # the report's interval, agentd/protocol.py). Anything else
-        # (another order, a short map, bytes that do not decode) takes the full path.
-        head: dict[Any, Any] = {}
+        # One decode of the whole body, kept in the RawReport: the fold (decode_report)
+        # checks and converts the decoded map and never decodes these bytes again.
         try:
-            unpacker = _Unpacker(raw=False, strict_map_key=False)
-            unpacker.feed(encoded)
-            unpack = unpacker.unpack
-            for _ in range(min(unpacker.read_map_header(), _REPORT_HEAD)):
-                key = unpack()
-                head[key] = unpack()
-        except Exception:
-            head = {}
-        if head.get("k") == KIND_REPORT:
-            get = head.get
+            body = _unpackb(payload[HEADER_BYTES:], raw=False, strict_map_key=False)
+        except Exception as e:
+            return Rejected(Reason.NOT_MSGPACK, type(e).__name__)
+        if type(body) is dict and body.get("k") == KIND_REPORT:
+            get = body.get
             node, boot, seq, ts, interval = get("n"), get("b"), get("q"), get("t"), get("i")
             # The header checks of _parse_header and _interval, inline. Anything they would
             # refuse drops to the full path below, which names the fault.
@@ -208,8 +204,12 @@ class Verifier:
                 and 0.05 <= interval <= 3600
             ):
                 return self._check_order(_tuple_new(RawReport, (
-                    _tuple_new(Header, (node, boot, seq, ts)), float(interval), encoded)))
-        return self._decode_checked(encoded)
+                    _tuple_new(Header, (node, boot, seq, ts)), float(interval), body)))
+        try:
+            msg = parse_body(body)
+        except _BadField as e:
+            return Rejected(Reason.BAD_FIELD, str(e))
+        return self._check_order(msg)
 
     def _decode_checked(self, encoded: bytes) -> Message | Rejected:
         """Body bytes of a genuine datagram -> a fully checked message, or why not."""

@@ -125,6 +125,7 @@ class ClusterModel:
         self._wheel: dict[int, list[tuple[float, NodeState]]] = {}
         self._slots: list[int] = []
         self._slot_s = max(0.01, self.liveness.check_every)
+        self._last_tick = 0.0  # `now` of the last tick(): a later one earlier is a clock step
         # Nodes with a failed probe result taken in since the engine last looked: it publishes
         # them between ticks, so automation counts a deciding result within moments.
         self.failures: set[str] = set()
@@ -245,6 +246,12 @@ class ClusterModel:
         node = self.nodes.get(b.node)
         if node is None or node.boot != b.boot:
             return []
+        if node.seqs and b.seq <= node.seqs[-1]:
+            # Already seen or older: a replay. The receiver's BeaconVerifier refuses these
+            # in-process; receiver workers each check only what reached them, so a beacon
+            # replayed from another source port (another worker) could otherwise keep a
+            # crashed node alive and count twice in its loss.
+            return []
         node.last_seen = node.last_beacon = now
         node.seqs.append(b.seq)
         if b.gap != node.gap:
@@ -346,10 +353,24 @@ class ClusterModel:
 
     # -- liveness -------------------------------------------------------------------------
 
+    def _refile(self) -> None:
+        """File every node again from its last_seen. Needed when the clock steps back: a
+        message only files its node when that is earlier than its entry, and an alive node's
+        entry was filed by the old clock, so a node that died after the step would be judged
+        as late as the step was long."""
+        self._wheel.clear()
+        self._slots.clear()
+        for node in self.nodes.values():
+            node.due = float("inf")
+            self._watch(node)
+
     def tick(self, now: float) -> list[EventView]:
         """Judge liveness on silence, each node on its own announced pattern (see _limits).
         Runs ten times a second: it looks only at the nodes filed in the wheel's slots that
         began by `now` (see _watch), not at every node."""
+        if now < self._last_tick - self._slot_s:
+            self._refile()  # the wall clock stepped back (NTP): entries are filed too late
+        self._last_tick = now
         forget_after = self.liveness.forget_left_after
         events = []
         gone = []

@@ -267,10 +267,7 @@ class Engine:
         self.key, self._master = key, master
         self.verifier.key, self.verifier.master = key, master
         self.verifier._node_keys.clear()
-        beacons = self.receiver.beacon_verifier
-        beacons.key = key
-        for boot in beacons._boots.values():  # known boots' beacons: the new key from now
-            boot.key = self.verifier.key_for(boot.node)
+        self.receiver.beacon_verifier.rekey(key)  # known boots' beacons: the new key from now
         if self.workers is not None:
             self.workers.set_keys(key, master)
         log.info("keys reloaded")

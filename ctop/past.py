@@ -208,6 +208,7 @@ class MomentReader:
         self._states: dict[str, tuple[str, str]] = {}
         self._states_at: float | None = None
         self._states_of: list[tuple[Any, ...]] | None = None  # the facts they were read for
+        self._events_seen = 0  # the highest event id when they were read
 
     def read(self, at: float, cluster: str, *, tick: int = 0,
              wanted: Callable[[], bool] = _always) -> Snapshot | None:
@@ -254,14 +255,18 @@ class MomentReader:
     def _liveness_at(self, at: float, facts: list[tuple[Any, ...]]) -> dict[str, tuple[str, str]]:
         """Each node's last liveness event up to `at`: the previous moment's, read again only
         for the nodes that had one between the two moments (a step of a minute: a few)."""
-        prev = self._states_at
+        prev, seen = self._states_at, self._events_seen
+        # events written since the last read, whatever their time: the daemon's writer may
+        # store an event stamped before the previous moment after that moment was read
+        self._events_seen = self._db.execute("SELECT max(id) FROM events").fetchone()[0] or 0
         if prev is None or facts is not self._states_of:
             states = _last_liveness(self._db, at)
         else:
             lo, hi = min(prev, at), max(prev, at)
             changed = [n for (n,) in self._db.execute(
-                f"SELECT DISTINCT node FROM events WHERE ts > ? AND ts <= ? AND kind IN "
-                f"({_KIND_MARKS})", (lo, hi, *_LIVENESS_KINDS))]
+                f"SELECT DISTINCT node FROM events WHERE kind IN ({_KIND_MARKS}) AND "
+                f"((ts > ? AND ts <= ?) OR (id > ? AND ts <= ?))",
+                (*_LIVENESS_KINDS, lo, hi, seen, hi))]
             if len(changed) > len(facts) // 4:  # an incident of most nodes: read them all
                 states = _last_liveness(self._db, at)
             else:

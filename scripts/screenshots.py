@@ -54,6 +54,9 @@ SHOTS: dict[str, tuple[str | int, str | None, tuple[str, ...]]] = {
     "table-anomalies": ("anomalies", "table", ()),
     "alerts-silenced-held": ("muted", "grid", ()),
     "node-detail-watched": ("watched", "grid", ("right", "enter")),
+    # issue 15: a NATS view whose collector for one group is lost: that group's nodes are
+    # unknown (never dead), counted in the header and the group's row
+    "collector-lost": ("collector-lost", "table", ()),
 }
 
 
@@ -198,6 +201,22 @@ def seeds_snapshot(kind: str) -> Snapshot:
                                      for n in snap.nodes))
 
 
+def collector_lost_snapshot() -> Snapshot:
+    """The 40-node sample cluster as a --nats view sees it when one group's collector is lost."""
+    from dataclasses import replace
+
+    from ctop.snapshot import GroupView, Liveness
+    from tests.helpers.sample import _aggregate
+
+    snap = sample_snapshot(40)
+    lost = snap.nodes[-1].group
+    nodes = tuple(n._replace(liveness=Liveness.UNKNOWN) if n.group == lost else n
+                  for n in snap.nodes)
+    groups = tuple(GroupView(g.name, _aggregate([n for n in nodes if n.group == g.name]))
+                   for g in snap.groups)
+    return replace(snap, nodes=nodes, groups=groups, totals=_aggregate(nodes))
+
+
 async def shoot_all(shots: dict[str, tuple[str | int, str | None, tuple[str, ...]]],
                     out: Path) -> list[Path]:
     made = []
@@ -217,6 +236,8 @@ async def shoot_all(shots: dict[str, tuple[str | int, str | None, tuple[str, ...
                 source = StaticSource(pair_snapshot(), history=sample_history)
             elif src in ("anomalies", "muted", "watched"):
                 source = StaticSource(seeds_snapshot(str(src)), history=sample_history)
+            elif src == "collector-lost":
+                source = StaticSource(collector_lost_snapshot(), history=sample_history)
             elif src == "past":
                 made.append(await shoot_past(name, view, keys, out))
                 continue

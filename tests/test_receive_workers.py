@@ -248,6 +248,11 @@ def test_sighup_gives_every_worker_the_rotated_key(tmp_path, workers):
     events."""
     daemon = Daemon(tmp_path, f"[receive]\nworkers = {workers}").start()
     try:
+        # a node known before the rotation: its boot's beacon check must take the new key too
+        # (an AttributeError in the reload once a boot was known, found in review)
+        daemon.udp.sendto(Sender("before").join(), ("127.0.0.1", daemon.port))
+        daemon.wait_for(lambda s: any(n["node_id"] == "before" for n in s["nodes"]),
+                        what="a node on the old key")
         new_key = b"fedcba9876543210fedcba9876543210"
         daemon.key_file.write_bytes(new_key)
         daemon.proc.send_signal(signal.SIGHUP)
@@ -258,7 +263,7 @@ def test_sighup_gives_every_worker_the_rotated_key(tmp_path, workers):
             sock.sendto(sender.join(), ("127.0.0.1", daemon.port))
         daemon.udp.sendto(Sender("stale").join(), ("127.0.0.1", daemon.port))  # old key
         status = daemon.wait_for(
-            lambda s: len(s["nodes"]) == 16 and s["drops"].get("bad_tag") == 1,
+            lambda s: len(s["nodes"]) == 17 and s["drops"].get("bad_tag") == 1,
             what="16 nodes on the new key, the old key refused")
         if workers > 1:
             assert all(w["datagrams"] for w in status["receivers"]), status["receivers"]

@@ -31,6 +31,38 @@ def test_a_node_whose_interval_shrinks_is_judged_on_the_new_one() -> None:
     assert model.nodes["slow"].liveness is Liveness.SUSPECT
 
 
+def test_a_node_silent_after_the_clock_stepped_back_is_judged_on_time() -> None:
+    """The wall clock steps back 100 s (NTP) while a node reports; it then falls silent: it is
+    suspect 2.5 s later by the new clock, not 100 s later (its entry was filed by the old
+    clock, and its messages after the step never filed it earlier: found in review)."""
+    model = ClusterModel("t")
+    t0 = 1000.0
+    model.apply(report("n", 1), t0)
+    model.apply(report("n", 2), t0 + 1.0)
+    model.tick(t0 + 1.0)
+    back = t0 - 99.0  # the clock stepped back by 100 s
+    model.apply(report("n", 3), back)
+    assert model.tick(back) == []
+    model.tick(back + 2.0)
+    assert model.nodes["n"].liveness is Liveness.ALIVE
+    events = model.tick(back + 2.6)
+    assert [e.message for e in events] == ["n alive → suspect (silent for 2.6 s)"]
+
+
+def test_a_replayed_beacon_does_not_keep_a_silent_node_alive() -> None:
+    """A beacon whose sequence the node already sent (a replay that reached another receiver
+    worker, whose own check has not seen it) changes nothing: the node goes suspect on time
+    and its loss is not distorted (found in review)."""
+    model = ClusterModel("t")
+    t0 = 1000.0
+    model.apply(report("n", 5), t0)
+    assert model.beacon(Beacon("n", 1, 4, 0.25), t0 + 2.0) == []
+    assert model.beacon(Beacon("n", 1, 5, 0.25), t0 + 2.2) == []
+    model.tick(t0 + 2.6)
+    assert model.nodes["n"].liveness is Liveness.SUSPECT
+    assert list(model.nodes["n"].seqs) == [5]
+
+
 def test_a_node_back_from_dead_is_watched_again() -> None:
     model = ClusterModel("t")
     t0 = 1000.0

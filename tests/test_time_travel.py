@@ -204,3 +204,28 @@ async def test_a_restarted_director_does_not_carry_the_last_runs_alerts_into_the
         assert past.snapshot().node("n9").liveness is Liveness.DEAD
     finally:
         past.close()
+
+
+def test_a_liveness_event_stored_late_reaches_the_next_past_step(tmp_path):
+    """The daemon's writer may store an event stamped before the moment the past view last
+    read (a step up to "now"): the next step still shows its state (the steps re-read only
+    nodes with liveness events since the last moment, and missed these: found in review)."""
+    from ctop.past import PastSource
+    from ctop.snapshot import EventView, Liveness
+    from ctop.store import Store
+    from tests.helpers.past_history import write_incident
+
+    db = tmp_path / "ctop.db"
+    moment = write_incident(db)
+    source = PastSource(str(db), moment, cluster="prod")
+    try:
+        before = source.snapshot()
+        node = next(n for n in before.nodes if n.liveness is Liveness.ALIVE)
+        store = Store(str(db), raw_every=0.0)
+        store.record_events([EventView(moment - 1, "state", node.node_id,
+                                       f"{node.node_id} alive → dead (silent for 3.0 s)")])
+        store.close()
+        later = source.move(1)
+        assert later.node(node.node_id).liveness is Liveness.DEAD
+    finally:
+        source.close()

@@ -67,14 +67,25 @@ class BeaconVerifier:
         old = self._by_node.get(h.node)
         if old is not None:
             self._boots.pop(old, None)
-        key = self.key_for(h.node) if self.key_for is not None else self.key
+        self._boots[h.boot] = _Boot(h.node, h.seq, now, self._tagger(h.node))
+        self._by_node[h.node] = h.boot
+
+    def rekey(self, key: bytes) -> None:
+        """New keys (SIGHUP): the cluster key, and every known boot's beacons checked with its
+        node's key from now (`key_for` already gives the new ones)."""
+        self.key = key
+        self._taggers.clear()
+        for boot in self._boots.values():
+            boot.tagger = self._tagger(boot.node)
+
+    def _tagger(self, node: str) -> Tagger:
+        key = self.key_for(node) if self.key_for is not None else self.key
         tagger = self._taggers.get(key)
         if tagger is None:  # one per key: the cluster key's is shared by every boot
             if len(self._taggers) >= TAGGERS_KEPT:
                 self._taggers.clear()
             tagger = self._taggers[key] = Tagger(key)
-        self._boots[h.boot] = _Boot(h.node, h.seq, now, tagger)
-        self._by_node[h.node] = h.boot
+        return tagger
 
     def forget(self, node: str) -> None:
         boot = self._by_node.pop(node, None)

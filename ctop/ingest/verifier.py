@@ -108,18 +108,23 @@ class Verifier:
             return Rejected(Reason.BAD_VERSION, f"version {data[2]}")
         payload, tag = data[:-TAG_BYTES], data[-TAG_BYTES:]
         key = self.key if self.master is None else self._key_of(payload)
-        if key is None or not hmac.compare_digest(self._tag(key, payload), tag):
+        if key is None or not self._signed(key, payload, tag):
             return Rejected(Reason.BAD_TAG, self._tag_problem())
         return self._decode_checked(payload[HEADER_BYTES:])
 
-    def _tag(self, key: bytes, payload: bytes) -> bytes:
-        """The tag `payload` must carry under `key` (its pads hashed once, ctop/ingest/tags.py)."""
+    def _signed(self, key: bytes, payload: bytes, tag: bytes) -> bool:
+        """`tag` is `payload`'s under `key`. A key's pads are hashed once (ctop/ingest/tags.py)
+        and kept only once a datagram was signed with it: forged node ids (per-node keys)
+        must not fill the cache, so an unknown key is checked the one-shot way."""
         tagger = self._taggers.get(key)
-        if tagger is None:
-            if len(self._taggers) >= NODE_KEYS_CACHED:
-                self._taggers.clear()
-            tagger = self._taggers[key] = Tagger(key)
-        return tagger.digest(payload)[:TAG_BYTES]
+        if tagger is not None:
+            return hmac.compare_digest(tagger.digest(payload)[:TAG_BYTES], tag)
+        if not hmac.compare_digest(hmac.digest(key, payload, "sha256")[:TAG_BYTES], tag):
+            return False
+        if len(self._taggers) >= NODE_KEYS_CACHED:
+            self._taggers.clear()
+        self._taggers[key] = Tagger(key)
+        return True
 
     def _tag_problem(self) -> str:
         if self.master is None:
@@ -181,7 +186,7 @@ class Verifier:
             return self._verify(data)  # names the reason
         payload = data[:-TAG_BYTES]
         key = self.key if self.master is None else self._key_of(payload)
-        if key is None or not hmac.compare_digest(self._tag(key, payload), data[-TAG_BYTES:]):
+        if key is None or not self._signed(key, payload, data[-TAG_BYTES:]):
             return Rejected(Reason.BAD_TAG, self._tag_problem())
         # One decode of the whole body, kept in the RawReport: the fold (decode_report)
         # checks and converts the decoded map and never decodes these bytes again.

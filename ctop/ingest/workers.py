@@ -64,6 +64,7 @@ class _Slot:
     quick_deaths: int = 0  # deaths in a row, each within STABLE seconds of its start
     datagrams: int = 0  # read by all its processes
     last_exit: str = ""
+    sending: asyncio.Task[None] | None = None  # the last send queued to its control socket
 
 
 class WorkerPool:
@@ -153,18 +154,13 @@ class WorkerPool:
 
     def set_keys(self, key: bytes, master: bytes | None) -> None:
         """New keys to every worker now (a restarted one reads them from `settings`), with
-        the marks, so that their beacon checks know every node again at once."""
+        the marks, so that their beacon checks know every node again at once. Sent without
+        blocking the loop (megabytes of marks at many nodes; a worker may be blocked sending
+        us a frame), after whatever was queued for that worker before."""
         command = _command(("keys", key, master, self.settings().get("marks", [])))
         for slot in self.slots:
             if slot.control is not None:
-                try:
-                    slot.control.setblocking(True)
-                    slot.control.sendall(command)
-                except OSError:
-                    pass  # it is dying: its successor gets the new keys
-                finally:
-                    if slot.control is not None:
-                        slot.control.setblocking(False)
+                self._send(slot, command)
 
     def status(self) -> list[dict[str, Any]]:
         """Each worker, for `ctop status`."""
@@ -232,16 +228,27 @@ class WorkerPool:
         slot.last_frame = time.monotonic()
         assert self._loop is not None
         self._loop.add_reader(ours.fileno(), self._readable, slot)
-        task = self._loop.create_task(self._send_settings(ours, settings))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        slot.sending = None
+        self._send(slot, settings)
         if self.spare:
             self._loop.call_soon(self._spare_up)
 
-    async def _send_settings(self, control: socket.socket, data: bytes) -> None:
-        assert self._loop is not None
-        with contextlib.suppress(OSError):  # it died already: _readable sees the EOF
-            await self._loop.sock_sendall(control, data)
+    def _send(self, slot: _Slot, data: bytes) -> None:
+        """`data` to the worker's control socket in order: after the slot's previous send,
+        never blocking the loop (a dead worker's socket fails quietly: _readable sees EOF)."""
+        assert self._loop is not None and slot.control is not None
+        control, previous, loop = slot.control, slot.sending, self._loop
+
+        async def send() -> None:
+            if previous is not None:
+                with contextlib.suppress(Exception):
+                    await previous
+            with contextlib.suppress(OSError):
+                await loop.sock_sendall(control, data)
+
+        task = slot.sending = loop.create_task(send())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _stop(self, slot: _Slot) -> None:
         if slot.control is not None:

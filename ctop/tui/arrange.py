@@ -173,6 +173,8 @@ class Arranger:
             if searched != (o.searched if o.searched is not None
                             else list(map(_SEARCHED, o.nodes))):
                 return None
+        elif list(map(_BY_GROUP, nodes)) != list(map(_BY_GROUP, o.nodes)):
+            return None  # a node moved to another group: ranges and order read the group
         getter = _SORT_VALUES[key[1]]
         if getter is not None:
             values = list(map(getter, nodes))

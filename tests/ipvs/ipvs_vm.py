@@ -119,6 +119,9 @@ def start_vm(command: str, *, cwd: Path, mem: str = "1G", nice: int = 0) -> VMBo
     return VMBoot(qemu, share)
 
 
+HARD_LIMIT = 2400.0  # seconds from qemu's start: beside a slow suite it takes 5-15 minutes
+
+
 class VMBoot:
     """One qemu run, started at once; a thread waits for it (wait4, for qemu's own CPU time).
     The console goes to a file in the share dir (the guest never writes there), not a pipe:
@@ -134,11 +137,17 @@ class VMBoot:
         self._seconds = 0.0
         self._cpu = 0.0
         self._killed_after: float | None = None
+        # a guest that spins from the start must not hold a core for the whole suite: killed
+        # after HARD_LIMIT seconds whoever waits (result()'s limit only counts from its call)
+        self._cap = threading.Timer(HARD_LIMIT, self.kill)
+        self._cap.daemon = True
+        self._cap.start()
         self._waiter = threading.Thread(target=self._wait, name="ipvs-vm", daemon=True)
         self._waiter.start()
 
     def _wait(self) -> None:
         _, status, usage = os.wait4(self._proc.pid, 0)
+        self._cap.cancel()
         self._proc.returncode = os.waitstatus_to_exitcode(status)
         self._seconds = time.monotonic() - self._start
         self._cpu = usage.ru_utime + usage.ru_stime

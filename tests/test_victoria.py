@@ -149,4 +149,10 @@ def test_charts_over_hours_from_query_range_match_sqlites_minute_rollups(
         assert [t for t, _ in got[m]] == steps, m
         assert got[m] == want[m], m
     # past the minute rollups' retention (48 h): hourly averages, each at its hour's start
-    assert hours[0]["cpu_percent"] and hours[1] == hours[0], hours
+    # (VictoriaMetrics averages the raw samples, SQLite the minute rollups already rounded to
+    # the registry's scale: the last digit may differ by one, as 4.13 vs 4.14 in one CI run)
+    assert hours[0]["cpu_percent"] and hours[1].keys() == hours[0].keys(), hours
+    for m, points in hours[0].items():
+        assert [t for t, _ in hours[1][m]] == [t for t, _ in points], (m, hours)
+        for (_, a), (_, b) in zip(hours[1][m], points, strict=True):
+            assert abs(a - b) <= max(0.1, 0.01 * abs(b)), (m, hours)

@@ -24,9 +24,11 @@ venv and this same bench code (only the `ctop` package differs), one process per
 - soak: the app headless at 200x50 for `--minutes`, fed like an attached UI (a thread
   decodes a new snapshot every second, every node changed: fresh objects every tick; a tree
   with ui wire 2 applies the daemon's delta answers in frames), both trees at once.
-  Every `--every` seconds: RSS and the longest event-loop stall (a 10 ms sleeper's lateness)
-  and the longest garbage-collector pass; at the end the longest stall after the first
-  minute and RSS growth after warm-up.
+  Every `--every` seconds: RSS and the longest event-loop stall (a 10 ms sleeper's lateness),
+  the app's own part of it (the lateness capped by the CPU the app's threads used meanwhile:
+  on a shared machine, lateness while other processes held the cores is not the app's), the
+  load average and the longest garbage-collector pass; at the end the longest stall after
+  the first minute and RSS growth after warm-up.
 - decode: the attached UI's polling thread alone (no daemon, no screen): CPU to take a new
   tick of an idle cluster (every node reported, nothing else moved), and how late the main
   thread's 1 ms sleeper gets while another thread decodes a full snapshot (the GIL held;
@@ -323,18 +325,25 @@ async def w_soak(nodes: int, minutes: float, every: float) -> dict[str, Any]:
         t0 = time.perf_counter()
         end = t0 + minutes * 60
         next_row = t0 + every
-        stall = 0.0
+        stall = own = 0.0
+        cpu = time.process_time
         while (now := time.perf_counter()) < end:
+            busy = cpu()
             await asyncio.sleep(0.01)
             late = (time.perf_counter() - now - 0.01) * 1000
             stall = max(stall, late)
+            # The app's own share of the lateness: no more than the CPU its threads used
+            # meanwhile. Lateness while other processes held the cores is the machine's,
+            # not the app's (a shared machine inflates `stall`, never `own`).
+            own = max(own, min(late, (cpu() - busy) * 1000))
             if time.perf_counter() >= next_row:
                 next_row += every
                 row = {"t": time.perf_counter() - t0, "rss": rss_mb(), "stall": stall,
+                       "own": own, "load": os.getloadavg()[0],
                        "gc": max(gc_pauses, default=0.0), "gcs": len(gc_pauses)}
                 rows.append(row)
                 gc_pauses.clear()
-                stall = 0.0
+                stall = own = 0.0
                 print(json.dumps(row), file=sys.stderr, flush=True)
         source.stop.set()
     gc.callbacks.remove(on_gc)
@@ -343,6 +352,9 @@ async def w_soak(nodes: int, minutes: float, every: float) -> dict[str, Any]:
         "rows": rows,
         "longest stall after 1 min ms": max(r["stall"] for r in warm),
         "stalls over 100 ms after 1 min": sum(r["stall"] > 100 for r in warm),
+        "longest own stall ms": max(r["own"] for r in rows),
+        "longest own stall after 1 min ms": max(r["own"] for r in warm),
+        "highest load after 1 min": max(r["load"] for r in warm),
         "longest GC pass after 1 min ms": max(r["gc"] for r in warm),
         "RSS after 2 min MB": next((r["rss"] for r in rows if r["t"] >= 120), rows[-1]["rss"]),
         "RSS at the end MB": rows[-1]["rss"],
@@ -772,10 +784,12 @@ def soak(trees: dict[str, Path], sizes: list[int] | tuple[int, ...], minutes: fl
     for nodes in sizes:
         results = {name: got[(nodes, name)] for name in trees}
         print(f"soak: {nodes} nodes, {minutes:g} min, {len(sizes) * len(trees)} apps at once; "
-              "per interval: RSS MB / longest stall ms / longest GC pass ms")
+              "per interval: RSS MB / longest stall ms (of which the app's own CPU) / "
+              "longest GC pass ms / load")
         for rows in zip(*(r["rows"] for r in results.values()), strict=False):
             print(f"  t={rows[0]['t']:6.0f}s " + " | ".join(
-                f"{name}: {r['rss']:6.1f} MB {r['stall']:7.1f} ms {r['gc']:7.1f} ms"
+                f"{name}: {r['rss']:6.1f} MB {r['stall']:7.1f} ms ({r['own']:5.1f}) "
+                f"{r['gc']:7.1f} ms {r['load']:4.1f}"
                 for name, r in zip(results, rows, strict=True)))
         side_by_side(results)
 

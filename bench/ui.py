@@ -7,7 +7,7 @@
     .venv/bin/python bench/ui.py soak [--nodes N] [--minutes 30] [--every 60]   (1,000 and 10,000)
     .venv/bin/python bench/ui.py garbage [--nodes 1000] [--ticks 20] [--view table|grid]
     .venv/bin/python bench/ui.py decode [--nodes 2000] [--ticks 20]
-    .venv/bin/python bench/ui.py past [--nodes 10000] [--steps 5] [--history 12]
+    .venv/bin/python bench/ui.py past [--nodes 10000] [--steps 5] [--history 12] [--db PATH]
     every mode: [--baseline REV]  (default a11a86b, main before issue 12; past: d869bc4, the
     past view before its steps were made cheap; "none": skip it)
 
@@ -832,6 +832,8 @@ def main() -> None:
                     "decode 2000, past 10000")
     ap.add_argument("--steps", type=int, default=5, help="past: ←/→ steps (median)")
     ap.add_argument("--history", type=int, default=12, help="past: minutes of history")
+    ap.add_argument("--db", help="past: the history database to write and keep, or to reuse "
+                    "when it exists (writing 10,000 nodes takes minutes)")
     ap.add_argument("--rounds", type=int, default=3, help="keys: presses per key (median)")
     ap.add_argument("--seconds", type=float, default=30, help="idle: measured seconds")
     ap.add_argument("--warmup", type=float, default=20,
@@ -873,11 +875,18 @@ def main() -> None:
             params = {"nodes": args.nodes or 2000, "rounds": args.ticks}
         elif args.mode == "past":
             nodes = args.nodes or 10_000
-            path = str(Path(tmp) / "history.db")
-            started = time.perf_counter()
-            last = past_history(path, nodes, args.history)
-            print(f"history: {nodes} nodes, {args.history} min written in "
-                  f"{time.perf_counter() - started:.0f} s")
+            path = args.db or str(Path(tmp) / "history.db")
+            if args.db and Path(args.db).exists():  # written by an earlier run: its last tick
+                import sqlite3
+
+                with contextlib.closing(sqlite3.connect(args.db)) as db:
+                    last = db.execute("SELECT max(ts) FROM samples").fetchone()[0] / 1000
+                print(f"history: {args.db} (kept from an earlier run)")
+            else:
+                started = time.perf_counter()
+                last = past_history(path, nodes, args.history)
+                print(f"history: {nodes} nodes, {args.history} min written in "
+                      f"{time.perf_counter() - started:.0f} s")
             params = {"path": path, "at": last - 5, "steps": args.steps}
         elif args.mode == "garbage":
             params = {"nodes": args.nodes or 1000, "ticks": args.ticks, "view": args.view}

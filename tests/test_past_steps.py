@@ -87,3 +87,27 @@ def test_a_node_whose_liveness_changed_between_moments_gets_a_new_view(tmp_path)
         assert dead.liveness is Liveness.DEAD and dead.cpu == alive.cpu == 70.0
     finally:
         source.close()
+
+
+def test_a_node_stored_after_a_moment_was_read_is_in_the_next_step(tmp_path):
+    """The nodes' facts are kept while nothing wrote to the database: a write (the daemon
+    storing a new node as the operator scrubs) is seen at the next step."""
+    import threading
+
+    start = float(int(time.time()) - 600)
+    db = str(tmp_path / "ctop.db")
+    _history(db, start)
+    source = PastSource(db, start + 95, cluster="t")
+    try:
+        assert source.snapshot().node("late") is None
+        assert source.move(1).node("late") is None  # (nothing written: the facts kept)
+        store = Store(db, raw_every=0.0)
+        store.record_nodes([_node("late", start + 50, 5.0, 1)])
+        store.record_events([EventView(start + 49, "join", "late", "late joined")])
+        store.record_tick(start + 50, [_node("late", start + 50, 5.0, 1)], [])
+        store.close()
+        assert source.move(1).node("late").cpu == 5.0
+    finally:
+        source.close()
+    # the side reads' thread and connection end with the source
+    assert not [t for t in threading.enumerate() if t.name.startswith("ctop-past")]

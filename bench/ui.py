@@ -32,7 +32,9 @@ venv and this same bench code (only the `ctop` package differs), one process per
   with ui wire 2 applies the daemon's delta answers in frames), both trees at once.
   Every `--every` seconds: RSS and the longest event-loop stall (a 10 ms sleeper's lateness)
   and the longest garbage-collector pass; at the end the longest stall after the first
-  minute and RSS growth after warm-up.
+  minute (intervals that began at 60 s or later) and RSS growth after warm-up. `--explain MS`:
+  every stall over MS with what ran meanwhile (the app's tick, the screen's repaint, the
+  decode thread, GC passes by generation).
 - decode: the attached UI's polling thread alone (no daemon, no screen): CPU to take a new
   tick of an idle cluster (every node reported, nothing else moved), and how late the main
   thread's 1 ms sleeper gets while another thread decodes a full snapshot (the GIL held;

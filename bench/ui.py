@@ -727,6 +727,7 @@ def keys_tmux(trees: dict[str, Path], nodes: int, rounds: int, interval: float,
 
     keys = main_keys(nodes)
     got: dict[str, dict[str, list[float]]] = {n: {} for n in [*trees, "floor"]}
+    cpus: dict[str, dict[str, list[float]]] = {n: {} for n in trees}  # the UI process's
     with tempfile.TemporaryDirectory(prefix="ctop-bench-ui-") as tmp:
         daemon = Daemon(Path(tmp), key=ingest.KEY).start()
         stop = mp.Event()
@@ -737,7 +738,7 @@ def keys_tmux(trees: dict[str, Path], nodes: int, rounds: int, interval: float,
         ctl = None
         try:
             wait_for_nodes(daemon, nodes)
-            attached_uis(tmux, trees, daemon, nodes)
+            pids = attached_uis(tmux, trees, daemon, nodes)
             subprocess.run([*tmux, "new-session", "-d", "-s", "floor", "-x", "200", "-y", "50",
                             "exec cat"], check=True)
             ctl = Control(tmux, "floor")
@@ -748,9 +749,10 @@ def keys_tmux(trees: dict[str, Path], nodes: int, rounds: int, interval: float,
             for r in range(rounds + 1):  # the first round warms up (first openings compose)
                 for key in keys:
                     for name, target in targets.items():
-                        took = timed_key(ctl, target, key.key, key.shown)
+                        took, cpu = timed_key(ctl, target, key.key, key.shown, pid=pids[name])
                         if r:
                             got[name].setdefault(key.label, []).append(took)
+                            cpus[name].setdefault(key.label, []).append(cpu)
                         if key.back:
                             ctl.keys(target, key.back)
                             wait_shown(ctl, target, key.back_shown, f"back from {key.label}")
@@ -772,6 +774,9 @@ def keys_tmux(trees: dict[str, Path], nodes: int, rounds: int, interval: float,
           f"{_median(floor):.1f} ms, max {max(floor):.1f} ms over {len(floor)} keys")
     side_by_side({name: {label: _median(v) for label, v in per.items()}
                   for name, per in got.items()})
+    print("CPU of the UI process (every thread) from send-keys until shown, ms (median):")
+    side_by_side({name: {label: _median(v) for label, v in per.items()}
+                  for name, per in cpus.items()})
 
 
 def wait_for_nodes(daemon: Any, nodes: int, timeout: float = 180) -> None:

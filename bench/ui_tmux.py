@@ -16,11 +16,13 @@ nothing.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import NamedTuple
 
 Shown = Callable[[str], bool]  # the pane's text -> the key's result is on it
@@ -82,19 +84,32 @@ class Control:
                 self.proc.wait()
 
 
+def cpu_ns(pid: int) -> int:
+    """CPU time of every thread of `pid` so far, ns (the scheduler's own count: exact, where
+    /proc/PID/stat counts 10 ms ticks)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # a thread ended
+            total += int((task / "schedstat").read_text().split()[0])
+    return total
+
+
 def timed_key(ctl: Control, target: str, key: str, shown: Shown, *, timeout: float = 15.0,
-              poll: float = 0.002) -> float:
-    """Milliseconds from handing `key` to tmux until the pane shows its result."""
+              poll: float = 0.002, pid: int | None = None) -> tuple[float, float]:
+    """Milliseconds from handing `key` to tmux until the pane shows its result, and the CPU
+    the process `pid` (the UI) used meanwhile (0 without a pid)."""
     before = ctl.screen(target)
     if shown(before):  # the result would be read off a screen from before the key
         raise SystemExit(f"{target}: the result of {key!r} is on the screen before the key:\n"
                          f"{before}")
+    cpu = cpu_ns(pid) if pid else 0
     started = time.perf_counter()
     ctl.keys(target, key)
     while True:
         screen = ctl.screen(target)
         if shown(screen):
-            return (time.perf_counter() - started) * 1000
+            took = (time.perf_counter() - started) * 1000
+            return took, (cpu_ns(pid) - cpu) / 1e6 if pid else 0.0
         if time.perf_counter() - started > timeout:
             raise SystemExit(f"{target}: {key!r} showed no result in {timeout:.0f} s:\n{screen}")
         time.sleep(poll)
@@ -114,7 +129,7 @@ def wait_shown(ctl: Control, target: str, shown: Shown, what: str, timeout: floa
 def floor_ms(ctl: Control, target: str) -> float:
     """One key through tmux to `cat` (the pty echoes it) and back into tmux's screen."""
     count = ctl.screen(target).count("x")
-    return timed_key(ctl, target, "x", lambda s: s.count("x") > count)
+    return timed_key(ctl, target, "x", lambda s: s.count("x") > count)[0]
 
 
 # -- the keys and what each shows --------------------------------------------------------------

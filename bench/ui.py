@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/ui.py ticks [--sizes 100,1000,10000] [--ticks 20] [--view table|grid]
     .venv/bin/python bench/ui.py keys [--nodes 10000] [--rounds 3] [--view table|grid]
+    .venv/bin/python bench/ui.py keys --tmux [--nodes 10000] [--rounds 3] [--interval 10]
     .venv/bin/python bench/ui.py idle [--nodes 2000] [--seconds 30] [--warmup 20]
     .venv/bin/python bench/ui.py soak [--nodes N] [--minutes 30] [--every 60]   (1,000 and 10,000)
     .venv/bin/python bench/ui.py garbage [--nodes 1000] [--ticks 20] [--view table|grid]
     .venv/bin/python bench/ui.py decode [--nodes 2000] [--ticks 20]
-    .venv/bin/python bench/ui.py past [--nodes 10000] [--steps 5] [--history 12]
+    .venv/bin/python bench/ui.py past [--nodes 10000] [--steps 5] [--history 12] [--db PATH]
     every mode: [--baseline REV]  (default a11a86b, main before issue 12; past: d869bc4, the
     past view before its steps were made cheap; "none": skip it)
 
@@ -17,6 +18,11 @@ venv and this same bench code (only the `ctop` package differs), one process per
 - keys: every main-screen key at 10,000 nodes, wall and CPU from the press until the app is
   idle and repainted (Textual's pilot; its wait has a floor of a few tens of ms on its own:
   see `down`). The filter is typed one key at a time, each until its result is shown.
+- keys --tmux: the same keys in a real terminal: a real `ctop serve` fed by real signed UDP
+  (`--nodes` distinct nodes, each reporting every `--interval` s), each tree's real `ctop`
+  attached in tmux at 200x50, the trees taking turns key by key; wall time from `send-keys`
+  until `capture-pane` shows the key's result (bench/ui_tmux.py), and the floor: a key
+  echoed by `cat` in another pane, through the same tmux and polling.
 - idle: a real `ctop serve` fed by real signed UDP reports (constant metrics: nothing on
   screen changes but ages), and the real `ctop` attached to it in tmux at 200x50, one per
   tree side by side, both at once on the same daemon; the CPU of each UI process over
@@ -27,8 +33,11 @@ venv and this same bench code (only the `ctop` package differs), one process per
   Every `--every` seconds: RSS and the longest event-loop stall (a 10 ms sleeper's lateness),
   the app's own part of it (the lateness capped by the CPU the app's threads used meanwhile:
   on a shared machine, lateness while other processes held the cores is not the app's), the
-  load average and the longest garbage-collector pass; at the end the longest stall after
-  the first minute and RSS growth after warm-up.
+  load average and the longest garbage-collector pass; at the end the longest stall after the
+  first minute (intervals that began at 60 s or later) and RSS growth after warm-up.
+  `--explain MS`:
+  every stall over MS with what ran meanwhile (the app's tick, the screen's repaint, the
+  decode thread, GC passes by generation).
 - decode: the attached UI's polling thread alone (no daemon, no screen): CPU to take a new
   tick of an idle cluster (every node reported, nothing else moved), and how late the main
   thread's 1 ms sleeper gets while another thread decodes a full snapshot (the GIL held;
@@ -110,7 +119,7 @@ def _rotating(snaps: list[Any]) -> Any:
     return Rotating()
 
 
-def _decoding(snaps: list[Any]) -> Any:
+def _decoding(snaps: list[Any], spans: list[tuple[str, float, float]] | None = None) -> Any:
     """Like an attached UI's source: a thread decodes a new snapshot every second. A tree with
     ui wire 2 (ctop.control.delta) applies the daemon's answers as its RemoteSource does (every
     sample node changes every tick: all rows, in frames); an older one decodes whole compact
@@ -153,8 +162,11 @@ def _decoding(snaps: list[Any]) -> Any:
             n = 0
             while not self.stop.wait(1.0):
                 n += 1
+                t = time.perf_counter()
                 snap = decode(n)
                 self._snaps[0] = replace(snap, tick=n + 1, ts=time.time())
+                if spans is not None:  # (soak --explain: the decode's time in its thread)
+                    spans.append(("decode", t, time.perf_counter()))
 
     return Decoding()
 
@@ -297,14 +309,35 @@ async def w_garbage(nodes: int, ticks: int, view: str) -> dict[str, Any]:
     return out
 
 
-async def w_soak(nodes: int, minutes: float, every: float) -> dict[str, Any]:
+async def w_soak(nodes: int, minutes: float, every: float,
+                 explain: float = 0.0) -> dict[str, Any]:
     import asyncio
     import gc
 
     from ctop.tui.app import CtopApp
 
-    source = _decoding(_sample(nodes, 4))
+    spans: list[tuple[str, float, float]] = []  # (what, start, end): `explain` only
+    source = _decoding(_sample(nodes, 4), spans if explain else None)
     app = CtopApp(source, view="table")  # polls every 0.5 s like the real one
+    if explain:  # each tick's own time on the event loop (the timer calls this attribute)
+        refresh = app.refresh_snapshot
+
+        def timed_refresh(force: bool = False) -> None:
+            t = time.perf_counter()
+            refresh(force)
+            spans.append(("tick", t, time.perf_counter()))
+
+        app.refresh_snapshot = timed_refresh  # type: ignore[method-assign]
+        from textual.screen import Screen
+
+        update = Screen._on_timer_update  # the screen's repaint (layout, compositor)
+
+        def timed_update(screen: Any) -> None:
+            t = time.perf_counter()
+            update(screen)
+            spans.append(("paint", t, time.perf_counter()))
+
+        Screen._on_timer_update = timed_update  # type: ignore[method-assign]
     gc_pauses: list[float] = []
     started: list[float] = []
 
@@ -312,7 +345,10 @@ async def w_soak(nodes: int, minutes: float, every: float) -> dict[str, Any]:
         if phase == "start":
             started.append(time.perf_counter())
         elif started:
-            gc_pauses.append((time.perf_counter() - started.pop()) * 1000)
+            t = started.pop()
+            gc_pauses.append((time.perf_counter() - t) * 1000)
+            if explain:
+                spans.append((f"gc{info.get('generation')}", t, time.perf_counter()))
 
     gc.callbacks.append(on_gc)
     page = os.sysconf("SC_PAGE_SIZE")
@@ -321,6 +357,7 @@ async def w_soak(nodes: int, minutes: float, every: float) -> dict[str, Any]:
         return int(Path("/proc/self/statm").read_text().split()[1]) * page / 2**20
 
     rows: list[dict[str, float]] = []
+    explained: list[dict[str, Any]] = []
     async with app.run_test(size=SOAK_SIZE):
         t0 = time.perf_counter()
         end = t0 + minutes * 60
@@ -336,6 +373,18 @@ async def w_soak(nodes: int, minutes: float, every: float) -> dict[str, Any]:
             # meanwhile. Lateness while other processes held the cores is the machine's,
             # not the app's (a shared machine inflates `stall`, never `own`).
             own = max(own, min(late, (cpu() - busy) * 1000))
+            if explain and late > explain:  # what ran while the loop was held
+                woke = time.perf_counter()
+                during: dict[str, float] = {}
+                for what, a, b in spans:
+                    if b > now and a < woke:
+                        ms = (min(b, woke) - max(a, now)) * 1000
+                        during[f"{what} ms"] = round(during.get(f"{what} ms", 0.0) + ms, 1)
+                explained.append({"t": round(now - t0, 2), "late ms": round(late, 1),
+                                  "rss": round(rss_mb(), 1), **during})
+                print(json.dumps(explained[-1]), file=sys.stderr, flush=True)
+            if explain:
+                del spans[:-64]  # (only the last few can overlap the next sleep)
             if time.perf_counter() >= next_row:
                 next_row += every
                 row = {"t": time.perf_counter() - t0, "rss": rss_mb(), "stall": stall,
@@ -347,9 +396,11 @@ async def w_soak(nodes: int, minutes: float, every: float) -> dict[str, Any]:
                 print(json.dumps(row), file=sys.stderr, flush=True)
         source.stop.set()
     gc.callbacks.remove(on_gc)
-    warm = [r for r in rows if r["t"] > 60] or rows
+    # the intervals that began after the first minute (the row at t = 60 s is the first one's)
+    warm = [r for r in rows if r["t"] - every >= 59.5] or rows
     return {
         "rows": rows,
+        "explained": explained,
         "longest stall after 1 min ms": max(r["stall"] for r in warm),
         "stalls over 100 ms after 1 min": sum(r["stall"] > 100 for r in warm),
         "longest own stall ms": max(r["own"] for r in rows),
@@ -619,30 +670,7 @@ def idle(trees: dict[str, Path], nodes: int, seconds: float, warmup: float) -> N
         tmux = ["tmux", "-L", sock]
         try:
             wait_for_nodes(daemon, nodes)
-            pids: dict[str, int] = {}
-            for k, (name, tree) in enumerate(trees.items()):
-                cmd = worker_cmd(tree, "ctop", {"argv": ["--config", str(daemon.config)]})
-                subprocess.run([*tmux, "new-session", "-d", "-s", f"ui{k}", "-x", "200", "-y",
-                                "50", f"exec {shlex.join(cmd)}", ";", "set-option", "-t",
-                                f"ui{k}", "remain-on-exit", "on"], check=True)
-                pids[name] = int(subprocess.run(
-                    [*tmux, "display", "-p", "-t", f"ui{k}", "#{pane_pid}"], check=True,
-                    capture_output=True, text=True).stdout)
-            for k, name in enumerate(trees):  # up and showing the cluster, then warm-up
-                screen = ""
-                for _ in range(240):
-                    screen = subprocess.run([*tmux, "capture-pane", "-p", "-t", f"ui{k}"],
-                                            capture_output=True, text=True).stdout
-                    if f"{nodes} nodes" in screen:
-                        break
-                    if "Pane is dead" in screen:  # a busy daemon missed the first 5 s fetch
-                        subprocess.run([*tmux, "respawn-pane", "-t", f"ui{k}"], check=True)
-                        pids[name] = int(subprocess.run(
-                            [*tmux, "display", "-p", "-t", f"ui{k}", "#{pane_pid}"],
-                            check=True, capture_output=True, text=True).stdout)
-                    time.sleep(0.5)
-                else:
-                    raise SystemExit(f"{name}: the UI does not show the cluster:\n{screen}")
+            pids = attached_uis(tmux, trees, daemon, nodes)
             time.sleep(warmup)
             before = {n: cpu_s(p) for n, p in pids.items()} | {"daemon": cpu_s(daemon.proc.pid)}
             time.sleep(seconds)
@@ -667,6 +695,103 @@ def idle(trees: dict[str, Path], nodes: int, seconds: float, warmup: float) -> N
         print(f"  this / base  {share[this] / share[base]:6.2f}")
 
 
+def attached_uis(tmux: list[str], trees: dict[str, Path], daemon: Any, nodes: int,
+                 size: tuple[int, int] = SOAK_SIZE) -> dict[str, int]:
+    """Each tree's real `ctop` attached to the daemon in its own tmux session (ui0, ui1, ...),
+    up and showing every node; the pid of each UI process."""
+    def pane_pid(k: int) -> int:
+        return int(subprocess.run([*tmux, "display", "-p", "-t", f"ui{k}", "#{pane_pid}"],
+                                  check=True, capture_output=True, text=True).stdout)
+
+    pids: dict[str, int] = {}
+    for k, (name, tree) in enumerate(trees.items()):
+        cmd = worker_cmd(tree, "ctop", {"argv": ["--config", str(daemon.config)]})
+        subprocess.run([*tmux, "new-session", "-d", "-s", f"ui{k}", "-x", str(size[0]), "-y",
+                        str(size[1]), f"exec {shlex.join(cmd)}", ";", "set-option", "-t",
+                        f"ui{k}", "remain-on-exit", "on"], check=True)
+        pids[name] = pane_pid(k)
+    for k, name in enumerate(trees):  # up and showing the cluster
+        screen = ""
+        for _ in range(600):  # (a daemon busy on a loaded machine: a few first fetches fail)
+            screen = subprocess.run([*tmux, "capture-pane", "-p", "-t", f"ui{k}"],
+                                    capture_output=True, text=True).stdout
+            if f"{nodes} nodes" in screen:
+                break
+            if "Pane is dead" in screen:  # a busy daemon missed the first 5 s fetch
+                subprocess.run([*tmux, "respawn-pane", "-t", f"ui{k}"], check=True)
+                pids[name] = pane_pid(k)
+            time.sleep(0.5)
+        else:
+            raise SystemExit(f"{name}: the UI does not show the cluster:\n{screen}")
+    return pids
+
+
+def keys_tmux(trees: dict[str, Path], nodes: int, rounds: int, interval: float,
+              warmup: float, pause: float = 0.3) -> None:
+    """Every main-screen key of each tree's real `ctop`, attached in tmux at 200x50 to one
+    real daemon fed by real UDP: from `send-keys` until the pane shows the key's result; the
+    trees take turns key by key (the same machine for both), after a warm-up round."""
+    import multiprocessing as mp
+
+    import ingest
+    from ui_tmux import Control, floor_ms, main_keys, timed_key, wait_shown
+
+    from tests.helpers.serve_helpers import Daemon
+
+    keys = main_keys(nodes)
+    got: dict[str, dict[str, list[float]]] = {n: {} for n in [*trees, "floor"]}
+    cpus: dict[str, dict[str, list[float]]] = {n: {} for n in trees}  # the UI process's
+    with tempfile.TemporaryDirectory(prefix="ctop-bench-ui-") as tmp:
+        daemon = Daemon(Path(tmp), key=ingest.KEY).start()
+        stop = mp.Event()
+        feeder = mp.Process(target=feed, args=(daemon.port, nodes, ingest.KEY, stop, interval),
+                            daemon=True)
+        feeder.start()
+        tmux = ["tmux", "-L", f"ctop-bench-ui-{os.getpid()}"]
+        ctl = None
+        try:
+            wait_for_nodes(daemon, nodes)
+            pids = attached_uis(tmux, trees, daemon, nodes)
+            subprocess.run([*tmux, "new-session", "-d", "-s", "floor", "-x", "200", "-y", "50",
+                            "exec cat"], check=True)
+            ctl = Control(tmux, "floor")
+            time.sleep(warmup)
+            targets = {name: f"ui{k}" for k, name in enumerate(trees)}
+            for target in targets.values():  # all alive (nothing else moves on the screen)
+                wait_shown(ctl, target, lambda s: f"{nodes} alive" in s, f"{nodes} alive")
+            for r in range(rounds + 1):  # the first round warms up (first openings compose)
+                for key in keys:
+                    for name, target in targets.items():
+                        took, cpu = timed_key(ctl, target, key.key, key.shown, pid=pids[name])
+                        if r:
+                            got[name].setdefault(key.label, []).append(took)
+                            cpus[name].setdefault(key.label, []).append(cpu)
+                        if key.back:
+                            ctl.keys(target, key.back)
+                            wait_shown(ctl, target, key.back_shown, f"back from {key.label}")
+                        time.sleep(pause)
+                    if r:
+                        got["floor"].setdefault(key.label, []).append(floor_ms(ctl, "floor"))
+        finally:
+            if ctl is not None:
+                ctl.close()
+            subprocess.run([*tmux, "kill-server"], capture_output=True)
+            stop.set()
+            feeder.join(5)
+            daemon.stop()
+    floor = [ms for per_key in got.pop("floor").values() for ms in per_key]
+    print(f"keys in tmux: {nodes} nodes reporting every {interval:g} s, the real ctop attached "
+          f"at 200x50, median of {rounds} rounds after a warm-up round; ms from send-keys "
+          "until the pane shows the key's result")
+    print(f"floor (a key echoed by `cat` through tmux, same polling): median "
+          f"{_median(floor):.1f} ms, max {max(floor):.1f} ms over {len(floor)} keys")
+    side_by_side({name: {label: _median(v) for label, v in per.items()}
+                  for name, per in got.items()})
+    print("CPU of the UI process (every thread) from send-keys until shown, ms (median):")
+    side_by_side({name: {label: _median(v) for label, v in per.items()}
+                  for name, per in cpus.items()})
+
+
 def wait_for_nodes(daemon: Any, nodes: int, timeout: float = 180) -> None:
     """Until the daemon knows every node (it may be too busy to answer at first)."""
     from ctop.codec import unpack_compact
@@ -684,9 +809,9 @@ def wait_for_nodes(daemon: Any, nodes: int, timeout: float = 180) -> None:
     raise SystemExit(f"the daemon knows {seen} of {nodes} nodes after {timeout:.0f} s")
 
 
-def feed(port: int, nodes: int, key: bytes, stop: Any) -> None:
-    """Every node reports once a second, the same metrics every time (an idle cluster),
-    spread over the first half of each second."""
+def feed(port: int, nodes: int, key: bytes, stop: Any, interval: float = 1.0) -> None:
+    """Every node reports once every `interval` seconds, the same metrics every time (an idle
+    cluster), spread over the first half of each interval."""
     import socket
 
     import ingest
@@ -697,17 +822,17 @@ def feed(port: int, nodes: int, key: bytes, stop: Any) -> None:
     fleet = ingest.Fleet(nodes)
     bodies = [(fleet.metrics(i), fleet.services()) for i in range(nodes)]
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    burst = max(1, nodes // 50)
+    burst = max(1, round(nodes / (50 * interval)))
     while not stop.is_set():
         start = time.time()
         for first in range(0, nodes, burst):
             for i in range(first, min(first + burst, nodes)):
                 fleet.seqs[i] += 1
                 header = Header(fleet.ids[i], fleet.boots[i], fleet.seqs[i], time.time())
-                report = Report(header, 1.0, f"rack-{i // 250:02d}", *bodies[i])
+                report = Report(header, interval, f"rack-{i // 250:02d}", *bodies[i])
                 udp.sendto(encode(key, report), ("127.0.0.1", port))
             time.sleep(0.005)
-        time.sleep(max(0.0, 1.0 - (time.time() - start)))
+        time.sleep(max(0.0, interval - (time.time() - start)))
 
 
 def main() -> None:
@@ -727,11 +852,22 @@ def main() -> None:
                     "decode 2000, past 10000")
     ap.add_argument("--steps", type=int, default=5, help="past: ←/→ steps (median)")
     ap.add_argument("--history", type=int, default=12, help="past: minutes of history")
+    ap.add_argument("--db", help="past: the history database to write and keep, or to reuse "
+                    "when it exists (writing 10,000 nodes takes minutes)")
     ap.add_argument("--rounds", type=int, default=3, help="keys: presses per key (median)")
     ap.add_argument("--seconds", type=float, default=30, help="idle: measured seconds")
-    ap.add_argument("--warmup", type=float, default=20, help="idle: seconds before measuring")
+    ap.add_argument("--warmup", type=float, default=20,
+                    help="idle, keys --tmux: seconds before measuring")
+    ap.add_argument("--tmux", action="store_true",
+                    help="keys: the real ctop attached in tmux to a real daemon fed by UDP")
+    ap.add_argument("--interval", type=float, default=10.0,
+                    help="keys --tmux: each node's report interval, s (10,000 reports a second "
+                    "would take both cores from the UIs)")
     ap.add_argument("--minutes", type=float, default=30, help="soak")
     ap.add_argument("--every", type=float, default=60, help="soak: seconds per report line")
+    ap.add_argument("--explain", type=float, default=0.0, metavar="MS",
+                    help="soak: each stall over MS with what ran meanwhile (ticks on the loop, "
+                    "the decode thread, GC passes by generation)")
     args = ap.parse_args()
     if args.baseline is None:
         args.baseline = PAST_BASELINE if args.mode == "past" else BASELINE
@@ -746,6 +882,9 @@ def main() -> None:
         if args.mode == "idle":
             idle(trees, args.nodes or 2000, args.seconds, args.warmup)
             return
+        if args.mode == "keys" and args.tmux:
+            keys_tmux(trees, args.nodes or 10_000, args.rounds, args.interval, args.warmup)
+            return
         if args.mode == "ticks":
             params: dict[str, Any] = {
                 "sizes": [int(s) for s in args.sizes.split(",")], "ticks": args.ticks,
@@ -756,16 +895,24 @@ def main() -> None:
             params = {"nodes": args.nodes or 2000, "rounds": args.ticks}
         elif args.mode == "past":
             nodes = args.nodes or 10_000
-            path = str(Path(tmp) / "history.db")
-            started = time.perf_counter()
-            last = past_history(path, nodes, args.history)
-            print(f"history: {nodes} nodes, {args.history} min written in "
-                  f"{time.perf_counter() - started:.0f} s")
+            path = args.db or str(Path(tmp) / "history.db")
+            if args.db and Path(args.db).exists():  # written by an earlier run: its last tick
+                import sqlite3
+
+                with contextlib.closing(sqlite3.connect(args.db)) as db:
+                    last = db.execute("SELECT max(ts) FROM samples").fetchone()[0] / 1000
+                print(f"history: {args.db} (kept from an earlier run)")
+            else:
+                started = time.perf_counter()
+                last = past_history(path, nodes, args.history)
+                print(f"history: {nodes} nodes, {args.history} min written in "
+                      f"{time.perf_counter() - started:.0f} s")
             params = {"path": path, "at": last - 5, "steps": args.steps}
         elif args.mode == "garbage":
             params = {"nodes": args.nodes or 1000, "ticks": args.ticks, "view": args.view}
         else:
-            soak(trees, [args.nodes] if args.nodes else SOAK_NODES, args.minutes, args.every)
+            soak(trees, [args.nodes] if args.nodes else SOAK_NODES, args.minutes, args.every,
+                 args.explain)
             return
         side_by_side(run_workers(trees, args.mode, params))
 
@@ -774,11 +921,12 @@ SOAK_NODES = (1000, 10_000)  # the issue's two sizes, soaked at the same time
 
 
 def soak(trees: dict[str, Path], sizes: list[int] | tuple[int, ...], minutes: float,
-         every: float) -> None:
+         every: float, explain: float = 0.0) -> None:
     """Every size and tree at once (same machine load for all): per size, RSS and the longest
     stall and GC pass per interval, then the summary side by side."""
     procs = {(nodes, name): subprocess.Popen(
-        worker_cmd(tree, "soak", {"nodes": nodes, "minutes": minutes, "every": every}),
+        worker_cmd(tree, "soak", {"nodes": nodes, "minutes": minutes, "every": every,
+                                  "explain": explain}),
         stdout=subprocess.PIPE, text=True) for nodes in sizes for name, tree in trees.items()}
     got = {key: _result(proc) for key, proc in procs.items()}
     for nodes in sizes:

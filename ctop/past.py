@@ -19,16 +19,17 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
-from itertools import groupby
-from operator import attrgetter, itemgetter
+from itertools import groupby, repeat
+from operator import attrgetter, itemgetter, truediv
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import msgpack
 
 from ctop import alert_history, lb_history
-from ctop.cluster import aggregate
+from ctop.cluster import _added, _of_sums, _sums  # the totals from the groups' sums
 from ctop.snapshot import EventView, GroupView, Liveness, NodeView, ServiceView, Snapshot
 from ctop.store import StoreReader
 from ctop.store.schema import LATENCY_SCALE, SCALES
@@ -87,7 +88,11 @@ class PastSource:
         self.target = at  # the moment asked for (a step not read yet: ahead of `at`)
         self._moves = 0
         self._snap: Snapshot | None = None
-        self._reader = MomentReader(self._db)
+        try:
+            side = connect_readonly(db_path)  # the LB view, alerts, events: read beside the nodes
+        except sqlite3.Error:
+            side = None
+        self._reader = MomentReader(self._db, side)
         self._lock = threading.Lock()  # one read at a time (the UI reads in worker threads)
         self._state = threading.Lock()  # target and the shown moment: held for no time
         self._closed = False
@@ -96,6 +101,7 @@ class PastSource:
         with self._lock:  # after a moment still being read
             if not self._closed:
                 self._closed = True
+                self._reader.close()
                 self._store.close()
                 self._db.close()
 
@@ -199,8 +205,14 @@ class MomentReader:
     nodes' facts, decoded and in the screen's (group, node_id) order, and the decoded latency
     sets. One moment at a time (PastSource's lock)."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, side: sqlite3.Connection | None = None) -> None:
         self._db = db
+        # `side`: a second connection to the same database; with it the LB view, the alerts
+        # and the events are read in a thread while this one reads the nodes (SQLite works
+        # without the GIL: the two overlap on a second core)
+        self._side = side
+        self._pool = ThreadPoolExecutor(1, "ctop-past") if side is not None else None
+        self._version: int | None = None  # PRAGMA data_version when the facts were read
         self._fact_rows: list[tuple[Any, ...]] | None = None
         self._facts: list[tuple[Any, ...]] = []  # in display order, decoded
         self._latencies: dict[Any, tuple[ServiceView, ...]] = {}  # svc blob -> its views
@@ -209,11 +221,34 @@ class MomentReader:
         self._states_at: float | None = None
         self._states_of: list[tuple[Any, ...]] | None = None  # the facts they were read for
         self._events_seen = 0  # the highest event id when they were read
+        # the last moment's views: node row id -> (its stored row, liveness, view), reused
+        # for a node whose row and liveness are the same at the next moment (a dead node, a
+        # step shorter than its sample spacing), with the facts and service names they were
+        # built from
+        self._views: dict[int, tuple[tuple[Any, ...] | None, Liveness, NodeView]] = {}
+        self._views_of: tuple[list[tuple[Any, ...]], dict[int, str]] | None = None
 
     def read(self, at: float, cluster: str, *, tick: int = 0,
              wanted: Callable[[], bool] = _always) -> Snapshot | None:
         """The snapshot of `at`; None as soon as `wanted()` says a newer moment replaced it
         (checked between the reads, so a superseded step stops early)."""
+        pool = self._pool
+        side: Future[_Side] | None = None
+        if pool is not None:
+            side = pool.submit(_side_reads, self._side, at)  # type: ignore[arg-type]
+        try:
+            return self._read(at, cluster, tick, wanted, side)
+        finally:
+            if side is not None and not side.cancel():
+                side.exception()  # until it is done: the next read uses its connection
+
+    def close(self) -> None:
+        if self._pool is not None and self._side is not None:
+            self._pool.shutdown(wait=True)
+            self._side.close()
+
+    def _read(self, at: float, cluster: str, tick: int, wanted: Callable[[], bool],
+              side: Future[_Side] | None) -> Snapshot | None:
         db = self._db
         facts = self._node_facts()
         values = _node_values(db, at, len(facts))
@@ -235,22 +270,46 @@ class MomentReader:
             if row and (liveness is Liveness.ALIVE or liveness is Liveness.SUSPECT):
                 total_conns += int(row[conns_at] or 0)
             kept.append((fact, liveness, row))
-        nodes = tuple(_view(fact, liveness, row, self._latencies, names, total_conns)
-                      for fact, liveness, row in kept)
-        groups = tuple(GroupView(name, aggregate(list(run)))
-                       for name, run in groupby(nodes, key=_GROUP))  # nodes are in group order
+        nodes = self._views_for(kept, names, total_conns, facts)
+        sums = [(name, _sums(list(run)))  # nodes are in group order
+                for name, run in groupby(nodes, key=_GROUP)]
+        groups = tuple(GroupView(name, _of_sums(part)) for name, part in sums)
         if not wanted():
             return None
-        lb, imbalance = lb_history.servers_at(db, at)
-        events = db.execute("SELECT ts, kind, node, message FROM events WHERE ts <= ? "
-                            "ORDER BY ts DESC, id DESC LIMIT ?", (at, EVENTS_KEPT)).fetchall()
+        lb, imbalance, alerts, events = side.result() if side is not None else _side_reads(db, at)
         return Snapshot(
             ts=at, tick=tick, cluster=cluster, nodes=nodes, groups=groups,
-            totals=aggregate(nodes), alerts=alert_history.firing_at(db, at),
-            events=tuple(EventView(*e) for e in reversed(events)), lb=lb, imbalance=imbalance,
+            totals=_of_sums(_added([part for _, part in sums])), alerts=alerts,
+            events=events, lb=lb, imbalance=imbalance,
             lb_note="" if lb else "no load-balancer round stored near this moment",
             readonly=True, past=True, _index=Snapshot.index_of(nodes),
         )
+
+    def _views_for(self, kept: list[tuple[tuple[Any, ...], Liveness, tuple[Any, ...] | None]],
+                   names: dict[int, str], total_conns: int,
+                   facts: list[tuple[Any, ...]]) -> tuple[NodeView, ...]:
+        """A view per kept node: the last moment's where the node's stored row and liveness
+        did not change (nor the facts and service names it was built from; a new share of
+        the connections is put in), else a new one."""
+        last = self._views if self._views_of is not None and (
+            self._views_of[0] is facts and self._views_of[1] == names) else {}
+        views: dict[int, tuple[tuple[Any, ...] | None, Liveness, NodeView]] = {}
+        out = []
+        latencies = self._latencies
+        for fact, liveness, row in kept:
+            old = last.get(fact[0])
+            if old is not None and old[1] is liveness and old[0] == row:
+                view = old[2]
+                counted = liveness is Liveness.ALIVE or liveness is Liveness.SUSPECT
+                share = view.conns / total_conns if total_conns and counted else 0.0
+                if share != view.load_share:  # another node's connections changed
+                    view = _with_share(view, share)
+            else:
+                view = _view(fact, liveness, row, latencies, names, total_conns)
+            views[fact[0]] = (row, liveness, view)
+            out.append(view)
+        self._views, self._views_of = views, (facts, names)
+        return tuple(out)
 
     def _liveness_at(self, at: float, facts: list[tuple[Any, ...]]) -> dict[str, tuple[str, str]]:
         """Each node's last liveness event up to `at`: the previous moment's, read again only
@@ -286,6 +345,10 @@ class MomentReader:
         """(row id, node_id, hostname, group, addresses, cores, mem_total, version, interval)
         of every node, in (group, node_id) order; decoded again only when the table changed
         (a join, a new address: the daemon writes it as the moment goes on)."""
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._version and self._fact_rows is not None:
+            return self._facts  # no connection wrote to the database since
+        self._version = version
         rows = self._db.execute(
             "SELECT id, node_id, hostname, grp, addresses, cores, mem_total, version, interval "
             "FROM nodes").fetchall()
@@ -299,6 +362,19 @@ class MomentReader:
                  interval in rows),
                 key=_ORDER)
         return self._facts
+
+
+_Side = tuple[tuple[Any, ...], float, tuple[Any, ...], tuple[EventView, ...]]
+
+
+def _side_reads(db: sqlite3.Connection, at: float) -> _Side:
+    """What a moment shows besides its nodes: the LB view and imbalance, the alerts firing,
+    the events up to then."""
+    lb, imbalance = lb_history.servers_at(db, at)
+    events = db.execute("SELECT ts, kind, node, message FROM events WHERE ts <= ? "
+                        "ORDER BY ts DESC, id DESC LIMIT ?", (at, EVENTS_KEPT)).fetchall()
+    return (lb, imbalance, alert_history.firing_at(db, at),
+            tuple(EventView(*e) for e in reversed(events)))
 
 
 _ORDER = itemgetter(3, 1)  # (group, node_id): the live snapshot's order
@@ -317,8 +393,10 @@ def _node_values(db: sqlite3.Connection, at: float, nodes: int) -> dict[int, tup
         if table == "samples":
             lo, hi = round((at - window) * 1000), round(at * 1000)
             # the card's CPU sparkline, in the same pass (the rows are clustered by node)
-            history = (f"(SELECT group_concat(cpu / {_CPU_SCALE:.1f}) FROM (SELECT cpu FROM "
-                       "samples WHERE node = n.id AND ts > :since AND ts <= :hi ORDER BY ts))")
+            # (as stored, scaled: SQLite writing each quotient as text cost more than the
+            # division in Python; the primary key gives them in time order)
+            history = ("(SELECT group_concat(cpu) FROM samples WHERE node = n.id AND "
+                       "ts > :since AND ts <= :hi)")
         else:
             lo, hi = int((at - window) * scale), int(at * scale)
             history = "NULL"
@@ -398,9 +476,21 @@ def _view(fact: tuple[Any, ...], liveness: Liveness, row: tuple[Any, ...] | None
     return _tuple_new(NodeView, (  # every field, in NodeView's order (as ctop.cluster._view)
         node_id, hostname, group, liveness, row[0] / 1000 if row else 0.0, 0, interval,
         addresses, cores, mem_total, version, *_FLOATS(values), conns, procs, threads, users,
-        values[_DISK], tuple(map(float, cpu_history.split(","))) if cpu_history else (),
+        values[_DISK], _unscaled_cpu(cpu_history) if cpu_history else (),
         svcs, conns / total_conns if total_conns and counted else 0.0, 0,
         MappingProxyType(metrics), 0.0, "", (), ""))
+
+
+def _unscaled_cpu(stored: str) -> tuple[float, ...]:
+    """The card's CPU history from its stored values, "4500,4610,...": percent."""
+    return tuple(map(truediv, map(float, stored.split(",")), repeat(_CPU_SCALE)))
+
+
+_SHARE_AT = NodeView._fields.index("load_share")
+
+
+def _with_share(view: NodeView, share: float) -> NodeView:
+    return _tuple_new(NodeView, (*view[:_SHARE_AT], share, *view[_SHARE_AT + 1:]))
 
 
 # -- the operator's words for a moment ---------------------------------------------------------

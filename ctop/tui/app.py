@@ -101,6 +101,15 @@ class CtopApp(App[None]):
         # ctop --at starts in the past with nothing live to go back to
         self.live_source: EngineLike | None = None if isinstance(source, PastSource) else source
 
+    def get_driver_class(self):  # type: ignore[no-untyped-def]
+        """Textual's terminal driver, with Esc delivered when due (ctop.tui.driver)."""
+        from textual.drivers.linux_driver import LinuxDriver
+
+        from ctop.tui.driver import PromptEscapeDriver
+
+        driver = super().get_driver_class()
+        return PromptEscapeDriver if driver is LinuxDriver else driver
+
     def on_mount(self) -> None:
         self.push_screen(MainScreen(self._view))
         self.call_after_refresh(self.refresh_snapshot, True)

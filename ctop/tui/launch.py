@@ -7,6 +7,7 @@ applied before Textual is imported (it reads the colour system once, at import).
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import signal
 import sys
@@ -24,8 +25,14 @@ if TYPE_CHECKING:
     from ctop.tui.source import EngineLike
 
 
+# How long a lone ESC is held in case an escape sequence follows (Textual's ESCDELAY, 100 ms
+# by default): a sequence comes in one write, so 25 ms covers a scheduling gap (ctop.tui.driver)
+ESC_DELAY_MS = "25"
+
+
 def make_app(source: EngineLike, readonly: bool, color: str) -> CtopApp:
     apply_color_option(color)  # before Textual is imported: it reads the colour system once
+    os.environ.setdefault("ESCDELAY", ESC_DELAY_MS)  # (also read once; the operator's wins)
     from ctop.tui.app import CtopApp  # imported here, after the colour option (see above)
 
     return CtopApp(source, readonly=readonly, color=None if color == "auto" else color)

@@ -25,6 +25,8 @@ import time
 from array import array
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from itertools import compress
+from operator import is_not
 from typing import Any
 
 import msgpack
@@ -42,7 +44,8 @@ _SEEN_AT = NodeView._fields.index("last_seen")
 _tuple_new = tuple.__new__
 
 # (ts, tick, content): the engine patches events and LB views into a snapshot between ticks
-# without a new ts or tick, so the content's hash tells those apart
+# without a new ts or tick, so a content number, moved whenever the content does, tells those
+# apart
 Version = tuple[float, int, int]
 
 
@@ -52,12 +55,14 @@ class DeltaError(Exception):
 
 @dataclass(slots=True)
 class _Served:
-    """One snapshot as the daemon served it: its node order and each row's fingerprint."""
+    """One snapshot as the daemon served it: its node order, each row's fingerprint, and the
+    nodes whose row was made again for it (their views were new objects)."""
 
     ids: tuple[str, ...]
     fingerprints: dict[str, int]
     seen: bytes  # every node's last_seen, in order, as doubles
     sections: dict[str, bytes]  # SECTIONS, packed
+    remade: list[str]  # nodes whose row was made for this snapshot (others: as before)
     version: Version = (0.0, 0, 0)
 
 
@@ -70,54 +75,105 @@ def _fingerprint(row: tuple[Any, ...]) -> int:
 
 
 class DeltaPacker:
-    """The daemon's side: answers each `ui2` request with what changed since its `have`."""
+    """The daemon's side: answers each `ui2` request with what changed since its `have`.
+
+    NodeViews are immutable and the engine keeps an unchanged node's view object across
+    snapshots, so a node's row (and its fingerprint) is made again only when its view is a new
+    object: one identity comparison per node in C, then work per changed node. An answer
+    against version B sends the rows made since B whose fingerprint differs from B's."""
 
     def __init__(self, keep: int = KEEP) -> None:
         self.keep = keep
         self._served: OrderedDict[Version, _Served] = OrderedDict()
-        self._current: tuple[Snapshot, list[tuple[Any, ...]], _Served] | None = None
+        self._current: tuple[Snapshot, dict[str, Any], _Served] | None = None
+        # the nodes of the snapshot prepared last, and per node its view and row
+        self._nodes: tuple[NodeView, ...] = ()
+        self._views: dict[str, NodeView] = {}
+        self._rows: dict[str, tuple[Any, ...]] = {}
+        self._seen = array("d")
+        self._content = 0  # the content part of the versions: a new number per new content
 
-    def _prepare(self, snap: Snapshot) -> tuple[list[tuple[Any, ...]], _Served]:
-        """The snapshot's rows (without metrics) and fingerprints, made once per snapshot."""
+    def _prepare(self, snap: Snapshot) -> tuple[dict[str, Any], _Served]:
+        """The snapshot's rows (without metrics) and fingerprints, made once per snapshot and
+        per changed node."""
         if self._current is not None and self._current[0] is snap:
             return self._current[1], self._current[2]
-        rows = compact_rows(snap.nodes)
-        ids = tuple(n.node_id for n in snap.nodes)
+        nodes, last, views = snap.nodes, self._nodes, self._views
+        prev = next(reversed(self._served.values())) if self._served else None
+        if prev is not None and len(last) == len(nodes):
+            at = list(compress(range(len(nodes)), map(is_not, nodes, last)))
+            same_order = all(nodes[i].node_id == prev.ids[i] for i in at)
+        else:
+            at, same_order = [], False
+        if same_order and prev is not None:
+            ids, changed = prev.ids, [nodes[i] for i in at]
+            seen = array("d", self._seen)
+            for i in at:
+                seen[i] = nodes[i].last_seen
+        else:
+            ids = tuple(n.node_id for n in nodes)
+            changed = [v for v in nodes if views.get(v.node_id) is not v]
+            seen = array("d", [n.last_seen for n in nodes])
+        fingerprints = dict(prev.fingerprints) if prev is not None else {}
+        rows = self._rows
+        for v, row in zip(changed, compact_rows(changed), strict=True):
+            nid = v.node_id
+            views[nid], rows[nid], fingerprints[nid] = v, row, _fingerprint(row)
+        if not same_order and len(views) > len(nodes):  # nodes gone: forget their rows
+            present = set(ids)
+            for nid in [n for n in views if n not in present]:
+                del views[nid], rows[nid]
+                fingerprints.pop(nid, None)
+        self._nodes, self._seen = nodes, seen
         plain = to_plain(snap, metrics=False, nodes=False)
-        served = _Served(ids, {i: _fingerprint(r) for i, r in zip(ids, rows, strict=True)},
-                         array("d", [n.last_seen for n in snap.nodes]).tobytes(),
-                         {k: msgpack.packb(plain[k], default=pack_default) for k in SECTIONS})
-        version = (snap.ts, snap.tick, hash((
-            tuple(served.fingerprints.values()), served.ids, served.seen,
-            tuple(served.sections.values()))))
-        served.version = version
-        self._served[version] = served
-        self._served.move_to_end(version)
+        served = _Served(ids, fingerprints, seen.tobytes(),
+                         {k: msgpack.packb(plain[k], default=pack_default) for k in SECTIONS},
+                         [v.node_id for v in changed])
+        if (prev is None or changed or (ids is not prev.ids and ids != prev.ids)
+                or served.seen != prev.seen or served.sections != prev.sections):
+            self._content += 1
+        served.version = (snap.ts, snap.tick, self._content)
+        replaced = self._served.get(served.version)
+        if replaced is not None:  # the same content again: what it had remade still counts
+            served.remade = replaced.remade + served.remade
+        self._served[served.version] = served
+        self._served.move_to_end(served.version)
         while len(self._served) > self.keep:
             self._served.popitem(last=False)
-        self._current = (snap, rows, served)
-        return rows, served
+        self._current = (snap, plain, served)
+        return plain, served
 
     @property
     def version(self) -> Version | None:
         """The version of the snapshot packed last."""
         return self._current[2].version if self._current is not None else None
 
+    def _since(self, base: _Served, served: _Served) -> list[str]:
+        """The nodes whose row differs from `base`'s: of those made after it, once each."""
+        made: dict[str, None] = {}
+        after = False
+        for s in self._served.values():
+            if after:
+                made.update(dict.fromkeys(s.remade))
+            after = after or s is base
+        old, fps = base.fingerprints, served.fingerprints
+        return [nid for nid in made if nid in fps and old.get(nid) != fps[nid]]
+
     def pack(self, snap: Snapshot, have: Version | None, watched: str | None) -> bytes:
-        rows, served = self._prepare(snap)
+        plain, served = self._prepare(snap)
         base = self._served.get(have) if have is not None else None
+        rows = self._rows
         if base is None:
-            send = list(range(len(rows)))
+            picked = [rows[nid] for nid in served.ids]
+        elif base is served:
+            picked = []
         else:
-            old = base.fingerprints
-            fps = served.fingerprints
-            send = [i for i, nid in enumerate(served.ids) if old.get(nid) != fps[nid]]
-        picked = [rows[i] for i in send]
+            picked = [rows[nid] for nid in self._since(base, served)]
         node = snap.node(watched) if watched else None
         if node is not None:  # the node detail's raw metrics: that row always, with them
             picked = [r for r in picked if r[0] != watched]
             picked.append(compact_rows((node,), (node.node_id,))[0])
-        d = to_plain(snap, metrics=False, nodes=False)  # ts and tick first (peek_version)
+        d = dict(plain)  # ts and tick first (peek_version)
         del d["nodes"]
         for k in SECTIONS:  # None: as the UI holds it
             same = base is not None and base.sections[k] == served.sections[k]

@@ -1,8 +1,9 @@
 """What an attached UI polls since wire 2 (`ui2 {"have": [ts, tick, content], "node": ID}`):
 only what changed since the snapshot the UI holds.
 
-The daemon (DeltaPacker) remembers, for the last few snapshots it served, each node's row
-fingerprint; a UI holding one of them gets the rows of the nodes whose row differs, every
+The daemon (DeltaPacker) remembers, for the last few snapshots it served, which nodes' rows
+changed in each (a row is made again only for a node whose view is a new object); a UI holding
+one of them gets the rows that changed since, every
 node's last-seen time as one array of doubles (it moves every report, idle or not: packed
 apart so that it alone never makes a row "changed"), the node order when it changed, the
 groups, alerts, events and LB view each only when it changed (a big LB view is most of an idle
@@ -55,32 +56,28 @@ class DeltaError(Exception):
 
 @dataclass(slots=True)
 class _Served:
-    """One snapshot as the daemon served it: its node order, each row's fingerprint, and the
-    nodes whose row was made again for it (their views were new objects)."""
+    """One snapshot as the daemon served it: its node order and the nodes whose row differs
+    from the snapshot served before it (but for its last-seen time)."""
 
     ids: tuple[str, ...]
-    fingerprints: dict[str, int]
     seen: bytes  # every node's last_seen, in order, as doubles
     sections: dict[str, bytes]  # SECTIONS, packed
-    remade: list[str]  # nodes whose row was made for this snapshot (others: as before)
+    remade: list[str]  # nodes whose row changed since the snapshot served before this one
     version: Version = (0.0, 0, 0)
 
 
-def _fingerprint(row: tuple[Any, ...]) -> int:
-    """The row but its last-seen time, hashed (rows without metrics hold only hashables)."""
-    try:
-        return hash((*row[:_SEEN_AT], *row[_SEEN_AT + 1:]))
-    except TypeError:  # something unhashable: equal to nothing, so always sent
-        return id(row)
+def _same_row(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """Rows equal but for their last-seen time (it goes apart, in `seen`)."""
+    return a[:_SEEN_AT] == b[:_SEEN_AT] and a[_SEEN_AT + 1:] == b[_SEEN_AT + 1:]
 
 
 class DeltaPacker:
     """The daemon's side: answers each `ui2` request with what changed since its `have`.
 
     NodeViews are immutable and the engine keeps an unchanged node's view object across
-    snapshots, so a node's row (and its fingerprint) is made again only when its view is a new
-    object: one identity comparison per node in C, then work per changed node. An answer
-    against version B sends the rows made since B whose fingerprint differs from B's."""
+    snapshots, so a node's row is made again only when its view is a new object (one identity
+    comparison per node, in C), and compared with the row it replaces. An answer against
+    version B sends the rows that changed in the versions after B."""
 
     def __init__(self, keep: int = KEEP) -> None:
         self.keep = keep
@@ -94,11 +91,10 @@ class DeltaPacker:
         self._content = 0  # the content part of the versions: a new number per new content
 
     def _prepare(self, snap: Snapshot) -> tuple[dict[str, Any], _Served]:
-        """The snapshot's rows (without metrics) and fingerprints, made once per snapshot and
-        per changed node."""
+        """The snapshot's rows (without metrics), made once per snapshot and changed node."""
         if self._current is not None and self._current[0] is snap:
             return self._current[1], self._current[2]
-        nodes, last, views = snap.nodes, self._nodes, self._views
+        nodes, last, views, rows = snap.nodes, self._nodes, self._views, self._rows
         prev = next(reversed(self._served.values())) if self._served else None
         if prev is not None and len(last) == len(nodes):
             at = list(compress(range(len(nodes)), map(is_not, nodes, last)))
@@ -114,22 +110,24 @@ class DeltaPacker:
             ids = tuple(n.node_id for n in nodes)
             changed = [v for v in nodes if views.get(v.node_id) is not v]
             seen = array("d", [n.last_seen for n in nodes])
-        fingerprints = dict(prev.fingerprints) if prev is not None else {}
-        rows = self._rows
+            if len(views) + len(changed) > len(nodes):  # nodes may be gone: forget their rows
+                present = set(ids)
+                for nid in [n for n in views if n not in present]:
+                    del views[nid], rows[nid]
+        remade = []
         for v, row in zip(changed, compact_rows(changed), strict=True):
             nid = v.node_id
-            views[nid], rows[nid], fingerprints[nid] = v, row, _fingerprint(row)
-        if not same_order and len(views) > len(nodes):  # nodes gone: forget their rows
-            present = set(ids)
-            for nid in [n for n in views if n not in present]:
-                del views[nid], rows[nid]
-                fingerprints.pop(nid, None)
+            old = rows.get(nid)
+            views[nid] = v
+            rows[nid] = row
+            if old is None or not _same_row(old, row):
+                remade.append(nid)
         self._nodes, self._seen = nodes, seen
         plain = to_plain(snap, metrics=False, nodes=False)
-        served = _Served(ids, fingerprints, seen.tobytes(),
+        served = _Served(ids, seen.tobytes(),
                          {k: msgpack.packb(plain[k], default=pack_default) for k in SECTIONS},
-                         [v.node_id for v in changed])
-        if (prev is None or changed or (ids is not prev.ids and ids != prev.ids)
+                         remade)
+        if (prev is None or remade or (ids is not prev.ids and ids != prev.ids)
                 or served.seen != prev.seen or served.sections != prev.sections):
             self._content += 1
         served.version = (snap.ts, snap.tick, self._content)
@@ -148,16 +146,16 @@ class DeltaPacker:
         """The version of the snapshot packed last."""
         return self._current[2].version if self._current is not None else None
 
-    def _since(self, base: _Served, served: _Served) -> list[str]:
-        """The nodes whose row differs from `base`'s: of those made after it, once each."""
+    def _since(self, base: _Served) -> list[str]:
+        """The nodes (still there) whose row changed in a version after `base`, once each."""
         made: dict[str, None] = {}
         after = False
         for s in self._served.values():
             if after:
                 made.update(dict.fromkeys(s.remade))
             after = after or s is base
-        old, fps = base.fingerprints, served.fingerprints
-        return [nid for nid in made if nid in fps and old.get(nid) != fps[nid]]
+        rows = self._rows
+        return [nid for nid in made if nid in rows]
 
     def pack(self, snap: Snapshot, have: Version | None, watched: str | None) -> bytes:
         plain, served = self._prepare(snap)
@@ -168,7 +166,7 @@ class DeltaPacker:
         elif base is served:
             picked = []
         else:
-            picked = [rows[nid] for nid in self._since(base, served)]
+            picked = [rows[nid] for nid in self._since(base)]
         node = snap.node(watched) if watched else None
         if node is not None:  # the node detail's raw metrics: that row always, with them
             picked = [r for r in picked if r[0] != watched]

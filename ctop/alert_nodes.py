@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Sequence
-from itertools import compress
-from operator import is_not, itemgetter
+from itertools import compress, repeat
+from operator import attrgetter, is_, is_not, itemgetter, methodcaller
 from typing import TYPE_CHECKING, Any
 
 from agentd.metrics import METRICS
@@ -40,72 +40,115 @@ _STATUS = itemgetter(1)  # of a ServiceView
 _ALIVE = Liveness.ALIVE
 
 
-def metric_getter(metric: str) -> Callable[[NodeView], Any]:
-    """NodeView -> the metric's value: the view's field if it shows it, else the raw report's."""
-    attr = NODE_FIELDS.get(metric)
-    if attr:
-        return itemgetter(NodeView._fields.index(attr))  # a tuple index, not a property
-    return lambda node: node.metrics.get(metric)
+def _has_fail(services: Sequence[Any]) -> bool:
+    return "fail" in map(_STATUS, services)
+
+
+_NODE_ID = attrgetter("node_id")
+_LIVENESS = attrgetter("liveness")
+_SERVICES = attrgetter("services")
+_WATCHED = methodcaller("get", "watched")
+_METRICS = attrgetter("metrics")
+
+Judged = dict[str, list[tuple[int, str, Breach]]]  # node id -> (rule index, key, breach)
 
 
 class NodeJudge:
-    """The node rules, compiled once: what one node breaches now."""
+    """The node rules, compiled once: what a list of nodes breaches now.
+
+    Judged rule by rule over all the nodes given, each rule's test mapped over them in C
+    (a view field against a limit, the services' statuses, the watched processes' presence);
+    only the nodes a test picks get the rule's exact check and message. A node that breaches
+    nothing (nearly all) costs one C-level step per rule."""
 
     def __init__(self, rules: Sequence[Rule], restarts: procalerts.Restarts) -> None:
         self.restarts = restarts
         self.by_state: dict[Liveness, list[tuple[int, Rule]]] = {}
-        self.metrics: list[tuple[int, Rule, Callable[[NodeView], Any],
-                                 Callable[[float, float], bool]]] = []
+        self.metrics: list[tuple[int, Rule, str | None, Callable[[NodeView], Any]]] = []
         self.services: list[tuple[int, Rule]] = []
         self.process: list[tuple[int, Rule]] = []
+        self._picker: Callable[[list[NodeView]], list[NodeView]] | None = None
         for i, rule in enumerate(rules):
             if rule.kind == "liveness" and rule.liveness is not None:
                 self.by_state.setdefault(rule.liveness, []).append((i, rule))
             elif rule.kind == "metric":
-                self.metrics.append((i, rule, metric_getter(rule.metric), OPS[rule.op]))
+                attr = NODE_FIELDS.get(rule.metric)
+                get = (attrgetter(attr) if attr else
+                       lambda node, name=rule.metric: node.metrics.get(name))
+                self.metrics.append((i, rule, attr, get))
             elif rule.kind == "service":
                 self.services.append((i, rule))
             elif rule.kind in procalerts.KINDS:
                 self.process.append((i, rule))
 
-    def __call__(self, node: NodeView, now: float) -> tuple[Found, bool]:
-        """(the node's breaches, whether they may change with time alone)."""
-        nid, liveness = node.node_id, node.liveness
-        found: list[tuple[int, str, Breach]] = [
-            (i, f"{rule.name}:{nid}", (rule, nid, rule.severity, f"{nid} is {liveness}", None))
-            for i, rule in self.by_state.get(liveness, ())
-        ]
-        if liveness is not _ALIVE:  # dependency: no metric or service alerts for a node not alive
-            return tuple((k, b) for _, k, b in found), False
-        for i, rule, get, cmp in self.metrics:
-            value = get(node)
-            if not isinstance(value, int | float):
-                continue
-            if rule.crit is not None and cmp(value, rule.crit):
-                level, limit = Severity.CRIT, rule.crit
-            elif rule.warn is not None and cmp(value, rule.warn):
-                level, limit = Severity.WARN, rule.warn
-            else:
-                continue
-            text = f"{rule.metric} on {nid} is {value:.1f} ({rule.op} {limit:g})"
-            found.append((i, f"{rule.name}:{nid}", (rule, nid, level, text, value)))
-        if self.services and "fail" in map(_STATUS, node.services):
-            for i, rule in self.services:
-                for s in node.services:
-                    if s.status == "fail" and rule.service in ("*", s.name):
-                        text = f"{s.name} on {nid} failing: {s.detail or 'no detail'}"
-                        found.append((i, f"{rule.name}:{nid}:{s.name}",
-                                      (rule, nid, rule.severity, text, s.latency_ms)))
-        held = False
-        if self.process and node.metrics.get("watched"):
-            for i, rule in self.process:
-                for subject, text, value in self._process(rule, node, now):
-                    held = held or rule.kind == "process_restarted"
-                    found.append((i, f"{rule.name}:{nid}:{subject}",
-                                  (rule, nid, rule.severity, text, value)))
-        if len(found) > 1:
-            found.sort(key=_RULE_ORDER)  # stable: a rule's own breaches keep their order
-        return tuple((k, b) for _, k, b in found), held
+    def many(self, nodes: Sequence[NodeView], now: float) -> tuple[Judged, set[str]]:
+        """What `nodes` breach, by node id (only nodes that breach something), and the nodes
+        whose breaches may change with time alone (a held process restart)."""
+        out: Judged = {}
+        states = list(map(_LIVENESS, nodes))
+        alive = list(compress(nodes, map(is_, states, repeat(_ALIVE))))
+        if self.by_state:
+            for v, state in zip(nodes, states, strict=True):
+                for i, rule in self.by_state.get(state, ()):
+                    nid = v.node_id
+                    out.setdefault(nid, []).append((i, f"{rule.name}:{nid}", (
+                        rule, nid, rule.severity, f"{nid} is {state}", None)))
+        # dependency: no metric, service or process alerts for a node not alive
+        suspects = self._suspects(alive)
+        for i, rule, attr, get in self.metrics:
+            for v in (suspects if attr else alive):
+                value = get(v)
+                if not isinstance(value, int | float):
+                    continue
+                if rule.crit is not None and OPS[rule.op](value, rule.crit):
+                    level, limit = Severity.CRIT, rule.crit
+                elif rule.warn is not None and OPS[rule.op](value, rule.warn):
+                    level, limit = Severity.WARN, rule.warn
+                else:
+                    continue
+                nid = v.node_id
+                text = f"{rule.metric} on {nid} is {value:.1f} ({rule.op} {limit:g})"
+                out.setdefault(nid, []).append((i, f"{rule.name}:{nid}",
+                                                (rule, nid, level, text, value)))
+        if self.services:
+            for v in compress(alive, map(_has_fail, map(_SERVICES, alive))):
+                nid = v.node_id
+                for i, rule in self.services:
+                    for s in v.services:
+                        if s.status == "fail" and rule.service in ("*", s.name):
+                            text = f"{s.name} on {nid} failing: {s.detail or 'no detail'}"
+                            out.setdefault(nid, []).append((i, f"{rule.name}:{nid}:{s.name}", (
+                                rule, nid, rule.severity, text, s.latency_ms)))
+        held: set[str] = set()
+        if self.process:
+            for v in compress(alive, map(_WATCHED, map(_METRICS, alive))):
+                nid = v.node_id
+                for i, rule in self.process:
+                    for subject, text, value in self._process(rule, v, now):
+                        if rule.kind == "process_restarted":
+                            held.add(nid)
+                        out.setdefault(nid, []).append((i, f"{rule.name}:{nid}:{subject}", (
+                            rule, nid, rule.severity, text, value)))
+        return out, held
+
+    def _suspects(self, alive: list[NodeView]) -> list[NodeView]:
+        """The nodes whose view field passes a limit of a metric rule on one: a single pass,
+        a list comprehension written out once per rule set (tuple indexes against constants,
+        which CPython specializes); every rule's exact check follows for these only."""
+        tests = [f"v[{NodeView._fields.index(attr)}] {rule.op} {float(limit)!r}"
+                 for _, rule, attr, _ in self.metrics if attr
+                 for limit in (rule.warn, rule.crit) if limit is not None]
+        if not tests:
+            return []
+        if self._picker is None:
+            made: dict[str, Any] = {}
+            exec(f"def pick(alive):\n    return [v for v in alive if {' or '.join(tests)}]\n",
+                 made)  # source made from parsed rules: field indexes, operators, floats
+            self._picker = made["pick"]
+        try:
+            return self._picker(alive)  # type: ignore[no-any-return]
+        except TypeError:  # not a number somewhere: each node checked as it is
+            return alive
 
     def _process(self, rule: Rule, node: NodeView, now: float) -> list[procalerts.Breach]:
         if rule.kind == "process_missing":
@@ -150,40 +193,40 @@ class NodeBreaches:
             changed = [v for v in nodes if views.get(v.node_id) is not v]
             reordered = True
         self._last = nodes if isinstance(nodes, tuple) else tuple(nodes)  # a list may change
-        added: list[tuple[str, Breach]] = []
+        views.update(zip(map(_NODE_ID, changed), changed, strict=True))
         gone: list[str] = []
-        for v in changed:
-            views[v.node_id] = v
-            self._judge(v, now, added, gone)
+        found = self._found
         if reordered:  # nodes may have left the snapshot: their alerts end
-            present = {v.node_id for v in nodes}
+            present = set(map(_NODE_ID, nodes))
             for nid in [n for n in views if n not in present]:
                 del views[nid]
                 self._held.discard(nid)
-            for nid in [n for n in self._found if n not in present]:
-                gone += [k for k, _ in self._found.pop(nid)]
-        if self._held:
-            fresh = {v.node_id for v in changed}
-            for nid in [n for n in self._held if n not in fresh]:
-                self._judge(views[nid], now, added, gone)
+            for nid in [n for n in found if n not in present]:
+                gone += [k for k, _ in found.pop(nid)]
+        ids = set(map(_NODE_ID, changed))
+        if self._held:  # judged again: their breaches may end with time alone
+            again = self._held - ids
+            changed += [views[nid] for nid in again]
+            ids |= again
+        judged, held = self.judge.many(changed, now)
+        self._held = (self._held - ids) | held
+        added: list[tuple[str, Breach]] = []
+        for nid in sorted(judged.keys() | (found.keys() & ids)):
+            hits = judged.get(nid)
+            if hits is None:
+                new: Found = ()
+            else:
+                if len(hits) > 1:
+                    hits.sort(key=_RULE_ORDER)  # stable: a rule's own breaches keep order
+                new = tuple([(k, b) for _, k, b in hits])
+            old = found.get(nid, ())
+            if new == old:
+                continue
+            if new:
+                found[nid] = new
+            else:
+                del found[nid]
+            before, after = dict(old), dict(new)
+            gone += [k for k in before if k not in after]
+            added += [(k, b) for k, b in new if before.get(k) != b]
         return added, gone
-
-    def _judge(self, v: NodeView, now: float, added: list[tuple[str, Breach]],
-               gone: list[str]) -> None:
-        nid = v.node_id
-        new, held = self.judge(v, now)
-        if held:
-            self._held.add(nid)
-        else:
-            self._held.discard(nid)
-        old = self._found.get(nid, ())
-        if new == old:
-            return
-        if new:
-            self._found[nid] = new
-        else:
-            del self._found[nid]
-        before = dict(old)
-        after = dict(new)
-        gone += [k for k in before if k not in after]
-        added += [(k, b) for k, b in new if before.get(k) != b]

@@ -6,8 +6,8 @@ view is a new object; time alone changes nothing a node rule reads except a held
 `process_restarted` alert (ctop/procalerts.py), and such a node is judged every tick until its
 hold passes. `for` durations and `repeat` are kept by ctop.alerts from the breaches' first
 moments, not by judging again. So each tick costs one identity comparison per node (in C,
-against the views judged last) and a judgement per changed node, with the rules compiled once
-into accessors (no rule lookups per node).
+against the views judged last) and the changed nodes judged in bulk (NodeJudge.many: each rule
+one C-level or generated pass over them, exact checks only for the nodes it picks).
 """
 
 from __future__ import annotations

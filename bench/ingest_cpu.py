@@ -21,16 +21,14 @@ way in its own process, alternating with this tree's, so both see the same machi
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent.parent
+import sidebyside  # bench/, this script's directory: before child() puts a tree's first
+
 CHUNK = 4_000  # datagrams sent before draining: well inside the receive buffer
 
 
@@ -117,39 +115,26 @@ def child(tree: str, nodes: int, rounds: int) -> None:
     gc.collect()
     asyncio.run(run())
     out["bound_us"] = verify_bound(shared, min(nodes, 20_000))
-    out["ctop"] = str(Path(sys.modules["ctop"].__file__ or "").parent.parent)
-    print(json.dumps(out))
+    sidebyside.emit(out)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--nodes", type=int, default=60_000)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--baseline", help="another checkout to measure side by side")
-    ap.add_argument("--child", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = sidebyside.parser(__doc__).parse_args()
     if args.child:
         child(args.child, args.nodes, args.rounds)
         return
-    trees = [("this tree", str(HERE))]
-    if args.baseline:
-        trees.insert(0, ("baseline", str(Path(args.baseline).resolve())))
     print(f"{args.nodes} distinct nodes, one report each per round, {args.rounds} rounds; "
           f"load {os.getloadavg()[0]:.1f}")
     print(f"{'tree':>10} | {'µs/rep recv':>11} {'tick ms':>8} {'µs/rep all':>10} "
           f"{'reports/s':>10} | {'bound µs':>8} {'of bound':>8}")
-    for name, tree in trees:
-        got = subprocess.run(
-            [sys.executable, __file__, "--child", tree, "--nodes", str(args.nodes),
-             "--rounds", str(args.rounds)], capture_output=True, text=True, check=True)
-        r = json.loads(got.stdout.strip().splitlines()[-1])
+    for name, tree in sidebyside.trees(args.baseline):
+        r = sidebyside.run_child(__file__, name, tree,
+                                 ["--nodes", str(args.nodes), "--rounds", str(args.rounds)])
         recv_us = 1e6 * r["recv_cpu"] / r["reports"]
         tick_ms = 1e3 * sum(r["tick_cpu"]) / len(r["tick_cpu"])
         all_us = recv_us + 1e3 * tick_ms / args.nodes
         rate = 1e6 / all_us
         bound = 1e6 / r["bound_us"]
-        if Path(r["ctop"]).resolve() != Path(tree).resolve():
-            raise SystemExit(f"{name}: ran the ctop of {r['ctop']}, not of {tree}")
         note = f"  drops {r['drops']}" if r["drops"] else ""
         print(f"{name:>10} | {recv_us:>11.2f} {tick_ms:>8.0f} {all_us:>10.2f} {rate:>10,.0f} | "
               f"{r['bound_us']:>8.2f} {rate / bound:>8.2f}{note}", flush=True)

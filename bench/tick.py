@@ -2,11 +2,17 @@
 
 bench/ingest_cpu.py times ClusterModel's tick + snapshot; the issue's figure (issue 15: "the
 tick and snapshot at 60,000 nodes <= 200 ms CPU per second") is the director's, so this bench
-times what the real `ctop.engine.Engine` does in one second of a cluster where every node
-reported once: its liveness check every `liveness.check_every` (0.1 s: ten a second, the last
-of them inside the tick), then `Engine.tick` with the default alert rules, the SQLite history
-(queueing only: the writer thread's SQLite work is timed apart) and one attached UI's delta
-poll (`DeltaPacker.pack`, what the control socket encodes per poll).
+times what the real `ctop.engine.Engine` does in one second of a cluster: its liveness check
+every `liveness.check_every` (0.1 s: ten a second, the last of them inside the tick), then
+`Engine.tick` with the default alert rules, the SQLite history (queueing on the engine's
+thread; the writer thread's CPU is printed apart, "writer") and one attached UI's delta poll
+(`DeltaPacker.pack`, what the control socket encodes per poll).
+
+Two shapes, --changing F: the share of the nodes that send a report with new values in a
+second. F = 1 (the default): every node reports once a second, every node changed. F < 1: a
+rotating F of the nodes report (each node every 1/F s, announcing that interval) and the others
+keep themselves alive with a liveness beacon (agentd/beacon.py), as an agent does between its
+reports: the node is heard from, nothing it shows changes.
 
 Reports are made and verified before each round (bench/ingest.py's Fleet: 16-core nodes with 7
 services) and folded into the model untimed, as the receiver would have done during the second.
@@ -15,15 +21,12 @@ nodes registered in round 0 come due and are looked at again), and split into
 parts by timing wrappers around the model's snapshot, the alert evaluation and the store's
 record_tick. Each tree runs in its own process, alternating, so both see the same machine.
 
-    .venv/bin/python bench/tick.py [--nodes 60000] [--rounds 3] [--baseline DIR]
+    .venv/bin/python bench/tick.py [--nodes 60000] [--rounds 3] [--changing 1.0] [--baseline DIR]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,11 +34,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent.parent
+import sidebyside  # bench/, this script's directory: before child() puts a tree's first
+
 PARTS = ("liveness", "snapshot", "alerts", "store", "rest of tick", "ui poll")
 
 
-def child(tree: str, nodes: int, rounds: int) -> None:
+def child(tree: str, nodes: int, rounds: int, changing: float) -> None:
     """Runs in its own process with `tree` first on sys.path: prints one JSON line."""
     sys.path.insert(0, str(Path(tree) / "bench"))
     import gc
@@ -71,6 +75,8 @@ def child(tree: str, nodes: int, rounds: int) -> None:
     engine.store.record_tick = timed("store", engine.store.record_tick)  # type: ignore
     verifier = Verifier(shared.KEY, max_age=3600, max_skew=3600)
     fleet = shared.Fleet(nodes)
+    interval = 1.0 / changing
+    count = nodes if changing >= 1.0 else max(1, round(changing * nodes))
     ui = DeltaPacker()
     check_every = engine.config.liveness.check_every
     per_second = max(1, round(engine.config.tick / check_every))
@@ -79,10 +85,21 @@ def child(tree: str, nodes: int, rounds: int) -> None:
     start = time.time()
     for r in range(rounds + 1):  # round 0 registers every node: not counted
         second = start + r
-        msgs = [verifier.verify(d) for d in fleet.encode(nodes)]
-        for i, m in enumerate(msgs):  # spread over the second, as they arrive
-            engine._on_message(m, "127.0.0.1", second + i / nodes)
+        if r == 0 or count == nodes:
+            msgs = [verifier.verify(d) for d in reports(shared, fleet, range(nodes), interval)]
+            for i, m in enumerate(msgs):  # spread over the second, as they arrive
+                engine._on_message(m, "127.0.0.1", second + i / nodes)
+        else:  # a rotating `count` of the nodes report, the others beacon
+            first = (r - 1) * count
+            talk = {(first + k) % nodes for k in range(count)}
+            msgs = [verifier.verify(d) for d in reports(shared, fleet, sorted(talk), interval)]
+            beacons = beacons_of(fleet, (i for i in range(nodes) if i not in talk))
+            for i, m in enumerate(msgs):
+                engine._on_message(m, "127.0.0.1", second + i / len(msgs))
+            for i, b in enumerate(beacons):
+                engine._on_beacon(b, "127.0.0.1", second + i / len(beacons))
         engine.model.fold()
+        written = engine.store.write_seconds
         for k in spent:
             spent[k] = 0.0
         began = time.thread_time()
@@ -96,42 +113,65 @@ def child(tree: str, nodes: int, rounds: int) -> None:
         began = time.thread_time()
         ui.pack(snap, ui.version, None)
         spent["ui poll"] = time.thread_time() - began
+        engine.store.flush()  # the writer keeps up between rounds (its CPU: "writer")
         if r:
-            out["rounds"].append(dict(spent))
-        engine.store.flush()  # the writer keeps up between rounds, untimed
+            out["rounds"].append({**spent, "writer": engine.store.write_seconds - written})
     engine.store.close()
-    out["ctop"] = str(Path(sys.modules["ctop"].__file__ or "").parent.parent)
-    print(json.dumps(out))
+    sidebyside.emit(out)
+
+
+def reports(shared: Any, fleet: Any, which: Any, interval: float) -> list[bytes]:
+    """Signed reports of the nodes `which` (bench/ingest.py's Fleet, as its encode makes them
+    but for chosen nodes and announcing `interval`)."""
+    pool = [(fleet.metrics(i % len(fleet.ids)), fleet.services()) for i in range(256)]
+    out = []
+    now = time.time()
+    for j, i in enumerate(which):
+        fleet.seqs[i] += 1
+        metrics, services = pool[j % len(pool)]
+        header = shared.Header(fleet.ids[i], fleet.boots[i], fleet.seqs[i], now)
+        out.append(shared.encode(shared.KEY, shared.Report(
+            header, interval, f"rack-{i // 250:02d}", metrics, services)))
+    return out
+
+
+def beacons_of(fleet: Any, which: Any) -> list[Any]:
+    """A verified beacon from each of the nodes `which` (what BeaconVerifier hands the engine),
+    announcing a gap of 1 s: the node is heard from, nothing it shows changes."""
+    from agentd.beacon import Beacon
+
+    out = []
+    for i in which:
+        fleet.seqs[i] += 1
+        out.append(Beacon(fleet.ids[i], fleet.boots[i], fleet.seqs[i], 1.0))
+    return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--nodes", type=int, default=60_000)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--baseline", help="another checkout to measure side by side")
-    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap = sidebyside.parser(__doc__)
+    ap.add_argument("--changing", type=float, default=1.0,
+                    help="share of the nodes reporting new values each second (0 < F <= 1)")
     args = ap.parse_args()
+    if not 0 < args.changing <= 1:
+        raise SystemExit("--changing: expected a share in (0, 1]")
     if args.child:
-        child(args.child, args.nodes, args.rounds)
+        child(args.child, args.nodes, args.rounds, args.changing)
         return
-    trees = [("this tree", str(HERE))]
-    if args.baseline:
-        trees.insert(0, ("baseline", str(Path(args.baseline).resolve())))
-    print(f"{args.nodes} distinct nodes, each reporting once per second, {args.rounds} rounds "
-          f"(mean); ms of the engine thread's CPU per second; load {os.getloadavg()[0]:.1f}")
-    print(f"{'tree':>10} | " + " ".join(f"{p:>12}" for p in PARTS) + f" | {'total':>7}")
-    for name, tree in trees:
-        got = subprocess.run(
-            [sys.executable, __file__, "--child", tree, "--nodes", str(args.nodes),
-             "--rounds", str(args.rounds)], capture_output=True, text=True)
-        if got.returncode:
-            raise SystemExit(f"{name}: {got.stderr[-2000:]}")
-        r = json.loads(got.stdout.strip().splitlines()[-1])
-        if Path(r["ctop"]).resolve() != Path(tree).resolve():
-            raise SystemExit(f"{name}: ran the ctop of {r['ctop']}, not of {tree}")
-        mean = {p: sum(x[p] for x in r["rounds"]) / len(r["rounds"]) for p in PARTS}
+    shape = ("each reporting once per second" if args.changing >= 1 else
+             f"{args.changing:.0%} reporting new values each second, the others beaconing")
+    print(f"{args.nodes} distinct nodes, {shape}, {args.rounds} rounds (mean); ms of CPU per "
+          f"second: the engine thread's parts and total, the store's writer thread apart; "
+          f"load {os.getloadavg()[0]:.1f}")
+    print(f"{'tree':>10} | " + " ".join(f"{p:>12}" for p in PARTS) + f" | {'total':>7} | writer")
+    for name, tree in sidebyside.trees(args.baseline):
+        r = sidebyside.run_child(__file__, name, tree, [
+            "--nodes", str(args.nodes), "--rounds", str(args.rounds),
+            "--changing", str(args.changing)])
+        mean = {p: sum(x[p] for x in r["rounds"]) / len(r["rounds"])
+                for p in (*PARTS, "writer")}
         print(f"{name:>10} | " + " ".join(f"{1e3 * mean[p]:>12.0f}" for p in PARTS)
-              + f" | {1e3 * sum(mean.values()):>7.0f}", flush=True)
+              + f" | {1e3 * sum(mean[p] for p in PARTS):>7.0f} | {1e3 * mean['writer']:>6.0f}",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -40,28 +40,22 @@ alive, so a dead node produces one alert, not one per service.
 
 from __future__ import annotations
 
+import heapq
 import logging
-import operator
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentd.metrics import ALERTABLE, METRICS
+from agentd.metrics import ALERTABLE
 from ctop import arpcheck, procalerts
+from ctop.alert_nodes import NODE_FIELDS, OPS, Breach, NodeBreaches, NodeJudge
 from ctop.parse import TableError, parse_duration
 from ctop.snapshot import AlertView, EventView, LBServiceView, Liveness, NodeView, Severity
 
 log = logging.getLogger(__name__)
 
-OPS: dict[str, Callable[[float, float], bool]] = {
-    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
-}
 _WHEN = re.compile(r"^\s*([\w:.-]+)\s*(>=|<=|>|<)\s*(-?\d+(?:\.\d+)?)\s*(?:for\s+(\S+))?\s*$")
-
-# NodeView attributes of the metrics a view shows (agentd/metrics.py); anything else is looked
-# up in the raw report. Rules may name the registry's alertable metrics.
-NODE_FIELDS = {m.name: m.view for m in METRICS if m.view}
 
 
 class RuleError(TableError):
@@ -277,105 +271,162 @@ class _Active:
 
 @dataclass
 class AlertEngine:
+    """Judges the rules each tick and keeps which alerts fire.
+
+    Node rules are judged only for nodes whose view changed (ctop.alert_nodes); the cluster's
+    rules (load-balancer services, ARP checks) every tick. What then changes with time alone is
+    kept in two heaps: breaches waiting out their `for` duration (by the moment they are due)
+    and firing alerts with a `repeat` (by their next notification), so a tick costs the
+    changed nodes and the due entries, not every breach."""
+
     rules: list[Rule]
     cluster: str = "cluster"
     _active: dict[str, _Active] = field(default_factory=dict)
     _pending: dict[str, float] = field(default_factory=dict)  # key -> first breach
     _restarts: procalerts.Restarts = field(default_factory=procalerts.Restarts)
+    _breaches: dict[str, Breach] = field(default_factory=dict, init=False)  # breaching now
+    _cluster: dict[str, Breach] = field(default_factory=dict, init=False)  # of those: lb, arp
+    _nodes: NodeBreaches | None = field(default=None, init=False)
+    _rules_judged: list[Rule] = field(default_factory=list, init=False)
+    _due: list[tuple[float, float, str]] = field(default_factory=list, init=False)
+    _repeats: list[tuple[float, float, str]] = field(default_factory=list, init=False)
+    _firing: tuple[AlertView, ...] | None = field(default=None, init=False)
+
+    def _node_breaches(self) -> NodeBreaches:
+        if self._nodes is None or self._rules_judged != self.rules:
+            self._rules_judged = list(self.rules)
+            judge = NodeJudge(self.rules, self._restarts)
+            if self._nodes is None:
+                self._nodes = NodeBreaches(judge)
+            else:
+                self._nodes.retarget(judge)
+        return self._nodes
 
     def evaluate(
         self, nodes: Iterable[NodeView], now: float, lb: Iterable[LBServiceView] = ()
     ) -> tuple[list[EventView], list[Notification]]:
-        """Judge every rule on every node and load-balancer service; return the events and
+        """Judge the rules on the nodes and load-balancer services; return the events and
         notifications of this tick."""
-        # key -> (rule, node id ("" for the cluster), level, message, value)
-        breaches: dict[str, tuple[Rule, str, Severity, str, float | None]] = {}
         nodes = nodes if isinstance(nodes, tuple | list) else tuple(nodes)
-        node_rules = [r for r in self.rules if r.kind not in ("lb", "arp")]
-        for node in nodes:
-            alive = node.liveness is Liveness.ALIVE
-            nid = node.node_id
-            for rule in node_rules:
-                if rule.kind == "liveness":
-                    if node.liveness is rule.liveness:
-                        breaches[f"{rule.name}:{nid}"] = (
-                            rule, nid, rule.severity, f"{nid} is {node.liveness}", None)
-                elif not alive:
-                    continue  # dependency: no metric or service alerts for a node not alive
-                elif rule.kind in procalerts.KINDS:
-                    for subject, text, value in self._process_breaches(rule, node, now):
-                        breaches[f"{rule.name}:{nid}:{subject}"] = (
-                            rule, nid, rule.severity, text, value)
-                elif rule.kind == "service":
-                    for s in node.services:
-                        if s.status == "fail" and rule.service in ("*", s.name):
-                            text = f"{s.name} on {nid} failing: {s.detail or 'no detail'}"
-                            breaches[f"{rule.name}:{nid}:{s.name}"] = (
-                                rule, nid, rule.severity, text, s.latency_ms)
-                else:
-                    value = rule.value(node)
-                    level = None if value is None else rule.level(value)
-                    if level is not None and value is not None:
-                        text = f"{rule.metric} on {nid} is {value:.1f} ({rule.op} " \
-                               f"{rule.crit if level is Severity.CRIT else rule.warn:g})"
-                        breaches[f"{rule.name}:{nid}"] = (rule, nid, level, text, value)
+        judged = self._node_breaches()
+        added, gone = judged.update(nodes, now)
+        cluster: dict[str, Breach] = {}
         arp_rules = [r for r in self.rules if r.kind == "arp"]
         if arp_rules:
             lb = tuple(lb)
-            found = arpcheck.findings(
-                [n for n in nodes if n.liveness is Liveness.ALIVE], lb)
+            views = judged.views
+
+            def alive(node_id: str) -> NodeView | None:
+                v = views.get(node_id)
+                return v if v is not None and v.liveness is Liveness.ALIVE else None
+
+            found = arpcheck.findings_in(alive, lb)
             for rule in arp_rules:
                 for f in found:
-                    breaches[f"{rule.name}:{f.node_id}:{f.address}"] = (
+                    cluster[f"{rule.name}:{f.node_id}:{f.address}"] = (
                         rule, f.node_id, rule.severity, f.message, None)
         lb_rules = [r for r in self.rules if r.kind == "lb"]
         for svc in lb if lb_rules else ():
             for rule in lb_rules:
                 if rule.service in ("*", svc.key):
-                    breaches.update(_lb_breaches(rule, svc))
-        return self._settle(breaches, now)
+                    cluster.update(_lb_breaches(rule, svc))
+        old = self._cluster
+        if cluster != old:
+            gone += [k for k in old if k not in cluster]
+            added += [(k, b) for k, b in cluster.items() if old.get(k) != b]
+            self._cluster = cluster
+        return self._settle(added, gone, now)
 
-    def _process_breaches(
-        self, rule: Rule, node: NodeView, now: float
-    ) -> list[procalerts.Breach]:
-        if rule.kind == "process_missing":
-            return procalerts.missing(node, rule.process)
-        if rule.kind == "process_count":
-            return procalerts.count(node, rule.process)
-        return self._restarts.breaches(node, rule.process, now, rule.hold)
-
-    def _settle(self, breaches, now: float) -> tuple[list[EventView], list[Notification]]:
+    def _settle(
+        self, added: list[tuple[str, Breach]], gone: list[str], now: float
+    ) -> tuple[list[EventView], list[Notification]]:
+        """Fire, escalate, repeat and resolve: for the breaches that changed, those whose `for`
+        duration ran out and the firing alerts whose `repeat` is due."""
         events: list[EventView] = []
         notes: list[Notification] = []
-        for key in list(self._pending):
-            if key not in breaches:
-                del self._pending[key]
-        for key, (rule, node_id, level, text, value) in breaches.items():
-            first = self._pending.setdefault(key, now)
-            if now - first < rule.duration:
+        breaches, pending = self._breaches, self._pending
+        for key in gone:
+            breaches.pop(key, None)
+            pending.pop(key, None)
+        for key, breach in added:
+            before = breaches.get(key)
+            breaches[key] = breach
+            rule = breach[0]
+            first = pending.get(key)
+            if first is None:
+                first = pending[key] = now
+                if rule.duration > 0:
+                    heapq.heappush(self._due, (now + rule.duration, now, key))
+            elif before is not None and before[0] is not rule and rule.duration > 0:
+                heapq.heappush(self._due, (first + rule.duration, first, key))  # new rules
+            self._consider(key, breach, first, now, events, notes)
+        for due, first, key in _taken(self._due, now):
+            if pending.get(key) != first or key in self._active:
+                continue  # ended since, or fired already (its changes come as breaches)
+            breach = breaches[key]
+            if now - first < breach[0].duration:  # rounding, or a longer `for` reloaded
+                heapq.heappush(self._due, (max(due, first + breach[0].duration), first, key))
                 continue
+            self._consider(key, breach, first, now, events, notes)
+        for at, notified, key in _taken(self._repeats, now):
             active = self._active.get(key)
-            view = AlertView(key, rule.name, node_id, level, text,
-                             active.view.since if active else now, value)
-            if active is None or active.view.severity is not level:
-                self._active[key] = _Active(view, now)
-                events.append(EventView(now, "alert", node_id, f"[{level}] {text}"))
-                notes.append(Notification("firing", view, self.cluster, now))
-            else:
-                active.view = view
-                if rule.repeat and now - active.notified >= rule.repeat:
-                    active.notified = now
-                    notes.append(Notification("repeat", view, self.cluster, now))
-        for key in [k for k in self._active if k not in breaches]:
-            gone = self._active.pop(key).view
-            events.append(EventView(now, "resolved", gone.node_id, f"resolved: {gone.message}"))
-            notes.append(Notification("resolved", gone, self.cluster, now))
+            breach = breaches.get(key)
+            if active is None or breach is None or active.notified != notified:
+                continue  # resolved (now or before), escalated or repeated since
+            rule = breach[0]
+            if now - notified < rule.repeat:
+                heapq.heappush(self._repeats, (at, notified, key))
+                continue
+            active.notified = now
+            notes.append(Notification("repeat", active.view, self.cluster, now))
+            heapq.heappush(self._repeats, (now + rule.repeat, now, key))
+        for key in gone:
+            active = self._active.pop(key, None)
+            if active is not None:
+                self._firing = None
+                gone_view = active.view
+                events.append(EventView(now, "resolved", gone_view.node_id,
+                                        f"resolved: {gone_view.message}"))
+                notes.append(Notification("resolved", gone_view, self.cluster, now))
         return events, notes
 
+    def _consider(self, key: str, breach: Breach, first: float, now: float,
+                  events: list[EventView], notes: list[Notification]) -> None:
+        """One breach judged against its `for` duration and the alert already firing."""
+        rule, node_id, level, text, value = breach
+        if now - first < rule.duration:
+            return
+        active = self._active.get(key)
+        view = AlertView(key, rule.name, node_id, level, text,
+                         active.view.since if active else now, value)
+        self._firing = None
+        if active is None or active.view.severity is not level:
+            self._active[key] = _Active(view, now)
+            events.append(EventView(now, "alert", node_id, f"[{level}] {text}"))
+            notes.append(Notification("firing", view, self.cluster, now))
+            if rule.repeat:
+                heapq.heappush(self._repeats, (now + rule.repeat, now, key))
+        else:
+            active.view = view
+            if rule.repeat and now - active.notified >= rule.repeat:
+                active.notified = now
+                notes.append(Notification("repeat", view, self.cluster, now))
+                heapq.heappush(self._repeats, (now + rule.repeat, now, key))
+
     def firing(self) -> tuple[AlertView, ...]:
-        views = [a.view for a in self._active.values()]
-        views.sort(key=lambda v: (v.severity is not Severity.CRIT, v.since, v.key))
-        return tuple(views)
+        if self._firing is None:
+            views = [a.view for a in self._active.values()]
+            views.sort(key=lambda v: (v.severity is not Severity.CRIT, v.since, v.key))
+            self._firing = tuple(views)
+        return self._firing
+
+
+def _taken(heap: list[tuple[float, float, str]], now: float) -> list[tuple[float, float, str]]:
+    """The entries due by `now`, taken off the heap (put back ones go to a later tick)."""
+    out = []
+    while heap and heap[0][0] <= now:
+        out.append(heapq.heappop(heap))
+    return out
 
 
 def _lb_breaches(

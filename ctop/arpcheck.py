@@ -13,7 +13,7 @@ method and the VIP from the director's IPVS table. `findings` is pure: the alert
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +75,14 @@ def problems(arp: Sequence[Sequence[Any]], vips: Iterable[str]) -> list[str]:
 def findings(nodes: Iterable[NodeView], lb: Iterable[LBServiceView]) -> list[Finding]:
     """One finding per real server of a DR/TUN service whose node's facts are wrong. Nodes that
     report no ARP facts (an older agent, not Linux) are not judged."""
+    return findings_in({n.node_id: n for n in nodes}.get, lb)
+
+
+def findings_in(
+    node_of: Callable[[str], NodeView | None], lb: Iterable[LBServiceView]
+) -> list[Finding]:
+    """findings() with the nodes looked up by id (the alert engine's views: no pass over
+    every node), only those of the real servers of DR/TUN services."""
     vips: dict[tuple[str, str], list[str]] = {}  # (node, real server address) -> VIPs
     for svc in lb:
         vip = _vip(svc.key)
@@ -87,10 +95,9 @@ def findings(nodes: Iterable[NodeView], lb: Iterable[LBServiceView]) -> list[Fin
                     wanted.append(vip)
     if not vips:
         return []
-    by_id: Mapping[str, NodeView] = {n.node_id: n for n in nodes}
     out = []
     for (node_id, address), wanted in vips.items():
-        node = by_id.get(node_id)
+        node = node_of(node_id)
         arp = node.metrics.get("arp") if node is not None else None
         if not arp:
             continue

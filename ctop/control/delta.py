@@ -1,8 +1,9 @@
 """What an attached UI polls since wire 2 (`ui2 {"have": [ts, tick, content], "node": ID}`):
 only what changed since the snapshot the UI holds.
 
-The daemon (DeltaPacker) remembers, for the last few snapshots it served, each node's row
-fingerprint; a UI holding one of them gets the rows of the nodes whose row differs, every
+The daemon (DeltaPacker) remembers, for the last few snapshots it served, which nodes' rows
+changed in each (a row is made again only for a node whose view is a new object); a UI holding
+one of them gets the rows that changed since, every
 node's last-seen time as one array of doubles (it moves every report, idle or not: packed
 apart so that it alone never makes a row "changed"), the node order when it changed, the
 groups, alerts, events and LB view each only when it changed (a big LB view is most of an idle
@@ -25,6 +26,8 @@ import time
 from array import array
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from itertools import compress
+from operator import is_not
 from typing import Any
 
 import msgpack
@@ -42,7 +45,8 @@ _SEEN_AT = NodeView._fields.index("last_seen")
 _tuple_new = tuple.__new__
 
 # (ts, tick, content): the engine patches events and LB views into a snapshot between ticks
-# without a new ts or tick, so the content's hash tells those apart
+# without a new ts or tick, so a content number, moved whenever the content does, tells those
+# apart
 Version = tuple[float, int, int]
 
 
@@ -52,72 +56,122 @@ class DeltaError(Exception):
 
 @dataclass(slots=True)
 class _Served:
-    """One snapshot as the daemon served it: its node order and each row's fingerprint."""
+    """One snapshot as the daemon served it: its node order and the nodes whose row differs
+    from the snapshot served before it (but for its last-seen time)."""
 
     ids: tuple[str, ...]
-    fingerprints: dict[str, int]
     seen: bytes  # every node's last_seen, in order, as doubles
     sections: dict[str, bytes]  # SECTIONS, packed
+    remade: list[str]  # nodes whose row changed since the snapshot served before this one
     version: Version = (0.0, 0, 0)
 
 
-def _fingerprint(row: tuple[Any, ...]) -> int:
-    """The row but its last-seen time, hashed (rows without metrics hold only hashables)."""
-    try:
-        return hash((*row[:_SEEN_AT], *row[_SEEN_AT + 1:]))
-    except TypeError:  # something unhashable: equal to nothing, so always sent
-        return id(row)
+def _same_row(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """Rows equal but for their last-seen time (it goes apart, in `seen`)."""
+    return a[:_SEEN_AT] == b[:_SEEN_AT] and a[_SEEN_AT + 1:] == b[_SEEN_AT + 1:]
 
 
 class DeltaPacker:
-    """The daemon's side: answers each `ui2` request with what changed since its `have`."""
+    """The daemon's side: answers each `ui2` request with what changed since its `have`.
+
+    NodeViews are immutable and the engine keeps an unchanged node's view object across
+    snapshots, so a node's row is made again only when its view is a new object (one identity
+    comparison per node, in C), and compared with the row it replaces. An answer against
+    version B sends the rows that changed in the versions after B."""
 
     def __init__(self, keep: int = KEEP) -> None:
         self.keep = keep
         self._served: OrderedDict[Version, _Served] = OrderedDict()
-        self._current: tuple[Snapshot, list[tuple[Any, ...]], _Served] | None = None
+        self._current: tuple[Snapshot, dict[str, Any], _Served] | None = None
+        # the nodes of the snapshot prepared last, and per node its view and row
+        self._nodes: tuple[NodeView, ...] = ()
+        self._views: dict[str, NodeView] = {}
+        self._rows: dict[str, tuple[Any, ...]] = {}
+        self._seen = array("d")
+        self._content = 0  # the content part of the versions: a new number per new content
 
-    def _prepare(self, snap: Snapshot) -> tuple[list[tuple[Any, ...]], _Served]:
-        """The snapshot's rows (without metrics) and fingerprints, made once per snapshot."""
+    def _prepare(self, snap: Snapshot) -> tuple[dict[str, Any], _Served]:
+        """The snapshot's rows (without metrics), made once per snapshot and changed node."""
         if self._current is not None and self._current[0] is snap:
             return self._current[1], self._current[2]
-        rows = compact_rows(snap.nodes)
-        ids = tuple(n.node_id for n in snap.nodes)
+        nodes, last, views, rows = snap.nodes, self._nodes, self._views, self._rows
+        prev = next(reversed(self._served.values())) if self._served else None
+        if prev is not None and len(last) == len(nodes):
+            at = list(compress(range(len(nodes)), map(is_not, nodes, last)))
+            same_order = all(nodes[i].node_id == prev.ids[i] for i in at)
+        else:
+            at, same_order = [], False
+        if same_order and prev is not None:
+            ids, changed = prev.ids, [nodes[i] for i in at]
+            seen = array("d", self._seen)
+            for i in at:
+                seen[i] = nodes[i].last_seen
+        else:
+            ids = tuple(n.node_id for n in nodes)
+            changed = [v for v in nodes if views.get(v.node_id) is not v]
+            seen = array("d", [n.last_seen for n in nodes])
+            if len(views) + len(changed) > len(nodes):  # nodes may be gone: forget their rows
+                present = set(ids)
+                for nid in [n for n in views if n not in present]:
+                    del views[nid], rows[nid]
+        remade = []
+        for v, row in zip(changed, compact_rows(changed), strict=True):
+            nid = v.node_id
+            old = rows.get(nid)
+            views[nid] = v
+            rows[nid] = row
+            if old is None or not _same_row(old, row):
+                remade.append(nid)
+        self._nodes, self._seen = nodes, seen
         plain = to_plain(snap, metrics=False, nodes=False)
-        served = _Served(ids, {i: _fingerprint(r) for i, r in zip(ids, rows, strict=True)},
-                         array("d", [n.last_seen for n in snap.nodes]).tobytes(),
-                         {k: msgpack.packb(plain[k], default=pack_default) for k in SECTIONS})
-        version = (snap.ts, snap.tick, hash((
-            tuple(served.fingerprints.values()), served.ids, served.seen,
-            tuple(served.sections.values()))))
-        served.version = version
-        self._served[version] = served
-        self._served.move_to_end(version)
+        served = _Served(ids, seen.tobytes(),
+                         {k: msgpack.packb(plain[k], default=pack_default) for k in SECTIONS},
+                         remade)
+        if (prev is None or remade or (ids is not prev.ids and ids != prev.ids)
+                or served.seen != prev.seen or served.sections != prev.sections):
+            self._content += 1
+        served.version = (snap.ts, snap.tick, self._content)
+        replaced = self._served.get(served.version)
+        if replaced is not None:  # the same content again: what it had remade still counts
+            served.remade = replaced.remade + served.remade
+        self._served[served.version] = served
+        self._served.move_to_end(served.version)
         while len(self._served) > self.keep:
             self._served.popitem(last=False)
-        self._current = (snap, rows, served)
-        return rows, served
+        self._current = (snap, plain, served)
+        return plain, served
 
     @property
     def version(self) -> Version | None:
         """The version of the snapshot packed last."""
         return self._current[2].version if self._current is not None else None
 
+    def _since(self, base: _Served) -> list[str]:
+        """The nodes (still there) whose row changed in a version after `base`, once each."""
+        made: dict[str, None] = {}
+        after = False
+        for s in self._served.values():
+            if after:
+                made.update(dict.fromkeys(s.remade))
+            after = after or s is base
+        rows = self._rows
+        return [nid for nid in made if nid in rows]
+
     def pack(self, snap: Snapshot, have: Version | None, watched: str | None) -> bytes:
-        rows, served = self._prepare(snap)
+        plain, served = self._prepare(snap)
         base = self._served.get(have) if have is not None else None
+        rows = self._rows
         if base is None:
-            send = list(range(len(rows)))
+            picked = [rows[nid] for nid in served.ids]
+        elif base is served:
+            picked = []
         else:
-            old = base.fingerprints
-            fps = served.fingerprints
-            send = [i for i, nid in enumerate(served.ids) if old.get(nid) != fps[nid]]
-        picked = [rows[i] for i in send]
+            picked = [rows[nid] for nid in self._since(base)]
         node = snap.node(watched) if watched else None
         if node is not None:  # the node detail's raw metrics: that row always, with them
             picked = [r for r in picked if r[0] != watched]
             picked.append(compact_rows((node,), (node.node_id,))[0])
-        d = to_plain(snap, metrics=False, nodes=False)  # ts and tick first (peek_version)
+        d = dict(plain)  # ts and tick first (peek_version)
         del d["nodes"]
         for k in SECTIONS:  # None: as the UI holds it
             same = base is not None and base.sections[k] == served.sections[k]

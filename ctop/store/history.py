@@ -12,28 +12,26 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from operator import attrgetter
+from itertools import compress
+from operator import is_not
 
 from ctop import alert_history, lb_history
 from ctop.filemodes import private_database
 from ctop.snapshot import AlertView, EventView, NodeView
-from ctop.store import watched
 from ctop.store.reader import StoreReader
-from ctop.store.rollups import MinuteRollups, rebuild_minutes
+from ctop.store.rollups import rebuild_minutes
 from ctop.store.schema import (
     HOURLY_RETENTION,
     MINUTE_RETENTION,
     RAW_RETENTION,
     connect,
     migrate,
-    sample_values,
 )
 from ctop.store.services import ServiceIds
+from ctop.store.tickrows import TickRows
 from ctop.store.writer import Batch, HistoryWriter, WriteHealth, reason
 
 PRUNE_EVERY = 600.0  # seconds between retention passes
-_NAME = attrgetter("name")
-_LATENCY = attrgetter("latency_ms")
 
 
 def auto_raw_every(nodes: int) -> float:
@@ -72,17 +70,17 @@ class Store:
                        (repr(self.minute_retention),))
         rebuild_minutes(db)
         self._ids: dict[str, int] = dict(db.execute("SELECT node_id, id FROM nodes"))
-        self._services = ServiceIds()
-        self._services.load(db)
-        self._rollups = MinuteRollups(self._services)
-        self._watched = watched.WatchedChanges()
-        self._last_raw: dict[str, float] = {}
+        services = ServiceIds()
+        services.load(db)
         self._seen: dict[str, float] = {}  # last_seen already recorded, per node
+        self._views: Sequence[NodeView] = ()  # the views of the last tick, in their order
+        self._tick_minute = -1  # the minute of the last tick handed to the writer
         self._last_prune = 0.0
         self.dropped_batches = 0
         self._writer = HistoryWriter(
             db, self._ids, raw_retention=raw_retention,
-            minute_retention=self.minute_retention, hourly_retention=hourly_retention)
+            minute_retention=self.minute_retention, hourly_retention=hourly_retention,
+            rows=TickRows(services, self._ids))
         self._writer.start()
         self.reader = StoreReader(path, minute_retention=self.minute_retention)
 
@@ -136,53 +134,36 @@ class Store:
     def record_tick(
         self, now: float, views: Sequence[NodeView], events: Iterable[EventView]
     ) -> None:
-        """Queue this tick's samples, rollups and events for one transaction."""
+        """Queue this tick's samples, rollups and events for one transaction.
+
+        Only the views that are new since the last row stored for their node are looked at,
+        and handed to the writer thread as they are (immutable), which makes the rows
+        (ctop.store.tickrows): an unchanged node keeps its very view object from tick to tick,
+        so it costs one identity comparison here, in C."""
         batch: Batch = []
-        samples = []
         minute = int(now // 60)
         seen = self._seen
-        fresh = [v for v in views if v.metrics and seen.get(v.node_id) != v.last_seen]
+        last = self._views
+        if len(last) == len(views):
+            changed: Iterable[NodeView] = compress(views, map(is_not, views, last))
+        else:
+            changed = views
+        self._views = views if isinstance(views, tuple) else tuple(views)  # a list may change
+        fresh = [v for v in changed if v.metrics and seen.get(v.node_id) != v.last_seen]
         ids = self._ids
-        if not self.node_ids(v.node_id for v in fresh):
+        if fresh and not self.node_ids(v.node_id for v in fresh):
             fresh = [v for v in fresh if v.node_id in ids]
-        last_raw = self._last_raw
-        raw_gap = (self.raw_every or auto_raw_every(len(views))) * 0.9
-        pack = self._services.pack
-        # Minutes that ended go out first, in this tick's batch: at a minute boundary that is
-        # one row per node, which must not become one queue entry per node.
-        rollups = self._rollups.finished(minute)
-        add_rollup = self._rollups.add
-        watched_rows = []
-        watched_of = self._watched.rows
         for v in fresh:
-            node = v.node_id
-            seen[node] = v.last_seen
-            rowid = ids[node]
-            values = sample_values(v)
-            names = list(map(_NAME, v.services))
-            latencies = list(map(_LATENCY, v.services))
-            add_rollup(rowid, minute, values, names, latencies, rollups)
-            w = v.metrics.get("watched")
-            if w:
-                watched_rows += watched_of(node, v.last_seen, w)
-            if v.last_seen - last_raw.get(node, 0.0) >= raw_gap:
-                last_raw[node] = v.last_seen
-                # scaled to integers by SQLite in the writer thread (see HistoryWriter._write)
-                samples.append((rowid, v.last_seen, *values, pack(names, latencies)))
-        new_services = self._services.new_rows()
-        if new_services:  # names first: the samples refer to them
-            batch.append(("services", new_services))
-        if samples:
-            batch.append(("samples", samples))
-        if rollups:
-            batch.append(("rollups", rollups))
-        if watched_rows:
-            batch.append(("watched", watched_rows))
+            seen[v.node_id] = v.last_seen
+        if fresh or minute != self._tick_minute:  # (a new minute: the ended one is written)
+            self._tick_minute = minute
+            raw_gap = (self.raw_every or auto_raw_every(len(views))) * 0.9
+            batch.append(("tick", (minute, raw_gap, fresh)))
         evs = [(e.ts, e.kind, e.node_id, e.message) for e in events]
         if evs:
             batch.append(("events", evs))
-        # After the rollups: the first tick of an hour carries the last minute of the previous
-        # one, which the writer then rolls up. Asked for again while the writer is behind.
+        # After the tick's rollups: the first tick of an hour carries the last minute of the
+        # previous one, which the writer then rolls up. Asked for again while it is behind.
         writer = self._writer
         hourly = (not writer.hourly_pending and now >= writer.hourly_not_before
                   and (writer.hourly_next is None or writer.hourly_next < minute // 60))
@@ -238,9 +219,7 @@ class Store:
     def close(self) -> None:
         if self._writer.is_alive():
             # the minute in progress: written now, completed by the next start's rollup
-            partial = self._rollups.take_all()
-            if partial:
-                self._put([("partial", partial)])
+            self._put([("partial", None)])  # (the writer thread holds it)
             self._writer.stop()
         self.reader.close()
         self.db.close()  # the last connection: checkpoints and removes the WAL

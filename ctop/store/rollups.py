@@ -1,8 +1,9 @@
 """The 1-minute and hourly rollups: built, flushed and rebuilt.
 
-The event loop builds each node's current minute from every report (MinuteRollups) and hands
-finished minutes to the writer as rows; the writer thread rolls each finished hour's minute
-rows up into one hourly row per node (roll_hours), so the hourly level costs the loop nothing.
+The writer thread builds each node's current minute from every report (MinuteRollups, fed by
+ctop.store.tickrows from the views the event loop hands it) and writes finished minutes as
+rows; it rolls each finished hour's minute rows up into one hourly row per node (roll_hours),
+so neither level costs the event loop anything but handing over the tick's new views.
 At start, the minute a killed daemon had in progress is rebuilt from raw samples
 (rebuild_minutes).
 """
@@ -80,7 +81,7 @@ _HOUR_SVC_SQL = (
 )
 
 
-# -- the minute in progress (event loop) -----------------------------------------------------
+# -- the minute in progress (writer thread) -------------------------------------------------
 
 
 @dataclass(slots=True)

@@ -10,12 +10,15 @@ import sqlite3
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctop import alert_history, lb_history
 from ctop.store import watched
 from ctop.store.rollups import CATCHUP_EVERY, hourly_next, roll_hours, write_minutes
 from ctop.store.schema import COLS, SCALE, TS_SCALE
+
+if TYPE_CHECKING:
+    from ctop.store.tickrows import TickRows
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +82,11 @@ class HistoryWriter(threading.Thread):
     def __init__(
         self, db: sqlite3.Connection, node_rowids: Mapping[str, int], *,
         raw_retention: float, minute_retention: float, hourly_retention: float,
+        rows: TickRows,
     ) -> None:
         super().__init__(name="ctop-store", daemon=True)
         self.db = db
+        self.rows = rows  # a tick's views -> rows, here: this thread's work, not the loop's
         self._node_rowids = node_rowids  # the Store's node id -> row id, to name a bad row
         self.raw_retention = raw_retention
         self.minute_retention = minute_retention
@@ -125,6 +130,13 @@ class HistoryWriter(threading.Thread):
                 return
             started = time.thread_time()  # this thread only: the event loop runs meanwhile
             try:
+                batch = self._rows_of(batch)
+            except Exception as e:  # a view that makes no row: this tick's history is lost
+                log.exception("history rows of a tick failed")
+                self.health.failure(reason(e))
+                batch = [(what, rows) for what, rows in batch
+                         if what not in ("tick", "partial")]
+            try:
                 with self.db:
                     for what, rows in batch:
                         self._write(what, rows)
@@ -135,6 +147,23 @@ class HistoryWriter(threading.Thread):
                 self.hourly_pending = False
             self.write_seconds += time.thread_time() - started
             self._queue.task_done()
+
+    def _rows_of(self, batch: Batch) -> Batch:
+        """The batch with each tick's views made into rows (TickRows), and a clean stop's
+        minute in progress taken."""
+        if not any(what in ("tick", "partial") for what, _ in batch):
+            return batch
+        out: Batch = []
+        for what, rows in batch:
+            if what == "tick":
+                out += self.rows.rows(*rows)
+            elif what == "partial":
+                partial = self.rows.rollups.take_all()
+                if partial:
+                    out.append(("partial", partial))
+            else:
+                out.append((what, rows))
+        return out
 
     def _batch_failed(self, batch: Batch, error: Exception) -> None:
         """A batch was rolled back: write what can be written, row by row, and say who failed.

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import node_install
+
 pytest_plugins = ["tests.helpers.haproxy_peer", "tests.helpers.peers", "tests.helpers.nats_servers",
                   "tests.helpers.victoria"]
 
@@ -26,6 +28,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     files newer than their .pyc are compiled, so this is ~0.1 s once they exist."""
     for package in ("ctop", "agentd", "probes"):
         compileall.compile_dir(REPO / package, quiet=1)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A node install (tests/helpers/node_install.py) builds while the other tests run."""
+    if session.config.option.collectonly:
+        return
+    if any(node_install.FIXTURE in getattr(item, "fixturenames", ()) for item in session.items):
+        node_install.start_build()
+
+
+def pytest_sessionfinish() -> None:
+    node_install.stop_build()
 
 
 @pytest.fixture(autouse=True)

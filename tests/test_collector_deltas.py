@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import pytest
@@ -46,48 +47,82 @@ def _wait(cond: Callable[[], bool], timeout: float) -> bool:
     return cond()
 
 
+class _Rig:
+    """A collector's publisher, a view of what it publishes, and a tap on its group messages
+    (their bytes, by tick) on the session's nats-server."""
+
+    def __init__(self, url: str, name: str, cluster: str) -> None:
+        self.cfg = NatsConfig(servers=(url,), name=name, role="collector")
+        self.cluster = cluster
+        self.sizes: dict[int, int] = {}  # tick -> bytes of its group messages
+        self.tick = 0
+        self.link = NatsLink(self.cfg).start()
+        self.tap = NatsLink(NatsConfig(servers=(url,))).start()
+        self.source = NatsSource(NatsConfig(servers=(url,)))
+        self.publisher: CollectorPublisher | None = None
+        self.tap.subscribe(f"ctop.{cluster}.*.snap", self._tapped)
+
+    def _tapped(self, data: bytes, subject: str) -> None:
+        self.sizes[self.tick] = self.sizes.get(self.tick, 0) + len(data)
+
+    def start(self, keyframe: float | None = None) -> CollectorPublisher:
+        assert self.link.wait_connected(10) and self.tap.wait_connected(10)
+        assert self.source.link.wait_connected(10)
+        time.sleep(0.3)  # the subscriptions are in place before the first (full) publish
+        self.publisher = CollectorPublisher(self.link, self.cfg, self.cluster)
+        if keyframe is not None:
+            self.publisher.keyframe = keyframe
+        return self.publisher
+
+    def publish(self, k: int, snap: Snapshot) -> None:
+        """Tick k: offered, published (each group's message), and the tap has its messages."""
+        publisher = self.publisher
+        assert publisher is not None
+        self.tick = k
+        publisher.offer(snap)
+        assert _wait(lambda: publisher.published >= k * len(snap.groups), 5)
+        time.sleep(0.05)  # the tap has this tick's messages
+
+    def newest_shown(self) -> float:
+        nodes = self.source.snapshot().nodes
+        return max(n.last_seen for n in nodes) if nodes else 0.0
+
+    def close(self) -> None:
+        if self.publisher is not None:
+            self.publisher.close()
+        self.source.close()
+        self.tap.close()
+        self.link.close()
+
+
+@contextmanager
+def _rig(nats_server: NatsServer, name: str, cluster: str) -> Iterator[_Rig]:
+    rig = _Rig(nats_server.url, name, cluster)
+    try:
+        yield rig
+    finally:
+        rig.close()
+
+
 def test_a_quiet_cluster_sends_only_what_changed_and_the_view_holds_every_row(
         nats_server: NatsServer) -> None:
-    cfg = NatsConfig(servers=(nats_server.url,), name="col-d", role="collector")
     at = _ticks(sample_snapshot(NODES, lb=False))
-    sizes: dict[int, int] = {}  # tick -> bytes of its group messages
-    link = NatsLink(cfg).start()
-    tap = NatsLink(NatsConfig(servers=(nats_server.url,))).start()
-    source = NatsSource(NatsConfig(servers=(nats_server.url,)))
-    state = {"tick": 0}
-    tap.subscribe("ctop.t.*.snap", lambda data, subject: sizes.__setitem__(
-        state["tick"], sizes.get(state["tick"], 0) + len(data)))
-    publisher = None
-    try:
-        assert link.wait_connected(10) and tap.wait_connected(10)
-        assert source.link.wait_connected(10)
-        time.sleep(0.3)  # the subscriptions are in place before the first (full) publish
-        publisher = CollectorPublisher(link, cfg, "t")
-        publisher.keyframe = 3600.0  # only the first publish is full
+    with _rig(nats_server, "col-d", "t") as rig:
+        publisher = rig.start(keyframe=3600.0)  # only the first publish is full
         for k in range(1, 16):
-            state["tick"] = k
-            publisher.offer(at(k))
-            assert _wait(lambda k=k: publisher.published >= k * len(at(k).groups), 5)
-            time.sleep(0.05)  # the tap has this tick's messages
-        full, deltas = sizes[1], [sizes[k] for k in range(2, 16)]
+            rig.publish(k, at(k))
+        full, deltas = rig.sizes[1], [rig.sizes[k] for k in range(2, 16)]
         # one row a tick changed: a tick's messages are a small part of the full snapshot
         # (every node's last-seen time still goes, 8 bytes each)
         assert statistics.median(deltas) < full / 4, (full, deltas)
         last = at(15)
-        assert _wait(lambda: source.snapshot().nodes and max(
-            n.last_seen for n in source.snapshot().nodes) == last.ts, 5)
-        shown = {n.node_id: n for n in source.snapshot().nodes}
+        assert _wait(lambda: rig.newest_shown() == last.ts, 5)
+        shown = {n.node_id: n for n in rig.source.snapshot().nodes}
         # every row held, the new values applied, nothing lost along the way
-        assert len(shown) == NODES and source.view.gaps == 0
+        assert len(shown) == NODES and rig.source.view.gaps == 0
         for n in last.nodes:
             assert shown[n.node_id].cpu == n.cpu and shown[n.node_id].last_seen == last.ts
         assert publisher.full == len(last.groups)  # one full snapshot per group, no more
-    finally:
-        if publisher is not None:
-            publisher.close()
-        source.close()
-        tap.close()
-        link.close()
 
 
 def test_a_view_that_joins_late_asks_for_the_full_snapshot(nats_server: NatsServer) -> None:
@@ -152,15 +187,8 @@ def test_busy_rows_go_without_their_cpu_history_and_the_view_rebuilds_the_sparkl
         nats_server: NatsServer) -> None:
     """Every node's CPU moves every tick (a busy cluster: every row changes). The rows go
     without the 60-point CPU history; the view's sparkline is the CPU of each tick received."""
-    cfg = NatsConfig(servers=(nats_server.url,), name="col-busy", role="collector")
     base = sample_snapshot(NODES, lb=False, cluster="busy")
     full_history = tuple(float(k % 97) for k in range(60))  # as the engine's, full
-    sizes: list[int] = []
-    link = NatsLink(cfg).start()
-    tap = NatsLink(NatsConfig(servers=(nats_server.url,))).start()
-    source = NatsSource(NatsConfig(servers=(nats_server.url,)))
-    tap.subscribe("ctop.busy.*.snap", lambda data, subject: sizes.append(len(data)))
-    publisher = None
 
     def at(k: int) -> Snapshot:
         rows = tuple(n._replace(liveness=Liveness.ALIVE, last_seen=base.ts + k,
@@ -168,26 +196,15 @@ def test_busy_rows_go_without_their_cpu_history_and_the_view_rebuilds_the_sparkl
                                 cpu_history=(*full_history[k:], *map(float, range(k))))
                      for i, n in enumerate(base.nodes))
         return replace(base, ts=base.ts + k, tick=k, nodes=rows, _index=Snapshot.index_of(rows))
-    try:
-        assert link.wait_connected(10) and tap.wait_connected(10)
-        assert source.link.wait_connected(10)
-        time.sleep(0.3)
-        publisher = CollectorPublisher(link, cfg, "busy")
+
+    with _rig(nats_server, "col-busy", "busy") as rig:
+        rig.start()
         for k in range(1, 6):
-            publisher.offer(at(k))
-            assert _wait(lambda k=k: publisher.published >= k * len(base.groups), 5)
-            time.sleep(0.05)
-        assert _wait(lambda: source.snapshot().nodes and max(
-            n.last_seen for n in source.snapshot().nodes) == base.ts + 5, 5)
+            rig.publish(k, at(k))
+        assert _wait(lambda: rig.newest_shown() == base.ts + 5, 5)
         # a busy row without its 60 floats of history: under 300 bytes a node, all fields
-        assert sum(sizes) / 5 / NODES < 300, sum(sizes) / 5 / NODES
+        assert sum(rig.sizes.values()) / 5 / NODES < 300, sum(rig.sizes.values()) / 5 / NODES
         position = {b.node_id: i for i, b in enumerate(base.nodes)}
-        for n in source.snapshot().nodes:  # the CPU of each of the five ticks, in order
+        for n in rig.source.snapshot().nodes:  # the CPU of each of the five ticks, in order
             i = position[n.node_id]
             assert n.cpu_history == tuple(float((i * 7 + t) % 100) for t in range(1, 6))
-    finally:
-        if publisher is not None:
-            publisher.close()
-        source.close()
-        tap.close()
-        link.close()

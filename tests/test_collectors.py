@@ -19,6 +19,7 @@ import pytest
 from agentd.encoder import encode
 from agentd.protocol import Join
 from ctop.cli import status_text
+from ctop.nats.collector import HEARTBEAT
 from ctop.nats.config import NatsConfig
 from ctop.nats.status import nats_status
 from ctop.nats.view import NatsSource
@@ -305,6 +306,41 @@ def test_losing_the_collectors_nats_server_loses_no_node_and_kills_none(
         agents.stop()
         c.stop()
 
+
+def test_a_collector_whose_server_hangs_then_dies_keeps_its_nodes_alive(
+        tmp_path: Path, nats_cluster_whole: NatsCluster) -> None:
+    """The collector's server hangs (SIGSTOP) long enough for a publish to wait on it, then
+    dies: the collector reconnects to another member and its nodes stay alive in a view on
+    the other members. Its heartbeat used to wait out the dead server's PONG (5 s, nats-py
+    forgets it on reconnect): the view called it lost and its nodes unknown."""
+    servers = ", ".join(f'"{u}"' for u in nats_cluster_whole.urls)
+    c = Daemon(_dir(tmp_path / "c"), f'[nats]\nservers = [{servers}]\nname = "col-h"\n'
+                                      f'role = "collector"\n').start()
+    agents = Agents(c, "hung", ["h1", "h2"])
+    view: NatsSource | None = None
+    try:
+        server = _holding(nats_cluster_whole, "ctop collector col-h")
+        assert server.proc is not None
+        view = NatsSource(NatsConfig(servers=tuple(
+            n.url for n in nats_cluster_whole.nodes if n is not server)))
+        wait_until(view, lambda s: sum(n.liveness is Liveness.ALIVE for n in s.nodes) == 2,
+                   what="2 alive")
+        server.proc.send_signal(signal.SIGSTOP)
+        time.sleep(HEARTBEAT + 0.1)  # a heartbeat's publish now waits for the hung server
+        server.proc.kill()
+        server.proc.wait()
+        states: set[str] = set()
+        deadline = time.monotonic() + 6  # past the 5 s the heartbeat used to wait
+        while time.monotonic() < deadline:
+            states |= {str(n.liveness) for n in view.snapshot().nodes}
+            time.sleep(0.05)
+        assert states == {"alive"}, (states, view.view.lost())
+        assert _holding(nats_cluster_whole, "ctop collector col-h") is not server
+    finally:
+        if view is not None:
+            view.close()
+        agents.stop()
+        c.stop()
 
 def _dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,10 @@ def _run_briefly(d: Daemon) -> dict[str, tuple[int, int]]:
     try:
         d.send(Sender("n1").report())
         d.wait_for(lambda s: node(s, "n1") is not None, what="n1")
-        time.sleep(1.2)  # a tick has written to the -wal
+        wal = d.root / "ctop.db-wal"  # polled by size: a reader here would make files itself
+        deadline = time.monotonic() + 10
+        while not (wal.exists() and wal.stat().st_size) and time.monotonic() < deadline:
+            time.sleep(0.05)  # until a tick has written to the -wal
         modes = _modes(d.root)
     finally:
         d.stop()

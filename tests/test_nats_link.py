@@ -3,9 +3,10 @@ processes (a single server, a 3-node cluster with one node lost, a server with a
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -188,6 +189,50 @@ def test_cluster_node_loss_keeps_values_and_watch(nats_cluster_whole: NatsCluste
     finally:
         lk.close()
 
+
+
+def test_a_call_waiting_when_its_server_dies_fails_at_once(
+        nats_cluster_whole: NatsCluster) -> None:
+    """The server hangs (SIGSTOP: the publish's flush waits for a PONG), then dies: the link
+    reconnects to another member at once, and the publish that waited fails at once with
+    NatsDown. nats-py forgets that PONG on reconnect: the call waited out all CALL_TIMEOUT
+    (5 s), and a collector's heartbeat behind it made its nodes unknown in every view."""
+    cluster = nats_cluster_whole
+    lk = NatsLink(NatsConfig(servers=tuple(cluster.urls), reconnect_wait=0.1)).start()
+    victim: NatsServer | None = None
+    try:
+        assert lk.wait_connected(10)
+        victim = next(n for n in cluster.nodes if n.url == lk.status.server)
+        assert victim.proc is not None
+        victim.proc.send_signal(signal.SIGSTOP)
+        outcome: list[BaseException | None] = []
+        waiting = threading.Thread(target=lambda: outcome.append(_raised(
+            lambda: lk.publish("ctop.test.hung", b"x"))))
+        waiting.start()
+        waiting.join(0.5)
+        assert waiting.is_alive(), outcome  # the flush waits for the hung server
+        victim.proc.kill()
+        killed = time.monotonic()
+        waiting.join(10)
+        took = time.monotonic() - killed
+        assert isinstance(outcome[0], NatsDown), outcome
+        assert "lost during the call" in str(outcome[0])
+        assert took < 2.0, f"the call waited {took:.1f} s after its server died"
+        assert lk.wait_connected(10) and lk.status.server != victim.url
+        lk.publish("ctop.test.after", b"y")  # and the link goes on
+    finally:
+        lk.close()
+        if victim is not None and victim.proc is not None:
+            victim.proc.kill()  # SIGKILL ends a stopped process too; the fixture restarts it
+            victim.proc.wait()
+
+
+def _raised(call: Callable[[], object]) -> BaseException | None:
+    try:
+        call()
+    except BaseException as e:  # what the caller's thread would see
+        return e
+    return None
 
 
 async def test_nats_section_without_the_client_is_a_clear_start_error(tmp_path: Path,

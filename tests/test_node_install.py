@@ -2,16 +2,15 @@
 this source tree, as README's "Installing" says. It must run agentd with its probes, talk to a
 director, and carry no UI libraries; `ctop`'s UI must say what to install instead of crashing.
 
-One venv per session; pip's cache makes the second run cheap.
+One venv per session, built in the background from the end of collection on
+(tests/helpers/node_install.py); pip's cache makes the second run cheap.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,38 +22,13 @@ import pytest
 from agentd.protocol import Report
 from ctop.ingest import Verifier
 from tests.helpers.agent_helpers import KEY, Receiver, write_key
-
-ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ("pyproject.toml", "README.md", "ctop", "agentd", "probes")  # what a build reads
-
-
-class NodeInstall:
-    def __init__(self, venv: Path) -> None:
-        self.venv = venv
-        self.python = venv / "bin" / "python"
-        self.agentd = venv / "bin" / "agentd"
-        self.ctop = venv / "bin" / "ctop"
+from tests.helpers.node_install import NodeInstall, start_build
 
 
 @pytest.fixture(scope="session")
-def node_install(tmp_path_factory: pytest.TempPathFactory) -> NodeInstall:
-    base = tmp_path_factory.mktemp("node-install")
-    src = base / "src"  # a copy: pip builds in the source tree and would leave build/ there
-    src.mkdir()
-    for name in SHIPPED:
-        origin = ROOT / name
-        if origin.is_dir():
-            shutil.copytree(origin, src / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(origin, src / name)
-    venv = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    done = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(src)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, f"pip install of the node package failed:\n{done.stderr}"
-    return NodeInstall(venv)
+def node_install() -> NodeInstall:
+    """Built in the background since collection (tests/helpers/node_install.py)."""
+    return start_build().result(timeout=600)
 
 
 class _Health(BaseHTTPRequestHandler):

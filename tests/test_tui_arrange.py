@@ -38,14 +38,17 @@ def snap():
     return replace(s, nodes=nodes, _index=type(s).index_of(nodes))
 
 
-@pytest.mark.parametrize("grouped", [True, False])
-@pytest.mark.parametrize("sort", SORTS)
-@pytest.mark.parametrize("filter_text", ["", "web", "10.0"])
+def every_arrangement(*filters: str) -> pytest.MarkDecorator:
+    """Each sort, grouped and not, under each of `filters`: (filter_text, sort, grouped)."""
+    return pytest.mark.parametrize(("filter_text", "sort", "grouped"), [
+        (f, s, g) for f in filters for s in SORTS for g in (True, False)])
+
+
+@every_arrangement("", "web", "10.0")
 def test_every_sort_orders_as_documented_with_group_runs_and_index(
     snap, sort, grouped, filter_text
 ) -> None:
-    arranger = Arranger()
-    arr = arranger.arrange(snap, filter_text=filter_text, sort=sort, grouped=grouped)
+    arr = Arranger().arrange(snap, filter_text=filter_text, sort=sort, grouped=grouped)
     shown = [n for n in snap.nodes if not filter_text or filter_text in (
         " ".join((n.hostname, n.node_id, n.group, n.liveness, *n.addresses)).lower())]
     assert shown, "the filter should match something"
@@ -67,9 +70,7 @@ def _ticked(snap, change):
     return replace(snap, nodes=nodes, _index=type(snap).index_of(nodes))
 
 
-@pytest.mark.parametrize("grouped", [True, False])
-@pytest.mark.parametrize("sort", SORTS)
-@pytest.mark.parametrize("filter_text", ["", "web", "dead"])
+@every_arrangement("", "web", "dead")
 def test_a_kept_arrangement_follows_every_tick_as_a_fresh_one_would(
     snap, sort, grouped, filter_text
 ) -> None:
@@ -100,9 +101,9 @@ def test_a_kept_arrangement_follows_every_tick_as_a_fresh_one_would(
     ticks.append(replace(ticks[-1], nodes=fewer, _index=type(snap).index_of(fewer)))
     ticks.append(_ticked(ticks[-1], lambda i, n: n))
     kept = Arranger()
+    how = {"filter_text": filter_text, "sort": sort, "grouped": grouped}
     for t in ticks:
-        got = kept.arrange(t, filter_text=filter_text, sort=sort, grouped=grouped)
-        fresh = Arranger().arrange(t, filter_text=filter_text, sort=sort, grouped=grouped)
+        got, fresh = kept.arrange(t, **how), Arranger().arrange(t, **how)
         assert [n.node_id for n in got.nodes] == [n.node_id for n in fresh.nodes]
         assert all(a is b for a, b in zip(got.nodes, fresh.nodes, strict=True))  # this tick's
         assert got.groups == fresh.groups and got.index == fresh.index

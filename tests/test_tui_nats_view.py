@@ -4,6 +4,8 @@ shown `unknown` (not dead) when it is lost. Real nats-server, a real CollectorPu
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import pytest
@@ -12,7 +14,7 @@ from ctop.nats.collector import CollectorPublisher
 from ctop.nats.config import NatsConfig
 from ctop.nats.link import NatsLink
 from ctop.nats.view import NatsSource
-from ctop.snapshot import Liveness
+from ctop.snapshot import Liveness, Snapshot
 from ctop.tui.app import CtopApp
 from tests.helpers.nats_servers import NatsServer
 from tests.helpers.sample import sample_snapshot
@@ -22,21 +24,48 @@ from tests.helpers.tui_helpers import SIZE
 pytest.importorskip("nats")
 
 
+@contextmanager
+def _collectors(nats_server: NatsServer,
+                *clusters: str) -> Iterator[tuple[list[CollectorPublisher], NatsSource]]:
+    """A publishing collector for each cluster (named col-<cluster>) and a view of them all."""
+    links: list[NatsLink] = []
+    pubs: list[CollectorPublisher] = []
+    source = NatsSource(NatsConfig(servers=(nats_server.url,)))
+    try:
+        for cluster in clusters:
+            cfg = NatsConfig(servers=(nats_server.url,), name=f"col-{cluster}",
+                             role="collector")
+            links.append(NatsLink(cfg).start())
+            pubs.append(CollectorPublisher(links[-1], cfg, cluster))
+        assert all(lk.wait_connected(10) for lk in links) and source.link.wait_connected(10)
+        yield pubs, source
+    finally:
+        for p in pubs:
+            p.close()
+        source.close()
+        for lk in links:
+            lk.close()
+
+
+async def _until_shown(source: NatsSource, pubs: list[CollectorPublisher], snap: Snapshot,
+                       count: int) -> None:
+    """Publish `snap` from each collector, tick after tick, until the view holds `count`
+    nodes."""
+    for _ in range(100):
+        for p in pubs:
+            p.offer(snap)
+        await asyncio.sleep(0.05)
+        if len(source.snapshot().nodes) == count:
+            return
+    raise AssertionError(f"the view shows {len(source.snapshot().nodes)} nodes, not {count}")
+
+
 async def test_the_nats_view_shows_the_groups_and_a_lost_collectors_nodes_unknown(
         nats_server: NatsServer) -> None:
-    cfg = NatsConfig(servers=(nats_server.url,), name="col-ui", role="collector")
     snap = sample_snapshot(6, lb=False)
     snap = replace(snap, nodes=tuple(n._replace(liveness=Liveness.ALIVE) for n in snap.nodes))
-    link = NatsLink(cfg).start()
-    source = NatsSource(NatsConfig(servers=(nats_server.url,)))
-    publisher = CollectorPublisher(link, cfg, "t")
-    try:
-        assert link.wait_connected(10) and source.link.wait_connected(10)
-        for _ in range(100):
-            publisher.offer(snap)
-            await asyncio.sleep(0.05)
-            if len(source.snapshot().nodes) == 6:
-                break
+    with _collectors(nats_server, "t") as (pubs, source):
+        await _until_shown(source, pubs, snap, 6)
         app = CtopApp(source, view="table")
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause(1.2)
@@ -44,7 +73,7 @@ async def test_the_nats_view_shows_the_groups_and_a_lost_collectors_nodes_unknow
             for n in snap.nodes:
                 assert n.hostname in text or n.node_id in text, text
             assert "unknown" not in text
-            publisher.close()  # the collector goes silent
+            pubs[0].close()  # the collector goes silent
             for _ in range(60):
                 await pilot.pause(0.1)
                 text = "\n".join(screen_text(app))
@@ -54,30 +83,15 @@ async def test_the_nats_view_shows_the_groups_and_a_lost_collectors_nodes_unknow
                     if any(n.node_id in line[:20] for n in snap.nodes)]
             assert len(rows) == 6, text
             assert all("unknown" in r and "dead" not in r for r in rows), text
-            assert "collector col-ui (t) lost" in text and "0 dead" in text
+            assert "collector col-t (t) lost" in text and "0 dead" in text
             assert "● 0 alive ● 0 suspect ● 0 dead ● 0 left ● 6 unknown" in text, text
-    finally:
-        publisher.close()
-        source.close()
-        link.close()
 
 
 async def test_ctx_in_the_command_palette_narrows_the_view_to_one_cluster(
         nats_server: NatsServer) -> None:
-    links, pubs = [], []
-    source = NatsSource(NatsConfig(servers=(nats_server.url,)))
     snap = sample_snapshot(6, lb=False)
-    try:
-        for cluster in ("east", "west"):
-            cfg = NatsConfig(servers=(nats_server.url,), name=f"col-{cluster}", role="collector")
-            links.append(NatsLink(cfg).start())
-            pubs.append(CollectorPublisher(links[-1], cfg, cluster))
-        for _ in range(100):
-            for p in pubs:
-                p.offer(snap)
-            await asyncio.sleep(0.05)
-            if len(source.snapshot().nodes) == 12:
-                break
+    with _collectors(nats_server, "east", "west") as (pubs, source):
+        await _until_shown(source, pubs, snap, 12)
         assert {n.group.split("/")[0] for n in source.snapshot().nodes} == {"east", "west"}
         app = CtopApp(source, view="table")
         async with app.run_test(size=SIZE) as pilot:
@@ -97,27 +111,13 @@ async def test_ctx_in_the_command_palette_narrows_the_view_to_one_cluster(
             assert source.context == "west"
             # one cluster now: its six nodes, its groups without the cluster's prefix
             assert "ctop west " in text and " 6 nodes" in text and "east" not in text, text
-    finally:
-        for p in pubs:
-            p.close()
-        source.close()
-        for lk in links:
-            lk.close()
 
 
 async def test_without_victoria_metrics_the_node_detail_says_where_the_history_is(
         nats_server: NatsServer) -> None:
-    cfg = NatsConfig(servers=(nats_server.url,), name="col-nohist", role="collector")
     snap = sample_snapshot(3, lb=False, cluster="nohist")
-    link = NatsLink(cfg).start()
-    source = NatsSource(NatsConfig(servers=(nats_server.url,)))
-    publisher = CollectorPublisher(link, cfg, "nohist")
-    try:
-        for _ in range(100):
-            publisher.offer(snap)
-            await asyncio.sleep(0.05)
-            if len(source.snapshot().nodes) == 3:
-                break
+    with _collectors(nats_server, "nohist") as (pubs, source):
+        await _until_shown(source, pubs, snap, 3)
         app = CtopApp(source, view="table")
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause(0.5)
@@ -127,7 +127,3 @@ async def test_without_victoria_metrics_the_node_detail_says_where_the_history_i
             await pilot.pause(0.2)
             text = "\n".join(screen_text(app))
             assert "no history in a NATS view: it is on the collector" in text, text
-    finally:
-        publisher.close()
-        source.close()
-        link.close()

@@ -10,7 +10,10 @@ more, so a watcher must be idempotent. A callback that raises is logged, never f
 
 A call made while the link is not connected fails at once with `NatsDown` (whose message says
 since when), rather than waiting out a timeout: callers (pair-consistent actions) turn it into
-a clear refusal.
+a clear refusal. So does a call still waiting for its server when the connection is lost: nats-py
+forgets the PONG a pending flush waits for when it reconnects (and a request's reply went to the
+old connection), so it would wait out its whole timeout; a collector's heartbeat stuck that
+long made its nodes unknown in every view although it had reconnected at once.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -124,6 +128,8 @@ class NatsLink:
         self._subs: list[tuple[str, Callback, list[Any]]] = []
         self._stop: asyncio.Event | None = None
         self._on_change: list[Callable[[LinkStatus], None]] = []
+        # calls waiting for the server (touched on the NATS thread only): failed when it is lost
+        self._inflight: set[asyncio.Task[Any]] = set()
 
     # -- life -------------------------------------------------------------------------------
 
@@ -208,6 +214,8 @@ class NatsLink:
 
         async def disconnected() -> None:
             self._set("reconnecting", error="connection lost")
+            for task in list(self._inflight):  # see the module doc: they would wait it out
+                task.cancel()
 
         async def reconnected() -> None:
             await self._connected()
@@ -255,16 +263,31 @@ class NatsLink:
         status = self.status
         if not status.connected:
             raise NatsDown(f"NATS is not connected: {status.text()}")
-        fut = asyncio.run_coroutine_threadsafe(_awaited(make), self._loop)
+        fut = asyncio.run_coroutine_threadsafe(self._tracked(make), self._loop)
         try:
             return fut.result(timeout)
         except FutureTimeout:
             fut.cancel()
             raise NatsError(f"NATS did not answer within {timeout:g} s") from None
+        except FutureCancelled:  # the connection was lost while the call waited for it
+            raise NatsDown(f"NATS connection lost during the call: {self.status.text()}") \
+                from None
         except NatsError:
             raise
         except Exception as e:
             raise _translated(e) from None
+
+    async def _tracked(self, make: Callable[[], Awaitable[T]]) -> T:
+        """`make()` on the NATS loop, failed (cancelled) if the connection is lost meanwhile."""
+        if not self.status.connected:  # lost between the caller's look and now
+            raise NatsDown(f"NATS is not connected: {self.status.text()}")
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)
+        try:
+            return await make()
+        finally:
+            self._inflight.discard(task)
 
     def publish(self, subject: str, data: bytes) -> None:
         self.call(lambda: self._publish(subject, data))
@@ -398,10 +421,6 @@ class NatsLink:
 
 def replace_error(status: LinkStatus, error: str) -> LinkStatus:
     return LinkStatus(status.state, status.since, status.server, error)
-
-
-async def _awaited(make: Callable[[], Awaitable[T]]) -> T:
-    return await make()
 
 
 def _guarded(callback: Callable[..., Any], *args: Any) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 import os
 import signal
 import socket
@@ -18,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ctop.control.client import fetch_status, hello
+from ctop.control.wire import ControlError
 from tests.helpers.agent_helpers import write_key
 from tests.helpers.haproxy_peer import HAProxyLab
 
@@ -77,9 +78,9 @@ class Director:
                                str(self.config)], capture_output=True, text=True, timeout=30)
 
     def events(self) -> list[str]:
-        out = self.status()
-        assert out.returncode == 0, out.stderr
-        return [e[3] for e in json.loads(out.stdout)["events"] if e[1] == "action"]
+        """The daemon's action events (its status, read in this process: `status()` runs the
+        command, for the tests of who may read it)."""
+        return [e[3] for e in fetch_status(str(self.socket))["events"] if e[1] == "action"]
 
     def journal(self) -> list[tuple]:
         """(user, sudo_user, origin, action, weight_after, result), oldest first."""
@@ -120,9 +121,10 @@ def serving(d: Director, *args: str) -> Iterator[subprocess.Popen[str]]:
         while time.monotonic() < deadline:
             if serve.poll() is not None:
                 raise AssertionError(f"ctop serve exited: {serve.stderr.read()}")
-            if d.status().returncode == 0:
+            with contextlib.suppress(ControlError):
+                hello(str(d.socket))  # it answers: ready (in this process, no `ctop` run)
                 break
-            time.sleep(0.1)
+            time.sleep(0.05)
         else:
             raise AssertionError("ctop serve did not answer")
         yield serve

@@ -337,7 +337,6 @@ class Ctop:
         from ctop.engine import FOLD_AGE, FOLD_BATCH
         from ctop.receiver import BATCH
 
-        self.model.fold_age = FOLD_AGE
         self.receiver.on_idle = lambda: self.model.fold_some(FOLD_BATCH)
         self.receiver.on_busy = lambda now: self.model.fold_some(BATCH, now - FOLD_AGE)
         self.tick = tick

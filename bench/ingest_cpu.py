@@ -82,8 +82,6 @@ def child(tree: str, nodes: int, rounds: int) -> None:
         model.on_reject = lambda r, s: rx.count_drop(r, s, accepted=True)
         import ctop.engine as engine  # the engine's wiring, whatever this tree has
 
-        if hasattr(model, "fold_age"):  # bodies checked on arrival, as the engine has it
-            model.fold_age = engine.FOLD_AGE
         rx.on_idle = lambda: model.fold_some(engine.FOLD_BATCH)
         if hasattr(rx, "on_busy"):
             rx.on_busy = lambda now: model.fold_some(engine.BATCH, now - engine.FOLD_AGE)

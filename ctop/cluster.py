@@ -82,8 +82,6 @@ class NodeState:
     # snapshot() checks and folds it in, so of the reports a node sends between two ticks
     # only the newest pays for the metric checks and conversion.
     pending: RawReport | None = None
-    # When a body of it was last checked on arrival (ClusterModel.fold_age).
-    checked_at: float = float("-inf")
     view: NodeView | None = None  # this node in the last snapshot
     changed: bool = True  # anything view() reads changed since `view` was made
     config: str = ""  # its pushed configuration, as ctop/grouppush.py describes it
@@ -100,16 +98,8 @@ class ClusterModel:
             node.config = config
             node.changed = True
 
-    def __init__(self, name: str = "cluster", liveness: LivenessConfig | None = None,
-                 *, fold_age: float | None = None) -> None:
+    def __init__(self, name: str = "cluster", liveness: LivenessConfig | None = None) -> None:
         self.name = name
-        # A report body from a node whose last body was checked on arrival at least
-        # `fold_age` seconds ago, and that has none waiting, is checked on arrival too: the
-        # map decoded moments ago is still in the CPU's caches, while the queue folds it
-        # cold (~2x the cost at 60,000 distinct nodes, docs/performance.md). Bodies arriving
-        # faster wait in the queue as before (the newest is checked). None: every body of a
-        # known, alive node waits for fold_some() or the tick.
-        self.fold_age = fold_age
         self.liveness = liveness or LivenessConfig()
         self.nodes: dict[str, NodeState] = {}
         self.received = 0
@@ -154,8 +144,8 @@ class ClusterModel:
             and node.liveness is Liveness.ALIVE
         ):
             # The steady state, nearly every message: a known, alive node reports again.
-            # Kept flat; it runs 10,000+ times a second. Liveness, loss and the interval are
-            # per message; the body only matters as the newest one (see fold_age).
+            # Kept flat and allocation-free; it runs 10,000+ times a second. Liveness, loss
+            # and the interval are per message; the body only matters as the newest one.
             node.last_seen = now
             node.seqs.append(h.seq)
             node.changed = True
@@ -169,15 +159,6 @@ class ClusterModel:
                 self._limits(node)
             if kind is RawReport:
                 if node.pending is None:
-                    fold_age = self.fold_age
-                    if fold_age is not None and now - node.checked_at >= fold_age:
-                        node.checked_at = now
-                        msg = decode_report(msg)  # type: ignore[arg-type]
-                        if type(msg) is Rejected:
-                            self._refuse(msg, node.source)  # type: ignore[arg-type]
-                        else:
-                            self._take(node, msg)  # type: ignore[arg-type]
-                        return _NO_EVENTS
                     self._to_fold.append((now, node))
                 node.pending = msg  # replaces an unchecked older one: never looked at
                 return _NO_EVENTS

@@ -87,7 +87,7 @@ class Engine:
         self.key = key if key is not None else b"" if master else load_key(config.key_file)
         self.verifier = Verifier(self.key, max_age=config.max_age, max_skew=config.max_age,
                                  master=master)
-        self.model = ClusterModel(config.cluster, config.liveness, fold_age=FOLD_AGE)
+        self.model = ClusterModel(config.cluster, config.liveness)
         # Deferred: reports' bodies are checked when the tick folds them in (newest per node);
         # a body refused then still counts as a receiver drop (bad_field).
         self.receiver = Receiver(self.verifier, self._on_message, *config.listen, deferred=True,

@@ -102,7 +102,7 @@ async def _director(conn: Connection, mode: str, workers: int, key: bytes) -> No
         assert receiver.sock is not None
         grow_receive_buffer(receiver.sock, BUFFER)
     else:
-        pool = WorkerPool(workers, receiver, check_order=verifier._check_order,
+        pool = WorkerPool(workers, receiver, check_order=verifier.check_order,
                           settings=lambda: {"key": key, "master": None, "max_age": 3600},
                           on_event=lambda events: None, buffer=BUFFER)
         pool.open()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from operator import attrgetter
 from typing import Any
@@ -46,6 +46,7 @@ BEACON_LAPSE = 5.0
 # Metrics an agent leaves out of a report while they have not changed (agentd/slowfacts.py):
 # the node keeps its last value.
 CARRIED = ("top_procs", "tcp_states", "watched", "arp")
+_NO_EVENTS: tuple[EventView, ...] = ()  # what nearly every message causes (no list per call)
 
 
 @dataclass(slots=True)
@@ -132,7 +133,7 @@ class ClusterModel:
 
     # -- ingest ---------------------------------------------------------------------------
 
-    def apply(self, msg: Message, now: float, source: str = "") -> list[EventView]:
+    def apply(self, msg: Message, now: float, source: str = "") -> Sequence[EventView]:
         """Fold one verified message into the model; return the events it caused."""
         self.received += 1
         h = msg.header
@@ -160,10 +161,10 @@ class ClusterModel:
                 if node.pending is None:
                     self._to_fold.append((now, node))
                 node.pending = msg  # replaces an unchecked older one: never looked at
-                return []
+                return _NO_EVENTS
             node.pending = None
             self._take(node, msg)  # type: ignore[arg-type]
-            return []
+            return _NO_EVENTS
         if kind is RawReport:
             # Registration, restart, or back from suspect/dead: rare, so checked right away,
             # and a bad body changes nothing, as with Verifier.verify.
@@ -326,12 +327,14 @@ class ClusterModel:
         last fold). A body that fails is counted as rejected (`bad_field`) and the node keeps
         its previous metrics; its liveness, loss and `last_seen` stand, as the report was
         genuine, fresh and in order. snapshot() calls this first."""
-        self._to_fold.clear()
-        take = self._take
-        for node in self.nodes.values():
+        # Every node with a pending body is in the queue (apply() files it with its first):
+        # the queue, not all the nodes, is what to go through.
+        queue, self._to_fold = self._to_fold, deque()
+        take, nodes = self._take, self.nodes
+        for _, node in queue:
             raw = node.pending
-            if raw is None:
-                continue
+            if raw is None or nodes.get(node.node_id) is not node:
+                continue  # folded already, superseded by a checked report, or forgotten
             node.pending = None
             msg = decode_report(raw)
             if type(msg) is Rejected:

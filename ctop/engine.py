@@ -244,7 +244,7 @@ class Engine:
         from ctop.ingest.workers import WorkerPool
 
         pool = WorkerPool(self.config.receive_workers, self.receiver,
-                          check_order=self.verifier._check_order,
+                          check_order=self.verifier.check_order,
                           settings=self._worker_settings, on_event=self.note)
         pool.open()
         return pool
@@ -277,7 +277,7 @@ class Engine:
     def _worker_settings(self) -> dict[str, Any]:
         """What a starting receiver worker needs: the keys, and every node's mark (read
         without marks(), which would reset the store's list of marks to save)."""
-        nodes = self.verifier._nodes
+        nodes = self.verifier.nodes
         return {"key": self.key, "master": self._master, "max_age": self.config.max_age,
                 "marks": [(n, c.boot, c.boot_ts, c.seq, c.at) for n, c in nodes.items()]}
 

@@ -9,7 +9,8 @@ reports (`_fast_report`) and falls back to the reference checks, which name the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from operator import le
+from itertools import repeat
+from operator import le, truediv
 from typing import Any
 
 from msgpack import unpackb as _unpackb
@@ -295,6 +296,29 @@ _FACT_KEYS = {m.key: (m.name, _FACTS[m.kind], m.scale, m.limit) for m in COMPOUN
 _TOP = next(m for m in COMPOUND if m.kind == PROCS)  # one such metric: the fast path inlines it
 _TOP_KEY, _TOP_NAME, _TOP_SCALE = _TOP.key, _TOP.name, _TOP.scale
 _UNKNOWN = "unknown"
+
+
+def _named_scalars_source() -> str:
+    """The source of `_named_scalars(v)`, from the registry: for a list of at least
+    _SCALAR_COUNT positional scalars, (None, None) if a bounded one (a percentage, a wide
+    counter) is outside 0..its bound, else (the scalars by name in readable units, a new
+    list of the scalars that are not wide counters, newer agents' extra ones included)."""
+    bounded = " and ".join(f"0 <= v[{i}] <= {limit}" for i, limit in _BOUNDED_AT) or "True"
+    named = ", ".join(f"{m.name!r}: v[{i}]" + (f" / {m.scale}" if m.scale != 1 else "")
+                      for i, m in enumerate(SCALARS))
+    starts, ends = [0, *(i + 1 for i in _WIDE_AT)], [*_WIDE_AT, None]
+    kept = " + ".join(f"v[{a}:{'' if b is None else b}]"
+                      for a, b in zip(starts, ends, strict=True) if b is None or b > a)
+    return (f"def _named_scalars(v):\n"
+            f"    if not ({bounded}):\n"
+            f"        return None, None\n"
+            f"    return {{{named}}}, {kept}\n")
+
+
+_made: dict[str, Any] = {}
+exec(_named_scalars_source(), _made)  # source made above from the registry, not input
+_named_scalars: Callable[[list[Any]], tuple[dict[str, Any], list[Any]] | tuple[None, None]] = \
+    _made["_named_scalars"]
 _SERVICE_CACHE: dict[tuple[Any, ...], ServiceStatus] = {}
 SERVICE_CACHE_SIZE = 50_000
 _SERVICE_TYPES = (list, tuple, _Unsent)
@@ -341,19 +365,15 @@ def _fast_fields(body: dict[Any, Any], header: Header, interval: float) -> Repor
         scalars = raw.get("v", [])
         if type(scalars) is not list or len(scalars) < _SCALAR_COUNT:
             return None  # an older agent: the reference path
-        for i, limit in _BOUNDED_AT:  # percentages (and the wide counters, checked here)
-            if not 0 <= scalars[i] <= limit:
-                return None
-        # Every number of the report goes into one list, checked once at the end with one
-        # min() and one sum() in C instead of per list: all >= 0 and a total <= MAX_VALUE
-        # (so each is; a NaN fails the comparison). The wide counters were checked above. A
-        # report whose total is larger takes the reference path, which bounds each value.
-        flat = scalars.copy()
-        for i in _WIDE_AT:
-            flat[i] = 0
-        out: dict[str, Any] = dict(zip(_SCALAR_NAMES, scalars, strict=False))
-        for i, name, scale in _SCALED:
-            out[name] = scalars[i] / scale
+        # The percentages and the wide counters checked against their bounds, and the named
+        # metrics made, in one call of code written out from the registry (no loops).
+        # Every other number of the report goes into `flat`, checked once at the end with
+        # one min() and one sum() in C instead of per list: all >= 0 and a total <=
+        # MAX_VALUE (so each is; a NaN fails the comparison). A report whose total is larger
+        # takes the reference path, which bounds each value.
+        out, flat = _named_scalars(scalars)
+        if out is None:
+            return None
         for key, value in raw.items():
             if key == "v":
                 continue
@@ -365,7 +385,8 @@ def _fast_fields(body: dict[Any, Any], header: Header, interval: float) -> Repor
                 if limit < MAX_VALUE and value and max(value) > limit:
                     return None
                 flat += value
-                out[name] = [v / scale for v in value] if scale else value
+                # map() in C: a list comprehension is a function call per report in 3.11
+                out[name] = list(map(truediv, value, repeat(scale))) if scale else value
                 continue
             mname = _MAP_KEYS.get(key)
             if mname is not None:

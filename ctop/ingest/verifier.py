@@ -38,6 +38,9 @@ from agentd.protocol import (
 from ctop.ingest.decode import _INF, _BadField, _decode_body, _tuple_new, parse_body
 from ctop.ingest.tags import Tagger
 
+_compare = hmac.compare_digest
+_SMALLEST = HEADER_BYTES + TAG_BYTES + 1  # bytes of the shortest datagram that can be genuine
+
 
 @dataclass(slots=True)
 class _NodeClock:
@@ -86,7 +89,9 @@ class Verifier:
     # Per-node mode: the master secret each node's key is derived from (`node_key`); the
     # cluster key is then not accepted. None: one cluster key for every node.
     master: bytes | None = None
-    _nodes: dict[str, _NodeClock] = field(default_factory=dict)
+    # Each node's replay high-water mark (its boot and last accepted sequence), by node id:
+    # what `check_order` judges against. Read by the engine to seed receiver workers.
+    nodes: dict[str, _NodeClock] = field(default_factory=dict)
     _node_keys: dict[str, bytes] = field(default_factory=dict)
     _taggers: dict[bytes, Tagger] = field(default_factory=dict)  # by key
     # Nodes whose boot changed (or that are new) since the last `marks(changed_only=True)`.
@@ -173,64 +178,83 @@ class Verifier:
         and services (~60 % of `verify`'s Python work) when, and if, they are needed. Joins,
         leaves and any report whose header fails a check take the full `verify` path.
         """
+        # One function, no helper calls on the way of a genuine, in-order report: it runs for
+        # every datagram (docs/performance.md, "Distinct nodes").
         try:
-            return self._verify_deferred(data)
+            n = len(data)
+            if n > MAX_DATAGRAM or n < _SMALLEST or data[:2] != MAGIC or data[2] != VERSION:
+                return self._verify(data)  # names the reason
+            payload = data[:-TAG_BYTES]
+            key = self.key if self.master is None else self._key_of(payload)
+            tagger = self._taggers.get(key)  # type: ignore[arg-type]
+            if tagger is not None:
+                if not _compare(tagger.digest(payload)[:TAG_BYTES], data[-TAG_BYTES:]):
+                    return Rejected(Reason.BAD_TAG, self._tag_problem())
+            elif key is None or not self._signed(key, payload, data[-TAG_BYTES:]):
+                return Rejected(Reason.BAD_TAG, self._tag_problem())
+            # One decode of the whole body, kept in the RawReport: the fold (decode_report)
+            # checks and converts the decoded map and never decodes these bytes again.
+            try:
+                body = _unpackb(payload[HEADER_BYTES:], strict_map_key=False)
+            except Exception as e:
+                return Rejected(Reason.NOT_MSGPACK, type(e).__name__)
+            if type(body) is dict and body.get("k") == KIND_REPORT:
+                get = body.get
+                node, boot, seq, ts, interval = get("n"), get("b"), get("q"), get("t"), get("i")
+                # The header checks of _parse_header and _interval, inline. Anything they
+                # would refuse drops to the full path below, which names the fault.
+                if (
+                    type(node) is str and 0 < len(node) <= 128
+                    and type(boot) is int and -(2**63) <= boot <= MAX_INT64
+                    and type(seq) is int and 0 <= seq <= MAX_INT64
+                    and (type(ts) is int or (type(ts) is float and -_INF < ts < _INF))
+                    and (type(interval) is int or (type(interval) is float
+                                                   and -_INF < interval < _INF))
+                    and 0.05 <= interval <= 3600
+                ):
+                    raw = _tuple_new(RawReport, (
+                        _tuple_new(Header, (node, boot, seq, ts)), float(interval), body))
+                    # check_order's common case inline: fresh, same boot, the next sequence
+                    # numbers. Anything else (new node or boot, stale, replay, jump) goes
+                    # through check_order, which decides it and names the reason.
+                    now = self.clock()
+                    known = self.nodes.get(node)
+                    if (
+                        known is not None and boot == known.boot and seq > known.seq
+                        and now - self.max_age <= ts <= now + self.max_skew
+                        and seq - known.seq <= SEQ_SLACK + SEQ_RATE * (now - known.at)
+                    ):
+                        known.seq = seq
+                        known.at = now
+                        return raw
+                    return self.check_order(raw)
+            try:
+                msg = parse_body(body)
+            except _BadField as e:
+                return Rejected(Reason.BAD_FIELD, str(e))
+            return self.check_order(msg)
         except Exception as e:  # total, like verify()
             return Rejected(Reason.MALFORMED, f"internal: {type(e).__name__}: {e}")
-
-    def _verify_deferred(self, data: bytes) -> Join | Leave | RawReport | Rejected:
-        # The envelope checks of _verify, inline: this runs for every datagram.
-        n = len(data)
-        if n > MAX_DATAGRAM or n < HEADER_BYTES + TAG_BYTES + 1 or data[:2] != MAGIC \
-                or data[2] != VERSION:
-            return self._verify(data)  # names the reason
-        payload = data[:-TAG_BYTES]
-        key = self.key if self.master is None else self._key_of(payload)
-        if key is None or not self._signed(key, payload, data[-TAG_BYTES:]):
-            return Rejected(Reason.BAD_TAG, self._tag_problem())
-        # One decode of the whole body, kept in the RawReport: the fold (decode_report)
-        # checks and converts the decoded map and never decodes these bytes again.
-        try:
-            body = _unpackb(payload[HEADER_BYTES:], raw=False, strict_map_key=False)
-        except Exception as e:
-            return Rejected(Reason.NOT_MSGPACK, type(e).__name__)
-        if type(body) is dict and body.get("k") == KIND_REPORT:
-            get = body.get
-            node, boot, seq, ts, interval = get("n"), get("b"), get("q"), get("t"), get("i")
-            # The header checks of _parse_header and _interval, inline. Anything they would
-            # refuse drops to the full path below, which names the fault.
-            if (
-                type(node) is str and 0 < len(node) <= 128
-                and type(boot) is int and -(2**63) <= boot <= MAX_INT64
-                and type(seq) is int and 0 <= seq <= MAX_INT64
-                and (type(ts) is int or (type(ts) is float and -_INF < ts < _INF))
-                and (type(interval) is int or (type(interval) is float
-                                               and -_INF < interval < _INF))
-                and 0.05 <= interval <= 3600
-            ):
-                return self._check_order(_tuple_new(RawReport, (
-                    _tuple_new(Header, (node, boot, seq, ts)), float(interval), body)))
-        try:
-            msg = parse_body(body)
-        except _BadField as e:
-            return Rejected(Reason.BAD_FIELD, str(e))
-        return self._check_order(msg)
 
     def _decode_checked(self, encoded: bytes) -> Message | Rejected:
         """Body bytes of a genuine datagram -> a fully checked message, or why not."""
         msg = _decode_body(encoded)
-        return msg if type(msg) is Rejected else self._check_order(msg)
+        return msg if type(msg) is Rejected else self.check_order(msg)
 
-    def _check_order(self, msg: _Ordered) -> _Ordered | Rejected:
+    def check_order(self, msg: _Ordered) -> _Ordered | Rejected:
+        """`msg` if it is fresh and in order for its node, else why not (`stale`, `replay`,
+        `seq_jump`); accepting it moves the node's mark. Every verify path ends here, and
+        the engine judges receiver workers' messages with it again (ctop/ingest/workers.py):
+        only this verifier's marks persist."""
         h = msg.header
         now = self.clock()
         if h.ts < now - self.max_age:
             return Rejected(Reason.STALE, f"{now - h.ts:.1f} s old")
         if h.ts > now + self.max_skew:
             return Rejected(Reason.STALE, f"{h.ts - now:.1f} s in the future")
-        known = self._nodes.get(h.node)
+        known = self.nodes.get(h.node)
         if known is None or (h.boot != known.boot and h.ts > known.boot_ts):
-            self._nodes[h.node] = _NodeClock(h.boot, h.ts, h.seq, now)
+            self.nodes[h.node] = _NodeClock(h.boot, h.ts, h.seq, now)
             self._new_boots.add(h.node)
             return msg
         if h.boot != known.boot:
@@ -244,14 +268,14 @@ class Verifier:
         return msg
 
     def forget(self, node: str) -> None:
-        self._nodes.pop(node, None)
+        self.nodes.pop(node, None)
 
     # -- persistence of the replay state (the director keeps it in its database) ----------
 
     def marks(self, *, changed_only: bool = False) -> list[Mark]:
         """Each node's high-water mark; `changed_only`: only nodes that are new or restarted
         since the last such call (cheap enough for every tick)."""
-        nodes = self._nodes
+        nodes = self.nodes
         if changed_only:
             names, self._new_boots = self._new_boots, set()
             return [Mark(n, c.boot, c.boot_ts, c.seq, c.at)
@@ -266,6 +290,6 @@ class Verifier:
     def restore(self, marks: list[Mark]) -> None:
         """Start from persisted marks: nothing at or below them is accepted after a restart."""
         for m in marks:
-            if m.node not in self._nodes:
-                self._nodes[m.node] = _NodeClock(m.boot, m.boot_ts, m.seq, m.at)
+            if m.node not in self.nodes:
+                self.nodes[m.node] = _NodeClock(m.boot, m.boot_ts, m.seq, m.at)
 

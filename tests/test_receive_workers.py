@@ -450,19 +450,21 @@ async def test_a_crashing_workers_traceback_goes_to_the_log_not_the_terminal(
     engine = make_engine(tmp_path, receive_workers=2)
     await engine.start()
     try:
+        for sock in (await _port_of_each_worker(engine)).values():  # both at work
+            sock.close()
         slot = engine.workers.slots[0]
         pid = slot.process.pid
         engine.workers._send(slot, handoff.LENGTH.pack(5) + b"junk!")
         await until(lambda: any(e.kind == "receiver" for e in engine.events), timeout=20)
         died = [e for e in engine.events if e.kind == "receiver"]
-        assert len(died) == 1 and f"pid {pid}" in died[0].message
-        assert "exit status 1: _pickle.UnpicklingError" in died[0].message, died[0].message
         await until(lambda: engine.workers.status()[0]["pid"] not in (0, pid), timeout=10)
     finally:
         await engine.stop()
     terminal = capfd.readouterr()
     assert "Traceback" not in terminal.err and "UnpicklingError" not in terminal.err
     assert "Traceback" not in terminal.out
+    assert len(died) == 1 and f"pid {pid}" in died[0].message
+    assert "exit status 1: _pickle.UnpicklingError" in died[0].message, died[0].message
     logged = [r.getMessage() for r in caplog.records if r.name == "ctop.ingest.worker"]
     assert any("receiver worker 0 wrote:\nTraceback" in m and "UnpicklingError" in m
                for m in logged), logged

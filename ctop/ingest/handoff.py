@@ -6,8 +6,8 @@ and a report's body with `decode_report`) and sends the engine one frame every
 `FLUSH_EVERY` seconds: a 4-byte length and a pickle of `(entries, drops, counts, keys)`.
 
 A report's entry carries its header fields as builtins and its checked body packed apart
-(`pack_body`: `marshal` of the Report's group, metric values, services and indexed services,
-ServiceStatus as plain tuples). The engine hands the report to `ClusterModel.apply` as a
+(`pack_body`: `marshal`, format 2, of the Report's group, metric values, services and
+indexed services, ServiceStatus as plain tuples). The engine hands the report to `ClusterModel.apply` as a
 `RawReport` whose body is `(keys, packed)`: like the in-process receiver's deferred bodies, it
 is unpacked only when the model folds the node's newest body in (`unpack_report`, through
 `decode_report`), so of the reports a node sends between two folds only the newest costs the
@@ -63,7 +63,14 @@ PICKLED = -2
 MAX_KEY_SETS = 4096  # names tables a worker keeps; past that, bodies go AS_IS
 
 _new = tuple.__new__
-_dumps, _loads = marshal.dumps, marshal.loads
+_loads = marshal.loads
+# Format 2: no back-references; for these small bodies of distinct values about half the
+# cost of format 4 to dump and a third less to load (bench/ingest_workers.py --stages).
+MARSHAL_VERSION = 2
+
+
+def _dumps(value: Any) -> bytes:
+    return marshal.dumps(value, MARSHAL_VERSION)
 
 
 class Packer:

@@ -7,14 +7,15 @@ and a report's body with `decode_report`) and sends the engine one frame every
 
 A report's entry carries its header fields as builtins and its checked body packed apart
 (`pack_body`: `marshal`, format 2, of the Report's group, metric values, services and
-indexed services, ServiceStatus as plain tuples). The engine hands the report to `ClusterModel.apply` as a
-`RawReport` whose body is `(keys, packed)`: like the in-process receiver's deferred bodies, it
-is unpacked only when the model folds the node's newest body in (`unpack_report`, through
-`decode_report`), so of the reports a node sends between two folds only the newest costs the
-engine more than its header. Unpacking is one `marshal.loads` (C) and one `dict(zip(...))`
-with the metric names as shared strings: a worker sends each set of metric names once
-(`keys`: (id, names) new in this frame), and its reports name theirs by that id. No check or
-conversion runs again in the engine (docs/performance.md, "Receiver processes").
+indexed services, ServiceStatus as plain tuples). The engine hands the report to
+`ClusterModel.apply` as a `RawReport` whose body is `(keys, packed)`: like the in-process
+receiver's deferred bodies, it is unpacked only when the model folds the node's newest body
+in (`unpack_report`, through `decode_report`), so of the reports a node sends between two
+folds only the newest costs the engine more than its header. Unpacking is one
+`marshal.loads` (C) and one `dict(zip(...))` with the metric names as shared strings: a
+worker sends each set of metric names once (`keys`: (id, names) new in this frame), and its
+reports name theirs by that id. No check or conversion runs again in the engine
+(docs/performance.md, "Receiver processes").
 
 The format does not depend on what the metrics hold: a dict of builtins takes the names
 table; anything else marshals as it is, and what marshal cannot hold is pickled.

@@ -24,6 +24,13 @@ Not counted: the engine's once-a-second tick and snapshot (bench/ingest.py count
 tick lane's figure), the store, alerts, the UI.
 
     .venv/bin/python bench/ingest_workers.py [--nodes 40000] [--rounds 2]
+    .venv/bin/python bench/ingest_workers.py --stages [--nodes 20000]
+
+--stages measures instead, in this one process without sockets (best of 5 passes, CPU time),
+each stage's µs per report: the worker's (verify, decode, pack, frame), the engine's (frame
+load, order check + apply, fold) and the in-process path's (verify, apply, fold), and prints
+what they predict for the ratios (W = worker µs, E = engine µs, I = in-process µs per report):
+pool-1 = 1/max(W, E), pool-2 = 2/(W + E) on 2 cores while W > E, inproc = 1/I.
 
 Target (issue 15): pool-2 / pool-1 >= 1.7 on 2 cores. Also printed: pool-2 / inproc, and
 each mode against the HMAC + msgpack verify bound measured in this run.
@@ -95,9 +102,11 @@ async def _director(conn: Connection, mode: str, workers: int, key: bytes) -> No
     model.on_reject = lambda rejected, source: receiver.count_drop(rejected, source,
                                                                    accepted=True)
     pids = [os.getpid()]
+    # as Engine wires them: deferred bodies folded while the socket (or the workers' frames)
+    # leave time, and those queued FOLD_AGE ago while busy
+    receiver.on_idle = lambda: model.fold_some(FOLD_BATCH)
+    receiver.on_busy = lambda now: model.fold_some(BATCH, now - FOLD_AGE)
     if mode == "inproc":
-        receiver.on_idle = lambda: model.fold_some(FOLD_BATCH)
-        receiver.on_busy = lambda now: model.fold_some(BATCH, now - FOLD_AGE)
         receiver.open()
         assert receiver.sock is not None
         grow_receive_buffer(receiver.sock, BUFFER)
@@ -113,7 +122,7 @@ async def _director(conn: Connection, mode: str, workers: int, key: bytes) -> No
         expected = conn.recv()
         while model.received + sum(receiver.drops.values()) < expected:
             await asyncio.sleep(0.002)
-        model.fold()  # inproc: the bodies still deferred (pool: none)
+        model.fold()  # the bodies still deferred
         conn.send(("done", model.received, dict(receiver.drops), len(model.nodes)))
     conn.recv()
     if mode != "inproc":
@@ -165,11 +174,145 @@ def step(mode: str, workers: int, warm: list[bytes], data: list[bytes]) -> dict[
             "cpu_rate": applied / bound_s if bound_s else 0.0}
 
 
+def stages(nodes: int, reps: int = 5) -> None:
+    """Each stage's CPU µs per report, in this process (see the module's text)."""
+    import gc
+
+    from ctop.cluster import ClusterModel
+    from ctop.ingest import handoff
+    from ctop.ingest.decode import decode_report
+    from ctop.ingest.verifier import Verifier
+
+    fleet = Fleet(nodes)
+    warm, data = fleet.encode(nodes), fleet.encode(nodes)
+    gc.disable()  # as the worker runs; the engine's young passes are rare (tune_gc)
+
+    def best(run: Any, setup: Any = None) -> float:
+        times = []
+        for _ in range(reps):
+            arg = setup() if setup is not None else None
+            started = time.process_time()
+            run(arg)
+            times.append(time.process_time() - started)
+        return min(times) / nodes * 1e6
+
+    def verifier() -> Verifier:
+        v = Verifier(KEY, max_age=3600, max_skew=3600)
+        for d in warm:
+            v.verify_deferred(d)
+        return v
+
+    v0 = verifier()
+    raws = [v0.verify_deferred(d) for d in data]
+    reports = [decode_report(r) for r in raws]
+    now = time.time()
+    entries: list[Any] = []
+
+    def pack(_: Any) -> None:
+        packer = handoff.Packer()
+        entries[:] = [packer.report_entry(r, "10.0.0.1", now) for r in reports]
+        entries_keys[:] = packer.taken()
+
+    entries_keys: list[Any] = []
+    pack(None)
+    chunks = [entries[i:i + handoff.FLUSH_ENTRIES]
+              for i in range(0, len(entries), handoff.FLUSH_ENTRIES)]
+    frames = [handoff.frame(c, {}, (len(c), 0), entries_keys if i == 0 else [])
+              for i, c in enumerate(chunks)]
+
+    def model() -> ClusterModel:  # every node registered, as after the warm-up round
+        m = ClusterModel("bench")
+        v = Verifier(KEY, max_age=3600, max_skew=3600)
+        for d in warm:
+            m.apply(v.verify_deferred(d), now, "10.0.0.1")
+        m.fold()
+        return m
+
+    loaded = [handoff.load(f[handoff.LENGTH.size:]) for f in frames]
+    names = dict(entries_keys)
+
+    def engine_apply(state: tuple[ClusterModel, Verifier]) -> None:
+        m, v = state
+        # check_order is public once the ingest lane's branch is merged
+        apply, check = m.apply, getattr(v, "check_order", None) or v._check_order
+        for e in entries:
+            msg = check(handoff.raw_report(e, names))
+            apply(msg, now, "10.0.0.1")
+
+    def engine_state() -> tuple[ClusterModel, Verifier]:
+        return model(), verifier()
+
+    def applied_model() -> ClusterModel:
+        m, v = engine_state()
+        engine_apply((m, v))
+        return m
+
+    def inproc_apply(state: tuple[ClusterModel, Verifier]) -> None:
+        m, v = state
+        apply, verify = m.apply, v.verify_deferred
+        for d in data:
+            apply(verify(d), now, "10.0.0.1")
+
+    def inproc_state() -> tuple[ClusterModel, Verifier]:
+        m = model()
+        v = Verifier(KEY, max_age=3600, max_skew=3600)
+        for d in warm:
+            v.verify_deferred(d)
+        return m, v
+
+    def inproc_folded() -> ClusterModel:
+        m, v = inproc_state()
+        inproc_apply((m, v))
+        return m
+
+    def verify_only(v: Verifier) -> None:
+        for d in data:
+            v.verify_deferred(d)
+
+    def verify_state() -> Verifier:
+        v = Verifier(KEY, max_age=3600, max_skew=3600)
+        for d in warm:
+            v.verify_deferred(d)
+        return v
+
+    w_verify = best(verify_only, verify_state)
+    w_decode = best(lambda _: [decode_report(r) for r in raws])
+    w_pack = best(pack)
+    w_frame = best(lambda _: [handoff.frame(c, {}, (len(c), 0), []) for c in chunks])
+    e_load = best(lambda _: [handoff.load(f[handoff.LENGTH.size:]) for f in frames])
+    e_apply = best(engine_apply, engine_state)
+    e_fold = best(lambda m: m.fold(), applied_model)
+    i_apply = best(inproc_apply, inproc_state)
+    i_fold = best(lambda m: m.fold(), inproc_folded)
+    del loaded
+    worker = w_verify + w_decode + w_pack + w_frame
+    engine = e_load + e_apply + e_fold
+    inproc = i_apply + i_fold
+    print(f"{nodes:,} distinct nodes, {len(data[0])}-byte reports; CPU µs per report, best of "
+          f"{reps}:")
+    print(f"  worker  {worker:6.1f} = verify {w_verify:.1f} + decode {w_decode:.1f} + pack "
+          f"{w_pack:.1f} + frame {w_frame:.1f}")
+    print(f"  engine  {engine:6.1f} = frame load {e_load:.1f} + order check and apply "
+          f"{e_apply:.1f} + fold {e_fold:.1f}")
+    print(f"  inproc  {inproc:6.1f} = verify and apply {i_apply:.1f} + fold {i_fold:.1f}")
+    one = 1e6 / max(worker, engine)
+    two = 2e6 / (worker + engine) if worker > engine else 1e6 / engine
+    print(f"  predicted on 2 cores: pool-1 {one:,.0f}/s, pool-2 {two:,.0f}/s, inproc "
+          f"{1e6 / inproc:,.0f}/s: pool-2 / pool-1 = {two / one:.2f}, pool-2 / inproc = "
+          f"{two * inproc / 1e6:.2f}; 1.7x needs engine <= {0.3 / 1.7:.3f} x worker "
+          f"(here {engine / worker:.3f})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nodes", type=int, default=40_000, help="distinct nodes, one report each")
     ap.add_argument("--rounds", type=int, default=2, help="runs of each mode (best kept)")
+    ap.add_argument("--stages", action="store_true",
+                    help="each stage's CPU per report in one process, and what it predicts")
     args = ap.parse_args()
+    if args.stages:
+        stages(args.nodes)
+        return
     if os.geteuid() != 0:
         print("note: not root: receive buffers are capped by net.core.rmem_max; reports "
               "may be lost while the director is stopped", file=sys.stderr)

@@ -275,11 +275,14 @@ class Engine:
         return True
 
     def _worker_settings(self) -> dict[str, Any]:
-        """What a starting receiver worker needs: the keys, and every node's mark (read
-        without marks(), which would reset the store's list of marks to save)."""
-        nodes = self.verifier.nodes
+        """What a starting receiver worker needs: the keys, and the mark of every node the
+        model holds (read without marks(), which would reset the store's list of marks to
+        save): it takes their beacons at once; a node dropped or not heard since the start is
+        unknown to it, as to the engine's own receiver."""
+        nodes, known = self.verifier.nodes, self.model.nodes
         return {"key": self.key, "master": self._master, "max_age": self.config.max_age,
-                "marks": [(n, c.boot, c.boot_ts, c.seq, c.at) for n, c in nodes.items()]}
+                "marks": [(n, c.boot, c.boot_ts, c.seq, c.at) for n, c in nodes.items()
+                          if n in known]}
 
     @property
     def port(self) -> int:
@@ -387,6 +390,9 @@ class Engine:
                 self._facts.pop(e.node_id, None)
                 self.receiver.beacon_verifier.forget(e.node_id)
                 self.pusher.forget(e.node_id)
+        forgotten = [e.node_id for e in events if e.kind == "forget"]
+        if forgotten and self.workers is not None:  # their beacon checks too
+            self.workers.forget(forgotten)
         if events:
             self.note(events)
             self._states_changed.update(e.node_id for e in events)

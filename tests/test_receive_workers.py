@@ -341,3 +341,156 @@ def test_receivers_flag_overrides_the_config_and_refuses_nonsense(tmp_path):
     finally:
         code, err = daemon.stop()
     assert code == 0, err
+
+
+async def test_a_full_report_reaches_the_model_as_the_engine_would_decode_it(engine):
+    """Real metrics of this machine (per-core lists, maps, top processes) and services: the
+    model holds exactly what the engine's own verifier makes of the newest report (values and
+    their types: tuples stay tuples), every sequence counted; top_procs left out of a later
+    report (unchanged: the agent leaves it out) is carried from the one before."""
+    from agentd.collect import Collector
+    from agentd.encoder import encode
+    from agentd.protocol import Report, ServiceStatus
+    from ctop.ingest.verifier import Verifier
+    from tests.helpers.agent_helpers import KEY
+
+    collector = Collector(interval=0.2)
+    collector.sample()
+    await asyncio.sleep(0.2)
+    samples = [collector.sample() for _ in range(3)]
+    assert samples[0]["top_procs"] and samples[0]["cpu_cores"]
+    samples[1]["top_procs"] = samples[0]["top_procs"]
+    del samples[2]["top_procs"]
+    node = Sender("full")
+    sock = _socket()
+    addr = ("127.0.0.1", engine.port)
+    join = node.join()
+    sent = []
+    for i, metrics in enumerate(samples):
+        services = (ServiceStatus("http", "ok", 1.5, "", i),
+                    ServiceStatus("db", "fail", None, "refused", i))
+        sent.append(encode(KEY, Report(node.header(), 1.0, "web", metrics, services)))
+    verifier = Verifier(KEY)
+    expected = [verifier.verify(data) for data in sent]
+    sock.sendto(join, addr)
+    sock.sendto(sent[0], addr)
+    await until(lambda: engine.model.received >= 2, timeout=10)
+    sock.sendto(sent[1], addr)  # two quickly: the newest is the one shown
+    sock.sendto(sent[2], addr)
+    await until(lambda: engine.model.received >= 4, timeout=10)
+    engine.model.fold()
+    state = engine.model.nodes["full"]
+    want = dict(expected[2].metrics, top_procs=expected[0].metrics["top_procs"])
+    assert state.metrics == want
+    for name, value in want.items():
+        assert type(state.metrics[name]) is type(value), name
+    assert [type(p) for p in state.metrics["top_procs"]] == [tuple] * len(want["top_procs"])
+    assert state.services == expected[2].services
+    assert [type(s) for s in state.services] == [ServiceStatus, ServiceStatus]
+    assert state.group == "web"
+    assert list(state.seqs) == [1, 2, 3, 4]
+    assert list(state.cpu_history)[-1] == want["cpu_percent"]
+    assert not engine.receiver.drops
+    sock.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_a_forgotten_nodes_beacons_are_refused_as_an_unknown_nodes(tmp_path, workers):
+    """A node that left is dropped after forget_left_after; a beacon of its boot after that
+    is refused as `unknown_boot`, with or without receiver workers (the engine's own receiver
+    forgot it; so must every worker, and a worker started after the drop)."""
+    from agentd.beacon import encode_beacon
+    from ctop.config import LivenessConfig
+    from tests.helpers.agent_helpers import KEY
+
+    engine = make_engine(tmp_path, receive_workers=workers, liveness=LivenessConfig(
+        suspect_after=2.5, dead_after=5.0, forget_left_after=0.3))
+    await engine.start()
+    sock = _socket()  # one source port: one worker sees all of it
+    addr = ("127.0.0.1", engine.port)
+    try:
+        node = Sender("gone")
+        sock.sendto(node.join(), addr)
+        sock.sendto(node.report(), addr)
+        sock.sendto(encode_beacon(KEY, node.boot, node.seq + 1, 0.25), addr)
+        node.seq += 1
+        await until(lambda: engine.receiver.beacons == 1, timeout=10)
+        sock.sendto(node.leave(), addr)
+        await until(lambda: "gone" not in engine.model.nodes
+                    and any(e.kind == "forget" for e in engine.events), timeout=10)
+        sock.sendto(encode_beacon(KEY, node.boot, node.seq + 1, 0.25), addr)
+        node.seq += 1
+        await until(lambda: engine.receiver.drops.get("unknown_boot") == 1, timeout=5)
+        if workers > 1:  # a worker started now is not told of the dropped node either
+            reader = max(engine.workers.status(), key=lambda w: w["datagrams"])
+            os.kill(reader["pid"], signal.SIGKILL)
+            await until(lambda: engine.workers.status()[reader["worker"]]["pid"]
+                        not in (0, reader["pid"]), timeout=10)
+            sock.sendto(encode_beacon(KEY, node.boot, node.seq + 1, 0.25), addr)
+            await until(lambda: engine.receiver.drops.get("unknown_boot") == 2, timeout=5)
+        await asyncio.sleep(0.3)
+        assert engine.receiver.beacons == 1
+        assert set(engine.receiver.drops) == {"unknown_boot"}
+        assert "gone" not in engine.model.nodes
+    finally:
+        sock.close()
+        await engine.stop()
+
+
+async def test_a_crashing_workers_traceback_goes_to_the_log_not_the_terminal(
+        tmp_path, capfd, caplog):
+    """A worker that crashes (here: a control frame it cannot read) writes its traceback to
+    the engine's log, not to the terminal an embedded UI owns; the death event names the
+    exception."""
+    import logging
+
+    from ctop.ingest import handoff
+
+    caplog.set_level(logging.INFO, logger="ctop.ingest.worker")
+    engine = make_engine(tmp_path, receive_workers=2)
+    await engine.start()
+    try:
+        for sock in (await _port_of_each_worker(engine)).values():  # both at work
+            sock.close()
+        slot = engine.workers.slots[0]
+        pid = slot.process.pid
+        engine.workers._send(slot, handoff.LENGTH.pack(5) + b"junk!")
+        await until(lambda: any(e.kind == "receiver" for e in engine.events), timeout=20)
+        died = [e for e in engine.events if e.kind == "receiver"]
+        await until(lambda: engine.workers.status()[0]["pid"] not in (0, pid), timeout=10)
+    finally:
+        await engine.stop()
+    terminal = capfd.readouterr()
+    assert "Traceback" not in terminal.err and "UnpicklingError" not in terminal.err
+    assert "Traceback" not in terminal.out
+    assert len(died) == 1 and f"pid {pid}" in died[0].message
+    assert "exit status 1: _pickle.UnpicklingError" in died[0].message, died[0].message
+    logged = [r.getMessage() for r in caplog.records if r.name == "ctop.ingest.worker"]
+    assert any("receiver worker 0 wrote:\nTraceback" in m and "UnpicklingError" in m
+               for m in logged), logged
+
+
+async def test_a_key_rotation_while_the_workers_start_is_not_lost(tmp_path):
+    """SIGHUP's reload right after the start (the workers still importing): each worker
+    reads its settings and the new keys in one read, and must take both (the keys were
+    dropped with the rest of that read before)."""
+    engine = make_engine(tmp_path, receive_workers=2)
+    await engine.start()
+    try:
+        new_key = b"fedcba9876543210fedcba9876543210"
+        with open(engine.config.key_file, "wb") as f:
+            f.write(new_key)
+        assert engine.reload_keys()
+        senders = [(Sender(f"rot{i}", key=new_key), _socket()) for i in range(16)]
+        for sender, sock in senders:  # 16 source ports: both workers
+            sock.sendto(sender.join(), ("127.0.0.1", engine.port))
+        await until(lambda: len(engine.model.nodes) == 16 or engine.receiver.drops,
+                    timeout=20)
+        await _settle(engine)
+        assert not engine.receiver.drops
+        assert len(engine.model.nodes) == 16
+        assert all(_read(engine)), _read(engine)
+        for _, sock in senders:
+            sock.close()
+    finally:
+        await engine.stop()

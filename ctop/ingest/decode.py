@@ -44,6 +44,7 @@ from agentd.protocol import (
     _Unsent,
 )
 from ctop.ingest import facts
+from ctop.ingest.handoff import unpack_report
 
 # Positional scalars: names, the scaled ones, and their bounds on the wire.
 _SCALAR_NAMES = tuple(m.name for m in SCALARS)
@@ -528,7 +529,12 @@ def decode_report(raw: RawReport) -> Report | Rejected:
     The body was decoded once on arrival (`raw.body`, the msgpack map) and its header and
     interval checked; here its group, metrics and services get the same checks
     `Verifier.verify` runs (through `parse_body`), so a body is refused here for the same
-    reasons (`bad_field`). Total, like `verify`."""
+    reasons (`bad_field`). Total, like `verify`.
+
+    A body that a receiver worker checked and packed (ctop/ingest/handoff.py) is unpacked,
+    not checked again."""
+    if type(raw.body) is tuple:
+        return unpack_report(raw)
     try:
         msg = _fast_fields(raw.body, raw.header, raw.interval)  # type: ignore[arg-type]
         if msg is not None:

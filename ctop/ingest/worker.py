@@ -48,6 +48,7 @@ class Worker:
         self.max_age = float(settings["max_age"])
         self.set_keys(settings["key"], settings["master"])
         self.know(settings.get("marks", ()))
+        self.packer = handoff.Packer()
         self.entries: list[tuple[Any, ...]] = []
         self.drops: Counter[tuple[str, str]] = Counter()
         self.read = 0  # datagrams read since the last frame
@@ -70,16 +71,19 @@ class Worker:
         for node, boot, _, seq, at in marks:
             note(Header(node, boot, seq, at), at)
 
-    def run(self) -> None:
+    def run(self, inbox: bytearray) -> None:
+        """Until the engine closes the socketpair. `inbox`: what came after the settings."""
         sel = selectors.DefaultSelector()
         sel.register(self.udp, selectors.EVENT_READ, "udp")
         sel.register(self.control, selectors.EVENT_READ, "control")
-        inbox = bytearray()
+        self.commands(inbox)
         next_flush = time.monotonic() + handoff.FLUSH_EVERY
         next_gc = time.monotonic() + GC_EVERY
         while True:
             wait = max(0.0, next_flush - time.monotonic()) if self._pending() else None
-            for key, _ in sel.select(wait):
+            # the engine's commands first: a node it forgot is forgotten before the
+            # datagrams that arrived meanwhile are judged
+            for key, _ in sorted(sel.select(wait), key=lambda ready: ready[0].data != "control"):
                 if key.data == "udp":
                     self.drain()
                 elif not self.control_input(inbox):
@@ -102,12 +106,19 @@ class Worker:
         if not data:
             return False
         inbox += data
+        self.commands(inbox)
+        return True
+
+    def commands(self, inbox: bytearray) -> None:
+        """Each whole command in `inbox`."""
         for body in handoff.split_frames(inbox):
             command = pickle.loads(body)
             if command[0] == "keys":
                 self.set_keys(command[1], command[2])
                 self.know(command[3])
-        return True
+            elif command[0] == "forget":  # nodes the engine dropped: unknown again
+                for node in command[1]:
+                    self.beacon_verifier.forget(node)
 
     def drain(self) -> None:
         recv = self.udp.recvfrom
@@ -116,6 +127,7 @@ class Worker:
         note = self.beacon_verifier.note
         entries = self.entries
         append = entries.append
+        report_entry = self.packer.report_entry
         now = time.time()
         read = 0
         try:
@@ -147,21 +159,24 @@ class Worker:
                     if type(report) is Rejected:
                         self.drops[(str(report.reason), source)] += 1
                         continue
-                    append(handoff.report_entry(report, source, now))  # type: ignore[arg-type]
+                    append(report_entry(report, source, now))  # type: ignore[arg-type]
                 else:
                     append(handoff.other_entry(result, source, now, addr))  # type: ignore[arg-type]
         finally:
             self.read += read
 
     def flush(self) -> None:
-        data = handoff.frame(self.entries, dict(self.drops), (self.read, self.beacons))
+        data = handoff.frame(self.entries, dict(self.drops), (self.read, self.beacons),
+                             self.packer.taken())
         self.entries = []
         self.drops = Counter()
         self.read = self.beacons = 0
         self.control.sendall(data)  # blocks while the engine is behind: the UDP buffer waits
 
 
-def read_settings(control: socket.socket) -> dict[str, Any]:
+def read_settings(control: socket.socket) -> tuple[dict[str, Any], bytearray]:
+    """The settings, and what came after them in the same reads (commands the engine sent
+    meanwhile: a key rotation, nodes to forget), for the worker to take next."""
     inbox = bytearray()
     while True:
         data = control.recv(1 << 16)
@@ -169,7 +184,7 @@ def read_settings(control: socket.socket) -> dict[str, Any]:
             raise SystemExit(0)  # the engine went away before we started
         inbox += data
         for body in handoff.split_frames(inbox):
-            return pickle.loads(body)  # type: ignore[no-any-return]
+            return pickle.loads(body), inbox
 
 
 def main(argv: list[str]) -> int:
@@ -185,7 +200,7 @@ def main(argv: list[str]) -> int:
         return 0  # the engine closed: no socket for us
     udp = socket.socket(fileno=fds[0])
     udp.setblocking(False)
-    settings = read_settings(control)
+    settings, inbox = read_settings(control)
     # Nothing a worker keeps forms cycles (decoded reports, the pending frame, the order
     # state), and reference counting frees them: young collections over the ~40 containers
     # per report cost it ~30 % (bench/ingest_workers.py). A full pass now and then is the
@@ -193,7 +208,7 @@ def main(argv: list[str]) -> int:
     gc.disable()
     # BrokenPipe: the engine closed our socketpair: it is stopping or replacing us
     with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        Worker(udp, control, settings).run()
+        Worker(udp, control, settings).run(inbox)
     return 0
 
 

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import os
 import pickle
 import socket
 import struct
@@ -30,9 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentd.protocol import Join, Leave, Message, Reason, Rejected, Report
+from agentd.protocol import Join, Leave, Message, RawReport, Reason, Rejected
 from ctop.ingest import handoff
-from ctop.receiver import RECV_BUFFER, Receiver, grow_receive_buffer
+from ctop.ingest.workerlog import OutputRelay
+from ctop.receiver import BATCH, RECV_BUFFER, Receiver, grow_receive_buffer
 from ctop.snapshot import EventView
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,9 @@ class _Slot:
     datagrams: int = 0  # read by all its processes
     last_exit: str = ""
     sending: asyncio.Task[None] | None = None  # the last send queued to its control socket
+    output: OutputRelay | None = None  # its process's stdout and stderr, into our log
+    # its process's metric-names tables (ctop/ingest/handoff.py), id -> names; new per process
+    names: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
 class WorkerPool:
@@ -75,7 +80,7 @@ class WorkerPool:
         count: int,
         receiver: Receiver,
         *,
-        check_order: Callable[[Message], Message | Rejected],
+        check_order: Callable[[Message | RawReport], Message | RawReport | Rejected],
         settings: Callable[[], dict[str, Any]],
         on_event: Callable[[list[EventView]], None],
         buffer: int = RECV_BUFFER,
@@ -94,7 +99,7 @@ class WorkerPool:
         self._closing = False
         self.bad_frames = 0
         self.spare = spare
-        self._spare: tuple[subprocess.Popen[bytes], socket.socket] | None = None
+        self._spare: tuple[subprocess.Popen[bytes], socket.socket, OutputRelay] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch_handle: asyncio.TimerHandle | None = None
         self._watched = time.monotonic()  # when _watch last ran
@@ -145,6 +150,7 @@ class WorkerPool:
         if self._spare is not None:
             self._spare[1].close()  # it sees EOF and exits
             self._spare[0].wait()
+            self._spare[2].close()
             self._spare = None
         for slot in self.slots:
             self._stop(slot)
@@ -162,6 +168,16 @@ class WorkerPool:
             if slot.control is not None:
                 self._send(slot, command)
 
+    def forget(self, nodes: list[str]) -> None:
+        """Nodes the engine dropped (they left long ago): every worker's beacon checks forget
+        them too, so their beacons are refused as an unknown node's (`unknown_boot`), as the
+        engine's own receiver does. A worker started later is told only the nodes the model
+        still holds (the engine's `settings`)."""
+        command = _command(("forget", nodes))
+        for slot in self.slots:
+            if slot.control is not None:
+                self._send(slot, command)
+
     def status(self) -> list[dict[str, Any]]:
         """Each worker, for `ctop status`."""
         return [{
@@ -173,19 +189,26 @@ class WorkerPool:
             "last_exit": s.last_exit,
         } for s in self.slots]
 
-    def _spawn(self) -> tuple[subprocess.Popen[bytes], socket.socket]:
-        """A worker process that imports itself and waits for its socket and settings."""
+    def _spawn(self) -> tuple[subprocess.Popen[bytes], socket.socket, OutputRelay]:
+        """A worker process that imports itself and waits for its socket and settings. Its
+        stdout and stderr are a pipe we read (ctop/ingest/workerlog.py): never the terminal,
+        which an embedded UI owns."""
+        assert self._loop is not None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        output, into = os.pipe()
         try:
             process = subprocess.Popen(
                 [sys.executable, "-m", "ctop.ingest.worker", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=into,
+                stderr=into)
         except BaseException:
             ours.close()
+            os.close(output)
             raise
         finally:
             theirs.close()
-        return process, ours
+            os.close(into)
+        return process, ours, OutputRelay(output, self._loop, "receiver worker (spare)")
 
     def _spare_up(self) -> None:
         """Keep one spare worker started: a fresh one spends ~0.2 s (1-2 s on a loaded
@@ -195,6 +218,7 @@ class WorkerPool:
             return
         if self._spare is not None:
             self._spare[1].close()
+            self._spare[2].close()
         try:
             self._spare = self._spawn()
         except Exception as e:
@@ -207,11 +231,13 @@ class WorkerPool:
         spare, self._spare = self._spare, None
         try:
             if spare is not None and spare[0].poll() is None:
-                process, ours = spare
+                process, ours, output = spare
             else:
                 if spare is not None:
                     spare[1].close()
-                process, ours = self._spawn()
+                    spare[2].close()
+                process, ours, output = self._spawn()
+            output.name = f"receiver worker {slot.index}"
             # its socket first (SCM_RIGHTS, with one byte), then its settings (keys, marks:
             # megabytes at 60,000 nodes, sent without blocking the loop while it imports)
             socket.send_fds(ours, [b"U"], [slot.udp.fileno()])
@@ -223,7 +249,9 @@ class WorkerPool:
             return
         slot.process = process
         slot.control = ours
+        slot.output = output
         slot.inbox.clear()
+        slot.names = {}
         slot.started = time.time()
         slot.last_frame = time.monotonic()
         assert self._loop is not None
@@ -263,6 +291,8 @@ class WorkerPool:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        if slot.output is not None:
+            slot.output.close()  # the process is gone: what it wrote last is in the pipe
 
     def _died(self, slot: _Slot, why: str) -> None:
         process = slot.process
@@ -272,6 +302,9 @@ class WorkerPool:
         code = process.returncode if process is not None else None
         how = why if code is None else (f"killed by signal {-code}" if code < 0
                                         else f"exit status {code}")
+        last = slot.output.last if slot.output is not None else ""
+        if last:  # a crash's traceback went to the log; its exception goes in the event
+            how = f"{how}: {last}"
         if slot.last_exit == "hung":
             how = f"stuck: read nothing for {HUNG_AFTER:.0f} s with datagrams waiting; {how}"
         slot.last_exit = how
@@ -344,21 +377,44 @@ class WorkerPool:
             self.bad_frames += 1
             self._died(slot, f"sent a broken stream ({e})")
             return
+        applied = 0
         for body in frames:
             try:
-                self._apply(slot, *handoff.load(body))
+                applied += self._apply(slot, *handoff.load(body))
             except Exception:  # a frame that does not load, or a bug: never stop the engine
                 self.bad_frames += 1
                 log.exception("a frame from receiver worker %d failed", slot.index)
+        if applied:
+            self._fold(applied, drained=len(data) < READ_CHUNK)
+
+    def _fold(self, applied: int, drained: bool) -> None:
+        """The receiver's deferred work, as if the engine had read these messages itself:
+        `on_busy` once per BATCH of them (report bodies queued long enough ago are folded
+        in), `on_idle` once nothing more waits. The tick's fold then finds little left."""
+        receiver = self.receiver
+        try:
+            if receiver.on_busy is not None:
+                now = time.time()
+                for _ in range(applied // BATCH):
+                    receiver.on_busy(now)
+            if drained and receiver.on_idle is not None:
+                receiver.on_idle()
+        except Exception:  # a bug downstream must not stop the engine
+            log.exception("folding report bodies failed")
 
     def _apply(self, slot: _Slot, entries: list[tuple[Any, ...]],
-               drops: dict[tuple[str, str], int], counts: tuple[int, int]) -> None:
+               drops: dict[tuple[str, str], int], counts: tuple[int, int],
+               keys: list[tuple[int, tuple[str, ...]]]) -> int:
+        """A frame's messages into the engine; returns how many were applied."""
         receiver = self.receiver
         on_message, on_beacon = receiver.on_message, receiver.on_beacon
         check_order = self.check_order
-        report_of, beacon_of = handoff.report_of, handoff.beacon_of
+        raw_report, beacon_of = handoff.raw_report, handoff.beacon_of
         REPORT, BEACON = handoff.REPORT, handoff.BEACON
+        names = slot.names
+        names.update(keys)
         read, beacons = counts
+        applied = 0
         slot.datagrams += read
         receiver.accepted += beacons
         receiver.beacons += beacons
@@ -375,9 +431,9 @@ class WorkerPool:
                     except Exception:
                         log.exception("handling a beacon from %s failed", e[5])
                 continue
-            msg: Report | Join | Leave
-            if kind == REPORT:
-                msg, source, now = report_of(e), e[10], e[11]
+            msg: RawReport | Join | Leave
+            if kind == REPORT:  # its body stays packed until the model folds it in
+                msg, source, now = raw_report(e, names), e[6], e[7]
             else:
                 msg, source, now = e[1], e[2], e[3]
             checked = check_order(msg)
@@ -385,12 +441,14 @@ class WorkerPool:
                 receiver.count_drop(checked, source)
                 continue
             receiver.accepted += 1
+            applied += 1
             if kind != REPORT and type(msg) is Join:
                 receiver.join_addr = e[4]
             try:
                 on_message(msg, source, now)
             except Exception:  # a bug downstream must not stop the engine
                 log.exception("handling a message from %s failed", source)
+        return applied
 
 
 def _command(obj: object) -> bytes:

@@ -224,18 +224,14 @@ class MomentReader:
             return None
         names = dict(db.execute("SELECT id, name FROM services"))
         kept = []
-        total_conns = 0
-        conns_at = 1 + _AT["conns"]
         for fact in facts:
             row = values.get(fact[0])
             kind, message = states.get(fact[1], ("", ""))
             if kind == "forget" or (row is None and not kind):
                 continue  # dropped after leaving, or nothing known of it by then
             liveness = _liveness(kind, message, at - row[0] / 1000 if row else None)
-            if row and (liveness is Liveness.ALIVE or liveness is Liveness.SUSPECT):
-                total_conns += int(row[conns_at] or 0)
             kept.append((fact, liveness, row))
-        nodes = tuple(_view(fact, liveness, row, self._latencies, names, total_conns)
+        nodes = tuple(_view(fact, liveness, row, self._latencies, names)
                       for fact, liveness, row in kept)
         groups = tuple(GroupView(name, aggregate(list(run)))
                        for name, run in groupby(nodes, key=_GROUP))  # nodes are in group order
@@ -376,8 +372,7 @@ _tuple_new = tuple.__new__  # all fields given: without NamedTuple's Python-leve
 
 
 def _view(fact: tuple[Any, ...], liveness: Liveness, row: tuple[Any, ...] | None,
-          services: dict[Any, tuple[ServiceView, ...]], names: dict[int, str],
-          total_conns: int) -> NodeView:
+          services: dict[Any, tuple[ServiceView, ...]], names: dict[int, str]) -> NodeView:
     _, node_id, hostname, group, addresses, cores, mem_total, version, interval = fact
     values = row[1:-2] if row else _ZEROS  # unscaled by the query, 0 for a missing one
     svcs: tuple[ServiceView, ...] = ()
@@ -392,14 +387,13 @@ def _view(fact: tuple[Any, ...], liveness: Liveness, row: tuple[Any, ...] | None
                 for sid, x in zip(ids, latencies, strict=True))
     cpu_history = row[-1] if row else None
     conns, procs, threads, users = map(int, _INTS(values))
-    counted = liveness is Liveness.ALIVE or liveness is Liveness.SUSPECT
     metrics = dict(zip(_METRIC_NAMES, values, strict=True))
     metrics["load"] = (values[_LOAD1],)
     return _tuple_new(NodeView, (  # every field, in NodeView's order (as ctop.cluster._view)
         node_id, hostname, group, liveness, row[0] / 1000 if row else 0.0, 0, interval,
         addresses, cores, mem_total, version, *_FLOATS(values), conns, procs, threads, users,
         values[_DISK], tuple(map(float, cpu_history.split(","))) if cpu_history else (),
-        svcs, conns / total_conns if total_conns and counted else 0.0, 0,
+        svcs, 0,
         MappingProxyType(metrics), 0.0, "", (), ""))
 
 

@@ -47,7 +47,8 @@ def to_plain(snap: Snapshot, *, metrics: bool = True, nodes: bool = True) -> dic
     `nodes=False` the nodes altogether."""
     return {
         "ts": snap.ts, "tick": snap.tick, "cluster": snap.cluster,
-        "nodes": [_plain_node(n, metrics) for n in snap.nodes] if nodes else [],
+        "nodes": ([_plain_node(n, metrics, snap.load_share(n)) for n in snap.nodes]
+                  if nodes else []),
         "groups": [{"name": g.name, "totals": _plain(g.totals, _AGG_FIELDS)}
                    for g in snap.groups],
         "totals": _plain(snap.totals, _AGG_FIELDS),
@@ -72,8 +73,9 @@ def to_plain(snap: Snapshot, *, metrics: bool = True, nodes: bool = True) -> dic
     }
 
 
-def _plain_node(n: NodeView, metrics: bool) -> dict[str, Any]:
+def _plain_node(n: NodeView, metrics: bool, load_share: float) -> dict[str, Any]:
     d = _plain(n, _NODE_FIELDS)
+    d["load_share"] = load_share  # the snapshot's (Snapshot.load_share), kept for scripts
     d["liveness"] = str(n.liveness)
     d["services"] = [list(s) for s in n.services]
     d["addresses"] = list(n.addresses)

@@ -259,18 +259,14 @@ class MomentReader:
             return None
         names = dict(db.execute("SELECT id, name FROM services"))
         kept = []
-        total_conns = 0
-        conns_at = 1 + _AT["conns"]
         for fact in facts:
             row = values.get(fact[0])
             kind, message = states.get(fact[1], ("", ""))
             if kind == "forget" or (row is None and not kind):
                 continue  # dropped after leaving, or nothing known of it by then
             liveness = _liveness(kind, message, at - row[0] / 1000 if row else None)
-            if row and (liveness is Liveness.ALIVE or liveness is Liveness.SUSPECT):
-                total_conns += int(row[conns_at] or 0)
             kept.append((fact, liveness, row))
-        nodes = self._views_for(kept, names, total_conns, facts)
+        nodes = self._views_for(kept, names, facts)
         sums = [(name, _sums(list(run)))  # nodes are in group order
                 for name, run in groupby(nodes, key=_GROUP)]
         groups = tuple(GroupView(name, _of_sums(part)) for name, part in sums)
@@ -286,11 +282,10 @@ class MomentReader:
         )
 
     def _views_for(self, kept: list[tuple[tuple[Any, ...], Liveness, tuple[Any, ...] | None]],
-                   names: dict[int, str], total_conns: int,
+                   names: dict[int, str],
                    facts: list[tuple[Any, ...]]) -> tuple[NodeView, ...]:
         """A view per kept node: the last moment's where the node's stored row and liveness
-        did not change (nor the facts and service names it was built from; a new share of
-        the connections is put in), else a new one."""
+        did not change (nor the facts and service names it was built from), else a new one."""
         last = self._views if self._views_of is not None and (
             self._views_of[0] is facts and self._views_of[1] == names) else {}
         views: dict[int, tuple[tuple[Any, ...] | None, Liveness, NodeView]] = {}
@@ -300,12 +295,8 @@ class MomentReader:
             old = last.get(fact[0])
             if old is not None and old[1] is liveness and old[0] == row:
                 view = old[2]
-                counted = liveness is Liveness.ALIVE or liveness is Liveness.SUSPECT
-                share = view.conns / total_conns if total_conns and counted else 0.0
-                if share != view.load_share:  # another node's connections changed
-                    view = _with_share(view, share)
             else:
-                view = _view(fact, liveness, row, latencies, names, total_conns)
+                view = _view(fact, liveness, row, latencies, names)
             views[fact[0]] = (row, liveness, view)
             out.append(view)
         self._views, self._views_of = views, (facts, names)
@@ -454,8 +445,7 @@ _tuple_new = tuple.__new__  # all fields given: without NamedTuple's Python-leve
 
 
 def _view(fact: tuple[Any, ...], liveness: Liveness, row: tuple[Any, ...] | None,
-          services: dict[Any, tuple[ServiceView, ...]], names: dict[int, str],
-          total_conns: int) -> NodeView:
+          services: dict[Any, tuple[ServiceView, ...]], names: dict[int, str]) -> NodeView:
     _, node_id, hostname, group, addresses, cores, mem_total, version, interval = fact
     values = row[1:-2] if row else _ZEROS  # unscaled by the query, 0 for a missing one
     svcs: tuple[ServiceView, ...] = ()
@@ -470,27 +460,19 @@ def _view(fact: tuple[Any, ...], liveness: Liveness, row: tuple[Any, ...] | None
                 for sid, x in zip(ids, latencies, strict=True))
     cpu_history = row[-1] if row else None
     conns, procs, threads, users = map(int, _INTS(values))
-    counted = liveness is Liveness.ALIVE or liveness is Liveness.SUSPECT
     metrics = dict(zip(_METRIC_NAMES, values, strict=True))
     metrics["load"] = (values[_LOAD1],)
     return _tuple_new(NodeView, (  # every field, in NodeView's order (as ctop.cluster._view)
         node_id, hostname, group, liveness, row[0] / 1000 if row else 0.0, 0, interval,
         addresses, cores, mem_total, version, *_FLOATS(values), conns, procs, threads, users,
         values[_DISK], _unscaled_cpu(cpu_history) if cpu_history else (),
-        svcs, conns / total_conns if total_conns and counted else 0.0, 0,
+        svcs, 0,
         MappingProxyType(metrics), 0.0, "", (), ""))
 
 
 def _unscaled_cpu(stored: str) -> tuple[float, ...]:
     """The card's CPU history from its stored values, "4500,4610,...": percent."""
     return tuple(map(truediv, map(float, stored.split(",")), repeat(_CPU_SCALE)))
-
-
-_SHARE_AT = NodeView._fields.index("load_share")
-
-
-def _with_share(view: NodeView, share: float) -> NodeView:
-    return _tuple_new(NodeView, (*view[:_SHARE_AT], share, *view[_SHARE_AT + 1:]))
 
 
 # -- the operator's words for a moment ---------------------------------------------------------

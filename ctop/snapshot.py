@@ -75,7 +75,8 @@ class NodeView(NamedTuple):
     disk_root: float = 0.0  # percent
     cpu_history: tuple[float, ...] = ()  # oldest first, one per report, bounded
     services: tuple[ServiceView, ...] = ()
-    load_share: float = 0.0  # this node's share of cluster connections (0..1)
+    # (Its share of the cluster's connections is the snapshot's: Snapshot.load_share. As a
+    # field it moved whenever any node's connections did, so no view outlived a tick.)
     restarts: int = 0  # boots seen after the first
     metrics: Mapping[str, Any] = EMPTY  # latest report
     loss: float = 0.0  # share of the node's last datagrams that never arrived (sequence gaps)
@@ -211,6 +212,15 @@ class Snapshot:
     def node(self, node_id: str) -> NodeView | None:
         i = self._index.get(node_id)
         return None if i is None else self.nodes[i]
+
+    def load_share(self, view: NodeView) -> float:
+        """`view`'s share of the connections of this snapshot's alive and suspect nodes
+        (0..1; 0 for a node in any other state): its `conns` over `totals.conns`."""
+        total = self.totals.conns
+        if not total or (view.liveness is not Liveness.ALIVE
+                         and view.liveness is not Liveness.SUSPECT):
+            return 0.0
+        return view.conns / total
 
     @staticmethod
     def index_of(nodes: tuple[NodeView, ...]) -> Mapping[str, int]:

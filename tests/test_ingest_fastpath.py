@@ -269,9 +269,9 @@ def test_a_socket_that_never_drains_still_gets_bodies_checked() -> None:
 
 
 def test_unchanged_views_follow_the_cluster_load_share() -> None:
-    """A node that did not report keeps its view but for its share of the cluster's
-    connections, which moves when another node's connections do: the same view a fresh
-    build would give."""
+    """A node that did not report keeps its view, and its share of the cluster's
+    connections (the snapshot's) moves when another node's connections do: the same view a
+    fresh build would give."""
     from ctop.cluster import _view
 
     model = ClusterModel("t")
@@ -285,12 +285,13 @@ def test_unchanged_views_follow_the_cluster_load_share() -> None:
 
     send("quiet", 1, 100)
     send("busy", 1, 100)
-    assert model.snapshot(t, 1).node("quiet").load_share == 0.5
+    first = model.snapshot(t, 1)
+    assert first.load_share(first.node("quiet")) == 0.5
     send("busy", 2, 300)
     snap = model.snapshot(t, 2)
     quiet = snap.node("quiet")
-    assert quiet.load_share == 0.25 and snap.node("busy").load_share == 0.75
-    assert quiet == _view(model.nodes["quiet"], 400)
+    assert snap.load_share(quiet) == 0.25 and snap.load_share(snap.node("busy")) == 0.75
+    assert quiet == _view(model.nodes["quiet"])
 
 
 def test_a_body_that_does_not_decode_never_counts_for_liveness() -> None:

@@ -14,9 +14,9 @@ from ctop.snapshot import Liveness
 
 
 def report(node: str, seq: int, interval: float = 1.0, group: str = "g",
-           cpu: float = 10.0) -> Report:
+           cpu: float = 10.0, conns: int = 5) -> Report:
     return Report(Header(node, 1, seq, time.time()), interval, group,
-                  {"cpu_percent": cpu, "tcp_established": 5}, ())
+                  {"cpu_percent": cpu, "tcp_established": conns}, ())
 
 
 def test_a_node_whose_interval_shrinks_is_judged_on_the_new_one() -> None:
@@ -157,3 +157,28 @@ def test_the_totals_are_the_whole_cluster_counted_once() -> None:
         whole.alive, whole.suspect, whole.dead, whole.left) == (3, 5, 3, 1)
     assert snap.totals.cpu_avg == whole.cpu_avg and snap.totals.cpu_max == whole.cpu_max == 55.0
     assert snap.totals.conns == sum(g.totals.conns for g in snap.groups) == 40
+
+
+def test_a_silent_node_keeps_its_view_while_the_cluster_load_share_moves() -> None:
+    """A node that did not report keeps the very same view object (what reads snapshots
+    skips it by identity) while another node's report moves the cluster's connections, and
+    the share each node is shown is still its share of the snapshot's connections."""
+    from ctop.codec import to_plain
+
+    model = ClusterModel("t")
+    t0 = 1000.0
+    model.apply(report("quiet", 1, interval=60.0, conns=100), t0)
+    model.apply(report("busy", 1, conns=100), t0)
+    first = model.snapshot(t0, 1)
+    assert first.load_share(first.node("quiet")) == 0.5
+    model.apply(report("busy", 2, conns=300), t0 + 1.0)
+    second = model.snapshot(t0 + 1.0, 2)
+    quiet = second.node("quiet")
+    assert quiet is first.node("quiet")
+    assert second.load_share(quiet) == 0.25 and second.load_share(second.node("busy")) == 0.75
+    shown = {n["node_id"]: n["load_share"] for n in to_plain(second)["nodes"]}
+    assert shown == {"quiet": 0.25, "busy": 0.75}  # `ctop status --json` as before
+    model.tick(t0 + 7.0)  # busy: silent for 6 s, dead; its connections count no more
+    third = model.snapshot(t0 + 7.0, 3)
+    assert third.node("quiet") is quiet
+    assert third.load_share(third.node("busy")) == 0.0 and third.load_share(quiet) == 1.0

@@ -96,7 +96,6 @@ def make_node(i: int, n: int, tick: int, ts: float, rng: random.Random) -> NodeV
         disk_root=40 + i % 30,
         cpu_history=hist if up else hist[:10],
         services=tuple(svcs),
-        load_share=0.0,
         restarts=1 if i == 3 else 0,
         metrics=MappingProxyType({
             "cpu_percent": cpu,

@@ -139,13 +139,21 @@ def _decoding(snaps: list[Any], spans: list[tuple[str, float, float]] | None = N
         packer, reader = DeltaPacker(keep=len(snaps) + 1), DeltaReader()
         first = packer.pack(snaps[0], None, None)
         # answer k: snaps[k] to a UI holding snaps[k - 1], round and round
-        packed = []
+        packed, bases = [], []
         for k in [*range(1, len(snaps)), 0]:
             held = packer.version
+            bases.append(held)
             packed.append(packer.pack(snaps[k], held, None))
 
         def decode(n: int) -> Any:
-            return reader.apply(first if n == 0 else packed[(n - 1) % len(packed)])
+            if n == 0:
+                return reader.apply(first)
+            k = (n - 1) % len(packed)
+            # Round and round: the UI holds the very snapshot answer k was packed against,
+            # but a daemon's version numbers only grow (a content counter), so from the
+            # second round on it is told the version it was packed against.
+            reader.version = bases[k]
+            return reader.apply(packed[k])
     else:
         whole = [pack_compact(s) for s in snaps]
 

@@ -222,3 +222,28 @@ def test_uis_polling_at_different_rates_hold_exactly_the_daemons_snapshot():
             held = reader.apply(packer.pack(snap, reader.version, None))
             assert held.nodes == full.nodes
             assert all(held.node(n.node_id) == n for n in full.nodes)
+
+
+
+def test_a_node_whose_row_was_refused_is_stored_once_the_database_takes_it(tmp_path: Path):
+    """A node's first sample waits while its `nodes` row cannot be made (another process
+    holds the database's write lock), and is stored once the lock is gone, though its view
+    did not change meanwhile (it sends only beacons, or died): the history must not lose it
+    because the view object was kept."""
+    path = str(tmp_path / "h.db")
+    store = Store(path)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        store.db.execute("PRAGMA busy_timeout = 50")  # (10 s in the product: a quick test)
+        views = (node(1, T0),)
+        other.execute("BEGIN IMMEDIATE")  # another writer: the node's row is refused
+        store.record_tick(T0 + 1, views, ())
+        other.execute("COMMIT")
+        store.record_tick(T0 + 2, views, ())  # the very same view: nothing new from it
+        store.record_tick(T0 + 3, views, ())
+        store.flush()
+        stored = store.db.execute("SELECT count(*) FROM samples").fetchone()[0]
+        assert stored == 1, "the node's sample was never stored"
+    finally:
+        other.close()
+        store.close()

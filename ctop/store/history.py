@@ -153,6 +153,9 @@ class Store:
         ids = self._ids
         if fresh and not self.node_ids(v.node_id for v in fresh):
             fresh = [v for v in fresh if v.node_id in ids]
+            # The refused nodes' views may never change again (a node that only beacons, or
+            # died): the next tick looks at every view, and `seen` skips those stored.
+            self._views = ()
         for v in fresh:
             seen[v.node_id] = v.last_seen
         if fresh or minute != self._tick_minute:  # (a new minute: the ended one is written)

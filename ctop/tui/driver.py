@@ -6,7 +6,7 @@ follows. Its input thread only looks at that timer when select() returns, and it
 0.1 s at a time, so Esc (back, close, clear the filter) reached the app 100-200 ms after the
 key in any terminal without the kitty keyboard protocol (tmux, xterm, GNOME Terminal; measured
 with `bench/ui.py keys --tmux`). This driver's input thread wakes when a held ESC is due, and
-ctop holds it for 25 ms (ctop.tui.launch) unless the operator set ESCDELAY: escape sequences
+ctop holds it for 50 ms (ctop.tui.launch) unless the operator set ESCDELAY: escape sequences
 arrive in one write (a terminal, ssh), so the wait only has to cover a scheduling gap.
 
 The loop is Textual 8.2.8's `LinuxDriver.run_input_thread` (textual is pinned) with the

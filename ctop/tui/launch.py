@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 
 
 # How long a lone ESC is held in case an escape sequence follows (Textual's ESCDELAY, 100 ms
-# by default): a sequence comes in one write, so 25 ms covers a scheduling gap (ctop.tui.driver)
-ESC_DELAY_MS = "25"
+# by default): a sequence comes in one write; 50 ms covers a scheduling gap or a slow link
+# (Textual waits that long between the bytes of a sequence too: ctop.tui.driver)
+ESC_DELAY_MS = "50"
 
 
 def make_app(source: EngineLike, readonly: bool, color: str) -> CtopApp:

@@ -69,3 +69,31 @@ async def test_a_filter_typed_at_10000_nodes_shows_the_right_rows_after_every_ke
         app.refresh_snapshot()
         now = await shown_after(pilot)
         assert now == matching(snap, typed) and other in now and alive_again not in now
+
+
+async def test_a_filter_typed_while_scrolled_to_the_end_shows_its_rows_and_a_fitting_scrollbar():
+    """A key that only changes how many lines the table has is drawn without a whole-screen
+    layout (LineView.set_size): the scroll must still be clamped to the shorter table, the
+    scrollbar sized to it, and the rows on screen be the matching ones; a long filter still
+    scrolls inside its box (FilterBox)."""
+    snap = sample_snapshot(10_000)
+    app = CtopApp(StaticSource(snap), view="table", poll=3600)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("end")
+        await pilot.pause()
+        nodes = app.screen.nodes
+        assert nodes.scroll_y > 9_000  # at the bottom of 10,000 rows
+        await pilot.press("slash", "w", "e", "b", "minus", "0")
+        shown = await shown_after(pilot)
+        assert shown == matching(snap, "web-0") and nodes.view_height < len(shown) < 5_000
+        lines = len(shown) + len(app.screen.arr.groups) + 1  # with the column header
+        assert nodes.virtual_size.height == lines
+        assert nodes.scroll_y == nodes.max_scroll_y <= lines  # clamped to the shorter table
+        assert nodes.vertical_scrollbar.window_virtual_size == lines
+        on_screen = "".join(nodes.render_line(y).text for y in range(1, nodes.view_height + 1))
+        assert shown[-1] in on_screen  # the table's last row at the bottom, not blank lines
+        box = app.screen.query_one("#filter")
+        await pilot.press(*("z" * 200))
+        assert box.value == "web-0" + "z" * 200 and box.scroll_x > 0
+        assert await shown_after(pilot) == []

@@ -17,6 +17,7 @@ from ctop.snapshot import Snapshot
 from ctop.tui.arrange import SORTS, Arrangement, Arranger
 from ctop.tui.screens.lb_keys import LBKeys
 from ctop.tui.widgets.alerts_pane import AlertsPane
+from ctop.tui.widgets.filter_box import FilterBox
 from ctop.tui.widgets.header import ClusterHeader
 from ctop.tui.widgets.key_bar import KeyBar
 from ctop.tui.widgets.lb_pane import WIDTH as lb_columns_width
@@ -79,7 +80,7 @@ class MainScreen(LBKeys, Screen[None]):
         with Horizontal(id="bottom"):
             yield LBPane(palette=pal, id="lb")
             yield AlertsPane(palette=pal, id="alerts")
-        yield Input(
+        yield FilterBox(
             placeholder="filter: name, group, state or address (enter keeps, esc clears)",
             id="filter",
         )

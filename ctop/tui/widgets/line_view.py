@@ -50,10 +50,24 @@ class LineView(ScrollView, can_focus=True):
         self._count, self._width = lines, width
         size = Size(width, lines + self.sticky)
         if size != self.virtual_size:
-            self.virtual_size = size
+            if self._same_scrollbars(size):
+                # what a layout pass would do for this widget, without re-laying out the
+                # whole screen (a filter key at 10,000 nodes changes the line count only)
+                self.set_reactive(ScrollView.virtual_size, size)
+                self._scroll_update(size)  # scrollbar size and position, scroll clamped
+            else:
+                self.virtual_size = size  # a scrollbar comes or goes: the layout changes
             self.refresh()
         else:
             self.refresh_changed()
+
+    def _same_scrollbars(self, size: Size) -> bool:
+        """Would `size` as the virtual size show the same scrollbars as now?"""
+        old = self.virtual_size
+        view = self.container_size
+        if not self.is_mounted or not view.area or old.width != size.width:
+            return False
+        return (old.height > view.height) == (size.height > view.height)
 
     def refresh_changed(self) -> None:
         """Repaint the rows whose line differs from what they show (all of them if the view

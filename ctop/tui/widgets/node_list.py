@@ -90,6 +90,10 @@ class NodeList(LineView):
         if snap is not self.snap:
             for lay in self.layouts.values():
                 lay.forget()
+        if self.arr is None or arr.index is not self.arr.index:
+            # a new order (sort, filter, grouping, or values that moved nodes): nearly every
+            # row differs, so repaint them all rather than draw each row twice to compare
+            self._painted.clear()
         self.snap, self.arr = snap, arr
         if self.selected_id is not None and self.selected_id in arr.index:
             self.cursor = arr.index[self.selected_id]

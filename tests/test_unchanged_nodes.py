@@ -247,3 +247,34 @@ def test_a_node_whose_row_was_refused_is_stored_once_the_database_takes_it(tmp_p
     finally:
         other.close()
         store.close()
+
+
+def test_a_full_disk_stays_reported_while_a_tick_has_no_row_to_write(tmp_path: Path):
+    """On a full disk, a tick whose fresh reports make no row (raw samples are 10 s apart,
+    rollups written at the minute's end) commits nothing, and that empty commit passes: it
+    must not tell the operator that history works again (`ctop serve` flapped between
+    "history failing" and "works again", and logged the failure again each time)."""
+    import os
+
+    import pytest
+
+    from tests.helpers.serve_helpers import fill, tmpfs
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    with tmpfs(tmp_path / "disk") as disk:
+        store = Store(str(disk / "h.db"))
+        store.raw_every = 10.0
+        try:
+            store.record_tick(T0 + 1, tuple(node(i, T0 + 1) for i in range(20)), ())
+            store.flush()
+            filler = fill(disk)
+            store.record_tick(T0 + 11, tuple(node(i, T0 + 11, cpu=30.0) for i in range(20)), ())
+            store.flush()  # new raw samples: refused
+            assert store.health.failing_since is not None
+            store.record_tick(T0 + 12, tuple(node(i, T0 + 12, cpu=31.0) for i in range(20)), ())
+            store.flush()  # fresh reports, but no row is due
+            assert store.health.failing_since is not None, "said to work again on a full disk"
+            filler.unlink()
+        finally:
+            store.close()

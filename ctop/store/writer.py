@@ -140,7 +140,10 @@ class HistoryWriter(threading.Thread):
                 with self.db:
                     for what, rows in batch:
                         self._write(what, rows)
-                self.health.success()
+                # Only a batch that wrote something says writes work: a tick of unchanged
+                # nodes has no rows, and its empty commit passes on a full disk too.
+                if any(rows or type(rows) is not list for _, rows in batch):
+                    self.health.success()
             except Exception as e:  # never let one batch end history for every node
                 self._batch_failed(batch, e)
             if any(what == "hourly" for what, _ in batch):

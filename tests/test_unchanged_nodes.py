@@ -278,3 +278,32 @@ def test_a_full_disk_stays_reported_while_a_tick_has_no_row_to_write(tmp_path: P
             filler.unlink()
         finally:
             store.close()
+
+
+def test_a_node_first_seen_on_a_full_disk_has_its_history_under_its_name(tmp_path: Path):
+    """A node whose row a full disk refused (the commit rolled back) gets its row once there
+    is room, and its samples are filed under it: before, the store kept the id of the
+    rolled-back row, so the node's samples pointed at no row (its charts stayed empty) and a
+    later node could be given that id."""
+    import os
+
+    import pytest
+
+    from tests.helpers.serve_helpers import fill, tmpfs
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    with tmpfs(tmp_path / "disk") as disk:
+        store = Store(str(disk / "h.db"))
+        try:
+            filler = fill(disk)
+            store.record_tick(T0 + 1, (node(1, T0 + 1),), ())  # refused: the disk is full
+            store.flush()
+            filler.unlink()
+            store.record_tick(T0 + 2, (node(1, T0 + 2),), ())
+            store.flush()
+            named = store.db.execute(
+                "SELECT n.node_id FROM samples s JOIN nodes n ON s.node = n.id").fetchall()
+            assert named == [(node(1, T0).node_id,)]
+        finally:
+            store.close()

@@ -126,10 +126,13 @@ class Store:
                 [(n, time.time()) for n in new],
             )
             marks = ",".join("?" * len(new))
-            for node, rowid in db.execute(
+            made = dict(db.execute(
                 f"SELECT node_id, id FROM nodes WHERE node_id IN ({marks})", new
-            ):
-                self._ids[node] = rowid
+            ).fetchall())
+        # Only once committed: a commit refused (a full disk) rolls the rows back, and ids
+        # kept from before it would file samples under rows that do not exist, whose rowid
+        # a later node may be given.
+        self._ids.update(made)
 
     def record_tick(
         self, now: float, views: Sequence[NodeView], events: Iterable[EventView]

@@ -168,6 +168,16 @@ class Fleet:
         return out
 
 
+def best_us(run: Callable[[], object], reps: int, per: int) -> float:
+    """µs of process CPU per item: the least of `reps` runs of `run`, over `per` items."""
+    times = []
+    for _ in range(reps):
+        started = time.process_time()
+        run()
+        times.append(time.process_time() - started)
+    return min(times) / per * 1e6
+
+
 def verify_costs(nodes: int, reps: int = 5) -> tuple[float, float]:
     """In this process, best of `reps`: µs per report through `Verifier.verify_deferred` (the
     receiver's report path, ordering included) and per beacon through `BeaconVerifier.verify`,
@@ -180,12 +190,7 @@ def verify_costs(nodes: int, reps: int = 5) -> tuple[float, float]:
     now = time.time()
 
     def best(run: Callable[[], None]) -> float:
-        times = []
-        for _ in range(reps):
-            started = time.process_time()
-            run()
-            times.append(time.process_time() - started)
-        return min(times) / nodes * 1e6
+        return best_us(run, reps, nodes)
 
     def report_pass() -> None:
         verify = Verifier(KEY).verify_deferred

@@ -39,12 +39,7 @@ from ctop.ingest.verifier import Verifier  # noqa: E402
 
 
 def best(run: Callable[[], Any], reps: int = 6) -> float:
-    times = []
-    for _ in range(reps):
-        started = time.process_time()
-        run()
-        times.append(time.process_time() - started)
-    return min(times) / N * 1e6
+    return shared.best_us(run, reps, N)
 
 
 def main() -> None:

@@ -18,6 +18,8 @@ import argparse
 import json
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +61,17 @@ def run_child(script: str, name: str, tree: str, flags: list[str]) -> dict[str, 
     if Path(r["ctop"]).resolve() != Path(tree).resolve():
         raise SystemExit(f"{name}: ran the ctop of {r['ctop']}, not of {tree}")
     return r
+
+
+def timer(spent: dict[str, float]) -> Callable[[str, Callable[..., Any]], Callable[..., Any]]:
+    """`timed(part, f)`: f, adding the calling thread's CPU time of each call to spent[part]
+    (wrap a model's or engine's method to split a round into parts)."""
+    def timed(part: str, f: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*a: Any, **k: Any) -> Any:
+            began = time.thread_time()
+            try:
+                return f(*a, **k)
+            finally:
+                spent[part] += time.thread_time() - began
+        return run
+    return timed

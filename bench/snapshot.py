@@ -31,9 +31,10 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import sidebyside  # bench/, this script's directory: before child() puts a tree's first
 
 HERE = Path(__file__).resolve().parent.parent
 PARTS = ("liveness", "fold", "views", "sums")
@@ -53,15 +54,7 @@ def child(tree: str, nodes: int, rounds: int, changing: float, profile: str) -> 
 
     model = cluster.ClusterModel("bench")
     spent: dict[str, float] = dict.fromkeys(PARTS, 0.0)
-
-    def timed(part: str, f: Callable[..., Any]) -> Callable[..., Any]:
-        def run(*a: Any, **k: Any) -> Any:
-            began = time.thread_time()
-            try:
-                return f(*a, **k)
-            finally:
-                spent[part] += time.thread_time() - began
-        return run
+    timed = sidebyside.timer(spent)
 
     model.fold = timed("fold", model.fold)  # type: ignore[method-assign]
     cluster._sums = timed("sums", cluster._sums)  # type: ignore[assignment]

@@ -30,7 +30,6 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,15 +59,7 @@ def child(tree: str, nodes: int, rounds: int, changing: float) -> None:
                                    store=StoreConfig(path=str(tmp / "ctop.db"))))
     engine.store = Store(str(tmp / "ctop.db"))  # as Engine.start opens it
     spent: dict[str, float] = dict.fromkeys(PARTS, 0.0)
-
-    def timed(part: str, f: Callable[..., Any]) -> Callable[..., Any]:
-        def run(*a: Any, **k: Any) -> Any:
-            began = time.thread_time()
-            try:
-                return f(*a, **k)
-            finally:
-                spent[part] += time.thread_time() - began
-        return run
+    timed = sidebyside.timer(spent)
 
     engine.model.snapshot = timed("snapshot", engine.model.snapshot)  # type: ignore[method-assign]
     engine.alerts.evaluate = timed("alerts", engine.alerts.evaluate)  # type: ignore[method-assign]
